@@ -1,0 +1,122 @@
+import { type Clock, systemClock } from '../base/clock.js';
+import { describeError, HubError } from '../base/errors.js';
+import { type Random, systemRandom } from '../base/random.js';
+import { loadConfig } from '../config/load.js';
+import type { HubConfig } from '../config/schema.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { Hub } from './hub.js';
+import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
+import { VERSION } from './version.js';
+
+/** Exit code for a problem a restart cannot fix (sysexits EX_CONFIG); the unit file has RestartPreventExitStatus=78. */
+export const EXIT_CONFIG = 78;
+
+/** Errors that mean "fix the installation", not "try again". */
+const PERMANENT = /^(config|storage-key|store\.(corrupt|too-new))/;
+
+export interface DaemonOptions {
+  /** Config file; undefined = the default path, null = defaults only (the demo). */
+  configPath?: string | null | undefined;
+  overrides?: Partial<HubConfig>;
+  logPretty?: boolean;
+  env?: NodeJS.ProcessEnv;
+  clock?: Clock;
+  random?: Random;
+  /** Called with the started hub, before waiting for a signal (the demo adds its scenario here). */
+  onStarted?: (hub: Hub, log: Logger) => Promise<void> | void;
+  /** Install SIGTERM/SIGINT handlers (true for `iqhub run`). */
+  handleSignals?: boolean;
+}
+
+export interface RunningDaemon {
+  hub: Hub;
+  log: Logger;
+  /** Resolves with the exit code once the daemon has stopped. */
+  done: Promise<number>;
+  shutdown(reason: string): Promise<number>;
+}
+
+/**
+ * Start the daemon: config, logger, hub, systemd notification and watchdog, signal handling.
+ * Throws a HubError if start-up fails; the caller maps it to an exit code.
+ */
+export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaemon> {
+  const env = opts.env ?? process.env;
+  const clock = opts.clock ?? systemClock;
+  const random = opts.random ?? systemRandom;
+  const loaded = loadConfig(opts.configPath, opts.overrides);
+  const config = loaded.config;
+  const log = createLogger({ level: config.log.level, pretty: opts.logPretty ?? config.log.pretty });
+  const notifier = createNotifier(env, (e) => log.warn({ err: e }, 'systemd notification failed'));
+
+  log.info({ version: VERSION, config: loaded.source ?? '(defaults)', dataDir: config.dataDir }, 'iq-hub starting');
+  let hub: Hub;
+  try {
+    hub = Hub.build({ config, configSource: loaded.source, clock, random, log, env });
+    await hub.start();
+  } catch (e) {
+    notifier.close();
+    throw e;
+  }
+
+  const interval = watchdogIntervalMs(env);
+  const watchdog = interval && notifier.enabled ? startWatchdog(notifier, interval, clock) : undefined;
+  notifier.notify('READY=1', `STATUS=running; store schema v${hub.store.info.schemaVersion}`, `MAINPID=${process.pid}`);
+  log.info({ socket: hub.control.path, watchdogMs: interval ?? null }, 'iq-hub ready');
+
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => {
+    resolveDone = r;
+  });
+  let stopping: Promise<number> | undefined;
+
+  const shutdown = (reason: string): Promise<number> => {
+    stopping ??= (async () => {
+      log.info({ reason }, 'iq-hub stopping');
+      notifier.notify('STOPPING=1', `STATUS=stopping (${reason})`);
+      const deadline = clock.setTimeout(() => {
+        log.error({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown took too long; exiting anyway');
+        resolveDone(1);
+      }, config.shutdown.timeoutMs);
+      let code = 0;
+      try {
+        await hub.stop();
+      } catch (e) {
+        log.error({ err: e }, 'error while stopping');
+        code = 1;
+      }
+      watchdog?.stop();
+      clock.clearTimeout(deadline);
+      notifier.close();
+      log.info({ code }, 'iq-hub stopped');
+      resolveDone(code);
+      return done;
+    })();
+    return stopping;
+  };
+
+  if (opts.handleSignals) {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void shutdown(sig));
+    process.on('SIGHUP', () => log.info('SIGHUP ignored: restart the service to apply a new configuration'));
+  }
+
+  try {
+    await opts.onStarted?.(hub, log);
+  } catch (e) {
+    log.error({ err: e }, 'start-up task failed');
+    await shutdown('start-up task failed');
+  }
+  return { hub, log, done, shutdown };
+}
+
+/** `iqhub run`: start, wait for a signal, stop, and return the process exit code. */
+export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  try {
+    const d = await startDaemon({ ...opts, handleSignals: true });
+    return await d.done;
+  } catch (e) {
+    const permanent = e instanceof HubError && PERMANENT.test(e.code);
+    process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);
+    return permanent ? EXIT_CONFIG : 1;
+  }
+}

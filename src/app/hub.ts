@@ -1,0 +1,143 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Clock } from '../base/clock.js';
+import { HubError } from '../base/errors.js';
+import type { Random } from '../base/random.js';
+import type { HubConfig } from '../config/schema.js';
+import { type ComponentStatus, type HubStatus, SOCKET_NAME } from '../control/protocol.js';
+import { ControlServer } from '../control/server.js';
+import { Sealer } from '../crypto/seal.js';
+import { loadStorageKey, type StorageKeySource } from '../crypto/storage-key.js';
+import type { Logger } from '../log/logger.js';
+import { Store } from '../store/store.js';
+import { VERSION } from './version.js';
+
+/** A part of the running hub with a life cycle. Started in order, stopped in reverse. */
+export interface Component {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  status(): ComponentStatus;
+}
+
+export interface HubDeps {
+  config: HubConfig;
+  configSource: string | null;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * The composition root: config → storage key → store → services → (later) bearers and uplink →
+ * control socket. Nothing else constructs these parts, so the wiring is visible in one place.
+ */
+export class Hub {
+  readonly deps: HubDeps;
+  readonly store: Store;
+  readonly sealer: Sealer;
+  readonly storageKey: Omit<StorageKeySource, 'key'>;
+  readonly control: ControlServer;
+  readonly #components: Component[] = [];
+  readonly #started: Component[] = [];
+  #startedAt = 0;
+  #startedMono = 0;
+
+  private constructor(deps: HubDeps, store: Store, sealer: Sealer, storageKey: Omit<StorageKeySource, 'key'>) {
+    this.deps = deps;
+    this.store = store;
+    this.sealer = sealer;
+    this.storageKey = storageKey;
+    this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
+    this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
+    this.#components.push(controlComponent(this.control));
+  }
+
+  /** Open everything that must be sound before the daemon may run; throws a HubError if not. */
+  static build(deps: HubDeps): Hub {
+    const { config, random, log } = deps;
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    const source = loadStorageKey({
+      dataDir: config.dataDir,
+      keyFile: config.secrets.storageKeyFile,
+      credentialsDirectory: deps.env.CREDENTIALS_DIRECTORY,
+      random,
+    });
+    if (source.origin === 'key-file-created') log.warn({ path: source.path }, 'created a new storage key file');
+    const store = Store.open(config.dataDir);
+    if (store.info.appliedNow.length > 0) {
+      log.info({ applied: store.info.appliedNow, schemaVersion: store.info.schemaVersion }, 'store migrated');
+    }
+    const sealer = new Sealer(source.key, random);
+    return new Hub(deps, store, sealer, { origin: source.origin, path: source.path });
+  }
+
+  /** Add a component before start(); it is started after those added earlier. */
+  add(component: Component): void {
+    if (this.#startedAt) throw new HubError('hub.started', 'components must be added before start');
+    // The control socket opens last, so a client never reaches a half-started daemon.
+    this.#components.splice(this.#components.length - 1, 0, component);
+  }
+
+  async start(): Promise<void> {
+    this.#startedAt = this.deps.clock.now();
+    this.#startedMono = this.deps.clock.monotonic();
+    this.store.journal('hub.start', { version: VERSION }, this.#startedAt);
+    for (const c of this.#components) {
+      this.deps.log.debug({ component: c.name }, 'starting');
+      await c.start();
+      this.#started.push(c);
+    }
+  }
+
+  /** Stop in reverse order; every component gets its turn even if one fails. Closes the store last. */
+  async stop(): Promise<void> {
+    let firstError: unknown;
+    for (const c of this.#started.splice(0).reverse()) {
+      try {
+        await c.stop();
+      } catch (e) {
+        this.deps.log.error({ err: e, component: c.name }, 'component failed to stop cleanly');
+        firstError ??= e;
+      }
+    }
+    if (!this.store.closed) {
+      this.store.journal('hub.stop', {}, this.deps.clock.now());
+      this.store.close();
+    }
+    if (firstError) throw firstError;
+  }
+
+  status(): HubStatus {
+    return {
+      version: VERSION,
+      pid: process.pid,
+      startedAt: new Date(this.#startedAt).toISOString(),
+      uptimeSec: Math.round((this.deps.clock.monotonic() - this.#startedMono) / 1000),
+      configSource: this.deps.configSource,
+      dataDir: this.deps.config.dataDir,
+      storageKey: this.storageKey,
+      store: { ...this.store.health(), path: this.store.info.path },
+      components: this.#components.map((c) => c.status()),
+    };
+  }
+}
+
+function controlComponent(server: ControlServer): Component {
+  let state: ComponentStatus['state'] = 'stopped';
+  return {
+    name: 'control',
+    async start() {
+      state = 'starting';
+      await server.start();
+      state = 'running';
+    },
+    async stop() {
+      state = 'stopping';
+      await server.stop();
+      state = 'stopped';
+    },
+    status: () => ({ name: 'control', state, detail: server.path }),
+  };
+}

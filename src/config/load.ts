@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, LineCounter, parseDocument } from 'yaml';
+import { HubError } from '../base/errors.js';
+import { configSchema, type HubConfig } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/iq-hub/config.yaml';
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+const validate = ajv.compile<HubConfig>(configSchema);
+
+export interface LoadedConfig {
+  config: HubConfig;
+  /** The file it came from, or null when defaults were used. */
+  source: string | null;
+}
+
+/**
+ * Load and validate the configuration. An explicitly named file must exist; the default path
+ * may be absent (defaults are used); `null` means defaults without looking for a file. Any problem throws a HubError listing every error found,
+ * each with the key, the value, its line and what is expected.
+ */
+export function loadConfig(path: string | null | undefined, overrides: Partial<HubConfig> = {}): LoadedConfig {
+  if (path === null) return { config: parseConfig('{}', '(defaults)', overrides), source: null };
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && path === undefined) {
+      return { config: parseConfig('{}', '(defaults)', overrides), source: null };
+    }
+    throw new HubError('config.unreadable', `cannot read config file ${file}: ${code ?? String(e)}`, {
+      hint: code === 'ENOENT' ? 'check the path given with --config' : 'check the file permissions',
+    });
+  }
+  return { config: parseConfig(text, file, overrides), source: file };
+}
+
+/** Parse YAML text and validate it. `where` names the source in messages. */
+export function parseConfig(text: string, where: string, overrides: Partial<HubConfig> = {}): HubConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const lines = doc.errors.map((err) => {
+      const pos = lineCounter.linePos(err.pos[0]);
+      return `  - ${where}:${pos.line}:${pos.col}: ${err.message.split('\n')[0]}`;
+    });
+    throw new HubError('config.syntax', `config file is not valid YAML:\n${lines.join('\n')}`, {
+      hint: 'fix the YAML syntax at the line shown',
+    });
+  }
+  const raw: unknown = doc.contents === null ? {} : doc.toJS();
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new HubError('config.invalid', `${where}: the config must be a mapping of keys to values`, {
+      hint: 'see docs/configuration.md for an example',
+    });
+  }
+  const data = { ...(raw as Record<string, unknown>), ...overrides };
+  if (validate(data)) return data;
+
+  const lines = (validate.errors ?? []).map(
+    (err) => `  - ${describe(err, data, where, (p) => lineOf(doc, lineCounter, p))}`,
+  );
+  throw new HubError(
+    'config.invalid',
+    `config is invalid (${lines.length} problem${lines.length === 1 ? '' : 's'}):\n${lines.join('\n')}`,
+    {
+      hint: 'see docs/configuration.md for every key, its type and its default',
+    },
+  );
+}
+
+function pathOf(instancePath: string): string[] {
+  return instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: string[]): number | undefined {
+  const node = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  const range = (node as { range?: [number, number, number] } | undefined)?.range;
+  if (!range) {
+    // The key may be reported at its parent (unknown key): look up the key node itself.
+    const parent = path.length <= 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+    if (isMap(parent)) {
+      const pair = parent.items.find((it) => String((it.key as { value?: unknown })?.value) === path.at(-1));
+      const keyRange = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+      if (keyRange) return lc.linePos(keyRange[0]).line;
+    }
+    return undefined;
+  }
+  return lc.linePos(range[0]).line;
+}
+
+function valueAt(data: unknown, path: string[]): unknown {
+  let cur: unknown = data;
+  for (const p of path) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+function show(value: unknown): string {
+  const s = JSON.stringify(value);
+  return s === undefined ? String(value) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function describe(
+  err: ErrorObject,
+  data: unknown,
+  where: string,
+  line: (path: string[]) => number | undefined,
+): string {
+  const path = pathOf(err.instancePath);
+  if (err.keyword === 'additionalProperties') {
+    const extra = String((err.params as { additionalProperty: string }).additionalProperty);
+    const keyPath = [...path, extra];
+    const l = line(keyPath);
+    const known = Object.keys(schemaAt(path)?.properties ?? {});
+    const guess = closest(extra, known);
+    return `${where}${l ? `:${l}` : ''}: unknown key \`${keyPath.join('.')}\`${guess ? ` (did you mean \`${[...path, guess].join('.')}\`?)` : ''}; known keys here: ${known.join(', ')}`;
+  }
+  const key = path.length ? path.join('.') : '(top level)';
+  const l = line(path);
+  const at = `${where}${l ? `:${l}` : ''}: key \`${key}\``;
+  const value = show(valueAt(data, path));
+  const schema = schemaAt(path) as { description?: string } | undefined;
+  switch (err.keyword) {
+    case 'type':
+      return `${at} has value ${value}, expected ${(err.params as { type: string }).type}`;
+    case 'enum':
+      return `${at} has value ${value}, expected one of: ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    case 'pattern':
+    case 'minLength':
+    case 'anyOf':
+      return `${at} has value ${value}, expected ${schema?.description ?? err.message}`;
+    case 'minimum':
+    case 'maximum':
+      return `${at} has value ${value}, expected a number ${err.message}`;
+    default:
+      return `${at} has value ${value}: ${err.message}`;
+  }
+}
+
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  description?: string;
+}
+
+function schemaAt(path: string[]): SchemaNode | undefined {
+  let node: SchemaNode | undefined = configSchema as unknown as SchemaNode;
+  for (const p of path) node = node?.properties?.[p];
+  return node;
+}
+
+/** The known key nearest to a typo, if it is near enough to be a plausible slip. */
+export function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}

@@ -1,0 +1,66 @@
+import { createConnection } from 'node:net';
+import { HubError } from '../base/errors.js';
+import { type ControlResponse, MAX_LINE_BYTES } from './protocol.js';
+
+/** One request to a running daemon. Throws HubError with the daemon's code, or daemon.not-running. */
+export async function callDaemon(
+  socketPath: string,
+  method: string,
+  params: Record<string, unknown> = {},
+  timeoutMs = 10_000,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new HubError('daemon.timeout', `the daemon did not answer ${method} within ${timeoutMs / 1000} s`, {
+          hint: 'check `journalctl -u iq-hub`',
+        }),
+      );
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.once('connect', () => socket.write(`${JSON.stringify({ id: 1, method, params })}\n`));
+    socket.on('data', (chunk: string) => {
+      buf += chunk;
+      if (buf.length > 16 * MAX_LINE_BYTES) {
+        socket.destroy();
+        clearTimeout(timer);
+        reject(new HubError('daemon.bad-reply', 'the daemon sent an oversized reply'));
+        return;
+      }
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      socket.end();
+      let res: ControlResponse;
+      try {
+        res = JSON.parse(buf.slice(0, nl)) as ControlResponse;
+      } catch {
+        reject(new HubError('daemon.bad-reply', 'the daemon sent a reply that is not JSON'));
+        return;
+      }
+      if (res.ok) resolve(res.result);
+      else reject(new HubError(res.error.code, res.error.message, res.error.hint ? { hint: res.error.hint } : {}));
+    });
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+        reject(
+          new HubError('daemon.not-running', `the iq-hub daemon is not running (nothing answers on ${socketPath})`, {
+            hint: 'start it with `systemctl start iq-hub` (or `iqhub run --config FILE`); to try it out, `npm start` runs a demo',
+          }),
+        );
+      } else if (e.code === 'EACCES') {
+        reject(
+          new HubError('daemon.forbidden', `not allowed to use ${socketPath}`, {
+            hint: 'run as a member of the iqhub group, or with sudo',
+          }),
+        );
+      } else {
+        reject(new HubError('daemon.unreachable', `cannot reach the daemon on ${socketPath}: ${e.code ?? e.message}`));
+      }
+    });
+  });
+}

@@ -1,0 +1,135 @@
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fsyncDir } from '../base/atomic-file.js';
+import { HubError } from '../base/errors.js';
+import type { Random } from '../base/random.js';
+import { Secret } from './secret.js';
+
+export const STORAGE_KEY_BYTES = 32;
+export const CREDENTIAL_NAME = 'storage-key';
+
+export interface StorageKeySource {
+  key: Secret;
+  /** Where the key came from, for `iqhub status` (a path, never the key). */
+  origin: 'systemd-credential' | 'key-file' | 'key-file-created';
+  path: string;
+}
+
+/**
+ * Find the hub storage key: a systemd credential ($CREDENTIALS_DIRECTORY/storage-key, from
+ * LoadCredential= or LoadCredentialEncrypted=), else the configured key file, else
+ * `<dataDir>/storage-key`, created on first run with mode 0600.
+ *
+ * A key file readable or writable by group or others is refused: a copy of the key turns every
+ * sealed secret in the database into plaintext.
+ */
+export function loadStorageKey(opts: {
+  dataDir: string;
+  keyFile: string | null;
+  credentialsDirectory: string | undefined;
+  random: Random;
+}): StorageKeySource {
+  if (opts.credentialsDirectory) {
+    const path = join(opts.credentialsDirectory, CREDENTIAL_NAME);
+    const key = readKey(path, false);
+    if (key) return { key, origin: 'systemd-credential', path };
+    // CREDENTIALS_DIRECTORY is set for other credentials too; without ours fall back to the file.
+  }
+  const path = opts.keyFile ?? join(opts.dataDir, CREDENTIAL_NAME);
+  const existing = readKey(path, true);
+  if (existing) return { key: existing, origin: 'key-file', path };
+  if (opts.keyFile) {
+    throw new HubError('storage-key.missing', `storage key file ${path} does not exist`, {
+      hint: 'create it (32 random bytes, mode 0600) or remove secrets.storageKeyFile to use the default',
+    });
+  }
+  return { key: createKeyFile(path, opts.random), origin: 'key-file-created', path };
+}
+
+/** Read a key file; undefined if it does not exist. */
+function readKey(path: string, checkMode: boolean): Secret | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new HubError('storage-key.unreadable', `cannot read storage key ${path}: ${code ?? 'error'}`, {
+      hint: code === 'ELOOP' ? 'the key file must not be a symbolic link' : 'check ownership and permissions',
+    });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new HubError('storage-key.not-file', `storage key ${path} is not a regular file`);
+    if (checkMode && (st.mode & 0o077) !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+      throw new HubError(
+        'storage-key.permissions',
+        `storage key file ${path} has mode ${mode}: it is readable or writable by group or others`,
+        {
+          hint: `only the daemon's user may read it: run \`chmod 600 ${path}\`, and rotate the key if it may have been copied`,
+        },
+      );
+    }
+    if (checkMode && typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+      throw new HubError(
+        'storage-key.owner',
+        `storage key file ${path} is owned by uid ${st.uid}, not by the daemon's user`,
+        {
+          hint: `run \`chown $(id -u):$(id -g) ${path}\` as root`,
+        },
+      );
+    }
+    const buf = Buffer.alloc(128);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return parseKey(buf.subarray(0, n), path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Accepts 32 raw bytes, or 64 hex digits with an optional trailing newline. */
+function parseKey(raw: Buffer, path: string): Secret {
+  if (raw.length === STORAGE_KEY_BYTES) return new Secret(raw);
+  const text = raw.toString('latin1').replace(/\r?\n$/, '');
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return new Secret(Buffer.from(text, 'hex'));
+  raw.fill(0);
+  throw new HubError(
+    'storage-key.format',
+    `storage key ${path} has ${raw.length} bytes; expected 32 raw bytes or 64 hex digits`,
+    {
+      hint: 'generate one with `head -c 32 /dev/urandom > FILE && chmod 600 FILE`',
+    },
+  );
+}
+
+function createKeyFile(path: string, random: Random): Secret {
+  const key = random.bytes(STORAGE_KEY_BYTES);
+  // Write a temporary file, fsync it, then hard-link it into place: a power cut never leaves a
+  // short key file, and if two processes race, link() fails for one instead of both writing keys.
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, key);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path);
+  } finally {
+    unlinkSync(tmp);
+  }
+  fsyncDir(dirname(path));
+  return new Secret(key);
+}

@@ -1,0 +1,33 @@
+import { describeError } from '../base/errors.js';
+
+/** One step of a scripted scenario: a name that states the property, and a check that throws if it fails. */
+export interface Step {
+  name: string;
+  run(): Promise<void> | void;
+}
+
+export interface ScenarioResult {
+  passed: number;
+  failed: number;
+}
+
+/** Run steps in order and print one line per step; never stops at the first failure. */
+export async function runSteps(steps: Step[], out: (line: string) => void): Promise<ScenarioResult> {
+  let passed = 0;
+  let failed = 0;
+  for (const step of steps) {
+    try {
+      await step.run();
+      passed++;
+      out(`  ✓ ${step.name}`);
+    } catch (e) {
+      failed++;
+      out(`  ✗ ${step.name}: ${describeError(e)}`);
+    }
+  }
+  return { passed, failed };
+}
+
+export function check(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(message);
+}

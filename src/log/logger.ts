@@ -1,0 +1,75 @@
+import { type DestinationStream, type Logger, pino } from 'pino';
+import type { LogLevel } from '../config/schema.js';
+import { prettyStream } from './pretty.js';
+
+export type { Logger } from 'pino';
+
+/**
+ * Field names whose values never reach a log line, at any of the first three levels of a log
+ * object. Secrets are also wrapped in `Secret`, which serialises as "[redacted]": this list is
+ * the second line of defence for plain values.
+ */
+export const SECRET_FIELDS = [
+  'pin',
+  'pinVerifier',
+  'setupCode',
+  'key',
+  'privateKey',
+  'secret',
+  'password',
+  'passphrase',
+  'token',
+  'linkKey',
+  'otpKey',
+  'storageKey',
+  'networkKey',
+  'installCode',
+  'sealed',
+] as const;
+
+const redactPaths = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
+
+export interface LoggerOptions {
+  level: LogLevel;
+  pretty: boolean;
+  /** Where lines go; stdout (journald) by default. */
+  destination?: DestinationStream | NodeJS.WritableStream;
+  name?: string;
+}
+
+export function createLogger(opts: LoggerOptions): Logger {
+  const out = opts.destination ?? process.stdout;
+  const dest = opts.pretty ? prettyStream(out as NodeJS.WritableStream) : out;
+  return pino(
+    {
+      name: opts.name ?? 'iq-hub',
+      level: opts.level,
+      base: { pid: process.pid },
+      redact: { paths: redactPaths, censor: '[redacted]' },
+      // journald stamps lines itself; keep an ISO time for files and pretty output.
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: serializeError },
+    },
+    dest as DestinationStream,
+  );
+}
+
+/** Errors logged with their code and message only: no `cause` chain, which may hold secrets. */
+function serializeError(e: unknown): Record<string, unknown> {
+  if (e instanceof Error) {
+    const out: Record<string, unknown> = { type: e.name, message: e.message };
+    const code = (e as { code?: unknown }).code;
+    if (code !== undefined) out.code = code;
+    const hint = (e as { hint?: unknown }).hint;
+    if (hint !== undefined) out.hint = hint;
+    if (e.stack && !(e as { code?: unknown }).code) out.stack = e.stack;
+    return out;
+  }
+  return { message: String(e) };
+}
+
+/** A logger that discards everything (for tests and tools that only want errors thrown). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

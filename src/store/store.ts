@@ -1,0 +1,149 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3, { type Database } from 'better-sqlite3';
+import { HubError } from '../base/errors.js';
+import { migrations as allMigrations, type Migration } from './migrations.js';
+
+export const DB_FILE = 'hub.db';
+
+export interface StoreInfo {
+  path: string;
+  schemaVersion: number;
+  /** Schema version this build knows; equal to schemaVersion once open. */
+  latestVersion: number;
+  appliedNow: number[];
+  integrity: 'ok';
+  journalMode: string;
+  synchronous: string;
+}
+
+/**
+ * The hub's one SQLite database. WAL with synchronous=FULL: a commit that returned is on disk
+ * and survives a power cut. Opened in exclusive locking mode, so a second daemon on the same
+ * data directory fails at once instead of interleaving writes (single writer).
+ */
+export class Store {
+  readonly db: Database;
+  readonly info: StoreInfo;
+  #closed = false;
+
+  private constructor(db: Database, info: StoreInfo) {
+    this.db = db;
+    this.info = info;
+  }
+
+  static open(dataDir: string, migrations: readonly Migration[] = allMigrations): Store {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const path = join(dataDir, DB_FILE);
+    let db: Database;
+    try {
+      db = new BetterSqlite3(path, { timeout: 0 });
+    } catch (e) {
+      throw new HubError('store.open', `cannot open the database ${path}: ${(e as Error).message}`, {
+        hint: `check that ${dataDir} exists and is writable by the daemon's user`,
+      });
+    }
+    try {
+      const info = prepare(db, path, migrations);
+      return new Store(db, info);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /** Run `fn` in one write transaction (BEGIN IMMEDIATE): all of it commits durably, or none. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  journal(kind: string, detail: Record<string, unknown>, at: number): void {
+    this.db.prepare('INSERT INTO journal (at, kind, detail) VALUES (?, ?, ?)').run(at, kind, JSON.stringify(detail));
+  }
+
+  /** A quick health probe for `iqhub status`: the database answers. */
+  health(): { ok: boolean; schemaVersion: number; walPages: number } {
+    const row = this.db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number };
+    return { ok: true, schemaVersion: this.info.schemaVersion, walPages: row.log };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Fold the WAL into the main file so a copy of the data directory is self-contained.
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.db.close();
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+function prepare(db: Database, path: string, migrations: readonly Migration[]): StoreInfo {
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    // Taking the write lock now makes a second opener fail here, with a clear message.
+    db.exec('BEGIN IMMEDIATE; COMMIT;');
+  } catch (e) {
+    if ((e as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
+      throw new HubError('store.locked', `the database ${path} is in use by another process`, {
+        hint: 'another iq-hub daemon is running on this data directory; stop it first (systemctl stop iq-hub)',
+      });
+    }
+    throw new HubError('store.open', `cannot open the database ${path}: ${(e as Error).message}`, {
+      hint: 'the file may not be an iq-hub database; move it aside and restore from a backup',
+    });
+  }
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+
+  const problems = db.pragma('integrity_check', { simple: false }) as { integrity_check: string }[];
+  if (problems.length !== 1 || problems[0]?.integrity_check !== 'ok') {
+    const first = problems
+      .slice(0, 5)
+      .map((p) => p.integrity_check)
+      .join('; ');
+    throw new HubError('store.corrupt', `the database ${path} failed its integrity check: ${first}`, {
+      hint: 'refusing to start on a damaged store: stop the daemon, keep a copy of the data directory, and restore from a backup (docs/operations.md)',
+    });
+  }
+
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at INTEGER NOT NULL
+  ) STRICT`);
+  const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
+  const current = (db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number }).v;
+  if (current > latest) {
+    throw new HubError(
+      'store.too-new',
+      `the database ${path} has schema version ${current}, newer than this iq-hub knows (${latest})`,
+      { hint: 'it was written by a newer iq-hub: install that version again; a downgrade would lose data' },
+    );
+  }
+  const appliedNow: number[] = [];
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      m.up(db);
+      record.run(m.version, m.name, Date.now());
+    }).immediate();
+    appliedNow.push(m.version);
+  }
+  return {
+    path,
+    schemaVersion: latest,
+    latestVersion: latest,
+    appliedNow,
+    integrity: 'ok',
+    journalMode: String(db.pragma('journal_mode', { simple: true })),
+    synchronous: String(db.pragma('synchronous', { simple: true })),
+  };
+}

@@ -1,0 +1,114 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HubError } from '../../../src/base/errors.js';
+import { closest, loadConfig, parseConfig } from '../../../src/config/load.js';
+import { configSchema } from '../../../src/config/schema.js';
+
+function refusal(text: string): HubError {
+  try {
+    parseConfig(text, 'config.yaml');
+  } catch (e) {
+    expect(e).toBeInstanceOf(HubError);
+    return e as HubError;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('config', () => {
+  it('an empty file gives the documented defaults', () => {
+    expect(parseConfig('', 'config.yaml')).toEqual({
+      dataDir: '/var/lib/iq-hub',
+      runDir: '/run/iq-hub',
+      log: { level: 'info', pretty: false },
+      secrets: { storageKeyFile: null },
+      shutdown: { timeoutMs: 8000 },
+    });
+  });
+
+  it('a valid file is accepted with defaults filled in', () => {
+    const c = parseConfig('dataDir: /srv/hub\nlog:\n  level: debug\n', 'config.yaml');
+    expect(c.dataDir).toBe('/srv/hub');
+    expect(c.log).toEqual({ level: 'debug', pretty: false });
+  });
+
+  it('a typo in a key is refused, naming the key, its line and the likely intended key', () => {
+    const e = refusal('dataDir: /x\nlog:\n  levle: debug\n');
+    expect(e.code).toBe('config.invalid');
+    expect(e.message).toContain('config.yaml:3');
+    expect(e.message).toContain('unknown key `log.levle`');
+    expect(e.message).toContain('did you mean `log.level`?');
+  });
+
+  it('an unknown top-level key is refused', () => {
+    const e = refusal('dataDir: /x\nmqttBroker: foo\n');
+    expect(e.message).toContain('unknown key `mqttBroker`');
+    expect(e.message).toContain('config.yaml:2');
+  });
+
+  it('a wrong type is refused, naming the key, the value and what is expected', () => {
+    const e = refusal('log:\n  pretty: "yes"\n');
+    expect(e.message).toContain('key `log.pretty` has value "yes", expected boolean');
+    expect(e.message).toContain('config.yaml:2');
+  });
+
+  it('a value outside an enumeration lists the allowed values', () => {
+    const e = refusal('log:\n  level: verbose\n');
+    expect(e.message).toContain(
+      'key `log.level` has value "verbose", expected one of: trace, debug, info, warn, error, fatal',
+    );
+  });
+
+  it('a relative path and an out-of-range number are both reported at once', () => {
+    const e = refusal('dataDir: relative/dir\nshutdown:\n  timeoutMs: 5\n');
+    expect(e.message).toContain('2 problems');
+    expect(e.message).toContain('key `dataDir` has value "relative/dir", expected an absolute path');
+    expect(e.message).toContain('key `shutdown.timeoutMs` has value 5, expected a number must be >= 1000');
+  });
+
+  it('broken YAML is refused with its line', () => {
+    const e = refusal('log:\n  level: [info\n');
+    expect(e.code).toBe('config.syntax');
+    expect(e.message).toMatch(/config\.yaml:\d+:\d+/);
+  });
+
+  it('a duplicated key is refused rather than silently taking the last one', () => {
+    const e = refusal('dataDir: /a\ndataDir: /b\n');
+    expect(e.code).toBe('config.syntax');
+  });
+
+  it('a document that is not a mapping is refused', () => {
+    expect(refusal('- a\n- b\n').code).toBe('config.invalid');
+  });
+
+  it('an explicitly named file that does not exist is an error; the default path may be absent', () => {
+    expect(() => loadConfig('/nonexistent/iq-hub.yaml')).toThrow(
+      /cannot read config file \/nonexistent\/iq-hub.yaml: ENOENT/,
+    );
+  });
+
+  it('a file on disk is read and its path reported', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iqhub-config-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'dataDir: /srv/x\n');
+    const loaded = loadConfig(file);
+    expect(loaded.source).toBe(file);
+    expect(loaded.config.dataDir).toBe('/srv/x');
+  });
+
+  it('the documentation lists every key of the schema with its default', () => {
+    const doc = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
+    const walk = (node: { properties?: Record<string, unknown> }, prefix: string): string[] =>
+      Object.entries(node.properties ?? {}).flatMap(([k, v]) => {
+        const child = v as { properties?: Record<string, unknown> };
+        return child.properties ? walk(child, `${prefix}${k}.`) : [`${prefix}${k}`];
+      });
+    for (const key of walk(configSchema as never, '')) expect(doc).toContain(`\`${key}\``);
+  });
+
+  it('closest() suggests near keys only', () => {
+    expect(closest('datadir', ['dataDir', 'runDir'])).toBe('dataDir');
+    expect(closest('zzzzzz', ['dataDir', 'runDir'])).toBeUndefined();
+  });
+});
