@@ -102,15 +102,23 @@ function prepare(db: Database, path: string, migrations: readonly Migration[]): 
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
 
-  const problems = db.pragma('integrity_check', { simple: false }) as { integrity_check: string }[];
-  if (problems.length !== 1 || problems[0]?.integrity_check !== 'ok') {
-    const first = problems
-      .slice(0, 5)
-      .map((p) => p.integrity_check)
-      .join('; ');
-    throw new HubError('store.corrupt', `the database ${path} failed its integrity check: ${first}`, {
+  const corrupt = (what: string) =>
+    new HubError('store.corrupt', `the database ${path} failed its integrity check: ${what}`, {
       hint: 'refusing to start on a damaged store: stop the daemon, keep a copy of the data directory, and restore from a backup (docs/operations.md)',
     });
+  let problems: { integrity_check: string }[];
+  try {
+    problems = db.pragma('integrity_check', { simple: false }) as { integrity_check: string }[];
+  } catch (e) {
+    throw corrupt((e as Error).message);
+  }
+  if (problems.length !== 1 || problems[0]?.integrity_check !== 'ok') {
+    throw corrupt(
+      problems
+        .slice(0, 5)
+        .map((p) => p.integrity_check)
+        .join('; '),
+    );
   }
 
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (

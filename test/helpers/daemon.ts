@@ -1,0 +1,66 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+export const distFile = (rel: string) => fileURLToPath(new URL(`../../dist/${rel}`, import.meta.url));
+
+/** Tests of real processes run the compiled code; say how to get it rather than fail obscurely. */
+export function requireBuild(): void {
+  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` first (npm test does it for you)');
+}
+
+export interface Proc {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForOutput(pattern: RegExp | string, timeoutMs?: number): Promise<void>;
+}
+
+export function start(args: string[], env: NodeJS.ProcessEnv = {}, script = CLI): Proc {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exit,
+    async waitForOutput(pattern, timeoutMs = 15_000) {
+      const end = Date.now() + timeoutMs;
+      const matches = () => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
+      while (!matches()) {
+        if (child.exitCode !== null || Date.now() > end) {
+          throw new Error(
+            `waiting for ${pattern}: ${child.exitCode !== null ? `exited ${child.exitCode}` : 'timed out'}\nstdout:\n${out}\nstderr:\n${err}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+  };
+}
+
+/** Run a CLI command to completion. */
+export async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = start(args, env);
+  p.child.stdin?.end();
+  const { code } = await p.exit;
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}

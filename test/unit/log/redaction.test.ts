@@ -1,0 +1,62 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { HubError } from '../../../src/base/errors.js';
+import { SeededRandom } from '../../../src/base/random.js';
+import { Sealer } from '../../../src/crypto/seal.js';
+import { Secret } from '../../../src/crypto/secret.js';
+import { createLogger } from '../../../src/log/logger.js';
+import { formatLine } from '../../../src/log/pretty.js';
+
+function capture(pretty: boolean) {
+  let out = '';
+  const sink = new Writable({
+    write(c, _e, done) {
+      out += c.toString();
+      done();
+    },
+  });
+  const log = createLogger({ level: 'trace', pretty, destination: sink });
+  return { log, text: () => out };
+}
+
+const PIN = '739164';
+const SETUP = 'K7Q2-XW9P-33RA';
+const KEY_HEX = 'c0ffee00'.repeat(8);
+
+describe('logging never carries a secret', () => {
+  for (const pretty of [false, true]) {
+    it(`a PIN, a setup code, a key and a sealed secret are redacted (${pretty ? 'pretty' : 'JSON'})`, () => {
+      const { log, text } = capture(pretty);
+      const sealer = new Sealer(new Secret(new SeededRandom('s').bytes(32)), new SeededRandom('n'));
+      const sealed = Buffer.from(sealer.seal(Buffer.from(KEY_HEX, 'hex'), { purpose: 'p', id: 'i' })).toString(
+        'base64',
+      );
+      log.info({ pin: PIN, setupCode: SETUP, key: KEY_HEX }, 'top level');
+      log.info({ lock: { setupCode: SETUP, linkKey: KEY_HEX, sealed } }, 'one level down');
+      log.info({ req: { credential: { pin: PIN, privateKey: KEY_HEX } } }, 'two levels down');
+      log.warn({ attempt: Secret.fromUtf8(PIN) }, 'wrapped secret under an innocent name');
+      log.child({ component: 'link' }).info({ otpKey: KEY_HEX, networkKey: KEY_HEX, installCode: KEY_HEX }, 'child');
+      const out = text();
+      expect(out).toContain('two levels down');
+      expect(out).toContain('[redacted]');
+      for (const secret of [PIN, SETUP, KEY_HEX, sealed]) expect(out).not.toContain(secret);
+    });
+  }
+
+  it('a logged HubError carries its code and message but not its cause', () => {
+    const { log, text } = capture(false);
+    const cause = new Error(`decrypt failed with key ${KEY_HEX}`);
+    log.error({ err: new HubError('link.handshake', 'handshake with L1 failed', { cause }) }, 'refused');
+    const line = JSON.parse(text()) as { err: { code: string; message: string } };
+    expect(line.err.code).toBe('link.handshake');
+    expect(text()).not.toContain(KEY_HEX);
+  });
+
+  it('the pretty format shows level, component, message and fields', () => {
+    const line = formatLine(
+      JSON.stringify({ level: 'warn', time: '2026-01-01T12:00:01.234Z', component: 'store', msg: 'slow', ms: 12 }),
+      false,
+    );
+    expect(line).toBe('12:00:01.234 WARN  [store] slow ms=12');
+  });
+});

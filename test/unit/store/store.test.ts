@@ -1,0 +1,134 @@
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { HubError } from '../../../src/base/errors.js';
+import { migrations } from '../../../src/store/migrations.js';
+import { DB_FILE, Store } from '../../../src/store/store.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+function refusal(fn: () => unknown): HubError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(HubError);
+    return e as HubError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('store', () => {
+  it('opens in WAL mode with synchronous=FULL and applies every migration once', () => {
+    const dir = tempDir();
+    const s = Store.open(dir);
+    expect(s.info.journalMode).toBe('wal');
+    expect(s.info.synchronous).toBe('2');
+    expect(s.info.appliedNow).toEqual(migrations.map((m) => m.version));
+    s.close();
+    const again = Store.open(dir);
+    expect(again.info.appliedNow).toEqual([]);
+    expect(again.info.schemaVersion).toBe(migrations.at(-1)?.version);
+    again.close();
+  });
+
+  it('records each applied migration in the database', () => {
+    const dir = tempDir();
+    Store.open(dir).close();
+    const db = new BetterSqlite3(join(dir, DB_FILE), { readonly: true });
+    const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all();
+    db.close();
+    expect(rows).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
+  });
+
+  it('a later migration is applied to an existing database, in order', () => {
+    const dir = tempDir();
+    Store.open(dir).close();
+    const extra = [
+      ...migrations,
+      { version: 900, name: 'add t', up: (db: BetterSqlite3.Database) => db.exec('CREATE TABLE t (x INTEGER) STRICT') },
+    ];
+    const s = Store.open(dir, extra);
+    expect(s.info.appliedNow).toEqual([900]);
+    s.db.prepare('INSERT INTO t VALUES (1)').run();
+    s.close();
+  });
+
+  it('a failing migration leaves nothing half-applied', () => {
+    const dir = tempDir();
+    Store.open(dir).close();
+    const bad = [
+      ...migrations,
+      {
+        version: 901,
+        name: 'broken',
+        up: (db: BetterSqlite3.Database) => {
+          db.exec('CREATE TABLE half (x INTEGER)');
+          throw new Error('boom');
+        },
+      },
+    ];
+    expect(() => Store.open(dir, bad)).toThrow('boom');
+    const s = Store.open(dir);
+    expect(s.db.prepare("SELECT name FROM sqlite_master WHERE name = 'half'").get()).toBeUndefined();
+    s.close();
+  });
+
+  it('a database from a newer version is refused, not downgraded', () => {
+    const dir = tempDir();
+    const newer = [...migrations, { version: 999, name: 'future', up: () => {} }];
+    Store.open(dir, newer).close();
+    const e = refusal(() => Store.open(dir));
+    expect(e.code).toBe('store.too-new');
+    expect(e.message).toContain('schema version 999');
+    expect(e.hint).toContain('newer iq-hub');
+  });
+
+  it('a second opener of the same data directory is refused while the first holds it', () => {
+    const dir = tempDir();
+    const first = Store.open(dir);
+    const e = refusal(() => Store.open(dir));
+    expect(e.code).toBe('store.locked');
+    first.close();
+    Store.open(dir).close();
+  });
+
+  it('a database that fails its integrity check is refused with a clear message', () => {
+    const dir = tempDir();
+    const s = Store.open(dir);
+    s.transaction(() => {
+      for (let i = 0; i < 2000; i++) s.journal('fill', { i, pad: 'x'.repeat(100) }, i);
+    });
+    s.db.exec('CREATE INDEX journal_kind ON journal(kind)');
+    s.close();
+    // Overwrite a page in the middle of the file: the b-tree no longer matches its index.
+    const path = join(dir, DB_FILE);
+    const size = readFileSync(path).length;
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, Math.floor(size / 2 / 4096) * 4096);
+    closeSync(fd);
+    const e = refusal(() => Store.open(dir));
+    expect(['store.corrupt', 'store.open']).toContain(e.code);
+    expect(e.hint).toMatch(/backup/);
+  });
+
+  it('a file that is not a database is refused', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, DB_FILE), 'this is not sqlite '.repeat(400));
+    const e = refusal(() => Store.open(dir));
+    expect(e.code).toBe('store.open');
+    expect(e.message).toContain(DB_FILE);
+  });
+
+  it('a transaction commits all of its writes or none', () => {
+    const dir = tempDir();
+    const s = Store.open(dir);
+    expect(() =>
+      s.transaction(() => {
+        s.journal('a', {}, 1);
+        throw new Error('abort');
+      }),
+    ).toThrow('abort');
+    expect((s.db.prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'a'").get() as { n: number }).n).toBe(0);
+    s.close();
+  });
+});
