@@ -1,0 +1,51 @@
+import { cpus } from 'node:os';
+
+/** One metric: a distribution ({p50, p99, n}) or a single value. */
+export type Metric =
+  | { unit: string; p50: number; p99: number; n: number }
+  | { unit: string; value: number; n?: number };
+
+export interface Benchmark {
+  /** Name used on the command line; metrics it produces start with it. */
+  name: string;
+  description: string;
+  run(): Promise<Record<string, Metric>>;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? Number.NaN;
+}
+
+/** Summarise samples (e.g. milliseconds per operation) as p50/p99. */
+export function distribution(unit: string, samples: number[]): Metric {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { unit, p50: round(percentile(sorted, 50)), p99: round(percentile(sorted, 99)), n: samples.length };
+}
+
+export function round(x: number): number {
+  return Math.abs(x) >= 100 ? Math.round(x) : Number(x.toPrecision(4));
+}
+
+export function environment(): { date: string; node: string; cpu: string; cores: number } {
+  const c = cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: c[0]?.model.trim() ?? 'unknown',
+    cores: c.length,
+  };
+}
+
+export function table(metrics: Record<string, Metric>): string {
+  const rows = Object.entries(metrics).map(([name, m]) =>
+    'value' in m
+      ? [name, m.unit, String(m.value), '', '', String(m.n ?? '')]
+      : [name, m.unit, '', String(m.p50), String(m.p99), String(m.n)],
+  );
+  const head = ['metric', 'unit', 'value', 'p50', 'p99', 'n'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(w[i] ?? 0) : c.padEnd(w[i] ?? 0))).join('  ');
+  return [line(head), w.map((x) => '-'.repeat(x)).join('  '), ...rows.map(line)].join('\n');
+}

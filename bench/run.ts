@@ -1,0 +1,49 @@
+/**
+ * `npm run bench [-- NAME…]`: run all benchmarks, or those whose name starts with a NAME;
+ * write bench/results/latest.json and print the same as a table.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../src/base/atomic-file.js';
+import { type Benchmark, environment, type Metric, table } from './lib.js';
+import { storeCommit } from './store.bench.js';
+
+export const benchmarks: Benchmark[] = [storeCommit];
+
+const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log('usage: npm run bench [-- NAME...]\n\nbenchmarks:');
+    for (const b of benchmarks) console.log(`  ${b.name.padEnd(24)} ${b.description}`);
+    return 0;
+  }
+  const chosen =
+    argv.length === 0
+      ? benchmarks
+      : benchmarks.filter((b) =>
+          argv.some((a) => b.name === a || b.name.startsWith(`${a}.`) || a.startsWith(`${b.name}.`)),
+        );
+  const unknown = argv.filter(
+    (a) => !benchmarks.some((b) => b.name === a || b.name.startsWith(`${a}.`) || a.startsWith(`${b.name}.`)),
+  );
+  if (unknown.length > 0) {
+    console.error(`unknown benchmark: ${unknown.join(', ')}; known: ${benchmarks.map((b) => b.name).join(', ')}`);
+    return 2;
+  }
+  const metrics: Record<string, Metric> = {};
+  for (const b of chosen) {
+    process.stderr.write(`running ${b.name}: ${b.description}...\n`);
+    Object.assign(metrics, await b.run());
+  }
+  const env = environment();
+  mkdirSync(dirname(RESULTS), { recursive: true });
+  writeFileAtomic(RESULTS, `${JSON.stringify({ ...env, ...metrics }, null, 2)}\n`, 0o644);
+  console.log(`\n${env.date}  node ${env.node}  ${env.cpu} (${env.cores} cores)\n`);
+  console.log(table(metrics));
+  console.log(`\nwritten to ${RESULTS}`);
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
