@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
@@ -150,6 +151,8 @@ describe('Noise handshake failures', () => {
     const second = resp.writeMessage(enc('lock hello'));
     second[40] = (second[40] ?? 0) ^ 0x01; // inside the encrypted static key
     expect(errorCode(() => init.readMessage(second))).toBe('noise.decrypt');
+    second[40] = (second[40] ?? 0) ^ 0x01;
+    expect(errorCode(() => init.readMessage(second))).toBe('noise.state'); // even the genuine message, now
     expect(errorCode(() => init.writeMessage())).toBe('noise.state');
     expect(init.remoteStatic).toBeUndefined();
   });
@@ -251,9 +254,9 @@ describe('Noise handshake failures', () => {
 
   it('a configuration that does not fit the pattern is refused', () => {
     expect(errorCode(() => createHandshake({ pattern: 'KK', initiator: true, s: hub, random }))).toBe('noise.config');
-    expect(errorCode(() => createHandshake({ pattern: 'IK', initiator: false, s: lock, rs: hub.publicKey, random }))).toBe(
-      'noise.config',
-    );
+    expect(
+      errorCode(() => createHandshake({ pattern: 'IK', initiator: false, s: lock, rs: hub.publicKey, random })),
+    ).toBe('noise.config');
     expect(errorCode(() => createHandshake({ pattern: 'XX', initiator: true, random }))).toBe('noise.config');
     expect(
       errorCode(() => createHandshake({ pattern: 'XX', initiator: true, s: hub, rs: new Uint8Array(31), random })),
@@ -302,7 +305,10 @@ describe('CipherState', () => {
     cs.setNonce(MAX_NONCE - 1n);
     const last = cs.encryptWithAd(new Uint8Array(0), enc('last'));
     expect(errorCode(() => cs.encryptWithAd(new Uint8Array(0), enc('wrap')))).toBe('noise.nonce');
-    expect(new CipherState(key).decryptAt(MAX_NONCE, new Uint8Array(0), last)).toBeUndefined();
+    // A message genuinely sealed under the reserved nonce (built outside the API) is still refused.
+    const reservedNonce = Uint8Array.of(0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255);
+    const atReserved = chacha20poly1305(key, reservedNonce, new Uint8Array(0)).encrypt(enc('wrap'));
+    expect(new CipherState(key).decryptAt(MAX_NONCE, new Uint8Array(0), atReserved)).toBeUndefined();
     expect(new CipherState(key).decryptAt(MAX_NONCE - 1n, new Uint8Array(0), last)).toEqual(enc('last'));
   });
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
-import { createHandshake, generateKeyPair } from '../../../src/link/noise.js';
+import { createHandshake, generateKeyPair, LINK_PROLOGUE } from '../../../src/link/noise.js';
 import {
-  HEADER_LEN,
+  FRAME_HEADER_LEN,
   LINK_VERSION,
   MAX_FRAME_LEN,
   MAX_PAYLOAD_LEN,
@@ -21,8 +21,16 @@ const lockKeys = generateKeyPair(new SeededRandom('lock'));
 /** A hub and a lock after a KK handshake, as on every connection after attach. */
 function session(seed: string, options?: SealedChannelOptions): { hub: SealedChannel; lock: SealedChannel } {
   const random = new SeededRandom(seed);
-  const hub = createHandshake({ pattern: 'KK', initiator: true, s: hubKeys, rs: lockKeys.publicKey, random });
-  const lock = createHandshake({ pattern: 'KK', initiator: false, s: lockKeys, rs: hubKeys.publicKey, random });
+  const prologue = new TextEncoder().encode(LINK_PROLOGUE);
+  const hub = createHandshake({ pattern: 'KK', initiator: true, prologue, s: hubKeys, rs: lockKeys.publicKey, random });
+  const lock = createHandshake({
+    pattern: 'KK',
+    initiator: false,
+    prologue,
+    s: lockKeys,
+    rs: hubKeys.publicKey,
+    random,
+  });
   lock.readMessage(hub.writeMessage());
   hub.readMessage(lock.writeMessage());
   return { hub: openSealedChannel(hub, options), lock: openSealedChannel(lock, options) };
@@ -34,13 +42,13 @@ function counterOf(frame: Uint8Array): bigint {
 
 function opened(channel: SealedChannel, frame: Uint8Array): string {
   const result = channel.open(frame);
-  if (!result.ok) throw new Error(`expected the frame to open, got ${result.reason}`);
-  return dec(result.payload);
+  if (!result.ok) throw new Error(`expected the frame to open, got ${result.error}`);
+  return dec(result.value.payload);
 }
 
 function rejected(channel: SealedChannel, frame: Uint8Array): string {
   const result = channel.open(frame);
-  return result.ok ? 'accepted' : result.reason;
+  return result.ok ? 'accepted' : result.error;
 }
 
 function seal(channel: SealedChannel, count: number, prefix = 'f'): Uint8Array[] {
@@ -59,7 +67,7 @@ describe('sealed link transport', () => {
     const { hub } = session('layout');
     const payload = enc('a recognisable plaintext');
     const frame = hub.seal(payload);
-    expect(frame.length).toBe(HEADER_LEN + payload.length + 16);
+    expect(frame.length).toBe(FRAME_HEADER_LEN + payload.length + 16);
     expect(frame[0]).toBe(LINK_VERSION);
     expect(Buffer.from(frame).includes(Buffer.from(payload))).toBe(false);
   });
@@ -117,7 +125,7 @@ describe('sealed link transport', () => {
   it('a truncated frame is rejected and counted', () => {
     const { hub, lock } = session('truncated');
     const frame = hub.seal(enc('open'));
-    for (const length of [0, 1, HEADER_LEN, HEADER_LEN + 15]) {
+    for (const length of [0, 1, FRAME_HEADER_LEN, FRAME_HEADER_LEN + 15]) {
       expect(rejected(lock, frame.subarray(0, length))).toBe('truncated');
     }
     // Cut inside the ciphertext: long enough to parse, but the tag no longer matches.
@@ -213,6 +221,19 @@ describe('sealed link transport', () => {
     expect(frames.map((f) => opened(lock, f))).toEqual(['f0', 'f1', 'f2']);
   });
 
+  it('a receiver refuses counters past its own bound, even in an authentic frame', () => {
+    const random = new SeededRandom('bounds');
+    const hs = createHandshake({ pattern: 'NN', initiator: true, random });
+    const hr = createHandshake({ pattern: 'NN', initiator: false, random });
+    hr.readMessage(hs.writeMessage());
+    hs.readMessage(hr.writeMessage());
+    const sender = openSealedChannel(hs, { maxCounter: 10n });
+    const receiver = openSealedChannel(hr, { maxCounter: 1n });
+    const frames = seal(sender, 3);
+    expect(rejected(receiver, frames[2]!)).toBe('tampered');
+    expect(opened(receiver, frames[1]!)).toBe('f1');
+  });
+
   it('stats count accepted frames and rejections by reason, per channel', () => {
     const { hub, lock } = session('stats', { window: 4 });
     const frames = seal(hub, 10);
@@ -259,11 +280,11 @@ describe('sealed link transport', () => {
     for (const frame of air) {
       const result = lock.open(frame);
       if (result.ok) {
-        const text = dec(result.payload);
+        const text = dec(result.value.payload);
         expect(delivered.has(text)).toBe(false);
         delivered.add(text);
       } else {
-        expect(result.reason).toBe('replay');
+        expect(result.error).toBe('replay');
       }
     }
     expect(delivered.size).toBe(new Set(air).size);

@@ -1,0 +1,262 @@
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import { describe, expect, it } from 'vitest';
+import { HubError } from '../../../src/base/errors.js';
+import { SeededRandom } from '../../../src/base/random.js';
+import {
+  type DecodeResult,
+  decodeMessage,
+  encodeMessage,
+  isFromLock,
+  type LinkMessage,
+  type LockEvent,
+  type LockState,
+  MAX_EVENTS_PER_BATCH,
+  MAX_LINK_MESSAGE_LEN,
+  MAX_OPEN_MS,
+  OPERATIONS,
+} from '../../../src/link/frames.js';
+
+const state: LockState = {
+  bolt: 'unlocked',
+  mode: 'office',
+  doorOpen: true,
+  batteryPercent: 87,
+  lastSeq: 4_000_000_000,
+  time: 1_767_225_600_123,
+};
+
+const events: LockEvent[] = [
+  { seq: 1, at: 1_767_225_600_000, type: 'opened', by: 'pin', credentialId: 'user-42:pin' },
+  { seq: 2, at: 1_767_225_600_500, type: 'opened', by: 'inside', credentialId: null },
+  { seq: 3, at: 1_767_225_601_000, type: 'denied', reason: 'outside-schedule', credentialId: 'tag:04A1B2C3' },
+  { seq: 4, at: 1_767_225_602_000, type: 'denied', reason: 'lockout', credentialId: null },
+  { seq: 5, at: 1_767_225_603_000, type: 'door', open: true },
+  { seq: 6, at: 1_767_225_604_000, type: 'door', open: false },
+  { seq: 7, at: 1_767_225_605_000, type: 'battery', percent: 100 },
+  { seq: 0xffff_ffff, at: Number.MAX_SAFE_INTEGER, type: 'tamper' },
+];
+
+const messages: LinkMessage[] = [
+  { type: 'open', id: 1, durationMs: 3000 },
+  { type: 'open', id: 0xffff_ffff, durationMs: MAX_OPEN_MS },
+  { type: 'lock', id: 2 },
+  { type: 'setMode', id: 3, mode: 'normal' },
+  { type: 'setMode', id: 3, mode: 'office' },
+  { type: 'setMode', id: 3, mode: 'locked' },
+  { type: 'getState', id: 4 },
+  { type: 'getEvents', id: 5, sinceSeq: 0 },
+  { type: 'ackEvents', id: 6, uptoSeq: 17 },
+  { type: 'setTime', id: 7, unixMs: 1_767_225_600_000 },
+  { type: 'detach', id: 8 },
+  { type: 'ok', id: 1, result: { op: 'open', state } },
+  { type: 'ok', id: 2, result: { op: 'lock', state: { ...state, bolt: 'locked', doorOpen: false } } },
+  { type: 'ok', id: 3, result: { op: 'setMode', state: { ...state, mode: 'locked' } } },
+  { type: 'ok', id: 4, result: { op: 'getState', state: { ...state, batteryPercent: 0, lastSeq: 0, time: 0 } } },
+  { type: 'ok', id: 5, result: { op: 'getEvents', events, more: true } },
+  { type: 'ok', id: 5, result: { op: 'getEvents', events: [], more: false } },
+  { type: 'ok', id: 6, result: { op: 'ackEvents' } },
+  { type: 'ok', id: 7, result: { op: 'setTime' } },
+  { type: 'ok', id: 8, result: { op: 'detach' } },
+  ...(['bad-request', 'unsupported', 'busy', 'jammed', 'battery-critical', 'not-attached', 'internal'] as const).map(
+    (code, i): LinkMessage => ({ type: 'error', id: 10 + i, code }),
+  ),
+  ...events.map((event): LinkMessage => ({ type: 'event', event })),
+];
+
+function rejection(result: DecodeResult): string {
+  return result.ok ? 'accepted' : result.error.code;
+}
+
+function decodeHex(hex: string): DecodeResult {
+  return decodeMessage(hexToBytes(hex));
+}
+
+describe('link application frames', () => {
+  it('every request, result, error and event survives a round trip unchanged', () => {
+    const kinds = new Set<string>();
+    for (const m of messages) {
+      const bytes = encodeMessage(m);
+      expect(bytes.length).toBeLessThanOrEqual(MAX_LINK_MESSAGE_LEN);
+      expect(decodeMessage(bytes)).toEqual({ ok: true, value: m });
+      kinds.add(m.type === 'ok' ? `ok:${m.result.op}` : m.type === 'event' ? `event:${m.event.type}` : m.type);
+    }
+    expect([...kinds].sort()).toEqual(
+      [
+        ...['open', 'lock', 'setMode', 'getState', 'getEvents', 'ackEvents', 'setTime', 'detach'].flatMap((op) => [
+          op,
+          `ok:${op}`,
+        ]),
+        'error',
+        ...['opened', 'denied', 'door', 'battery', 'tamper'].map((t) => `event:${t}`),
+      ].sort(),
+    );
+  });
+
+  it('the wire format is the documented one', () => {
+    expect(bytesToHex(encodeMessage({ type: 'open', id: 7, durationMs: 3000 }))).toBe('01010000000700000bb8');
+    expect(bytesToHex(encodeMessage({ type: 'setMode', id: 1, mode: 'office' }))).toBe('01030000000101');
+    expect(bytesToHex(encodeMessage({ type: 'error', id: 9, code: 'jammed' }))).toBe('01c00000000903');
+    expect(bytesToHex(encodeMessage({ type: 'ok', id: 9, result: { op: 'detach' } }))).toBe('018800000009');
+    expect(
+      bytesToHex(encodeMessage({ type: 'event', event: { seq: 2, at: 2 ** 32 + 1, type: 'door', open: true } })),
+    ).toBe('014000000000' + '02' + '00000002' + '0000000100000001' + '01');
+  });
+
+  it('requests are told apart from what only a lock may send', () => {
+    const fromLock = messages.filter(isFromLock).map((m) => m.type);
+    expect(new Set(fromLock)).toEqual(new Set(['ok', 'error', 'event']));
+    const toLock = messages.filter((m) => !isFromLock(m)).map((m) => m.type);
+    expect(new Set(toLock)).toEqual(new Set(OPERATIONS));
+  });
+
+  it('a full batch of the largest events fits the frame limit', () => {
+    const big: LockEvent = { seq: 1, at: 0, type: 'opened', by: 'tag', credentialId: 'x'.repeat(64) };
+    const full: LinkMessage = {
+      type: 'ok',
+      id: 1,
+      result: { op: 'getEvents', events: Array(MAX_EVENTS_PER_BATCH).fill(big), more: true },
+    };
+    expect(decodeMessage(encodeMessage(full)).ok).toBe(true);
+  });
+
+  describe('decoding rejects, with a typed error', () => {
+    const open = bytesToHex(encodeMessage({ type: 'open', id: 7, durationMs: 3000 }));
+
+    it('a truncated message', () => {
+      for (let n = 0; n < open.length / 2; n++) expect(rejection(decodeHex(open.slice(0, 2 * n)))).toBe('truncated');
+    });
+
+    it('trailing bytes after a complete message', () => {
+      expect(rejection(decodeHex(open + '00'))).toBe('trailing-bytes');
+      expect(rejection(decodeHex('010400000004ff'))).toBe('trailing-bytes');
+    });
+
+    it('a wrong version', () => {
+      expect(rejection(decodeHex('02' + open.slice(2)))).toBe('version');
+      expect(rejection(decodeHex('00' + open.slice(2)))).toBe('version');
+    });
+
+    it('an unknown message type', () => {
+      for (const type of ['00', '09', '3f', '41', '80', '89', 'c1', 'ff']) {
+        expect(rejection(decodeHex('01' + type + '00000001'))).toBe('unknown-type');
+      }
+    });
+
+    it('a message longer than the frame limit', () => {
+      expect(rejection(decodeMessage(new Uint8Array(MAX_LINK_MESSAGE_LEN + 1).fill(1)))).toBe('oversize');
+    });
+
+    it('out-of-range or unknown field values', () => {
+      const cases: [string, string][] = [
+        ['01010000000700000000', 'durationMs'], // open for 0 ms
+        ['0101000000070009eb11', 'durationMs'], // open for MAX_OPEN_MS + 1
+        ['01010000000000000bb8', 'id'], // request id 0
+        ['01030000000103', 'mode'], // unknown mode
+        ['01c00000000907', 'code'], // unknown error code
+        ['01c00000000003', 'id'], // response to request id 0
+        ['0107000000010020000000000000', 'unixMs'], // setTime beyond 2^53-1
+        ['014000000001' + '02' + '00000002' + '0000000000000000' + '01', 'id'], // pushed event with a request id
+        ['014000000000' + '02' + '00000000' + '0000000000000000' + '01', 'event.seq'], // event sequence 0
+        ['014000000000' + '02' + '00000002' + '0000000000000000' + '02', 'event.open'], // boolean 2
+        ['014000000000' + '03' + '00000002' + '0000000000000000' + '65', 'event.percent'], // battery 101 %
+        ['014000000000' + '05' + '00000002' + '0000000000000000', 'event.type'], // unknown event type
+        ['014000000000' + '00' + '00000002' + '0000000000000000' + '06' + '00', 'event.by'], // unknown open method
+        ['014000000000' + '00' + '00000002' + '0000000000000000' + '00' + '41' + '78'.repeat(65), 'event.credentialId'], // credential id too long
+        ['014000000000' + '00' + '00000002' + '0000000000000000' + '00' + '02' + '7820', 'event.credentialId'], // credential id with a space
+        ['018500000005' + '11' + '00', 'events'], // 17 events in one batch
+        ['018400000004' + '02000000' + '0000000000000000' + '0000000000000000', 'state.bolt'], // unknown bolt state
+      ];
+      for (const [hex, field] of cases) {
+        const result = decodeHex(hex);
+        expect(result.ok ? 'accepted' : [result.error.code, result.error.message.split(':')[0]]).toEqual([
+          'invalid-field',
+          field,
+        ]);
+      }
+    });
+  });
+
+  it('encoding refuses values the decoder would reject', () => {
+    const bad: unknown[] = [
+      { type: 'open', id: 1, durationMs: 0 },
+      { type: 'open', id: 1, durationMs: 1.5 },
+      { type: 'open', id: 0, durationMs: 1000 },
+      { type: 'open', id: 2 ** 32, durationMs: 1000 },
+      { type: 'setMode', id: 1, mode: 'party' },
+      { type: 'setTime', id: 1, unixMs: -1 },
+      { type: 'unlock', id: 1 },
+      { type: 'ok', id: 1, result: { op: 'getState', state: { ...state, batteryPercent: 101 } } },
+      { type: 'ok', id: 1, result: { op: 'getEvents', events: Array(17).fill(events[0]), more: false } },
+      { type: 'event', event: { ...events[0], credentialId: '' } },
+      { type: 'event', event: { ...events[0], credentialId: 'é' } },
+      { type: 'event', event: { ...events[0], seq: 0 } },
+      { type: 'error', id: 1, code: 'oops' },
+    ];
+    for (const m of bad) {
+      expect(() => encodeMessage(m as LinkMessage)).toThrow(HubError);
+    }
+  });
+
+  describe('fuzzing', () => {
+    const random = new SeededRandom('frames fuzz');
+    const valid = messages.map(encodeMessage);
+
+    /** Decoding never throws; anything it accepts is the one canonical encoding of what it returns. */
+    function probe(bytes: Uint8Array): DecodeResult {
+      let result: DecodeResult | undefined;
+      expect(() => {
+        result = decodeMessage(bytes);
+      }).not.toThrow();
+      if (!result) throw new Error('no result');
+      if (result.ok) expect(bytesToHex(encodeMessage(result.value))).toBe(bytesToHex(bytes));
+      else expect(result.error.message).not.toBe('undecodable message');
+      return result;
+    }
+
+    it('random bytes never make decode throw, and are rejected', () => {
+      let accepted = 0;
+      for (let i = 0; i < 3000; i++) {
+        const bytes = random.bytes(random.int(80));
+        // Half the cases get a valid version and type so the fuzz reaches the bodies.
+        if (i % 2 === 0 && bytes.length >= 2) {
+          bytes[0] = 1;
+          bytes[1] = (valid[random.int(valid.length)] ?? [])[1] ?? 0;
+        }
+        if (probe(bytes).ok) accepted++;
+      }
+      expect(accepted).toBeLessThan(30);
+    });
+
+    it('mutations of valid messages never make decode throw', () => {
+      let rejected = 0;
+      for (let i = 0; i < 4000; i++) {
+        const original = valid[random.int(valid.length)]!;
+        let bytes = original.slice();
+        for (let k = 0; k <= random.int(3); k++) {
+          const at = random.int(bytes.length + 1);
+          switch (random.int(4)) {
+            case 0:
+              if (at < bytes.length) bytes[at] = (bytes[at] ?? 0) ^ (1 << random.int(8));
+              break;
+            case 1:
+              bytes = Uint8Array.from([...bytes.subarray(0, at), random.int(256), ...bytes.subarray(at)]);
+              break;
+            case 2:
+              bytes = Uint8Array.from([...bytes.subarray(0, at), ...bytes.subarray(at + 1)]);
+              break;
+            default:
+              bytes = bytes.subarray(0, at);
+          }
+        }
+        if (!probe(bytes).ok) rejected++;
+      }
+      expect(rejected).toBeGreaterThan(2000);
+    });
+
+    it('non-byte input is rejected, not thrown on', () => {
+      for (const junk of [null, undefined, 'open', 42, {}, [1, 1, 0, 0, 0, 1]]) {
+        expect(rejection(decodeMessage(junk as unknown as Uint8Array))).toBe('invalid-field');
+      }
+    });
+  });
+});
