@@ -1,27 +1,28 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Bearer } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
+import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
-import { type ComponentStatus, type HubStatus, SOCKET_NAME } from '../control/protocol.js';
+import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
 import { ControlServer } from '../control/server.js';
 import { Sealer } from '../crypto/seal.js';
 import { loadStorageKey, type StorageKeySource } from '../crypto/storage-key.js';
+import { registerLinkMethods } from '../link/control.js';
+import { LinkManager, type LinkOptions } from '../link/manager.js';
+import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import { Store } from '../store/store.js';
 import { VERSION } from './version.js';
 
-/** A part of the running hub with a life cycle. Started in order, stopped in reverse. */
-export interface Component {
-  readonly name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  status(): ComponentStatus;
-}
-
 export interface HubDeps {
   config: HubConfig;
+  /** The radio locks are reached over; without one the hub runs without locks. */
+  bearer?: Bearer;
+  /** Timing of the lock link (tests shorten it; defaults suit real radios). */
+  linkOptions?: Partial<LinkOptions>;
   configSource: string | null;
   clock: Clock;
   random: Random;
@@ -39,6 +40,7 @@ export class Hub {
   readonly sealer: Sealer;
   readonly storageKey: Omit<StorageKeySource, 'key'>;
   readonly control: ControlServer;
+  readonly link: LinkManager | undefined;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -51,6 +53,19 @@ export class Hub {
     this.storageKey = storageKey;
     this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
+    if (deps.bearer) {
+      this.link = new LinkManager({
+        pairing: new PairingStore(store),
+        bearer: deps.bearer,
+        sealer,
+        clock: deps.clock,
+        random: deps.random,
+        log: deps.log.child({ component: 'link' }),
+        options: deps.linkOptions ?? {},
+      });
+      this.#components.push(this.link);
+      registerLinkMethods(this.control, this.link);
+    }
     this.#components.push(controlComponent(this.control));
   }
 

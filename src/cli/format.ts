@@ -26,3 +26,71 @@ export function formatStatus(s: HubStatus): string {
   for (const c of s.components) lines.push(`  ${c.name.padEnd(cw)}  ${c.state.padEnd(8)}  ${c.detail ?? ''}`.trimEnd());
   return `${lines.join('\n')}\n`;
 }
+
+interface LockRow {
+  lockId: string;
+  bearer: string;
+  state: string;
+  connected: boolean;
+  lastSeen: string | null;
+  lastEventSeq: number;
+  failedHandshakes: number;
+  rejectedFrames: number;
+  quarantineReason: string | null;
+  keyFingerprint: string;
+}
+
+function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(w[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+export function formatLocks(locks: LockRow[]): string {
+  if (locks.length === 0) return 'no locks attached (iqhub attach --device-id ID)\n';
+  const rows = locks.map((l) => [
+    l.lockId,
+    l.bearer,
+    l.state,
+    l.connected ? 'yes' : 'no',
+    l.lastSeen ?? '-',
+    String(l.lastEventSeq),
+    String(l.failedHandshakes + l.rejectedFrames),
+  ]);
+  const quarantined = locks.filter((l) => l.quarantineReason).map((l) => `  ${l.lockId}: ${l.quarantineReason}`);
+  return `${table(['lock', 'radio', 'state', 'connected', 'last seen', 'events', 'refused'], rows)}\n${
+    quarantined.length ? `\nquarantined:\n${quarantined.join('\n')}\n` : ''
+  }`;
+}
+
+export function formatLock(
+  l: LockRow & { address: string; sessions: number; recentEvents: Record<string, unknown>[] },
+): string {
+  const rows: [string, string][] = [
+    ['lock', l.lockId],
+    ['state', l.state + (l.quarantineReason ? ` (${l.quarantineReason})` : '')],
+    ['radio', `${l.bearer} ${l.address}`],
+    ['connected', l.connected ? 'yes' : 'no'],
+    ['last seen', l.lastSeen ?? '-'],
+    ['key', l.keyFingerprint],
+    ['sessions', String(l.sessions)],
+    ['refused', `${l.failedHandshakes} handshakes, ${l.rejectedFrames} frames`],
+    ['events', `last seq ${l.lastEventSeq}`],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  const events = l.recentEvents.map((e) => {
+    const {
+      seq,
+      at,
+      type,
+      receivedAt: _r,
+      ...rest
+    } = e as { seq: number; at: number; type: string; receivedAt: number };
+    return `  #${seq} ${new Date(at).toISOString()} ${type} ${JSON.stringify(rest)}`;
+  });
+  return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n${events.length ? `\nrecent events:\n${events.join('\n')}\n` : ''}`;
+}

@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDaemon } from '../app/daemon.js';
 import { VERSION } from '../app/version.js';
-import { describeError } from '../base/errors.js';
+import { describeError, HubError } from '../base/errors.js';
 import { loadConfig } from '../config/load.js';
 import { callDaemon } from '../control/client.js';
 import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
 import { runDemo } from '../demo/demo.js';
-import { formatStatus } from './format.js';
+import { formatLock, formatLocks, formatStatus } from './format.js';
+import { readSecretFromStdin } from './secret-input.js';
 
 const program = new Command()
   .name('iqhub')
@@ -56,6 +57,105 @@ program
       pretty: !o.jsonLog,
     });
   });
+
+const socketOptions = (cmd: Command) =>
+  cmd
+    .addOption(configOption())
+    .option('--socket <path>', 'control socket of the daemon (default: <runDir>/control.sock from the config)')
+    .option('--json', 'machine-readable output');
+
+type SocketOpts = { config?: string; socket?: string; json?: boolean };
+
+async function call(o: SocketOpts, method: string, params: Record<string, unknown> = {}, timeoutMs?: number) {
+  return callDaemon(socketPath(o), method, params, timeoutMs);
+}
+
+function print(o: SocketOpts, value: unknown, human: (v: never) => string): void {
+  process.stdout.write(o.json ? `${JSON.stringify(value, null, 2)}\n` : human(value as never));
+}
+
+socketOptions(program.command('locks').description('list the locks attached to this hub')).action(
+  async (o: SocketOpts) => {
+    print(o, await call(o, 'locks.list'), formatLocks);
+  },
+);
+
+socketOptions(
+  program.command('lock').description('show one lock: state, counters, recent events').argument('<lockId>'),
+).action(async (lockId: string, o: SocketOpts) => {
+  print(o, await call(o, 'locks.get', { lockId }), formatLock);
+});
+
+socketOptions(
+  program
+    .command('attach')
+    .description('attach a lock in attach mode to this hub (present the maintenance card to the lock first)')
+    .requiredOption('--device-id <id>', 'the device id printed on the lock')
+    .option('--setup-code <code>', 'the setup code printed on the lock; prefer "-" (or leave out) to type it unseen')
+    .option('--timeout <seconds>', 'how long to look for the lock', parseSeconds, 15),
+).action(async (o: SocketOpts & { deviceId: string; setupCode?: string; timeout: number }) => {
+  const setupCode =
+    o.setupCode === undefined || o.setupCode === '-'
+      ? await readSecretFromStdin(`setup code for ${o.deviceId}: `)
+      : o.setupCode;
+  if (!o.json) process.stderr.write(`attaching ${o.deviceId}...\n`);
+  const lock = await call(
+    o,
+    'locks.attach',
+    { deviceId: o.deviceId, setupCode, timeoutMs: o.timeout * 1000 },
+    o.timeout * 1000 + 30_000,
+  );
+  print(o, lock, (l: { lockId: string; keyFingerprint: string }) => `attached ${l.lockId} (key ${l.keyFingerprint})\n`);
+});
+
+socketOptions(
+  program
+    .command('detach')
+    .description('detach a lock: it forgets this hub, then the hub forgets it')
+    .argument('<lockId>'),
+).action(async (lockId: string, o: SocketOpts) => {
+  const r = (await call(o, 'locks.detach', { lockId }, 60_000)) as { detached: boolean };
+  print(o, r, () =>
+    r.detached
+      ? `detached ${lockId}\n`
+      : `${lockId} is not reachable now: it stays 'detaching' and the hub finishes when it hears it\n`,
+  );
+  if (!r.detached) process.exitCode = 4;
+});
+
+socketOptions(
+  program
+    .command('forget')
+    .description('remove a destroyed lock from the pairing store without its confirmation')
+    .argument('<lockId>')
+    .option('--force', 'required: the lock itself is not told'),
+).action(async (lockId: string, o: SocketOpts & { force?: boolean }) => {
+  if (!o.force) {
+    throw new HubError('cli.needs-force', `forget removes ${lockId} without telling the lock`, {
+      hint: `use iqhub detach ${lockId} for a working lock; add --force for a destroyed one`,
+    });
+  }
+  const r = (await call(o, 'locks.forget', { lockId })) as { leftBehind: string };
+  print(o, r, () => `forgot ${lockId}\nleft behind: ${r.leftBehind}\n`);
+});
+
+socketOptions(
+  program
+    .command('open')
+    .description('open a door now (field technician on site)')
+    .argument('<lockId>')
+    .option('--duration <seconds>', 'how long the door stays open', parseSeconds, 5),
+).action(async (lockId: string, o: SocketOpts & { duration: number }) => {
+  const state = await call(o, 'locks.open', { lockId, durationMs: Math.round(o.duration * 1000) }, 60_000);
+  print(o, state, (s: { bolt: string }) => `${lockId}: ${s.bolt} for ${o.duration} s\n`);
+});
+
+function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 600)
+    throw new InvalidArgumentError('expected a number of seconds, 0 < s <= 600');
+  return n;
+}
 
 function socketPath(o: { config?: string; socket?: string }): string {
   if (o.socket) return o.socket;

@@ -34,11 +34,9 @@ export const requestSchema = {
   },
 } as const;
 
-export interface ComponentStatus {
-  name: string;
-  state: 'starting' | 'running' | 'degraded' | 'stopping' | 'stopped' | 'failed';
-  detail?: string;
-}
+import type { ComponentStatus } from '../base/component.js';
+
+export type { ComponentStatus };
 
 export interface HubStatus {
   version: string;

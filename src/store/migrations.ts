@@ -31,4 +31,55 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    name: 'pairing store and lock events',
+    up(db) {
+      db.exec(`
+        -- The hub's static X25519 key for the lock link; the secret half sealed (purpose hub.link-static).
+        CREATE TABLE hub_identity (
+          id            INTEGER PRIMARY KEY CHECK (id = 1),
+          static_public BLOB    NOT NULL,
+          static_sealed BLOB    NOT NULL,
+          created_at    INTEGER NOT NULL
+        ) STRICT;
+        -- One row per lock bound (or being bound or unbound) to this hub. No per-lock secret is kept:
+        -- the binding is the pair of static public keys; session keys are fresh for every connection.
+        CREATE TABLE locks (
+          lock_id           TEXT    PRIMARY KEY,
+          bearer            TEXT    NOT NULL,
+          address           TEXT    NOT NULL,
+          static_public     BLOB    NOT NULL,
+          state             TEXT    NOT NULL CHECK (state IN ('attaching', 'bound', 'detaching', 'quarantined')),
+          quarantine_reason TEXT,
+          last_event_seq    INTEGER NOT NULL DEFAULT 0,
+          sessions          INTEGER NOT NULL DEFAULT 0,
+          rejected_frames   INTEGER NOT NULL DEFAULT 0,
+          failed_handshakes INTEGER NOT NULL DEFAULT 0,
+          firmware          TEXT,
+          last_seen         INTEGER,
+          attached_at       INTEGER NOT NULL,
+          updated_at        INTEGER NOT NULL
+        ) STRICT;
+        -- Every event a lock reported, once: (lock_id, seq) is the lock's own numbering.
+        CREATE TABLE lock_events (
+          lock_id     TEXT    NOT NULL,
+          seq         INTEGER NOT NULL,
+          at          INTEGER NOT NULL,
+          kind        TEXT    NOT NULL,
+          body        TEXT    NOT NULL,
+          received_at INTEGER NOT NULL,
+          PRIMARY KEY (lock_id, seq)
+        ) STRICT;
+        -- What the hub refused: rogue devices, wrong setup codes, bad frames, contradictions.
+        CREATE TABLE security_events (
+          id        INTEGER PRIMARY KEY AUTOINCREMENT,
+          at        INTEGER NOT NULL,
+          kind      TEXT    NOT NULL,
+          lock_id   TEXT,
+          detail    TEXT    NOT NULL DEFAULT '{}'
+        ) STRICT;
+      `);
+    },
+  },
 ];

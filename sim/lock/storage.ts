@@ -1,0 +1,274 @@
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../src/base/atomic-file.js';
+import { HubError } from '../../src/base/errors.js';
+import {
+  BOLT_STATES,
+  type BoltState,
+  DENY_REASONS,
+  LOCK_MODES,
+  type LockEvent,
+  type LockMode,
+  MAX_CREDENTIAL_ID_LEN,
+  OPEN_METHODS,
+} from '../../src/link/frames.js';
+import { REFUSALS, type Refusal } from '../../src/link/session.js';
+
+/**
+ * The simulated lock's flash: what survives pulling the battery. The lock writes it through: a
+ * change that matters is saved before the lock acknowledges it on the radio, so a crash at any
+ * instant loses nothing it confirmed. What is not here (attach mode, a pending relock, sessions,
+ * the per-session response caches) is RAM and dies with a crash, as on a real lock.
+ */
+
+/** Why the lock refused a handshake: the link's refusals, plus a hub that failed the setup-code proof. */
+export const REFUSAL_REASONS = [...REFUSALS, 'bad-proof'] as const;
+export type RefusalReason = Refusal | 'bad-proof';
+
+/** One credential the lock may admit while the hub is unreachable. */
+export interface OfflineAccessEntry {
+  /** The credential id as the lock reads it (printable ASCII, 1…64 bytes, like on the wire). */
+  credentialId: string;
+  /** Lock time (Unix ms) after which the entry no longer admits; null = no end. */
+  validUntil: number | null;
+}
+
+export const LOCK_PERSISTED_VERSION = 1;
+
+export interface LockPersisted {
+  version: typeof LOCK_PERSISTED_VERSION;
+  /** The bound hub's static X25519 public key, lowercase hex (64 digits), or null when not attached. */
+  boundHub: string | null;
+  bolt: BoltState;
+  mode: LockMode;
+  doorOpen: boolean;
+  batteryPercent: number;
+  /** Lock time = the clock's wall time + this, ms; set by `setTime`. */
+  clockOffsetMs: number;
+  /** The sequence number the next event gets: starts at 1, only grows, never reused. */
+  nextSeq: number;
+  /** Events not yet acknowledged by the hub, oldest first, seq strictly increasing. */
+  events: LockEvent[];
+  /** Unacknowledged events dropped because the log was full (oldest first). */
+  droppedEvents: number;
+  offlineAccess: OfflineAccessEntry[];
+  /** Refused handshakes by reason. */
+  refusals: Record<RefusalReason, number>;
+}
+
+export interface LockStorage {
+  /** The saved state, or undefined for a lock fresh from the factory. Throws HubError if what is stored is unusable. */
+  load(): LockPersisted | undefined;
+  /** Saves the whole state durably before returning; throws if it cannot. */
+  save(state: LockPersisted): void;
+}
+
+export function zeroRefusals(): Record<RefusalReason, number> {
+  return Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>;
+}
+
+/** The state of a lock that has never been attached. */
+export function factoryState(): LockPersisted {
+  return {
+    version: LOCK_PERSISTED_VERSION,
+    boundHub: null,
+    bolt: 'locked',
+    mode: 'normal',
+    doorOpen: false,
+    batteryPercent: 100,
+    clockOffsetMs: 0,
+    nextSeq: 1,
+    events: [],
+    droppedEvents: 0,
+    offlineAccess: [],
+    refusals: zeroRefusals(),
+  };
+}
+
+/** A deep copy, so that neither side of a storage can change what the other holds. */
+export function copyPersisted(state: LockPersisted): LockPersisted {
+  return structuredClone(state);
+}
+
+/**
+ * Flash kept in memory. Reuse the same object across `crash()` and `boot()` to simulate a restart:
+ * it keeps a deep copy of the last save, nothing more.
+ */
+export class MemoryLockStorage implements LockStorage {
+  #saved: LockPersisted | undefined;
+  #saves = 0;
+
+  constructor(initial?: LockPersisted) {
+    if (initial) this.#saved = copyPersisted(validateLockPersisted(initial, 'the initial state'));
+  }
+
+  load(): LockPersisted | undefined {
+    return this.#saved ? copyPersisted(this.#saved) : undefined;
+  }
+
+  save(state: LockPersisted): void {
+    this.#saved = copyPersisted(state);
+    this.#saves++;
+  }
+
+  /** How many times the lock wrote its flash (for tests of write-through). */
+  get saves(): number {
+    return this.#saves;
+  }
+}
+
+/** Flash in a JSON file, replaced atomically on every save (a power cut leaves the old or the new state). */
+export class FileLockStorage implements LockStorage {
+  readonly path: string;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  load(): LockPersisted | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new HubError(
+        'sim-lock-storage-unreadable',
+        `simulated lock storage ${this.path} cannot be read: ${(e as Error).message}`,
+        { hint: 'check the file permissions, or remove the file to reset the lock to its factory state' },
+      );
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw corrupt(this.path, 'it is not valid JSON');
+    }
+    try {
+      return validateLockPersisted(value, this.path);
+    } catch (e) {
+      if (e instanceof HubError) throw e;
+      throw corrupt(this.path, 'unexpected content');
+    }
+  }
+
+  save(state: LockPersisted): void {
+    writeFileAtomic(this.path, `${JSON.stringify(state, null, 1)}\n`);
+  }
+}
+
+function corrupt(where: string, why: string): HubError {
+  return new HubError('sim-lock-storage-corrupt', `simulated lock storage ${where} is corrupt: ${why}`, {
+    hint: 'restore the file from a backup, or remove it to reset the lock to its factory state (it must then be attached again)',
+  });
+}
+
+const MAX_U32 = 0xffff_ffff;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isUint(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+}
+
+function isCredentialId(v: unknown): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= MAX_CREDENTIAL_ID_LEN && /^[\x21-\x7e]+$/.test(v);
+}
+
+function isOneOf<T extends string>(list: readonly T[], v: unknown): v is T {
+  return typeof v === 'string' && (list as readonly string[]).includes(v);
+}
+
+function exactKeys(o: Record<string, unknown>, keys: readonly string[]): boolean {
+  const have = Object.keys(o);
+  return have.length === keys.length && keys.every((k) => Object.hasOwn(o, k));
+}
+
+export function isOfflineAccessEntry(e: unknown): e is OfflineAccessEntry {
+  return (
+    isRecord(e) &&
+    exactKeys(e, ['credentialId', 'validUntil']) &&
+    isCredentialId(e.credentialId) &&
+    (e.validUntil === null || isUint(e.validUntil, 0, Number.MAX_SAFE_INTEGER))
+  );
+}
+
+function validEvent(v: unknown): v is LockEvent {
+  if (!isRecord(v) || !isUint(v.seq, 1, MAX_U32) || !isUint(v.at, 0, Number.MAX_SAFE_INTEGER)) return false;
+  const credential = (c: unknown) => c === null || isCredentialId(c);
+  switch (v.type) {
+    case 'opened':
+      return (
+        exactKeys(v, ['seq', 'at', 'type', 'by', 'credentialId']) &&
+        isOneOf(OPEN_METHODS, v.by) &&
+        credential(v.credentialId)
+      );
+    case 'denied':
+      return (
+        exactKeys(v, ['seq', 'at', 'type', 'reason', 'credentialId']) &&
+        isOneOf(DENY_REASONS, v.reason) &&
+        credential(v.credentialId)
+      );
+    case 'door':
+      return exactKeys(v, ['seq', 'at', 'type', 'open']) && typeof v.open === 'boolean';
+    case 'battery':
+      return exactKeys(v, ['seq', 'at', 'type', 'percent']) && isUint(v.percent, 0, 100);
+    case 'tamper':
+      return exactKeys(v, ['seq', 'at', 'type']);
+    default:
+      return false;
+  }
+}
+
+/**
+ * Checks everything a stored state claims, field by field, and returns it typed; throws HubError
+ * `sim-lock-storage-corrupt` naming the first bad field. A lock never runs on flash it cannot trust.
+ */
+export function validateLockPersisted(value: unknown, where: string): LockPersisted {
+  const bad = (why: string) => corrupt(where, why);
+  if (!isRecord(value)) throw bad('the top level is not an object');
+  if (value.version !== LOCK_PERSISTED_VERSION) throw bad(`version is not ${LOCK_PERSISTED_VERSION}`);
+  const v = value;
+  if (!(v.boundHub === null || (typeof v.boundHub === 'string' && /^[0-9a-f]{64}$/.test(v.boundHub))))
+    throw bad('boundHub is neither null nor 64 lowercase hex digits');
+  if (!isOneOf(BOLT_STATES, v.bolt)) throw bad('bolt is not a bolt state');
+  if (!isOneOf(LOCK_MODES, v.mode)) throw bad('mode is not a lock mode');
+  if (typeof v.doorOpen !== 'boolean') throw bad('doorOpen is not a boolean');
+  if (!isUint(v.batteryPercent, 0, 100)) throw bad('batteryPercent is not an integer 0…100');
+  if (!(typeof v.clockOffsetMs === 'number' && Number.isSafeInteger(v.clockOffsetMs)))
+    throw bad('clockOffsetMs is not an integer');
+  if (!isUint(v.nextSeq, 1, MAX_U32 + 1)) throw bad('nextSeq is not an integer ≥ 1');
+  if (!Array.isArray(v.events)) throw bad('events is not a list');
+  let previous = 0;
+  for (const [i, e] of v.events.entries()) {
+    if (!validEvent(e)) throw bad(`events[${i}] is not a valid event`);
+    if (e.seq <= previous) throw bad(`events[${i}] is out of sequence order`);
+    if (e.seq >= v.nextSeq) throw bad(`events[${i}] has a sequence number not below nextSeq`);
+    previous = e.seq;
+  }
+  if (!isUint(v.droppedEvents, 0, Number.MAX_SAFE_INTEGER)) throw bad('droppedEvents is not a count');
+  if (!Array.isArray(v.offlineAccess)) throw bad('offlineAccess is not a list');
+  for (const [i, e] of v.offlineAccess.entries()) {
+    if (!isOfflineAccessEntry(e)) throw bad(`offlineAccess[${i}] is not a valid entry`);
+  }
+  if (!isRecord(v.refusals)) throw bad('refusals is not an object');
+  const refusals = v.refusals;
+  for (const reason of REFUSAL_REASONS) {
+    if (!isUint(refusals[reason], 0, Number.MAX_SAFE_INTEGER)) throw bad(`refusals.${reason} is not a count`);
+  }
+  if (Object.keys(refusals).some((k) => !isOneOf(REFUSAL_REASONS, k))) throw bad('refusals has an unknown reason');
+  return {
+    version: LOCK_PERSISTED_VERSION,
+    boundHub: v.boundHub as string | null,
+    bolt: v.bolt,
+    mode: v.mode,
+    doorOpen: v.doorOpen,
+    batteryPercent: v.batteryPercent,
+    clockOffsetMs: v.clockOffsetMs,
+    nextSeq: v.nextSeq,
+    events: structuredClone(v.events as LockEvent[]),
+    droppedEvents: v.droppedEvents,
+    offlineAccess: structuredClone(v.offlineAccess as OfflineAccessEntry[]),
+    refusals: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, refusals[r]])) as Record<RefusalReason, number>,
+  };
+}

@@ -1,0 +1,51 @@
+import type { ControlServer } from '../control/server.js';
+import { Secret } from '../crypto/secret.js';
+import { MAX_OPEN_MS } from './frames.js';
+import type { LinkManager } from './manager.js';
+
+const lockId = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' } as const;
+
+/** The field technician's lock commands on the control socket. Every param is schema-checked. */
+export function registerLinkMethods(server: ControlServer, link: LinkManager): void {
+  server.register('locks.list', { params: { properties: {} }, handler: () => link.list() });
+  server.register('locks.get', {
+    params: { properties: { lockId }, required: ['lockId'] },
+    handler: (p) => link.get(p.lockId as string),
+  });
+  server.register('locks.discover', { params: { properties: {} }, handler: () => link.discoverable() });
+  server.register('locks.attach', {
+    params: {
+      properties: {
+        deviceId: lockId,
+        setupCode: { type: 'string', minLength: 4, maxLength: 64 },
+        timeoutMs: { type: 'integer', minimum: 1000, maximum: 120_000 },
+      },
+      required: ['deviceId', 'setupCode'],
+    },
+    handler: (p) =>
+      link.attach(p.deviceId as string, Secret.fromUtf8(p.setupCode as string), p.timeoutMs as number | undefined),
+  });
+  server.register('locks.open', {
+    params: {
+      properties: { lockId, durationMs: { type: 'integer', minimum: 1, maximum: MAX_OPEN_MS } },
+      required: ['lockId', 'durationMs'],
+    },
+    handler: (p) => link.open(p.lockId as string, p.durationMs as number),
+  });
+  server.register('locks.lock', {
+    params: { properties: { lockId }, required: ['lockId'] },
+    handler: (p) => link.lockNow(p.lockId as string),
+  });
+  server.register('locks.detach', {
+    params: { properties: { lockId }, required: ['lockId'] },
+    handler: (p) => link.detach(p.lockId as string),
+  });
+  server.register('locks.forget', {
+    params: { properties: { lockId }, required: ['lockId'] },
+    handler: (p) => link.forget(p.lockId as string),
+  });
+  server.register('security.events', {
+    params: { properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } },
+    handler: (p) => link.pairing.securityEvents((p.limit as number | undefined) ?? 50),
+  });
+}

@@ -1,0 +1,597 @@
+import type { Advertisement, Bearer, BearerLink, Unsubscribe } from '../../hal/bearer.js';
+import type { Clock } from '../base/clock.js';
+import type { Component, ComponentStatus } from '../base/component.js';
+import { HubError } from '../base/errors.js';
+import type { Random } from '../base/random.js';
+import type { Sealer } from '../crypto/seal.js';
+import type { Secret } from '../crypto/secret.js';
+import type { Logger } from '../log/logger.js';
+import { LockClient, type RequestBody, type RequestError } from './client.js';
+import type { LockEvent, LockMode, LockState, Operation, OpResultFor } from './frames.js';
+import type { KeyPair } from './noise.js';
+import type { LockRecord, PairingStore } from './pairing.js';
+import { attachLock, connectBound, type HandshakeTiming, type LinkFailure } from './session.js';
+
+export interface LinkOptions {
+  /** Wait for each handshake answer this long before trying again. */
+  stepTimeoutMs: number;
+  /** Handshake and attach steps are tried this many times. */
+  attempts: number;
+  /** Requests are resent after this long without an answer... */
+  retryMs: number;
+  /** ...this many times. */
+  requestAttempts: number;
+  /** Connecting to a lock's address may take this long. */
+  connectTimeoutMs: number;
+  /** Automatic reconnects back off exponentially from here... */
+  reconnectBaseMs: number;
+  /** ...up to here. */
+  reconnectMaxMs: number;
+  /** Consecutive key mismatches before a lock is quarantined. */
+  quarantineAfter: number;
+}
+
+export const DEFAULT_LINK_OPTIONS: LinkOptions = {
+  stepTimeoutMs: 400,
+  attempts: 5,
+  retryMs: 250,
+  requestAttempts: 8,
+  connectTimeoutMs: 3000,
+  reconnectBaseMs: 1000,
+  reconnectMaxMs: 60_000,
+  quarantineAfter: 3,
+};
+
+/** What the CLI and the uplink see of a lock: no key material. */
+export interface LockSummary {
+  lockId: string;
+  bearer: string;
+  address: string;
+  state: LockRecord['state'];
+  quarantineReason: string | null;
+  connected: boolean;
+  lastSeen: string | null;
+  lastEventSeq: number;
+  sessions: number;
+  failedHandshakes: number;
+  rejectedFrames: number;
+  keyFingerprint: string;
+}
+
+export interface SecurityEvent {
+  kind: string;
+  lockId: string | null;
+  detail: Record<string, unknown>;
+}
+
+interface Connection {
+  client: LockClient;
+  link: BearerLink;
+}
+
+interface Retry {
+  failures: number;
+  notBefore: number;
+}
+
+/**
+ * The hub's side of every lock: attach, connect (KK) on demand and when a bound lock is heard,
+ * requests, collecting events (stored before they are acknowledged to the lock), detach, and
+ * quarantine of locks that contradict the pairing store. One misbehaving lock never affects another.
+ */
+export class LinkManager implements Component {
+  readonly name = 'link';
+  readonly pairing: PairingStore;
+  readonly #bearer: Bearer;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #log: Logger;
+  readonly #sealer: Sealer;
+  readonly #opts: LinkOptions;
+  readonly #heard = new Map<string, Advertisement>();
+  readonly #conns = new Map<string, Connection>();
+  readonly #connecting = new Map<string, Promise<Connection>>();
+  readonly #pulling = new Map<string, Promise<void>>();
+  readonly #pullAgain = new Set<string>();
+  readonly #retry = new Map<string, Retry>();
+  readonly #eventListeners = new Set<(lockId: string, e: LockEvent) => void>();
+  readonly #securityListeners = new Set<(e: SecurityEvent) => void>();
+  readonly #adListeners = new Set<(a: Advertisement) => void>();
+  #identity: KeyPair | undefined;
+  #unsubAds: Unsubscribe | undefined;
+  #state: ComponentStatus['state'] = 'stopped';
+
+  constructor(deps: {
+    pairing: PairingStore;
+    bearer: Bearer;
+    sealer: Sealer;
+    clock: Clock;
+    random: Random;
+    log: Logger;
+    options?: Partial<LinkOptions>;
+  }) {
+    this.pairing = deps.pairing;
+    this.#bearer = deps.bearer;
+    this.#sealer = deps.sealer;
+    this.#clock = deps.clock;
+    this.#random = deps.random;
+    this.#log = deps.log;
+    this.#opts = { ...DEFAULT_LINK_OPTIONS, ...deps.options };
+  }
+
+  async start(): Promise<void> {
+    this.#state = 'starting';
+    this.#identity = this.pairing.hubIdentity(this.#sealer, this.#random, this.#clock.now());
+    this.#unsubAds = this.#bearer.onAdvertisement((a) => this.#onAdvertisement(a));
+    await this.#bearer.start();
+    this.#state = 'running';
+  }
+
+  async stop(): Promise<void> {
+    this.#state = 'stopping';
+    this.#unsubAds?.();
+    await Promise.allSettled([...this.#pulling.values()]);
+    for (const c of this.#conns.values()) c.client.close();
+    await Promise.allSettled([...this.#conns.values()].map((c) => c.link.close()));
+    this.#conns.clear();
+    await this.#bearer.stop();
+    this.#state = 'stopped';
+  }
+
+  status(): ComponentStatus {
+    const locks = this.pairing.list();
+    const q = locks.filter((l) => l.state === 'quarantined').length;
+    const b = this.#bearer.state();
+    const radio = b.status === 'unavailable' ? `radio unavailable: ${b.reason}` : `radio ${b.status}`;
+    return {
+      name: this.name,
+      state: this.#state === 'running' && (q > 0 || b.status !== 'ready') ? 'degraded' : this.#state,
+      detail: `${locks.length} locks, ${this.#conns.size} connected, ${q} quarantined; ${this.#bearer.kind} ${radio}`,
+    };
+  }
+
+  /** The hub's static public key (for `iqhub status` and for a lock's installer). */
+  get hubPublicKey(): Uint8Array {
+    return this.#need().publicKey;
+  }
+
+  onLockEvent(l: (lockId: string, e: LockEvent) => void): Unsubscribe {
+    this.#eventListeners.add(l);
+    return () => this.#eventListeners.delete(l);
+  }
+
+  onSecurityEvent(l: (e: SecurityEvent) => void): Unsubscribe {
+    this.#securityListeners.add(l);
+    return () => this.#securityListeners.delete(l);
+  }
+
+  list(): LockSummary[] {
+    return this.pairing.list().map((r) => this.#summary(r));
+  }
+
+  get(lockId: string): LockSummary & { recentEvents: ReturnType<PairingStore['events']> } {
+    return { ...this.#summary(this.#record(lockId)), recentEvents: this.pairing.events(lockId, 20) };
+  }
+
+  /** Locks in attach mode heard recently (for the installer). */
+  discoverable(): { deviceId: string; address: string; rssi: number | null }[] {
+    const now = this.#clock.now();
+    return [...this.#heard.values()]
+      .filter((a) => a.attachMode && now - a.seenAt < 10_000)
+      .map((a) => ({ deviceId: a.deviceId, address: a.address, rssi: a.rssi ?? null }));
+  }
+
+  /**
+   * Bind a lock: find it in attach mode, run the XX handshake and the setup-code proofs, and
+   * record it only once the lock has confirmed it stored this hub's key.
+   */
+  async attach(deviceId: string, setupCode: Secret, timeoutMs = 15_000): Promise<LockSummary> {
+    const existing = this.pairing.get(deviceId);
+    if (existing && existing.state !== 'attaching') {
+      throw new HubError(
+        'attach.already-attached',
+        `lock ${deviceId} is already in the pairing store (${existing.state})`,
+        {
+          hint: `detach it first (iqhub detach ${deviceId}), or iqhub forget ${deviceId} --force if it was destroyed`,
+        },
+      );
+    }
+    const ad = await this.#findInAttachMode(deviceId, timeoutMs);
+    const connected = await this.#bearer.connect(ad.address, { timeoutMs: this.#opts.connectTimeoutMs });
+    if (!connected.ok) {
+      throw new HubError('attach.unreachable', `cannot connect to lock ${deviceId}: ${connected.error.message}`, {
+        hint: 'move closer to the lock, or check the radio with iqhub status',
+      });
+    }
+    const link = connected.value;
+    const r = await attachLock(
+      link,
+      {
+        hub: this.#need(),
+        deviceId,
+        setupCode,
+        beforeCommit: (key) =>
+          this.pairing.bind({
+            lockId: deviceId,
+            bearer: this.#bearer.kind,
+            address: ad.address,
+            staticPublic: key,
+            state: 'attaching',
+            now: this.#clock.now(),
+          }),
+      },
+      this.#timing(),
+    );
+    if (!r.ok) {
+      // A row left `attaching` (the lock may or may not have bound) is settled at the next connection.
+      await link.close();
+      throw this.#attachError(deviceId, r.error);
+    }
+    this.pairing.setState(deviceId, 'bound', this.#clock.now());
+    this.pairing.sessionOpened(deviceId, this.#clock.now());
+    this.#security('lock.attached', deviceId, { address: ad.address }, 'info');
+    this.#adopt(deviceId, r.value.session.link, new LockClient(r.value.session, this.#clientOpts()), r.value.session);
+    return this.#summary(this.#record(deviceId));
+  }
+
+  /** Open the door for `durationMs` (a technician on site, or a remote command). */
+  async open(lockId: string, durationMs: number): Promise<LockState> {
+    return (await this.#request(lockId, { type: 'open', durationMs })).state;
+  }
+
+  async lockNow(lockId: string): Promise<LockState> {
+    return (await this.#request(lockId, { type: 'lock' })).state;
+  }
+
+  async setMode(lockId: string, mode: LockMode): Promise<LockState> {
+    return (await this.#request(lockId, { type: 'setMode', mode })).state;
+  }
+
+  async lockState(lockId: string): Promise<LockState> {
+    return (await this.#request(lockId, { type: 'getState' })).state;
+  }
+
+  /**
+   * Unbind a lock. The hub forgets it only after the lock confirms it has forgotten the hub; an
+   * unreachable lock stays `detaching` and is retried whenever it is heard.
+   */
+  async detach(lockId: string): Promise<{ detached: boolean; state: string }> {
+    const rec = this.#record(lockId);
+    if (rec.state !== 'detaching') this.pairing.setState(lockId, 'detaching', this.#clock.now());
+    try {
+      await this.#request(lockId, { type: 'detach' }, { allowStates: ['detaching'] });
+    } catch (e) {
+      this.#log.warn({ lockId, err: e }, 'detach pending: the lock has not confirmed yet');
+      return { detached: false, state: 'detaching' };
+    }
+    this.#finishDetach(lockId);
+    return { detached: true, state: 'detached' };
+  }
+
+  /** Remove a lock from the pairing store without its confirmation (a destroyed lock). */
+  async forget(lockId: string): Promise<{ forgotten: true; leftBehind: string }> {
+    this.#record(lockId);
+    await this.#drop(lockId);
+    this.pairing.remove(lockId);
+    this.#security('lock.forgotten', lockId, { forced: true }, 'warn');
+    return {
+      forgotten: true,
+      leftBehind:
+        'the lock, if it still exists, keeps this hub as its bound hub and refuses every other hub until it is reset ' +
+        'with a maintenance card and attached again; its events not yet collected stay on the lock',
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #need(): KeyPair {
+    if (!this.#identity) throw new HubError('link.not-started', 'the link manager is not started');
+    return this.#identity;
+  }
+
+  #record(lockId: string): LockRecord {
+    const r = this.pairing.get(lockId);
+    if (!r) {
+      throw new HubError('lock.unknown', `no lock ${lockId} is attached to this hub`, { hint: 'see iqhub locks' });
+    }
+    return r;
+  }
+
+  #timing(): HandshakeTiming {
+    return {
+      clock: this.#clock,
+      random: this.#random,
+      stepTimeoutMs: this.#opts.stepTimeoutMs,
+      attempts: this.#opts.attempts,
+    };
+  }
+
+  #clientOpts() {
+    return { clock: this.#clock, retryMs: this.#opts.retryMs, attempts: this.#opts.requestAttempts };
+  }
+
+  #summary(r: LockRecord): LockSummary {
+    return {
+      lockId: r.lockId,
+      bearer: r.bearer,
+      address: r.address,
+      state: r.state,
+      quarantineReason: r.quarantineReason,
+      connected: this.#conns.has(r.lockId),
+      lastSeen: r.lastSeen === null ? null : new Date(r.lastSeen).toISOString(),
+      lastEventSeq: r.lastEventSeq,
+      sessions: r.sessions,
+      failedHandshakes: r.failedHandshakes,
+      rejectedFrames: r.rejectedFrames,
+      keyFingerprint: Buffer.from(r.staticPublic.subarray(0, 8)).toString('hex'),
+    };
+  }
+
+  #attachError(deviceId: string, f: LinkFailure): HubError {
+    switch (f.code) {
+      case 'proof-mismatch':
+        this.#security('attach.proof-mismatch', deviceId, {}, 'warn');
+        return new HubError('attach.wrong-setup-code', `lock ${deviceId} did not prove the setup code`, {
+          hint: "check the setup code on the lock's sticker; if it is right, this device is not that lock",
+        });
+      case 'refused':
+        if (f.refusal === 'not-in-attach-mode') {
+          return new HubError('attach.not-in-attach-mode', `lock ${deviceId} is not in attach mode`, {
+            hint: 'present the maintenance card to the lock, then attach within a minute',
+          });
+        }
+        this.#security('attach.refused', deviceId, { refusal: f.refusal ?? null }, 'warn');
+        return new HubError('attach.refused', `lock ${deviceId} refused to attach: ${f.refusal ?? f.message}`);
+      default:
+        return new HubError('attach.failed', `attaching lock ${deviceId} failed: ${f.message}`, {
+          hint: 'stay in range of the lock and try again while it is in attach mode',
+        });
+    }
+  }
+
+  async #findInAttachMode(deviceId: string, timeoutMs: number): Promise<Advertisement> {
+    const fresh = (a: Advertisement | undefined) => a?.attachMode && this.#clock.now() - a.seenAt < 5_000;
+    const known = this.#heard.get(deviceId);
+    if (known && fresh(known)) return known;
+    return new Promise<Advertisement>((resolve, reject) => {
+      const timer = this.#clock.setTimeout(() => {
+        this.#adListeners.delete(listener);
+        const heard = this.#heard.get(deviceId);
+        reject(
+          heard
+            ? new HubError('attach.not-in-attach-mode', `lock ${deviceId} is in range but not in attach mode`, {
+                hint: 'present the maintenance card to the lock, then attach within a minute',
+              })
+            : new HubError('attach.not-found', `no lock ${deviceId} heard within ${Math.round(timeoutMs / 1000)} s`, {
+                hint: 'check the device id on the sticker, that the lock has power, and that it is in range',
+              }),
+        );
+      }, timeoutMs);
+      const listener = (a: Advertisement) => {
+        if (a.deviceId === deviceId && a.attachMode) {
+          this.#clock.clearTimeout(timer);
+          this.#adListeners.delete(listener);
+          resolve(a);
+        }
+      };
+      this.#adListeners.add(listener);
+    });
+  }
+
+  #onAdvertisement(a: Advertisement): void {
+    this.#heard.set(a.deviceId, a);
+    for (const l of [...this.#adListeners]) l(a);
+    const rec = this.pairing.get(a.deviceId);
+    if (!rec || this.#conns.has(a.deviceId) || this.#connecting.has(a.deviceId)) return;
+    if (rec.state === 'quarantined') return;
+    const retry = this.#retry.get(a.deviceId);
+    if (retry && this.#clock.monotonic() < retry.notBefore) return;
+    if (rec.address !== a.address) this.pairing.seen(a.deviceId, a.address, this.#clock.now());
+    // A bound lock heard without a session: connect to collect its events (and finish a pending detach).
+    void this.#connect(a.deviceId)
+      .then(async () => {
+        if (this.pairing.get(a.deviceId)?.state === 'detaching') await this.detach(a.deviceId);
+      })
+      .catch(() => {});
+  }
+
+  async #request<O extends Operation>(
+    lockId: string,
+    body: RequestBody<O>,
+    opts: { allowStates?: LockRecord['state'][] } = {},
+  ): Promise<OpResultFor<O>> {
+    const rec = this.#record(lockId);
+    const allowed = ['bound', 'quarantined', ...(opts.allowStates ?? [])];
+    if (!allowed.includes(rec.state)) {
+      throw new HubError('lock.not-bound', `lock ${lockId} is ${rec.state}, not bound`, {
+        hint: rec.state === 'detaching' ? 'it is being detached' : 'attach it again',
+      });
+    }
+    const conn = await this.#connect(lockId);
+    const r = await conn.client.request(body);
+    if (!r.ok) throw this.#requestError(lockId, body.type, r.error);
+    return r.value;
+  }
+
+  #requestError(lockId: string, op: string, e: RequestError): HubError {
+    if (e.code === 'lock-error') {
+      return new HubError(`lock.${e.lockCode}`, `lock ${lockId} refused ${op}: ${e.lockCode}`);
+    }
+    return new HubError('lock.unreachable', `lock ${lockId} did not answer ${op}: ${e.message}`, {
+      hint: 'it may be out of range or without power; iqhub lock shows when it was last seen',
+    });
+  }
+
+  /** One connection attempt at a time per lock; callers share it. */
+  #connect(lockId: string): Promise<Connection> {
+    const existing = this.#conns.get(lockId);
+    if (existing && !existing.client.closed) return Promise.resolve(existing);
+    let p = this.#connecting.get(lockId);
+    if (!p) {
+      p = this.#doConnect(lockId).finally(() => this.#connecting.delete(lockId));
+      this.#connecting.set(lockId, p);
+    }
+    return p;
+  }
+
+  async #doConnect(lockId: string): Promise<Connection> {
+    const rec = this.#record(lockId);
+    const address = this.#heard.get(lockId)?.address ?? rec.address;
+    const c = await this.#bearer.connect(address, { timeoutMs: this.#opts.connectTimeoutMs });
+    if (!c.ok) {
+      this.#backoff(lockId);
+      throw new HubError('lock.unreachable', `cannot connect to lock ${lockId}: ${c.error.message}`, {
+        hint: 'it may be out of range or without power',
+      });
+    }
+    const s = await connectBound(c.value, this.#need(), rec.staticPublic, this.#timing());
+    if (!s.ok) {
+      await c.value.close();
+      this.#backoff(lockId);
+      throw this.#handshakeFailed(rec, s.error);
+    }
+    this.#retry.delete(lockId);
+    const client = new LockClient(s.value, this.#clientOpts());
+    const conn = this.#adopt(lockId, c.value, client, s.value);
+    if (rec.state === 'attaching') {
+      // The lock answered KK with our key: it did bind before we crashed. Finish the record.
+      this.pairing.setState(lockId, 'bound', this.#clock.now());
+      this.#security('lock.attach-recovered', lockId, {}, 'info');
+    }
+    if (rec.state === 'quarantined') {
+      this.pairing.setState(lockId, 'bound', this.#clock.now());
+      this.#security('lock.quarantine-lifted', lockId, {}, 'info');
+    }
+    this.pairing.sessionOpened(lockId, this.#clock.now());
+    return conn;
+  }
+
+  #handshakeFailed(rec: LockRecord, f: LinkFailure): HubError {
+    const lockId = rec.lockId;
+    if (f.code === 'timeout' && !f.refusal) {
+      return new HubError('lock.unreachable', `lock ${lockId} did not answer: ${f.message}`);
+    }
+    this.pairing.countFailures(lockId, 1, 0);
+    if (rec.state === 'attaching' && f.refusal === 'not-attached') {
+      // We crashed during attach before the lock bound: nothing was agreed, forget the half record.
+      this.pairing.remove(lockId);
+      this.#security('lock.attach-abandoned', lockId, {}, 'warn');
+      return new HubError(
+        'lock.unknown',
+        `lock ${lockId} never completed attach; it was removed from the pairing store`,
+      );
+    }
+    const reason =
+      f.refusal === 'not-attached'
+        ? 'the lock says it is not attached to any hub (it was reset, or a device imitates it)'
+        : f.code === 'handshake-failed'
+          ? 'the device does not hold the key this lock was attached with (an impostor, or a replaced lock)'
+          : 'the lock refused this hub (bound to another hub, or a device imitates it)';
+    this.#security('link.handshake-refused', lockId, { failure: f.code, refusal: f.refusal ?? null }, 'warn');
+    const failures = (this.#retry.get(lockId)?.failures ?? 0) + 1;
+    if (f.refusal === 'not-attached' || failures >= this.#opts.quarantineAfter) {
+      if (rec.state !== 'quarantined') {
+        this.pairing.setState(lockId, 'quarantined', this.#clock.now(), reason);
+        this.#security('lock.quarantined', lockId, { reason }, 'error');
+      }
+    }
+    return new HubError('lock.refused', `lock ${lockId}: ${reason}`, {
+      hint: `see iqhub lock ${lockId}; if the lock was reset or replaced, detach or forget it and attach it again`,
+    });
+  }
+
+  #backoff(lockId: string): void {
+    const prev = this.#retry.get(lockId);
+    const failures = (prev?.failures ?? 0) + 1;
+    const cap = Math.min(this.#opts.reconnectMaxMs, this.#opts.reconnectBaseMs * 2 ** (failures - 1));
+    // Full jitter: spread many locks' retries after a radio outage.
+    this.#retry.set(lockId, { failures, notBefore: this.#clock.monotonic() + this.#random.float() * cap });
+  }
+
+  #adopt(lockId: string, link: BearerLink, client: LockClient, session: LockClient['session']): Connection {
+    const conn = { client, link };
+    this.#conns.set(lockId, conn);
+    session.onRejected((reason) => {
+      this.pairing.countFailures(lockId, 0, 1);
+      this.#security('link.frame-rejected', lockId, { reason }, 'warn');
+    });
+    client.onEvent(() => this.#schedulePull(lockId));
+    link.onClose(() => {
+      if (this.#conns.get(lockId) === conn) this.#conns.delete(lockId);
+      client.close();
+    });
+    this.#schedulePull(lockId);
+    return conn;
+  }
+
+  async #drop(lockId: string): Promise<void> {
+    const c = this.#conns.get(lockId);
+    this.#conns.delete(lockId);
+    c?.client.close();
+    await c?.link.close();
+  }
+
+  #finishDetach(lockId: string): void {
+    this.pairing.remove(lockId);
+    this.#security('lock.detached', lockId, {}, 'info');
+    void this.#drop(lockId);
+  }
+
+  #schedulePull(lockId: string): void {
+    if (this.#pulling.has(lockId)) {
+      this.#pullAgain.add(lockId);
+      return;
+    }
+    const run = this.#pullEvents(lockId)
+      .catch((e: unknown) => this.#log.debug({ lockId, err: e }, 'event collection interrupted'))
+      .finally(() => {
+        this.#pulling.delete(lockId);
+        if (this.#pullAgain.delete(lockId) && this.#conns.has(lockId)) this.#schedulePull(lockId);
+      });
+    this.#pulling.set(lockId, run);
+  }
+
+  /**
+   * Collect the lock's events: fetch those after the last stored sequence number, store them (one
+   * transaction with the new sequence), and only then acknowledge them so the lock may delete them.
+   */
+  async #pullEvents(lockId: string): Promise<void> {
+    const conn = this.#conns.get(lockId);
+    if (!conn) return;
+    const state = await conn.client.request({ type: 'getState' });
+    if (!state.ok) return;
+    const rec = this.pairing.get(lockId);
+    if (!rec) return;
+    if (state.value.state.lastSeq < rec.lastEventSeq) {
+      const reason = `the lock's event sequence went backwards (${state.value.state.lastSeq} < ${rec.lastEventSeq}): reset or cloned`;
+      this.pairing.setState(lockId, 'quarantined', this.#clock.now(), reason);
+      this.#security('lock.quarantined', lockId, { reason }, 'error');
+      return;
+    }
+    for (let round = 0; round < 1000; round++) {
+      const since = this.pairing.get(lockId)?.lastEventSeq ?? 0;
+      const batch = await conn.client.request({ type: 'getEvents', sinceSeq: since });
+      if (!batch.ok) return;
+      const events = batch.value.events.filter((e) => e.seq > since);
+      if (events.length > 0) {
+        const fresh = this.pairing.storeEvents(lockId, events, this.#clock.now());
+        for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
+        const upto = events.reduce((m, e) => Math.max(m, e.seq), 0);
+        const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: upto });
+        if (!acked.ok) return;
+      }
+      if (!batch.value.more) return;
+    }
+  }
+
+  #security(
+    kind: string,
+    lockId: string | null,
+    detail: Record<string, unknown>,
+    level: 'info' | 'warn' | 'error',
+  ): void {
+    this.pairing.securityEvent(kind, lockId, detail, this.#clock.now());
+    this.#log[level]({ lockId, kind, ...detail }, `security: ${kind}`);
+    for (const l of [...this.#securityListeners]) l({ kind, lockId, detail });
+  }
+}

@@ -1,0 +1,215 @@
+import type { BearerKind } from '../../hal/bearer.js';
+import type { Random } from '../base/random.js';
+import type { Sealer } from '../crypto/seal.js';
+import type { Store } from '../store/store.js';
+import type { LockEvent } from './frames.js';
+import { generateKeyPair, type KeyPair, keyPairFromSecret } from './noise.js';
+
+export type PairingState = 'attaching' | 'bound' | 'detaching' | 'quarantined';
+
+export interface LockRecord {
+  lockId: string;
+  bearer: BearerKind;
+  address: string;
+  staticPublic: Uint8Array;
+  state: PairingState;
+  quarantineReason: string | null;
+  lastEventSeq: number;
+  sessions: number;
+  rejectedFrames: number;
+  failedHandshakes: number;
+  firmware: string | null;
+  lastSeen: number | null;
+  attachedAt: number;
+  updatedAt: number;
+}
+
+interface LockRow {
+  lock_id: string;
+  bearer: string;
+  address: string;
+  static_public: Buffer;
+  state: string;
+  quarantine_reason: string | null;
+  last_event_seq: number;
+  sessions: number;
+  rejected_frames: number;
+  failed_handshakes: number;
+  firmware: string | null;
+  last_seen: number | null;
+  attached_at: number;
+  updated_at: number;
+}
+
+function fromRow(r: LockRow): LockRecord {
+  return {
+    lockId: r.lock_id,
+    bearer: r.bearer as BearerKind,
+    address: r.address,
+    staticPublic: new Uint8Array(r.static_public),
+    state: r.state as PairingState,
+    quarantineReason: r.quarantine_reason,
+    lastEventSeq: r.last_event_seq,
+    sessions: r.sessions,
+    rejectedFrames: r.rejected_frames,
+    failedHandshakes: r.failed_handshakes,
+    firmware: r.firmware,
+    lastSeen: r.last_seen,
+    attachedAt: r.attached_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+const SEAL = { purpose: 'hub.link-static', id: 'hub' };
+
+/**
+ * The pairing store: which locks are bound to this hub, by which static key, and where their
+ * event numbering stands. Every change is one durable transaction; counters only move forward.
+ */
+export class PairingStore {
+  readonly #store: Store;
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  /** The hub's link identity, created (and its secret sealed) on first use. */
+  hubIdentity(sealer: Sealer, random: Random, now: number): KeyPair {
+    const db = this.#store.db;
+    const row = db.prepare('SELECT static_sealed FROM hub_identity WHERE id = 1').get() as
+      | { static_sealed: Buffer }
+      | undefined;
+    if (row) return keyPairFromSecret(sealer.open(row.static_sealed, SEAL).reveal());
+    const kp = generateKeyPair(random);
+    db.prepare('INSERT INTO hub_identity (id, static_public, static_sealed, created_at) VALUES (1, ?, ?, ?)').run(
+      Buffer.from(kp.publicKey),
+      Buffer.from(sealer.seal(kp.secretKey, SEAL)),
+      now,
+    );
+    return kp;
+  }
+
+  get(lockId: string): LockRecord | undefined {
+    const r = this.#store.db.prepare('SELECT * FROM locks WHERE lock_id = ?').get(lockId) as LockRow | undefined;
+    return r && fromRow(r);
+  }
+
+  list(): LockRecord[] {
+    return (this.#store.db.prepare('SELECT * FROM locks ORDER BY lock_id').all() as LockRow[]).map(fromRow);
+  }
+
+  /** Record a lock as `attaching` (it proved itself, has not yet confirmed) or `bound` (it confirmed). */
+  bind(rec: {
+    lockId: string;
+    bearer: BearerKind;
+    address: string;
+    staticPublic: Uint8Array;
+    state: 'attaching' | 'bound';
+    now: number;
+  }): void {
+    this.#store.db
+      .prepare(
+        `INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at, last_seen, sessions)
+         VALUES (@lockId, @bearer, @address, @key, @state, @now, @now, @now, 0)
+         ON CONFLICT (lock_id) DO UPDATE SET bearer = @bearer, address = @address, static_public = @key, state = @state,
+           quarantine_reason = NULL, last_event_seq = 0, attached_at = @now, updated_at = @now, last_seen = @now,
+           sessions = sessions`,
+      )
+      .run({
+        lockId: rec.lockId,
+        bearer: rec.bearer,
+        address: rec.address,
+        key: Buffer.from(rec.staticPublic),
+        state: rec.state,
+        now: rec.now,
+      });
+  }
+
+  setState(lockId: string, state: PairingState, now: number, reason: string | null = null): void {
+    this.#store.db
+      .prepare('UPDATE locks SET state = ?, quarantine_reason = ?, updated_at = ? WHERE lock_id = ?')
+      .run(state, reason, now, lockId);
+  }
+
+  remove(lockId: string): boolean {
+    return this.#store.db.prepare('DELETE FROM locks WHERE lock_id = ?').run(lockId).changes > 0;
+  }
+
+  seen(lockId: string, address: string, now: number): void {
+    this.#store.db.prepare('UPDATE locks SET last_seen = ?, address = ? WHERE lock_id = ?').run(now, address, lockId);
+  }
+
+  sessionOpened(lockId: string, now: number): void {
+    this.#store.db
+      .prepare('UPDATE locks SET sessions = sessions + 1, last_seen = ?, updated_at = ? WHERE lock_id = ?')
+      .run(now, now, lockId);
+  }
+
+  countFailures(lockId: string, handshakes: number, frames: number): void {
+    this.#store.db
+      .prepare(
+        'UPDATE locks SET failed_handshakes = failed_handshakes + ?, rejected_frames = rejected_frames + ? WHERE lock_id = ?',
+      )
+      .run(handshakes, frames, lockId);
+  }
+
+  /**
+   * Store a batch of the lock's events and move its sequence forward, in one transaction. Events
+   * already stored (a resent batch) are ignored, so a lock's event is kept exactly once.
+   * Returns the events that were new.
+   */
+  storeEvents(lockId: string, events: LockEvent[], now: number): LockEvent[] {
+    const insert = this.#store.db.prepare(
+      'INSERT OR IGNORE INTO lock_events (lock_id, seq, at, kind, body, received_at) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    const advance = this.#store.db.prepare(
+      'UPDATE locks SET last_event_seq = MAX(last_event_seq, ?), last_seen = ? WHERE lock_id = ?',
+    );
+    return this.#store.transaction(() => {
+      const fresh: LockEvent[] = [];
+      for (const e of events) {
+        const { seq, at, type, ...body } = e;
+        if (insert.run(lockId, seq, at, type, JSON.stringify(body), now).changes > 0) fresh.push(e);
+      }
+      const top = events.reduce((m, e) => Math.max(m, e.seq), 0);
+      if (top > 0) advance.run(top, now, lockId);
+      return fresh;
+    });
+  }
+
+  events(lockId: string, limit = 100): (LockEvent & { receivedAt: number })[] {
+    const rows = this.#store.db
+      .prepare('SELECT * FROM lock_events WHERE lock_id = ? ORDER BY seq DESC LIMIT ?')
+      .all(lockId, limit) as { seq: number; at: number; kind: string; body: string; received_at: number }[];
+    return rows.map(
+      (r) =>
+        ({
+          seq: r.seq,
+          at: r.at,
+          type: r.kind,
+          ...(JSON.parse(r.body) as object),
+          receivedAt: r.received_at,
+        }) as LockEvent & {
+          receivedAt: number;
+        },
+    );
+  }
+
+  securityEvent(kind: string, lockId: string | null, detail: Record<string, unknown>, now: number): void {
+    this.#store.db
+      .prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, ?, ?)')
+      .run(now, kind, lockId, JSON.stringify(detail));
+  }
+
+  securityEvents(limit = 100): { at: number; kind: string; lockId: string | null; detail: Record<string, unknown> }[] {
+    const rows = this.#store.db
+      .prepare('SELECT at, kind, lock_id, detail FROM security_events ORDER BY id DESC LIMIT ?')
+      .all(limit) as { at: number; kind: string; lock_id: string | null; detail: string }[];
+    return rows.map((r) => ({
+      at: r.at,
+      kind: r.kind,
+      lockId: r.lock_id,
+      detail: JSON.parse(r.detail) as Record<string, unknown>,
+    }));
+  }
+}
