@@ -1,8 +1,12 @@
+import { join } from 'node:path';
+import { registerSimMethods } from '../../sim/control.js';
+import { SimWorld } from '../../sim/world.js';
 import { type Clock, systemClock } from '../base/clock.js';
 import { describeError, HubError } from '../base/errors.js';
 import { type Random, systemRandom } from '../base/random.js';
 import { loadConfig } from '../config/load.js';
 import type { HubConfig } from '../config/schema.js';
+import type { LinkOptions } from '../link/manager.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { Hub } from './hub.js';
 import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
@@ -22,10 +26,31 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
   random?: Random;
+  /** Called with the built hub (and the simulated site, if any) before it starts. */
+  onBuilt?: (hub: Hub, world: SimWorld | undefined) => void;
   /** Called with the started hub, before waiting for a signal (the demo adds its scenario here). */
   onStarted?: (hub: Hub, log: Logger) => Promise<void> | void;
   /** Install SIGTERM/SIGINT handlers (true for `iqhub run`). */
   handleSignals?: boolean;
+  /** Timing of the lock link; defaults suit real radios. */
+  linkOptions?: Partial<LinkOptions>;
+}
+
+function simulatedSite(config: HubConfig, clock: Clock, random: Random): SimWorld {
+  const s = config.simulation;
+  return new SimWorld({
+    clock,
+    random,
+    seed: s.seed,
+    locks: s.locks,
+    dir: join(config.dataDir, 'sim'),
+    faults: {
+      lossRate: s.lossRate,
+      duplicateRate: s.duplicateRate,
+      reorderRate: s.reorderRate,
+      latencyMs: s.latencyMs,
+    },
+  });
 }
 
 export interface RunningDaemon {
@@ -47,12 +72,26 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   const loaded = loadConfig(opts.configPath, opts.overrides);
   const config = loaded.config;
   const log = createLogger({ level: config.log.level, pretty: opts.logPretty ?? config.log.pretty });
+  const onBuilt = opts.onBuilt;
   const notifier = createNotifier(env, (e) => log.warn({ err: e }, 'systemd notification failed'));
 
   log.info({ version: VERSION, config: loaded.source ?? '(defaults)', dataDir: config.dataDir }, 'iq-hub starting');
   let hub: Hub;
   try {
-    hub = Hub.build({ config, configSource: loaded.source, clock, random, log, env });
+    const world = config.simulation.enabled ? simulatedSite(config, clock, random) : undefined;
+    if (world) log.warn({ locks: world.locks.length }, 'simulation mode: the locks are simulated, not real');
+    hub = Hub.build({
+      config,
+      configSource: loaded.source,
+      clock,
+      random,
+      log,
+      env,
+      ...(world ? { bearer: world.bearer(), before: [world] } : {}),
+      ...(opts.linkOptions ? { linkOptions: opts.linkOptions } : {}),
+    });
+    if (world) registerSimMethods(hub.control, world);
+    onBuilt?.(hub, world);
     await hub.start();
   } catch (e) {
     notifier.close();

@@ -21,6 +21,8 @@ export interface HubDeps {
   config: HubConfig;
   /** The radio locks are reached over; without one the hub runs without locks. */
   bearer?: Bearer;
+  /** Components started before everything else and stopped after (the simulated site). */
+  before?: Component[];
   /** Timing of the lock link (tests shorten it; defaults suit real radios). */
   linkOptions?: Partial<LinkOptions>;
   configSource: string | null;
@@ -53,6 +55,7 @@ export class Hub {
     this.storageKey = storageKey;
     this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
+    this.#components.push(...(deps.before ?? []));
     if (deps.bearer) {
       this.link = new LinkManager({
         pairing: new PairingStore(store),

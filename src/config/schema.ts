@@ -11,6 +11,15 @@ export interface HubConfig {
   log: { level: LogLevel; pretty: boolean };
   secrets: { storageKeyFile: string | null };
   shutdown: { timeoutMs: number };
+  simulation: {
+    enabled: boolean;
+    locks: number;
+    seed: string;
+    lossRate: number;
+    duplicateRate: number;
+    reorderRate: number;
+    latencyMs: number;
+  };
 }
 
 const absolutePath = { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' } as const;
@@ -49,6 +58,20 @@ export const configSchema = {
       default: {},
       properties: {
         timeoutMs: { type: 'integer', minimum: 1000, maximum: 60000, default: 8000 },
+      },
+    },
+    simulation: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        locks: { type: 'integer', minimum: 0, maximum: 1000, default: 3 },
+        seed: { type: 'string', minLength: 1, maxLength: 64, default: 'iq-hub-demo' },
+        lossRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
+        duplicateRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
+        reorderRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
+        latencyMs: { type: 'integer', minimum: 0, maximum: 5000, default: 0 },
       },
     },
   },

@@ -94,6 +94,10 @@ export class LinkManager implements Component {
   readonly #pulling = new Map<string, Promise<void>>();
   readonly #pullAgain = new Set<string>();
   readonly #retry = new Map<string, Retry>();
+  /** Consecutive key mismatches per lock (reset by a good handshake): the quarantine trigger. */
+  readonly #mismatches = new Map<string, number>();
+  /** Locks an attach is running for: never auto-connected meanwhile (their record is half-written). */
+  readonly #attachInProgress = new Set<string>();
   readonly #eventListeners = new Set<(lockId: string, e: LockEvent) => void>();
   readonly #securityListeners = new Set<(e: SecurityEvent) => void>();
   readonly #adListeners = new Set<(a: Advertisement) => void>();
@@ -196,6 +200,18 @@ export class LinkManager implements Component {
         },
       );
     }
+    if (this.#attachInProgress.has(deviceId)) {
+      throw new HubError('attach.in-progress', `an attach of ${deviceId} is already running`);
+    }
+    this.#attachInProgress.add(deviceId);
+    try {
+      return await this.#attach(deviceId, setupCode, timeoutMs);
+    } finally {
+      this.#attachInProgress.delete(deviceId);
+    }
+  }
+
+  async #attach(deviceId: string, setupCode: Secret, timeoutMs: number): Promise<LockSummary> {
     const ad = await this.#findInAttachMode(deviceId, timeoutMs);
     const connected = await this.#bearer.connect(ad.address, { timeoutMs: this.#opts.connectTimeoutMs });
     if (!connected.ok) {
@@ -383,6 +399,7 @@ export class LinkManager implements Component {
     for (const l of [...this.#adListeners]) l(a);
     const rec = this.pairing.get(a.deviceId);
     if (!rec || this.#conns.has(a.deviceId) || this.#connecting.has(a.deviceId)) return;
+    if (this.#attachInProgress.has(a.deviceId)) return;
     if (rec.state === 'quarantined') return;
     const retry = this.#retry.get(a.deviceId);
     if (retry && this.#clock.monotonic() < retry.notBefore) return;
@@ -451,6 +468,7 @@ export class LinkManager implements Component {
       throw this.#handshakeFailed(rec, s.error);
     }
     this.#retry.delete(lockId);
+    this.#mismatches.delete(lockId);
     const client = new LockClient(s.value, this.#clientOpts());
     const conn = this.#adopt(lockId, c.value, client, s.value);
     if (rec.state === 'attaching') {
@@ -488,7 +506,8 @@ export class LinkManager implements Component {
           ? 'the device does not hold the key this lock was attached with (an impostor, or a replaced lock)'
           : 'the lock refused this hub (bound to another hub, or a device imitates it)';
     this.#security('link.handshake-refused', lockId, { failure: f.code, refusal: f.refusal ?? null }, 'warn');
-    const failures = (this.#retry.get(lockId)?.failures ?? 0) + 1;
+    const failures = (this.#mismatches.get(lockId) ?? 0) + 1;
+    this.#mismatches.set(lockId, failures);
     if (f.refusal === 'not-attached' || failures >= this.#opts.quarantineAfter) {
       if (rec.state !== 'quarantined') {
         this.pairing.setState(lockId, 'quarantined', this.#clock.now(), reason);

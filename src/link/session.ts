@@ -356,6 +356,7 @@ export async function attachLock(
         ),
       );
     }
+    req.beforeCommit?.(lockStatic);
     const hubProof = attachProof(
       'hub',
       req.setupCode,

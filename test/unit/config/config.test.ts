@@ -24,6 +24,15 @@ describe('config', () => {
       log: { level: 'info', pretty: false },
       secrets: { storageKeyFile: null },
       shutdown: { timeoutMs: 8000 },
+      simulation: {
+        enabled: false,
+        locks: 3,
+        seed: 'iq-hub-demo',
+        lossRate: 0,
+        duplicateRate: 0,
+        reorderRate: 0,
+        latencyMs: 0,
+      },
     });
   });
 
