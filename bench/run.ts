@@ -7,9 +7,10 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { type Benchmark, environment, type Metric, table } from './lib.js';
+import { linkBench } from './link.bench.js';
 import { storeCommit } from './store.bench.js';
 
-export const benchmarks: Benchmark[] = [storeCommit];
+export const benchmarks: Benchmark[] = [storeCommit, linkBench];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 
