@@ -94,3 +94,31 @@ export function formatLock(
   });
   return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n${events.length ? `\nrecent events:\n${events.join('\n')}\n` : ''}`;
 }
+
+export function formatEvents(events: { seq: number; at: number; type: string }[]): string {
+  if (events.length === 0) return 'no events stored\n';
+  return `${events
+    .map((e) => {
+      const {
+        seq,
+        at,
+        type,
+        receivedAt: _r,
+        ...rest
+      } = e as { seq: number; at: number; type: string; receivedAt: number };
+      const extra = Object.entries(rest)
+        .map(([k, v]) => `${k}=${v === null ? '-' : String(v)}`)
+        .join(' ');
+      return `#${seq}  ${new Date(at).toISOString()}  ${type}${extra ? `  ${extra}` : ''}`;
+    })
+    .join('\n')}\n`;
+}
+
+export function formatSecurity(events: { at: number; kind: string; lockId: string | null; detail: object }[]): string {
+  if (events.length === 0) return 'no security events\n';
+  return `${events
+    .map(
+      (e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(24)}  ${e.lockId ?? '-'}  ${JSON.stringify(e.detail)}`,
+    )
+    .join('\n')}\n`;
+}

@@ -8,7 +8,7 @@ import { loadConfig } from '../config/load.js';
 import { callDaemon } from '../control/client.js';
 import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
 import { runDemo } from '../demo/demo.js';
-import { formatLock, formatLocks, formatStatus } from './format.js';
+import { formatEvents, formatLock, formatLocks, formatSecurity, formatStatus } from './format.js';
 import { readSecretFromStdin } from './secret-input.js';
 
 const program = new Command()
@@ -149,6 +149,32 @@ socketOptions(
   const state = await call(o, 'locks.open', { lockId, durationMs: Math.round(o.duration * 1000) }, 60_000);
   print(o, state, (s: { bolt: string }) => `${lockId}: ${s.bolt} for ${o.duration} s\n`);
 });
+
+socketOptions(
+  program
+    .command('events')
+    .description("a lock's events as the hub stored them, newest first")
+    .argument('<lockId>')
+    .option('--limit <n>', 'how many', parseCount, 50),
+).action(async (lockId: string, o: SocketOpts & { limit: number }) => {
+  print(o, await call(o, 'events.list', { lockId, limit: o.limit }), formatEvents);
+});
+
+socketOptions(
+  program
+    .command('security')
+    .description('what the hub refused: rogue devices, wrong setup codes, bad frames, quarantines')
+    .option('--limit <n>', 'how many', parseCount, 50),
+).action(async (o: SocketOpts & { limit: number }) => {
+  print(o, await call(o, 'security.events', { limit: o.limit }), formatSecurity);
+});
+
+function parseCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000)
+    throw new InvalidArgumentError('expected a whole number from 1 to 10000');
+  return n;
+}
 
 function parseSeconds(v: string): number {
   const n = Number(v);

@@ -44,6 +44,13 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
     params: { properties: { lockId }, required: ['lockId'] },
     handler: (p) => link.forget(p.lockId as string),
   });
+  server.register('events.list', {
+    params: {
+      properties: { lockId, limit: { type: 'integer', minimum: 1, maximum: 10_000 } },
+      required: ['lockId'],
+    },
+    handler: (p) => link.pairing.events(p.lockId as string, (p.limit as number | undefined) ?? 100),
+  });
   server.register('security.events', {
     params: { properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } },
     handler: (p) => link.pairing.securityEvents((p.limit as number | undefined) ?? 50),

@@ -58,9 +58,10 @@ export function start(args: string[], env: NodeJS.ProcessEnv = {}, script = CLI)
 export async function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
+  stdin = '',
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = start(args, env);
-  p.child.stdin?.end();
+  p.child.stdin?.end(stdin);
   const { code } = await p.exit;
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
