@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
-import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
@@ -89,13 +88,6 @@ export class Hub {
     }
     const sealer = new Sealer(source.key, random);
     return new Hub(deps, store, sealer, { origin: source.origin, path: source.path });
-  }
-
-  /** Add a component before start(); it is started after those added earlier. */
-  add(component: Component): void {
-    if (this.#startedAt) throw new HubError('hub.started', 'components must be added before start');
-    // The control socket opens last, so a client never reaches a half-started daemon.
-    this.#components.splice(this.#components.length - 1, 0, component);
   }
 
   async start(): Promise<void> {
