@@ -2,19 +2,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HubError } from '../../../src/base/errors.js';
 import { closest, loadConfig, parseConfig } from '../../../src/config/load.js';
 import { configSchema } from '../../../src/config/schema.js';
+import { refusal } from '../../helpers/refusal.js';
 
-function refusal(text: string): HubError {
-  try {
-    parseConfig(text, 'config.yaml');
-  } catch (e) {
-    expect(e).toBeInstanceOf(HubError);
-    return e as HubError;
-  }
-  throw new Error('config was accepted');
-}
+const rejected = (text: string) => refusal(() => parseConfig(text, 'config.yaml'));
 
 describe('config', () => {
   it('an empty file gives the documented defaults', () => {
@@ -43,7 +35,7 @@ describe('config', () => {
   });
 
   it('a typo in a key is refused, naming the key, its line and the likely intended key', () => {
-    const e = refusal('dataDir: /x\nlog:\n  levle: debug\n');
+    const e = rejected('dataDir: /x\nlog:\n  levle: debug\n');
     expect(e.code).toBe('config.invalid');
     expect(e.message).toContain('config.yaml:3');
     expect(e.message).toContain('unknown key `log.levle`');
@@ -51,44 +43,44 @@ describe('config', () => {
   });
 
   it('an unknown top-level key is refused', () => {
-    const e = refusal('dataDir: /x\nmqttBroker: foo\n');
+    const e = rejected('dataDir: /x\nmqttBroker: foo\n');
     expect(e.message).toContain('unknown key `mqttBroker`');
     expect(e.message).toContain('config.yaml:2');
   });
 
   it('a wrong type is refused, naming the key, the value and what is expected', () => {
-    const e = refusal('log:\n  pretty: "yes"\n');
+    const e = rejected('log:\n  pretty: "yes"\n');
     expect(e.message).toContain('key `log.pretty` has value "yes", expected boolean');
     expect(e.message).toContain('config.yaml:2');
   });
 
   it('a value outside an enumeration lists the allowed values', () => {
-    const e = refusal('log:\n  level: verbose\n');
+    const e = rejected('log:\n  level: verbose\n');
     expect(e.message).toContain(
       'key `log.level` has value "verbose", expected one of: trace, debug, info, warn, error, fatal',
     );
   });
 
   it('a relative path and an out-of-range number are both reported at once', () => {
-    const e = refusal('dataDir: relative/dir\nshutdown:\n  timeoutMs: 5\n');
+    const e = rejected('dataDir: relative/dir\nshutdown:\n  timeoutMs: 5\n');
     expect(e.message).toContain('2 problems');
     expect(e.message).toContain('key `dataDir` has value "relative/dir", expected an absolute path');
     expect(e.message).toContain('key `shutdown.timeoutMs` has value 5, expected a number must be >= 1000');
   });
 
   it('broken YAML is refused with its line', () => {
-    const e = refusal('log:\n  level: [info\n');
+    const e = rejected('log:\n  level: [info\n');
     expect(e.code).toBe('config.syntax');
     expect(e.message).toMatch(/config\.yaml:\d+:\d+/);
   });
 
   it('a duplicated key is refused rather than silently taking the last one', () => {
-    const e = refusal('dataDir: /a\ndataDir: /b\n');
+    const e = rejected('dataDir: /a\ndataDir: /b\n');
     expect(e.code).toBe('config.syntax');
   });
 
   it('a document that is not a mapping is refused', () => {
-    expect(refusal('- a\n- b\n').code).toBe('config.invalid');
+    expect(rejected('- a\n- b\n').code).toBe('config.invalid');
   });
 
   it('an explicitly named file that does not exist is an error; the default path may be absent', () => {

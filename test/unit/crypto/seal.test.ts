@@ -1,23 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
+import { refusal } from '../../helpers/refusal.js';
 
 const key = new Secret(new SeededRandom('storage').bytes(32));
 const sealer = new Sealer(key, new SeededRandom('nonces'));
 const ctx = { purpose: 'lock.link-key', id: 'L-0001' };
 const text = (s: Secret) => new TextDecoder().decode(s.reveal());
 
-function opensNot(blob: Uint8Array, c = ctx, s = sealer): HubError {
-  try {
-    s.open(blob, c);
-  } catch (e) {
-    expect(e).toBeInstanceOf(HubError);
-    return e as HubError;
-  }
-  throw new Error('the blob opened');
-}
+const opensNot = (blob: Uint8Array, c = ctx, s = sealer) => refusal(() => s.open(blob, c));
 
 describe('seal', () => {
   it('a sealed secret opens with the same purpose and id', () => {

@@ -1,22 +1,12 @@
 import { chmodSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { loadStorageKey } from '../../../src/crypto/storage-key.js';
+import { refusal } from '../../helpers/refusal.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const random = new SeededRandom('key');
-
-function refusal(fn: () => unknown): HubError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(HubError);
-    return e as HubError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('storage key', () => {
   it('is created on first run with mode 0600 and read back on the next', () => {

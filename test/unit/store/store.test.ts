@@ -2,20 +2,10 @@ import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'nod
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { HubError } from '../../../src/base/errors.js';
 import { migrations } from '../../../src/store/migrations.js';
 import { DB_FILE, Store } from '../../../src/store/store.js';
+import { refusal } from '../../helpers/refusal.js';
 import { tempDir } from '../../helpers/tmp.js';
-
-function refusal(fn: () => unknown): HubError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(HubError);
-    return e as HubError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('store', () => {
   it('opens in WAL mode with synchronous=FULL and applies every migration once', () => {
