@@ -291,6 +291,12 @@ export class SimLock {
     return key === null ? undefined : new Uint8Array(Buffer.from(key, 'hex'));
   }
 
+  /** The hub this lock was detached from, until it binds again (see LockPersisted.formerHub). */
+  formerHub(): Uint8Array | undefined {
+    const key = this.#running().formerHub;
+    return key === null ? undefined : new Uint8Array(Buffer.from(key, 'hex'));
+  }
+
   /** The unacknowledged event log, oldest first. */
   events(): LockEvent[] {
     return structuredClone(this.#running().events);
@@ -402,6 +408,7 @@ export class SimLock {
       keyPair: this.#keyPair,
       setupCode: this.#setupCode,
       boundHub: () => (this.#alive(generation) ? this.boundHub() : undefined),
+      formerHub: () => (this.#alive(generation) ? this.formerHub() : undefined),
       inAttachMode: () => this.#alive(generation) && this.inAttachMode(),
       bind: (hubStatic) => {
         if (!this.#alive(generation)) {
@@ -426,6 +433,7 @@ export class SimLock {
       // Another site's offline credentials must not open the door for the new one.
       if (d.boundHub !== key) d.offlineAccess = [];
       d.boundHub = key;
+      d.formerHub = null;
     });
     this.#clock.clearTimeout(this.#attachTimer);
     this.#attachTimer = undefined;
@@ -524,6 +532,7 @@ export class SimLock {
         case 'detach':
           // Forgotten and saved first: the ok is the lock's confirmation.
           this.#change((d) => {
+            d.formerHub = d.boundHub;
             d.boundHub = null;
             d.offlineAccess = [];
           });

@@ -38,6 +38,11 @@ export interface LockPersisted {
   version: typeof LOCK_PERSISTED_VERSION;
   /** The bound hub's static X25519 public key, lowercase hex (64 digits), or null when not attached. */
   boundHub: string | null;
+  /**
+   * The hub this lock was last detached from (hex), kept only so that hub can hear the detach
+   * confirmed again if the first confirmation was lost; cleared when the lock binds.
+   */
+  formerHub: string | null;
   bolt: BoltState;
   mode: LockMode;
   doorOpen: boolean;
@@ -71,6 +76,7 @@ export function factoryState(): LockPersisted {
   return {
     version: LOCK_PERSISTED_VERSION,
     boundHub: null,
+    formerHub: null,
     bolt: 'locked',
     mode: 'normal',
     doorOpen: false,
@@ -231,6 +237,8 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
   const v = value;
   if (!(v.boundHub === null || (typeof v.boundHub === 'string' && /^[0-9a-f]{64}$/.test(v.boundHub))))
     throw bad('boundHub is neither null nor 64 lowercase hex digits');
+  if (!(v.formerHub === null || (typeof v.formerHub === 'string' && /^[0-9a-f]{64}$/.test(v.formerHub))))
+    throw bad('formerHub is neither null nor 64 lowercase hex digits');
   if (!isOneOf(BOLT_STATES, v.bolt)) throw bad('bolt is not a bolt state');
   if (!isOneOf(LOCK_MODES, v.mode)) throw bad('mode is not a lock mode');
   if (typeof v.doorOpen !== 'boolean') throw bad('doorOpen is not a boolean');
@@ -260,6 +268,7 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
   return {
     version: LOCK_PERSISTED_VERSION,
     boundHub: v.boundHub as string | null,
+    formerHub: v.formerHub as string | null,
     bolt: v.bolt,
     mode: v.mode,
     doorOpen: v.doorOpen,

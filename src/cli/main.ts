@@ -81,9 +81,16 @@ socketOptions(program.command('locks').description('list the locks attached to t
 );
 
 socketOptions(
-  program.command('lock').description('show one lock: state, counters, recent events').argument('<lockId>'),
-).action(async (lockId: string, o: SocketOpts) => {
-  print(o, await call(o, 'locks.get', { lockId }), formatLock);
+  program
+    .command('lock')
+    .description('show one lock: state, counters, recent events')
+    .argument('<lockId>')
+    .option(
+      '--check',
+      'connect to the lock now and ask its state (proves its key; lifts a quarantine it no longer deserves)',
+    ),
+).action(async (lockId: string, o: SocketOpts & { check?: boolean }) => {
+  print(o, await call(o, o.check ? 'locks.check' : 'locks.get', { lockId }, 60_000), formatLock);
 });
 
 socketOptions(

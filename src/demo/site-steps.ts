@@ -145,13 +145,14 @@ export function siteSteps(hub: Hub, world: SimWorld): Step[] {
       },
     },
     {
-      name: 'the real lock, heard again, lifts its quarantine by proving its key',
+      name: "a quarantined lock is sent no open; a technician's check proves the real lock's key and lifts the quarantine",
       async run() {
         await new Promise((r) => setTimeout(r, 300));
+        await refusedWith(call('locks.open', { lockId: a, durationMs: 1000 }), 'lock.quarantined');
+        const l = (await call('locks.check', { lockId: a })) as LockSummary;
+        check(l.state === 'bound', `state is ${l.state}`);
         const state = (await call('locks.open', { lockId: a, durationMs: 1000 })) as { bolt: string };
         check(state.bolt === 'unlocked', 'open failed');
-        const l = (await call('locks.get', { lockId: a })) as LockSummary;
-        check(l.state === 'bound', `state is ${l.state}`);
       },
     },
   ];

@@ -12,6 +12,13 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
     params: { properties: { lockId }, required: ['lockId'] },
     handler: (p) => link.get(p.lockId as string),
   });
+  server.register('locks.check', {
+    params: { properties: { lockId }, required: ['lockId'] },
+    handler: async (p) => {
+      const state = await link.lockState(p.lockId as string);
+      return { ...link.get(p.lockId as string), lockState: state };
+    },
+  });
   server.register('locks.discover', { params: { properties: {} }, handler: () => link.discoverable() });
   server.register('locks.attach', {
     params: {

@@ -1,5 +1,5 @@
 import type { Advertisement, Bearer, BearerLink, Unsubscribe } from '../../hal/bearer.js';
-import type { Clock } from '../base/clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
@@ -29,6 +29,8 @@ export interface LinkOptions {
   reconnectMaxMs: number;
   /** Consecutive key mismatches before a lock is quarantined. */
   quarantineAfter: number;
+  /** A connected lock is asked for its state this often, so an event whose push was lost is still collected. */
+  pollMs: number;
 }
 
 export const DEFAULT_LINK_OPTIONS: LinkOptions = {
@@ -40,7 +42,11 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   reconnectBaseMs: 1000,
   reconnectMaxMs: 60_000,
   quarantineAfter: 3,
+  pollMs: 30_000,
 };
+
+/** Requests that move the bolt or change the mode: never sent to a quarantined lock. */
+const ACTUATING = new Set<Operation>(['open', 'lock', 'setMode']);
 
 /** What the CLI and the uplink see of a lock: no key material. */
 export interface LockSummary {
@@ -63,6 +69,15 @@ export interface SecurityEvent {
   lockId: string | null;
   detail: Record<string, unknown>;
 }
+
+/**
+ * Why a lock was quarantined. A later KK handshake with the stored key proves the lock holds its key
+ * and is bound to this hub again, which lifts every quarantine but one: a lock whose event numbering
+ * went backwards may be a clone that holds the key, and needs a person (detach or forget, attach).
+ */
+export type QuarantineCode = 'impostor' | 'refused' | 'not-attached' | 'sequence-backwards' | 'attached-elsewhere';
+const LIFTABLE: QuarantineCode[] = ['impostor', 'refused', 'not-attached', 'attached-elsewhere'];
+const quarantineCode = (reason: string | null) => (reason?.split(':')[0] ?? '') as QuarantineCode;
 
 interface Connection {
   client: LockClient;
@@ -93,6 +108,8 @@ export class LinkManager implements Component {
   readonly #connecting = new Map<string, Promise<Connection>>();
   readonly #pulling = new Map<string, Promise<void>>();
   readonly #pullAgain = new Set<string>();
+  /** Sessions on which the events stored before a restart have been acknowledged. */
+  readonly #ackedOnConnect = new WeakSet<LockClient>();
   readonly #retry = new Map<string, Retry>();
   /** Consecutive key mismatches per lock (reset by a good handshake): the quarantine trigger. */
   readonly #mismatches = new Map<string, number>();
@@ -125,7 +142,7 @@ export class LinkManager implements Component {
 
   async start(): Promise<void> {
     this.#state = 'starting';
-    this.#identity = this.pairing.hubIdentity(this.#sealer, this.#random, this.#clock.now());
+    this.#identity = this.pairing.hubIdentity(this.#sealer, this.#random, this.#now());
     this.#unsubAds = this.#bearer.onAdvertisement((a) => this.#onAdvertisement(a));
     await this.#bearer.start();
     this.#state = 'running';
@@ -179,7 +196,7 @@ export class LinkManager implements Component {
 
   /** Locks in attach mode heard recently (for the installer). */
   discoverable(): { deviceId: string; address: string; rssi: number | null }[] {
-    const now = this.#clock.now();
+    const now = this.#now();
     return [...this.#heard.values()]
       .filter((a) => a.attachMode && now - a.seenAt < 10_000)
       .map((a) => ({ deviceId: a.deviceId, address: a.address, rssi: a.rssi ?? null }));
@@ -233,7 +250,7 @@ export class LinkManager implements Component {
             address: ad.address,
             staticPublic: key,
             state: 'attaching',
-            now: this.#clock.now(),
+            now: this.#now(),
           }),
       },
       this.#timing(),
@@ -243,8 +260,8 @@ export class LinkManager implements Component {
       await link.close();
       throw this.#attachError(deviceId, r.error);
     }
-    this.pairing.setState(deviceId, 'bound', this.#clock.now());
-    this.pairing.sessionOpened(deviceId, this.#clock.now());
+    this.pairing.setState(deviceId, 'bound', this.#now());
+    this.pairing.sessionOpened(deviceId, this.#now());
     this.#security('lock.attached', deviceId, { address: ad.address }, 'info');
     this.#adopt(deviceId, r.value.session.link, new LockClient(r.value.session, this.#clientOpts()), r.value.session);
     return this.#summary(this.#record(deviceId));
@@ -273,7 +290,7 @@ export class LinkManager implements Component {
    */
   async detach(lockId: string): Promise<{ detached: boolean; state: string }> {
     const rec = this.#record(lockId);
-    if (rec.state !== 'detaching') this.pairing.setState(lockId, 'detaching', this.#clock.now());
+    if (rec.state !== 'detaching') this.pairing.setState(lockId, 'detaching', this.#now());
     try {
       await this.#request(lockId, { type: 'detach' }, { allowStates: ['detaching'] });
     } catch (e) {
@@ -299,6 +316,11 @@ export class LinkManager implements Component {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /** Whole milliseconds: the store's time columns are integers (a virtual clock may give fractions). */
+  #now(): number {
+    return Math.floor(this.#clock.now());
+  }
 
   #need(): KeyPair {
     if (!this.#identity) throw new HubError('link.not-started', 'the link manager is not started');
@@ -366,7 +388,7 @@ export class LinkManager implements Component {
   }
 
   async #findInAttachMode(deviceId: string, timeoutMs: number): Promise<Advertisement> {
-    const fresh = (a: Advertisement | undefined) => a?.attachMode && this.#clock.now() - a.seenAt < 5_000;
+    const fresh = (a: Advertisement | undefined) => a?.attachMode && this.#now() - a.seenAt < 5_000;
     const known = this.#heard.get(deviceId);
     if (known && fresh(known)) return known;
     return new Promise<Advertisement>((resolve, reject) => {
@@ -403,7 +425,7 @@ export class LinkManager implements Component {
     if (rec.state === 'quarantined') return;
     const retry = this.#retry.get(a.deviceId);
     if (retry && this.#clock.monotonic() < retry.notBefore) return;
-    if (rec.address !== a.address) this.pairing.seen(a.deviceId, a.address, this.#clock.now());
+    if (rec.address !== a.address) this.pairing.seen(a.deviceId, a.address, this.#now());
     // A bound lock heard without a session: connect to collect its events (and finish a pending detach).
     void this.#connect(a.deviceId)
       .then(async () => {
@@ -424,10 +446,36 @@ export class LinkManager implements Component {
         hint: rec.state === 'detaching' ? 'it is being detached' : 'attach it again',
       });
     }
+    if (rec.state === 'quarantined' && ACTUATING.has(body.type)) {
+      // A quarantined lock may be a clone or a reset device: it is not told to open anything.
+      throw new HubError('lock.quarantined', `lock ${lockId} is quarantined: ${rec.quarantineReason ?? ''}`, {
+        hint: `see iqhub security; iqhub lock ${lockId} --check if the real lock is back, else detach or forget it and attach it again`,
+      });
+    }
     const conn = await this.#connect(lockId);
+    if (this.pairing.get(lockId)?.state === 'quarantined' && ACTUATING.has(body.type)) {
+      throw new HubError('lock.quarantined', `lock ${lockId} is quarantined`, { hint: 'see iqhub security' });
+    }
     const r = await conn.client.request(body);
-    if (!r.ok) throw this.#requestError(lockId, body.type, r.error);
+    if (!r.ok) {
+      if (r.error.code === 'lock-error' && r.error.lockCode === 'not-attached' && rec.state !== 'detaching') {
+        // Sealed in our own session, so authentic: the lock has been attached elsewhere or reset.
+        this.#quarantine(lockId, 'attached-elsewhere', 'the lock says it is no longer attached to this hub');
+        await this.#drop(lockId);
+      }
+      throw this.#requestError(lockId, body.type, r.error);
+    }
+    const state = (r.value as { state?: LockState }).state;
+    if (state && state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePull(lockId);
     return r.value;
+  }
+
+  #quarantine(lockId: string, code: QuarantineCode, why: string): void {
+    const rec = this.pairing.get(lockId);
+    if (!rec || rec.state === 'quarantined') return;
+    const reason = `${code}: ${why}`;
+    this.pairing.setState(lockId, 'quarantined', this.#now(), reason);
+    this.#security('lock.quarantined', lockId, { reason }, 'error');
   }
 
   #requestError(lockId: string, op: string, e: RequestError): HubError {
@@ -473,14 +521,14 @@ export class LinkManager implements Component {
     const conn = this.#adopt(lockId, c.value, client, s.value);
     if (rec.state === 'attaching') {
       // The lock answered KK with our key: it did bind before we crashed. Finish the record.
-      this.pairing.setState(lockId, 'bound', this.#clock.now());
+      this.pairing.setState(lockId, 'bound', this.#now());
       this.#security('lock.attach-recovered', lockId, {}, 'info');
     }
-    if (rec.state === 'quarantined') {
-      this.pairing.setState(lockId, 'bound', this.#clock.now());
-      this.#security('lock.quarantine-lifted', lockId, {}, 'info');
+    if (rec.state === 'quarantined' && LIFTABLE.includes(quarantineCode(rec.quarantineReason))) {
+      this.pairing.setState(lockId, 'bound', this.#now());
+      this.#security('lock.quarantine-lifted', lockId, { was: rec.quarantineReason }, 'info');
     }
-    this.pairing.sessionOpened(lockId, this.#clock.now());
+    this.pairing.sessionOpened(lockId, this.#now());
     return conn;
   }
 
@@ -499,21 +547,21 @@ export class LinkManager implements Component {
         `lock ${lockId} never completed attach; it was removed from the pairing store`,
       );
     }
-    const reason =
+    const [code, reason]: [QuarantineCode, string] =
       f.refusal === 'not-attached'
-        ? 'the lock says it is not attached to any hub (it was reset, or a device imitates it)'
+        ? ['not-attached', 'the lock says it is not attached to any hub (it was reset, or a device imitates it)']
         : f.code === 'handshake-failed'
-          ? 'the device does not hold the key this lock was attached with (an impostor, or a replaced lock)'
-          : 'the lock refused this hub (bound to another hub, or a device imitates it)';
+          ? [
+              'impostor',
+              'the device does not hold the key this lock was attached with (an impostor, or a replaced lock)',
+            ]
+          : ['refused', 'the lock refused this hub (bound to another hub, or a device imitates it)'];
     this.#security('link.handshake-refused', lockId, { failure: f.code, refusal: f.refusal ?? null }, 'warn');
+    // Refusals are plaintext and forgeable: like key mismatches they count, and only repeated ones
+    // quarantine. A lock being detached is not quarantined: its refusal may be the detach itself.
     const failures = (this.#mismatches.get(lockId) ?? 0) + 1;
     this.#mismatches.set(lockId, failures);
-    if (f.refusal === 'not-attached' || failures >= this.#opts.quarantineAfter) {
-      if (rec.state !== 'quarantined') {
-        this.pairing.setState(lockId, 'quarantined', this.#clock.now(), reason);
-        this.#security('lock.quarantined', lockId, { reason }, 'error');
-      }
-    }
+    if (failures >= this.#opts.quarantineAfter && rec.state !== 'detaching') this.#quarantine(lockId, code, reason);
     return new HubError('lock.refused', `lock ${lockId}: ${reason}`, {
       hint: `see iqhub lock ${lockId}; if the lock was reset or replaced, detach or forget it and attach it again`,
     });
@@ -535,7 +583,16 @@ export class LinkManager implements Component {
       this.#security('link.frame-rejected', lockId, { reason }, 'warn');
     });
     client.onEvent(() => this.#schedulePull(lockId));
+    // A pushed event may be lost on the radio: ask for the state now and then, which pulls if needed.
+    let poll: TimerHandle | undefined;
+    const tick = () => {
+      if (this.#conns.get(lockId) !== conn) return;
+      this.#schedulePull(lockId);
+      poll = this.#clock.setTimeout(tick, this.#opts.pollMs);
+    };
+    poll = this.#clock.setTimeout(tick, this.#opts.pollMs);
     link.onClose(() => {
+      this.#clock.clearTimeout(poll);
       if (this.#conns.get(lockId) === conn) this.#conns.delete(lockId);
       client.close();
     });
@@ -582,10 +639,18 @@ export class LinkManager implements Component {
     const rec = this.pairing.get(lockId);
     if (!rec) return;
     if (state.value.state.lastSeq < rec.lastEventSeq) {
-      const reason = `the lock's event sequence went backwards (${state.value.state.lastSeq} < ${rec.lastEventSeq}): reset or cloned`;
-      this.pairing.setState(lockId, 'quarantined', this.#clock.now(), reason);
-      this.#security('lock.quarantined', lockId, { reason }, 'error');
+      this.#quarantine(
+        lockId,
+        'sequence-backwards',
+        `the lock's event sequence went backwards (${state.value.state.lastSeq} < ${rec.lastEventSeq}): reset or cloned`,
+      );
       return;
+    }
+    if (rec.lastEventSeq > 0 && !this.#ackedOnConnect.has(conn.client)) {
+      // Events stored before a restart may never have been acknowledged: acknowledge them now.
+      const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: rec.lastEventSeq });
+      if (!acked.ok) return;
+      this.#ackedOnConnect.add(conn.client);
     }
     for (let round = 0; round < 1000; round++) {
       const since = this.pairing.get(lockId)?.lastEventSeq ?? 0;
@@ -593,7 +658,7 @@ export class LinkManager implements Component {
       if (!batch.ok) return;
       const events = batch.value.events.filter((e) => e.seq > since);
       if (events.length > 0) {
-        const fresh = this.pairing.storeEvents(lockId, events, this.#clock.now());
+        const fresh = this.pairing.storeEvents(lockId, events, this.#now());
         for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
         const upto = events.reduce((m, e) => Math.max(m, e.seq), 0);
         const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: upto });
@@ -609,7 +674,7 @@ export class LinkManager implements Component {
     detail: Record<string, unknown>,
     level: 'info' | 'warn' | 'error',
   ): void {
-    this.pairing.securityEvent(kind, lockId, detail, this.#clock.now());
+    this.pairing.securityEvent(kind, lockId, detail, this.#now());
     this.#log[level]({ lockId, kind, ...detail }, `security: ${kind}`);
     for (const l of [...this.#securityListeners]) l({ kind, lockId, detail });
   }

@@ -238,9 +238,9 @@ export async function connectBound(
       continue;
     }
     if (reply.value[0] === KIND.REFUSAL) {
+      // A refusal is plaintext: anyone can send one. It ends this attempt, never the connection;
+      // only a lock that refuses every attempt is reported as refusing.
       lastRefusal = refusalOf(reply.value);
-      if (lastRefusal !== 'busy')
-        return err(fail('refused', `the lock refused the connection: ${lastRefusal}`, lastRefusal));
       continue;
     }
     try {
@@ -252,7 +252,8 @@ export async function connectBound(
     session.listen();
     return ok(session);
   }
-  return err(fail('timeout', `no handshake answer after ${t.attempts} attempts`, lastRefusal));
+  if (lastRefusal) return err(fail('refused', `the lock refused the connection: ${lastRefusal}`, lastRefusal));
+  return err(fail('timeout', `no handshake answer after ${t.attempts} attempts`));
 }
 
 export interface AttachRequest {
@@ -388,6 +389,12 @@ export interface LockIdentity {
   setupCode: Secret;
   /** The bound hub's static key, if bound. */
   boundHub(): Uint8Array | undefined;
+  /**
+   * The hub this lock was detached from, until it binds again: accepted in KK only so that hub can
+   * hear the detach confirmed again when the first confirmation was lost (every other request on
+   * such a session is answered `not-attached`).
+   */
+  formerHub?(): Uint8Array | undefined;
   /** Attach mode: entered by a physical act on the lock, with a timeout. */
   inAttachMode(): boolean;
   /** Persist the new hub key (before confirming) and leave attach mode. */
@@ -496,7 +503,7 @@ export class LockEndpoint {
       return;
     }
     if (kind === KIND.KK1) {
-      const hubKey = this.#id.boundHub();
+      const hubKey = this.#id.boundHub() ?? this.#id.formerHub?.();
       if (!hubKey) return this.#refuse('not-attached');
       const hs = createHandshake({
         pattern: 'KK',
