@@ -9,7 +9,7 @@ import type { Logger } from '../log/logger.js';
 import { LockClient, type RequestBody, type RequestError } from './client.js';
 import type { LockEvent, LockMode, LockState, Operation, OpResultFor } from './frames.js';
 import type { KeyPair } from './noise.js';
-import type { LockRecord, PairingStore } from './pairing.js';
+import type { LockRecord, PairingStore, StoredEvent } from './pairing.js';
 import { attachLock, connectBound, type HandshakeTiming, type LinkFailure } from './session.js';
 
 export interface LinkOptions {
@@ -62,6 +62,15 @@ export interface LockSummary {
   failedHandshakes: number;
   rejectedFrames: number;
   keyFingerprint: string;
+}
+
+/** A lock's pairing or reported state changed (for the retained locks/{id}/state topic). */
+export interface LockChange {
+  lockId: string;
+  /** Undefined when the lock left the pairing store (detached or forgotten). */
+  summary: LockSummary | undefined;
+  /** The lock's own report, when the change came with one. */
+  state?: LockState;
 }
 
 export interface SecurityEvent {
@@ -118,6 +127,8 @@ export class LinkManager implements Component {
   readonly #eventListeners = new Set<(lockId: string, e: LockEvent) => void>();
   readonly #securityListeners = new Set<(e: SecurityEvent) => void>();
   readonly #adListeners = new Set<(a: Advertisement) => void>();
+  readonly #eventSink: ((fresh: StoredEvent[]) => void) | undefined;
+  readonly #changeListeners = new Set<(change: LockChange) => void>();
   #identity: KeyPair | undefined;
   #unsubAds: Unsubscribe | undefined;
   #state: ComponentStatus['state'] = 'stopped';
@@ -130,7 +141,10 @@ export class LinkManager implements Component {
     random: Random;
     log: Logger;
     options?: Partial<LinkOptions>;
+    /** Runs inside the transaction that stores a lock's new events (the uplink outbox enqueues them). */
+    eventSink?: (fresh: StoredEvent[]) => void;
   }) {
+    this.#eventSink = deps.eventSink;
     this.pairing = deps.pairing;
     this.#bearer = deps.bearer;
     this.#sealer = deps.sealer;
@@ -179,6 +193,18 @@ export class LinkManager implements Component {
   onLockEvent(l: (lockId: string, e: LockEvent) => void): Unsubscribe {
     this.#eventListeners.add(l);
     return () => this.#eventListeners.delete(l);
+  }
+
+  onLockChange(l: (change: LockChange) => void): Unsubscribe {
+    this.#changeListeners.add(l);
+    return () => this.#changeListeners.delete(l);
+  }
+
+  #changed(lockId: string, state?: LockState): void {
+    if (this.#changeListeners.size === 0) return;
+    const rec = this.pairing.get(lockId);
+    const change: LockChange = { lockId, summary: rec && this.#summary(rec), ...(state ? { state } : {}) };
+    for (const l of [...this.#changeListeners]) l(change);
   }
 
   onSecurityEvent(l: (e: SecurityEvent) => void): Unsubscribe {
@@ -262,6 +288,7 @@ export class LinkManager implements Component {
     }
     this.pairing.setState(deviceId, 'bound', this.#now());
     this.pairing.sessionOpened(deviceId, this.#now());
+    this.#changed(deviceId);
     this.#security('lock.attached', deviceId, { address: ad.address }, 'info');
     this.#adopt(deviceId, r.value.session.link, new LockClient(r.value.session, this.#clientOpts()), r.value.session);
     return this.#summary(this.#record(deviceId));
@@ -306,6 +333,7 @@ export class LinkManager implements Component {
     this.#record(lockId);
     await this.#drop(lockId);
     this.pairing.remove(lockId);
+    this.#changed(lockId);
     this.#security('lock.forgotten', lockId, { forced: true }, 'warn');
     return {
       forgotten: true,
@@ -466,7 +494,10 @@ export class LinkManager implements Component {
       throw this.#requestError(lockId, body.type, r.error);
     }
     const state = (r.value as { state?: LockState }).state;
-    if (state && state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePull(lockId);
+    if (state) {
+      this.#changed(lockId, state);
+      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePull(lockId);
+    }
     return r.value;
   }
 
@@ -476,6 +507,7 @@ export class LinkManager implements Component {
     const reason = `${code}: ${why}`;
     this.pairing.setState(lockId, 'quarantined', this.#now(), reason);
     this.#security('lock.quarantined', lockId, { reason }, 'error');
+    this.#changed(lockId);
   }
 
   #requestError(lockId: string, op: string, e: RequestError): HubError {
@@ -609,6 +641,7 @@ export class LinkManager implements Component {
 
   #finishDetach(lockId: string): void {
     this.pairing.remove(lockId);
+    this.#changed(lockId);
     this.#security('lock.detached', lockId, {}, 'info');
     void this.#drop(lockId);
   }
@@ -636,6 +669,7 @@ export class LinkManager implements Component {
     if (!conn) return;
     const state = await conn.client.request({ type: 'getState' });
     if (!state.ok) return;
+    this.#changed(lockId, state.value.state);
     const rec = this.pairing.get(lockId);
     if (!rec) return;
     if (state.value.state.lastSeq < rec.lastEventSeq) {
@@ -658,7 +692,7 @@ export class LinkManager implements Component {
       if (!batch.ok) return;
       const events = batch.value.events.filter((e) => e.seq > since);
       if (events.length > 0) {
-        const fresh = this.pairing.storeEvents(lockId, events, this.#now());
+        const fresh = this.pairing.storeEvents(lockId, events, this.#now(), this.#eventSink);
         for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
         const upto = events.reduce((m, e) => Math.max(m, e.seq), 0);
         const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: upto });

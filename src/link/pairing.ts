@@ -15,6 +15,8 @@ export interface LockRecord {
   state: PairingState;
   quarantineReason: string | null;
   lastEventSeq: number;
+  /** One per attach; events are numbered by the lock within an epoch. */
+  epoch: number;
   sessions: number;
   rejectedFrames: number;
   failedHandshakes: number;
@@ -32,6 +34,7 @@ interface LockRow {
   state: string;
   quarantine_reason: string | null;
   last_event_seq: number;
+  epoch: number;
   sessions: number;
   rejected_frames: number;
   failed_handshakes: number;
@@ -50,6 +53,7 @@ function fromRow(r: LockRow): LockRecord {
     state: r.state as PairingState,
     quarantineReason: r.quarantine_reason,
     lastEventSeq: r.last_event_seq,
+    epoch: r.epoch,
     sessions: r.sessions,
     rejectedFrames: r.rejected_frames,
     failedHandshakes: r.failed_handshakes,
@@ -61,6 +65,14 @@ function fromRow(r: LockRow): LockRecord {
 }
 
 const SEAL = { purpose: 'hub.link-static', id: 'hub' };
+
+/** A lock event as stored, with what the uplink needs to give it a stable id. */
+export interface StoredEvent {
+  lockId: string;
+  epoch: number;
+  event: LockEvent;
+  receivedAt: number;
+}
 
 /**
  * The pairing store: which locks are bound to this hub, by which static key, and where their
@@ -112,7 +124,7 @@ export class PairingStore {
         `INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at, last_seen, sessions)
          VALUES (@lockId, @bearer, @address, @key, @state, @now, @now, @now, 0)
          ON CONFLICT (lock_id) DO UPDATE SET bearer = @bearer, address = @address, static_public = @key, state = @state,
-           quarantine_reason = NULL, last_event_seq = 0, attached_at = @now, updated_at = @now, last_seen = @now,
+           quarantine_reason = NULL, last_event_seq = 0, epoch = epoch + 1, attached_at = @now, updated_at = @now, last_seen = @now,
            sessions = sessions`,
       )
       .run({
@@ -158,28 +170,38 @@ export class PairingStore {
    * already stored (a resent batch) are ignored, so a lock's event is kept exactly once.
    * Returns the events that were new.
    */
-  storeEvents(lockId: string, events: LockEvent[], now: number): LockEvent[] {
+  storeEvents(
+    lockId: string,
+    events: LockEvent[],
+    now: number,
+    /** Runs inside the same transaction with the new events (the uplink outbox enqueues them here). */
+    also?: (fresh: StoredEvent[]) => void,
+  ): LockEvent[] {
+    const epochOf = this.#store.db.prepare('SELECT epoch FROM locks WHERE lock_id = ?');
     const insert = this.#store.db.prepare(
-      'INSERT OR IGNORE INTO lock_events (lock_id, seq, at, kind, body, received_at) VALUES (?, ?, ?, ?, ?, ?)',
+      'INSERT OR IGNORE INTO lock_events (lock_id, epoch, seq, at, kind, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     const advance = this.#store.db.prepare(
       'UPDATE locks SET last_event_seq = MAX(last_event_seq, ?), last_seen = ? WHERE lock_id = ?',
     );
     return this.#store.transaction(() => {
+      const epoch = (epochOf.get(lockId) as { epoch: number } | undefined)?.epoch;
+      if (epoch === undefined) return [];
       const fresh: LockEvent[] = [];
       for (const e of events) {
         const { seq, at, type, ...body } = e;
-        if (insert.run(lockId, seq, at, type, JSON.stringify(body), now).changes > 0) fresh.push(e);
+        if (insert.run(lockId, epoch, seq, at, type, JSON.stringify(body), now).changes > 0) fresh.push(e);
       }
       const top = events.reduce((m, e) => Math.max(m, e.seq), 0);
       if (top > 0) advance.run(top, now, lockId);
+      if (fresh.length > 0) also?.(fresh.map((event) => ({ lockId, epoch, event, receivedAt: now })));
       return fresh;
     });
   }
 
   events(lockId: string, limit = 100): (LockEvent & { receivedAt: number })[] {
     const rows = this.#store.db
-      .prepare('SELECT * FROM lock_events WHERE lock_id = ? ORDER BY seq DESC LIMIT ?')
+      .prepare('SELECT * FROM lock_events WHERE lock_id = ? ORDER BY epoch DESC, seq DESC LIMIT ?')
       .all(lockId, limit) as { seq: number; at: number; kind: string; body: string; received_at: number }[];
     return rows.map(
       (r) =>

@@ -53,6 +53,8 @@ export const migrations: readonly Migration[] = [
           state             TEXT    NOT NULL CHECK (state IN ('attaching', 'bound', 'detaching', 'quarantined')),
           quarantine_reason TEXT,
           last_event_seq    INTEGER NOT NULL DEFAULT 0,
+          -- One epoch per attach: the lock's numbering is only unique within it (a reset lock restarts).
+          epoch             INTEGER NOT NULL DEFAULT 1,
           sessions          INTEGER NOT NULL DEFAULT 0,
           rejected_frames   INTEGER NOT NULL DEFAULT 0,
           failed_handshakes INTEGER NOT NULL DEFAULT 0,
@@ -64,12 +66,13 @@ export const migrations: readonly Migration[] = [
         -- Every event a lock reported, once: (lock_id, seq) is the lock's own numbering.
         CREATE TABLE lock_events (
           lock_id     TEXT    NOT NULL,
+          epoch       INTEGER NOT NULL,
           seq         INTEGER NOT NULL,
           at          INTEGER NOT NULL,
           kind        TEXT    NOT NULL,
           body        TEXT    NOT NULL,
           received_at INTEGER NOT NULL,
-          PRIMARY KEY (lock_id, seq)
+          PRIMARY KEY (lock_id, epoch, seq)
         ) STRICT;
         -- What the hub refused: rogue devices, wrong setup codes, bad frames, contradictions.
         CREATE TABLE security_events (
@@ -78,6 +81,42 @@ export const migrations: readonly Migration[] = [
           kind      TEXT    NOT NULL,
           lock_id   TEXT,
           detail    TEXT    NOT NULL DEFAULT '{}'
+        ) STRICT;
+      `);
+    },
+  },
+  {
+    version: 3,
+    name: 'uplink outbox and inbox',
+    up(db) {
+      db.exec(`
+        -- What the hub must still publish. A row leaves only when the broker acknowledged it (PUBACK).
+        -- kind 'event': one lock event, published in batches on 'events', in per-lock order (id order).
+        -- kind 'message': a whole payload for its topic ('cmd/result', 'sync/ack', 'locks/X/state').
+        CREATE TABLE outbox (
+          id         INTEGER PRIMARY KEY AUTOINCREMENT,
+          kind       TEXT    NOT NULL CHECK (kind IN ('event', 'message')),
+          topic      TEXT    NOT NULL,
+          payload    TEXT    NOT NULL,
+          retain     INTEGER NOT NULL DEFAULT 0,
+          security   INTEGER NOT NULL DEFAULT 0,
+          bytes      INTEGER NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX outbox_kind ON outbox (kind, id);
+        -- Counters that must survive restarts (events dropped under the size limit, messages refused by ACL).
+        CREATE TABLE counters (
+          name  TEXT PRIMARY KEY,
+          value INTEGER NOT NULL
+        ) STRICT;
+        -- Every command and sync the cloud sent, by id: a redelivered id returns the stored result
+        -- and never acts twice. 'started' without a result means the hub stopped while acting.
+        CREATE TABLE inbox (
+          id          TEXT    PRIMARY KEY,
+          topic       TEXT    NOT NULL,
+          state       TEXT    NOT NULL CHECK (state IN ('started', 'done')),
+          result      TEXT,
+          received_at INTEGER NOT NULL
         ) STRICT;
       `);
     },

@@ -1,0 +1,331 @@
+/**
+ * The MQTT contract between a hub and its cloud: every topic, the direction of its messages, and
+ * the JSON Schema of every payload. The schemas are the single source: the hub validates every
+ * inbound message with them, tests validate every outbound one, and docs/mqtt-api.md and
+ * docs/asyncapi.yaml describe the same. Payloads carry `v` (the contract version) and request
+ * ids, so the contract is the same over MQTT 5 and 3.1.1.
+ */
+export const CONTRACT_VERSION = 1;
+
+/** MQTT topic segments may not hold these; a hub id or lock id with them is refused everywhere. */
+export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$';
+const id = { type: 'string', pattern: ID_PATTERN } as const;
+const requestId = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' } as const;
+const isoTime = { type: 'string', minLength: 20, maxLength: 30 } as const;
+const v = { const: CONTRACT_VERSION } as const;
+const errorObject = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['code', 'message'],
+  properties: { code: { type: 'string', maxLength: 64 }, message: { type: 'string', maxLength: 1024 } },
+} as const;
+
+export const topics = {
+  status: (hubId: string) => `ks/hubs/${hubId}/status`,
+  cmd: (hubId: string) => `ks/hubs/${hubId}/cmd`,
+  cmdResult: (hubId: string) => `ks/hubs/${hubId}/cmd/result`,
+  sync: (hubId: string) => `ks/hubs/${hubId}/sync`,
+  syncAck: (hubId: string) => `ks/hubs/${hubId}/sync/ack`,
+  events: (hubId: string) => `ks/hubs/${hubId}/events`,
+  lockState: (hubId: string, lockId: string) => `ks/hubs/${hubId}/locks/${lockId}/state`,
+  health: (hubId: string) => `ks/hubs/${hubId}/health`,
+} as const;
+
+// ----- hub → cloud ---------------------------------------------------------------------------
+
+export interface StatusPayload {
+  v: 1;
+  state: 'online' | 'offline';
+  /** offline: why ('shutdown' when the hub stopped cleanly, 'connection-lost' as the last will). */
+  reason?: 'shutdown' | 'connection-lost';
+  version?: string;
+  startedAt?: string;
+  at?: string;
+}
+
+export const statusSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'state'],
+  properties: {
+    v,
+    state: { enum: ['online', 'offline'] },
+    reason: { enum: ['shutdown', 'connection-lost'] },
+    version: { type: 'string', maxLength: 64 },
+    startedAt: isoTime,
+    at: isoTime,
+  },
+} as const;
+
+/** One lock event as the cloud sees it. `id` is stable: the same event always has the same id. */
+export interface CloudEvent {
+  id: string;
+  lockId: string;
+  /** The lock's own sequence number within `epoch` (one epoch per attach). */
+  seq: number;
+  epoch: number;
+  type: 'opened' | 'denied' | 'door' | 'battery' | 'tamper';
+  /** When it happened, by the lock's clock. */
+  at: string;
+  /** When the hub stored it. */
+  receivedAt: string;
+  by?: string;
+  reason?: string;
+  credentialId?: string | null;
+  open?: boolean;
+  percent?: number;
+}
+
+export interface EventsPayload {
+  v: 1;
+  events: CloudEvent[];
+}
+
+const cloudEventSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'lockId', 'seq', 'epoch', 'type', 'at', 'receivedAt'],
+  properties: {
+    id: { type: 'string', maxLength: 160 },
+    lockId: id,
+    seq: { type: 'integer', minimum: 1 },
+    epoch: { type: 'integer', minimum: 1 },
+    type: { enum: ['opened', 'denied', 'door', 'battery', 'tamper'] },
+    at: isoTime,
+    receivedAt: isoTime,
+    by: { type: 'string', maxLength: 32 },
+    reason: { type: 'string', maxLength: 32 },
+    credentialId: { type: ['string', 'null'], maxLength: 64 },
+    open: { type: 'boolean' },
+    percent: { type: 'integer', minimum: 0, maximum: 100 },
+  },
+} as const;
+
+export const eventsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'events'],
+  properties: { v, events: { type: 'array', minItems: 1, maxItems: 500, items: cloudEventSchema } },
+} as const;
+
+export interface LockStatePayload {
+  v: 1;
+  lockId: string;
+  pairing: 'attaching' | 'bound' | 'detaching' | 'quarantined';
+  connected: boolean;
+  bolt?: 'locked' | 'unlocked';
+  mode?: 'normal' | 'office' | 'locked';
+  doorOpen?: boolean;
+  batteryPercent?: number;
+  lastSeq?: number;
+  at: string;
+}
+
+export const lockStateSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'lockId', 'pairing', 'connected', 'at'],
+  properties: {
+    v,
+    lockId: id,
+    pairing: { enum: ['attaching', 'bound', 'detaching', 'quarantined'] },
+    connected: { type: 'boolean' },
+    bolt: { enum: ['locked', 'unlocked'] },
+    mode: { enum: ['normal', 'office', 'locked'] },
+    doorOpen: { type: 'boolean' },
+    batteryPercent: { type: 'integer', minimum: 0, maximum: 100 },
+    lastSeq: { type: 'integer', minimum: 0 },
+    at: isoTime,
+  },
+} as const;
+
+export interface HealthPayload {
+  v: 1;
+  at: string;
+  uptimeSec: number;
+  outbox: { depth: number; oldestAgeSec: number | null; dropped: number };
+  radios: { kind: string; state: string; detail?: string }[];
+  locks: { total: number; connected: number; quarantined: number };
+  certificate: { notAfter: string | null; daysLeft: number | null };
+}
+
+export const healthSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'at', 'uptimeSec', 'outbox', 'radios', 'locks', 'certificate'],
+  properties: {
+    v,
+    at: isoTime,
+    uptimeSec: { type: 'integer', minimum: 0 },
+    outbox: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['depth', 'oldestAgeSec', 'dropped'],
+      properties: {
+        depth: { type: 'integer', minimum: 0 },
+        oldestAgeSec: { type: ['integer', 'null'], minimum: 0 },
+        dropped: { type: 'integer', minimum: 0 },
+      },
+    },
+    radios: {
+      type: 'array',
+      maxItems: 8,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['kind', 'state'],
+        properties: {
+          kind: { type: 'string', maxLength: 16 },
+          state: { type: 'string', maxLength: 32 },
+          detail: { type: 'string', maxLength: 256 },
+        },
+      },
+    },
+    locks: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['total', 'connected', 'quarantined'],
+      properties: {
+        total: { type: 'integer', minimum: 0 },
+        connected: { type: 'integer', minimum: 0 },
+        quarantined: { type: 'integer', minimum: 0 },
+      },
+    },
+    certificate: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['notAfter', 'daysLeft'],
+      properties: { notAfter: { type: ['string', 'null'] }, daysLeft: { type: ['integer', 'null'] } },
+    },
+  },
+} as const;
+
+export interface CmdResultPayload {
+  v: 1;
+  /** The command's id, echoed; null when the command was too malformed to have one. */
+  id: string | null;
+  ok: boolean;
+  result?: Record<string, unknown>;
+  error?: { code: string; message: string };
+}
+
+export const cmdResultSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'id', 'ok'],
+  properties: {
+    v,
+    id: { anyOf: [requestId, { type: 'null' }] },
+    ok: { type: 'boolean' },
+    result: { type: 'object' },
+    error: errorObject,
+  },
+} as const;
+
+export interface SyncAckPayload {
+  v: 1;
+  id: string | null;
+  ok: boolean;
+  /** The mirror's version after applying the sync. */
+  version?: number;
+  error?: { code: string; message: string };
+}
+
+export const syncAckSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'id', 'ok'],
+  properties: {
+    v,
+    id: { anyOf: [requestId, { type: 'null' }] },
+    ok: { type: 'boolean' },
+    version: { type: 'integer', minimum: 0 },
+    error: errorObject,
+  },
+} as const;
+
+// ----- cloud → hub ---------------------------------------------------------------------------
+
+export type Command =
+  | { v: 1; id: string; op: 'ping' }
+  | { v: 1; id: string; op: 'listLocks' }
+  | { v: 1; id: string; op: 'getState'; lockId: string }
+  | { v: 1; id: string; op: 'open'; lockId: string; durationMs: number }
+  | { v: 1; id: string; op: 'lock'; lockId: string }
+  | { v: 1; id: string; op: 'setMode'; lockId: string; mode: 'normal' | 'office' | 'locked' };
+
+const cmd = (op: string, extra: Record<string, unknown> = {}, required: string[] = []) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'id', 'op', ...required],
+  properties: { v, id: requestId, op: { const: op }, ...extra },
+});
+
+export const commandSchema = {
+  type: 'object',
+  required: ['op'],
+  properties: { op: { enum: ['ping', 'listLocks', 'getState', 'open', 'lock', 'setMode'] } },
+  discriminator: { propertyName: 'op' },
+  oneOf: [
+    cmd('ping'),
+    cmd('listLocks'),
+    cmd('getState', { lockId: id }, ['lockId']),
+    cmd('open', { lockId: id, durationMs: { type: 'integer', minimum: 1, maximum: 600_000 } }, [
+      'lockId',
+      'durationMs',
+    ]),
+    cmd('lock', { lockId: id }, ['lockId']),
+    cmd('setMode', { lockId: id, mode: { enum: ['normal', 'office', 'locked'] } }, ['lockId', 'mode']),
+  ],
+} as const;
+
+export interface SyncPayload {
+  v: 1;
+  id: string;
+  kind: 'snapshot' | 'delta';
+  version: number;
+  baseVersion?: number;
+  data: Record<string, unknown>;
+}
+
+export const syncSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'id', 'kind', 'version', 'data'],
+  properties: {
+    v,
+    id: requestId,
+    kind: { enum: ['snapshot', 'delta'] },
+    version: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    baseVersion: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    data: { type: 'object' },
+  },
+} as const;
+
+/** Inbound payloads larger than this are refused before parsing. */
+export const MAX_INBOUND_BYTES = 256 * 1024;
+/** Nesting deeper than this is refused before validation (a hostile payload cannot exhaust the stack). */
+export const MAX_INBOUND_DEPTH = 32;
+
+/** The typed map from topic (relative to ks/hubs/{hubId}/) to its payload and direction. */
+export interface TopicMap {
+  status: { direction: 'up'; retained: true; payload: StatusPayload };
+  cmd: { direction: 'down'; retained: false; payload: Command };
+  'cmd/result': { direction: 'up'; retained: false; payload: CmdResultPayload };
+  sync: { direction: 'down'; retained: false; payload: SyncPayload };
+  'sync/ack': { direction: 'up'; retained: false; payload: SyncAckPayload };
+  events: { direction: 'up'; retained: false; payload: EventsPayload };
+  'locks/{lockId}/state': { direction: 'up'; retained: true; payload: LockStatePayload };
+  health: { direction: 'up'; retained: false; payload: HealthPayload };
+}
+
+export const schemas = {
+  status: statusSchema,
+  cmd: commandSchema,
+  'cmd/result': cmdResultSchema,
+  sync: syncSchema,
+  'sync/ack': syncAckSchema,
+  events: eventsSchema,
+  'locks/{lockId}/state': lockStateSchema,
+  health: healthSchema,
+} as const satisfies Record<keyof TopicMap, object>;

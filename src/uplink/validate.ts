@@ -1,0 +1,94 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { err, ok, type Result } from '../../hal/result.js';
+import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, schemas, type TopicMap } from './contract.js';
+
+const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true, allowUnionTypes: true });
+
+const validators = Object.fromEntries(
+  Object.entries(schemas).map(([topic, schema]) => [topic, ajv.compile(schema)]),
+) as {
+  [T in keyof TopicMap]: ValidateFunction<TopicMap[T]['payload']>;
+};
+
+export interface ContractError {
+  /** `payload.too-large`, `payload.too-deep`, `payload.not-json`, `payload.invalid`. */
+  code: string;
+  message: string;
+}
+
+/** Deepest nesting of a JSON text, found without parsing it (strings are skipped). */
+function depthOf(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      if (depth > max) max = depth;
+      if (max > limit) return max;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
+}
+
+function describe(e: ErrorObject | undefined): string {
+  if (!e) return 'invalid';
+  const where = e.instancePath || '(top level)';
+  if (e.keyword === 'additionalProperties') {
+    return `${where}: unknown field ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty).slice(0, 70)}`;
+  }
+  if (e.keyword === 'discriminator') return `${where}: op is missing or not one of the known operations`;
+  return `${where} ${e.message ?? 'is invalid'}`;
+}
+
+/**
+ * Parse and validate an inbound payload for `topic`: size and nesting limits first, then JSON,
+ * then the contract's schema. Never throws; the error says what is wrong and where.
+ */
+export function parseInbound<T extends keyof TopicMap>(
+  topic: T,
+  payload: Uint8Array,
+): Result<TopicMap[T]['payload'], ContractError> {
+  if (payload.length > MAX_INBOUND_BYTES) {
+    return err({
+      code: 'payload.too-large',
+      message: `payload of ${payload.length} bytes exceeds ${MAX_INBOUND_BYTES}`,
+    });
+  }
+  const text = Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
+  if (depthOf(text, MAX_INBOUND_DEPTH) > MAX_INBOUND_DEPTH) {
+    return err({ code: 'payload.too-deep', message: `payload nests deeper than ${MAX_INBOUND_DEPTH} levels` });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return err({ code: 'payload.not-json', message: 'payload is not valid JSON' });
+  }
+  const validate = validators[topic];
+  if (!validate(value)) return err({ code: 'payload.invalid', message: describe(validate.errors?.[0]) });
+  return ok(value as TopicMap[T]['payload']);
+}
+
+/** For outbound payloads (tests, and a guard before publishing): true if it matches the contract. */
+export function conforms<T extends keyof TopicMap>(topic: T, value: unknown): value is TopicMap[T]['payload'] {
+  return validators[topic](value);
+}
+
+/** The id of a payload too broken to validate, if one can be read safely (for error results). */
+export function salvageId(payload: Uint8Array): string | null {
+  if (payload.length > MAX_INBOUND_BYTES) return null;
+  try {
+    const text = Buffer.from(payload).toString('utf8');
+    if (depthOf(text, MAX_INBOUND_DEPTH) > MAX_INBOUND_DEPTH) return null;
+    const v = JSON.parse(text) as { id?: unknown };
+    return typeof v?.id === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(v.id) ? v.id : null;
+  } catch {
+    return null;
+  }
+}
