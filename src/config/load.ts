@@ -60,9 +60,11 @@ export function parseConfig(text: string, where: string, overrides: Partial<HubC
   const data = { ...(raw as Record<string, unknown>), ...overrides };
   if (validate(data)) return data;
 
-  const lines = (validate.errors ?? []).map(
-    (err) => `  - ${describe(err, data, where, (p) => lineOf(doc, lineCounter, p))}`,
-  );
+  // anyOf reports each failed branch and then itself: keep only its own summary; `if` only points at `then`.
+  const errors = (validate.errors ?? []).filter((e) => !e.schemaPath.includes('/anyOf/') && e.keyword !== 'if');
+  const lines = [
+    ...new Set(errors.map((err) => `  - ${describe(err, data, where, (p) => lineOf(doc, lineCounter, p))}`)),
+  ];
   throw new HubError(
     'config.invalid',
     `config is invalid (${lines.length} problem${lines.length === 1 ? '' : 's'}):\n${lines.join('\n')}`,
@@ -130,7 +132,15 @@ function describe(
   const value = show(valueAt(data, path));
   const schema = schemaAt(path) as { description?: string } | undefined;
   switch (err.keyword) {
+    case 'required': {
+      const missing = [...path, String((err.params as { missingProperty: string }).missingProperty)].join('.');
+      const when = path[0] === 'uplink' ? ' when uplink.enabled is true' : '';
+      return `${where}${l ? `:${l}` : ''}: key \`${missing}\` is required${when}`;
+    }
     case 'type':
+      if (path.length >= 2 && path[0] === 'uplink' && value === 'null') {
+        return `${at} is required when uplink.enabled is true (${schema?.description ?? 'see docs/configuration.md'})`;
+      }
       return `${at} has value ${value}, expected ${(err.params as { type: string }).type}`;
     case 'enum':
       return `${at} has value ${value}, expected one of: ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;

@@ -11,6 +11,23 @@ export interface HubConfig {
   log: { level: LogLevel; pretty: boolean };
   secrets: { storageKeyFile: string | null };
   shutdown: { timeoutMs: number };
+  uplink: {
+    enabled: boolean;
+    url: string | null;
+    caFile: string | null;
+    certFile: string | null;
+    keyFile: string | null;
+    serverName: string | null;
+    mqttVersion: '5' | '3.1.1';
+    keepaliveSec: number;
+    sessionExpirySec: number;
+    reconnectBaseMs: number;
+    reconnectMaxMs: number;
+    healthIntervalSec: number;
+    outboxMaxMB: number;
+    batchSize: number;
+    inflight: number;
+  };
   simulation: {
     enabled: boolean;
     locks: number;
@@ -58,6 +75,47 @@ export const configSchema = {
       default: {},
       properties: {
         timeoutMs: { type: 'integer', minimum: 1000, maximum: 60000, default: 8000 },
+      },
+    },
+    uplink: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        url: {
+          anyOf: [{ type: 'string', pattern: '^mqtts://[^/\\s]+(:[0-9]{1,5})?/?$' }, { type: 'null' }],
+          default: null,
+          description: 'an mqtts://host:port URL (TLS only), or null',
+        },
+        caFile: { anyOf: [absolutePath, { type: 'null' }], default: null, description: 'an absolute path, or null' },
+        certFile: { anyOf: [absolutePath, { type: 'null' }], default: null, description: 'an absolute path, or null' },
+        keyFile: { anyOf: [absolutePath, { type: 'null' }], default: null, description: 'an absolute path, or null' },
+        serverName: {
+          anyOf: [{ type: 'string', minLength: 1, maxLength: 253 }, { type: 'null' }],
+          default: null,
+          description: "the broker certificate's host name, or null for the URL's host",
+        },
+        mqttVersion: { type: 'string', enum: ['5', '3.1.1'], default: '5' },
+        keepaliveSec: { type: 'integer', minimum: 5, maximum: 1200, default: 30 },
+        sessionExpirySec: { type: 'integer', minimum: 0, maximum: 4294967295, default: 604800 },
+        reconnectBaseMs: { type: 'integer', minimum: 100, maximum: 60000, default: 1000 },
+        reconnectMaxMs: { type: 'integer', minimum: 1000, maximum: 3600000, default: 60000 },
+        healthIntervalSec: { type: 'integer', minimum: 5, maximum: 86400, default: 60 },
+        outboxMaxMB: { type: 'integer', minimum: 1, maximum: 10240, default: 50 },
+        batchSize: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
+        inflight: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+      },
+      if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+      // Evaluated before the defaults are filled in: a key that is missing fails `required`.
+      then: {
+        required: ['url', 'caFile', 'certFile', 'keyFile'],
+        properties: {
+          url: { type: 'string' },
+          caFile: { type: 'string' },
+          certFile: { type: 'string' },
+          keyFile: { type: 'string' },
+        },
       },
     },
     simulation: {

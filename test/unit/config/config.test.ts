@@ -16,6 +16,23 @@ describe('config', () => {
       log: { level: 'info', pretty: false },
       secrets: { storageKeyFile: null },
       shutdown: { timeoutMs: 8000 },
+      uplink: {
+        enabled: false,
+        url: null,
+        caFile: null,
+        certFile: null,
+        keyFile: null,
+        serverName: null,
+        mqttVersion: '5',
+        keepaliveSec: 30,
+        sessionExpirySec: 604800,
+        reconnectBaseMs: 1000,
+        reconnectMaxMs: 60000,
+        healthIntervalSec: 60,
+        outboxMaxMB: 50,
+        batchSize: 100,
+        inflight: 8,
+      },
       simulation: {
         enabled: false,
         locks: 3,
@@ -106,6 +123,15 @@ describe('config', () => {
         return child.properties ? walk(child, `${prefix}${k}.`) : [`${prefix}${k}`];
       });
     for (const key of walk(configSchema as never, '')) expect(doc).toContain(`\`${key}\``);
+  });
+
+  it('an enabled uplink needs its URL and certificate paths, and the URL must be TLS', () => {
+    const e = rejected('uplink:\n  enabled: true\n  url: mqtt://broker:1883\n  caFile: /etc/iq-hub/ca.crt\n');
+    expect(e.message).toContain(
+      'key `uplink.url` has value "mqtt://broker:1883", expected an mqtts://host:port URL (TLS only)',
+    );
+    expect(e.message).toContain('key `uplink.certFile` is required when uplink.enabled is true');
+    expect(e.message).toContain('key `uplink.keyFile` is required when uplink.enabled is true');
   });
 
   it('closest() suggests near keys only', () => {
