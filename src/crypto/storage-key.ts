@@ -1,18 +1,9 @@
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  fsyncSync,
-  linkSync,
-  openSync,
-  readSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, constants, fsyncSync, linkSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fsyncDir } from '../base/atomic-file.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
+import { readPrivateFile } from './private-file.js';
 import { Secret } from './secret.js';
 
 export const STORAGE_KEY_BYTES = 32;
@@ -58,44 +49,8 @@ export function loadStorageKey(opts: {
 
 /** Read a key file; undefined if it does not exist. */
 function readKey(path: string, checkMode: boolean): Secret | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    throw new HubError('storage-key.unreadable', `cannot read storage key ${path}: ${code ?? 'error'}`, {
-      hint: code === 'ELOOP' ? 'the key file must not be a symbolic link' : 'check ownership and permissions',
-    });
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new HubError('storage-key.not-file', `storage key ${path} is not a regular file`);
-    if (checkMode && (st.mode & 0o077) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new HubError(
-        'storage-key.permissions',
-        `storage key file ${path} has mode ${mode}: it is readable or writable by group or others`,
-        {
-          hint: `only the daemon's user may read it: run \`chmod 600 ${path}\`, and rotate the key if it may have been copied`,
-        },
-      );
-    }
-    if (checkMode && typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-      throw new HubError(
-        'storage-key.owner',
-        `storage key file ${path} is owned by uid ${st.uid}, not by the daemon's user`,
-        {
-          hint: `run \`chown $(id -u):$(id -g) ${path}\` as root`,
-        },
-      );
-    }
-    const buf = Buffer.alloc(128);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    return parseKey(buf.subarray(0, n), path);
-  } finally {
-    closeSync(fd);
-  }
+  const raw = readPrivateFile(path, { codePrefix: 'storage-key', what: 'storage key file', checkMode, maxBytes: 128 });
+  return raw && parseKey(raw, path);
 }
 
 /** Accepts 32 raw bytes, or 64 hex digits with an optional trailing newline. */
