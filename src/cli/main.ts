@@ -1,6 +1,8 @@
 #!/usr/bin/env node
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
 import { runDaemon } from '../app/daemon.js';
 import { VERSION } from '../app/version.js';
 import { describeError, HubError } from '../base/errors.js';
@@ -175,6 +177,36 @@ socketOptions(
 ).action(async (o: SocketOpts & { limit: number }) => {
   print(o, await call(o, 'security.events', { limit: o.limit }), formatSecurity);
 });
+
+const pki = program.command('pki').description('certificates for the MQTT uplink');
+pki
+  .command('dev')
+  .description(
+    'make a development PKI: a CA, a broker certificate, a hub certificate (CN = hub id) and a cloud certificate',
+  )
+  .requiredOption('--dir <dir>', 'where to write the files (keys with mode 0600)')
+  .requiredOption('--hub-id <id>', "the hub's id: the CN of its certificate and its MQTT topic segment")
+  .option('--cloud-id <id>', "the cloud's certificate CN", 'cloud')
+  .option('--broker-host <host>', 'the name clients use to reach the broker', 'localhost')
+  .option('--force', 'replace an existing CA in --dir')
+  .option('--json', 'machine-readable output')
+  .action((o: { dir: string; hubId: string; cloudId: string; brokerHost: string; force?: boolean; json?: boolean }) => {
+    mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+    createDevPki({
+      dir: o.dir,
+      hubId: o.hubId,
+      cloudId: o.cloudId,
+      brokerHost: o.brokerHost,
+      overwrite: Boolean(o.force),
+    });
+    const certs = describePki(o.dir);
+    process.stdout.write(
+      o.json
+        ? `${JSON.stringify(certs, null, 2)}\n`
+        : `${certs.map((c) => `${c.file.padEnd(12)} CN=${c.cn.padEnd(16)} until ${c.notAfter}  ${c.fingerprint.slice(0, 23)}…`).join('\n')}\n` +
+            `written to ${o.dir} (private keys mode 0600; for development and tests only)\n`,
+    );
+  });
 
 function parseCount(v: string): number {
   const n = Number(v);
