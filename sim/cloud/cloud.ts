@@ -1,0 +1,558 @@
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { type Clock, systemClock, type TimerHandle } from '../../src/base/clock.js';
+import { type Random, systemRandom } from '../../src/base/random.js';
+import type { Logger } from '../../src/log/logger.js';
+import {
+  type CloudEvent,
+  type CmdResultPayload,
+  CONTRACT_VERSION,
+  type Command,
+  type HealthPayload,
+  ID_PATTERN,
+  type LockStatePayload,
+  type StatusPayload,
+  type SyncAckPayload,
+  type SyncPayload,
+  type TopicMap,
+  topics,
+} from '../../src/uplink/contract.js';
+import { conforms, parseInbound } from '../../src/uplink/validate.js';
+
+/**
+ * The reference cloud: the backend's side of the MQTT contract (src/uplink/contract.ts), with its
+ * own client certificate. It sends commands and syncs, and records what every hub publishes:
+ * events (deduplicated by id, in first-arrival order), status, lock states, health, command
+ * results and sync acknowledgements. Every message it receives is checked against the contract;
+ * the ones that do not conform are counted in `invalid` (tests assert 0).
+ *
+ * It is what tests and `npm start` use, and a working example for anyone building a backend: see
+ * sim/cloud/README.md.
+ */
+
+/** Everything under every hub's base: `ks/hubs/{hubId}/...`. */
+export const CLOUD_SUBSCRIPTION = 'ks/hubs/+/#';
+
+export interface CloudConnectOptions {
+  /** `mqtts://host:port`. */
+  url: string;
+  /** PEM: the CA the broker's certificate must chain to (the only one trusted). */
+  ca: string | Buffer;
+  /** PEM: the cloud's client certificate and key. */
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** The name the broker's certificate must carry, whatever host `url` names. */
+  serverName: string;
+  /** 5 (default) or 4 (MQTT 3.1.1). */
+  protocolVersion?: 5 | 4;
+  /** Default: `reference-cloud-` and random hex, fixed for this instance (its session survives reconnects). */
+  clientId?: string;
+  /**
+   * Default false: a persistent session, so the broker keeps QoS 1 messages for the cloud while it
+   * reconnects (and across broker restarts when the broker persists sessions).
+   */
+  clean?: boolean;
+  /** MQTT 5: how long the broker keeps the session while the cloud is away. Default 3600. */
+  sessionExpirySec?: number;
+  /** The first connection must be up within this. Default 10,000. */
+  connectTimeoutMs?: number;
+  /** Wait between reconnect attempts after the first connection. Default 500. */
+  reconnectPeriodMs?: number;
+  keepaliveSec?: number;
+}
+
+export interface ReferenceCloudOptions {
+  clock?: Clock;
+  /** For request ids; seeded in tests. */
+  random?: Random;
+  log?: Logger;
+}
+
+type WithoutEnvelope<T> = T extends unknown ? Omit<T, 'v' | 'id'> : never;
+/** A command as the caller writes it: the cloud adds `v` and a fresh `id`. */
+export type CommandRequest = WithoutEnvelope<Command>;
+/** A sync as the caller writes it: the cloud adds `v` and a fresh `id`. */
+export type SyncRequest = Omit<SyncPayload, 'v' | 'id'>;
+
+export interface RequestOptions {
+  /** Reject when no answer arrived within this. Default 10,000. */
+  timeoutMs?: number;
+}
+
+/** A message the cloud received that does not match the contract. */
+export interface InvalidMessage {
+  topic: string;
+  reason: string;
+}
+
+/** An answer as received, in arrival order (including error answers with a null id). */
+export interface Answer {
+  topic: 'cmd/result' | 'sync/ack';
+  payload: CmdResultPayload | SyncAckPayload;
+}
+
+interface HubRecord {
+  events: CloudEvent[];
+  eventIds: Set<string>;
+  status: StatusPayload | undefined;
+  statusHistory: StatusPayload[];
+  locks: Map<string, LockStatePayload>;
+  health: HealthPayload[];
+  results: Map<string, CmdResultPayload>;
+  acks: Map<string, SyncAckPayload>;
+  answers: Answer[];
+}
+
+interface Pending {
+  kind: 'cmd/result' | 'sync/ack';
+  resolve(p: CmdResultPayload | SyncAckPayload): void;
+  reject(e: Error): void;
+  timer: TimerHandle;
+}
+
+interface Waiter {
+  check(): void;
+  fail(e: Error): void;
+}
+
+const HUB_TOPIC = /^ks\/hubs\/([^/]+)\/(.+)$/;
+const LOCK_STATE = /^locks\/([^/]+)\/state$/;
+const hubIdPattern = new RegExp(ID_PATTERN);
+
+export class ReferenceCloud {
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #log: Logger | undefined;
+  readonly #hubs = new Map<string, HubRecord>();
+  readonly #pending = new Map<string, Pending>();
+  readonly #waiters = new Set<Waiter>();
+  readonly #invalid: InvalidMessage[] = [];
+  readonly #idPrefix: string;
+  #client: MqttClient | undefined;
+  #nextId = 1;
+  #duplicates = 0;
+  #repeatedAnswers = 0;
+  #received = 0;
+
+  constructor(opts: ReferenceCloudOptions = {}) {
+    this.#clock = opts.clock ?? systemClock;
+    this.#random = opts.random ?? systemRandom;
+    this.#log = opts.log;
+    // Request ids are unique per instance, so a new cloud never reuses an id a hub has answered.
+    this.#idPrefix = `cloud-${Buffer.from(this.#random.bytes(6)).toString('hex')}`;
+  }
+
+  /** Connect with the cloud's certificate and subscribe to every hub's topics (QoS 1). */
+  async connect(o: CloudConnectOptions): Promise<void> {
+    if (this.#client) throw new Error('ReferenceCloud.connect: already connected; close() first');
+    const protocolVersion = o.protocolVersion ?? 5;
+    const clean = o.clean ?? false;
+    const opts: IClientOptions & { minVersion: 'TLSv1.2' } = {
+      ca: o.ca,
+      cert: o.cert,
+      key: o.key,
+      servername: o.serverName,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      protocolVersion,
+      clientId: o.clientId ?? `reference-cloud-${Buffer.from(this.#random.bytes(4)).toString('hex')}`,
+      clean,
+      keepalive: o.keepaliveSec ?? 30,
+      connectTimeout: o.connectTimeoutMs ?? 10_000,
+      reconnectPeriod: o.reconnectPeriodMs ?? 500,
+      resubscribe: true,
+      ...(protocolVersion === 5 && !clean ? { properties: { sessionExpiryInterval: o.sessionExpirySec ?? 3600 } } : {}),
+    };
+    const client = connect(o.url, opts);
+    this.#client = client;
+    client.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet.retain));
+    client.on('connect', () => this.#notify());
+    client.on('error', (e) => this.#log?.warn({ err: e }, 'reference cloud: connection error'));
+
+    try {
+      await firstConnect(client, this.#clock, o.connectTimeoutMs ?? 10_000);
+      const grants = await client.subscribeAsync(CLOUD_SUBSCRIPTION, {
+        qos: 1,
+        // MQTT 5: do not receive our own commands and syncs back.
+        ...(protocolVersion === 5 ? { nl: true } : {}),
+      });
+      const refused = grants.find((g) => g.qos > 2);
+      if (!grants.length || refused) {
+        throw new Error(
+          `the broker refused the subscription to ${CLOUD_SUBSCRIPTION} (code ${refused?.qos ?? 'none'})`,
+        );
+      }
+    } catch (e) {
+      this.#client = undefined;
+      await client.endAsync(true).catch(() => undefined);
+      throw new Error(`ReferenceCloud: cannot connect to ${o.url}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected === true;
+  }
+
+  /** Hubs the cloud has heard from. */
+  hubs(): string[] {
+    return [...this.#hubs.keys()];
+  }
+
+  /** A hub's events, each id once, in the order they first arrived. */
+  events(hubId: string): readonly CloudEvent[] {
+    return this.#hubs.get(hubId)?.events ?? [];
+  }
+
+  /** Events received again with an id already seen (at-least-once delivery at work). */
+  get duplicates(): number {
+    return this.#duplicates;
+  }
+
+  /**
+   * Events (of one hub, or of all) whose seq is not above an earlier one of the same lock and
+   * epoch, in first-arrival order: per-lock order was broken (or one event got two ids).
+   */
+  orderViolations(hubId?: string): CloudEvent[] {
+    const out: CloudEvent[] = [];
+    for (const [id, hub] of this.#hubs) {
+      if (hubId !== undefined && id !== hubId) continue;
+      const highest = new Map<string, number>();
+      for (const e of hub.events) {
+        const key = `${e.lockId}\n${e.epoch}`;
+        const before = highest.get(key);
+        if (before !== undefined && e.seq <= before) out.push(e);
+        else highest.set(key, e.seq);
+      }
+    }
+    return out;
+  }
+
+  /** The hub's current (retained) status, if any. */
+  status(hubId: string): StatusPayload | undefined {
+    return this.#hubs.get(hubId)?.status;
+  }
+
+  /** Every status message received, in order. */
+  statusHistory(hubId: string): readonly StatusPayload[] {
+    return this.#hubs.get(hubId)?.statusHistory ?? [];
+  }
+
+  /** The latest (retained) state of each lock of a hub. */
+  lockStates(hubId: string): ReadonlyMap<string, LockStatePayload> {
+    return this.#hubs.get(hubId)?.locks ?? new Map();
+  }
+
+  lockState(hubId: string, lockId: string): LockStatePayload | undefined {
+    return this.#hubs.get(hubId)?.locks.get(lockId);
+  }
+
+  /** Health messages, in order. */
+  health(hubId: string): readonly HealthPayload[] {
+    return this.#hubs.get(hubId)?.health ?? [];
+  }
+
+  /** Command results by id (the first one received for each id). */
+  results(hubId: string): ReadonlyMap<string, CmdResultPayload> {
+    return this.#hubs.get(hubId)?.results ?? new Map();
+  }
+
+  /** Sync acknowledgements by id (the first one received for each id). */
+  syncAcks(hubId: string): ReadonlyMap<string, SyncAckPayload> {
+    return this.#hubs.get(hubId)?.acks ?? new Map();
+  }
+
+  /** Every cmd/result and sync/ack in arrival order, including errors about unreadable messages (id null). */
+  answers(hubId: string): readonly Answer[] {
+    return this.#hubs.get(hubId)?.answers ?? [];
+  }
+
+  /** Answers received again for an id already answered (a redelivered command). */
+  get repeatedAnswers(): number {
+    return this.#repeatedAnswers;
+  }
+
+  /** Messages received that do not match the contract. */
+  get invalid(): number {
+    return this.#invalid.length;
+  }
+
+  get invalidMessages(): readonly InvalidMessage[] {
+    return this.#invalid;
+  }
+
+  /** Messages received from hubs (valid or not). */
+  get received(): number {
+    return this.#received;
+  }
+
+  /**
+   * Send a command with a fresh id and wait for its result. The result is returned whether `ok`
+   * or not; the promise rejects only when none arrives in time (or the cloud closes). The command
+   * is not checked here, so a test can send one the hub must refuse and still get its answer.
+   */
+  command(hubId: string, cmd: CommandRequest, opts: RequestOptions = {}): Promise<CmdResultPayload> {
+    const id = this.#newId();
+    const payload = { ...cmd, v: CONTRACT_VERSION, id };
+    return this.#request(hubId, 'cmd', id, payload, opts.timeoutMs) as Promise<CmdResultPayload>;
+  }
+
+  /** Send a sync with a fresh id and wait for its acknowledgement. */
+  sync(hubId: string, sync: SyncRequest, opts: RequestOptions = {}): Promise<SyncAckPayload> {
+    const id = this.#newId();
+    const payload = { ...sync, v: CONTRACT_VERSION, id };
+    return this.#request(hubId, 'sync', id, payload, opts.timeoutMs) as Promise<SyncAckPayload>;
+  }
+
+  /** Publish raw bytes on a hub's cmd or sync topic (QoS 1): for tests of what a hub refuses. */
+  async send(hubId: string, topic: 'cmd' | 'sync', payload: string | Buffer): Promise<void> {
+    const client = this.#need();
+    await client.publishAsync(topic === 'cmd' ? topics.cmd(hubId) : topics.sync(hubId), payload, { qos: 1 });
+  }
+
+  /**
+   * Resolve once `predicate` holds (checked now and after every message received), or reject after
+   * `timeoutMs` saying what was awaited.
+   */
+  waitFor(predicate: (cloud: ReferenceCloud) => boolean, timeoutMs: number, what = 'the condition'): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      const waiter: Waiter = {
+        check: () => {
+          let met: boolean;
+          try {
+            met = predicate(this);
+          } catch (e) {
+            waiter.fail(e as Error);
+            return;
+          }
+          if (!met) return;
+          this.#waiters.delete(waiter);
+          this.#clock.clearTimeout(timer);
+          resolve();
+        },
+        fail: (e) => {
+          this.#waiters.delete(waiter);
+          this.#clock.clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#waiters.add(waiter);
+      timer = this.#clock.setTimeout(
+        () => waiter.fail(new Error(`ReferenceCloud.waitFor: ${what} did not happen within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      waiter.check();
+    });
+  }
+
+  /** Disconnect; pending requests and waits reject. The records stay readable. */
+  async close(): Promise<void> {
+    const closed = new Error('ReferenceCloud closed');
+    for (const [key, p] of this.#pending) {
+      this.#pending.delete(key);
+      this.#clock.clearTimeout(p.timer);
+      p.reject(closed);
+    }
+    for (const w of [...this.#waiters]) w.fail(closed);
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) await client.endAsync(!client.connected);
+  }
+
+  // ----- internals ------------------------------------------------------------------------------
+
+  #newId(): string {
+    return `${this.#idPrefix}-${this.#nextId++}`;
+  }
+
+  #need(): MqttClient {
+    if (!this.#client) throw new Error('ReferenceCloud: not connected (call connect() first)');
+    return this.#client;
+  }
+
+  #request(
+    hubId: string,
+    topic: 'cmd' | 'sync',
+    id: string,
+    payload: object,
+    timeoutMs = 10_000,
+  ): Promise<CmdResultPayload | SyncAckPayload> {
+    const client = this.#need();
+    const kind = topic === 'cmd' ? 'cmd/result' : 'sync/ack';
+    const key = pendingKey(hubId, kind, id);
+    return new Promise((resolve, reject) => {
+      const done = (e: Error) => {
+        const p = this.#pending.get(key);
+        if (!p) return;
+        this.#pending.delete(key);
+        this.#clock.clearTimeout(p.timer);
+        reject(e);
+      };
+      const timer = this.#clock.setTimeout(
+        () => done(new Error(`ReferenceCloud: no ${kind} for ${topic} ${id} from ${hubId} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.#pending.set(key, { kind, resolve, reject, timer });
+      const target = topic === 'cmd' ? topics.cmd(hubId) : topics.sync(hubId);
+      client.publishAsync(target, JSON.stringify(payload), { qos: 1 }).catch((e: Error) => {
+        done(new Error(`ReferenceCloud: publishing ${topic} ${id} to ${hubId} failed: ${e.message}`));
+      });
+    });
+  }
+
+  #hub(hubId: string): HubRecord {
+    let h = this.#hubs.get(hubId);
+    if (!h) {
+      h = {
+        events: [],
+        eventIds: new Set(),
+        status: undefined,
+        statusHistory: [],
+        locks: new Map(),
+        health: [],
+        results: new Map(),
+        acks: new Map(),
+        answers: [],
+      };
+      this.#hubs.set(hubId, h);
+    }
+    return h;
+  }
+
+  #onMessage(topic: string, payload: Buffer, retained: boolean): void {
+    try {
+      this.#record(topic, payload, retained);
+    } catch (e) {
+      this.#refuse(topic, `could not be recorded: ${(e as Error).message}`);
+    }
+    this.#notify();
+  }
+
+  #record(topic: string, payload: Buffer, retained: boolean): void {
+    const m = HUB_TOPIC.exec(topic);
+    const hubId = m?.[1];
+    const rest = m?.[2];
+    if (hubId === undefined || rest === undefined || !hubIdPattern.test(hubId)) {
+      this.#refuse(topic, 'not a hub topic (ks/hubs/{hubId}/...)');
+      return;
+    }
+    // Our own commands and syncs, echoed back over MQTT 3.1.1 (which has no "no local").
+    if (rest === 'cmd' || rest === 'sync') return;
+    this.#received++;
+
+    const lock = LOCK_STATE.exec(rest);
+    const kind: keyof TopicMap | undefined = lock
+      ? 'locks/{lockId}/state'
+      : (['status', 'cmd/result', 'sync/ack', 'events', 'health'] as const).find((k) => k === rest);
+    if (!kind) {
+      this.#refuse(topic, 'not a topic of the contract');
+      return;
+    }
+    const hub = this.#hub(hubId);
+
+    // An empty retained payload clears a retained topic (a forgotten lock, a decommissioned hub).
+    if (payload.length === 0 && (kind === 'status' || kind === 'locks/{lockId}/state')) {
+      if (kind === 'status') hub.status = undefined;
+      else hub.locks.delete(lock?.[1] ?? '');
+      return;
+    }
+
+    let value: unknown;
+    try {
+      value = JSON.parse(payload.toString('utf8'));
+    } catch {
+      this.#refuse(topic, 'payload is not JSON');
+      return;
+    }
+    if (!conforms(kind, value)) {
+      const why = parseInbound(kind, payload);
+      this.#refuse(topic, why.ok ? 'does not match the contract' : why.error.message);
+      return;
+    }
+
+    switch (kind) {
+      case 'status': {
+        const s = value as StatusPayload;
+        hub.status = s;
+        if (!retained || hub.statusHistory.length === 0) hub.statusHistory.push(s);
+        return;
+      }
+      case 'events':
+        for (const e of (value as TopicMap['events']['payload']).events) {
+          if (hub.eventIds.has(e.id)) {
+            this.#duplicates++;
+            continue;
+          }
+          hub.eventIds.add(e.id);
+          hub.events.push(e);
+        }
+        return;
+      case 'locks/{lockId}/state': {
+        const s = value as LockStatePayload;
+        if (s.lockId !== lock?.[1]) {
+          this.#refuse(topic, `lockId ${s.lockId} does not match the topic`);
+          return;
+        }
+        hub.locks.set(s.lockId, s);
+        return;
+      }
+      case 'health':
+        hub.health.push(value as HealthPayload);
+        return;
+      case 'cmd/result':
+      case 'sync/ack': {
+        const a = value as CmdResultPayload | SyncAckPayload;
+        hub.answers.push({ topic: kind, payload: a });
+        if (a.id === null) return;
+        const byId: Map<string, CmdResultPayload | SyncAckPayload> = kind === 'cmd/result' ? hub.results : hub.acks;
+        if (byId.has(a.id)) this.#repeatedAnswers++;
+        else byId.set(a.id, a);
+        const key = pendingKey(hubId, kind, a.id);
+        const p = this.#pending.get(key);
+        if (p) {
+          this.#pending.delete(key);
+          this.#clock.clearTimeout(p.timer);
+          p.resolve(a);
+        }
+        return;
+      }
+    }
+  }
+
+  #refuse(topic: string, reason: string): void {
+    this.#invalid.push({ topic, reason });
+    this.#log?.warn({ topic, reason }, 'reference cloud: message does not match the contract');
+  }
+
+  #notify(): void {
+    for (const w of [...this.#waiters]) w.check();
+  }
+}
+
+function pendingKey(hubId: string, kind: string, id: string): string {
+  return `${hubId}\n${kind}\n${id}`;
+}
+
+/** Resolve on the first CONNACK; reject on an error, a close or a timeout before it. */
+function firstConnect(client: MqttClient, clock: Clock, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const cleanup = () => {
+      clock.clearTimeout(timer);
+      client.off('connect', onConnect);
+      client.off('error', onError);
+      client.off('close', onClose);
+    };
+    const onConnect = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const onClose = () => onError(new Error('the connection closed before the broker accepted it'));
+    const timer = clock.setTimeout(() => onError(new Error(`no CONNACK within ${timeoutMs} ms`)), timeoutMs);
+    client.on('connect', onConnect);
+    client.on('error', onError);
+    client.on('close', onClose);
+  });
+}
