@@ -9,11 +9,13 @@ import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
 import { ControlServer } from '../control/server.js';
 import { Sealer } from '../crypto/seal.js';
 import { loadStorageKey, type StorageKeySource } from '../crypto/storage-key.js';
+import { Outbox } from '../events/outbox.js';
 import { registerLinkMethods } from '../link/control.js';
 import { LinkManager, type LinkOptions } from '../link/manager.js';
 import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import { Store } from '../store/store.js';
+import { loadUplinkFiles, UplinkService } from '../uplink/service.js';
 import { VERSION } from './version.js';
 
 export interface HubDeps {
@@ -42,6 +44,8 @@ export class Hub {
   readonly storageKey: Omit<StorageKeySource, 'key'>;
   readonly control: ControlServer;
   readonly link: LinkManager | undefined;
+  readonly uplink: UplinkService | undefined;
+  readonly outbox: Outbox | undefined;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -55,7 +59,17 @@ export class Hub {
     this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.#components.push(...(deps.before ?? []));
+    const files = deps.config.uplink.enabled ? loadUplinkFiles(deps.config.uplink) : undefined;
+    if (files) {
+      const outbox = new Outbox(store, {
+        clock: deps.clock,
+        log: deps.log.child({ component: 'outbox' }),
+        maxBytes: deps.config.uplink.outboxMaxMB * 1024 * 1024,
+      });
+      this.outbox = outbox;
+    }
     if (deps.bearer) {
+      const outbox = this.outbox;
       this.link = new LinkManager({
         pairing: new PairingStore(store),
         bearer: deps.bearer,
@@ -64,9 +78,41 @@ export class Hub {
         random: deps.random,
         log: deps.log.child({ component: 'link' }),
         options: deps.linkOptions ?? {},
+        // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
+        ...(outbox
+          ? {
+              eventSink: (fresh) => {
+                outbox.enqueueEvents(fresh);
+                queueMicrotask(() => this.uplink?.kick());
+              },
+            }
+          : {}),
       });
       this.#components.push(this.link);
       registerLinkMethods(this.control, this.link);
+    }
+    if (files && this.outbox) {
+      const bearer = deps.bearer;
+      this.uplink = new UplinkService({
+        config: deps.config.uplink,
+        files,
+        store,
+        outbox: this.outbox,
+        link: this.link,
+        clock: deps.clock,
+        random: deps.random,
+        log: deps.log.child({ component: 'uplink' }),
+        version: VERSION,
+        startedAt: () => this.#startedAt,
+        radios: () => {
+          if (!bearer) return [];
+          const st = bearer.state();
+          return [
+            { kind: bearer.kind, state: st.status, ...(st.status === 'unavailable' ? { detail: st.reason } : {}) },
+          ];
+        },
+      });
+      this.#components.push(this.uplink);
     }
     this.#components.push(controlComponent(this.control));
   }

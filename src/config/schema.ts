@@ -108,6 +108,7 @@ export const configSchema = {
       },
       if: { properties: { enabled: { const: true } }, required: ['enabled'] },
       // Evaluated before the defaults are filled in: a key that is missing fails `required`.
+      // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then; this object is never awaited.
       then: {
         required: ['url', 'caFile', 'certFile', 'keyFile'],
         properties: {

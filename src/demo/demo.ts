@@ -1,11 +1,15 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createDevPki } from '../../provisioning/dev-pki.js';
+import { startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
+import { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { SimWorld } from '../../sim/world.js';
 import { type RunningDaemon, startDaemon } from '../app/daemon.js';
 import { describeError } from '../base/errors.js';
 import { systemRandom } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
+import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
 import { runSteps } from './scenario.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
 import { afterRestartSteps, smokeSteps } from './smoke.js';
@@ -25,14 +29,48 @@ export interface DemoOptions {
  */
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const base = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'iq-hub-demo-'));
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out(`iq-hub demo: data in ${base}`);
+  // The cloud side: a development PKI, an embedded MQTT broker with mutual TLS, the reference cloud.
+  const hubId = 'demo-hub';
+  const pki = createDevPki({ dir: join(base, 'pki'), hubId, overwrite: true });
+  const pem = (p: string) => readFileSync(p);
+  const broker = await startEmbeddedBroker({
+    ca: pem(pki.ca.cert),
+    cert: pem(pki.broker.cert),
+    key: pem(pki.broker.key),
+    cloudIds: ['cloud'],
+  });
+  const cloud = new ReferenceCloud();
+  await cloud.connect({
+    url: broker.url,
+    ca: pem(pki.ca.cert),
+    cert: pem(pki.cloud.cert),
+    key: pem(pki.cloud.key),
+    serverName: 'localhost',
+    protocolVersion: 4,
+  });
+  out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected`);
   const overrides: Partial<HubConfig> = {
     dataDir: join(base, 'data'),
     runDir: join(base, 'run'),
     simulation: { enabled: true, locks: opts.locks ?? 3 } as HubConfig['simulation'],
+    uplink: {
+      enabled: true,
+      url: broker.url,
+      caFile: pki.ca.cert,
+      certFile: pki.hub.cert,
+      keyFile: pki.hub.key,
+      serverName: 'localhost',
+      mqttVersion: '3.1.1',
+      healthIntervalSec: 10,
+    } as HubConfig['uplink'],
   };
-  const out = (line: string) => process.stdout.write(`${line}\n`);
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
-  out(`iq-hub demo: data in ${base}`);
+  const shutdownCloud = async () => {
+    await cloud.close();
+    await broker.close();
+  };
 
   let world: SimWorld | undefined;
   const start = (handleSignals: boolean): Promise<RunningDaemon> =>
@@ -50,13 +88,20 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const first = await start(false);
     if (!world) throw new Error('the simulated site was not built');
     out(`\nscenario ${opts.scenario}, part 1: a fresh daemon and a simulated site of ${world.locks.length} locks`);
-    const r1 = await runSteps([...smokeSteps(first.hub, marker), ...siteSteps(first.hub, world)], out);
+    const r1 = await runSteps(
+      [...smokeSteps(first.hub, marker), ...siteSteps(first.hub, world), ...cloudSteps(first.hub, world, cloud, hubId)],
+      out,
+    );
     await first.shutdown('demo: restart');
 
     const second = await start(!opts.exit);
     out(`\nscenario ${opts.scenario}, part 2: the same data directory after a restart`);
     const r2 = await runSteps(
-      [...afterRestartSteps(second.hub, marker), ...siteAfterRestartSteps(second.hub, world)],
+      [
+        ...afterRestartSteps(second.hub, marker),
+        ...siteAfterRestartSteps(second.hub, world),
+        ...cloudAfterRestartSteps(world, cloud, hubId),
+      ],
       out,
     );
     const passed = r1.passed + r2.passed;
@@ -65,6 +110,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
 
     if (opts.exit) {
       const code = await second.shutdown('demo finished');
+      await shutdownCloud();
       return failed === 0 && code === 0 ? 0 : 1;
     }
     const cli = `node dist/src/cli/main.js`;
@@ -74,9 +120,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     out(`  ${cli} open SIM-0002 --socket ${second.hub.control.path}`);
     out('press Ctrl-C to stop it.\n');
     const code = await second.done;
+    await shutdownCloud();
     return failed === 0 ? code : 1;
   } catch (e) {
     out(`iq-hub demo failed: ${describeError(e)}`);
+    await shutdownCloud().catch(() => {});
     return 1;
   }
 }

@@ -111,7 +111,8 @@ export const eventsSchema = {
 export interface LockStatePayload {
   v: 1;
   lockId: string;
-  pairing: 'attaching' | 'bound' | 'detaching' | 'quarantined';
+  /** `detached`: the lock left this hub (detached or forgotten); the last message on its topic. */
+  pairing: 'attaching' | 'bound' | 'detaching' | 'quarantined' | 'detached';
   connected: boolean;
   bolt?: 'locked' | 'unlocked';
   mode?: 'normal' | 'office' | 'locked';
@@ -128,7 +129,7 @@ export const lockStateSchema = {
   properties: {
     v,
     lockId: id,
-    pairing: { enum: ['attaching', 'bound', 'detaching', 'quarantined'] },
+    pairing: { enum: ['attaching', 'bound', 'detaching', 'quarantined', 'detached'] },
     connected: { type: 'boolean' },
     bolt: { enum: ['locked', 'unlocked'] },
     mode: { enum: ['normal', 'office', 'locked'] },

@@ -1,0 +1,444 @@
+import type { Statement } from 'better-sqlite3';
+import type { Clock } from '../base/clock.js';
+import { HubError } from '../base/errors.js';
+import type { StoredEvent } from '../link/pairing.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
+import {
+  type CloudEvent,
+  CONTRACT_VERSION,
+  type EventsPayload,
+  ID_PATTERN,
+  type TopicMap,
+} from '../uplink/contract.js';
+import { conforms } from '../uplink/validate.js';
+
+/** The outbox's default disk budget: the sum of the payload bytes of every queued row. */
+export const DEFAULT_OUTBOX_MAX_BYTES = 50 * 1024 * 1024;
+/** The contract allows at most this many events in one `events` message. */
+export const MAX_EVENTS_PER_BATCH = 500;
+/** Event types that are access or security records: never dropped under the size limit. */
+export const SECURITY_EVENT_TYPES: ReadonlySet<CloudEvent['type']> = new Set(['opened', 'denied', 'tamper']);
+
+/** Counters kept in the `counters` table (they survive restarts). */
+export const COUNTER_DROPPED = 'outbox.dropped';
+export const COUNTER_REFUSED = 'outbox.refused';
+/**
+ * Not a counter but a gauge: the bytes queued. It lives in `counters` so that it changes in the
+ * same transaction as the rows (a rolled-back enqueue leaves it right); it is recomputed from the
+ * rows whenever an Outbox is created.
+ */
+const GAUGE_BYTES = 'outbox.bytes';
+
+/** `{"v":1,"events":[` … `]}` around the comma-separated events. */
+const BATCH_ENVELOPE_BYTES = `{"v":${CONTRACT_VERSION},"events":[]}`.length;
+/** An overflow episode ends when the queue is back under this share of the limit. */
+const EPISODE_END_RATIO = 0.9;
+/** Rows examined per step when choosing what to drop. */
+const DROP_CHUNK = 256;
+/** Lock clocks are u64; a Date holds ±8.64e15 ms. A time outside that is clamped, not refused. */
+const MAX_DATE_MS = 8.64e15;
+
+export type MessageTopic = Exclude<keyof TopicMap, 'cmd' | 'sync' | 'events' | 'locks/{lockId}/state'>;
+
+export interface OutboxOptions {
+  clock: Clock;
+  log: Logger;
+  /** The size bound in payload bytes (default 50 MiB). */
+  maxBytes?: number;
+}
+
+export interface EventBatch {
+  /** Outbox row ids, ascending: remove or refuse exactly these once the broker answered. */
+  ids: number[];
+  payload: EventsPayload;
+}
+
+export interface QueuedMessage {
+  id: number;
+  /** Relative to `ks/hubs/{hubId}/`, e.g. `cmd/result` or `locks/L1/state`. */
+  topic: string;
+  /** The JSON text to publish. */
+  payload: string;
+  retain: boolean;
+}
+
+export interface OutboxDepth {
+  events: number;
+  messages: number;
+  bytes: number;
+}
+
+const LOCK_STATE_TOPIC = new RegExp(`^locks/(${ID_PATTERN.slice(1, -1)})/state$`);
+
+/** The contract's key for a relative outbound topic, or undefined when the contract has no such topic. */
+function contractTopic(topic: string): keyof TopicMap | undefined {
+  if (LOCK_STATE_TOPIC.test(topic)) return 'locks/{lockId}/state';
+  const outbound: readonly string[] = ['status', 'cmd/result', 'sync/ack', 'health'] satisfies MessageTopic[];
+  return outbound.includes(topic) ? (topic as MessageTopic) : undefined;
+}
+
+function iso(ms: number): string {
+  const clamped = Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_DATE_MS) : 0;
+  return new Date(clamped).toISOString();
+}
+
+/** The contract's view of a stored lock event. */
+export function toCloudEvent(s: StoredEvent): CloudEvent {
+  const e = s.event;
+  const out: CloudEvent = {
+    id: `${s.lockId}/${s.epoch}/${e.seq}`,
+    lockId: s.lockId,
+    seq: e.seq,
+    epoch: s.epoch,
+    type: e.type,
+    at: iso(e.at),
+    receivedAt: iso(s.receivedAt),
+  };
+  switch (e.type) {
+    case 'opened':
+      out.by = e.by;
+      out.credentialId = e.credentialId;
+      break;
+    case 'denied':
+      out.reason = e.reason;
+      out.credentialId = e.credentialId;
+      break;
+    case 'door':
+      out.open = e.open;
+      break;
+    case 'battery':
+      out.percent = e.percent;
+      break;
+    case 'tamper':
+      break;
+  }
+  return out;
+}
+
+interface Statements {
+  insert: Statement;
+  total: Statement;
+  setGauge: Statement;
+  addCounter: Statement;
+  getCounter: Statement;
+  droppable: Statement;
+  deleteReturning: (n: number) => Statement;
+  deleteTopic: Statement;
+  events: Statement;
+  messages: Statement;
+  count: Statement;
+  oldest: Statement;
+}
+
+/**
+ * The durable outbox: what the hub must still publish, in SQLite, removed only when the broker
+ * acknowledged it (PUBACK). Lock events are rows of kind `event` (published in batches on
+ * `events`, in row order, which is per-lock order); anything else is a row of kind `message`
+ * carrying its whole payload.
+ *
+ * **Size policy.** The queued payload bytes are bounded by `maxBytes`. When an enqueue takes the
+ * total over it, the oldest non-security event rows (door, battery) are deleted until it fits
+ * again, and each is counted in `outbox.dropped` (reported in `health`). Security events
+ * (`opened` — an opening is an access record —, `denied`, `tamper`) and messages are **never**
+ * dropped, even if they alone exceed the bound: the bound then yields, and the disk pays.
+ * One warning is logged per overflow episode (it ends when the queue is back under 90 %).
+ */
+export class Outbox {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly maxBytes: number;
+  readonly #s: Statements;
+  readonly #deleteBy = new Map<number, Statement>();
+  #overflowing = false;
+  #droppedThisEpisode = 0;
+
+  constructor(store: Store, opts: OutboxOptions) {
+    this.#store = store;
+    this.#clock = opts.clock;
+    this.#log = opts.log;
+    this.maxBytes = opts.maxBytes ?? DEFAULT_OUTBOX_MAX_BYTES;
+    if (!Number.isSafeInteger(this.maxBytes) || this.maxBytes < 1) {
+      throw new HubError('outbox.bad-limit', `The outbox limit of ${this.maxBytes} bytes is not a positive integer.`, {
+        hint: 'Configure a size in bytes, e.g. 52428800 for 50 MiB.',
+      });
+    }
+    const db = store.db;
+    this.#s = {
+      insert: db.prepare(
+        `INSERT INTO outbox (kind, topic, payload, retain, security, bytes, created_at)
+         VALUES (@kind, @topic, @payload, @retain, @security, @bytes, @at)`,
+      ),
+      total: db.prepare('SELECT COALESCE(SUM(bytes), 0) AS n FROM outbox'),
+      setGauge: db.prepare(
+        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
+      ),
+      addCounter: db.prepare(
+        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`,
+      ),
+      getCounter: db.prepare('SELECT value FROM counters WHERE name = ?'),
+      droppable: db.prepare(
+        `SELECT id, bytes FROM outbox WHERE kind = 'event' AND security = 0 AND id > ? ORDER BY id LIMIT ${DROP_CHUNK}`,
+      ),
+      deleteReturning: (n) => {
+        let st = this.#deleteBy.get(n);
+        if (!st) {
+          st = db.prepare(
+            `DELETE FROM outbox WHERE id IN (${new Array(n).fill('?').join(',')}) RETURNING bytes, topic`,
+          );
+          if (this.#deleteBy.size < 64) this.#deleteBy.set(n, st);
+        }
+        return st;
+      },
+      deleteTopic: db.prepare(`DELETE FROM outbox WHERE kind = 'message' AND topic = ? RETURNING bytes`),
+      events: db.prepare(`SELECT id, payload, bytes FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id LIMIT ?`),
+      messages: db.prepare(
+        `SELECT id, topic, payload, retain FROM outbox WHERE kind = 'message' AND id > ? ORDER BY id LIMIT ?`,
+      ),
+      count: db.prepare('SELECT COUNT(*) AS n FROM outbox WHERE kind = ?'),
+      oldest: db.prepare('SELECT MIN(created_at) AS at FROM outbox'),
+    };
+    // The gauge is derived data: rebuild it from the rows (one scan, at start).
+    const total = (this.#s.total.get() as { n: number }).n;
+    this.#s.setGauge.run(GAUGE_BYTES, total);
+  }
+
+  /**
+   * Queue lock events, one row each. Runs no transaction of its own: call it inside the
+   * transaction that stores the events (PairingStore.storeEvents' `also`), so an event is in the
+   * outbox before the lock is told it was received. Never throws for an odd event (a lock clock
+   * out of range is clamped; a payload outside the contract is logged and still queued: an
+   * audit record is not discarded for its form).
+   */
+  enqueueEvents(fresh: readonly StoredEvent[]): void {
+    if (fresh.length === 0) return;
+    const at = this.#clock.now();
+    let added = 0;
+    for (const s of fresh) {
+      const ce = toCloudEvent(s);
+      if (!conforms('events', { v: CONTRACT_VERSION, events: [ce] })) {
+        this.#log.error({ eventId: ce.id, type: ce.type }, 'outbox: event does not match the contract; queued anyway');
+      }
+      const payload = JSON.stringify(ce);
+      const bytes = Buffer.byteLength(payload);
+      this.#s.insert.run({
+        kind: 'event',
+        topic: 'events',
+        payload,
+        retain: 0,
+        security: SECURITY_EVENT_TYPES.has(ce.type) ? 1 : 0,
+        bytes,
+        at,
+      });
+      added += bytes;
+    }
+    this.#addBytes(added);
+    this.#enforceBound();
+  }
+
+  /**
+   * Queue one whole message for `topic` (relative: `cmd/result`, `sync/ack`, `health`, `status`,
+   * `locks/{lockId}/state`). The payload must match the contract for that topic (a mismatch is a
+   * programming error: HubError `outbox.not-contract`). `replace` first removes older queued
+   * messages of the same topic (retained state: only the newest matters). Joins the caller's
+   * transaction if there is one, else runs its own. Returns the row id.
+   */
+  enqueueMessage(topic: string, payload: object, opts: { retain?: boolean; replace?: boolean } = {}): number {
+    const key = contractTopic(topic);
+    if (!key) {
+      throw new HubError('outbox.bad-topic', `The outbox has no outbound contract topic ${JSON.stringify(topic)}.`, {
+        hint: "Use a hub → cloud topic relative to ks/hubs/{hubId}/: 'cmd/result', 'sync/ack', 'health', 'locks/{lockId}/state'.",
+      });
+    }
+    if (!conforms(key, payload)) {
+      throw new HubError('outbox.not-contract', `The payload for ${topic} does not match the contract (${key}).`, {
+        hint: 'Build it from the types in src/uplink/contract.ts; tests validate with conforms().',
+      });
+    }
+    const text = JSON.stringify(payload);
+    const run = () => {
+      if (opts.replace) {
+        const gone = this.#s.deleteTopic.all(topic) as { bytes: number }[];
+        this.#addBytes(-gone.reduce((n, r) => n + r.bytes, 0));
+      }
+      const bytes = Buffer.byteLength(text);
+      const id = Number(
+        this.#s.insert.run({
+          kind: 'message',
+          topic,
+          payload: text,
+          retain: opts.retain ? 1 : 0,
+          security: 0,
+          bytes,
+          at: this.#clock.now(),
+        }).lastInsertRowid,
+      );
+      this.#addBytes(bytes);
+      this.#enforceBound();
+      return id;
+    };
+    return this.#tx(run);
+  }
+
+  /**
+   * The next events to publish: rows of kind `event` with id > `afterId`, in id order, at most
+   * `maxEvents` (≤ 500) and, serialised as one `events` payload, at most `maxBytes` (one event is
+   * always taken, however large). Undefined when there is none.
+   */
+  nextEventBatch(maxEvents: number, maxBytes = 200_000, afterId = 0): EventBatch | undefined {
+    const limit = Math.max(1, Math.min(MAX_EVENTS_PER_BATCH, Math.floor(maxEvents)));
+    const rows = this.#s.events.all(afterId, limit) as { id: number; payload: string; bytes: number }[];
+    if (rows.length === 0) return undefined;
+    const ids: number[] = [];
+    const events: CloudEvent[] = [];
+    let size = BATCH_ENVELOPE_BYTES;
+    for (const r of rows) {
+      const grown = size + r.bytes + (ids.length > 0 ? 1 : 0);
+      if (ids.length > 0 && grown > maxBytes) break;
+      size = grown;
+      ids.push(r.id);
+      events.push(JSON.parse(r.payload) as CloudEvent);
+    }
+    return { ids, payload: { v: CONTRACT_VERSION, events } };
+  }
+
+  /** The next messages to publish (rows of kind `message` with id > `afterId`), in id order. */
+  nextMessages(max: number, afterId = 0): QueuedMessage[] {
+    const rows = this.#s.messages.all(afterId, Math.max(1, Math.floor(max))) as {
+      id: number;
+      topic: string;
+      payload: string;
+      retain: number;
+    }[];
+    return rows.map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, retain: r.retain === 1 }));
+  }
+
+  /** The broker acknowledged these rows: delete them. Returns how many were still queued. */
+  remove(ids: readonly number[]): number {
+    if (ids.length === 0) return 0;
+    return this.#tx(() => this.#delete(ids).length);
+  }
+
+  /**
+   * The broker refused these rows for good (an ACL refusal, PUBACK 0x87): delete them, count them
+   * in `outbox.refused`, and say so at error level. They are not retried: a refusal does not go
+   * away by repeating the publish, and would block everything behind it.
+   */
+  refuse(ids: readonly number[], reason: string): number {
+    if (ids.length === 0) return 0;
+    const gone = this.#tx(() => {
+      const rows = this.#delete(ids);
+      if (rows.length > 0) {
+        this.#s.addCounter.run(COUNTER_REFUSED, rows.length);
+        this.#store.journal(
+          'uplink.refused',
+          { topics: [...new Set(rows.map((r) => r.topic))], rows: rows.length, reason },
+          this.#clock.now(),
+        );
+      }
+      return rows;
+    });
+    if (gone.length > 0) {
+      const topics = [...new Set(gone.map((r) => r.topic))];
+      this.#log.error(
+        { topic: topics.length === 1 ? topics[0] : topics, rows: gone.length, reason },
+        'outbox: the broker refused a publish; removed and counted in outbox.refused (not retried)',
+      );
+    }
+    return gone.length;
+  }
+
+  depth(): OutboxDepth {
+    return {
+      events: (this.#s.count.get('event') as { n: number }).n,
+      messages: (this.#s.count.get('message') as { n: number }).n,
+      bytes: this.#bytes(),
+    };
+  }
+
+  /** Seconds since the oldest queued row was queued; null when the outbox is empty. */
+  oldestAgeSec(): number | null {
+    const at = (this.#s.oldest.get() as { at: number | null }).at;
+    return at === null ? null : Math.max(0, Math.floor((this.#clock.now() - at) / 1000));
+  }
+
+  /** Events dropped under the size limit, ever (survives restarts). */
+  dropped(): number {
+    return this.counter(COUNTER_DROPPED);
+  }
+
+  counter(name: string): number {
+    return (this.#s.getCounter.get(name) as { value: number } | undefined)?.value ?? 0;
+  }
+
+  /** Join the caller's transaction, or run one. */
+  #tx<T>(fn: () => T): T {
+    return this.#store.db.inTransaction ? fn() : this.#store.transaction(fn);
+  }
+
+  #bytes(): number {
+    return this.counter(GAUGE_BYTES);
+  }
+
+  #addBytes(delta: number): void {
+    if (delta !== 0) this.#s.addCounter.run(GAUGE_BYTES, delta);
+  }
+
+  #delete(ids: readonly number[]): { bytes: number; topic: string }[] {
+    const out: { bytes: number; topic: string }[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      out.push(...(this.#s.deleteReturning(chunk.length).all(...chunk) as { bytes: number; topic: string }[]));
+    }
+    this.#addBytes(-out.reduce((n, r) => n + r.bytes, 0));
+    this.#noteBelowLimit();
+    return out;
+  }
+
+  /** Drop the oldest non-security events while the queue is over the limit. Inside the caller's transaction. */
+  #enforceBound(): void {
+    let total = this.#bytes();
+    if (total <= this.maxBytes) {
+      this.#noteBelowLimit(total);
+      return;
+    }
+    let dropped = 0;
+    let after = 0;
+    while (total > this.maxBytes) {
+      const candidates = this.#s.droppable.all(after) as { id: number; bytes: number }[];
+      if (candidates.length === 0) break;
+      const ids: number[] = [];
+      for (const c of candidates) {
+        if (total <= this.maxBytes) break;
+        ids.push(c.id);
+        total -= c.bytes;
+        after = c.id;
+      }
+      const gone = this.#delete(ids);
+      dropped += gone.length;
+    }
+    if (dropped > 0) this.#s.addCounter.run(COUNTER_DROPPED, dropped);
+    this.#droppedThisEpisode += dropped;
+    if (!this.#overflowing) {
+      this.#overflowing = true;
+      const over = total > this.maxBytes;
+      this.#log.warn(
+        { maxBytes: this.maxBytes, queuedBytes: total, dropped },
+        over
+          ? 'outbox: size limit reached and only security events and messages are left; they are kept beyond the limit'
+          : 'outbox: size limit reached; dropping the oldest non-security events (counted in outbox.dropped; security events are kept)',
+      );
+    }
+  }
+
+  #noteBelowLimit(total = this.#bytes()): void {
+    if (!this.#overflowing || total >= this.maxBytes * EPISODE_END_RATIO) return;
+    this.#overflowing = false;
+    this.#log.info(
+      { dropped: this.#droppedThisEpisode, queuedBytes: total },
+      'outbox: back under its size limit; overflow episode over',
+    );
+    this.#droppedThisEpisode = 0;
+  }
+}

@@ -1,0 +1,223 @@
+import type { Clock, TimerHandle } from '../base/clock.js';
+import type { Outbox } from '../events/outbox.js';
+import type { Logger } from '../log/logger.js';
+import type { PublishResult, UplinkClient } from './client.js';
+
+/** What the Publisher needs of the client (an UplinkClient, or a fake in tests). */
+export type PublishPort = Pick<UplinkClient, 'publish' | 'on' | 'connected'>;
+
+export interface PublisherOptions {
+  outbox: Outbox;
+  client: PublishPort;
+  clock: Clock;
+  log: Logger;
+  /** Publishes waiting for their PUBACK at once (default 8). */
+  inflight?: number;
+  /** Events per `events` message (default 100, at most 500). */
+  batchSize?: number;
+  /** Bytes per `events` message (default 200,000). */
+  batchBytes?: number;
+  /** After a transient refusal while still connected (server busy, quota): retry after this long. */
+  retryMs?: number;
+  /** `stop()` waits at most this long for publishes in flight. */
+  stopTimeoutMs?: number;
+}
+
+interface Unit {
+  kind: 'events' | 'message';
+  ids: number[];
+  topic: string;
+  payload: string;
+  retain: boolean;
+}
+
+export interface PublisherStats {
+  /** Outbox rows acknowledged by the broker since start (events count one each). */
+  acknowledged: number;
+  /** Rows refused for good since start. */
+  refused: number;
+  inflight: number;
+  draining: boolean;
+  /** Waiting for a reconnect (or a retry) after a transient failure. */
+  halted: boolean;
+}
+
+/**
+ * Drains the outbox through the client while it is connected: messages and event batches in row
+ * order, up to `inflight` publishes waiting for their PUBACK. A row leaves the outbox only when
+ * the broker acknowledged it; a permanent refusal (MQTT 5 PUBACK ≥ 0x80, e.g. 0x87 not
+ * authorized) removes and counts it; a transient failure (connection lost) stops the drain, and
+ * the next 'connected' starts again from the oldest row still queued — so a batch whose PUBACK was
+ * lost is published again, and the cloud deduplicates by event id. One drain at a time.
+ */
+export class Publisher {
+  readonly #outbox: Outbox;
+  readonly #client: PublishPort;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #max: number;
+  readonly #batchSize: number;
+  readonly #batchBytes: number;
+  readonly #retryMs: number;
+  readonly #stopTimeoutMs: number;
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #unsubscribe: (() => void)[] = [];
+  #afterEvent = 0;
+  #afterMessage = 0;
+  /** Bumped on every (re)start of publishing: results of an older one do not halt the current one. */
+  #generation = 0;
+  #draining = false;
+  #wanted = false;
+  #halted = false;
+  #started = false;
+  #stopped = false;
+  #retry: TimerHandle | undefined;
+  #acknowledged = 0;
+  #refused = 0;
+
+  constructor(opts: PublisherOptions) {
+    this.#outbox = opts.outbox;
+    this.#client = opts.client;
+    this.#clock = opts.clock;
+    this.#log = opts.log;
+    this.#max = Math.max(1, Math.floor(opts.inflight ?? 8));
+    this.#batchSize = Math.max(1, Math.min(500, Math.floor(opts.batchSize ?? 100)));
+    this.#batchBytes = opts.batchBytes ?? 200_000;
+    this.#retryMs = opts.retryMs ?? 5_000;
+    this.#stopTimeoutMs = opts.stopTimeoutMs ?? 5_000;
+  }
+
+  /** Follow the client: publish whenever it is connected, from the oldest queued row. */
+  start(): void {
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    this.#unsubscribe.push(this.#client.on('connected', () => this.#restart()));
+    if (this.#client.connected) this.#restart();
+  }
+
+  /**
+   * Something was enqueued: publish it if connected. Cheap; a drain under way picks it up. The
+   * drain starts on a microtask, so a kick from inside a store transaction reads only what that
+   * transaction committed.
+   */
+  kick(): void {
+    if (!this.#started || this.#stopped) return;
+    this.#wanted = true;
+    if (this.#draining) return;
+    this.#draining = true;
+    queueMicrotask(() => void this.#run());
+  }
+
+  stats(): PublisherStats {
+    return {
+      acknowledged: this.#acknowledged,
+      refused: this.#refused,
+      inflight: this.#inflight.size,
+      draining: this.#draining,
+      halted: this.#halted,
+    };
+  }
+
+  /** Stop publishing; wait (at most `stopTimeoutMs`) for the publishes in flight to be answered. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const u of this.#unsubscribe.splice(0)) u();
+    this.#clock.clearTimeout(this.#retry);
+    this.#retry = undefined;
+    if (this.#inflight.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const t = this.#clock.setTimeout(resolve, this.#stopTimeoutMs);
+      void Promise.allSettled([...this.#inflight]).then(() => {
+        this.#clock.clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  #restart(): void {
+    if (this.#stopped) return;
+    this.#generation++;
+    this.#halted = false;
+    this.#afterEvent = 0;
+    this.#afterMessage = 0;
+    this.#clock.clearTimeout(this.#retry);
+    this.#retry = undefined;
+    this.kick();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#wanted && !this.#stopped) {
+        this.#wanted = false;
+        await this.#drain();
+      }
+    } catch (e) {
+      this.#log.error({ err: e }, 'uplink: publishing from the outbox failed; retrying on the next kick');
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #drain(): Promise<void> {
+    const generation = this.#generation;
+    for (;;) {
+      if (this.#stopped || this.#halted || generation !== this.#generation || !this.#client.connected) return;
+      if (this.#inflight.size >= this.#max) {
+        await Promise.race(this.#inflight);
+        continue;
+      }
+      const unit = this.#next();
+      if (!unit) return;
+      this.#send(unit, generation);
+    }
+  }
+
+  #next(): Unit | undefined {
+    const batch = this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent);
+    const msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
+    const firstEvent = batch?.ids[0];
+    if (msg && (firstEvent === undefined || msg.id < firstEvent)) {
+      this.#afterMessage = msg.id;
+      return { kind: 'message', ids: [msg.id], topic: msg.topic, payload: msg.payload, retain: msg.retain };
+    }
+    if (!batch) return undefined;
+    this.#afterEvent = batch.ids[batch.ids.length - 1] ?? this.#afterEvent;
+    return { kind: 'events', ids: batch.ids, topic: 'events', payload: JSON.stringify(batch.payload), retain: false };
+  }
+
+  #send(unit: Unit, generation: number): void {
+    const p = this.#client
+      .publish(unit.topic, unit.payload, { retain: unit.retain })
+      .then((r) => this.#settle(unit, r, generation));
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p));
+  }
+
+  #settle(unit: Unit, r: PublishResult, generation: number): void {
+    try {
+      if (r.ok) {
+        this.#outbox.remove(unit.ids);
+        this.#acknowledged += unit.ids.length;
+        return;
+      }
+      if (r.permanent) {
+        this.#outbox.refuse(unit.ids, `PUBACK reason ${r.code} on ${unit.topic}`);
+        this.#refused += unit.ids.length;
+        return;
+      }
+      if (generation !== this.#generation || this.#halted || this.#stopped) return;
+      this.#halted = true;
+      if (this.#client.connected) {
+        // Refused for now on a live connection (server busy, quota): try again from the oldest row.
+        this.#log.warn({ code: r.code, retryInMs: this.#retryMs }, 'uplink: publish deferred by the broker; retrying');
+        this.#retry = this.#clock.setTimeout(() => this.#restart(), this.#retryMs);
+      } else {
+        this.#log.debug({ code: r.code }, 'uplink: publishing paused until the broker is back');
+      }
+    } catch (e) {
+      // The store failed under us (closing): the rows stay queued and go out on the next drain.
+      this.#log.error({ err: e }, 'uplink: could not record a publish outcome');
+    }
+  }
+}

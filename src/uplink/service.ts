@@ -1,0 +1,286 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Clock, TimerHandle } from '../base/clock.js';
+import type { Component, ComponentStatus } from '../base/component.js';
+import { HubError } from '../base/errors.js';
+import type { Random } from '../base/random.js';
+import type { HubConfig } from '../config/schema.js';
+import { readPrivateFile } from '../crypto/private-file.js';
+import type { Outbox } from '../events/outbox.js';
+import type { LinkManager, LockChange } from '../link/manager.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
+import { UplinkClient } from './client.js';
+import { CONTRACT_VERSION, type HealthPayload, ID_PATTERN, type LockStatePayload } from './contract.js';
+import { type CommandTarget, Inbound } from './inbound.js';
+import { Publisher } from './publisher.js';
+
+export type UplinkFiles = ReturnType<typeof loadUplinkFiles>;
+
+export interface UplinkDeps {
+  config: HubConfig['uplink'];
+  /** Loaded and checked at build time, so a bad certificate stops start-up with a clear message. */
+  files: UplinkFiles;
+  store: Store;
+  outbox: Outbox;
+  link: LinkManager | undefined;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  version: string;
+  startedAt: () => number;
+  /** Radio adapters and their state, for `health`. */
+  radios: () => HealthPayload['radios'];
+}
+
+export interface UplinkIdentity {
+  hubId: string;
+  notAfter: string;
+  fingerprint: string;
+}
+
+/**
+ * Read and check the uplink's certificate files: the CA, the hub certificate (its CN is the hub
+ * id) and the private key (mode 0600, and it must belong to the certificate). Every problem is a
+ * HubError naming the file and the fix; key material never appears in a message.
+ */
+export function loadUplinkFiles(config: HubConfig['uplink']): {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  identity: UplinkIdentity;
+} {
+  const { caFile, certFile, keyFile } = config;
+  if (!caFile || !certFile || !keyFile) {
+    throw new HubError(
+      'config.uplink',
+      'uplink.caFile, uplink.certFile and uplink.keyFile are required when the uplink is enabled',
+    );
+  }
+  const read = (path: string, what: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new HubError(
+        'uplink.files',
+        `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+        {
+          hint: 'check uplink.* in the config and the file permissions (iqhub pki dev makes a development set)',
+        },
+      );
+    }
+  };
+  const ca = read(caFile, 'CA certificate');
+  const cert = read(certFile, 'hub certificate');
+  const key = readPrivateFile(keyFile, {
+    codePrefix: 'uplink.key',
+    what: 'uplink private key',
+    checkMode: true,
+    maxBytes: 16384,
+  });
+  if (!key) throw new HubError('uplink.key.missing', `the uplink private key ${keyFile} does not exist`);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+    new X509Certificate(ca);
+  } catch {
+    throw new HubError('uplink.files', `${certFile} or ${caFile} is not a PEM certificate`);
+  }
+  let matches = false;
+  try {
+    matches = x509.checkPrivateKey(createPrivateKey(key));
+  } catch {
+    throw new HubError('uplink.key.invalid', `the uplink private key ${keyFile} is not a PEM private key`);
+  }
+  if (!matches) {
+    throw new HubError(
+      'uplink.key.mismatch',
+      `the private key ${keyFile} does not belong to the certificate ${certFile}`,
+      {
+        hint: 'install the key that was generated with this certificate, or issue a new certificate',
+      },
+    );
+  }
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)?.[1]?.trim() ?? '';
+  if (!new RegExp(ID_PATTERN).test(cn)) {
+    throw new HubError('uplink.hub-id', `the hub certificate's CN ${JSON.stringify(cn)} is not a valid hub id`, {
+      hint: 'the CN is the hub id and an MQTT topic segment: 1-64 of A-Z a-z 0-9 . _ : - (no / + #)',
+    });
+  }
+  return {
+    ca,
+    cert,
+    key,
+    identity: { hubId: cn, notAfter: new Date(x509.validTo).toISOString(), fingerprint: x509.fingerprint256 },
+  };
+}
+
+const noLocks: CommandTarget = {
+  list: () => [],
+  lockState: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
+  open: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
+  lockNow: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
+  setMode: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
+};
+
+/**
+ * The cloud uplink as one component: the MQTT client, the publisher draining the outbox, the
+ * inbound command handler, retained lock states and the periodic health message.
+ */
+export class UplinkService implements Component {
+  readonly name = 'uplink';
+  readonly #d: UplinkDeps;
+  #client: UplinkClient | undefined;
+  #publisher: Publisher | undefined;
+  #inbound: Inbound | undefined;
+  #identity: UplinkIdentity | undefined;
+  #health: TimerHandle | undefined;
+  #unsubscribe: (() => void)[] = [];
+
+  constructor(deps: UplinkDeps) {
+    this.#d = deps;
+  }
+
+  get identity(): UplinkIdentity | undefined {
+    return this.#identity;
+  }
+
+  /** Wake the publisher: something was queued (called after the transaction that queued it). */
+  kick(): void {
+    this.#publisher?.kick();
+  }
+
+  async start(): Promise<void> {
+    const d = this.#d;
+    const files = d.files;
+    this.#identity = files.identity;
+    const daysLeft = Math.floor((Date.parse(files.identity.notAfter) - d.clock.now()) / 86_400_000);
+    if (daysLeft < 0)
+      d.log.error({ notAfter: files.identity.notAfter }, 'the hub certificate has expired: the broker will refuse it');
+    else if (daysLeft < 30)
+      d.log.warn({ notAfter: files.identity.notAfter, daysLeft }, 'the hub certificate expires soon');
+    const url = d.config.url ?? '';
+    const client = new UplinkClient({
+      url,
+      hubId: files.identity.hubId,
+      ca: files.ca,
+      cert: files.cert,
+      key: files.key,
+      serverName: d.config.serverName ?? new URL(url).hostname,
+      protocolVersion: d.config.mqttVersion === '3.1.1' ? 4 : 5,
+      keepaliveSec: d.config.keepaliveSec,
+      sessionExpirySec: d.config.sessionExpirySec,
+      reconnectBaseMs: d.config.reconnectBaseMs,
+      reconnectMaxMs: d.config.reconnectMaxMs,
+      clock: d.clock,
+      random: d.random,
+      log: d.log,
+      version: d.version,
+      startedAt: d.startedAt(),
+    });
+    const publisher = new Publisher({
+      outbox: d.outbox,
+      client,
+      clock: d.clock,
+      log: d.log,
+      inflight: d.config.inflight,
+      batchSize: d.config.batchSize,
+    });
+    const inbound = new Inbound({
+      store: d.store,
+      clock: d.clock,
+      log: d.log,
+      target: d.link ?? noLocks,
+      results: {
+        enqueueMessage: (topic, payload) => {
+          d.outbox.enqueueMessage(topic, payload);
+          publisher.kick();
+        },
+        publishNow: (topic, payload) => void client.publish(topic, JSON.stringify(payload)),
+      },
+    });
+    this.#client = client;
+    this.#publisher = publisher;
+    this.#inbound = inbound;
+    this.#unsubscribe.push(client.onMessage((topic, payload) => inbound.handle(topic, payload)));
+    if (d.link) this.#unsubscribe.push(d.link.onLockChange((c) => this.#lockChanged(c)));
+    publisher.start();
+    client.start();
+    this.#scheduleHealth();
+    d.log.info({ hubId: files.identity.hubId, url, notAfter: files.identity.notAfter }, 'uplink starting');
+  }
+
+  async stop(): Promise<void> {
+    this.#d.clock.clearTimeout(this.#health);
+    for (const u of this.#unsubscribe.splice(0)) u();
+    await this.#inbound?.idle();
+    await this.#publisher?.stop();
+    await this.#client?.stop();
+  }
+
+  status(): ComponentStatus {
+    const s = this.#client?.state();
+    const depth = this.#d.outbox.depth();
+    const detail = `${this.#identity?.hubId ?? '?'} ${s?.state ?? 'stopped'}; outbox ${depth.events} events, ${depth.messages} messages`;
+    return { name: this.name, state: s?.state === 'connected' ? 'running' : s ? 'degraded' : 'stopped', detail };
+  }
+
+  health(): HealthPayload {
+    const d = this.#d;
+    const locks = d.link?.list() ?? [];
+    const notAfter = this.#identity?.notAfter ?? null;
+    const depth = d.outbox.depth();
+    return {
+      v: CONTRACT_VERSION,
+      at: new Date(d.clock.now()).toISOString(),
+      uptimeSec: Math.max(0, Math.floor((d.clock.now() - d.startedAt()) / 1000)),
+      outbox: {
+        depth: depth.events + depth.messages,
+        oldestAgeSec: d.outbox.oldestAgeSec(),
+        dropped: d.outbox.dropped(),
+      },
+      radios: d.radios(),
+      locks: {
+        total: locks.length,
+        connected: locks.filter((l) => l.connected).length,
+        quarantined: locks.filter((l) => l.state === 'quarantined').length,
+      },
+      certificate: {
+        notAfter,
+        daysLeft: notAfter === null ? null : Math.floor((Date.parse(notAfter) - d.clock.now()) / 86_400_000),
+      },
+    };
+  }
+
+  #scheduleHealth(): void {
+    const tick = () => {
+      const client = this.#client;
+      if (client?.connected) void client.publish('health', JSON.stringify(this.health()));
+      this.#health = this.#d.clock.setTimeout(tick, this.#d.config.healthIntervalSec * 1000);
+    };
+    this.#health = this.#d.clock.setTimeout(tick, 1000);
+  }
+
+  #lockChanged(c: LockChange): void {
+    const s = c.summary;
+    const payload: LockStatePayload = {
+      v: CONTRACT_VERSION,
+      lockId: c.lockId,
+      pairing: s ? s.state : 'detached',
+      connected: s?.connected ?? false,
+      at: new Date(this.#d.clock.now()).toISOString(),
+      ...(c.state
+        ? {
+            bolt: c.state.bolt,
+            mode: c.state.mode,
+            doorOpen: c.state.doorOpen,
+            batteryPercent: c.state.batteryPercent,
+            lastSeq: c.state.lastSeq,
+          }
+        : {}),
+    };
+    // Retained: only the newest state of a lock matters, older queued ones are replaced.
+    this.#d.outbox.enqueueMessage(`locks/${c.lockId}/state`, payload, { retain: true, replace: true });
+    this.kick();
+  }
+}
