@@ -99,7 +99,12 @@ process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-export async function startMosquitto(opts: { pkiDir: string; cloudIds?: string[] }): Promise<Mosquitto | undefined> {
+export async function startMosquitto(opts: {
+  pkiDir: string;
+  cloudIds?: string[];
+  /** Keep sessions and queued messages across stop()/start() (saved on a clean stop), as a production broker would. */
+  persistence?: boolean;
+}): Promise<Mosquitto | undefined> {
   const bin = requireMosquitto();
   if (!bin) return undefined;
   const cloudIds = opts.cloudIds ?? ['cloud'];
@@ -134,7 +139,7 @@ export async function startMosquitto(opts: { pkiDir: string; cloudIds?: string[]
     'per_listener_settings false',
     'allow_anonymous false',
     `acl_file ${join(dir, 'acl')}`,
-    'persistence false',
+    ...(opts.persistence ? ['persistence true', `persistence_location ${dir}/`] : ['persistence false']),
     'set_tcp_nodelay true',
     'log_dest stderr',
     'log_type error',
