@@ -9,8 +9,9 @@ import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { type Benchmark, environment, type Metric, table } from './lib.js';
 import { linkBench } from './link.bench.js';
 import { storeCommit } from './store.bench.js';
+import { uplinkBench } from './uplink.bench.js';
 
-export const benchmarks: Benchmark[] = [storeCommit, linkBench];
+export const benchmarks: Benchmark[] = [storeCommit, linkBench, uplinkBench];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 

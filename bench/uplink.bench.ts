@@ -1,0 +1,240 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { createDevPki } from '../provisioning/dev-pki.js';
+import { startEmbeddedBroker } from '../sim/broker/embedded-broker.js';
+import type { SimWorld } from '../sim/world.js';
+import { startDaemon } from '../src/app/daemon.js';
+import { systemClock } from '../src/base/clock.js';
+import { systemRandom } from '../src/base/random.js';
+import type { HubConfig } from '../src/config/schema.js';
+import { Outbox } from '../src/events/outbox.js';
+import { silentLogger } from '../src/log/logger.js';
+import { Store } from '../src/store/store.js';
+import { UplinkClient } from '../src/uplink/client.js';
+import { topics } from '../src/uplink/contract.js';
+import { Publisher } from '../src/uplink/publisher.js';
+import { findMosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
+import { type Benchmark, distribution, type Metric, round } from './lib.js';
+
+const HUB = 'bench-hub';
+const pem = (p: string) => readFileSync(p);
+
+interface Broker {
+  url: string;
+  kind: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** mosquitto when installed (as in production), else the embedded aedes broker (MQTT 3.1.1). */
+async function broker(pkiDir: string, pki: ReturnType<typeof createDevPki>): Promise<Broker> {
+  if (findMosquitto()) {
+    const m = await startMosquitto({ pkiDir });
+    if (m)
+      return {
+        url: m.url,
+        kind: 'mosquitto (MQTT 5)',
+        stop: () => m.stop(),
+        start: () => m.start(),
+        close: () => m.close(),
+      };
+  }
+  const b = await startEmbeddedBroker({
+    ca: pem(pki.ca.cert),
+    cert: pem(pki.broker.cert),
+    key: pem(pki.broker.key),
+    cloudIds: ['cloud'],
+  });
+  const none = async () => {
+    throw new Error('the embedded broker cannot be stopped and restarted in place');
+  };
+  return { url: b.url, kind: 'aedes (MQTT 3.1.1)', stop: none, start: none, close: () => b.close() };
+}
+
+function client(
+  url: string,
+  pki: ReturnType<typeof createDevPki>,
+  who: 'hub' | 'cloud',
+  v5: boolean,
+): Promise<mqtt.MqttClient> {
+  const files = pki[who];
+  return mqtt.connectAsync(url, {
+    ca: pem(pki.ca.cert),
+    cert: pem(files.cert),
+    key: pem(files.key),
+    servername: 'localhost',
+    rejectUnauthorized: true,
+    protocolVersion: v5 ? 5 : 4,
+    clientId: `${who === 'hub' ? HUB : 'cloud'}-bench-${systemRandom.int(1e9)}`,
+    reconnectPeriod: 0,
+  });
+}
+
+/**
+ * uplink.mqttRtt: a raw QoS 1 publish by the hub's identity to the cloud's subscription.
+ * uplink.eventToCloud: a simulated lock's event through the whole hub (link, store, outbox,
+ * publisher) to the cloud. outbox.drainRate: 100,000 queued events published after the broker
+ * returns, with the process's peak RSS while draining.
+ */
+export const uplinkBench: Benchmark = {
+  name: 'uplink',
+  description: 'MQTT round trip, lock event to cloud, outbox drain of 100,000 events (and peak RSS)',
+  async run() {
+    const dir = mkdtempSync(join(tmpdir(), 'iqhub-bench-uplink-'));
+    const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
+    const b = await broker(join(dir, 'pki'), pki);
+    const v5 = b.kind.startsWith('mosquitto');
+    const metrics: Record<string, Metric> = {};
+    try {
+      // --- raw round trip ---------------------------------------------------------------------
+      const hub = await client(b.url, pki, 'hub', v5);
+      const cloud = await client(b.url, pki, 'cloud', v5);
+      const topic = topics.health(HUB);
+      await cloud.subscribeAsync(topic, { qos: 1 });
+      const rtt: number[] = [];
+      let resolveMsg: (() => void) | undefined;
+      cloud.on('message', () => resolveMsg?.());
+      for (let i = 0; i < 2100; i++) {
+        const t = performance.now();
+        const got = new Promise<void>((r) => {
+          resolveMsg = r;
+        });
+        await hub.publishAsync(topic, Buffer.alloc(64, 1), { qos: 1 });
+        await got;
+        if (i >= 100) rtt.push(performance.now() - t);
+      }
+      metrics['uplink.mqttRtt'] = distribution('ms', rtt);
+      await hub.endAsync();
+
+      // --- lock event to cloud, through a whole daemon -----------------------------------------
+      const received = new Map<string, number>();
+      await cloud.subscribeAsync(topics.events(HUB), { qos: 1 });
+      cloud.on('message', (t, payload) => {
+        if (t !== topics.events(HUB)) return;
+        const now = performance.now();
+        for (const e of (JSON.parse(payload.toString()) as { events: { lockId: string; seq: number }[] }).events) {
+          received.set(`${e.lockId}/${e.seq}`, now);
+        }
+      });
+      let world: SimWorld | undefined;
+      const daemon = await startDaemon({
+        configPath: null,
+        logPretty: false,
+        overrides: {
+          dataDir: join(dir, 'data'),
+          runDir: join(dir, 'run'),
+          log: { level: 'fatal', pretty: false },
+          simulation: { enabled: true, locks: 1 } as HubConfig['simulation'],
+          uplink: {
+            enabled: true,
+            url: b.url,
+            caFile: pki.ca.cert,
+            certFile: pki.hub.cert,
+            keyFile: pki.hub.key,
+            serverName: 'localhost',
+            mqttVersion: v5 ? '5' : '3.1.1',
+          } as HubConfig['uplink'],
+        },
+        onBuilt: (_h, w) => {
+          world = w;
+        },
+      });
+      const sticker = world?.stickers[0];
+      if (!world || !sticker) throw new Error('no simulated lock');
+      const lock = world.lock(sticker.deviceId);
+      lock.presentMaintenanceCard();
+      await daemon.hub.link?.attach(
+        sticker.deviceId,
+        (await import('../src/crypto/secret.js')).Secret.fromUtf8(sticker.setupCode),
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      const e2c: number[] = [];
+      for (let i = 0; i < 500; i++) {
+        const t = performance.now();
+        const e = lock.tamper();
+        const k = `${sticker.deviceId}/${e.seq}`;
+        for (let w = 0; w < 5000 && !received.has(k); w++) await new Promise((r) => setImmediate(r));
+        const at = received.get(k);
+        if (at === undefined) throw new Error(`event ${k} did not reach the cloud`);
+        if (i >= 20) e2c.push(at - t);
+      }
+      metrics['uplink.eventToCloud'] = distribution('ms', e2c);
+      await daemon.shutdown('bench done');
+      await cloud.endAsync();
+
+      // --- outbox drain ------------------------------------------------------------------------
+      if (v5) {
+        const store = Store.open(join(dir, 'drain'));
+        const outbox = new Outbox(store, { clock: systemClock, log: silentLogger(), maxBytes: 1024 * 1024 * 1024 });
+        store.db.exec(
+          "INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at) VALUES ('L', 'sim', 'a', x'00', 'bound', 0, 0)",
+        );
+        const N = 100_000;
+        for (let start = 1; start <= N; start += 1000) {
+          store.transaction(() =>
+            outbox.enqueueEvents(
+              Array.from({ length: 1000 }, (_, i) => ({
+                lockId: 'L',
+                epoch: 1,
+                event: { seq: start + i, at: Date.now(), type: 'door' as const, open: (start + i) % 2 === 0 },
+                receivedAt: Date.now(),
+              })),
+            ),
+          );
+        }
+        await b.stop();
+        const files = { ca: pem(pki.ca.cert), cert: pem(pki.hub.cert), key: pem(pki.hub.key) };
+        const up = new UplinkClient({
+          url: b.url,
+          hubId: HUB,
+          ...files,
+          serverName: 'localhost',
+          protocolVersion: 5,
+          reconnectBaseMs: 100,
+          reconnectMaxMs: 200,
+          clock: systemClock,
+          random: systemRandom,
+          log: silentLogger(),
+          version: 'bench',
+          startedAt: Date.now(),
+        });
+        const publisher = new Publisher({
+          outbox,
+          client: up,
+          clock: systemClock,
+          log: silentLogger(),
+          batchSize: 200,
+          inflight: 16,
+        });
+        publisher.start();
+        up.start();
+        global.gc?.();
+        let peak = process.memoryUsage().rss;
+        const sampler = setInterval(() => {
+          peak = Math.max(peak, process.memoryUsage().rss);
+        }, 20);
+        await b.start();
+        const t0 = performance.now();
+        while (outbox.depth().events > 0) await new Promise((r) => setTimeout(r, 5));
+        const seconds = (performance.now() - t0) / 1000;
+        clearInterval(sampler);
+        const refused = outbox.counter('outbox.refused');
+        if (refused > 0) throw new Error(`${refused} events were refused by the broker: the drain figure would be meaningless`);
+        metrics['outbox.drainRate'] = { unit: 'events/s', value: round(N / seconds), n: N };
+        metrics['outbox.drainPeakRss'] = { unit: 'MB', value: round(peak / 1024 / 1024) };
+        await publisher.stop();
+        await up.stop();
+        store.close();
+      } else {
+        process.stderr.write('outbox.drainRate needs mosquitto (a broker that can stop and return); skipped\n');
+      }
+      return metrics;
+    } finally {
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
