@@ -280,6 +280,64 @@ export const commandSchema = {
   ],
 } as const;
 
+/**
+ * The OTP-protected command envelope (docs/mqtt-api.md, "Commands"; src/commands/otp.ts for the
+ * OTP). Every field but `otp` is covered by the OTP.
+ */
+const envelope = (op: string, args: Record<string, unknown>, argsRequired: string[], lock: boolean) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: [
+    'v',
+    'cmdId',
+    'hubId',
+    'op',
+    'args',
+    'issuedAt',
+    'expiresAt',
+    'counter',
+    'otp',
+    ...(lock ? ['lockId'] : []),
+  ],
+  properties: {
+    v,
+    cmdId: requestId,
+    hubId: id,
+    ...(lock ? { lockId: id } : {}),
+    op: { const: op },
+    args: { type: 'object', additionalProperties: false, required: argsRequired, properties: args },
+    issuedAt: isoTime,
+    expiresAt: isoTime,
+    counter: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    otp: { type: 'string', pattern: '^[0-9]{8}$' },
+  },
+});
+
+export const commandEnvelopeSchema = {
+  type: 'object',
+  required: ['op'],
+  properties: {
+    op: { enum: ['ping', 'listLocks', 'getState', 'open', 'lock', 'setMode', 'attach', 'detach', 'syncNow'] },
+  },
+  discriminator: { propertyName: 'op' },
+  oneOf: [
+    envelope('ping', {}, [], false),
+    envelope('listLocks', {}, [], false),
+    envelope('syncNow', {}, [], false),
+    envelope('getState', {}, [], true),
+    envelope('open', { durationMs: { type: 'integer', minimum: 1, maximum: 600_000 } }, [], true),
+    envelope('lock', {}, [], true),
+    envelope('setMode', { mode: { enum: ['normal', 'office', 'locked'] } }, ['mode'], true),
+    envelope(
+      'attach',
+      { setupCode: { type: 'string', minLength: 16, maxLength: 200, pattern: '^[A-Za-z0-9+/=]+$' } },
+      ['setupCode'],
+      true,
+    ),
+    envelope('detach', {}, [], true),
+  ],
+} as const;
+
 export interface SyncPayload {
   v: 1;
   id: string;
