@@ -28,6 +28,14 @@ export interface HubConfig {
     batchSize: number;
     inflight: number;
   };
+  commands: {
+    otpKeyFile: string | null;
+    lockoutFailures: number;
+    lockoutWindowSec: number;
+    lockoutSec: number;
+    maxSkewSec: number;
+    counterWindow: number;
+  };
   simulation: {
     enabled: boolean;
     locks: number;
@@ -117,6 +125,23 @@ export const configSchema = {
           certFile: { type: 'string' },
           keyFile: { type: 'string' },
         },
+      },
+    },
+    commands: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        otpKeyFile: {
+          anyOf: [absolutePath, { type: 'null' }],
+          default: null,
+          description: 'an absolute path, or null',
+        },
+        lockoutFailures: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
+        lockoutWindowSec: { type: 'integer', minimum: 1, maximum: 86400, default: 60 },
+        lockoutSec: { type: 'integer', minimum: 1, maximum: 86400, default: 60 },
+        maxSkewSec: { type: 'integer', minimum: 0, maximum: 600, default: 30 },
+        counterWindow: { type: 'integer', minimum: 1, maximum: 1000000, default: 1000 },
       },
     },
     simulation: {

@@ -33,6 +33,14 @@ describe('config', () => {
         batchSize: 100,
         inflight: 8,
       },
+      commands: {
+        otpKeyFile: null,
+        lockoutFailures: 5,
+        lockoutWindowSec: 60,
+        lockoutSec: 60,
+        maxSkewSec: 30,
+        counterWindow: 1000,
+      },
       simulation: {
         enabled: false,
         locks: 3,
