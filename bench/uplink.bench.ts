@@ -222,7 +222,8 @@ export const uplinkBench: Benchmark = {
         const seconds = (performance.now() - t0) / 1000;
         clearInterval(sampler);
         const refused = outbox.counter('outbox.refused');
-        if (refused > 0) throw new Error(`${refused} events were refused by the broker: the drain figure would be meaningless`);
+        if (refused > 0)
+          throw new Error(`${refused} events were refused by the broker: the drain figure would be meaningless`);
         metrics['outbox.drainRate'] = { unit: 'events/s', value: round(N / seconds), n: N };
         metrics['outbox.drainPeakRss'] = { unit: 'MB', value: round(peak / 1024 / 1024) };
         await publisher.stop();
