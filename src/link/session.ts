@@ -222,38 +222,57 @@ export async function connectBound(
   lockStatic: Uint8Array,
   t: HandshakeTiming,
 ): Promise<Result<SecureSession, LinkFailure>> {
-  let lastRefusal: Refusal | undefined;
   // One handshake per connection, its message 1 resent as is: a late answer to an earlier send is
   // still an answer to this handshake (the lock answers a repeated message 1 with the same message 2).
   const hs = createHandshake({ pattern: 'KK', initiator: true, prologue, s: hub, rs: lockStatic, random: t.random });
-  const hello = frame(KIND.KK1, hs.writeMessage());
+  const m2 = await exchangeHello(link, frame(KIND.KK1, hs.writeMessage()), KIND.KK2, t, {
+    refusalEnds: false,
+    what: 'the connection',
+  });
+  if (!m2.ok) return m2;
+  try {
+    hs.readMessage(m2.value);
+  } catch {
+    return err(fail('handshake-failed', 'the peer does not hold the static key stored for this lock'));
+  }
+  const session = new SecureSession(link, hs);
+  session.listen();
+  return ok(session);
+}
+
+/**
+ * The first step of XX and KK: send message 1 until message 2 or a refusal comes back. A refusal
+ * is plaintext, so anyone can send one: for a connection (`refusalEnds: false`) it ends only that
+ * attempt, and only a lock that refuses every attempt is reported as refusing; for an attach the
+ * lock's refusal ("not in attach mode") ends it, since the worst a forger gets is a failed attach.
+ */
+async function exchangeHello(
+  link: BearerLink,
+  hello: Uint8Array,
+  answer: number,
+  t: HandshakeTiming,
+  o: { refusalEnds: boolean; what: string },
+): Promise<Result<Uint8Array, LinkFailure>> {
+  let lastRefusal: Refusal | undefined;
   for (let attempt = 0; attempt < t.attempts; attempt++) {
     const sent = await link.send(hello);
     if (!sent.ok) return err(fail('bearer', sent.error.message));
     const reply = await nextFrame(link, t.clock, t.stepTimeoutMs, (f) =>
-      f[0] === KIND.KK2 || f[0] === KIND.REFUSAL ? f : undefined,
+      f[0] === answer || f[0] === KIND.REFUSAL ? f : undefined,
     );
     if (!reply.ok) {
       if (reply.error === 'closed') return err(fail('closed', 'the link closed during the handshake'));
       continue;
     }
     if (reply.value[0] === KIND.REFUSAL) {
-      // A refusal is plaintext: anyone can send one. It ends this attempt, never the connection;
-      // only a lock that refuses every attempt is reported as refusing.
       lastRefusal = refusalOf(reply.value);
+      if (o.refusalEnds && lastRefusal !== 'busy') break;
       continue;
     }
-    try {
-      hs.readMessage(reply.value.subarray(1));
-    } catch {
-      return err(fail('handshake-failed', 'the peer does not hold the static key stored for this lock'));
-    }
-    const session = new SecureSession(link, hs);
-    session.listen();
-    return ok(session);
+    return ok(reply.value.subarray(1));
   }
-  if (lastRefusal) return err(fail('refused', `the lock refused the connection: ${lastRefusal}`, lastRefusal));
-  return err(fail('timeout', `no handshake answer after ${t.attempts} attempts`));
+  if (lastRefusal) return err(fail('refused', `the lock refused ${o.what}: ${lastRefusal}`, lastRefusal));
+  return err(fail('timeout', `no answer to ${o.what} handshake after ${t.attempts} attempts`));
 }
 
 export interface AttachRequest {
@@ -279,32 +298,18 @@ export async function attachLock(
   t: HandshakeTiming,
 ): Promise<Result<{ session: SecureSession; lockStatic: Uint8Array }, LinkFailure>> {
   const hs = createHandshake({ pattern: 'XX', initiator: true, prologue, s: req.hub, random: t.random });
-  const hello = frame(KIND.XX1, hs.writeMessage());
-  let msg3: Uint8Array | undefined;
-  for (let attempt = 0; attempt < t.attempts && !msg3; attempt++) {
-    const sent = await link.send(hello);
-    if (!sent.ok) return err(fail('bearer', sent.error.message));
-    const reply = await nextFrame(link, t.clock, t.stepTimeoutMs, (f) =>
-      f[0] === KIND.XX2 || f[0] === KIND.REFUSAL ? f : undefined,
-    );
-    if (!reply.ok) {
-      if (reply.error === 'closed') return err(fail('closed', 'the link closed during the handshake'));
-      continue;
-    }
-    if (reply.value[0] === KIND.REFUSAL) {
-      const r = refusalOf(reply.value);
-      if (r === 'busy') continue;
-      return err(fail('refused', `the lock refused to attach: ${r}`, r));
-    }
-    try {
-      hs.readMessage(reply.value.subarray(1));
-      msg3 = frame(KIND.XX3, hs.writeMessage());
-    } catch {
-      return err(fail('handshake-failed', 'the attach handshake failed'));
-    }
+  const m2 = await exchangeHello(link, frame(KIND.XX1, hs.writeMessage()), KIND.XX2, t, {
+    refusalEnds: true,
+    what: 'the attach',
+  });
+  if (!m2.ok) return m2;
+  let msg3: Uint8Array;
+  try {
+    hs.readMessage(m2.value);
+    msg3 = frame(KIND.XX3, hs.writeMessage());
+  } catch {
+    return err(fail('handshake-failed', 'the attach handshake failed'));
   }
-  if (!hs || !msg3)
-    return err(fail('timeout', `the lock did not answer the attach handshake after ${t.attempts} attempts`));
 
   const session = new SecureSession(link, hs);
   const lockStatic = session.remoteStatic;
