@@ -82,36 +82,24 @@ export function formatLock(
     ['events', `last seq ${l.lastEventSeq}`],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
-  const events = l.recentEvents.map((e) => {
-    const {
-      seq,
-      at,
-      type,
-      receivedAt: _r,
-      ...rest
-    } = e as { seq: number; at: number; type: string; receivedAt: number };
-    return `  #${seq} ${new Date(at).toISOString()} ${type} ${JSON.stringify(rest)}`;
-  });
+  const events = l.recentEvents.map((e) => `  ${eventLine(e as StoredEventRow)}`);
   return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n${events.length ? `\nrecent events:\n${events.join('\n')}\n` : ''}`;
 }
 
-export function formatEvents(events: { seq: number; at: number; type: string }[]): string {
+type StoredEventRow = { seq: number; at: number; type: string; receivedAt?: number } & Record<string, unknown>;
+
+/** "#7  2026-…Z  opened  by=remote credentialId=-": one stored event, its body as key=value. */
+function eventLine(e: StoredEventRow): string {
+  const { seq, at, type, receivedAt: _r, ...rest } = e;
+  const extra = Object.entries(rest)
+    .map(([k, v]) => `${k}=${v === null ? '-' : String(v)}`)
+    .join(' ');
+  return `#${seq}  ${new Date(at).toISOString()}  ${type}${extra ? `  ${extra}` : ''}`;
+}
+
+export function formatEvents(events: StoredEventRow[]): string {
   if (events.length === 0) return 'no events stored\n';
-  return `${events
-    .map((e) => {
-      const {
-        seq,
-        at,
-        type,
-        receivedAt: _r,
-        ...rest
-      } = e as { seq: number; at: number; type: string; receivedAt: number };
-      const extra = Object.entries(rest)
-        .map(([k, v]) => `${k}=${v === null ? '-' : String(v)}`)
-        .join(' ');
-      return `#${seq}  ${new Date(at).toISOString()}  ${type}${extra ? `  ${extra}` : ''}`;
-    })
-    .join('\n')}\n`;
+  return `${events.map(eventLine).join('\n')}\n`;
 }
 
 export function formatSecurity(events: { at: number; kind: string; lockId: string | null; detail: object }[]): string {
