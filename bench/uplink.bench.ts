@@ -21,7 +21,7 @@ import { type Benchmark, distribution, type Metric, round } from './lib.js';
 const HUB = 'bench-hub';
 const pem = (p: string) => readFileSync(p);
 
-interface Broker {
+export interface Broker {
   url: string;
   kind: string;
   stop(): Promise<void>;
@@ -30,7 +30,7 @@ interface Broker {
 }
 
 /** mosquitto when installed (as in production), else the embedded aedes broker (MQTT 3.1.1). */
-async function broker(pkiDir: string, pki: ReturnType<typeof createDevPki>): Promise<Broker> {
+export async function broker(pkiDir: string, pki: ReturnType<typeof createDevPki>): Promise<Broker> {
   if (findMosquitto()) {
     const m = await startMosquitto({ pkiDir });
     if (m)

@@ -6,11 +6,14 @@ import forge from 'node-forge';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { HubError } from '../src/base/errors.js';
 import { type Random, systemRandom } from '../src/base/random.js';
+import { Secret } from '../src/crypto/secret.js';
 
 /**
  * A development PKI: one CA, a broker (server) certificate and client certificates for a hub and
- * the cloud. Keys come from node:crypto (RSA-2048: node-forge signs RSA only); certificates are
- * built and signed with node-forge. Private keys are written 0600 and never returned or printed.
+ * the cloud, and the hub's OTP key for remote commands (`otp.key`, shared by the hub and its
+ * cloud). Keys come from node:crypto (RSA-2048: node-forge signs RSA only); certificates are
+ * built and signed with node-forge. Private keys and the OTP key are written 0600 and never
+ * returned or printed.
  */
 
 export interface CertKeyPaths {
@@ -24,6 +27,8 @@ export interface DevPkiPaths {
   broker: CertKeyPaths;
   hub: CertKeyPaths;
   cloud: CertKeyPaths;
+  /** The hub's OTP key (`commands.otpKeyFile`): 64 hex digits and a newline, mode 0600. */
+  otpKey: string;
 }
 
 export interface DevPkiOptions {
@@ -56,11 +61,21 @@ interface Issued {
 }
 
 const MAX_ID_CHARS = 64;
+/** The OTP key's file name in the PKI directory. */
+export const OTP_KEY_FILE = 'otp.key';
+const OTP_KEY_BYTES = 32;
 
 /** The paths of the PKI files in `dir` (whether or not they exist). */
 export function pkiPaths(dir: string): DevPkiPaths {
   const pair = (name: string): CertKeyPaths => ({ cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) });
-  return { dir, ca: pair('ca'), broker: pair('broker'), hub: pair('hub'), cloud: pair('cloud') };
+  return {
+    dir,
+    ca: pair('ca'),
+    broker: pair('broker'),
+    hub: pair('hub'),
+    cloud: pair('cloud'),
+    otpKey: join(dir, OTP_KEY_FILE),
+  };
 }
 
 /**
@@ -173,6 +188,11 @@ export function createDevPki(opts: DevPkiOptions): DevPkiPaths {
   save(dir, 'broker', broker);
   save(dir, 'hub', hub);
   save(dir, 'cloud', cloud);
+  // The hub's OTP key: in production the cloud generates it at enrollment and delivers it to the
+  // hub; here both sides read this file. Random bytes, hex, never returned or printed.
+  const otp = Buffer.from(random.bytes(OTP_KEY_BYTES));
+  writeFileAtomic(paths.otpKey, `${otp.toString('hex')}\n`, 0o600);
+  otp.fill(0);
   save(dir, 'ca', ca); // last: an interrupted run leaves no CA behind to block the next one
   return paths;
 }
@@ -201,6 +221,20 @@ export function createForeignCa(dir: string, clientCn = 'foreign-client'): { ca:
   const ca = newCa('iq-hub foreign CA', 30, systemRandom);
   const client = issueLeaf(ca, clientCn, 30, systemRandom);
   return { ca: save(dir, 'foreign-ca', ca), client: save(dir, 'foreign-client', client) };
+}
+
+/**
+ * Read a development OTP key file (64 hex digits, optionally followed by a newline) as the
+ * reference cloud's copy of a hub's key. The hub reads its own with its own checks.
+ */
+export function readDevOtpKey(path: string): Secret {
+  const text = readFileSync(path, 'utf8').trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(text)) {
+    throw new HubError('pki.bad-otp-key', `${path} does not hold an OTP key (64 hex digits).`, {
+      hint: 'Make one with iqhub pki dev, or write 32 random bytes as hex.',
+    });
+  }
+  return new Secret(Buffer.from(text, 'hex'));
 }
 
 /** What the certificates in `dir` say: names, validity, fingerprints. Reads no key file. */

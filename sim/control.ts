@@ -50,6 +50,9 @@ export function registerSimMethods(server: ControlServer, world: SimWorld): void
         attachMode: l.inAttachMode(),
         state: l.state(),
         unackedEvents: l.events().length,
+        // Requests the lock handled since it booted, by operation: tests prove with it that a
+        // refused command never reached a lock.
+        requestCounts: l.requestCounts(),
       })),
   });
 }

@@ -1,12 +1,19 @@
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { type Clock, systemClock, type TimerHandle } from '../../src/base/clock.js';
 import { type Random, systemRandom } from '../../src/base/random.js';
+import {
+  type CommandEnvelope,
+  type CommandOp,
+  sealSetupCode,
+  signCommand,
+  type UnsignedCommand,
+} from '../../src/commands/otp.js';
+import type { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import {
   type CloudEvent,
   type CmdResultPayload,
   CONTRACT_VERSION,
-  type Command,
   type HealthPayload,
   ID_PATTERN,
   type LockStatePayload,
@@ -24,6 +31,10 @@ import { conforms, parseInbound } from '../../src/uplink/validate.js';
  * events (deduplicated by id, in first-arrival order), status, lock states, health, command
  * results and sync acknowledgements. Every message it receives is checked against the contract;
  * the ones that do not conform are counted in `invalid` (tests assert 0).
+ *
+ * Given a hub's OTP key (`setOtpKey`), it sends that hub OTP-signed command envelopes
+ * (src/commands/otp.ts), with a per-hub counter; and for tests it can forge, alter, replay,
+ * back-date, future-date, misaddress or delay them (`attack`, `sendEnvelope`).
  *
  * It is what tests and `npm start` use, and a working example for anyone building a backend: see
  * sim/cloud/README.md.
@@ -67,9 +78,18 @@ export interface ReferenceCloudOptions {
   log?: Logger;
 }
 
-type WithoutEnvelope<T> = T extends unknown ? Omit<T, 'v' | 'id'> : never;
-/** A command as the caller writes it: the cloud adds `v` and a fresh `id`. */
-export type CommandRequest = WithoutEnvelope<Command>;
+/**
+ * A command in the flat form (`{op, lockId, durationMs}`): its fields other than `op` and
+ * `lockId` are its `args`. Signed into an envelope when the hub's OTP key is set; without one it
+ * goes as it is with `v` and an `id` (the unauthenticated form of contract v1 before OTPs, which
+ * a hub with OTP verification refuses).
+ */
+export type CommandRequest =
+  | { op: 'ping' | 'listLocks' | 'syncNow' }
+  | { op: 'getState' | 'lock' | 'detach'; lockId: string }
+  | { op: 'open'; lockId: string; durationMs?: number }
+  | { op: 'setMode'; lockId: string; mode: 'normal' | 'office' | 'locked' }
+  | { op: 'attach'; lockId: string; setupCode: string };
 /** A sync as the caller writes it: the cloud adds `v` and a fresh `id`. */
 export type SyncRequest = Omit<SyncPayload, 'v' | 'id'>;
 
@@ -77,6 +97,79 @@ export interface RequestOptions {
   /** Reject when no answer arrived within this. Default 10,000. */
   timeoutMs?: number;
 }
+
+/**
+ * A command as the caller writes it for a hub with an OTP key: the cloud adds `v`, a fresh
+ * `cmdId`, `hubId`, the validity window and the next counter, and signs. For `attach`,
+ * `args.setupCode` is given in clear and sent sealed (`sealSetupCode`, bound to the cmdId).
+ */
+export interface CommandSpec {
+  op: CommandOp;
+  lockId?: string;
+  args?: Record<string, unknown>;
+}
+
+export interface OtpKeyOptions {
+  /**
+   * The counter of the first command (default 1), +1 per command after it. A cloud that starts
+   * afresh for a hub that already accepted commands must start above the hub's last accepted one
+   * (and within its look-ahead window).
+   */
+  counter?: number;
+  /** How long a command stays valid after it is issued (`expiresAt - issuedAt`). Default 60,000. */
+  ttlMs?: number;
+}
+
+/** What `envelope()` may set instead of the defaults (for tests of what a hub refuses). */
+export interface EnvelopeOverrides {
+  cmdId?: string;
+  /** The `hubId` field (default: the hub it is sent to). */
+  hubId?: string;
+  /** Unix ms. Default: now. */
+  issuedAt?: number;
+  /** Unix ms. Default: issuedAt + ttlMs. */
+  expiresAt?: number;
+  /** Default: the hub's next counter (which then advances). A given counter does not advance it. */
+  counter?: number;
+}
+
+export interface SendOptions extends RequestOptions {
+  /** Hold the envelope this long before publishing it (a delayed command). Default 0. */
+  delayMs?: number;
+}
+
+/**
+ * Hostile or stale commands, each built from a correctly signed one, for tests of the hub's
+ * verifier. The hub must refuse each without acting:
+ * - `forgedOtp`: an OTP of random digits (`otp_mismatch`);
+ * - `alteredArgs` / `alteredLockId`: signed, then changed (`otp_mismatch`);
+ * - `replay`: a sent envelope again, byte for byte (the stored answer or `replayed`; acts once);
+ * - `replayNewId`: a sent envelope under a new cmdId with its old counter and OTP (`otp_mismatch`:
+ *   the cmdId is covered by the OTP);
+ * - `replayResigned`: a sent envelope under a new cmdId, correctly signed, with its old counter
+ *   (`replayed`);
+ * - `counterBackwards`: a correctly signed command whose counter is below the last one the hub
+ *   accepted (default: one below; `replayed`);
+ * - `expired`: issued 10 min ago, expired 5 min ago, correctly signed (`expired`);
+ * - `futureDated`: issued 10 min from now, correctly signed (`not_yet_valid`);
+ * - `otherHub`: addressed and signed to another hub id, sent to this hub (`wrong_hub`).
+ */
+export type Attack =
+  | { kind: 'forgedOtp'; command: CommandSpec }
+  | { kind: 'alteredArgs'; command: CommandSpec; args: Record<string, unknown> }
+  | { kind: 'alteredLockId'; command: CommandSpec; lockId: string }
+  | { kind: 'replay'; of: CommandEnvelope }
+  | { kind: 'replayNewId'; of: CommandEnvelope }
+  | { kind: 'replayResigned'; of: CommandEnvelope }
+  | { kind: 'counterBackwards'; command: CommandSpec; counter?: number }
+  | { kind: 'expired'; command: CommandSpec }
+  | { kind: 'futureDated'; command: CommandSpec }
+  | { kind: 'otherHub'; command: CommandSpec; hubId: string };
+
+export type AttackKind = Attack['kind'];
+
+export const DEFAULT_COMMAND_TTL_MS = 60_000;
+const MINUTE = 60_000;
 
 /** A message the cloud received that does not match the contract. */
 export interface InvalidMessage {
@@ -102,6 +195,16 @@ interface HubRecord {
   answers: Answer[];
 }
 
+interface OtpState {
+  key: Secret;
+  next: number;
+  ttlMs: number;
+  /** Counters of the envelopes sent, by cmdId. */
+  counters: Map<string, number>;
+  /** The highest counter of a command the hub accepted (answered ok or unknown_outcome). */
+  accepted: number;
+}
+
 interface Pending {
   kind: 'cmd/result' | 'sync/ack';
   resolve(p: CmdResultPayload | SyncAckPayload): void;
@@ -123,7 +226,10 @@ export class ReferenceCloud {
   readonly #random: Random;
   readonly #log: Logger | undefined;
   readonly #hubs = new Map<string, HubRecord>();
-  readonly #pending = new Map<string, Pending>();
+  /** Several requests may wait for the same id (a replayed envelope): each answer resolves them all. */
+  readonly #pending = new Map<string, Set<Pending>>();
+  readonly #otp = new Map<string, OtpState>();
+  readonly #sent = new Map<string, CommandEnvelope[]>();
   readonly #waiters = new Set<Waiter>();
   readonly #invalid: InvalidMessage[] = [];
   readonly #idPrefix: string;
@@ -165,7 +271,11 @@ export class ReferenceCloud {
     const client = connect(o.url, opts);
     this.#client = client;
     client.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet.retain));
-    client.on('connect', () => this.#notify());
+    client.on('connect', () => {
+      // No Nagle: a command is one small write that must leave at once (the hub does the same).
+      (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+      this.#notify();
+    });
     client.on('error', (e) => this.#log?.warn({ err: e }, 'reference cloud: connection error'));
 
     try {
@@ -285,14 +395,166 @@ export class ReferenceCloud {
   }
 
   /**
+   * Use `key` as the hub's OTP key: from now on `command()` sends that hub OTP-signed envelopes.
+   * Setting it again replaces the key and, when `opts.counter` is given, the next counter.
+   */
+  setOtpKey(hubId: string, key: Secret, opts: OtpKeyOptions = {}): void {
+    const counter = opts.counter ?? this.#otp.get(hubId)?.next ?? 1;
+    if (!Number.isSafeInteger(counter) || counter < 1) {
+      throw new Error(`ReferenceCloud.setOtpKey: the counter must be a positive safe integer, got ${counter}`);
+    }
+    const ttlMs = opts.ttlMs ?? DEFAULT_COMMAND_TTL_MS;
+    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new Error(`ReferenceCloud.setOtpKey: bad ttlMs ${ttlMs}`);
+    const before = this.#otp.get(hubId);
+    this.#otp.set(hubId, {
+      key,
+      next: counter,
+      ttlMs,
+      counters: before?.counters ?? new Map(),
+      accepted: before?.accepted ?? 0,
+    });
+  }
+
+  /** The counter the next signed command for the hub will carry (undefined without a key). */
+  nextCounter(hubId: string): number | undefined {
+    return this.#otp.get(hubId)?.next;
+  }
+
+  /** The highest counter of this cloud's commands the hub accepted (0 if none yet). */
+  acceptedCounter(hubId: string): number {
+    return this.#otp.get(hubId)?.accepted ?? 0;
+  }
+
+  /** The envelopes sent to a hub with `sendEnvelope` or a signed `command()`, in order. */
+  sentEnvelopes(hubId: string): readonly CommandEnvelope[] {
+    return this.#sent.get(hubId) ?? [];
+  }
+
+  /**
    * Send a command with a fresh id and wait for its result. The result is returned whether `ok`
    * or not; the promise rejects only when none arrives in time (or the cloud closes). The command
    * is not checked here, so a test can send one the hub must refuse and still get its answer.
+   *
+   * With the hub's OTP key set, the command goes as a signed envelope (`envelope()`); the caller
+   * may write it as `{op, lockId, args}` or in the flat form (`{op, lockId, durationMs}`), whose
+   * extra fields become `args`. Without a key it goes in the flat, unsigned form.
    */
-  command(hubId: string, cmd: CommandRequest, opts: RequestOptions = {}): Promise<CmdResultPayload> {
+  command(hubId: string, cmd: CommandSpec | CommandRequest, opts: SendOptions = {}): Promise<CmdResultPayload> {
+    const spec = toSpec(cmd);
+    if (this.#otp.has(hubId)) return this.sendEnvelope(hubId, this.envelope(hubId, spec), opts);
     const id = this.#newId();
-    const payload = { ...cmd, v: CONTRACT_VERSION, id };
+    const { args, ...rest } = spec;
+    const payload = { ...rest, ...args, v: CONTRACT_VERSION, id };
     return this.#request(hubId, 'cmd', id, payload, opts.timeoutMs) as Promise<CmdResultPayload>;
+  }
+
+  /**
+   * Build and sign a command envelope for the hub, without sending it: a fresh cmdId, `issuedAt`
+   * now, `expiresAt` now + ttl, the next counter. `overrides` set any of those instead (and are
+   * signed as given).
+   */
+  envelope(hubId: string, cmd: CommandSpec | CommandRequest, overrides: EnvelopeOverrides = {}): CommandEnvelope {
+    const otp = this.#needKey(hubId);
+    const spec = toSpec(cmd);
+    const cmdId = overrides.cmdId ?? this.#newId();
+    const issuedAt = overrides.issuedAt ?? this.#clock.now();
+    const expiresAt = overrides.expiresAt ?? issuedAt + otp.ttlMs;
+    let counter = overrides.counter;
+    if (counter === undefined) counter = otp.next++;
+    const args = { ...spec.args };
+    if (spec.op === 'attach' && typeof args.setupCode === 'string') {
+      args.setupCode = sealSetupCode(otp.key, cmdId, args.setupCode, this.#random);
+    }
+    const unsigned: UnsignedCommand = {
+      v: CONTRACT_VERSION,
+      cmdId,
+      hubId: overrides.hubId ?? hubId,
+      ...(spec.lockId === undefined ? {} : { lockId: spec.lockId }),
+      op: spec.op,
+      args,
+      issuedAt: new Date(issuedAt).toISOString(),
+      expiresAt: new Date(expiresAt).toISOString(),
+      counter,
+    };
+    return signCommand(otp.key, unsigned);
+  }
+
+  /**
+   * Build a hostile or stale envelope (see `Attack`) for the hub, without sending it; send it
+   * with `sendEnvelope`.
+   */
+  attack(hubId: string, a: Attack): CommandEnvelope {
+    const otp = this.#needKey(hubId);
+    const now = this.#clock.now();
+    switch (a.kind) {
+      case 'forgedOtp': {
+        const real = this.envelope(hubId, a.command);
+        let forged = real.otp;
+        while (forged === real.otp) forged = String(this.#random.int(100_000_000)).padStart(8, '0');
+        return { ...real, otp: forged };
+      }
+      case 'alteredArgs': {
+        const real = this.envelope(hubId, a.command);
+        return { ...real, args: { ...real.args, ...a.args } };
+      }
+      case 'alteredLockId':
+        return { ...this.envelope(hubId, a.command), lockId: a.lockId };
+      case 'replay':
+        return structuredClone(a.of);
+      case 'replayNewId':
+        return { ...structuredClone(a.of), cmdId: this.#newId() };
+      case 'replayResigned': {
+        const { otp: _otp, cmdId: _cmdId, issuedAt: _i, expiresAt: _e, ...rest } = a.of;
+        const unsigned: UnsignedCommand = {
+          ...structuredClone(rest),
+          cmdId: this.#newId(),
+          issuedAt: new Date(now).toISOString(),
+          expiresAt: new Date(now + otp.ttlMs).toISOString(),
+        };
+        return signCommand(otp.key, unsigned);
+      }
+      case 'counterBackwards': {
+        const counter = a.counter ?? otp.accepted - 1;
+        if (counter < 1) {
+          throw new Error(
+            `ReferenceCloud.attack counterBackwards: hub ${hubId} has accepted no command with a counter above 1 yet; send one first or pass a counter`,
+          );
+        }
+        return this.envelope(hubId, a.command, { counter });
+      }
+      case 'expired':
+        return this.envelope(hubId, a.command, { issuedAt: now - 10 * MINUTE, expiresAt: now - 5 * MINUTE });
+      case 'futureDated':
+        return this.envelope(hubId, a.command, { issuedAt: now + 10 * MINUTE, expiresAt: now + 11 * MINUTE });
+      case 'otherHub': {
+        // Signed as the other hub's cloud would (with its key when this cloud has it).
+        const other = this.#otp.get(a.hubId)?.key ?? otp.key;
+        const { otp: _otp, ...unsigned } = this.envelope(hubId, a.command, { hubId: a.hubId });
+        return signCommand(other, unsigned);
+      }
+    }
+  }
+
+  /**
+   * Publish an envelope as it is (QoS 1), after `delayMs` if given, and wait for the result with
+   * its cmdId. It is not checked: anything with a string `cmdId` goes.
+   */
+  async sendEnvelope(hubId: string, envelope: CommandEnvelope, opts: SendOptions = {}): Promise<CmdResultPayload> {
+    const cmdId: unknown = (envelope as { cmdId?: unknown }).cmdId;
+    if (typeof cmdId !== 'string' || cmdId.length === 0) {
+      throw new Error('ReferenceCloud.sendEnvelope: the envelope has no cmdId to match its result by');
+    }
+    if (opts.delayMs !== undefined && opts.delayMs > 0) await this.#clock.sleep(opts.delayMs);
+    let sent = this.#sent.get(hubId);
+    if (!sent) {
+      sent = [];
+      this.#sent.set(hubId, sent);
+    }
+    sent.push(structuredClone(envelope));
+    const otp = this.#otp.get(hubId);
+    if (otp && typeof envelope.counter === 'number' && !otp.counters.has(cmdId))
+      otp.counters.set(cmdId, envelope.counter);
+    return this.#request(hubId, 'cmd', cmdId, envelope, opts.timeoutMs) as Promise<CmdResultPayload>;
   }
 
   /** Send a sync with a fresh id and wait for its acknowledgement. */
@@ -347,10 +609,12 @@ export class ReferenceCloud {
   /** Disconnect; pending requests and waits reject. The records stay readable. */
   async close(): Promise<void> {
     const closed = new Error('ReferenceCloud closed');
-    for (const [key, p] of this.#pending) {
+    for (const [key, set] of this.#pending) {
       this.#pending.delete(key);
-      this.#clock.clearTimeout(p.timer);
-      p.reject(closed);
+      for (const p of set) {
+        this.#clock.clearTimeout(p.timer);
+        p.reject(closed);
+      }
     }
     for (const w of [...this.#waiters]) w.fail(closed);
     const client = this.#client;
@@ -362,6 +626,12 @@ export class ReferenceCloud {
 
   #newId(): string {
     return `${this.#idPrefix}-${this.#nextId++}`;
+  }
+
+  #needKey(hubId: string): OtpState {
+    const otp = this.#otp.get(hubId);
+    if (!otp) throw new Error(`ReferenceCloud: no OTP key for hub ${hubId} (call setOtpKey() first)`);
+    return otp;
   }
 
   #need(): MqttClient {
@@ -381,17 +651,28 @@ export class ReferenceCloud {
     const key = pendingKey(hubId, kind, id);
     return new Promise((resolve, reject) => {
       const done = (e: Error) => {
-        const p = this.#pending.get(key);
-        if (!p) return;
-        this.#pending.delete(key);
-        this.#clock.clearTimeout(p.timer);
+        const set = this.#pending.get(key);
+        if (!set?.has(entry)) return;
+        set.delete(entry);
+        if (set.size === 0) this.#pending.delete(key);
+        this.#clock.clearTimeout(entry.timer);
         reject(e);
       };
-      const timer = this.#clock.setTimeout(
-        () => done(new Error(`ReferenceCloud: no ${kind} for ${topic} ${id} from ${hubId} within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      this.#pending.set(key, { kind, resolve, reject, timer });
+      const entry: Pending = {
+        kind,
+        resolve,
+        reject,
+        timer: this.#clock.setTimeout(
+          () => done(new Error(`ReferenceCloud: no ${kind} for ${topic} ${id} from ${hubId} within ${timeoutMs} ms`)),
+          timeoutMs,
+        ),
+      };
+      let set = this.#pending.get(key);
+      if (!set) {
+        set = new Set();
+        this.#pending.set(key, set);
+      }
+      set.add(entry);
       const target = topic === 'cmd' ? topics.cmd(hubId) : topics.sync(hubId);
       client.publishAsync(target, JSON.stringify(payload), { qos: 1 }).catch((e: Error) => {
         done(new Error(`ReferenceCloud: publishing ${topic} ${id} to ${hubId} failed: ${e.message}`));
@@ -506,16 +787,27 @@ export class ReferenceCloud {
         const byId: Map<string, CmdResultPayload | SyncAckPayload> = kind === 'cmd/result' ? hub.results : hub.acks;
         if (byId.has(a.id)) this.#repeatedAnswers++;
         else byId.set(a.id, a);
+        if (kind === 'cmd/result') this.#noteAccepted(hubId, a as CmdResultPayload);
         const key = pendingKey(hubId, kind, a.id);
-        const p = this.#pending.get(key);
-        if (p) {
+        const set = this.#pending.get(key);
+        if (set) {
           this.#pending.delete(key);
-          this.#clock.clearTimeout(p.timer);
-          p.resolve(a);
+          for (const p of set) {
+            this.#clock.clearTimeout(p.timer);
+            p.resolve(a);
+          }
         }
         return;
       }
     }
+  }
+
+  /** A command the hub accepted (its counter is now the hub's last accepted one, or below it). */
+  #noteAccepted(hubId: string, r: CmdResultPayload): void {
+    const otp = this.#otp.get(hubId);
+    const counter = r.id === null ? undefined : otp?.counters.get(r.id);
+    if (!otp || counter === undefined) return;
+    if (r.ok || r.error?.code === 'unknown_outcome') otp.accepted = Math.max(otp.accepted, counter);
   }
 
   #refuse(topic: string, reason: string): void {
@@ -526,6 +818,16 @@ export class ReferenceCloud {
   #notify(): void {
     for (const w of [...this.#waiters]) w.check();
   }
+}
+
+/** `{op, lockId, args}` from either that form or the flat one (`{op, lockId, durationMs}`). */
+function toSpec(cmd: CommandSpec | CommandRequest): CommandSpec {
+  const { op, lockId, args, ...flat } = cmd as { op: CommandOp; lockId?: string; args?: Record<string, unknown> };
+  return {
+    op,
+    ...(lockId === undefined ? {} : { lockId }),
+    args: { ...flat, ...args },
+  };
 }
 
 function pendingKey(hubId: string, kind: string, id: string): string {

@@ -16,7 +16,7 @@ import { VERSION } from './version.js';
 export const EXIT_CONFIG = 78;
 
 /** Errors that mean "fix the installation", not "try again". */
-const PERMANENT = /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id))/;
+const PERMANENT = /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id)|commands\.)/;
 
 export interface DaemonOptions {
   /** Config file; undefined = the default path, null = defaults only (the demo). */

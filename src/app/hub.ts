@@ -4,6 +4,7 @@ import type { Bearer } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import type { Random } from '../base/random.js';
+import { loadOtpKey } from '../commands/otp-key.js';
 import type { HubConfig } from '../config/schema.js';
 import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
 import { ControlServer } from '../control/server.js';
@@ -60,6 +61,23 @@ export class Hub {
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.#components.push(...(deps.before ?? []));
     const files = deps.config.uplink.enabled ? loadUplinkFiles(deps.config.uplink) : undefined;
+    // Remote commands arrive over the uplink only; the OTP key is sealed under the hub id.
+    const otpKey = files
+      ? loadOtpKey({
+          config: deps.config.commands,
+          hubId: files.identity.hubId,
+          store,
+          sealer,
+          clock: deps.clock,
+          log: deps.log.child({ component: 'commands' }),
+        })
+      : undefined;
+    if (!files && deps.config.commands.otpKeyFile !== null) {
+      deps.log.warn(
+        { file: deps.config.commands.otpKeyFile },
+        'commands.otpKeyFile is set but the uplink is disabled: remote commands cannot arrive, the key is not used',
+      );
+    }
     if (files) {
       const outbox = new Outbox(store, {
         clock: deps.clock,
@@ -104,6 +122,8 @@ export class Hub {
         log: deps.log.child({ component: 'uplink' }),
         version: VERSION,
         startedAt: () => this.#startedAt,
+        commands: deps.config.commands,
+        otpKey,
         radios: () => {
           if (!bearer) return [];
           const st = bearer.state();
@@ -133,7 +153,13 @@ export class Hub {
       log.info({ applied: store.info.appliedNow, schemaVersion: store.info.schemaVersion }, 'store migrated');
     }
     const sealer = new Sealer(source.key, random);
-    return new Hub(deps, store, sealer, { origin: source.origin, path: source.path });
+    try {
+      return new Hub(deps, store, sealer, { origin: source.origin, path: source.path });
+    } catch (e) {
+      // A bad uplink certificate or OTP key file: release the store (and its exclusive lock).
+      store.close();
+      throw e;
+    }
   }
 
   async start(): Promise<void> {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
 import { runDaemon } from '../app/daemon.js';
@@ -182,7 +182,7 @@ const pki = program.command('pki').description('certificates for the MQTT uplink
 pki
   .command('dev')
   .description(
-    'make a development PKI: a CA, a broker certificate, a hub certificate (CN = hub id) and a cloud certificate',
+    "make a development PKI: a CA, a broker certificate, a hub certificate (CN = hub id), a cloud certificate and the hub's OTP key for remote commands",
   )
   .requiredOption('--dir <dir>', 'where to write the files (keys with mode 0600)')
   .requiredOption('--hub-id <id>', "the hub's id: the CN of its certificate and its MQTT topic segment")
@@ -192,7 +192,7 @@ pki
   .option('--json', 'machine-readable output')
   .action((o: { dir: string; hubId: string; cloudId: string; brokerHost: string; force?: boolean; json?: boolean }) => {
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-    createDevPki({
+    const written = createDevPki({
       dir: o.dir,
       hubId: o.hubId,
       cloudId: o.cloudId,
@@ -204,7 +204,8 @@ pki
       o.json
         ? `${JSON.stringify(certs, null, 2)}\n`
         : `${certs.map((c) => `${c.file.padEnd(12)} CN=${c.cn.padEnd(16)} until ${c.notAfter}  ${c.fingerprint.slice(0, 23)}…`).join('\n')}\n` +
-            `written to ${o.dir} (private keys mode 0600; for development and tests only)\n`,
+            `${basename(written.otpKey).padEnd(12)} the hub's OTP key for remote commands (commands.otpKeyFile; the cloud signs with the same key)\n` +
+            `written to ${o.dir} (private keys and the OTP key mode 0600; for development and tests only)\n`,
     );
   });
 

@@ -4,6 +4,7 @@ import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { ocraResponse, ocraResponsesEqual, parseOcraSuite } from '../crypto/ocra.js';
 import type { Secret } from '../crypto/secret.js';
+import type { CommandEnvelope } from '../uplink/contract.js';
 
 /**
  * One-time passwords for remote commands (docs/security.md, "Remote commands").
@@ -19,34 +20,7 @@ export const OTP_SUITE = 'OCRA-1:HOTP-SHA256-8:C-QH64-T30S';
 export const OTP_STEP_MS = 30_000;
 const suite = parseOcraSuite(OTP_SUITE);
 
-export const COMMAND_OPS = [
-  'ping',
-  'listLocks',
-  'getState',
-  'open',
-  'lock',
-  'setMode',
-  'attach',
-  'detach',
-  'syncNow',
-] as const;
-export type CommandOp = (typeof COMMAND_OPS)[number];
-
-/** A command as the cloud sends it on `cmd`. */
-export interface CommandEnvelope {
-  v: 1;
-  cmdId: string;
-  hubId: string;
-  lockId?: string;
-  op: CommandOp;
-  args: Record<string, unknown>;
-  /** ISO 8601 UTC. */
-  issuedAt: string;
-  expiresAt: string;
-  /** Strictly increasing per hub; the hub persists the last one it accepted. */
-  counter: number;
-  otp: string;
-}
+export { COMMAND_OPS, type CommandEnvelope, type CommandOp } from '../uplink/contract.js';
 
 export type UnsignedCommand = Omit<CommandEnvelope, 'otp'>;
 

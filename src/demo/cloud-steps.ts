@@ -27,18 +27,47 @@ export function cloudSteps(hub: Hub, world: SimWorld, cloud: ReferenceCloud, hub
       },
     },
     {
-      name: 'the cloud opens a door with a command and gets its result',
+      name: 'the cloud opens a door with an OTP-signed command; the result and an opened{by: remote} event come back',
       async run() {
-        const r = await cloud.command(hubId, { op: 'open', lockId: b, durationMs: 1000 }, { timeoutMs: 15_000 });
+        const lock = world.lock(b);
+        const opened = () =>
+          cloud.events(hubId).filter((e) => e.lockId === b && e.type === 'opened' && e.by === 'remote').length;
+        const before = opened();
+        const r = await cloud.command(
+          hubId,
+          { op: 'open', lockId: b, args: { durationMs: 1000 } },
+          { timeoutMs: 15_000 },
+        );
         check(r.ok, `result: ${JSON.stringify(r.error)}`);
+        check(lock.state().bolt === 'unlocked', 'the lock did not open');
         await cloud.waitFor((c) => c.lockState(hubId, b)?.bolt === 'unlocked', 10_000, 'the retained lock state');
+        await cloud.waitFor(() => opened() === before + 1, 10_000, 'the opened{by: remote} event');
+      },
+    },
+    {
+      name: 'a forged command (a wrong OTP) is refused with otp_mismatch and the door stays locked',
+      async run() {
+        const lock = world.lock(b);
+        // The genuine open above relocks after its second.
+        for (let i = 0; i < 100 && lock.state().bolt !== 'locked'; i++) await new Promise((r) => setTimeout(r, 50));
+        check(lock.state().bolt === 'locked', 'the door did not lock again after the genuine open');
+        const opens = lock.requestCounts().handled.open;
+        const forged = cloud.attack(hubId, { kind: 'forgedOtp', command: { op: 'open', lockId: b, args: {} } });
+        const r = await cloud.sendEnvelope(hubId, forged, { timeoutMs: 15_000 });
+        check(!r.ok && r.error?.code === 'otp_mismatch', `expected otp_mismatch, got ${JSON.stringify(r)}`);
+        check(lock.requestCounts().handled.open === opens, 'the forged command reached the lock');
+        check(lock.state().bolt === 'locked', 'the door is not locked');
       },
     },
     {
       name: 'a malformed command gets an error result and changes nothing',
       async run() {
         const before = hub.store.db.prepare('SELECT COUNT(*) AS n FROM inbox').get() as { n: number };
-        await cloud.send(hubId, 'cmd', '{"v":1,"id":"bad-1","op":"open","lockId":"../../etc","durationMs":-5}');
+        await cloud.send(
+          hubId,
+          'cmd',
+          JSON.stringify({ v: 1, cmdId: 'bad-1', hubId, op: 'open', lockId: '../../etc', args: { durationMs: -5 } }),
+        );
         await cloud.waitFor((c) => c.results(hubId).get('bad-1')?.ok === false, 10_000, 'the error result');
         const after = hub.store.db.prepare('SELECT COUNT(*) AS n FROM inbox').get() as { n: number };
         check(after.n === before.n, 'the malformed command was recorded');

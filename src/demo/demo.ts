@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDevPki } from '../../provisioning/dev-pki.js';
+import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
 import { startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
 import { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { SimWorld } from '../../sim/world.js';
@@ -50,7 +50,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     serverName: 'localhost',
     protocolVersion: 4,
   });
-  out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected`);
+  // The hub's OTP key for remote commands: the hub reads it from commands.otpKeyFile, the cloud signs with it.
+  cloud.setOtpKey(hubId, readDevOtpKey(pki.otpKey));
+  out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected and signs its commands`);
   const overrides: Partial<HubConfig> = {
     dataDir: join(base, 'data'),
     runDir: join(base, 'run'),
@@ -65,6 +67,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       mqttVersion: '3.1.1',
       healthIntervalSec: 10,
     } as HubConfig['uplink'],
+    commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {

@@ -121,4 +121,35 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    name: 'sealed secrets, command counter, command columns of the inbox',
+    up(db) {
+      db.exec(`
+        -- Secrets the hub received rather than generated (the OTP key for remote commands), sealed
+        -- with purpose and id as associated data. fingerprint: the first 8 hex digits of the
+        -- SHA-256 of the secret, so a rotation can be logged without the secret.
+        CREATE TABLE sealed_secrets (
+          purpose     TEXT    NOT NULL,
+          id          TEXT    NOT NULL,
+          blob        BLOB    NOT NULL,
+          fingerprint TEXT    NOT NULL,
+          updated_at  INTEGER NOT NULL,
+          PRIMARY KEY (purpose, id)
+        ) STRICT;
+        -- The counter of the last remote command the hub accepted: a command must carry a greater one.
+        -- It moves in the transaction that records the command in the inbox, before the hub acts.
+        CREATE TABLE command_counter (
+          id           INTEGER PRIMARY KEY CHECK (id = 1),
+          last_counter INTEGER NOT NULL,
+          updated_at   INTEGER NOT NULL
+        ) STRICT;
+        -- What a started command was (its counter, op and lock), so one interrupted by a stop can be
+        -- answered unknown_outcome with the lock's state read back, and a redelivery recognised.
+        ALTER TABLE inbox ADD COLUMN counter INTEGER;
+        ALTER TABLE inbox ADD COLUMN op TEXT;
+        ALTER TABLE inbox ADD COLUMN lock_id TEXT;
+      `);
+    },
+  },
 ];

@@ -247,42 +247,50 @@ export const syncAckSchema = {
 
 // ----- cloud → hub ---------------------------------------------------------------------------
 
-export type Command =
-  | { v: 1; id: string; op: 'ping' }
-  | { v: 1; id: string; op: 'listLocks' }
-  | { v: 1; id: string; op: 'getState'; lockId: string }
-  | { v: 1; id: string; op: 'open'; lockId: string; durationMs: number }
-  | { v: 1; id: string; op: 'lock'; lockId: string }
-  | { v: 1; id: string; op: 'setMode'; lockId: string; mode: 'normal' | 'office' | 'locked' };
+export const COMMAND_OPS = [
+  'ping',
+  'listLocks',
+  'getState',
+  'open',
+  'lock',
+  'setMode',
+  'attach',
+  'detach',
+  'syncNow',
+] as const;
+export type CommandOp = (typeof COMMAND_OPS)[number];
 
-const cmd = (op: string, extra: Record<string, unknown> = {}, required: string[] = []) => ({
-  type: 'object',
-  additionalProperties: false,
-  required: ['v', 'id', 'op', ...required],
-  properties: { v, id: requestId, op: { const: op }, ...extra },
-});
+/**
+ * A command as the cloud sends it on `cmd`: the OTP-protected envelope (docs/mqtt-api.md,
+ * "Commands"; src/commands/otp.ts for the OTP). Every field but `otp` is covered by the OTP.
+ */
+export interface CommandEnvelope {
+  v: 1;
+  cmdId: string;
+  hubId: string;
+  /** Present exactly for the ops that act on a lock (getState, open, lock, setMode, attach, detach). */
+  lockId?: string;
+  op: CommandOp;
+  /** Per op: open `{durationMs?}`, setMode `{mode}`, attach `{setupCode}` (sealed), others `{}`. */
+  args: Record<string, unknown>;
+  /** ISO 8601 UTC (`YYYY-MM-DDTHH:MM:SS[.fff]Z`). */
+  issuedAt: string;
+  expiresAt: string;
+  /** Strictly increasing per hub; the hub persists the last one it accepted. */
+  counter: number;
+  otp: string;
+}
 
-export const commandSchema = {
-  type: 'object',
-  required: ['op'],
-  properties: { op: { enum: ['ping', 'listLocks', 'getState', 'open', 'lock', 'setMode'] } },
-  discriminator: { propertyName: 'op' },
-  oneOf: [
-    cmd('ping'),
-    cmd('listLocks'),
-    cmd('getState', { lockId: id }, ['lockId']),
-    cmd('open', { lockId: id, durationMs: { type: 'integer', minimum: 1, maximum: 600_000 } }, [
-      'lockId',
-      'durationMs',
-    ]),
-    cmd('lock', { lockId: id }, ['lockId']),
-    cmd('setMode', { lockId: id, mode: { enum: ['normal', 'office', 'locked'] } }, ['lockId', 'mode']),
-  ],
+/** The times of a command: ISO 8601 in UTC, as `Date.prototype.toISOString` writes them (fractions optional). */
+const utcTime = {
+  type: 'string',
+  minLength: 20,
+  maxLength: 30,
+  pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$',
 } as const;
 
 /**
- * The OTP-protected command envelope (docs/mqtt-api.md, "Commands"; src/commands/otp.ts for the
- * OTP). Every field but `otp` is covered by the OTP.
+ * The JSON Schema of the command envelope: one branch per op, each with its own `args`.
  */
 const envelope = (op: string, args: Record<string, unknown>, argsRequired: string[], lock: boolean) => ({
   type: 'object',
@@ -306,8 +314,8 @@ const envelope = (op: string, args: Record<string, unknown>, argsRequired: strin
     ...(lock ? { lockId: id } : {}),
     op: { const: op },
     args: { type: 'object', additionalProperties: false, required: argsRequired, properties: args },
-    issuedAt: isoTime,
-    expiresAt: isoTime,
+    issuedAt: utcTime,
+    expiresAt: utcTime,
     counter: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     otp: { type: 'string', pattern: '^[0-9]{8}$' },
   },
@@ -317,7 +325,7 @@ export const commandEnvelopeSchema = {
   type: 'object',
   required: ['op'],
   properties: {
-    op: { enum: ['ping', 'listLocks', 'getState', 'open', 'lock', 'setMode', 'attach', 'detach', 'syncNow'] },
+    op: { enum: COMMAND_OPS },
   },
   discriminator: { propertyName: 'op' },
   oneOf: [
@@ -369,7 +377,7 @@ export const MAX_INBOUND_DEPTH = 32;
 /** The typed map from topic (relative to ks/hubs/{hubId}/) to its payload and direction. */
 export interface TopicMap {
   status: { direction: 'up'; retained: true; payload: StatusPayload };
-  cmd: { direction: 'down'; retained: false; payload: Command };
+  cmd: { direction: 'down'; retained: false; payload: CommandEnvelope };
   'cmd/result': { direction: 'up'; retained: false; payload: CmdResultPayload };
   sync: { direction: 'down'; retained: false; payload: SyncPayload };
   'sync/ack': { direction: 'up'; retained: false; payload: SyncAckPayload };
@@ -380,7 +388,7 @@ export interface TopicMap {
 
 export const schemas = {
   status: statusSchema,
-  cmd: commandSchema,
+  cmd: commandEnvelopeSchema,
   'cmd/result': cmdResultSchema,
   sync: syncSchema,
   'sync/ack': syncAckSchema,

@@ -1,14 +1,18 @@
 import { isUtf8 } from 'node:buffer';
 import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
-import { isHubError } from '../base/errors.js';
+import { HubError, isHubError } from '../base/errors.js';
+import { openSetupCode } from '../commands/otp.js';
+import type { CommandVerifier, Verdict } from '../commands/verifier.js';
+import { Secret } from '../crypto/secret.js';
+import type { LockMode, LockState } from '../link/frames.js';
 import type { LinkManager } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import {
   type CmdResultPayload,
   CONTRACT_VERSION,
-  type Command,
+  type CommandEnvelope,
   MAX_INBOUND_BYTES,
   type SyncAckPayload,
   type SyncPayload,
@@ -21,7 +25,10 @@ export type InboundTopic = 'cmd' | 'sync';
 export type ResultTopic = 'cmd/result' | 'sync/ack';
 
 /** What a command acts on: the part of the LinkManager the cloud may drive. Failures are thrown HubErrors. */
-export type CommandTarget = Pick<LinkManager, 'list' | 'lockState' | 'open' | 'lockNow' | 'setMode'>;
+export type CommandTarget = Pick<
+  LinkManager,
+  'list' | 'lockState' | 'open' | 'lockNow' | 'setMode' | 'attach' | 'detach'
+>;
 
 export interface ResultSink {
   /**
@@ -30,7 +37,7 @@ export interface ResultSink {
    * neither does (the outbox must write to the same Store, synchronously).
    */
   enqueueMessage(topic: ResultTopic, payload: object): void;
-  /** Best effort, nothing stored: for answers to messages that must change nothing (invalid ones). */
+  /** Best effort, nothing stored: for answers to messages that must change nothing (invalid or refused ones). */
   publishNow(topic: ResultTopic, payload: object): void;
 }
 
@@ -45,6 +52,10 @@ export interface InboundDeps {
   log: Logger;
   target: CommandTarget;
   results: ResultSink;
+  /** Decides whether a command may act (src/commands/verifier.ts). */
+  verifier: CommandVerifier;
+  /** The hub's OTP key: opens the sealed setup code of an `attach`. */
+  otpKey: Secret | undefined;
   sync?: SyncTarget;
 }
 
@@ -52,6 +63,8 @@ export interface InboundDeps {
 export const INBOX_MAX_IDS = 10_000;
 /** ...and none older than this (only answered ones are ever removed). */
 export const INBOX_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+/** An `open` without `args.durationMs` holds the door open this long. */
+export const DEFAULT_OPEN_MS = 5000;
 /** Rows looked at per insert by the age-based pruning (the oldest answered ones). */
 const PRUNE_BATCH = 64;
 const MAX_CODE = 64;
@@ -67,20 +80,40 @@ interface InboxRow {
   topic: string;
   state: 'started' | 'done';
   result: string | null;
+  counter: number | null;
+  op: string | null;
+  lock_id: string | null;
+}
+
+interface StartedCommand {
+  id: string;
+  counter: number | null;
+  op: string | null;
+  lock_id: string | null;
 }
 
 interface InFlight {
   topic: InboundTopic;
+  /** The command's counter (commands only): a different command under the same id is refused. */
+  counter?: number | null;
   done: Promise<void>;
 }
 
 /**
  * The cloud's commands and syncs. Every message is checked against the contract first; an
- * invalid one gets an error answer (best effort) and changes nothing. A valid one is recorded in
- * the inbox by its id before anything is done, so a redelivery (QoS 1 is at-least-once) returns
- * the stored answer instead of acting again, and a command the hub was carrying out when it
- * stopped is answered `cmd.interrupted`, never repeated. The answer is recorded and queued for
- * publishing in one transaction.
+ * invalid one gets an error answer (best effort) and changes nothing.
+ *
+ * A command then goes to the CommandVerifier (hub id, lockout, OTP, time, counter, lock). A
+ * refused one gets `{ok: false, error: {code, message}}` (best effort) and changes nothing; a
+ * genuine redelivery of a command already recorded gets the stored answer again and does not act.
+ * An accepted one is recorded — the counter advanced and the cmdId 'started' in the inbox, in one
+ * transaction — before anything reaches a lock; then it acts, and the answer (the lock's own) is
+ * recorded and queued for publishing in one transaction. A command the hub was carrying out when
+ * it stopped is never repeated: `recover()` answers it `unknown_outcome` with the lock's state
+ * read back.
+ *
+ * A sync is recorded by id the same way (a redelivery gets the stored answer; one interrupted by a
+ * stop is answered `sync.interrupted`).
  *
  * Commands for one lock run one at a time, in arrival order; different locks run concurrently.
  * Syncs run one at a time, in arrival order. `handle` never rejects.
@@ -91,14 +124,17 @@ export class Inbound {
   readonly #log: Logger;
   readonly #target: CommandTarget;
   readonly #results: ResultSink;
+  readonly #verifier: CommandVerifier;
+  readonly #otpKey: Secret | undefined;
   readonly #sync: SyncTarget | undefined;
   readonly #inflight = new Map<string, InFlight>();
   /** Tail of the queue per lock id (and one for syncs). */
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #sql: {
     get: Statement<[string], InboxRow>;
-    claim: Statement<[string, string, number]>;
+    claim: Statement<[string, string, number, number | null, string | null, string | null]>;
     done: Statement<[string, string]>;
+    started: Statement<[], StartedCommand>;
     pruneCount: Statement<[number]>;
     pruneAge: Statement<[number, number]>;
   };
@@ -109,14 +145,19 @@ export class Inbound {
     this.#log = deps.log;
     this.#target = deps.target;
     this.#results = deps.results;
+    this.#verifier = deps.verifier;
+    this.#otpKey = deps.otpKey;
     this.#sync = deps.sync;
     const db = deps.store.db;
     this.#sql = {
-      get: db.prepare<[string], InboxRow>('SELECT topic, state, result FROM inbox WHERE id = ?'),
-      claim: db.prepare<[string, string, number]>(
-        "INSERT INTO inbox (id, topic, state, result, received_at) VALUES (?, ?, 'started', NULL, ?)",
+      get: db.prepare<[string], InboxRow>('SELECT topic, state, result, counter, op, lock_id FROM inbox WHERE id = ?'),
+      claim: db.prepare<[string, string, number, number | null, string | null, string | null]>(
+        "INSERT INTO inbox (id, topic, state, result, received_at, counter, op, lock_id) VALUES (?, ?, 'started', NULL, ?, ?, ?, ?)",
       ),
       done: db.prepare<[string, string]>("UPDATE inbox SET state = 'done', result = ? WHERE id = ?"),
+      started: db.prepare<[], StartedCommand>(
+        "SELECT id, counter, op, lock_id FROM inbox WHERE topic = 'cmd' AND state = 'started' ORDER BY rowid",
+      ),
       // Rowids grow with every insert (the newest row is never removed), so both deletes are
       // rowid-range scans from the oldest end: cheap on every insert, never a full scan.
       pruneCount: db.prepare<[number]>(
@@ -138,16 +179,258 @@ export class Inbound {
     while (this.#inflight.size > 0) await Promise.all([...this.#inflight.values()].map((f) => f.done));
   }
 
+  /**
+   * Once at start-up, before commands are handled: every command left 'started' by a stop (it
+   * may or may not have reached its lock) is answered `unknown_outcome`, with the lock's state
+   * read back when it can be, and is never carried out again. Resolves with the number answered;
+   * a redelivery that arrives meanwhile waits for its answer.
+   */
+  async recover(): Promise<number> {
+    let rows: StartedCommand[];
+    try {
+      rows = this.#sql.started.all().filter((r) => !this.#inflight.has(r.id));
+    } catch (e) {
+      this.#log.error({ err: e }, 'interrupted commands could not be read from the inbox');
+      return 0;
+    }
+    await Promise.all(rows.map((r) => this.#track('cmd', r.id, r.counter, this.#settleInterrupted(r))));
+    return rows.length;
+  }
+
   /** Handle one message from the cloud. Resolves once it is answered; never rejects. */
   async handle(topic: InboundTopic, payload: Buffer): Promise<void> {
     try {
-      await this.#handle(topic, payload);
+      if (topic === 'cmd') await this.#handleCommand(payload);
+      else await this.#handleSync(payload);
     } catch (e) {
       this.#log.error({ err: e, topic }, 'inbound message could not be handled');
     }
   }
 
-  async #handle(topic: InboundTopic, payload: Buffer): Promise<void> {
+  // ----- commands ------------------------------------------------------------------------------
+
+  async #handleCommand(payload: Buffer): Promise<void> {
+    const parsed = checkUtf8(payload) ?? parseInbound('cmd', payload);
+    if (!parsed.ok) {
+      this.#verifier.countRefusal('bad_request');
+      this.#refuse('cmd', salvageId(payload, 'cmdId'), { code: 'bad_request', message: parsed.error.message });
+      return;
+    }
+    const cmd = parsed.value;
+    // From here to the claim nothing awaits: no other message can slip in between the verdict
+    // (which read the counter and the inbox) and the transaction that advances them.
+    let verdict: Verdict;
+    try {
+      verdict = this.#verifier.verify(cmd, (id) => this.#inflight.has(id) || this.#sql.get.get(id) !== undefined);
+    } catch (e) {
+      this.#log.error({ err: e, cmdId: cmd.cmdId }, 'command could not be verified; not acting on it');
+      this.#publishNow(
+        'cmd/result',
+        failure(
+          cmd.cmdId,
+          'store.unavailable',
+          `the hub could not check command ${cmd.cmdId} and did not carry it out`,
+        ),
+      );
+      return;
+    }
+    if (!verdict.ok) {
+      this.#publishNow('cmd/result', failure(cmd.cmdId, verdict.code, verdict.message));
+      return;
+    }
+    if (verdict.duplicate) {
+      await this.#redelivered(cmd);
+      return;
+    }
+
+    let setupCode: Secret | undefined;
+    if (cmd.op === 'attach') {
+      const opened = this.#openSetupCode(cmd);
+      if (!opened.ok) {
+        this.#verifier.countRefusal('bad_request');
+        this.#refuse('cmd', cmd.cmdId, { code: 'bad_request', message: opened.message });
+        return;
+      }
+      setupCode = opened.secret;
+    }
+
+    try {
+      this.#claimCommand(cmd);
+    } catch (e) {
+      setupCode?.wipe();
+      this.#log.error({ err: e, cmdId: cmd.cmdId }, 'command could not be recorded; not acting on it');
+      this.#publishNow(
+        'cmd/result',
+        failure(
+          cmd.cmdId,
+          'store.unavailable',
+          `the hub could not record command ${cmd.cmdId} and did not carry it out; retry later`,
+        ),
+      );
+      return;
+    }
+    await this.#track('cmd', cmd.cmdId, cmd.counter, this.#actCommand(cmd, setupCode));
+  }
+
+  /** The sealed setup code of an attach, opened with the OTP key and bound to the cmdId. */
+  #openSetupCode(cmd: CommandEnvelope): { ok: true; secret: Secret } | { ok: false; message: string } {
+    const sealed = cmd.args.setupCode;
+    if (!this.#otpKey || typeof sealed !== 'string') return { ok: false, message: 'args.setupCode is missing' };
+    try {
+      return { ok: true, secret: Secret.fromUtf8(openSetupCode(this.#otpKey, cmd.cmdId, sealed)) };
+    } catch (e) {
+      return { ok: false, message: isHubError(e) ? e.message : 'args.setupCode does not open' };
+    }
+  }
+
+  /** The counter advanced and the cmdId recorded as started, in one transaction, before acting. */
+  #claimCommand(cmd: CommandEnvelope): void {
+    const now = this.#now();
+    this.#store.transaction(() => {
+      this.#verifier.advanceCounter(cmd.counter, now);
+      this.#sql.claim.run(cmd.cmdId, 'cmd', now, cmd.counter, cmd.op, cmd.lockId ?? null);
+      this.#prune(now);
+    });
+  }
+
+  /** A genuine command whose cmdId is known: the stored answer again, never a second action. */
+  async #redelivered(cmd: CommandEnvelope): Promise<void> {
+    const id = cmd.cmdId;
+    const running = this.#inflight.get(id);
+    if (running) {
+      if (running.topic !== 'cmd') return this.#refuseReused(id, idReused(id, running.topic));
+      if (running.counter !== cmd.counter) return this.#refuseReused(id, otherCommand(id));
+      // A redelivery while the first copy is still being carried out: its answer is on the way.
+      this.#log.debug({ cmdId: id }, 'command redelivered while in progress');
+      await running.done;
+      return;
+    }
+    const row = this.#sql.get.get(id);
+    if (!row) return;
+    if (row.topic !== 'cmd') return this.#refuseReused(id, idReused(id, row.topic));
+    if (row.counter !== cmd.counter) return this.#refuseReused(id, otherCommand(id));
+    const stored = row.state === 'done' ? storedAnswer(row.result) : undefined;
+    if (stored) {
+      this.#log.info({ cmdId: id }, 'command redelivered: sending the stored answer again');
+      this.#results.enqueueMessage('cmd/result', stored);
+      return;
+    }
+    // Started, and not being carried out now: the hub stopped while acting (or could not record
+    // the answer). It may or may not have taken effect; acting again could do it twice.
+    await this.#track('cmd', id, row.counter, this.#settleInterrupted({ id, ...row }));
+  }
+
+  #refuseReused(id: string, error: ContractError): void {
+    this.#verifier.countRefusal('bad_request');
+    this.#refuse('cmd', id, { code: 'bad_request', message: error.message });
+  }
+
+  async #actCommand(cmd: CommandEnvelope, setupCode: Secret | undefined): Promise<void> {
+    let answer: CmdResultPayload;
+    try {
+      answer = await this.#command(cmd, setupCode);
+    } catch (e) {
+      answer = this.#failed(cmd.cmdId, e);
+    } finally {
+      setupCode?.wipe();
+    }
+    this.#log.info(
+      {
+        cmdId: cmd.cmdId,
+        op: cmd.op,
+        lockId: cmd.lockId,
+        counter: cmd.counter,
+        ok: answer.ok,
+        code: answer.error?.code,
+      },
+      'command answered',
+    );
+    this.#finish('cmd', cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
+  }
+
+  async #command(c: CommandEnvelope, setupCode: Secret | undefined): Promise<CmdResultPayload> {
+    const t = this.#target;
+    const done = (result: Record<string, unknown>): CmdResultPayload => ({
+      v: CONTRACT_VERSION,
+      id: c.cmdId,
+      ok: true,
+      result,
+    });
+    const onLock = <T>(fn: (lockId: string) => Promise<T>): Promise<T> => {
+      const lockId = c.lockId;
+      if (lockId === undefined) return Promise.reject(new HubError('bad_request', `${c.op} needs a lockId`));
+      return this.#serial(`lock:${lockId}`, () => fn(lockId));
+    };
+    switch (c.op) {
+      case 'ping':
+        return done({ pong: true, at: new Date(this.#clock.now()).toISOString() });
+      case 'listLocks':
+        return done({ locks: t.list() });
+      case 'getState':
+        return done({ state: await onLock((id) => t.lockState(id)) });
+      case 'open': {
+        const ms = typeof c.args.durationMs === 'number' ? c.args.durationMs : DEFAULT_OPEN_MS;
+        return done({ state: await onLock((id) => t.open(id, ms)) });
+      }
+      case 'lock':
+        return done({ state: await onLock((id) => t.lockNow(id)) });
+      case 'setMode':
+        return done({ state: await onLock((id) => t.setMode(id, c.args.mode as LockMode)) });
+      case 'attach': {
+        if (!setupCode) throw new HubError('bad_request', 'args.setupCode is missing');
+        return done({ lock: await onLock((id) => t.attach(id, setupCode)) });
+      }
+      case 'detach':
+        return done(await onLock((id) => t.detach(id)));
+      case 'syncNow':
+        return failure(
+          c.cmdId,
+          'sync.unavailable',
+          'the access mirror is not available in this version of the hub; nothing was synchronised',
+        );
+    }
+  }
+
+  /**
+   * A command that was started and never answered: `unknown_outcome`, with the lock's state read
+   * back when there is a lock and it answers. The action itself is never repeated.
+   */
+  async #settleInterrupted(row: StartedCommand): Promise<void> {
+    const what = `${row.op ?? 'command'}${row.lock_id ? ` on ${row.lock_id}` : ''}`;
+    let state: LockState | undefined;
+    let readProblem = '';
+    const lockId = row.lock_id;
+    if (lockId) {
+      try {
+        state = await this.#serial(`lock:${lockId}`, () => this.#target.lockState(lockId));
+      } catch (e) {
+        readProblem = isHubError(e) ? ` (${e.code})` : '';
+      }
+    }
+    const outcome = !lockId
+      ? ''
+      : state
+        ? ": the lock's state, read back since, is in result.state"
+        : `: the lock's state could not be read back${readProblem}`;
+    this.#log.warn(
+      { cmdId: row.id, op: row.op, lockId, stateRead: state !== undefined },
+      'command interrupted by a stop: answered unknown_outcome, not carried out again',
+    );
+    const answer: CmdResultPayload = {
+      ...failure(
+        row.id,
+        'unknown_outcome',
+        `the hub stopped while carrying out ${what} (command ${row.id}); it may or may not have taken effect and is not repeated${outcome}`,
+      ),
+      ...(state ? { result: { state } } : {}),
+    };
+    this.#finish('cmd', row.id, answer, { cmdId: row.id, op: row.op, lockId });
+  }
+
+  // ----- syncs ---------------------------------------------------------------------------------
+
+  async #handleSync(payload: Buffer): Promise<void> {
+    const topic = 'sync';
     const parsed = checkUtf8(payload) ?? parseInbound(topic, payload);
     if (!parsed.ok) {
       this.#refuse(topic, salvageId(payload), parsed.error);
@@ -162,7 +445,6 @@ export class Inbound {
         this.#refuse(topic, id, idReused(id, running.topic));
         return;
       }
-      // A redelivery while the first copy is still being carried out: its answer is on the way.
       this.#log.debug({ topic, id }, 'inbound message redelivered while in progress');
       await running.done;
       return;
@@ -196,7 +478,11 @@ export class Inbound {
     }
 
     try {
-      this.#claim(id, topic);
+      const now = this.#now();
+      this.#store.transaction(() => {
+        this.#sql.claim.run(id, topic, now, null, null, null);
+        this.#prune(now);
+      });
     } catch (e) {
       this.#log.error({ err: e, topic, id }, 'inbound message could not be recorded; not acting on it');
       this.#publishNow(
@@ -209,67 +495,21 @@ export class Inbound {
       );
       return;
     }
-    const done = this.#act(topic, msg);
-    this.#inflight.set(id, { topic, done });
-    try {
-      await done;
-    } finally {
-      this.#inflight.delete(id);
-    }
+    await this.#track(topic, id, undefined, this.#actSync(msg));
   }
 
-  /** Record the id as started (durably, before acting) and keep the inbox bounded. */
-  #claim(id: string, topic: InboundTopic): void {
-    const now = this.#clock.now();
-    this.#store.transaction(() => {
-      this.#sql.claim.run(id, topic, now);
-      this.#sql.pruneCount.run(INBOX_MAX_IDS);
-      this.#sql.pruneAge.run(PRUNE_BATCH, now - INBOX_MAX_AGE_MS);
-    });
-  }
-
-  async #act(topic: InboundTopic, msg: Command | SyncPayload): Promise<void> {
-    let answer: Answer;
+  async #actSync(msg: SyncPayload): Promise<void> {
+    let answer: SyncAckPayload;
     try {
-      answer = 'op' in msg ? await this.#command(msg) : await this.#applySync(msg);
+      answer = await this.#applySync(msg);
     } catch (e) {
       answer = this.#failed(msg.id, e);
     }
     this.#log.info(
-      {
-        topic,
-        id: msg.id,
-        ...('op' in msg ? { op: msg.op } : { kind: msg.kind }),
-        ok: answer.ok,
-        code: answer.error?.code,
-      },
+      { topic: 'sync', id: msg.id, kind: msg.kind, ok: answer.ok, code: answer.error?.code },
       'inbound message answered',
     );
-    this.#finish(topic, msg.id, answer);
-  }
-
-  async #command(c: Command): Promise<CmdResultPayload> {
-    const t = this.#target;
-    const done = (result: Record<string, unknown>): CmdResultPayload => ({
-      v: CONTRACT_VERSION,
-      id: c.id,
-      ok: true,
-      result,
-    });
-    switch (c.op) {
-      case 'ping':
-        return done({ pong: true, at: new Date(this.#clock.now()).toISOString() });
-      case 'listLocks':
-        return done({ locks: t.list() });
-      case 'getState':
-        return done({ state: await this.#serial(`lock:${c.lockId}`, () => t.lockState(c.lockId)) });
-      case 'open':
-        return done({ state: await this.#serial(`lock:${c.lockId}`, () => t.open(c.lockId, c.durationMs)) });
-      case 'lock':
-        return done({ state: await this.#serial(`lock:${c.lockId}`, () => t.lockNow(c.lockId)) });
-      case 'setMode':
-        return done({ state: await this.#serial(`lock:${c.lockId}`, () => t.setMode(c.lockId, c.mode)) });
-    }
+    this.#finish('sync', msg.id, answer);
   }
 
   async #applySync(p: SyncPayload): Promise<SyncAckPayload> {
@@ -285,6 +525,34 @@ export class Inbound {
     return { v: CONTRACT_VERSION, id: p.id, ok: true, version };
   }
 
+  // ----- shared --------------------------------------------------------------------------------
+
+  /** Whole milliseconds: the store's time columns are integers (a virtual clock may give fractions). */
+  #now(): number {
+    return Math.floor(this.#clock.now());
+  }
+
+  /** Keep the inbox bounded (inside the transaction that adds a row). */
+  #prune(now: number): void {
+    this.#sql.pruneCount.run(INBOX_MAX_IDS);
+    this.#sql.pruneAge.run(PRUNE_BATCH, now - INBOX_MAX_AGE_MS);
+  }
+
+  /** Register `done` as the work on `id` until it settles, so a redelivery waits for it. */
+  async #track(
+    topic: InboundTopic,
+    id: string,
+    counter: number | null | undefined,
+    done: Promise<void>,
+  ): Promise<void> {
+    this.#inflight.set(id, { topic, ...(topic === 'cmd' ? { counter } : {}), done });
+    try {
+      await done;
+    } finally {
+      this.#inflight.delete(id);
+    }
+  }
+
   /** A HubError carries a code and a message meant for people; anything else is a bug and stays in the log. */
   #failed(id: string, e: unknown): Failure {
     if (isHubError(e)) return failure(id, e.code, e.message);
@@ -292,8 +560,8 @@ export class Inbound {
     return failure(id, 'internal', "the hub failed while carrying this out; the hub's log has the details");
   }
 
-  /** Record the answer and queue it for publishing, in one transaction. */
-  #finish(topic: InboundTopic, id: string, answer: Answer): void {
+  /** Record the answer (and journal a command's outcome) and queue it for publishing, in one transaction. */
+  #finish(topic: InboundTopic, id: string, answer: Answer, journal?: Record<string, unknown>): void {
     const resultTopic = RESULT_TOPIC[topic];
     if (!conforms(resultTopic, answer)) {
       this.#log.error({ topic, id }, 'inbound answer does not match the contract; sending an internal error instead');
@@ -305,6 +573,13 @@ export class Inbound {
     try {
       this.#store.transaction(() => {
         this.#sql.done.run(text, id);
+        if (journal) {
+          this.#store.journal(
+            'command',
+            { ...journal, ok: payload.ok, code: payload.error?.code ?? null },
+            this.#now(),
+          );
+        }
         this.#results.enqueueMessage(resultTopic, payload);
       });
     } catch (e) {
@@ -360,6 +635,13 @@ function idReused(id: string, other: string): ContractError {
   return {
     code: 'payload.id-reused',
     message: `id ${id} was already used for a ${other} message; every cmd and sync needs its own id`,
+  };
+}
+
+function otherCommand(id: string): ContractError {
+  return {
+    code: 'payload.id-reused',
+    message: `cmdId ${id} was already used for another command (another counter); every command needs its own cmdId`,
   };
 }
 

@@ -4,8 +4,10 @@ import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
+import { type CommandSecurityEvent, CommandVerifier, type VerifierStats } from '../commands/verifier.js';
 import type { HubConfig } from '../config/schema.js';
 import { readPrivateFile } from '../crypto/private-file.js';
+import type { Secret } from '../crypto/secret.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager, LockChange } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
@@ -31,6 +33,12 @@ export interface UplinkDeps {
   startedAt: () => number;
   /** Radio adapters and their state, for `health`. */
   radios: () => HealthPayload['radios'];
+  /** Lockout, skew and counter window of remote commands. */
+  commands: HubConfig['commands'];
+  /** The hub's OTP key (src/commands/otp-key.ts); undefined: every command is refused `no_otp_key`. */
+  otpKey: Secret | undefined;
+  /** Told of a command lockout (already recorded in security_events and logged). */
+  onSecurityEvent?: (e: CommandSecurityEvent) => void;
 }
 
 export interface UplinkIdentity {
@@ -115,12 +123,15 @@ export function loadUplinkFiles(config: HubConfig['uplink']): {
   };
 }
 
+const noRadio = () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured'));
 const noLocks: CommandTarget = {
   list: () => [],
-  lockState: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
-  open: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
-  lockNow: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
-  setMode: () => Promise.reject(new HubError('lock.unknown', 'this hub has no radio configured')),
+  lockState: noRadio,
+  open: noRadio,
+  lockNow: noRadio,
+  setMode: noRadio,
+  attach: noRadio,
+  detach: noRadio,
 };
 
 /**
@@ -133,6 +144,7 @@ export class UplinkService implements Component {
   #client: UplinkClient | undefined;
   #publisher: Publisher | undefined;
   #inbound: Inbound | undefined;
+  #verifier: CommandVerifier | undefined;
   #identity: UplinkIdentity | undefined;
   #health: TimerHandle | undefined;
   #unsubscribe: (() => void)[] = [];
@@ -143,6 +155,11 @@ export class UplinkService implements Component {
 
   get identity(): UplinkIdentity | undefined {
     return this.#identity;
+  }
+
+  /** Remote commands accepted and refused (by code) since start-up, and the lockout (for status and health). */
+  commandStats(): VerifierStats | undefined {
+    return this.#verifier?.stats();
   }
 
   /** Wake the publisher: something was queued (called after the transaction that queued it). */
@@ -186,11 +203,24 @@ export class UplinkService implements Component {
       inflight: d.config.inflight,
       batchSize: d.config.batchSize,
     });
+    const link = d.link;
+    const verifier = new CommandVerifier({
+      hubId: files.identity.hubId,
+      otpKey: d.otpKey,
+      config: d.commands,
+      store: d.store,
+      clock: d.clock,
+      log: d.log.child({ component: 'commands' }),
+      knownLock: (lockId) => link?.pairing.get(lockId) !== undefined,
+      ...(d.onSecurityEvent ? { onSecurityEvent: d.onSecurityEvent } : {}),
+    });
     const inbound = new Inbound({
       store: d.store,
       clock: d.clock,
       log: d.log,
-      target: d.link ?? noLocks,
+      target: link ?? noLocks,
+      verifier,
+      otpKey: d.otpKey,
       results: {
         enqueueMessage: (topic, payload) => {
           d.outbox.enqueueMessage(topic, payload);
@@ -202,8 +232,18 @@ export class UplinkService implements Component {
     this.#client = client;
     this.#publisher = publisher;
     this.#inbound = inbound;
+    this.#verifier = verifier;
+    // Commands interrupted by the last stop are answered unknown_outcome (never repeated) before
+    // any new one can arrive; reading their locks' state back may take a while, so start-up does
+    // not wait for it (a redelivery of one of them waits for its answer).
+    void inbound.recover().then(
+      (n) => {
+        if (n > 0) d.log.warn({ commands: n }, 'commands interrupted by the last stop were answered unknown_outcome');
+      },
+      (e: unknown) => d.log.error({ err: e }, 'interrupted commands could not be answered'),
+    );
     this.#unsubscribe.push(client.onMessage((topic, payload) => inbound.handle(topic, payload)));
-    if (d.link) this.#unsubscribe.push(d.link.onLockChange((c) => this.#lockChanged(c)));
+    if (link) this.#unsubscribe.push(link.onLockChange((c) => this.#lockChanged(c)));
     publisher.start();
     client.start();
     this.#scheduleHealth();

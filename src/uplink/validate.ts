@@ -80,14 +80,18 @@ export function conforms<T extends keyof TopicMap>(topic: T, value: unknown): va
   return validators[topic](value);
 }
 
-/** The id of a payload too broken to validate, if one can be read safely (for error results). */
-export function salvageId(payload: Uint8Array): string | null {
+/**
+ * The id of a payload too broken to validate, if one can be read safely (for error results):
+ * `cmdId` for a command, `id` for a sync.
+ */
+export function salvageId(payload: Uint8Array, field: 'id' | 'cmdId' = 'id'): string | null {
   if (payload.length > MAX_INBOUND_BYTES) return null;
   try {
     const text = Buffer.from(payload).toString('utf8');
     if (depthOf(text, MAX_INBOUND_DEPTH) > MAX_INBOUND_DEPTH) return null;
-    const v = JSON.parse(text) as { id?: unknown };
-    return typeof v?.id === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(v.id) ? v.id : null;
+    const v = JSON.parse(text) as Record<string, unknown> | null;
+    const id = v !== null && typeof v === 'object' && Object.hasOwn(v, field) ? v[field] : undefined;
+    return typeof id === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(id) ? id : null;
   } catch {
     return null;
   }

@@ -168,6 +168,20 @@ describe('the CLI', () => {
     await d.exit;
   });
 
+  it("`iqhub pki dev` writes the hub's OTP key (0600) and says so, without printing it", async () => {
+    const { base } = site();
+    const dir = join(base, 'pki');
+    const r = await runCli(['pki', 'dev', '--dir', dir, '--hub-id', 'hub-cli']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^otp\.key\s+the hub's OTP key for remote commands/m);
+    const { readFileSync, statSync } = await import('node:fs');
+    const key = readFileSync(join(dir, 'otp.key'), 'utf8').trim();
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    expect(statSync(join(dir, 'otp.key')).mode & 0o777).toBe(0o600);
+    expect(r.stdout + r.stderr).not.toContain(key);
+    expect(r.stdout + r.stderr).not.toContain(Buffer.from(key, 'hex').toString('base64'));
+  });
+
   it('`iqhub demo --scenario smoke --exit` passes every step and exits 0', async () => {
     const r = await runCli(['demo', '--scenario', 'smoke', '--exit']);
     expect(r.code, r.stdout + r.stderr).toBe(0);

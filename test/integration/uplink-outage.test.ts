@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
+import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
 import { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { callDaemon } from '../../src/control/client.js';
@@ -41,6 +41,8 @@ describe.skipIf(!haveMosquitto)(
         key: pem(pki.cloud.key),
         serverName: 'localhost',
       });
+      // Commands go OTP-signed with the hub's key (the hub reads the same otp.key).
+      cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
       config = join(base, 'config.yaml');
       writeFileSync(
         config,
@@ -60,6 +62,8 @@ describe.skipIf(!haveMosquitto)(
           '  serverName: localhost',
           '  reconnectBaseMs: 200',
           '  reconnectMaxMs: 1000',
+          'commands:',
+          `  otpKeyFile: ${pki.otpKey}`,
           '',
         ].join('\n'),
       );

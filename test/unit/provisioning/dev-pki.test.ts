@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import {
   type DevPkiPaths,
   describePki,
   issueClientCert,
+  readDevOtpKey,
   validateIdentity,
 } from '../../../provisioning/dev-pki.js';
 import { SeededRandom } from '../../../src/base/random.js';
@@ -48,7 +49,7 @@ describe('createDevPki', () => {
       expect(cert.verify(ca.publicKey)).toBe(true);
     }
     expect(readdirSync(pki.dir).sort()).toEqual(
-      ['broker', 'ca', 'cloud', 'hub'].flatMap((n) => [`${n}.crt`, `${n}.key`]).sort(),
+      [...['broker', 'ca', 'cloud', 'hub'].flatMap((n) => [`${n}.crt`, `${n}.key`]), 'otp.key'].sort(),
     );
   });
 
@@ -77,6 +78,23 @@ describe('createDevPki', () => {
       expect(cert.publicKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
       expect(cert.checkPrivateKey(createPrivateKey(readFileSync(pair.key)))).toBe(true);
     }
+  });
+
+  it("writes the hub's OTP key: 32 random bytes as 64 hex digits and a newline, mode 0600", () => {
+    expect(pki.otpKey).toBe(join(pki.dir, 'otp.key'));
+    expect(statSync(pki.otpKey).mode & 0o777).toBe(0o600);
+    const text = readFileSync(pki.otpKey, 'utf8');
+    expect(text).toMatch(/^[0-9a-f]{64}\n$/);
+    expect(Buffer.from(readDevOtpKey(pki.otpKey).reveal()).toString('hex')).toBe(text.trim());
+    // Another PKI gets another key.
+    const other = createDevPki({ dir: join(root, 'other'), hubId: 'hub-0002', days: 1 });
+    expect(readFileSync(other.otpKey, 'utf8')).not.toBe(text);
+  });
+
+  it('refuses to read an OTP key file that does not hold 64 hex digits', () => {
+    const bad = join(root, 'bad-otp.key');
+    writeFileSync(bad, 'abc\n', { mode: 0o600 });
+    expect(refusal(() => readDevOtpKey(bad)).code).toBe('pki.bad-otp-key');
   });
 
   it('honours the validity in days', () => {
@@ -154,6 +172,7 @@ describe('describePki', () => {
     expect(byFile['broker.crt']?.subjectAltName).toContain('DNS:mqtt.example.test');
     expect(Date.parse(byFile['cloud.crt']?.notAfter ?? '')).toBeGreaterThan(Date.now());
     expect(info.map((i) => i.file)).not.toContain('hub.key');
+    expect(info.map((i) => i.file)).not.toContain('otp.key');
 
     const text = JSON.stringify(info);
     expect(text).not.toMatch(/PRIVATE KEY|BEGIN/);
@@ -163,5 +182,6 @@ describe('describePki', () => {
       expect(body.length).toBeGreaterThan(40);
       expect(text).not.toContain(body);
     }
+    expect(text).not.toContain(readFileSync(pki.otpKey, 'utf8').trim());
   });
 });

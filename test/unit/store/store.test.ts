@@ -30,6 +30,28 @@ describe('store', () => {
     expect(rows).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
   });
 
+  it('migration 4 keeps the inbox of a version 3 database and adds the command tables', () => {
+    const dir = tempDir();
+    const v3 = Store.open(
+      dir,
+      migrations.filter((m) => m.version <= 3),
+    );
+    v3.db
+      .prepare("INSERT INTO inbox (id, topic, state, result, received_at) VALUES ('old', 'cmd', 'done', '{}', 1)")
+      .run();
+    v3.close();
+    const s = Store.open(dir);
+    expect(s.info.appliedNow).toEqual([4]);
+    expect(s.db.prepare('SELECT id, state, counter, op, lock_id FROM inbox').all()).toEqual([
+      { id: 'old', state: 'done', counter: null, op: null, lock_id: null },
+    ]);
+    expect(() => s.db.prepare('INSERT INTO command_counter VALUES (2, 1, 1)').run()).toThrow(/CHECK/);
+    s.db.prepare('INSERT INTO command_counter VALUES (1, 1, 1)').run();
+    s.db.prepare("INSERT INTO sealed_secrets VALUES ('p', 'i', x'00', 'ab', 1)").run();
+    expect(() => s.db.prepare("INSERT INTO sealed_secrets VALUES ('p', 'i', x'01', 'cd', 2)").run()).toThrow(/UNIQUE/);
+    s.close();
+  });
+
   it('a later migration is applied to an existing database, in order', () => {
     const dir = tempDir();
     Store.open(dir).close();

@@ -1,27 +1,19 @@
 import type { Database } from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
-import { VirtualClock } from '../../../src/base/clock.js';
+import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../../src/base/random.js';
-import type { LockMode, LockState } from '../../../src/link/frames.js';
-import type { LockSummary } from '../../../src/link/manager.js';
-import { silentLogger } from '../../../src/log/logger.js';
-import { Store } from '../../../src/store/store.js';
-import { commandSchema, MAX_INBOUND_BYTES, syncSchema } from '../../../src/uplink/contract.js';
-import {
-  type CommandTarget,
-  Inbound,
-  type InboundTopic,
-  type ResultSink,
-  type ResultTopic,
-} from '../../../src/uplink/inbound.js';
+import type { CommandEnvelope } from '../../../src/commands/otp.js';
+import { commandEnvelopeSchema, MAX_INBOUND_BYTES, syncSchema } from '../../../src/uplink/contract.js';
+import type { InboundTopic } from '../../../src/uplink/inbound.js';
 import { conforms, salvageId } from '../../../src/uplink/validate.js';
-import { tempDir } from '../../helpers/tmp.js';
+import { commandHarness, STATE } from '../../helpers/commands.js';
 
 /**
  * 1,000 malformed or hostile messages, generated from the contract's schemas with a seeded random
  * stream, sent to both cmd and sync: each gets exactly one error answer (best effort, ok:false, a
- * code), the locks are never touched, the store does not change by a single row, the JS
- * prototypes stay clean, and the hub still serves a valid command afterwards.
+ * code: `bad_request` on cmd, `payload.*` on sync), the locks are never touched, the store does
+ * not change by a single row, the JS prototypes stay clean, and the hub still serves a valid
+ * command afterwards. Then genuine signed commands altered in transit, each still matching the
+ * schema: every one refused by the verifier, none acted on, nothing stored.
  */
 
 const COUNT = 1000;
@@ -38,6 +30,9 @@ interface FieldSchema {
   maxLength?: number;
   minimum?: number;
   maximum?: number;
+  /** `args` of a command: an object with its own fields. */
+  properties?: Record<string, FieldSchema>;
+  required?: readonly string[];
 }
 
 interface Variant {
@@ -45,20 +40,27 @@ interface Variant {
   name: string;
   properties: Record<string, FieldSchema>;
   required: readonly string[];
+  /** The field that carries the message id. */
+  idField: 'id' | 'cmdId';
 }
 
 const variants: Variant[] = [
-  ...commandSchema.oneOf.map((s) => ({
-    topic: 'cmd' as const,
-    name: String((s.properties.op as FieldSchema).const),
-    properties: s.properties as Record<string, FieldSchema>,
-    required: s.required,
-  })),
+  ...commandEnvelopeSchema.oneOf.map((s) => {
+    const properties = s.properties as unknown as Record<string, FieldSchema>;
+    return {
+      topic: 'cmd' as const,
+      name: String(properties.op?.const),
+      properties,
+      required: s.required,
+      idField: 'cmdId' as const,
+    };
+  }),
   {
     topic: 'sync',
     name: 'sync',
     properties: syncSchema.properties as unknown as Record<string, FieldSchema>,
     required: syncSchema.required,
+    idField: 'id',
   },
 ];
 const fieldsOf = (v: Variant) => Object.keys(v.properties);
@@ -93,24 +95,33 @@ class Gen {
     if (s.const !== undefined) return s.const;
     if (s.enum) return this.pick(s.enum);
     const type = Array.isArray(s.type) ? s.type[0] : s.type;
-    if (type === 'string') return this.word(1, Math.min(s.maxLength ?? 16, 16));
+    if (type === 'string') {
+      if (s.pattern === '^[0-9]{8}$') return String(this.r.int(100_000_000)).padStart(8, '0');
+      if (s.pattern?.startsWith('^[0-9]{4}-')) return new Date(Date.UTC(2026, 0, 1) + this.r.int(1e9)).toISOString();
+      const min = Math.max(1, s.minLength ?? 1);
+      return this.word(min, Math.max(min, Math.min(s.maxLength ?? 16, 16)));
+    }
     if (type === 'integer') {
       const min = s.minimum ?? 0;
       const max = Math.min(s.maximum ?? min + 1000, min + 1000);
       return min + this.r.int(max - min + 1);
     }
+    if (type === 'object' && s.properties) return this.fields(s.properties, s.required ?? []);
     if (type === 'object') return this.pick([{}, { users: [{ id: this.word() }] }, { note: this.word() }]);
     // `id` in the result schemas is anyOf; inbound ids are plain strings.
     return this.word();
   }
 
-  message(v: Variant): Record<string, unknown> {
+  fields(properties: Record<string, FieldSchema>, required: readonly string[]): Record<string, unknown> {
     const m: Record<string, unknown> = {};
-    for (const f of fieldsOf(v)) {
-      const field = v.properties[f];
-      if (field && (v.required.includes(f) || this.int(2) === 0)) m[f] = this.valid(field);
+    for (const [f, field] of Object.entries(properties)) {
+      if (required.includes(f) || this.int(2) === 0) m[f] = this.valid(field);
     }
     return m;
+  }
+
+  message(v: Variant): Record<string, unknown> {
+    return this.fields(v.properties, v.required);
   }
 
   /** Values of a JSON type other than the field's. */
@@ -180,7 +191,7 @@ const HOSTILE_IDS = [
   'é',
   '\u0000',
 ];
-const HOSTILE_OPS = ['PING', 'ping ', ' ping', 'attach', 'detach', 'forget', 'constructor', '__proto__', 'toString'];
+const HOSTILE_OPS = ['PING', 'ping ', ' ping', 'forget', 'pair', 'reset', 'constructor', '__proto__', 'toString'];
 const HOSTILE_NUMBERS = [-1, 0, -1e308, 1.5, 1e308, 600_001, 2 ** 53, -(2 ** 53), 0.1];
 const RAW_NUMBERS = ['NaN', 'Infinity', '-Infinity', '1e400', '-1e400', '0x10', '01', '+1', '.5', '1.', '--1'];
 const POLLUTERS = [
@@ -196,7 +207,7 @@ function generate(g: Gen): Case[] {
   let fieldTurn = 0;
   let requiredTurn = 0;
   const cmdVariant = () => g.pick(variants.filter((v) => v.topic === 'cmd'));
-  // Half to each topic (there are six command variants and one sync).
+  // Half to each topic (there are nine command variants and one sync).
   const anyVariant = () => (g.int(2) === 0 ? cmdVariant() : g.pick(variants.filter((v) => v.topic === 'sync')));
   const numericVariant = () => g.pick(variants.filter((v) => v.name === 'open' || v.name === 'sync'));
 
@@ -262,7 +273,7 @@ function generate(g: Gen): Case[] {
       const m = g.message(v);
       const mark = 'QQBADQQ';
       if (v.topic === 'sync') m.data = { note: `x${mark}y` };
-      else m.id = `a${mark}`;
+      else m.cmdId = `a${mark}`;
       const [before, after] = JSON.stringify(m).split(mark) as [string, string];
       const bytes = Buffer.concat([text(before), Buffer.from(g.pick(BAD_UTF8)), text(after)]);
       return { kind: 'bad-utf8', topic: v.topic, bytes };
@@ -277,7 +288,7 @@ function generate(g: Gen): Case[] {
     () => {
       const v = anyVariant();
       const m = g.message(v);
-      const f = 'lockId' in v.properties && g.int(2) === 0 ? 'lockId' : 'id';
+      const f = 'lockId' in v.properties && g.int(2) === 0 ? 'lockId' : v.idField;
       m[f] = g.pick(HOSTILE_IDS);
       return { kind: 'hostile-id', topic: v.topic, bytes: json(m) };
     },
@@ -285,6 +296,12 @@ function generate(g: Gen): Case[] {
     () => {
       const v = numericVariant();
       const m = g.message(v);
+      const duration = v.properties.args?.properties?.durationMs;
+      if (duration && g.int(3) === 0) {
+        // The one integer argument: open's args.durationMs.
+        m.args = { durationMs: g.pick(HOSTILE_NUMBERS.filter((n) => !inRange(duration, n))) };
+        return { kind: 'bad-number', topic: v.topic, bytes: json(m) };
+      }
       const f = g.pick(fieldsOf(v).filter((k) => v.properties[k]?.type === 'integer' || k === 'v'));
       if (g.int(2) === 0) {
         // Only the numbers this field refuses: 0 is a valid baseVersion, 600,001 a valid version.
@@ -333,48 +350,15 @@ function generate(g: Gen): Case[] {
     },
   ];
 
+  // Wrong types and missing fields twice as often: every field of the nine command envelopes and
+  // the sync gets its turn within the 1,000.
+  const [wrongType, missingField] = kinds as [(i: number) => Case, (i: number) => Case];
+  kinds.push(wrongType, missingField);
   for (let i = 0; i < COUNT; i++) cases.push(kinds[i % kinds.length]!(i));
   return cases;
 }
 
 // ----- the hub side ----------------------------------------------------------------------------
-
-const STATE: LockState = { bolt: 'locked', mode: 'normal', doorOpen: false, batteryPercent: 90, lastSeq: 1, time: 0 };
-
-class CountingTarget implements CommandTarget {
-  calls = 0;
-  list(): LockSummary[] {
-    this.calls++;
-    return [];
-  }
-  async lockState(_lockId: string): Promise<LockState> {
-    this.calls++;
-    return STATE;
-  }
-  async open(_lockId: string, _durationMs: number): Promise<LockState> {
-    this.calls++;
-    return STATE;
-  }
-  async lockNow(_lockId: string): Promise<LockState> {
-    this.calls++;
-    return STATE;
-  }
-  async setMode(_lockId: string, mode: LockMode): Promise<LockState> {
-    this.calls++;
-    return { ...STATE, mode };
-  }
-}
-
-class RecordingSink implements ResultSink {
-  readonly enqueued: { topic: ResultTopic; payload: Record<string, unknown> }[] = [];
-  readonly published: { topic: ResultTopic; payload: Record<string, unknown> }[] = [];
-  enqueueMessage(topic: ResultTopic, payload: object): void {
-    this.enqueued.push({ topic, payload: payload as Record<string, unknown> });
-  }
-  publishNow(topic: ResultTopic, payload: object): void {
-    this.published.push({ topic, payload: payload as Record<string, unknown> });
-  }
-}
 
 /** Every row of every table (found through sqlite_master), and the schema itself. */
 function snapshot(db: Database): string {
@@ -398,11 +382,6 @@ const prototypes = () =>
     Object.getOwnPropertyNames(p).sort().join(','),
   );
 
-const stores: Store[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-});
-
 describe('inbound fuzz', () => {
   it('generates messages the contract refuses, of every kind, for both topics', () => {
     const cases = generate(new Gen(SEED));
@@ -420,20 +399,17 @@ describe('inbound fuzz', () => {
   });
 
   it(`${COUNT} malformed or hostile messages: one error answer each, nothing acted on, nothing stored`, async () => {
-    const store = Store.open(tempDir());
-    stores.push(store);
-    const clock = new VirtualClock();
-    const target = new CountingTarget();
-    const sink = new RecordingSink();
-    const inbound = new Inbound({ store, clock, log: silentLogger(), target, results: sink });
+    const t = commandHarness();
+    const { store, clock, target, sink, inbound } = t;
 
     // Some history first, so "nothing changes" is about a store with rows in it.
     store.journal('test.fuzz', { seed: SEED }, clock.now());
-    await inbound.handle('cmd', json({ v: 1, id: 'before-1', op: 'ping' }));
-    await inbound.handle('cmd', json({ v: 1, id: 'before-2', op: 'getState', lockId: 'L1' }));
-    await inbound.handle('sync', json({ v: 1, id: 'before-3', kind: 'snapshot', version: 1, data: {} }));
+    await t.run({ op: 'ping' });
+    await t.run({ op: 'getState', lockId: 'L1' });
+    await t.sendRaw('sync', { v: 1, id: 'before-3', kind: 'snapshot', version: 1, data: {} });
     expect(sink.enqueued).toHaveLength(3);
-    const callsBefore = target.calls;
+    expect(sink.enqueued.every((a) => a.payload.id !== null)).toBe(true);
+    const callsBefore = target.calls.length;
     const before = snapshot(store.db);
     const changesBefore = (store.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
     const protoBefore = prototypes();
@@ -449,14 +425,15 @@ describe('inbound fuzz', () => {
       expect(answer?.topic, where).toBe(c.topic === 'cmd' ? 'cmd/result' : 'sync/ack');
       const p = answer?.payload as { id: unknown; ok: unknown; error?: { code: string; message: string } };
       expect(p.ok, where).toBe(false);
-      expect(p.error?.code, where).toMatch(/^payload\.[a-z0-9-]+$/);
+      if (c.topic === 'cmd') expect(p.error?.code, where).toBe('bad_request');
+      else expect(p.error?.code, where).toMatch(/^payload\.[a-z0-9-]+$/);
       expect(p.error?.message.length, where).toBeGreaterThan(0);
-      expect(p.id, where).toBe(salvageId(c.bytes));
+      expect(p.id, where).toBe(salvageId(c.bytes, c.topic === 'cmd' ? 'cmdId' : 'id'));
       expect(conforms(answer?.topic ?? 'cmd/result', p), where).toBe(true);
       codes.set(p.error?.code ?? '', (codes.get(p.error?.code ?? '') ?? 0) + 1);
     }
 
-    expect(target.calls).toBe(callsBefore);
+    expect(target.calls).toHaveLength(callsBefore);
     expect(sink.enqueued).toHaveLength(3);
     expect(inbound.inFlight).toBe(0);
     expect((store.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n).toBe(changesBefore);
@@ -466,21 +443,84 @@ describe('inbound fuzz', () => {
     expect(Object.hasOwn(Object.prototype, 'polluted')).toBe(false);
     // Every kind of refusal the contract has was exercised.
     expect([...codes.keys()].sort()).toEqual([
+      'bad_request',
       'payload.invalid',
       'payload.not-json',
       'payload.not-utf8',
       'payload.too-deep',
       'payload.too-large',
     ]);
+    expect(t.verifier.stats().refused).toEqual({ bad_request: codes.get('bad_request') });
+    expect(t.verifier.lockedOut).toBe(false);
 
     // And the hub keeps serving.
-    await inbound.handle('cmd', json({ v: 1, id: 'after-1', op: 'setMode', lockId: 'L1', mode: 'office' }));
-    expect(target.calls).toBe(callsBefore + 1);
+    const after = await t.run({ op: 'setMode', lockId: 'L1', args: { mode: 'office' } });
+    expect(target.calls).toHaveLength(callsBefore + 1);
     expect(sink.enqueued.at(-1)?.payload).toEqual({
       v: 1,
-      id: 'after-1',
+      id: after.cmdId,
       ok: true,
       result: { state: { ...STATE, mode: 'office' } },
     });
+  });
+
+  it('300 genuine commands altered in transit (each still matching the schema): all refused, none acted on', async () => {
+    const t = commandHarness({ config: { lockoutFailures: 1000 } });
+    const g = new Gen(`${SEED}-altered`);
+    await t.run({ op: 'ping' });
+    const before = snapshot(t.store.db);
+    const specs = [
+      { op: 'open', lockId: 'L1', args: { durationMs: 4000 } },
+      { op: 'lock', lockId: 'L1', args: {} },
+      { op: 'setMode', lockId: 'L2', args: { mode: 'office' } },
+      { op: 'detach', lockId: 'L2', args: {} },
+      { op: 'getState', lockId: 'L1', args: {} },
+    ] as const;
+    const alterations: ((e: CommandEnvelope) => CommandEnvelope)[] = [
+      (e) => ({ ...e, cmdId: `x${g.word()}` }),
+      (e) => ({ ...e, lockId: e.lockId === 'L1' ? 'L2' : 'L1' }),
+      (e) => ({ ...e, op: e.op === 'lock' ? 'getState' : 'lock', args: {} }),
+      (e) => ({ ...e, args: e.op === 'open' ? { durationMs: 1 + g.int(600_000) } : e.args, counter: e.counter + 1 }),
+      (e) => ({ ...e, args: e.op === 'open' ? {} : e.args, counter: e.counter + 2 + g.int(5) }),
+      (e) => ({ ...e, issuedAt: new Date(Date.parse(e.issuedAt) + 1 + g.int(999)).toISOString() }),
+      (e) => ({ ...e, expiresAt: new Date(Date.parse(e.expiresAt) - 1 - g.int(999)).toISOString() }),
+      (e) => {
+        let otp = e.otp;
+        while (otp === e.otp) otp = String(g.int(100_000_000)).padStart(8, '0');
+        return { ...e, otp };
+      },
+      (e) => ({ ...e, counter: Math.max(1, e.counter - 1 - g.int(3)) }),
+      (e) => ({ ...e, hubId: `hub-${g.word(4, 4)}` }),
+    ];
+    const codes = new Map<string, number>();
+    const originals: CommandEnvelope[] = [];
+    for (let i = 0; i < 300; i++) {
+      const spec = specs[i % specs.length];
+      if (!spec) throw new Error('no spec');
+      // Signed with the counter a genuine next command would carry, never sent.
+      const genuine = t.sign({ op: spec.op, lockId: spec.lockId, args: { ...spec.args } }, { counter: 2 + (i % 50) });
+      originals.push(genuine);
+      const altered = alterations[i % alterations.length]?.(genuine);
+      if (!altered) throw new Error('no alteration');
+      expect(conforms('cmd', altered), JSON.stringify(altered)).toBe(true);
+      const published = t.sink.published.length;
+      await t.send(altered);
+      expect(t.sink.published).toHaveLength(published + 1);
+      const p = t.sink.published.at(-1)?.payload as { id: string; ok: boolean; error: { code: string } };
+      expect(p.ok).toBe(false);
+      expect(p.id).toBe(altered.cmdId);
+      codes.set(p.error.code, (codes.get(p.error.code) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(codes)).toEqual({ otp_mismatch: 270, wrong_hub: 30 });
+    expect(t.target.calls).toEqual([]);
+    expect(t.sink.enqueued).toHaveLength(1);
+    expect(snapshot(t.store.db)).toBe(before);
+
+    // One of the originals, unaltered, is accepted.
+    const genuine = originals.find((e) => e.op === 'open');
+    if (!genuine) throw new Error('no open');
+    await t.send(genuine);
+    expect(t.target.calls).toEqual([`open L1 4000`]);
+    expect(t.last()).toMatchObject({ id: genuine.cmdId, ok: true });
   });
 });

@@ -1,188 +1,111 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { VirtualClock } from '../../../src/base/clock.js';
-import { HubError } from '../../../src/base/errors.js';
-import type { LockMode, LockState } from '../../../src/link/frames.js';
-import type { LockSummary } from '../../../src/link/manager.js';
-import { silentLogger } from '../../../src/log/logger.js';
-import { Store } from '../../../src/store/store.js';
+import { describe, expect, it } from 'vitest';
 import type { SyncPayload } from '../../../src/uplink/contract.js';
-import {
-  type CommandTarget,
-  firstInvalidUtf8,
-  INBOX_MAX_AGE_MS,
-  INBOX_MAX_IDS,
-  Inbound,
-  type ResultSink,
-  type ResultTopic,
-  type SyncTarget,
-} from '../../../src/uplink/inbound.js';
+import { DEFAULT_OPEN_MS, firstInvalidUtf8, INBOX_MAX_AGE_MS, INBOX_MAX_IDS } from '../../../src/uplink/inbound.js';
 import { conforms } from '../../../src/uplink/validate.js';
-import { tempDir } from '../../helpers/tmp.js';
-
-const STATE: LockState = { bolt: 'locked', mode: 'normal', doorOpen: false, batteryPercent: 87, lastSeq: 4, time: 0 };
-
-const summary = (lockId: string): LockSummary => ({
-  lockId,
-  bearer: 'sim',
-  address: `sim:${lockId}`,
-  state: 'bound',
-  quarantineReason: null,
-  connected: true,
-  lastSeen: null,
-  lastEventSeq: 4,
-  sessions: 1,
-  failedHandshakes: 0,
-  rejectedFrames: 0,
-  keyFingerprint: 'ab:cd',
-});
-
-interface Deferred {
-  resolve(): void;
-  promise: Promise<void>;
-}
-const deferred = (): Deferred => {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { resolve, promise };
-};
-
-/** A LinkManager stand-in: counts calls; 'GONE' is unreachable; a gate holds a lock's requests. */
-class FakeTarget implements CommandTarget {
-  readonly calls: string[] = [];
-  readonly gates = new Map<string, Deferred>();
-  readonly running = new Set<string>();
-  maxParallel = 0;
-  failWith: unknown;
-
-  list(): LockSummary[] {
-    this.calls.push('list');
-    return [summary('L1'), summary('L2')];
-  }
-  lockState(lockId: string): Promise<LockState> {
-    return this.#op(`getState ${lockId}`, lockId, STATE);
-  }
-  open(lockId: string, durationMs: number): Promise<LockState> {
-    return this.#op(`open ${lockId} ${durationMs}`, lockId, { ...STATE, bolt: 'unlocked' });
-  }
-  lockNow(lockId: string): Promise<LockState> {
-    return this.#op(`lock ${lockId}`, lockId, STATE);
-  }
-  setMode(lockId: string, mode: LockMode): Promise<LockState> {
-    return this.#op(`setMode ${lockId} ${mode}`, lockId, { ...STATE, mode });
-  }
-
-  async #op(call: string, lockId: string, state: LockState): Promise<LockState> {
-    this.calls.push(call);
-    if (this.running.has(lockId)) throw new Error(`two requests at once for ${lockId}`);
-    this.running.add(lockId);
-    this.maxParallel = Math.max(this.maxParallel, this.running.size);
-    try {
-      await this.gates.get(lockId)?.promise;
-      if (this.failWith !== undefined) throw this.failWith;
-      if (lockId === 'GONE') throw new HubError('lock.unreachable', `lock ${lockId} did not answer`, { hint: 'x' });
-      return state;
-    } finally {
-      this.running.delete(lockId);
-    }
-  }
-}
-
-interface Sent {
-  topic: ResultTopic;
-  payload: Record<string, unknown>;
-}
-
-class FakeSink implements ResultSink {
-  readonly enqueued: Sent[] = [];
-  readonly published: Sent[] = [];
-  failEnqueue = false;
-  enqueueMessage(topic: ResultTopic, payload: object): void {
-    if (this.failEnqueue) throw new HubError('outbox.full', 'the outbox is full');
-    this.enqueued.push({ topic, payload: payload as Record<string, unknown> });
-  }
-  publishNow(topic: ResultTopic, payload: object): void {
-    this.published.push({ topic, payload: payload as Record<string, unknown> });
-  }
-}
-
-const stores: Store[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-});
-
-function setup(opts: { sync?: SyncTarget } = {}) {
-  const store = Store.open(tempDir());
-  stores.push(store);
-  const clock = new VirtualClock();
-  const target = new FakeTarget();
-  const sink = new FakeSink();
-  const inbound = new Inbound({ store, clock, log: silentLogger(), target, results: sink, ...opts });
-  const send = (topic: 'cmd' | 'sync', body: unknown) => inbound.handle(topic, Buffer.from(JSON.stringify(body)));
-  const cmd = (id: string, rest: Record<string, unknown>) => send('cmd', { v: 1, id, ...rest });
-  const row = (id: string) =>
-    store.db.prepare('SELECT topic, state, result, received_at FROM inbox WHERE id = ?').get(id) as
-      | { topic: string; state: string; result: string | null; received_at: number }
-      | undefined;
-  const inboxCount = () => (store.db.prepare('SELECT COUNT(*) AS n FROM inbox').get() as { n: number }).n;
-  return { store, clock, target, sink, inbound, send, cmd, row, inboxCount };
-}
+import { commandHarness, deferred, STATE, summary } from '../../helpers/commands.js';
 
 describe('inbound commands', () => {
-  it('act once and answer on cmd/result, recorded as done in the inbox', async () => {
-    const t = setup();
-    await t.cmd('c1', { op: 'ping' });
-    await t.cmd('c2', { op: 'listLocks' });
-    await t.cmd('c3', { op: 'getState', lockId: 'L1' });
-    await t.cmd('c4', { op: 'open', lockId: 'L1', durationMs: 5000 });
-    await t.cmd('c5', { op: 'lock', lockId: 'L1' });
-    await t.cmd('c6', { op: 'setMode', lockId: 'L2', mode: 'office' });
+  it('act once and answer on cmd/result with the lock’s own answer, recorded as done in the inbox', async () => {
+    const t = commandHarness();
+    const sent = [
+      await t.run({ op: 'ping' }),
+      await t.run({ op: 'listLocks' }),
+      await t.run({ op: 'getState', lockId: 'L1' }),
+      await t.run({ op: 'open', lockId: 'L1', args: { durationMs: 3000 } }),
+      await t.run({ op: 'open', lockId: 'L2' }),
+      await t.run({ op: 'lock', lockId: 'L1' }),
+      await t.run({ op: 'setMode', lockId: 'L2', args: { mode: 'office' } }),
+      await t.run({ op: 'attach', lockId: 'NEW-1', args: { setupCode: 'K7Q2-XW9P-33RA' } }),
+      await t.run({ op: 'detach', lockId: 'L2' }),
+      await t.run({ op: 'syncNow' }),
+    ];
 
-    expect(t.target.calls).toEqual(['list', 'getState L1', 'open L1 5000', 'lock L1', 'setMode L2 office']);
+    expect(t.target.calls).toEqual([
+      'list',
+      'getState L1',
+      'open L1 3000',
+      `open L2 ${DEFAULT_OPEN_MS}`,
+      'lock L1',
+      'setMode L2 office',
+      'attach NEW-1',
+      'detach L2',
+    ]);
+    // The sealed setup code was opened with the OTP key and the cmdId.
+    expect(t.target.setupCodes).toEqual(['K7Q2-XW9P-33RA']);
     expect(t.sink.published).toEqual([]);
-    const answers = t.sink.enqueued;
-    expect(answers.map((a) => a.topic)).toEqual(Array(6).fill('cmd/result'));
-    for (const a of answers) {
-      expect(conforms('cmd/result', a.payload)).toBe(true);
-      expect(a.payload.ok).toBe(true);
+    const answers = t.sink.enqueued.map((a) => a.payload);
+    expect(t.sink.enqueued.map((a) => a.topic)).toEqual(Array(10).fill('cmd/result'));
+    for (const [i, a] of answers.entries()) {
+      expect(conforms('cmd/result', a)).toBe(true);
+      expect(a.id).toBe(sent[i]?.cmdId);
     }
-    expect(answers[0]?.payload).toEqual({
+    expect(answers[0]).toEqual({
       v: 1,
-      id: 'c1',
+      id: sent[0]?.cmdId,
       ok: true,
       result: { pong: true, at: new Date(t.clock.now()).toISOString() },
     });
-    expect(answers[1]?.payload.result).toEqual({ locks: [summary('L1'), summary('L2')] });
-    expect(answers[2]?.payload.result).toEqual({ state: STATE });
-    expect(answers[3]?.payload.result).toEqual({ state: { ...STATE, bolt: 'unlocked' } });
-    expect(answers[5]?.payload.result).toEqual({ state: { ...STATE, mode: 'office' } });
+    expect(answers[1]?.result).toEqual({ locks: [summary('L1'), summary('L2')] });
+    expect(answers[2]?.result).toEqual({ state: STATE });
+    expect(answers[3]?.result).toEqual({ state: { ...STATE, bolt: 'unlocked' } });
+    expect(answers[6]?.result).toEqual({ state: { ...STATE, mode: 'office' } });
+    expect(answers[7]?.result).toEqual({ lock: summary('NEW-1') });
+    expect(answers[8]?.result).toEqual({ detached: true, state: 'detached' });
+    expect(answers[9]).toMatchObject({ ok: false, error: { code: 'sync.unavailable' } });
 
-    const stored = t.row('c4');
-    expect(stored).toMatchObject({ topic: 'cmd', state: 'done', received_at: t.clock.now() });
-    expect(JSON.parse(stored?.result ?? '')).toEqual(answers[3]?.payload);
+    const stored = t.row(sent[3]?.cmdId ?? '');
+    expect(stored).toMatchObject({
+      topic: 'cmd',
+      state: 'done',
+      received_at: t.clock.now(),
+      counter: 4,
+      op: 'open',
+      lock_id: 'L1',
+    });
+    expect(JSON.parse(stored?.result ?? '')).toEqual(answers[3]);
+    expect(t.lastCounter()).toBe(10);
+    expect(t.verifier.stats()).toEqual({ accepted: 10, refused: {}, lockouts: 0, lockedOutUntil: null });
+    // Each outcome is journalled.
+    const journal = t.store.db.prepare("SELECT detail FROM journal WHERE kind = 'command' ORDER BY id").all() as {
+      detail: string;
+    }[];
+    expect(journal).toHaveLength(10);
+    expect(JSON.parse(journal[3]?.detail ?? '')).toEqual({
+      cmdId: sent[3]?.cmdId,
+      op: 'open',
+      lockId: 'L1',
+      ok: true,
+      code: null,
+    });
   });
 
-  it('a redelivered id gets the stored answer again and does not act again', async () => {
-    const t = setup();
-    const open = { op: 'open', lockId: 'L1', durationMs: 3000 };
-    await t.cmd('again', open);
-    await t.cmd('again', open);
-    await t.cmd('again', open);
+  it('a redelivered command (QoS 1 duplicate) gets the stored answer again, does not act again and is no failure', async () => {
+    const t = commandHarness();
+    const open = await t.run({ op: 'open', lockId: 'L1', args: { durationMs: 3000 } });
+    await t.send(open);
+    await t.send(open);
     expect(t.target.calls).toEqual(['open L1 3000']);
     expect(t.sink.enqueued).toHaveLength(3);
     expect(t.sink.enqueued[1]).toEqual(t.sink.enqueued[0]);
     expect(t.sink.enqueued[2]).toEqual(t.sink.enqueued[0]);
     expect(t.sink.published).toEqual([]);
     expect(t.inboxCount()).toBe(1);
+    expect(t.verifier.stats().refused).toEqual({});
+    expect(t.lastCounter()).toBe(1);
+    // Even once the command has expired: a late redelivery is still answered from the inbox.
+    await t.clock.advance(10 * 60_000);
+    await t.send(open);
+    expect(t.target.calls).toEqual(['open L1 3000']);
+    expect(t.last()).toEqual(t.sink.enqueued[0]?.payload);
   });
 
   it('a redelivery while the first copy is still acting waits for it and does not act twice', async () => {
-    const t = setup();
+    const t = commandHarness();
     const gate = deferred();
     t.target.gates.set('L1', gate);
-    const first = t.cmd('dup', { op: 'lock', lockId: 'L1' });
-    const second = t.cmd('dup', { op: 'lock', lockId: 'L1' });
+    const env = t.sign({ op: 'lock', lockId: 'L1' });
+    const first = t.send(env);
+    const second = t.send(env);
     await Promise.resolve();
     expect(t.inbound.inFlight).toBe(1);
     gate.resolve();
@@ -192,44 +115,35 @@ describe('inbound commands', () => {
     expect(t.inbound.inFlight).toBe(0);
   });
 
-  it("a 'started' row (the hub stopped while acting) is answered cmd.interrupted, never acted on", async () => {
-    const t = setup();
-    t.store.db
-      .prepare("INSERT INTO inbox (id, topic, state, result, received_at) VALUES ('half', 'cmd', 'started', NULL, 1)")
-      .run();
-    await t.cmd('half', { op: 'open', lockId: 'L1', durationMs: 3000 });
-    expect(t.target.calls).toEqual([]);
-    expect(t.sink.enqueued).toHaveLength(1);
-    const answer = t.sink.enqueued[0]?.payload;
-    expect(answer).toMatchObject({ v: 1, id: 'half', ok: false, error: { code: 'cmd.interrupted' } });
-    expect(conforms('cmd/result', answer)).toBe(true);
-    expect(t.row('half')?.state).toBe('done');
-
-    await t.cmd('half', { op: 'open', lockId: 'L1', durationMs: 3000 });
-    expect(t.target.calls).toEqual([]);
-    expect(t.sink.enqueued[1]).toEqual(t.sink.enqueued[0]);
+  it('a genuine command reusing a cmdId with another counter is refused bad_request and does not act', async () => {
+    const t = commandHarness();
+    await t.run({ op: 'lock', lockId: 'L1' }, { cmdId: 'same' });
+    await t.run({ op: 'open', lockId: 'L1' }, { cmdId: 'same' });
+    expect(t.target.calls).toEqual(['lock L1']);
+    expect(t.last()).toMatchObject({ id: 'same', ok: false, error: { code: 'bad_request' } });
+    expect(t.lastCounter()).toBe(1);
   });
 
-  it('a HubError from the target becomes ok:false with its code and message, no hint or stack', async () => {
-    const t = setup();
-    await t.cmd('gone', { op: 'getState', lockId: 'GONE' });
-    const answer = t.sink.enqueued[0]?.payload;
-    expect(answer).toEqual({
+  it('a HubError from the lock side becomes ok:false with its code and message; the command was accepted', async () => {
+    const t = commandHarness();
+    const env = await t.run({ op: 'getState', lockId: 'GONE' });
+    expect(t.sink.enqueued[0]?.payload).toEqual({
       v: 1,
-      id: 'gone',
+      id: env.cmdId,
       ok: false,
       error: { code: 'lock.unreachable', message: 'lock GONE did not answer' },
     });
-    expect(t.row('gone')?.state).toBe('done');
+    expect(t.row(env.cmdId)?.state).toBe('done');
+    expect(t.lastCounter()).toBe(1);
     // Failed commands are not retried on redelivery either.
-    await t.cmd('gone', { op: 'getState', lockId: 'GONE' });
+    await t.send(env);
     expect(t.target.calls).toEqual(['getState GONE']);
   });
 
   it('any other failure is an internal error whose message reveals nothing', async () => {
-    const t = setup();
+    const t = commandHarness();
     t.target.failWith = new Error('secret=hunter2 at /var/lib/iq-hub');
-    await t.cmd('boom', { op: 'lock', lockId: 'L1' });
+    await t.run({ op: 'lock', lockId: 'L1' });
     const answer = t.sink.enqueued[0]?.payload as { ok: boolean; error: { code: string; message: string } };
     expect(answer.ok).toBe(false);
     expect(answer.error.code).toBe('internal');
@@ -237,16 +151,15 @@ describe('inbound commands', () => {
   });
 
   it('commands for one lock run one at a time in arrival order; different locks run concurrently', async () => {
-    const t = setup();
+    const t = commandHarness();
     const g1 = deferred();
     const g2 = deferred();
     t.target.gates.set('L1', g1);
     t.target.gates.set('L2', g2);
-    const all = [
-      t.cmd('a', { op: 'open', lockId: 'L1', durationMs: 1000 }),
-      t.cmd('b', { op: 'lock', lockId: 'L1' }),
-      t.cmd('c', { op: 'getState', lockId: 'L2' }),
-    ];
+    const a = t.sign({ op: 'open', lockId: 'L1', args: { durationMs: 1000 } });
+    const b = t.sign({ op: 'lock', lockId: 'L1' });
+    const c = t.sign({ op: 'getState', lockId: 'L2' });
+    const all = [t.send(a), t.send(b), t.send(c)];
     await new Promise((r) => setImmediate(r));
     expect(t.target.calls).toEqual(['open L1 1000', 'getState L2']);
     expect(t.target.maxParallel).toBe(2);
@@ -255,70 +168,199 @@ describe('inbound commands', () => {
     g1.resolve();
     await Promise.all(all);
     expect(t.target.calls).toEqual(['open L1 1000', 'getState L2', 'lock L1']);
-    expect(t.sink.enqueued.map((a) => a.payload.id)).toEqual(['c', 'a', 'b']);
+    expect(t.sink.enqueued.map((x) => x.payload.id)).toEqual([c.cmdId, a.cmdId, b.cmdId]);
   });
 
-  it('the inbox update and the outbox enqueue commit together: a failed enqueue leaves the id started', async () => {
-    const t = setup();
+  it('the inbox update and the outbox enqueue commit together: a failed enqueue leaves the command started', async () => {
+    const t = commandHarness();
     t.sink.failEnqueue = true;
-    await t.cmd('atomic', { op: 'lock', lockId: 'L1' });
-    expect(t.row('atomic')).toMatchObject({ state: 'started', result: null });
+    const env = await t.run({ op: 'lock', lockId: 'L1' });
+    expect(t.row(env.cmdId)).toMatchObject({ state: 'started', result: null });
     // The answer still goes out, best effort.
     expect(t.sink.published.map((p) => p.payload)).toEqual([
-      { v: 1, id: 'atomic', ok: true, result: { state: STATE } },
+      { v: 1, id: env.cmdId, ok: true, result: { state: STATE } },
     ]);
     t.sink.failEnqueue = false;
-    await t.cmd('atomic', { op: 'lock', lockId: 'L1' });
-    expect(t.target.calls).toEqual(['lock L1']);
-    expect(t.sink.enqueued[0]?.payload).toMatchObject({ ok: false, error: { code: 'cmd.interrupted' } });
+    await t.send(env);
+    // Not carried out again: unknown_outcome, with the state read back.
+    expect(t.target.actions).toEqual(['lock L1']);
+    expect(t.sink.enqueued[0]?.payload).toMatchObject({
+      ok: false,
+      error: { code: 'unknown_outcome' },
+      result: { state: STATE },
+    });
+  });
+});
+
+describe('crash safety: commands interrupted by a stop', () => {
+  /** Leave a command 'started' as a SIGKILL between the claim and the answer would. */
+  const interrupted = (
+    t: ReturnType<typeof commandHarness>,
+    id: string,
+    op: string,
+    lockId: string | null,
+    n: number,
+  ) => {
+    t.store.transaction(() => {
+      t.verifier.advanceCounter(n);
+      t.store.db
+        .prepare(
+          "INSERT INTO inbox (id, topic, state, result, received_at, counter, op, lock_id) VALUES (?, 'cmd', 'started', NULL, 1, ?, ?, ?)",
+        )
+        .run(id, n, op, lockId);
+    });
+  };
+
+  it("recover(): every 'started' command is answered unknown_outcome with the lock's state, never carried out again", async () => {
+    const t = commandHarness();
+    interrupted(t, 'half-open', 'open', 'L1', 1);
+    interrupted(t, 'half-ping', 'ping', null, 2);
+    interrupted(t, 'half-gone', 'lock', 'GONE', 3);
+    expect(await t.inbound.recover()).toBe(3);
+
+    expect(t.target.actions).toEqual([]);
+    expect(t.target.calls.sort()).toEqual(['getState GONE', 'getState L1']);
+    const answers = new Map(t.sink.enqueued.map((a) => [a.payload.id, a.payload]));
+    expect(answers.get('half-open')).toEqual({
+      v: 1,
+      id: 'half-open',
+      ok: false,
+      error: { code: 'unknown_outcome', message: expect.stringContaining('not repeated') as unknown },
+      result: { state: STATE },
+    });
+    expect(answers.get('half-ping')).toMatchObject({ ok: false, error: { code: 'unknown_outcome' } });
+    expect(answers.get('half-ping')?.result).toBeUndefined();
+    const gone = answers.get('half-gone') as { error: { message: string }; result?: unknown };
+    expect(gone.error.message).toContain('could not be read back (lock.unreachable)');
+    expect(gone.result).toBeUndefined();
+    for (const a of answers.values()) expect(conforms('cmd/result', a)).toBe(true);
+    expect(t.row('half-open')?.state).toBe('done');
+
+    // A redelivery gets the stored unknown_outcome; the open is never sent.
+    const calls = t.target.calls.length;
+    await t.inbound.recover();
+    expect(t.target.calls).toHaveLength(calls);
+    expect(t.sink.enqueued).toHaveLength(3);
+  });
+
+  it('a redelivery arriving while recover() reads the state back waits for it and gets the same answer', async () => {
+    const t = commandHarness();
+    const env = t.sign({ op: 'open', lockId: 'L1' });
+    interrupted(t, env.cmdId, 'open', 'L1', env.counter);
+    const gate = deferred();
+    t.target.gates.set('L1', gate);
+    const recovering = t.inbound.recover();
+    const redelivery = t.send(env);
+    await Promise.resolve();
+    gate.resolve();
+    await Promise.all([recovering, redelivery]);
+    expect(t.target.calls).toEqual(['getState L1']);
+    expect(t.sink.enqueued).toHaveLength(1);
+    expect(t.sink.enqueued[0]?.payload).toMatchObject({ id: env.cmdId, error: { code: 'unknown_outcome' } });
+  });
+
+  it('after a restart on the same store the counter holds: the interrupted command and older ones are refused', async () => {
+    const first = commandHarness();
+    const env = first.sign({ op: 'open', lockId: 'L1' }, { counter: 7 });
+    interrupted(first, env.cmdId, 'open', 'L1', 7);
+    first.store.close();
+    const t = commandHarness({ dir: first.dir, clock: first.clock });
+    await t.inbound.recover();
+    expect(t.target.actions).toEqual([]);
+    // The same command again, re-signed under a new cmdId: the counter was already used.
+    await t.run({ op: 'open', lockId: 'L1' }, { cmdId: 'again', counter: 7 });
+    expect(t.last()).toMatchObject({ id: 'again', ok: false, error: { code: 'replayed' } });
+    expect(t.target.actions).toEqual([]);
   });
 });
 
 describe('inbound refusals', () => {
-  it('an invalid command gets a precise error via publishNow and changes nothing', async () => {
-    const t = setup();
-    await t.cmd('bad1', { op: 'open', lockId: 'L1', durationMs: 0 });
-    await t.cmd('bad2', { op: 'open', lockId: 'L1/x', durationMs: 10 });
-    await t.inbound.handle('cmd', Buffer.from('{"v":1,"id":"bad3","op":"ping"'));
-    await t.inbound.handle('cmd', Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]));
+  it('a command that does not match the schema gets bad_request with a precise message and changes nothing', async () => {
+    const t = commandHarness();
+    const good = t.sign({ op: 'open', lockId: 'L1' });
+    await t.sendRaw('cmd', { ...good, cmdId: 'bad1', args: { durationMs: 0 } });
+    await t.sendRaw('cmd', { ...good, cmdId: 'bad2', lockId: 'L1/x' });
+    await t.sendRaw('cmd', { ...good, cmdId: 'bad3', otp: '1234567' });
+    await t.sendRaw('cmd', { ...good, cmdId: 'bad4', issuedAt: '2026-01-01 00:00:00Z' });
+    await t.sendRaw('cmd', { v: 1, id: 'old-style', op: 'ping' });
+    await t.sendRaw('cmd', Buffer.from('{"v":1,"cmdId":"bad5","op":"ping"'));
+    await t.sendRaw('cmd', Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]));
     expect(t.target.calls).toEqual([]);
     expect(t.sink.enqueued).toEqual([]);
     expect(t.inboxCount()).toBe(0);
-    expect(t.sink.published.map((p) => p.payload)).toEqual([
-      { v: 1, id: 'bad1', ok: false, error: { code: 'payload.invalid', message: '/durationMs must be >= 1' } },
+    expect(t.lastCounter()).toBe(0);
+    const answers = t.sink.published.map((p) => p.payload);
+    for (const a of answers) expect(conforms('cmd/result', a)).toBe(true);
+    expect(answers).toEqual([
+      { v: 1, id: 'bad1', ok: false, error: { code: 'bad_request', message: '/args/durationMs must be >= 1' } },
       {
         v: 1,
         id: 'bad2',
         ok: false,
-        error: { code: 'payload.invalid', message: expect.stringMatching(/^\/lockId must match pattern/) },
+        error: { code: 'bad_request', message: expect.stringMatching(/^\/lockId must match pattern/) },
       },
-      { v: 1, id: null, ok: false, error: { code: 'payload.not-json', message: 'payload is not valid JSON' } },
+      {
+        v: 1,
+        id: 'bad3',
+        ok: false,
+        error: { code: 'bad_request', message: expect.stringMatching(/^\/otp must match pattern/) },
+      },
+      {
+        v: 1,
+        id: 'bad4',
+        ok: false,
+        error: { code: 'bad_request', message: expect.stringMatching(/^\/issuedAt must match pattern/) },
+      },
+      { v: 1, id: null, ok: false, error: { code: 'bad_request', message: expect.any(String) as unknown } },
+      { v: 1, id: null, ok: false, error: { code: 'bad_request', message: 'payload is not valid JSON' } },
       {
         v: 1,
         id: null,
         ok: false,
-        error: { code: 'payload.not-utf8', message: 'payload is not valid UTF-8 (first bad byte at offset 2)' },
+        error: { code: 'bad_request', message: 'payload is not valid UTF-8 (first bad byte at offset 2)' },
       },
     ]);
+    expect(t.verifier.stats().refused).toEqual({ bad_request: 7 });
+  });
+
+  it('an attach whose setup code was not sealed for this command is refused bad_request before anything acts', async () => {
+    const t = commandHarness();
+    const a = t.sign({ op: 'attach', lockId: 'NEW-1', args: { setupCode: 'K7Q2-XW9P-33RA' } });
+    // The sealed code of another command, re-signed (by the cloud) into this one.
+    const b = t.sign(
+      { op: 'attach', lockId: 'NEW-1', args: { setupCode: a.args.setupCode as string } },
+      { asIs: true },
+    );
+    await t.send(b);
+    expect(t.target.calls).toEqual([]);
+    expect(t.last()).toMatchObject({ id: b.cmdId, ok: false, error: { code: 'bad_request' } });
+    expect(JSON.stringify(t.last())).not.toContain('K7Q2');
+    expect(t.inboxCount()).toBe(0);
+    expect(t.lastCounter()).toBe(0);
   });
 
   it('an id already used on the other topic is refused and changes nothing', async () => {
-    const t = setup();
-    await t.cmd('shared', { op: 'ping' });
-    await t.send('sync', { v: 1, id: 'shared', kind: 'snapshot', version: 1, data: {} });
+    const t = commandHarness();
+    const env = await t.run({ op: 'ping' });
+    await t.sendRaw('sync', { v: 1, id: env.cmdId, kind: 'snapshot', version: 1, data: {} });
     expect(t.sink.published).toEqual([
       {
         topic: 'sync/ack',
         payload: {
           v: 1,
-          id: 'shared',
+          id: env.cmdId,
           ok: false,
           error: expect.objectContaining({ code: 'payload.id-reused' }) as unknown,
         },
       },
     ]);
-    expect(t.row('shared')?.topic).toBe('cmd');
+    expect(t.row(env.cmdId)?.topic).toBe('cmd');
     expect(t.sink.enqueued).toHaveLength(1);
+
+    await t.sendRaw('sync', { v: 1, id: 's-1', kind: 'snapshot', version: 1, data: {} });
+    await t.run({ op: 'ping' }, { cmdId: 's-1' });
+    expect(t.last()).toMatchObject({ id: 's-1', ok: false, error: { code: 'bad_request' } });
+    expect(t.lastCounter()).toBe(1);
   });
 
   it('finds the first byte of an invalid UTF-8 sequence', () => {
@@ -336,9 +378,9 @@ describe('inbound syncs', () => {
   const sync = { v: 1, id: 's1', kind: 'snapshot', version: 7, data: { users: [] } };
 
   it('without an access mirror: ok:false sync.unavailable, stored, and the same on redelivery', async () => {
-    const t = setup();
-    await t.send('sync', sync);
-    await t.send('sync', sync);
+    const t = commandHarness();
+    await t.sendRaw('sync', sync);
+    await t.sendRaw('sync', sync);
     expect(t.sink.published).toEqual([]);
     expect(t.sink.enqueued).toHaveLength(2);
     const ack = t.sink.enqueued[0];
@@ -349,12 +391,12 @@ describe('inbound syncs', () => {
     );
     expect(conforms('sync/ack', ack?.payload)).toBe(true);
     expect(t.sink.enqueued[1]).toEqual(ack);
-    expect(t.row('s1')).toMatchObject({ topic: 'sync', state: 'done' });
+    expect(t.row('s1')).toMatchObject({ topic: 'sync', state: 'done', counter: null });
   });
 
   it('with an access mirror: applied once, acknowledged with its version', async () => {
     const applied: SyncPayload[] = [];
-    const t = setup({
+    const t = commandHarness({
       sync: {
         apply: async (p) => {
           applied.push(p);
@@ -362,20 +404,36 @@ describe('inbound syncs', () => {
         },
       },
     });
-    await t.send('sync', sync);
-    await t.send('sync', sync);
+    await t.sendRaw('sync', sync);
+    await t.sendRaw('sync', sync);
     expect(applied).toEqual([sync]);
     expect(t.sink.enqueued.map((a) => a.payload)).toEqual([
       { v: 1, id: 's1', ok: true, version: 7 },
       { v: 1, id: 's1', ok: true, version: 7 },
     ]);
   });
+
+  it('an invalid sync keeps its payload.* codes', async () => {
+    const t = commandHarness();
+    await t.sendRaw('sync', { ...sync, version: 0 });
+    expect(t.last()).toMatchObject({ id: 's1', ok: false, error: { code: 'payload.invalid' } });
+  });
+
+  it("a sync left 'started' by a stop is answered sync.interrupted, never applied", async () => {
+    const t = commandHarness();
+    t.store.db
+      .prepare("INSERT INTO inbox (id, topic, state, result, received_at) VALUES ('s1', 'sync', 'started', NULL, 1)")
+      .run();
+    expect(await t.inbound.recover()).toBe(0);
+    await t.sendRaw('sync', sync);
+    expect(t.last()).toMatchObject({ id: 's1', ok: false, error: { code: 'sync.interrupted' } });
+  });
 });
 
 describe('inbox bounds', () => {
-  const fill = (t: ReturnType<typeof setup>, n: number, at: number, prefix: string, state = 'done') => {
+  const fill = (t: ReturnType<typeof commandHarness>, n: number, at: number, prefix: string, state = 'done') => {
     const ins = t.store.db.prepare(
-      "INSERT INTO inbox (id, topic, state, result, received_at) VALUES (?, 'cmd', ?, '{}', ?)",
+      "INSERT INTO inbox (id, topic, state, result, received_at) VALUES (?, 'sync', ?, '{}', ?)",
     );
     t.store.transaction(() => {
       for (let i = 0; i < n; i++) ins.run(`${prefix}${i}`, state, at);
@@ -383,10 +441,10 @@ describe('inbox bounds', () => {
   };
 
   it(`keeps the newest ${INBOX_MAX_IDS} ids`, async () => {
-    const t = setup();
+    const t = commandHarness();
     fill(t, 5, t.clock.now(), 'stuck-', 'started');
     fill(t, INBOX_MAX_IDS + 50, t.clock.now(), 'old-');
-    await t.cmd('new', { op: 'ping' });
+    await t.run({ op: 'ping' }, { cmdId: 'new' });
     // The oldest answered ids went; ids never answered stay (a redelivery must not act on them).
     expect(t.inboxCount()).toBe(INBOX_MAX_IDS + 5);
     expect(t.row('old-0')).toBeUndefined();
@@ -397,17 +455,17 @@ describe('inbox bounds', () => {
   });
 
   it('drops answered ids older than 7 days, a batch per new message', async () => {
-    const t = setup();
+    const t = commandHarness();
     fill(t, 2, t.clock.now(), 'stuck-', 'started');
     fill(t, 100, t.clock.now(), 'old-');
     await t.clock.advance(INBOX_MAX_AGE_MS - 1000);
     fill(t, 10, t.clock.now(), 'recent-');
     await t.clock.advance(2000);
-    await t.cmd('n1', { op: 'ping' });
+    await t.run({ op: 'ping' });
     expect(t.inboxCount()).toBe(2 + 100 - 64 + 10 + 1);
-    await t.cmd('n2', { op: 'ping' });
+    await t.run({ op: 'ping' });
     expect(t.inboxCount()).toBe(2 + 10 + 2);
-    await t.cmd('n3', { op: 'ping' });
+    await t.run({ op: 'ping' });
     expect(t.inboxCount()).toBe(2 + 10 + 3);
     expect(t.row('recent-9')).toBeDefined();
     expect(t.row('stuck-1')?.state).toBe('started');

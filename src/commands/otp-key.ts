@@ -1,0 +1,148 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../base/clock.js';
+import { HubError, isHubError } from '../base/errors.js';
+import type { HubConfig } from '../config/schema.js';
+import { readPrivateFile } from '../crypto/private-file.js';
+import type { Sealer } from '../crypto/seal.js';
+import { Secret } from '../crypto/secret.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
+
+/** The sealed_secrets purpose of the hub's OTP key; the record id is the hub id. */
+export const OTP_KEY_PURPOSE = 'commands.otp-key';
+export const OTP_KEY_BYTES = 32;
+/** 64 hex digits and a line break are 66 bytes at most; anything larger is not a key file. */
+const MAX_FILE_BYTES = 128;
+
+export interface OtpKeyDeps {
+  config: Pick<HubConfig['commands'], 'otpKeyFile'>;
+  /** The hub id (the CN of its certificate): the id the key is sealed under. */
+  hubId: string;
+  store: Store;
+  sealer: Sealer;
+  clock: Clock;
+  log: Logger;
+}
+
+/** First 8 hex digits of the SHA-256 of the key: names a key in logs without revealing it. */
+export function otpKeyFingerprint(key: Secret): string {
+  return createHash('sha256').update(key.reveal()).digest('hex').slice(0, 8);
+}
+
+/**
+ * The contents of an OTP key file: exactly 32 raw bytes, or 64 hex digits and an optional line
+ * break. The error names the file and what is wrong with its shape, never its contents.
+ */
+export function parseOtpKeyFile(raw: Buffer, path: string): Secret {
+  if (raw.length === OTP_KEY_BYTES) return new Secret(raw);
+  const text = raw.toString('latin1').replace(/\r?\n$/, '');
+  if (text.length === OTP_KEY_BYTES * 2 && /^[0-9A-Fa-f]+$/.test(text)) return new Secret(Buffer.from(text, 'hex'));
+  throw new HubError(
+    'commands.otp-key.invalid',
+    `the OTP key file ${path} holds ${raw.length} bytes that are neither 32 raw bytes nor 64 hex digits`,
+    { hint: 'install the OTP key delivered at enrollment (iqhub pki dev writes otp.key for development)' },
+  );
+}
+
+interface StoredRow {
+  blob: Buffer;
+  fingerprint: string;
+}
+
+/**
+ * The hub's OTP key for remote commands. The key file (`commands.otpKeyFile`: mode 0600, owned by
+ * the daemon's user) is imported into the store sealed under the storage key (purpose
+ * `commands.otp-key`, id = hub id); without a file the stored key is used. A file whose key
+ * differs from the stored one replaces it (a rotation, logged by fingerprint and recorded as a
+ * security event). Undefined when there is no key at all: every remote command is then refused
+ * with `no_otp_key`.
+ *
+ * Throws a HubError (`commands.otp-key.*`) when the file is unsafe or malformed, or when the
+ * stored key does not open and there is no file to replace it: problems a restart cannot fix.
+ */
+export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
+  const ctx = { purpose: OTP_KEY_PURPOSE, id: d.hubId };
+  const db = d.store.db;
+  const path = d.config.otpKeyFile;
+  const raw =
+    path === null
+      ? undefined
+      : readPrivateFile(path, {
+          codePrefix: 'commands.otp-key',
+          what: 'OTP key file',
+          checkMode: true,
+          maxBytes: MAX_FILE_BYTES,
+        });
+  const fromFile = raw === undefined || path === null ? undefined : parseOtpKeyFile(raw, path);
+  raw?.fill(0);
+
+  const row = db
+    .prepare('SELECT blob, fingerprint FROM sealed_secrets WHERE purpose = ? AND id = ?')
+    .get(ctx.purpose, ctx.id) as StoredRow | undefined;
+  let stored: Secret | undefined;
+  let storedProblem: string | undefined;
+  if (row) {
+    try {
+      stored = d.sealer.open(row.blob, ctx);
+    } catch (e) {
+      storedProblem = isHubError(e) ? e.code : 'seal.open';
+    }
+  }
+
+  if (!fromFile) {
+    if (stored) {
+      d.log.info(
+        { fingerprint: row?.fingerprint, file: path ?? null },
+        path === null ? 'OTP key: using the stored key' : 'OTP key file absent: using the stored key',
+      );
+      return stored;
+    }
+    if (storedProblem) {
+      throw new HubError('commands.otp-key.sealed', `the stored OTP key for hub ${d.hubId} does not open`, {
+        hint: 'the storage key changed or the database was altered: install the OTP key file again (commands.otpKeyFile)',
+      });
+    }
+    d.log.warn(
+      { file: path ?? null },
+      'no OTP key: every remote command will be refused (no_otp_key); set commands.otpKeyFile',
+    );
+    return undefined;
+  }
+
+  const fingerprint = otpKeyFingerprint(fromFile);
+  if (stored && sameKey(stored, fromFile)) {
+    stored.wipe();
+    d.log.info({ fingerprint }, 'OTP key: the key file matches the stored key');
+    return fromFile;
+  }
+  const now = Math.floor(d.clock.now());
+  const blob = d.sealer.seal(fromFile, ctx);
+  d.store.transaction(() => {
+    db.prepare(
+      `INSERT INTO sealed_secrets (purpose, id, blob, fingerprint, updated_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (purpose, id) DO UPDATE SET blob = excluded.blob, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
+    ).run(ctx.purpose, ctx.id, blob, fingerprint, now);
+    if (row) {
+      const detail = { previous: row.fingerprint, fingerprint, ...(storedProblem ? { previousUnreadable: true } : {}) };
+      db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
+        now,
+        'commands.otp-key-rotated',
+        JSON.stringify(detail),
+      );
+    }
+  });
+  if (row) {
+    d.log.warn(
+      { previous: row.fingerprint, fingerprint, ...(storedProblem ? { previousUnreadable: true } : {}) },
+      'OTP key rotated: the key file replaces the stored key',
+    );
+  } else {
+    d.log.info({ fingerprint }, 'OTP key imported from the key file and stored sealed');
+  }
+  stored?.wipe();
+  return fromFile;
+}
+
+function sameKey(a: Secret, b: Secret): boolean {
+  return a.length === b.length && timingSafeEqual(a.reveal(), b.reveal());
+}

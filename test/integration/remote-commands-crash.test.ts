@@ -1,0 +1,203 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
+import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { SeededRandom } from '../../src/base/random.js';
+import type { CommandEnvelope } from '../../src/commands/otp.js';
+import { callDaemon } from '../../src/control/client.js';
+import type { CmdResultPayload } from '../../src/uplink/contract.js';
+import { type Proc, requireBuild, runCli, start } from '../helpers/daemon.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+
+requireBuild();
+const haveMosquitto = requireMosquitto() !== undefined;
+if (!haveMosquitto) process.stderr.write(`remote-commands-crash: ${MOSQUITTO_MISSING}\n`);
+
+const HUB = 'hub-crash';
+const LOCK = 'SIM-0001';
+const ROUNDS = 20;
+const pem = (p: string) => readFileSync(p);
+
+interface StoredEvent {
+  seq: number;
+  type: string;
+  by?: string;
+}
+const isRemoteOpening = (e: StoredEvent) => e.type === 'opened' && e.by === 'remote';
+
+describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : ` (${MOSQUITTO_MISSING})`}`, () => {
+  let base: string;
+  let broker: Mosquitto;
+  let cloud: ReferenceCloud;
+  let config: string;
+  let daemon: Proc | undefined;
+
+  async function startHub(): Promise<void> {
+    const seen = cloud.statusHistory(HUB).length;
+    daemon = start(['run', '--config', config]);
+    await daemon.waitForOutput('iq-hub ready');
+    await cloud.waitFor(
+      (c) =>
+        c
+          .statusHistory(HUB)
+          .slice(seen)
+          .some((s) => s.state === 'online'),
+      15_000,
+      'the hub online at the cloud',
+    );
+  }
+
+  /**
+   * The sequence numbers of the lock's remote openings: those still in its flash (not yet
+   * acknowledged), then those the hub stored (`iqhub events`). In that order, an event the hub
+   * collects meanwhile is seen in one or the other (the hub stores before it acknowledges).
+   */
+  async function remoteOpenings(): Promise<Set<number>> {
+    const flash = JSON.parse(readFileSync(join(base, 'data', 'sim', `${LOCK}.json`), 'utf8')) as {
+      events: StoredEvent[];
+    };
+    const seqs = new Set(flash.events.filter(isRemoteOpening).map((e) => e.seq));
+    const r = await runCli(['events', LOCK, '--limit', '10000', '--json', '--config', config]);
+    if (r.code !== 0) throw new Error(`iqhub events exited ${r.code}: ${r.stderr}`);
+    for (const e of JSON.parse(r.stdout) as StoredEvent[]) if (isRemoteOpening(e)) seqs.add(e.seq);
+    return seqs;
+  }
+
+  beforeAll(async () => {
+    base = mkdtempSync(join(tmpdir(), 'iqhub-remote-crash-'));
+    const pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
+    const b = await startMosquitto({ pkiDir: join(base, 'pki') });
+    if (!b) throw new Error('mosquitto did not start');
+    broker = b;
+    cloud = new ReferenceCloud();
+    await cloud.connect({
+      url: broker.url,
+      ca: pem(pki.ca.cert),
+      cert: pem(pki.cloud.cert),
+      key: pem(pki.cloud.key),
+      serverName: 'localhost',
+    });
+    cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
+    config = join(base, 'config.yaml');
+    writeFileSync(
+      config,
+      [
+        `dataDir: ${base}/data`,
+        `runDir: ${base}/run`,
+        'simulation:',
+        '  enabled: true',
+        '  locks: 1',
+        '  seed: remote-crash',
+        'uplink:',
+        '  enabled: true',
+        `  url: ${broker.url}`,
+        `  caFile: ${pki.ca.cert}`,
+        `  certFile: ${pki.hub.cert}`,
+        `  keyFile: ${pki.hub.key}`,
+        '  serverName: localhost',
+        '  reconnectBaseMs: 100',
+        '  reconnectMaxMs: 1000',
+        'commands:',
+        `  otpKeyFile: ${pki.otpKey}`,
+        '',
+      ].join('\n'),
+    );
+    await startHub();
+    const [deviceId, setupCode] =
+      readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')
+        .trim()
+        .split('\n')[0]
+        ?.split(' ') ?? [];
+    const call = (method: string, params: Record<string, unknown>) =>
+      callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
+    await call('sim.card', { deviceId });
+    await call('locks.attach', { deviceId, setupCode });
+  }, 60_000);
+
+  afterAll(async () => {
+    if (daemon) {
+      daemon.child.kill('SIGKILL');
+      await daemon.exit;
+    }
+    await cloud?.close();
+    await broker?.close();
+    if (base) rmSync(base, { recursive: true, force: true });
+  });
+
+  it(`SIGKILL 0-30 ms after a signed open, ${ROUNDS} times: no command opens twice, a redelivery never acts`, async () => {
+    const random = new SeededRandom('remote-crash');
+    const sent: CommandEnvelope[] = [];
+    const outcomes: Record<string, number> = {};
+    let openings = await remoteOpenings();
+    let okCount = 0;
+    const initial = openings.size;
+
+    for (let round = 0; round < ROUNDS; round++) {
+      const envelope = cloud.envelope(HUB, { op: 'open', lockId: LOCK, args: { durationMs: 200 } });
+      sent.push(envelope);
+      const answer = cloud.sendEnvelope(HUB, envelope, { timeoutMs: 60_000 });
+      await new Promise((r) => setTimeout(r, random.int(31)));
+      const d = daemon;
+      daemon = undefined;
+      d?.child.kill('SIGKILL');
+      await d?.exit;
+      await startHub();
+
+      const r: CmdResultPayload = await answer;
+      const code = r.ok ? 'ok' : (r.error?.code ?? '?');
+      outcomes[code] = (outcomes[code] ?? 0) + 1;
+      expect(r.id).toBe(envelope.cmdId);
+      expect(['ok', 'unknown_outcome'], JSON.stringify(r)).toContain(code);
+      if (r.ok) okCount++;
+
+      // The broker (or a cloud retrying) delivers it again: the stored answer or a refusal, never an act.
+      const again = await cloud.sendEnvelope(HUB, cloud.attack(HUB, { kind: 'replay', of: envelope }), {
+        timeoutMs: 15_000,
+      });
+      expect(again.id).toBe(envelope.cmdId);
+      if (again.ok) expect(r.ok, 'a redelivery succeeded where the command had not').toBe(true);
+      else expect(['replayed', 'unknown_outcome'], JSON.stringify(again)).toContain(again.error?.code);
+
+      const now = await remoteOpenings();
+      const added = [...now].filter((s) => !openings.has(s));
+      expect(
+        [...openings].every((s) => now.has(s)),
+        'a stored opening disappeared',
+      ).toBe(true);
+      // One command, at most one opening; and a command answered ok did open.
+      expect(added.length, `round ${round}: ${code}`).toBeLessThanOrEqual(1);
+      if (r.ok) expect(added.length, `round ${round}: ok without an opening`).toBe(1);
+      openings = now;
+    }
+
+    // Every command once more, after all the restarts: none acts again.
+    for (const envelope of sent) {
+      const again = await cloud.sendEnvelope(HUB, cloud.attack(HUB, { kind: 'replay', of: envelope }), {
+        timeoutMs: 15_000,
+      });
+      expect(again.id).toBe(envelope.cmdId);
+    }
+    const ping = await cloud.command(HUB, { op: 'ping' }, { timeoutMs: 10_000 });
+    expect(ping.ok).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    const final = await remoteOpenings();
+    expect(final.size).toBe(openings.size);
+
+    const accepted = Object.entries(outcomes)
+      .filter(([c]) => c === 'ok' || c === 'unknown_outcome')
+      .reduce((n, [, k]) => n + k, 0);
+    expect(final.size - initial).toBeLessThanOrEqual(accepted);
+    expect(final.size - initial).toBeGreaterThanOrEqual(okCount);
+    expect(cloud.invalid, JSON.stringify(cloud.invalidMessages)).toBe(0);
+    process.stderr.write(
+      `remote-commands-crash: ${ROUNDS} rounds, outcomes ${JSON.stringify(outcomes)}, ${final.size - initial} openings\n`,
+    );
+
+    const d = daemon;
+    daemon = undefined;
+    d?.child.kill('SIGTERM');
+    expect((await d?.exit)?.code).toBe(0);
+  }, 300_000);
+});
