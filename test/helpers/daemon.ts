@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { afterEach } from 'vitest';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 export const distFile = (rel: string) => fileURLToPath(new URL(`../../dist/${rel}`, import.meta.url));
@@ -18,11 +19,20 @@ export interface Proc {
   waitForOutput(pattern: RegExp | string, timeoutMs?: number): Promise<void>;
 }
 
+const children = new Set<ChildProcess>();
+
+// A test that fails half-way must not leave a daemon running (holding ports, files and CPU).
+afterEach(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.clear();
+});
+
 export function start(args: string[], env: NodeJS.ProcessEnv = {}, script = CLI): Proc {
   const child = spawn(process.execPath, [script, ...args], {
     env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  children.add(child);
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => {
