@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach } from 'vitest';
+import { afterAll } from 'vitest';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 export const distFile = (rel: string) => fileURLToPath(new URL(`../../dist/${rel}`, import.meta.url));
@@ -21,8 +21,9 @@ export interface Proc {
 
 const children = new Set<ChildProcess>();
 
-// A test that fails half-way must not leave a daemon running (holding ports, files and CPU).
-afterEach(() => {
+// A test file that fails half-way must not leave a daemon running (holding ports, files and CPU).
+// After the whole file, not after each test: some files share one daemon between tests.
+afterAll(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   children.clear();
 });
