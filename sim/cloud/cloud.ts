@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { type Clock, systemClock, type TimerHandle } from '../../src/base/clock.js';
 import { type Random, systemRandom } from '../../src/base/random.js';
@@ -8,15 +9,18 @@ import {
   signCommand,
   type UnsignedCommand,
 } from '../../src/commands/otp.js';
-import type { Secret } from '../../src/crypto/secret.js';
+import { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import {
+  type CertResponsePayload,
   type CloudEvent,
   type CmdResultPayload,
   CONTRACT_VERSION,
+  type EnrollResponsePayload,
   type HealthPayload,
   ID_PATTERN,
   type LockStatePayload,
+  provisioningTopics,
   type StatusPayload,
   type SyncAckPayload,
   type SyncPayload,
@@ -24,6 +28,7 @@ import {
   topics,
 } from '../../src/uplink/contract.js';
 import { conforms, parseInbound } from '../../src/uplink/validate.js';
+import { type CaMaterial, CloudCa, CsrRefused, parseCsr, wrapForKey } from './ca.js';
 
 /**
  * The reference cloud: the backend's side of the MQTT contract (src/uplink/contract.ts), with its
@@ -35,6 +40,11 @@ import { conforms, parseInbound } from '../../src/uplink/validate.js';
  * Given a hub's OTP key (`setOtpKey`), it sends that hub OTP-signed command envelopes
  * (src/commands/otp.ts), with a per-hub counter; and for tests it can forge, alter, replay,
  * back-date, future-date, misaddress or delay them (`attack`, `sendEnvelope`).
+ *
+ * Given a CA key (`enableCertificates`), it is also the hubs' certificate authority: it enrolls
+ * hubs that connect with a claim certificate (`ks/provisioning/{claimId}/request`: their own
+ * certificate, the CA, and their OTP and PIN keys encrypted to the key of their CSR) and renews
+ * hubs' certificates (`ks/hubs/{hubId}/cert/request`).
  *
  * It is what tests and `npm start` use, and a working example for anyone building a backend: see
  * sim/cloud/README.md.
@@ -168,6 +178,62 @@ export type Attack =
 
 export type AttackKind = Attack['kind'];
 
+/** The cloud as the hubs' certificate authority (`enableCertificates`). */
+export interface CertificateOptions {
+  /** The CA that signs hub certificates; hubs must already trust it (it is also the broker's, here). */
+  ca: CaMaterial;
+  /** Lifetime of every certificate issued, in seconds. Default 825 days. */
+  validitySec?: number;
+  /**
+   * CNs of the claim certificates whose enrollment requests are answered (the broker's ACL lets
+   * each publish only `ks/provisioning/{claimId}/request`). Default none: no enrollment.
+   */
+  claimIds?: string[];
+  /**
+   * May this hub id enroll with this claim? In production: the hub ids manufactured for it.
+   * Default: any hub id that is not a claim id. A hub enrolls once; the same key again gets the
+   * same certificate and secrets (a lost response), another key is refused `already_enrolled`.
+   */
+  allowEnrollment?: (hubId: string, claimId: string) => boolean;
+  /** Answer `cert/request` (rotation). Default true. */
+  renewals?: boolean;
+}
+
+/** A certificate the cloud issued. */
+export interface IssuedCertificate {
+  hubId: string;
+  kind: 'enrollment' | 'renewal';
+  requestId: string;
+  /** SHA-256 of the DER certificate, colon-separated hex (as X509Certificate.fingerprint256). */
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  /** SHA-256 of the certificate's public key (SPKI DER), hex. */
+  keyId: string;
+  cert: string;
+}
+
+/** An enrollment or renewal request the cloud answered, and how. */
+export interface CertificateAnswer {
+  kind: 'enrollment' | 'renewal';
+  /** The claim id of an enrollment, the hub of a renewal. */
+  via: string;
+  hubId: string;
+  requestId: string;
+  ok: boolean;
+  code?: string;
+}
+
+interface Enrolled {
+  keyId: string;
+  cert: IssuedCertificate;
+  otpKey: Buffer;
+  pinKey: Buffer;
+}
+
+const PROVISIONING_TOPIC = /^ks\/provisioning\/([^/]+)\/request$/;
+const SECRET_BYTES = 32;
+
 export const DEFAULT_COMMAND_TTL_MS = 60_000;
 const MINUTE = 60_000;
 
@@ -233,6 +299,10 @@ export class ReferenceCloud {
   readonly #waiters = new Set<Waiter>();
   readonly #invalid: InvalidMessage[] = [];
   readonly #idPrefix: string;
+  readonly #issued: IssuedCertificate[] = [];
+  readonly #certAnswers: CertificateAnswer[] = [];
+  readonly #enrolled = new Map<string, Enrolled>();
+  #certificates: { ca: CloudCa; o: CertificateOptions; claims: Set<string> } | undefined;
   #client: MqttClient | undefined;
   #nextId = 1;
   #duplicates = 0;
@@ -300,6 +370,44 @@ export class ReferenceCloud {
 
   get connected(): boolean {
     return this.#client?.connected === true;
+  }
+
+  /**
+   * Act as the hubs' certificate authority: enroll hubs with a claim certificate (subscribes to
+   * `ks/provisioning/{claimId}/request` for each claim id) and renew hubs' certificates on
+   * `cert/request`. An enrolled hub's OTP key is the one its commands are signed with from then on.
+   * Call after `connect()`; calling again replaces the options.
+   */
+  async enableCertificates(o: CertificateOptions): Promise<void> {
+    const client = this.#need();
+    const claims = new Set(o.claimIds ?? []);
+    for (const id of claims) {
+      if (!hubIdPattern.test(id))
+        throw new Error(`ReferenceCloud.enableCertificates: bad claim id ${JSON.stringify(id)}`);
+    }
+    this.#certificates = { ca: new CloudCa(o.ca, this.#random), o, claims };
+    for (const id of claims) {
+      const grants = await client.subscribeAsync(provisioningTopics.request(id), { qos: 1 });
+      if (!grants.length || grants.some((g) => g.qos > 2)) {
+        throw new Error(`the broker refused the subscription to ${provisioningTopics.request(id)}`);
+      }
+    }
+  }
+
+  /** Certificates issued (enrollments and renewals), of one hub or of all, in order. */
+  certificates(hubId?: string): readonly IssuedCertificate[] {
+    return hubId === undefined ? this.#issued : this.#issued.filter((c) => c.hubId === hubId);
+  }
+
+  /** Every enrollment and renewal request answered, in order (refusals with their code). */
+  certificateAnswers(): readonly CertificateAnswer[] {
+    return this.#certAnswers;
+  }
+
+  /** The OTP key the cloud gave a hub at enrollment (undefined if it did not enroll here). */
+  enrolledOtpKey(hubId: string): Secret | undefined {
+    const e = this.#enrolled.get(hubId);
+    return e ? new Secret(Buffer.from(e.otpKey)) : undefined;
   }
 
   /** Hubs the cloud has heard from. */
@@ -709,6 +817,12 @@ export class ReferenceCloud {
   }
 
   #record(topic: string, payload: Buffer, retained: boolean): void {
+    const claim = PROVISIONING_TOPIC.exec(topic)?.[1];
+    if (claim !== undefined) {
+      this.#received++;
+      this.#enroll(claim, topic, payload);
+      return;
+    }
     const m = HUB_TOPIC.exec(topic);
     const hubId = m?.[1];
     const rest = m?.[2];
@@ -717,13 +831,13 @@ export class ReferenceCloud {
       return;
     }
     // Our own commands and syncs, echoed back over MQTT 3.1.1 (which has no "no local").
-    if (rest === 'cmd' || rest === 'sync') return;
+    if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response') return;
     this.#received++;
 
     const lock = LOCK_STATE.exec(rest);
     const kind: keyof TopicMap | undefined = lock
       ? 'locks/{lockId}/state'
-      : (['status', 'cmd/result', 'sync/ack', 'events', 'health'] as const).find((k) => k === rest);
+      : (['status', 'cmd/result', 'sync/ack', 'events', 'health', 'cert/request'] as const).find((k) => k === rest);
     if (!kind) {
       this.#refuse(topic, 'not a topic of the contract');
       return;
@@ -779,6 +893,9 @@ export class ReferenceCloud {
       case 'health':
         hub.health.push(value as HealthPayload);
         return;
+      case 'cert/request':
+        this.#renew(hubId, value as TopicMap['cert/request']['payload']);
+        return;
       case 'cmd/result':
       case 'sync/ack': {
         const a = value as CmdResultPayload | SyncAckPayload;
@@ -800,6 +917,150 @@ export class ReferenceCloud {
         return;
       }
     }
+  }
+
+  /**
+   * An enrollment request on `ks/provisioning/{claimId}/request`. The broker let only a holder of
+   * that claim certificate publish it; the claim proves nothing about which hub it is, so the hub
+   * id must be one the claim may enroll, and only once (per key).
+   */
+  #enroll(claimId: string, topic: string, payload: Buffer): void {
+    const certs = this.#certificates;
+    const parsed = parseInbound('provisioning/request', payload);
+    if (!parsed.ok) {
+      this.#refuse(topic, parsed.error.message);
+      return;
+    }
+    const req = parsed.value;
+    const answer = (r: Omit<EnrollResponsePayload, 'v' | 'requestId' | 'hubId'>) => {
+      const body: EnrollResponsePayload = { v: CONTRACT_VERSION, requestId: req.requestId, hubId: req.hubId, ...r };
+      this.#certAnswers.push({
+        kind: 'enrollment',
+        via: claimId,
+        hubId: req.hubId,
+        requestId: req.requestId,
+        ok: r.ok,
+        ...(r.error ? { code: r.error.code } : {}),
+      });
+      this.#client
+        ?.publishAsync(provisioningTopics.response(claimId), JSON.stringify(body), { qos: 1 })
+        .catch((e: Error) => this.#log?.warn({ err: e, claimId }, 'reference cloud: enrollment response not sent'));
+    };
+    const refuse = (code: string, message: string) => {
+      this.#log?.warn({ claimId, hubId: req.hubId, code }, `reference cloud: enrollment refused: ${message}`);
+      answer({ ok: false, error: { code, message } });
+    };
+    if (!certs?.claims.has(claimId)) {
+      refuse('not_allowed', `claim ${claimId} is not accepted here`);
+      return;
+    }
+    const allowed = certs.o.allowEnrollment
+      ? certs.o.allowEnrollment(req.hubId, claimId)
+      : !certs.claims.has(req.hubId);
+    if (!allowed) {
+      refuse('unknown_hub', `hub ${req.hubId} may not enroll with claim ${claimId}`);
+      return;
+    }
+    try {
+      const csr = parseCsr(req.csr);
+      if (csr.cn !== req.hubId) throw new CsrRefused('cn_mismatch', `the CSR names ${csr.cn}, not ${req.hubId}`);
+      let e = this.#enrolled.get(req.hubId);
+      if (e && e.keyId !== csr.keyId) {
+        throw new CsrRefused('already_enrolled', `hub ${req.hubId} is already enrolled with another key`);
+      }
+      // The same key again (a response that was lost): the same secrets, a fresh certificate.
+      const issued = this.#issue(req.hubId, 'enrollment', req.requestId, csr);
+      if (e) e.cert = issued;
+      else {
+        e = {
+          keyId: csr.keyId,
+          cert: issued,
+          otpKey: Buffer.from(this.#random.bytes(SECRET_BYTES)),
+          pinKey: Buffer.from(this.#random.bytes(SECRET_BYTES)),
+        };
+        this.#enrolled.set(req.hubId, e);
+        // From now on this hub's commands are signed with the key it was given.
+        this.setOtpKey(req.hubId, new Secret(Buffer.from(e.otpKey)));
+      }
+      answer({
+        ok: true,
+        cert: e.cert.cert,
+        ca: certs.ca.certPem,
+        secrets: { otpKey: wrapForKey(csr.publicKeyPem, e.otpKey), pinKey: wrapForKey(csr.publicKeyPem, e.pinKey) },
+      });
+    } catch (err) {
+      if (err instanceof CsrRefused) refuse(err.code, err.message);
+      else {
+        this.#log?.error({ err, hubId: req.hubId }, 'reference cloud: enrollment failed');
+        refuse('internal', 'the certificate could not be issued');
+      }
+    }
+  }
+
+  /** A renewal request on `ks/hubs/{hubId}/cert/request`: the broker let only hub `hubId` publish it. */
+  #renew(hubId: string, req: TopicMap['cert/request']['payload']): void {
+    const certs = this.#certificates;
+    if (!certs || certs.o.renewals === false) return; // not this cloud's job: no answer
+    let r: Omit<CertResponsePayload, 'v' | 'requestId'>;
+    try {
+      const csr = parseCsr(req.csr);
+      if (csr.cn !== hubId) throw new CsrRefused('cn_mismatch', `the CSR names ${csr.cn}, not ${hubId}`);
+      const issued = this.#issue(hubId, 'renewal', req.requestId, csr);
+      const e = this.#enrolled.get(hubId);
+      if (e) {
+        e.keyId = csr.keyId;
+        e.cert = issued;
+      }
+      r = { ok: true, cert: issued.cert };
+    } catch (err) {
+      const known = err instanceof CsrRefused;
+      if (!known) this.#log?.error({ err, hubId }, 'reference cloud: renewal failed');
+      r = {
+        ok: false,
+        error: known
+          ? { code: err.code, message: err.message }
+          : { code: 'internal', message: 'the certificate could not be issued' },
+      };
+    }
+    this.#certAnswers.push({
+      kind: 'renewal',
+      via: hubId,
+      hubId,
+      requestId: req.requestId,
+      ok: r.ok,
+      ...(r.error ? { code: r.error.code } : {}),
+    });
+    const body: CertResponsePayload = { v: CONTRACT_VERSION, requestId: req.requestId, ...r };
+    this.#client
+      ?.publishAsync(topics.certResponse(hubId), JSON.stringify(body), { qos: 1 })
+      .catch((e: Error) => this.#log?.warn({ err: e, hubId }, 'reference cloud: renewal response not sent'));
+  }
+
+  #issue(
+    hubId: string,
+    kind: IssuedCertificate['kind'],
+    requestId: string,
+    csr: ReturnType<typeof parseCsr>,
+  ): IssuedCertificate {
+    const certs = this.#certificates;
+    if (!certs) throw new Error('ReferenceCloud: certificates are not enabled');
+    const issued = certs.ca.issue(csr, {
+      now: this.#clock.now(),
+      ...(certs.o.validitySec === undefined ? {} : { validitySec: certs.o.validitySec }),
+    });
+    const record: IssuedCertificate = {
+      hubId,
+      kind,
+      requestId,
+      fingerprint: new X509Certificate(issued.certPem).fingerprint256,
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      keyId: csr.keyId,
+      cert: issued.certPem,
+    };
+    this.#issued.push(record);
+    this.#log?.info({ hubId, kind, notAfter: issued.notAfter }, 'reference cloud: certificate issued');
+    return record;
   }
 
   /** A command the hub accepted (its counter is now the hub's last accepted one, or below it). */

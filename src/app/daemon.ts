@@ -16,7 +16,8 @@ import { VERSION } from './version.js';
 export const EXIT_CONFIG = 78;
 
 /** Errors that mean "fix the installation", not "try again". */
-const PERMANENT = /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id)|commands\.)/;
+const PERMANENT =
+  /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id|no-identity)|identity\.|provision\.|commands\.)/;
 
 export interface DaemonOptions {
   /** Config file; undefined = the default path, null = defaults only (the demo). */

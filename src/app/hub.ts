@@ -1,9 +1,12 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
+import { identityPaths } from '../../provisioning/identity.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import type { Random } from '../base/random.js';
+import { type CertSummary, type DiagReport, daemonDiag } from '../cli/diag.js';
 import { loadOtpKey } from '../commands/otp-key.js';
 import type { HubConfig } from '../config/schema.js';
 import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
@@ -16,6 +19,7 @@ import { LinkManager, type LinkOptions } from '../link/manager.js';
 import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import { Store } from '../store/store.js';
+import { enrollmentFor } from '../uplink/enrollment.js';
 import { loadUplinkFiles, UplinkService } from '../uplink/service.js';
 import { VERSION } from './version.js';
 
@@ -51,6 +55,8 @@ export class Hub {
   readonly #started: Component[] = [];
   #startedAt = 0;
   #startedMono = 0;
+  /** The uplink's certificate as loaded at start (for diag). */
+  #certificate: CertSummary | undefined;
 
   private constructor(deps: HubDeps, store: Store, sealer: Sealer, storageKey: Omit<StorageKeySource, 'key'>) {
     this.deps = deps;
@@ -59,8 +65,22 @@ export class Hub {
     this.storageKey = storageKey;
     this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
+    this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
     this.#components.push(...(deps.before ?? []));
-    const files = deps.config.uplink.enabled ? loadUplinkFiles(deps.config.uplink) : undefined;
+    // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
+    const enrollment = enrollmentFor({ ...deps, store, sealer, log: deps.log.child({ component: 'enrollment' }) });
+    const files =
+      deps.config.uplink.enabled && !enrollment ? loadUplinkFiles(deps.config.uplink, deps.config.dataDir) : undefined;
+    if (files) {
+      const x = new X509Certificate(files.cert);
+      this.#certificate = {
+        hubId: files.identity.hubId,
+        notBefore: new Date(Date.parse(x.validFrom)).toISOString(),
+        notAfter: files.identity.notAfter,
+        fingerprint: files.identity.fingerprint,
+        source: deps.config.uplink.certFile ?? identityPaths(deps.config.dataDir).cert,
+      };
+    }
     // Remote commands arrive over the uplink only; the OTP key is sealed under the hub id.
     const otpKey = files
       ? loadOtpKey({
@@ -72,13 +92,13 @@ export class Hub {
           log: deps.log.child({ component: 'commands' }),
         })
       : undefined;
-    if (!files && deps.config.commands.otpKeyFile !== null) {
+    if (!deps.config.uplink.enabled && deps.config.commands.otpKeyFile !== null) {
       deps.log.warn(
         { file: deps.config.commands.otpKeyFile },
         'commands.otpKeyFile is set but the uplink is disabled: remote commands cannot arrive, the key is not used',
       );
     }
-    if (files) {
+    if (files || enrollment) {
       const outbox = new Outbox(store, {
         clock: deps.clock,
         log: deps.log.child({ component: 'outbox' }),
@@ -109,11 +129,35 @@ export class Hub {
       this.#components.push(this.link);
       registerLinkMethods(this.control, this.link);
     }
-    if (files && this.outbox) {
+    if ((files || enrollment) && this.outbox) {
       const bearer = deps.bearer;
+      const { config } = deps;
       this.uplink = new UplinkService({
-        config: deps.config.uplink,
+        config: config.uplink,
         files,
+        ...(enrollment
+          ? {
+              enrollment: {
+                enroll: enrollment,
+                load: () => {
+                  const enrolled = loadUplinkFiles(config.uplink, config.dataDir);
+                  const key = loadOtpKey({
+                    config: config.commands,
+                    hubId: enrolled.identity.hubId,
+                    store,
+                    sealer,
+                    clock: deps.clock,
+                    log: deps.log.child({ component: 'commands' }),
+                  });
+                  return { files: enrolled, otpKey: key };
+                },
+              },
+            }
+          : {}),
+        // The installed identity renews itself; certificate files named in the config do not.
+        ...(config.uplink.certFile === null
+          ? { rotation: { dataDir: config.dataDir, atFraction: config.provisioning.rotateAtFraction } }
+          : {}),
         store,
         outbox: this.outbox,
         link: this.link,
@@ -203,6 +247,23 @@ export class Hub {
       store: { ...this.store.health(), path: this.store.info.path },
       components: this.#components.map((c) => c.status()),
     };
+  }
+
+  /** `iqhub diag`: every check, with a verdict and what to do. */
+  diag(): DiagReport {
+    return daemonDiag({
+      config: this.deps.config,
+      configSource: this.deps.configSource,
+      now: this.deps.clock.now(),
+      uptimeSec: Math.round((this.deps.clock.monotonic() - this.#startedMono) / 1000),
+      version: VERSION,
+      store: this.store,
+      bearers: this.deps.bearer ? [this.deps.bearer] : [],
+      link: this.link,
+      uplink: this.uplink,
+      outbox: this.outbox,
+      certificate: this.#certificate,
+    });
   }
 }
 

@@ -110,3 +110,46 @@ export function formatSecurity(events: { at: number; kind: string; lockId: strin
     )
     .join('\n')}\n`;
 }
+
+/** `iqhub diag` for people: one line per check, and what to do under each that is not ok. */
+export function formatDiag(r: {
+  source: string;
+  verdict: string;
+  checks: { name: string; verdict: string; detail: string; action: string | null }[];
+}): string {
+  const w = Math.max(...r.checks.map((c) => c.name.length));
+  const lines = r.checks.flatMap((c) => [
+    `${c.verdict.toUpperCase().padEnd(4)}  ${c.name.padEnd(w)}  ${c.detail}`,
+    ...(c.verdict !== 'ok' && c.action ? [`${''.padEnd(4 + 2 + w)}  → ${c.action}`] : []),
+  ]);
+  const by = r.source === 'daemon' ? 'checked by the running daemon' : 'checked without the daemon';
+  return `${lines.join('\n')}\n\n${r.verdict.toUpperCase()} (${by})\n`;
+}
+
+/** `iqhub cert` for people. The certificate only: no key is read or shown. */
+export function formatCert(c: {
+  path: string;
+  hubId: string;
+  issuer: string;
+  serialNumber: string;
+  subjectAltName: string | null;
+  notBefore: string;
+  notAfter: string;
+  daysLeft: number;
+  fingerprint: string;
+  warning: string | null;
+}): string {
+  const rows: [string, string][] = [
+    ['certificate', c.path],
+    ['hub id (CN)', c.hubId],
+    ['issuer', c.issuer],
+    ['serial', c.serialNumber],
+    ['alt names', c.subjectAltName ?? '-'],
+    ['valid from', c.notBefore],
+    ['valid until', c.notAfter],
+    ['days left', String(c.daysLeft)],
+    ['SHA-256', c.fingerprint],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n${c.warning ? `\nwarning: ${c.warning}\n` : ''}`;
+}

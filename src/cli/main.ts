@@ -1,16 +1,39 @@
 #!/usr/bin/env node
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
+import {
+  CERT_MAX_BYTES,
+  type CertificateInfo,
+  certificateInfo,
+  csrHubId,
+  identityPaths,
+  initIdentity,
+  installIdentity,
+  parseCertificates,
+  readCsr,
+  readInstalledCertificate,
+} from '../../provisioning/identity.js';
 import { runDaemon } from '../app/daemon.js';
 import { VERSION } from '../app/version.js';
+import { writeFileAtomic } from '../base/atomic-file.js';
 import { describeError, HubError } from '../base/errors.js';
 import { loadConfig } from '../config/load.js';
+import type { HubConfig } from '../config/schema.js';
 import { callDaemon } from '../control/client.js';
 import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
 import { runDemo } from '../demo/demo.js';
-import { formatEvents, formatLock, formatLocks, formatSecurity, formatStatus } from './format.js';
+import { CERT_WARN_DAYS, runDiag } from './diag.js';
+import {
+  formatCert,
+  formatDiag,
+  formatEvents,
+  formatLock,
+  formatLocks,
+  formatSecurity,
+  formatStatus,
+} from './format.js';
 import { readSecretFromStdin } from './secret-input.js';
 
 const program = new Command()
@@ -208,6 +231,176 @@ pki
             `written to ${o.dir} (private keys and the OTP key mode 0600; for development and tests only)\n`,
     );
   });
+
+const RESTART_NOTE =
+  'a running daemon uses the new certificate after its next restart (systemctl restart iq-hub) or certificate rotation';
+
+/** A certificate file named on the command line: readable, and small enough to be one. */
+function readCertFile(path: string, what: string): Buffer {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new HubError(
+      'provision.unreadable',
+      `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      {
+        hint: 'check the path',
+      },
+    );
+  }
+  if (!st.isFile()) throw new HubError('provision.unreadable', `the ${what} ${path} is not a regular file`);
+  if (st.size > CERT_MAX_BYTES) {
+    throw new HubError(
+      'provision.not-pem',
+      `the ${what} ${path} is ${st.size} bytes: too large for a certificate file`,
+      {
+        hint: 'pass the PEM certificate file',
+      },
+    );
+  }
+  return readFileSync(path);
+}
+
+/** The hub id for provisioning: the command line, else the CSR made at init, else the config. */
+function hubIdFor(o: { hubId?: string }, config: HubConfig, dataDir: string): string {
+  const id = o.hubId ?? csrHubId(dataDir) ?? config.provisioning.hubId ?? undefined;
+  if (!id) {
+    throw new HubError('provision.no-hub-id', 'no hub id: none given, none in the config, and no CSR yet', {
+      hint: 'pass --hub-id ID (the id the cloud knows this hub by), or set provisioning.hubId in the config',
+    });
+  }
+  return id;
+}
+
+const provision = program
+  .command('provision')
+  .description("the hub's own identity: its key (made here, never leaves the hub), CSR and certificate");
+
+provision
+  .command('init')
+  .description("make the hub's private key (RSA-2048, mode 0600) and its CSR (CN = hub id) in <dataDir>/identity")
+  .addOption(configOption())
+  .option('--hub-id <id>', 'the hub id (default: provisioning.hubId from the config)')
+  .option('--force', 'replace an existing key (its certificate is removed: a new one must be issued)')
+  .option('--json', 'machine-readable output')
+  .action((o: { config?: string; hubId?: string; force?: boolean; json?: boolean }) => {
+    const { config } = loadConfig(o.config);
+    const hubId = o.hubId ?? config.provisioning.hubId;
+    if (!hubId) {
+      throw new HubError('provision.no-hub-id', 'no hub id given and provisioning.hubId is not set in the config', {
+        hint: 'pass --hub-id ID (the id the cloud knows this hub by)',
+      });
+    }
+    const r = initIdentity({ dataDir: config.dataDir, hubId, force: Boolean(o.force) });
+    const out = {
+      hubId: r.hubId,
+      csr: r.paths.csr,
+      key: r.paths.key,
+      replacedKey: r.replacedKey,
+      removedCertificate: r.removedCertificate,
+    };
+    process.stdout.write(
+      o.json
+        ? `${JSON.stringify(out, null, 2)}\n`
+        : `hub id  ${r.hubId}\nkey     ${r.paths.key} (mode 0600; it never leaves this hub)\nCSR     ${r.paths.csr}\n` +
+            (r.removedCertificate ? 'the certificate of the replaced key was removed: install a new one\n' : '') +
+            'next: have the CSR signed by the factory CA (`iqhub provision csr --out FILE`), then `iqhub provision install --cert FILE --ca FILE`\n',
+    );
+  });
+
+provision
+  .command('csr')
+  .description("print the hub's CSR (for the factory CA), or write it to a file")
+  .addOption(configOption())
+  .option('--out <file>', 'write the CSR to this file instead of standard output')
+  .option('--hub-id <id>', 'the CN if the CSR must be made again (default: that of the existing CSR)')
+  .action((o: { config?: string; out?: string; hubId?: string }) => {
+    const { config } = loadConfig(o.config);
+    const r = readCsr(config.dataDir, o.hubId ?? csrHubId(config.dataDir) ?? config.provisioning.hubId ?? undefined);
+    if (o.out) {
+      writeFileAtomic(o.out, r.csrPem, 0o644);
+      process.stderr.write(`wrote the CSR of ${r.hubId} to ${o.out}\n`);
+    } else {
+      process.stdout.write(r.csrPem);
+    }
+  });
+
+provision
+  .command('install')
+  .description(
+    'check a certificate (issued for this key, by this CA, CN = hub id, valid now) and install it with its CA',
+  )
+  .addOption(configOption())
+  .requiredOption('--cert <file>', "the hub's certificate (PEM; intermediates may follow it)")
+  .requiredOption('--ca <file>', 'the CA certificate(s) that issued it (PEM); also the only CA the uplink trusts')
+  .option('--hub-id <id>', 'the hub id the certificate must carry (default: the CN of the CSR)')
+  .option('--json', 'machine-readable output')
+  .action((o: { config?: string; cert: string; ca: string; hubId?: string; json?: boolean }) => {
+    const { config } = loadConfig(o.config);
+    const certPem = readCertFile(o.cert, 'certificate');
+    const caPem = readCertFile(o.ca, 'CA certificate');
+    const info = installIdentity({
+      dataDir: config.dataDir,
+      certPem,
+      caPem,
+      hubId: hubIdFor(o, config, config.dataDir),
+      now: Date.now(),
+      source: { cert: o.cert, ca: o.ca },
+    });
+    const { paths, ...rest } = info;
+    process.stdout.write(
+      o.json
+        ? `${JSON.stringify({ ...rest, installed: paths.cert, note: RESTART_NOTE }, null, 2)}\n`
+        : `installed the certificate of ${info.hubId} (issued by ${info.issuer}, valid until ${info.notAfter}, ${info.daysLeft} days)\n` +
+            `in ${paths.dir}\nnote: ${RESTART_NOTE}\n`,
+    );
+  });
+
+program
+  .command('cert')
+  .description("the hub's certificate: CN, issuer, validity, days left, fingerprint (reads no key)")
+  .addOption(configOption())
+  .option('--json', 'machine-readable output')
+  .action((o: { config?: string; json?: boolean }) => {
+    const { config } = loadConfig(o.config);
+    const now = Date.now();
+    const configured = config.uplink.certFile;
+    let info: (CertificateInfo & { path: string }) | undefined;
+    if (configured) {
+      const [x] = parseCertificates(readCertFile(configured, 'certificate (uplink.certFile)'), configured);
+      info = x ? { ...certificateInfo(x, now), path: configured } : undefined;
+    } else {
+      info = readInstalledCertificate(config.dataDir, now);
+    }
+    if (!info) {
+      throw new HubError('identity.none', `no hub certificate is installed in ${identityPaths(config.dataDir).dir}`, {
+        hint: '`iqhub provision init`, have the CSR signed, then `iqhub provision install --cert FILE --ca FILE`',
+      });
+    }
+    const warning =
+      now < Date.parse(info.notBefore)
+        ? `not valid before ${info.notBefore}: check the clock (iqhub diag)`
+        : info.daysLeft < 0
+          ? `expired on ${info.notAfter}: the broker refuses it; install a new one (iqhub provision csr, then install)`
+          : info.daysLeft < CERT_WARN_DAYS
+            ? `expires in ${info.daysLeft} days: rotation renews it while the uplink is connected; otherwise install a new one`
+            : null;
+    const out = { ...info, warning };
+    process.stdout.write(o.json ? `${JSON.stringify(out, null, 2)}\n` : formatCert(out));
+  });
+
+socketOptions(
+  program
+    .command('diag')
+    .description(
+      "the field technician's checks: radios, uplink, certificate, clock, disk, store, outbox, locks (exit 1 if one fails)",
+    ),
+).action(async (o: SocketOpts) => {
+  const r = await runDiag(o);
+  print(o, r, formatDiag);
+  process.exitCode = r.verdict === 'fail' ? 1 : 0;
+});
 
 function parseCount(v: string): number {
   const n = Number(v);

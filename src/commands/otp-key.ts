@@ -146,3 +146,42 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
 function sameKey(a: Secret, b: Secret): boolean {
   return a.length === b.length && timingSafeEqual(a.reveal(), b.reveal());
 }
+
+/**
+ * Store `key` as the hub's OTP key, sealed (purpose `commands.otp-key`, id = hub id): the key
+ * delivered at enrollment. A different stored key is replaced and the replacement recorded as a
+ * security event, as `loadOtpKey` does for a new key file. Returns the key's fingerprint.
+ */
+export function storeOtpKey(d: Omit<OtpKeyDeps, 'config'>, key: Secret): string {
+  if (key.length !== OTP_KEY_BYTES) {
+    throw new HubError('commands.otp-key.invalid', `an OTP key has ${OTP_KEY_BYTES} bytes, not ${key.length}`);
+  }
+  const ctx = { purpose: OTP_KEY_PURPOSE, id: d.hubId };
+  const db = d.store.db;
+  const fingerprint = otpKeyFingerprint(key);
+  const now = Math.floor(d.clock.now());
+  const blob = d.sealer.seal(key, ctx);
+  const previous = d.store.transaction(() => {
+    const row = db
+      .prepare('SELECT fingerprint FROM sealed_secrets WHERE purpose = ? AND id = ?')
+      .get(ctx.purpose, ctx.id) as { fingerprint: string } | undefined;
+    db.prepare(
+      `INSERT INTO sealed_secrets (purpose, id, blob, fingerprint, updated_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (purpose, id) DO UPDATE SET blob = excluded.blob, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
+    ).run(ctx.purpose, ctx.id, blob, fingerprint, now);
+    if (row && row.fingerprint !== fingerprint) {
+      db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
+        now,
+        'commands.otp-key-rotated',
+        JSON.stringify({ previous: row.fingerprint, fingerprint }),
+      );
+    }
+    return row?.fingerprint;
+  });
+  if (previous !== undefined && previous !== fingerprint) {
+    d.log.warn({ previous, fingerprint }, 'OTP key rotated: the key delivered at enrollment replaces the stored key');
+  } else {
+    d.log.info({ fingerprint }, 'OTP key delivered at enrollment stored sealed');
+  }
+  return fingerprint;
+}

@@ -1,3 +1,5 @@
+import { ID_PATTERN } from '../uplink/contract.js';
+
 /**
  * The configuration file's JSON Schema: the single source of its keys, types and defaults.
  * docs/configuration.md documents the same keys; a test keeps the two in step.
@@ -36,6 +38,15 @@ export interface HubConfig {
     maxSkewSec: number;
     counterWindow: number;
   };
+  provisioning: {
+    /** The hub id for `iqhub provision init` when none is given on the command line. */
+    hubId: string | null;
+    claimCertFile: string | null;
+    claimKeyFile: string | null;
+    claimCaFile: string | null;
+    /** Share of the certificate's lifetime after which it is renewed. */
+    rotateAtFraction: number;
+  };
   simulation: {
     enabled: boolean;
     locks: number;
@@ -48,6 +59,11 @@ export interface HubConfig {
 }
 
 const absolutePath = { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' } as const;
+const optionalPath = {
+  anyOf: [absolutePath, { type: 'null' }],
+  default: null,
+  description: 'an absolute path, or null',
+} as const;
 
 export const configSchema = {
   $id: 'https://iq-hub.invalid/schemas/config.json',
@@ -116,14 +132,12 @@ export const configSchema = {
       },
       if: { properties: { enabled: { const: true } }, required: ['enabled'] },
       // Evaluated before the defaults are filled in: a key that is missing fails `required`.
+      // The certificate files may stay null: the installed identity in <dataDir>/identity is used.
       // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then; this object is never awaited.
       then: {
-        required: ['url', 'caFile', 'certFile', 'keyFile'],
+        required: ['url'],
         properties: {
           url: { type: 'string' },
-          caFile: { type: 'string' },
-          certFile: { type: 'string' },
-          keyFile: { type: 'string' },
         },
       },
     },
@@ -142,6 +156,22 @@ export const configSchema = {
         lockoutSec: { type: 'integer', minimum: 1, maximum: 86400, default: 60 },
         maxSkewSec: { type: 'integer', minimum: 0, maximum: 600, default: 30 },
         counterWindow: { type: 'integer', minimum: 1, maximum: 1000000, default: 1000 },
+      },
+    },
+    provisioning: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        hubId: {
+          anyOf: [{ type: 'string', pattern: ID_PATTERN }, { type: 'null' }],
+          default: null,
+          description: 'a hub id (1-64 of A-Z a-z 0-9 . _ : -), or null',
+        },
+        claimCertFile: optionalPath,
+        claimKeyFile: optionalPath,
+        claimCaFile: optionalPath,
+        rotateAtFraction: { type: 'number', minimum: 0.1, maximum: 0.95, default: 0.667 },
       },
     },
     simulation: {

@@ -21,7 +21,33 @@ const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: bo
     retained: false,
     summary: 'Periodic: uptime, outbox depth, radios, locks, certificate expiry.',
   },
+  'cert/request': {
+    dir: 'send',
+    retained: false,
+    summary: "Rotation: a CSR for the hub's new key (CN = hub id), sent at a share of the certificate's lifetime.",
+  },
+  'cert/response': {
+    dir: 'receive',
+    retained: false,
+    summary: 'The renewed certificate for a cert/request (by requestId), or why not.',
+  },
+  'provisioning/request': {
+    dir: 'send',
+    retained: false,
+    summary: 'Enrollment by claim: the hub id and its CSR, sent with the shared claim certificate.',
+  },
+  'provisioning/response': {
+    dir: 'receive',
+    retained: false,
+    summary: "The hub's own certificate, the CA and its secrets encrypted to its key (by requestId), or why not.",
+  },
 };
+
+/** The MQTT address of a contract topic: under the hub's base, or the claim's for enrollment. */
+const address = (topic: string) =>
+  topic.startsWith('provisioning/')
+    ? `ks/provisioning/{claimId}/${topic.slice('provisioning/'.length)}`
+    : `ks/hubs/{hubId}/${topic}`;
 
 const key = (topic: string) => topic.replace(/[/{}]/g, (c) => (c === '/' ? '_' : ''));
 
@@ -37,13 +63,15 @@ export function buildAsyncApi(): Record<string, unknown> {
     const k = key(topic);
     messages[k] = { name: k, contentType: 'application/json', payload: schemas[topic as keyof TopicMap] };
     ch[k] = {
-      address: `ks/hubs/{hubId}/${topic}`,
+      address: address(topic),
       summary: info.summary,
       messages: { [k]: { $ref: `#/components/messages/${k}` } },
-      parameters: {
-        hubId: { description: "The CN of the hub's client certificate." },
-        ...(topic.includes('{lockId}') ? { lockId: { description: 'The lock (device) id.' } } : {}),
-      },
+      parameters: topic.startsWith('provisioning/')
+        ? { claimId: { description: 'The CN of the shared claim certificate.' } }
+        : {
+            hubId: { description: "The CN of the hub's client certificate." },
+            ...(topic.includes('{lockId}') ? { lockId: { description: 'The lock (device) id.' } } : {}),
+          },
       bindings: { mqtt: { bindingVersion: '0.2.0' } },
     };
     ops[`${info.dir === 'send' ? 'publish' : 'receive'}_${k}`] = {

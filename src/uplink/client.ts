@@ -14,7 +14,10 @@ import type { Logger } from '../log/logger.js';
 import { CONTRACT_VERSION, ID_PATTERN, type StatusPayload, topics } from './contract.js';
 
 /** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
-export type InboundTopicName = 'cmd' | 'sync';
+export type InboundTopicName = 'cmd' | 'sync' | 'cert/response';
+
+/** The outcome of `switchCredentials`. */
+export type SwitchResult = { ok: true } | { ok: false; code: string | number };
 
 export type PublishResult = { ok: true } | { ok: false; permanent: boolean; code: string | number };
 
@@ -93,6 +96,10 @@ interface Connection {
   connectedWall: number | null;
   lastError: string | number | null;
   socket: TLSSocket | undefined;
+  /** The TLS material this connection presents. */
+  context: SecureContext;
+  /** Set while this is a `switchCredentials` attempt not yet accepted by the broker. */
+  candidate: ((r: SwitchResult) => void) | undefined;
 }
 
 function errorCode(e: unknown): string | number {
@@ -132,8 +139,10 @@ export class UplinkClient {
   readonly #o: Required<Omit<UplinkClientOptions, 'ca' | 'cert' | 'key' | 'url'>>;
   readonly #host: string;
   readonly #port: number;
-  readonly #context: SecureContext;
-  readonly #topics: { status: string; cmd: string; sync: string; base: string };
+  readonly #ca: Buffer;
+  /** The TLS material of every new connection (replaced by a successful `switchCredentials`). */
+  #context: SecureContext;
+  readonly #topics: { status: string; cmd: string; sync: string; certResponse: string; base: string };
   readonly #messageListeners = new Set<(topic: InboundTopicName, payload: Buffer) => void | Promise<void>>();
   readonly #listeners = { connected: new Set<() => void>(), disconnected: new Set<() => void>() };
   #conn: Connection | undefined;
@@ -141,6 +150,8 @@ export class UplinkClient {
   #lastError: string | number | null = null;
   #attempt = 0;
   #timer: TimerHandle | undefined;
+  /** A `switchCredentials` connection waiting for its CONNACK. */
+  #candidate: Connection | undefined;
   #started = false;
   #stopped = false;
 
@@ -171,6 +182,7 @@ export class UplinkClient {
     }
     this.#host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     this.#port = url.port === '' ? 8883 : Number(url.port);
+    this.#ca = Buffer.from(ca);
     try {
       this.#context = createSecureContext({ ca, cert, key, minVersion: 'TLSv1.2' });
     } catch (e) {
@@ -182,6 +194,7 @@ export class UplinkClient {
       status: topics.status(hubId),
       cmd: topics.cmd(hubId),
       sync: topics.sync(hubId),
+      certResponse: topics.certResponse(hubId),
       base: `ks/hubs/${hubId}/`,
     };
   }
@@ -213,7 +226,7 @@ export class UplinkClient {
     return () => this.#listeners[event].delete(listener);
   }
 
-  /** Inbound messages on the hub's own `cmd` and `sync` topics (anything else is dropped). */
+  /** Inbound messages on the hub's own `cmd`, `sync` and `cert/response` topics (anything else is dropped). */
   onMessage(listener: (topic: InboundTopicName, payload: Buffer) => void | Promise<void>): () => void {
     this.#messageListeners.add(listener);
     return () => this.#messageListeners.delete(listener);
@@ -234,12 +247,46 @@ export class UplinkClient {
     return this.#publishOn(c, this.#topics.base + topic, payload, opts.retain ?? false);
   }
 
+  /**
+   * Use a new certificate and key (rotation), without a gap: a second connection with the same
+   * client id presents them while the current one stays up. When the broker accepts it, it ends
+   * the current one itself (session takeover: the persistent session — subscriptions, queued
+   * and unacknowledged QoS 1 messages — carries over) and the new connection becomes this
+   * client's, with the new material for every later reconnect; publishes that were waiting on
+   * the old one resolve as transient failures and are published again from the outbox. When the
+   * broker refuses it (TLS alert, CONNACK error, timeout), nothing changes: the current connection
+   * and the old material stay. Only while connected; one switch at a time.
+   */
+  switchCredentials(cert: Buffer, key: Buffer): Promise<SwitchResult> {
+    if (this.#stopped || !this.#started) return Promise.resolve({ ok: false, code: 'stopped' });
+    if (this.#candidate) return Promise.resolve({ ok: false, code: 'busy' });
+    const current = this.#conn;
+    if (!current || current.closed || this.#state !== 'connected') {
+      return Promise.resolve({ ok: false, code: 'not-connected' });
+    }
+    let context: SecureContext;
+    try {
+      context = createSecureContext({ ca: this.#ca, cert, key, minVersion: 'TLSv1.2' });
+    } catch {
+      return Promise.resolve({ ok: false, code: 'tls-material' });
+    }
+    return new Promise<SwitchResult>((resolve) => {
+      const conn = this.#open(context, resolve);
+      if (conn && !conn.closed) this.#candidate = conn;
+    });
+  }
+
   /** Say `status` offline (shutdown) if connected, disconnect cleanly (no last will), stop reconnecting. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#o.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    const candidate = this.#candidate;
+    if (candidate && !candidate.closed) {
+      candidate.mc.end(true);
+      this.#closed(candidate);
+    }
     const c = this.#conn;
     if (c && !c.closed) {
       // Past the CONNACK (even if `status` online is still on its way): say offline, then DISCONNECT.
@@ -278,7 +325,17 @@ export class UplinkClient {
   #connect(): void {
     this.#timer = undefined;
     if (this.#stopped) return;
+    // A switch under way decides what comes next (its connection, or a reconnect when it fails).
+    if (this.#candidate) return;
     this.#state = 'connecting';
+    this.#conn = this.#open(this.#context, undefined);
+  }
+
+  /**
+   * A new connection attempt presenting `context`. With `candidate` it is a switch: it becomes
+   * the client's connection only once the broker accepted it.
+   */
+  #open(context: SecureContext, candidate: ((r: SwitchResult) => void) | undefined): Connection {
     const o = this.#o;
     const offline: StatusPayload = { v: CONTRACT_VERSION, state: 'offline', reason: 'connection-lost' };
     const options: IClientOptions = {
@@ -302,14 +359,16 @@ export class UplinkClient {
       connectedWall: null,
       lastError: null,
       socket: undefined,
+      context,
+      candidate,
     };
-    this.#conn = conn;
+    if (!candidate) this.#conn = conn;
     try {
       conn.mc = new MqttClient(() => this.#openSocket(conn), options);
     } catch (e) {
       conn.lastError = errorCode(e);
       this.#closed(conn);
-      return;
+      return conn;
     }
     // An 'error' without a listener would throw: every error is recorded, and the 'close' that
     // follows decides what happens next.
@@ -321,8 +380,39 @@ export class UplinkClient {
       conn.lastError = `disconnect:${packet.reasonCode ?? 0}`;
     });
     conn.mc.on('close', () => this.#closed(conn));
-    conn.mc.on('connect', (connack) => void this.#connected(conn, connack.sessionPresent));
+    conn.mc.on('connect', (connack) => {
+      if (conn.candidate) this.#promote(conn);
+      void this.#connected(conn, connack.sessionPresent);
+    });
     conn.mc.on('message', (topic, payload) => this.#inbound(topic, payload));
+    return conn;
+  }
+
+  /**
+   * A switch's connection was accepted: the broker has ended the previous one (same client id),
+   * so end it here too (its waiting publishes resolve as transient failures) and carry on with
+   * the new connection and its material.
+   */
+  #promote(conn: Connection): void {
+    const settle = conn.candidate;
+    conn.candidate = undefined;
+    if (this.#candidate === conn) this.#candidate = undefined;
+    if (this.#stopped) {
+      conn.mc.end(true);
+      settle?.({ ok: false, code: 'stopped' });
+      return;
+    }
+    const previous = this.#conn;
+    this.#o.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#conn = conn;
+    this.#context = conn.context;
+    if (previous && !previous.closed) {
+      previous.lastError = 'switched';
+      this.#closed(previous);
+    }
+    this.#o.log.info('uplink: new certificate accepted by the broker; switched connections');
+    settle?.({ ok: true });
   }
 
   #openSocket(conn: Connection): TLSSocket {
@@ -330,7 +420,7 @@ export class UplinkClient {
     const socket = tlsConnect({
       host: this.#host,
       port: this.#port,
-      secureContext: this.#context,
+      secureContext: conn.context,
       rejectUnauthorized: true,
       // SNI carries names only; an IP is still checked against the certificate's IP SANs.
       ...(isIP(pinned) === 0 ? { servername: pinned } : {}),
@@ -349,7 +439,8 @@ export class UplinkClient {
     const subscribed = await this.#untilClosed(
       conn,
       new Promise<string | null>((resolve) => {
-        conn.mc.subscribe([this.#topics.cmd, this.#topics.sync], { qos: 1 }, (err, granted) => {
+        const wanted = [this.#topics.cmd, this.#topics.sync, this.#topics.certResponse];
+        conn.mc.subscribe(wanted, { qos: 1 }, (err, granted) => {
           if (err) return resolve(String(errorCode(err)));
           const refused = (granted ?? []).filter((g) => g.qos > 2).map((g) => g.topic);
           resolve(refused.length > 0 ? `refused: ${refused.join(', ')}` : null);
@@ -360,7 +451,7 @@ export class UplinkClient {
     if (subscribed !== null) {
       this.#o.log.error(
         { problem: subscribed },
-        'uplink: subscribing to cmd and sync failed; commands will not arrive',
+        'uplink: subscribing to cmd, sync and cert/response failed; commands will not arrive',
       );
     }
     const online: StatusPayload = {
@@ -393,6 +484,19 @@ export class UplinkClient {
     try {
       conn.mc?.end(true);
     } catch {}
+    if (conn.candidate) {
+      // A switch the broker refused: the current connection and material stay.
+      const settle = conn.candidate;
+      conn.candidate = undefined;
+      if (this.#candidate === conn) this.#candidate = undefined;
+      this.#o.log.warn({ code: conn.lastError ?? 'closed' }, 'uplink: the new certificate was not accepted');
+      settle({ ok: false, code: conn.lastError ?? 'closed' });
+      // The old connection may have ended meanwhile, its reconnect deferred to this outcome.
+      if (!this.#stopped && !this.#conn && this.#timer === undefined) {
+        this.#timer = this.#o.clock.setTimeout(() => this.#connect(), 0);
+      }
+      return;
+    }
     if (conn !== this.#conn) return;
     this.#conn = undefined;
     const wasConnected = this.#state === 'connected';
@@ -401,6 +505,13 @@ export class UplinkClient {
     this.#state = 'disconnected';
     if (this.#stopped) return;
     const o = this.#o;
+    if (this.#candidate) {
+      // A switch is under way: most likely the broker ended this connection because the new one
+      // took over the session. The switch's outcome decides what comes next (see #closed above).
+      o.log.info({ code: this.#lastError }, 'uplink: the current connection ended during a certificate switch');
+      if (wasConnected) this.#emit('disconnected');
+      return;
+    }
     if (conn.connectedAt !== null && o.clock.monotonic() - conn.connectedAt >= o.stableAfterMs) this.#attempt = 0;
     const ceiling = Math.min(o.reconnectMaxMs, o.reconnectBaseMs * 2 ** Math.min(this.#attempt, 30));
     const delay = Math.floor(o.random.float() * ceiling);
@@ -434,7 +545,13 @@ export class UplinkClient {
 
   #inbound(topic: string, payload: Buffer): void {
     const name: InboundTopicName | undefined =
-      topic === this.#topics.cmd ? 'cmd' : topic === this.#topics.sync ? 'sync' : undefined;
+      topic === this.#topics.cmd
+        ? 'cmd'
+        : topic === this.#topics.sync
+          ? 'sync'
+          : topic === this.#topics.certResponse
+            ? 'cert/response'
+            : undefined;
     if (!name) {
       this.#o.log.debug({ topic: topic.slice(0, 200) }, 'uplink: message on an unexpected topic dropped');
       return;

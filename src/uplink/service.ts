@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { identityPaths, loadIdentity } from '../../provisioning/identity.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
@@ -14,15 +15,20 @@ import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { UplinkClient } from './client.js';
 import { CONTRACT_VERSION, type HealthPayload, ID_PATTERN, type LockStatePayload } from './contract.js';
+import type { Enrollment } from './enrollment.js';
 import { type CommandTarget, Inbound } from './inbound.js';
 import { Publisher } from './publisher.js';
+import { Rotation, type RotationStatus } from './rotation.js';
 
 export type UplinkFiles = ReturnType<typeof loadUplinkFiles>;
 
 export interface UplinkDeps {
   config: HubConfig['uplink'];
-  /** Loaded and checked at build time, so a bad certificate stops start-up with a clear message. */
-  files: UplinkFiles;
+  /**
+   * Loaded and checked at build time, so a bad certificate stops start-up with a clear message.
+   * Undefined when the hub has no identity yet and enrolls first (`enrollment`).
+   */
+  files: UplinkFiles | undefined;
   store: Store;
   outbox: Outbox;
   link: LinkManager | undefined;
@@ -39,6 +45,17 @@ export interface UplinkDeps {
   otpKey: Secret | undefined;
   /** Told of a command lockout (already recorded in security_events and logged). */
   onSecurityEvent?: (e: CommandSecurityEvent) => void;
+  /**
+   * No identity yet: enroll with the claim certificate first (src/uplink/enrollment.ts), in the
+   * background (the hub runs meanwhile; events wait in the outbox), then `load()` the identity
+   * and the OTP key it installed, and connect with them.
+   */
+  enrollment?: { enroll: Enrollment; load: () => { files: UplinkFiles; otpKey: Secret | undefined } };
+  /**
+   * Certificate rotation (src/uplink/rotation.ts), for the identity installed in `dataDir` (not
+   * for certificate files named in the config, which their owner renews).
+   */
+  rotation?: { dataDir: string; atFraction: number };
 }
 
 export interface UplinkIdentity {
@@ -49,20 +66,39 @@ export interface UplinkIdentity {
 
 /**
  * Read and check the uplink's certificate files: the CA, the hub certificate (its CN is the hub
- * id) and the private key (mode 0600, and it must belong to the certificate). Every problem is a
- * HubError naming the file and the fix; key material never appears in a message.
+ * id) and the private key (mode 0600, and it must belong to the certificate). With none of the
+ * three files configured, the identity installed in `<dataDir>/identity` is used (same checks).
+ * Every problem is a HubError naming the file and the fix; key material never appears in a message.
  */
-export function loadUplinkFiles(config: HubConfig['uplink']): {
+export function loadUplinkFiles(
+  config: HubConfig['uplink'],
+  dataDir: string,
+): {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
   identity: UplinkIdentity;
 } {
   const { caFile, certFile, keyFile } = config;
+  if (caFile === null && certFile === null && keyFile === null) {
+    const installed = loadIdentity(dataDir);
+    if (!installed) {
+      throw new HubError(
+        'uplink.no-identity',
+        `the uplink is enabled but no hub certificate is installed in ${identityPaths(dataDir).dir}`,
+        {
+          hint: 'run `iqhub provision init`, have the CSR signed and `iqhub provision install --cert FILE --ca FILE` (or enroll with a claim certificate); or set uplink.caFile, uplink.certFile and uplink.keyFile',
+        },
+      );
+    }
+    const { ca, cert, key, hubId, notAfter, fingerprint } = installed;
+    return { ca, cert, key, identity: { hubId, notAfter, fingerprint } };
+  }
   if (!caFile || !certFile || !keyFile) {
     throw new HubError(
       'config.uplink',
-      'uplink.caFile, uplink.certFile and uplink.keyFile are required when the uplink is enabled',
+      'uplink.caFile, uplink.certFile and uplink.keyFile are set together or not at all (null: the installed identity)',
+      { hint: 'set all three, or none of them to use the identity installed with `iqhub provision`' },
     );
   }
   const read = (path: string, what: string) => {
@@ -146,8 +182,11 @@ export class UplinkService implements Component {
   #inbound: Inbound | undefined;
   #verifier: CommandVerifier | undefined;
   #identity: UplinkIdentity | undefined;
+  #rotation: Rotation | undefined;
+  #enrolling: Promise<void> | undefined;
   #health: TimerHandle | undefined;
   #unsubscribe: (() => void)[] = [];
+  #stopping = false;
 
   constructor(deps: UplinkDeps) {
     this.#d = deps;
@@ -162,6 +201,11 @@ export class UplinkService implements Component {
     return this.#verifier?.stats();
   }
 
+  /** Certificate renewal: when it is due, the last problem, rotations done (undefined when off). */
+  rotationStatus(): RotationStatus | undefined {
+    return this.#rotation?.status();
+  }
+
   /** Wake the publisher: something was queued (called after the transaction that queued it). */
   kick(): void {
     this.#publisher?.kick();
@@ -169,7 +213,33 @@ export class UplinkService implements Component {
 
   async start(): Promise<void> {
     const d = this.#d;
-    const files = d.files;
+    if (d.files) {
+      this.#begin(d.files, d.otpKey);
+      return;
+    }
+    const e = d.enrollment;
+    if (!e) {
+      throw new HubError('uplink.no-identity', 'the uplink has no certificate and no claim certificate to enroll with');
+    }
+    // Enrollment runs in the background: the hub is up meanwhile, and connects once enrolled.
+    this.#enrolling = e.enroll.run().then(
+      () => {
+        if (this.#stopping) return;
+        try {
+          const loaded = e.load();
+          this.#begin(loaded.files, loaded.otpKey);
+        } catch (err) {
+          d.log.error({ err }, 'enrolled, but the installed identity or OTP key cannot be used: the uplink stays down');
+        }
+      },
+      (err: unknown) => {
+        if (!this.#stopping) d.log.error({ err }, 'enrollment failed: the uplink stays down');
+      },
+    );
+  }
+
+  #begin(files: UplinkFiles, otpKey: Secret | undefined): void {
+    const d = this.#d;
     this.#identity = files.identity;
     const daysLeft = Math.floor((Date.parse(files.identity.notAfter) - d.clock.now()) / 86_400_000);
     if (daysLeft < 0)
@@ -206,7 +276,7 @@ export class UplinkService implements Component {
     const link = d.link;
     const verifier = new CommandVerifier({
       hubId: files.identity.hubId,
-      otpKey: d.otpKey,
+      otpKey,
       config: d.commands,
       store: d.store,
       clock: d.clock,
@@ -220,7 +290,7 @@ export class UplinkService implements Component {
       log: d.log,
       target: link ?? noLocks,
       verifier,
-      otpKey: d.otpKey,
+      otpKey,
       results: {
         enqueueMessage: (topic, payload) => {
           d.outbox.enqueueMessage(topic, payload);
@@ -242,15 +312,63 @@ export class UplinkService implements Component {
       },
       (e: unknown) => d.log.error({ err: e }, 'interrupted commands could not be answered'),
     );
-    this.#unsubscribe.push(client.onMessage((topic, payload) => inbound.handle(topic, payload)));
+    const rotation = d.rotation ? this.#newRotation(d.rotation, files, client) : undefined;
+    this.#rotation = rotation;
+    this.#unsubscribe.push(
+      client.onMessage((topic, payload) => {
+        if (topic !== 'cert/response') return inbound.handle(topic, payload);
+        if (rotation) rotation.handle(payload);
+        else d.log.info('a cert/response arrived, but this hub does not renew its certificate itself; ignored');
+      }),
+    );
+    if (rotation) this.#unsubscribe.push(client.on('connected', () => rotation.connected()));
     if (link) this.#unsubscribe.push(link.onLockChange((c) => this.#lockChanged(c)));
     publisher.start();
     client.start();
+    rotation?.start();
     this.#scheduleHealth();
-    d.log.info({ hubId: files.identity.hubId, url, notAfter: files.identity.notAfter }, 'uplink starting');
+    d.log.info(
+      {
+        hubId: files.identity.hubId,
+        url,
+        notAfter: files.identity.notAfter,
+        renewAt: rotation?.status().renewAt ?? null,
+      },
+      'uplink starting',
+    );
+  }
+
+  #newRotation(o: NonNullable<UplinkDeps['rotation']>, files: UplinkFiles, client: UplinkClient): Rotation {
+    const d = this.#d;
+    const x509 = new X509Certificate(files.cert);
+    return new Rotation(
+      {
+        dataDir: o.dataDir,
+        hubId: files.identity.hubId,
+        atFraction: o.atFraction,
+        clock: d.clock,
+        random: d.random,
+        log: d.log,
+        publish: (payload) => client.publish('cert/request', JSON.stringify(payload)),
+        switchTo: (cert, key) => client.switchCredentials(cert, key),
+        connected: () => client.connected,
+        onRotated: (id) => {
+          this.#identity = { hubId: id.hubId, notAfter: id.notAfter, fingerprint: id.fingerprint };
+        },
+      },
+      {
+        notBefore: new Date(x509.validFrom).toISOString(),
+        notAfter: files.identity.notAfter,
+        fingerprint: files.identity.fingerprint,
+      },
+    );
   }
 
   async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#d.enrollment?.enroll.stop();
+    await this.#enrolling;
+    this.#rotation?.stop();
     this.#d.clock.clearTimeout(this.#health);
     for (const u of this.#unsubscribe.splice(0)) u();
     await this.#inbound?.idle();
@@ -261,8 +379,17 @@ export class UplinkService implements Component {
   status(): ComponentStatus {
     const s = this.#client?.state();
     const depth = this.#d.outbox.depth();
-    const detail = `${this.#identity?.hubId ?? '?'} ${s?.state ?? 'stopped'}; outbox ${depth.events} events, ${depth.messages} messages`;
-    return { name: this.name, state: s?.state === 'connected' ? 'running' : s ? 'degraded' : 'stopped', detail };
+    const enrolling = this.#d.enrollment && !this.#client ? this.#d.enrollment.enroll.status() : undefined;
+    const link = enrolling
+      ? `enrolling with claim ${this.#d.enrollment?.enroll.claimId} (${enrolling.state}, attempt ${enrolling.attempts}${enrolling.lastError ? `, last error ${enrolling.lastError}` : ''})`
+      : (s?.state ?? 'stopped');
+    const cert = this.#identity ? `; certificate until ${this.#identity.notAfter}` : '';
+    const detail = `${this.#identity?.hubId ?? '?'} ${link}; outbox ${depth.events} events, ${depth.messages} messages${cert}`;
+    return {
+      name: this.name,
+      state: s?.state === 'connected' ? 'running' : s || enrolling ? 'degraded' : 'stopped',
+      detail,
+    };
   }
 
   health(): HealthPayload {

@@ -17,8 +17,9 @@ import { pkiPaths, validateIdentity } from '../../provisioning/dev-pki.js';
 /**
  * A real mosquitto (2.x) for integration tests: mutual TLS with the dev PKI, the client
  * certificate's CN as user name, and the per-hub ACL `pattern readwrite ks/hubs/%u/#`
- * (cloud identities: `ks/hubs/#`). Listens on a free loopback port; can be stopped, killed and
- * started again on the same port for outage tests.
+ * (cloud identities: `ks/hubs/#` and `ks/provisioning/#`; claim identities: their own
+ * provisioning request and response topics and nothing else). Listens on a free loopback port;
+ * can be stopped, killed and started again on the same port for outage tests.
  */
 export interface Mosquitto {
   port: number;
@@ -104,11 +105,25 @@ export async function startMosquitto(opts: {
   cloudIds?: string[];
   /** Keep sessions and queued messages across stop()/start() (saved on a clean stop), as a production broker would. */
   persistence?: boolean;
+  /**
+   * CNs of claim certificates (enrollment by claim): each may publish `ks/provisioning/{id}/request`
+   * and read `ks/provisioning/{id}/response`, and nothing else. The hub pattern would also give
+   * them `ks/hubs/{id}/#` (patterns apply to every user): an explicit `deny` takes that away.
+   */
+  claimIds?: string[];
+  /**
+   * The client id is the certificate's CN, whatever the client asks (`use_username_as_clientid`):
+   * no certificate can take over another identity's session. Off by default: two clients with the
+   * same certificate (two reference clouds) would then take over each other's session.
+   */
+  clientIdFromCertificate?: boolean;
 }): Promise<Mosquitto | undefined> {
   const bin = requireMosquitto();
   if (!bin) return undefined;
   const cloudIds = opts.cloudIds ?? ['cloud'];
   for (const id of cloudIds) validateIdentity(id, 'cloud id'); // it goes into the ACL file
+  const claimIds = opts.claimIds ?? [];
+  for (const id of claimIds) validateIdentity(id, 'claim id');
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'iqhub-mosquitto-'));
   const pki = pkiPaths(opts.pkiDir);
@@ -118,7 +133,14 @@ export async function startMosquitto(opts: {
   copyFileSync(pki.broker.key, files.key);
   const acl = [
     'pattern readwrite ks/hubs/%u/#',
-    ...cloudIds.flatMap((id) => ['', `user ${id}`, 'topic readwrite ks/hubs/#']),
+    ...cloudIds.flatMap((id) => ['', `user ${id}`, 'topic readwrite ks/hubs/#', 'topic readwrite ks/provisioning/#']),
+    ...claimIds.flatMap((id) => [
+      '',
+      `user ${id}`,
+      'topic deny ks/hubs/#',
+      `topic write ks/provisioning/${id}/request`,
+      `topic read ks/provisioning/${id}/response`,
+    ]),
   ];
   writeFileSync(join(dir, 'acl'), `${acl.join('\n')}\n`, { mode: 0o600 });
 
@@ -154,6 +176,7 @@ export async function startMosquitto(opts: {
     'tls_version tlsv1.2',
     'require_certificate true',
     'use_identity_as_username true',
+    ...(opts.clientIdFromCertificate ? ['use_username_as_clientid true'] : []),
   ];
   const confPath = join(dir, 'mosquitto.conf');
   writeFileSync(confPath, `${conf.join('\n')}\n`, { mode: 0o644 });

@@ -41,6 +41,13 @@ describe('config', () => {
         maxSkewSec: 30,
         counterWindow: 1000,
       },
+      provisioning: {
+        hubId: null,
+        claimCertFile: null,
+        claimKeyFile: null,
+        claimCaFile: null,
+        rotateAtFraction: 0.667,
+      },
       simulation: {
         enabled: false,
         locks: 3,
@@ -133,13 +140,42 @@ describe('config', () => {
     for (const key of walk(configSchema as never, '')) expect(doc).toContain(`\`${key}\``);
   });
 
-  it('an enabled uplink needs its URL and certificate paths, and the URL must be TLS', () => {
+  it('an enabled uplink needs its URL, which must be TLS; the certificate paths may stay null', () => {
     const e = rejected('uplink:\n  enabled: true\n  url: mqtt://broker:1883\n  caFile: /etc/iq-hub/ca.crt\n');
     expect(e.message).toContain(
       'key `uplink.url` has value "mqtt://broker:1883", expected an mqtts://host:port URL (TLS only)',
     );
-    expect(e.message).toContain('key `uplink.certFile` is required when uplink.enabled is true');
-    expect(e.message).toContain('key `uplink.keyFile` is required when uplink.enabled is true');
+    expect(e.message).toContain('1 problem');
+    expect(rejected('uplink:\n  enabled: true\n').message).toContain(
+      'key `uplink.url` is required when uplink.enabled is true',
+    );
+    expect(rejected('uplink:\n  enabled: true\n  url: null\n').message).toContain(
+      'key `uplink.url` is required when uplink.enabled is true',
+    );
+    // Null certificate files: the identity installed with `iqhub provision` is used.
+    const c = parseConfig('uplink:\n  enabled: true\n  url: mqtts://broker:8883\n', 'config.yaml');
+    expect(c.uplink).toMatchObject({ enabled: true, caFile: null, certFile: null, keyFile: null });
+  });
+
+  it('provisioning: a hub id that cannot be a topic level and a rotation share out of range are refused', () => {
+    const c = parseConfig(
+      'provisioning:\n  hubId: hub-0001\n  claimCertFile: /etc/iq-hub/claim.crt\n  rotateAtFraction: 0.5\n',
+      'config.yaml',
+    );
+    expect(c.provisioning).toMatchObject({
+      hubId: 'hub-0001',
+      claimCertFile: '/etc/iq-hub/claim.crt',
+      rotateAtFraction: 0.5,
+    });
+    const e = rejected('provisioning:\n  hubId: a/b\n  claimKeyFile: claim.key\n  rotateAtFraction: 0.99\n');
+    expect(e.message).toContain('3 problems');
+    expect(e.message).toContain('key `provisioning.hubId` has value "a/b", expected a hub id');
+    expect(e.message).toContain(
+      'key `provisioning.claimKeyFile` has value "claim.key", expected an absolute path, or null',
+    );
+    expect(e.message).toContain(
+      'key `provisioning.rotateAtFraction` has value 0.99, expected a number must be <= 0.95',
+    );
   });
 
   it('closest() suggests near keys only', () => {

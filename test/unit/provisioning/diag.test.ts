@@ -1,0 +1,92 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Bearer, BearerState } from '../../../hal/bearer.js';
+import {
+  type CertSummary,
+  certificateCheck,
+  clockCheck,
+  type DiagCheck,
+  diskCheck,
+  radiosCheck,
+  worst,
+} from '../../../src/cli/diag.js';
+import { formatDiag } from '../../../src/cli/format.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+const DAY = 86_400_000;
+const NOW = Date.parse('2026-06-01T12:00:00Z');
+const cert = (from: number, until: number): CertSummary => ({
+  hubId: 'hub-0001',
+  notBefore: new Date(from).toISOString(),
+  notAfter: new Date(until).toISOString(),
+  fingerprint: 'AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89',
+  source: '/var/lib/iq-hub/identity/hub.crt',
+});
+const on = { uplinkEnabled: true };
+
+describe('diag checks', () => {
+  it('certificate: ok, warn under 30 days, fail expired or not yet valid, fail missing when the uplink needs it', () => {
+    expect(certificateCheck(cert(NOW - DAY, NOW + 200 * DAY), NOW, on)).toMatchObject({ verdict: 'ok', action: null });
+    const soon = certificateCheck(cert(NOW - DAY, NOW + 10 * DAY), NOW, on);
+    expect(soon).toMatchObject({ verdict: 'warn' });
+    expect(soon.detail).toContain('expires in 10 days');
+    expect(soon.action).toContain('iqhub provision install');
+    const expired = certificateCheck(cert(NOW - 90 * DAY, NOW - DAY), NOW, on);
+    expect(expired.verdict).toBe('fail');
+    expect(expired.detail).toContain('expired on');
+    expect(certificateCheck(cert(NOW + DAY, NOW + 90 * DAY), NOW, on).verdict).toBe('fail');
+    expect(certificateCheck(undefined, NOW, on).verdict).toBe('fail');
+    expect(certificateCheck(undefined, NOW, { uplinkEnabled: false }).verdict).toBe('warn');
+    const enrolling = certificateCheck(undefined, NOW, { uplinkEnabled: true, enrolling: true });
+    expect(enrolling.verdict).toBe('warn');
+    expect(enrolling.detail).toContain('claim certificate');
+  });
+
+  it('certificate: a newer certificate on disk than the daemon loaded asks for a restart', () => {
+    const c = certificateCheck(cert(NOW - DAY, NOW + 200 * DAY), NOW, {
+      uplinkEnabled: true,
+      installedFingerprint: 'XX',
+    });
+    expect(c.verdict).toBe('warn');
+    expect(c.action).toContain('systemctl restart iq-hub');
+  });
+
+  it('clock: before the certificate start is wrong, before 2024 suspicious', () => {
+    expect(clockCheck(NOW, new Date(NOW - DAY).toISOString()).verdict).toBe('ok');
+    const early = clockCheck(NOW, new Date(NOW + DAY).toISOString());
+    expect(early.verdict).toBe('fail');
+    expect(early.detail).toContain('the clock is wrong');
+    expect(early.action).toContain('NTP');
+    expect(clockCheck(Date.parse('1970-01-02T00:00:00Z'), undefined).verdict).toBe('warn');
+    expect(clockCheck(NOW, undefined).verdict).toBe('ok');
+  });
+
+  it('disk: measures the nearest existing directory', () => {
+    const dir = tempDir();
+    const c = diskCheck(join(dir, 'not', 'yet'));
+    expect(['ok', 'warn', 'fail']).toContain(c.verdict);
+    expect(c.detail).toMatch(new RegExp(`^\\d+ MB free on the file system of ${dir}$`));
+  });
+
+  it('radios: ready is ok, unavailable fails with the reason, none warns', () => {
+    const bearer = (st: BearerState) => ({ kind: 'ble', state: () => st }) as unknown as Bearer;
+    expect(radiosCheck([bearer({ status: 'ready' })])).toMatchObject({ verdict: 'ok', detail: 'ble: ready' });
+    const down = radiosCheck([bearer({ status: 'unavailable', reason: 'adapter hci0 is gone' })]);
+    expect(down).toMatchObject({ verdict: 'fail', detail: 'ble: unavailable (adapter hci0 is gone)' });
+    expect(down.action).toContain('rfkill');
+    expect(radiosCheck([]).verdict).toBe('warn');
+  });
+
+  it('the worst verdict wins, and the readable form shows what to do under each problem', () => {
+    const checks: DiagCheck[] = [
+      { name: 'disk', verdict: 'ok', detail: '5000 MB free', action: null },
+      { name: 'clock', verdict: 'warn', detail: 'the clock says 1970', action: 'set the clock' },
+    ];
+    expect(worst(checks)).toBe('warn');
+    expect(worst([...checks, { name: 'x', verdict: 'fail', detail: '', action: 'y' }])).toBe('fail');
+    expect(worst([])).toBe('ok');
+    const text = formatDiag({ source: 'daemon', verdict: 'warn', checks });
+    expect(text).toMatch(/^OK {4}disk {3}5000 MB free\nWARN {2}clock {2}the clock says 1970\n {13}→ set the clock\n/);
+    expect(text).toContain('WARN (checked by the running daemon)');
+  });
+});
