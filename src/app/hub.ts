@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
-import { identityPaths } from '../../provisioning/identity.js';
+import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import type { Random } from '../base/random.js';
@@ -262,8 +262,23 @@ export class Hub {
       link: this.link,
       uplink: this.uplink,
       outbox: this.outbox,
-      certificate: this.#certificate,
+      certificate: this.#currentCertificate(),
     });
+  }
+
+  /** The certificate the uplink uses now: after an enrollment or a rotation, the newly installed one. */
+  #currentCertificate(): CertSummary | undefined {
+    const inUse = this.uplink?.identity;
+    if (!inUse || inUse.fingerprint === this.#certificate?.fingerprint) return this.#certificate;
+    const installed = readInstalledCertificate(this.deps.config.dataDir, this.deps.clock.now());
+    if (installed?.fingerprint !== inUse.fingerprint) return this.#certificate;
+    return {
+      hubId: installed.hubId,
+      notBefore: installed.notBefore,
+      notAfter: installed.notAfter,
+      fingerprint: installed.fingerprint,
+      source: installed.path,
+    };
   }
 }
 
