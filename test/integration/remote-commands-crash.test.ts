@@ -1,13 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
-import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { createDevPki } from '../../provisioning/dev-pki.js';
+import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import { callDaemon } from '../../src/control/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
+import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, runCli, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -18,7 +19,7 @@ if (!haveMosquitto) process.stderr.write(`remote-commands-crash: ${MOSQUITTO_MIS
 const HUB = 'hub-crash';
 const LOCK = 'SIM-0001';
 const ROUNDS = 20;
-const pem = (p: string) => readFileSync(p);
+const _pem = (p: string) => readFileSync(p);
 
 interface StoredEvent {
   seq: number;
@@ -71,39 +72,15 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
     const b = await startMosquitto({ pkiDir: join(base, 'pki') });
     if (!b) throw new Error('mosquitto did not start');
     broker = b;
-    cloud = new ReferenceCloud();
-    await cloud.connect({
-      url: broker.url,
-      ca: pem(pki.ca.cert),
-      cert: pem(pki.cloud.cert),
-      key: pem(pki.cloud.key),
-      serverName: 'localhost',
+    cloud = await connectCloud(broker.url, pki, HUB);
+    config = writeSiteConfig({
+      base,
+      brokerUrl: broker.url,
+      pki,
+      locks: 1,
+      seed: 'remote-crash',
+      reconnectBaseMs: 100,
     });
-    cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
-    config = join(base, 'config.yaml');
-    writeFileSync(
-      config,
-      [
-        `dataDir: ${base}/data`,
-        `runDir: ${base}/run`,
-        'simulation:',
-        '  enabled: true',
-        '  locks: 1',
-        '  seed: remote-crash',
-        'uplink:',
-        '  enabled: true',
-        `  url: ${broker.url}`,
-        `  caFile: ${pki.ca.cert}`,
-        `  certFile: ${pki.hub.cert}`,
-        `  keyFile: ${pki.hub.key}`,
-        '  serverName: localhost',
-        '  reconnectBaseMs: 100',
-        '  reconnectMaxMs: 1000',
-        'commands:',
-        `  otpKeyFile: ${pki.otpKey}`,
-        '',
-      ].join('\n'),
-    );
     await startHub();
     const [deviceId, setupCode] =
       readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')

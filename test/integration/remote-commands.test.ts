@@ -1,12 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
-import { type CommandSpec, ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { createDevPki } from '../../provisioning/dev-pki.js';
+import type { CommandSpec, ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import { callDaemon } from '../../src/control/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
+import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -18,7 +19,7 @@ const HUB = 'hub-remote';
 const [A, B] = ['SIM-0001', 'SIM-0002'] as const;
 /** The lock operations that act (move a bolt, change a mode, end a binding). */
 const ACTING = ['open', 'lock', 'setMode', 'detach'] as const;
-const pem = (p: string) => readFileSync(p);
+const _pem = (p: string) => readFileSync(p);
 
 interface SimLockInfo {
   deviceId: string;
@@ -38,34 +39,17 @@ describe.skipIf(!haveMosquitto)(
     let daemon: Proc | undefined;
 
     /** The config: the dev PKI's OTP key; `lockout` gives the defaults with a 2 s lockout, else none. */
-    const writeConfig = (lockout: boolean) =>
-      writeFileSync(
-        config,
-        [
-          `dataDir: ${base}/data`,
-          `runDir: ${base}/run`,
-          'simulation:',
-          '  enabled: true',
-          '  locks: 2',
-          '  seed: remote-commands',
-          'uplink:',
-          '  enabled: true',
-          `  url: ${broker.url}`,
-          `  caFile: ${pki.ca.cert}`,
-          `  certFile: ${pki.hub.cert}`,
-          `  keyFile: ${pki.hub.key}`,
-          '  serverName: localhost',
-          '  reconnectBaseMs: 200',
-          '  reconnectMaxMs: 1000',
-          'commands:',
-          `  otpKeyFile: ${pki.otpKey}`,
-          // The attacks below are many refusals in a row: without this they would end in a lockout.
-          `  lockoutFailures: ${lockout ? 5 : 1000}`,
-          '  lockoutWindowSec: 60',
-          '  lockoutSec: 2',
-          '',
-        ].join('\n'),
-      );
+    const writeConfig = (lockout: boolean) => {
+      config = writeSiteConfig({
+        base,
+        brokerUrl: broker.url,
+        pki,
+        locks: 2,
+        seed: 'remote-commands',
+        // The attacks below are many refusals in a row: without this they would end in a lockout.
+        commands: [`  lockoutFailures: ${lockout ? 5 : 1000}`, '  lockoutWindowSec: 60', '  lockoutSec: 2'],
+      });
+    };
 
     const call = (method: string, params: Record<string, unknown> = {}) =>
       callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
@@ -121,17 +105,7 @@ describe.skipIf(!haveMosquitto)(
       const b = await startMosquitto({ pkiDir: join(base, 'pki') });
       if (!b) throw new Error('mosquitto did not start');
       broker = b;
-      cloud = new ReferenceCloud();
-      await cloud.connect({
-        url: broker.url,
-        ca: pem(pki.ca.cert),
-        cert: pem(pki.cloud.cert),
-        key: pem(pki.cloud.key),
-        serverName: 'localhost',
-      });
-      // The cloud's copy of the key the hub gets through commands.otpKeyFile.
-      cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
-      config = join(base, 'config.yaml');
+      cloud = await connectCloud(broker.url, pki, HUB);
       writeConfig(false);
       await startHub();
       const stickers = readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')

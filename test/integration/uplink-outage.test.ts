@@ -1,11 +1,12 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
-import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { createDevPki } from '../../provisioning/dev-pki.js';
+import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { callDaemon } from '../../src/control/client.js';
+import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { requireBuild, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -15,7 +16,7 @@ if (!haveMosquitto) process.stderr.write(`uplink-outage: ${MOSQUITTO_MISSING}\n`
 
 const HUB = 'hub-outage';
 const LOCKS = ['SIM-0001', 'SIM-0002', 'SIM-0003'];
-const pem = (p: string) => readFileSync(p);
+const _pem = (p: string) => readFileSync(p);
 
 describe.skipIf(!haveMosquitto)(
   `the uplink through a broker outage and a hub SIGKILL${haveMosquitto ? '' : ` (${MOSQUITTO_MISSING})`}`,
@@ -33,40 +34,8 @@ describe.skipIf(!haveMosquitto)(
       const b = await startMosquitto({ pkiDir: join(base, 'pki'), persistence: true });
       if (!b) throw new Error('mosquitto did not start');
       broker = b;
-      cloud = new ReferenceCloud();
-      await cloud.connect({
-        url: broker.url,
-        ca: pem(pki.ca.cert),
-        cert: pem(pki.cloud.cert),
-        key: pem(pki.cloud.key),
-        serverName: 'localhost',
-      });
-      // Commands go OTP-signed with the hub's key (the hub reads the same otp.key).
-      cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
-      config = join(base, 'config.yaml');
-      writeFileSync(
-        config,
-        [
-          `dataDir: ${base}/data`,
-          `runDir: ${base}/run`,
-          'simulation:',
-          '  enabled: true',
-          '  locks: 3',
-          '  seed: outage',
-          'uplink:',
-          '  enabled: true',
-          `  url: ${broker.url}`,
-          `  caFile: ${pki.ca.cert}`,
-          `  certFile: ${pki.hub.cert}`,
-          `  keyFile: ${pki.hub.key}`,
-          '  serverName: localhost',
-          '  reconnectBaseMs: 200',
-          '  reconnectMaxMs: 1000',
-          'commands:',
-          `  otpKeyFile: ${pki.otpKey}`,
-          '',
-        ].join('\n'),
-      );
+      cloud = await connectCloud(broker.url, pki, HUB);
+      config = writeSiteConfig({ base, brokerUrl: broker.url, pki, locks: 3, seed: 'outage' });
     }, 60_000);
 
     afterAll(async () => {
