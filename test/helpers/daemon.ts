@@ -22,11 +22,13 @@ export interface Proc {
 const children = new Set<ChildProcess>();
 
 // A test file that fails half-way must not leave a daemon running (holding ports, files and CPU).
-// After the whole file, not after each test: some files share one daemon between tests.
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children.clear();
-});
+// After the whole file, not after each test: some files share one daemon between tests. Only
+// under vitest: the benchmarks use these helpers too.
+if (process.env.VITEST)
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    children.clear();
+  });
 
 export function start(args: string[], env: NodeJS.ProcessEnv = {}, script = CLI): Proc {
   const child = spawn(process.execPath, [script, ...args], {
