@@ -152,4 +152,72 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 5,
+    name: 'access-rights mirror',
+    up(db) {
+      db.exec(`
+        -- The version of the access mirror (0: nothing synced yet) and the sync that set it.
+        CREATE TABLE access_meta (
+          id         INTEGER PRIMARY KEY CHECK (id = 1),
+          version    INTEGER NOT NULL CHECK (version >= 0),
+          sync_id    TEXT,
+          kind       TEXT CHECK (kind IN ('snapshot', 'delta')),
+          applied_at INTEGER
+        ) STRICT;
+        INSERT INTO access_meta (id, version) VALUES (1, 0);
+        -- Times are unix milliseconds; NULL is an open bound. valid_until is exclusive.
+        CREATE TABLE access_users (
+          id          TEXT    PRIMARY KEY,
+          name        TEXT,
+          valid_from  INTEGER,
+          valid_until INTEGER,
+          offline     INTEGER NOT NULL CHECK (offline IN (0, 1)),
+          blocked     INTEGER NOT NULL CHECK (blocked IN (0, 1))
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX access_users_offline ON access_users (id) WHERE offline = 1;
+        -- schedule: the JSON list of intervals in the site's time zone; NULL: at all times.
+        CREATE TABLE access_groups (
+          id          TEXT    PRIMARY KEY,
+          schedule    TEXT,
+          valid_from  INTEGER,
+          valid_until INTEGER
+        ) STRICT, WITHOUT ROWID;
+        -- A group's lockIds, one row each: decisions and offline lists look groups up by lock.
+        CREATE TABLE access_group_locks (
+          lock_id  TEXT NOT NULL,
+          group_id TEXT NOT NULL REFERENCES access_groups (id) ON DELETE CASCADE,
+          PRIMARY KEY (lock_id, group_id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX access_group_locks_group ON access_group_locks (group_id);
+        CREATE TABLE access_memberships (
+          user_id  TEXT NOT NULL REFERENCES access_users (id) ON DELETE CASCADE,
+          group_id TEXT NOT NULL REFERENCES access_groups (id) ON DELETE CASCADE,
+          PRIMARY KEY (user_id, group_id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX access_memberships_group ON access_memberships (group_id, user_id);
+        -- verifier: HMAC-SHA-256 of the PIN under the site's PIN key, computed by the cloud. No digits, ever.
+        CREATE TABLE access_pins (
+          id       TEXT PRIMARY KEY,
+          user_id  TEXT NOT NULL REFERENCES access_users (id) ON DELETE CASCADE,
+          verifier BLOB NOT NULL UNIQUE CHECK (length(verifier) = 32)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX access_pins_user ON access_pins (user_id);
+        -- hash: SHA-256 of the DESFire credential id.
+        CREATE TABLE access_tags (
+          id      TEXT PRIMARY KEY,
+          user_id TEXT NOT NULL REFERENCES access_users (id) ON DELETE CASCADE,
+          hash    BLOB NOT NULL UNIQUE CHECK (length(hash) = 32)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX access_tags_user ON access_tags (user_id);
+        CREATE TABLE access_keys (
+          id         TEXT    PRIMARY KEY,
+          user_id    TEXT    NOT NULL REFERENCES access_users (id) ON DELETE CASCADE,
+          revoked    INTEGER NOT NULL CHECK (revoked IN (0, 1)),
+          expires_at INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX access_keys_user ON access_keys (user_id);
+      `);
+    },
+  },
 ];

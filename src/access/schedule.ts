@@ -1,0 +1,182 @@
+import { HubError } from '../base/errors.js';
+
+/**
+ * Weekly schedules and validity periods, evaluated in the site's IANA time zone.
+ *
+ * A schedule is read on the local wall clock: "mon 07:00–09:00" is 07:00–09:00 local time on
+ * every Monday, on both sides of a DST change. The local weekday and time of an instant come from
+ * Intl.DateTimeFormat (the zone rules of the ICU data Node ships), never from a fixed offset.
+ * Around a change: a local time that is skipped (spring forward) never occurs, so an interval
+ * lying wholly inside the skipped hour admits nothing that day; a local time that occurs twice
+ * (fall back) is inside an interval for both of its occurrences.
+ */
+
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+/** Local wall-clock minutes `[from, to)` on each of `days`; `to` may be '24:00' (end of the day). */
+export interface Interval {
+  days: readonly Weekday[];
+  from: string;
+  to: string;
+}
+
+/** Admits an instant when any of its intervals does; an empty schedule admits nothing. */
+export type Schedule = readonly Interval[];
+
+/** A schedule as minute ranges per local weekday (index 0 = Monday), each `[from, to)` in minutes after midnight. */
+export interface CompiledSchedule {
+  readonly ranges: readonly (readonly (readonly [number, number])[])[];
+}
+
+/**
+ * When something is valid: from `validFrom` (inclusive) until `validUntil` (exclusive); an absent
+ * bound is open. Unix milliseconds, or ISO 8601 text with `Z` or an explicit offset (local time
+ * without an offset is ambiguous and refused).
+ */
+export interface Validity {
+  validFrom?: number | string | undefined;
+  validUntil?: number | string | undefined;
+}
+
+/** The local wall-clock position of an instant. */
+export interface LocalTime {
+  weekday: Weekday;
+  /** Minutes after local midnight, 0–1439. */
+  minute: number;
+}
+
+const TIME = /^([01][0-9]|2[0-3]):([0-5][0-9])$/;
+const ISO_TIME = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})$/;
+const DAY_INDEX: Readonly<Record<string, number>> = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
+/** The latest instant a JavaScript Date can hold. */
+const MAX_TIME = 8.64e15;
+
+/** One formatter per zone: building one costs far more than using it. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatter(timeZone: string): Intl.DateTimeFormat {
+  const cached = formatters.get(timeZone);
+  if (cached) return cached;
+  let f: Intl.DateTimeFormat;
+  try {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      weekday: 'short',
+      hour: 'numeric',
+      minute: 'numeric',
+    });
+  } catch {
+    throw new HubError('access.time-zone', `unknown time zone ${JSON.stringify(timeZone).slice(0, 80)}`, {
+      hint: 'give the site an IANA time zone name such as Europe/Madrid or America/New_York',
+    });
+  }
+  formatters.set(timeZone, f);
+  return f;
+}
+
+/** Refuse a time zone that is not a known IANA name (HubError `access.time-zone`). */
+export function checkTimeZone(timeZone: string): void {
+  formatter(timeZone);
+}
+
+/** The local weekday and minute of the day of `at` (unix ms) in `timeZone`. */
+export function localTime(timeZone: string, at: number): LocalTime {
+  if (!Number.isFinite(at) || Math.abs(at) > MAX_TIME) {
+    throw new HubError('access.time', `not a valid instant: ${at}`);
+  }
+  let day: number | undefined;
+  let hour = 0;
+  let minute = 0;
+  for (const part of formatter(timeZone).formatToParts(at)) {
+    if (part.type === 'weekday') day = DAY_INDEX[part.value];
+    else if (part.type === 'hour') hour = Number(part.value) % 24;
+    else if (part.type === 'minute') minute = Number(part.value);
+  }
+  const weekday = day === undefined ? undefined : WEEKDAYS[day];
+  if (weekday === undefined) throw new HubError('access.time', `no weekday for ${at} in ${timeZone}`);
+  return { weekday, minute: hour * 60 + minute };
+}
+
+function minutes(text: string, end: boolean, where: string): number {
+  if (end && text === '24:00') return 24 * 60;
+  const m = TIME.exec(text);
+  if (!m) {
+    throw new HubError(
+      'access.schedule',
+      `${where}: ${JSON.stringify(text).slice(0, 20)} is not a time HH:MM${end ? ' (or 24:00)' : ''}`,
+    );
+  }
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
+/**
+ * Check a schedule and turn it into minute ranges per weekday. Refuses (HubError
+ * `access.schedule`) a malformed time, an unknown day, or an interval whose end is not after its
+ * start: an interval past midnight is written as two (… to '24:00', then '00:00' to … next day).
+ */
+export function compileSchedule(schedule: Schedule, where = 'schedule'): CompiledSchedule {
+  const ranges: [number, number][][] = WEEKDAYS.map(() => []);
+  schedule.forEach((interval, i) => {
+    const at = `${where}[${i}]`;
+    const from = minutes(interval.from, false, `${at}.from`);
+    const to = minutes(interval.to, true, `${at}.to`);
+    if (to <= from) {
+      throw new HubError('access.schedule', `${at}: ends at ${interval.to}, not after its start ${interval.from}`, {
+        hint: 'an interval past midnight is two intervals: one ending at 24:00 and one starting at 00:00 the next day',
+      });
+    }
+    if (interval.days.length === 0) throw new HubError('access.schedule', `${at}: no days`);
+    for (const d of interval.days) {
+      const index = WEEKDAYS.indexOf(d);
+      if (index < 0) throw new HubError('access.schedule', `${at}: unknown day ${JSON.stringify(d).slice(0, 20)}`);
+      ranges[index]?.push([from, to]);
+    }
+  });
+  return { ranges };
+}
+
+const compiled = new WeakMap<Schedule, CompiledSchedule>();
+
+function isCompiled(s: Schedule | CompiledSchedule): s is CompiledSchedule {
+  return !Array.isArray(s);
+}
+
+/** Whether `schedule` admits the instant `at` (unix ms), read on the wall clock of `timeZone`. */
+export function isWithin(schedule: Schedule | CompiledSchedule, timeZone: string, at: number): boolean {
+  let c: CompiledSchedule;
+  if (isCompiled(schedule)) c = schedule;
+  else {
+    const known = compiled.get(schedule);
+    c = known ?? compileSchedule(schedule);
+    if (!known) compiled.set(schedule, c);
+  }
+  const local = localTime(timeZone, at);
+  const day = c.ranges[WEEKDAYS.indexOf(local.weekday)] ?? [];
+  return day.some(([from, to]) => local.minute >= from && local.minute < to);
+}
+
+/** Unix milliseconds of a validity bound given as unix ms or ISO 8601 text (HubError `access.time`). */
+export function toMillis(value: number | string, what = 'time'): number {
+  if (typeof value === 'number') {
+    if (Number.isSafeInteger(value) && Math.abs(value) <= MAX_TIME) return value;
+    throw new HubError('access.time', `${what}: ${value} is not a time in whole unix milliseconds`);
+  }
+  const ms = ISO_TIME.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new HubError(
+      'access.time',
+      `${what}: ${JSON.stringify(value).slice(0, 40)} is not an ISO 8601 time with Z or an offset`,
+      { hint: 'write it like 2026-03-29T07:00:00Z or 2026-03-29T09:00:00+02:00' },
+    );
+  }
+  return ms;
+}
+
+/** Whether `at` lies within the validity period: validFrom ≤ at < validUntil. */
+export function isValidAt(validity: Validity, at: number): boolean {
+  if (validity.validFrom !== undefined && at < toMillis(validity.validFrom, 'validFrom')) return false;
+  if (validity.validUntil !== undefined && at >= toMillis(validity.validUntil, 'validUntil')) return false;
+  return true;
+}
