@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
+import { AccessMirror } from '../access/mirror.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import type { Random } from '../base/random.js';
@@ -51,6 +52,8 @@ export class Hub {
   readonly link: LinkManager | undefined;
   readonly uplink: UplinkService | undefined;
   readonly outbox: Outbox | undefined;
+  /** Who may open which door, as the cloud last synced it (issue 6: decisions are not wired yet). */
+  readonly mirror: AccessMirror;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -66,6 +69,7 @@ export class Hub {
     this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
+    this.mirror = new AccessMirror({ store, clock: deps.clock });
     this.#components.push(...(deps.before ?? []));
     // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
     const enrollment = enrollmentFor({ ...deps, store, sealer, log: deps.log.child({ component: 'enrollment' }) });
@@ -132,9 +136,11 @@ export class Hub {
     if ((files || enrollment) && this.outbox) {
       const bearer = deps.bearer;
       const { config } = deps;
+      const mirror = this.mirror;
       this.uplink = new UplinkService({
         config: config.uplink,
         files,
+        sync: { apply: async (p) => ({ version: mirror.apply(p).version }) },
         ...(enrollment
           ? {
               enrollment: {

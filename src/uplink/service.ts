@@ -16,7 +16,7 @@ import type { Store } from '../store/store.js';
 import { UplinkClient } from './client.js';
 import { CONTRACT_VERSION, type HealthPayload, ID_PATTERN, type LockStatePayload } from './contract.js';
 import type { Enrollment } from './enrollment.js';
-import { type CommandTarget, Inbound } from './inbound.js';
+import { type CommandTarget, Inbound, type SyncTarget } from './inbound.js';
 import { Publisher } from './publisher.js';
 import { Rotation, type RotationStatus } from './rotation.js';
 
@@ -45,6 +45,8 @@ export interface UplinkDeps {
   otpKey: Secret | undefined;
   /** Told of a command lockout (already recorded in security_events and logged). */
   onSecurityEvent?: (e: CommandSecurityEvent) => void;
+  /** The access mirror that `sync` feeds; without it a sync is answered `sync.unavailable`. */
+  sync?: SyncTarget;
   /**
    * No identity yet: enroll with the claim certificate first (src/uplink/enrollment.ts), in the
    * background (the hub runs meanwhile; events wait in the outbox), then `load()` the identity
@@ -291,6 +293,7 @@ export class UplinkService implements Component {
       target: link ?? noLocks,
       verifier,
       otpKey,
+      ...(d.sync ? { sync: d.sync } : {}),
       results: {
         enqueueMessage: (topic, payload) => {
           d.outbox.enqueueMessage(topic, payload);
