@@ -221,18 +221,22 @@ export interface CmdResultPayload {
   error?: { code: string; message: string };
 }
 
-export const cmdResultSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['v', 'id', 'ok'],
-  properties: {
-    v,
-    id: { anyOf: [requestId, { type: 'null' }] },
-    ok: { type: 'boolean' },
-    result: { type: 'object' },
-    error: errorObject,
-  },
-} as const;
+/** An answer to a cloud request on `cmd/result` or `sync/ack`: `{v, id, ok, …, error?}`. */
+const answerSchema = (extra: Record<string, object>) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['v', 'id', 'ok'],
+    properties: {
+      v,
+      id: { anyOf: [requestId, { type: 'null' }] },
+      ok: { type: 'boolean' },
+      ...extra,
+      error: errorObject,
+    },
+  }) as const;
+
+export const cmdResultSchema = answerSchema({ result: { type: 'object' } });
 
 export interface SyncAckPayload {
   v: 1;
@@ -243,18 +247,7 @@ export interface SyncAckPayload {
   error?: { code: string; message: string };
 }
 
-export const syncAckSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['v', 'id', 'ok'],
-  properties: {
-    v,
-    id: { anyOf: [requestId, { type: 'null' }] },
-    ok: { type: 'boolean' },
-    version: { type: 'integer', minimum: 0 },
-    error: errorObject,
-  },
-} as const;
+export const syncAckSchema = answerSchema({ version: { type: 'integer', minimum: 0 } });
 
 // ----- cloud → hub ---------------------------------------------------------------------------
 
