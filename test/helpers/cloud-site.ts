@@ -5,8 +5,11 @@ import { ReferenceCloud } from '../../sim/cloud/cloud.js';
 
 const pem = (p: string) => readFileSync(p);
 
-/** The reference cloud on `brokerUrl` with the dev PKI's cloud certificate, signing commands for `hubId`. */
-export async function connectCloud(brokerUrl: string, pki: DevPkiPaths, hubId: string): Promise<ReferenceCloud> {
+/**
+ * The reference cloud on `brokerUrl` with the dev PKI's cloud certificate; with `hubId`, it signs
+ * that hub's commands with the dev PKI's OTP key (without, the hub gets its key at enrollment).
+ */
+export async function connectCloud(brokerUrl: string, pki: DevPkiPaths, hubId?: string): Promise<ReferenceCloud> {
   const cloud = new ReferenceCloud();
   await cloud.connect({
     url: brokerUrl,
@@ -16,7 +19,7 @@ export async function connectCloud(brokerUrl: string, pki: DevPkiPaths, hubId: s
     serverName: 'localhost',
   });
   // Commands go OTP-signed with the hub's key (the hub reads the same otp.key).
-  cloud.setOtpKey(hubId, readDevOtpKey(pki.otpKey));
+  if (hubId) cloud.setOtpKey(hubId, readDevOtpKey(pki.otpKey));
   return cloud;
 }
 
@@ -27,8 +30,15 @@ export interface SiteConfig {
   locks: number;
   seed: string;
   reconnectBaseMs?: number;
-  /** Extra lines under `commands:` (indented by the caller's two spaces). */
+  /** 'files': the dev PKI's hub certificate (default); 'installed': the identity in <dataDir>/identity. */
+  identity?: 'files' | 'installed';
+  /** The dev PKI's OTP key in `commands.otpKeyFile` (default true). */
+  otp?: boolean;
+  /** Extra lines under `uplink:` / `commands:` (indented by the caller's two spaces). */
+  uplink?: string[];
   commands?: string[];
+  /** Extra top-level sections, e.g. `provisioning:` with its lines. */
+  extra?: string[];
 }
 
 /**
@@ -49,15 +59,15 @@ export function writeSiteConfig(o: SiteConfig): string {
       'uplink:',
       '  enabled: true',
       `  url: ${o.brokerUrl}`,
-      `  caFile: ${o.pki.ca.cert}`,
-      `  certFile: ${o.pki.hub.cert}`,
-      `  keyFile: ${o.pki.hub.key}`,
+      ...(o.identity === 'installed'
+        ? []
+        : [`  caFile: ${o.pki.ca.cert}`, `  certFile: ${o.pki.hub.cert}`, `  keyFile: ${o.pki.hub.key}`]),
       '  serverName: localhost',
       `  reconnectBaseMs: ${o.reconnectBaseMs ?? 200}`,
       '  reconnectMaxMs: 1000',
-      'commands:',
-      `  otpKeyFile: ${o.pki.otpKey}`,
-      ...(o.commands ?? []),
+      ...(o.uplink ?? []),
+      ...(o.otp === false ? [] : ['commands:', `  otpKeyFile: ${o.pki.otpKey}`, ...(o.commands ?? [])]),
+      ...(o.extra ?? []),
       '',
     ].join('\n'),
   );

@@ -1,13 +1,14 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDevPki, issueClientCert } from '../../provisioning/dev-pki.js';
 import { identityPaths } from '../../provisioning/identity.js';
-import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { callDaemon } from '../../src/control/client.js';
+import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -90,43 +91,28 @@ describe.skipIf(!haveMosquitto)(
       });
       if (!b) throw new Error('mosquitto did not start');
       broker = b;
-      cloud = new ReferenceCloud();
-      await cloud.connect({
-        url: broker.url,
-        ca: pem(pki.ca.cert),
-        cert: pem(pki.cloud.cert),
-        key: pem(pki.cloud.key),
-        serverName: 'localhost',
-      });
+      cloud = await connectCloud(broker.url, pki);
       await cloud.enableCertificates({
         ca: { cert: pem(pki.ca.cert), key: pem(pki.ca.key) },
         claimIds: [CLAIM],
         allowEnrollment: (hubId, claimId) => claimId === CLAIM && hubId === HUB,
       });
-      config = join(base, 'config.yaml');
-      writeFileSync(
-        config,
-        [
-          `dataDir: ${dataDir()}`,
-          `runDir: ${base}/run`,
-          'simulation:',
-          '  enabled: true',
-          '  locks: 1',
-          '  seed: enrollment',
-          'uplink:',
-          '  enabled: true',
-          `  url: ${broker.url}`,
-          '  serverName: localhost',
-          '  reconnectBaseMs: 200',
-          '  reconnectMaxMs: 1000',
+      config = writeSiteConfig({
+        base,
+        brokerUrl: broker.url,
+        pki,
+        locks: 1,
+        seed: 'enrollment',
+        identity: 'installed',
+        otp: false,
+        extra: [
           'provisioning:',
           `  hubId: ${HUB}`,
           `  claimCertFile: ${claim.cert}`,
           `  claimKeyFile: ${claim.key}`,
           `  claimCaFile: ${pki.ca.cert}`,
-          '',
-        ].join('\n'),
-      );
+        ],
+      });
     }, 60_000);
 
     afterAll(async () => {

@@ -1,17 +1,18 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki, createForeignCa, readDevOtpKey } from '../../provisioning/dev-pki.js';
+import { createDevPki, createForeignCa } from '../../provisioning/dev-pki.js';
 import { identityPaths, installIdentity, makeKeyAndCsr } from '../../provisioning/identity.js';
 import { CloudCa, parseCsr } from '../../sim/cloud/ca.js';
-import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { systemClock } from '../../src/base/clock.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { callDaemon } from '../../src/control/client.js';
 import { UplinkClient } from '../../src/uplink/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
+import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { capturingLogger } from '../helpers/commands.js';
 import { requireBuild, runCli, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
@@ -79,45 +80,23 @@ describe.skipIf(!haveMosquitto)(
       const b = await startMosquitto({ pkiDir: join(base, 'pki'), persistence: true });
       if (!b) throw new Error('mosquitto did not start');
       broker = b;
-      cloud = new ReferenceCloud();
-      await cloud.connect({
-        url: broker.url,
-        ca: pem(pki.ca.cert),
-        cert: pem(pki.cloud.cert),
-        key: pem(pki.cloud.key),
-        serverName: 'localhost',
-      });
+      cloud = await connectCloud(broker.url, pki, HUB);
       // Renewals: 30-second certificates too.
       await cloud.enableCertificates({
         ca: { cert: pem(pki.ca.cert), key: pem(pki.ca.key) },
         validitySec: VALIDITY_SEC,
       });
-      cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
-      config = join(base, 'config.yaml');
-      writeFileSync(
-        config,
-        [
-          `dataDir: ${dataDir()}`,
-          `runDir: ${base}/run`,
-          'simulation:',
-          '  enabled: true',
-          '  locks: 3',
-          '  seed: rotation',
-          'uplink:',
-          '  enabled: true',
-          `  url: ${broker.url}`,
-          '  serverName: localhost',
-          '  reconnectBaseMs: 200',
-          '  reconnectMaxMs: 1000',
-          '  healthIntervalSec: 5',
-          'commands:',
-          `  otpKeyFile: ${pki.otpKey}`,
-          '  lockoutFailures: 1000',
-          'provisioning:',
-          '  rotateAtFraction: 0.667',
-          '',
-        ].join('\n'),
-      );
+      config = writeSiteConfig({
+        base,
+        brokerUrl: broker.url,
+        pki,
+        locks: 3,
+        seed: 'rotation',
+        identity: 'installed',
+        uplink: ['  healthIntervalSec: 5'],
+        commands: ['  lockoutFailures: 1000'],
+        extra: ['provisioning:', '  rotateAtFraction: 0.667'],
+      });
     }, 60_000);
 
     afterAll(async () => {
