@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DevPkiPaths, readDevOtpKey } from '../../provisioning/dev-pki.js';
 import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { type Proc, start } from './daemon.js';
 
 const pem = (p: string) => readFileSync(p);
 
@@ -72,4 +73,26 @@ export function writeSiteConfig(o: SiteConfig): string {
     ].join('\n'),
   );
   return path;
+}
+
+/** Start `iqhub run --config` and wait until the cloud sees the hub come online (again). */
+export async function startHubOnline(
+  cloud: ReferenceCloud,
+  hubId: string,
+  config: string,
+  timeoutMs = 15_000,
+): Promise<Proc> {
+  const seen = cloud.statusHistory(hubId).length;
+  const d = start(['run', '--config', config]);
+  await d.waitForOutput('iq-hub ready');
+  await cloud.waitFor(
+    (c) =>
+      c
+        .statusHistory(hubId)
+        .slice(seen)
+        .some((s) => s.state === 'online'),
+    timeoutMs,
+    `${hubId} online at the cloud`,
+  );
+  return d;
 }

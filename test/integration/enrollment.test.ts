@@ -8,8 +8,8 @@ import { createDevPki, issueClientCert } from '../../provisioning/dev-pki.js';
 import { identityPaths } from '../../provisioning/identity.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { callDaemon } from '../../src/control/client.js';
-import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
-import { type Proc, requireBuild, start } from '../helpers/daemon.js';
+import { connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { type Proc, requireBuild } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
@@ -41,20 +41,9 @@ describe.skipIf(!haveMosquitto)(
       callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
 
     async function startHub(): Promise<Proc> {
-      const seen = cloud.statusHistory(HUB).length;
-      const d = start(['run', '--config', config]);
-      daemon = d;
-      await d.waitForOutput('iq-hub ready');
-      await cloud.waitFor(
-        (c) =>
-          c
-            .statusHistory(HUB)
-            .slice(seen)
-            .some((s) => s.state === 'online'),
-        30_000,
-        `${HUB} online at the cloud under its own id`,
-      );
-      return d;
+      // Enrollment comes first: give it longer.
+      daemon = await startHubOnline(cloud, HUB, config, 30_000);
+      return daemon;
     }
 
     async function stopHub(): Promise<void> {

@@ -8,8 +8,8 @@ import { SeededRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import { callDaemon } from '../../src/control/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
-import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
-import { type Proc, requireBuild, runCli, start } from '../helpers/daemon.js';
+import { connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { type Proc, requireBuild, runCli } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
@@ -36,18 +36,7 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
   let daemon: Proc | undefined;
 
   async function startHub(): Promise<void> {
-    const seen = cloud.statusHistory(HUB).length;
-    daemon = start(['run', '--config', config]);
-    await daemon.waitForOutput('iq-hub ready');
-    await cloud.waitFor(
-      (c) =>
-        c
-          .statusHistory(HUB)
-          .slice(seen)
-          .some((s) => s.state === 'online'),
-      15_000,
-      'the hub online at the cloud',
-    );
+    daemon = await startHubOnline(cloud, HUB, config);
   }
 
   /**
