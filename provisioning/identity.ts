@@ -261,6 +261,21 @@ const cnOf = (dn: string): string | undefined =>
     .find((l) => l.startsWith('CN='))
     ?.slice(3);
 
+/** The hub id a certificate names (its CN), refused (`<prefix>.hub-id`) unless it is a valid topic segment. */
+export function hubIdOfCertificate(x509: X509Certificate, codePrefix: string): string {
+  const hubId = cnOf(x509.subject) ?? '';
+  if (!new RegExp(ID_PATTERN).test(hubId)) {
+    throw new HubError(
+      `${codePrefix}.hub-id`,
+      `the hub certificate's CN ${JSON.stringify(hubId)} is not a valid hub id`,
+      {
+        hint: 'the CN is the hub id and an MQTT topic segment: 1-64 of A-Z a-z 0-9 . _ : - (no / + #)',
+      },
+    );
+  }
+  return hubId;
+}
+
 const spkiOf = (k: KeyObject): Buffer =>
   (k.type === 'private' ? createPublicKey(k) : k).export({ type: 'spki', format: 'der' });
 
@@ -559,12 +574,7 @@ export function loadIdentity(dataDir: string): LoadedIdentity | undefined {
       );
     }
   }
-  const hubId = cnOf(x509.subject) ?? '';
-  if (!new RegExp(ID_PATTERN).test(hubId)) {
-    throw new HubError('identity.hub-id', `the hub certificate's CN ${JSON.stringify(hubId)} is not a valid hub id`, {
-      hint: 'the CN is the hub id and an MQTT topic segment: 1-64 of A-Z a-z 0-9 . _ : - (no / + #)',
-    });
-  }
+  const hubId = hubIdOfCertificate(x509, 'identity');
   return {
     hubId,
     cert,

@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { identityPaths, loadIdentity } from '../../provisioning/identity.js';
+import { hubIdOfCertificate, identityPaths, loadIdentity } from '../../provisioning/identity.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
@@ -14,7 +14,7 @@ import type { LinkManager, LockChange } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { UplinkClient } from './client.js';
-import { CONTRACT_VERSION, type HealthPayload, ID_PATTERN, type LockStatePayload } from './contract.js';
+import { CONTRACT_VERSION, type HealthPayload, type LockStatePayload } from './contract.js';
 import type { Enrollment } from './enrollment.js';
 import { type CommandTarget, Inbound, type SyncTarget } from './inbound.js';
 import { Publisher } from './publisher.js';
@@ -147,12 +147,7 @@ export function loadUplinkFiles(
       },
     );
   }
-  const cn = /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)?.[1]?.trim() ?? '';
-  if (!new RegExp(ID_PATTERN).test(cn)) {
-    throw new HubError('uplink.hub-id', `the hub certificate's CN ${JSON.stringify(cn)} is not a valid hub id`, {
-      hint: 'the CN is the hub id and an MQTT topic segment: 1-64 of A-Z a-z 0-9 . _ : - (no / + #)',
-    });
-  }
+  const cn = hubIdOfCertificate(x509, 'uplink');
   return {
     ca,
     cert,
