@@ -40,6 +40,14 @@ export interface SimPeripheralOptions {
   readonly onConnect: (link: PeripheralLink) => void;
 }
 
+/**
+ * Where a simulated lock goes on the air: the in-memory SimRadio, or a controller emulator
+ * (sim/emu/) that carries the same lock over a real driver's wire protocol.
+ */
+export interface PeripheralHost {
+  addPeripheral(options: SimPeripheralOptions): SimPeripheral;
+}
+
 /** A peripheral's handle on the radio, for the simulated world (and tests) to move it around. */
 export interface SimPeripheral {
   readonly address: string;
@@ -75,7 +83,7 @@ class Peripheral implements Reachable {
  * The in-memory radio medium: peripherals (simulated locks) register on it, hubs get bearers from
  * it, and every frame between them crosses it with the configured faults, on the injected clock.
  */
-export class SimRadio {
+export class SimRadio implements PeripheralHost {
   readonly clock: Clock;
   readonly random: Random;
   readonly advertiseIntervalMs: number;

@@ -1,4 +1,4 @@
-import type { PeripheralLink, SimPeripheral, SimRadio } from '../../hal/sim/radio.js';
+import type { PeripheralHost, PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
@@ -86,7 +86,8 @@ export interface SimLockOptions {
   keyPair: KeyPair;
   /** As printed on the sticker (dashes, spaces and case do not matter). */
   setupCode: string;
-  radio: SimRadio;
+  /** The in-memory SimRadio or a controller emulator (sim/emu/). */
+  radio: PeripheralHost;
   /** Its address on the radio. */
   address: string;
   clock: Clock;
@@ -142,7 +143,7 @@ export class SimLock {
   readonly maxOfflineEntries: number;
   readonly #keyPair: KeyPair;
   readonly #setupCode: Secret;
-  readonly #radio: SimRadio;
+  readonly #radio: PeripheralHost;
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #storage: LockStorage;
