@@ -534,16 +534,25 @@ export class AccessMirror {
   /**
    * Whether the user may open `lockId` at `at` (unix ms), schedules read in `timeZone`: the user
    * exists, is not blocked and is within its validity, and one of its groups names the lock and is
-   * within its validity and schedule. Otherwise the first reason in that order.
+   * within its validity and schedule. Otherwise the first reason in that order. With `onlyGroups`,
+   * only those of the user's groups count (a digital key issued for some groups).
    */
-  userMayUse(userId: string, lockId: string, at: number, timeZone: string): UseVerdict {
+  userMayUse(
+    userId: string,
+    lockId: string,
+    at: number,
+    timeZone: string,
+    onlyGroups?: ReadonlySet<string>,
+  ): UseVerdict {
     checkTimeZone(timeZone);
     const u = this.#sql.user.get(userId);
     if (!u) return { allowed: false, reason: 'user.unknown' };
     if (u.blocked === 1) return { allowed: false, reason: 'user.blocked' };
     if (u.valid_from !== null && at < u.valid_from) return { allowed: false, reason: 'user.not-yet-valid' };
     if (u.valid_until !== null && at >= u.valid_until) return { allowed: false, reason: 'user.expired' };
-    const groups = this.#sql.groupsForLock.all(lockId, userId);
+    const all = this.#sql.groupsForLock.all(lockId, userId);
+    // A digital key issued for some groups opens a lock only through those groups.
+    const groups = onlyGroups ? all.filter((g) => onlyGroups.has(g.id)) : all;
     if (groups.length === 0) return { allowed: false, reason: 'lock.no-right' };
     let anyValid = false;
     for (const g of groups) {
