@@ -1,3 +1,5 @@
+import { BEARER_MIN_FRAME_SIZE } from '../../hal/bearer.js';
+
 /**
  * The lock's BLE wire format, shared by the hub's driver (drivers/ble/bearer.ts) and the controller
  * emulator that plays the locks (sim/emu/hci/). docs/ble.md is the prose version of this file.
@@ -91,8 +93,8 @@ export const FRAGMENT_VERSION = 0x01;
 export const FRAGMENT_HEADER_LEN = 4;
 /** A frame is at most this many fragments (the count is one byte). */
 export const MAX_FRAGMENTS = 255;
-/** What the hub's driver and the emulator accept per frame by default: well above BEARER_MIN_FRAME_SIZE. */
-export const DEFAULT_MAX_FRAME_SIZE = 2048;
+/** What the hub's driver and the emulator accept per frame by default: 2 KiB, or the port's minimum if that is more. */
+export const DEFAULT_MAX_FRAME_SIZE = Math.max(2048, BEARER_MIN_FRAME_SIZE);
 /** ATT: a notification or write carries MTU - 3 bytes of value. */
 export const ATT_HEADER_LEN = 3;
 /** The smallest ATT MTU (BLE 4.0 default). */
