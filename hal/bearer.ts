@@ -95,10 +95,12 @@ export interface ConnectOptions {
 
 /**
  * Every bearer accepts frames of at least this many bytes, so the link layer can size its handshake
- * and records without asking. Drivers whose radio carries less (ZigBee ZCL payloads, a small BLE MTU)
- * fragment and reassemble below the port.
+ * and records without asking: one whole link message (2048 bytes, src/link/frames.ts — a phone's
+ * digital-key presentation takes ~700) plus the sealed frame's header and tag (25), rounded up.
+ * Drivers whose radio carries less (ZigBee ZCL payloads, a small BLE MTU) fragment and reassemble
+ * below the port.
  */
-export const BEARER_MIN_FRAME_SIZE = 256;
+export const BEARER_MIN_FRAME_SIZE = 2080;
 
 /** One connection to one peer: the hub's end of it, or (in the simulator) the lock's. */
 export interface BearerLink {

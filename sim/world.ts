@@ -7,6 +7,7 @@ import type { Clock } from '../src/base/clock.js';
 import type { Component, ComponentStatus } from '../src/base/component.js';
 import { HubError } from '../src/base/errors.js';
 import { type Random, SeededRandom } from '../src/base/random.js';
+import type { Secret } from '../src/crypto/secret.js';
 import { generateKeyPair } from '../src/link/noise.js';
 import { SimLock } from './lock/lock.js';
 import { FileLockStorage, MemoryLockStorage } from './lock/storage.js';
@@ -26,6 +27,10 @@ export interface SimWorldOptions {
   dir?: string;
   faults?: Partial<SimFaults>;
   attachWindowMs?: number;
+  /** The site's PIN key and id, in every lock's secure element (the keypads work only with them). */
+  site?: { pinKey: Secret; siteId: string };
+  /** Offline-list capacity of each lock. */
+  maxOfflineEntries?: number;
 }
 
 const ALPHABET = 'ABCDEFGHJKMNPQRSTVWXYZ23456789';
@@ -69,6 +74,8 @@ export class SimWorld implements Component {
           random: opts.random,
           storage: opts.dir ? new FileLockStorage(join(opts.dir, `${deviceId}.json`)) : new MemoryLockStorage(),
           ...(opts.attachWindowMs ? { attachWindowMs: opts.attachWindowMs } : {}),
+          ...(opts.site ? { pinKey: opts.site.pinKey, siteId: opts.site.siteId } : {}),
+          ...(opts.maxOfflineEntries ? { maxOfflineEntries: opts.maxOfflineEntries } : {}),
         }),
       );
     }

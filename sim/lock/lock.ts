@@ -1,18 +1,24 @@
 import type { PeripheralHost, PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
+import { pinVerifier, tagHash } from '../../src/access/credentials.js';
+import { newChallenge, type Presentation } from '../../src/access/digital-key.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
 import { Secret } from '../../src/crypto/secret.js';
 import {
+  type AccessReason,
+  type DenyReason,
   decodeMessage,
   encodeMessage,
   isFromLock,
+  type LinkCredential,
   type LockErrorCode,
   type LockEvent,
   type LockEventBody,
   type LockMode,
   type LockState,
   MAX_EVENTS_PER_BATCH,
+  type OfflineItem,
   OPERATIONS,
   type Operation,
   type Request,
@@ -99,6 +105,30 @@ export interface SimLockOptions {
   /** Unacknowledged events kept before the oldest is dropped. */
   maxEvents?: number;
   maxOfflineEntries?: number;
+  /**
+   * The site's PIN key, in the lock's secure element (put there by the cloud at installation):
+   * the keypad turns typed digits into a verifier with it. Without one the keypad refuses codes.
+   */
+  pinKey?: Secret;
+  /** The site id that PIN verifiers and tag hashes are bound to. */
+  siteId?: string;
+  /** How long the lock waits for the hub's answer to an access request before deciding alone, ms. */
+  accessTimeoutMs?: number;
+  /** How long the bolt stays drawn back after a granted credential, ms. */
+  grantOpenMs?: number;
+}
+
+/** What happened at the door: opened or not, why, and whether the hub or the offline list decided. */
+export interface DoorOutcome {
+  opened: boolean;
+  reason: AccessReason | DenyReason;
+  credentialId: string | null;
+  decidedBy: 'hub' | 'offline-list' | 'lock';
+}
+
+/** The phone's side at the door: answers a challenge for this lock (sim/phone's SimPhone does). */
+export interface PhoneAtTheDoor {
+  present(challenge: Uint8Array, lockId: string, keyId?: string): Presentation;
 }
 
 export interface RequestCounts {
@@ -158,6 +188,15 @@ export class SimLock {
   #attachTimer: TimerHandle | undefined;
   #relockTimer: TimerHandle | undefined;
   #counts = zeroCounts();
+  readonly #pinKey: Secret | undefined;
+  readonly #siteId: string | undefined;
+  readonly accessTimeoutMs: number;
+  readonly grantOpenMs: number;
+  #nextAccessId = 1;
+  readonly #pendingAccess = new Map<
+    number,
+    (answer: { grant: boolean; reason: AccessReason; credentialId: string | null }) => void
+  >();
 
   constructor(options: SimLockOptions) {
     if (!/^[\x21-\x7e]{1,64}$/.test(options.deviceId)) {
@@ -178,6 +217,10 @@ export class SimLock {
     this.attachWindowMs = positiveInt('attachWindowMs', options.attachWindowMs ?? 60_000);
     this.maxEvents = positiveInt('maxEvents', options.maxEvents ?? 1000);
     this.maxOfflineEntries = positiveInt('maxOfflineEntries', options.maxOfflineEntries ?? 500);
+    this.#pinKey = options.pinKey;
+    this.#siteId = options.siteId;
+    this.accessTimeoutMs = positiveInt('accessTimeoutMs', options.accessTimeoutMs ?? 1500);
+    this.grantOpenMs = positiveInt('grantOpenMs', options.grantOpenMs ?? 5000);
   }
 
   // ── power ──────────────────────────────────────────────────────────────────────────────────────
@@ -261,6 +304,33 @@ export class SimLock {
   /** The tamper switch. */
   tamper(): LockEvent {
     return this.#physical({ type: 'tamper' });
+  }
+
+  // ── credentials at the door ────────────────────────────────────────────────────────────────────
+
+  /**
+   * Someone types a code on the keypad. The secure element turns it into a verifier at once; the
+   * digits go no further (not to the hub, not to flash, not to an event).
+   */
+  typePin(digits: string): Promise<DoorOutcome> {
+    if (!this.#pinKey || !this.#siteId) {
+      throw new HubError('sim-lock-config', `simulated lock ${this.deviceId} has no site PIN key: its keypad is off`);
+    }
+    const verifier = pinVerifier(this.#pinKey, digits, this.#siteId);
+    return this.#atTheDoor('pin', { kind: 'pin', verifier });
+  }
+
+  /** A DESFire tag on the reader, already authenticated by the lock: its credential id. */
+  presentTag(credentialId: Uint8Array): Promise<DoorOutcome> {
+    if (!this.#siteId) throw new HubError('sim-lock-config', `simulated lock ${this.deviceId} has no site id`);
+    return this.#atTheDoor('tag', { kind: 'tag', hash: tagHash(credentialId, this.#siteId) });
+  }
+
+  /** A phone at the door: a fresh challenge, the phone's answer, the hub's decision (never offline). */
+  presentPhone(phone: PhoneAtTheDoor, keyId?: string): Promise<DoorOutcome> {
+    const challenge = newChallenge(this.#random);
+    const presentation = new TextEncoder().encode(JSON.stringify(phone.present(challenge, this.deviceId, keyId)));
+    return this.#atTheDoor('digitalKey', { kind: 'digitalKey', challenge, presentation });
   }
 
   /** Replaces the offline-access list (what the lock admits without the hub); bounded by maxOfflineEntries. */
@@ -467,6 +537,17 @@ export class SimLock {
 
   #onPayload(context: SessionContext, payload: Uint8Array): void {
     const decoded = decodeMessage(payload);
+    if (decoded.ok && decoded.value.type === 'accessAnswer') {
+      const answer = decoded.value;
+      const waiting = context.hub === this.#p?.boundHub ? this.#pendingAccess.get(answer.id) : undefined;
+      if (!waiting) {
+        this.#counts.ignored++;
+        return;
+      }
+      this.#pendingAccess.delete(answer.id);
+      waiting(answer);
+      return;
+    }
     if (!decoded.ok || isFromLock(decoded.value)) {
       this.#counts.ignored++;
       return;
@@ -530,6 +611,8 @@ export class SimLock {
             d.clockOffsetMs = request.unixMs - Math.floor(this.#clock.now());
           });
           return { type: 'ok', id, result: { op: 'setTime' } };
+        case 'setOffline':
+          return this.#setOffline(id, request);
         case 'detach':
           // Forgotten and saved first: the ok is the lock's confirmation.
           this.#change((d) => {
@@ -543,6 +626,99 @@ export class SimLock {
       // The flash refused the write: nothing changed, and the hub is told so.
       return fail('internal');
     }
+  }
+
+  #setOffline(id: number, request: Extract<Request, { type: 'setOffline' }>): Response {
+    const next = new Map<string, OfflineAccessEntry>(
+      request.reset ? [] : this.#running().offlineAccess.map((e) => [e.credentialId, e]),
+    );
+    for (const credentialId of request.remove) next.delete(credentialId);
+    for (const item of request.upsert) next.set(item.credentialId, toEntry(item));
+    // Over capacity: refused whole; the hub sends its list by priority, so this is its mistake.
+    if (next.size > this.maxOfflineEntries) return { type: 'error', id, code: 'busy' };
+    this.#change((d) => {
+      d.offlineAccess = [...next.values()];
+    });
+    return { type: 'ok', id, result: { op: 'setOffline', held: next.size, capacity: this.maxOfflineEntries } };
+  }
+
+  /**
+   * The door's decision: ask the bound hub over the current session (resending under one id until
+   * it answers or accessTimeoutMs passes); without an answer, a PIN or tag on the offline list is
+   * admitted within one of its windows, anything else is refused `hub-unreachable`. The outcome is
+   * logged as an event: opened{by, credentialId} or denied{reason, credentialId}.
+   */
+  async #atTheDoor(method: 'pin' | 'tag' | 'digitalKey', credential: LinkCredential): Promise<DoorOutcome> {
+    const p = this.#running();
+    const generation = this.#generation;
+    let outcome: DoorOutcome;
+    if (p.mode === 'locked') {
+      outcome = { opened: false, reason: 'locked-mode', credentialId: null, decidedBy: 'lock' };
+    } else {
+      const answer = await this.#askHub(credential);
+      if (answer) {
+        outcome = {
+          opened: answer.grant,
+          reason: answer.reason,
+          credentialId: answer.credentialId,
+          decidedBy: 'hub',
+        };
+      } else {
+        outcome = this.#offlineDecision(credential);
+      }
+    }
+    if (!this.#alive(generation)) return { ...outcome, opened: false };
+    if (outcome.opened) {
+      this.#change((d, emit) => {
+        d.bolt = 'unlocked';
+        emit({ type: 'opened', by: method, credentialId: outcome.credentialId });
+      });
+      if (this.#running().mode === 'normal') this.#armRelock(this.grantOpenMs);
+    } else {
+      const reason = (outcome.reason === 'granted' ? 'malformed' : outcome.reason) as DenyReason;
+      this.#change((_d, emit) => emit({ type: 'denied', reason, credentialId: outcome.credentialId }));
+    }
+    return outcome;
+  }
+
+  async #askHub(
+    credential: LinkCredential,
+  ): Promise<{ grant: boolean; reason: AccessReason; credentialId: string | null } | undefined> {
+    const context = this.#current;
+    if (!context || context.hub !== this.#p?.boundHub || !context.session.link.isOpen()) return undefined;
+    const id = this.#nextAccessId;
+    this.#nextAccessId = this.#nextAccessId >= 0xffff_ffff ? 1 : this.#nextAccessId + 1;
+    const bytes = encodeMessage({ type: 'access', id, credential });
+    const answer = new Promise<{ grant: boolean; reason: AccessReason; credentialId: string | null }>((resolve) =>
+      this.#pendingAccess.set(id, resolve),
+    );
+    const deadline = this.#clock.monotonic() + this.accessTimeoutMs;
+    const resendMs = Math.max(1, Math.floor(this.accessTimeoutMs / 4));
+    try {
+      while (this.#pendingAccess.has(id) && this.#clock.monotonic() < deadline && context.session.link.isOpen()) {
+        void context.session.send(bytes);
+        const wait = Math.min(resendMs, deadline - this.#clock.monotonic());
+        const result = await Promise.race([answer, this.#clock.sleep(wait).then(() => undefined)]);
+        if (result) return result;
+      }
+      return undefined;
+    } finally {
+      this.#pendingAccess.delete(id);
+    }
+  }
+
+  #offlineDecision(credential: LinkCredential): DoorOutcome {
+    if (credential.kind === 'digitalKey') {
+      return { opened: false, reason: 'hub-unreachable', credentialId: null, decidedBy: 'lock' };
+    }
+    const digest = Buffer.from(credential.kind === 'pin' ? credential.verifier : credential.hash).toString('hex');
+    const now = this.#now(this.#running());
+    const entry = this.#running().offlineAccess.find((e) => e.kind === credential.kind && e.digest === digest);
+    if (!entry) return { opened: false, reason: 'hub-unreachable', credentialId: null, decidedBy: 'offline-list' };
+    const admitted = entry.windows.some((w) => now >= w.from && now < w.until);
+    return admitted
+      ? { opened: true, reason: 'granted', credentialId: entry.credentialId, decidedBy: 'offline-list' }
+      : { opened: false, reason: 'outside-schedule', credentialId: entry.credentialId, decidedBy: 'offline-list' };
   }
 
   #okState(id: number, op: 'open' | 'lock' | 'setMode' | 'getState'): Response {
@@ -613,4 +789,13 @@ export class SimLock {
     this.#clock.clearTimeout(this.#relockTimer);
     this.#relockTimer = undefined;
   }
+}
+
+function toEntry(item: OfflineItem): OfflineAccessEntry {
+  return {
+    kind: item.kind,
+    credentialId: item.credentialId,
+    digest: Buffer.from(item.digest).toString('hex'),
+    windows: item.windows.map((w) => ({ from: w.from, until: w.until })),
+  };
 }

@@ -26,10 +26,13 @@ export type RefusalReason = Refusal | 'bad-proof';
 
 /** One credential the lock may admit while the hub is unreachable. */
 export interface OfflineAccessEntry {
-  /** The credential id as the lock reads it (printable ASCII, 1…64 bytes, like on the wire). */
+  kind: 'pin' | 'tag';
+  /** The credential's id in the site (printable ASCII, 1…64 bytes, like on the wire). */
   credentialId: string;
-  /** Lock time (Unix ms) after which the entry no longer admits; null = no end. */
-  validUntil: number | null;
+  /** The PIN verifier or tag hash the lock compares with what it reads, 64 lowercase hex digits. */
+  digest: string;
+  /** Lock-time intervals [from, until) (Unix ms) in which the entry admits; at least one. */
+  windows: { from: number; until: number }[];
 }
 
 export const LOCK_PERSISTED_VERSION = 1;
@@ -193,9 +196,21 @@ function exactKeys(o: Record<string, unknown>, keys: readonly string[]): boolean
 export function isOfflineAccessEntry(e: unknown): e is OfflineAccessEntry {
   return (
     isRecord(e) &&
-    exactKeys(e, ['credentialId', 'validUntil']) &&
+    exactKeys(e, ['kind', 'credentialId', 'digest', 'windows']) &&
+    (e.kind === 'pin' || e.kind === 'tag') &&
     isCredentialId(e.credentialId) &&
-    (e.validUntil === null || isUint(e.validUntil, 0, Number.MAX_SAFE_INTEGER))
+    typeof e.digest === 'string' &&
+    /^[0-9a-f]{64}$/.test(e.digest) &&
+    Array.isArray(e.windows) &&
+    e.windows.length >= 1 &&
+    e.windows.every(
+      (w: unknown) =>
+        isRecord(w) &&
+        exactKeys(w, ['from', 'until']) &&
+        isUint(w.from, 0, Number.MAX_SAFE_INTEGER) &&
+        isUint(w.until, 0, Number.MAX_SAFE_INTEGER) &&
+        (w.until as number) > (w.from as number),
+    )
   );
 }
 

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
+import type { AccessReason } from '../link/frames.js';
 import type { Logger } from '../log/logger.js';
 import { PinThrottle, type PinThrottleOptions, VERIFIER_BYTES } from './credentials.js';
 import { CHALLENGE_BYTES, type DigitalKeyDenyReason, verifyPresentation } from './digital-key.js';
@@ -23,24 +24,8 @@ import { checkTimeZone } from './schedule.js';
  * reaches an answer, an event or a log line.
  */
 
-export const ACCESS_REASONS = [
-  'granted',
-  'unknown-credential',
-  'revoked',
-  'blocked',
-  'not-yet-valid',
-  'expired',
-  'no-right',
-  'not-valid',
-  'outside-schedule',
-  'bad-signature',
-  'bad-proof',
-  'wrong-lock',
-  'replayed',
-  'lockout',
-  'malformed',
-] as const;
-export type AccessReason = (typeof ACCESS_REASONS)[number];
+// The reasons are the link's (src/link/frames.ts): a decision travels to the lock as is.
+export { ACCESS_REASONS, type AccessReason } from '../link/frames.js';
 
 export type CredentialKind = 'pin' | 'tag' | 'digitalKey';
 

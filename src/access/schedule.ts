@@ -180,3 +180,42 @@ export function isValidAt(validity: Validity, at: number): boolean {
   if (validity.validUntil !== undefined && at >= toMillis(validity.validUntil, 'validUntil')) return false;
   return true;
 }
+
+const MINUTE = 60_000;
+const QUARTER = 15 * MINUTE;
+
+/**
+ * The instants in `[from, until)` that `schedule` admits in `timeZone`, as absolute intervals
+ * `[from, until)` in unix ms, oldest first (for a lock that has no zone rules: offline lists).
+ * Exact to the minute and across DST changes: the wall clock is read once per quarter hour (every
+ * zone's offset, and every change of it, falls on a quarter hour) and minutes are counted within.
+ */
+export function scheduleIntervals(
+  schedule: Schedule | CompiledSchedule,
+  timeZone: string,
+  from: number,
+  until: number,
+): { from: number; until: number }[] {
+  const c = isCompiled(schedule) ? schedule : compileSchedule(schedule);
+  const out: { from: number; until: number }[] = [];
+  let start: number | undefined;
+  const first = Math.floor(from / QUARTER) * QUARTER;
+  for (let block = first; block < until; block += QUARTER) {
+    const local = localTime(timeZone, block);
+    const day = c.ranges[WEEKDAYS.indexOf(local.weekday)] ?? [];
+    for (let k = 0; k < 15; k++) {
+      const at = block + k * MINUTE;
+      if (at < from) continue;
+      if (at >= until) break;
+      const minute = local.minute + k;
+      const inside = day.some(([f, t]) => minute >= f && minute < t);
+      if (inside && start === undefined) start = at;
+      else if (!inside && start !== undefined) {
+        out.push({ from: start, until: at });
+        start = undefined;
+      }
+    }
+  }
+  if (start !== undefined) out.push({ from: start, until });
+  return out;
+}

@@ -2,6 +2,8 @@ import type { Unsubscribe } from '../../hal/bearer.js';
 import { err, ok, type Result } from '../../hal/result.js';
 import type { Clock } from '../base/clock.js';
 import {
+  type AccessAnswer,
+  type AccessRequest,
   decodeMessage,
   encodeMessage,
   isFromLock,
@@ -20,6 +22,9 @@ export type RequestError =
   | { code: 'timeout'; message: string }
   | { code: 'closed'; message: string }
   | { code: 'lock-error'; message: string; lockCode: LockErrorCode };
+
+/** Access answers kept per session for requests the lock sends again. */
+const ANSWER_CACHE_SIZE = 64;
 
 export interface ClientOptions {
   clock: Clock;
@@ -45,6 +50,9 @@ export class LockClient {
   readonly #opts: ClientOptions;
   readonly #pending = new Map<number, Pending>();
   readonly #eventListeners = new Set<(e: LockEvent) => void>();
+  #accessHandler: ((r: AccessRequest) => Omit<AccessAnswer, 'type' | 'id'>) | undefined;
+  /** Answers to the lock's last access requests, by its id: a resent request gets the same answer, not a second decision. */
+  readonly #answers = new Map<number, { request: Uint8Array; answer: Uint8Array }>();
   #nextId = 1;
   #closed = false;
   readonly counters = { undecodable: 0, unexpected: 0, duplicates: 0 };
@@ -59,6 +67,14 @@ export class LockClient {
   onEvent(listener: (e: LockEvent) => void): Unsubscribe {
     this.#eventListeners.add(listener);
     return () => this.#eventListeners.delete(listener);
+  }
+
+  /**
+   * Who answers the lock's access requests on this session. Without a handler they are dropped
+   * (counted unexpected) and the lock decides from its offline list.
+   */
+  onAccessRequest(handler: (r: AccessRequest) => Omit<AccessAnswer, 'type' | 'id'>): void {
+    this.#accessHandler = handler;
   }
 
   get closed(): boolean {
@@ -103,6 +119,29 @@ export class LockClient {
     p.resolve(r);
   }
 
+  #answerAccess(m: AccessRequest, payload: Uint8Array): void {
+    const handler = this.#accessHandler;
+    if (!handler) {
+      this.counters.unexpected++;
+      return;
+    }
+    const cached = this.#answers.get(m.id);
+    if (cached) {
+      this.counters.duplicates++;
+      // The same id with other content is not a resend: refuse it rather than decide twice under one id.
+      if (Buffer.from(cached.request).equals(Buffer.from(payload))) void this.session.send(cached.answer);
+      return;
+    }
+    const decision = handler(m);
+    const answer = encodeMessage({ type: 'accessAnswer', id: m.id, ...decision });
+    this.#answers.set(m.id, { request: payload.slice(), answer });
+    if (this.#answers.size > ANSWER_CACHE_SIZE) {
+      const oldest = this.#answers.keys().next();
+      if (!oldest.done) this.#answers.delete(oldest.value);
+    }
+    void this.session.send(answer);
+  }
+
   #onPayload(payload: Uint8Array): void {
     const decoded = decodeMessage(payload);
     if (!decoded.ok) {
@@ -116,6 +155,10 @@ export class LockClient {
     }
     if (m.type === 'event') {
       for (const l of [...this.#eventListeners]) l(m.event);
+      return;
+    }
+    if (m.type === 'access') {
+      this.#answerAccess(m, payload);
       return;
     }
     const p = this.#pending.get(m.id);

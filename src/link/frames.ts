@@ -26,7 +26,49 @@ export const DENY_REASONS = [
   'locked-mode',
   'bad-signature',
   'lockout',
+  'revoked',
+  'blocked',
+  'not-yet-valid',
+  'no-right',
+  'not-valid',
+  'bad-proof',
+  'wrong-lock',
+  'replayed',
+  'malformed',
+  /** The lock could not reach its hub and the credential is not on its offline list. */
+  'hub-unreachable',
 ] as const;
+/**
+ * The hub's answer to an access request: `granted`, or why not. Every reason but `granted` is
+ * also a DENY_REASONS entry, so the lock logs the hub's reason as is.
+ */
+export const ACCESS_REASONS = [
+  'granted',
+  'unknown-credential',
+  'revoked',
+  'blocked',
+  'not-yet-valid',
+  'expired',
+  'no-right',
+  'not-valid',
+  'outside-schedule',
+  'bad-signature',
+  'bad-proof',
+  'wrong-lock',
+  'replayed',
+  'lockout',
+  'malformed',
+] as const;
+export const CREDENTIAL_KINDS = ['pin', 'tag', 'digitalKey'] as const;
+/** Credential digests on the link: a PIN verifier (HMAC-SHA-256) or a tag hash (SHA-256). */
+export const DIGEST_LEN = 32;
+export const CHALLENGE_LEN = 32;
+/** A phone's presentation (UTF-8 JSON) as the lock forwards it. */
+export const MAX_PRESENTATION_LEN = 1800;
+/** Offline-list entries per setOffline request, and windows per entry. */
+export const MAX_OFFLINE_PER_REQUEST = 4;
+export const MAX_OFFLINE_REMOVALS = 24;
+export const MAX_OFFLINE_WINDOWS = 16;
 export const LOCK_ERROR_CODES = [
   'bad-request',
   'unsupported',
@@ -46,9 +88,13 @@ export const OPERATIONS = [
   'ackEvents',
   'setTime',
   'detach',
+  'setOffline',
 ] as const;
 const EVENT_TYPES = ['opened', 'denied', 'door', 'battery', 'tamper'] as const;
 const TYPE_EVENT = 0x40;
+/** Lock → hub: may this credential open me? Answered by TYPE_ACCESS_ANSWER with the same id. */
+const TYPE_ACCESS = 0x30;
+const TYPE_ACCESS_ANSWER = 0x31;
 const TYPE_OK = 0x80;
 const TYPE_ERROR = 0xc0;
 
@@ -57,6 +103,25 @@ export type BoltState = (typeof BOLT_STATES)[number];
 export type OpenMethod = (typeof OPEN_METHODS)[number];
 export type DenyReason = (typeof DENY_REASONS)[number];
 export type LockErrorCode = (typeof LOCK_ERROR_CODES)[number];
+export type AccessReason = (typeof ACCESS_REASONS)[number];
+export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
+
+/** What a lock read at the door, as it asks the hub about it. */
+export type LinkCredential =
+  | { kind: 'pin'; verifier: Uint8Array }
+  | { kind: 'tag'; hash: Uint8Array }
+  | { kind: 'digitalKey'; challenge: Uint8Array; presentation: Uint8Array };
+
+/**
+ * One credential a lock may accept on its own, with the absolute intervals [from, until) in which
+ * it may (the hub expands schedules in the site's time zone, so the lock needs no zone rules).
+ */
+export interface OfflineItem {
+  kind: 'pin' | 'tag';
+  credentialId: string;
+  digest: Uint8Array;
+  windows: { from: number; until: number }[];
+}
 export type Operation = (typeof OPERATIONS)[number];
 
 export interface LockState {
@@ -87,7 +152,12 @@ export type Request =
   | { type: 'getEvents'; id: number; sinceSeq: number }
   | { type: 'ackEvents'; id: number; uptoSeq: number }
   | { type: 'setTime'; id: number; unixMs: number }
-  | { type: 'detach'; id: number };
+  | { type: 'detach'; id: number }
+  /**
+   * Changes the lock's offline list in one step: with `reset`, the list is emptied first; then
+   * `remove` (credential ids), then `upsert` (replacing an entry of the same id).
+   */
+  | { type: 'setOffline'; id: number; reset: boolean; remove: string[]; upsert: OfflineItem[] };
 
 export type OpResult =
   | { op: 'open'; state: LockState }
@@ -97,7 +167,9 @@ export type OpResult =
   | { op: 'getEvents'; events: LockEvent[]; more: boolean }
   | { op: 'ackEvents' }
   | { op: 'setTime' }
-  | { op: 'detach' };
+  | { op: 'detach' }
+  /** `held`: entries on the list now; `capacity`: how many it can hold. */
+  | { op: 'setOffline'; held: number; capacity: number };
 export type OpResultFor<O extends Operation> = Extract<OpResult, { op: O }>;
 
 export type Response =
@@ -105,7 +177,17 @@ export type Response =
   | { type: 'error'; id: number; code: LockErrorCode };
 /** Pushed by the lock, unsolicited; its request id on the wire is 0. */
 export type EventPush = { type: 'event'; event: LockEvent };
-export type LinkMessage = Request | Response | EventPush;
+/** Lock → hub, with the lock's own id (never 0); the lock resends it under the same id until answered. */
+export type AccessRequest = { type: 'access'; id: number; credential: LinkCredential };
+/** Hub → lock: the decision. `credentialId` names what was recognised (null when nothing was). */
+export type AccessAnswer = {
+  type: 'accessAnswer';
+  id: number;
+  grant: boolean;
+  reason: AccessReason;
+  credentialId: string | null;
+};
+export type LinkMessage = Request | Response | EventPush | AccessRequest | AccessAnswer;
 
 export type FrameErrorCode = 'truncated' | 'oversize' | 'version' | 'unknown-type' | 'invalid-field' | 'trailing-bytes';
 export interface FrameError {
@@ -177,6 +259,16 @@ class Writer {
     for (let i = 0; i < v.length; i++) this.#bytes.push(v.charCodeAt(i));
   }
 
+  bytes(v: Uint8Array, length: number, field: string): void {
+    check(v instanceof Uint8Array && v.length === length, field, `must be ${length} bytes`);
+    for (const b of v) this.#bytes.push(b);
+  }
+
+  u16(v: number, field: string, min = 0, max = 0xffff): void {
+    check(isUint(v, min, max), field, `must be an integer from ${min} to ${max}`);
+    this.#bytes.push(v >>> 8, v & 0xff);
+  }
+
   finish(): Uint8Array {
     if (this.#bytes.length > MAX_LINK_MESSAGE_LEN) throw new Malformed('oversize', 'message exceeds the frame limit');
     return Uint8Array.from(this.#bytes);
@@ -201,6 +293,19 @@ class Reader {
   u32(field: string, min = 0, max = 0xffff_ffff): number {
     const v = ((this.u8() << 24) | (this.u8() << 16) | (this.u8() << 8) | this.u8()) >>> 0;
     check(v >= min && v <= max, field, `must be from ${min} to ${max}`);
+    return v;
+  }
+
+  u16(field: string, min = 0, max = 0xffff): number {
+    const v = (this.u8() << 8) | this.u8();
+    check(v >= min && v <= max, field, `must be from ${min} to ${max}`);
+    return v;
+  }
+
+  bytes(length: number, field: string): Uint8Array {
+    if (this.#pos + length > this.#b.length) throw new Malformed('truncated', `${field}: message ends early`);
+    const v = this.#b.slice(this.#pos, this.#pos + length);
+    this.#pos += length;
     return v;
   }
 
@@ -332,10 +437,115 @@ function writeRequest(w: Writer, m: Request): void {
     case 'setTime':
       w.u64(m.unixMs, 'unixMs');
       break;
+    case 'setOffline':
+      writeOffline(w, m);
+      break;
     case 'lock':
     case 'getState':
     case 'detach':
       break;
+  }
+}
+
+function writeOffline(w: Writer, m: Extract<Request, { type: 'setOffline' }>): void {
+  w.bool(m.reset, 'reset');
+  check(
+    Array.isArray(m.remove) && m.remove.length <= MAX_OFFLINE_REMOVALS,
+    'remove',
+    `at most ${MAX_OFFLINE_REMOVALS}`,
+  );
+  w.u8(m.remove.length, 'remove.length');
+  for (const id of m.remove) {
+    check(id !== null, 'remove', 'a credential id');
+    w.credentialId(id, 'remove');
+  }
+  check(
+    Array.isArray(m.upsert) && m.upsert.length <= MAX_OFFLINE_PER_REQUEST,
+    'upsert',
+    `at most ${MAX_OFFLINE_PER_REQUEST}`,
+  );
+  w.u8(m.upsert.length, 'upsert.length');
+  for (const item of m.upsert) {
+    w.choice(['pin', 'tag'] as const, item.kind, 'upsert.kind');
+    check(item.credentialId !== null, 'upsert.credentialId', 'required');
+    w.credentialId(item.credentialId, 'upsert.credentialId');
+    w.bytes(item.digest, DIGEST_LEN, 'upsert.digest');
+    check(
+      Array.isArray(item.windows) && item.windows.length >= 1 && item.windows.length <= MAX_OFFLINE_WINDOWS,
+      'upsert.windows',
+      `1 to ${MAX_OFFLINE_WINDOWS}`,
+    );
+    w.u8(item.windows.length, 'upsert.windows.length');
+    for (const win of item.windows) {
+      w.u64(win.from, 'window.from');
+      w.u64(win.until, 'window.until');
+      check(win.until > win.from, 'window', 'until must be after from');
+    }
+  }
+}
+
+function readOffline(r: Reader, id: number): Request {
+  const reset = r.bool('reset');
+  const removals = r.u8();
+  check(removals <= MAX_OFFLINE_REMOVALS, 'remove', `at most ${MAX_OFFLINE_REMOVALS}`);
+  const remove: string[] = [];
+  for (let i = 0; i < removals; i++) {
+    const c = r.credentialId('remove');
+    check(c !== null, 'remove', 'a credential id');
+    remove.push(c as string);
+  }
+  const count = r.u8();
+  check(count <= MAX_OFFLINE_PER_REQUEST, 'upsert', `at most ${MAX_OFFLINE_PER_REQUEST}`);
+  const upsert: OfflineItem[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = r.choice(['pin', 'tag'] as const, 'upsert.kind');
+    const credentialId = r.credentialId('upsert.credentialId');
+    check(credentialId !== null, 'upsert.credentialId', 'required');
+    const digest = r.bytes(DIGEST_LEN, 'upsert.digest');
+    const n = r.u8();
+    check(n >= 1 && n <= MAX_OFFLINE_WINDOWS, 'upsert.windows', `1 to ${MAX_OFFLINE_WINDOWS}`);
+    const windows: { from: number; until: number }[] = [];
+    for (let j = 0; j < n; j++) {
+      const from = r.u64('window.from');
+      const until = r.u64('window.until');
+      check(until > from, 'window', 'until must be after from');
+      windows.push({ from, until });
+    }
+    upsert.push({ kind, credentialId: credentialId as string, digest, windows });
+  }
+  return { type: 'setOffline', id, reset, remove, upsert };
+}
+
+function writeCredential(w: Writer, c: LinkCredential): void {
+  w.choice(CREDENTIAL_KINDS, c.kind, 'credential.kind');
+  switch (c.kind) {
+    case 'pin':
+      w.bytes(c.verifier, DIGEST_LEN, 'credential.verifier');
+      break;
+    case 'tag':
+      w.bytes(c.hash, DIGEST_LEN, 'credential.hash');
+      break;
+    case 'digitalKey':
+      w.bytes(c.challenge, CHALLENGE_LEN, 'credential.challenge');
+      check(c.presentation instanceof Uint8Array, 'credential.presentation', 'must be bytes');
+      w.u16(c.presentation.length, 'credential.presentation.length', 1, MAX_PRESENTATION_LEN);
+      w.bytes(c.presentation, c.presentation.length, 'credential.presentation');
+      break;
+  }
+}
+
+function readCredential(r: Reader): LinkCredential {
+  const kind = r.choice(CREDENTIAL_KINDS, 'credential.kind');
+  switch (kind) {
+    case 'pin':
+      return { kind, verifier: r.bytes(DIGEST_LEN, 'credential.verifier') };
+    case 'tag':
+      return { kind, hash: r.bytes(DIGEST_LEN, 'credential.hash') };
+    case 'digitalKey': {
+      const challenge = r.bytes(CHALLENGE_LEN, 'credential.challenge');
+      const length = r.u16('credential.presentation.length', 1, MAX_PRESENTATION_LEN);
+      return { kind, challenge, presentation: r.bytes(length, 'credential.presentation') };
+    }
   }
 }
 
@@ -351,6 +561,8 @@ function readRequest(r: Reader, type: Operation, id: number): Request {
       return { type, id, uptoSeq: r.u32('uptoSeq') };
     case 'setTime':
       return { type, id, unixMs: r.u64('unixMs') };
+    case 'setOffline':
+      return readOffline(r, id);
     case 'lock':
     case 'getState':
     case 'detach':
@@ -372,6 +584,11 @@ function writeResult(w: Writer, result: OpResult): void {
       check(result.events.length <= MAX_EVENTS_PER_BATCH, 'events', `at most ${MAX_EVENTS_PER_BATCH} per batch`);
       w.bool(result.more, 'more');
       for (const e of result.events) writeEvent(w, e);
+      break;
+    case 'setOffline':
+      w.u16(result.held, 'held');
+      w.u16(result.capacity, 'capacity');
+      check(result.held <= result.capacity, 'held', 'must not exceed capacity');
       break;
     case 'ackEvents':
     case 'setTime':
@@ -395,6 +612,12 @@ function readResult(r: Reader, op: Operation): OpResult {
       for (let i = 0; i < count; i++) events.push(readEvent(r));
       return { op, events, more };
     }
+    case 'setOffline': {
+      const held = r.u16('held');
+      const capacity = r.u16('capacity');
+      check(held <= capacity, 'held', 'must not exceed capacity');
+      return { op, held, capacity };
+    }
     case 'ackEvents':
     case 'setTime':
     case 'detach':
@@ -409,9 +632,12 @@ function opCode(op: Operation): number {
 }
 
 /** Encodes one message. Throws HubError `frame.invalid` for a value out of range: a bug in the caller. */
-/** Requests travel hub → lock; responses and events lock → hub. Each side refuses the other direction. */
-export function isFromLock(m: LinkMessage): m is Response | EventPush {
-  return m.type === 'ok' || m.type === 'error' || m.type === 'event';
+/**
+ * Requests and access answers travel hub → lock; responses, events and access requests lock → hub.
+ * Each side refuses the other direction.
+ */
+export function isFromLock(m: LinkMessage): m is Response | EventPush | AccessRequest {
+  return m.type === 'ok' || m.type === 'error' || m.type === 'event' || m.type === 'access';
 }
 
 export function encodeMessage(m: LinkMessage): Uint8Array {
@@ -422,6 +648,17 @@ export function encodeMessage(m: LinkMessage): Uint8Array {
       w.u8(TYPE_EVENT, 'type');
       w.u32(0, 'id');
       writeEvent(w, m.event);
+    } else if (m.type === 'access') {
+      w.u8(TYPE_ACCESS, 'type');
+      w.u32(m.id, 'id', 1);
+      writeCredential(w, m.credential);
+    } else if (m.type === 'accessAnswer') {
+      w.u8(TYPE_ACCESS_ANSWER, 'type');
+      w.u32(m.id, 'id', 1);
+      w.bool(m.grant, 'grant');
+      w.choice(ACCESS_REASONS, m.reason, 'reason');
+      check(m.grant === (m.reason === 'granted'), 'reason', 'granted exactly when grant is true');
+      w.credentialId(m.credentialId, 'credentialId');
     } else if (m.type === 'ok') {
       w.u8(TYPE_OK | opCode(m.result.op), 'type');
       w.u32(m.id, 'id', 1);
@@ -458,6 +695,15 @@ export function decodeMessage(bytes: Uint8Array): DecodeResult {
     if (type === TYPE_EVENT) {
       check(id === 0, 'id', 'must be 0 for a pushed event');
       message = { type: 'event', event: readEvent(r) };
+    } else if (type === TYPE_ACCESS) {
+      check(id !== 0, 'id', 'must not be 0 in an access request');
+      message = { type: 'access', id, credential: readCredential(r) };
+    } else if (type === TYPE_ACCESS_ANSWER) {
+      check(id !== 0, 'id', 'must not be 0 in an access answer');
+      const grant = r.bool('grant');
+      const reason = r.choice(ACCESS_REASONS, 'reason');
+      check(grant === (reason === 'granted'), 'reason', 'granted exactly when grant is true');
+      message = { type: 'accessAnswer', id, grant, reason, credentialId: r.credentialId('credentialId') };
     } else if (type === TYPE_ERROR) {
       check(id !== 0, 'id', 'must not be 0 in a response');
       message = { type: 'error', id, code: r.choice(LOCK_ERROR_CODES, 'code') };

@@ -7,7 +7,16 @@ import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';
 import { LockClient, type RequestBody, type RequestError } from './client.js';
-import type { LockEvent, LockMode, LockState, Operation, OpResultFor } from './frames.js';
+import type {
+  AccessAnswer,
+  LinkCredential,
+  LockEvent,
+  LockMode,
+  LockState,
+  OfflineItem,
+  Operation,
+  OpResultFor,
+} from './frames.js';
 import type { KeyPair } from './noise.js';
 import type { LockRecord, PairingStore, StoredEvent } from './pairing.js';
 import { attachLock, connectBound, type HandshakeTiming, type LinkFailure } from './session.js';
@@ -49,6 +58,9 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
 const ACTUATING = new Set<Operation>(['open', 'lock', 'setMode']);
 
 /** What the CLI and the uplink see of a lock: no key material. */
+/** The hub's decision on one of a lock's access requests (never throws; a throw is answered as a refusal). */
+export type AccessHandler = (lockId: string, credential: LinkCredential) => Omit<AccessAnswer, 'type' | 'id'>;
+
 export interface LockSummary {
   lockId: string;
   bearer: string;
@@ -128,6 +140,7 @@ export class LinkManager implements Component {
   readonly #securityListeners = new Set<(e: SecurityEvent) => void>();
   readonly #adListeners = new Set<(a: Advertisement) => void>();
   readonly #eventSink: ((fresh: StoredEvent[]) => void) | undefined;
+  readonly #accessHandler: AccessHandler | undefined;
   readonly #changeListeners = new Set<(change: LockChange) => void>();
   #identity: KeyPair | undefined;
   #unsubAds: Unsubscribe | undefined;
@@ -143,8 +156,11 @@ export class LinkManager implements Component {
     options?: Partial<LinkOptions>;
     /** Runs inside the transaction that stores a lock's new events (the uplink outbox enqueues them). */
     eventSink?: (fresh: StoredEvent[]) => void;
+    /** Decides a bound lock's access requests (src/access/decide.ts); without it the locks decide from their offline lists. */
+    accessHandler?: AccessHandler;
   }) {
     this.#eventSink = deps.eventSink;
+    this.#accessHandler = deps.accessHandler;
     this.pairing = deps.pairing;
     this.#bearer = deps.bearer;
     this.#sealer = deps.sealer;
@@ -301,6 +317,18 @@ export class LinkManager implements Component {
 
   async lockNow(lockId: string): Promise<LockState> {
     return (await this.#request(lockId, { type: 'lock' })).state;
+  }
+
+  /**
+   * Changes a bound lock's offline list (one sealed request; the lock applies it whole or refuses
+   * it). Returns how many entries the lock holds and can hold.
+   */
+  async setOffline(
+    lockId: string,
+    change: { reset: boolean; remove: string[]; upsert: OfflineItem[] },
+  ): Promise<{ held: number; capacity: number }> {
+    const r = await this.#request(lockId, { type: 'setOffline', ...change });
+    return { held: r.held, capacity: r.capacity };
   }
 
   async setMode(lockId: string, mode: LockMode): Promise<LockState> {
@@ -615,6 +643,21 @@ export class LinkManager implements Component {
       this.#security('link.frame-rejected', lockId, { reason }, 'warn');
     });
     client.onEvent(() => this.#schedulePull(lockId));
+    const decide = this.#accessHandler;
+    if (decide) {
+      client.onAccessRequest((r) => {
+        // Only a lock bound to this hub gets a decision; a quarantined one may be a clone.
+        if (this.pairing.get(lockId)?.state !== 'bound') {
+          return { grant: false, reason: 'no-right', credentialId: null };
+        }
+        try {
+          return decide(lockId, r.credential);
+        } catch (e) {
+          this.#log.error({ err: e, lockId }, 'access decision failed: refused');
+          return { grant: false, reason: 'malformed', credentialId: null };
+        }
+      });
+    }
     // A pushed event may be lost on the radio: ask for the state now and then, which pulls if needed.
     let poll: TimerHandle | undefined;
     const tick = () => {

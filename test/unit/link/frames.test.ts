@@ -48,6 +48,38 @@ const messages: LinkMessage[] = [
   { type: 'ackEvents', id: 6, uptoSeq: 17 },
   { type: 'setTime', id: 7, unixMs: 1_767_225_600_000 },
   { type: 'detach', id: 8 },
+  {
+    type: 'setOffline',
+    id: 9,
+    reset: true,
+    remove: ['old-tag'],
+    upsert: [
+      {
+        kind: 'pin',
+        credentialId: 'pin-1',
+        digest: new Uint8Array(32).fill(1),
+        windows: [
+          { from: 0, until: Number.MAX_SAFE_INTEGER },
+          { from: 5, until: 6 },
+        ],
+      },
+      { kind: 'tag', credentialId: 'tag-1', digest: new Uint8Array(32).fill(2), windows: [{ from: 1, until: 2 }] },
+    ],
+  },
+  { type: 'ok', id: 9, result: { op: 'setOffline', held: 2, capacity: 500 } },
+  { type: 'access', id: 1, credential: { kind: 'pin', verifier: new Uint8Array(32).fill(3) } },
+  { type: 'access', id: 2, credential: { kind: 'tag', hash: new Uint8Array(32).fill(4) } },
+  {
+    type: 'access',
+    id: 3,
+    credential: {
+      kind: 'digitalKey',
+      challenge: new Uint8Array(32).fill(5),
+      presentation: new Uint8Array(1800).fill(0x7b),
+    },
+  },
+  { type: 'accessAnswer', id: 3, grant: true, reason: 'granted', credentialId: 'key-1' },
+  { type: 'accessAnswer', id: 4, grant: false, reason: 'unknown-credential', credentialId: null },
   { type: 'ok', id: 1, result: { op: 'open', state } },
   { type: 'ok', id: 2, result: { op: 'lock', state: { ...state, bolt: 'locked', doorOpen: false } } },
   { type: 'ok', id: 3, result: { op: 'setMode', state: { ...state, mode: 'locked' } } },
@@ -79,13 +111,16 @@ describe('link application frames', () => {
       expect(bytes.length).toBeLessThanOrEqual(MAX_LINK_MESSAGE_LEN);
       expect(decodeMessage(bytes)).toEqual({ ok: true, value: m });
       kinds.add(m.type === 'ok' ? `ok:${m.result.op}` : m.type === 'event' ? `event:${m.event.type}` : m.type);
+      if (m.type === 'access') kinds.add(`access:${m.credential.kind}`);
     }
     expect([...kinds].sort()).toEqual(
       [
-        ...['open', 'lock', 'setMode', 'getState', 'getEvents', 'ackEvents', 'setTime', 'detach'].flatMap((op) => [
-          op,
-          `ok:${op}`,
-        ]),
+        'access',
+        'accessAnswer',
+        ...['pin', 'tag', 'digitalKey'].map((k) => `access:${k}`),
+        ...['open', 'lock', 'setMode', 'getState', 'getEvents', 'ackEvents', 'setTime', 'detach', 'setOffline'].flatMap(
+          (op) => [op, `ok:${op}`],
+        ),
         'error',
         ...['opened', 'denied', 'door', 'battery', 'tamper'].map((t) => `event:${t}`),
       ].sort(),
@@ -104,9 +139,9 @@ describe('link application frames', () => {
 
   it('requests are told apart from what only a lock may send', () => {
     const fromLock = messages.filter(isFromLock).map((m) => m.type);
-    expect(new Set(fromLock)).toEqual(new Set(['ok', 'error', 'event']));
+    expect(new Set(fromLock)).toEqual(new Set(['ok', 'error', 'event', 'access']));
     const toLock = messages.filter((m) => !isFromLock(m)).map((m) => m.type);
-    expect(new Set(toLock)).toEqual(new Set(OPERATIONS));
+    expect(new Set(toLock)).toEqual(new Set([...OPERATIONS, 'accessAnswer']));
   });
 
   it('a full batch of the largest events fits the frame limit', () => {
@@ -137,9 +172,52 @@ describe('link application frames', () => {
     });
 
     it('an unknown message type', () => {
-      for (const type of ['00', '09', '3f', '41', '80', '89', 'c1', 'ff']) {
+      for (const type of ['00', '0a', '32', '3f', '41', '80', '8a', 'c1', 'ff']) {
         expect(rejection(decodeHex('01' + type + '00000001'))).toBe('unknown-type');
       }
+    });
+
+    it('access answers whose grant and reason disagree, and credentials of the wrong size', () => {
+      // accessAnswer id 1: grant=1 with reason 1 (unknown-credential); grant=0 with reason 0 (granted).
+      expect(rejection(decodeHex('0131000000010101' + '00'))).toBe('invalid-field');
+      expect(rejection(decodeHex('0131000000010000' + '00'))).toBe('invalid-field');
+      expect(() =>
+        encodeMessage({ type: 'accessAnswer', id: 1, grant: true, reason: 'revoked', credentialId: null }),
+      ).toThrow(HubError);
+      // access id 1, pin, 31 bytes of verifier.
+      expect(rejection(decodeHex('013000000001' + '00' + '11'.repeat(31)))).toBe('truncated');
+      // digital key with a presentation length of 0 and of 1801.
+      expect(rejection(decodeHex('013000000001' + '02' + '22'.repeat(32) + '0000'))).toBe('invalid-field');
+      expect(rejection(decodeHex('013000000001' + '02' + '22'.repeat(32) + '0709' + '7b'.repeat(1801)))).toBe(
+        'invalid-field',
+      );
+      expect(() =>
+        encodeMessage({
+          type: 'access',
+          id: 1,
+          credential: { kind: 'tag', hash: new Uint8Array(16) },
+        }),
+      ).toThrow(HubError);
+    });
+
+    it('offline updates with an empty or inverted window, or too many entries', () => {
+      const item = (windows: { from: number; until: number }[]) => ({
+        kind: 'tag' as const,
+        credentialId: 't',
+        digest: new Uint8Array(32),
+        windows,
+      });
+      const base = { type: 'setOffline' as const, id: 1, reset: false, remove: [] };
+      expect(() => encodeMessage({ ...base, upsert: [item([])] })).toThrow(HubError);
+      expect(() => encodeMessage({ ...base, upsert: [item([{ from: 5, until: 5 }])] })).toThrow(HubError);
+      expect(() =>
+        encodeMessage({ ...base, upsert: Array.from({ length: 5 }, () => item([{ from: 0, until: 1 }])) }),
+      ).toThrow(HubError);
+      const good = bytesToHex(encodeMessage({ ...base, upsert: [item([{ from: 1, until: 9 }])] }));
+      // Swap from and until on the wire: 1 → 9 becomes 9 → 1.
+      const swapped = good.replace('00000000000000010000000000000009', '00000000000000090000000000000001');
+      expect(swapped).not.toBe(good);
+      expect(rejection(decodeHex(swapped))).toBe('invalid-field');
     });
 
     it('a message longer than the frame limit', () => {

@@ -11,7 +11,13 @@ import { SeededRandom } from '../../../../src/base/random.js';
 import { Sealer } from '../../../../src/crypto/seal.js';
 import { Secret } from '../../../../src/crypto/secret.js';
 import type { LockEvent } from '../../../../src/link/frames.js';
-import { LinkManager, type LinkOptions, type LockSummary, type SecurityEvent } from '../../../../src/link/manager.js';
+import {
+  type AccessHandler,
+  LinkManager,
+  type LinkOptions,
+  type LockSummary,
+  type SecurityEvent,
+} from '../../../../src/link/manager.js';
 import { PairingStore } from '../../../../src/link/pairing.js';
 import { silentLogger } from '../../../../src/log/logger.js';
 import { Store } from '../../../../src/store/store.js';
@@ -39,6 +45,8 @@ export interface SiteOptions {
   lockFiles?: boolean;
   /** Put the main hub's radio behind a MitmBearer. */
   mitm?: boolean;
+  /** The site's PIN key and id in every lock (keypads). */
+  lockSite?: { pinKey: Secret; siteId: string };
 }
 
 export interface HubOptions {
@@ -47,6 +55,8 @@ export interface HubOptions {
   address: string;
   mitm?: boolean;
   link?: Partial<LinkOptions>;
+  /** Decides the locks' access requests (set before start, or through `hub.access`). */
+  access?: AccessHandler;
 }
 
 /**
@@ -71,6 +81,8 @@ export class Hub {
   onMitmLink: ((link: MitmLink) => void) | undefined;
   manager!: LinkManager;
   running = false;
+  /** The decision behind the locks' access requests; replaceable between restarts. */
+  access: AccessHandler | undefined;
 
   constructor(site: Site, options: HubOptions) {
     this.site = site;
@@ -79,6 +91,7 @@ export class Hub {
     this.#options = options;
     this.dir = tempDir(`iqhub-${options.name}-`);
     this.#random = new SeededRandom(`${site.seed}/hub/${options.name}`);
+    this.access = options.access;
     // The storage key outlives restarts, as the real one does (it lives in the TPM / key file).
     this.#sealer = new Sealer(new Secret(this.#random.bytes(32)), this.#random);
   }
@@ -101,6 +114,9 @@ export class Hub {
       random: this.#random,
       log: silentLogger(),
       options: { ...FAST, ...this.site.options.link, ...this.#options.link },
+      ...(this.access
+        ? { accessHandler: (lockId, credential) => (this.access as AccessHandler)(lockId, credential) }
+        : {}),
     });
     this.manager.onSecurityEvent((e) => this.security.push(e));
     this.manager.onLockEvent((lockId, event) => this.lockEvents.push({ lockId, event }));
@@ -217,6 +233,7 @@ export class Site {
       locks: options.locks ?? 3,
       faults: options.faults ?? {},
       ...(this.lockDir ? { dir: this.lockDir } : {}),
+      ...(options.lockSite ? { site: options.lockSite } : {}),
     });
   }
 

@@ -1,0 +1,325 @@
+import type { Clock, TimerHandle } from '../base/clock.js';
+import type { Component, ComponentStatus } from '../base/component.js';
+import { HubError } from '../base/errors.js';
+import {
+  MAX_OFFLINE_PER_REQUEST,
+  MAX_OFFLINE_REMOVALS,
+  MAX_OFFLINE_WINDOWS,
+  type OfflineItem,
+} from '../link/frames.js';
+import type { Logger } from '../log/logger.js';
+import type { AccessMirror, OfflineEntry } from './mirror.js';
+import { compileSchedule, scheduleIntervals } from './schedule.js';
+
+/**
+ * Offline lists: for each bound lock, the PINs and tags it may accept on its own when it cannot
+ * reach the hub, kept up to date on the lock over the sealed link.
+ *
+ * - What: `mirror.offlineList(lock)` (offline users with rights to the lock), each credential with
+ *   absolute intervals `[from, until)` over a horizon (default 7 days from the start of the current
+ *   UTC day), computed in the site's zone — so the lock needs no zone rules and DST is the hub's
+ *   business. At most MAX_OFFLINE_WINDOWS intervals per credential (the earliest); the list is
+ *   recomputed daily, so the horizon never runs out on a lock that stays in touch.
+ * - Capacity and priority: a lock holds at most its capacity (it says so in every answer; until
+ *   then `defaultCapacity`). Over capacity, credentials usable soonest come first; ties go to tags
+ *   before PINs (the tag is the usual credential at a door without a phone), then by credential id.
+ *   What is left out is counted and logged.
+ * - How: the hub remembers, per lock, what it last told it (in memory). A change is sent as a
+ *   delta (removals and upserts, a few per request); a lock the hub knows nothing about since it
+ *   started — or whose last update failed — gets the whole list, the first request with `reset`.
+ * - When: after each sync that changed the mirror (`changed()`), when a lock becomes bound or
+ *   reconnects (`lockReady()`), after a failure (retry with `retryMs`), and once a day.
+ */
+
+export interface OfflineLink {
+  /** Locks bound to this hub (only those get lists). */
+  boundLocks(): string[];
+  setOffline(
+    lockId: string,
+    change: { reset: boolean; remove: string[]; upsert: OfflineItem[] },
+  ): Promise<{ held: number; capacity: number }>;
+}
+
+export interface OfflineListOptions {
+  horizonDays: number;
+  defaultCapacity: number;
+  /** Locks updated at the same time. */
+  concurrency: number;
+  retryMs: number;
+  refreshMs: number;
+}
+
+export const DEFAULT_OFFLINE_OPTIONS: OfflineListOptions = {
+  horizonDays: 7,
+  defaultCapacity: 500,
+  concurrency: 16,
+  retryMs: 30_000,
+  refreshMs: 86_400_000,
+};
+
+export interface OfflineListsDeps {
+  mirror: AccessMirror;
+  link: OfflineLink;
+  clock: Clock;
+  timeZone: string;
+  log: Logger;
+  options?: Partial<OfflineListOptions>;
+}
+
+export interface OfflineLockStatus {
+  lockId: string;
+  /** Entries the lock holds, as the hub last told it (undefined: unknown, a full list goes next). */
+  held: number | undefined;
+  capacity: number;
+  /** Credentials left out for capacity at the last computation. */
+  leftOut: number;
+  lastUpdatedAt: number | undefined;
+  lastError: string | undefined;
+}
+
+interface LockView {
+  /** credentialId → the item's fingerprint, as the lock holds it; undefined = unknown. */
+  known: Map<string, string> | undefined;
+  capacity: number | undefined;
+  leftOut: number;
+  lastUpdatedAt: number | undefined;
+  lastError: string | undefined;
+}
+
+const DAY = 86_400_000;
+
+export class OfflineLists implements Component {
+  readonly name = 'offline-lists';
+  readonly #d: OfflineListsDeps;
+  readonly #o: OfflineListOptions;
+  readonly #locks = new Map<string, LockView>();
+  /** Locks whose list must be recomputed, and whether a pass is running. */
+  readonly #dirty = new Set<string>();
+  #running: Promise<void> | undefined;
+  #state: ComponentStatus['state'] = 'stopped';
+  #refresh: TimerHandle | undefined;
+  #retry: TimerHandle | undefined;
+  #day = -1;
+  #windowsCache = new Map<string, { from: number; until: number }[]>();
+  readonly #listeners = new Set<(lockId: string, at: number) => void>();
+
+  constructor(deps: OfflineListsDeps) {
+    this.#d = deps;
+    this.#o = { ...DEFAULT_OFFLINE_OPTIONS, ...deps.options };
+    for (const [k, v] of Object.entries(this.#o)) {
+      if (!Number.isSafeInteger(v) || v < 1) {
+        throw new HubError('access.config', `offline lists: ${k} must be a positive integer, got ${v}`);
+      }
+    }
+    if (this.#o.horizonDays > 60) throw new HubError('access.config', 'offline lists: horizonDays is at most 60');
+  }
+
+  async start(): Promise<void> {
+    this.#state = 'running';
+    this.#scheduleRefresh();
+    this.changed();
+  }
+
+  async stop(): Promise<void> {
+    this.#state = 'stopping';
+    this.#d.clock.clearTimeout(this.#refresh);
+    this.#d.clock.clearTimeout(this.#retry);
+    await this.#running;
+    this.#state = 'stopped';
+  }
+
+  status(): ComponentStatus {
+    const failing = [...this.#locks.values()].filter((l) => l.lastError !== undefined).length;
+    return {
+      name: this.name,
+      state: this.#state,
+      detail: `${this.#locks.size} locks${failing > 0 ? `, ${failing} not up to date (retrying)` : ''}`,
+    };
+  }
+
+  locks(): OfflineLockStatus[] {
+    return [...this.#locks.entries()].map(([lockId, v]) => ({
+      lockId,
+      held: v.known?.size,
+      capacity: v.capacity ?? this.#o.defaultCapacity,
+      leftOut: v.leftOut,
+      lastUpdatedAt: v.lastUpdatedAt,
+      lastError: v.lastError,
+    }));
+  }
+
+  /** Called after each update a lock acknowledged (tests and the propagation bench measure with it). */
+  onUpdated(listener: (lockId: string, at: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The mirror changed: every bound lock's list is recomputed and the differences sent. */
+  changed(): void {
+    for (const id of this.#d.link.boundLocks()) this.#dirty.add(id);
+    this.#kick();
+  }
+
+  /** A lock became bound or reconnected: its list is checked (sent whole if the hub does not know it). */
+  lockReady(lockId: string): void {
+    this.#dirty.add(lockId);
+    this.#kick();
+  }
+
+  /** A lock left (detached, forgotten): forget what it held. */
+  lockGone(lockId: string): void {
+    this.#locks.delete(lockId);
+    this.#dirty.delete(lockId);
+  }
+
+  /** The list for one lock as it would be sent now, with how many credentials capacity left out. */
+  desired(lockId: string, capacity?: number): { items: OfflineItem[]; leftOut: number } {
+    const now = this.#d.clock.now();
+    const day = Math.floor(now / DAY);
+    if (day !== this.#day) {
+      this.#day = day;
+      this.#windowsCache = new Map();
+    }
+    const start = day * DAY;
+    const end = start + this.#o.horizonDays * DAY;
+    const items: OfflineItem[] = [];
+    for (const entry of this.#d.mirror.offlineList(lockId, now)) {
+      const windows = this.#windows(entry, start, end);
+      if (windows.length > 0) {
+        items.push({ kind: entry.kind, credentialId: entry.credentialId, digest: entry.digest, windows });
+      }
+    }
+    items.sort(
+      (a, b) =>
+        (a.windows[0]?.from ?? 0) - (b.windows[0]?.from ?? 0) ||
+        (a.kind === b.kind ? 0 : a.kind === 'tag' ? -1 : 1) ||
+        (a.credentialId < b.credentialId ? -1 : a.credentialId > b.credentialId ? 1 : 0),
+    );
+    const cap = capacity ?? this.#o.defaultCapacity;
+    return { items: items.slice(0, cap), leftOut: Math.max(0, items.length - cap) };
+  }
+
+  /** Runs passes until nothing is dirty; resolves when the lists are as up to date as they can be. */
+  settled(): Promise<void> {
+    return this.#running ?? Promise.resolve();
+  }
+
+  #kick(): void {
+    if (this.#running || this.#state !== 'running') return;
+    this.#running = this.#loop().finally(() => {
+      this.#running = undefined;
+    });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#dirty.size > 0 && this.#state === 'running') {
+      const batch = [...this.#dirty];
+      this.#dirty.clear();
+      const bound = new Set(this.#d.link.boundLocks());
+      for (const id of [...this.#locks.keys()]) if (!bound.has(id)) this.#locks.delete(id);
+      const queue = batch.filter((id) => bound.has(id));
+      const workers = Array.from({ length: Math.min(this.#o.concurrency, queue.length) }, async () => {
+        for (let id = queue.shift(); id !== undefined; id = queue.shift()) await this.#update(id);
+      });
+      await Promise.all(workers);
+    }
+  }
+
+  async #update(lockId: string): Promise<void> {
+    let view = this.#locks.get(lockId);
+    if (!view) {
+      view = { known: undefined, capacity: undefined, leftOut: 0, lastUpdatedAt: undefined, lastError: undefined };
+      this.#locks.set(lockId, view);
+    }
+    const { items, leftOut } = this.desired(lockId, view.capacity);
+    if (leftOut > 0 && leftOut !== view.leftOut) {
+      this.#d.log.warn(
+        { lockId, leftOut, capacity: view.capacity ?? this.#o.defaultCapacity },
+        'offline list over capacity',
+      );
+    }
+    view.leftOut = leftOut;
+    const wanted = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
+    const known = view.known;
+    const remove = known ? [...known.keys()].filter((id) => !wanted.has(id)) : [];
+    const upsert = items.filter((i) => known?.get(i.credentialId) !== wanted.get(i.credentialId));
+    if (known && remove.length === 0 && upsert.length === 0) return;
+    let reset = known === undefined;
+    // The lock's list meanwhile: removals first (a revoked credential leaves before anything is added).
+    const holding = new Map(known ?? []);
+    try {
+      while (reset || remove.length > 0 || upsert.length > 0) {
+        const r = remove.splice(0, MAX_OFFLINE_REMOVALS);
+        const u = r.length === MAX_OFFLINE_REMOVALS ? [] : upsert.splice(0, MAX_OFFLINE_PER_REQUEST);
+        const answer = await this.#d.link.setOffline(lockId, { reset, remove: r, upsert: u });
+        if (reset) holding.clear();
+        reset = false;
+        for (const id of r) holding.delete(id);
+        for (const i of u) holding.set(i.credentialId, fingerprint(i));
+        view.known = holding;
+        view.capacity = answer.capacity;
+      }
+      view.lastUpdatedAt = this.#d.clock.now();
+      view.lastError = undefined;
+      for (const l of [...this.#listeners]) l(lockId, view.lastUpdatedAt);
+    } catch (e) {
+      // What the lock holds now is not certain: the next attempt sends the whole list.
+      view.known = undefined;
+      view.lastError = e instanceof Error ? e.message : String(e);
+      this.#d.log.warn({ lockId, err: view.lastError }, 'offline list update failed; will retry');
+      this.#scheduleRetry(lockId);
+    }
+  }
+
+  #windows(entry: OfflineEntry, start: number, end: number): { from: number; until: number }[] {
+    const out: { from: number; until: number }[] = [];
+    for (const w of entry.windows) {
+      const from = Math.max(start, w.validFrom ?? start);
+      const until = Math.min(end, w.validUntil ?? end);
+      if (until <= from) continue;
+      if (w.schedule === null) {
+        // Open bounds stay open on the lock: no need to refresh an always-valid credential.
+        out.push({ from: w.validFrom ?? 0, until: w.validUntil ?? Number.MAX_SAFE_INTEGER });
+        continue;
+      }
+      const key = `${JSON.stringify(w.schedule)}|${from}|${until}`;
+      let list = this.#windowsCache.get(key);
+      if (!list) {
+        list = scheduleIntervals(compileSchedule(w.schedule), this.#d.timeZone, from, until);
+        this.#windowsCache.set(key, list);
+      }
+      out.push(...list);
+    }
+    out.sort((a, b) => a.from - b.from);
+    // Overlapping windows of several groups merge; then the earliest MAX_OFFLINE_WINDOWS are kept.
+    const merged: { from: number; until: number }[] = [];
+    for (const w of out) {
+      const last = merged[merged.length - 1];
+      if (last && w.from <= last.until) last.until = Math.max(last.until, w.until);
+      else merged.push({ ...w });
+    }
+    return merged.slice(0, MAX_OFFLINE_WINDOWS);
+  }
+
+  #scheduleRetry(lockId: string): void {
+    this.#d.clock.clearTimeout(this.#retry);
+    this.#retry = this.#d.clock.setTimeout(() => {
+      this.#retry = undefined;
+      this.lockReady(lockId);
+      for (const [id, v] of this.#locks) if (v.lastError !== undefined) this.#dirty.add(id);
+      this.#kick();
+    }, this.#o.retryMs);
+  }
+
+  #scheduleRefresh(): void {
+    this.#refresh = this.#d.clock.setTimeout(() => {
+      if (this.#state !== 'running') return;
+      this.changed();
+      this.#scheduleRefresh();
+    }, this.#o.refreshMs);
+  }
+}
+
+function fingerprint(i: OfflineItem): string {
+  return `${i.kind}|${Buffer.from(i.digest).toString('hex')}|${i.windows.map((w) => `${w.from}-${w.until}`).join(',')}`;
+}

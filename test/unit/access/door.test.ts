@@ -1,0 +1,221 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CloudKeyIssuer } from '../../../sim/phone/issuer.js';
+import { SimPhone } from '../../../sim/phone/phone.js';
+import { pinVerifier, tagHash } from '../../../src/access/credentials.js';
+import { AccessDecider } from '../../../src/access/decide.js';
+import { AccessMirror } from '../../../src/access/mirror.js';
+import { OfflineLists } from '../../../src/access/offline.js';
+import type { DeltaData, SnapshotData } from '../../../src/access/sync-schema.js';
+import { SeededRandom } from '../../../src/base/random.js';
+import { Secret } from '../../../src/crypto/secret.js';
+import { silentLogger } from '../../../src/log/logger.js';
+import type { SyncPayload } from '../../../src/uplink/contract.js';
+import { Site } from '../link/manager/site.js';
+
+/**
+ * The door, end to end over the simulated radio: a lock reads a PIN, a tag or a phone, asks its
+ * hub over the sealed link, and opens or logs a refusal; the hub keeps each lock's offline list
+ * current, and the lock falls back on it when the hub is gone.
+ */
+
+const SITE_ID = 'site-door';
+const PIN_KEY = new Secret(new SeededRandom('pin key').bytes(32));
+const TZ = 'Europe/Madrid';
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const TAG_A = new TextEncoder().encode('desfire-uid-alice');
+const TAG_B = new TextEncoder().encode('desfire-uid-bob');
+
+const snapshot = (data: SnapshotData): SyncPayload => ({
+  v: 1,
+  id: 's-1',
+  kind: 'snapshot',
+  version: 1,
+  data: data as unknown as Record<string, unknown>,
+});
+const delta = (base: number, data: DeltaData): SyncPayload => ({
+  v: 1,
+  id: `d-${base + 1}`,
+  kind: 'delta',
+  baseVersion: base,
+  version: base + 1,
+  data: data as unknown as Record<string, unknown>,
+});
+
+async function door() {
+  const site = await Site.create({ seed: 'door', locks: 3, lockSite: { pinKey: PIN_KEY, siteId: SITE_ID } });
+  const [front, back, lab] = site.ids() as [string, string, string];
+  const cloud = new CloudKeyIssuer(new SeededRandom('door cloud'));
+  const phone = await SimPhone.create(new SeededRandom('door phone'), { cloudPublicKey: cloud.publicKey });
+  const now = site.clock.now();
+  const data: SnapshotData = {
+    users: [
+      { id: 'alice', offline: true },
+      { id: 'bob', offline: true },
+    ],
+    groups: [
+      { id: 'staff', lockIds: [front, back] },
+      { id: 'lab', lockIds: [lab] },
+    ],
+    memberships: [
+      { userId: 'alice', groupId: 'staff' },
+      { userId: 'bob', groupId: 'staff' },
+    ],
+    pins: [{ id: 'pin-alice', userId: 'alice', verifier: hex(pinVerifier(PIN_KEY, '482916', SITE_ID)) }],
+    tags: [
+      { id: 'tag-alice', userId: 'alice', hash: hex(tagHash(TAG_A, SITE_ID)) },
+      { id: 'tag-bob', userId: 'bob', hash: hex(tagHash(TAG_B, SITE_ID)) },
+    ],
+    keys: [{ id: 'K-1', userId: 'alice', expiresAt: now + 86_400_000 }],
+  };
+  await phone.receiveKey(
+    await cloud.issueTo(
+      { keyId: 'K-1', userId: 'alice', lockIds: [front], validFrom: now - 1000, validUntil: now + 86_400_000 },
+      phone.keys,
+    ),
+  );
+  const hub = site.hub;
+  let decide: AccessDecider | undefined;
+  hub.access = (lockId, credential) => {
+    if (!decide) throw new Error('no decider yet');
+    const d = decide.verifyAccess(lockId, credential);
+    return { grant: d.grant, reason: d.reason, credentialId: d.credentialId };
+  };
+  await hub.restart();
+  const mirror = new AccessMirror({ store: hub.store, clock: site.clock });
+  mirror.apply(snapshot(data));
+  const decider = new AccessDecider({
+    mirror,
+    clock: site.clock,
+    timeZone: TZ,
+    cloudPublicKey: cloud.publicKey,
+    log: silentLogger(),
+  });
+  decide = decider;
+  for (const id of site.ids()) await hub.attach(id);
+  const lists = new OfflineLists({
+    mirror,
+    clock: site.clock,
+    timeZone: TZ,
+    log: silentLogger(),
+    link: {
+      boundLocks: () =>
+        hub.manager
+          .list()
+          .filter((l) => l.state === 'bound')
+          .map((l) => l.lockId),
+      setOffline: (lockId, change) => hub.manager.setOffline(lockId, change),
+    },
+  });
+  await lists.start();
+  await site.drive(lists.settled());
+  return { site, hub, mirror, decider, lists, phone, cloud, front, back, lab };
+}
+
+describe('at the door', () => {
+  it('a PIN, a tag and a phone open the doors they have rights to; each outcome is an event with the credential id', async () => {
+    const { site, hub, phone, front, back, lab } = await door();
+    const lock = site.world.lock(front);
+    expect(await site.drive(lock.typePin('482916'))).toEqual({
+      opened: true,
+      reason: 'granted',
+      credentialId: 'pin-alice',
+      decidedBy: 'hub',
+    });
+    expect(lock.state().bolt).toBe('unlocked');
+    expect(await site.drive(site.world.lock(back).presentTag(TAG_B))).toMatchObject({
+      opened: true,
+      credentialId: 'tag-bob',
+    });
+    expect(await site.drive(lock.presentPhone(phone))).toMatchObject({ opened: true, credentialId: 'K-1' });
+    // The lab: no rights.
+    expect(await site.drive(site.world.lock(lab).presentTag(TAG_A))).toMatchObject({
+      opened: false,
+      reason: 'no-right',
+      credentialId: 'tag-alice',
+    });
+    // A wrong code.
+    expect(await site.drive(lock.typePin('000000'))).toMatchObject({ opened: false, reason: 'unknown-credential' });
+    await site.until(
+      () => hub.storedEvents(front).length >= 3 && hub.storedEvents(lab).length >= 1,
+      'events collected',
+    );
+    const events = hub.storedEvents(front);
+    expect(events.map((e) => (e.type === 'opened' ? `${e.by}:${e.credentialId}` : `${e.type}`))).toEqual([
+      'pin:pin-alice',
+      'digitalKey:K-1',
+      'denied',
+    ]);
+    expect(hub.storedEvents(lab)).toMatchObject([{ type: 'denied', reason: 'no-right', credentialId: 'tag-alice' }]);
+    // The digits are nowhere in the hub's data directory (database, WAL) nor in the lock's flash.
+    hub.store.db.pragma('wal_checkpoint(PASSIVE)');
+    for (const name of readdirSync(hub.dir)) {
+      const path = join(hub.dir, name);
+      if (statSync(path).isFile()) expect(readFileSync(path).indexOf('482916'), name).toBe(-1);
+    }
+    expect(JSON.stringify(lock.offlineAccess()) + JSON.stringify(lock.events())).not.toContain('482916');
+  });
+
+  it('offline lists: every bound lock gets the credentials it may accept alone; a revoke leaves them at once', async () => {
+    const { site, mirror, lists, front, back, lab } = await door();
+    const ids = (lockId: string) =>
+      site.world
+        .lock(lockId)
+        .offlineAccess()
+        .map((e) => e.credentialId)
+        .sort();
+    expect(ids(front)).toEqual(['pin-alice', 'tag-alice', 'tag-bob']);
+    expect(ids(back)).toEqual(['pin-alice', 'tag-alice', 'tag-bob']);
+    expect(ids(lab)).toEqual([]);
+    // The lock holds the verifier, never the digits.
+    expect(JSON.stringify(site.world.lock(front).offlineAccess())).not.toContain('482916');
+
+    mirror.apply(delta(1, { delete: { tags: ['tag-bob'] } }));
+    lists.changed();
+    await site.drive(lists.settled());
+    expect(ids(front)).toEqual(['pin-alice', 'tag-alice']);
+    expect(ids(back)).toEqual(['pin-alice', 'tag-alice']);
+
+    mirror.apply(delta(2, { upsert: { memberships: [{ userId: 'bob', groupId: 'lab' }] } }));
+    mirror.apply(
+      delta(3, { upsert: { tags: [{ id: 'tag-bob-2', userId: 'bob', hash: hex(tagHash(TAG_B, SITE_ID)) }] } }),
+    );
+    lists.changed();
+    await site.drive(lists.settled());
+    expect(ids(lab)).toEqual(['tag-bob-2']);
+    expect(lists.locks().every((l) => l.lastError === undefined)).toBe(true);
+  });
+
+  it('with the hub gone, the lock admits its offline list and refuses the rest, phones included', async () => {
+    const { site, hub, mirror, lists, phone, front } = await door();
+    mirror.apply(delta(1, { delete: { tags: ['tag-bob'] } }));
+    lists.changed();
+    await site.drive(lists.settled());
+    await lists.stop();
+    hub.kill();
+    const lock = site.world.lock(front);
+    expect(await site.drive(lock.presentTag(TAG_A))).toMatchObject({
+      opened: true,
+      credentialId: 'tag-alice',
+      decidedBy: 'offline-list',
+    });
+    expect(await site.drive(lock.typePin('482916'))).toMatchObject({ opened: true, decidedBy: 'offline-list' });
+    // Revoked while the hub was still there: gone from the list.
+    expect(await site.drive(lock.presentTag(TAG_B))).toMatchObject({ opened: false, reason: 'hub-unreachable' });
+    expect(await site.drive(lock.presentPhone(phone))).toMatchObject({ opened: false, reason: 'hub-unreachable' });
+    expect(lock.events().filter((e) => e.type === 'denied')).toHaveLength(2);
+  });
+
+  it('a resent access request gets the first answer, not a second decision', async () => {
+    const { site, hub, phone, front } = await door();
+    // Every frame the lock sends arrives twice: the digital key's challenge is still decided once.
+    site.world.radio.setFaults({ duplicateRate: 1 });
+    expect(await site.drive(site.world.lock(front).presentPhone(phone))).toMatchObject({
+      opened: true,
+      reason: 'granted',
+    });
+    site.world.radio.setFaults({ duplicateRate: 0 });
+    expect(hub.manager.list().find((l) => l.lockId === front)?.state).toBe('bound');
+  });
+});
