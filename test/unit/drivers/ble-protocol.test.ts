@@ -36,14 +36,18 @@ describe('BLE advertisement format', () => {
 
   test('malformed manufacturer data is rejected with a reason', () => {
     const good = encodeManufacturerData({ deviceId: 'SIM-1', attachMode: true });
-    const bad = (edit: (b: Buffer) => Buffer) => decodeManufacturerData(edit(Buffer.from(good)));
+    const bad = (edit: (b: Buffer) => void) => {
+      const b = Buffer.from(good);
+      edit(b);
+      return decodeManufacturerData(b);
+    };
     expect(decodeManufacturerData(undefined)).toBe('no manufacturer data');
-    expect(bad((b) => b.subarray(0, 4))).toMatch(/too short/);
-    expect(bad((b) => (b.writeUInt16LE(0x004c, 0), b))).toMatch(/company id/);
-    expect(bad((b) => ((b[2] = 2), b))).toMatch(/version/);
-    expect(bad((b) => ((b[3] = 0x81), b))).toMatch(/reserved/);
-    expect(bad((b) => ((b[5] = 0x20), b))).toMatch(/printable/);
-    expect(bad((b) => Buffer.concat([b, Buffer.alloc(30, 0x41)]))).toMatch(/too long/);
+    expect(decodeManufacturerData(good.subarray(0, 4))).toMatch(/too short/);
+    expect(bad((b) => b.writeUInt16LE(0x004c, 0))).toMatch(/company id/);
+    expect(bad((b) => b.writeUInt8(2, 2))).toMatch(/version/);
+    expect(bad((b) => b.writeUInt8(0x81, 3))).toMatch(/reserved/);
+    expect(bad((b) => b.writeUInt8(0x20, 5))).toMatch(/printable/);
+    expect(decodeManufacturerData(Buffer.concat([good, Buffer.alloc(30, 0x41)]))).toMatch(/too long/);
   });
 });
 
