@@ -147,4 +147,10 @@ export interface Bearer {
   onAdvertisement(listener: (advertisement: Advertisement) => void): Unsubscribe;
   /** Connects to the lock at an advertised address, or says why not within timeoutMs. Never rejects. */
   connect(address: string, options: ConnectOptions): Promise<Result<BearerLink, BearerError>>;
+  /**
+   * Radios that admit new devices to a network (ZigBee permit-join) open admission only for the
+   * attach window, for durationMs, and refuse newcomers outside it; others omit it. Never rejects:
+   * an adapter that cannot open the window leaves it closed (and says so in its log and state).
+   */
+  openJoinWindow?(durationMs: number): Promise<void>;
 }

@@ -1,0 +1,271 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
+import type { Advertisement, BearerLink, BearerState } from '../../hal/bearer.js';
+import type { PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
+import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
+import { systemClock } from '../../src/base/clock.js';
+import { systemRandom } from '../../src/base/random.js';
+import { Sealer } from '../../src/crypto/seal.js';
+import { Secret } from '../../src/crypto/secret.js';
+import { createLogger } from '../../src/log/logger.js';
+
+/**
+ * One real zigbee-herdsman against one ZNP emulator over TCP, shared by the tests of a file
+ * (herdsman's fresh start waits a fixed ~3 s). Everything it starts, close() stops.
+ */
+interface ZigbeeRig {
+  emulator: ZnpEmulator;
+  bearer: ZigbeeBearer;
+  sealer: Sealer;
+  dataDir: string;
+  /** Every log line the driver (and herdsman through it) wrote, at debug level. */
+  logs: string[];
+  ads: Advertisement[];
+  states: BearerState[];
+  close(): Promise<void>;
+}
+
+async function startRig(options: Partial<ZigbeeBearerOptions> = {}): Promise<ZigbeeRig> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-'));
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const emulator = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
+  const sealer = new Sealer(new Secret(randomBytes(32)), systemRandom);
+  const bearer = createZigbeeBearer({
+    serialPath: emulator.url,
+    dataDir,
+    sealer,
+    random: systemRandom,
+    clock: systemClock,
+    log: createLogger({ level: 'debug', pretty: false, destination }),
+    healthIntervalMs: 500,
+    probeTimeoutMs: 1_500,
+    recoverBaseMs: 200,
+    recoverMaxMs: 1_000,
+    sendTimeoutMs: 2_000,
+    ...options,
+  });
+  const ads: Advertisement[] = [];
+  const states: BearerState[] = [];
+  bearer.onAdvertisement((ad) => ads.push(ad));
+  bearer.onStateChange((s) => states.push(s));
+  return {
+    emulator,
+    bearer,
+    sealer,
+    dataDir,
+    logs,
+    ads,
+    states,
+    async close() {
+      await bearer.stop();
+      await emulator.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls until `check` holds; a bounded wait for something that happens on real time, not a timing assertion. */
+async function eventually<T>(check: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Collects a link's frames. */
+function frames(link: BearerLink): Uint8Array[] {
+  const got: Uint8Array[] = [];
+  link.onFrame((f) => got.push(f));
+  return got;
+}
+
+function pattern(n: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+}
+
+/** Every regular file under dir. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...filesUnder(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** The spellings a 16-byte key could take in a file or a log line. */
+function keySpellings(key: Uint8Array): string[] {
+  const b = Buffer.from(key);
+  return [
+    b.toString('hex'),
+    b.toString('hex').toUpperCase(),
+    b.toString('base64'),
+    Array.from(b).join(','),
+    Array.from(b).join(', '),
+  ];
+}
+
+function fileContains(path: string, key: Uint8Array): boolean {
+  const content = readFileSync(path);
+  if (content.includes(Buffer.from(key))) return true;
+  const text = content.toString('latin1');
+  return keySpellings(key).some((s) => text.includes(s));
+}
+
+/** A minimal lock firmware on the emulator: keeps the link it is given and echoes nothing by itself. */
+function rawLock(rig: ZigbeeRig, address: string, deviceId: string, attachMode = true) {
+  const links: PeripheralLink[] = [];
+  const peripheral: SimPeripheral = rig.emulator.addPeripheral({
+    address,
+    advertisement: () => ({ deviceId, attachMode }),
+    onConnect: (link) => links.push(link),
+  });
+  return { peripheral, links, ieee: rig.emulator.ieeeOf(address) };
+}
+
+function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): T {
+  if (!r.ok) throw new Error(`expected success, got ${JSON.stringify(r.error)}`);
+  return r.value;
+}
+
+describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
+  let rig: ZigbeeRig;
+  let networkKey: Uint8Array;
+
+  beforeAll(async () => {
+    rig = await startRig();
+    await rig.bearer.start();
+    await eventually(() => rig.bearer.state().status === 'ready', 'the bearer to be ready', 25_000);
+  }, 40_000);
+
+  afterAll(async () => {
+    await rig?.close();
+  }, 40_000);
+
+  test('forms the network with the key this hub generated, sealed on disk and given to the coordinator', () => {
+    const sealed = readFileSync(join(rig.dataDir, 'network.sealed'));
+    const opened = rig.sealer.open(sealed, { purpose: 'zigbee.network', id: 'coordinator' }).reveal();
+    networkKey = opened.slice(1, 17);
+    const given = rig.emulator.networkKey();
+    expect(given).toBeDefined();
+    expect(Buffer.from(given!).equals(Buffer.from(networkKey))).toBe(true);
+    expect(Buffer.from(networkKey).equals(Buffer.from([1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 13]))).toBe(
+      false,
+    );
+    expect(rig.emulator.nv.panId()).toBe(rig.bearer.network()?.panId);
+    expect(rig.emulator.nv.extendedPanId()).toBe(rig.bearer.network()?.extendedPanId);
+    expect(rig.emulator.permitJoinOpen()).toBe(false);
+  });
+
+  let lock: ReturnType<typeof rawLock>;
+
+  test('a lock that tries to join outside a join window is refused by the coordinator', async () => {
+    lock = rawLock(rig, 'lock-a', 'LOCK-A');
+    const refusedBefore = rig.emulator.counters.joinsRefused;
+    await eventually(() => rig.emulator.counters.joinsRefused >= refusedBefore + 3, 'join attempts to be refused');
+    expect(rig.emulator.counters.joinsAccepted).toBe(0);
+    expect(rig.ads.filter((a) => a.deviceId === 'LOCK-A')).toHaveLength(0);
+  });
+
+  test('inside the join window the lock joins, is interviewed and advertises its device id and attach mode', async () => {
+    await rig.bearer.openJoinWindow(4_000);
+    expect(rig.bearer.joinWindowOpen()).toBe(true);
+    expect(rig.emulator.permitJoinOpen()).toBe(true);
+    const ad = await eventually(() => rig.ads.find((a) => a.deviceId === 'LOCK-A'), 'an advertisement from LOCK-A');
+    expect(ad.address).toBe(lock.ieee);
+    expect(ad.attachMode).toBe(true);
+    expect(rig.bearer.counters().joinsAccepted).toBeGreaterThanOrEqual(1);
+    await eventually(() => !rig.bearer.joinWindowOpen() && !rig.emulator.permitJoinOpen(), 'the window to close');
+  }, 20_000);
+
+  test('a device the stack admits while the window is closed is refused by the hub and told to leave', async () => {
+    const intruder = rawLock(rig, 'lock-intruder', 'INTRUDER');
+    const leavesBefore = rig.emulator.counters.leaves;
+    rig.emulator.forceJoin('lock-intruder');
+    await eventually(() => rig.bearer.counters().joinsRefused >= 1, 'the hub to refuse the intruder');
+    await eventually(() => rig.emulator.counters.leaves > leavesBefore, 'the intruder to be removed');
+    await new Promise((r) => setTimeout(r, 700));
+    expect(rig.ads.filter((a) => a.deviceId === 'INTRUDER')).toHaveLength(0);
+    intruder.peripheral.remove();
+  });
+
+  test('connect gives a link carrying frames both ways, including frames larger than one ZCL payload', async () => {
+    const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
+    expect(link.maxFrameSize).toBeGreaterThanOrEqual(256);
+    const lockLink = await eventually(() => lock.links.at(-1), 'the lock to see the connection');
+    const atLock = frames(lockLink);
+    const atHub = frames(link);
+    const big = pattern(700, 1);
+    const small = pattern(20, 2);
+    unwrap(await link.send(big));
+    unwrap(await link.send(small));
+    await eventually(() => atLock.length === 2, 'both frames at the lock');
+    expect(Buffer.from(atLock[0]!).equals(Buffer.from(big))).toBe(true);
+    expect(Buffer.from(atLock[1]!).equals(Buffer.from(small))).toBe(true);
+    const reply = pattern(1024, 3);
+    unwrap(await lockLink.send(reply));
+    await eventually(() => atHub.length === 1, 'the reply at the hub');
+    expect(Buffer.from(atHub[0]!).equals(Buffer.from(reply))).toBe(true);
+    const tooBig = await link.send(pattern(link.maxFrameSize + 1, 4));
+    expect(tooBig.ok ? 'sent' : tooBig.error.code).toBe('frame-too-large');
+    expect(link.isOpen()).toBe(true);
+    await link.close();
+    await eventually(() => !lockLink.isOpen(), 'the lock to see the close');
+  }, 20_000);
+
+  test('Door Lock state reports are counted and exposed', async () => {
+    const before = rig.bearer.counters().doorLockReports;
+    rig.emulator.setLockState('lock-a', 'unlocked');
+    await eventually(() => rig.bearer.lockState(lock.ieee) === 'unlocked', 'the unlocked report');
+    rig.emulator.setLockState('lock-a', 'locked');
+    await eventually(() => rig.bearer.lockState(lock.ieee) === 'locked', 'the locked report');
+    expect(rig.bearer.counters().doorLockReports).toBe(before + 2);
+  });
+
+  test('malformed link-cluster frames are rejected and counted, and the link still works', async () => {
+    const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
+    const lockLink = await eventually(() => lock.links.at(-1)?.isOpen() && lock.links.at(-1), 'the lock link');
+    const atHub = frames(link);
+    const zcl = (command: number, payload: number[], manufacturer = 0x1234) =>
+      Uint8Array.from([0x1d, manufacturer & 0xff, manufacturer >> 8, 0x42, command, ...payload]);
+    const before = rig.bearer.counters();
+    rig.emulator.sendRawFromDevice('lock-a', zcl(0x00, [7, 0, 0xff, 1, 2, 3])); // count 255 > limit
+    rig.emulator.sendRawFromDevice('lock-a', zcl(0x00, [7, 5, 2, 1, 2, 3])); // index >= count
+    rig.emulator.sendRawFromDevice('lock-a', zcl(0x00, [7, 0, 2, 1, 2, 3])); // a short non-last fragment
+    rig.emulator.sendRawFromDevice('lock-a', zcl(0x00, [7, 0])); // no data
+    rig.emulator.sendRawFromDevice('lock-a', zcl(0x00, [1, 0, 1, 9], 0x4321)); // another manufacturer
+    rig.emulator.sendRawFromDevice('lock-a', Uint8Array.from([0x03])); // not ZCL at all
+    rig.emulator.sendRawFromDevice('lock-a', zcl(0x77, [])); // unknown command
+    await eventually(() => {
+      const r = rig.bearer.counters().rejected;
+      return (
+        r['bad-count'] > before.rejected['bad-count'] &&
+        r['bad-index'] > before.rejected['bad-index'] &&
+        r['bad-fragment-size'] > before.rejected['bad-fragment-size'] &&
+        r['short-fragment'] > before.rejected['short-fragment'] &&
+        r['bad-zcl'] >= before.rejected['bad-zcl'] + 2 &&
+        r['unknown-command'] > before.rejected['unknown-command']
+      );
+    }, 'every malformed frame to be counted');
+    expect(atHub).toHaveLength(0);
+    unwrap(await lockLink.send(pattern(200, 5)));
+    await eventually(() => atHub.length === 1, 'a good frame after the bad ones');
+    expect(Buffer.from(atHub[0]!).equals(Buffer.from(pattern(200, 5)))).toBe(true);
+    await link.close();
+  }, 20_000);
+});
