@@ -17,7 +17,7 @@ export const EXIT_CONFIG = 78;
 
 /** Errors that mean "fix the installation", not "try again". */
 const PERMANENT =
-  /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id|no-identity)|identity\.|provision\.|commands\.)/;
+  /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id|no-identity)|identity\.|provision\.|commands\.|access\.(time-zone|cloud-key))/;
 
 export interface DaemonOptions {
   /** Config file; undefined = the default path, null = defaults only (the demo). */

@@ -3,9 +3,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
+import { loadCloudKey } from '../access/cloud-key.js';
+import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
+import { OfflineLists } from '../access/offline.js';
+import { checkTimeZone } from '../access/schedule.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
+import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { type CertSummary, type DiagReport, daemonDiag } from '../cli/diag.js';
 import { loadOtpKey } from '../commands/otp-key.js';
@@ -52,8 +57,12 @@ export class Hub {
   readonly link: LinkManager | undefined;
   readonly uplink: UplinkService | undefined;
   readonly outbox: Outbox | undefined;
-  /** Who may open which door, as the cloud last synced it (issue 6: decisions are not wired yet). */
+  /** Who may open which door, as the cloud last synced it. */
   readonly mirror: AccessMirror;
+  /** Answers the locks' access requests from the mirror. */
+  readonly access: AccessDecider;
+  /** Keeps each bound lock's offline list in step with the mirror (with a radio only). */
+  readonly offline: OfflineLists | undefined;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -70,6 +79,26 @@ export class Hub {
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
     this.mirror = new AccessMirror({ store, clock: deps.clock });
+    const accessConfig = deps.config.access;
+    try {
+      checkTimeZone(accessConfig.timeZone);
+    } catch {
+      throw new HubError(
+        'access.time-zone',
+        `access.timeZone: ${accessConfig.timeZone} is not a known IANA time zone`,
+        {
+          hint: 'set the site zone, e.g. Europe/Madrid or America/New_York (UTC if the site has no daylight saving)',
+        },
+      );
+    }
+    this.access = new AccessDecider({
+      mirror: this.mirror,
+      clock: deps.clock,
+      timeZone: accessConfig.timeZone,
+      cloudPublicKey: accessConfig.cloudKeyFile ? loadCloudKey(accessConfig.cloudKeyFile) : undefined,
+      log: deps.log.child({ component: 'access' }),
+      throttle: { wrongCodeLimit: accessConfig.wrongPinLimit, disableMs: accessConfig.pinDisableSec * 1000 },
+    });
     this.#components.push(...(deps.before ?? []));
     // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
     const enrollment = enrollmentFor({ ...deps, store, sealer, log: deps.log.child({ component: 'enrollment' }) });
@@ -120,6 +149,10 @@ export class Hub {
         random: deps.random,
         log: deps.log.child({ component: 'link' }),
         options: deps.linkOptions ?? {},
+        accessHandler: (lockId, credential) => {
+          const d = this.access.verifyAccess(lockId, credential);
+          return { grant: d.grant, reason: d.reason, credentialId: d.credentialId };
+        },
         // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
         ...(outbox
           ? {
@@ -132,6 +165,36 @@ export class Hub {
       });
       this.#components.push(this.link);
       registerLinkMethods(this.control, this.link);
+      const link = this.link;
+      const offline = new OfflineLists({
+        mirror: this.mirror,
+        clock: deps.clock,
+        timeZone: accessConfig.timeZone,
+        log: deps.log.child({ component: 'offline-lists' }),
+        options: { horizonDays: accessConfig.offlineHorizonDays, defaultCapacity: accessConfig.offlineCapacity },
+        link: {
+          boundLocks: () =>
+            link
+              .list()
+              .filter((l) => l.state === 'bound')
+              .map((l) => l.lockId),
+          setOffline: (lockId, change) => link.setOffline(lockId, change),
+        },
+      });
+      // A lock that (re)connects gets its list checked: after a hub restart the hub sends it whole.
+      const connected = new Set<string>();
+      link.onLockChange((change) => {
+        const { lockId, summary } = change;
+        if (!summary) offline.lockGone(lockId);
+        if (!summary?.connected || summary.state !== 'bound') {
+          connected.delete(lockId);
+        } else if (!connected.has(lockId)) {
+          connected.add(lockId);
+          offline.lockReady(lockId);
+        }
+      });
+      this.offline = offline;
+      this.#components.push(offline);
     }
     if ((files || enrollment) && this.outbox) {
       const bearer = deps.bearer;
@@ -140,7 +203,14 @@ export class Hub {
       this.uplink = new UplinkService({
         config: config.uplink,
         files,
-        sync: { apply: async (p) => ({ version: mirror.apply(p).version }) },
+        sync: {
+          apply: async (p) => {
+            const applied = mirror.apply(p);
+            // Committed: the locks' offline lists follow (deltas, within a second on a healthy site).
+            this.offline?.changed();
+            return { version: applied.version };
+          },
+        },
         ...(enrollment
           ? {
               enrollment: {

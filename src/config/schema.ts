@@ -38,6 +38,16 @@ export interface HubConfig {
     maxSkewSec: number;
     counterWindow: number;
   };
+  access: {
+    /** The site's IANA time zone: access-group schedules are read in it. */
+    timeZone: string;
+    /** The cloud's Ed25519 public key for digital keys (PEM, or 32 bytes base64url); null: no digital keys. */
+    cloudKeyFile: string | null;
+    wrongPinLimit: number;
+    pinDisableSec: number;
+    offlineHorizonDays: number;
+    offlineCapacity: number;
+  };
   provisioning: {
     /** The hub id for `iqhub provision init` when none is given on the command line. */
     hubId: string | null;
@@ -139,6 +149,19 @@ export const configSchema = {
         properties: {
           url: { type: 'string' },
         },
+      },
+    },
+    access: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        timeZone: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_+/-]+$', default: 'UTC' },
+        cloudKeyFile: optionalPath,
+        wrongPinLimit: { type: 'integer', minimum: 1, maximum: 100, default: 5 },
+        pinDisableSec: { type: 'integer', minimum: 1, maximum: 86400, default: 60 },
+        offlineHorizonDays: { type: 'integer', minimum: 1, maximum: 60, default: 7 },
+        offlineCapacity: { type: 'integer', minimum: 1, maximum: 65535, default: 500 },
       },
     },
     commands: {

@@ -99,6 +99,20 @@ describe('the daemon under systemd', () => {
     expect(r.stderr).toContain('did you mean `log.level`?');
   });
 
+  it('an unknown site time zone or an unusable cloud signing key is refused at start with exit 78', async () => {
+    const { base } = site();
+    const config = join(base, 'zone.yaml');
+    writeFileSync(config, `dataDir: ${base}/data\nrunDir: ${base}/run\naccess:\n  timeZone: Mars/Olympus_Mons\n`);
+    const zone = await runCli(['run', '--config', config]);
+    expect(zone.code).toBe(78);
+    expect(zone.stderr).toContain('access.timeZone: Mars/Olympus_Mons is not a known IANA time zone');
+    writeFileSync(join(base, 'cloud.pub'), 'not a key\n');
+    writeFileSync(config, `dataDir: ${base}/data\nrunDir: ${base}/run\naccess:\n  cloudKeyFile: ${base}/cloud.pub\n`);
+    const key = await runCli(['run', '--config', config]);
+    expect(key.code).toBe(78);
+    expect(key.stderr).toContain(`access.cloudKeyFile ${base}/cloud.pub: is neither PEM nor 32 bytes of base64url`);
+  });
+
   it('a storage key file with mode 0644 is refused at start with a clear message', async () => {
     const { base, config } = site();
     const d = start(['run', '--config', config]);

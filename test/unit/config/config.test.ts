@@ -33,6 +33,14 @@ describe('config', () => {
         batchSize: 100,
         inflight: 8,
       },
+      access: {
+        timeZone: 'UTC',
+        cloudKeyFile: null,
+        wrongPinLimit: 5,
+        pinDisableSec: 60,
+        offlineHorizonDays: 7,
+        offlineCapacity: 500,
+      },
       commands: {
         otpKeyFile: null,
         lockoutFailures: 5,

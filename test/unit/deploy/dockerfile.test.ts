@@ -141,13 +141,19 @@ describe('Dockerfile.arm64: build stage', () => {
     expect(all.indexOf('npm run build')).toBeLessThan(all.indexOf('npm prune'));
   });
 
-  it('builds from source every package with an install script', () => {
+  it('builds from source every package with an install script, except those that ship linux-arm64 prebuilds', () => {
     const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
       packages: Record<string, { hasInstallScript?: boolean; dev?: boolean }>;
     };
-    const native = Object.entries(lock.packages)
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { allowScripts: Record<string, boolean> };
+    const scripted = Object.entries(lock.packages)
       .filter(([, p]) => p.hasInstallScript && !p.dev)
-      .map(([k]) => k.replace(/^.*node_modules\//, ''));
+      .map(([k]) => k);
+    const name = (k: string) => k.replace(/^.*node_modules\//, '');
+    // allowScripts false: the package's install script only picks a prebuild (node-gyp-build); check it ships one.
+    const prebuilt = scripted.filter((k) => pkg.allowScripts[name(k)] === false);
+    for (const k of prebuilt) expect(existsSync(join(ROOT, k, 'prebuilds', 'linux-arm64')), k).toBe(true);
+    const native = [...new Set(scripted.filter((k) => pkg.allowScripts[name(k)] !== false).map(name))];
     const rebuilt = /npm rebuild --build-from-source ([^&]+)/.exec(all)![1]!.trim().split(' ');
     expect(rebuilt.sort()).toEqual(native.sort());
   });
