@@ -314,10 +314,17 @@ export class Outbox {
     return rows.map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, retain: r.retain === 1 }));
   }
 
-  /** The broker acknowledged these rows: delete them. Returns how many were still queued. */
+  /**
+   * The broker acknowledged these rows: delete them. Returns how many were still queued.
+   *
+   * The delete commits without waiting for the disk (Store.lazyTransaction): it is on the path of
+   * every publish, and a delete undone by a power cut only means the rows are published again —
+   * which a lost PUBACK already causes, and the cloud deduplicates (event ids, cmdIds). A crash
+   * of the process does not undo it; the next durable commit makes it durable.
+   */
   remove(ids: readonly number[]): number {
     if (ids.length === 0) return 0;
-    return this.#tx(() => this.#delete(ids).length);
+    return this.#store.lazyTransaction(() => this.#delete(ids).length);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import BetterSqlite3, { type Database } from 'better-sqlite3';
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { HubError } from '../base/errors.js';
 import { migrations as allMigrations, type Migration } from './migrations.js';
 
@@ -26,6 +26,8 @@ export class Store {
   readonly db: Database;
   readonly info: StoreInfo;
   #closed = false;
+  /** Prepared once: the journal is written on hot paths (every remote command). */
+  #journalInsert: Statement<[number, string, string]> | undefined;
 
   private constructor(db: Database, info: StoreInfo) {
     this.db = db;
@@ -57,8 +59,30 @@ export class Store {
     return this.db.transaction(fn).immediate();
   }
 
+  /**
+   * Run `fn` in one write transaction that commits without waiting for the disk (this commit
+   * only: synchronous=NORMAL, then back to FULL). It is atomic and survives a crash of the
+   * process (the WAL is written before this returns); a power cut may undo it, and the next
+   * durable commit makes it durable too (the WAL is flushed in order). Only for work that may be
+   * undone without breaking a promise — e.g. deleting outbox rows the broker acknowledged: undone,
+   * they are published again, and delivery is at least once anyway. Never for anything acted on.
+   * Inside another transaction it simply joins it (and commits as that one does).
+   */
+  lazyTransaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.db.transaction(fn).immediate();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
   journal(kind: string, detail: Record<string, unknown>, at: number): void {
-    this.db.prepare('INSERT INTO journal (at, kind, detail) VALUES (?, ?, ?)').run(at, kind, JSON.stringify(detail));
+    this.#journalInsert ??= this.db.prepare<[number, string, string]>(
+      'INSERT INTO journal (at, kind, detail) VALUES (?, ?, ?)',
+    );
+    this.#journalInsert.run(at, kind, JSON.stringify(detail));
   }
 
   /** A quick health probe for `iqhub status`: the database answers. */

@@ -334,18 +334,19 @@ export class Inbound {
     } finally {
       setupCode?.wipe();
     }
-    this.#log.info(
-      {
-        cmdId: cmd.cmdId,
-        op: cmd.op,
-        lockId: cmd.lockId,
-        counter: cmd.counter,
-        ok: answer.ok,
-        code: answer.error?.code,
-      },
-      'command answered',
-    );
     this.#finish('cmd', cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
+    // Logged after the answer is durable and its publish has been started (the publisher drains
+    // on a microtask queued by #finish): the log line (serialised, redacted, written) is not on
+    // the command's path. The journal entry written with the answer is the durable record.
+    const fields = {
+      cmdId: cmd.cmdId,
+      op: cmd.op,
+      lockId: cmd.lockId,
+      counter: cmd.counter,
+      ok: answer.ok,
+      code: answer.error?.code,
+    };
+    queueMicrotask(() => this.#log.info(fields, 'command answered'));
   }
 
   async #command(c: CommandEnvelope, setupCode: Secret | undefined): Promise<CmdResultPayload> {

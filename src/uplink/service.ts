@@ -184,6 +184,9 @@ export class UplinkService implements Component {
   #health: TimerHandle | undefined;
   #unsubscribe: (() => void)[] = [];
   #stopping = false;
+  /** Retained lock states not yet queued, newest per lock (see #lockChanged). */
+  readonly #pendingStates = new Map<string, LockStatePayload>();
+  #statesFlush: NodeJS.Immediate | undefined;
 
   constructor(deps: UplinkDeps) {
     this.#d = deps;
@@ -370,6 +373,7 @@ export class UplinkService implements Component {
     this.#d.clock.clearTimeout(this.#health);
     for (const u of this.#unsubscribe.splice(0)) u();
     await this.#inbound?.idle();
+    this.#flushStates();
     await this.#publisher?.stop();
     await this.#client?.stop();
   }
@@ -426,6 +430,17 @@ export class UplinkService implements Component {
     this.#health = this.#d.clock.setTimeout(tick, 1000);
   }
 
+  /**
+   * A lock's state changed: its retained `locks/{lockId}/state` message is queued (durable) on
+   * the next turn of the event loop, not at once. A remote open changes the state twice in a few
+   * hundred microseconds (the lock's answer, then the state read that collects its event): both
+   * become one row in one commit, and that commit no longer sits between the lock's answer and
+   * the command's result. Only the newest state of a lock matters (retained, older rows are
+   * replaced), and it is in the outbox before it is published. Its commit does not wait for the
+   * disk (Store.lazyTransaction; the next durable commit — the lock's event, a result — flushes
+   * it): a crash of the process does not undo it, and a power cut that does loses only a state
+   * the hub reads again from every lock on each connection, never a result or an event.
+   */
   #lockChanged(c: LockChange): void {
     const s = c.summary;
     const payload: LockStatePayload = {
@@ -444,8 +459,28 @@ export class UplinkService implements Component {
           }
         : {}),
     };
-    // Retained: only the newest state of a lock matters, older queued ones are replaced.
-    this.#d.outbox.enqueueMessage(`locks/${c.lockId}/state`, payload, { retain: true, replace: true });
+    this.#pendingStates.set(c.lockId, payload);
+    this.#statesFlush ??= setImmediate(() => this.#flushStates());
+  }
+
+  /** Queue the pending lock states in one transaction (older queued ones of each lock replaced), then publish. */
+  #flushStates(): void {
+    if (this.#statesFlush) clearImmediate(this.#statesFlush);
+    this.#statesFlush = undefined;
+    if (this.#pendingStates.size === 0) return;
+    const states = [...this.#pendingStates.values()];
+    this.#pendingStates.clear();
+    try {
+      this.#d.store.lazyTransaction(() => {
+        for (const p of states) {
+          this.#d.outbox.enqueueMessage(`locks/${p.lockId}/state`, p, { retain: true, replace: true });
+        }
+      });
+    } catch (e) {
+      // The store is closing or failing: the next connection to each lock reports its state again.
+      this.#d.log.error({ err: e, locks: states.map((p) => p.lockId) }, 'lock states could not be queued');
+      return;
+    }
     this.kick();
   }
 }

@@ -146,4 +146,43 @@ describe('store', () => {
     expect((s.db.prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'a'").get() as { n: number }).n).toBe(0);
     s.close();
   });
+
+  it('a lazy transaction is atomic, joins an outer one, and leaves every other commit at synchronous=FULL', () => {
+    const dir = tempDir();
+    const s = Store.open(dir);
+    const count = (kind: string) =>
+      (s.db.prepare('SELECT COUNT(*) AS n FROM journal WHERE kind = ?').get(kind) as { n: number }).n;
+    const sync = () => s.db.pragma('synchronous', { simple: true });
+    s.lazyTransaction(() => {
+      expect(sync()).toBe(1);
+      s.journal('lazy', {}, 1);
+      s.journal('lazy', {}, 2);
+    });
+    expect(count('lazy')).toBe(2);
+    expect(sync()).toBe(2);
+    expect(() =>
+      s.lazyTransaction(() => {
+        s.journal('undone', {}, 1);
+        throw new Error('abort');
+      }),
+    ).toThrow('abort');
+    expect(count('undone')).toBe(0);
+    expect(sync()).toBe(2);
+    // Inside a durable transaction it joins it: no pragma change (not allowed there), one commit.
+    expect(() =>
+      s.transaction(() => {
+        s.lazyTransaction(() => s.journal('joined', {}, 1));
+        expect(sync()).toBe(2);
+        throw new Error('abort outer');
+      }),
+    ).toThrow('abort outer');
+    expect(count('joined')).toBe(0);
+    s.close();
+    // Read back after reopening: the lazy commits are in the database like any other.
+    const again = Store.open(dir);
+    expect((again.db.prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'lazy'").get() as { n: number }).n).toBe(
+      2,
+    );
+    again.close();
+  });
 });
