@@ -138,6 +138,8 @@ type HerdsmanModule = typeof import('zigbee-herdsman');
 type HerdsmanDevice = ReturnType<Controller['getDevices']>[number];
 
 const IEEE = /^0x[0-9a-f]{16}$/;
+const INTERVIEW_RETRIES = 3;
+const INTERVIEW_RETRY_MS = 5_000;
 const LINK_CLUSTER_NAME = 'iqhubLink';
 
 function positive(name: string, v: number | undefined, fallback: number): number {
@@ -550,7 +552,9 @@ class HerdsmanBearer implements ZigbeeBearer {
       if (live()) this.#onMessage(m);
     });
     controller.on('deviceInterview', (e) => {
-      if (live() && e.status === 'successful') this.#announceDevice(e.device);
+      if (!live()) return;
+      if (e.status === 'successful') this.#announceDevice(e.device);
+      if (e.status === 'failed') this.#retryInterview(e.device, generation);
     });
     controller.on('deviceJoined', () => {
       if (live()) this.#counters.joinsAccepted++;
@@ -588,6 +592,10 @@ class HerdsmanBearer implements ZigbeeBearer {
       await this.#bounded(controller.stop(), 20_000, 'stopping herdsman');
     } catch (e) {
       this.#herdsmanError('stopping herdsman', e);
+      // herdsman's stop() gives up before closing the port when its final backup fails.
+      try {
+        await internals.adapter?.stop();
+      } catch {}
     }
     try {
       sealHerdsmanBackup(this.#paths, this.#o.sealer, this.#clock.now(), this.#s.backupsKept);
@@ -713,6 +721,24 @@ class HerdsmanBearer implements ZigbeeBearer {
     }
   }
 
+  /**
+   * herdsman interviews a device once, when it joins; a lock whose interview failed (a lost
+   * frame) would stay unusable until it rejoins. Ask again a few times, spaced out.
+   */
+  #retryInterview(device: HerdsmanDevice, generation: number, attempt = 1): void {
+    if (attempt > INTERVIEW_RETRIES) {
+      this.#log.warn({ ieee: device.ieeeAddr }, 'ZigBee: interview failed; the lock is usable once it rejoins');
+      return;
+    }
+    this.#clock.setTimeout(() => {
+      if (generation !== this.#generation || device.interviewState === 'SUCCESSFUL') return;
+      device.interview().then(
+        () => this.#announceDevice(device),
+        () => this.#retryInterview(device, generation, attempt + 1),
+      );
+    }, INTERVIEW_RETRY_MS * attempt);
+  }
+
   #announceDevice(device: HerdsmanDevice): void {
     if (device.type === 'Coordinator') return;
     if (device.interviewState === 'SUCCESSFUL') this.#addLinkCluster(device);
@@ -734,7 +760,8 @@ class HerdsmanBearer implements ZigbeeBearer {
     const address = m.device.ieeeAddr;
     const data = m.data as Record<string, unknown>;
     if (m.cluster === 'genBasic' && (m.type === 'attributeReport' || m.type === 'readResponse')) {
-      if ('modelId' in data) this.#advertise(address, data.modelId);
+      // Until its interview succeeded a device cannot be connected to: it is not announced yet.
+      if ('modelId' in data && m.device.interviewState === 'SUCCESSFUL') this.#advertise(address, data.modelId);
       return;
     }
     if (m.cluster === 'closuresDoorLock' && (m.type === 'attributeReport' || m.type === 'readResponse')) {

@@ -1,18 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
-import type { Advertisement, BearerLink, BearerState } from '../../hal/bearer.js';
+import type { Advertisement, Bearer, BearerLink, BearerState } from '../../hal/bearer.js';
 import type { PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
 import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
+import { SimLock } from '../../sim/lock/lock.js';
 import { systemClock } from '../../src/base/clock.js';
 import { systemRandom } from '../../src/base/random.js';
 import { Sealer } from '../../src/crypto/seal.js';
 import { Secret } from '../../src/crypto/secret.js';
-import { createLogger } from '../../src/log/logger.js';
+import { LinkManager } from '../../src/link/manager.js';
+import { generateKeyPair } from '../../src/link/noise.js';
+import { PairingStore } from '../../src/link/pairing.js';
+import { createLogger, silentLogger } from '../../src/log/logger.js';
+import { Store } from '../../src/store/store.js';
 
 /**
  * One real zigbee-herdsman against one ZNP emulator over TCP, shared by the tests of a file
@@ -143,6 +148,20 @@ function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): T
   return r.value;
 }
 
+/** One frame each way over a fresh link, then close: the lock is reachable. */
+async function exchange(rig: ZigbeeRig, lock: ReturnType<typeof rawLock>): Promise<void> {
+  const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
+  const lockLink = await eventually(() => lock.links.at(-1)?.isOpen() && lock.links.at(-1), 'the lock link');
+  const atLock = frames(lockLink);
+  const atHub = frames(link);
+  unwrap(await link.send(pattern(300, 9)));
+  unwrap(await lockLink.send(pattern(90, 8)));
+  await eventually(() => atLock.length === 1 && atHub.length === 1, 'a frame each way');
+  expect(Buffer.from(atLock[0]!).equals(Buffer.from(pattern(300, 9)))).toBe(true);
+  expect(Buffer.from(atHub[0]!).equals(Buffer.from(pattern(90, 8)))).toBe(true);
+  await link.close();
+}
+
 describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
   let rig: ZigbeeRig;
   let networkKey: Uint8Array;
@@ -154,6 +173,7 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
   }, 40_000);
 
   afterAll(async () => {
+    if (process.env.IQHUB_ZIGBEE_TEST_LOG) writeFileSync(process.env.IQHUB_ZIGBEE_TEST_LOG, rig?.logs.join('') ?? '');
     await rig?.close();
   }, 40_000);
 
@@ -268,4 +288,129 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
     expect(Buffer.from(atHub[0]!).equals(Buffer.from(pattern(200, 5)))).toBe(true);
     await link.close();
   }, 20_000);
+
+  test('unplugged, the adapter is unavailable with a reason; plugged back, it is ready again and the lock works', async () => {
+    const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
+    const reasons: string[] = [];
+    link.onClose((r) => reasons.push(r));
+    await rig.emulator.unplug();
+    const down = await eventually(() => {
+      const s = rig.bearer.state();
+      return s.status === 'unavailable' && s;
+    }, 'the bearer to notice the unplug');
+    expect(down.reason).toMatch(/disconnected|did not start/);
+    await eventually(() => reasons.length === 1, 'the link to close');
+    expect(reasons).toEqual(['adapter-unavailable']);
+    const refused = await rig.bearer.connect(lock.ieee, { timeoutMs: 1_000 });
+    expect(refused.ok ? 'connected' : refused.error.code).toBe('adapter-unavailable');
+    await new Promise((r) => setTimeout(r, 1_500)); // a few failed re-opens while unplugged
+    expect(rig.bearer.state().status).not.toBe('ready');
+    await rig.emulator.plug();
+    await eventually(() => rig.bearer.state().status === 'ready', 'the bearer to recover', 25_000);
+    expect(rig.bearer.counters().adapterRecoveries).toBeGreaterThanOrEqual(1);
+    await exchange(rig, lock);
+  }, 45_000);
+
+  test('a stalled adapter is found by the health probe and recovered once it answers again', async () => {
+    const lossesBefore = rig.bearer.counters().adapterLosses;
+    rig.emulator.stall(true);
+    const down = await eventually(() => {
+      const s = rig.bearer.state();
+      return s.status === 'unavailable' && s;
+    }, 'the bearer to notice the stall');
+    expect(down.reason).toMatch(/stopped answering/);
+    expect(rig.bearer.counters().adapterLosses).toBe(lossesBefore + 1);
+    rig.emulator.stall(false);
+    await eventually(() => rig.bearer.state().status === 'ready', 'the bearer to recover', 45_000);
+    await exchange(rig, lock);
+  }, 70_000);
+
+  test('a backup restored onto a blank adapter moves the frame counter forward; the lock works again', async () => {
+    await exchange(rig, lock);
+    const backup = await rig.bearer.backup();
+    expect(backup.frameCounter).toBeGreaterThan(0);
+    expect(rig.bearer.backups()).toContain(backup.id);
+    rig.emulator.factoryReset(); // the dongle is replaced by a blank one
+    expect(rig.emulator.networkKey()).toBeUndefined();
+    const restored = await rig.bearer.restore();
+    expect(restored.result).toBe('restored');
+    expect(restored.frameCounter).toBe(backup.frameCounter! + 100_000);
+    expect(rig.emulator.frameCounter()).toBeGreaterThanOrEqual(backup.frameCounter! + 100_000);
+    expect(Buffer.from(rig.emulator.networkKey()!).equals(Buffer.from(networkKey))).toBe(true);
+    expect(rig.bearer.state().status).toBe('ready');
+    await exchange(rig, lock);
+  }, 60_000);
+
+  test('the real link on top: a LinkManager attaches a SimLock over ZigBee, opens it, collects its event, detaches it', async () => {
+    const storeDir = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-store-'));
+    const store = Store.open(storeDir);
+    const setupCode = 'ABCD-EFGH-JKMN';
+    const simLock = new SimLock({
+      deviceId: 'LOCK-B',
+      keyPair: generateKeyPair(systemRandom),
+      setupCode,
+      radio: rig.emulator,
+      address: 'lock-b',
+      clock: systemClock,
+      random: systemRandom,
+      attachWindowMs: 60_000,
+    });
+    simLock.boot();
+    // The manager stops its bearer when it stops; the shared one stays up for the other tests.
+    const shared: Bearer = {
+      kind: rig.bearer.kind,
+      start: () => rig.bearer.start(),
+      stop: async () => {},
+      state: () => rig.bearer.state(),
+      onStateChange: (l) => rig.bearer.onStateChange(l),
+      onAdvertisement: (l) => rig.bearer.onAdvertisement(l),
+      connect: (a, o) => rig.bearer.connect(a, o),
+    };
+    const manager = new LinkManager({
+      pairing: new PairingStore(store),
+      bearer: shared,
+      sealer: rig.sealer,
+      clock: systemClock,
+      random: systemRandom,
+      log: silentLogger(),
+      options: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000, attempts: 5, pollMs: 1_000 },
+    });
+    const events: string[] = [];
+    manager.onLockEvent((lockId, e) => events.push(`${lockId}:${e.type}`));
+    try {
+      await manager.start();
+      await rig.bearer.openJoinWindow(15_000);
+      simLock.presentMaintenanceCard();
+      await eventually(
+        () => rig.ads.find((a) => a.deviceId === 'LOCK-B' && a.attachMode),
+        'LOCK-B in attach mode',
+        20_000,
+      );
+      const summary = await manager.attach('LOCK-B', Secret.fromUtf8(setupCode), 30_000);
+      expect(summary.lockId).toBe('LOCK-B');
+      await manager.open('LOCK-B', 3_000);
+      expect(simLock.state().bolt).toBe('unlocked');
+      simLock.openByHand();
+      await eventually(() => events.some((e) => e.startsWith('LOCK-B:')), 'an event from LOCK-B', 20_000);
+      const detached = await manager.detach('LOCK-B');
+      expect(detached.detached).toBe(true);
+      expect(simLock.boundHub()).toBeUndefined();
+    } finally {
+      await manager.stop();
+      store.close();
+      simLock.crash();
+      rmSync(storeDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  test('the network key never appears in the log or in any plain file of the data directory', async () => {
+    expect(rig.logs.length).toBeGreaterThan(50);
+    const log = rig.logs.join('');
+    for (const spelling of keySpellings(networkKey)) expect(log.includes(spelling)).toBe(false);
+    const files = filesUnder(rig.dataDir);
+    expect(files.some((f) => f.endsWith('database.db'))).toBe(true);
+    expect(files.some((f) => f.endsWith('.sealed'))).toBe(true);
+    expect(files.filter((f) => fileContains(f, networkKey))).toEqual([]);
+    expect(files.some((f) => f.endsWith('coordinator_backup.json'))).toBe(false);
+  });
 });
