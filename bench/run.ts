@@ -6,13 +6,14 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
+import { accessBench } from './access.bench.js';
 import { commandBench } from './command.bench.js';
 import { type Benchmark, environment, type Metric, round, table } from './lib.js';
 import { linkBench } from './link.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
 
-export const benchmarks: Benchmark[] = [storeCommit, linkBench, uplinkBench, commandBench];
+export const benchmarks: Benchmark[] = [storeCommit, linkBench, uplinkBench, commandBench, accessBench];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 
