@@ -1,0 +1,128 @@
+/**
+ * Diagnostic, not a benchmark: loaded into the daemon of `command.remoteOpen` when the bench runs
+ * with IQHUB_BENCH_STAGES=1 (NODE_OPTIONS=--import), it times the stages of each remote open
+ * inside the hub by wrapping a few methods of the compiled modules (the same module instances the
+ * daemon uses) and writes the timings to IQHUB_BENCH_STAGES_FILE when the daemon exits. The
+ * command bench turns them into `command.stage.*` medians (stageBreakdown). Wrapping costs a few
+ * microseconds per call: the end-to-end figures of such a run are a little slower than without.
+ */
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+
+/** [start ms, duration ms, what, enclosing wrapped calls joined by '>', detail]. */
+export type StageRecord = [number, number, string, string, string];
+
+type Method = (...args: unknown[]) => unknown;
+
+async function install(file: string): Promise<void> {
+  const log: StageRecord[] = [];
+  const stack: string[] = [];
+  const now = () => performance.now();
+  const record = (what: string, t0: number, context: string, detail = '') =>
+    log.push([t0, now() - t0, what, context, detail]);
+
+  const wrap = (proto: object, name: string, what: string, detail?: (args: unknown[]) => string) => {
+    const target = proto as Record<string, Method>;
+    const original = target[name];
+    if (typeof original !== 'function') throw new Error(`stages: no method ${name} to time`);
+    target[name] = function (this: unknown, ...args: unknown[]) {
+      const t0 = now();
+      const context = stack.join('>');
+      stack.push(what);
+      try {
+        return original.apply(this, args);
+      } finally {
+        stack.pop();
+        record(what, t0, context, detail?.(args) ?? '');
+      }
+    };
+  };
+  const wrapAsync = (proto: object, name: string, what: string, detail?: (args: unknown[]) => string) => {
+    const target = proto as Record<string, Method>;
+    const original = target[name];
+    if (typeof original !== 'function') throw new Error(`stages: no method ${name} to time`);
+    target[name] = function (this: unknown, ...args: unknown[]) {
+      const t0 = now();
+      const context = stack.join('>');
+      const done = () => record(what, t0, context, detail?.(args) ?? '');
+      const r = original.apply(this, args);
+      if (r instanceof Promise) r.then(done, done);
+      return r;
+    };
+  };
+
+  const fsyncSync = fs.fsyncSync;
+  fs.fsyncSync = (fd: number) => {
+    const t0 = now();
+    try {
+      fsyncSync(fd);
+    } finally {
+      record('fsync', t0, stack.join('>'));
+    }
+  };
+  syncBuiltinESMExports();
+
+  const { Store } = await import('../src/store/store.js');
+  const { PairingStore } = await import('../src/link/pairing.js');
+  const { FileLockStorage } = await import('../sim/lock/storage.js');
+  const { UplinkClient } = await import('../src/uplink/client.js');
+  const { Inbound } = await import('../src/uplink/inbound.js');
+  const { LinkManager } = await import('../src/link/manager.js');
+  wrap(Store.prototype, 'transaction', 'commit');
+  wrap(Store.prototype, 'lazyTransaction', 'lazyCommit');
+  wrap(PairingStore.prototype, 'storeEvents', 'storeEvents');
+  wrap(FileLockStorage.prototype, 'save', 'lockFlash');
+  wrap(UplinkClient.prototype, 'publish', 'publish', (a) => String(a[0]));
+  wrap(Inbound.prototype, 'handle', 'inbound', (a) => String(a[0]));
+  wrapAsync(LinkManager.prototype, 'open', 'linkOpen');
+  process.on('exit', () => fs.writeFileSync(file, JSON.stringify(log)));
+}
+
+/** Per-command stage durations (ms) from a daemon's records, for the commands whose index is in [from, to). */
+export function stageBreakdown(log: StageRecord[], from: number, to: number): Record<string, number[]> {
+  const sorted = [...log].sort((a, b) => a[0] - b[0]);
+  const starts = sorted.filter((r) => r[2] === 'inbound' && r[4] === 'cmd');
+  const out: Record<string, number[]> = {};
+  const add = (k: string, v: number) => {
+    out[k] ??= [];
+    out[k].push(v);
+  };
+  for (let i = from; i < Math.min(to, starts.length); i++) {
+    const t0 = starts[i]?.[0] ?? 0;
+    const t1 = starts[i + 1]?.[0] ?? Number.POSITIVE_INFINITY;
+    const own = sorted.filter((r) => r[0] >= t0 && r[0] < t1);
+    const claim = own.find((r) => r[2] === 'commit' && r[3] === 'inbound');
+    const open = own.find((r) => r[2] === 'linkOpen');
+    const flash = own.find((r) => r[2] === 'lockFlash' && open && r[0] < open[0] + open[1]);
+    const finish = own.find((r) => r[2] === 'commit' && r[3] === '' && open && r[0] >= open[0] + open[1] - 0.001);
+    const result = own.find((r) => r[2] === 'publish' && r[4] === 'cmd/result');
+    if (!claim || !open || !finish || !result) continue;
+    const end = (r: StageRecord) => r[0] + r[1];
+    add('verify', claim[0] - t0);
+    add('claimCommit', claim[1]);
+    if (flash) {
+      add('toLock', flash[0] - end(claim));
+      add('lockFlash', flash[1]);
+      add('fromLock', finish[0] - end(flash));
+    }
+    add('resultCommit', finish[1]);
+    add('toPublish', result[0] - end(finish));
+    add('hub', result[0] - t0);
+    const fsyncs = own.filter((r) => r[2] === 'fsync' && r[0] < result[0]);
+    add(
+      'lockFsyncsBeforeResult',
+      fsyncs.reduce((s, r) => s + r[1], 0),
+    );
+    const after = own.filter(
+      (r) => r[0] >= result[0] && (r[2] === 'commit' || r[2] === 'lockFlash' || r[2] === 'lazyCommit'),
+    );
+    add(
+      'afterResult',
+      after.reduce((s, r) => s + r[1], 0),
+    );
+  }
+  return out;
+}
+
+const file = process.env.IQHUB_BENCH_STAGES_FILE;
+if (file && process.argv.includes('run')) await install(file);
