@@ -57,8 +57,11 @@ export const ZCL_PAYLOAD_LIMIT = 80;
 /** Fragment header: frame id (u8, wraps), fragment index (u8), fragment count (u8). */
 export const FRAGMENT_HEADER_SIZE = 3;
 export const FRAGMENT_DATA_SIZE = ZCL_PAYLOAD_LIMIT - FRAGMENT_HEADER_SIZE;
-/** The largest link frame either end sends or reassembles (>= BEARER_MIN_FRAME_SIZE). */
-export const MAX_FRAME_SIZE = 1024;
+/**
+ * The largest link frame either end sends or reassembles: part of the wire contract, so fixed
+ * here rather than following the port; it must stay >= BEARER_MIN_FRAME_SIZE (a unit test checks).
+ */
+export const MAX_FRAME_SIZE = 2304;
 export const MAX_FRAGMENTS = Math.ceil(MAX_FRAME_SIZE / FRAGMENT_DATA_SIZE);
 
 /** genBasic.modelId of an iq lock: `iqlock:<deviceId>:<attach|normal>`. */

@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
-import type { Advertisement, Bearer, BearerLink, BearerState } from '../../hal/bearer.js';
+import {
+  type Advertisement,
+  BEARER_MIN_FRAME_SIZE,
+  type Bearer,
+  type BearerLink,
+  type BearerState,
+} from '../../hal/bearer.js';
 import type { PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
 import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
 import { SimLock } from '../../sim/lock/lock.js';
@@ -226,18 +232,18 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
 
   test('connect gives a link carrying frames both ways, including frames larger than one ZCL payload', async () => {
     const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
-    expect(link.maxFrameSize).toBeGreaterThanOrEqual(256);
+    expect(link.maxFrameSize).toBeGreaterThanOrEqual(BEARER_MIN_FRAME_SIZE);
     const lockLink = await eventually(() => lock.links.at(-1), 'the lock to see the connection');
     const atLock = frames(lockLink);
     const atHub = frames(link);
-    const big = pattern(700, 1);
+    const big = pattern(BEARER_MIN_FRAME_SIZE, 1);
     const small = pattern(20, 2);
     unwrap(await link.send(big));
     unwrap(await link.send(small));
     await eventually(() => atLock.length === 2, 'both frames at the lock');
     expect(Buffer.from(atLock[0]!).equals(Buffer.from(big))).toBe(true);
     expect(Buffer.from(atLock[1]!).equals(Buffer.from(small))).toBe(true);
-    const reply = pattern(1024, 3);
+    const reply = pattern(lockLink.maxFrameSize, 3);
     unwrap(await lockLink.send(reply));
     await eventually(() => atHub.length === 1, 'the reply at the hub');
     expect(Buffer.from(atHub[0]!).equals(Buffer.from(reply))).toBe(true);

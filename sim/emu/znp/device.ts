@@ -1,12 +1,5 @@
 import { fragmentFrame, MAX_FRAME_SIZE, Reassembler } from '../../../drivers/zigbee/protocol.js';
-import {
-  BEARER_MIN_FRAME_SIZE,
-  type BearerError,
-  type BearerLink,
-  type CloseReason,
-  type LinkQuality,
-  type Unsubscribe,
-} from '../../../hal/bearer.js';
+import type { BearerError, BearerLink, CloseReason, LinkQuality, Unsubscribe } from '../../../hal/bearer.js';
 import { err, OK, type Result } from '../../../hal/result.js';
 import type { SimPeripheralOptions } from '../../../hal/sim/radio.js';
 
@@ -53,7 +46,7 @@ export type FragmentSender = (fragment: Uint8Array) => boolean;
 /** The lock's end of a link over the emulated ZigBee radio. */
 export class LockLink implements BearerLink {
   readonly address: string;
-  readonly maxFrameSize = Math.max(MAX_FRAME_SIZE, BEARER_MIN_FRAME_SIZE);
+  readonly maxFrameSize = MAX_FRAME_SIZE;
   readonly #device: EmuDevice;
   readonly #sendFragment: FragmentSender;
   readonly #onLocalClose: () => void;
