@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../hal/bearer.js';
@@ -7,7 +8,7 @@ import type { Clock } from '../src/base/clock.js';
 import type { Component, ComponentStatus } from '../src/base/component.js';
 import { HubError } from '../src/base/errors.js';
 import { type Random, SeededRandom } from '../src/base/random.js';
-import type { Secret } from '../src/crypto/secret.js';
+import { Secret } from '../src/crypto/secret.js';
 import { generateKeyPair } from '../src/link/noise.js';
 import { SimLock } from './lock/lock.js';
 import { FileLockStorage, MemoryLockStorage } from './lock/storage.js';
@@ -31,6 +32,16 @@ export interface SimWorldOptions {
   site?: { pinKey: Secret; siteId: string };
   /** Offline-list capacity of each lock. */
   maxOfflineEntries?: number;
+}
+
+/**
+ * The simulated site's id and PIN key, derived from the simulation seed: the simulated locks'
+ * secure elements hold them, and the demo's reference cloud derives the same to issue PINs. (A
+ * real site's PIN key is made by the cloud and never reaches the hub.)
+ */
+export function simulatedSiteSecrets(seed: string): { siteId: string; pinKey: Secret } {
+  const pinKey = createHmac('sha256', seed).update('iq-hub simulated site PIN key').digest();
+  return { siteId: 'sim-site', pinKey: new Secret(new Uint8Array(pinKey)) };
 }
 
 const ALPHABET = 'ABCDEFGHJKMNPQRSTVWXYZ23456789';

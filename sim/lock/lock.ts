@@ -526,8 +526,15 @@ export class SimLock {
   #onSession(session: SecureSession, generation: number): void {
     if (!this.#alive(generation)) return;
     const context: SessionContext = { session, hub: hex(session.remoteStatic), cache: new Map() };
+    const current = this.#current;
+    const currentUsable = current !== undefined && current.hub === this.#p?.boundHub && current.session.link.isOpen();
     if (this.#justBound) {
       this.#justBound = false;
+      this.#current = context;
+    } else if (!currentUsable && context.hub === this.#p?.boundHub) {
+      // The bound hub reconnected and the old session is gone: this one carries the door's requests
+      // at once (a replayed handshake gives a session nobody can answer on: the door then decides
+      // from its offline list, as with the hub away).
       this.#current = context;
     }
     session.onPayload((payload) => {
@@ -684,15 +691,21 @@ export class SimLock {
   async #askHub(
     credential: LinkCredential,
   ): Promise<{ grant: boolean; reason: AccessReason; credentialId: string | null } | undefined> {
+    const deadline = this.#clock.monotonic() + this.accessTimeoutMs;
+    const usable = (c: SessionContext | undefined): c is SessionContext =>
+      c !== undefined && c.hub === this.#p?.boundHub && c.session.link.isOpen();
+    // No session right now: the lock advertises and its hub connects; wait for it within the timeout.
+    while (!usable(this.#current) && this.#clock.monotonic() < deadline && this.#p?.boundHub) {
+      await this.#clock.sleep(20);
+    }
     const context = this.#current;
-    if (!context || context.hub !== this.#p?.boundHub || !context.session.link.isOpen()) return undefined;
+    if (!usable(context)) return undefined;
     const id = this.#nextAccessId;
     this.#nextAccessId = this.#nextAccessId >= 0xffff_ffff ? 1 : this.#nextAccessId + 1;
     const bytes = encodeMessage({ type: 'access', id, credential });
     const answer = new Promise<{ grant: boolean; reason: AccessReason; credentialId: string | null }>((resolve) =>
       this.#pendingAccess.set(id, resolve),
     );
-    const deadline = this.#clock.monotonic() + this.accessTimeoutMs;
     const resendMs = Math.max(1, Math.floor(this.accessTimeoutMs / 4));
     try {
       while (this.#pendingAccess.has(id) && this.#clock.monotonic() < deadline && context.session.link.isOpen()) {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { registerSimMethods } from '../../sim/control.js';
-import { SimWorld } from '../../sim/world.js';
+import { SimWorld, simulatedSiteSecrets } from '../../sim/world.js';
 import { type Clock, systemClock } from '../base/clock.js';
 import { describeError, HubError } from '../base/errors.js';
 import { type Random, systemRandom } from '../base/random.js';
@@ -45,6 +45,7 @@ function simulatedSite(config: HubConfig, clock: Clock, random: Random): SimWorl
     seed: s.seed,
     locks: s.locks,
     dir: join(config.dataDir, 'sim'),
+    site: simulatedSiteSecrets(s.seed),
     faults: {
       lossRate: s.lossRate,
       duplicateRate: s.duplicateRate,

@@ -2,13 +2,18 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
-import { startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
+import { type EmbeddedBroker, startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
+import { SiteAdmin } from '../../sim/cloud/admin.js';
 import { ReferenceCloud } from '../../sim/cloud/cloud.js';
-import type { SimWorld } from '../../sim/world.js';
+import { CloudKeyIssuer } from '../../sim/phone/issuer.js';
+import { type SimWorld, simulatedSiteSecrets } from '../../sim/world.js';
+import { toBase64url } from '../access/digital-key.js';
 import { type RunningDaemon, startDaemon } from '../app/daemon.js';
+import { writeFileAtomic } from '../base/atomic-file.js';
 import { describeError } from '../base/errors.js';
 import { systemRandom } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
+import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
 import { runSteps } from './scenario.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
@@ -35,12 +40,24 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const hubId = 'demo-hub';
   const pki = createDevPki({ dir: join(base, 'pki'), hubId, overwrite: true });
   const pem = (p: string) => readFileSync(p);
-  const broker = await startEmbeddedBroker({
+  const brokerOptions = {
     ca: pem(pki.ca.cert),
     cert: pem(pki.broker.cert),
     key: pem(pki.broker.key),
     cloudIds: ['cloud'],
-  });
+  };
+  let broker: EmbeddedBroker | undefined = await startEmbeddedBroker(brokerOptions);
+  const port = broker.port;
+  // The access steps cut the line to the cloud (the broker goes away) and restore it on the same port.
+  const line = {
+    cut: async () => {
+      await broker?.close();
+      broker = undefined;
+    },
+    restore: async () => {
+      broker ??= await startEmbeddedBroker({ ...brokerOptions, port });
+    },
+  };
   const cloud = new ReferenceCloud();
   await cloud.connect({
     url: broker.url,
@@ -53,10 +70,18 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   // The hub's OTP key for remote commands: the hub reads it from commands.otpKeyFile, the cloud signs with it.
   cloud.setOtpKey(hubId, readDevOtpKey(pki.otpKey));
   out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected and signs its commands`);
+  // The site's administration at the cloud: its digital-key signing key is pinned by the hub.
+  const issuer = new CloudKeyIssuer(systemRandom);
+  const cloudKeyFile = join(base, 'pki', 'cloud-signing.pub');
+  writeFileAtomic(cloudKeyFile, `${toBase64url(issuer.publicKeyRaw)}\n`, 0o644);
+  const seed = 'iq-hub-demo';
+  const admin = new SiteAdmin({ ...simulatedSiteSecrets(seed), random: systemRandom, issuer });
+  const pin = { value: '' };
   const overrides: Partial<HubConfig> = {
     dataDir: join(base, 'data'),
     runDir: join(base, 'run'),
-    simulation: { enabled: true, locks: opts.locks ?? 3 } as HubConfig['simulation'],
+    simulation: { enabled: true, locks: opts.locks ?? 3, seed } as HubConfig['simulation'],
+    access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
     uplink: {
       enabled: true,
       url: broker.url,
@@ -72,7 +97,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
     await cloud.close();
-    await broker.close();
+    await broker?.close();
   };
 
   let world: SimWorld | undefined;
@@ -92,7 +117,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     if (!world) throw new Error('the simulated site was not built');
     out(`\nscenario ${opts.scenario}, part 1: a fresh daemon and a simulated site of ${world.locks.length} locks`);
     const r1 = await runSteps(
-      [...smokeSteps(first.hub, marker), ...siteSteps(first.hub, world), ...cloudSteps(first.hub, world, cloud, hubId)],
+      [
+        ...smokeSteps(first.hub, marker),
+        ...siteSteps(first.hub, world),
+        ...cloudSteps(first.hub, world, cloud, hubId),
+        ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
+      ],
       out,
     );
     await first.shutdown('demo: restart');
@@ -104,6 +134,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...afterRestartSteps(second.hub, marker),
         ...siteAfterRestartSteps(second.hub, world),
         ...cloudAfterRestartSteps(world, cloud, hubId),
+        ...accessAfterRestartSteps(world, () => pin.value),
       ],
       out,
     );

@@ -1,0 +1,195 @@
+import { pinVerifier, tagHash } from '../../src/access/credentials.js';
+import type { Schedule } from '../../src/access/schedule.js';
+import type { DeltaData, SnapshotData } from '../../src/access/sync-schema.js';
+import { HubError } from '../../src/base/errors.js';
+import type { Random } from '../../src/base/random.js';
+import type { Secret } from '../../src/crypto/secret.js';
+import type { SyncAckPayload } from '../../src/uplink/contract.js';
+import type { EncryptedKey } from '../phone/delivery.js';
+import { CloudKeyIssuer, type PhoneKeys } from '../phone/issuer.js';
+import type { ReferenceCloud } from './cloud.js';
+
+/**
+ * The reference cloud's site administration: users, access groups, and credentials — PINs (the
+ * digits are shown once, at issue, and only the verifier is kept), DESFire tags (the hash of the
+ * credential id), digital keys (signed, sealed to the phone) — and syncing them to a hub as a
+ * snapshot or as the delta since the last acknowledged sync. What a real KS cloud does, small
+ * enough to read.
+ */
+
+type Row = Record<string, unknown> & { id?: string };
+type Tables = {
+  users: Map<string, Row>;
+  groups: Map<string, Row>;
+  memberships: Map<string, Row>;
+  pins: Map<string, Row>;
+  tags: Map<string, Row>;
+  keys: Map<string, Row>;
+};
+const TABLES = ['users', 'groups', 'memberships', 'pins', 'tags', 'keys'] as const;
+type Table = (typeof TABLES)[number];
+
+export interface SiteAdminOptions {
+  siteId: string;
+  /** The site's PIN key (the locks' secure elements hold the same). */
+  pinKey: Secret;
+  random: Random;
+  /** Signs digital keys; a new one when absent (its publicKeyRaw is what hubs pin). */
+  issuer?: CloudKeyIssuer;
+}
+
+const empty = (): Tables => ({
+  users: new Map(),
+  groups: new Map(),
+  memberships: new Map(),
+  pins: new Map(),
+  tags: new Map(),
+  keys: new Map(),
+});
+
+const membershipKey = (userId: string, groupId: string) => `${userId}\u0000${groupId}`;
+
+export class SiteAdmin {
+  readonly siteId: string;
+  readonly issuer: CloudKeyIssuer;
+  readonly #pinKey: Secret;
+  readonly #random: Random;
+  #now: Tables = empty();
+  /** Per hub: the content and version it acknowledged last. */
+  readonly #synced = new Map<string, { version: number; tables: Tables }>();
+  #version = 0;
+
+  constructor(options: SiteAdminOptions) {
+    this.siteId = options.siteId;
+    this.#pinKey = options.pinKey;
+    this.#random = options.random;
+    this.issuer = options.issuer ?? new CloudKeyIssuer(options.random);
+  }
+
+  addUser(id: string, options: { name?: string; offline?: boolean; validUntil?: number } = {}): void {
+    this.#now.users.set(id, { id, ...options });
+  }
+
+  blockUser(id: string): void {
+    const u = this.#need('users', id);
+    this.#now.users.set(id, { ...u, blocked: true });
+  }
+
+  addGroup(id: string, lockIds: string[], schedule?: Schedule): void {
+    this.#now.groups.set(id, { id, lockIds: [...lockIds], ...(schedule ? { schedule } : {}) });
+  }
+
+  addMember(userId: string, groupId: string): void {
+    this.#need('users', userId);
+    this.#need('groups', groupId);
+    this.#now.memberships.set(membershipKey(userId, groupId), { userId, groupId });
+  }
+
+  /** Issues a PIN: the digits are returned once and never kept; the cloud keeps only the verifier. */
+  issuePin(credentialId: string, userId: string, digits = 6): string {
+    this.#need('users', userId);
+    let pin = '';
+    for (const b of this.#random.bytes(digits)) pin += String(b % 10);
+    const verifier = Buffer.from(pinVerifier(this.#pinKey, pin, this.siteId)).toString('hex');
+    if ([...this.#now.pins.values()].some((p) => p.verifier === verifier))
+      return this.issuePin(credentialId, userId, digits);
+    this.#now.pins.set(credentialId, { id: credentialId, userId, verifier });
+    return pin;
+  }
+
+  /** Enrols a DESFire tag by its credential id (read by the enrolment desk); the cloud keeps its hash. */
+  issueTag(credentialId: string, userId: string, tagUid: Uint8Array): void {
+    this.#need('users', userId);
+    const hash = Buffer.from(tagHash(tagUid, this.siteId)).toString('hex');
+    this.#now.tags.set(credentialId, { id: credentialId, userId, hash });
+  }
+
+  /** Issues a digital key to a phone: signed by the cloud, sealed so only that phone can read it. */
+  issueKey(
+    keyId: string,
+    userId: string,
+    phone: PhoneKeys,
+    scope: { lockIds: string[] } | { groupIds: string[] },
+    validity: { validFrom: number; validUntil: number },
+  ): Promise<EncryptedKey> {
+    this.#need('users', userId);
+    this.#now.keys.set(keyId, { id: keyId, userId, expiresAt: validity.validUntil });
+    return this.issuer.issueTo({ keyId, userId, ...scope, ...validity }, phone);
+  }
+
+  revokeTag(credentialId: string): void {
+    this.#need('tags', credentialId);
+    this.#now.tags.delete(credentialId);
+  }
+
+  revokePin(credentialId: string): void {
+    this.#need('pins', credentialId);
+    this.#now.pins.delete(credentialId);
+  }
+
+  revokeKey(keyId: string): void {
+    const k = this.#need('keys', keyId);
+    this.#now.keys.set(keyId, { ...k, revoked: true });
+  }
+
+  /** The whole site, in the sync format. */
+  snapshotData(): SnapshotData {
+    return Object.fromEntries(TABLES.map((t) => [t, [...this.#now[t].values()]])) as unknown as SnapshotData;
+  }
+
+  /**
+   * Brings a hub up to date: a delta from what it acknowledged last, or a snapshot when it has
+   * acknowledged nothing (or refused a delta: `sync.base-mismatch`). Resolves with its answer.
+   */
+  async sync(
+    cloud: ReferenceCloud,
+    hubId: string,
+    opts: { timeoutMs?: number; snapshot?: boolean } = {},
+  ): Promise<SyncAckPayload> {
+    const last = this.#synced.get(hubId);
+    const version = ++this.#version;
+    const data = last && !opts.snapshot ? this.#delta(last.tables) : this.snapshotData();
+    const ack = await cloud.sync(
+      hubId,
+      last && !opts.snapshot
+        ? { kind: 'delta', version, baseVersion: last.version, data: data as unknown as Record<string, unknown> }
+        : { kind: 'snapshot', version, data: data as unknown as Record<string, unknown> },
+      { timeoutMs: opts.timeoutMs ?? 10_000 },
+    );
+    if (ack.ok) this.#synced.set(hubId, { version, tables: this.#copy() });
+    else if (ack.error?.code === 'sync.base-mismatch') this.#synced.delete(hubId);
+    return ack;
+  }
+
+  #delta(base: Tables): DeltaData {
+    const upsert: Record<string, Row[]> = {};
+    const remove: Record<string, unknown[]> = {};
+    for (const t of TABLES) {
+      const changed = [...this.#now[t].entries()]
+        .filter(([k, row]) => JSON.stringify(base[t].get(k)) !== JSON.stringify(row))
+        .map(([, row]) => row);
+      const gone = [...base[t].entries()].filter(([k]) => !this.#now[t].has(k)).map(([, row]) => row);
+      if (changed.length > 0) upsert[t] = changed;
+      if (gone.length > 0) {
+        remove[t] =
+          t === 'memberships' ? gone.map((r) => ({ userId: r.userId, groupId: r.groupId })) : gone.map((r) => r.id);
+      }
+    }
+    return {
+      ...(Object.keys(upsert).length > 0 ? { upsert } : {}),
+      ...(Object.keys(remove).length > 0 ? { delete: remove } : {}),
+    } as unknown as DeltaData;
+  }
+
+  #copy(): Tables {
+    const out = empty();
+    for (const t of TABLES) for (const [k, v] of this.#now[t]) out[t].set(k, structuredClone(v));
+    return out;
+  }
+
+  #need(table: Table, id: string): Row {
+    const row = this.#now[table].get(id);
+    if (!row) throw new HubError('cloud.admin', `the site has no ${table.slice(0, -1)} ${id}`);
+    return row;
+  }
+}
