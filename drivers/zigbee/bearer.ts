@@ -525,6 +525,9 @@ class HerdsmanBearer implements ZigbeeBearer {
         await this.#tearDown(false);
         throw e;
       }
+      // herdsman's own daily backup would leave its clear coordinator_backup.json on disk until our
+      // next one: ours (sealed at once) replace it.
+      clearInterval((controller as unknown as { backupTimer?: NodeJS.Timeout }).backupTimer);
       await controller.permitJoin(0);
       const taken = await this.#backupNow(controller);
       this.#recoverDelay = this.#s.recoverBaseMs;

@@ -6,8 +6,8 @@ import type { Logger } from '../../src/log/logger.js';
  * MT frames of NV writes at debug level), so every message goes through `scrub` before it
  * reaches a log line:
  *
- * - runs of 16 or more hex digits (keys, and incidentally IEEE addresses written without "0x"
- *   separators are shorter and stay) become "[redacted]";
+ * - runs of 16 or more hex digits become "[redacted]", except IEEE addresses written as "0x" and
+ *   exactly 16 digits (identifiers the logs need);
  * - lists of 8 or more numbers ("[1,2,3,…]", a Buffer as JSON) become "[redacted]";
  * - the known key bytes, in any of those spellings, are removed as a last line of defence.
  *
