@@ -267,7 +267,11 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
   child.stderr.on('data', (b: Buffer) => {
     err += b.toString();
   });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  // A daemon that does not finish is killed, never left behind.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve)).finally(() =>
+    clearTimeout(timer),
+  );
   if (code !== 0) throw new Error(`access.daemonRss: the daemon process exited ${code}: ${err.slice(-2000)}`);
   const r = JSON.parse(out) as { before: number; after: number; counts: Record<string, number> };
   if (r.counts.users !== USERS || r.counts.keys !== USERS) {
