@@ -12,8 +12,11 @@ import type { Result } from './result.js';
  * authenticates and retries, so nothing here is trusted for security.
  */
 
-/** Which radio; lets the pairing store remember how to reach a lock again. */
-export type BearerKind = 'sim' | 'ble' | 'zigbee';
+/**
+ * Which radio; lets the pairing store remember how to reach a lock again. `multi`: several radios
+ * as one (hal/composite.ts), whose addresses name the radio (`ble/…`, `zigbee/…`).
+ */
+export type BearerKind = 'sim' | 'ble' | 'zigbee' | 'multi';
 
 /**
  * The adapter's condition. An absent or hung adapter is a state, not an exception: the driver

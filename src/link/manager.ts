@@ -1,4 +1,4 @@
-import type { Advertisement, Bearer, BearerLink, Unsubscribe } from '../../hal/bearer.js';
+import type { Advertisement, Bearer, BearerKind, BearerLink, Unsubscribe } from '../../hal/bearer.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
@@ -271,6 +271,8 @@ export class LinkManager implements Component {
   }
 
   async #attach(deviceId: string, setupCode: Secret, timeoutMs: number): Promise<LockSummary> {
+    // A radio that admits devices to its network (ZigBee) admits them only during an attach.
+    await this.#bearer.openJoinWindow?.(timeoutMs);
     const ad = await this.#findInAttachMode(deviceId, timeoutMs);
     const connected = await this.#bearer.connect(ad.address, { timeoutMs: this.#opts.connectTimeoutMs });
     if (!connected.ok) {
@@ -288,7 +290,7 @@ export class LinkManager implements Component {
         beforeCommit: (key) =>
           this.pairing.bind({
             lockId: deviceId,
-            bearer: this.#bearer.kind,
+            bearer: radioOf(this.#bearer.kind, ad.address),
             address: ad.address,
             staticPublic: key,
             state: 'attaching',
@@ -755,4 +757,11 @@ export class LinkManager implements Component {
     this.#log[level]({ lockId, kind, ...detail }, `security: ${kind}`);
     for (const l of [...this.#securityListeners]) l({ kind, lockId, detail });
   }
+}
+
+/** The radio a lock is reached over: the bearer's, or, on several radios (hal/composite.ts), its address prefix. */
+function radioOf(kind: BearerKind, address: string): BearerKind {
+  if (kind !== 'multi') return kind;
+  const prefix = address.slice(0, Math.max(0, address.indexOf('/')));
+  return prefix === 'ble' || prefix === 'zigbee' || prefix === 'sim' ? prefix : kind;
 }
