@@ -209,7 +209,7 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
   });
 
   test('inside the join window the lock joins, is interviewed and advertises its device id and attach mode', async () => {
-    await rig.bearer.openJoinWindow(4_000);
+    await rig.bearer.openJoinWindow(2_500);
     expect(rig.bearer.joinWindowOpen()).toBe(true);
     expect(rig.emulator.permitJoinOpen()).toBe(true);
     const ad = await eventually(() => rig.ads.find((a) => a.deviceId === 'LOCK-A'), 'an advertisement from LOCK-A');

@@ -18,6 +18,8 @@ export interface EmuDevice {
   network: string | undefined;
   /** Door Lock lockState: 1 locked, 2 unlocked. */
   lockState: number;
+  /** When it last joined (Date.now()); it stays quiet for a while so the host can interview it first. */
+  joinedAt: number;
   tsn: number;
   frameId: number;
   link: LockLink | undefined;
@@ -33,6 +35,7 @@ export function newDevice(options: SimPeripheralOptions, ieee: string): EmuDevic
     removed: false,
     network: undefined,
     lockState: 1,
+    joinedAt: 0,
     tsn: 0,
     frameId: 0,
     link: undefined,

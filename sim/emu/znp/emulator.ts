@@ -714,7 +714,9 @@ export class ZnpEmulator implements PeripheralHost {
     if (now - this.#lastAdvertise >= this.#advertiseIntervalMs) {
       this.#lastAdvertise = now;
       for (const device of this.#members()) {
-        if (device.inRange) this.#advertise(device);
+        // A device that just joined answers its interview before it reports: a report from an address
+        // the host does not know yet sends herdsman hunting for it (an IEEE address request).
+        if (device.inRange && now - device.joinedAt >= this.#advertiseIntervalMs) this.#advertise(device);
       }
     }
   }
@@ -724,6 +726,7 @@ export class ZnpEmulator implements PeripheralHost {
     const network = this.nv.networkFingerprint();
     if (!network || !this.#networkUp()) return;
     device.network = network;
+    device.joinedAt = Date.now();
     const used = new Set(this.#members().map((d) => d.nwk));
     do device.nwk = 1 + this.#random.int(0xfff6);
     while (used.has(device.nwk));
