@@ -619,6 +619,8 @@ class HerdsmanBearer implements ZigbeeBearer {
     this.#closeLinks('adapter-unavailable');
     void this.#serial(async () => {
       await this.#tearDown(false);
+      // A start that was finishing when the loss came may have said ready meanwhile.
+      this.#setState({ status: 'unavailable', reason });
       this.#scheduleRecovery();
     });
   }

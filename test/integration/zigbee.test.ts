@@ -295,6 +295,25 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
     await link.close();
   }, 20_000);
 
+  test('a lock out of range: connect says not-found, an open link is lost after undeliverable frames', async () => {
+    const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
+    const reasons: string[] = [];
+    link.onClose((r) => reasons.push(r));
+    lock.peripheral.setInRange(false);
+    const results: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const sent = await link.send(pattern(50, i));
+      results.push(sent.ok ? 'sent' : sent.error.code);
+    }
+    expect(results).toEqual(['radio-error', 'radio-error', 'radio-error']);
+    expect(reasons).toEqual(['lost']);
+    expect(link.isOpen()).toBe(false);
+    const refused = await rig.bearer.connect(lock.ieee, { timeoutMs: 2_000 });
+    expect(refused.ok ? 'connected' : refused.error.code).toBe('not-found');
+    lock.peripheral.setInRange(true);
+    await exchange(rig, lock);
+  }, 30_000);
+
   test('serial corruption and air loss lose frames but never break the driver; counted, and the lock works once they stop', async () => {
     const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
     const lockLink = await eventually(() => lock.links.at(-1)?.isOpen() && lock.links.at(-1), 'the lock link');

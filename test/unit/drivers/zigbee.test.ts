@@ -21,6 +21,7 @@ import {
 } from '../../../drivers/zigbee/protocol.js';
 import { BEARER_MIN_FRAME_SIZE } from '../../../hal/bearer.js';
 import { encodeFrame, MtParser, MtType } from '../../../sim/emu/znp/mt.js';
+import { NvId, ZnpNv } from '../../../sim/emu/znp/nv.js';
 import { systemClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom, systemRandom } from '../../../src/base/random.js';
@@ -311,5 +312,28 @@ describe('createZigbeeBearer', () => {
     expect(refused.ok ? 'connected' : refused.error.code).toBe('adapter-unavailable');
     await bearer.stop();
     expect(bearer.state().status).toBe('stopped');
+  });
+});
+
+describe('the emulator NV memory', () => {
+  test('a formed network survives a snapshot: key, PAN ids and frame counter resume', () => {
+    const nv = ZnpNv.factory('0x00124b0001020304', (n) => new Uint8Array(n).fill(7));
+    expect(nv.networkKey()).toBeUndefined();
+    const key = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    nv.items.set(NvId.PRECFGKEY, key);
+    nv.items.set(NvId.PANID, Buffer.from([0x34, 0x12]));
+    nv.items.set(NvId.EXTENDED_PAN_ID, Buffer.from('0807060504030201', 'hex'));
+    nv.items.set(NvId.CHANLIST, Buffer.from([0, 0x80, 0, 0])); // channel 15
+    nv.formNetwork();
+    nv.advanceFrameCounter(41);
+    const resumed = ZnpNv.fromSnapshot(JSON.parse(JSON.stringify(nv.snapshot())));
+    expect(Buffer.from(resumed.networkKey()!).equals(key)).toBe(true);
+    expect(resumed.panId()).toBe(0x1234);
+    expect(resumed.extendedPanId()).toBe('0102030405060708');
+    expect(resumed.channel()).toBe(15);
+    expect(resumed.frameCounter()).toBe(41);
+    resumed.clearNetwork();
+    expect(resumed.networkKey()).toBeUndefined();
+    expect(resumed.frameCounter()).toBeUndefined();
   });
 });
