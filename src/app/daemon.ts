@@ -9,6 +9,7 @@ import type { HubConfig } from '../config/schema.js';
 import type { LinkOptions } from '../link/manager.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { Hub } from './hub.js';
+import { loadDrivers } from './radios.js';
 import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
 import { VERSION } from './version.js';
 
@@ -82,7 +83,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   try {
     const world = config.simulation.enabled ? simulatedSite(config, clock, random) : undefined;
     if (world) log.warn({ locks: world.locks.length }, 'simulation mode: the locks are simulated, not real');
+    const drivers = await loadDrivers(config.radios);
     hub = Hub.build({
+      drivers,
       config,
       configSource: loaded.source,
       clock,

@@ -27,12 +27,15 @@ import type { Logger } from '../log/logger.js';
 import { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
 import { loadUplinkFiles, UplinkService } from '../uplink/service.js';
+import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
 import { VERSION } from './version.js';
 
 export interface HubDeps {
   config: HubConfig;
-  /** The radio locks are reached over; without one the hub runs without locks. */
+  /** The simulated radio (demo, tests); real radios come from `drivers` and the config. */
   bearer?: Bearer;
+  /** The drivers of the radios the config enables (loadDrivers: imported before the hub is built). */
+  drivers?: RadioDrivers;
   /** Components started before everything else and stopped after (the simulated site). */
   before?: Component[];
   /** Timing of the lock link (tests shorten it; defaults suit real radios). */
@@ -63,6 +66,8 @@ export class Hub {
   readonly access: AccessDecider;
   /** Keeps each bound lock's offline list in step with the mirror (with a radio only). */
   readonly offline: OfflineLists | undefined;
+  /** The radios the locks are reached over (simulated, BLE, ZigBee), if any. */
+  readonly radios: Radios | undefined;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -139,11 +144,18 @@ export class Hub {
       });
       this.outbox = outbox;
     }
-    if (deps.bearer) {
+    this.radios = buildRadios(deps.config, deps.drivers ?? {}, {
+      ...(deps.bearer ? { sim: deps.bearer } : {}),
+      sealer,
+      random: deps.random,
+      clock: deps.clock,
+      log: deps.log,
+    });
+    if (this.radios) {
       const outbox = this.outbox;
       this.link = new LinkManager({
         pairing: new PairingStore(store),
-        bearer: deps.bearer,
+        bearer: this.radios.bearer,
         sealer,
         clock: deps.clock,
         random: deps.random,
@@ -197,7 +209,7 @@ export class Hub {
       this.#components.push(offline);
     }
     if ((files || enrollment) && this.outbox) {
-      const bearer = deps.bearer;
+      const members = this.radios?.members ?? [];
       const { config } = deps;
       const mirror = this.mirror;
       this.uplink = new UplinkService({
@@ -244,13 +256,15 @@ export class Hub {
         startedAt: () => this.#startedAt,
         commands: deps.config.commands,
         otpKey,
-        radios: () => {
-          if (!bearer) return [];
-          const st = bearer.state();
-          return [
-            { kind: bearer.kind, state: st.status, ...(st.status === 'unavailable' ? { detail: st.reason } : {}) },
-          ];
-        },
+        radios: () =>
+          members.map((bearer) => {
+            const st = bearer.state();
+            return {
+              kind: bearer.kind,
+              state: st.status,
+              ...(st.status === 'unavailable' ? { detail: st.reason } : {}),
+            };
+          }),
       });
       this.#components.push(this.uplink);
     }
@@ -321,8 +335,18 @@ export class Hub {
       dataDir: this.deps.config.dataDir,
       storageKey: this.storageKey,
       store: { ...this.store.health(), path: this.store.info.path },
-      components: this.#components.map((c) => c.status()),
+      components: [...this.#components.map((c) => c.status()), ...this.#radioStatus()],
     };
+  }
+
+  /** Each radio as a line of `iqhub status`: a missing adapter is `degraded` with its reason. */
+  #radioStatus(): ComponentStatus[] {
+    return (this.radios?.members ?? []).map((b) => {
+      const st = b.state();
+      const state: ComponentStatus['state'] =
+        st.status === 'ready' ? 'running' : st.status === 'unavailable' ? 'degraded' : st.status;
+      return { name: `radio.${b.kind}`, state, ...(st.status === 'unavailable' ? { detail: st.reason } : {}) };
+    });
   }
 
   /** `iqhub diag`: every check, with a verdict and what to do. */
@@ -334,7 +358,7 @@ export class Hub {
       uptimeSec: Math.round((this.deps.clock.monotonic() - this.#startedMono) / 1000),
       version: VERSION,
       store: this.store,
-      bearers: this.deps.bearer ? [this.deps.bearer] : [],
+      bearers: [...(this.radios?.members ?? [])],
       link: this.link,
       uplink: this.uplink,
       outbox: this.outbox,

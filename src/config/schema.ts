@@ -38,6 +38,28 @@ export interface HubConfig {
     maxSkewSec: number;
     counterWindow: number;
   };
+  radios: {
+    ble: {
+      enabled: boolean;
+      transport: 'hci' | 'uart';
+      /** The kernel's HCI device number (hci0 = 0), for transport hci. */
+      hciDevice: number;
+      /** A serial HCI controller (H4), for transport uart. */
+      uartPath: string | null;
+      baudRate: number;
+      maxConnections: number;
+    };
+    zigbee: {
+      enabled: boolean;
+      /** The coordinator: a serial device path, or tcp://host:port. */
+      port: string | null;
+      channel: number;
+      baudRate: number;
+      rtscts: boolean;
+      maxLinks: number;
+      backupIntervalMin: number;
+    };
+  };
   access: {
     /** The site's IANA time zone: access-group schedules are read in it. */
     timeZone: string;
@@ -148,6 +170,44 @@ export const configSchema = {
         required: ['url'],
         properties: {
           url: { type: 'string' },
+        },
+      },
+    },
+    radios: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        ble: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            transport: { type: 'string', enum: ['hci', 'uart'], default: 'hci' },
+            hciDevice: { type: 'integer', minimum: 0, maximum: 15, default: 0 },
+            uartPath: optionalPath,
+            baudRate: { type: 'integer', minimum: 9600, maximum: 4000000, default: 1000000 },
+            maxConnections: { type: 'integer', minimum: 1, maximum: 32, default: 4 },
+          },
+        },
+        zigbee: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: false },
+            port: {
+              anyOf: [{ type: 'string', pattern: '^(/[^\\s]+|tcp://[^/\\s]+:[0-9]{1,5})$' }, { type: 'null' }],
+              default: null,
+              description: 'a serial device path (/dev/ttyUSB0) or tcp://host:port, or null',
+            },
+            channel: { type: 'integer', minimum: 11, maximum: 26, default: 15 },
+            baudRate: { type: 'integer', minimum: 9600, maximum: 4000000, default: 115200 },
+            rtscts: { type: 'boolean', default: false },
+            maxLinks: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+            backupIntervalMin: { type: 'integer', minimum: 5, maximum: 10080, default: 360 },
+          },
         },
       },
     },

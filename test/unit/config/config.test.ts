@@ -33,6 +33,18 @@ describe('config', () => {
         batchSize: 100,
         inflight: 8,
       },
+      radios: {
+        ble: { enabled: false, transport: 'hci', hciDevice: 0, uartPath: null, baudRate: 1000000, maxConnections: 4 },
+        zigbee: {
+          enabled: false,
+          port: null,
+          channel: 15,
+          baudRate: 115200,
+          rtscts: false,
+          maxLinks: 8,
+          backupIntervalMin: 360,
+        },
+      },
       access: {
         timeZone: 'UTC',
         cloudKeyFile: null,
