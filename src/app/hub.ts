@@ -268,6 +268,7 @@ export class Hub {
       });
       this.#components.push(this.uplink);
     }
+    this.#registerRadioMethods();
     this.#components.push(controlComponent(this.control));
   }
 
@@ -337,6 +338,28 @@ export class Hub {
       store: { ...this.store.health(), path: this.store.info.path },
       components: [...this.#components.map((c) => c.status()), ...this.#radioStatus()],
     };
+  }
+
+  /** `iqhub backup` / `iqhub restore`: the ZigBee coordinator's sealed backups. */
+  #registerRadioMethods(): void {
+    const zigbee = () => {
+      const z = this.radios?.zigbee;
+      if (!z) {
+        throw new HubError('radio.no-zigbee', 'this hub has no ZigBee radio', {
+          hint: 'set radios.zigbee.enabled and radios.zigbee.port in the config (docs/zigbee.md)',
+        });
+      }
+      return z;
+    };
+    this.control.register('zigbee.backup', {
+      params: { properties: {} },
+      handler: async () => ({ ...(await zigbee().backup()), kept: zigbee().backups() }),
+    });
+    this.control.register('zigbee.backups', { params: { properties: {} }, handler: () => zigbee().backups() });
+    this.control.register('zigbee.restore', {
+      params: { properties: { backupId: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } } },
+      handler: (p) => zigbee().restore(p.backupId === undefined ? {} : { backupId: p.backupId as string }),
+    });
   }
 
   /** Each radio as a line of `iqhub status`: a missing adapter is `degraded` with its reason. */

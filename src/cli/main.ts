@@ -184,6 +184,42 @@ socketOptions(
 
 socketOptions(
   program
+    .command('backup')
+    .description("back up the ZigBee coordinator now (sealed under the hub's storage key; kept in the data directory)")
+    .option('--list', 'list the backups kept, newest last, instead of taking one'),
+).action(async (o: SocketOpts & { list?: boolean }) => {
+  if (o.list) {
+    print(o, await call(o, 'zigbee.backups'), (ids: string[]) => (ids.length ? `${ids.join('\n')}\n` : 'no backups\n'));
+    return;
+  }
+  const r = await call(o, 'zigbee.backup', {}, 120_000);
+  print(
+    o,
+    r,
+    (b: { id: string; frameCounter?: number; kept: string[] }) =>
+      `backup ${b.id} taken (frame counter ${b.frameCounter ?? 'unknown'}); ${b.kept.length} kept\n`,
+  );
+});
+
+socketOptions(
+  program
+    .command('restore')
+    .description(
+      'restore the ZigBee coordinator from a sealed backup (the newest by default), frame counter moved forward',
+    )
+    .argument('[backupId]', 'which backup (see iqhub backup --list)'),
+).action(async (backupId: string | undefined, o: SocketOpts) => {
+  const r = await call(o, 'zigbee.restore', backupId === undefined ? {} : { backupId }, 300_000);
+  print(
+    o,
+    r,
+    (x: { result: string; backupId: string; frameCounter: number }) =>
+      `coordinator ${x.result} from backup ${x.backupId}; frame counter continues from ${x.frameCounter}\n`,
+  );
+});
+
+socketOptions(
+  program
     .command('events')
     .description("a lock's events as the hub stored them, newest first")
     .argument('<lockId>')
