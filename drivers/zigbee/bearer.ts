@@ -261,6 +261,7 @@ class HerdsmanBearer implements ZigbeeBearer {
   #healthTimer: TimerHandle | undefined;
   #backupTimer: TimerHandle | undefined;
   #joinTimer: TimerHandle | undefined;
+  readonly #interviewTimers = new Set<TimerHandle>();
   #joinUntil = 0;
   #probing = false;
   #frameIdSeed: number;
@@ -581,6 +582,8 @@ class HerdsmanBearer implements ZigbeeBearer {
     this.#generation++;
     this.#clock.clearTimeout(this.#healthTimer);
     this.#clock.clearTimeout(this.#backupTimer);
+    for (const timer of this.#interviewTimers) this.#clock.clearTimeout(timer);
+    this.#interviewTimers.clear();
     if (!controller) return;
     const internals = controller as unknown as { adapter?: { stop(): Promise<void> }; adapterDisconnected: boolean };
     if (!graceful && !controller.isAdapterDisconnected()) {
@@ -735,13 +738,15 @@ class HerdsmanBearer implements ZigbeeBearer {
       this.#log.warn({ ieee: device.ieeeAddr }, 'ZigBee: interview failed; the lock is usable once it rejoins');
       return;
     }
-    this.#clock.setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
+      this.#interviewTimers.delete(timer);
       if (generation !== this.#generation || device.interviewState === 'SUCCESSFUL') return;
       device.interview().then(
         () => this.#announceDevice(device),
         () => this.#retryInterview(device, generation, attempt + 1),
       );
     }, INTERVIEW_RETRY_MS * attempt);
+    this.#interviewTimers.add(timer);
   }
 
   #announceDevice(device: HerdsmanDevice): void {
