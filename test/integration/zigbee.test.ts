@@ -64,6 +64,8 @@ async function startRig(options: Partial<ZigbeeBearerOptions> = {}): Promise<Zig
     recoverBaseMs: 200,
     recoverMaxMs: 1_000,
     sendTimeoutMs: 2_000,
+    backupIntervalMs: 2_000,
+    backupsKept: 3,
     ...options,
   });
   const ads: Advertisement[] = [];
@@ -366,6 +368,17 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
     await eventually(() => rig.bearer.state().status === 'ready', 'the bearer to recover', 45_000);
     await exchange(rig, lock);
   }, 70_000);
+
+  test('backups are taken on a schedule, kept sealed, the newest few only', async () => {
+    const before = rig.bearer.counters().backups;
+    await eventually(() => rig.bearer.counters().backups >= before + 2, 'two scheduled backups', 20_000);
+    const backups = rig.bearer.backups();
+    expect(backups.length).toBeGreaterThan(0);
+    expect(backups.length).toBeLessThanOrEqual(3);
+    expect(filesUnder(rig.dataDir).filter((f) => f.endsWith('.json'))).toEqual([]);
+    await expect(rig.bearer.restore({ backupId: 'coordinator-none' })).rejects.toThrow(/no sealed coordinator backup/);
+    expect(rig.bearer.state().status).toBe('ready');
+  }, 30_000);
 
   test('a backup restored onto a blank adapter moves the frame counter forward; the lock works again', async () => {
     await exchange(rig, lock);
