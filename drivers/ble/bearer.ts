@@ -54,6 +54,14 @@ export interface BleBearerOptions {
   readonly writeTimeoutMs?: number;
   /** Wait before scanning again after the controller stopped (noble stops it to connect), ms. Default 200. */
   readonly scanRestartMs?: number;
+  /**
+   * While ready, the driver asks the controller a harmless question (HCI Read Local Version) this
+   * often, ms. Default 1000. A pulled UART is not always reported by the serial layer, and a hung
+   * controller never is: the answer is the only proof the adapter is alive.
+   */
+  readonly livenessIntervalMs?: number;
+  /** No answer to the liveness question within this → unavailable ("stopped answering"), ms. Default 3000. */
+  readonly livenessTimeoutMs?: number;
 }
 
 export interface BleCounters {
@@ -66,6 +74,9 @@ export interface BleCounters {
   framesOut: number;
   /** Times the adapter became unavailable and was re-opened. */
   adapterRecoveries: number;
+  /** Liveness questions asked, and those left unanswered past livenessTimeoutMs (each makes the adapter unavailable). */
+  livenessProbes: number;
+  livenessFailures: number;
   /** Reassembly of frames from the locks: frames, and fragments rejected by reason. */
   reassembly: ReassemblyCounters;
 }
@@ -127,6 +138,14 @@ function checkOptions(o: BleBearerOptions): Required<Omit<BleBearerOptions, 'tra
       `BLE bearer: recoverMaxMs (${recoverMaxMs}) must be >= recoverBaseMs (${recoverBaseMs})`,
     );
   }
+  const livenessTimeoutMs = positive('livenessTimeoutMs', o.livenessTimeoutMs, 3_000);
+  // A controller answers an HCI command in milliseconds; under 100 ms a busy event loop alone would trip it.
+  if (livenessTimeoutMs < 100) {
+    throw new HubError(
+      'ble-config',
+      `BLE bearer: livenessTimeoutMs must be >= 100 ms (a loaded host would read as a dead adapter), got ${livenessTimeoutMs}`,
+    );
+  }
   return {
     maxConnections: o.maxConnections,
     maxFrameSize,
@@ -136,6 +155,8 @@ function checkOptions(o: BleBearerOptions): Required<Omit<BleBearerOptions, 'tra
     reassemblyTimeoutMs: positive('reassemblyTimeoutMs', o.reassemblyTimeoutMs, 5_000),
     writeTimeoutMs: positive('writeTimeoutMs', o.writeTimeoutMs, 5_000),
     scanRestartMs: positive('scanRestartMs', o.scanRestartMs, 200),
+    livenessIntervalMs: positive('livenessIntervalMs', o.livenessIntervalMs, 1_000),
+    livenessTimeoutMs,
   };
 }
 
@@ -182,6 +203,8 @@ class NobleBearer implements BleBearer {
     framesIn: 0,
     framesOut: 0,
     adapterRecoveries: 0,
+    livenessProbes: 0,
+    livenessFailures: 0,
   };
   readonly #reassembly = zeroReassemblyCounters();
   #module: NobleModule | undefined;
@@ -191,6 +214,11 @@ class NobleBearer implements BleBearer {
   #readyTimer: TimerHandle | undefined;
   #recoverTimer: TimerHandle | undefined;
   #scanTimer: TimerHandle | undefined;
+  /** Next liveness question, and the deadline of the one outstanding. */
+  #probeTimer: TimerHandle | undefined;
+  #probeDeadline: TimerHandle | undefined;
+  /** Detaches the watchdog from the HCI layer of the current noble instance. */
+  #probeOff: (() => void) | undefined;
   #backoffMs: number;
 
   constructor(options: BleBearerOptions, cfg: ReturnType<typeof checkOptions>) {
@@ -511,6 +539,7 @@ class NobleBearer implements BleBearer {
       this.#log.info({ adapter: this.#where() }, 'BLE adapter ready');
       this.#setState({ status: 'ready' });
       this.#scheduleScan(0);
+      this.#startWatchdog(generation);
       return;
     }
     // noble says poweredOff while its UART waits for the answer to HCI Reset: only the ready timeout
@@ -562,8 +591,69 @@ class NobleBearer implements BleBearer {
   }
 
   #clearTimers(): void {
-    for (const t of [this.#readyTimer, this.#recoverTimer, this.#scanTimer]) this.#clock.clearTimeout(t);
-    this.#readyTimer = this.#recoverTimer = this.#scanTimer = undefined;
+    for (const t of [this.#readyTimer, this.#recoverTimer, this.#scanTimer, this.#probeTimer, this.#probeDeadline]) {
+      this.#clock.clearTimeout(t);
+    }
+    this.#readyTimer = this.#recoverTimer = this.#scanTimer = this.#probeTimer = this.#probeDeadline = undefined;
+    this.#probeOff?.();
+    this.#probeOff = undefined;
+  }
+
+  // ── liveness ─────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * The watchdog: one HCI Read Local Version at a time, the next one livenessIntervalMs after the
+   * answer. Read Local Version changes nothing in the controller, and noble (once powered on) only
+   * re-emits its answer. No answer within livenessTimeoutMs means the adapter is gone or hung,
+   * whatever the serial layer says: the existing recovery (drop links, re-open with backoff) follows.
+   */
+  #startWatchdog(generation: number): void {
+    const noble = this.#noble;
+    const hci = noble ? hciOf(noble) : undefined;
+    if (!hci) {
+      this.#log.warn(
+        { adapter: this.#where() },
+        "BLE liveness watchdog off: this noble has no HCI layer the driver knows (noble's internals changed?); a hung adapter will not be detected — check the noble version against docs/ble.md",
+      );
+      return;
+    }
+    this.#probeOff?.();
+    this.#clock.clearTimeout(this.#probeDeadline);
+    this.#probeDeadline = undefined;
+    const onAnswer = () => {
+      if (generation !== this.#generation || !this.#probeDeadline) return;
+      this.#clock.clearTimeout(this.#probeDeadline);
+      this.#probeDeadline = undefined;
+      this.#scheduleProbe(generation, hci, this.#cfg.livenessIntervalMs);
+    };
+    hci.on('readLocalVersion', onAnswer);
+    this.#probeOff = () => hci.removeListener('readLocalVersion', onAnswer);
+    this.#scheduleProbe(generation, hci, this.#cfg.livenessIntervalMs);
+  }
+
+  #scheduleProbe(generation: number, hci: HciLayer, delayMs: number): void {
+    this.#clock.clearTimeout(this.#probeTimer);
+    this.#probeTimer = this.#clock.setTimeout(() => {
+      this.#probeTimer = undefined;
+      if (generation !== this.#generation || this.#state.status !== 'ready') return;
+      this.#counters.livenessProbes++;
+      const timeoutMs = this.#cfg.livenessTimeoutMs;
+      this.#probeDeadline = this.#clock.setTimeout(() => {
+        this.#probeDeadline = undefined;
+        if (generation !== this.#generation) return;
+        this.#counters.livenessFailures++;
+        this.#unavailable(
+          generation,
+          `${this.#where()}: the adapter stopped answering (no answer to an HCI command within ${timeoutMs} ms)`,
+        );
+      }, timeoutMs);
+      try {
+        hci.readLocalVersion();
+      } catch (e) {
+        // A write that throws is no answer either: the deadline decides.
+        this.#log.debug({ err: e instanceof Error ? e.message : String(e) }, 'BLE liveness question not sent');
+      }
+    }, delayMs);
   }
 
   /** Scanning runs whenever the adapter is ready; noble stops it to connect, so it is restarted. */
@@ -608,6 +698,29 @@ class NobleBearer implements BleBearer {
     this.#state = state;
     for (const listener of [...this.#stateListeners]) listener(state);
   }
+}
+
+/**
+ * The part of noble's HCI layer (`noble._bindings._hci`, noble 2.8 hci-socket bindings) the
+ * watchdog uses. Not public API: looked up and checked at run time, absent → watchdog off with a warning.
+ */
+interface HciLayer {
+  readLocalVersion(): void;
+  on(event: 'readLocalVersion', listener: () => void): unknown;
+  removeListener(event: 'readLocalVersion', listener: () => void): unknown;
+}
+
+function hciOf(noble: Noble): HciLayer | undefined {
+  const hci = (noble as unknown as { _bindings?: { _hci?: Partial<HciLayer> | null } })._bindings?._hci;
+  if (
+    hci &&
+    typeof hci.readLocalVersion === 'function' &&
+    typeof hci.on === 'function' &&
+    typeof hci.removeListener === 'function'
+  ) {
+    return hci as HciLayer;
+  }
+  return undefined;
 }
 
 /** HCI reports 127 when it does not know the signal strength. */

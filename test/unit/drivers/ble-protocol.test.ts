@@ -168,6 +168,15 @@ describe('BLE bearer options', () => {
     expect(bad({ transport: { kind: 'hci', deviceId: 0 }, recoverBaseMs: 900, recoverMaxMs: 100 })).toThrow(
       /recoverMaxMs/,
     );
+    expect(bad({ transport: { kind: 'hci', deviceId: 0 }, livenessIntervalMs: 0 })).toThrow(/livenessIntervalMs/);
+    expect(bad({ transport: { kind: 'hci', deviceId: 0 }, livenessIntervalMs: Number.NaN })).toThrow(
+      /livenessIntervalMs/,
+    );
+    expect(bad({ transport: { kind: 'hci', deviceId: 0 }, livenessTimeoutMs: -1 })).toThrow(/livenessTimeoutMs/);
+    // Below 100 ms a busy event loop alone would read as a dead adapter.
+    expect(bad({ transport: { kind: 'hci', deviceId: 0 }, livenessTimeoutMs: 50 })).toThrow(
+      /livenessTimeoutMs.*>= 100/,
+    );
     const ok = createBleBearer({ ...base, transport: { kind: 'hci', deviceId: 0 } });
     expect(ok.kind).toBe('ble');
     expect(ok.state()).toEqual({ status: 'stopped' });
