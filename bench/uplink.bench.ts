@@ -108,13 +108,21 @@ export async function mqttRoundTrip(
     const request = Buffer.alloc(RTT_REQUEST_BYTES, 0x62);
     const samples: number[] = [];
     for (let i = 0; i < n + warmup; i++) {
-      const got = new Promise<void>((r) => {
-        arrived = r;
+      let timer: NodeJS.Timeout | undefined;
+      const got = new Promise<void>((resolve, reject) => {
+        arrived = resolve;
+        timer = setTimeout(() => reject(new Error(`mqttRoundTrip: answer ${i} did not arrive within 10 s`)), 10_000);
       });
       const t = performance.now();
       cloud.publish(topics.cmd(HUB), request, { qos: 1 });
-      await got;
-      if (i >= warmup) samples.push(performance.now() - t);
+      let ms: number;
+      try {
+        await got;
+        ms = performance.now() - t;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (i >= warmup) samples.push(ms);
     }
     return samples;
   } finally {
