@@ -10,10 +10,11 @@ import { accessBench } from './access.bench.js';
 import { commandBench } from './command.bench.js';
 import { type Benchmark, environment, type Metric, round, table } from './lib.js';
 import { linkBench } from './link.bench.js';
+import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
 
-export const benchmarks: Benchmark[] = [storeCommit, linkBench, uplinkBench, commandBench, accessBench];
+export const benchmarks: Benchmark[] = [storeCommit, linkBench, uplinkBench, commandBench, accessBench, radioBench];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 
