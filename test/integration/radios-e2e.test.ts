@@ -162,6 +162,11 @@ describe.skipIf(missing.length > 0)(
         'both radios running',
         20_000,
       );
+      // Joining is closed outside attach windows: the ZigBee lock, trying to join since it booted, is refused.
+      const coordinator = znp as ZnpEmulator;
+      expect(coordinator.permitJoinOpen()).toBe(false);
+      await eventually(() => coordinator.counters.joinsRefused > 0, 'the ZigBee lock refused while joining is closed');
+      expect(coordinator.counters.joinsAccepted).toBe(0);
       const names = hub.status().components.map((c) => c.name);
       expect(names).toContain('radio.ble');
       expect(names).toContain('radio.zigbee');
