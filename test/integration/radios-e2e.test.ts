@@ -237,6 +237,11 @@ describe.skipIf(missing.length > 0)(
       const state = await retrying(() => link.open(BLE.deviceId, 1_000), 'opening the BLE lock after the re-plug');
       expect(state.bolt).toBe('unlocked');
       expect(ble.requestCounts().handled.open).toBe(bleOpens + 1);
+      ble.setDoor(true);
+      await eventually(
+        () => link.pairing.events(BLE.deviceId).some((e) => e.type === 'door' && e.open === true),
+        'a door event of the BLE lock after the re-plug in the store',
+      );
     }, 60_000);
 
     for (const spec of [BLE, ZB]) {
