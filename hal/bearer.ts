@@ -156,4 +156,6 @@ export interface Bearer {
    * an adapter that cannot open the window leaves it closed (and says so in its log and state).
    */
   openJoinWindow?(durationMs: number): Promise<void>;
+  /** Closes a join window before its time (the attach it was opened for has ended). Never rejects. */
+  closeJoinWindow?(): Promise<void>;
 }

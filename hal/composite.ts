@@ -98,8 +98,13 @@ export class CompositeBearer implements Bearer {
     return ok(prefixed(r.value, address));
   }
 
+  /** Every radio that admits devices opens its window: which radio the lock is on is not known yet. */
   async openJoinWindow(durationMs: number): Promise<void> {
     await Promise.all(this.#members.map((m) => m.openJoinWindow?.(durationMs)));
+  }
+
+  async closeJoinWindow(): Promise<void> {
+    await Promise.all(this.#members.map((m) => m.closeJoinWindow?.()));
   }
 }
 

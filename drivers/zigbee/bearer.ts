@@ -121,6 +121,7 @@ export interface RestoreInfo {
 export interface ZigbeeBearer extends Bearer {
   readonly kind: 'zigbee';
   openJoinWindow(durationMs: number): Promise<void>;
+  closeJoinWindow(): Promise<void>;
   joinWindowOpen(): boolean;
   /** Takes a coordinator backup now and keeps it sealed. Rejects (HubError) when the adapter is not ready. */
   backup(): Promise<BackupInfo>;
@@ -413,6 +414,15 @@ class HerdsmanBearer implements ZigbeeBearer {
     }
   }
 
+  /** Ends a join window early (the attach it was opened for is over). */
+  async closeJoinWindow(): Promise<void> {
+    if (this.#joinUntil === 0) return;
+    this.#joinUntil = 0;
+    this.#clock.clearTimeout(this.#joinTimer);
+    await this.#closeJoin();
+    this.#log.info('ZigBee: join window closed');
+  }
+
   joinWindowOpen(): boolean {
     return this.#clock.monotonic() < this.#joinUntil;
   }
@@ -585,7 +595,16 @@ class HerdsmanBearer implements ZigbeeBearer {
     for (const timer of this.#interviewTimers) this.#clock.clearTimeout(timer);
     this.#interviewTimers.clear();
     if (!controller) return;
-    const internals = controller as unknown as { adapter?: { stop(): Promise<void> }; adapterDisconnected: boolean };
+    const internals = controller as unknown as {
+      adapter?: { stop(): Promise<void>; deviceAnnounceRouteDiscoveryDebouncers?: Map<number, { clear?: () => void }> };
+      adapterDisconnected: boolean;
+    };
+    // herdsman's zstack adapter keeps a 60 s debounce timer per announced end device and its stop()
+    // leaves them running: the process would linger a minute after the hub stopped. (Private; checked.)
+    const clearDebouncers = () => {
+      for (const d of internals.adapter?.deviceAnnounceRouteDiscoveryDebouncers?.values() ?? []) d.clear?.();
+    };
+    clearDebouncers();
     if (!graceful && !controller.isAdapterDisconnected()) {
       try {
         await internals.adapter?.stop();
@@ -603,6 +622,7 @@ class HerdsmanBearer implements ZigbeeBearer {
         await internals.adapter?.stop();
       } catch {}
     }
+    clearDebouncers();
     try {
       sealHerdsmanBackup(this.#paths, this.#o.sealer, this.#clock.now(), this.#s.backupsKept);
     } catch (e) {

@@ -267,6 +267,8 @@ export class LinkManager implements Component {
       return await this.#attach(deviceId, setupCode, timeoutMs);
     } finally {
       this.#attachInProgress.delete(deviceId);
+      // Joining is open only while an attach runs: closed as soon as the last one ends.
+      if (this.#attachInProgress.size === 0) await this.#bearer.closeJoinWindow?.();
     }
   }
 

@@ -29,6 +29,9 @@ class Renamed implements Bearer {
   async openJoinWindow(ms: number): Promise<void> {
     this.joinWindows.push(ms);
   }
+  async closeJoinWindow(): Promise<void> {
+    this.joinWindows.push(0);
+  }
 }
 
 function radio(clock: VirtualClock, name: string, address: string) {
@@ -74,8 +77,9 @@ describe('several radios as one bearer', () => {
     expect(bare.ok ? '' : bare.error.code).toBe('not-found');
 
     await c.openJoinWindow(30_000);
-    expect(bleBearer.joinWindows).toEqual([30_000]);
-    expect(zigBearer.joinWindows).toEqual([30_000]);
+    await c.closeJoinWindow();
+    expect(bleBearer.joinWindows).toEqual([30_000, 0]);
+    expect(zigBearer.joinWindows).toEqual([30_000, 0]);
     await drive(clock, c.stop());
   });
 
