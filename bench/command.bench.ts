@@ -14,7 +14,7 @@ import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
 import { start } from '../test/helpers/daemon.js';
 import { type Benchmark, distribution, type Metric, round } from './lib.js';
-import { type StageRecord, stageBreakdown } from './stages.js';
+import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './stages.js';
 import { type Broker, broker, mqttRoundTrip } from './uplink.bench.js';
 
 const HUB = 'bench-hub';
@@ -74,6 +74,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
   const v5 = b.kind.startsWith('mosquitto');
   /** The commands (by arrival order at the daemon) whose stages are reported: the measured one-at-a-time opens. */
   let stages: { from: number; to: number } | undefined;
+  const cloudTimes: CloudTimes = { sent: [], answered: [] };
   if (!v5) process.stderr.write(`command.remoteOpen: mosquitto is not installed; measured through ${b.kind}\n`);
   const config = join(dir, 'config.yaml');
   writeFileSync(
@@ -127,10 +128,12 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     const open = { op: 'open', lockId: deviceId, args: { durationMs: 1000 } } as const;
     const N = 500;
     const WARMUP = 30;
-    const once = async (): Promise<number> => {
+    const once = async (times?: CloudTimes): Promise<number> => {
+      times?.sent.push(wallNow());
       const t = performance.now();
       const r = await cloud.command(HUB, open, { timeoutMs: 10_000 });
       const ms = performance.now() - t;
+      times?.answered.push(wallNow());
       if (!r.ok) throw new Error(`remote open refused: ${r.error?.code} ${r.error?.message}`);
       return ms;
     };
@@ -147,7 +150,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     const isolated: number[] = [];
     let done = opened().length;
     for (let i = 0; i < N + WARMUP; i++) {
-      const ms = await once();
+      const ms = await once(cloudTimes);
       if (i >= WARMUP) isolated.push(ms);
       done++;
       await cloud.waitFor(() => settled(done), 10_000, `the opened event of remote open ${i} at the cloud`);
@@ -174,7 +177,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
   if (stagesFile && stages) {
     process.stderr.write('command: stage timings on (IQHUB_BENCH_STAGES=1): end-to-end figures include their cost\n');
     const log = JSON.parse(readFileSync(stagesFile, 'utf8')) as StageRecord[];
-    for (const [name, samples] of Object.entries(stageBreakdown(log, stages.from, stages.to))) {
+    for (const [name, samples] of Object.entries(stageBreakdown(log, stages.from, stages.to, cloudTimes))) {
       metrics[`command.stage.${name}`] = distribution('ms', samples);
     }
   }

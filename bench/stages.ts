@@ -5,6 +5,7 @@
  * daemon uses) and writes the timings to IQHUB_BENCH_STAGES_FILE when the daemon exits. The
  * command bench turns them into `command.stage.*` medians (stageBreakdown). Wrapping costs a few
  * microseconds per call: the end-to-end figures of such a run are a little slower than without.
+ * Times are wall-clock (timeOrigin + now), so that they compare with the bench process's.
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -17,7 +18,8 @@ type Method = (...args: unknown[]) => unknown;
 async function install(file: string): Promise<void> {
   const log: StageRecord[] = [];
   const stack: string[] = [];
-  const now = () => performance.now();
+  // Wall-clock milliseconds with sub-millisecond precision: comparable with the bench process's.
+  const now = () => performance.timeOrigin + performance.now();
   const record = (what: string, t0: number, context: string, detail = '') =>
     log.push([t0, now() - t0, what, context, detail]);
 
@@ -78,8 +80,30 @@ async function install(file: string): Promise<void> {
   process.on('exit', () => fs.writeFileSync(file, JSON.stringify(log)));
 }
 
-/** Per-command stage durations (ms) from a daemon's records, for the commands whose index is in [from, to). */
-export function stageBreakdown(log: StageRecord[], from: number, to: number): Record<string, number[]> {
+/** When the cloud (the bench process) sent each command and got its answer, wall-clock ms (wallNow), by command index. */
+export interface CloudTimes {
+  sent: number[];
+  answered: number[];
+}
+
+/** Wall-clock ms with sub-millisecond precision, as the daemon's records are stamped. */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Per-command stage durations (ms) from a daemon's records, for the commands whose index (in
+ * arrival order at the daemon) is in [from, to). With the cloud's times, also `toHub` (from the
+ * cloud's command() call — signing, publish, broker — until the daemon handles the command) and
+ * `toCloud` (from the daemon's publish of the result until command() resolved at the cloud): the
+ * two legs of what command.mqttRtt measures bare.
+ */
+export function stageBreakdown(
+  log: StageRecord[],
+  from: number,
+  to: number,
+  cloud?: CloudTimes,
+): Record<string, number[]> {
   const sorted = [...log].sort((a, b) => a[0] - b[0]);
   const starts = sorted.filter((r) => r[2] === 'inbound' && r[4] === 'cmd');
   const out: Record<string, number[]> = {};
@@ -120,6 +144,12 @@ export function stageBreakdown(log: StageRecord[], from: number, to: number): Re
       'afterResult',
       after.reduce((s, r) => s + r[1], 0),
     );
+    const sent = cloud?.sent[i];
+    const answered = cloud?.answered[i];
+    if (sent !== undefined && answered !== undefined) {
+      add('toHub', t0 - sent);
+      add('toCloud', answered - result[0]);
+    }
   }
   return out;
 }
