@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
@@ -50,7 +50,7 @@ import { type Broker, broker } from './uplink.bench.js';
  *   user whose group names all 200 locks (grant), then one that deletes it (revoke). Time from
  *   the cloud's publish until each lock's own offline list holds it (or no longer does), checked
  *   on the lock when the hub's OfflineLists reports that lock updated. The locks' flash files are
- *   on tmpfs (see `propagation`); the hub's store is on disk. Everything shares one process and
+ *   written without fsync (simulation.flashDurable: false); the hub's store is durable on disk. Everything shares one process and
  *   the machine's cores, so .loadAverage (1 min, at the start) is reported next to it. Grants and revokes
  *   together, 200 locks × rounds; also separately as .grant and .revoke. For reading them:
  *   .syncAck, the cloud's publish to its sync/ack (the mirror applied), and .everyLock, per
@@ -284,24 +284,16 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
 async function propagation(dir: string, metrics: Record<string, Metric>): Promise<void> {
   const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
   const b = await broker(join(dir, 'pki'), pki);
-  // The simulated locks keep their flash in one JSON file each, written and fsync'd on every
-  // change (sim/lock/storage.ts). A real lock writes its own flash on its own hardware; here 200 of
-  // them would write synchronously on the hub's event loop. On tmpfs their fsync costs nothing,
-  // while the hub's store stays on disk as in production.
+  // The simulated locks keep their flash in one JSON file each, written on every change
+  // (sim/lock/storage.ts). A real lock writes its own flash on its own hardware; here 200 of them
+  // would fsync synchronously on the hub's event loop, so they skip the fsync
+  // (simulation.flashDurable: false) while the hub's store stays durable on disk as in production.
   const dataDir = join(dir, 'propagation', 'data');
-  const flash = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/iqhub-bench-access-flash-') : undefined;
-  if (flash) {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    symlinkSync(flash, join(dataDir, 'sim'));
-  } else {
-    process.stderr.write('access.propagation: no /dev/shm; the simulated locks write their flash to disk\n');
-  }
   try {
     metrics['access.propagation.loadAverage'] = { unit: '1-min load', value: round(loadavg()[0] ?? Number.NaN) };
     await propagationOn(dataDir, b, pki, metrics);
   } finally {
     await b.close();
-    if (flash) rmSync(flash, { recursive: true, force: true });
   }
 }
 
@@ -331,7 +323,7 @@ async function propagationOn(
       dataDir,
       runDir: join(dataDir, '..', 'run'),
       log: { level: 'fatal', pretty: false },
-      simulation: { enabled: true, locks: LOCKS, latencyMs: 0 } as HubConfig['simulation'],
+      simulation: { enabled: true, locks: LOCKS, latencyMs: 0, flashDurable: false } as HubConfig['simulation'],
       access: { timeZone: TZ } as HubConfig['access'],
       uplink: {
         enabled: true,

@@ -86,6 +86,8 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
       '  enabled: true',
       '  locks: 1',
       '  latencyMs: 0',
+      // The simulated lock's flash is not the hub's disk: its fsyncs would be charged to the hub.
+      '  flashDurable: false',
       'uplink:',
       '  enabled: true',
       `  url: ${b.url}`,

@@ -32,6 +32,8 @@ export interface SimWorldOptions {
   site?: { pinKey: Secret; siteId: string };
   /** Offline-list capacity of each lock. */
   maxOfflineEntries?: number;
+  /** With `dir`: fsync each lock's flash file (default). Off, a lock's flash writes cost the hub machine nothing but the write. */
+  flashDurable?: boolean;
 }
 
 /**
@@ -83,7 +85,9 @@ export class SimWorld implements Component {
           address: `sim:${deviceId.toLowerCase()}`,
           clock: opts.clock,
           random: opts.random,
-          storage: opts.dir ? new FileLockStorage(join(opts.dir, `${deviceId}.json`)) : new MemoryLockStorage(),
+          storage: opts.dir
+            ? new FileLockStorage(join(opts.dir, `${deviceId}.json`), { durable: opts.flashDurable ?? true })
+            : new MemoryLockStorage(),
           ...(opts.attachWindowMs ? { attachWindowMs: opts.attachWindowMs } : {}),
           ...(opts.site ? { pinKey: opts.site.pinKey, siteId: opts.site.siteId } : {}),
           ...(opts.maxOfflineEntries ? { maxOfflineEntries: opts.maxOfflineEntries } : {}),

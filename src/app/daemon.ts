@@ -47,6 +47,7 @@ function simulatedSite(config: HubConfig, clock: Clock, random: Random): SimWorl
     locks: s.locks,
     dir: join(config.dataDir, 'sim'),
     site: simulatedSiteSecrets(s.seed),
+    flashDurable: s.flashDurable,
     faults: {
       lossRate: s.lossRate,
       duplicateRate: s.duplicateRate,

@@ -87,6 +87,8 @@ export interface HubConfig {
     duplicateRate: number;
     reorderRate: number;
     latencyMs: number;
+    /** Simulated locks fsync their flash files (default); off for benchmarks, where it would be the hub machine's disk. */
+    flashDurable: boolean;
   };
 }
 
@@ -269,6 +271,7 @@ export const configSchema = {
         duplicateRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
         reorderRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
         latencyMs: { type: 'integer', minimum: 0, maximum: 5000, default: 0 },
+        flashDurable: { type: 'boolean', default: true },
       },
     },
   },

@@ -528,7 +528,7 @@ export class LinkManager implements Component {
     const state = (r.value as { state?: LockState }).state;
     if (state) {
       this.#changed(lockId, state);
-      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePull(lockId);
+      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePullSoon(lockId);
     }
     return r.value;
   }
@@ -646,7 +646,7 @@ export class LinkManager implements Component {
       this.pairing.countFailures(lockId, 0, 1);
       this.#security('link.frame-rejected', lockId, { reason }, 'warn');
     });
-    client.onEvent(() => this.#schedulePull(lockId));
+    client.onEvent(() => this.#schedulePullSoon(lockId));
     const decide = this.#accessHandler;
     if (decide) {
       client.onAccessRequest((r) => {
@@ -691,6 +691,16 @@ export class LinkManager implements Component {
     this.#changed(lockId);
     this.#security('lock.detached', lockId, {}, 'info');
     void this.#drop(lockId);
+  }
+
+  /**
+   * Collect events on the next turn: the caller (a command waiting for its result, a request's
+   * answer) finishes its own durable commit and reply first; the events follow a moment later.
+   */
+  #schedulePullSoon(lockId: string): void {
+    this.#clock.setTimeout(() => {
+      if (this.#conns.has(lockId)) this.#schedulePull(lockId);
+    }, 0);
   }
 
   #schedulePull(lockId: string): void {

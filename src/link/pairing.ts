@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { BearerKind } from '../../hal/bearer.js';
 import type { Random } from '../base/random.js';
 import type { Sealer } from '../crypto/seal.js';
@@ -84,6 +85,17 @@ export class PairingStore {
   constructor(store: Store) {
     this.#store = store;
   }
+  /** Statements are prepared once per store: commands and events look locks up several times each. */
+  readonly #statements = new Map<string, Statement>();
+
+  #prep(sql: string): Statement {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.#store.db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
+  }
 
   /** The hub's link identity, created (and its secret sealed) on first use. */
   hubIdentity(sealer: Sealer, random: Random, now: number): KeyPair {
@@ -102,12 +114,12 @@ export class PairingStore {
   }
 
   get(lockId: string): LockRecord | undefined {
-    const r = this.#store.db.prepare('SELECT * FROM locks WHERE lock_id = ?').get(lockId) as LockRow | undefined;
+    const r = this.#prep('SELECT * FROM locks WHERE lock_id = ?').get(lockId) as LockRow | undefined;
     return r && fromRow(r);
   }
 
   list(): LockRecord[] {
-    return (this.#store.db.prepare('SELECT * FROM locks ORDER BY lock_id').all() as LockRow[]).map(fromRow);
+    return (this.#prep('SELECT * FROM locks ORDER BY lock_id').all() as LockRow[]).map(fromRow);
   }
 
   /** Record a lock as `attaching` (it proved itself, has not yet confirmed) or `bound` (it confirmed). */
@@ -119,50 +131,51 @@ export class PairingStore {
     state: 'attaching' | 'bound';
     now: number;
   }): void {
-    this.#store.db
-      .prepare(
-        `INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at, last_seen, sessions)
+    this.#prep(
+      `INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at, last_seen, sessions)
          VALUES (@lockId, @bearer, @address, @key, @state, @now, @now, @now, 0)
          ON CONFLICT (lock_id) DO UPDATE SET bearer = @bearer, address = @address, static_public = @key, state = @state,
            quarantine_reason = NULL, last_event_seq = 0, epoch = epoch + 1, attached_at = @now, updated_at = @now, last_seen = @now,
            sessions = sessions`,
-      )
-      .run({
-        lockId: rec.lockId,
-        bearer: rec.bearer,
-        address: rec.address,
-        key: Buffer.from(rec.staticPublic),
-        state: rec.state,
-        now: rec.now,
-      });
+    ).run({
+      lockId: rec.lockId,
+      bearer: rec.bearer,
+      address: rec.address,
+      key: Buffer.from(rec.staticPublic),
+      state: rec.state,
+      now: rec.now,
+    });
   }
 
   setState(lockId: string, state: PairingState, now: number, reason: string | null = null): void {
-    this.#store.db
-      .prepare('UPDATE locks SET state = ?, quarantine_reason = ?, updated_at = ? WHERE lock_id = ?')
-      .run(state, reason, now, lockId);
+    this.#prep('UPDATE locks SET state = ?, quarantine_reason = ?, updated_at = ? WHERE lock_id = ?').run(
+      state,
+      reason,
+      now,
+      lockId,
+    );
   }
 
   remove(lockId: string): boolean {
-    return this.#store.db.prepare('DELETE FROM locks WHERE lock_id = ?').run(lockId).changes > 0;
+    return this.#prep('DELETE FROM locks WHERE lock_id = ?').run(lockId).changes > 0;
   }
 
   seen(lockId: string, address: string, now: number): void {
-    this.#store.db.prepare('UPDATE locks SET last_seen = ?, address = ? WHERE lock_id = ?').run(now, address, lockId);
+    this.#prep('UPDATE locks SET last_seen = ?, address = ? WHERE lock_id = ?').run(now, address, lockId);
   }
 
   sessionOpened(lockId: string, now: number): void {
-    this.#store.db
-      .prepare('UPDATE locks SET sessions = sessions + 1, last_seen = ?, updated_at = ? WHERE lock_id = ?')
-      .run(now, now, lockId);
+    this.#prep('UPDATE locks SET sessions = sessions + 1, last_seen = ?, updated_at = ? WHERE lock_id = ?').run(
+      now,
+      now,
+      lockId,
+    );
   }
 
   countFailures(lockId: string, handshakes: number, frames: number): void {
-    this.#store.db
-      .prepare(
-        'UPDATE locks SET failed_handshakes = failed_handshakes + ?, rejected_frames = rejected_frames + ? WHERE lock_id = ?',
-      )
-      .run(handshakes, frames, lockId);
+    this.#prep(
+      'UPDATE locks SET failed_handshakes = failed_handshakes + ?, rejected_frames = rejected_frames + ? WHERE lock_id = ?',
+    ).run(handshakes, frames, lockId);
   }
 
   /**
@@ -177,11 +190,11 @@ export class PairingStore {
     /** Runs inside the same transaction with the new events (the uplink outbox enqueues them here). */
     also?: (fresh: StoredEvent[]) => void,
   ): LockEvent[] {
-    const epochOf = this.#store.db.prepare('SELECT epoch FROM locks WHERE lock_id = ?');
-    const insert = this.#store.db.prepare(
+    const epochOf = this.#prep('SELECT epoch FROM locks WHERE lock_id = ?');
+    const insert = this.#prep(
       'INSERT OR IGNORE INTO lock_events (lock_id, epoch, seq, at, kind, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
-    const advance = this.#store.db.prepare(
+    const advance = this.#prep(
       'UPDATE locks SET last_event_seq = MAX(last_event_seq, ?), last_seen = ? WHERE lock_id = ?',
     );
     return this.#store.transaction(() => {
@@ -200,9 +213,10 @@ export class PairingStore {
   }
 
   events(lockId: string, limit = 100): (LockEvent & { receivedAt: number })[] {
-    const rows = this.#store.db
-      .prepare('SELECT * FROM lock_events WHERE lock_id = ? ORDER BY epoch DESC, seq DESC LIMIT ?')
-      .all(lockId, limit) as { seq: number; at: number; kind: string; body: string; received_at: number }[];
+    const rows = this.#prep('SELECT * FROM lock_events WHERE lock_id = ? ORDER BY epoch DESC, seq DESC LIMIT ?').all(
+      lockId,
+      limit,
+    ) as { seq: number; at: number; kind: string; body: string; received_at: number }[];
     return rows.map(
       (r) =>
         ({
@@ -218,15 +232,18 @@ export class PairingStore {
   }
 
   securityEvent(kind: string, lockId: string | null, detail: Record<string, unknown>, now: number): void {
-    this.#store.db
-      .prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, ?, ?)')
-      .run(now, kind, lockId, JSON.stringify(detail));
+    this.#prep('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, ?, ?)').run(
+      now,
+      kind,
+      lockId,
+      JSON.stringify(detail),
+    );
   }
 
   securityEvents(limit = 100): { at: number; kind: string; lockId: string | null; detail: Record<string, unknown> }[] {
-    const rows = this.#store.db
-      .prepare('SELECT at, kind, lock_id, detail FROM security_events ORDER BY id DESC LIMIT ?')
-      .all(limit) as { at: number; kind: string; lock_id: string | null; detail: string }[];
+    const rows = this.#prep('SELECT at, kind, lock_id, detail FROM security_events ORDER BY id DESC LIMIT ?').all(
+      limit,
+    ) as { at: number; kind: string; lock_id: string | null; detail: string }[];
     return rows.map((r) => ({
       at: r.at,
       kind: r.kind,

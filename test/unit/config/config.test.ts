@@ -76,6 +76,7 @@ describe('config', () => {
         duplicateRate: 0,
         reorderRate: 0,
         latencyMs: 0,
+        flashDurable: true,
       },
     });
   });
