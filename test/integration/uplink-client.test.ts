@@ -459,6 +459,9 @@ for (const spec of brokers) {
 
       gate.unblock();
       await until('back online', () => statuses(cloud.got).some((s) => s.state === 'online'));
+      // The online status may reach the cloud before the client reports itself connected (it
+      // publishes it first, then finishes its subscriptions): wait for the report too.
+      await until('reconnected', () => hub.events.length >= 3);
       expect(hub.events).toEqual(['connected', 'disconnected', 'connected']);
 
       // A clean stop says why, and leaves no last will behind.
