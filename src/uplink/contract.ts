@@ -488,8 +488,19 @@ export const certResponseSchema = {
   properties: { v, requestId, ok: { type: 'boolean' }, cert: certPem, error: errorObject },
 } as const;
 
-/** Inbound payloads larger than this are refused before parsing. */
+/** Inbound payloads larger than this are refused before parsing (`sync`: MAX_SYNC_BYTES). */
 export const MAX_INBOUND_BYTES = 256 * 1024;
+/**
+ * A sync carries a whole site in a snapshot: 10,000 users each with a PIN, a tag and a digital
+ * key are ~3.6 MB of JSON, so 32 MiB holds about 90,000. Only the cloud may publish on a hub's
+ * sync topic (broker ACL), and the size is still checked before anything is parsed.
+ */
+export const MAX_SYNC_BYTES = 32 * 1024 * 1024;
+
+/** The size limit of an inbound payload on `topic`. */
+export function maxInboundBytes(topic: string): number {
+  return topic === 'sync' ? MAX_SYNC_BYTES : MAX_INBOUND_BYTES;
+}
 /** Nesting deeper than this is refused before validation (a hostile payload cannot exhaust the stack). */
 export const MAX_INBOUND_DEPTH = 32;
 

@@ -13,7 +13,7 @@ import {
   type CmdResultPayload,
   CONTRACT_VERSION,
   type CommandEnvelope,
-  MAX_INBOUND_BYTES,
+  maxInboundBytes,
   type SyncAckPayload,
   type SyncPayload,
 } from './contract.js';
@@ -210,7 +210,7 @@ export class Inbound {
   // ----- commands ------------------------------------------------------------------------------
 
   async #handleCommand(payload: Buffer): Promise<void> {
-    const parsed = checkUtf8(payload) ?? parseInbound('cmd', payload);
+    const parsed = checkUtf8(payload, maxInboundBytes('cmd')) ?? parseInbound('cmd', payload);
     if (!parsed.ok) {
       this.#verifier.countRefusal('bad_request');
       this.#refuse('cmd', salvageId(payload, 'cmdId'), { code: 'bad_request', message: parsed.error.message });
@@ -432,9 +432,9 @@ export class Inbound {
 
   async #handleSync(payload: Buffer): Promise<void> {
     const topic = 'sync';
-    const parsed = checkUtf8(payload) ?? parseInbound(topic, payload);
+    const parsed = checkUtf8(payload, maxInboundBytes(topic)) ?? parseInbound(topic, payload);
     if (!parsed.ok) {
-      this.#refuse(topic, salvageId(payload), parsed.error);
+      this.#refuse(topic, salvageId(payload, 'id', maxInboundBytes(topic)), parsed.error);
       return;
     }
     const msg = parsed.value;
@@ -656,8 +656,8 @@ function storedAnswer(text: string | null): Answer | undefined {
 }
 
 /** Payloads must be UTF-8: a lossy decode would let a mangled message through as a different one. */
-function checkUtf8(payload: Buffer): { ok: false; error: ContractError } | undefined {
-  if (payload.length > MAX_INBOUND_BYTES || isUtf8(payload)) return undefined;
+function checkUtf8(payload: Buffer, limit: number): { ok: false; error: ContractError } | undefined {
+  if (payload.length > limit || isUtf8(payload)) return undefined;
   return {
     ok: false,
     error: {

@@ -1,6 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { err, ok, type Result } from '../../hal/result.js';
-import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, schemas, type TopicMap } from './contract.js';
+import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, maxInboundBytes, schemas, type TopicMap } from './contract.js';
 
 const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true, allowUnionTypes: true });
 
@@ -54,10 +54,11 @@ export function parseInbound<T extends keyof TopicMap>(
   topic: T,
   payload: Uint8Array,
 ): Result<TopicMap[T]['payload'], ContractError> {
-  if (payload.length > MAX_INBOUND_BYTES) {
+  const limit = maxInboundBytes(topic);
+  if (payload.length > limit) {
     return err({
       code: 'payload.too-large',
-      message: `payload of ${payload.length} bytes exceeds ${MAX_INBOUND_BYTES}`,
+      message: `payload of ${payload.length} bytes exceeds ${limit}`,
     });
   }
   const text = Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
@@ -84,8 +85,8 @@ export function conforms<T extends keyof TopicMap>(topic: T, value: unknown): va
  * The id of a payload too broken to validate, if one can be read safely (for error results):
  * `cmdId` for a command, `id` for a sync.
  */
-export function salvageId(payload: Uint8Array, field: 'id' | 'cmdId' = 'id'): string | null {
-  if (payload.length > MAX_INBOUND_BYTES) return null;
+export function salvageId(payload: Uint8Array, field: 'id' | 'cmdId' = 'id', limit = MAX_INBOUND_BYTES): string | null {
+  if (payload.length > limit) return null;
   try {
     const text = Buffer.from(payload).toString('utf8');
     if (depthOf(text, MAX_INBOUND_DEPTH) > MAX_INBOUND_DEPTH) return null;

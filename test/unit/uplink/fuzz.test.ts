@@ -2,7 +2,13 @@ import type { Database } from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { CommandEnvelope } from '../../../src/commands/otp.js';
-import { commandEnvelopeSchema, MAX_INBOUND_BYTES, syncSchema } from '../../../src/uplink/contract.js';
+import {
+  commandEnvelopeSchema,
+  MAX_INBOUND_BYTES,
+  MAX_SYNC_BYTES,
+  maxInboundBytes,
+  syncSchema,
+} from '../../../src/uplink/contract.js';
 import type { InboundTopic } from '../../../src/uplink/inbound.js';
 import { conforms, salvageId } from '../../../src/uplink/validate.js';
 import { commandHarness, STATE } from '../../helpers/commands.js';
@@ -233,13 +239,14 @@ function generate(g: Gen): Case[] {
       m[`x${g.word()}`] = g.pick([1, 'x', null, {}, [], true]);
       return { kind: 'extra-field', topic: v.topic, bytes: json(m) };
     },
-    // A 1 MB string in some field (above the size limit), or a long one just below it.
+    // A 1 MB string in some field (above a command's size limit; within a sync's, refused by its schema), or a long one just below 256 KiB.
     () => {
       const v = anyVariant();
       const m = g.message(v);
       const f = g.pick(fieldsOf(v));
       m[f] = g.int(2) === 0 ? 'A'.repeat(MB) : 'A'.repeat(MAX_INBOUND_BYTES - 200);
-      if (v.topic === 'sync' && f === 'data') m.data = { big: m.data, extra: 'A'.repeat(MB) };
+      // A sync's data is any object to the envelope: only the size limit stops a huge one.
+      if (v.topic === 'sync' && f === 'data') m.data = { big: m.data, extra: 'A'.repeat(MAX_SYNC_BYTES + 1) };
       return { kind: 'huge-string', topic: v.topic, bytes: json(m) };
     },
     // 10,000 levels of nesting, as a field or as the whole message.
@@ -428,7 +435,7 @@ describe('inbound fuzz', () => {
       if (c.topic === 'cmd') expect(p.error?.code, where).toBe('bad_request');
       else expect(p.error?.code, where).toMatch(/^payload\.[a-z0-9-]+$/);
       expect(p.error?.message.length, where).toBeGreaterThan(0);
-      expect(p.id, where).toBe(salvageId(c.bytes, c.topic === 'cmd' ? 'cmdId' : 'id'));
+      expect(p.id, where).toBe(salvageId(c.bytes, c.topic === 'cmd' ? 'cmdId' : 'id', maxInboundBytes(c.topic)));
       expect(conforms(answer?.topic ?? 'cmd/result', p), where).toBe(true);
       codes.set(p.error?.code ?? '', (codes.get(p.error?.code ?? '') ?? 0) + 1);
     }

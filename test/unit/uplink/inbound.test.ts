@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SyncPayload } from '../../../src/uplink/contract.js';
+import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES, type SyncPayload } from '../../../src/uplink/contract.js';
 import { DEFAULT_OPEN_MS, firstInvalidUtf8, INBOX_MAX_AGE_MS, INBOX_MAX_IDS } from '../../../src/uplink/inbound.js';
 import { conforms } from '../../../src/uplink/validate.js';
 import { commandHarness, deferred, STATE, summary } from '../../helpers/commands.js';
@@ -411,6 +411,28 @@ describe('inbound syncs', () => {
       { v: 1, id: 's1', ok: true, version: 7 },
       { v: 1, id: 's1', ok: true, version: 7 },
     ]);
+  });
+
+  it('a snapshot of several MB is taken whole; a sync above 32 MiB is refused payload.too-large, a command above 256 KiB too', async () => {
+    const applied: number[] = [];
+    const t = commandHarness({
+      sync: {
+        apply: async (p) => {
+          applied.push(JSON.stringify(p).length);
+          return { version: p.version };
+        },
+      },
+    });
+    const users = Array.from({ length: 40_000 }, (_, i) => ({ id: `user-${i}`, name: 'A'.repeat(60) }));
+    await t.sendRaw('sync', { ...sync, id: 'big', data: { users } });
+    expect(applied).toHaveLength(1);
+    expect(applied[0]).toBeGreaterThan(MAX_INBOUND_BYTES * 10);
+    expect(t.last()).toMatchObject({ id: 'big', ok: true });
+    const huge = { ...sync, id: 'huge', data: { users, padding: 'A'.repeat(MAX_SYNC_BYTES) } };
+    await t.sendRaw('sync', huge);
+    expect(t.last()).toMatchObject({ id: null, ok: false, error: { code: 'payload.too-large' } });
+    expect(applied).toHaveLength(1);
+    expect(t.row('huge')).toBeUndefined();
   });
 
   it('an invalid sync keeps its payload.* codes', async () => {
