@@ -92,7 +92,7 @@ const snapshotText = (version: number, data: SnapshotData) =>
 export const accessBench: Benchmark = {
   name: 'access',
   description:
-    'access decisions per credential type with 10,000 users/PINs/tags/keys (p50/p99, per second), full snapshot apply, daemon RSS with it, grant/revoke propagation to 200 simulated locks (p50/p99)',
+    'access decisions per credential type with 10,000 users/PINs/tags/keys (p50/p99, per second), full snapshot apply (in process, and as one sync through the broker to a daemon), daemon RSS with it, grant/revoke propagation to 200 simulated locks (p50/p99)',
   async run() {
     const metrics: Record<string, Metric> = {};
     const dir = mkdtempSync(join(tmpdir(), 'iqhub-bench-access-'));
@@ -108,7 +108,7 @@ export const accessBench: Benchmark = {
         store.close();
       }
       await daemonRss(dir, site, metrics);
-      await propagation(dir, metrics);
+      await propagation(dir, site, metrics);
       return metrics;
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -281,7 +281,7 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
   metrics['access.daemonRssEmpty'] = { unit: 'MB', value: round(r.before / 1024 / 1024) };
 }
 
-async function propagation(dir: string, metrics: Record<string, Metric>): Promise<void> {
+async function propagation(dir: string, big: AccessSite, metrics: Record<string, Metric>): Promise<void> {
   const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
   const b = await broker(join(dir, 'pki'), pki);
   // The simulated locks keep their flash in one JSON file each, written on every change
@@ -291,7 +291,7 @@ async function propagation(dir: string, metrics: Record<string, Metric>): Promis
   const dataDir = join(dir, 'propagation', 'data');
   try {
     metrics['access.propagation.loadAverage'] = { unit: '1-min load', value: round(loadavg()[0] ?? Number.NaN) };
-    await propagationOn(dataDir, b, pki, metrics);
+    await propagationOn(dataDir, b, pki, big, metrics);
   } finally {
     await b.close();
   }
@@ -301,6 +301,7 @@ async function propagationOn(
   dataDir: string,
   b: Broker,
   pki: DevPkiPaths,
+  big: AccessSite,
   metrics: Record<string, Metric>,
 ): Promise<void> {
   const v5 = b.kind.startsWith('mosquitto');
@@ -418,6 +419,19 @@ async function propagationOn(
     metrics['access.propagation.syncAck'] = distribution('ms', acks);
     metrics['access.propagation.everyLock'] = distribution('ms', everyLock);
     if (cloud.invalid > 0) throw new Error(`${cloud.invalid} messages at the cloud did not match the contract`);
+
+    // The whole 10,000-user site as one sync through the broker: publish → parse → check → apply → ack.
+    const t0 = performance.now();
+    const whole = await cloud.sync(
+      HUB,
+      { kind: 'snapshot', version: hub.mirror.version() + 1, data: big.snapshot as unknown as Record<string, unknown> },
+      { timeoutMs: 120_000 },
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    if (!whole.ok || hub.mirror.counts().users !== USERS) {
+      throw new Error(`access.fullSync.viaMqtt: the snapshot was not applied: ${JSON.stringify(whole.error)}`);
+    }
+    metrics['access.fullSync.viaMqtt'] = { unit: 's', value: round(seconds) };
   } finally {
     await daemon.shutdown('bench done');
     await cloud.close();
