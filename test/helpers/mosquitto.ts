@@ -1,18 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  accessSync,
-  chownSync,
-  constants,
-  copyFileSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chownSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { pkiPaths, validateIdentity } from '../../provisioning/dev-pki.js';
+import { findTool, requireTool } from './tools.js';
+
+const MOSQUITTO_DIRS = ['/usr/sbin', '/usr/local/sbin'];
 
 /**
  * A real mosquitto (2.x) for integration tests: mutual TLS with the dev PKI, the client
@@ -43,31 +37,18 @@ export const MOSQUITTO_MISSING =
 
 /** The mosquitto binary: $MOSQUITTO_BIN, else PATH, /usr/sbin, /usr/local/sbin. */
 export function findMosquitto(): string | undefined {
-  const candidates = process.env.MOSQUITTO_BIN
-    ? [process.env.MOSQUITTO_BIN]
-    : [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin']
-        .filter(Boolean)
-        .map((d) => join(d, 'mosquitto'));
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {}
-  }
-  return undefined;
+  return findTool('mosquitto', 'MOSQUITTO_BIN', MOSQUITTO_DIRS);
 }
 
 /**
- * The policy when mosquitto is missing: in CI (CI=true) fail loudly, since CI must install it;
- * elsewhere return undefined, and the caller skips with `MOSQUITTO_MISSING` as the visible reason.
+ * The policy when mosquitto is missing: in CI (CI=true) fail loudly; elsewhere return undefined
+ * and the caller skips with `MOSQUITTO_MISSING` as the visible reason.
  */
 export function requireMosquitto(): string | undefined {
-  const bin = findMosquitto();
-  if (bin) return bin;
-  if (process.env.CI === 'true') {
-    throw new Error(`${MOSQUITTO_MISSING}: CI must install it (apt-get install -y mosquitto) — refusing to skip in CI`);
-  }
-  return undefined;
+  return requireTool('mosquitto', 'MOSQUITTO_BIN', MOSQUITTO_MISSING, {
+    dirs: MOSQUITTO_DIRS,
+    install: 'apt-get install -y mosquitto',
+  });
 }
 
 async function freePort(): Promise<number> {

@@ -1,23 +1,13 @@
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { findTool, requireTool } from './tools.js';
+
+const SOCAT_DIRS = ['/usr/bin', '/usr/local/bin'];
 
 export const SOCAT_MISSING =
   'socat is not installed (apt-get install socat); the tests that run real radio libraries over an emulated serial port are skipped here and run in CI';
 
 /** The socat binary: $SOCAT_BIN, else PATH, /usr/bin, /usr/local/bin. */
 export function findSocat(): string | undefined {
-  const candidates = process.env.SOCAT_BIN
-    ? [process.env.SOCAT_BIN]
-    : [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin']
-        .filter(Boolean)
-        .map((d) => join(d, 'socat'));
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {}
-  }
-  return undefined;
+  return findTool('socat', 'SOCAT_BIN', SOCAT_DIRS);
 }
 
 /**
@@ -25,10 +15,5 @@ export function findSocat(): string | undefined {
  * elsewhere return undefined, and the caller skips with `SOCAT_MISSING` as the visible reason.
  */
 export function requireSocat(): string | undefined {
-  const bin = findSocat();
-  if (bin) return bin;
-  if (process.env.CI === 'true') {
-    throw new Error(`${SOCAT_MISSING}: CI must install it (apt-get install -y socat) — refusing to skip in CI`);
-  }
-  return undefined;
+  return requireTool('socat', 'SOCAT_BIN', SOCAT_MISSING, { dirs: SOCAT_DIRS, install: 'apt-get install -y socat' });
 }

@@ -1,35 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
 
-/**
- * An external tool for the deployment checks: `$<ENV_VAR>` if set, else the first executable
- * `name` on PATH, /usr/bin or /bin.
- */
-export function findTool(name: string, envVar: string): string | undefined {
-  const fromEnv = process.env[envVar];
-  const candidates = fromEnv
-    ? [fromEnv]
-    : [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/bin'].filter(Boolean).map((d) => join(d, name));
-  for (const c of candidates) {
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {}
-  }
-  return undefined;
-}
-
-/**
- * The policy for a tool CI must have: in CI (CI=true) a missing tool fails loudly; elsewhere this
- * returns undefined and the caller skips with `missing` as the visible reason.
- */
-export function requireTool(name: string, envVar: string, missing: string): string | undefined {
-  const bin = findTool(name, envVar);
-  if (bin) return bin;
-  if (process.env.CI === 'true') throw new Error(`${missing} — CI must install it; refusing to skip in CI`);
-  return undefined;
-}
+// The deployment checks find their tools like every other test (in CI a missing one fails loudly).
+export { findTool, requireTool } from '../../helpers/tools.js';
 
 export interface RunResult {
   status: number | null;
