@@ -18,7 +18,7 @@ export interface Clock {
 
 class SystemClock implements Clock {
   #next = 1;
-  readonly #timers = new Map<number, NodeJS.Timeout>();
+  readonly #timers = new Map<number, { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout }>();
 
   now(): number {
     return Date.now();
@@ -28,20 +28,22 @@ class SystemClock implements Clock {
     return performance.now();
   }
 
+  /** `ms` ≤ 0 runs on the next turn of the event loop (setImmediate), not after Node's 1 ms timer minimum. */
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const id = this.#next++;
-    const t = setTimeout(() => {
+    const run = () => {
       this.#timers.delete(id);
       fn();
-    }, ms);
-    this.#timers.set(id, t);
+    };
+    this.#timers.set(id, ms <= 0 ? { immediate: setImmediate(run) } : { timeout: setTimeout(run, ms) });
     return { id };
   }
 
   clearTimeout(handle: TimerHandle | undefined): void {
     if (!handle) return;
     const t = this.#timers.get(handle.id);
-    if (t) clearTimeout(t);
+    if (t && 'immediate' in t) clearImmediate(t.immediate);
+    else if (t) clearTimeout(t.timeout);
     this.#timers.delete(handle.id);
   }
 
