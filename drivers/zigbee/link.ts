@@ -1,4 +1,5 @@
-import type { BearerError, BearerLink, CloseReason, LinkQuality, Unsubscribe } from '../../hal/bearer.js';
+import type { BearerError, BearerLink, CloseReason, LinkQuality } from '../../hal/bearer.js';
+import { LinkListeners } from '../../hal/link-listeners.js';
 import { err, OK, type Result } from '../../hal/result.js';
 import { fragmentFrame, MAX_FRAME_SIZE, Reassembler, type ReassemblyResult } from './protocol.js';
 
@@ -20,21 +21,18 @@ export const LOST_AFTER_FAILURES = 3;
  * The hub's end of a link to a ZigBee lock: frames are cut into link-cluster fragments on the way
  * out and reassembled on the way in. Sends are queued so fragments of two frames never interleave.
  */
-export class HubLink implements BearerLink {
+export class HubLink extends LinkListeners implements BearerLink {
   readonly address: string;
   readonly maxFrameSize = MAX_FRAME_SIZE;
   readonly #wire: LinkWire;
   readonly #reassembler = new Reassembler();
-  readonly #frameListeners = new Set<(frame: Uint8Array) => void>();
-  readonly #closeListeners = new Set<(reason: CloseReason) => void>();
-  #pending: Uint8Array[] = [];
-  #closed: CloseReason | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #frameId: number;
   #failures = 0;
   #lqi: number | undefined;
 
   constructor(address: string, wire: LinkWire, firstFrameId: number) {
+    super('first-listener');
     this.address = address;
     this.#wire = wire;
     this.#frameId = firstFrameId & 0xff;
@@ -51,7 +49,7 @@ export class HubLink implements BearerLink {
   }
 
   async #send(frame: Uint8Array): Promise<Result<void, BearerError>> {
-    if (this.#closed) return this.#disconnected();
+    if (!this.isOpen()) return this.#disconnected();
     if (frame.length === 0 || frame.length > this.maxFrameSize) {
       return err({
         code: 'frame-too-large',
@@ -62,7 +60,7 @@ export class HubLink implements BearerLink {
     }
     this.#frameId = (this.#frameId + 1) & 0xff;
     for (const fragment of fragmentFrame(this.#frameId, frame)) {
-      if (this.#closed) return this.#disconnected();
+      if (!this.isOpen()) return this.#disconnected();
       const sent = await this.#wire.sendFragment(fragment);
       if (!sent.ok) {
         if (sent.error.code === 'radio-error' && ++this.#failures >= LOST_AFTER_FAILURES) this.closed('lost');
@@ -78,60 +76,20 @@ export class HubLink implements BearerLink {
   receiveFragment(fragment: Uint8Array, lqi: number | undefined): ReassemblyResult {
     if (lqi !== undefined) this.#lqi = lqi;
     const result = this.#reassembler.push(fragment);
-    if (result.kind === 'frame' && !this.#closed) this.#deliver(result.frame);
+    if (result.kind === 'frame') this.deliver(result.frame);
     return result;
   }
 
-  #deliver(frame: Uint8Array): void {
-    if (this.#frameListeners.size === 0) {
-      this.#pending.push(frame);
-      return;
-    }
-    for (const listener of [...this.#frameListeners]) listener(frame);
-  }
-
-  onFrame(listener: (frame: Uint8Array) => void): Unsubscribe {
-    this.#frameListeners.add(listener);
-    if (this.#pending.length > 0) {
-      const pending = this.#pending;
-      this.#pending = [];
-      queueMicrotask(() => {
-        for (const frame of pending) listener(frame);
-      });
-    }
-    return () => this.#frameListeners.delete(listener);
-  }
-
-  onClose(listener: (reason: CloseReason) => void): Unsubscribe {
-    if (this.#closed) {
-      const reason = this.#closed;
-      queueMicrotask(() => listener(reason));
-      return () => {};
-    }
-    this.#closeListeners.add(listener);
-    return () => this.#closeListeners.delete(listener);
-  }
-
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (!this.isOpen()) return;
     this.closed('local');
     await this.#wire.sendClose();
   }
 
   /** Ends the link for `reason`; the listeners hear it once. */
-  closed(reason: CloseReason): void {
-    if (this.#closed) return;
-    this.#closed = reason;
-    this.#pending = [];
-    const listeners = [...this.#closeListeners];
-    this.#closeListeners.clear();
-    this.#frameListeners.clear();
-    this.#wire.released(reason);
-    for (const listener of listeners) listener(reason);
-  }
-
-  isOpen(): boolean {
-    return this.#closed === undefined;
+  override closed(reason: CloseReason): void {
+    // The bearer forgets the link before the listeners hear it, so one that reconnects at once is not refused as busy.
+    this.markClosed(reason, () => this.#wire.released(reason));
   }
 
   linkQuality(): LinkQuality {
@@ -139,7 +97,7 @@ export class HubLink implements BearerLink {
   }
 
   #disconnected(): Result<void, BearerError> {
-    const reason = this.#closed ?? 'local';
+    const reason = this.closedBy() ?? 'local';
     return err({
       code: 'disconnected',
       message: `ZigBee link to ${this.address} is closed (${reason}); connect() again`,

@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import type { Random } from '../../src/base/random.js';
-import type { BearerError, BearerLink, CloseReason, LinkQuality, Unsubscribe } from '../bearer.js';
+import type { BearerError, BearerLink, CloseReason, LinkQuality } from '../bearer.js';
+import { WiredLink } from '../link-listeners.js';
 import { err, OK, type Result } from '../result.js';
 import type { MutableCounters, SimFaults } from './faults.js';
 
@@ -43,7 +44,7 @@ export class Connection {
   readonly peripheral: BearerLink;
   readonly #medium: Medium;
   readonly #maxFrameSize: number;
-  readonly #ends: Record<Side, LinkEnd>;
+  readonly #ends: Record<Side, WiredLink>;
   readonly #pipes: Record<Side, Pipe>;
   readonly #closedHooks: Array<() => void> = [];
   #reasons: CloseReasons | undefined;
@@ -54,9 +55,9 @@ export class Connection {
     this.centralAddress = options.centralAddress;
     this.peripheralAddress = options.peripheralAddress;
     const end = (side: Side, peerAddress: string) =>
-      new LinkEnd(peerAddress, options.maxFrameSize, {
-        send: (frame) => this.#transmit(side, frame),
-        close: () => this.close(side === 'central' ? LOCAL_CENTRAL : LOCAL_PERIPHERAL),
+      new WiredLink(peerAddress, options.maxFrameSize, {
+        send: async (frame) => this.#transmit(side, frame),
+        close: async () => this.close(side === 'central' ? LOCAL_CENTRAL : LOCAL_PERIPHERAL),
         quality: options.quality,
       });
     this.#ends = {
@@ -144,99 +145,6 @@ function disconnected(address: string, reason: CloseReason): BearerError {
     address,
     reason,
   };
-}
-
-interface Wire {
-  send(frame: Uint8Array): Result<void, BearerError>;
-  close(): void;
-  quality(): LinkQuality;
-}
-
-/** One end of a connection, as its user sees it. */
-class LinkEnd implements BearerLink {
-  readonly address: string;
-  readonly maxFrameSize: number;
-  readonly #wire: Wire;
-  readonly #frameListeners = new Set<(frame: Uint8Array) => void>();
-  readonly #closeListeners = new Set<(reason: CloseReason) => void>();
-  /** Frames that arrived while nobody listened, and any arriving before those are handed over. */
-  #early: Uint8Array[] = [];
-  #closedBy: CloseReason | undefined;
-
-  constructor(address: string, maxFrameSize: number, wire: Wire) {
-    this.address = address;
-    this.maxFrameSize = maxFrameSize;
-    this.#wire = wire;
-  }
-
-  async send(frame: Uint8Array): Promise<Result<void, BearerError>> {
-    return this.#wire.send(frame);
-  }
-
-  onFrame(listener: (frame: Uint8Array) => void): Unsubscribe {
-    this.#frameListeners.add(listener);
-    if (this.#early.length > 0) queueMicrotask(() => this.#handOverEarly());
-    return () => {
-      this.#frameListeners.delete(listener);
-    };
-  }
-
-  onClose(listener: (reason: CloseReason) => void): Unsubscribe {
-    const reason = this.#closedBy;
-    if (reason !== undefined) {
-      let wanted = true;
-      queueMicrotask(() => wanted && listener(reason));
-      return () => {
-        wanted = false;
-      };
-    }
-    this.#closeListeners.add(listener);
-    return () => {
-      this.#closeListeners.delete(listener);
-    };
-  }
-
-  async close(): Promise<void> {
-    this.#wire.close();
-  }
-
-  isOpen(): boolean {
-    return this.#closedBy === undefined;
-  }
-
-  linkQuality(): LinkQuality {
-    return this.#wire.quality();
-  }
-
-  receive(frame: Uint8Array): void {
-    if (this.#closedBy !== undefined) return;
-    if (this.#frameListeners.size === 0 || this.#early.length > 0) {
-      this.#early.push(frame);
-      return;
-    }
-    this.#dispatch(frame);
-  }
-
-  closed(reason: CloseReason): void {
-    this.#closedBy = reason;
-    this.#early = [];
-    const listeners = [...this.#closeListeners];
-    this.#closeListeners.clear();
-    this.#frameListeners.clear();
-    for (const listener of listeners) listener(reason);
-  }
-
-  #handOverEarly(): void {
-    while (this.#frameListeners.size > 0) {
-      const frame = this.#early.shift();
-      if (!frame) return;
-      this.#dispatch(frame);
-    }
-  }
-
-  #dispatch(frame: Uint8Array): void {
-    for (const listener of [...this.#frameListeners]) listener(frame);
-  }
 }
 
 interface InFlight {

@@ -1,5 +1,6 @@
 import { fragmentFrame, MAX_FRAME_SIZE, Reassembler } from '../../../drivers/zigbee/protocol.js';
-import type { BearerError, BearerLink, CloseReason, LinkQuality, Unsubscribe } from '../../../hal/bearer.js';
+import type { BearerError, BearerLink, LinkQuality } from '../../../hal/bearer.js';
+import { LinkListeners } from '../../../hal/link-listeners.js';
 import { err, OK, type Result } from '../../../hal/result.js';
 import type { SimPeripheralOptions } from '../../../hal/sim/radio.js';
 
@@ -47,18 +48,15 @@ export function newDevice(options: SimPeripheralOptions, ieee: string): EmuDevic
 export type FragmentSender = (fragment: Uint8Array) => boolean;
 
 /** The lock's end of a link over the emulated ZigBee radio. */
-export class LockLink implements BearerLink {
+export class LockLink extends LinkListeners implements BearerLink {
   readonly address: string;
   readonly maxFrameSize = MAX_FRAME_SIZE;
   readonly #device: EmuDevice;
   readonly #sendFragment: FragmentSender;
   readonly #onLocalClose: () => void;
-  readonly #frameListeners = new Set<(frame: Uint8Array) => void>();
-  readonly #closeListeners = new Set<(reason: CloseReason) => void>();
-  #pending: Uint8Array[] = [];
-  #closed: CloseReason | undefined;
 
   constructor(hubAddress: string, device: EmuDevice, sendFragment: FragmentSender, onLocalClose: () => void) {
+    super('first-listener');
     this.address = hubAddress;
     this.#device = device;
     this.#sendFragment = sendFragment;
@@ -66,12 +64,13 @@ export class LockLink implements BearerLink {
   }
 
   async send(frame: Uint8Array): Promise<Result<void, BearerError>> {
-    if (this.#closed) {
+    const closedBy = this.closedBy();
+    if (closedBy !== undefined) {
       return err({
         code: 'disconnected',
-        message: `lock link to ${this.address} is closed (${this.#closed})`,
+        message: `lock link to ${this.address} is closed (${closedBy})`,
         address: this.address,
-        reason: this.#closed,
+        reason: closedBy,
       });
     }
     if (frame.length > this.maxFrameSize || frame.length === 0) {
@@ -95,57 +94,15 @@ export class LockLink implements BearerLink {
     return OK;
   }
 
-  /** A whole frame from the hub. */
-  deliver(frame: Uint8Array): void {
-    if (this.#closed) return;
-    if (this.#frameListeners.size === 0) {
-      this.#pending.push(frame);
-      return;
-    }
-    for (const listener of [...this.#frameListeners]) listener(frame);
-  }
-
-  onFrame(listener: (frame: Uint8Array) => void): Unsubscribe {
-    this.#frameListeners.add(listener);
-    if (this.#pending.length > 0) {
-      const pending = this.#pending;
-      this.#pending = [];
-      queueMicrotask(() => {
-        for (const frame of pending) listener(frame);
-      });
-    }
-    return () => this.#frameListeners.delete(listener);
-  }
-
-  onClose(listener: (reason: CloseReason) => void): Unsubscribe {
-    if (this.#closed) {
-      const reason = this.#closed;
-      queueMicrotask(() => listener(reason));
-      return () => {};
-    }
-    this.#closeListeners.add(listener);
-    return () => this.#closeListeners.delete(listener);
+  /** A whole frame from the hub (public here: the emulator hands it in). */
+  override deliver(frame: Uint8Array): void {
+    super.deliver(frame);
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (!this.isOpen()) return;
     this.#onLocalClose();
     this.closed('local');
-  }
-
-  /** Ends the link without telling the hub (the emulator decided why). */
-  closed(reason: CloseReason): void {
-    if (this.#closed) return;
-    this.#closed = reason;
-    this.#pending = [];
-    const listeners = [...this.#closeListeners];
-    this.#closeListeners.clear();
-    this.#frameListeners.clear();
-    for (const listener of listeners) listener(reason);
-  }
-
-  isOpen(): boolean {
-    return this.#closed === undefined;
   }
 
   linkQuality(): LinkQuality {
