@@ -145,7 +145,9 @@ describe('Dockerfile.arm64: build stage', () => {
     const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
       packages: Record<string, { hasInstallScript?: boolean; dev?: boolean }>;
     };
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { allowScripts: Record<string, boolean> };
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      allowScripts: Record<string, boolean>;
+    };
     const scripted = Object.entries(lock.packages)
       .filter(([, p]) => p.hasInstallScript && !p.dev)
       .map(([k]) => k);
