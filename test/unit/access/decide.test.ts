@@ -106,7 +106,7 @@ function setUp(options: { cloudKey?: boolean } = {}) {
 
 const presentationBytes = (p: Presentation | unknown) => new TextEncoder().encode(JSON.stringify(p));
 
-function keyAt(lockId: string, present: (challenge: Uint8Array) => Presentation | unknown): PresentedCredential {
+function keyAt(present: (challenge: Uint8Array) => Presentation | unknown): PresentedCredential {
   const challenge = newChallenge(random);
   return { kind: 'digitalKey', challenge, presentation: presentationBytes(present(challenge)) };
 }
@@ -208,7 +208,7 @@ describe('access decisions: digital keys', () => {
     expect(
       decider.verifyAccess(
         'front',
-        keyAt('front', (c) => phone.present(c, 'front', 'K-alice')),
+        keyAt((c) => phone.present(c, 'front', 'K-alice')),
       ),
     ).toEqual({
       grant: true,
@@ -221,7 +221,7 @@ describe('access decisions: digital keys', () => {
     expect(
       decider.verifyAccess(
         'back',
-        keyAt('back', (c) => phone.present(c, 'back', 'K-alice-groups')),
+        keyAt((c) => phone.present(c, 'back', 'K-alice-groups')),
       ),
     ).toMatchObject({ grant: true, credentialId: 'K-alice-groups' });
   });
@@ -232,14 +232,14 @@ describe('access decisions: digital keys', () => {
     expect(
       decider.verifyAccess(
         'back',
-        keyAt('back', (c) => phone.present(c, 'back', 'K-alice')),
+        keyAt((c) => phone.present(c, 'back', 'K-alice')),
       ).reason,
     ).toBe('wrong-lock');
     // K-alice-groups names the office group, which does not open the lab.
     expect(
       decider.verifyAccess(
         'lab-door',
-        keyAt('lab-door', (c) => phone.present(c, 'lab-door', 'K-alice-groups')),
+        keyAt((c) => phone.present(c, 'lab-door', 'K-alice-groups')),
       ).reason,
     ).toBe('wrong-lock');
   });
@@ -247,7 +247,7 @@ describe('access decisions: digital keys', () => {
   it('refuses an expired key', () => {
     const { decider } = setUp();
     const later = NOW + 2 * DAY;
-    const c = keyAt('front', (ch) => phone.present(ch, 'front', 'K-short'));
+    const c = keyAt((ch) => phone.present(ch, 'front', 'K-short'));
     expect(decider.verifyAccess('front', c, later).reason).toBe('expired');
   });
 
@@ -256,7 +256,7 @@ describe('access decisions: digital keys', () => {
     const at = (iso: string) =>
       decider.verifyAccess(
         'front',
-        keyAt('front', (c) => phone.present(c, 'front', 'K-alice')),
+        keyAt((c) => phone.present(c, 'front', 'K-alice')),
         t(iso),
       ).reason;
     // Friday 27 March 2026, 05:30Z = 06:30 CET: before opening time.
@@ -270,7 +270,7 @@ describe('access decisions: digital keys', () => {
 
   it('refuses a replayed phone signature: the same challenge again, and an old proof for a new challenge', () => {
     const { decider } = setUp();
-    const first = keyAt('front', (c) => phone.present(c, 'front', 'K-alice'));
+    const first = keyAt((c) => phone.present(c, 'front', 'K-alice'));
     expect(decider.verifyAccess('front', first).grant).toBe(true);
     expect(decider.verifyAccess('front', first).reason).toBe('replayed');
     if (first.kind !== 'digitalKey') throw new Error('unreachable');
@@ -286,7 +286,7 @@ describe('access decisions: digital keys', () => {
         phone.keys,
       ),
     );
-    const c = keyAt('front', (ch) => phone.presentKey(forged, ch, 'front'));
+    const c = keyAt((ch) => phone.presentKey(forged, ch, 'front'));
     expect(decider.verifyAccess('front', c).reason).toBe('bad-signature');
   });
 
@@ -300,7 +300,7 @@ describe('access decisions: digital keys', () => {
     // Even with the signed key in hand (leaked from phone A), phone B's proof is not the key's phone's.
     const signed = phone.signedKey('K-alice');
     if (!signed) throw new Error('phone A holds K-alice');
-    const c = keyAt('front', (ch) => otherPhone.presentKey(signed, ch, 'front'));
+    const c = keyAt((ch) => otherPhone.presentKey(signed, ch, 'front'));
     expect(decider.verifyAccess('front', c).reason).toBe('bad-proof');
   });
 
@@ -312,14 +312,14 @@ describe('access decisions: digital keys', () => {
     expect(
       decider.verifyAccess(
         'front',
-        keyAt('front', (c) => phone.present(c, 'front', 'K-alice')),
+        keyAt((c) => phone.present(c, 'front', 'K-alice')),
       ).reason,
     ).toBe('revoked');
     mirror.apply(delta(2, 3, { delete: { keys: ['K-alice'] } }));
     expect(
       decider.verifyAccess(
         'front',
-        keyAt('front', (c) => phone.present(c, 'front', 'K-alice')),
+        keyAt((c) => phone.present(c, 'front', 'K-alice')),
       ),
     ).toMatchObject({
       grant: false,
@@ -333,7 +333,7 @@ describe('access decisions: digital keys', () => {
     expect(
       unpinned.verifyAccess(
         'front',
-        keyAt('front', (c) => phone.present(c, 'front', 'K-alice')),
+        keyAt((c) => phone.present(c, 'front', 'K-alice')),
       ).reason,
     ).toBe('bad-signature');
     const { decider } = setUp();
@@ -364,7 +364,7 @@ describe('access decisions: secrets', () => {
     const v = verifier('482916');
     decider.verifyAccess('front', { kind: 'pin', verifier: v });
     decider.verifyAccess('front', { kind: 'tag', hash: tagHash('a') });
-    const c = keyAt('front', (ch) => phone.present(ch, 'front', 'K-alice'));
+    const c = keyAt((ch) => phone.present(ch, 'front', 'K-alice'));
     decider.verifyAccess('front', c);
     const text = lines.join('');
     expect(text).toContain('access decision');
