@@ -12,8 +12,10 @@ import { SeededRandom } from '../../../src/base/random.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
-import type { SyncPayload } from '../../../src/uplink/contract.js';
+import { deltaSync, snapshotSync as snapshot } from '../../helpers/sync.js';
 import { tempDir } from '../../helpers/tmp.js';
+
+const delta = (baseVersion: number, version: number, data: DeltaData) => deltaSync(baseVersion, data, version);
 
 const TZ = 'Europe/Madrid';
 const t = (iso: string) => Date.parse(iso);
@@ -31,22 +33,6 @@ let phone: SimPhone;
 let otherPhone: SimPhone;
 
 const DAY = 86_400_000;
-const snapshot = (version: number, data: SnapshotData): SyncPayload => ({
-  v: 1,
-  id: `s-${version}`,
-  kind: 'snapshot',
-  version,
-  data: data as unknown as Record<string, unknown>,
-});
-const delta = (baseVersion: number, version: number, data: DeltaData): SyncPayload => ({
-  v: 1,
-  id: `d-${version}`,
-  kind: 'delta',
-  baseVersion,
-  version,
-  data: data as unknown as Record<string, unknown>,
-});
-
 /** Alice: PIN, tag and a key for the office group (weekdays 07:00-19:00 Madrid) on front and back. */
 function site(): SnapshotData {
   return {

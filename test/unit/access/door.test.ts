@@ -7,12 +7,14 @@ import { pinVerifier, tagHash } from '../../../src/access/credentials.js';
 import { AccessDecider } from '../../../src/access/decide.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { OfflineLists } from '../../../src/access/offline.js';
-import type { DeltaData, SnapshotData } from '../../../src/access/sync-schema.js';
+import type { SnapshotData } from '../../../src/access/sync-schema.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { silentLogger } from '../../../src/log/logger.js';
-import type { SyncPayload } from '../../../src/uplink/contract.js';
+import { deltaSync as delta, snapshotSync } from '../../helpers/sync.js';
 import { Site } from '../link/manager/site.js';
+
+const snapshot = (data: SnapshotData) => snapshotSync(1, data);
 
 /**
  * The door, end to end over the simulated radio: a lock reads a PIN, a tag or a phone, asks its
@@ -26,22 +28,6 @@ const TZ = 'Europe/Madrid';
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const TAG_A = new TextEncoder().encode('desfire-uid-alice');
 const TAG_B = new TextEncoder().encode('desfire-uid-bob');
-
-const snapshot = (data: SnapshotData): SyncPayload => ({
-  v: 1,
-  id: 's-1',
-  kind: 'snapshot',
-  version: 1,
-  data: data as unknown as Record<string, unknown>,
-});
-const delta = (base: number, data: DeltaData): SyncPayload => ({
-  v: 1,
-  id: `d-${base + 1}`,
-  kind: 'delta',
-  baseVersion: base,
-  version: base + 1,
-  data: data as unknown as Record<string, unknown>,
-});
 
 async function door() {
   const site = await Site.create({ seed: 'door', locks: 3, lockSite: { pinKey: PIN_KEY, siteId: SITE_ID } });

@@ -7,7 +7,10 @@ import { migrations } from '../../../src/store/migrations.js';
 import { Store } from '../../../src/store/store.js';
 import type { SyncPayload } from '../../../src/uplink/contract.js';
 import { refusal } from '../../helpers/refusal.js';
+import { deltaSync, snapshotSync as snapshot } from '../../helpers/sync.js';
 import { tempDir } from '../../helpers/tmp.js';
+
+const delta = (baseVersion: number, version: number, data: DeltaData) => deltaSync(baseVersion, data, version);
 
 const TZ = 'Europe/Madrid';
 const t = (iso: string) => Date.parse(iso);
@@ -22,23 +25,6 @@ function open(): { store: Store; mirror: AccessMirror; clock: VirtualClock } {
   const clock = new VirtualClock(NOW);
   return { store, mirror: new AccessMirror({ store, clock }), clock };
 }
-
-const snapshot = (version: number, data: SnapshotData): SyncPayload => ({
-  v: 1,
-  id: `s-${version}`,
-  kind: 'snapshot',
-  version,
-  data: data as unknown as Record<string, unknown>,
-});
-
-const delta = (baseVersion: number, version: number, data: DeltaData): SyncPayload => ({
-  v: 1,
-  id: `d-${version}`,
-  kind: 'delta',
-  baseVersion,
-  version,
-  data: data as unknown as Record<string, unknown>,
-});
 
 /** Every row of every mirror table, in a stable order: "nothing changed" is an equality. */
 function dump(store: Store): Record<string, unknown[]> {
