@@ -1,22 +1,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EmulatedAdapter, startEmulatedAdapter } from '../sim/emu/hci/rig.js';
-import { ZnpEmulator } from '../sim/emu/znp/emulator.js';
-import { SimLock } from '../sim/lock/lock.js';
+import { type RadioSite, startRadioSite } from '../sim/emu/site.js';
+import type { SimLock } from '../sim/lock/lock.js';
 import { type RunningDaemon, startDaemon } from '../src/app/daemon.js';
 import type { Hub } from '../src/app/hub.js';
-import { systemClock } from '../src/base/clock.js';
-import { SeededRandom } from '../src/base/random.js';
 import type { HubConfig } from '../src/config/schema.js';
 import { Secret } from '../src/crypto/secret.js';
 import type { LinkManager } from '../src/link/manager.js';
-import { generateKeyPair } from '../src/link/noise.js';
+import { retrying } from '../test/helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
 import { type Benchmark, distribution, type Metric, round } from './lib.js';
 
-const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-BNCH-CODE', address: 'aa:bb:cc:00:0b:01' } as const;
-const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-BNCH-CODE', address: 'zb-bench-0001' } as const;
+const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-BNCH-CODE', address: 'aa:bb:cc:00:0b:01', radio: 'ble' } as const;
+const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-BNCH-CODE', address: 'zb-bench-0001', radio: 'zigbee' } as const;
 /** Measured opens per lock, after WARMUP unmeasured ones. */
 const OPENS = 200;
 const WARMUP = 20;
@@ -57,34 +54,12 @@ export const radioBench: Benchmark = {
     began = performance.now();
     const metrics: Record<string, Metric> = {};
     const dir = mkdtempSync(join(tmpdir(), 'iqhub-bench-radio-'));
-    let hci: EmulatedAdapter | undefined;
-    let znp: ZnpEmulator | undefined;
+    let site: RadioSite | undefined;
     let daemon: RunningDaemon | undefined;
-    const locks: SimLock[] = [];
     try {
-      hci = await startEmulatedAdapter(socat, { advertiseIntervalMs: 50 });
-      znp = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
-      const random = new SeededRandom('radio-bench');
-      const byId = new Map<string, SimLock>();
-      for (const [spec, radio] of [
-        [BLE, hci.emulator],
-        [ZB, znp],
-      ] as const) {
-        const lock = new SimLock({
-          deviceId: spec.deviceId,
-          keyPair: generateKeyPair(new SeededRandom(`radio-bench/${spec.deviceId}`)),
-          setupCode: spec.setupCode,
-          radio,
-          address: spec.address,
-          clock: systemClock,
-          random,
-          attachWindowMs: 60_000,
-        });
-        lock.boot();
-        locks.push(lock);
-        byId.set(spec.deviceId, lock);
-      }
-      const start = startWith(dir, hci.path, znp.url);
+      site = await startRadioSite({ socat, locks: [BLE, ZB], seed: 'radio-bench' });
+      const byId = site.locks;
+      const start = startWith(dir, site.radios);
 
       const first = await timedStart(start);
       daemon = first.daemon;
@@ -140,9 +115,7 @@ export const radioBench: Benchmark = {
       return metrics;
     } finally {
       await daemon?.shutdown('bench over');
-      for (const lock of locks) if (lock.running) lock.crash();
-      await hci?.close();
-      await znp?.close();
+      await site?.close();
       rmSync(dir, { recursive: true, force: true });
       progress('stopped');
     }
@@ -156,11 +129,7 @@ function progress(what: string): void {
 }
 
 /** startDaemon with both radios (and nothing else) on the emulators, data in `dir`. */
-function startWith(
-  dir: string,
-  uartPath: string,
-  zigbeePort: string,
-): (onBuilt: (hub: Hub) => void) => Promise<RunningDaemon> {
+function startWith(dir: string, radios: HubConfig['radios']): (onBuilt: (hub: Hub) => void) => Promise<RunningDaemon> {
   return (onBuilt) =>
     startDaemon({
       onBuilt,
@@ -171,10 +140,7 @@ function startWith(
         runDir: join(dir, 'run'),
         log: { level: 'fatal', pretty: false } as HubConfig['log'],
         simulation: { enabled: false } as HubConfig['simulation'],
-        radios: {
-          ble: { enabled: true, transport: 'uart', uartPath },
-          zigbee: { enabled: true, port: zigbeePort },
-        } as HubConfig['radios'],
+        radios,
       },
       linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000 },
     });
@@ -228,7 +194,11 @@ function needLink(hub: Hub): LinkManager {
  * WARMUP + OPENS opens of one lock, one at a time: each waits (unmeasured) for the hub to have
  * collected the previous open's `opened` event. Checks the lock handled every one.
  */
-async function openRoundTrips(link: LinkManager, lockId: string, locks: Map<string, SimLock>): Promise<number[]> {
+async function openRoundTrips(
+  link: LinkManager,
+  lockId: string,
+  locks: ReadonlyMap<string, SimLock>,
+): Promise<number[]> {
   const lock = locks.get(lockId);
   if (!lock) throw new Error(`no lock ${lockId}`);
   let opened = 0;
@@ -256,17 +226,5 @@ async function openRoundTrips(link: LinkManager, lockId: string, locks: Map<stri
     return samples;
   } finally {
     off();
-  }
-}
-
-async function retrying<T>(action: () => Promise<T>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await action();
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`${what} kept failing for ${timeoutMs} ms: ${String(e)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
   }
 }

@@ -1,10 +1,9 @@
-import { afterEach, describe, expect, test } from 'vitest';
-import { type BleBearer, type BleTransport, createBleBearer } from '../../drivers/ble/bearer.js';
+import { describe, expect, test } from 'vitest';
+import type { BleBearer, BleTransport } from '../../drivers/ble/bearer.js';
 import type { Advertisement, BearerLink, BearerState, CloseReason } from '../../hal/bearer.js';
 import type { PeripheralLink } from '../../hal/sim/radio.js';
-import { type EmulatedAdapter, startEmulatedAdapter } from '../../sim/emu/hci/rig.js';
-import { systemClock } from '../../src/base/clock.js';
-import { silentLogger } from '../../src/log/logger.js';
+import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
+import { closedAfterEach, startEchoAdapter, untilWithin, watchedBearer } from '../helpers/ble-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
 /**
@@ -28,18 +27,8 @@ if (!runnable) process.stderr.write(`ble-bearer: ${SOCAT_MISSING}\n`);
 const LOCK = 'aa:bb:cc:00:00:01';
 const ABSENT = 'aa:bb:cc:00:00:99';
 
-const open: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const close of open.splice(0).reverse()) await close();
-});
-
-async function until(condition: () => boolean, what: string, maxMs = 10_000): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (!condition()) {
-    if (Date.now() > deadline) expect.fail(`not within ${maxMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const open = closedAfterEach();
+const until = untilWithin(10_000);
 
 interface Rig {
   bearer: BleBearer;
@@ -51,41 +40,23 @@ interface Rig {
 }
 
 async function rig(attachMode = true): Promise<Rig> {
-  let adapter: EmulatedAdapter | undefined;
-  const lockLinks: PeripheralLink[] = [];
-  let transport: BleTransport;
-  if (hil) {
-    transport = hil;
-  } else {
-    adapter = await startEmulatedAdapter(socat as string, { advertiseIntervalMs: 50 });
-    open.push(() => (adapter as EmulatedAdapter).close());
-    adapter.emulator.addPeripheral({
-      address: LOCK,
-      rssi: -42,
-      advertisement: () => ({ deviceId: 'SIM-0001', attachMode }),
-      onConnect: (link) => {
-        lockLinks.push(link);
-        link.onFrame((frame) => void link.send(frame));
-      },
-    });
-    transport = { kind: 'uart', path: adapter.path };
-  }
-  const bearer = createBleBearer({
-    transport,
+  const echo = hil
+    ? undefined
+    : await startEchoAdapter(
+        open,
+        socat as string,
+        { advertiseIntervalMs: 50 },
+        { address: LOCK, rssi: -42, deviceId: 'SIM-0001', attachMode },
+      );
+  const transport: BleTransport = echo ? { kind: 'uart', path: echo.adapter.path } : (hil as BleTransport);
+  const watched = watchedBearer(open, transport, {
     maxConnections: 2,
-    clock: systemClock,
-    log: silentLogger(),
     readyTimeoutMs: 3_000,
     recoverBaseMs: 200,
     recoverMaxMs: 1_000,
     scanRestartMs: 50,
   });
-  open.push(() => bearer.stop());
-  const states: BearerState[] = [];
-  const ads: Advertisement[] = [];
-  bearer.onStateChange((s) => states.push(s));
-  bearer.onAdvertisement((a) => ads.push(a));
-  return { bearer, states, ads, adapter, lockLinks };
+  return { ...watched, adapter: echo?.adapter, lockLinks: echo?.lockLinks ?? [] };
 }
 
 async function connected(r: Rig, address = LOCK): Promise<BearerLink> {

@@ -1,11 +1,10 @@
-import { afterEach, describe, expect, test } from 'vitest';
-import { type BleBearer, createBleBearer } from '../../drivers/ble/bearer.js';
+import { describe, expect, test } from 'vitest';
+import type { BleBearer } from '../../drivers/ble/bearer.js';
 import { FRAGMENT_HEADER_LEN, FRAGMENT_VERSION } from '../../drivers/ble/protocol.js';
 import type { Advertisement, BearerLink, BearerState, CloseReason } from '../../hal/bearer.js';
 import type { PeripheralLink } from '../../hal/sim/radio.js';
-import { type EmulatedAdapter, startEmulatedAdapter } from '../../sim/emu/hci/rig.js';
-import { systemClock } from '../../src/base/clock.js';
-import { silentLogger } from '../../src/log/logger.js';
+import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
+import { closedAfterEach, startEchoAdapter, untilWithin, watchedBearer } from '../helpers/ble-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
 /**
@@ -18,18 +17,8 @@ const socat = requireSocat();
 if (!socat) process.stderr.write(`ble-faults: ${SOCAT_MISSING}\n`);
 
 const LOCK = 'aa:bb:cc:00:00:01';
-const open: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const close of open.splice(0).reverse()) await close();
-});
-
-async function until(condition: () => boolean, what: string, maxMs = 15_000): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (!condition()) {
-    if (Date.now() > deadline) expect.fail(`not within ${maxMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const open = closedAfterEach();
+const until = untilWithin(15_000);
 
 interface Rig {
   adapter: EmulatedAdapter;
@@ -40,35 +29,26 @@ interface Rig {
 }
 
 async function rig(): Promise<Rig> {
-  const adapter = await startEmulatedAdapter(socat as string, { advertiseIntervalMs: 50, attMtu: 185 });
-  open.push(() => adapter.close());
-  const lockLinks: PeripheralLink[] = [];
-  adapter.emulator.addPeripheral({
-    address: LOCK,
-    advertisement: () => ({ deviceId: 'SIM-0001', attachMode: false }),
-    onConnect: (link) => {
-      lockLinks.push(link);
-      link.onFrame((frame) => void link.send(frame));
+  const { adapter, lockLinks } = await startEchoAdapter(
+    open,
+    socat as string,
+    { advertiseIntervalMs: 50, attMtu: 185 },
+    { address: LOCK, deviceId: 'SIM-0001', attachMode: false },
+  );
+  const { bearer, states, ads } = watchedBearer(
+    open,
+    { kind: 'uart', path: adapter.path },
+    {
+      maxConnections: 2,
+      readyTimeoutMs: 2_000,
+      recoverBaseMs: 100,
+      recoverMaxMs: 500,
+      scanRestartMs: 50,
+      // Fast enough for the tests, loose enough for a loaded CI machine (a false alarm would fail them).
+      livenessIntervalMs: 250,
+      livenessTimeoutMs: 2_000,
     },
-  });
-  const bearer = createBleBearer({
-    transport: { kind: 'uart', path: adapter.path },
-    maxConnections: 2,
-    clock: systemClock,
-    log: silentLogger(),
-    readyTimeoutMs: 2_000,
-    recoverBaseMs: 100,
-    recoverMaxMs: 500,
-    scanRestartMs: 50,
-    // Fast enough for the tests, loose enough for a loaded CI machine (a false alarm would fail them).
-    livenessIntervalMs: 250,
-    livenessTimeoutMs: 2_000,
-  });
-  open.push(() => bearer.stop());
-  const states: BearerState[] = [];
-  const ads: Advertisement[] = [];
-  bearer.onStateChange((s) => states.push(s));
-  bearer.onAdvertisement((a) => ads.push(a));
+  );
   await bearer.start();
   await until(() => bearer.state().status === 'ready', 'bearer ready');
   return { adapter, bearer, states, ads, lockLinks };

@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, test } from 'vitest';
-import { type BleBearer, createBleBearer } from '../../drivers/ble/bearer.js';
-import { type EmulatedAdapter, startEmulatedAdapter } from '../../sim/emu/hci/rig.js';
+import { describe, expect, test } from 'vitest';
+import type { BleBearer } from '../../drivers/ble/bearer.js';
+import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { SimLock } from '../../sim/lock/lock.js';
 import { systemClock } from '../../src/base/clock.js';
 import { SeededRandom } from '../../src/base/random.js';
@@ -12,6 +12,7 @@ import { generateKeyPair } from '../../src/link/noise.js';
 import { PairingStore } from '../../src/link/pairing.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
+import { bleBearer, closedAfterEach, startAdapter, untilWithin } from '../helpers/ble-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -24,18 +25,8 @@ import { tempDir } from '../helpers/tmp.js';
 const socat = requireSocat();
 if (!socat) process.stderr.write(`ble-link: ${SOCAT_MISSING}\n`);
 
-const open: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const close of open.splice(0).reverse()) await close();
-});
-
-async function until(condition: () => boolean, what: string, maxMs = 20_000): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (!condition()) {
-    if (Date.now() > deadline) expect.fail(`not within ${maxMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const open = closedAfterEach();
+const until = untilWithin(20_000);
 
 interface Site {
   adapter: EmulatedAdapter;
@@ -47,8 +38,7 @@ interface Site {
 }
 
 async function site(): Promise<Site> {
-  const adapter = await startEmulatedAdapter(socat as string, { advertiseIntervalMs: 50 });
-  open.push(() => adapter.close());
+  const adapter = await startAdapter(open, socat as string, { advertiseIntervalMs: 50 });
   const random = new SeededRandom('ble-link');
   const setupCode = 'BLE1-TEST-CODE';
   const lock = new SimLock({
@@ -62,16 +52,16 @@ async function site(): Promise<Site> {
   });
   lock.boot();
   open.push(() => lock.crash());
-  const bearer = createBleBearer({
-    transport: { kind: 'uart', path: adapter.path },
-    maxConnections: 4,
-    clock: systemClock,
-    log: silentLogger(),
-    readyTimeoutMs: 2_000,
-    recoverBaseMs: 100,
-    recoverMaxMs: 500,
-    scanRestartMs: 50,
-  });
+  const bearer = bleBearer(
+    { kind: 'uart', path: adapter.path },
+    {
+      maxConnections: 4,
+      readyTimeoutMs: 2_000,
+      recoverBaseMs: 100,
+      recoverMaxMs: 500,
+      scanRestartMs: 50,
+    },
+  );
   const store = Store.open(tempDir('iqhub-ble-link-'));
   const manager = new LinkManager({
     pairing: new PairingStore(store),

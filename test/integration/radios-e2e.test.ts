@@ -4,19 +4,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
-import { type EmulatedAdapter, startEmulatedAdapter } from '../../sim/emu/hci/rig.js';
-import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
-import { SimLock } from '../../sim/lock/lock.js';
+import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
+import { type RadioSite, startRadioSite } from '../../sim/emu/site.js';
+import type { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
+import type { SimLock } from '../../sim/lock/lock.js';
 import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
 import type { Hub } from '../../src/app/hub.js';
-import { systemClock } from '../../src/base/clock.js';
-import { SeededRandom } from '../../src/base/random.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { LinkManager } from '../../src/link/manager.js';
-import { generateKeyPair } from '../../src/link/noise.js';
 import { connectCloud } from '../helpers/cloud-site.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { eventually, retrying } from '../helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
 /**
@@ -37,32 +36,8 @@ const missing = [socat ? undefined : SOCAT_MISSING, haveMosquitto ? undefined : 
 if (missing.length > 0) process.stderr.write(`radios-e2e: ${missing.join('; ')}\n`);
 
 const HUB = 'hub-radios-e2e';
-const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-E2E0-CODE', address: 'aa:bb:cc:00:05:01' } as const;
-const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-E2E0-CODE', address: 'zb-0001' } as const;
-
-/** Polls until `check` holds; a bounded wait for something that happens on real time, not a timing assertion. */
-async function eventually<T>(check: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Retries `action` until it resolves (e.g. a lock reached again after its radio came back); the last error if never. */
-async function retrying<T>(action: () => Promise<T>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await action();
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`${what} kept failing for ${timeoutMs} ms: ${String(e)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
+const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-E2E0-CODE', address: 'aa:bb:cc:00:05:01', radio: 'ble' } as const;
+const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-E2E0-CODE', address: 'zb-0001', radio: 'zigbee' } as const;
 
 /** `iqhub status`'s line for a component: its state (and detail). */
 function component(hub: Hub, name: string): { state: string; detail?: string } | undefined {
@@ -77,6 +52,7 @@ describe.skipIf(missing.length > 0)(
     let base: string;
     let broker: Mosquitto | undefined;
     let cloud: ReferenceCloud | undefined;
+    let site: RadioSite | undefined;
     let hci: EmulatedAdapter | undefined;
     let znp: ZnpEmulator | undefined;
     let daemon: RunningDaemon | undefined;
@@ -91,26 +67,9 @@ describe.skipIf(missing.length > 0)(
       if (!broker) throw new Error('mosquitto did not start');
       cloud = await connectCloud(broker.url, pki, HUB);
 
-      hci = await startEmulatedAdapter(socat as string, { advertiseIntervalMs: 50 });
-      znp = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
-      const random = new SeededRandom('radios-e2e');
-      for (const [spec, radio] of [
-        [BLE, hci.emulator],
-        [ZB, znp],
-      ] as const) {
-        const lock = new SimLock({
-          deviceId: spec.deviceId,
-          keyPair: generateKeyPair(new SeededRandom(`radios-e2e/${spec.deviceId}`)),
-          setupCode: spec.setupCode,
-          radio,
-          address: spec.address,
-          clock: systemClock,
-          random,
-          attachWindowMs: 60_000,
-        });
-        lock.boot();
-        locks[spec.deviceId] = lock;
-      }
+      site = await startRadioSite({ socat: socat as string, locks: [BLE, ZB], seed: 'radios-e2e' });
+      ({ hci, znp } = site);
+      for (const [id, lock] of site.locks) locks[id] = lock;
 
       daemon = await startDaemon({
         configPath: null,
@@ -120,10 +79,7 @@ describe.skipIf(missing.length > 0)(
           runDir: join(base, 'run'),
           log: { level: process.env.IQHUB_E2E_LOG ?? 'fatal', pretty: false } as HubConfig['log'],
           simulation: { enabled: false } as HubConfig['simulation'],
-          radios: {
-            ble: { enabled: true, transport: 'uart', uartPath: hci.path },
-            zigbee: { enabled: true, port: znp.url },
-          } as HubConfig['radios'],
+          radios: site.radios,
           uplink: {
             enabled: true,
             url: broker.url,
@@ -148,9 +104,7 @@ describe.skipIf(missing.length > 0)(
 
     afterAll(async () => {
       await daemon?.shutdown('test over');
-      for (const lock of Object.values(locks)) if (lock.running) lock.crash();
-      await hci?.close();
-      await znp?.close();
+      await site?.close();
       await cloud?.close();
       await broker?.close();
       if (base) rmSync(base, { recursive: true, force: true });

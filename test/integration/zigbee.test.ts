@@ -24,6 +24,7 @@ import { generateKeyPair } from '../../src/link/noise.js';
 import { PairingStore } from '../../src/link/pairing.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
+import { eventually } from '../helpers/radio-rig.js';
 
 /**
  * One real zigbee-herdsman against one ZNP emulator over TCP, shared by the tests of a file
@@ -86,17 +87,6 @@ async function startRig(options: Partial<ZigbeeBearerOptions> = {}): Promise<Zig
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-/** Polls until `check` holds; a bounded wait for something that happens on real time, not a timing assertion. */
-async function eventually<T>(check: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Collects a link's frames. */

@@ -20,22 +20,18 @@ export async function startEmulatedAdapter(socat: string, options: HciEmulatorOp
   const dir = mkdtempSync(join(tmpdir(), 'iqhub-hci-'));
   const emulator = await HciEmulator.start(options);
   const path = join(dir, 'ttyBLE');
+  /** Undoes the start, whether the PTY came up or not. */
+  const teardown = async (pty?: PtyBridge) => {
+    await pty?.close();
+    await emulator.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
   let pty: PtyBridge;
   try {
     pty = await PtyBridge.open({ socat, path, port: emulator.port });
   } catch (e) {
-    await emulator.close();
-    rmSync(dir, { recursive: true, force: true });
+    await teardown();
     throw e;
   }
-  return {
-    emulator,
-    pty,
-    path,
-    async close() {
-      await pty.close();
-      await emulator.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { emulator, pty, path, close: () => teardown(pty) };
 }

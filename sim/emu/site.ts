@@ -1,0 +1,90 @@
+import { systemClock } from '../../src/base/clock.js';
+import { SeededRandom } from '../../src/base/random.js';
+import type { HubConfig } from '../../src/config/schema.js';
+import { generateKeyPair } from '../../src/link/noise.js';
+import { SimLock } from '../lock/lock.js';
+import { type EmulatedAdapter, startEmulatedAdapter } from './hci/rig.js';
+import { ZnpEmulator } from './znp/emulator.js';
+
+/** One simulated lock to put on the air of the emulated radio named by `radio`. */
+export interface SiteLockSpec {
+  readonly deviceId: string;
+  readonly setupCode: string;
+  readonly address: string;
+  readonly radio: 'ble' | 'zigbee';
+}
+
+export interface RadioSiteOptions {
+  /** The socat binary that puts the HCI emulator behind a PTY (test/helpers/socat.ts requireSocat). */
+  readonly socat: string;
+  readonly locks: readonly SiteLockSpec[];
+  /**
+   * Seeds the locks' shared Random (`seed`) and each lock's factory key pair (`seed/deviceId`),
+   * so a site is the same from run to run and two sites with different seeds differ.
+   */
+  readonly seed: string;
+  /** How long each lock's attach mode lasts after the maintenance card, ms. Default 60 000: attach over a real stack is slow. */
+  readonly attachWindowMs?: number;
+}
+
+/**
+ * Both emulated controllers of a site, each hosting unmodified SimLocks: the HCI emulator behind a
+ * socat PTY (real noble sees a UART) and the ZNP emulator on TCP (real zigbee-herdsman sees a
+ * coordinator). `radios` is what the daemon's config needs to reach them.
+ */
+export interface RadioSite {
+  readonly hci: EmulatedAdapter;
+  readonly znp: ZnpEmulator;
+  /** The booted locks, by device id. */
+  readonly locks: ReadonlyMap<string, SimLock>;
+  /** The daemon's `radios` section: BLE over the PTY, ZigBee over the emulator's tcp:// URL. */
+  readonly radios: HubConfig['radios'];
+  /** Crashes the locks still running, then closes both emulators. Stop the daemon first. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts both emulators with the advertising and join pace the tests and benches share (BLE every
+ * 50 ms; ZigBee every 300 ms, joins retried every 100 ms) and boots one SimLock per spec.
+ */
+export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSite> {
+  const hci = await startEmulatedAdapter(options.socat, { advertiseIntervalMs: 50 });
+  let znp: ZnpEmulator;
+  try {
+    znp = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
+  } catch (e) {
+    await hci.close();
+    throw e;
+  }
+  const hosts = { ble: hci.emulator, zigbee: znp } as const;
+  const random = new SeededRandom(options.seed);
+  const locks = new Map<string, SimLock>();
+  for (const spec of options.locks) {
+    const lock = new SimLock({
+      deviceId: spec.deviceId,
+      keyPair: generateKeyPair(new SeededRandom(`${options.seed}/${spec.deviceId}`)),
+      setupCode: spec.setupCode,
+      radio: hosts[spec.radio],
+      address: spec.address,
+      clock: systemClock,
+      random,
+      attachWindowMs: options.attachWindowMs ?? 60_000,
+    });
+    lock.boot();
+    locks.set(spec.deviceId, lock);
+  }
+  return {
+    hci,
+    znp,
+    locks,
+    radios: {
+      ble: { enabled: true, transport: 'uart', uartPath: hci.path },
+      zigbee: { enabled: true, port: znp.url },
+    } as HubConfig['radios'],
+    async close() {
+      for (const lock of locks.values()) if (lock.running) lock.crash();
+      await hci.close();
+      await znp.close();
+    },
+  };
+}
