@@ -1,3 +1,4 @@
+import type { Secret } from '../src/crypto/secret.js';
 import type { Result } from './result.js';
 
 /**
@@ -158,4 +159,11 @@ export interface Bearer {
   openJoinWindow?(durationMs: number): Promise<void>;
   /** Closes a join window before its time (the attach it was opened for has ended). Never rejects. */
   closeJoinWindow?(): Promise<void>;
+  /**
+   * Registers a device's install code before its attach (ZigBee: the trust center derives the
+   * device's link key from it, so only the device with that code can join). Throws HubError
+   * `attach.install-code` (whose message never contains the code) when it is malformed or the
+   * adapter refuses it. Radios without install codes omit it.
+   */
+  addInstallCode?(installCode: Secret): Promise<void>;
 }

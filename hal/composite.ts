@@ -1,3 +1,5 @@
+import { HubError } from '../src/base/errors.js';
+import type { Secret } from '../src/crypto/secret.js';
 import type {
   Advertisement,
   Bearer,
@@ -101,6 +103,17 @@ export class CompositeBearer implements Bearer {
   /** Every radio that admits devices opens its window: which radio the lock is on is not known yet. */
   async openJoinWindow(durationMs: number): Promise<void> {
     await Promise.all(this.#members.map((m) => m.openJoinWindow?.(durationMs)));
+  }
+
+  /** Given to every radio that takes install codes (the code says which device; the others have none). */
+  async addInstallCode(installCode: Secret): Promise<void> {
+    const takers = this.#members.filter((m) => m.addInstallCode);
+    if (takers.length === 0) {
+      throw new HubError('attach.install-code', 'no radio of this hub takes install codes', {
+        hint: 'install codes are for ZigBee locks: enable radios.zigbee, or attach without one',
+      });
+    }
+    for (const m of takers) await m.addInstallCode?.(installCode);
   }
 
   async closeJoinWindow(): Promise<void> {

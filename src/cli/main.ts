@@ -124,21 +124,32 @@ socketOptions(
     .description('attach a lock in attach mode to this hub (present the maintenance card to the lock first)')
     .requiredOption('--device-id <id>', 'the device id printed on the lock')
     .option('--setup-code <code>', 'the setup code printed on the lock; prefer "-" (or leave out) to type it unseen')
-    .option('--timeout <seconds>', 'how long to look for the lock', parseSeconds, 15),
-).action(async (o: SocketOpts & { deviceId: string; setupCode?: string; timeout: number }) => {
-  const setupCode =
-    o.setupCode === undefined || o.setupCode === '-'
-      ? await readSecretFromStdin(`setup code for ${o.deviceId}: `)
-      : o.setupCode;
-  if (!o.json) process.stderr.write(`attaching ${o.deviceId}...\n`);
-  const lock = await call(
-    o,
-    'locks.attach',
-    { deviceId: o.deviceId, setupCode, timeoutMs: o.timeout * 1000 },
-    o.timeout * 1000 + 30_000,
-  );
-  print(o, lock, (l: { lockId: string; keyFingerprint: string }) => `attached ${l.lockId} (key ${l.keyFingerprint})\n`);
-});
+    .option('--timeout <seconds>', 'how long to look for the lock', parseSeconds, 15)
+    .option(
+      '--install-code-file <path>',
+      "a ZigBee lock's install code (as printed or in its QR code), read from this file's first line: the lock then joins only with it",
+    ),
+).action(
+  async (o: SocketOpts & { deviceId: string; setupCode?: string; timeout: number; installCodeFile?: string }) => {
+    const installCode = o.installCodeFile === undefined ? undefined : readInstallCode(o.installCodeFile);
+    const setupCode =
+      o.setupCode === undefined || o.setupCode === '-'
+        ? await readSecretFromStdin(`setup code for ${o.deviceId}: `)
+        : o.setupCode;
+    if (!o.json) process.stderr.write(`attaching ${o.deviceId}...\n`);
+    const lock = await call(
+      o,
+      'locks.attach',
+      { deviceId: o.deviceId, setupCode, timeoutMs: o.timeout * 1000, ...(installCode ? { installCode } : {}) },
+      o.timeout * 1000 + 30_000,
+    );
+    print(
+      o,
+      lock,
+      (l: { lockId: string; keyFingerprint: string }) => `attached ${l.lockId} (key ${l.keyFingerprint})\n`,
+    );
+  },
+);
 
 socketOptions(
   program
@@ -466,4 +477,31 @@ try {
     process.stderr.write(`iqhub: ${describeError(e)}\n`);
     process.exitCode = (e as { code?: string }).code === 'daemon.not-running' ? 3 : 1;
   }
+}
+
+/** The first line of an install-code file; never echoed, even in an error. */
+function readInstallCode(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new HubError(
+      'cli.install-code-file',
+      `cannot read the install code file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      {
+        hint: 'give the file that holds the install code printed on the lock (or scanned from its QR code)',
+      },
+    );
+  }
+  const line = text.split(/\r?\n/)[0]?.trim() ?? '';
+  if (line.length < 8 || line.length > 256) {
+    throw new HubError(
+      'cli.install-code-file',
+      `the install code file ${path} does not hold an install code on its first line`,
+      {
+        hint: 'the first line is the code as printed, e.g. <ieee address>$<code>',
+      },
+    );
+  }
+  return line;
 }

@@ -25,12 +25,19 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
       properties: {
         deviceId: lockId,
         setupCode: { type: 'string', minLength: 4, maxLength: 64 },
+        /** A ZigBee install code as printed or in the QR code (`<ieee>$<code>`, or the Z:…$I:… forms). */
+        installCode: { type: 'string', minLength: 8, maxLength: 256, pattern: '^[\\x21-\\x7e]+$' },
         timeoutMs: { type: 'integer', minimum: 1000, maximum: 120_000 },
       },
       required: ['deviceId', 'setupCode'],
     },
     handler: (p) =>
-      link.attach(p.deviceId as string, Secret.fromUtf8(p.setupCode as string), p.timeoutMs as number | undefined),
+      link.attach(
+        p.deviceId as string,
+        Secret.fromUtf8(p.setupCode as string),
+        p.timeoutMs as number | undefined,
+        p.installCode === undefined ? {} : { installCode: Secret.fromUtf8(p.installCode as string) },
+      ),
   });
   server.register('locks.open', {
     params: {

@@ -248,7 +248,12 @@ export class LinkManager implements Component {
    * Bind a lock: find it in attach mode, run the XX handshake and the setup-code proofs, and
    * record it only once the lock has confirmed it stored this hub's key.
    */
-  async attach(deviceId: string, setupCode: Secret, timeoutMs = 15_000): Promise<LockSummary> {
+  async attach(
+    deviceId: string,
+    setupCode: Secret,
+    timeoutMs = 15_000,
+    options: { installCode?: Secret } = {},
+  ): Promise<LockSummary> {
     const existing = this.pairing.get(deviceId);
     if (existing && existing.state !== 'attaching') {
       throw new HubError(
@@ -264,7 +269,7 @@ export class LinkManager implements Component {
     }
     this.#attachInProgress.add(deviceId);
     try {
-      return await this.#attach(deviceId, setupCode, timeoutMs);
+      return await this.#attach(deviceId, setupCode, timeoutMs, options.installCode);
     } finally {
       this.#attachInProgress.delete(deviceId);
       // Joining is open only while an attach runs: closed as soon as the last one ends.
@@ -272,7 +277,15 @@ export class LinkManager implements Component {
     }
   }
 
-  async #attach(deviceId: string, setupCode: Secret, timeoutMs: number): Promise<LockSummary> {
+  async #attach(deviceId: string, setupCode: Secret, timeoutMs: number, installCode?: Secret): Promise<LockSummary> {
+    if (installCode) {
+      if (!this.#bearer.addInstallCode) {
+        throw new HubError('attach.install-code', 'this radio does not take install codes', {
+          hint: 'install codes are for ZigBee locks; attach this lock without one',
+        });
+      }
+      await this.#bearer.addInstallCode(installCode);
+    }
     // A radio that admits devices to its network (ZigBee) admits them only during an attach.
     await this.#bearer.openJoinWindow?.(timeoutMs);
     const ad = await this.#findInAttachMode(deviceId, timeoutMs);

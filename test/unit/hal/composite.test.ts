@@ -11,6 +11,7 @@ import { CompositeBearer } from '../../../hal/composite.js';
 import { SimRadio } from '../../../hal/sim/radio.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
+import { Secret } from '../../../src/crypto/secret.js';
 import { drive } from '../../helpers/drive.js';
 
 /** A simulated radio under another radio's name, so two of them can sit in one composite. */
@@ -31,6 +32,10 @@ class Renamed implements Bearer {
   }
   async closeJoinWindow(): Promise<void> {
     this.joinWindows.push(0);
+  }
+  installCodes: string[] = [];
+  async addInstallCode(code: Secret): Promise<void> {
+    this.installCodes.push(Buffer.from(code.reveal()).toString('utf8'));
   }
 }
 
@@ -80,6 +85,8 @@ describe('several radios as one bearer', () => {
     await c.closeJoinWindow();
     expect(bleBearer.joinWindows).toEqual([30_000, 0]);
     expect(zigBearer.joinWindows).toEqual([30_000, 0]);
+    await c.addInstallCode(Secret.fromUtf8('00124b0001020304$CODE'));
+    expect(zigBearer.installCodes).toEqual(['00124b0001020304$CODE']);
     await drive(clock, c.stop());
   });
 
@@ -98,5 +105,8 @@ describe('several radios as one bearer', () => {
     const all = new CompositeBearer([down('ble', 'no HCI device 0'), down('zigbee', 'no coordinator')]);
     expect(all.state()).toEqual({ status: 'unavailable', reason: 'ble: no HCI device 0; zigbee: no coordinator' });
     expect(() => new CompositeBearer([ok, new Renamed('ble', ok.inner)])).toThrow(/distinct radios/);
+    // No radio that takes install codes: refused, naming what to do.
+    const noTaker = new CompositeBearer([radio(clock, 'p', 'z').radio.bearer()]);
+    await expect(noTaker.addInstallCode(Secret.fromUtf8('x$y'))).rejects.toMatchObject({ code: 'attach.install-code' });
   });
 });
