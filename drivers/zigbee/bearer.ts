@@ -14,8 +14,10 @@ import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError, HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
 import type { Sealer } from '../../src/crypto/seal.js';
+import type { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import { herdsmanLogger, scrub } from './herdsman-log.js';
+import { parseInstallCodeText } from './install-code.js';
 import { HubLink } from './link.js';
 import {
   backupFrameCounter,
@@ -102,6 +104,10 @@ export interface ZigbeeCounters {
   adapterRecoveries: number;
   /** Errors herdsman threw at us (caught; the message went to the log, scrubbed). */
   herdsmanErrors: number;
+  /** Install codes registered with the coordinator. */
+  installCodesAdded: number;
+  /** Install codes refused: malformed (never sent), or refused by the adapter. */
+  installCodesRefused: number;
 }
 
 export interface BackupInfo {
@@ -123,6 +129,14 @@ export interface ZigbeeBearer extends Bearer {
   openJoinWindow(durationMs: number): Promise<void>;
   closeJoinWindow(): Promise<void>;
   joinWindowOpen(): boolean;
+  /**
+   * Registers a lock's install code with the coordinator (trust center), before the join window
+   * of its attach: a lock that has one joins only with its code. The text is what the installer
+   * typed or scanned (herdsman's formats, docs/zigbee.md). Throws HubError 'attach.install-code'
+   * when it is malformed, its CRC does not match, the adapter is not ready or refuses it; neither
+   * the message nor any log line contains the code.
+   */
+  addInstallCode(installCode: Secret): Promise<void>;
   /** Takes a coordinator backup now and keeps it sealed. Rejects (HubError) when the adapter is not ready. */
   backup(): Promise<BackupInfo>;
   /** Restarts the coordinator from a sealed backup (the newest by default), frame counter moved forward. */
@@ -263,6 +277,8 @@ class HerdsmanBearer implements ZigbeeBearer {
   #backupTimer: TimerHandle | undefined;
   #joinTimer: TimerHandle | undefined;
   readonly #interviewTimers = new Set<TimerHandle>();
+  /** Install codes herdsman is handling right now (scrubbed from its log lines like the network key). */
+  readonly #transientSecrets = new Set<Uint8Array>();
   #joinUntil = 0;
   #probing = false;
   #frameIdSeed: number;
@@ -425,6 +441,49 @@ class HerdsmanBearer implements ZigbeeBearer {
 
   joinWindowOpen(): boolean {
     return this.#clock.monotonic() < this.#joinUntil;
+  }
+
+  async addInstallCode(installCode: Secret): Promise<void> {
+    const refuse = (reason: string, hint: string): HubError => {
+      this.#counters.installCodesRefused++;
+      this.#log.warn({ reason }, 'ZigBee: install code refused');
+      return new HubError('attach.install-code', `the install code is not valid: ${reason}`, { hint });
+    };
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(installCode.reveal());
+    } catch {
+      throw refuse('it is not text (invalid UTF-8)', 'enter the code as printed on the lock or its QR label');
+    }
+    const parsed = parseInstallCodeText(text);
+    if (!parsed.ok) throw refuse(parsed.reason, 'enter the code as printed on the lock or its QR label');
+    const { ieee, code } = parsed.value;
+    const controller = this.#controller;
+    if (!controller || this.#state.status !== 'ready') {
+      code.fill(0);
+      this.#counters.installCodesRefused++;
+      throw new HubError(
+        'attach.install-code',
+        `the install code for ${ieee} was not registered: the ZigBee adapter is not ready (${this.#reason()})`,
+        { hint: 'retry once the ZigBee bearer is ready' },
+      );
+    }
+    // herdsman's errors and log lines may spell the code (its refused-request error quotes the MT
+    // payload): scrub it as a secret for as long as herdsman handles it.
+    this.#transientSecrets.add(code);
+    try {
+      await this.#bounded(controller.addInstallCode(text.trim()), 10_000, 'registering the install code');
+    } catch (e) {
+      throw refuse(
+        `the adapter refused it (${adapterReason(e)})`,
+        'check the code against the lock label; a Z-Stack 3 coordinator takes 16-byte codes (36 hex digits with the CRC)',
+      );
+    } finally {
+      this.#transientSecrets.delete(code);
+      code.fill(0);
+    }
+    this.#counters.installCodesAdded++;
+    this.#log.info({ ieee }, 'ZigBee: install code registered');
   }
 
   async backup(): Promise<BackupInfo> {
@@ -946,7 +1005,7 @@ class HerdsmanBearer implements ZigbeeBearer {
   }
 
   #secrets(): Uint8Array[] {
-    return this.#network ? [this.#network.networkKey] : [];
+    return [...(this.#network ? [this.#network.networkKey] : []), ...this.#transientSecrets];
   }
 
   #clean(message: string): string {
@@ -975,6 +1034,20 @@ class HerdsmanBearer implements ZigbeeBearer {
       );
     });
   }
+}
+
+/**
+ * Why herdsman failed to register an install code, without the code: only Z-Stack's status name
+ * (herdsman's error quotes the whole request, code included) or a timeout.
+ */
+function adapterReason(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  // herdsman: "--> 'SREQ: … {payload}' failed with status '(0x02: INVALID_PARAMETER)' (expected …)".
+  const status = /failed with status '\((0x[0-9a-f]{2}): ([A-Z_]{1,40})\)'/.exec(message);
+  if (status) return `status ${status[2]} ${status[1]}`;
+  if (/took longer than/.test(message)) return 'no answer within 10 s';
+  if (/ZStack 1\.2|ZStack12/i.test(message)) return 'a Z-Stack 1.2 coordinator has no install codes';
+  return 'the request failed';
 }
 
 const COMMAND_NAMES: Record<number, string> = {
@@ -1013,5 +1086,7 @@ function zeroCounters(): ZigbeeCounters {
     adapterLosses: 0,
     adapterRecoveries: 0,
     herdsmanErrors: 0,
+    installCodesAdded: 0,
+    installCodesRefused: 0,
   };
 }

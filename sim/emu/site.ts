@@ -1,4 +1,5 @@
 import { systemClock } from '../../src/base/clock.js';
+import { HubError } from '../../src/base/errors.js';
 import { SeededRandom } from '../../src/base/random.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { generateKeyPair } from '../../src/link/noise.js';
@@ -12,6 +13,11 @@ export interface SiteLockSpec {
   readonly setupCode: string;
   readonly address: string;
   readonly radio: 'ble' | 'zigbee';
+  /**
+   * ZigBee only: the lock's install code, hex with its CRC (as on its label). Such a lock joins
+   * only after the hub registered the same code (Bearer.addInstallCode, `<ieee>|<code>`).
+   */
+  readonly installCode?: string;
 }
 
 export interface RadioSiteOptions {
@@ -59,6 +65,19 @@ export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSi
   const hosts = { ble: hci.emulator, zigbee: znp } as const;
   const random = new SeededRandom(options.seed);
   const locks = new Map<string, SimLock>();
+  try {
+    for (const spec of options.locks) {
+      if (spec.installCode === undefined) continue;
+      if (spec.radio !== 'zigbee') {
+        throw new HubError('site-config', `site lock ${spec.deviceId}: install codes are for ZigBee locks only`);
+      }
+      znp.setInstallCode(spec.address, Buffer.from(spec.installCode, 'hex'));
+    }
+  } catch (e) {
+    await hci.close();
+    await znp.close();
+    throw e;
+  }
   for (const spec of options.locks) {
     const lock = new SimLock({
       deviceId: spec.deviceId,

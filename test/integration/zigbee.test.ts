@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
+import { crc16X25 } from '../../drivers/zigbee/install-code.js';
 import {
   type Advertisement,
   BEARER_MIN_FRAME_SIZE,
@@ -16,6 +17,7 @@ import type { PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
 import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
 import { SimLock } from '../../sim/lock/lock.js';
 import { systemClock } from '../../src/base/clock.js';
+import { HubError } from '../../src/base/errors.js';
 import { systemRandom } from '../../src/base/random.js';
 import { Sealer } from '../../src/crypto/seal.js';
 import { Secret } from '../../src/crypto/secret.js';
@@ -87,6 +89,14 @@ async function startRig(options: Partial<ZigbeeBearerOptions> = {}): Promise<Zig
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** An install code's bytes followed by its CRC-16/X-25, little-endian (as printed on a label). */
+function withCrc(hex: string): Buffer {
+  const code = Buffer.from(hex, 'hex');
+  const crc = Buffer.alloc(2);
+  crc.writeUInt16LE(crc16X25(code));
+  return Buffer.concat([code, crc]);
 }
 
 /** Collects a link's frames. */
@@ -220,6 +230,99 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
     await new Promise((r) => setTimeout(r, 700));
     expect(rig.ads.filter((a) => a.deviceId === 'INTRUDER')).toHaveLength(0);
     intruder.peripheral.remove();
+  });
+
+  describe('install codes: a lock that has one joins only with it', () => {
+    // The lock's code and another device's, 16 bytes + CRC (the ZigBee spec's example is the first).
+    const lockCode = withCrc('83fed3407a939723a5c639b26916d505');
+    const otherCode = withCrc('0f1e2d3c4b5a69788796a5b4c3d2e1f0');
+    let icLock: ReturnType<typeof rawLock>;
+    let ieeeDigits: string;
+    const messages: string[] = [];
+
+    async function refusedWith(text: string): Promise<HubError> {
+      const e = await rig.bearer.addInstallCode(Secret.fromUtf8(text)).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(e).toBeInstanceOf(HubError);
+      expect((e as HubError).code).toBe('attach.install-code');
+      messages.push((e as HubError).message, (e as HubError).hint ?? '');
+      return e as HubError;
+    }
+
+    /** The lock keeps trying while the window is open: a few refusals on the key, then the window is closed. */
+    async function refusedInWindow(): Promise<void> {
+      const before = rig.emulator.counters.installCodeJoinsRefused;
+      await rig.bearer.openJoinWindow(10_000);
+      await eventually(
+        () => rig.emulator.counters.installCodeJoinsRefused >= before + 3,
+        'join attempts refused on the link key',
+      );
+      await rig.bearer.closeJoinWindow();
+      expect(rig.ads.filter((a) => a.deviceId === 'LOCK-IC')).toHaveLength(0);
+      expect(rig.bearer.counters().joinsRefused).toBe(joinsRefusedByHub);
+    }
+    let joinsRefusedByHub = 0;
+
+    test('without its code the lock does not join an open window: refused on the key by the coordinator, counted, never advertised', async () => {
+      joinsRefusedByHub = rig.bearer.counters().joinsRefused;
+      rig.emulator.setInstallCode('lock-ic', lockCode);
+      icLock = rawLock(rig, 'lock-ic', 'LOCK-IC');
+      ieeeDigits = icLock.ieee.slice(2);
+      const acceptedBefore = rig.emulator.counters.joinsAccepted;
+      await refusedInWindow();
+      expect(rig.emulator.counters.joinsAccepted).toBe(acceptedBefore);
+    }, 20_000);
+
+    test('a malformed code is refused with attach.install-code before it reaches the adapter', async () => {
+      const addedBefore = rig.emulator.counters.installCodesAdded + rig.emulator.counters.installCodesRefused;
+      const typo = `${lockCode.subarray(0, 5).toString('hex')}ff${lockCode.subarray(6).toString('hex')}`;
+      expect((await refusedWith(`${ieeeDigits}|${typo}`)).message).toMatch(/CRC .*does not match/);
+      expect((await refusedWith(`${ieeeDigits}|${lockCode.subarray(0, 16).toString('hex')}`)).message).toMatch(
+        /CRC is missing/,
+      );
+      expect((await refusedWith(`Z:${ieeeDigits}I:${lockCode.toString('hex')}`)).message).toMatch(/no known format/);
+      expect(rig.emulator.counters.installCodesAdded + rig.emulator.counters.installCodesRefused).toBe(addedBefore);
+      expect(rig.emulator.hasLinkKeyFor('lock-ic')).toBe(false);
+    });
+
+    test('a well-formed code the coordinator cannot take (6 bytes; Z-Stack 3 takes 16) is refused by the adapter: attach.install-code', async () => {
+      const refusedBefore = rig.emulator.counters.installCodesRefused;
+      const e = await refusedWith(`${ieeeDigits}|${withCrc('0102030405aa').toString('hex')}`);
+      expect(e.message).toMatch(/adapter refused it \(status INVALID_PARAM 0x02\)/);
+      expect(rig.emulator.counters.installCodesRefused).toBe(refusedBefore + 1);
+      expect(rig.bearer.counters().installCodesRefused).toBeGreaterThanOrEqual(4);
+    });
+
+    test("another device's code is taken (nothing can tell it from the right one) but the lock still cannot join", async () => {
+      // The lock's address with another device's code: the coordinator stores a key the lock does not have.
+      await rig.bearer.addInstallCode(Secret.fromUtf8(`${ieeeDigits}|${otherCode.toString('hex')}`));
+      expect(rig.emulator.hasLinkKeyFor('lock-ic')).toBe(true);
+      await refusedInWindow();
+    }, 20_000);
+
+    test('with the right code (QR form) it joins inside the join window, is advertised and carries frames', async () => {
+      const addedBefore = rig.bearer.counters().installCodesAdded;
+      await rig.bearer.addInstallCode(Secret.fromUtf8(`Z:${ieeeDigits}$I:${lockCode.toString('hex').toUpperCase()}`));
+      expect(rig.bearer.counters().installCodesAdded).toBe(addedBefore + 1);
+      await rig.bearer.openJoinWindow(10_000);
+      const ad = await eventually(() => rig.ads.find((a) => a.deviceId === 'LOCK-IC'), 'an advertisement from LOCK-IC');
+      await rig.bearer.closeJoinWindow();
+      expect(ad.address).toBe(icLock.ieee);
+      await exchange(rig, icLock);
+      icLock.peripheral.remove();
+    }, 30_000);
+
+    test('neither code appears in the log (debug level, herdsman included) nor in any error', () => {
+      const log = rig.logs.join('');
+      expect(log).toContain('install code registered');
+      expect(log).toContain('install code refused');
+      const text = `${log}\n${messages.join('\n')}`;
+      for (const code of [lockCode, otherCode, lockCode.subarray(0, 16), otherCode.subarray(0, 16)]) {
+        for (const spelling of keySpellings(code)) expect(text.includes(spelling)).toBe(false);
+      }
+    });
   });
 
   test('connect gives a link carrying frames both ways, including frames larger than one ZCL payload', async () => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import { ZSpec } from 'zigbee-herdsman';
 import {
   DOOR_LOCK_CLUSTER_ID,
   DOOR_LOCK_DEVICE_ID,
@@ -82,6 +83,15 @@ export interface ZnpCounters {
   connectionsRefused: number;
   joinsAccepted: number;
   joinsRefused: number;
+  /**
+   * Join attempts (inside an open window) that failed on the link key: the lock has an install
+   * code and the trust center holds no key or another key for it, or the trust center holds an
+   * install-code key for a lock that has none. The host never hears of them.
+   */
+  installCodeJoinsRefused: number;
+  /** bdbAddInstallCode requests accepted / refused (bad format, length or CRC). */
+  installCodesAdded: number;
+  installCodesRefused: number;
   leaves: number;
   airDropped: number;
   serialCorrupted: number;
@@ -101,7 +111,13 @@ interface AfEndpoint {
 }
 
 const ZB_COORD = 9;
-const STATUS = { SUCCESS: 0, FAILURE: 1, NV_ITEM_INITIALIZED: 9, MAC_NO_ACK: 0xe9 } as const;
+const STATUS = { SUCCESS: 0, FAILURE: 1, INVALID_PARAMETER: 2, NV_ITEM_INITIALIZED: 9, MAC_NO_ACK: 0xe9 } as const;
+/** APP_CNF bdbAddInstallCode formats: an install code with its CRC, or an already-derived link key. */
+const INSTALL_CODE_FORMAT = { CODE_WITH_CRC: 1, KEY: 2 } as const;
+/** Z-Stack 3.x takes 16-byte install codes only (18 bytes with the CRC). */
+const ZSTACK_INSTALL_CODE_SIZE = 18;
+/** The sizes a device's install code may have, CRC included (ZigBee 3.0: 6, 8, 12 or 16 bytes + 2). */
+const DEVICE_INSTALL_CODE_SIZES = [8, 10, 14, 18];
 /** ZDO cluster ids (requests) and their responses. */
 const ZDO = {
   NODE_DESC: 0x0002,
@@ -124,6 +140,14 @@ export class ZnpEmulator implements PeripheralHost {
   readonly #endpoints = new Map<number, AfEndpoint>();
   readonly #groups = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /**
+   * The trust center's per-device link keys (IEEE → key derived from an install code), from
+   * bdbAddInstallCode. A real Z-Stack keeps them in NV: here they survive unplug/plug, and a
+   * factory reset clears them. One key per device, the last one registered (as Z-Stack's table).
+   */
+  readonly #tcLinkKeys = new Map<string, Buffer>();
+  /** Hosted locks that have an install code: IEEE → the link key derived from it (on the lock's side). */
+  readonly #deviceKeys = new Map<string, Buffer>();
   #faults: ZnpFaults = { dropAir: 0, corruptSerial: 0 };
   #server: Server | undefined;
   #port: number;
@@ -227,6 +251,7 @@ export class ZnpEmulator implements PeripheralHost {
     this.nv.extended.clear();
     for (const [k, v] of fresh.items) this.nv.items.set(k, v);
     for (const [k, v] of fresh.extended) this.nv.extended.set(k, v);
+    this.#tcLinkKeys.clear();
     this.#powerUp();
   }
 
@@ -264,6 +289,34 @@ export class ZnpEmulator implements PeripheralHost {
         this.#devices.delete(ieee);
       },
     };
+  }
+
+  /**
+   * Gives a hosted lock an install code (bytes with their CRC, as printed on its label): from now
+   * on it joins only when the trust center was given the same code for its IEEE address. May be
+   * called before the lock is added (the lock's address, or its IEEE address). `undefined` takes
+   * the code away (the lock joins with the default key again).
+   */
+  setInstallCode(address: string, code: Uint8Array | undefined): void {
+    const ieee = ieeeFor(address);
+    if (code === undefined) {
+      this.#deviceKeys.delete(ieee);
+      return;
+    }
+    if (!DEVICE_INSTALL_CODE_SIZES.includes(code.length) || !crcMatches(code)) {
+      throw new HubError(
+        'znp-emulator-config',
+        `ZNP emulator: an install code is 8, 10, 14 or 18 bytes ending with its CRC-16/X-25, got ${code.length} bytes${
+          DEVICE_INSTALL_CODE_SIZES.includes(code.length) ? ' with a wrong CRC' : ''
+        }`,
+      );
+    }
+    this.#deviceKeys.set(ieee, ZSpec.Utils.aes128MmoHash(Buffer.from(code)));
+  }
+
+  /** Whether the trust center holds an install-code link key for this device (tests). */
+  hasLinkKeyFor(address: string): boolean {
+    return this.#tcLinkKeys.has(ieeeFor(address));
   }
 
   /** The IEEE address a peripheral has on this network (what the hub sees as its address). */
@@ -503,6 +556,8 @@ export class ZnpEmulator implements PeripheralHost {
         const member = device && this.#isMember(device);
         return reply({ nwkaddr: member ? device.nwk : 0xfffe, addridx: 0, noderelation: member ? 1 : 255 });
       }
+      case 'APP_CNF.bdbAddInstallCode':
+        return reply({ status: this.#addInstallCode(frame.data) });
       case 'APP_CNF.bdbStartCommissioning':
         reply({ status: 0 });
         if (Number(p.mode) === 0x04) {
@@ -707,8 +762,9 @@ export class ZnpEmulator implements PeripheralHost {
     if (!this.#networkUp()) return;
     for (const device of this.#devices.values()) {
       if (device.removed || !device.inRange || this.#isMember(device)) continue;
-      if (this.permitJoinOpen()) this.#admit(device);
-      else this.counters.joinsRefused++;
+      if (!this.permitJoinOpen()) this.counters.joinsRefused++;
+      else if (this.#keysAgree(device)) this.#admit(device);
+      else this.counters.installCodeJoinsRefused++;
     }
     const now = Date.now();
     if (now - this.#lastAdvertise >= this.#advertiseIntervalMs) {
@@ -719,6 +775,42 @@ export class ZnpEmulator implements PeripheralHost {
         if (device.inRange && now - device.joinedAt >= this.#advertiseIntervalMs) this.#advertise(device);
       }
     }
+  }
+
+  /**
+   * APP_CNF bdbAddInstallCode: {format u8, ieee (8 bytes LE), code or key (the rest)}. herdsman
+   * sends the buffer without a length, so the rest of the frame is the code. Answers a status.
+   */
+  #addInstallCode(data: Buffer): number {
+    if (data.length < 9) throw new RangeError('short bdbAddInstallCode request');
+    const format = data[0];
+    const ieee = `0x${Buffer.from(data.subarray(1, 9)).reverse().toString('hex')}`;
+    const code = Buffer.from(data.subarray(9));
+    let key: Buffer | undefined;
+    if (format === INSTALL_CODE_FORMAT.CODE_WITH_CRC && code.length === ZSTACK_INSTALL_CODE_SIZE && crcMatches(code)) {
+      key = ZSpec.Utils.aes128MmoHash(code);
+    } else if (format === INSTALL_CODE_FORMAT.KEY && code.length === 16) {
+      key = code;
+    }
+    if (!key) {
+      this.counters.installCodesRefused++;
+      return STATUS.INVALID_PARAMETER;
+    }
+    this.#tcLinkKeys.set(ieee, key);
+    this.counters.installCodesAdded++;
+    return STATUS.SUCCESS;
+  }
+
+  /**
+   * The trust center sends the network key encrypted with the link key it holds for the device
+   * (its install-code key, else the well-known default); the device decrypts it with its own
+   * (its install-code key, else the default). Only when both are the same does the join succeed.
+   */
+  #keysAgree(device: EmuDevice): boolean {
+    const tc = this.#tcLinkKeys.get(device.ieee);
+    const own = this.#deviceKeys.get(device.ieee);
+    if (!tc || !own) return !tc && !own;
+    return tc.equals(own);
   }
 
   /** Association and the trust center's key transport succeeded: the host hears of the device. */
@@ -952,6 +1044,9 @@ function zeroCounters(): ZnpCounters {
     connectionsRefused: 0,
     joinsAccepted: 0,
     joinsRefused: 0,
+    installCodeJoinsRefused: 0,
+    installCodesAdded: 0,
+    installCodesRefused: 0,
     leaves: 0,
     airDropped: 0,
     serialCorrupted: 0,
@@ -961,6 +1056,12 @@ function zeroCounters(): ZnpCounters {
     linkFramesWithoutLink: 0,
     dataRequestsNoAck: 0,
   };
+}
+
+/** Whether an install code's last two bytes are the CRC-16/X-25 of the others (little-endian). */
+function crcMatches(code: Uint8Array): boolean {
+  const crc = ZSpec.Utils.crc16X25(Buffer.from(code.subarray(0, -2)));
+  return code[code.length - 2] === (crc & 0xff) && code[code.length - 1] === crc >> 8;
 }
 
 /** A peripheral's address as an IEEE address: itself when it is one, else derived from it. */
