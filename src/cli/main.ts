@@ -499,7 +499,7 @@ function readInstallCode(path: string): string {
       'cli.install-code-file',
       `the install code file ${path} does not hold an install code on its first line`,
       {
-        hint: 'the first line is the code as printed, e.g. <ieee address>$<code>',
+        hint: 'the first line is the code as printed or scanned, e.g. <ieee address>|<code> or the QR text Z:<ieee>$I:<code> (docs/zigbee.md)',
       },
     );
   }

@@ -25,7 +25,7 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
       properties: {
         deviceId: lockId,
         setupCode: { type: 'string', minLength: 4, maxLength: 64 },
-        /** A ZigBee install code as printed or in the QR code (`<ieee>$<code>`, or the Z:…$I:… forms). */
+        /** A ZigBee install code as printed or in the QR code (`<ieee>|<code>`, `Z:<ieee>$I:<code>`, …: docs/zigbee.md). */
         installCode: { type: 'string', minLength: 8, maxLength: 256, pattern: '^[\\x21-\\x7e]+$' },
         timeoutMs: { type: 'integer', minimum: 1000, maximum: 120_000 },
       },

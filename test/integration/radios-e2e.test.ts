@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { crc16X25 } from '../../drivers/zigbee/install-code.js';
 import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
@@ -11,6 +12,7 @@ import type { SimLock } from '../../sim/lock/lock.js';
 import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
 import type { Hub } from '../../src/app/hub.js';
 import type { HubConfig } from '../../src/config/schema.js';
+import { callDaemon } from '../../src/control/client.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { LinkManager } from '../../src/link/manager.js';
 import { connectCloud } from '../helpers/cloud-site.js';
@@ -38,6 +40,20 @@ if (missing.length > 0) process.stderr.write(`radios-e2e: ${missing.join('; ')}\
 const HUB = 'hub-radios-e2e';
 const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-E2E0-CODE', address: 'aa:bb:cc:00:05:01', radio: 'ble' } as const;
 const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-E2E0-CODE', address: 'zb-0001', radio: 'zigbee' } as const;
+/** A ZigBee lock with an install code (16 bytes + CRC-16/X-25, as on its label): it joins only once the hub has it. */
+const IC_CODE = (() => {
+  const code = Buffer.from('83fed3407a939723a5c639b26916d505', 'hex');
+  const crc = Buffer.alloc(2);
+  crc.writeUInt16LE(crc16X25(code));
+  return Buffer.concat([code, crc]).toString('hex');
+})();
+const ZB_IC = {
+  deviceId: 'ZB-0002',
+  setupCode: 'ZB02-E2E0-CODE',
+  address: 'zb-0002',
+  radio: 'zigbee',
+  installCode: IC_CODE,
+} as const;
 
 /** `iqhub status`'s line for a component: its state (and detail). */
 function component(hub: Hub, name: string): { state: string; detail?: string } | undefined {
@@ -67,7 +83,7 @@ describe.skipIf(missing.length > 0)(
       if (!broker) throw new Error('mosquitto did not start');
       cloud = await connectCloud(broker.url, pki, HUB);
 
-      site = await startRadioSite({ socat: socat as string, locks: [BLE, ZB], seed: 'radios-e2e' });
+      site = await startRadioSite({ socat: socat as string, locks: [BLE, ZB, ZB_IC], seed: 'radios-e2e' });
       ({ hci, znp } = site);
       for (const [id, lock] of site.locks) locks[id] = lock;
 
@@ -168,6 +184,28 @@ describe.skipIf(missing.length > 0)(
         expect(c.invalid, JSON.stringify(c.invalidMessages)).toBe(0);
       }, 60_000);
     }
+
+    test('ZB-0002 has an install code: without it the attach does not find the lock; with it (over the control socket) it attaches', async () => {
+      const lock = locks[ZB_IC.deviceId] as SimLock;
+      const coordinator = znp as ZnpEmulator;
+      lock.presentMaintenanceCard();
+      const refusedBefore = coordinator.counters.installCodeJoinsRefused;
+      await expect(link.attach(ZB_IC.deviceId, Secret.fromUtf8(ZB_IC.setupCode), 4_000)).rejects.toMatchObject({
+        code: 'attach.not-found',
+      });
+      expect(coordinator.counters.installCodeJoinsRefused).toBeGreaterThan(refusedBefore);
+      expect(lock.boundHub()).toBeUndefined();
+      const ieee = coordinator.ieeeOf(ZB_IC.address).replace(/^0x/, '');
+      const summary = (await callDaemon(
+        hub.control.path,
+        'locks.attach',
+        { deviceId: ZB_IC.deviceId, setupCode: ZB_IC.setupCode, installCode: `${ieee}|${IC_CODE}`, timeoutMs: 30_000 },
+        60_000,
+      )) as { lockId: string; state: string };
+      expect(summary).toMatchObject({ lockId: ZB_IC.deviceId, state: 'bound' });
+      expect(lock.boundHub()).toBeDefined();
+      expect(coordinator.permitJoinOpen()).toBe(false);
+    }, 60_000);
 
     test('the BLE adapter pulled out: radio.ble degraded, the ZigBee lock still opens; plugged back, the BLE lock opens again', async () => {
       const adapter = hci as EmulatedAdapter;

@@ -8,7 +8,7 @@ describe('attach with an install code', () => {
     const site = await Site.create({ seed: 'install-code', locks: 1 });
     const [id] = site.ids() as [string];
     site.world.lock(id).presentMaintenanceCard();
-    const code = '0011223344556677$AABBCCDDEEFF00112233445566778899';
+    const code = '0011223344556677|AABBCCDDEEFF00112233445566778899';
     let error: unknown;
     try {
       await site.drive(
