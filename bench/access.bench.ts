@@ -1,29 +1,27 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
-import { ReferenceCloud } from '../sim/cloud/cloud.js';
+import type { ReferenceCloud } from '../sim/cloud/cloud.js';
+import { connectReferenceCloud } from '../sim/cloud/connect.js';
 import { CloudKeyIssuer } from '../sim/phone/issuer.js';
 import { SimPhone } from '../sim/phone/phone.js';
-import type { SimWorld } from '../sim/world.js';
 import { pinVerifier, tagHash } from '../src/access/credentials.js';
 import { AccessDecider, type CredentialKind, type PresentedCredential } from '../src/access/decide.js';
 import { newChallenge, type SignedKey } from '../src/access/digital-key.js';
 import { AccessMirror } from '../src/access/mirror.js';
 import type { OfflineLists } from '../src/access/offline.js';
 import type { DeltaData, SnapshotData } from '../src/access/sync-schema.js';
-import { startDaemon } from '../src/app/daemon.js';
 import { systemClock } from '../src/base/clock.js';
 import { SeededRandom, systemRandom } from '../src/base/random.js';
-import type { HubConfig } from '../src/config/schema.js';
 import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
 import type { SyncPayload } from '../src/uplink/contract.js';
 import { type AccessPerson, type AccessSite, accessSite, businessHour, issueKey } from './access-data.js';
-import { type Benchmark, distribution, type Metric, round } from './lib.js';
-import { type Broker, broker } from './uplink.bench.js';
+import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
+import { type Broker, broker, startBenchDaemon } from './uplink.bench.js';
 
 /**
  * The access figures of issue 6.
@@ -89,32 +87,24 @@ function bigSite(pinKey: Secret): AccessSite {
 const snapshotText = (version: number, data: SnapshotData) =>
   JSON.stringify({ v: 1, id: `bench-snapshot-${version}`, kind: 'snapshot', version, data });
 
-export const accessBench: Benchmark = {
-  name: 'access',
-  description:
-    'access decisions per credential type with 10,000 users/PINs/tags/keys (p50/p99, per second), full snapshot apply (in process, and as one sync through the broker to a daemon), daemon RSS with it, grant/revoke propagation to 200 simulated locks (p50/p99)',
-  async run() {
-    const metrics: Record<string, Metric> = {};
-    const dir = mkdtempSync(join(tmpdir(), 'iqhub-bench-access-'));
+export const accessBench: Benchmark = benchmarkInTempDir(
+  'access',
+  'access decisions per credential type with 10,000 users/PINs/tags/keys (p50/p99, per second), full snapshot apply (in process, and as one sync through the broker to a daemon), daemon RSS with it, grant/revoke propagation to 200 simulated locks (p50/p99)',
+  async (dir, metrics) => {
+    const pinKey = new Secret(new SeededRandom('bench pin key').bytes(32));
+    const site = bigSite(pinKey);
+    const store = Store.open(join(dir, 'mirror'));
     try {
-      const pinKey = new Secret(new SeededRandom('bench pin key').bytes(32));
-      const site = bigSite(pinKey);
-      const store = Store.open(join(dir, 'mirror'));
-      try {
-        const mirror = new AccessMirror({ store, clock: systemClock });
-        fullSync(mirror, site, metrics);
-        await decisions(mirror, site, pinKey, metrics);
-      } finally {
-        store.close();
-      }
-      await daemonRss(dir, site, metrics);
-      await propagation(dir, site, metrics);
-      return metrics;
+      const mirror = new AccessMirror({ store, clock: systemClock });
+      fullSync(mirror, site, metrics);
+      await decisions(mirror, site, pinKey, metrics);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      store.close();
     }
+    await daemonRss(dir, site, metrics);
+    await propagation(dir, site, metrics);
   },
-};
+);
 
 function fullSync(mirror: AccessMirror, site: AccessSite, metrics: Record<string, Metric>): void {
   const texts = Array.from({ length: FULL_SYNCS }, (_, i) => snapshotText(i + 1, site.snapshot));
@@ -306,39 +296,12 @@ async function propagationOn(
 ): Promise<void> {
   const v5 = b.kind.startsWith('mosquitto');
   if (!v5) process.stderr.write(`access.propagation: mosquitto is not installed; measured through ${b.kind}\n`);
-  const pem = (p: string) => readFileSync(p);
-  const cloud = new ReferenceCloud();
-  await cloud.connect({
-    url: b.url,
-    ca: pem(pki.ca.cert),
-    cert: pem(pki.cloud.cert),
-    key: pem(pki.cloud.key),
-    serverName: 'localhost',
-    protocolVersion: v5 ? 5 : 4,
-  });
-  let world: SimWorld | undefined;
-  const daemon = await startDaemon({
-    configPath: null,
-    logPretty: false,
-    overrides: {
-      dataDir,
-      runDir: join(dataDir, '..', 'run'),
-      log: { level: 'fatal', pretty: false },
-      simulation: { enabled: true, locks: LOCKS, latencyMs: 0, flashDurable: false } as HubConfig['simulation'],
-      access: { timeZone: TZ } as HubConfig['access'],
-      uplink: {
-        enabled: true,
-        url: b.url,
-        caFile: pki.ca.cert,
-        certFile: pki.hub.cert,
-        keyFile: pki.hub.key,
-        serverName: 'localhost',
-        mqttVersion: v5 ? '5' : '3.1.1',
-      } as HubConfig['uplink'],
-    },
-    onBuilt: (_h, w) => {
-      world = w;
-    },
+  const cloud = await connectReferenceCloud(b.url, pki, { protocolVersion: v5 ? 5 : 4 });
+  const { daemon, world } = await startBenchDaemon(b, pki, {
+    dataDir,
+    runDir: join(dataDir, '..', 'run'),
+    simulation: { enabled: true, locks: LOCKS, latencyMs: 0, flashDurable: false },
+    access: { timeZone: TZ },
   });
   try {
     const hub = daemon.hub;

@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki, type DevPkiPaths, readDevOtpKey } from '../provisioning/dev-pki.js';
 import { ReferenceCloud } from '../sim/cloud/cloud.js';
+import { devCloudConnection } from '../sim/cloud/connect.js';
 import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import { signCommand } from '../src/commands/otp.js';
@@ -13,7 +13,7 @@ import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
 import { start } from '../test/helpers/daemon.js';
-import { type Benchmark, distribution, type Metric, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
 import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './stages.js';
 import { type Broker, broker, mqttRoundTrip } from './uplink.bench.js';
 
@@ -22,7 +22,6 @@ const HUB = 'bench-hub';
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** The stage timer loaded into the daemon when IQHUB_BENCH_STAGES=1 (bench/stages.ts). */
 const STAGES = fileURLToPath(new URL('./stages.js', import.meta.url));
-const pem = (p: string) => readFileSync(p);
 
 /**
  * command.verify: commands verified per second by the hub's CommandVerifier (time checks, the
@@ -38,13 +37,10 @@ const pem = (p: string) => readFileSync(p);
  * the previous answer arrived (how remoteOpen was measured before: it includes waiting for the
  * previous open's event collection).
  */
-export const commandBench: Benchmark = {
-  name: 'command',
-  description:
-    'OTP verifications per second; signed remote open end to end through the broker (p50/p99), next to the raw MQTT round trip of the same shape and their ratio',
-  async run() {
-    const metrics: Record<string, Metric> = {};
-    const dir = mkdtempSync(join(tmpdir(), 'iqhub-bench-command-'));
+export const commandBench: Benchmark = benchmarkInTempDir(
+  'command',
+  'OTP verifications per second; signed remote open end to end through the broker (p50/p99), next to the raw MQTT round trip of the same shape and their ratio',
+  async (dir, metrics) => {
     let b: Broker | undefined;
     try {
       metrics['command.verify'] = verifyRate(dir);
@@ -57,13 +53,11 @@ export const commandBench: Benchmark = {
       if (open && rtt && 'p50' in open && 'p50' in rtt && rtt.p50 > 0) {
         metrics['command.remoteOpenPerMqttRtt'] = { unit: 'x (p50/p50)', value: round(open.p50 / rtt.p50) };
       }
-      return metrics;
     } finally {
       await b?.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   },
-};
+);
 
 /**
  * The daemon runs as its own process, as on a real hub: the cloud (this process) is not slowed by
@@ -108,14 +102,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     : {};
   const daemon = start(['run', '--config', config], env, DAEMON);
   try {
-    await cloud.connect({
-      url: b.url,
-      ca: pem(pki.ca.cert),
-      cert: pem(pki.cloud.cert),
-      key: pem(pki.cloud.key),
-      serverName: 'localhost',
-      protocolVersion: v5 ? 5 : 4,
-    });
+    await cloud.connect(devCloudConnection(b.url, pki, v5 ? 5 : 4));
     cloud.setOtpKey(HUB, readDevOtpKey(pki.otpKey));
     await daemon.waitForOutput('iq-hub ready', 30_000);
     const call = (method: string, params: Record<string, unknown> = {}) =>

@@ -1,4 +1,6 @@
-import { cpus } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** One metric: a distribution ({p50, p99, n}) or a single value. */
 export type Metric =
@@ -10,6 +12,31 @@ export interface Benchmark {
   name: string;
   description: string;
   run(): Promise<Record<string, Metric>>;
+}
+
+/**
+ * A benchmark whose every run has its own temporary directory (`iqhub-bench-<name>-…`, removed
+ * afterwards whatever happens): `measure` adds its metrics to the record the run returns.
+ */
+export function benchmarkInTempDir(
+  name: string,
+  description: string,
+  measure: (dir: string, metrics: Record<string, Metric>) => Promise<void>,
+): Benchmark {
+  return {
+    name,
+    description,
+    async run() {
+      const metrics: Record<string, Metric> = {};
+      const dir = mkdtempSync(join(tmpdir(), `iqhub-bench-${name}-`));
+      try {
+        await measure(dir, metrics);
+        return metrics;
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
 }
 
 export function percentile(sorted: number[], p: number): number {

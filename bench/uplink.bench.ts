@@ -2,10 +2,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { createDevPki } from '../provisioning/dev-pki.js';
+import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
 import { startEmbeddedBroker } from '../sim/broker/embedded-broker.js';
+import { devUplinkConfig } from '../sim/cloud/connect.js';
 import type { SimWorld } from '../sim/world.js';
-import { startDaemon } from '../src/app/daemon.js';
+import { type RunningDaemon, startDaemon } from '../src/app/daemon.js';
 import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import type { HubConfig } from '../src/config/schema.js';
@@ -52,6 +53,40 @@ export async function broker(pkiDir: string, pki: ReturnType<typeof createDevPki
     throw new Error('the embedded broker cannot be stopped and restarted in place');
   };
   return { url: b.url, kind: 'aedes (MQTT 3.1.1)', stop: none, start: none, close: () => b.close() };
+}
+
+/**
+ * A whole daemon in this process (startDaemon) hosting a simulated site, logging only fatal
+ * errors, its uplink to `b` with the dev PKI's hub certificate (MQTT 5 with mosquitto, 3.1.1 with
+ * aedes); with the simulated site it built (undefined if the simulation is off).
+ */
+export async function startBenchDaemon(
+  b: Broker,
+  pki: DevPkiPaths,
+  o: {
+    dataDir: string;
+    runDir: string;
+    simulation: Partial<HubConfig['simulation']>;
+    access?: Partial<HubConfig['access']>;
+  },
+): Promise<{ daemon: RunningDaemon; world: SimWorld | undefined }> {
+  let world: SimWorld | undefined;
+  const daemon = await startDaemon({
+    configPath: null,
+    logPretty: false,
+    overrides: {
+      dataDir: o.dataDir,
+      runDir: o.runDir,
+      log: { level: 'fatal', pretty: false },
+      simulation: o.simulation as HubConfig['simulation'],
+      ...(o.access === undefined ? {} : { access: o.access as HubConfig['access'] }),
+      uplink: devUplinkConfig(b.url, pki, { mqttVersion: b.kind.startsWith('mosquitto') ? '5' : '3.1.1' }),
+    },
+    onBuilt: (_h, w) => {
+      world = w;
+    },
+  });
+  return { daemon, world };
 }
 
 /** A bare MQTT client with the hub's or the cloud's identity; TCP_NODELAY, as the hub's UplinkClient and the reference cloud set it. */
@@ -182,28 +217,10 @@ export const uplinkBench: Benchmark = {
           received.set(`${e.lockId}/${e.seq}`, now);
         }
       });
-      let world: SimWorld | undefined;
-      const daemon = await startDaemon({
-        configPath: null,
-        logPretty: false,
-        overrides: {
-          dataDir: join(dir, 'data'),
-          runDir: join(dir, 'run'),
-          log: { level: 'fatal', pretty: false },
-          simulation: { enabled: true, locks: 1 } as HubConfig['simulation'],
-          uplink: {
-            enabled: true,
-            url: b.url,
-            caFile: pki.ca.cert,
-            certFile: pki.hub.cert,
-            keyFile: pki.hub.key,
-            serverName: 'localhost',
-            mqttVersion: v5 ? '5' : '3.1.1',
-          } as HubConfig['uplink'],
-        },
-        onBuilt: (_h, w) => {
-          world = w;
-        },
+      const { daemon, world } = await startBenchDaemon(b, pki, {
+        dataDir: join(dir, 'data'),
+        runDir: join(dir, 'run'),
+        simulation: { enabled: true, locks: 1 },
       });
       const sticker = world?.stickers[0];
       if (!world || !sticker) throw new Error('no simulated lock');

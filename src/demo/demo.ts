@@ -1,10 +1,10 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDevPki, readDevOtpKey } from '../../provisioning/dev-pki.js';
+import { createDevPki } from '../../provisioning/dev-pki.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
 import { SiteAdmin } from '../../sim/cloud/admin.js';
-import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { connectReferenceCloud, devUplinkConfig } from '../../sim/cloud/connect.js';
 import { CloudKeyIssuer } from '../../sim/phone/issuer.js';
 import { type SimWorld, simulatedSiteSecrets } from '../../sim/world.js';
 import { toBase64url } from '../access/digital-key.js';
@@ -58,17 +58,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       broker ??= await startEmbeddedBroker({ ...brokerOptions, port });
     },
   };
-  const cloud = new ReferenceCloud();
-  await cloud.connect({
-    url: broker.url,
-    ca: pem(pki.ca.cert),
-    cert: pem(pki.cloud.cert),
-    key: pem(pki.cloud.key),
-    serverName: 'localhost',
-    protocolVersion: 4,
-  });
   // The hub's OTP key for remote commands: the hub reads it from commands.otpKeyFile, the cloud signs with it.
-  cloud.setOtpKey(hubId, readDevOtpKey(pki.otpKey));
+  const cloud = await connectReferenceCloud(broker.url, pki, { protocolVersion: 4, otpHubId: hubId });
   out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected and signs its commands`);
   // The site's administration at the cloud: its digital-key signing key is pinned by the hub.
   const issuer = new CloudKeyIssuer(systemRandom);
@@ -82,16 +73,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     runDir: join(base, 'run'),
     simulation: { enabled: true, locks: opts.locks ?? 3, seed } as HubConfig['simulation'],
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
-    uplink: {
-      enabled: true,
-      url: broker.url,
-      caFile: pki.ca.cert,
-      certFile: pki.hub.cert,
-      keyFile: pki.hub.key,
-      serverName: 'localhost',
-      mqttVersion: '3.1.1',
-      healthIntervalSec: 10,
-    } as HubConfig['uplink'],
+    uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
     commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');

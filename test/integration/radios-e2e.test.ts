@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { crc16X25 } from '../../drivers/zigbee/install-code.js';
 import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { devUplinkConfig } from '../../sim/cloud/connect.js';
 import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { type RadioSite, startRadioSite } from '../../sim/emu/site.js';
 import type { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
@@ -96,16 +97,7 @@ describe.skipIf(missing.length > 0)(
           log: { level: process.env.IQHUB_E2E_LOG ?? 'fatal', pretty: false } as HubConfig['log'],
           simulation: { enabled: false } as HubConfig['simulation'],
           radios: site.radios,
-          uplink: {
-            enabled: true,
-            url: broker.url,
-            caFile: pki.ca.cert,
-            certFile: pki.hub.cert,
-            keyFile: pki.hub.key,
-            serverName: 'localhost',
-            reconnectBaseMs: 200,
-            reconnectMaxMs: 1000,
-          } as HubConfig['uplink'],
+          uplink: devUplinkConfig(broker.url, pki, { reconnectBaseMs: 200, reconnectMaxMs: 1000 }),
           commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
         },
         // ZigBee frames take tens of ms each way through herdsman: the link's defaults are tuned for
