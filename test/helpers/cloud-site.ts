@@ -1,27 +1,17 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type DevPkiPaths, readDevOtpKey } from '../../provisioning/dev-pki.js';
-import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import type { DevPkiPaths } from '../../provisioning/dev-pki.js';
+import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { connectReferenceCloud } from '../../sim/cloud/connect.js';
 import { type Proc, start } from './daemon.js';
-
-const pem = (p: string) => readFileSync(p);
 
 /**
  * The reference cloud on `brokerUrl` with the dev PKI's cloud certificate; with `hubId`, it signs
  * that hub's commands with the dev PKI's OTP key (without, the hub gets its key at enrollment).
  */
-export async function connectCloud(brokerUrl: string, pki: DevPkiPaths, hubId?: string): Promise<ReferenceCloud> {
-  const cloud = new ReferenceCloud();
-  await cloud.connect({
-    url: brokerUrl,
-    ca: pem(pki.ca.cert),
-    cert: pem(pki.cloud.cert),
-    key: pem(pki.cloud.key),
-    serverName: 'localhost',
-  });
+export function connectCloud(brokerUrl: string, pki: DevPkiPaths, hubId?: string): Promise<ReferenceCloud> {
   // Commands go OTP-signed with the hub's key (the hub reads the same otp.key).
-  if (hubId) cloud.setOtpKey(hubId, readDevOtpKey(pki.otpKey));
-  return cloud;
+  return connectReferenceCloud(brokerUrl, pki, hubId === undefined ? {} : { otpHubId: hubId });
 }
 
 export interface SiteConfig {
