@@ -52,4 +52,29 @@ describe('radios in the config', () => {
       await d.exit;
     }
   });
+
+  it('iqhub attach --install-code-file: an unusable file is refused without its content reaching the output', async () => {
+    const { base, config } = site('');
+    const file = join(base, 'install-code.txt');
+    writeFileSync(file, 'C0DE5\n', { mode: 0o600 });
+    const r = await runCli(
+      ['attach', '--device-id', 'ZB-0001', '--install-code-file', file, '--config', config],
+      {},
+      'AAAA-BBBB-CCCC\n',
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`the install code file ${file} does not hold an install code`);
+    expect(r.stdout + r.stderr).not.toContain('C0DE5');
+    const missing = await runCli([
+      'attach',
+      '--device-id',
+      'ZB-0001',
+      '--install-code-file',
+      join(base, 'nope'),
+      '--config',
+      config,
+    ]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('cannot read the install code file');
+  });
 });
