@@ -1,3 +1,4 @@
+import type { CertificateInfo } from '../../provisioning/identity.js';
 import type { HubStatus } from '../control/protocol.js';
 
 function duration(sec: number): string {
@@ -127,18 +128,7 @@ export function formatDiag(r: {
 }
 
 /** `iqhub cert` for people. The certificate only: no key is read or shown. */
-export function formatCert(c: {
-  path: string;
-  hubId: string;
-  issuer: string;
-  serialNumber: string;
-  subjectAltName: string | null;
-  notBefore: string;
-  notAfter: string;
-  daysLeft: number;
-  fingerprint: string;
-  warning: string | null;
-}): string {
+export function formatCert(c: CertificateInfo & { path: string; warning: string | null }): string {
   const rows: [string, string][] = [
     ['certificate', c.path],
     ['hub id (CN)', c.hubId],
