@@ -563,28 +563,16 @@ export class ReferenceCloud {
    */
   envelope(hubId: string, cmd: CommandSpec | CommandRequest, overrides: EnvelopeOverrides = {}): CommandEnvelope {
     const otp = this.#needKey(hubId);
-    const spec = toSpec(cmd);
     const cmdId = overrides.cmdId ?? this.#newId();
     const issuedAt = overrides.issuedAt ?? this.#clock.now();
-    const expiresAt = overrides.expiresAt ?? issuedAt + otp.ttlMs;
-    let counter = overrides.counter;
-    if (counter === undefined) counter = otp.next++;
-    const args = { ...spec.args };
-    if (spec.op === 'attach' && typeof args.setupCode === 'string') {
-      args.setupCode = sealSetupCode(otp.key, cmdId, args.setupCode, this.#random);
-    }
-    const unsigned: UnsignedCommand = {
-      v: CONTRACT_VERSION,
+    const fields: EnvelopeFields = {
       cmdId,
       hubId: overrides.hubId ?? hubId,
-      ...(spec.lockId === undefined ? {} : { lockId: spec.lockId }),
-      op: spec.op,
-      args,
-      issuedAt: new Date(issuedAt).toISOString(),
-      expiresAt: new Date(expiresAt).toISOString(),
-      counter,
+      issuedAt,
+      expiresAt: overrides.expiresAt ?? issuedAt + otp.ttlMs,
+      counter: overrides.counter ?? otp.next++,
     };
-    return signCommand(otp.key, unsigned);
+    return signEnvelope(otp.key, toSpec(cmd), fields, this.#random);
   }
 
   /**
@@ -1079,6 +1067,45 @@ export class ReferenceCloud {
   #notify(): void {
     for (const w of [...this.#waiters]) w.check();
   }
+}
+
+/** The fields of one envelope that are not the command itself; times in Unix ms. */
+export interface EnvelopeFields {
+  cmdId: string;
+  hubId: string;
+  issuedAt: number;
+  expiresAt: number;
+  counter: number;
+}
+
+/**
+ * Sign `spec` as a command envelope under the hub's OTP key, as a cloud does. An attach's
+ * `args.setupCode` is given in clear and sent sealed to the cmdId (`sealSetupCode`), unless
+ * `sealSetup` is false (a test sending a clear setup code, as a careless or hostile cloud would).
+ */
+export function signEnvelope(
+  otpKey: Secret,
+  spec: CommandSpec,
+  f: EnvelopeFields,
+  random: Random,
+  sealSetup = true,
+): CommandEnvelope {
+  const args = { ...spec.args };
+  if (sealSetup && spec.op === 'attach' && typeof args.setupCode === 'string') {
+    args.setupCode = sealSetupCode(otpKey, f.cmdId, args.setupCode, random);
+  }
+  const unsigned: UnsignedCommand = {
+    v: CONTRACT_VERSION,
+    cmdId: f.cmdId,
+    hubId: f.hubId,
+    ...(spec.lockId === undefined ? {} : { lockId: spec.lockId }),
+    op: spec.op,
+    args,
+    issuedAt: new Date(f.issuedAt).toISOString(),
+    expiresAt: new Date(f.expiresAt).toISOString(),
+    counter: f.counter,
+  };
+  return signCommand(otpKey, unsigned);
 }
 
 /** `{op, lockId, args}` from either that form or the flat one (`{op, lockId, durationMs}`). */
