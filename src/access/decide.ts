@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
-import type { AccessReason } from '../link/frames.js';
+import { type AccessReason, MAX_PRESENTATION_LEN } from '../link/frames.js';
 import type { Logger } from '../log/logger.js';
 import { PinThrottle, type PinThrottleOptions, VERIFIER_BYTES } from './credentials.js';
 import { CHALLENGE_BYTES, type DigitalKeyDenyReason, verifyPresentation } from './digital-key.js';
@@ -60,8 +60,6 @@ export interface AccessDeciderDeps {
   challengesPerLock?: number;
 }
 
-/** Bytes a phone's presentation may take (the link message carries it whole). */
-export const MAX_PRESENTATION_BYTES = 1800;
 const DEFAULT_CHALLENGES_PER_LOCK = 1024;
 
 const FROM_MIRROR: Record<MirrorDenyReason, AccessReason> = {
@@ -166,7 +164,7 @@ export class AccessDecider {
     if (!(challenge instanceof Uint8Array) || challenge.length !== CHALLENGE_BYTES) {
       return deny('digitalKey', 'malformed');
     }
-    if (!(c.presentation instanceof Uint8Array) || c.presentation.length > MAX_PRESENTATION_BYTES) {
+    if (!(c.presentation instanceof Uint8Array) || c.presentation.length > MAX_PRESENTATION_LEN) {
       return deny('digitalKey', 'malformed');
     }
     const cloudPublicKey = this.#d.cloudPublicKey;
