@@ -1,8 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DevPkiPaths } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { connectReferenceCloud } from '../../sim/cloud/connect.js';
+import { callDaemon } from '../../src/control/client.js';
 import { type Proc, start } from './daemon.js';
 
 /**
@@ -85,4 +86,22 @@ export async function startHubOnline(
     `${hubId} online at the cloud`,
   );
   return d;
+}
+
+/**
+ * Attach every lock of the running daemon's simulated site (config from `writeSiteConfig`), as an
+ * installer with the stickers would: the maintenance card, then `locks.attach` with the setup
+ * code, through the control socket. Returns the device ids in sticker order.
+ */
+export async function attachSiteLocks(base: string): Promise<string[]> {
+  const stickers = readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ') as [string, string]);
+  const socket = join(base, 'run', 'control.sock');
+  for (const [deviceId, setupCode] of stickers) {
+    await callDaemon(socket, 'sim.card', { deviceId }, 30_000);
+    await callDaemon(socket, 'locks.attach', { deviceId, setupCode }, 30_000);
+  }
+  return stickers.map(([deviceId]) => deviceId);
 }

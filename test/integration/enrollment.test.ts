@@ -8,7 +8,7 @@ import { createDevPki, issueClientCert } from '../../provisioning/dev-pki.js';
 import { identityPaths } from '../../provisioning/identity.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { callDaemon } from '../../src/control/client.js';
-import { connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -139,12 +139,7 @@ describe.skipIf(!haveMosquitto)(
       expect(pong, JSON.stringify(pong)).toMatchObject({ ok: true });
 
       // Events flow under the hub's own id.
-      const [line] = readFileSync(join(dataDir(), 'sim', 'stickers.txt'), 'utf8')
-        .trim()
-        .split('\n');
-      const [deviceId, setupCode] = (line ?? '').split(' ');
-      await call('sim.card', { deviceId });
-      await call('locks.attach', { deviceId, setupCode });
+      const [deviceId] = await attachSiteLocks(base);
       await call('sim.act', { deviceId, act: 'open-by-hand' });
       await cloud.waitFor((c) => c.events(HUB).length >= 1, 15_000, 'an event from the enrolled hub');
 

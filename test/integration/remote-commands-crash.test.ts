@@ -6,9 +6,8 @@ import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
-import { callDaemon } from '../../src/control/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
-import { connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, runCli } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -71,15 +70,7 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
       reconnectBaseMs: 100,
     });
     await startHub();
-    const [deviceId, setupCode] =
-      readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')
-        .trim()
-        .split('\n')[0]
-        ?.split(' ') ?? [];
-    const call = (method: string, params: Record<string, unknown>) =>
-      callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
-    await call('sim.card', { deviceId });
-    await call('locks.attach', { deviceId, setupCode });
+    expect(await attachSiteLocks(base)).toEqual([LOCK]);
   }, 60_000);
 
   afterAll(async () => {

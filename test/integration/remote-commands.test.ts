@@ -7,7 +7,7 @@ import type { CommandSpec, ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import { callDaemon } from '../../src/control/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
-import { connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -97,14 +97,7 @@ describe.skipIf(!haveMosquitto)(
       cloud = await connectCloud(broker.url, pki, HUB);
       writeConfig(false);
       await startHub();
-      const stickers = readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => l.split(' ') as [string, string]);
-      for (const [deviceId, setupCode] of stickers) {
-        await call('sim.card', { deviceId });
-        await call('locks.attach', { deviceId, setupCode });
-      }
+      await attachSiteLocks(base);
     }, 60_000);
 
     afterAll(async () => {

@@ -12,7 +12,7 @@ import { SeededRandom } from '../../src/base/random.js';
 import { callDaemon } from '../../src/control/client.js';
 import { UplinkClient } from '../../src/uplink/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
-import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { capturingLogger } from '../helpers/commands.js';
 import { requireBuild, runCli, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
@@ -109,14 +109,7 @@ describe.skipIf(!haveMosquitto)(
       const daemon = start(['run', '--config', config]);
       await daemon.waitForOutput('iq-hub ready');
       await cloud.waitFor((c) => c.status(HUB)?.state === 'online', 15_000, 'the hub online');
-      const stickers = readFileSync(join(dataDir(), 'sim', 'stickers.txt'), 'utf8')
-        .trim()
-        .split('\n');
-      for (const line of stickers) {
-        const [deviceId, setupCode] = line.split(' ');
-        await call('sim.card', { deviceId });
-        await call('locks.attach', { deviceId, setupCode });
-      }
+      await attachSiteLocks(base);
 
       // Traffic both ways until well after the switch: an event every ~100 ms, a command every ~250 ms.
       const random = new SeededRandom('rotation');

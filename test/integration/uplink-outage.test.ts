@@ -6,7 +6,7 @@ import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { callDaemon } from '../../src/control/client.js';
-import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { requireBuild, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -59,14 +59,7 @@ describe.skipIf(!haveMosquitto)(
 
       let daemon = start(['run', '--config', config]);
       await daemon.waitForOutput('iq-hub ready');
-      const stickers = readFileSync(join(base, 'data', 'sim', 'stickers.txt'), 'utf8')
-        .trim()
-        .split('\n');
-      for (const line of stickers) {
-        const [deviceId, setupCode] = line.split(' ');
-        await call('sim.card', { deviceId });
-        await call('locks.attach', { deviceId, setupCode });
-      }
+      await attachSiteLocks(base);
       await act(10);
       await cloud.waitFor((c) => c.events(HUB).length >= 10, 15_000, 'the first events at the cloud');
 
