@@ -189,7 +189,7 @@ export class AccessDecider {
       lockAllowed: (body) => {
         if (body.groupIds === undefined) return true;
         keyGroups = new Set(body.groupIds);
-        return mirror.groupsOf(body.userId).some((g) => keyGroups?.has(g.id) && g.lockIds.includes(lockId));
+        return mirror.groupIdsForLock(body.userId, lockId).some((id) => keyGroups?.has(id));
       },
     });
     if (!verdict.ok) return deny('digitalKey', FROM_KEY[verdict.reason]);

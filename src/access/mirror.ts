@@ -521,6 +521,11 @@ export class AccessMirror {
     return r && { id: r.id, userId: r.user_id, revoked: r.revoked === 1, expiresAt: r.expires_at };
   }
 
+  /** The ids of the user's groups that name `lockId`: one indexed query, for a digital key's lock check per door. */
+  groupIdsForLock(userId: string, lockId: string): string[] {
+    return this.#sql.groupsForLock.all(lockId, userId).map((g) => g.id);
+  }
+
   groupsOf(userId: string): MirrorGroup[] {
     return this.#sql.groupsOf.all(userId).map((g) => ({
       id: g.id,
