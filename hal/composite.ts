@@ -10,6 +10,7 @@ import type {
   ConnectOptions,
   Unsubscribe,
 } from './bearer.js';
+import { Listeners } from './listeners.js';
 import { err, ok, type Result } from './result.js';
 
 /**
@@ -22,8 +23,8 @@ import { err, ok, type Result } from './result.js';
 export class CompositeBearer implements Bearer {
   readonly kind: BearerKind = 'multi';
   readonly #members: readonly Bearer[];
-  readonly #stateListeners = new Set<(s: BearerState) => void>();
-  readonly #adListeners = new Set<(a: Advertisement) => void>();
+  readonly #stateListeners = new Listeners<BearerState>();
+  readonly #adListeners = new Listeners<Advertisement>();
   readonly #unsubs: Unsubscribe[] = [];
 
   constructor(members: readonly Bearer[]) {
@@ -48,11 +49,11 @@ export class CompositeBearer implements Bearer {
       this.#unsubs.push(
         m.onStateChange(() => {
           const s = this.state();
-          for (const l of [...this.#stateListeners]) l(s);
+          this.#stateListeners.emit(s);
         }),
         m.onAdvertisement((a) => {
           const prefixed = { ...a, address: `${m.kind}/${a.address}` };
-          for (const l of [...this.#adListeners]) l(prefixed);
+          this.#adListeners.emit(prefixed);
         }),
       );
     }
@@ -75,13 +76,11 @@ export class CompositeBearer implements Bearer {
   }
 
   onStateChange(listener: (state: BearerState) => void): Unsubscribe {
-    this.#stateListeners.add(listener);
-    return () => this.#stateListeners.delete(listener);
+    return this.#stateListeners.add(listener);
   }
 
   onAdvertisement(listener: (advertisement: Advertisement) => void): Unsubscribe {
-    this.#adListeners.add(listener);
-    return () => this.#adListeners.delete(listener);
+    return this.#adListeners.add(listener);
   }
 
   async connect(address: string, options: ConnectOptions): Promise<Result<BearerLink, BearerError>> {

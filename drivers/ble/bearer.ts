@@ -10,6 +10,7 @@ import {
   type ConnectOptions,
   type Unsubscribe,
 } from '../../hal/bearer.js';
+import { Listeners } from '../../hal/listeners.js';
 import { err, OK, ok, type Result } from '../../hal/result.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
@@ -189,8 +190,8 @@ class NobleBearer implements BleBearer {
   readonly #clock: Clock;
   readonly #log: Logger;
   #state: BearerState = { status: 'stopped' };
-  readonly #stateListeners = new Set<(state: BearerState) => void>();
-  readonly #adListeners = new Set<(advertisement: Advertisement) => void>();
+  readonly #stateListeners = new Listeners<BearerState>();
+  readonly #adListeners = new Listeners<Advertisement>();
   readonly #links = new Map<string, Link>();
   readonly #attempts = new Set<Attempt>();
   /** Addresses heard advertising the lock service (for 'not-found' versus 'timeout'), with their latest rssi. */
@@ -255,17 +256,11 @@ class NobleBearer implements BleBearer {
   }
 
   onStateChange(listener: (state: BearerState) => void): Unsubscribe {
-    this.#stateListeners.add(listener);
-    return () => {
-      this.#stateListeners.delete(listener);
-    };
+    return this.#stateListeners.add(listener);
   }
 
   onAdvertisement(listener: (advertisement: Advertisement) => void): Unsubscribe {
-    this.#adListeners.add(listener);
-    return () => {
-      this.#adListeners.delete(listener);
-    };
+    return this.#adListeners.add(listener);
   }
 
   async connect(address: string, options: ConnectOptions): Promise<Result<BearerLink, BearerError>> {
@@ -691,12 +686,12 @@ class NobleBearer implements BleBearer {
       ...(rssi === undefined ? {} : { rssi }),
       seenAt: this.#clock.now(),
     };
-    for (const listener of [...this.#adListeners]) listener(advertisement);
+    this.#adListeners.emit(advertisement);
   }
 
   #setState(state: BearerState): void {
     this.#state = state;
-    for (const listener of [...this.#stateListeners]) listener(state);
+    this.#stateListeners.emit(state);
   }
 }
 

@@ -9,6 +9,7 @@ import type {
   ConnectOptions,
   Unsubscribe,
 } from '../../hal/bearer.js';
+import { Listeners } from '../../hal/listeners.js';
 import { err, OK, ok, type Result } from '../../hal/result.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError, HubError } from '../../src/base/errors.js';
@@ -259,8 +260,8 @@ class HerdsmanBearer implements ZigbeeBearer {
   readonly #log: Logger;
   readonly #clock: Clock;
   #state: BearerState = { status: 'stopped' };
-  readonly #stateListeners = new Set<(state: BearerState) => void>();
-  readonly #adListeners = new Set<(ad: Advertisement) => void>();
+  readonly #stateListeners = new Listeners<BearerState>();
+  readonly #adListeners = new Listeners<Advertisement>();
   readonly #links = new Map<string, LinkEntry>();
   readonly #lockStates = new Map<string, DoorLockState>();
   readonly #counters: ZigbeeCounters = zeroCounters();
@@ -324,13 +325,11 @@ class HerdsmanBearer implements ZigbeeBearer {
   }
 
   onStateChange(listener: (state: BearerState) => void): Unsubscribe {
-    this.#stateListeners.add(listener);
-    return () => this.#stateListeners.delete(listener);
+    return this.#stateListeners.add(listener);
   }
 
   onAdvertisement(listener: (advertisement: Advertisement) => void): Unsubscribe {
-    this.#adListeners.add(listener);
-    return () => this.#adListeners.delete(listener);
+    return this.#adListeners.add(listener);
   }
 
   async connect(address: string, options: ConnectOptions): Promise<Result<BearerLink, BearerError>> {
@@ -842,7 +841,7 @@ class HerdsmanBearer implements ZigbeeBearer {
     }
     this.#counters.advertisements++;
     const ad: Advertisement = { ...parsed, address, seenAt: this.#clock.now() };
-    for (const listener of [...this.#adListeners]) listener(ad);
+    this.#adListeners.emit(ad);
   }
 
   #onMessage(m: Events.MessagePayload): void {
@@ -1001,7 +1000,7 @@ class HerdsmanBearer implements ZigbeeBearer {
       (state.status !== 'unavailable' || (this.#state.status === 'unavailable' && state.reason === this.#state.reason));
     if (same) return;
     this.#state = state;
-    for (const listener of [...this.#stateListeners]) listener(state);
+    this.#stateListeners.emit(state);
   }
 
   #secrets(): Uint8Array[] {

@@ -9,6 +9,7 @@ import type {
   LinkQuality,
   Unsubscribe,
 } from '../bearer.js';
+import { Listeners } from '../listeners.js';
 import { err, ok, type Result } from '../result.js';
 import { type CloseReasons, Connection, type Medium } from './link.js';
 
@@ -63,8 +64,8 @@ export class SimBearer implements Bearer {
   #unplugged: string | undefined;
   readonly #links = new Set<Connection>();
   readonly #attempts = new Set<Attempt>();
-  readonly #stateListeners = new Set<(state: BearerState) => void>();
-  readonly #adListeners = new Set<(advertisement: Advertisement) => void>();
+  readonly #stateListeners = new Listeners<BearerState>();
+  readonly #adListeners = new Listeners<Advertisement>();
   #scanTimer: TimerHandle | undefined;
 
   constructor(air: Air, options: SimBearerOptions) {
@@ -94,18 +95,13 @@ export class SimBearer implements Bearer {
   }
 
   onStateChange(listener: (state: BearerState) => void): Unsubscribe {
-    this.#stateListeners.add(listener);
-    return () => {
-      this.#stateListeners.delete(listener);
-    };
+    return this.#stateListeners.add(listener);
   }
 
   onAdvertisement(listener: (advertisement: Advertisement) => void): Unsubscribe {
-    this.#adListeners.add(listener);
+    const unsubscribe = this.#adListeners.add(listener);
     this.#armScan();
-    return () => {
-      this.#adListeners.delete(listener);
-    };
+    return unsubscribe;
   }
 
   connect(address: string, options: ConnectOptions): Promise<Result<BearerLink, BearerError>> {
@@ -194,7 +190,7 @@ export class SimBearer implements Bearer {
 
   #setState(state: BearerState): void {
     this.#state = state;
-    for (const listener of [...this.#stateListeners]) listener(state);
+    this.#stateListeners.emit(state);
   }
 
   #armScan(): void {
@@ -224,7 +220,7 @@ export class SimBearer implements Bearer {
         rssi: peer.rssi,
         seenAt,
       };
-      for (const listener of [...this.#adListeners]) listener(advertisement);
+      this.#adListeners.emit(advertisement);
     }
   }
 }
