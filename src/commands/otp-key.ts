@@ -4,6 +4,7 @@ import { HubError, isHubError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
 import { readPrivateFile } from '../crypto/private-file.js';
 import type { Sealer } from '../crypto/seal.js';
+import { readSealed, writeSealed } from '../crypto/sealed-secrets.js';
 import { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
@@ -44,11 +45,6 @@ export function parseOtpKeyFile(raw: Buffer, path: string): Secret {
   );
 }
 
-interface StoredRow {
-  blob: Buffer;
-  fingerprint: string;
-}
-
 /**
  * The hub's OTP key for remote commands. The key file (`commands.otpKeyFile`: mode 0600, owned by
  * the daemon's user) is imported into the store sealed under the storage key (purpose
@@ -76,9 +72,7 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
   const fromFile = raw === undefined || path === null ? undefined : parseOtpKeyFile(raw, path);
   raw?.fill(0);
 
-  const row = db
-    .prepare('SELECT blob, fingerprint FROM sealed_secrets WHERE purpose = ? AND id = ?')
-    .get(ctx.purpose, ctx.id) as StoredRow | undefined;
+  const row = readSealed(d.store, ctx);
   let stored: Secret | undefined;
   let storedProblem: string | undefined;
   if (row) {
@@ -118,10 +112,7 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
   const now = Math.floor(d.clock.now());
   const blob = d.sealer.seal(fromFile, ctx);
   d.store.transaction(() => {
-    db.prepare(
-      `INSERT INTO sealed_secrets (purpose, id, blob, fingerprint, updated_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (purpose, id) DO UPDATE SET blob = excluded.blob, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
-    ).run(ctx.purpose, ctx.id, blob, fingerprint, now);
+    writeSealed(d.store, ctx, { blob, fingerprint }, now);
     if (row) {
       const detail = { previous: row.fingerprint, fingerprint, ...(storedProblem ? { previousUnreadable: true } : {}) };
       db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
@@ -162,13 +153,8 @@ export function storeOtpKey(d: Omit<OtpKeyDeps, 'config'>, key: Secret): string 
   const now = Math.floor(d.clock.now());
   const blob = d.sealer.seal(key, ctx);
   const previous = d.store.transaction(() => {
-    const row = db
-      .prepare('SELECT fingerprint FROM sealed_secrets WHERE purpose = ? AND id = ?')
-      .get(ctx.purpose, ctx.id) as { fingerprint: string } | undefined;
-    db.prepare(
-      `INSERT INTO sealed_secrets (purpose, id, blob, fingerprint, updated_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (purpose, id) DO UPDATE SET blob = excluded.blob, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
-    ).run(ctx.purpose, ctx.id, blob, fingerprint, now);
+    const row = readSealed(d.store, ctx);
+    writeSealed(d.store, ctx, { blob, fingerprint }, now);
     if (row && row.fingerprint !== fingerprint) {
       db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
         now,

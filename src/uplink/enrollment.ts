@@ -20,6 +20,7 @@ import { storeOtpKey } from '../commands/otp-key.js';
 import type { HubConfig } from '../config/schema.js';
 import { readPrivateFile } from '../crypto/private-file.js';
 import type { Sealer } from '../crypto/seal.js';
+import { writeSealed } from '../crypto/sealed-secrets.js';
 import { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
@@ -381,14 +382,10 @@ export function acceptEnrollment(d: {
 
 /** A 32-byte key sealed in sealed_secrets under (purpose, hub id), replacing any before it. */
 function storeSealed(d: { hubId: string; store: Store; sealer: Sealer; clock: Clock }, purpose: string, key: Secret) {
-  const blob = d.sealer.seal(key, { purpose, id: d.hubId });
+  const ctx = { purpose, id: d.hubId };
+  const blob = d.sealer.seal(key, ctx);
   const fingerprint = createHash('sha256').update(key.reveal()).digest('hex').slice(0, 8);
-  d.store.db
-    .prepare(
-      `INSERT INTO sealed_secrets (purpose, id, blob, fingerprint, updated_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (purpose, id) DO UPDATE SET blob = excluded.blob, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
-    )
-    .run(purpose, d.hubId, blob, fingerprint, Math.floor(d.clock.now()));
+  writeSealed(d.store, ctx, { blob, fingerprint }, d.clock.now());
 }
 
 /**
