@@ -18,7 +18,6 @@ if (!haveMosquitto) process.stderr.write(`remote-commands-crash: ${MOSQUITTO_MIS
 const HUB = 'hub-crash';
 const LOCK = 'SIM-0001';
 const ROUNDS = 20;
-const _pem = (p: string) => readFileSync(p);
 
 interface StoredEvent {
   seq: number;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,6 @@ const HUB = 'hub-remote';
 const [A, B] = ['SIM-0001', 'SIM-0002'] as const;
 /** The lock operations that act (move a bolt, change a mode, end a binding). */
 const ACTING = ['open', 'lock', 'setMode', 'detach'] as const;
-const _pem = (p: string) => readFileSync(p);
 
 interface SimLockInfo {
   deviceId: string;

@@ -16,7 +16,6 @@ if (!haveMosquitto) process.stderr.write(`uplink-outage: ${MOSQUITTO_MISSING}\n`
 
 const HUB = 'hub-outage';
 const LOCKS = ['SIM-0001', 'SIM-0002', 'SIM-0003'];
-const _pem = (p: string) => readFileSync(p);
 
 describe.skipIf(!haveMosquitto)(
   `the uplink through a broker outage and a hub SIGKILL${haveMosquitto ? '' : ` (${MOSQUITTO_MISSING})`}`,
