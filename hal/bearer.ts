@@ -83,6 +83,19 @@ export type BearerError =
 
 export type BearerErrorCode = BearerError['code'];
 
+/**
+ * The `disconnected` error of a send on a closed link, one wording for every radio that has no
+ * more to say than who and why (the BLE driver, the simulated links, the HCI emulator's lock side).
+ */
+export function disconnectedError(address: string, reason: CloseReason): BearerError {
+  return {
+    code: 'disconnected',
+    message: `the link to ${address} is closed (${reason}); connect again`,
+    address,
+    reason,
+  };
+}
+
 /** Returned by every subscription, so a listener can be removed without keeping a reference around. */
 export type Unsubscribe = () => void;
 

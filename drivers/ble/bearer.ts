@@ -8,6 +8,7 @@ import {
   type BearerState,
   type CloseReason,
   type ConnectOptions,
+  disconnectedError,
   type Unsubscribe,
 } from '../../hal/bearer.js';
 import { Listeners } from '../../hal/listeners.js';
@@ -747,15 +748,6 @@ function stoppedError(): BearerError {
 
 function unavailableError(reason: string): BearerError {
   return { code: 'adapter-unavailable', message: `the BLE adapter is unavailable: ${reason}`, reason };
-}
-
-function disconnectedError(address: string, reason: CloseReason): BearerError {
-  return {
-    code: 'disconnected',
-    message: `the link to ${address} is closed (${reason}); connect again`,
-    address,
-    reason,
-  };
 }
 
 function timeoutError(address: string, timeoutMs: number): BearerError {

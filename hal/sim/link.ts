@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import type { Random } from '../../src/base/random.js';
-import type { BearerError, BearerLink, CloseReason, LinkQuality } from '../bearer.js';
+import { type BearerError, type BearerLink, type CloseReason, disconnectedError, type LinkQuality } from '../bearer.js';
 import { WiredLink } from '../link-listeners.js';
 import { err, OK, type Result } from '../result.js';
 import type { MutableCounters, SimFaults } from './faults.js';
@@ -98,7 +98,7 @@ export class Connection {
 
   #transmit(from: Side, frame: Uint8Array): Result<void, BearerError> {
     const peer = from === 'central' ? this.peripheralAddress : this.centralAddress;
-    if (this.#reasons) return err(disconnected(peer, this.#reasons[from]));
+    if (this.#reasons) return err(disconnectedError(peer, this.#reasons[from]));
     if (frame.length > this.#maxFrameSize) {
       return err({
         code: 'frame-too-large',
@@ -114,7 +114,7 @@ export class Connection {
     if (chance(faults.disconnectRate)) {
       counters.disconnects++;
       this.close(LOST);
-      return err(disconnected(peer, 'lost'));
+      return err(disconnectedError(peer, 'lost'));
     }
     if (chance(faults.lossRate)) {
       counters.dropped++;
@@ -137,15 +137,6 @@ export class Connection {
 export const LOST: CloseReasons = { central: 'lost', peripheral: 'lost' };
 const LOCAL_CENTRAL: CloseReasons = { central: 'local', peripheral: 'remote' };
 const LOCAL_PERIPHERAL: CloseReasons = { central: 'remote', peripheral: 'local' };
-
-function disconnected(address: string, reason: CloseReason): BearerError {
-  return {
-    code: 'disconnected',
-    message: `the link to ${address} is closed (${reason}); connect again`,
-    address,
-    reason,
-  };
-}
 
 interface InFlight {
   readonly at: number;

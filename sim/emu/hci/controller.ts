@@ -14,7 +14,7 @@ import {
   uuidBytes,
   zeroReassemblyCounters,
 } from '../../../drivers/ble/protocol.js';
-import type { BearerError, CloseReason } from '../../../hal/bearer.js';
+import { type BearerError, type CloseReason, disconnectedError } from '../../../hal/bearer.js';
 import { err, OK, type Result } from '../../../hal/result.js';
 import type { PeripheralHost, SimPeripheral, SimPeripheralOptions } from '../../../hal/sim/radio.js';
 import { HubError } from '../../../src/base/errors.js';
@@ -834,13 +834,7 @@ export class HciEmulator implements PeripheralHost {
 
   #lockSend(c: Connection, frame: Uint8Array): Result<void, BearerError> {
     if (!c.end.isOpen() || this.#connections.get(c.handle) !== c) {
-      const reason = c.end.closedBy() ?? 'lost';
-      return err({
-        code: 'disconnected',
-        message: `the link to ${this.address} is closed (${reason}); connect again`,
-        address: this.address,
-        reason,
-      });
+      return err(disconnectedError(this.address, c.end.closedBy() ?? 'lost'));
     }
     if (frame.length > this.maxFrameSize) {
       return err({
