@@ -220,8 +220,10 @@ export function readCsr(dataDir: string, hubId?: string): { csrPem: string; hubI
     });
   }
   let csr: forge.pki.CertificateSigningRequest | undefined;
+  let oldPem = '';
   try {
-    csr = forge.pki.certificationRequestFromPem(readFileSync(paths.csr, 'utf8'));
+    oldPem = readFileSync(paths.csr, 'utf8');
+    csr = forge.pki.certificationRequestFromPem(oldPem);
   } catch {
     csr = undefined;
   }
@@ -235,7 +237,7 @@ export function readCsr(dataDir: string, hubId?: string): { csrPem: string; hubI
   const sameKey =
     csr?.publicKey &&
     spkiOf(createPublicKey(forge.pki.publicKeyToPem(csr.publicKey))).equals(spkiOf(createPrivateKey(keyPem)));
-  if (csr && sameKey && csrCn === id) return { csrPem: readFileSync(paths.csr, 'utf8'), hubId: id, path: paths.csr };
+  if (csr && sameKey && csrCn === id) return { csrPem: oldPem, hubId: id, path: paths.csr };
   const csrPem = csrForKey(keyPem, id);
   writeFileAtomic(paths.csr, csrPem, 0o644);
   return { csrPem, hubId: id, path: paths.csr };
