@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +40,7 @@ describe.skipIf(!haveMosquitto)(
     afterAll(async () => {
       await cloud?.close();
       await broker?.close();
+      if (base) rmSync(base, { recursive: true, force: true });
     });
 
     const call = (method: string, params: Record<string, unknown>) =>
