@@ -4,20 +4,12 @@ import { SimPhone } from '../../sim/phone/phone.js';
 import type { SimWorld } from '../../sim/world.js';
 import type { Hub } from '../app/hub.js';
 import { systemRandom } from '../base/random.js';
-import { check, type Step } from './scenario.js';
+import { check, type Step, until } from './scenario.js';
 
 /** The cloud's broker as the demo controls it: stopped to show doors working without the cloud. */
 export interface CloudLine {
   cut(): Promise<void>;
   restore(): Promise<void>;
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const ANA_TAG = new TextEncoder().encode('04:A2:19:7C:51:3B:80');

@@ -31,3 +31,12 @@ export async function runSteps(steps: Step[], out: (line: string) => void): Prom
 export function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(message);
 }
+
+/** Polls `cond` until it holds; throws (naming `what`) after `timeoutMs`. The demo's steps wait for the site with it. */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

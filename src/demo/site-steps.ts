@@ -7,15 +7,7 @@ import { SeededRandom, systemRandom } from '../base/random.js';
 import { callDaemon } from '../control/client.js';
 import type { LockSummary } from '../link/manager.js';
 import { generateKeyPair } from '../link/noise.js';
-import { check, type Step } from './scenario.js';
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { check, type Step, until } from './scenario.js';
 
 async function refusedWith(p: Promise<unknown>, code: string): Promise<void> {
   try {
