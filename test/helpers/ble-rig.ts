@@ -1,4 +1,4 @@
-import { afterEach, expect } from 'vitest';
+import { afterEach } from 'vitest';
 import { type BleBearer, type BleBearerOptions, type BleTransport, createBleBearer } from '../../drivers/ble/bearer.js';
 import type { Advertisement, BearerState } from '../../hal/bearer.js';
 import type { PeripheralLink } from '../../hal/sim/radio.js';
@@ -6,6 +6,7 @@ import type { HciEmulatorOptions } from '../../sim/emu/hci/controller.js';
 import { type EmulatedAdapter, startEmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { systemClock } from '../../src/base/clock.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { eventually } from './radio-rig.js';
 
 /**
  * The set-up the BLE integration tests share (real noble → serialport → socat PTY → the HCI
@@ -28,17 +29,13 @@ export function closedAfterEach(): Closer[] {
   return open;
 }
 
-/** A wait for `condition` that fails the test after `maxMs` (by default `defaultMs`), polling every 20 ms. */
+/** A wait for `condition` that fails the test after `maxMs` (by default `defaultMs`): radio-rig's `eventually`. */
 export type Until = (condition: () => boolean, what: string, maxMs?: number) => Promise<void>;
 
 /** `until` with the default deadline of the calling file (a slower scenario waits longer). */
 export function untilWithin(defaultMs: number): Until {
   return async (condition, what, maxMs = defaultMs) => {
-    const deadline = Date.now() + maxMs;
-    while (!condition()) {
-      if (Date.now() > deadline) expect.fail(`not within ${maxMs} ms: ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually(condition, what, maxMs);
   };
 }
 
