@@ -15,9 +15,7 @@ const A = 'SIM-0001';
 const OTHERS = ['SIM-0002', 'SIM-0003'];
 
 async function boundSite(seed: string, link: { quarantineAfter?: number } = {}) {
-  const site = await Site.create({ seed, locks: 3, link });
-  for (const id of [A, ...OTHERS]) await site.hub.attach(id);
-  await site.pass(200);
+  const site = await Site.bound({ seed, locks: 3, link });
   return { site, a: site.hub, lock: site.world.lock(A) };
 }
 

@@ -16,10 +16,8 @@ const A = 'SIM-0001';
 const OTHERS = ['SIM-0002', 'SIM-0003'];
 
 async function attackedSite(): Promise<{ site: Site; hub: Hub; link: () => MitmLink }> {
-  const site = await Site.create({ seed: 'frames', locks: 3, mitm: true });
+  const site = await Site.bound({ seed: 'frames', locks: 3, mitm: true });
   const hub = site.hub;
-  for (const id of [A, ...OTHERS]) await hub.attach(id);
-  await site.pass(200);
   const mitm = hub.mitm;
   if (!mitm) throw new Error('the site has no MITM');
   return { site, hub, link: () => mitm.current(site.world.lock(A).address) };

@@ -154,10 +154,8 @@ describe('restarts mid-session', () => {
     it(`the hub killed as it ${dir}s each frame of a collection loses and doubles nothing`, async () => {
       let points = 0;
       for (let k = 1; k <= 60; k++) {
-        const site = await Site.create({ seed: `hub-kill-${dir}-${k}`, locks: 2, mitm: true });
+        const site = await Site.bound({ seed: `hub-kill-${dir}-${k}`, locks: 2, mitm: true });
         const hub = site.hub;
-        for (const id of site.ids()) await hub.attach(id);
-        await site.pass(200);
         const watch = watchCounters(site);
         let count = 0;
         let killed = false;
@@ -198,11 +196,9 @@ describe('restarts mid-session', () => {
   it('the lock crashing at every point of a collection loses and doubles nothing', async () => {
     let points = 0;
     for (let k = 1; k <= 40; k++) {
-      const site = await Site.create({ seed: `lock-crash-${k}`, locks: 2, mitm: true });
+      const site = await Site.bound({ seed: `lock-crash-${k}`, locks: 2, mitm: true });
       const hub = site.hub;
       const lock = site.world.lock(A);
-      for (const id of site.ids()) await hub.attach(id);
-      await site.pass(200);
       const watch = watchCounters(site);
       let seen = 0;
       let crashed = false;
@@ -257,10 +253,8 @@ describe('restarts mid-session', () => {
 
 describe('a lock whose state contradicts the pairing store', () => {
   it('that forgot this hub (reset on its side) is quarantined, reported, and not retried in a loop', async () => {
-    const site = await Site.create({ seed: 'forgot', locks: 3, lockFiles: true });
+    const site = await Site.bound({ seed: 'forgot', locks: 3, lockFiles: true });
     const hub = site.hub;
-    for (const id of site.ids()) await hub.attach(id);
-    await site.pass(200);
     const lock = site.world.lock(A);
     lock.crash();
     site.editFlash(A, (p) => {

@@ -245,6 +245,17 @@ export class Site {
     return site;
   }
 
+  /**
+   * A site whose every lock is attached to the main hub, then 200 ms of virtual time for the
+   * sessions to settle: the start of every test about bound locks.
+   */
+  static async bound(options: SiteOptions = {}): Promise<Site> {
+    const site = await Site.create(options);
+    for (const id of site.ids()) await site.hub.attach(id);
+    await site.pass(200);
+    return site;
+  }
+
   async addHub(options: HubOptions): Promise<Hub> {
     const hub = new Hub(this, options);
     this.hubs.push(hub);
