@@ -14,7 +14,7 @@ import {
 import { Listeners } from '../../hal/listeners.js';
 import { err, OK, ok, type Result } from '../../hal/result.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
-import { HubError } from '../../src/base/errors.js';
+import { describeError, HubError } from '../../src/base/errors.js';
 import type { Logger } from '../../src/log/logger.js';
 import { LinkEnd } from './link-end.js';
 import {
@@ -332,7 +332,7 @@ class NobleBearer implements BleBearer {
         this.#counters.connects++;
         finish(ok(end));
       } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
+        const why = describeError(e);
         finish(
           err(
             generation !== this.#generation
@@ -420,7 +420,7 @@ class NobleBearer implements BleBearer {
       const written = await withTimeout(
         characteristic.writeAsync(fragment, false).then(
           () => 'ok' as const,
-          (e: unknown) => (e instanceof Error ? e.message : String(e)),
+          (e: unknown) => describeError(e),
         ),
         this.#cfg.writeTimeoutMs,
         this.#clock,
@@ -495,10 +495,7 @@ class NobleBearer implements BleBearer {
             })
           : withBindings('hci', { deviceId: t.deviceId });
     } catch (e) {
-      this.#unavailable(
-        generation,
-        `the BLE library could not be loaded: ${e instanceof Error ? e.message : String(e)}`,
-      );
+      this.#unavailable(generation, `the BLE library could not be loaded: ${describeError(e)}`);
       return;
     }
     this.#noble = noble;
@@ -582,7 +579,7 @@ class NobleBearer implements BleBearer {
     try {
       noble.stop();
     } catch (e) {
-      this.#log.debug({ err: e instanceof Error ? e.message : String(e) }, 'noble stop failed');
+      this.#log.debug({ err: describeError(e) }, 'noble stop failed');
     }
   }
 
@@ -647,7 +644,7 @@ class NobleBearer implements BleBearer {
         hci.readLocalVersion();
       } catch (e) {
         // A write that throws is no answer either: the deadline decides.
-        this.#log.debug({ err: e instanceof Error ? e.message : String(e) }, 'BLE liveness question not sent');
+        this.#log.debug({ err: describeError(e) }, 'BLE liveness question not sent');
       }
     }, delayMs);
   }
@@ -661,7 +658,7 @@ class NobleBearer implements BleBearer {
       const noble = this.#noble;
       if (generation !== this.#generation || !noble || this.#state.status !== 'ready') return;
       noble.startScanningAsync([LOCK_SERVICE_UUID], true).catch((e: unknown) => {
-        this.#log.debug({ err: e instanceof Error ? e.message : String(e) }, 'BLE scan start failed');
+        this.#log.debug({ err: describeError(e) }, 'BLE scan start failed');
       });
     }, delayMs);
   }
