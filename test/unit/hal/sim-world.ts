@@ -1,9 +1,9 @@
-import { expect } from 'vitest';
 import type { BearerLink, CloseReason } from '../../../hal/bearer.js';
 import type { Result } from '../../../hal/result.js';
 import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../hal/sim/radio.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
+import { drive } from '../../helpers/drive.js';
 
 /** A radio on virtual time with a seeded random source. */
 export function simRadio(
@@ -16,20 +16,9 @@ export function simRadio(
   return { clock, radio };
 }
 
-/** Advances virtual time in small steps until the promise settles, failing the test if it never does. */
-export async function settle<T>(clock: VirtualClock, promise: Promise<T>, maxMs = 60_000): Promise<T> {
-  let done = false;
-  promise.then(
-    () => {
-      done = true;
-    },
-    () => {
-      done = true;
-    },
-  );
-  for (let t = 0; !done && t < maxMs; t++) await clock.advance(1);
-  expect(done, 'the promise settled on virtual time').toBe(true);
-  return promise;
+/** Advances virtual time 1 ms at a time until the promise settles (drive), failing the test if it never does. */
+export function settle<T>(clock: VirtualClock, promise: Promise<T>, maxMs = 60_000): Promise<T> {
+  return drive(clock, promise, maxMs, 1);
 }
 
 export function unwrap<T, E>(result: Result<T, E>): T {
