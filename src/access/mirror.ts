@@ -337,14 +337,19 @@ function within(from: number | null, until: number | null, at: number): boolean 
   return (from === null || at >= from) && (until === null || at < until);
 }
 
-/** Bound on the cache of compiled schedules (one entry per distinct schedule text). */
-const MAX_COMPILED = 20_000;
+/** Bound on the cache of schedules (one entry per distinct schedule text). */
+const MAX_SCHEDULES = 20_000;
 
 export class AccessMirror {
   readonly #store: Store;
   readonly #clock: Clock;
   readonly #sql: ReturnType<typeof statements>;
-  readonly #compiled = new Map<string, CompiledSchedule>();
+  /**
+   * Each distinct stored schedule text, parsed once (and compiled at its first decision). Keyed by
+   * the text, so a sync never makes an entry wrong; the lookups hand out the same (readonly)
+   * object each time, which lets the offline lists cache their windows by it.
+   */
+  readonly #schedules = new Map<string, { schedule: Schedule; compiled: CompiledSchedule | undefined }>();
 
   constructor(deps: AccessMirrorDeps) {
     this.#store = deps.store;
@@ -418,7 +423,6 @@ export class AccessMirror {
       this.#sql.setVersion.run(p.version, p.id, p.kind, Math.floor(this.#clock.now()));
       return { kind: p.kind, previousVersion, version: p.version, counts };
     });
-    this.#compiled.clear();
     return result;
   }
 
@@ -530,7 +534,7 @@ export class AccessMirror {
     return this.#sql.groupsOf.all(userId).map((g) => ({
       id: g.id,
       lockIds: this.#sql.groupLocks.all(g.id),
-      schedule: g.schedule === null ? undefined : (JSON.parse(g.schedule) as Schedule),
+      schedule: g.schedule === null ? undefined : this.#parsed(g.schedule).schedule,
       validFrom: undef(g.valid_from),
       validUntil: undef(g.valid_until),
     }));
@@ -582,7 +586,7 @@ export class AccessMirror {
       const from = maxBound(g.user_from, g.group_from);
       const until = minBound(g.user_until, g.group_until);
       if (until !== null && (until <= at || (from !== null && until <= from))) continue;
-      const schedule = g.schedule === null ? null : (JSON.parse(g.schedule) as Schedule);
+      const schedule = g.schedule === null ? null : this.#parsed(g.schedule).schedule;
       const key = `${from}|${until}|${g.schedule}`;
       let mine = windows.get(g.user_id);
       if (!mine) {
@@ -606,14 +610,20 @@ export class AccessMirror {
     return entries;
   }
 
-  #schedule(text: string): CompiledSchedule {
-    let c = this.#compiled.get(text);
-    if (!c) {
-      if (this.#compiled.size >= MAX_COMPILED) this.#compiled.clear();
-      c = compileSchedule(JSON.parse(text) as Schedule);
-      this.#compiled.set(text, c);
+  #parsed(text: string): { schedule: Schedule; compiled: CompiledSchedule | undefined } {
+    let entry = this.#schedules.get(text);
+    if (!entry) {
+      if (this.#schedules.size >= MAX_SCHEDULES) this.#schedules.clear();
+      entry = { schedule: JSON.parse(text) as Schedule, compiled: undefined };
+      this.#schedules.set(text, entry);
     }
-    return c;
+    return entry;
+  }
+
+  #schedule(text: string): CompiledSchedule {
+    const entry = this.#parsed(text);
+    entry.compiled ??= compileSchedule(entry.schedule);
+    return entry.compiled;
   }
 }
 

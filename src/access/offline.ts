@@ -9,7 +9,7 @@ import {
 } from '../link/frames.js';
 import type { Logger } from '../log/logger.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
-import { compileSchedule, scheduleIntervals } from './schedule.js';
+import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';
 
 /**
  * Offline lists: for each bound lock, the PINs and tags it may accept on its own when it cannot
@@ -100,7 +100,8 @@ export class OfflineLists implements Component {
   #refresh: TimerHandle | undefined;
   #retry: TimerHandle | undefined;
   #day = -1;
-  #windowsCache = new Map<string, { from: number; until: number }[]>();
+  /** Today's intervals per schedule and bounds; the mirror hands out one object per distinct schedule. */
+  #windowsCache = new WeakMap<Schedule, Map<string, { from: number; until: number }[]>>();
   readonly #listeners = new Set<(lockId: string, at: number) => void>();
 
   constructor(deps: OfflineListsDeps) {
@@ -178,7 +179,7 @@ export class OfflineLists implements Component {
     const day = Math.floor(now / DAY);
     if (day !== this.#day) {
       this.#day = day;
-      this.#windowsCache = new Map();
+      this.#windowsCache = new WeakMap();
     }
     const start = day * DAY;
     const end = start + this.#o.horizonDays * DAY;
@@ -282,11 +283,16 @@ export class OfflineLists implements Component {
         out.push({ from: w.validFrom ?? 0, until: w.validUntil ?? Number.MAX_SAFE_INTEGER });
         continue;
       }
-      const key = `${JSON.stringify(w.schedule)}|${from}|${until}`;
-      let list = this.#windowsCache.get(key);
+      let bySpan = this.#windowsCache.get(w.schedule);
+      if (!bySpan) {
+        bySpan = new Map();
+        this.#windowsCache.set(w.schedule, bySpan);
+      }
+      const span = `${from}|${until}`;
+      let list = bySpan.get(span);
       if (!list) {
         list = scheduleIntervals(compileSchedule(w.schedule), this.#d.timeZone, from, until);
-        this.#windowsCache.set(key, list);
+        bySpan.set(span, list);
       }
       out.push(...list);
     }
