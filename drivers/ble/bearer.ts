@@ -11,12 +11,12 @@ import {
   disconnectedError,
   type Unsubscribe,
 } from '../../hal/bearer.js';
+import { WiredLink } from '../../hal/link-listeners.js';
 import { Listeners } from '../../hal/listeners.js';
 import { err, OK, ok, type Result } from '../../hal/result.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError, HubError } from '../../src/base/errors.js';
 import type { Logger } from '../../src/log/logger.js';
-import { LinkEnd } from './link-end.js';
 import {
   ATT_HEADER_LEN,
   DEFAULT_MAX_FRAME_SIZE,
@@ -178,7 +178,7 @@ interface Attempt {
 
 interface Link {
   readonly address: string;
-  readonly end: LinkEnd;
+  readonly end: WiredLink;
   readonly peripheral: Peripheral;
   /** Set when this end asked for the disconnection, so the close reads 'local'. */
   closing: boolean;
@@ -347,7 +347,7 @@ class NobleBearer implements BleBearer {
 
   // ── links ────────────────────────────────────────────────────────────────────────────────────
 
-  #adopt(address: string, peripheral: Peripheral, characteristic: Characteristic): LinkEnd {
+  #adopt(address: string, peripheral: Peripheral, characteristic: Characteristic): WiredLink {
     const mtu = Math.max(MIN_ATT_MTU, peripheral.mtu ?? MIN_ATT_MTU);
     const reassembler = new Reassembler({
       maxFrameSize: this.#cfg.maxFrameSize,
@@ -361,7 +361,7 @@ class NobleBearer implements BleBearer {
       address,
       peripheral,
       closing: false,
-      end: new LinkEnd(address, this.#cfg.maxFrameSize, {
+      end: new WiredLink(address, this.#cfg.maxFrameSize, {
         send: (frame) => {
           const sent = queue.then(() => this.#send(link, characteristic, frame, frameId++ & 0xff, mtu));
           queue = sent;

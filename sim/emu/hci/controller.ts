@@ -1,5 +1,4 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { LinkEnd } from '../../../drivers/ble/link-end.js';
 import {
   ATT_HEADER_LEN,
   advertisingPacket,
@@ -15,6 +14,7 @@ import {
   zeroReassemblyCounters,
 } from '../../../drivers/ble/protocol.js';
 import { type BearerError, type CloseReason, disconnectedError } from '../../../hal/bearer.js';
+import { WiredLink } from '../../../hal/link-listeners.js';
 import { err, OK, type Result } from '../../../hal/result.js';
 import type { PeripheralHost, SimPeripheral, SimPeripheralOptions } from '../../../hal/sim/radio.js';
 import { HubError } from '../../../src/base/errors.js';
@@ -163,7 +163,7 @@ interface Connection {
   /** Notifications waiting for the host to enable them. */
   held: Buffer[];
   txFrameId: number;
-  readonly end: LinkEnd;
+  readonly end: WiredLink;
   readonly reassembler: Reassembler;
   /** An L2CAP PDU being assembled from ACL fragments. */
   l2cap: Buffer | undefined;
@@ -571,7 +571,7 @@ export class HciEmulator implements PeripheralHost {
         now: () => performance.now(),
         counters: this.#reassembly,
       }),
-      end: new LinkEnd(this.address, this.maxFrameSize, {
+      end: new WiredLink(this.address, this.maxFrameSize, {
         send: async (frame) => this.#lockSend(connection, frame),
         close: async () => {
           if (this.#connections.get(handle) !== connection) return;
