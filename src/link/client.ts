@@ -1,4 +1,5 @@
 import type { Unsubscribe } from '../../hal/bearer.js';
+import { Listeners } from '../../hal/listeners.js';
 import { err, ok, type Result } from '../../hal/result.js';
 import type { Clock } from '../base/clock.js';
 import {
@@ -49,7 +50,7 @@ export class LockClient {
   readonly session: SecureSession;
   readonly #opts: ClientOptions;
   readonly #pending = new Map<number, Pending>();
-  readonly #eventListeners = new Set<(e: LockEvent) => void>();
+  readonly #eventListeners = new Listeners<LockEvent>();
   #accessHandler: ((r: AccessRequest) => Omit<AccessAnswer, 'type' | 'id'>) | undefined;
   /** Answers to the lock's last access requests, by its id: a resent request gets the same answer, not a second decision. */
   readonly #answers = new Map<number, { request: Uint8Array; answer: Uint8Array }>();
@@ -65,8 +66,7 @@ export class LockClient {
   }
 
   onEvent(listener: (e: LockEvent) => void): Unsubscribe {
-    this.#eventListeners.add(listener);
-    return () => this.#eventListeners.delete(listener);
+    return this.#eventListeners.add(listener);
   }
 
   /**
@@ -154,7 +154,7 @@ export class LockClient {
       return;
     }
     if (m.type === 'event') {
-      for (const l of [...this.#eventListeners]) l(m.event);
+      this.#eventListeners.emit(m.event);
       return;
     }
     if (m.type === 'access') {

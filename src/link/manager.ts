@@ -1,4 +1,5 @@
 import type { Advertisement, Bearer, BearerKind, BearerLink, Unsubscribe } from '../../hal/bearer.js';
+import { Listeners } from '../../hal/listeners.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
@@ -137,11 +138,11 @@ export class LinkManager implements Component {
   /** Locks an attach is running for: never auto-connected meanwhile (their record is half-written). */
   readonly #attachInProgress = new Set<string>();
   readonly #eventListeners = new Set<(lockId: string, e: LockEvent) => void>();
-  readonly #securityListeners = new Set<(e: SecurityEvent) => void>();
-  readonly #adListeners = new Set<(a: Advertisement) => void>();
+  readonly #securityListeners = new Listeners<SecurityEvent>();
+  readonly #adListeners = new Listeners<Advertisement>();
   readonly #eventSink: ((fresh: StoredEvent[]) => void) | undefined;
   readonly #accessHandler: AccessHandler | undefined;
-  readonly #changeListeners = new Set<(change: LockChange) => void>();
+  readonly #changeListeners = new Listeners<LockChange>();
   #identity: KeyPair | undefined;
   #unsubAds: Unsubscribe | undefined;
   #state: ComponentStatus['state'] = 'stopped';
@@ -212,20 +213,18 @@ export class LinkManager implements Component {
   }
 
   onLockChange(l: (change: LockChange) => void): Unsubscribe {
-    this.#changeListeners.add(l);
-    return () => this.#changeListeners.delete(l);
+    return this.#changeListeners.add(l);
   }
 
   #changed(lockId: string, state?: LockState): void {
     if (this.#changeListeners.size === 0) return;
     const rec = this.pairing.get(lockId);
     const change: LockChange = { lockId, summary: rec && this.#summary(rec), ...(state ? { state } : {}) };
-    for (const l of [...this.#changeListeners]) l(change);
+    this.#changeListeners.emit(change);
   }
 
   onSecurityEvent(l: (e: SecurityEvent) => void): Unsubscribe {
-    this.#securityListeners.add(l);
-    return () => this.#securityListeners.delete(l);
+    return this.#securityListeners.add(l);
   }
 
   list(): LockSummary[] {
@@ -466,7 +465,7 @@ export class LinkManager implements Component {
     if (known && fresh(known)) return known;
     return new Promise<Advertisement>((resolve, reject) => {
       const timer = this.#clock.setTimeout(() => {
-        this.#adListeners.delete(listener);
+        unsubscribe();
         const heard = this.#heard.get(deviceId);
         reject(
           heard
@@ -478,20 +477,19 @@ export class LinkManager implements Component {
               }),
         );
       }, timeoutMs);
-      const listener = (a: Advertisement) => {
+      const unsubscribe = this.#adListeners.add((a) => {
         if (a.deviceId === deviceId && a.attachMode) {
           this.#clock.clearTimeout(timer);
-          this.#adListeners.delete(listener);
+          unsubscribe();
           resolve(a);
         }
-      };
-      this.#adListeners.add(listener);
+      });
     });
   }
 
   #onAdvertisement(a: Advertisement): void {
     this.#heard.set(a.deviceId, a);
-    for (const l of [...this.#adListeners]) l(a);
+    this.#adListeners.emit(a);
     const rec = this.pairing.get(a.deviceId);
     if (!rec || this.#conns.has(a.deviceId) || this.#connecting.has(a.deviceId)) return;
     if (this.#attachInProgress.has(a.deviceId)) return;
@@ -780,7 +778,7 @@ export class LinkManager implements Component {
   ): void {
     this.pairing.securityEvent(kind, lockId, detail, this.#now());
     this.#log[level]({ lockId, kind, ...detail }, `security: ${kind}`);
-    for (const l of [...this.#securityListeners]) l({ kind, lockId, detail });
+    this.#securityListeners.emit({ kind, lockId, detail });
   }
 }
 
