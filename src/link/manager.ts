@@ -58,10 +58,10 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
 /** Requests that move the bolt or change the mode: never sent to a quarantined lock. */
 const ACTUATING = new Set<Operation>(['open', 'lock', 'setMode']);
 
-/** What the CLI and the uplink see of a lock: no key material. */
 /** The hub's decision on one of a lock's access requests (never throws; a throw is answered as a refusal). */
 export type AccessHandler = (lockId: string, credential: LinkCredential) => Omit<AccessAnswer, 'type' | 'id'>;
 
+/** What the CLI and the uplink see of a lock: no key material. */
 export interface LockSummary {
   lockId: string;
   bearer: string;
