@@ -67,6 +67,10 @@ function expectKeyNeverPrinted(dataDir: string): void {
   for (const l of lines) expect(all).not.toContain(l);
 }
 
+/** `iqhub provision install` of `cert`, with the dev CA unless `ca` is given. */
+const install = (s: { config: string; pki: DevPkiPaths }, cert: string, ca = s.pki.ca.cert) =>
+  cli(['provision', 'install', '--config', s.config, '--cert', cert, '--ca', ca]);
+
 /** init, csr, sign with the dev CA, install: the installer's flow. */
 async function provisioned(extra = '') {
   const s = site(extra);
@@ -77,9 +81,9 @@ async function provisioned(extra = '') {
   expect(csr.code, csr.stderr).toBe(0);
   const certFile = join(s.base, 'hub.crt');
   writeFileSync(certFile, signCsr(readFileSync(csrFile, 'utf8'), s.pki.ca));
-  const install = await cli(['provision', 'install', '--config', s.config, '--cert', certFile, '--ca', s.pki.ca.cert]);
-  expect(install.code, install.stderr).toBe(0);
-  return { ...s, csrFile, certFile, install };
+  const installed = await install(s, certFile);
+  expect(installed.code, installed.stderr).toBe(0);
+  return { ...s, csrFile, certFile };
 }
 
 describe('iqhub provision', () => {
@@ -104,19 +108,10 @@ describe('iqhub provision', () => {
 
     const certFile = join(s.base, 'signed.crt');
     writeFileSync(certFile, signCsr(csr.stdout, s.pki.ca));
-    const install = await cli([
-      'provision',
-      'install',
-      '--config',
-      s.config,
-      '--cert',
-      certFile,
-      '--ca',
-      s.pki.ca.cert,
-    ]);
-    expect(install.code, install.stderr).toBe(0);
-    expect(install.stdout).toContain(`installed the certificate of ${HUB}`);
-    expect(install.stdout).toContain('next restart');
+    const installed = await install(s, certFile);
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(installed.stdout).toContain(`installed the certificate of ${HUB}`);
+    expect(installed.stdout).toContain('next restart');
     expect(readFileSync(paths.cert, 'utf8')).toBe(new X509Certificate(readFileSync(certFile)).toString());
     expectKeyNeverPrinted(s.dataDir);
   });
@@ -161,16 +156,7 @@ describe('iqhub provision', () => {
     ];
     const before = snapshot(s.dataDir);
     for (const c of cases) {
-      const r = await cli([
-        'provision',
-        'install',
-        '--config',
-        s.config,
-        '--cert',
-        c.cert,
-        '--ca',
-        c.ca ?? s.pki.ca.cert,
-      ]);
+      const r = await install(s, c.cert, c.ca);
       expect(r.code, `${c.cert}: ${r.stdout}`).toBe(1);
       expect(r.stderr).toMatch(c.message);
       expect(r.stderr).toContain('→'); // what to do
@@ -200,8 +186,8 @@ describe('iqhub provision', () => {
     const short = join(s.base, 'short.crt');
     const csrPem = readFileSync(s.csrFile, 'utf8');
     writeFileSync(short, signCsr(csrPem, s.pki.ca, { notAfter: new Date(Date.now() + 10 * DAY) }));
-    const install = await cli(['provision', 'install', '--config', s.config, '--cert', short, '--ca', s.pki.ca.cert]);
-    expect(install.code, install.stderr).toBe(0);
+    const again = await install(s, short);
+    expect(again.code, again.stderr).toBe(0);
     const warned = await cli(['cert', '--config', s.config]);
     expect(warned.stdout).toMatch(/warning: expires in 9 days/);
     expect(JSON.parse((await cli(['cert', '--config', s.config, '--json'])).stdout).warning).toMatch(/expires in 9/);
@@ -300,17 +286,8 @@ describe('iqhub diag', () => {
       expect((await cli(['provision', 'init', '--config', s.config])).code).toBe(0);
       const certFile = join(s.base, 'hub.crt');
       writeFileSync(certFile, signCsr(readFileSync(identityPaths(s.dataDir).csr, 'utf8'), s.pki.ca));
-      const install = await cli([
-        'provision',
-        'install',
-        '--config',
-        s.config,
-        '--cert',
-        certFile,
-        '--ca',
-        s.pki.ca.cert,
-      ]);
-      expect(install.code, install.stderr).toBe(0);
+      const installed = await install(s, certFile);
+      expect(installed.code, installed.stderr).toBe(0);
 
       const d = start(['run', '--config', s.config]);
       await d.waitForOutput('iq-hub ready');
