@@ -25,6 +25,13 @@ export const SECRET_FIELDS = [
   'networkKey',
   'installCode',
   'sealed',
+  // Credential material of the access layer (src/access, src/link/frames.ts): a PIN verifier, a
+  // tag hash, an offline-list digest, a phone's presentation, an attach proof.
+  'verifier',
+  'hash',
+  'digest',
+  'presentation',
+  'proof',
 ] as const;
 
 const redactPaths = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);

@@ -36,6 +36,11 @@ describe('logging never carries a secret', () => {
       log.info({ req: { credential: { pin: PIN, privateKey: KEY_HEX } } }, 'two levels down');
       log.warn({ attempt: Secret.fromUtf8(PIN) }, 'wrapped secret under an innocent name');
       log.child({ component: 'link' }).info({ otpKey: KEY_HEX, networkKey: KEY_HEX, installCode: KEY_HEX }, 'child');
+      log.info(
+        { lockId: 'L1', credential: { verifier: KEY_HEX, hash: KEY_HEX, presentation: PIN } },
+        'access material one level down',
+      );
+      log.info({ upsert: { digest: KEY_HEX }, proof: KEY_HEX }, 'offline digest and attach proof');
       const out = text();
       expect(out).toContain('two levels down');
       expect(out).toContain('[redacted]');
