@@ -1,3 +1,5 @@
+import { crc16X25 } from '../../drivers/zigbee/install-code.js';
+
 /**
  * Bounded waits for the tests and benches that drive the real radio libraries against the
  * emulators (sim/emu/): things happen there on real time, so a test waits for them, up to a
@@ -27,4 +29,12 @@ export async function retrying<T>(action: () => Promise<T>, what: string, timeou
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/** A ZigBee install code's bytes followed by its CRC-16/X-25, little-endian, as printed on a lock's label. */
+export function withCrc(hex: string): Buffer {
+  const code = Buffer.from(hex, 'hex');
+  const crc = Buffer.alloc(2);
+  crc.writeUInt16LE(crc16X25(code));
+  return Buffer.concat([code, crc]);
 }

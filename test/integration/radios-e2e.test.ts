@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { crc16X25 } from '../../drivers/zigbee/install-code.js';
 import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { devUplinkConfig } from '../../sim/cloud/connect.js';
@@ -18,7 +17,7 @@ import { Secret } from '../../src/crypto/secret.js';
 import type { LinkManager } from '../../src/link/manager.js';
 import { connectCloud } from '../helpers/cloud-site.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
-import { eventually, retrying } from '../helpers/radio-rig.js';
+import { eventually, retrying, withCrc } from '../helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
 /**
@@ -42,12 +41,7 @@ const HUB = 'hub-radios-e2e';
 const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-E2E0-CODE', address: 'aa:bb:cc:00:05:01', radio: 'ble' } as const;
 const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-E2E0-CODE', address: 'zb-0001', radio: 'zigbee' } as const;
 /** A ZigBee lock with an install code (16 bytes + CRC-16/X-25, as on its label): it joins only once the hub has it. */
-const IC_CODE = (() => {
-  const code = Buffer.from('83fed3407a939723a5c639b26916d505', 'hex');
-  const crc = Buffer.alloc(2);
-  crc.writeUInt16LE(crc16X25(code));
-  return Buffer.concat([code, crc]).toString('hex');
-})();
+const IC_CODE = withCrc('83fed3407a939723a5c639b26916d505').toString('hex');
 const ZB_IC = {
   deviceId: 'ZB-0002',
   setupCode: 'ZB02-E2E0-CODE',

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
-import { crc16X25 } from '../../drivers/zigbee/install-code.js';
 import {
   type Advertisement,
   BEARER_MIN_FRAME_SIZE,
@@ -26,7 +25,7 @@ import { generateKeyPair } from '../../src/link/noise.js';
 import { PairingStore } from '../../src/link/pairing.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
-import { eventually } from '../helpers/radio-rig.js';
+import { eventually, withCrc } from '../helpers/radio-rig.js';
 
 /**
  * One real zigbee-herdsman against one ZNP emulator over TCP, shared by the tests of a file
@@ -89,14 +88,6 @@ async function startRig(options: Partial<ZigbeeBearerOptions> = {}): Promise<Zig
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-/** An install code's bytes followed by its CRC-16/X-25, little-endian (as printed on a label). */
-function withCrc(hex: string): Buffer {
-  const code = Buffer.from(hex, 'hex');
-  const crc = Buffer.alloc(2);
-  crc.writeUInt16LE(crc16X25(code));
-  return Buffer.concat([code, crc]);
 }
 
 /** Collects a link's frames. */

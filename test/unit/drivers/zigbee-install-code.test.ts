@@ -13,19 +13,13 @@ import { systemRandom } from '../../../src/base/random.js';
 import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { createLogger } from '../../../src/log/logger.js';
+import { withCrc } from '../../helpers/radio-rig.js';
 
 const IEEE = '00124b0012345678';
 /** The ZigBee specification's example: a 16-byte install code and its CRC (0xb5c3, little-endian). */
 const SPEC_CODE = '83fed3407a939723a5c639b26916d505c3b5';
 /** The same with one byte mistyped: its CRC no longer matches. */
 const TYPO = `${SPEC_CODE.slice(0, 10)}ff${SPEC_CODE.slice(12)}`;
-
-function withCrc(hex: string): string {
-  const code = Buffer.from(hex, 'hex');
-  const crc = Buffer.alloc(2);
-  crc.writeUInt16LE(crc16X25(code));
-  return `${hex}${crc.toString('hex')}`;
-}
 
 describe('install code texts', () => {
   test('the CRC is CRC-16/X-25 as herdsman computes it, and the spec example checks', () => {
@@ -52,7 +46,7 @@ describe('install code texts', () => {
 
   test('every code size ZigBee 3.0 allows (6, 8, 12, 16 bytes + CRC) is accepted', () => {
     for (const n of [6, 8, 12, 16]) {
-      const code = withCrc('a5'.repeat(n));
+      const code = withCrc('a5'.repeat(n)).toString('hex');
       const parsed = parseInstallCodeText(`${IEEE}|${code}`);
       expect(parsed.ok ? parsed.value.code.length : parsed.reason).toBe(n + 2);
     }
@@ -67,7 +61,7 @@ describe('install code texts', () => {
     ['no CRC', `${IEEE}|${SPEC_CODE.slice(0, 32)}`, /CRC is missing/],
     ['odd number of digits', `${IEEE}|${SPEC_CODE}5`, /even number of hex digits/],
     ['not hex', `${IEEE}|${SPEC_CODE.slice(0, 34)}zz`, /hex digits/],
-    ['a size no install code has', `${IEEE}|${withCrc('11'.repeat(9))}`, /11 bytes; install codes are/],
+    ['a size no install code has', `${IEEE}|${withCrc('11'.repeat(9)).toString('hex')}`, /11 bytes; install codes are/],
     ['address not hex', `00124b00123456zz|${SPEC_CODE}`, /address is not 16 hex digits/],
     ['absurdly long', `${IEEE}|${'ab'.repeat(200)}`, /characters long/],
   ])('%s is refused with a reason that does not quote the code', (_, text, reason) => {
@@ -151,7 +145,7 @@ describe('ZNP emulator: hosted locks with an install code', () => {
     const emulator = await ZnpEmulator.start();
     try {
       expect(() => emulator.setInstallCode('lock-x', Buffer.from(SPEC_CODE, 'hex'))).not.toThrow();
-      expect(() => emulator.setInstallCode('lock-y', Buffer.from(withCrc('0102030405aa'), 'hex'))).not.toThrow();
+      expect(() => emulator.setInstallCode('lock-y', withCrc('0102030405aa'))).not.toThrow();
       expect(() => emulator.setInstallCode('lock-z', Buffer.from(TYPO, 'hex'))).toThrow(/wrong CRC/);
       expect(() => emulator.setInstallCode('lock-z', Buffer.from(SPEC_CODE.slice(0, 32), 'hex'))).toThrow(/16 bytes/);
       expect(emulator.hasLinkKeyFor('lock-x')).toBe(false);
