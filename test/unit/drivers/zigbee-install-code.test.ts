@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { ZSpec } from 'zigbee-herdsman';
 import { createZigbeeBearer } from '../../../drivers/zigbee/bearer.js';
 import { crc16X25, parseInstallCodeText } from '../../../drivers/zigbee/install-code.js';
@@ -14,6 +11,7 @@ import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { withCrc } from '../../helpers/radio-rig.js';
+import { tempDir } from '../../helpers/tmp.js';
 
 const IEEE = '00124b0012345678';
 /** The ZigBee specification's example: a 16-byte install code and its CRC (0xb5c3, little-endian). */
@@ -76,14 +74,8 @@ describe('install code texts', () => {
 });
 
 describe('ZigbeeBearer.addInstallCode before the adapter is up', () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  });
-
   function bearer() {
-    const dataDir = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-ic-'));
-    dirs.push(dataDir);
+    const dataDir = tempDir('iqhub-zigbee-ic-');
     const lines: string[] = [];
     const destination = new Writable({
       write(chunk, _enc, done) {

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { createZigbeeBearer, type ZigbeeBearerOptions } from '../../../drivers/zigbee/bearer.js';
 import { scrub } from '../../../drivers/zigbee/herdsman-log.js';
 import { dataPaths, loadOrCreateNetwork, prepareDirectories } from '../../../drivers/zigbee/network.js';
@@ -28,16 +27,9 @@ import { SeededRandom, systemRandom } from '../../../src/base/random.js';
 import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { silentLogger } from '../../../src/log/logger.js';
+import { tempDir } from '../../helpers/tmp.js';
 
-const dirs: string[] = [];
-function dir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-unit-'));
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const dir = () => tempDir('iqhub-zigbee-unit-');
 
 function frameOf(n: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => (i * 7 + n) & 0xff);
