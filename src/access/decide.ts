@@ -1,6 +1,5 @@
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../base/clock.js';
-import { HubError } from '../base/errors.js';
 import { type AccessReason, MAX_PRESENTATION_LEN } from '../link/frames.js';
 import type { Logger } from '../log/logger.js';
 import { PinThrottle, type PinThrottleOptions, VERIFIER_BYTES } from './credentials.js';
@@ -56,11 +55,10 @@ export interface AccessDeciderDeps {
   cloudPublicKey: KeyObject | undefined;
   log: Logger;
   throttle?: PinThrottleOptions;
-  /** Challenges remembered per lock to refuse a replayed presentation. */
-  challengesPerLock?: number;
 }
 
-const DEFAULT_CHALLENGES_PER_LOCK = 1024;
+/** Challenges remembered per lock to refuse a replayed presentation (the oldest is forgotten first). */
+const CHALLENGES_PER_LOCK = 1024;
 
 const FROM_MIRROR: Record<MirrorDenyReason, AccessReason> = {
   'user.unknown': 'unknown-credential',
@@ -91,17 +89,12 @@ export class AccessDecider {
   readonly #d: AccessDeciderDeps;
   readonly #throttle: PinThrottle;
   readonly #challenges = new Map<string, Set<string>>();
-  readonly #perLock: number;
   readonly #counts: DecisionCounts = { granted: 0, denied: {} };
 
   constructor(deps: AccessDeciderDeps) {
     checkTimeZone(deps.timeZone);
     this.#d = deps;
     this.#throttle = new PinThrottle(deps.clock, deps.throttle);
-    this.#perLock = deps.challengesPerLock ?? DEFAULT_CHALLENGES_PER_LOCK;
-    if (!Number.isSafeInteger(this.#perLock) || this.#perLock < 1) {
-      throw new HubError('access.config', `challengesPerLock must be a positive integer, got ${this.#perLock}`);
-    }
   }
 
   counts(): DecisionCounts {
@@ -228,7 +221,7 @@ export class AccessDecider {
     }
     if (seen.has(text)) return false;
     seen.add(text);
-    if (seen.size > this.#perLock) {
+    if (seen.size > CHALLENGES_PER_LOCK) {
       const oldest = seen.values().next();
       if (!oldest.done) seen.delete(oldest.value);
     }
