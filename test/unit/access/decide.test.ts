@@ -264,6 +264,23 @@ describe('access decisions: digital keys', () => {
     expect(decider.verifyAccess('front', { ...first, challenge: fresh }).reason).toBe('bad-proof');
   });
 
+  it('remembers the last 1024 challenges of each lock: the oldest is forgotten first, locks apart', () => {
+    const { decider } = setUp();
+    const junk = new TextEncoder().encode('{}');
+    const challengeNo = (n: number) => {
+      const c = new Uint8Array(32);
+      new DataView(c.buffer).setUint32(0, n);
+      return c;
+    };
+    const at = (lockId: string, n: number) =>
+      decider.verifyAccess(lockId, { kind: 'digitalKey', challenge: challengeNo(n), presentation: junk }).reason;
+    for (let n = 0; n <= 1024; n++) expect(at('front', n)).toBe('malformed');
+    expect(at('front', 1024)).toBe('replayed');
+    expect(at('front', 1)).toBe('replayed');
+    expect(at('front', 0)).toBe('malformed'); // the 1025th challenge pushed out the first
+    expect(at('back', 1024)).toBe('malformed');
+  });
+
   it('refuses a key whose cloud signature is forged', async () => {
     const { decider } = setUp();
     const forged = forger.sign(
