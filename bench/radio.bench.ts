@@ -1,5 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RadioSite, startRadioSite } from '../sim/emu/site.js';
 import type { SimLock } from '../sim/lock/lock.js';
@@ -10,7 +8,7 @@ import { Secret } from '../src/crypto/secret.js';
 import type { LinkManager } from '../src/link/manager.js';
 import { retrying } from '../test/helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
-import { type Benchmark, distribution, type Metric, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, round } from './lib.js';
 
 const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-BNCH-CODE', address: 'aa:bb:cc:00:0b:01', radio: 'ble' } as const;
 const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-BNCH-CODE', address: 'zb-bench-0001', radio: 'zigbee' } as const;
@@ -41,19 +39,16 @@ const RESTARTS = 5;
  * 10.9.5's zstack adapter starts a 60 s debounce timer per end-device announcement
  * (deviceAnnounceRouteDiscoveryDebouncers) and its stop() does not clear it.
  */
-export const radioBench: Benchmark = {
-  name: 'radio',
-  description:
-    'open round trip through real noble / zigbee-herdsman and the emulated controllers (zero air latency), p50/p99; daemon start-up to ready with both radios (first and warm)',
-  async run() {
+export const radioBench: Benchmark = benchmarkInTempDir(
+  'radio',
+  'open round trip through real noble / zigbee-herdsman and the emulated controllers (zero air latency), p50/p99; daemon start-up to ready with both radios (first and warm)',
+  async (dir, metrics) => {
     const socat = requireSocat();
     if (!socat) {
       process.stderr.write(`radio: skipped: ${SOCAT_MISSING}\n`);
-      return {};
+      return;
     }
     began = performance.now();
-    const metrics: Record<string, Metric> = {};
-    const dir = mkdtempSync(join(tmpdir(), 'iqhub-bench-radio-'));
     let site: RadioSite | undefined;
     let daemon: RunningDaemon | undefined;
     try {
@@ -112,15 +107,13 @@ export const radioBench: Benchmark = {
         if (after !== before + 1) throw new Error(`${spec.deviceId} handled ${after - before} opens, not 1`);
       }
       progress('both locks open after the restarts');
-      return metrics;
     } finally {
       await daemon?.shutdown('bench over');
       await site?.close();
-      rmSync(dir, { recursive: true, force: true });
       progress('stopped');
     }
   },
-};
+);
 
 let began = performance.now();
 /** A phase done, on stderr: where the bench's wall time goes. */
