@@ -1,5 +1,4 @@
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../../src/base/atomic-file.js';
 import { HubError } from '../../src/base/errors.js';
 import {
@@ -176,20 +175,7 @@ export class FileLockStorage implements LockStorage {
   }
 
   save(state: LockPersisted): void {
-    const text = `${JSON.stringify(state, null, 1)}\n`;
-    if (this.durable) {
-      writeFileAtomic(this.path, text);
-      return;
-    }
-    // Same atomic replacement, without the two flushes.
-    const tmp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.tmp`);
-    try {
-      writeFileSync(tmp, text, { mode: 0o600 });
-      renameSync(tmp, this.path);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw e;
-    }
+    writeFileAtomic(this.path, `${JSON.stringify(state, null, 1)}\n`, 0o600, { flush: this.durable });
   }
 }
 

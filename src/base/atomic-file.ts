@@ -4,8 +4,16 @@ import { basename, dirname, join } from 'node:path';
 /**
  * Write a file so that a reader (or a power cut) sees either the old content or the new,
  * never a mix: temporary file in the same directory, fsync, rename, fsync of the directory.
+ * `flush: false` keeps the atomic replacement but skips both fsyncs: a crash of the process still
+ * leaves the old or the new content, a power cut may lose the newest (the simulated locks' fast flash).
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+export function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  options: { flush?: boolean } = {},
+): void {
+  const flush = options.flush ?? true;
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
@@ -13,7 +21,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (flush) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
     unlinkSync(tmp);
@@ -21,7 +29,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   }
   closeSync(fd);
   renameSync(tmp, path);
-  fsyncDir(dir);
+  if (flush) fsyncDir(dir);
 }
 
 export function fsyncDir(dir: string): void {

@@ -548,6 +548,14 @@ describe('SimLock restart', () => {
     await crashAndRestore(w, () => w.makeLock({ storage: new FileLockStorage(path) }));
   });
 
+  it('keeps them in a file saved without flushes (durable: false), read back by a new lock object', async () => {
+    const path = join(tempDir('iqhub-simlock-'), 'lock.json');
+    const storage = () => new FileLockStorage(path, { durable: false });
+    const w = await attached('restart-file-fast', { lock: { storage: storage() } });
+    expect(JSON.parse(readFileSync(path, 'utf8')).boundHub).toBe(hex(w.hub.publicKey));
+    await crashAndRestore(w, () => w.makeLock({ storage: storage() }));
+  });
+
   it('ends attach mode with a crash', async () => {
     const w = world('restart-attach');
     w.lock.presentMaintenanceCard();
