@@ -45,6 +45,9 @@ export class CompositeBearer implements Bearer {
   }
 
   async start(): Promise<void> {
+    // Started already (as every radio's own start, a second one changes nothing): subscribing again
+    // would hand each listener every state change and advertisement twice.
+    if (this.#unsubs.length > 0) return;
     for (const m of this.#members) {
       this.#unsubs.push(
         m.onStateChange(() => {

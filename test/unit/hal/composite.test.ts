@@ -109,4 +109,22 @@ describe('several radios as one bearer', () => {
     const noTaker = new CompositeBearer([radio(clock, 'p', 'z').radio.bearer()]);
     await expect(noTaker.addInstallCode(Secret.fromUtf8('x$y'))).rejects.toMatchObject({ code: 'attach.install-code' });
   });
+
+  it('a second start() changes nothing: each advertisement and state change still reaches a listener once', async () => {
+    const heardOver = async (starts: number) => {
+      const clock = new VirtualClock();
+      const c = new CompositeBearer([radio(clock, 'ble', 'AA:BB').radio.bearer()]);
+      const ads: string[] = [];
+      const states: string[] = [];
+      c.onAdvertisement((a) => ads.push(a.address));
+      c.onStateChange((s) => states.push(s.status));
+      for (let i = 0; i < starts; i++) await c.start();
+      await clock.advance(500);
+      await drive(clock, c.stop());
+      return { ads, states };
+    };
+    const once = await heardOver(1);
+    expect(once.ads.length).toBeGreaterThan(0);
+    expect(await heardOver(2)).toEqual(once);
+  });
 });
