@@ -1,20 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import forge from 'node-forge';
-import { fsyncDir, writeFileAtomic } from '../src/base/atomic-file.js';
+import { fsyncDir, stageFile, writeFileAtomic } from '../src/base/atomic-file.js';
 import { HubError } from '../src/base/errors.js';
 import { readPrivateFile } from '../src/crypto/private-file.js';
 import { ID_PATTERN } from '../src/uplink/contract.js';
@@ -487,11 +475,11 @@ export function installIdentity(o: {
   const staged: [tmp: string, path: string][] = [];
   try {
     if (o.keyPem !== undefined) {
-      staged.push([stage(paths.key, String(o.keyPem), 0o600), paths.key]);
-      staged.push([stage(paths.csr, o.csrPem ?? csrForKey(o.keyPem, o.hubId), 0o644), paths.csr]);
+      staged.push([stageFile(paths.key, String(o.keyPem), 0o600), paths.key]);
+      staged.push([stageFile(paths.csr, o.csrPem ?? csrForKey(o.keyPem, o.hubId), 0o644), paths.csr]);
     }
-    staged.push([stage(paths.ca, caOut, 0o644), paths.ca]);
-    staged.push([stage(paths.cert, certOut, 0o644), paths.cert]); // last: the certificate makes the switch
+    staged.push([stageFile(paths.ca, caOut, 0o644), paths.ca]);
+    staged.push([stageFile(paths.cert, certOut, 0o644), paths.cert]); // last: the certificate makes the switch
   } catch (e) {
     for (const [tmp] of staged) unlinkQuiet(tmp);
     throw e;
@@ -662,26 +650,6 @@ function settleInterruptedInstall(paths: IdentityPaths): void {
 const pemOf = (certs: X509Certificate[]) => certs.map((x) => x.toString().trim()).join('\n') + '\n';
 
 /** Write `data` to a temporary file beside `path` and fsync it; the caller renames it into place. */
-function stage(path: string, data: string, mode: number): string {
-  const tmp = join(
-    path.slice(0, path.length - basename(path).length),
-    `.${basename(path)}.${process.pid}.${Date.now()}.tmp`,
-  );
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    const buf = Buffer.from(data, 'utf8');
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    unlinkQuiet(tmp);
-    throw e;
-  }
-  closeSync(fd);
-  return tmp;
-}
-
 function unlinkQuiet(path: string): void {
   try {
     unlinkSync(path);

@@ -14,22 +14,38 @@ export function writeFileAtomic(
   options: { flush?: boolean } = {},
 ): void {
   const flush = options.flush ?? true;
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  renameSync(stageFile(path, data, mode, { flush }), path);
+  if (flush) fsyncDir(dirname(path));
+}
+
+/**
+ * The first half of writeFileAtomic: the new content in a temporary file beside `path` (fsync'd
+ * unless `flush: false`), whose name is returned for the caller to rename — several files can be
+ * staged and then renamed in an order of the caller's choosing. On failure nothing is left behind.
+ */
+export function stageFile(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  options: { flush?: boolean } = {},
+): string {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    if (flush) fsyncSync(fd);
+    if (options.flush ?? true) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
-    unlinkSync(tmp);
+    // The write's error is the one worth reporting, not a failed clean-up.
+    try {
+      unlinkSync(tmp);
+    } catch {}
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, path);
-  if (flush) fsyncDir(dir);
+  return tmp;
 }
 
 export function fsyncDir(dir: string): void {
