@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { closest, loadConfig, parseConfig } from '../../../src/config/load.js';
 import { configSchema } from '../../../src/config/schema.js';
 import { refusal } from '../../helpers/refusal.js';
+import { tempDir } from '../../helpers/tmp.js';
 
 const rejected = (text: string) => refusal(() => parseConfig(text, 'config.yaml'));
 
@@ -143,7 +143,7 @@ describe('config', () => {
   });
 
   it('a file on disk is read and its path reported', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'iqhub-config-'));
+    const dir = tempDir('iqhub-config-');
     const file = join(dir, 'config.yaml');
     writeFileSync(file, 'dataDir: /srv/x\n');
     const loaded = loadConfig(file);
