@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
@@ -110,10 +109,9 @@ export class Hub {
     const files =
       deps.config.uplink.enabled && !enrollment ? loadUplinkFiles(deps.config.uplink, deps.config.dataDir) : undefined;
     if (files) {
-      const x = new X509Certificate(files.cert);
       this.#certificate = {
         hubId: files.identity.hubId,
-        notBefore: new Date(Date.parse(x.validFrom)).toISOString(),
+        notBefore: files.identity.notBefore,
         notAfter: files.identity.notAfter,
         fingerprint: files.identity.fingerprint,
         source: deps.config.uplink.certFile ?? identityPaths(deps.config.dataDir).cert,

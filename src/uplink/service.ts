@@ -62,6 +62,7 @@ export interface UplinkDeps {
 
 export interface UplinkIdentity {
   hubId: string;
+  notBefore: string;
   notAfter: string;
   fingerprint: string;
 }
@@ -93,8 +94,8 @@ export function loadUplinkFiles(
         },
       );
     }
-    const { ca, cert, key, hubId, notAfter, fingerprint } = installed;
-    return { ca, cert, key, identity: { hubId, notAfter, fingerprint } };
+    const { ca, cert, key, hubId, notBefore, notAfter, fingerprint } = installed;
+    return { ca, cert, key, identity: { hubId, notBefore, notAfter, fingerprint } };
   }
   if (!caFile || !certFile || !keyFile) {
     throw new HubError(
@@ -152,7 +153,12 @@ export function loadUplinkFiles(
     ca,
     cert,
     key,
-    identity: { hubId: cn, notAfter: new Date(x509.validTo).toISOString(), fingerprint: x509.fingerprint256 },
+    identity: {
+      hubId: cn,
+      notBefore: new Date(x509.validFrom).toISOString(),
+      notAfter: new Date(x509.validTo).toISOString(),
+      fingerprint: x509.fingerprint256,
+    },
   };
 }
 
@@ -341,7 +347,6 @@ export class UplinkService implements Component {
 
   #newRotation(o: NonNullable<UplinkDeps['rotation']>, files: UplinkFiles, client: UplinkClient): Rotation {
     const d = this.#d;
-    const x509 = new X509Certificate(files.cert);
     return new Rotation(
       {
         dataDir: o.dataDir,
@@ -354,11 +359,16 @@ export class UplinkService implements Component {
         switchTo: (cert, key) => client.switchCredentials(cert, key),
         connected: () => client.connected,
         onRotated: (id) => {
-          this.#identity = { hubId: id.hubId, notAfter: id.notAfter, fingerprint: id.fingerprint };
+          this.#identity = {
+            hubId: id.hubId,
+            notBefore: id.notBefore,
+            notAfter: id.notAfter,
+            fingerprint: id.fingerprint,
+          };
         },
       },
       {
-        notBefore: new Date(x509.validFrom).toISOString(),
+        notBefore: files.identity.notBefore,
         notAfter: files.identity.notAfter,
         fingerprint: files.identity.fingerprint,
       },
