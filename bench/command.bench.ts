@@ -30,9 +30,11 @@ const STAGES = fileURLToPath(new URL('./stages.js', import.meta.url));
  * cmd/result, through a real broker and a whole daemon (verifier, counter persisted, sealed link,
  * the simulated lock at zero radio latency, result through the outbox). command.mqttRtt: the raw
  * MQTT round trip of the same shape (cloud publishes on `cmd`, a bare client with the hub's
- * identity answers on `cmd/result`, both QoS 1: see mqttRoundTrip) through the same broker, just
- * before the daemon starts; command.remoteOpenPerMqttRtt is the ratio of their medians, the issue's
- * target being at most 5. command.remoteOpen opens the door once at a time (each open after the
+ * identity, in its own process, answers on `cmd/result`, both QoS 1: see mqttRoundTrip) through
+ * the same broker, just before the daemon starts (command.mqttRttInProcess: the same with the
+ * answering client in the bench's process, as first measured); command.remoteOpenPerMqttRtt is the
+ * ratio of their medians, the issue's target being at most 5. Both are timed from the cloud's
+ * publish (the envelope is signed before). command.remoteOpen opens the door once at a time (each open after the
  * previous one's event reached the cloud); command.remoteOpenBackToBack sends each open as soon as
  * the previous answer arrived (how remoteOpen was measured before: it includes waiting for the
  * previous open's event collection).
@@ -47,6 +49,10 @@ export const commandBench: Benchmark = benchmarkInTempDir(
       const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
       b = await broker(join(dir, 'pki'), pki);
       metrics['command.mqttRtt'] = distribution('ms', await mqttRoundTrip(b, pki, 2000));
+      metrics['command.mqttRttInProcess'] = distribution(
+        'ms',
+        await mqttRoundTrip(b, pki, 2000, { responder: 'in-process' }),
+      );
       await remoteOpen(dir, b, pki, metrics);
       const open = metrics['command.remoteOpen'];
       const rtt = metrics['command.mqttRtt'];
@@ -118,9 +124,12 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     const N = 500;
     const WARMUP = 30;
     const once = async (times?: CloudTimes): Promise<number> => {
+      // Timed from the cloud's publish, as the issue defines it and as command.mqttRtt is: the
+      // envelope is signed first (the cloud's OCRA, ~10 µs warm).
+      const envelope = cloud.envelope(HUB, open);
       times?.sent.push(wallNow());
       const t = performance.now();
-      const r = await cloud.command(HUB, open, { timeoutMs: 10_000 });
+      const r = await cloud.sendEnvelope(HUB, envelope, { timeoutMs: 10_000 });
       const ms = performance.now() - t;
       times?.answered.push(wallNow());
       if (!r.ok) throw new Error(`remote open refused: ${r.error?.code} ${r.error?.message}`);

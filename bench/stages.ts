@@ -63,6 +63,16 @@ async function install(file: string): Promise<void> {
     }
   };
   syncBuiltinESMExports();
+  // When the bytes of a publish reach the TLS socket (not when the client was asked to publish).
+  const net = await import('node:net');
+  const tls = await import('node:tls');
+  const socket = net.Socket.prototype as unknown as Record<string, Method>;
+  const writeGeneric = socket._writeGeneric;
+  if (typeof writeGeneric !== 'function') throw new Error('stages: no net.Socket._writeGeneric to time');
+  socket._writeGeneric = function (this: unknown, ...args: unknown[]) {
+    if (this instanceof tls.TLSSocket) record('socketWrite', now(), stack.join('>'));
+    return writeGeneric.apply(this, args);
+  };
 
   const { Store } = await import('../src/store/store.js');
   const { PairingStore } = await import('../src/link/pairing.js');
@@ -94,9 +104,10 @@ export function wallNow(): number {
 /**
  * Per-command stage durations (ms) from a daemon's records, for the commands whose index (in
  * arrival order at the daemon) is in [from, to). With the cloud's times, also `toHub` (from the
- * cloud's command() call — signing, publish, broker — until the daemon handles the command) and
- * `toCloud` (from the daemon's publish of the result until command() resolved at the cloud): the
- * two legs of what command.mqttRtt measures bare.
+ * cloud's publish of the signed envelope, through the broker, until the daemon handles the
+ * command) and `toCloud` (from the daemon's publish of the result until it resolved at the cloud): the
+ * two legs of what command.mqttRtt measures bare. `toSocket`: from that publish until its bytes
+ * were handed to the TLS socket (a socket still finishing an earlier write holds them back).
  */
 export function stageBreakdown(
   log: StageRecord[],
@@ -131,6 +142,8 @@ export function stageBreakdown(
     }
     add('resultCommit', finish[1]);
     add('toPublish', result[0] - end(finish));
+    const written = own.find((r) => r[2] === 'socketWrite' && r[0] >= result[0]);
+    if (written) add('toSocket', written[0] - result[0]);
     add('hub', result[0] - t0);
     const fsyncs = own.filter((r) => r[2] === 'fsync' && r[0] < result[0]);
     add(

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
 import { startEmbeddedBroker } from '../sim/broker/embedded-broker.js';
@@ -18,9 +20,12 @@ import { topics } from '../src/uplink/contract.js';
 import { Publisher } from '../src/uplink/publisher.js';
 import { findMosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { type Benchmark, distribution, type Metric, round } from './lib.js';
+import type { ResponderArgs } from './rtt-responder.js';
 
 const HUB = 'bench-hub';
 const pem = (p: string) => readFileSync(p);
+/** The compiled responder next to this compiled bench (benchmarks run from dist/). */
+const RESPONDER = fileURLToPath(new URL('./rtt-responder.js', import.meta.url));
 
 export interface Broker {
   url: string;
@@ -121,23 +126,43 @@ const RTT_ANSWER_BYTES = 240;
  * message on the hub's `cmd` topic; a bare MQTT client with the hub's identity receives it and at
  * once publishes a QoS 1 answer on `cmd/result`; the time is from the cloud's publish to the
  * answer's arrival at the cloud (as `command.remoteOpen` is measured). `n` samples after `warmup`.
+ * The answering client runs in its own process (bench/rtt-responder.ts), as the hub does, unless
+ * `responder: 'in-process'` (how uplink.mqttRtt was first measured: the cloud and the hub's
+ * identity in one process, which saves a process wake-up per round trip).
  */
 export async function mqttRoundTrip(
   b: Broker,
   pki: ReturnType<typeof createDevPki>,
   n: number,
-  warmup = 100,
+  opts: { warmup?: number; responder?: 'process' | 'in-process' } = {},
 ): Promise<number[]> {
+  const warmup = opts.warmup ?? 100;
   const v5 = b.kind.startsWith('mosquitto');
-  const hub = await client(b.url, pki, 'hub', v5);
   const cloud = await client(b.url, pki, 'cloud', v5);
-  try {
+  let stopResponder: () => Promise<void>;
+  if (opts.responder === 'in-process') {
+    const hub = await client(b.url, pki, 'hub', v5);
     await hub.subscribeAsync(topics.cmd(HUB), { qos: 1 });
-    await cloud.subscribeAsync(topics.cmdResult(HUB), { qos: 1 });
     const answer = Buffer.alloc(RTT_ANSWER_BYTES, 0x61);
     hub.on('message', () => {
       hub.publish(topics.cmdResult(HUB), answer, { qos: 1 });
     });
+    stopResponder = async () => {
+      await hub.endAsync();
+    };
+  } else {
+    stopResponder = await startResponder({
+      url: b.url,
+      ca: pki.ca.cert,
+      cert: pki.hub.cert,
+      key: pki.hub.key,
+      hubId: HUB,
+      v5,
+      answerBytes: RTT_ANSWER_BYTES,
+    });
+  }
+  try {
+    await cloud.subscribeAsync(topics.cmdResult(HUB), { qos: 1 });
     let arrived: (() => void) | undefined;
     cloud.on('message', () => arrived?.());
     const request = Buffer.alloc(RTT_REQUEST_BYTES, 0x62);
@@ -161,9 +186,31 @@ export async function mqttRoundTrip(
     }
     return samples;
   } finally {
-    await hub.endAsync();
+    await stopResponder();
     await cloud.endAsync();
   }
+}
+
+/** The responder (bench/rtt-responder.ts) as a child process; resolves once it is subscribed. */
+async function startResponder(args: ResponderArgs): Promise<() => Promise<void>> {
+  const child = spawn(process.execPath, [RESPONDER, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('mqttRoundTrip: the responder was not ready within 10 s')), 10_000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (!d.includes('ready')) return;
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`mqttRoundTrip: the responder exited (${code}) before it was ready`));
+    });
+  });
+  return async () => {
+    child.kill('SIGTERM');
+    await exited;
+  };
 }
 
 /**

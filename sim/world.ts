@@ -11,7 +11,7 @@ import { type Random, SeededRandom } from '../src/base/random.js';
 import { Secret } from '../src/crypto/secret.js';
 import { generateKeyPair } from '../src/link/noise.js';
 import { SimLock } from './lock/lock.js';
-import { FileLockStorage, MemoryLockStorage } from './lock/storage.js';
+import { FileLockStorage, flushSimulatedFlash, MemoryLockStorage } from './lock/storage.js';
 
 export interface Sticker {
   deviceId: string;
@@ -125,8 +125,10 @@ export class SimWorld implements Component {
   }
 
   async stop(): Promise<void> {
-    // Locks write through: powering them off loses nothing they confirmed.
+    // Locks write through: powering them off loses nothing they confirmed (a fast flash —
+    // flashDurable: false — has what it wrote behind written now).
     for (const l of this.locks) if (l.running) l.crash();
+    flushSimulatedFlash();
     this.#running = false;
   }
 

@@ -65,7 +65,7 @@ export const INBOX_MAX_IDS = 10_000;
 export const INBOX_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 /** An `open` without `args.durationMs` holds the door open this long. */
 export const DEFAULT_OPEN_MS = 5000;
-/** Rows looked at per insert by the age-based pruning (the oldest answered ones). */
+/** Rows looked at per pruning by age (the oldest answered ones); a pruning follows every turn that added rows. */
 const PRUNE_BATCH = 64;
 const MAX_CODE = 64;
 const MAX_MESSAGE = 1024;
@@ -130,6 +130,7 @@ export class Inbound {
   readonly #inflight = new Map<string, InFlight>();
   /** Tail of the queue per lock id (and one for syncs). */
   readonly #queues = new Map<string, Promise<unknown>>();
+  #pruneScheduled = false;
   readonly #sql: {
     get: Statement<[string], InboxRow>;
     claim: Statement<[string, string, number, number | null, string | null, string | null]>;
@@ -289,8 +290,8 @@ export class Inbound {
     this.#store.transaction(() => {
       this.#verifier.advanceCounter(cmd.counter, now);
       this.#sql.claim.run(cmd.cmdId, 'cmd', now, cmd.counter, cmd.op, cmd.lockId ?? null);
-      this.#prune(now);
     });
+    this.#schedulePrune();
   }
 
   /** A genuine command whose cmdId is known: the stored answer again, never a second action. */
@@ -482,8 +483,8 @@ export class Inbound {
       const now = this.#now();
       this.#store.transaction(() => {
         this.#sql.claim.run(id, topic, now, null, null, null);
-        this.#prune(now);
       });
+      this.#schedulePrune();
     } catch (e) {
       this.#log.error({ err: e, topic, id }, 'inbound message could not be recorded; not acting on it');
       this.#publishNow(
@@ -533,10 +534,27 @@ export class Inbound {
     return Math.floor(this.#clock.now());
   }
 
-  /** Keep the inbox bounded (inside the transaction that adds a row). */
-  #prune(now: number): void {
-    this.#sql.pruneCount.run(INBOX_MAX_IDS);
-    this.#sql.pruneAge.run(PRUNE_BATCH, now - INBOX_MAX_AGE_MS);
+  /**
+   * Keep the inbox bounded: once per turn of the event loop in which rows were added, off the
+   * command's path (a command is answered before the inbox is trimmed). Only answered rows go, so
+   * the deletes need not wait for the disk: undone by a power cut, they are simply done again.
+   */
+  #schedulePrune(): void {
+    if (this.#pruneScheduled) return;
+    this.#pruneScheduled = true;
+    setImmediate(() => {
+      this.#pruneScheduled = false;
+      try {
+        const now = this.#now();
+        this.#store.lazyTransaction(() => {
+          this.#sql.pruneCount.run(INBOX_MAX_IDS);
+          this.#sql.pruneAge.run(PRUNE_BATCH, now - INBOX_MAX_AGE_MS);
+        });
+      } catch (e) {
+        // The store is closing or failing: the next message prunes again.
+        this.#log.warn({ err: e }, 'the inbox could not be trimmed; trying again with the next message');
+      }
+    });
   }
 
   /** Register `done` as the work on `id` until it settles, so a redelivery waits for it. */

@@ -31,7 +31,8 @@ if (process.env.VITEST)
   });
 
 export function start(args: string[], env: NodeJS.ProcessEnv = {}, script = CLI): Proc {
-  const child = spawn(process.execPath, [script, ...args], {
+  const nodeArgs = process.env.IQHUB_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });

@@ -7,6 +7,8 @@ import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../hal/sim
 import { SimLock, type SimLockOptions } from '../../../sim/lock/lock.js';
 import {
   FileLockStorage,
+  factoryState,
+  flushSimulatedFlash,
   type LockPersisted,
   type LockStorage,
   MemoryLockStorage,
@@ -554,6 +556,25 @@ describe('SimLock restart', () => {
     const w = await attached('restart-file-fast', { lock: { storage: storage() } });
     expect(JSON.parse(readFileSync(path, 'utf8')).boundHub).toBe(hex(w.hub.publicKey));
     await crashAndRestore(w, () => w.makeLock({ storage: storage() }));
+  });
+
+  it('writes a fast flash (durable: false) behind: one write per turn, and a load reads the newest save', async () => {
+    const path = join(tempDir('iqhub-simlock-'), 'lock.json');
+    const a = new FileLockStorage(path, { durable: false });
+    const first = factoryState();
+    a.save({ ...first, batteryPercent: 90 });
+    a.save({ ...first, batteryPercent: 80 });
+    // Not on disk yet: the save returned before the write.
+    expect(() => readFileSync(path, 'utf8')).toThrow(/ENOENT/);
+    // Another storage of this process (a rebooted lock) reads the newest save all the same.
+    expect(new FileLockStorage(path, { durable: false }).load()?.batteryPercent).toBe(80);
+    a.save({ ...first, batteryPercent: 70 });
+    await new Promise((r) => setImmediate(r));
+    expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(70);
+    // A clean stop writes what is pending.
+    a.save({ ...first, batteryPercent: 60 });
+    flushSimulatedFlash();
+    expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(60);
   });
 
   it('ends attach mode with a crash', async () => {

@@ -453,6 +453,8 @@ describe('inbound syncs', () => {
 });
 
 describe('inbox bounds', () => {
+  // The inbox is trimmed on the turn after a message is recorded, off the command's path.
+  const trimmed = () => new Promise((r) => setImmediate(r));
   const fill = (t: ReturnType<typeof commandHarness>, n: number, at: number, prefix: string, state = 'done') => {
     const ins = t.store.db.prepare(
       "INSERT INTO inbox (id, topic, state, result, received_at) VALUES (?, 'sync', ?, '{}', ?)",
@@ -467,6 +469,7 @@ describe('inbox bounds', () => {
     fill(t, 5, t.clock.now(), 'stuck-', 'started');
     fill(t, INBOX_MAX_IDS + 50, t.clock.now(), 'old-');
     await t.run({ op: 'ping' }, { cmdId: 'new' });
+    await trimmed();
     // The oldest answered ids went; ids never answered stay (a redelivery must not act on them).
     expect(t.inboxCount()).toBe(INBOX_MAX_IDS + 5);
     expect(t.row('old-0')).toBeUndefined();
@@ -484,10 +487,13 @@ describe('inbox bounds', () => {
     fill(t, 10, t.clock.now(), 'recent-');
     await t.clock.advance(2000);
     await t.run({ op: 'ping' });
+    await trimmed();
     expect(t.inboxCount()).toBe(2 + 100 - 64 + 10 + 1);
     await t.run({ op: 'ping' });
+    await trimmed();
     expect(t.inboxCount()).toBe(2 + 10 + 2);
     await t.run({ op: 'ping' });
+    await trimmed();
     expect(t.inboxCount()).toBe(2 + 10 + 3);
     expect(t.row('recent-9')).toBeDefined();
     expect(t.row('stuck-1')?.state).toBe('started');
