@@ -2,9 +2,15 @@
  * The far end of `mqttRoundTrip` in its own process, as the hub is: connects with the hub's
  * identity, answers every message on the hub's `cmd` topic with a `cmd/result` of the given size
  * (QoS 1), and prints `ready` once subscribed. Arguments: a JSON object (ResponderArgs).
+ *
+ * With `storeDir`, it first makes the two durable commits a remote command needs in the hub's own
+ * store (src/store/store.ts: WAL, synchronous=FULL), with the hub's statements: the counter and
+ * the command id before acting, the answer and its outbox row before publishing. Nothing else —
+ * no verification, no lock: the floor the durability rules put under command.remoteOpen.
  */
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
+import { Store } from '../src/store/store.js';
 import { topics } from '../src/uplink/contract.js';
 
 export interface ResponderArgs {
@@ -15,6 +21,40 @@ export interface ResponderArgs {
   hubId: string;
   v5: boolean;
   answerBytes: number;
+  /** Make the two durable commits of a command in a hub store in this directory before answering. */
+  storeDir?: string;
+}
+
+/** The claim and the answer of a command, as src/uplink/inbound.ts and the outbox commit them. */
+function durableCommits(dir: string, answer: Buffer): () => void {
+  const store = Store.open(dir);
+  const db = store.db;
+  const advance = db.prepare(
+    `INSERT INTO command_counter (id, last_counter, updated_at) VALUES (1, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET last_counter = excluded.last_counter, updated_at = excluded.updated_at`,
+  );
+  const claim = db.prepare(
+    "INSERT INTO inbox (id, topic, state, result, received_at, counter, op, lock_id) VALUES (?, 'cmd', 'started', NULL, ?, ?, 'open', 'SIM-0001')",
+  );
+  const done = db.prepare("UPDATE inbox SET state = 'done', result = ? WHERE id = ?");
+  const enqueue = db.prepare(
+    "INSERT INTO outbox (kind, topic, payload, retain, bytes, created_at) VALUES ('message', 'cmd/result', ?, 0, ?, ?)",
+  );
+  const text = answer.toString('utf8');
+  let n = 0;
+  return () => {
+    n++;
+    const id = `floor-${n}`;
+    const now = Date.now();
+    store.transaction(() => {
+      advance.run(n, now);
+      claim.run(id, now, n);
+    });
+    store.transaction(() => {
+      done.run(text, id);
+      enqueue.run(text, text.length, now);
+    });
+  };
 }
 
 async function main(): Promise<void> {
@@ -31,7 +71,9 @@ async function main(): Promise<void> {
   });
   (c.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
   const answer = Buffer.alloc(a.answerBytes, 0x61);
+  const commit = a.storeDir ? durableCommits(a.storeDir, answer) : undefined;
   c.on('message', () => {
+    commit?.();
     c.publish(topics.cmdResult(a.hubId), answer, { qos: 1 });
   });
   await c.subscribeAsync(topics.cmd(a.hubId), { qos: 1 });

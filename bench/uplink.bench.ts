@@ -128,13 +128,14 @@ const RTT_ANSWER_BYTES = 240;
  * answer's arrival at the cloud (as `command.remoteOpen` is measured). `n` samples after `warmup`.
  * The answering client runs in its own process (bench/rtt-responder.ts), as the hub does, unless
  * `responder: 'in-process'` (how uplink.mqttRtt was first measured: the cloud and the hub's
- * identity in one process, which saves a process wake-up per round trip).
+ * identity in one process, which saves a process wake-up per round trip). With `storeDir`, the
+ * responder makes a command's two durable commits before each answer (see rtt-responder.ts).
  */
 export async function mqttRoundTrip(
   b: Broker,
   pki: ReturnType<typeof createDevPki>,
   n: number,
-  opts: { warmup?: number; responder?: 'process' | 'in-process' } = {},
+  opts: { warmup?: number; responder?: 'process' | 'in-process'; storeDir?: string } = {},
 ): Promise<number[]> {
   const warmup = opts.warmup ?? 100;
   const v5 = b.kind.startsWith('mosquitto');
@@ -159,6 +160,7 @@ export async function mqttRoundTrip(
       hubId: HUB,
       v5,
       answerBytes: RTT_ANSWER_BYTES,
+      ...(opts.storeDir ? { storeDir: opts.storeDir } : {}),
     });
   }
   try {
