@@ -86,6 +86,8 @@ async function install(file: string): Promise<void> {
   wrap(FileLockStorage.prototype, 'save', 'lockFlash');
   wrap(UplinkClient.prototype, 'publish', 'publish', (a) => String(a[0]));
   wrap(Inbound.prototype, 'handle', 'inbound', (a) => String(a[0]));
+  const { CommandVerifier } = await import('../src/commands/verifier.js');
+  wrap(CommandVerifier.prototype, 'verify', 'verifier');
   wrapAsync(LinkManager.prototype, 'open', 'linkOpen');
   process.on('exit', () => fs.writeFileSync(file, JSON.stringify(log)));
 }
@@ -134,6 +136,11 @@ export function stageBreakdown(
     if (!claim || !open || !finish || !result) continue;
     const end = (r: StageRecord) => r[0] + r[1];
     add('verify', claim[0] - t0);
+    const verifier = own.find((r) => r[2] === 'verifier');
+    if (verifier) {
+      add('verify.parse', verifier[0] - t0);
+      add('verify.verifier', verifier[1]);
+    }
     add('claimCommit', claim[1]);
     if (flash) {
       add('toLock', flash[0] - end(claim));

@@ -336,9 +336,11 @@ export class Inbound {
       setupCode?.wipe();
     }
     this.#finish('cmd', cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
-    // Logged after the answer is durable and its publish has been started (the publisher drains
-    // on a microtask queued by #finish): the log line (serialised, redacted, written) is not on
-    // the command's path. The journal entry written with the answer is the durable record.
+    // Logged on the next turn of the event loop, once the answer is durable and its bytes are on
+    // the socket: the log line (serialised, redacted, written) is not on the command's path, nor
+    // is it ahead of the answer (a TLS socket still completing an earlier write — the command's
+    // PUBACK — holds the answer back until the turn ends). The journal entry written with the
+    // answer is the durable record.
     const fields = {
       cmdId: cmd.cmdId,
       op: cmd.op,
@@ -347,7 +349,7 @@ export class Inbound {
       ok: answer.ok,
       code: answer.error?.code,
     };
-    queueMicrotask(() => this.#log.info(fields, 'command answered'));
+    setImmediate(() => this.#log.info(fields, 'command answered'));
   }
 
   async #command(c: CommandEnvelope, setupCode: Secret | undefined): Promise<CmdResultPayload> {
