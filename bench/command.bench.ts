@@ -18,6 +18,9 @@ import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './st
 import { type Broker, broker, mqttRoundTrip } from './uplink.bench.js';
 
 const HUB = 'bench-hub';
+/** Pause before each of the after-idle samples (command.*AfterIdle), and their number. */
+const IDLE_MS = 20;
+const IDLE_SAMPLES = 150;
 /** The compiled CLI next to this compiled bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** The stage timer loaded into the daemon when IQHUB_BENCH_STAGES=1 (bench/stages.ts). */
@@ -55,6 +58,10 @@ export const commandBench: Benchmark = benchmarkInTempDir(
       metrics['command.mqttRttInProcess'] = distribution(
         'ms',
         await mqttRoundTrip(b, pki, 2000, { responder: 'in-process' }),
+      );
+      metrics['command.mqttRttAfterIdle'] = distribution(
+        'ms',
+        await mqttRoundTrip(b, pki, IDLE_SAMPLES, { warmup: 10, gapMs: IDLE_MS }),
       );
       metrics['command.floorRtt'] = distribution(
         'ms',
@@ -169,13 +176,25 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     // lock's flash writes, the event's durable commit).
     const backToBack: number[] = [];
     for (let i = 0; i < N; i++) backToBack.push(await once());
+    // After idle: each open after IDLE_MS with nothing happening, as a door opened now and then.
+    // On this virtual machine an idle CPU is slow to come back (the guest halts at once,
+    // haltpoll with guest_halt_poll_ns=0), which weighs on work done in user space after a pause:
+    // compare with command.mqttRttAfterIdle.
+    const afterIdle: number[] = [];
+    for (let i = 0; i < IDLE_SAMPLES; i++) {
+      done++;
+      await cloud.waitFor(() => settled(done - 1), 10_000, 'the previous opened event at the cloud');
+      await new Promise((r) => setTimeout(r, IDLE_MS));
+      afterIdle.push(await once());
+    }
     const [lock] = (await call('sim.locks')) as { requestCounts: { handled: { open: number } } }[];
-    const total = 2 * N + WARMUP;
+    const total = 2 * N + WARMUP + IDLE_SAMPLES;
     if (lock?.requestCounts.handled.open !== total) {
       throw new Error(`the lock handled ${lock?.requestCounts.handled.open} opens, not ${total}`);
     }
     metrics['command.remoteOpen'] = distribution('ms', isolated);
     metrics['command.remoteOpenBackToBack'] = distribution('ms', backToBack);
+    metrics['command.remoteOpenAfterIdle'] = distribution('ms', afterIdle);
     stages = { from: WARMUP, to: WARMUP + N };
     if (cloud.invalid > 0) throw new Error(`${cloud.invalid} messages at the cloud did not match the contract`);
   } finally {

@@ -129,13 +129,14 @@ const RTT_ANSWER_BYTES = 240;
  * The answering client runs in its own process (bench/rtt-responder.ts), as the hub does, unless
  * `responder: 'in-process'` (how uplink.mqttRtt was first measured: the cloud and the hub's
  * identity in one process, which saves a process wake-up per round trip). With `storeDir`, the
- * responder makes a command's two durable commits before each answer (see rtt-responder.ts).
+ * responder makes a command's two durable commits before each answer (see rtt-responder.ts). With
+ * `gapMs`, each round trip starts after that long with nothing happening.
  */
 export async function mqttRoundTrip(
   b: Broker,
   pki: ReturnType<typeof createDevPki>,
   n: number,
-  opts: { warmup?: number; responder?: 'process' | 'in-process'; storeDir?: string } = {},
+  opts: { warmup?: number; responder?: 'process' | 'in-process'; storeDir?: string; gapMs?: number } = {},
 ): Promise<number[]> {
   const warmup = opts.warmup ?? 100;
   const v5 = b.kind.startsWith('mosquitto');
@@ -170,6 +171,7 @@ export async function mqttRoundTrip(
     const request = Buffer.alloc(RTT_REQUEST_BYTES, 0x62);
     const samples: number[] = [];
     for (let i = 0; i < n + warmup; i++) {
+      if (opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
       let timer: NodeJS.Timeout | undefined;
       const got = new Promise<void>((resolve, reject) => {
         arrived = resolve;

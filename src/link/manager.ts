@@ -130,6 +130,12 @@ export class LinkManager implements Component {
   readonly #connecting = new Map<string, Promise<Connection>>();
   readonly #pulling = new Map<string, Promise<void>>();
   readonly #pullAgain = new Set<string>();
+  /**
+   * Pulls asked for on the next turn, by lock: several triggers in one turn (the lock's pushed
+   * event, then the answer that carried its state) make one pull. The value is the lock's state
+   * when a trigger brought it (the pull then need not ask for it), else undefined.
+   */
+  readonly #pullSoon = new Map<string, LockState | undefined>();
   /** Sessions on which the events stored before a restart have been acknowledged. */
   readonly #ackedOnConnect = new WeakSet<LockClient>();
   readonly #retry = new Map<string, Retry>();
@@ -539,7 +545,7 @@ export class LinkManager implements Component {
     const state = (r.value as { state?: LockState }).state;
     if (state) {
       this.#changed(lockId, state);
-      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePullSoon(lockId);
+      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePullSoon(lockId, state);
     }
     return r.value;
   }
@@ -707,19 +713,28 @@ export class LinkManager implements Component {
   /**
    * Collect events on the next turn: the caller (a command waiting for its result, a request's
    * answer) finishes its own durable commit and reply first; the events follow a moment later.
+   * `known`: the lock's state as an answer just gave it (the pull need not ask for it again).
+   * Triggers within one turn make one pull, with the newest known state.
    */
-  #schedulePullSoon(lockId: string): void {
+  #schedulePullSoon(lockId: string, known?: LockState): void {
+    if (this.#pullSoon.has(lockId)) {
+      if (known) this.#pullSoon.set(lockId, known);
+      return;
+    }
+    this.#pullSoon.set(lockId, known);
     this.#clock.setTimeout(() => {
-      if (this.#conns.has(lockId)) this.#schedulePull(lockId);
+      const state = this.#pullSoon.get(lockId);
+      this.#pullSoon.delete(lockId);
+      if (this.#conns.has(lockId)) this.#schedulePull(lockId, state);
     }, 0);
   }
 
-  #schedulePull(lockId: string): void {
+  #schedulePull(lockId: string, known?: LockState): void {
     if (this.#pulling.has(lockId)) {
       this.#pullAgain.add(lockId);
       return;
     }
-    const run = this.#pullEvents(lockId)
+    const run = this.#pullEvents(lockId, known)
       .catch((e: unknown) => this.#log.debug({ lockId, err: e }, 'event collection interrupted'))
       .finally(() => {
         this.#pulling.delete(lockId);
@@ -731,20 +746,28 @@ export class LinkManager implements Component {
   /**
    * Collect the lock's events: fetch those after the last stored sequence number, store them (one
    * transaction with the new sequence), and only then acknowledge them so the lock may delete them.
+   * The lock's state comes first (its sequence must not have gone backwards): `known` when an
+   * answer on this session has just carried it, else asked for.
    */
-  async #pullEvents(lockId: string): Promise<void> {
+  async #pullEvents(lockId: string, known?: LockState): Promise<void> {
     const conn = this.#conns.get(lockId);
     if (!conn) return;
-    const state = await conn.client.request({ type: 'getState' });
-    if (!state.ok) return;
-    this.#changed(lockId, state.value.state);
+    // A known state older than what is stored (another pull stored later events since) proves
+    // nothing: ask.
+    let lock = known && known.lastSeq >= (this.pairing.get(lockId)?.lastEventSeq ?? 0) ? known : undefined;
+    if (!lock) {
+      const state = await conn.client.request({ type: 'getState' });
+      if (!state.ok) return;
+      lock = state.value.state;
+      this.#changed(lockId, lock);
+    }
     const rec = this.pairing.get(lockId);
     if (!rec) return;
-    if (state.value.state.lastSeq < rec.lastEventSeq) {
+    if (lock.lastSeq < rec.lastEventSeq) {
       this.#quarantine(
         lockId,
         'sequence-backwards',
-        `the lock's event sequence went backwards (${state.value.state.lastSeq} < ${rec.lastEventSeq}): reset or cloned`,
+        `the lock's event sequence went backwards (${lock.lastSeq} < ${rec.lastEventSeq}): reset or cloned`,
       );
       return;
     }

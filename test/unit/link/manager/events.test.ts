@@ -32,6 +32,32 @@ describe('event collection', () => {
     expect(violations).toEqual([]);
   });
 
+  it("collects an open's event in one pull: the answer's state stands for getState, the push and the answer make one pull", async () => {
+    const site = await Site.create({ seed: 'one-pull', locks: 1 });
+    const hub = site.hub;
+    await hub.attach(A);
+    await site.pass(200);
+    const lock = site.world.lock(A);
+    const before = lock.requestCounts().handled;
+    const state = await site.drive(hub.manager.open(A, 600_000));
+    await site.until(() => hub.lock(A).lastEventSeq === state.lastSeq && lock.events().length === 0, 'collected');
+    await site.pass(50);
+    const after = lock.requestCounts().handled;
+    const delta = (op: keyof typeof after) => after[op] - before[op];
+    expect({
+      open: delta('open'),
+      getState: delta('getState'),
+      getEvents: delta('getEvents'),
+      ackEvents: delta('ackEvents'),
+    }).toEqual({
+      open: 1,
+      getState: 0,
+      getEvents: 1,
+      ackEvents: 1,
+    });
+    expect(hub.storedEvents(A).at(-1)).toMatchObject({ seq: state.lastSeq, type: 'opened', by: 'remote' });
+  });
+
   // BUG: the hub pulls events only when a push arrives or a session starts; nothing polls, and the
   // lastSeq in every state answer is ignored. A push lost on the radio (or tampered with) leaves its
   // event on the lock, unseen by the hub, until some later event or reconnection, however long that
