@@ -21,6 +21,7 @@ import {
   type OfflineItem,
   OPERATIONS,
   type Operation,
+  offlineListDigest,
   type Request,
   type Response,
 } from '../../src/link/frames.js';
@@ -646,7 +647,17 @@ export class SimLock {
     this.#change((d) => {
       d.offlineAccess = [...next.values()];
     });
-    return { type: 'ok', id, result: { op: 'setOffline', held: next.size, capacity: this.maxOfflineEntries } };
+    const held = [...next.values()];
+    return {
+      type: 'ok',
+      id,
+      result: {
+        op: 'setOffline',
+        held: held.length,
+        capacity: this.maxOfflineEntries,
+        digest: offlineListDigest(held.map(fromEntry)),
+      },
+    };
   }
 
   /**
@@ -802,6 +813,15 @@ export class SimLock {
     this.#clock.clearTimeout(this.#relockTimer);
     this.#relockTimer = undefined;
   }
+}
+
+function fromEntry(e: OfflineAccessEntry): OfflineItem {
+  return {
+    kind: e.kind,
+    credentialId: e.credentialId,
+    digest: new Uint8Array(Buffer.from(e.digest, 'hex')),
+    windows: e.windows.map((w) => ({ from: w.from, until: w.until })),
+  };
 }
 
 function toEntry(item: OfflineItem): OfflineAccessEntry {

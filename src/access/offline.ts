@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
@@ -6,6 +7,7 @@ import {
   MAX_OFFLINE_REMOVALS,
   MAX_OFFLINE_WINDOWS,
   type OfflineItem,
+  offlineListDigest,
 } from '../link/frames.js';
 import type { Logger } from '../log/logger.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
@@ -25,8 +27,10 @@ import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js
  *   before PINs (the tag is the usual credential at a door without a phone), then by credential id.
  *   What is left out is counted and logged.
  * - How: the hub remembers, per lock, what it last told it (in memory). A change is sent as a
- *   delta (removals and upserts, a few per request); a lock the hub knows nothing about since it
- *   started — or whose last update failed — gets the whole list, the first request with `reset`.
+ *   delta (removals and upserts, a few per request). For a lock the hub knows nothing about since
+ *   it started — or whose last update failed — it first asks what the lock holds (an empty
+ *   setOffline, answered with the digest of the lock's list): a lock already holding the list the
+ *   hub wants gets nothing more; any other gets the whole list, the first request with `reset`.
  * - When: after each sync that changed the mirror (`changed()`), when a lock becomes bound or
  *   reconnects (`lockReady()`), after a failure (retry with `retryMs`), and once a day.
  */
@@ -34,11 +38,15 @@ import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js
 export interface OfflineLink {
   /** Locks bound to this hub (only those get lists). */
   boundLocks(): string[];
+  /** Applies the change; answers with what the lock then holds (count, capacity, offlineListDigest). */
   setOffline(
     lockId: string,
     change: { reset: boolean; remove: string[]; upsert: OfflineItem[] },
-  ): Promise<{ held: number; capacity: number }>;
+  ): Promise<{ held: number; capacity: number; digest: Uint8Array }>;
 }
+
+/** A setOffline that changes nothing: the lock answers with what it holds. */
+const QUERY = { reset: false, remove: [], upsert: [] };
 
 export interface OfflineListOptions {
   horizonDays: number;
@@ -232,23 +240,24 @@ export class OfflineLists implements Component {
       view = { known: undefined, capacity: undefined, leftOut: 0, lastUpdatedAt: undefined, lastError: undefined };
       this.#locks.set(lockId, view);
     }
-    const { items, leftOut } = this.desired(lockId, view.capacity);
-    if (leftOut > 0 && leftOut !== view.leftOut) {
-      this.#d.log.warn(
-        { lockId, leftOut, capacity: view.capacity ?? this.#o.defaultCapacity },
-        'offline list over capacity',
-      );
-    }
-    view.leftOut = leftOut;
-    const wanted = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
-    const known = view.known;
-    const remove = known ? [...known.keys()].filter((id) => !wanted.has(id)) : [];
-    const upsert = items.filter((i) => known?.get(i.credentialId) !== wanted.get(i.credentialId));
-    if (known && remove.length === 0 && upsert.length === 0) return;
-    let reset = known === undefined;
-    // The lock's list meanwhile: removals first (a revoked credential leaves before anything is added).
-    const holding = new Map(known ?? []);
     try {
+      if (view.known === undefined) await this.#learn(lockId, view);
+      const { items, leftOut } = this.desired(lockId, view.capacity);
+      if (leftOut > 0 && leftOut !== view.leftOut) {
+        this.#d.log.warn(
+          { lockId, leftOut, capacity: view.capacity ?? this.#o.defaultCapacity },
+          'offline list over capacity',
+        );
+      }
+      view.leftOut = leftOut;
+      const wanted = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
+      const known = view.known;
+      const remove = known ? [...known.keys()].filter((id) => !wanted.has(id)) : [];
+      const upsert = items.filter((i) => known?.get(i.credentialId) !== wanted.get(i.credentialId));
+      if (known && remove.length === 0 && upsert.length === 0) return;
+      let reset = known === undefined;
+      // The lock's list meanwhile: removals first (a revoked credential leaves before anything is added).
+      const holding = new Map(known ?? []);
       while (reset || remove.length > 0 || upsert.length > 0) {
         const r = remove.splice(0, MAX_OFFLINE_REMOVALS);
         const u = r.length === MAX_OFFLINE_REMOVALS ? [] : upsert.splice(0, MAX_OFFLINE_PER_REQUEST);
@@ -264,12 +273,29 @@ export class OfflineLists implements Component {
       view.lastError = undefined;
       for (const l of [...this.#listeners]) l(lockId, view.lastUpdatedAt);
     } catch (e) {
-      // What the lock holds now is not certain: the next attempt sends the whole list.
+      // What the lock holds now is not certain: the next attempt asks first.
       view.known = undefined;
       view.lastError = e instanceof Error ? e.message : String(e);
       this.#d.log.warn({ lockId, err: view.lastError }, 'offline list update failed; will retry');
       this.#scheduleRetry(lockId);
     }
+  }
+
+  /**
+   * Ask the lock what it holds. When its list's digest is that of the list the hub wants for its
+   * capacity, the hub knows its list again without sending it; otherwise `known` stays undefined
+   * and the whole list goes.
+   */
+  async #learn(lockId: string, view: LockView): Promise<void> {
+    const held = await this.#d.link.setOffline(lockId, QUERY);
+    view.capacity = held.capacity;
+    const { items } = this.desired(lockId, held.capacity);
+    const digest = offlineListDigest(items);
+    if (held.digest.length !== digest.length || !timingSafeEqual(held.digest, digest)) return;
+    view.known = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
+    view.lastUpdatedAt = this.#d.clock.now();
+    view.lastError = undefined;
+    this.#d.log.debug({ lockId, held: held.held }, 'offline list: the lock already holds it');
   }
 
   #windows(entry: OfflineEntry, start: number, end: number): { from: number; until: number }[] {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Result } from '../../hal/result.js';
 import { HubError } from '../base/errors.js';
 
@@ -169,7 +170,7 @@ export type OpResult =
   | { op: 'setTime' }
   | { op: 'detach' }
   /** `held`: entries on the list now; `capacity`: how many it can hold. */
-  | { op: 'setOffline'; held: number; capacity: number };
+  | { op: 'setOffline'; held: number; capacity: number; digest: Uint8Array };
 export type OpResultFor<O extends Operation> = Extract<OpResult, { op: O }>;
 
 export type Response =
@@ -465,23 +466,51 @@ function writeOffline(w: Writer, m: Extract<Request, { type: 'setOffline' }>): v
     `at most ${MAX_OFFLINE_PER_REQUEST}`,
   );
   w.u8(m.upsert.length, 'upsert.length');
-  for (const item of m.upsert) {
-    w.choice(['pin', 'tag'] as const, item.kind, 'upsert.kind');
-    check(item.credentialId !== null, 'upsert.credentialId', 'required');
-    w.credentialId(item.credentialId, 'upsert.credentialId');
-    w.bytes(item.digest, DIGEST_LEN, 'upsert.digest');
-    check(
-      Array.isArray(item.windows) && item.windows.length >= 1 && item.windows.length <= MAX_OFFLINE_WINDOWS,
-      'upsert.windows',
-      `1 to ${MAX_OFFLINE_WINDOWS}`,
-    );
-    w.u8(item.windows.length, 'upsert.windows.length');
-    for (const win of item.windows) {
-      w.u64(win.from, 'window.from');
-      w.u64(win.until, 'window.until');
-      check(win.until > win.from, 'window', 'until must be after from');
-    }
+  for (const item of m.upsert) writeOfflineItem(w, item);
+}
+
+/** One offline item as it travels in a setOffline upsert (and is hashed by offlineListDigest). */
+function writeOfflineItem(w: Writer, item: OfflineItem): void {
+  w.choice(['pin', 'tag'] as const, item.kind, 'upsert.kind');
+  check(item.credentialId !== null, 'upsert.credentialId', 'required');
+  w.credentialId(item.credentialId, 'upsert.credentialId');
+  w.bytes(item.digest, DIGEST_LEN, 'upsert.digest');
+  check(
+    Array.isArray(item.windows) && item.windows.length >= 1 && item.windows.length <= MAX_OFFLINE_WINDOWS,
+    'upsert.windows',
+    `1 to ${MAX_OFFLINE_WINDOWS}`,
+  );
+  w.u8(item.windows.length, 'upsert.windows.length');
+  for (const win of item.windows) {
+    w.u64(win.from, 'window.from');
+    w.u64(win.until, 'window.until');
+    check(win.until > win.from, 'window', 'until must be after from');
   }
+}
+
+/**
+ * SHA-256 of an offline list: its items in credential-id order, each encoded as in a setOffline
+ * upsert. A lock answers every setOffline with the digest of what it then holds; the hub compares
+ * it with the digest of the list it wants, so after a restart (when it does not know what a lock
+ * holds) it sends nothing to a lock that is already up to date. Throws HubError `frame.invalid`
+ * for an item that could not be sent.
+ */
+export function offlineListDigest(items: readonly OfflineItem[]): Uint8Array {
+  const sorted = [...items].sort((a, b) =>
+    a.credentialId < b.credentialId ? -1 : a.credentialId > b.credentialId ? 1 : 0,
+  );
+  const hash = createHash('sha256');
+  try {
+    for (const item of sorted) {
+      const w = new Writer();
+      writeOfflineItem(w, item);
+      hash.update(w.finish());
+    }
+  } catch (e) {
+    if (e instanceof Malformed) throw new HubError('frame.invalid', `Cannot hash the offline list: ${e.message}`);
+    throw e;
+  }
+  return new Uint8Array(hash.digest());
 }
 
 function readOffline(r: Reader, id: number): Request {
@@ -589,6 +618,7 @@ function writeResult(w: Writer, result: OpResult): void {
       w.u16(result.held, 'held');
       w.u16(result.capacity, 'capacity');
       check(result.held <= result.capacity, 'held', 'must not exceed capacity');
+      w.bytes(result.digest, DIGEST_LEN, 'digest');
       break;
     case 'ackEvents':
     case 'setTime':
@@ -616,7 +646,7 @@ function readResult(r: Reader, op: Operation): OpResult {
       const held = r.u16('held');
       const capacity = r.u16('capacity');
       check(held <= capacity, 'held', 'must not exceed capacity');
-      return { op, held, capacity };
+      return { op, held, capacity, digest: r.bytes(DIGEST_LEN, 'digest') };
     }
     case 'ackEvents':
     case 'setTime':

@@ -343,14 +343,15 @@ export class LinkManager implements Component {
 
   /**
    * Changes a bound lock's offline list (one sealed request; the lock applies it whole or refuses
-   * it). Returns how many entries the lock holds and can hold.
+   * it). Returns how many entries the lock holds and can hold, and the digest of what it holds
+   * (offlineListDigest).
    */
   async setOffline(
     lockId: string,
     change: { reset: boolean; remove: string[]; upsert: OfflineItem[] },
-  ): Promise<{ held: number; capacity: number }> {
+  ): Promise<{ held: number; capacity: number; digest: Uint8Array }> {
     const r = await this.#request(lockId, { type: 'setOffline', ...change });
-    return { held: r.held, capacity: r.capacity };
+    return { held: r.held, capacity: r.capacity, digest: r.digest };
   }
 
   async setMode(lockId: string, mode: LockMode): Promise<LockState> {

@@ -173,6 +173,59 @@ describe('at the door', () => {
     expect(lists.locks().every((l) => l.lastError === undefined)).toBe(true);
   });
 
+  it('after a hub restart, a lock already holding its list is only asked; one holding another list gets it whole', async () => {
+    const { site, hub, mirror, lists, front, back, lab } = await door();
+    await lists.stop();
+    const tamperedWith = site.world.lock(back);
+    // Behind the hub's back: the lock lost one entry (as a lock restored from an old flash image would).
+    tamperedWith.setOfflineAccess(tamperedWith.offlineAccess().filter((e) => e.credentialId !== 'tag-bob'));
+    const sent: { lockId: string; reset: boolean; remove: number; upsert: number }[] = [];
+    // What a restarted hub has: the same mirror, no memory of what each lock holds.
+    const restarted = new OfflineLists({
+      mirror,
+      clock: site.clock,
+      timeZone: TZ,
+      log: silentLogger(),
+      link: {
+        boundLocks: () => [front, back, lab],
+        setOffline: (lockId, change) => {
+          sent.push({ lockId, reset: change.reset, remove: change.remove.length, upsert: change.upsert.length });
+          return hub.manager.setOffline(lockId, change);
+        },
+      },
+    });
+    await restarted.start();
+    await site.drive(restarted.settled());
+    const query = { reset: false, remove: 0, upsert: 0 };
+    expect(sent.filter((s) => s.lockId === front)).toEqual([{ lockId: front, ...query }]);
+    expect(sent.filter((s) => s.lockId === lab)).toEqual([{ lockId: lab, ...query }]);
+    expect(sent.filter((s) => s.lockId === back)).toEqual([
+      { lockId: back, ...query },
+      { lockId: back, reset: true, remove: 0, upsert: 3 },
+    ]);
+    expect(
+      tamperedWith
+        .offlineAccess()
+        .map((e) => e.credentialId)
+        .sort(),
+    ).toEqual(['pin-alice', 'tag-alice', 'tag-bob']);
+    expect(restarted.locks().map((l) => [l.lockId, l.held, l.lastError])).toEqual(
+      expect.arrayContaining([
+        [front, 3, undefined],
+        [back, 3, undefined],
+        [lab, 0, undefined],
+      ]),
+    );
+
+    // Known again: a revoke is a delta, not a whole list.
+    sent.length = 0;
+    mirror.apply(delta(1, { delete: { tags: ['tag-bob'] } }));
+    restarted.changed();
+    await site.drive(restarted.settled());
+    expect(sent.filter((s) => s.lockId === front)).toEqual([{ lockId: front, reset: false, remove: 1, upsert: 0 }]);
+    await restarted.stop();
+  });
+
   it('with the hub gone, the lock admits its offline list and refuses the rest, phones included', async () => {
     const { site, hub, mirror, lists, phone, front } = await door();
     mirror.apply(delta(1, { delete: { tags: ['tag-bob'] } }));

@@ -4,6 +4,7 @@ import { AccessMirror } from '../../../src/access/mirror.js';
 import { OfflineLists } from '../../../src/access/offline.js';
 import type { SnapshotData } from '../../../src/access/sync-schema.js';
 import { VirtualClock } from '../../../src/base/clock.js';
+import { offlineListDigest } from '../../../src/link/frames.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
 import { deltaSync, snapshotSync } from '../../helpers/sync.js';
@@ -58,7 +59,10 @@ function open() {
     clock,
     timeZone: 'UTC',
     log: silentLogger(),
-    link: { boundLocks: () => ['front'], setOffline: async () => ({ held: 0, capacity: 500 }) },
+    link: {
+      boundLocks: () => ['front'],
+      setOffline: async () => ({ held: 0, capacity: 500, digest: offlineListDigest([]) }),
+    },
   });
   return { store, mirror, lists };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
@@ -13,7 +14,9 @@ import {
   MAX_EVENTS_PER_BATCH,
   MAX_LINK_MESSAGE_LEN,
   MAX_OPEN_MS,
+  type OfflineItem,
   OPERATIONS,
+  offlineListDigest,
 } from '../../../src/link/frames.js';
 
 const state: LockState = {
@@ -66,7 +69,7 @@ const messages: LinkMessage[] = [
       { kind: 'tag', credentialId: 'tag-1', digest: new Uint8Array(32).fill(2), windows: [{ from: 1, until: 2 }] },
     ],
   },
-  { type: 'ok', id: 9, result: { op: 'setOffline', held: 2, capacity: 500 } },
+  { type: 'ok', id: 9, result: { op: 'setOffline', held: 2, capacity: 500, digest: new Uint8Array(32).fill(5) } },
   { type: 'access', id: 1, credential: { kind: 'pin', verifier: new Uint8Array(32).fill(3) } },
   { type: 'access', id: 2, credential: { kind: 'tag', hash: new Uint8Array(32).fill(4) } },
   {
@@ -135,6 +138,34 @@ describe('link application frames', () => {
     expect(
       bytesToHex(encodeMessage({ type: 'event', event: { seq: 2, at: 2 ** 32 + 1, type: 'door', open: true } })),
     ).toBe('014000000000' + '02' + '00000002' + '0000000100000001' + '01');
+  });
+
+  it('the offline list digest is SHA-256 of the items in credential-id order, each as a setOffline upsert carries it', () => {
+    const a: OfflineItem = {
+      kind: 'tag',
+      credentialId: 'b-tag',
+      digest: new Uint8Array(32).fill(2),
+      windows: [{ from: 1, until: 2 }],
+    };
+    const b: OfflineItem = {
+      kind: 'pin',
+      credentialId: 'a-pin',
+      digest: new Uint8Array(32).fill(1),
+      windows: [
+        { from: 10, until: 20 },
+        { from: 30, until: 40 },
+      ],
+    };
+    // The items' bytes as the wire has them: a setOffline with no removals, after its 9-byte head.
+    const wire = encodeMessage({ type: 'setOffline', id: 1, reset: false, remove: [], upsert: [b, a] }).slice(9);
+    expect(bytesToHex(offlineListDigest([a, b]))).toBe(createHash('sha256').update(wire).digest('hex'));
+    expect(offlineListDigest([b, a])).toEqual(offlineListDigest([a, b]));
+    expect(bytesToHex(offlineListDigest([]))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    const moved = { ...b, windows: [{ from: 10, until: 21 }, b.windows[1] ?? { from: 30, until: 40 }] };
+    expect(offlineListDigest([a, moved])).not.toEqual(offlineListDigest([a, b]));
+    expect(offlineListDigest([a, { ...b, kind: 'tag' }])).not.toEqual(offlineListDigest([a, b]));
+    expect(offlineListDigest([a])).not.toEqual(offlineListDigest([a, b]));
+    expect(() => offlineListDigest([{ ...a, windows: [] }])).toThrow(HubError);
   });
 
   it('requests are told apart from what only a lock may send', () => {
