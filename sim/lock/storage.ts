@@ -180,7 +180,15 @@ export class FileLockStorage implements LockStorage {
   }
 
   load(): LockPersisted | undefined {
-    writePending(this.path);
+    try {
+      writePending(this.path);
+    } catch (e) {
+      throw new HubError(
+        'sim-lock-storage-unwritable',
+        `simulated lock storage ${this.path}: its last save cannot be written: ${(e as Error).message}`,
+        { hint: 'check the file permissions and the free space of the simulation directory' },
+      );
+    }
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
@@ -291,7 +290,7 @@ export class OfflineLists implements Component {
     view.capacity = held.capacity;
     const { items } = this.desired(lockId, held.capacity);
     const digest = offlineListDigest(items);
-    if (held.digest.length !== digest.length || !timingSafeEqual(held.digest, digest)) return;
+    if (!Buffer.from(held.digest).equals(digest)) return;
     view.known = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
     view.lastUpdatedAt = this.#d.clock.now();
     view.lastError = undefined;

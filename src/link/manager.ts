@@ -748,7 +748,7 @@ export class LinkManager implements Component {
    * Collect the lock's events: fetch those after the last stored sequence number, store them (one
    * transaction with the new sequence), and only then acknowledge them so the lock may delete them.
    * The lock's state comes first (its sequence must not have gone backwards): `known` when an
-   * answer on this session has just carried it, else asked for.
+   * answer from the lock has just carried it, else asked for.
    */
   async #pullEvents(lockId: string, known?: LockState): Promise<void> {
     const conn = this.#conns.get(lockId);

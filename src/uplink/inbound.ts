@@ -546,6 +546,7 @@ export class Inbound {
     this.#pruneScheduled = true;
     setImmediate(() => {
       this.#pruneScheduled = false;
+      if (this.#store.closed) return;
       try {
         const now = this.#now();
         this.#store.lazyTransaction(() => {
