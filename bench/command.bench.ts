@@ -175,17 +175,20 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     // answer arrived, so it also waits for the previous open's event collection in the hub (the
     // lock's flash writes, the event's durable commit).
     const backToBack: number[] = [];
-    for (let i = 0; i < N; i++) backToBack.push(await once());
+    for (let i = 0; i < N; i++) {
+      backToBack.push(await once());
+      done++;
+    }
     // After idle: each open after IDLE_MS with nothing happening, as a door opened now and then.
     // On this virtual machine an idle CPU is slow to come back (the guest halts at once,
     // haltpoll with guest_halt_poll_ns=0), which weighs on work done in user space after a pause:
     // compare with command.mqttRttAfterIdle.
     const afterIdle: number[] = [];
     for (let i = 0; i < IDLE_SAMPLES; i++) {
-      done++;
-      await cloud.waitFor(() => settled(done - 1), 10_000, 'the previous opened event at the cloud');
+      await cloud.waitFor(() => settled(done), 10_000, 'every earlier opened event at the cloud');
       await new Promise((r) => setTimeout(r, IDLE_MS));
       afterIdle.push(await once());
+      done++;
     }
     const [lock] = (await call('sim.locks')) as { requestCounts: { handled: { open: number } } }[];
     const total = 2 * N + WARMUP + IDLE_SAMPLES;
