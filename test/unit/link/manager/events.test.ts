@@ -58,6 +58,35 @@ describe('event collection', () => {
     expect(hub.storedEvents(A).at(-1)).toMatchObject({ seq: state.lastSeq, type: 'opened', by: 'remote' });
   });
 
+  it("an open's answer repeated from the lock's cache, older than events stored since, does not make the lock look reset", async () => {
+    const site = await Site.create({ seed: 'stale-answer', locks: 1, mitm: true });
+    const hub = site.hub;
+    await hub.attach(A);
+    await site.pass(200);
+    const lock = site.world.lock(A);
+    const link = hub.mitm?.current(lock.address);
+    if (!link) throw new Error('no link');
+    // The open's pushed event goes through; its answer (the lock's next frame) is lost on the radio.
+    let fromLock = 0;
+    link.intercept = () => (++fromLock === 2 ? 'drop' : 'pass');
+    const opening = hub.manager.open(A, 600_000);
+    await site.until(
+      () => lock.requestCounts().handled.open === 1 && hub.lock(A).lastEventSeq === lock.state().lastSeq,
+      'the open carried out and its event collected',
+    );
+    const openedSeq = hub.lock(A).lastEventSeq;
+    // Another event, collected before the hub resends the open.
+    const alarm = lock.tamper();
+    await site.until(() => hub.lock(A).lastEventSeq === alarm.seq, 'the alarm collected');
+    // The resent open is answered from the lock's cache: its state is the one of before the alarm.
+    const state = await site.drive(opening);
+    expect(state.lastSeq).toBe(openedSeq);
+    await site.pass(1000);
+    expect(hub.lock(A).state).toBe('bound');
+    expect(hub.securityKinds(A)).not.toContain('lock.quarantined');
+    expect(lock.requestCounts().handled.open).toBe(1);
+  });
+
   // BUG: the hub pulls events only when a push arrives or a session starts; nothing polls, and the
   // lastSeq in every state answer is ignored. A push lost on the radio (or tampered with) leaves its
   // event on the lock, unseen by the hub, until some later event or reconnection, however long that
