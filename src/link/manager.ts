@@ -111,6 +111,14 @@ interface Retry {
   notBefore: number;
 }
 
+/** What set off an event collection, within one turn (LinkManager #schedulePullSoon). */
+interface Trigger {
+  /** The lock's state, as an answer just carried it. */
+  known?: LockState | undefined;
+  /** Events the lock pushed, as they arrived. */
+  pushed: LockEvent[];
+}
+
 /**
  * The hub's side of every lock: attach, connect (KK) on demand and when a bound lock is heard,
  * requests, collecting events (stored before they are acknowledged to the lock), detach, and
@@ -131,11 +139,10 @@ export class LinkManager implements Component {
   readonly #pulling = new Map<string, Promise<void>>();
   readonly #pullAgain = new Set<string>();
   /**
-   * Pulls asked for on the next turn, by lock: several triggers in one turn (the lock's pushed
-   * event, then the answer that carried its state) make one pull. The value is the lock's state
-   * when a trigger brought it (the pull then need not ask for it), else undefined.
+   * Collections asked for on the next turn, by lock: the triggers of one turn (the lock's pushed
+   * events, an answer that carried its state) make one collection (see #collect).
    */
-  readonly #pullSoon = new Map<string, LockState | undefined>();
+  readonly #pullSoon = new Map<string, Trigger>();
   /** Sessions on which the events stored before a restart have been acknowledged. */
   readonly #ackedOnConnect = new WeakSet<LockClient>();
   readonly #retry = new Map<string, Retry>();
@@ -546,7 +553,8 @@ export class LinkManager implements Component {
     const state = (r.value as { state?: LockState }).state;
     if (state) {
       this.#changed(lockId, state);
-      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0)) this.#schedulePullSoon(lockId, state);
+      if (state.lastSeq > (this.pairing.get(lockId)?.lastEventSeq ?? 0))
+        this.#schedulePullSoon(lockId, { known: state });
     }
     return r.value;
   }
@@ -664,7 +672,7 @@ export class LinkManager implements Component {
       this.pairing.countFailures(lockId, 0, 1);
       this.#security('link.frame-rejected', lockId, { reason }, 'warn');
     });
-    client.onEvent(() => this.#schedulePullSoon(lockId));
+    client.onEvent((e) => this.#schedulePullSoon(lockId, { pushed: e }));
     const decide = this.#accessHandler;
     if (decide) {
       client.onAccessRequest((r) => {
@@ -714,34 +722,61 @@ export class LinkManager implements Component {
   /**
    * Collect events on the next turn: the caller (a command waiting for its result, a request's
    * answer) finishes its own durable commit and reply first; the events follow a moment later.
-   * `known`: the lock's state as an answer just gave it (the pull need not ask for it again).
-   * Triggers within one turn make one pull, with the newest known state.
+   * A trigger brings the lock's state as an answer just gave it, or an event the lock pushed.
    */
-  #schedulePullSoon(lockId: string, known?: LockState): void {
-    if (this.#pullSoon.has(lockId)) {
-      if (known) this.#pullSoon.set(lockId, known);
+  #schedulePullSoon(lockId: string, trigger: { known?: LockState; pushed?: LockEvent } = {}): void {
+    const pending = this.#pullSoon.get(lockId);
+    if (pending) {
+      if (trigger.known) pending.known = trigger.known;
+      if (trigger.pushed) pending.pushed.push(trigger.pushed);
       return;
     }
-    this.#pullSoon.set(lockId, known);
+    this.#pullSoon.set(lockId, { known: trigger.known, pushed: trigger.pushed ? [trigger.pushed] : [] });
     this.#clock.setTimeout(() => {
-      const state = this.#pullSoon.get(lockId);
+      const t = this.#pullSoon.get(lockId);
       this.#pullSoon.delete(lockId);
-      if (this.#conns.has(lockId)) this.#schedulePull(lockId, state);
+      if (this.#conns.has(lockId)) this.#schedulePull(lockId, t);
     }, 0);
   }
 
-  #schedulePull(lockId: string, known?: LockState): void {
+  #schedulePull(lockId: string, trigger?: Trigger): void {
     if (this.#pulling.has(lockId)) {
       this.#pullAgain.add(lockId);
       return;
     }
-    const run = this.#pullEvents(lockId, known)
+    const run = this.#collect(lockId, trigger)
       .catch((e: unknown) => this.#log.debug({ lockId, err: e }, 'event collection interrupted'))
       .finally(() => {
         this.#pulling.delete(lockId);
         if (this.#pullAgain.delete(lockId) && this.#conns.has(lockId)) this.#schedulePull(lockId);
       });
     this.#pulling.set(lockId, run);
+  }
+
+  /**
+   * One collection. When the lock pushed exactly the events after what is stored — in sequence,
+   * no gap — and an answer of the same turn says they are all it has (its lastSeq is the last
+   * one's), they are stored as they came and acknowledged: a push is sealed in the session like
+   * any answer, so fetching them again would add nothing (a remote open: the `opened` push and
+   * the open's answer). Anything else — no such answer, a gap, a push lost or reordered on the
+   * radio, a session that has not yet acknowledged what was stored before a restart — is a pull.
+   */
+  async #collect(lockId: string, trigger?: Trigger): Promise<void> {
+    const conn = this.#conns.get(lockId);
+    if (!conn) return;
+    const rec = this.pairing.get(lockId);
+    const pushed = [...(trigger?.pushed ?? [])].sort((a, b) => a.seq - b.seq);
+    const last = pushed[pushed.length - 1];
+    const inSequence =
+      rec !== undefined &&
+      last !== undefined &&
+      (rec.lastEventSeq === 0 || this.#ackedOnConnect.has(conn.client)) &&
+      pushed.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
+      trigger?.known?.lastSeq === last.seq;
+    if (!inSequence) return this.#pullEvents(lockId, trigger?.known);
+    const fresh = this.pairing.storeEvents(lockId, pushed, this.#now(), this.#eventSink);
+    for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
+    await conn.client.request({ type: 'ackEvents', uptoSeq: last.seq });
   }
 
   /**
