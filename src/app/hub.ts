@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
 import { loadCloudKey } from '../access/cloud-key.js';
+import { registerAccessMethods } from '../access/control.js';
 import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
 import { OfflineLists } from '../access/offline.js';
@@ -191,7 +192,8 @@ export class Hub {
           setOffline: (lockId, change) => link.setOffline(lockId, change),
         },
       });
-      // A lock that (re)connects gets its list checked: after a hub restart the hub sends it whole.
+      // A lock that (re)connects gets its list checked: after a hub restart the hub asks what it
+      // holds, and sends the list only if it differs.
       const connected = new Set<string>();
       link.onLockChange((change) => {
         const { lockId, summary } = change;
@@ -206,6 +208,7 @@ export class Hub {
       this.offline = offline;
       this.#components.push(offline);
     }
+    registerAccessMethods(this.control, this.offline);
     if ((files || enrollment) && this.outbox) {
       const members = this.radios?.members ?? [];
       const { config } = deps;

@@ -1,4 +1,5 @@
 import type { CertificateInfo } from '../../provisioning/identity.js';
+import type { OfflineListRow } from '../access/control.js';
 import type { HubStatus } from '../control/protocol.js';
 
 function duration(sec: number): string {
@@ -142,4 +143,29 @@ export function formatCert(c: CertificateInfo & { path: string; warning: string 
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n${c.warning ? `\nwarning: ${c.warning}\n` : ''}`;
+}
+
+/** `iqhub offline` for people: per bound lock, what its offline list holds and whether it is current. */
+export function formatOffline(rows: OfflineListRow[]): string {
+  if (rows.length === 0) return 'no bound locks: no offline lists to keep (iqhub locks)\n';
+  const body = rows.map((r) => [
+    r.lockId,
+    r.held === null ? `?/${r.capacity}` : `${r.held}/${r.capacity}`,
+    String(r.leftOut),
+    r.lastUpdatedAt ?? '-',
+    r.upToDate ? 'yes' : 'no',
+  ]);
+  const notes: string[] = [];
+  for (const r of rows) if (r.lastError) notes.push(`  ${r.lockId}: ${r.lastError}`);
+  const behind = rows.filter((r) => !r.upToDate).length;
+  const full = rows.filter((r) => r.leftOut > 0).map((r) => r.lockId);
+  let out = `${table(['lock', 'held/capacity', 'left out', 'updated', 'up to date'], body)}\n`;
+  if (notes.length > 0) out += `\nlast update failed (the hub retries every 30 s):\n${notes.join('\n')}\n`;
+  if (behind > 0) {
+    out += `\n${behind} of ${rows.length} not up to date: a lock out of reach keeps admitting its last list alone until the hub reaches it.\n`;
+  }
+  if (full.length > 0) {
+    out += `\nover capacity (credentials usable soonest are kept, tags before PINs): ${full.join(', ')}\n`;
+  }
+  return out;
 }

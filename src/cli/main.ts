@@ -31,6 +31,7 @@ import {
   formatEvents,
   formatLock,
   formatLocks,
+  formatOffline,
   formatSecurity,
   formatStatus,
 } from './format.js';
@@ -104,6 +105,17 @@ socketOptions(program.command('locks').description('list the locks attached to t
     print(o, await call(o, 'locks.list'), formatLocks);
   },
 );
+
+socketOptions(
+  program
+    .command('offline')
+    .description(
+      "show each bound lock's offline list: how many credentials it holds, when it was last brought up to date, any problem",
+    )
+    .argument('[lockId]', 'only this lock'),
+).action(async (lockId: string | undefined, o: SocketOpts) => {
+  print(o, await call(o, 'access.offline', lockId === undefined ? {} : { lockId }), formatOffline);
+});
 
 socketOptions(
   program

@@ -146,16 +146,21 @@ export function accessSteps(
   ];
 }
 
-/** After the restart: the mirror was on disk, and the locks get their lists again. */
-export function accessAfterRestartSteps(world: SimWorld, pin: () => string): Step[] {
+/** After the restart: the mirror was on disk, and each lock's list is checked by its digest (docs/access.md). */
+export function accessAfterRestartSteps(hub: Hub, world: SimWorld, pin: () => string): Step[] {
   const [a] = world.stickers.map((s) => s.deviceId) as [string];
   return [
     {
-      name: `after the restart Ana's PIN still opens ${a} (the mirror is on disk), and the offline lists are sent again`,
+      name: `after the restart Ana's PIN still opens ${a} (the mirror is on disk); its offline list is checked and up to date (iqhub offline)`,
       async run() {
         await until('the lock connected again', () => world.lock(a).offlineAccess().length > 0, 15_000);
         const r = await world.lock(a).typePin(pin());
         check(r.opened && r.decidedBy === 'hub', JSON.stringify(r));
+        await until(
+          `${a}'s offline list known to be up to date`,
+          () => hub.offline?.locks().some((l) => l.lockId === a && l.held !== undefined && !l.lastError) ?? false,
+          15_000,
+        );
       },
     },
   ];

@@ -116,7 +116,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...afterRestartSteps(second.hub, marker),
         ...siteAfterRestartSteps(second.hub, world),
         ...cloudAfterRestartSteps(world, cloud, hubId),
-        ...accessAfterRestartSteps(world, () => pin.value),
+        ...accessAfterRestartSteps(second.hub, world, () => pin.value),
       ],
       out,
     );

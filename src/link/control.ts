@@ -3,7 +3,9 @@ import { Secret } from '../crypto/secret.js';
 import { MAX_OPEN_MS } from './frames.js';
 import type { LinkManager } from './manager.js';
 
-const lockId = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' } as const;
+/** A lock id as a control-method param (the schema every lock method uses). */
+export const lockIdParam = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' } as const;
+const lockId = lockIdParam;
 
 /** The field technician's lock commands on the control socket. Every param is schema-checked. */
 export function registerLinkMethods(server: ControlServer, link: LinkManager): void {

@@ -3,15 +3,20 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CloudKeyIssuer } from '../../../sim/phone/issuer.js';
 import { SimPhone } from '../../../sim/phone/phone.js';
+import { registerAccessMethods } from '../../../src/access/control.js';
 import { pinVerifier, tagHash } from '../../../src/access/credentials.js';
 import { AccessDecider } from '../../../src/access/decide.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { OfflineLists } from '../../../src/access/offline.js';
 import type { SnapshotData } from '../../../src/access/sync-schema.js';
 import { SeededRandom } from '../../../src/base/random.js';
+import { formatOffline } from '../../../src/cli/format.js';
+import { callDaemon } from '../../../src/control/client.js';
+import { ControlServer } from '../../../src/control/server.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { deltaSync as delta, snapshotSync } from '../../helpers/sync.js';
+import { tempDir } from '../../helpers/tmp.js';
 import { Site } from '../link/manager/site.js';
 
 const snapshot = (data: SnapshotData) => snapshotSync(1, data);
@@ -224,6 +229,45 @@ describe('at the door', () => {
     await site.drive(restarted.settled());
     expect(sent.filter((s) => s.lockId === front)).toEqual([{ lockId: front, reset: false, remove: 1, upsert: 0 }]);
     await restarted.stop();
+  });
+
+  it('`iqhub offline` shows each lock up to date, then the one out of reach with its failure, and nothing secret', async () => {
+    const { site, mirror, lists, front, back, lab } = await door();
+    const server = new ControlServer(join(tempDir(), 'run', 'control.sock'), silentLogger());
+    registerAccessMethods(server, lists);
+    await server.start();
+    try {
+      const call = (params: Record<string, unknown> = {}) => callDaemon(server.path, 'access.offline', params, 10_000);
+      const all = (await call()) as { lockId: string; held: number | null; upToDate: boolean }[];
+      expect(all.map((r) => [r.lockId, r.held, r.upToDate])).toEqual([
+        [front, 3, true],
+        [back, 3, true],
+        [lab, 0, true],
+      ]);
+      expect(await call({ lockId: lab })).toMatchObject([{ lockId: lab, held: 0, capacity: 500, leftOut: 0 }]);
+      await expect(call({ lockId: 'NOT-A-LOCK' })).rejects.toMatchObject({ code: 'access.no-offline-list' });
+      await expect(call({ lockId: '../etc' })).rejects.toMatchObject({ code: 'control.bad-params' });
+
+      // The back door's lock is out of reach when a revoke must reach it.
+      site.world.lock(back).crash();
+      mirror.apply(delta(1, { delete: { tags: ['tag-bob'] } }));
+      lists.changed();
+      await site.drive(lists.settled());
+      const after = (await call()) as Parameters<typeof formatOffline>[0];
+      expect(after.find((r) => r.lockId === front)).toMatchObject({ held: 2, upToDate: true });
+      expect(after.find((r) => r.lockId === back)).toMatchObject({ held: null, upToDate: false });
+      expect(after.find((r) => r.lockId === back)?.lastError).toMatch(/\S/);
+      const text = formatOffline(after);
+      expect(text).toContain(`${back}: `);
+      expect(text).toContain('1 of 3 not up to date');
+      // Counts and times only: no credential id, verifier or hash.
+      for (const secretish of ['tag-alice', 'pin-alice', hex(tagHash(TAG_A, SITE_ID)), '482916']) {
+        expect(JSON.stringify(after) + text).not.toContain(secretish);
+      }
+    } finally {
+      await server.stop();
+      await lists.stop();
+    }
   });
 
   it('with the hub gone, the lock admits its offline list and refuses the rest, phones included', async () => {
