@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DevPkiPaths } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
@@ -104,4 +104,23 @@ export async function attachSiteLocks(base: string): Promise<string[]> {
     await callDaemon(socket, 'locks.attach', { deviceId, setupCode }, 30_000);
   }
   return stickers.map(([deviceId]) => deviceId);
+}
+
+/**
+ * What a test of a daemon against a broker and the reference cloud set up, torn down: the daemon
+ * killed (and waited for), the cloud and the broker closed, the test's directory removed.
+ */
+export async function closeSite(s: {
+  daemon?: Proc | undefined;
+  cloud?: ReferenceCloud | undefined;
+  broker?: { close(): Promise<unknown> } | undefined;
+  base?: string | undefined;
+}): Promise<void> {
+  if (s.daemon) {
+    s.daemon.child.kill('SIGKILL');
+    await s.daemon.exit;
+  }
+  await s.cloud?.close();
+  await s.broker?.close();
+  if (s.base) rmSync(s.base, { recursive: true, force: true });
 }

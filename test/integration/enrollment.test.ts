@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
@@ -8,7 +8,7 @@ import { createDevPki, issueClientCert } from '../../provisioning/dev-pki.js';
 import { identityPaths } from '../../provisioning/identity.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { callDaemon } from '../../src/control/client.js';
-import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -104,15 +104,7 @@ describe.skipIf(!haveMosquitto)(
       });
     }, 60_000);
 
-    afterAll(async () => {
-      if (daemon) {
-        daemon.child.kill('SIGKILL');
-        await daemon.exit;
-      }
-      await cloud?.close();
-      await broker?.close();
-      if (base) rmSync(base, { recursive: true, force: true });
-    });
+    afterAll(() => closeSite({ daemon, cloud, broker, base }));
 
     it('a hub with only the claim certificate enrolls, and is online under its own id with its own certificate and OTP key', async () => {
       expect(existsSync(identityPaths(dataDir()).cert)).toBe(false);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
-import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, runCli } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -72,15 +72,7 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
     expect(await attachSiteLocks(base)).toEqual([LOCK]);
   }, 60_000);
 
-  afterAll(async () => {
-    if (daemon) {
-      daemon.child.kill('SIGKILL');
-      await daemon.exit;
-    }
-    await cloud?.close();
-    await broker?.close();
-    if (base) rmSync(base, { recursive: true, force: true });
-  });
+  afterAll(() => closeSite({ daemon, cloud, broker, base }));
 
   it(`SIGKILL 0-30 ms after a signed open, ${ROUNDS} times: no command opens twice, a redelivery never acts`, async () => {
     const random = new SeededRandom('remote-crash');

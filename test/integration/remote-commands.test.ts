@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import type { CommandSpec, ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import { callDaemon } from '../../src/control/client.js';
 import type { CmdResultPayload } from '../../src/uplink/contract.js';
-import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
@@ -99,15 +99,7 @@ describe.skipIf(!haveMosquitto)(
       await attachSiteLocks(base);
     }, 60_000);
 
-    afterAll(async () => {
-      if (daemon) {
-        daemon.child.kill('SIGKILL');
-        await daemon.exit;
-      }
-      await cloud?.close();
-      await broker?.close();
-      if (base) rmSync(base, { recursive: true, force: true });
-    });
+    afterAll(() => closeSite({ daemon, cloud, broker, base }));
 
     it('a signed open opens the lock: an ok cmd/result and an opened{by: remote} event reach the cloud', async () => {
       const before = await acting();
