@@ -29,18 +29,7 @@ export function registerAccessMethods(server: ControlServer, offline: OfflineLis
     params: { properties: { lockId: lockIdParam } },
     handler: (p) => {
       const lockId = p.lockId as string | undefined;
-      const rows: OfflineListRow[] = (offline?.locks() ?? [])
-        .filter((l) => lockId === undefined || l.lockId === lockId)
-        .sort((x, y) => (x.lockId < y.lockId ? -1 : x.lockId > y.lockId ? 1 : 0))
-        .map((l) => ({
-          lockId: l.lockId,
-          held: l.held ?? null,
-          capacity: l.capacity,
-          leftOut: l.leftOut,
-          lastUpdatedAt: l.lastUpdatedAt === undefined ? null : new Date(l.lastUpdatedAt).toISOString(),
-          lastError: l.lastError ?? null,
-          upToDate: l.held !== undefined && l.lastError === undefined && l.lastUpdatedAt !== undefined,
-        }));
+      const rows = offlineListRows(offline).filter((r) => lockId === undefined || r.lockId === lockId);
       if (lockId !== undefined && rows.length === 0) {
         throw new HubError('access.no-offline-list', `lock ${lockId} has no offline list on this hub`, {
           hint: 'only bound locks get one; iqhub locks lists them (a lock bound a moment ago gets its list shortly)',
@@ -49,4 +38,19 @@ export function registerAccessMethods(server: ControlServer, offline: OfflineLis
       return rows;
     },
   });
+}
+
+/** Every bound lock's offline list, by lock id (none when the hub keeps no lists). */
+export function offlineListRows(offline: OfflineLists | undefined): OfflineListRow[] {
+  return (offline?.locks() ?? [])
+    .sort((x, y) => (x.lockId < y.lockId ? -1 : x.lockId > y.lockId ? 1 : 0))
+    .map((l) => ({
+      lockId: l.lockId,
+      held: l.held ?? null,
+      capacity: l.capacity,
+      leftOut: l.leftOut,
+      lastUpdatedAt: l.lastUpdatedAt === undefined ? null : new Date(l.lastUpdatedAt).toISOString(),
+      lastError: l.lastError ?? null,
+      upToDate: l.held !== undefined && l.lastError === undefined && l.lastUpdatedAt !== undefined,
+    }));
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
 import { loadCloudKey } from '../access/cloud-key.js';
-import { registerAccessMethods } from '../access/control.js';
+import { offlineListRows, registerAccessMethods } from '../access/control.js';
 import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
 import { OfflineLists } from '../access/offline.js';
@@ -214,6 +214,7 @@ export class Hub {
       const { config } = deps;
       const mirror = this.mirror;
       this.uplink = new UplinkService({
+        ...(this.offline ? { offlineLists: () => offlineListRows(this.offline) } : {}),
         config: config.uplink,
         files,
         sync: {

@@ -106,7 +106,7 @@ export function accessSteps(
       },
     },
     {
-      name: "every lock's offline list holds what it may accept alone (Ana's PIN and tag on the staff doors)",
+      name: "every lock's offline list holds what it may accept alone (Ana's PIN and tag on the staff doors); health says they are up to date",
       async run() {
         await until('offline lists delivered', () =>
           [a, b].every((id) => ['pin-ana', 'tag-ana'].every((x) => offlineIds(id).includes(x))),
@@ -114,6 +114,11 @@ export function accessSteps(
         // The detached lock gets no list at all.
         check(offlineIds(c).length === 0, `${c} holds ${offlineIds(c)}`);
         check(!offlineIds(a).includes('tag-ben'), 'Ben has no offline access');
+        // What the cloud hears in the hub's health: both lists up to date.
+        await until('health says every offline list is up to date', () => {
+          const lists = hub.uplink?.health().offlineLists;
+          return lists?.locks === 2 && lists.notUpToDate === 0;
+        });
       },
     },
     {

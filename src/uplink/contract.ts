@@ -159,7 +159,16 @@ export interface HealthPayload {
   radios: { kind: string; state: string; detail?: string }[];
   locks: { total: number; connected: number; quarantined: number };
   certificate: { notAfter: string | null; daysLeft: number | null };
+  /**
+   * The bound locks' offline lists (absent when the hub keeps none): how many there are, how many
+   * are not up to date — a lock out of reach when its list changed still admits its last list
+   * alone, a credential revoked since included — and the first of those locks by id.
+   */
+  offlineLists?: { locks: number; notUpToDate: number; lockIds: string[] };
 }
+
+/** Lock ids listed in `health.offlineLists.lockIds` at the most (the count is whole). */
+export const HEALTH_MAX_LOCK_IDS = 32;
 
 export const healthSchema = {
   type: 'object',
@@ -208,6 +217,16 @@ export const healthSchema = {
       additionalProperties: false,
       required: ['notAfter', 'daysLeft'],
       properties: { notAfter: { type: ['string', 'null'] }, daysLeft: { type: ['integer', 'null'] } },
+    },
+    offlineLists: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['locks', 'notUpToDate', 'lockIds'],
+      properties: {
+        locks: { type: 'integer', minimum: 0 },
+        notUpToDate: { type: 'integer', minimum: 0 },
+        lockIds: { type: 'array', maxItems: HEALTH_MAX_LOCK_IDS, items: id },
+      },
     },
   },
 } as const;

@@ -14,7 +14,7 @@ import type { LinkManager, LockChange } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { UplinkClient } from './client.js';
-import { CONTRACT_VERSION, type HealthPayload, type LockStatePayload } from './contract.js';
+import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload, type LockStatePayload } from './contract.js';
 import type { Enrollment } from './enrollment.js';
 import { type CommandTarget, Inbound, type SyncTarget } from './inbound.js';
 import { Publisher } from './publisher.js';
@@ -32,6 +32,8 @@ export interface UplinkDeps {
   store: Store;
   outbox: Outbox;
   link: LinkManager | undefined;
+  /** The bound locks' offline lists, for `health` (absent: the hub keeps none). */
+  offlineLists?: () => { lockId: string; upToDate: boolean }[];
   clock: Clock;
   random: Random;
   log: Logger;
@@ -428,6 +430,7 @@ export class UplinkService implements Component {
         notAfter,
         daysLeft: notAfter === null ? null : Math.floor((Date.parse(notAfter) - d.clock.now()) / 86_400_000),
       },
+      ...(d.offlineLists ? { offlineLists: offlineSummary(d.offlineLists()) } : {}),
     };
   }
 
@@ -493,4 +496,15 @@ export class UplinkService implements Component {
     }
     this.kick();
   }
+}
+
+/** `health.offlineLists`: counts, and the first lock ids not up to date (ids are in order). */
+export function offlineSummary(
+  locks: { lockId: string; upToDate: boolean }[],
+): NonNullable<HealthPayload['offlineLists']> {
+  const behind = locks
+    .filter((l) => !l.upToDate)
+    .map((l) => l.lockId)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { locks: locks.length, notUpToDate: behind.length, lockIds: behind.slice(0, HEALTH_MAX_LOCK_IDS) };
 }

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/uplink/contract.js';
+import { offlineSummary } from '../../../src/uplink/service.js';
+import { conforms } from '../../../src/uplink/validate.js';
+
+const base: HealthPayload = {
+  v: CONTRACT_VERSION,
+  at: '2026-11-28T01:00:00.000Z',
+  uptimeSec: 5,
+  outbox: { depth: 0, oldestAgeSec: null, dropped: 0 },
+  radios: [],
+  locks: { total: 40, connected: 5, quarantined: 0 },
+  certificate: { notAfter: null, daysLeft: null },
+};
+
+describe('health: the offline lists', () => {
+  it('counts the locks whose list is not up to date and names the first of them by id, within the contract', () => {
+    const locks = Array.from({ length: 40 }, (_, i) => ({
+      lockId: `L-${String(39 - i).padStart(2, '0')}`,
+      upToDate: i < 5,
+    }));
+    const summary = offlineSummary(locks);
+    expect(summary.locks).toBe(40);
+    expect(summary.notUpToDate).toBe(35);
+    expect(summary.lockIds).toHaveLength(HEALTH_MAX_LOCK_IDS);
+    expect(summary.lockIds[0]).toBe('L-00');
+    expect(summary.lockIds).toEqual([...summary.lockIds].sort());
+    expect(conforms('health', { ...base, offlineLists: summary })).toBe(true);
+    // Without lists (a hub that keeps none) the field is absent, and that conforms too.
+    expect(conforms('health', base)).toBe(true);
+  });
+
+  it('the contract refuses a longer list of ids or a negative count', () => {
+    const ids = Array.from({ length: HEALTH_MAX_LOCK_IDS + 1 }, (_, i) => `L-${i}`);
+    expect(conforms('health', { ...base, offlineLists: { locks: 40, notUpToDate: 33, lockIds: ids } })).toBe(false);
+    expect(conforms('health', { ...base, offlineLists: { locks: 1, notUpToDate: -1, lockIds: [] } })).toBe(false);
+    expect(conforms('health', { ...base, offlineLists: { locks: 1, notUpToDate: 0, lockIds: ['../x'] } })).toBe(false);
+  });
+});
