@@ -12,15 +12,18 @@ import { callDaemon } from '../src/control/client.js';
 import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
+import { topics } from '../src/uplink/contract.js';
 import { start } from '../test/helpers/daemon.js';
 import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
 import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './stages.js';
-import { type Broker, broker, mqttRoundTrip } from './uplink.bench.js';
+import { type Broker, broker, client, mqttRoundTrip } from './uplink.bench.js';
 
 const HUB = 'bench-hub';
 /** Pause before each of the after-idle samples (command.*AfterIdle), and their number. */
 const IDLE_MS = 20;
 const IDLE_SAMPLES = 150;
+/** Opens sent by a bare MQTT client at the cloud's end (command.remoteOpenBareCloud). */
+const BARE_SAMPLES = 300;
 /** The compiled CLI next to this compiled bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** The stage timer loaded into the daemon when IQHUB_BENCH_STAGES=1 (bench/stages.ts). */
@@ -40,7 +43,9 @@ const STAGES = fileURLToPath(new URL('./stages.js', import.meta.url));
  * publish (the envelope is signed before). command.floorRtt: the same round trip with the
  * responder making, before each answer, the two durable commits the hub makes for a command and
  * nothing else (rtt-responder.ts) — what the durability rules alone cost; command.floorPerMqttRtt
- * its ratio. command.remoteOpen opens the door once at a time (each open after the
+ * its ratio. command.remoteOpenBareCloud: the same opens sent and awaited by a bare MQTT client with
+ * the cloud's identity, as command.mqttRtt's cloud end is (the reference cloud signs them first):
+ * the remote open without the reference cloud's own bookkeeping, like for like with mqttRtt. command.remoteOpen opens the door once at a time (each open after the
  * previous one's event reached the cloud); command.remoteOpenBackToBack sends each open as soon as
  * the previous answer arrived (how remoteOpen was measured before: it includes waiting for the
  * previous open's event collection).
@@ -72,6 +77,13 @@ export const commandBench: Benchmark = benchmarkInTempDir(
       const rtt = metrics['command.mqttRtt'];
       if (open && rtt && 'p50' in open && 'p50' in rtt && rtt.p50 > 0) {
         metrics['command.remoteOpenPerMqttRtt'] = { unit: 'x (p50/p50)', value: round(open.p50 / rtt.p50) };
+      }
+      const bareOpen = metrics['command.remoteOpenBareCloud'];
+      if (bareOpen && rtt && 'p50' in bareOpen && 'p50' in rtt && rtt.p50 > 0) {
+        metrics['command.remoteOpenBareCloudPerMqttRtt'] = {
+          unit: 'x (p50/p50)',
+          value: round(bareOpen.p50 / rtt.p50),
+        };
       }
       const floor = metrics['command.floorRtt'];
       if (floor && rtt && 'p50' in floor && 'p50' in rtt && rtt.p50 > 0) {
@@ -190,14 +202,41 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
       afterIdle.push(await once());
       done++;
     }
+    // With a bare MQTT client at the cloud's end, as command.mqttRtt has: the same signed opens,
+    // one at a time, timed from its publish to the matching cmd/result's arrival — without the
+    // reference cloud's own bookkeeping (records, contract validation of what it receives).
+    const bare = await client(b.url, pki, 'cloud', v5);
+    const bareTimes: number[] = [];
+    try {
+      const waiting = new Map<string, () => void>();
+      bare.on('message', (_topic, payload) => {
+        const id = (JSON.parse(payload.toString('utf8')) as { id?: unknown }).id;
+        if (typeof id === 'string') waiting.get(id)?.();
+      });
+      await bare.subscribeAsync(topics.cmdResult(HUB), { qos: 1 });
+      for (let i = 0; i < BARE_SAMPLES; i++) {
+        await cloud.waitFor(() => settled(done), 10_000, 'every earlier opened event at the cloud');
+        const envelope = cloud.envelope(HUB, open);
+        const answered = new Promise<void>((resolve) => waiting.set(envelope.cmdId, resolve));
+        const t = performance.now();
+        bare.publish(topics.cmd(HUB), JSON.stringify(envelope), { qos: 1 });
+        await answered;
+        bareTimes.push(performance.now() - t);
+        waiting.delete(envelope.cmdId);
+        done++;
+      }
+    } finally {
+      await bare.endAsync();
+    }
     const [lock] = (await call('sim.locks')) as { requestCounts: { handled: { open: number } } }[];
-    const total = 2 * N + WARMUP + IDLE_SAMPLES;
+    const total = 2 * N + WARMUP + IDLE_SAMPLES + BARE_SAMPLES;
     if (lock?.requestCounts.handled.open !== total) {
       throw new Error(`the lock handled ${lock?.requestCounts.handled.open} opens, not ${total}`);
     }
     metrics['command.remoteOpen'] = distribution('ms', isolated);
     metrics['command.remoteOpenBackToBack'] = distribution('ms', backToBack);
     metrics['command.remoteOpenAfterIdle'] = distribution('ms', afterIdle);
+    metrics['command.remoteOpenBareCloud'] = distribution('ms', bareTimes);
     stages = { from: WARMUP, to: WARMUP + N };
     if (cloud.invalid > 0) throw new Error(`${cloud.invalid} messages at the cloud did not match the contract`);
   } finally {

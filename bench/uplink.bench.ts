@@ -95,7 +95,7 @@ export async function startBenchDaemon(
 }
 
 /** A bare MQTT client with the hub's or the cloud's identity; TCP_NODELAY, as the hub's UplinkClient and the reference cloud set it. */
-async function client(
+export async function client(
   url: string,
   pki: ReturnType<typeof createDevPki>,
   who: 'hub' | 'cloud',
