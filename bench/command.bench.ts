@@ -22,7 +22,7 @@ const HUB = 'bench-hub';
 /** Pause before each of the after-idle samples (command.*AfterIdle), and their number. */
 const IDLE_MS = 20;
 const IDLE_SAMPLES = 150;
-/** Opens sent by a bare MQTT client at the cloud's end (command.remoteOpenBareCloud). */
+/** Opens sent by a bare MQTT client at the cloud's end (command.remoteOpenBareCloud), taken in turns with as many through the reference cloud (command.remoteOpenPaired). */
 const BARE_SAMPLES = 300;
 /** The compiled CLI next to this compiled bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -45,7 +45,9 @@ const STAGES = fileURLToPath(new URL('./stages.js', import.meta.url));
  * nothing else (rtt-responder.ts) — what the durability rules alone cost; command.floorPerMqttRtt
  * its ratio. command.remoteOpenBareCloud: the same opens sent and awaited by a bare MQTT client with
  * the cloud's identity, as command.mqttRtt's cloud end is (the reference cloud signs them first):
- * the remote open without the reference cloud's own bookkeeping, like for like with mqttRtt. command.remoteOpen opens the door once at a time (each open after the
+ * the remote open without the reference cloud's own bookkeeping, like for like with mqttRtt. They
+ * alternate with opens through the reference cloud (command.remoteOpenPaired), the two compared
+ * over the same stretch of the run. command.remoteOpen opens the door once at a time (each open after the
  * previous one's event reached the cloud); command.remoteOpenBackToBack sends each open as soon as
  * the previous answer arrived (how remoteOpen was measured before: it includes waiting for the
  * previous open's event collection).
@@ -152,7 +154,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
 
     const open = { op: 'open', lockId: deviceId, args: { durationMs: 1000 } } as const;
     const N = 500;
-    const WARMUP = 30;
+    const WARMUP = 1000;
     const once = async (times?: CloudTimes): Promise<number> => {
       // Timed from the cloud's publish, as the issue defines it and as command.mqttRtt is: the
       // envelope is signed first (the cloud's OCRA, ~10 µs warm).
@@ -204,9 +206,11 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     }
     // With a bare MQTT client at the cloud's end, as command.mqttRtt has: the same signed opens,
     // one at a time, timed from its publish to the matching cmd/result's arrival — without the
-    // reference cloud's own bookkeeping (records, contract validation of what it receives).
+    // reference cloud's own bookkeeping (records, contract validation of what it receives). Taken
+    // in turns with opens through the reference cloud, so neither has the warmer part of the run.
     const bare = await client(b.url, pki, 'cloud', v5);
     const bareTimes: number[] = [];
+    const pairedTimes: number[] = [];
     try {
       const waiting = new Map<string, () => void>();
       bare.on('message', (_topic, payload) => {
@@ -214,22 +218,26 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
         if (typeof id === 'string') waiting.get(id)?.();
       });
       await bare.subscribeAsync(topics.cmdResult(HUB), { qos: 1 });
-      for (let i = 0; i < BARE_SAMPLES; i++) {
+      for (let i = 0; i < 2 * BARE_SAMPLES; i++) {
         await cloud.waitFor(() => settled(done), 10_000, 'every earlier opened event at the cloud');
-        const envelope = cloud.envelope(HUB, open);
-        const answered = new Promise<void>((resolve) => waiting.set(envelope.cmdId, resolve));
-        const t = performance.now();
-        bare.publish(topics.cmd(HUB), JSON.stringify(envelope), { qos: 1 });
-        await answered;
-        bareTimes.push(performance.now() - t);
-        waiting.delete(envelope.cmdId);
+        if (i % 2 === 1) {
+          pairedTimes.push(await once());
+        } else {
+          const envelope = cloud.envelope(HUB, open);
+          const answered = new Promise<void>((resolve) => waiting.set(envelope.cmdId, resolve));
+          const t = performance.now();
+          bare.publish(topics.cmd(HUB), JSON.stringify(envelope), { qos: 1 });
+          await answered;
+          bareTimes.push(performance.now() - t);
+          waiting.delete(envelope.cmdId);
+        }
         done++;
       }
     } finally {
       await bare.endAsync();
     }
     const [lock] = (await call('sim.locks')) as { requestCounts: { handled: { open: number } } }[];
-    const total = 2 * N + WARMUP + IDLE_SAMPLES + BARE_SAMPLES;
+    const total = 2 * N + WARMUP + IDLE_SAMPLES + 2 * BARE_SAMPLES;
     if (lock?.requestCounts.handled.open !== total) {
       throw new Error(`the lock handled ${lock?.requestCounts.handled.open} opens, not ${total}`);
     }
@@ -237,6 +245,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     metrics['command.remoteOpenBackToBack'] = distribution('ms', backToBack);
     metrics['command.remoteOpenAfterIdle'] = distribution('ms', afterIdle);
     metrics['command.remoteOpenBareCloud'] = distribution('ms', bareTimes);
+    metrics['command.remoteOpenPaired'] = distribution('ms', pairedTimes);
     stages = { from: WARMUP, to: WARMUP + N };
     if (cloud.invalid > 0) throw new Error(`${cloud.invalid} messages at the cloud did not match the contract`);
   } finally {

@@ -87,6 +87,8 @@ export class PairingStore {
   }
   /** Statements are prepared once per store: commands and events look locks up several times each. */
   readonly #statements = new Map<string, Statement>();
+  /** Records read outside a transaction and not written since (see get). */
+  readonly #records = new Map<string, LockRecord>();
 
   #prep(sql: string): Statement {
     let st = this.#statements.get(sql);
@@ -113,9 +115,19 @@ export class PairingStore {
     return kp;
   }
 
+  /**
+   * The lock's record. Read from the store once and then kept (frozen) until this store writes
+   * the lock's row: every write to `locks` goes through a method here, and each forgets the row it
+   * touches. Nothing is kept from a read inside a transaction (it could still roll back).
+   */
   get(lockId: string): LockRecord | undefined {
+    const kept = this.#records.get(lockId);
+    if (kept) return kept;
     const r = this.#prep('SELECT * FROM locks WHERE lock_id = ?').get(lockId) as LockRow | undefined;
-    return r && fromRow(r);
+    if (!r) return undefined;
+    const rec = Object.freeze(fromRow(r));
+    if (!this.#store.db.inTransaction) this.#records.set(lockId, rec);
+    return rec;
   }
 
   list(): LockRecord[] {
@@ -131,6 +143,7 @@ export class PairingStore {
     state: 'attaching' | 'bound';
     now: number;
   }): void {
+    this.#records.delete(rec.lockId);
     this.#prep(
       `INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at, last_seen, sessions)
          VALUES (@lockId, @bearer, @address, @key, @state, @now, @now, @now, 0)
@@ -148,6 +161,7 @@ export class PairingStore {
   }
 
   setState(lockId: string, state: PairingState, now: number, reason: string | null = null): void {
+    this.#records.delete(lockId);
     this.#prep('UPDATE locks SET state = ?, quarantine_reason = ?, updated_at = ? WHERE lock_id = ?').run(
       state,
       reason,
@@ -157,14 +171,17 @@ export class PairingStore {
   }
 
   remove(lockId: string): boolean {
+    this.#records.delete(lockId);
     return this.#prep('DELETE FROM locks WHERE lock_id = ?').run(lockId).changes > 0;
   }
 
   seen(lockId: string, address: string, now: number): void {
+    this.#records.delete(lockId);
     this.#prep('UPDATE locks SET last_seen = ?, address = ? WHERE lock_id = ?').run(now, address, lockId);
   }
 
   sessionOpened(lockId: string, now: number): void {
+    this.#records.delete(lockId);
     this.#prep('UPDATE locks SET sessions = sessions + 1, last_seen = ?, updated_at = ? WHERE lock_id = ?').run(
       now,
       now,
@@ -173,6 +190,7 @@ export class PairingStore {
   }
 
   countFailures(lockId: string, handshakes: number, frames: number): void {
+    this.#records.delete(lockId);
     this.#prep(
       'UPDATE locks SET failed_handshakes = failed_handshakes + ?, rejected_frames = rejected_frames + ? WHERE lock_id = ?',
     ).run(handshakes, frames, lockId);
@@ -197,6 +215,7 @@ export class PairingStore {
     const advance = this.#prep(
       'UPDATE locks SET last_event_seq = MAX(last_event_seq, ?), last_seen = ? WHERE lock_id = ?',
     );
+    this.#records.delete(lockId);
     return this.#store.transaction(() => {
       const epoch = (epochOf.get(lockId) as { epoch: number } | undefined)?.epoch;
       if (epoch === undefined) return [];

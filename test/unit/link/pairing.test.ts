@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import type { LockEvent } from '../../../src/link/frames.js';
+import { PairingStore } from '../../../src/link/pairing.js';
+import { Store } from '../../../src/store/store.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+/** The pairing store keeps lock records it has read; every write forgets the lock it touched. */
+
+const T0 = Date.parse('2026-11-28T00:00:00Z');
+const tamper = (seq: number): LockEvent => ({ seq, at: T0 + seq, type: 'tamper' });
+
+function bound() {
+  const store = Store.open(tempDir());
+  const pairing = new PairingStore(store);
+  pairing.bind({
+    lockId: 'L1',
+    bearer: 'sim',
+    address: 'a1',
+    staticPublic: new Uint8Array(32),
+    state: 'bound',
+    now: T0,
+  });
+  return { store, pairing };
+}
+
+describe('pairing store records', () => {
+  it('a record read twice is the same frozen object; every write shows at the next read', () => {
+    const { store, pairing } = bound();
+    try {
+      const first = pairing.get('L1');
+      expect(pairing.get('L1')).toBe(first);
+      expect(Object.isFrozen(first)).toBe(true);
+
+      pairing.setState('L1', 'quarantined', T0 + 1, 'test');
+      expect(pairing.get('L1')?.state).toBe('quarantined');
+      pairing.seen('L1', 'a2', T0 + 2);
+      expect(pairing.get('L1')?.address).toBe('a2');
+      pairing.sessionOpened('L1', T0 + 3);
+      expect(pairing.get('L1')?.sessions).toBe(1);
+      pairing.countFailures('L1', 2, 3);
+      expect(pairing.get('L1')).toMatchObject({ failedHandshakes: 2, rejectedFrames: 3 });
+      pairing.storeEvents('L1', [tamper(1), tamper(2)], T0 + 4);
+      expect(pairing.get('L1')?.lastEventSeq).toBe(2);
+      pairing.bind({
+        lockId: 'L1',
+        bearer: 'sim',
+        address: 'a3',
+        staticPublic: new Uint8Array(32),
+        state: 'attaching',
+        now: T0 + 5,
+      });
+      expect(pairing.get('L1')).toMatchObject({ state: 'attaching', address: 'a3', lastEventSeq: 0, epoch: 2 });
+      expect(pairing.remove('L1')).toBe(true);
+      expect(pairing.get('L1')).toBeUndefined();
+    } finally {
+      store.close();
+    }
+  });
+
+  it('nothing read inside a transaction that rolls back outlives it', () => {
+    const { store, pairing } = bound();
+    try {
+      expect(pairing.get('L1')?.state).toBe('bound');
+      expect(() =>
+        store.transaction(() => {
+          pairing.setState('L1', 'quarantined', T0 + 1, 'rolled back');
+          expect(pairing.get('L1')?.state).toBe('quarantined');
+          throw new Error('roll back');
+        }),
+      ).toThrow('roll back');
+      expect(pairing.get('L1')?.state).toBe('bound');
+    } finally {
+      store.close();
+    }
+  });
+});
