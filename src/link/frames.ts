@@ -219,60 +219,86 @@ function isCredentialId(s: string): boolean {
   return s.length >= 1 && s.length <= MAX_CREDENTIAL_ID_LEN && /^[\x21-\x7e]+$/.test(s);
 }
 
+/** Bytes written into a buffer that grows as needed; a failed check names the field (the message is built only then). */
 class Writer {
-  readonly #bytes: number[] = [];
+  #buf = new Uint8Array(128);
+  #len = 0;
+
+  #room(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    const grown = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
+    grown.set(this.#buf.subarray(0, this.#len));
+    this.#buf = grown;
+  }
+
+  #byte(v: number): void {
+    this.#room(1);
+    this.#buf[this.#len++] = v;
+  }
 
   u8(v: number, field: string): void {
-    check(isUint(v, 0, 0xff), field, 'must be an integer from 0 to 255');
-    this.#bytes.push(v);
+    if (!isUint(v, 0, 0xff)) check(false, field, 'must be an integer from 0 to 255');
+    this.#byte(v);
   }
 
   u32(v: number, field: string, min = 0, max = 0xffff_ffff): void {
-    check(isUint(v, min, max), field, `must be an integer from ${min} to ${max}`);
-    this.#bytes.push(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+    if (!isUint(v, min, max)) check(false, field, `must be an integer from ${min} to ${max}`);
+    this.#room(4);
+    const b = this.#buf;
+    b[this.#len++] = v >>> 24;
+    b[this.#len++] = (v >>> 16) & 0xff;
+    b[this.#len++] = (v >>> 8) & 0xff;
+    b[this.#len++] = v & 0xff;
   }
 
   /** A u64 on the wire, limited to safe integers so it maps to a JS number exactly. */
   u64(v: number, field: string): void {
-    check(isUint(v, 0, Number.MAX_SAFE_INTEGER), field, 'must be a non-negative safe integer');
+    if (!isUint(v, 0, Number.MAX_SAFE_INTEGER)) check(false, field, 'must be a non-negative safe integer');
     this.u32(Math.floor(v / 2 ** 32), field);
     this.u32(v % 2 ** 32, field);
   }
 
   bool(v: boolean, field: string): void {
-    check(typeof v === 'boolean', field, 'must be a boolean');
-    this.#bytes.push(v ? 1 : 0);
+    if (typeof v !== 'boolean') check(false, field, 'must be a boolean');
+    this.#byte(v ? 1 : 0);
   }
 
   choice<T extends string>(list: readonly T[], v: T, field: string): void {
     const code = list.indexOf(v);
-    check(code >= 0, field, `must be one of ${list.join(', ')}`);
-    this.#bytes.push(code);
+    if (code < 0) check(false, field, `must be one of ${list.join(', ')}`);
+    this.#byte(code);
   }
 
   credentialId(v: string | null, field: string): void {
     if (v === null) {
-      this.#bytes.push(0);
+      this.#byte(0);
       return;
     }
-    check(typeof v === 'string' && isCredentialId(v), field, 'must be 1-64 printable ASCII characters or null');
-    this.#bytes.push(v.length);
-    for (let i = 0; i < v.length; i++) this.#bytes.push(v.charCodeAt(i));
+    if (!(typeof v === 'string' && isCredentialId(v))) {
+      check(false, field, 'must be 1-64 printable ASCII characters or null');
+    }
+    this.#room(1 + v.length);
+    this.#buf[this.#len++] = v.length;
+    for (let i = 0; i < v.length; i++) this.#buf[this.#len++] = v.charCodeAt(i);
   }
 
   bytes(v: Uint8Array, length: number, field: string): void {
-    check(v instanceof Uint8Array && v.length === length, field, `must be ${length} bytes`);
-    for (const b of v) this.#bytes.push(b);
+    if (!(v instanceof Uint8Array && v.length === length)) check(false, field, `must be ${length} bytes`);
+    this.#room(length);
+    this.#buf.set(v, this.#len);
+    this.#len += length;
   }
 
   u16(v: number, field: string, min = 0, max = 0xffff): void {
-    check(isUint(v, min, max), field, `must be an integer from ${min} to ${max}`);
-    this.#bytes.push(v >>> 8, v & 0xff);
+    if (!isUint(v, min, max)) check(false, field, `must be an integer from ${min} to ${max}`);
+    this.#room(2);
+    this.#buf[this.#len++] = v >>> 8;
+    this.#buf[this.#len++] = v & 0xff;
   }
 
-  finish(): Uint8Array {
-    if (this.#bytes.length > MAX_LINK_MESSAGE_LEN) throw new Malformed('oversize', 'message exceeds the frame limit');
-    return Uint8Array.from(this.#bytes);
+  finish(limit = MAX_LINK_MESSAGE_LEN): Uint8Array {
+    if (this.#len > limit) throw new Malformed('oversize', 'message exceeds the frame limit');
+    return this.#buf.slice(0, this.#len);
   }
 }
 
@@ -499,18 +525,14 @@ export function offlineListDigest(items: readonly OfflineItem[]): Uint8Array {
   const sorted = [...items].sort((a, b) =>
     a.credentialId < b.credentialId ? -1 : a.credentialId > b.credentialId ? 1 : 0,
   );
-  const hash = createHash('sha256');
+  const w = new Writer();
   try {
-    for (const item of sorted) {
-      const w = new Writer();
-      writeOfflineItem(w, item);
-      hash.update(w.finish());
-    }
+    for (const item of sorted) writeOfflineItem(w, item);
   } catch (e) {
     if (e instanceof Malformed) throw new HubError('frame.invalid', `Cannot hash the offline list: ${e.message}`);
     throw e;
   }
-  return new Uint8Array(hash.digest());
+  return new Uint8Array(createHash('sha256').update(w.finish(Number.POSITIVE_INFINITY)).digest());
 }
 
 function readOffline(r: Reader, id: number): Request {
