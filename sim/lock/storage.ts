@@ -129,9 +129,9 @@ export interface FileLockStorageOptions {
   /**
    * true (the default): every save is flushed to the disk before it returns (fsync of the file
    * and of its directory), as a real lock's flash survives pulling the battery. false: saves are
-   * written behind — the state is serialised at once, the file is replaced atomically on the
-   * next turn of the event loop (several saves in one turn make one write), without fsync. A
-   * crash of the process may lose the saves of its last turn, a power cut the latest ones; a
+   * written behind — the state is serialised at once, the file is replaced atomically 20 ms
+   * later (the saves meanwhile make one write), without fsync. A crash of the process may lose
+   * the saves of its last 20 ms, a power cut the latest ones; a
    * load (by any FileLockStorage of this process) writes what is pending first. Meant for
    * benchmarks, where the simulated lock's flash writes would otherwise be the hub machine's disk
    * writes on the hub's event loop, between the lock's answer and the hub (a real lock writes its
@@ -139,6 +139,9 @@ export interface FileLockStorageOptions {
    */
   durable?: boolean;
 }
+
+/** How long a non-durable save may wait to be written (saves meanwhile make one write). */
+const FLUSH_AFTER_MS = 20;
 
 /** Saves of non-durable FileLockStorages not yet written, by path (one process, one writer per path). */
 const pending = new Map<string, string>();
@@ -223,7 +226,7 @@ export class FileLockStorage implements LockStorage {
     pending.set(this.path, text);
     if (!flushScheduled) {
       flushScheduled = true;
-      setImmediate(flushAllPending);
+      setTimeout(flushAllPending, FLUSH_AFTER_MS);
     }
   }
 }
