@@ -16,14 +16,28 @@ import { topics } from '../src/uplink/contract.js';
 import { start } from '../test/helpers/daemon.js';
 import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
 import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './stages.js';
-import { type Broker, broker, client, mqttRoundTrip } from './uplink.bench.js';
+import {
+  type Broker,
+  broker,
+  client,
+  mqttRoundTrip,
+  RTT_ANSWER_BYTES,
+  RTT_REQUEST_BYTES,
+  startResponder,
+} from './uplink.bench.js';
 
 const HUB = 'bench-hub';
 /** Pause before each of the after-idle samples (command.*AfterIdle), and their number. */
 const IDLE_MS = 20;
 const IDLE_SAMPLES = 150;
-/** Opens sent by a bare MQTT client at the cloud's end (command.remoteOpenBareCloud), taken in turns with as many through the reference cloud (command.remoteOpenPaired). */
-const BARE_SAMPLES = 300;
+/**
+ * Rounds of three taken in turns: an open through the reference cloud (command.remoteOpenPaired),
+ * one through a bare cloud client (command.remoteOpenBareCloud), a raw round trip (command.mqttRttPaired).
+ */
+const PAIRED_SAMPLES = 300;
+/** The paired raw round trip's topics (the cloud's identity may use them; no hub does). */
+const PROBE_REQUEST = 'ks/provisioning/rtt-probe/request';
+const PROBE_ANSWER = 'ks/provisioning/rtt-probe/response';
 /** The compiled CLI next to this compiled bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** The stage timer loaded into the daemon when IQHUB_BENCH_STAGES=1 (bench/stages.ts). */
@@ -75,22 +89,18 @@ export const commandBench: Benchmark = benchmarkInTempDir(
         await mqttRoundTrip(b, pki, 2000, { storeDir: join(dir, 'floor') }),
       );
       await remoteOpen(dir, b, pki, metrics);
-      const open = metrics['command.remoteOpen'];
-      const rtt = metrics['command.mqttRtt'];
-      if (open && rtt && 'p50' in open && 'p50' in rtt && rtt.p50 > 0) {
-        metrics['command.remoteOpenPerMqttRtt'] = { unit: 'x (p50/p50)', value: round(open.p50 / rtt.p50) };
-      }
-      const bareOpen = metrics['command.remoteOpenBareCloud'];
-      if (bareOpen && rtt && 'p50' in bareOpen && 'p50' in rtt && rtt.p50 > 0) {
-        metrics['command.remoteOpenBareCloudPerMqttRtt'] = {
-          unit: 'x (p50/p50)',
-          value: round(bareOpen.p50 / rtt.p50),
-        };
-      }
-      const floor = metrics['command.floorRtt'];
-      if (floor && rtt && 'p50' in floor && 'p50' in rtt && rtt.p50 > 0) {
-        metrics['command.floorPerMqttRtt'] = { unit: 'x (p50/p50)', value: round(floor.p50 / rtt.p50) };
-      }
+      const ratio = (name: string, over: string, under: string) => {
+        const a = metrics[over];
+        const c = metrics[under];
+        if (a && c && 'p50' in a && 'p50' in c && c.p50 > 0) {
+          metrics[name] = { unit: 'x (p50/p50)', value: round(a.p50 / c.p50) };
+        }
+      };
+      ratio('command.remoteOpenPerMqttRtt', 'command.remoteOpen', 'command.mqttRtt');
+      ratio('command.remoteOpenBareCloudPerMqttRtt', 'command.remoteOpenBareCloud', 'command.mqttRtt');
+      ratio('command.floorPerMqttRtt', 'command.floorRtt', 'command.mqttRtt');
+      ratio('command.remoteOpenPairedPerMqttRttPaired', 'command.remoteOpenPaired', 'command.mqttRttPaired');
+      ratio('command.remoteOpenBareCloudPerMqttRttPaired', 'command.remoteOpenBareCloud', 'command.mqttRttPaired');
     } finally {
       await b?.close();
     }
@@ -204,23 +214,53 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
       afterIdle.push(await once());
       done++;
     }
-    // With a bare MQTT client at the cloud's end, as command.mqttRtt has: the same signed opens,
-    // one at a time, timed from its publish to the matching cmd/result's arrival — without the
-    // reference cloud's own bookkeeping (records, contract validation of what it receives). Taken
-    // in turns with opens through the reference cloud, so neither has the warmer part of the run.
+    // Three kinds in turns, so that each sees the machine as the others do (this VM's speed
+    // drifts between runs and within one): an open through the reference cloud; the same signed
+    // open sent and awaited by a bare MQTT client with the cloud's identity, as mqttRtt's cloud
+    // end is (without the reference cloud's bookkeeping: records, validation of what it
+    // receives); and a raw round trip of the same shape through the same broker to a responder in
+    // its own process (with the cloud's identity on probe topics: the hub's topics are the daemon's).
     const bare = await client(b.url, pki, 'cloud', v5);
+    const stopProbe = await startResponder({
+      url: b.url,
+      ca: pki.ca.cert,
+      cert: pki.cloud.cert,
+      key: pki.cloud.key,
+      hubId: 'rtt-probe',
+      v5,
+      answerBytes: RTT_ANSWER_BYTES,
+      requestTopic: PROBE_REQUEST,
+      answerTopic: PROBE_ANSWER,
+    });
     const bareTimes: number[] = [];
     const pairedTimes: number[] = [];
+    const probeTimes: number[] = [];
     try {
       const waiting = new Map<string, () => void>();
-      bare.on('message', (_topic, payload) => {
+      let probeArrived: (() => void) | undefined;
+      bare.on('message', (topic, payload) => {
+        if (topic === PROBE_ANSWER) {
+          probeArrived?.();
+          return;
+        }
         const id = (JSON.parse(payload.toString('utf8')) as { id?: unknown }).id;
         if (typeof id === 'string') waiting.get(id)?.();
       });
-      await bare.subscribeAsync(topics.cmdResult(HUB), { qos: 1 });
-      for (let i = 0; i < 2 * BARE_SAMPLES; i++) {
+      await bare.subscribeAsync([topics.cmdResult(HUB), PROBE_ANSWER], { qos: 1 });
+      const request = Buffer.alloc(RTT_REQUEST_BYTES, 0x62);
+      for (let i = 0; i < 3 * PAIRED_SAMPLES; i++) {
         await cloud.waitFor(() => settled(done), 10_000, 'every earlier opened event at the cloud');
-        if (i % 2 === 1) {
+        if (i % 3 === 2) {
+          const got = new Promise<void>((resolve) => {
+            probeArrived = resolve;
+          });
+          const t = performance.now();
+          bare.publish(PROBE_REQUEST, request, { qos: 1 });
+          await got;
+          probeTimes.push(performance.now() - t);
+          continue;
+        }
+        if (i % 3 === 1) {
           pairedTimes.push(await once());
         } else {
           const envelope = cloud.envelope(HUB, open);
@@ -235,17 +275,19 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
       }
     } finally {
       await bare.endAsync();
+      await stopProbe();
     }
     const [lock] = (await call('sim.locks')) as { requestCounts: { handled: { open: number } } }[];
-    const total = 2 * N + WARMUP + IDLE_SAMPLES + 2 * BARE_SAMPLES;
+    const total = 2 * N + WARMUP + IDLE_SAMPLES + 2 * PAIRED_SAMPLES;
     if (lock?.requestCounts.handled.open !== total) {
       throw new Error(`the lock handled ${lock?.requestCounts.handled.open} opens, not ${total}`);
     }
     metrics['command.remoteOpen'] = distribution('ms', isolated);
     metrics['command.remoteOpenBackToBack'] = distribution('ms', backToBack);
     metrics['command.remoteOpenAfterIdle'] = distribution('ms', afterIdle);
-    metrics['command.remoteOpenBareCloud'] = distribution('ms', bareTimes);
     metrics['command.remoteOpenPaired'] = distribution('ms', pairedTimes);
+    metrics['command.remoteOpenBareCloud'] = distribution('ms', bareTimes);
+    metrics['command.mqttRttPaired'] = distribution('ms', probeTimes);
     stages = { from: WARMUP, to: WARMUP + N };
     if (cloud.invalid > 0) throw new Error(`${cloud.invalid} messages at the cloud did not match the contract`);
   } finally {

@@ -23,6 +23,9 @@ export interface ResponderArgs {
   answerBytes: number;
   /** Make the two durable commits of a command in a hub store in this directory before answering. */
   storeDir?: string;
+  /** Other topics than the hub's cmd and cmd/result (with another identity than the hub's). */
+  requestTopic?: string;
+  answerTopic?: string;
 }
 
 /** The claim and the answer of a command, as src/uplink/inbound.ts and the outbox commit them. */
@@ -72,11 +75,12 @@ async function main(): Promise<void> {
   (c.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
   const answer = Buffer.alloc(a.answerBytes, 0x61);
   const commit = a.storeDir ? durableCommits(a.storeDir, answer) : undefined;
+  const answerTopic = a.answerTopic ?? topics.cmdResult(a.hubId);
   c.on('message', () => {
     commit?.();
-    c.publish(topics.cmdResult(a.hubId), answer, { qos: 1 });
+    c.publish(answerTopic, answer, { qos: 1 });
   });
-  await c.subscribeAsync(topics.cmd(a.hubId), { qos: 1 });
+  await c.subscribeAsync(a.requestTopic ?? topics.cmd(a.hubId), { qos: 1 });
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => void c.endAsync().then(() => process.exit(0)));
 }

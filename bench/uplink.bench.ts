@@ -118,8 +118,8 @@ export async function client(
 }
 
 /** Bytes of the round trip's request and answer: about a signed `open` envelope and its `cmd/result`. */
-const RTT_REQUEST_BYTES = 360;
-const RTT_ANSWER_BYTES = 240;
+export const RTT_REQUEST_BYTES = 360;
+export const RTT_ANSWER_BYTES = 240;
 
 /**
  * The raw MQTT round trip that a remote command makes, without the hub: the cloud publishes a QoS 1
@@ -196,7 +196,7 @@ export async function mqttRoundTrip(
 }
 
 /** The responder (bench/rtt-responder.ts) as a child process; resolves once it is subscribed. */
-async function startResponder(args: ResponderArgs): Promise<() => Promise<void>> {
+export async function startResponder(args: ResponderArgs): Promise<() => Promise<void>> {
   const child = spawn(process.execPath, [RESPONDER, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
