@@ -5,11 +5,12 @@ import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { COUNTER_REFUSED, Outbox } from '../../../src/events/outbox.js';
 import type { LockEvent } from '../../../src/link/frames.js';
-import { PairingStore, type StoredEvent } from '../../../src/link/pairing.js';
+import type { StoredEvent } from '../../../src/link/pairing.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
 import type { CloudEvent, LockStatePayload } from '../../../src/uplink/contract.js';
 import { conforms } from '../../../src/uplink/validate.js';
+import { pairingWithLock } from '../../helpers/pairing.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -79,15 +80,7 @@ describe('outbox', () => {
     const { store } = open();
     const clock = new VirtualClock(T0);
     const outbox = new Outbox(store, { clock, log: silentLogger() });
-    const pairing = new PairingStore(store);
-    pairing.bind({
-      lockId: 'L1',
-      bearer: 'sim',
-      address: 'a1',
-      staticPublic: new Uint8Array(32),
-      state: 'bound',
-      now: T0,
-    });
+    const pairing = pairingWithLock(store, T0);
     const also = (fresh: StoredEvent[]) => outbox.enqueueEvents(fresh);
     pairing.storeEvents('L1', [event(1), event(2)], T0, also);
     pairing.storeEvents('L1', [event(2), event(3)], T0, also); // a resent batch: only 3 is new

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LockEvent } from '../../../src/link/frames.js';
-import { PairingStore } from '../../../src/link/pairing.js';
 import { Store } from '../../../src/store/store.js';
+import { pairingWithLock } from '../../helpers/pairing.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 /** The pairing store keeps lock records it has read; every write forgets the lock it touched. */
@@ -11,16 +11,7 @@ const tamper = (seq: number): LockEvent => ({ seq, at: T0 + seq, type: 'tamper' 
 
 function bound() {
   const store = Store.open(tempDir());
-  const pairing = new PairingStore(store);
-  pairing.bind({
-    lockId: 'L1',
-    bearer: 'sim',
-    address: 'a1',
-    staticPublic: new Uint8Array(32),
-    state: 'bound',
-    now: T0,
-  });
-  return { store, pairing };
+  return { store, pairing: pairingWithLock(store, T0) };
 }
 
 describe('pairing store records', () => {
