@@ -1,5 +1,11 @@
-import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
-import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  type KeyObject,
+} from 'node:crypto';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes } from '@noble/hashes/utils.js';
@@ -150,14 +156,27 @@ export class CipherState {
     if (n < 0n || n >= MAX_NONCE) {
       throw new HubError('noise.nonce', 'The cipher state has used every nonce', { hint: 'Run a new handshake.' });
     }
-    return chacha20poly1305(this.#k, nonceBytes(n), ad).encrypt(plaintext);
+    const c = createCipheriv('chacha20-poly1305', this.#k, nonceBytes(n), { authTagLength: TAGLEN });
+    c.setAAD(ad, { plaintextLength: plaintext.length });
+    const body = c.update(plaintext);
+    c.final();
+    const out = new Uint8Array(body.length + TAGLEN);
+    out.set(body);
+    out.set(c.getAuthTag(), body.length);
+    return out;
   }
 
   /** DECRYPT at an explicit nonce; `undefined` when authentication fails (no exception for the caller to catch). */
   decryptAt(n: bigint, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | undefined {
     if (this.#k === undefined || n < 0n || n >= MAX_NONCE || ciphertext.length < TAGLEN) return undefined;
+    const end = ciphertext.length - TAGLEN;
     try {
-      return chacha20poly1305(this.#k, nonceBytes(n), ad).decrypt(ciphertext);
+      const d = createDecipheriv('chacha20-poly1305', this.#k, nonceBytes(n), { authTagLength: TAGLEN });
+      d.setAAD(ad, { plaintextLength: end });
+      d.setAuthTag(ciphertext.subarray(end));
+      const body = d.update(ciphertext.subarray(0, end));
+      d.final();
+      return new Uint8Array(body.buffer, body.byteOffset, body.length).slice();
     } catch {
       return undefined;
     }
