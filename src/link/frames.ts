@@ -207,8 +207,9 @@ class Malformed extends Error {
   }
 }
 
-function check(ok: boolean, field: string, why: string): void {
-  if (!ok) throw new Malformed('invalid-field', `${field}: ${why}`);
+/** Throws `invalid-field` naming the field unless `ok`; a computed reason is built only then. */
+function check(ok: boolean, field: string, why: string | (() => string)): void {
+  if (!ok) throw new Malformed('invalid-field', `${field}: ${typeof why === 'string' ? why : why()}`);
 }
 
 function isUint(v: number, min: number, max: number): boolean {
@@ -237,12 +238,12 @@ class Writer {
   }
 
   u8(v: number, field: string): void {
-    if (!isUint(v, 0, 0xff)) check(false, field, 'must be an integer from 0 to 255');
+    check(isUint(v, 0, 0xff), field, 'must be an integer from 0 to 255');
     this.#byte(v);
   }
 
   u32(v: number, field: string, min = 0, max = 0xffff_ffff): void {
-    if (!isUint(v, min, max)) check(false, field, `must be an integer from ${min} to ${max}`);
+    check(isUint(v, min, max), field, () => `must be an integer from ${min} to ${max}`);
     this.#room(4);
     const b = this.#buf;
     b[this.#len++] = v >>> 24;
@@ -253,19 +254,19 @@ class Writer {
 
   /** A u64 on the wire, limited to safe integers so it maps to a JS number exactly. */
   u64(v: number, field: string): void {
-    if (!isUint(v, 0, Number.MAX_SAFE_INTEGER)) check(false, field, 'must be a non-negative safe integer');
+    check(isUint(v, 0, Number.MAX_SAFE_INTEGER), field, 'must be a non-negative safe integer');
     this.u32(Math.floor(v / 2 ** 32), field);
     this.u32(v % 2 ** 32, field);
   }
 
   bool(v: boolean, field: string): void {
-    if (typeof v !== 'boolean') check(false, field, 'must be a boolean');
+    check(typeof v === 'boolean', field, 'must be a boolean');
     this.#byte(v ? 1 : 0);
   }
 
   choice<T extends string>(list: readonly T[], v: T, field: string): void {
     const code = list.indexOf(v);
-    if (code < 0) check(false, field, `must be one of ${list.join(', ')}`);
+    check(code >= 0, field, () => `must be one of ${list.join(', ')}`);
     this.#byte(code);
   }
 
@@ -274,23 +275,21 @@ class Writer {
       this.#byte(0);
       return;
     }
-    if (!(typeof v === 'string' && isCredentialId(v))) {
-      check(false, field, 'must be 1-64 printable ASCII characters or null');
-    }
+    check(typeof v === 'string' && isCredentialId(v), field, 'must be 1-64 printable ASCII characters or null');
     this.#room(1 + v.length);
     this.#buf[this.#len++] = v.length;
     for (let i = 0; i < v.length; i++) this.#buf[this.#len++] = v.charCodeAt(i);
   }
 
   bytes(v: Uint8Array, length: number, field: string): void {
-    if (!(v instanceof Uint8Array && v.length === length)) check(false, field, `must be ${length} bytes`);
+    check(v instanceof Uint8Array && v.length === length, field, () => `must be ${length} bytes`);
     this.#room(length);
     this.#buf.set(v, this.#len);
     this.#len += length;
   }
 
   u16(v: number, field: string, min = 0, max = 0xffff): void {
-    if (!isUint(v, min, max)) check(false, field, `must be an integer from ${min} to ${max}`);
+    check(isUint(v, min, max), field, () => `must be an integer from ${min} to ${max}`);
     this.#room(2);
     this.#buf[this.#len++] = v >>> 8;
     this.#buf[this.#len++] = v & 0xff;
@@ -319,13 +318,13 @@ class Reader {
 
   u32(field: string, min = 0, max = 0xffff_ffff): number {
     const v = ((this.u8() << 24) | (this.u8() << 16) | (this.u8() << 8) | this.u8()) >>> 0;
-    check(v >= min && v <= max, field, `must be from ${min} to ${max}`);
+    check(v >= min && v <= max, field, () => `must be from ${min} to ${max}`);
     return v;
   }
 
   u16(field: string, min = 0, max = 0xffff): number {
     const v = (this.u8() << 8) | this.u8();
-    check(v >= min && v <= max, field, `must be from ${min} to ${max}`);
+    check(v >= min && v <= max, field, () => `must be from ${min} to ${max}`);
     return v;
   }
 
@@ -358,7 +357,7 @@ class Reader {
   credentialId(field: string): string | null {
     const length = this.u8();
     if (length === 0) return null;
-    check(length <= MAX_CREDENTIAL_ID_LEN, field, `longer than ${MAX_CREDENTIAL_ID_LEN}`);
+    check(length <= MAX_CREDENTIAL_ID_LEN, field, () => `longer than ${MAX_CREDENTIAL_ID_LEN}`);
     let s = '';
     for (let i = 0; i < length; i++) {
       const c = this.u8();
@@ -538,7 +537,7 @@ export function offlineListDigest(items: readonly OfflineItem[]): Uint8Array {
 function readOffline(r: Reader, id: number): Request {
   const reset = r.bool('reset');
   const removals = r.u8();
-  check(removals <= MAX_OFFLINE_REMOVALS, 'remove', `at most ${MAX_OFFLINE_REMOVALS}`);
+  check(removals <= MAX_OFFLINE_REMOVALS, 'remove', () => `at most ${MAX_OFFLINE_REMOVALS}`);
   const remove: string[] = [];
   for (let i = 0; i < removals; i++) {
     const c = r.credentialId('remove');
@@ -546,7 +545,7 @@ function readOffline(r: Reader, id: number): Request {
     remove.push(c as string);
   }
   const count = r.u8();
-  check(count <= MAX_OFFLINE_PER_REQUEST, 'upsert', `at most ${MAX_OFFLINE_PER_REQUEST}`);
+  check(count <= MAX_OFFLINE_PER_REQUEST, 'upsert', () => `at most ${MAX_OFFLINE_PER_REQUEST}`);
   const upsert: OfflineItem[] = [];
   for (let i = 0; i < count; i++) {
     const kind = r.choice(['pin', 'tag'] as const, 'upsert.kind');
@@ -554,7 +553,7 @@ function readOffline(r: Reader, id: number): Request {
     check(credentialId !== null, 'upsert.credentialId', 'required');
     const digest = r.bytes(DIGEST_LEN, 'upsert.digest');
     const n = r.u8();
-    check(n >= 1 && n <= MAX_OFFLINE_WINDOWS, 'upsert.windows', `1 to ${MAX_OFFLINE_WINDOWS}`);
+    check(n >= 1 && n <= MAX_OFFLINE_WINDOWS, 'upsert.windows', () => `1 to ${MAX_OFFLINE_WINDOWS}`);
     const windows: { from: number; until: number }[] = [];
     for (let j = 0; j < n; j++) {
       const from = r.u64('window.from');
@@ -632,7 +631,7 @@ function writeResult(w: Writer, result: OpResult): void {
     case 'getEvents':
       check(Array.isArray(result.events), 'events', 'must be an array');
       w.u8(result.events.length, 'events.length');
-      check(result.events.length <= MAX_EVENTS_PER_BATCH, 'events', `at most ${MAX_EVENTS_PER_BATCH} per batch`);
+      check(result.events.length <= MAX_EVENTS_PER_BATCH, 'events', () => `at most ${MAX_EVENTS_PER_BATCH} per batch`);
       w.bool(result.more, 'more');
       for (const e of result.events) writeEvent(w, e);
       break;
@@ -658,7 +657,7 @@ function readResult(r: Reader, op: Operation): OpResult {
       return { op, state: readState(r) };
     case 'getEvents': {
       const count = r.u8();
-      check(count <= MAX_EVENTS_PER_BATCH, 'events', `at most ${MAX_EVENTS_PER_BATCH} per batch`);
+      check(count <= MAX_EVENTS_PER_BATCH, 'events', () => `at most ${MAX_EVENTS_PER_BATCH} per batch`);
       const more = r.bool('more');
       const events: LockEvent[] = [];
       for (let i = 0; i < count; i++) events.push(readEvent(r));
