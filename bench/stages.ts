@@ -23,33 +23,35 @@ async function install(file: string): Promise<void> {
   const record = (what: string, t0: number, context: string, detail = '') =>
     log.push([t0, now() - t0, what, context, detail]);
 
-  const wrap = (proto: object, name: string, what: string, detail?: (args: unknown[]) => string) => {
+  /**
+   * Time the calls of `proto[name]` as `what`: until the call returns (calls made meanwhile record
+   * it as their context), or with `settled` until the promise it returns settles.
+   */
+  const wrap = (
+    proto: object,
+    name: string,
+    what: string,
+    opts: { detail?: (args: unknown[]) => string; settled?: boolean } = {},
+  ) => {
     const target = proto as Record<string, Method>;
     const original = target[name];
     if (typeof original !== 'function') throw new Error(`stages: no method ${name} to time`);
     target[name] = function (this: unknown, ...args: unknown[]) {
       const t0 = now();
       const context = stack.join('>');
+      const done = () => record(what, t0, context, opts.detail?.(args) ?? '');
+      if (opts.settled) {
+        const r = original.apply(this, args);
+        if (r instanceof Promise) r.then(done, done);
+        return r;
+      }
       stack.push(what);
       try {
         return original.apply(this, args);
       } finally {
         stack.pop();
-        record(what, t0, context, detail?.(args) ?? '');
+        done();
       }
-    };
-  };
-  const wrapAsync = (proto: object, name: string, what: string, detail?: (args: unknown[]) => string) => {
-    const target = proto as Record<string, Method>;
-    const original = target[name];
-    if (typeof original !== 'function') throw new Error(`stages: no method ${name} to time`);
-    target[name] = function (this: unknown, ...args: unknown[]) {
-      const t0 = now();
-      const context = stack.join('>');
-      const done = () => record(what, t0, context, detail?.(args) ?? '');
-      const r = original.apply(this, args);
-      if (r instanceof Promise) r.then(done, done);
-      return r;
     };
   };
 
@@ -84,11 +86,11 @@ async function install(file: string): Promise<void> {
   wrap(Store.prototype, 'lazyTransaction', 'lazyCommit');
   wrap(PairingStore.prototype, 'storeEvents', 'storeEvents');
   wrap(FileLockStorage.prototype, 'save', 'lockFlash');
-  wrap(UplinkClient.prototype, 'publish', 'publish', (a) => String(a[0]));
-  wrap(Inbound.prototype, 'handle', 'inbound', (a) => String(a[0]));
+  wrap(UplinkClient.prototype, 'publish', 'publish', { detail: (a) => String(a[0]) });
+  wrap(Inbound.prototype, 'handle', 'inbound', { detail: (a) => String(a[0]) });
   const { CommandVerifier } = await import('../src/commands/verifier.js');
   wrap(CommandVerifier.prototype, 'verify', 'verifier');
-  wrapAsync(LinkManager.prototype, 'open', 'linkOpen');
+  wrap(LinkManager.prototype, 'open', 'linkOpen', { settled: true });
   process.on('exit', () => fs.writeFileSync(file, JSON.stringify(log)));
 }
 

@@ -154,7 +154,8 @@ function writePending(path: string): void {
   writeFileAtomic(path, text, 0o600, { flush: false });
 }
 
-function flushAllPending(): void {
+/** Write every non-durable simulated flash save not yet written (the timer's work, and a clean stop of the simulation). */
+export function flushSimulatedFlash(): void {
   flushScheduled = false;
   for (const path of [...pending.keys()]) {
     try {
@@ -165,11 +166,6 @@ function flushAllPending(): void {
       process.emitWarning(`simulated lock flash ${path} could not be written: ${(e as Error).message}`);
     }
   }
-}
-
-/** Write every non-durable simulated flash save not yet written (a clean stop of the simulation). */
-export function flushSimulatedFlash(): void {
-  flushAllPending();
 }
 
 /** Flash in a JSON file, replaced atomically on every save (durable by default: see FileLockStorageOptions). */
@@ -226,7 +222,7 @@ export class FileLockStorage implements LockStorage {
     pending.set(this.path, text);
     if (!flushScheduled) {
       flushScheduled = true;
-      setTimeout(flushAllPending, FLUSH_AFTER_MS);
+      setTimeout(flushSimulatedFlash, FLUSH_AFTER_MS);
     }
   }
 }
