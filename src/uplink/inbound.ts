@@ -589,25 +589,21 @@ export class Inbound {
       this.#log.error({ topic, id }, 'inbound answer does not match the contract; sending an internal error instead');
       answer = failure(id, 'internal', 'the hub produced an answer that does not match the contract');
     }
+    // The stored text and the queued message are the same JSON: what a redelivery gets from the
+    // inbox is what is published now.
     const text = JSON.stringify(answer);
-    // What is queued now is exactly what a redelivery will get from the inbox.
-    const payload = JSON.parse(text) as Answer;
     try {
       this.#store.transaction(() => {
         this.#sql.done.run(text, id);
         if (journal) {
-          this.#store.journal(
-            'command',
-            { ...journal, ok: payload.ok, code: payload.error?.code ?? null },
-            this.#now(),
-          );
+          this.#store.journal('command', { ...journal, ok: answer.ok, code: answer.error?.code ?? null }, this.#now());
         }
-        this.#results.enqueueMessage(resultTopic, payload);
+        this.#results.enqueueMessage(resultTopic, answer);
       });
     } catch (e) {
       // The inbox still says 'started': a redelivery is answered as interrupted, never repeated.
       this.#log.error({ err: e, topic, id }, 'inbound answer could not be stored; publishing it without a guarantee');
-      this.#publishNow(resultTopic, payload);
+      this.#publishNow(resultTopic, answer);
     }
   }
 
