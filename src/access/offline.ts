@@ -240,8 +240,8 @@ export class OfflineLists implements Component {
       this.#locks.set(lockId, view);
     }
     try {
-      if (view.known === undefined) await this.#learn(lockId, view);
-      const { items, leftOut } = this.desired(lockId, view.capacity);
+      const learned = view.known === undefined ? await this.#learn(lockId, view) : undefined;
+      const { items, leftOut } = learned ?? this.desired(lockId, view.capacity);
       if (leftOut > 0 && leftOut !== view.leftOut) {
         this.#d.log.warn(
           { lockId, leftOut, capacity: view.capacity ?? this.#o.defaultCapacity },
@@ -283,18 +283,19 @@ export class OfflineLists implements Component {
   /**
    * Ask the lock what it holds. When its list's digest is that of the list the hub wants for its
    * capacity, the hub knows its list again without sending it; otherwise `known` stays undefined
-   * and the whole list goes.
+   * and the whole list goes. Returns that wanted list (computed once for both).
    */
-  async #learn(lockId: string, view: LockView): Promise<void> {
+  async #learn(lockId: string, view: LockView): Promise<ReturnType<OfflineLists['desired']>> {
     const held = await this.#d.link.setOffline(lockId, QUERY);
     view.capacity = held.capacity;
-    const { items } = this.desired(lockId, held.capacity);
-    const digest = offlineListDigest(items);
-    if (!Buffer.from(held.digest).equals(digest)) return;
+    const wanted = this.desired(lockId, held.capacity);
+    const { items } = wanted;
+    if (!Buffer.from(held.digest).equals(offlineListDigest(items))) return wanted;
     view.known = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
     view.lastUpdatedAt = this.#d.clock.now();
     view.lastError = undefined;
     this.#d.log.debug({ lockId, held: held.held }, 'offline list: the lock already holds it');
+    return wanted;
   }
 
   #windows(entry: OfflineEntry, start: number, end: number): { from: number; until: number }[] {
