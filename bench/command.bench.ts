@@ -14,7 +14,7 @@ import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
 import { topics } from '../src/uplink/contract.js';
 import { start } from '../test/helpers/daemon.js';
-import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, type Metric, ratioOfMedians, round } from './lib.js';
 import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './stages.js';
 import {
   type Broker,
@@ -89,18 +89,26 @@ export const commandBench: Benchmark = benchmarkInTempDir(
         await mqttRoundTrip(b, pki, 2000, { storeDir: join(dir, 'floor') }),
       );
       await remoteOpen(dir, b, pki, metrics);
-      const ratio = (name: string, over: string, under: string) => {
-        const a = metrics[over];
-        const c = metrics[under];
-        if (a && c && 'p50' in a && 'p50' in c && c.p50 > 0) {
-          metrics[name] = { unit: 'x (p50/p50)', value: round(a.p50 / c.p50) };
-        }
-      };
-      ratio('command.remoteOpenPerMqttRtt', 'command.remoteOpen', 'command.mqttRtt');
-      ratio('command.remoteOpenBareCloudPerMqttRtt', 'command.remoteOpenBareCloud', 'command.mqttRtt');
-      ratio('command.floorPerMqttRtt', 'command.floorRtt', 'command.mqttRtt');
-      ratio('command.remoteOpenPairedPerMqttRttPaired', 'command.remoteOpenPaired', 'command.mqttRttPaired');
-      ratio('command.remoteOpenBareCloudPerMqttRttPaired', 'command.remoteOpenBareCloud', 'command.mqttRttPaired');
+      ratioOfMedians(metrics, 'command.remoteOpenPerMqttRtt', 'command.remoteOpen', 'command.mqttRtt');
+      ratioOfMedians(
+        metrics,
+        'command.remoteOpenBareCloudPerMqttRtt',
+        'command.remoteOpenBareCloud',
+        'command.mqttRtt',
+      );
+      ratioOfMedians(metrics, 'command.floorPerMqttRtt', 'command.floorRtt', 'command.mqttRtt');
+      ratioOfMedians(
+        metrics,
+        'command.remoteOpenPairedPerMqttRttPaired',
+        'command.remoteOpenPaired',
+        'command.mqttRttPaired',
+      );
+      ratioOfMedians(
+        metrics,
+        'command.remoteOpenBareCloudPerMqttRttPaired',
+        'command.remoteOpenBareCloud',
+        'command.mqttRttPaired',
+      );
     } finally {
       await b?.close();
     }

@@ -55,6 +55,14 @@ export function round(x: number): number {
   return Math.abs(x) >= 100 ? Math.round(x) : Number(x.toPrecision(4));
 }
 
+/** metrics[name] = the ratio of the medians of metrics[over] and metrics[under], when both are distributions. */
+export function ratioOfMedians(metrics: Record<string, Metric>, name: string, over: string, under: string): void {
+  const a = metrics[over];
+  const b = metrics[under];
+  if (a && b && 'p50' in a && 'p50' in b && b.p50 > 0)
+    metrics[name] = { unit: 'x (p50/p50)', value: round(a.p50 / b.p50) };
+}
+
 export function environment(): { date: string; node: string; cpu: string; cores: number } {
   const c = cpus();
   return {

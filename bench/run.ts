@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { accessBench } from './access.bench.js';
 import { commandBench } from './command.bench.js';
-import { type Benchmark, environment, type Metric, round, table } from './lib.js';
+import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
 import { linkBench } from './link.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
@@ -45,11 +45,7 @@ async function main(argv: string[]): Promise<number> {
   // The issue's target: a remote open within 5x the raw MQTT round trip of the same run — here
   // against uplink.mqttRtt (the command bench gives its own ratio against command.mqttRtt, measured
   // just before its remote opens).
-  const open = metrics['command.remoteOpen'];
-  const rtt = metrics['uplink.mqttRtt'];
-  if (open && rtt && 'p50' in open && 'p50' in rtt && rtt.p50 > 0) {
-    metrics['command.remoteOpenPerUplinkMqttRtt'] = { unit: 'x (p50/p50)', value: round(open.p50 / rtt.p50) };
-  }
+  ratioOfMedians(metrics, 'command.remoteOpenPerUplinkMqttRtt', 'command.remoteOpen', 'uplink.mqttRtt');
   const env = environment();
   mkdirSync(dirname(RESULTS), { recursive: true });
   writeFileAtomic(RESULTS, `${JSON.stringify({ ...env, ...metrics }, null, 2)}\n`, 0o644);
