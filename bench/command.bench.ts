@@ -55,9 +55,9 @@ const STAGES = fileURLToPath(new URL('./stages.js', import.meta.url));
  * answering client in the bench's process, as first measured); command.remoteOpenPerMqttRtt is the
  * ratio of their medians, the issue's target being at most 5. Both are timed from the cloud's
  * publish (the envelope is signed before). command.floorRtt: the same round trip with the
- * responder making, before each answer, the two durable commits the hub makes for a command and
- * nothing else (rtt-responder.ts) — what the durability rules alone cost; command.floorPerMqttRtt
- * its ratio. command.remoteOpenBareCloud: the same opens sent and awaited by a bare MQTT client with
+ * responder making the two durable commits the hub makes for a command, in the hub's order (the
+ * claim before answering, the answer's record right after publishing it), and nothing else
+ * (rtt-responder.ts) — what the durability rules alone cost; command.floorPerMqttRtt its ratio. command.remoteOpenBareCloud: the same opens sent and awaited by a bare MQTT client with
  * the cloud's identity, as command.mqttRtt's cloud end is (the reference cloud signs them first):
  * the remote open without the reference cloud's own bookkeeping, like for like with mqttRtt. They
  * alternate with opens through the reference cloud (command.remoteOpenPaired), the two compared

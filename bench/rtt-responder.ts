@@ -3,10 +3,12 @@
  * identity, answers every message on the hub's `cmd` topic with a `cmd/result` of the given size
  * (QoS 1), and prints `ready` once subscribed. Arguments: a JSON object (ResponderArgs).
  *
- * With `storeDir`, it first makes the two durable commits a remote command needs in the hub's own
- * store (src/store/store.ts: WAL, synchronous=FULL), with the hub's statements: the counter and
- * the command id before acting, the answer and its outbox row before publishing. Nothing else —
- * no verification, no lock: the floor the durability rules put under command.remoteOpen.
+ * With `storeDir`, it also makes the two durable commits a remote command needs in the hub's own
+ * store (src/store/store.ts: WAL, synchronous=FULL), with the hub's statements and in the hub's
+ * order (src/uplink/inbound.ts): the counter and the command id before answering, the answer and
+ * its outbox row right after publishing it (on the next check phase, once the bytes have left).
+ * Nothing else — no verification, no lock: the floor the durability rules put under
+ * command.remoteOpen.
  */
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
@@ -29,7 +31,7 @@ export interface ResponderArgs {
 }
 
 /** The claim and the answer of a command, as src/uplink/inbound.ts and the outbox commit them. */
-function durableCommits(dir: string, answer: Buffer): () => void {
+function durableCommits(dir: string, answer: Buffer): { claim: () => void; record: () => void } {
   const store = Store.open(dir);
   const db = store.db;
   const advance = db.prepare(
@@ -45,18 +47,20 @@ function durableCommits(dir: string, answer: Buffer): () => void {
   );
   const text = answer.toString('utf8');
   let n = 0;
-  return () => {
-    n++;
-    const id = `floor-${n}`;
-    const now = Date.now();
-    store.transaction(() => {
-      advance.run(n, now);
-      claim.run(id, now, n);
-    });
-    store.transaction(() => {
-      done.run(text, id);
-      enqueue.run(text, text.length, now);
-    });
+  return {
+    claim: () => {
+      n++;
+      store.transaction(() => {
+        advance.run(n, Date.now());
+        claim.run(`floor-${n}`, Date.now(), n);
+      });
+    },
+    record: () => {
+      store.transaction(() => {
+        done.run(text, `floor-${n}`);
+        enqueue.run(text, text.length, Date.now());
+      });
+    },
   };
 }
 
@@ -77,8 +81,9 @@ async function main(): Promise<void> {
   const commit = a.storeDir ? durableCommits(a.storeDir, answer) : undefined;
   const answerTopic = a.answerTopic ?? topics.cmdResult(a.hubId);
   c.on('message', () => {
-    commit?.();
+    commit?.claim();
     c.publish(answerTopic, answer, { qos: 1 });
+    if (commit) setImmediate(commit.record);
   });
   await c.subscribeAsync(a.requestTopic ?? topics.cmd(a.hubId), { qos: 1 });
   process.stdout.write('ready\n');

@@ -110,7 +110,9 @@ export function wallNow(): number {
  * arrival order at the daemon) is in [from, to). With the cloud's times, also `toHub` (from the
  * cloud's publish of the signed envelope, through the broker, until the daemon handles the
  * command) and `toCloud` (from the daemon's publish of the result until it resolved at the cloud): the
- * two legs of what command.mqttRtt measures bare. `toSocket`: from that publish until its bytes
+ * two legs of what command.mqttRtt measures bare. `fromLock`: from the lock's flash write until
+ * the result was published or recorded, whichever came first; `toPublish` only for results
+ * recorded before they were published. `toSocket`: from that publish until its bytes
  * were handed to the TLS socket (a socket still finishing an earlier write holds them back).
  */
 export function stageBreakdown(
@@ -144,13 +146,16 @@ export function stageBreakdown(
       add('verify.verifier', verifier[1]);
     }
     add('claimCommit', claim[1]);
+    // The answer is published ahead of its record when nothing queued waits (Inbound #answer),
+    // else recorded first: fromLock ends at whichever came first.
+    const first = result[0] < finish[0] ? result : finish;
     if (flash) {
       add('toLock', flash[0] - end(claim));
       add('lockFlash', flash[1]);
-      add('fromLock', finish[0] - end(flash));
+      add('fromLock', first[0] - end(flash));
     }
     add('resultCommit', finish[1]);
-    add('toPublish', result[0] - end(finish));
+    if (first === finish) add('toPublish', result[0] - end(finish));
     const written = own.find((r) => r[2] === 'socketWrite' && r[0] >= result[0]);
     if (written) add('toSocket', written[0] - result[0]);
     add('hub', result[0] - t0);

@@ -17,6 +17,7 @@ import {
   type SyncAckPayload,
   type SyncPayload,
 } from './contract.js';
+import type { AheadTicket } from './publisher.js';
 import { type ContractError, conforms, parseInbound, salvageId } from './validate.js';
 
 /** The topics the cloud sends on (relative to ks/hubs/{hubId}/). */
@@ -34,11 +35,18 @@ export interface ResultSink {
   /**
    * Durable: the payload goes into the outbox and is published until the broker acknowledges it.
    * Called inside the store transaction that records the result in the inbox, so both commit or
-   * neither does (the outbox must write to the same Store, synchronously).
+   * neither does (the outbox must write to the same Store, synchronously). With `ahead`, the
+   * payload was already published by `publishAhead`: the row only waits for that PUBACK.
    */
-  enqueueMessage(topic: ResultTopic, payload: object): void;
+  enqueueMessage(topic: ResultTopic, payload: object, ahead?: AheadTicket): void;
   /** Best effort, nothing stored: for answers to messages that must change nothing (invalid or refused ones). */
   publishNow(topic: ResultTopic, payload: object): void;
+  /**
+   * Publish an answer (its JSON text) now, before it is queued, when nothing queued must go
+   * first; undefined when it has to wait its turn in the outbox. Optional: without it every
+   * answer is recorded first and published after.
+   */
+  publishAhead?(topic: ResultTopic, text: string): AheadTicket | undefined;
 }
 
 /** The access mirror (a later issue): applies a snapshot or delta and returns its version after. */
@@ -107,10 +115,10 @@ interface InFlight {
  * refused one gets `{ok: false, error: {code, message}}` (best effort) and changes nothing; a
  * genuine redelivery of a command already recorded gets the stored answer again and does not act.
  * An accepted one is recorded — the counter advanced and the cmdId 'started' in the inbox, in one
- * transaction — before anything reaches a lock; then it acts, and the answer (the lock's own) is
- * recorded and queued for publishing in one transaction. A command the hub was carrying out when
- * it stopped is never repeated: `recover()` answers it `unknown_outcome` with the lock's state
- * read back.
+ * transaction — before anything reaches a lock; then it acts, publishes the answer (the lock's
+ * own) and records it with its outbox row in one transaction (#answer). A command the hub was
+ * carrying out when it stopped is never repeated: `recover()` answers it `unknown_outcome` with
+ * the lock's state read back.
  *
  * A sync is recorded by id the same way (a redelivery gets the stored answer; one interrupted by a
  * stop is answered `sync.interrupted`).
@@ -335,12 +343,10 @@ export class Inbound {
     } finally {
       setupCode?.wipe();
     }
-    this.#finish('cmd', cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
-    // Logged on the next turn of the event loop, once the answer is durable and its bytes are on
-    // the socket: the log line (serialised, redacted, written) is not on the command's path, nor
-    // is it ahead of the answer (a TLS socket still completing an earlier write — the command's
-    // PUBACK — holds the answer back until the turn ends). The journal entry written with the
-    // answer is the durable record.
+    await this.#answer('cmd', cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
+    // Logged on the next turn of the event loop: the log line (serialised, redacted, written) is
+    // never ahead of an answer on its way. The journal entry written with the answer is the
+    // durable record.
     const fields = {
       cmdId: cmd.cmdId,
       op: cmd.op,
@@ -428,7 +434,7 @@ export class Inbound {
       ),
       ...(state ? { result: { state } } : {}),
     };
-    this.#finish('cmd', row.id, answer, { cmdId: row.id, op: row.op, lockId });
+    await this.#answer('cmd', row.id, answer, { cmdId: row.id, op: row.op, lockId });
   }
 
   // ----- syncs ---------------------------------------------------------------------------------
@@ -513,7 +519,7 @@ export class Inbound {
       { topic: 'sync', id: msg.id, kind: msg.kind, ok: answer.ok, code: answer.error?.code },
       'inbound message answered',
     );
-    this.#finish('sync', msg.id, answer);
+    await this.#answer('sync', msg.id, answer);
   }
 
   async #applySync(p: SyncPayload): Promise<SyncAckPayload> {
@@ -582,29 +588,77 @@ export class Inbound {
     return failure(id, 'internal', "the hub failed while carrying this out; the hub's log has the details");
   }
 
-  /** Record the answer (and journal a command's outcome) and queue it for publishing, in one transaction. */
-  #finish(topic: InboundTopic, id: string, answer: Answer, journal?: Record<string, unknown>): void {
+  /**
+   * Answer a message being acted on (one in #inflight): publish the answer, then record it (and
+   * journal a command's outcome) with its outbox row in one transaction. Resolves once recorded.
+   *
+   * The order is the issue's — act, publish the result, append the record: the answer leaves
+   * before its record's durable commit, so the commit's fsync overlaps the answer's way to the
+   * cloud instead of preceding it. What that costs: a hub that stops within that one commit has
+   * sent an answer it did not record, and on restart answers the command again `unknown_outcome`
+   * with the lock's state read back (the cloud keeps the first answer for a cmdId:
+   * docs/mqtt-api.md). The action itself is never repeated either way: the claim was durable
+   * before anything reached a lock. When other rows are still queued (the cloud unreachable, a
+   * backlog), the answer is recorded first and published in its turn, as before.
+   */
+  async #answer(topic: InboundTopic, id: string, answer: Answer, journal?: Record<string, unknown>): Promise<void> {
     const resultTopic = RESULT_TOPIC[topic];
-    if (!conforms(resultTopic, answer)) {
-      this.#log.error({ topic, id }, 'inbound answer does not match the contract; sending an internal error instead');
-      answer = failure(id, 'internal', 'the hub produced an answer that does not match the contract');
+    answer = this.#conforming(resultTopic, id, answer);
+    const text = JSON.stringify(answer);
+    let ahead: AheadTicket | undefined;
+    try {
+      ahead = this.#results.publishAhead?.(resultTopic, text);
+    } catch (e) {
+      this.#log.warn({ err: e, topic: resultTopic, id }, 'inbound answer could not be published ahead; queueing it');
     }
+    // The client hands the bytes to the TLS socket on the next tick, and the socket sends them only
+    // once its previous write (often the PUBACK of this very message) has completed, which Node
+    // reports in the check phase. Commit after that phase, or the fsync holds the answer back.
+    if (ahead) await new Promise((resolve) => setImmediate(resolve));
+    this.#finish(topic, id, answer, journal, { text, ahead });
+  }
+
+  /** Record the answer (and journal a command's outcome) and queue it for publishing, in one transaction. */
+  #finish(
+    topic: InboundTopic,
+    id: string,
+    answer: Answer,
+    journal?: Record<string, unknown>,
+    sent?: { text: string; ahead: AheadTicket | undefined },
+  ): void {
+    const resultTopic = RESULT_TOPIC[topic];
+    if (!sent) answer = this.#conforming(resultTopic, id, answer);
     // The stored text and the queued message are the same JSON: what a redelivery gets from the
     // inbox is what is published now.
-    const text = JSON.stringify(answer);
+    const text = sent?.text ?? JSON.stringify(answer);
+    const ahead = sent?.ahead;
     try {
       this.#store.transaction(() => {
         this.#sql.done.run(text, id);
         if (journal) {
           this.#store.journal('command', { ...journal, ok: answer.ok, code: answer.error?.code ?? null }, this.#now());
         }
-        this.#results.enqueueMessage(resultTopic, answer);
+        this.#results.enqueueMessage(resultTopic, answer, ahead);
       });
     } catch (e) {
       // The inbox still says 'started': a redelivery is answered as interrupted, never repeated.
+      if (ahead) {
+        this.#log.error({ err: e, topic, id }, 'inbound answer was published but could not be stored');
+        return;
+      }
       this.#log.error({ err: e, topic, id }, 'inbound answer could not be stored; publishing it without a guarantee');
       this.#publishNow(resultTopic, answer);
     }
+  }
+
+  /** The answer, or an internal error in its place if it does not match the contract (a bug). */
+  #conforming(resultTopic: ResultTopic, id: string, answer: Answer): Answer {
+    if (conforms(resultTopic, answer)) return answer;
+    this.#log.error(
+      { topic: resultTopic, id },
+      'inbound answer does not match the contract; sending an internal error instead',
+    );
+    return failure(id, 'internal', 'the hub produced an answer that does not match the contract');
   }
 
   #refuse(topic: InboundTopic, id: string | null, error: ContractError): void {

@@ -31,6 +31,18 @@ interface Unit {
   retain: boolean;
 }
 
+/**
+ * A message published ahead of its outbox row (Publisher.publishAhead): hand it to `adopt` with
+ * the row's id once the row is queued. Opaque to callers.
+ */
+export interface AheadTicket {
+  readonly unit: Unit;
+  readonly generation: number;
+  /** Until adopted: what the broker said meanwhile. */
+  outcome: 'waiting' | 'acknowledged' | 'failed';
+  adopted: boolean;
+}
+
 export interface PublisherStats {
   /** Outbox rows acknowledged by the broker since start (events count one each). */
   acknowledged: number;
@@ -61,6 +73,8 @@ export class Publisher {
   readonly #retryMs: number;
   readonly #stopTimeoutMs: number;
   readonly #inflight = new Set<Promise<void>>();
+  /** Rows published ahead and waiting for their PUBACK: a drain skips them. */
+  readonly #ahead = new Set<number>();
   readonly #unsubscribe: (() => void)[] = [];
   #afterEvent = 0;
   #afterMessage = 0;
@@ -108,6 +122,49 @@ export class Publisher {
     queueMicrotask(() => void this.#run());
   }
 
+  /**
+   * Publish a message now, before its outbox row is written, when nothing queued is waiting to go
+   * ahead of it: connected, not halted, no drain under way (so every queued row is already in
+   * flight) and a free in-flight slot. Undefined otherwise (queue it and kick, as usual). The
+   * caller then queues the same payload durably and passes the row id to `adopt` (in the same
+   * transaction): the broker's PUBACK removes the row, a lost one leaves it for the next drain.
+   * A stop between this and the row's commit loses the message; the caller must be able to say
+   * that on restart (a command is answered `unknown_outcome`).
+   */
+  publishAhead(topic: string, payload: string): AheadTicket | undefined {
+    if (!this.#started || this.#stopped || this.#halted || this.#draining) return undefined;
+    if (!this.#client.connected || this.#inflight.size >= this.#max) return undefined;
+    const ticket: AheadTicket = {
+      unit: { kind: 'message', ids: [], topic, payload, retain: false },
+      generation: this.#generation,
+      outcome: 'waiting',
+      adopted: false,
+    };
+    this.#send(ticket.unit, ticket.generation, ticket);
+    return ticket;
+  }
+
+  /**
+   * The row `id` holds the message of `ticket`. Call it inside the transaction that queued the
+   * row. Already acknowledged: the row is removed at once. Already failed: the row waits for the
+   * next drain (kicked). Still waiting: its PUBACK removes the row, and no drain publishes it again
+   * meanwhile.
+   */
+  adopt(ticket: AheadTicket, id: number): void {
+    if (ticket.adopted) return;
+    ticket.adopted = true;
+    ticket.unit.ids.push(id);
+    if (ticket.outcome === 'acknowledged') {
+      this.#outbox.remove([id]);
+      this.#acknowledged++;
+    } else if (ticket.outcome === 'failed' || ticket.generation !== this.#generation) {
+      // Failed, or sent on a connection since replaced (whose answer cannot be relied on).
+      this.kick();
+    } else {
+      this.#ahead.add(id);
+    }
+  }
+
   stats(): PublisherStats {
     return {
       acknowledged: this.#acknowledged,
@@ -141,6 +198,8 @@ export class Publisher {
     this.#halted = false;
     this.#afterEvent = 0;
     this.#afterMessage = 0;
+    // Published again from the outbox like every other row; a late PUBACK still removes it.
+    this.#ahead.clear();
     this.#clock.clearTimeout(this.#retry);
     this.#retry = undefined;
     this.kick();
@@ -175,7 +234,11 @@ export class Publisher {
 
   #next(): Unit | undefined {
     const batch = this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent);
-    const msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
+    let msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
+    while (msg && this.#ahead.has(msg.id)) {
+      this.#afterMessage = msg.id;
+      msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
+    }
     const firstEvent = batch?.ids[0];
     if (msg && (firstEvent === undefined || msg.id < firstEvent)) {
       this.#afterMessage = msg.id;
@@ -186,10 +249,18 @@ export class Publisher {
     return { kind: 'events', ids: batch.ids, topic: 'events', payload: JSON.stringify(batch.payload), retain: false };
   }
 
-  #send(unit: Unit, generation: number): void {
-    const p = this.#client
-      .publish(unit.topic, unit.payload, { retain: unit.retain })
-      .then((r) => this.#settle(unit, r, generation));
+  #send(unit: Unit, generation: number, ticket?: AheadTicket): void {
+    const p = this.#client.publish(unit.topic, unit.payload, { retain: unit.retain }).then((r) => {
+      if (ticket) {
+        for (const id of unit.ids) this.#ahead.delete(id);
+        if (!ticket.adopted) {
+          // Not queued yet: `adopt` acts on the outcome (there is no row to remove or keep).
+          ticket.outcome = r.ok ? 'acknowledged' : 'failed';
+          return;
+        }
+      }
+      this.#settle(unit, r, generation);
+    });
     this.#inflight.add(p);
     void p.finally(() => this.#inflight.delete(p));
   }

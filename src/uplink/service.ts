@@ -301,10 +301,12 @@ export class UplinkService implements Component {
       otpKey,
       ...(d.sync ? { sync: d.sync } : {}),
       results: {
-        enqueueMessage: (topic, payload) => {
-          d.outbox.enqueueMessage(topic, payload);
-          publisher.kick();
+        enqueueMessage: (topic, payload, ahead) => {
+          const id = d.outbox.enqueueMessage(topic, payload);
+          if (ahead) publisher.adopt(ahead, id);
+          else publisher.kick();
         },
+        publishAhead: (topic, text) => publisher.publishAhead(topic, text),
         publishNow: (topic, payload) => void client.publish(topic, JSON.stringify(payload)),
       },
     });

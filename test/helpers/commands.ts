@@ -18,6 +18,7 @@ import {
   type ResultTopic,
   type SyncTarget,
 } from '../../src/uplink/inbound.js';
+import type { AheadTicket } from '../../src/uplink/publisher.js';
 import { tempDir } from './tmp.js';
 
 /** Shared by the command tests: a hub with an OTP key, a fake lock side and a signing cloud. */
@@ -137,19 +138,36 @@ export class FakeTarget implements CommandTarget {
 export interface Sent {
   topic: ResultTopic;
   payload: Record<string, unknown>;
+  /** Queued with the ticket of its publish ahead. */
+  ahead?: AheadTicket;
 }
 
 export class FakeSink implements ResultSink {
   readonly enqueued: Sent[] = [];
   readonly published: Sent[] = [];
+  /** Answers published ahead of their record (only with `enableAhead`). */
+  readonly ahead: Sent[] = [];
   /** Every answer, queued or published, in the order given. */
   readonly all: Sent[] = [];
   failEnqueue = false;
-  enqueueMessage(topic: ResultTopic, payload: object): void {
+  publishAhead?: ResultSink['publishAhead'];
+
+  /** Accept publishing ahead, as the uplink does when nothing queued waits; `onAhead` runs as each goes. */
+  enableAhead(onAhead: (s: Sent) => void = () => {}): void {
+    this.publishAhead = (topic, text) => {
+      const sent = { topic, payload: JSON.parse(text) as Record<string, unknown> };
+      this.ahead.push(sent);
+      this.all.push(sent);
+      onAhead(sent);
+      return { unit: undefined, generation: 0, outcome: 'waiting', adopted: false } as unknown as AheadTicket;
+    };
+  }
+
+  enqueueMessage(topic: ResultTopic, payload: object, ahead?: AheadTicket): void {
     if (this.failEnqueue) throw new HubError('outbox.full', 'the outbox is full');
-    const sent = { topic, payload: payload as Record<string, unknown> };
+    const sent = { topic, payload: payload as Record<string, unknown>, ...(ahead ? { ahead } : {}) };
     this.enqueued.push(sent);
-    this.all.push(sent);
+    if (!ahead) this.all.push(sent);
   }
   publishNow(topic: ResultTopic, payload: object): void {
     const sent = { topic, payload: payload as Record<string, unknown> };

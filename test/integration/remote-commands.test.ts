@@ -85,6 +85,18 @@ describe.skipIf(!haveMosquitto)(
       expect(pong, JSON.stringify(pong)).toMatchObject({ ok: true });
     }
 
+    /** Waits until the uplink's outbox holds nothing (its detail in `iqhub status`). */
+    async function outboxEmpty(): Promise<void> {
+      let detail = '';
+      for (let i = 0; i < 100; i++) {
+        const status = (await call('status')) as { components: { name: string; detail: string }[] };
+        detail = status.components.find((c) => c.name === 'uplink')?.detail ?? '';
+        if (detail.includes('outbox 0 events, 0 messages')) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`the outbox did not empty: ${detail}`);
+    }
+
     const open = (lockId: string, durationMs = 500): CommandSpec => ({ op: 'open', lockId, args: { durationMs } });
 
     beforeAll(async () => {
@@ -115,6 +127,8 @@ describe.skipIf(!haveMosquitto)(
         .at(-1);
       expect(event).toMatchObject({ lockId: A, type: 'opened', by: 'remote' });
       expect(cloud.invalid, JSON.stringify(cloud.invalidMessages)).toBe(0);
+      // The result went out ahead of its outbox row; the row left with the broker's PUBACK.
+      await outboxEmpty();
     }, 60_000);
 
     describe('each forged, altered, replayed or stale command is refused with its code, reaches no lock, and the hub keeps serving', () => {

@@ -274,6 +274,74 @@ describe('crash safety: commands interrupted by a stop', () => {
   });
 });
 
+describe('answers published ahead of their record (nothing queued waits before them)', () => {
+  it('the answer leaves before its record commits; the record then queues the same answer for that publish', async () => {
+    const t = commandHarness();
+    const states: (string | undefined)[] = [];
+    t.sink.enableAhead((s) => states.push(t.row(String(s.payload.id))?.state));
+    const env = await t.run({ op: 'open', lockId: 'L1', args: { durationMs: 3000 } });
+    // Acted once; when the answer left, the claim was durable and the answer not yet recorded.
+    expect(t.target.actions).toEqual(['open L1 3000']);
+    expect(states).toEqual(['started']);
+    expect(t.sink.ahead.map((a) => a.payload)).toEqual([
+      { v: 1, id: env.cmdId, ok: true, result: { state: { ...STATE, bolt: 'unlocked' } } },
+    ]);
+    // Recorded afterwards with its outbox row (which waits for that publish's PUBACK), and journalled.
+    expect(t.sink.enqueued).toHaveLength(1);
+    expect(t.sink.enqueued[0]?.payload).toEqual(t.sink.ahead[0]?.payload);
+    expect(t.sink.enqueued[0]?.ahead).toBeDefined();
+    expect(t.sink.published).toEqual([]);
+    expect(JSON.parse(t.row(env.cmdId)?.result ?? '')).toEqual(t.sink.ahead[0]?.payload);
+    const journal = t.store.db.prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'command'").get() as {
+      n: number;
+    };
+    expect(journal.n).toBe(1);
+    // A redelivery afterwards: the stored answer, no second action.
+    await t.send(env);
+    expect(t.target.actions).toEqual(['open L1 3000']);
+    expect(t.last()).toEqual(t.sink.ahead[0]?.payload);
+  });
+
+  it('a redelivery between the publish and the record waits for the record: no second action, no unknown_outcome', async () => {
+    const t = commandHarness();
+    const env = t.sign({ op: 'open', lockId: 'L1' });
+    let redelivery: Promise<void> | undefined;
+    t.sink.enableAhead(() => {
+      redelivery ??= t.send(env);
+    });
+    await t.send(env);
+    await redelivery;
+    expect(redelivery).toBeDefined();
+    expect(t.target.actions).toEqual([`open L1 ${DEFAULT_OPEN_MS}`]);
+    expect(t.sink.all.map((a) => a.payload.ok)).toEqual([true]);
+    expect(t.row(env.cmdId)?.state).toBe('done');
+  });
+
+  it('a stop between the publish and the record: the restarted hub answers unknown_outcome and never acts again', async () => {
+    const first = commandHarness();
+    const env = first.sign({ op: 'open', lockId: 'L1' });
+    // The store goes away right after the answer left (as a SIGKILL within the record's commit).
+    first.sink.enableAhead(() => first.store.close());
+    await first.send(env);
+    expect(first.target.actions).toEqual([`open L1 ${DEFAULT_OPEN_MS}`]);
+    expect(first.sink.ahead.map((a) => a.payload.ok)).toEqual([true]);
+    // Not published a second time, best effort: it already went.
+    expect(first.sink.published).toEqual([]);
+
+    const t = commandHarness({ dir: first.dir, clock: first.clock });
+    expect(await t.inbound.recover()).toBe(1);
+    expect(t.target.actions).toEqual([]);
+    expect(t.sink.enqueued[0]?.payload).toMatchObject({
+      id: env.cmdId,
+      ok: false,
+      error: { code: 'unknown_outcome' },
+      result: { state: STATE },
+    });
+    await t.send(env);
+    expect(t.target.actions).toEqual([]);
+  });
+});
+
 describe('inbound refusals', () => {
   it('a command that does not match the schema gets bad_request with a precise message and changes nothing', async () => {
     const t = commandHarness();
