@@ -169,7 +169,9 @@ export class Hub {
           ? {
               eventSink: (fresh) => {
                 outbox.enqueueEvents(fresh);
-                queueMicrotask(() => this.uplink?.kick());
+                // At once, not later: the publisher's drain starts on a microtask (after this
+                // transaction) and, from now, nothing is published ahead of these events.
+                this.uplink?.kick();
               },
             }
           : {}),
