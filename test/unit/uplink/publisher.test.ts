@@ -54,8 +54,15 @@ async function rig() {
     });
   const queued = () => outbox.nextMessages(100).map((m) => (JSON.parse(m.payload) as { id: string }).id);
   const settle = () => new Promise((r) => setImmediate(r));
+  /** The client was sent exactly `id` (since the last reconnect); acknowledging it empties the outbox. */
+  const sentOnceThenAcked = async (id: string) => {
+    expect(client.sent.map((s) => (JSON.parse(s.payload) as { id: string }).id)).toEqual([id]);
+    client.sent[0]?.answer({ ok: true });
+    await settle();
+    expect(queued()).toEqual([]);
+  };
   await settle(); // the drain that start() began (an empty outbox)
-  return { outbox, client, publisher, ahead, record, queued, settle };
+  return { outbox, client, publisher, ahead, record, queued, settle, sentOnceThenAcked };
 }
 
 describe('publisher: an answer published ahead of its outbox row', () => {
@@ -98,10 +105,7 @@ describe('publisher: an answer published ahead of its outbox row', () => {
     r.client.connected = true;
     r.client.reconnect();
     await r.settle();
-    expect(r.client.sent.map((s) => JSON.parse(s.payload).id)).toEqual(['c1']);
-    r.client.sent[0]?.answer({ ok: true });
-    await r.settle();
-    expect(r.queued()).toEqual([]);
+    await r.sentOnceThenAcked('c1');
   });
 
   it('its PUBACK lost with the connection after the row was queued: published again on the reconnect', async () => {
@@ -109,10 +113,7 @@ describe('publisher: an answer published ahead of its outbox row', () => {
     r.record('c1', r.ahead('c1'));
     r.client.reconnect();
     await r.settle();
-    expect(r.client.sent.map((s) => JSON.parse(s.payload).id)).toEqual(['c1']);
-    r.client.sent[0]?.answer({ ok: true });
-    await r.settle();
-    expect(r.queued()).toEqual([]);
+    await r.sentOnceThenAcked('c1');
   });
 
   it('sent on a connection replaced before its row was queued: the row goes out on the new one', async () => {
@@ -124,11 +125,8 @@ describe('publisher: an answer published ahead of its outbox row', () => {
     await r.settle();
     r.record('c1', ticket);
     await r.settle();
-    expect(r.client.sent.map((s) => JSON.parse(s.payload).id)).toEqual(['c1']);
     old[0]?.answer({ ok: false, permanent: false, code: 'connection-lost' });
-    r.client.sent[0]?.answer({ ok: true });
-    await r.settle();
-    expect(r.queued()).toEqual([]);
+    await r.sentOnceThenAcked('c1');
   });
 
   it('never jumps the queue: with rows waiting or a drain under way, or offline, it is refused', async () => {
