@@ -343,7 +343,7 @@ export class Inbound {
     } finally {
       setupCode?.wipe();
     }
-    await this.#answer('cmd', cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
+    await this.#answer(cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
     // Logged on the next turn of the event loop: the log line (serialised, redacted, written) is
     // never ahead of an answer on its way. The journal entry written with the answer is the
     // durable record.
@@ -434,7 +434,7 @@ export class Inbound {
       ),
       ...(state ? { result: { state } } : {}),
     };
-    await this.#answer('cmd', row.id, answer, { cmdId: row.id, op: row.op, lockId });
+    await this.#answer(row.id, answer, { cmdId: row.id, op: row.op, lockId });
   }
 
   // ----- syncs ---------------------------------------------------------------------------------
@@ -519,7 +519,9 @@ export class Inbound {
       { topic: 'sync', id: msg.id, kind: msg.kind, ok: answer.ok, code: answer.error?.code },
       'inbound message answered',
     );
-    await this.#answer('sync', msg.id, answer);
+    // Recorded, then published: a sync's answer is not waited on at a door, so it keeps the
+    // plainer order (after a stop, a sync is never acknowledged ok and then interrupted).
+    this.#finish('sync', msg.id, answer);
   }
 
   async #applySync(p: SyncPayload): Promise<SyncAckPayload> {
@@ -589,8 +591,8 @@ export class Inbound {
   }
 
   /**
-   * Answer a message being acted on (one in #inflight): publish the answer, then record it (and
-   * journal a command's outcome) with its outbox row in one transaction. Resolves once recorded.
+   * Answer a command being acted on (one in #inflight): publish the answer, then record it and
+   * journal its outcome with its outbox row in one transaction. Resolves once recorded.
    *
    * The order is the issue's — act, publish the result, append the record: the answer leaves
    * before its record's durable commit, so the commit's fsync overlaps the answer's way to the
@@ -601,10 +603,10 @@ export class Inbound {
    * before anything reached a lock. When other rows are still queued (the cloud unreachable, a
    * backlog), the answer is recorded first and published in its turn, as before.
    */
-  async #answer(topic: InboundTopic, id: string, answer: Answer, journal?: Record<string, unknown>): Promise<void> {
-    const resultTopic = RESULT_TOPIC[topic];
-    answer = this.#conforming(resultTopic, id, answer);
-    const text = JSON.stringify(answer);
+  async #answer(id: string, answer: CmdResultPayload, journal: Record<string, unknown>): Promise<void> {
+    const resultTopic = RESULT_TOPIC.cmd;
+    const checked = this.#conforming(resultTopic, id, answer);
+    const text = JSON.stringify(checked);
     let ahead: AheadTicket | undefined;
     try {
       ahead = this.#results.publishAhead?.(resultTopic, text);
@@ -615,7 +617,7 @@ export class Inbound {
     // once its previous write (often the PUBACK of this very message) has completed, which Node
     // reports in the check phase. Commit after that phase, or the fsync holds the answer back.
     if (ahead) await new Promise((resolve) => setImmediate(resolve));
-    this.#finish(topic, id, answer, journal, { text, ahead });
+    this.#finish('cmd', id, checked, journal, { text, ahead });
   }
 
   /** Record the answer (and journal a command's outcome) and queue it for publishing, in one transaction. */

@@ -447,8 +447,11 @@ describe('inbound syncs', () => {
 
   it('without an access mirror: ok:false sync.unavailable, stored, and the same on redelivery', async () => {
     const t = commandHarness();
+    // Even where a command's answer would be published ahead: a sync's is recorded first.
+    t.sink.enableAhead();
     await t.sendRaw('sync', sync);
     await t.sendRaw('sync', sync);
+    expect(t.sink.ahead).toEqual([]);
     expect(t.sink.published).toEqual([]);
     expect(t.sink.enqueued).toHaveLength(2);
     const ack = t.sink.enqueued[0];
