@@ -25,6 +25,7 @@ import { LinkManager, type LinkOptions } from '../link/manager.js';
 import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import { Store } from '../store/store.js';
+import { registerCommandMethods } from '../uplink/control.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
 import { loadUplinkFiles, UplinkService } from '../uplink/service.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
@@ -272,6 +273,7 @@ export class Hub {
       });
       this.#components.push(this.uplink);
     }
+    registerCommandMethods(this.control, this.uplink);
     this.#registerRadioMethods();
     this.#components.push(controlComponent(this.control));
   }

@@ -1,6 +1,8 @@
 import type { CertificateInfo } from '../../provisioning/identity.js';
 import type { OfflineListRow } from '../access/control.js';
+import type { VerifierStats } from '../commands/verifier.js';
 import type { HubStatus } from '../control/protocol.js';
+import type { RecentCommand } from '../uplink/inbound.js';
 
 function duration(sec: number): string {
   const d = Math.floor(sec / 86400);
@@ -111,6 +113,33 @@ export function formatSecurity(events: { at: number; kind: string; lockId: strin
       (e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(24)}  ${e.lockId ?? '-'}  ${JSON.stringify(e.detail)}`,
     )
     .join('\n')}\n`;
+}
+
+/** `iqhub commands` for people: the counts since start-up, a lockout, then the newest commands. */
+export function formatCommands(v: { stats: VerifierStats; recent: RecentCommand[] }): string {
+  const refused = Object.entries(v.stats.refused).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const nRefused = refused.reduce((n, [, k]) => n + (k ?? 0), 0);
+  const byCode = refused.length > 0 ? ` (${refused.map(([c, k]) => `${c} ${k}`).join(', ')})` : '';
+  let out = `since the daemon started: ${v.stats.accepted} accepted, ${nRefused} refused${byCode}; ${v.stats.lockouts} lockout(s)\n`;
+  if (v.stats.lockedOutUntil) {
+    out += `LOCKED OUT until ${v.stats.lockedOutUntil}: every remote command is refused locked_out until then (iqhub security shows why)\n`;
+  }
+  if (v.recent.length === 0) return `${out}\nno remote command accepted (refused ones are only counted)\n`;
+  const outcome = (c: RecentCommand) =>
+    c.state === 'answered' ? (c.ok ? 'ok' : (c.code ?? 'failed')) : c.state === 'acting' ? 'acting now' : 'interrupted';
+  const body = v.recent.map((c) => [
+    c.receivedAt,
+    c.cmdId,
+    c.op ?? '-',
+    c.lockId ?? '-',
+    c.counter === null ? '-' : String(c.counter),
+    outcome(c),
+  ]);
+  out += `\n${table(['accepted', 'cmdId', 'op', 'lock', 'counter', 'outcome'], body)}\n`;
+  if (v.recent.some((c) => c.state === 'interrupted')) {
+    out += '\ninterrupted: the hub stopped while carrying it out; it is answered unknown_outcome and never repeated\n';
+  }
+  return out;
 }
 
 /** `iqhub diag` for people: one line per check, and what to do under each that is not ok. */

@@ -27,6 +27,7 @@ import { runDemo } from '../demo/demo.js';
 import { CERT_WARN_DAYS, runDiag } from './diag.js';
 import {
   formatCert,
+  formatCommands,
   formatDiag,
   formatEvents,
   formatLock,
@@ -249,6 +250,17 @@ socketOptions(
     .option('--limit <n>', 'how many', parseCount, 50),
 ).action(async (lockId: string, o: SocketOpts & { limit: number }) => {
   print(o, await call(o, 'events.list', { lockId, limit: o.limit }), formatEvents);
+});
+
+socketOptions(
+  program
+    .command('commands')
+    .description(
+      "the cloud's remote commands: accepted and refused since the daemon started, a lockout, the newest accepted ones and their outcome",
+    )
+    .option('--limit <n>', 'how many commands', parseCount, 20),
+).action(async (o: SocketOpts & { limit: number }) => {
+  print(o, await call(o, 'commands.list', { limit: o.limit }), formatCommands);
 });
 
 socketOptions(

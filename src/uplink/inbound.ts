@@ -100,6 +100,30 @@ interface StartedCommand {
   lock_id: string | null;
 }
 
+interface RecentRow extends StartedCommand {
+  received_at: number;
+  state: 'started' | 'done';
+  result: string | null;
+}
+
+/** A remote command as the inbox recorded it (`iqhub commands`): what was asked and what came of it. */
+export interface RecentCommand {
+  cmdId: string;
+  op: string | null;
+  lockId: string | null;
+  counter: number | null;
+  /** When the hub accepted it (ISO 8601). */
+  receivedAt: string;
+  /**
+   * `answered`: its result was recorded (`ok`, `code`); `acting`: being carried out now;
+   * `interrupted`: accepted and never answered (a stop; answered unknown_outcome at the next start).
+   */
+  state: 'answered' | 'acting' | 'interrupted';
+  ok: boolean | null;
+  /** The error code of a failed result (`lock.unreachable`, `unknown_outcome`, …). */
+  code: string | null;
+}
+
 interface InFlight {
   topic: InboundTopic;
   /** The command's counter (commands only): a different command under the same id is refused. */
@@ -144,6 +168,7 @@ export class Inbound {
     claim: Statement<[string, string, number, number | null, string | null, string | null]>;
     done: Statement<[string, string]>;
     started: Statement<[], StartedCommand>;
+    recent: Statement<[number], RecentRow>;
     pruneCount: Statement<[number]>;
     pruneAge: Statement<[number, number]>;
   };
@@ -167,6 +192,9 @@ export class Inbound {
       started: db.prepare<[], StartedCommand>(
         "SELECT id, counter, op, lock_id FROM inbox WHERE topic = 'cmd' AND state = 'started' ORDER BY rowid",
       ),
+      recent: db.prepare<[number], RecentRow>(
+        "SELECT id, counter, op, lock_id, received_at, state, result FROM inbox WHERE topic = 'cmd' ORDER BY rowid DESC LIMIT ?",
+      ),
       // Rowids grow with every insert (the newest row is never removed), so both deletes are
       // rowid-range scans from the oldest end: cheap on every insert, never a full scan.
       pruneCount: db.prepare<[number]>(
@@ -176,6 +204,27 @@ export class Inbound {
         "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE state = 'done' ORDER BY rowid LIMIT ?) AND received_at < ?",
       ),
     };
+  }
+
+  /**
+   * The newest accepted commands, newest first (at most `limit`). Refused ones are never stored:
+   * the verifier counts them (CommandVerifier.stats). Nothing secret: ids, op, lock, counter,
+   * time and outcome; never arguments (an attach's sealed setup code) or the OTP.
+   */
+  recent(limit: number): RecentCommand[] {
+    return this.#sql.recent.all(limit).map((r) => {
+      const answer = r.state === 'done' ? storedAnswer(r.result) : undefined;
+      return {
+        cmdId: r.id,
+        op: r.op,
+        lockId: r.lock_id,
+        counter: r.counter,
+        receivedAt: new Date(r.received_at).toISOString(),
+        state: r.state === 'done' ? 'answered' : this.#inflight.has(r.id) ? 'acting' : 'interrupted',
+        ok: answer ? answer.ok : null,
+        code: answer && !answer.ok ? (answer.error?.code ?? null) : null,
+      };
+    });
   }
 
   /** Messages being acted on now. */

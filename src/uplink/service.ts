@@ -16,7 +16,7 @@ import type { Store } from '../store/store.js';
 import { UplinkClient } from './client.js';
 import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload, type LockStatePayload } from './contract.js';
 import type { Enrollment } from './enrollment.js';
-import { type CommandTarget, Inbound, type SyncTarget } from './inbound.js';
+import { type CommandTarget, Inbound, type RecentCommand, type SyncTarget } from './inbound.js';
 import { Publisher } from './publisher.js';
 import { Rotation, type RotationStatus } from './rotation.js';
 
@@ -204,9 +204,16 @@ export class UplinkService implements Component {
     return this.#identity;
   }
 
-  /** Remote commands accepted and refused (by code) since start-up, and the lockout (for status and health). */
-  commandStats(): VerifierStats | undefined {
-    return this.#verifier?.stats();
+  /**
+   * Remote commands for `iqhub commands`: accepted and refused (by code) since start-up, the
+   * lockout, and the newest accepted commands with their outcome. Undefined until the uplink is
+   * up (a hub still enrolling has no verifier yet).
+   */
+  commands(limit: number): { stats: VerifierStats; recent: RecentCommand[] } | undefined {
+    const verifier = this.#verifier;
+    const inbound = this.#inbound;
+    if (!verifier || !inbound) return undefined;
+    return { stats: verifier.stats(), recent: inbound.recent(limit) };
   }
 
   /** Certificate renewal: when it is due, the last problem, rotations done (undefined when off). */
@@ -400,7 +407,9 @@ export class UplinkService implements Component {
       ? `enrolling with claim ${this.#d.enrollment?.enroll.claimId} (${enrolling.state}, attempt ${enrolling.attempts}${enrolling.lastError ? `, last error ${enrolling.lastError}` : ''})`
       : (s?.state ?? 'stopped');
     const cert = this.#identity ? `; certificate until ${this.#identity.notAfter}` : '';
-    const detail = `${this.#identity?.hubId ?? '?'} ${link}; outbox ${depth.events} events, ${depth.messages} messages${cert}`;
+    const lockedOut = this.#verifier?.stats().lockedOutUntil;
+    const commands = lockedOut ? `; remote commands locked out until ${lockedOut}` : '';
+    const detail = `${this.#identity?.hubId ?? '?'} ${link}; outbox ${depth.events} events, ${depth.messages} messages${cert}${commands}`;
     return {
       name: this.name,
       state: s?.state === 'connected' ? 'running' : s || enrolling ? 'degraded' : 'stopped',

@@ -178,6 +178,11 @@ describe('the CLI', () => {
     const key = readFileSync(join(base, 'data', 'storage-key'));
     expect(r.stdout).not.toContain(key.toString('hex'));
     expect(r.stdout).not.toContain(key.toString('base64'));
+    // No uplink configured: `iqhub commands` says why there is nothing, and what to do.
+    const c = await runCli(['commands', '--config', config]);
+    expect(c.code).not.toBe(0);
+    expect(c.stderr).toContain('no cloud uplink');
+    expect(c.stderr).toContain('docs/configuration.md');
     d.child.kill('SIGTERM');
     await d.exit;
   });

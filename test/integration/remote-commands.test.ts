@@ -20,6 +20,18 @@ const [A, B] = ['SIM-0001', 'SIM-0002'] as const;
 /** The lock operations that act (move a bolt, change a mode, end a binding). */
 const ACTING = ['open', 'lock', 'setMode', 'detach'] as const;
 
+interface CommandsView {
+  stats: { accepted: number; refused: Record<string, number>; lockouts: number; lockedOutUntil: string | null };
+  recent: {
+    cmdId: string;
+    op: string;
+    lockId: string | null;
+    state: string;
+    ok: boolean | null;
+    code: string | null;
+  }[];
+}
+
 interface SimLockInfo {
   deviceId: string;
   running: boolean;
@@ -261,6 +273,16 @@ describe.skipIf(!haveMosquitto)(
       const refused = await cloud.command(HUB, open(A), { timeoutMs: 10_000 });
       expect(refused, JSON.stringify(refused)).toMatchObject({ ok: false, error: { code: 'locked_out' } });
       expect(await acting(), 'a command reached a lock during the lockout').toEqual(before);
+      // What a technician sees meanwhile (iqhub commands, iqhub status).
+      const during = (await call('commands.list', { limit: 5 })) as CommandsView;
+      expect(during.stats.lockouts).toBe(1);
+      expect(during.stats.lockedOutUntil).not.toBeNull();
+      expect(during.stats.refused.otp_mismatch).toBeGreaterThanOrEqual(5);
+      expect(during.stats.refused.locked_out).toBeGreaterThanOrEqual(1);
+      // Refused commands are counted, never recorded: the newest recorded one is the ping.
+      expect(during.recent[0]).toMatchObject({ op: 'ping', state: 'answered', ok: true, code: null });
+      const status = (await call('status')) as { components: { name: string; detail?: string }[] };
+      expect(status.components.find((c) => c.name === 'uplink')?.detail).toContain('remote commands locked out until');
 
       // lockoutSec: 2 in this config.
       await new Promise((r) => setTimeout(r, 2_500));
@@ -269,6 +291,11 @@ describe.skipIf(!haveMosquitto)(
       expect(ok, JSON.stringify(ok)).toMatchObject({ ok: true });
       expect((await acting())[`${A} open`]).toBe((before[`${A} open`] ?? 0) + 1);
       await cloud.waitFor(() => remoteOpenings(A) === eventsBefore + 1, 15_000, 'the opened event after the lockout');
+      const after = (await call('commands.list', { limit: 1 })) as CommandsView;
+      expect(after.stats.lockedOutUntil).toBeNull();
+      expect(after.recent).toEqual([
+        expect.objectContaining({ cmdId: ok.id, op: 'open', lockId: A, state: 'answered', ok: true, code: null }),
+      ]);
       expect(cloud.invalid, JSON.stringify(cloud.invalidMessages)).toBe(0);
       await stopHub();
     }, 90_000);

@@ -342,6 +342,45 @@ describe('answers published ahead of their record (nothing queued waits before t
   });
 });
 
+describe('recent(): the accepted commands as `iqhub commands` lists them', () => {
+  it('newest first with their outcome; acting and interrupted ones said so; nothing secret; refused ones not there', async () => {
+    const t = commandHarness();
+    const opened = await t.run({ op: 'open', lockId: 'L1' });
+    const gone = await t.run({ op: 'getState', lockId: 'GONE' });
+    const attach = await t.run({ op: 'attach', lockId: 'NEW-1', args: { setupCode: 'K7Q2-XW9P-33RA' } });
+    await t.run({ op: 'open', lockId: 'L1' }, { hubId: 'another-hub' });
+    const gate = deferred();
+    t.target.gates.set('L2', gate);
+    const acting = t.sign({ op: 'lock', lockId: 'L2' });
+    const running = t.send(acting);
+    await Promise.resolve();
+
+    const recent = t.inbound.recent(10);
+    expect(recent.map((c) => [c.cmdId, c.op, c.lockId, c.state, c.ok, c.code])).toEqual([
+      [acting.cmdId, 'lock', 'L2', 'acting', null, null],
+      [attach.cmdId, 'attach', 'NEW-1', 'answered', true, null],
+      [gone.cmdId, 'getState', 'GONE', 'answered', false, 'lock.unreachable'],
+      [opened.cmdId, 'open', 'L1', 'answered', true, null],
+    ]);
+    expect(recent[3]).toMatchObject({ counter: opened.counter, receivedAt: new Date(t.clock.now()).toISOString() });
+    expect(t.inbound.recent(1)).toHaveLength(1);
+    const text = JSON.stringify(recent);
+    expect(text).not.toContain('K7Q2');
+    expect(text).not.toContain(String(attach.args.setupCode));
+    for (const env of [opened, gone, attach, acting]) expect(text).not.toContain(env.otp);
+    gate.resolve();
+    await running;
+
+    // A command left started by a stop (not being carried out), before recover() answers it.
+    t.store.db
+      .prepare(
+        "INSERT INTO inbox (id, topic, state, result, received_at, counter, op, lock_id) VALUES ('half', 'cmd', 'started', NULL, 1, 99, 'open', 'L1')",
+      )
+      .run();
+    expect(t.inbound.recent(1)[0]).toMatchObject({ cmdId: 'half', state: 'interrupted', ok: null, code: null });
+  });
+});
+
 describe('inbound refusals', () => {
   it('a command that does not match the schema gets bad_request with a precise message and changes nothing', async () => {
     const t = commandHarness();
