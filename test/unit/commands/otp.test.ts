@@ -66,6 +66,29 @@ describe('the command OTP (OCRA-1:HOTP-SHA256-8:C-QH64-T30S)', () => {
     expect(OTP_SUITE).toBe('OCRA-1:HOTP-SHA256-8:C-QH64-T30S');
   });
 
+  it("canonical bytes: RFC 8785's own examples (numbers, string escapes, member order by UTF-16 code units)", () => {
+    const jcs = (json: string) => canonicalBytes(JSON.parse(json) as UnsignedCommand).toString('utf8');
+    // RFC 8785 section 3.2.2.
+    expect(
+      jcs(
+        '{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],' +
+          ' "string": "\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/", "literals": [null, true, false]}',
+      ),
+    ).toBe(
+      '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}',
+    );
+    // RFC 8785 section 3.2.3.
+    expect(
+      jcs(
+        '{"\\u20ac": "Euro Sign", "\\r": "Carriage Return", "\\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One",' +
+          ' "\\ud83d\\ude00": "Emoji: Grinning Face", "\\u0080": "Control", "\\u00f6": "Latin Small Letter O With Diaeresis"}',
+      ),
+    ).toBe(
+      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","ö":"Latin Small Letter O With Diaeresis",' +
+        '"€":"Euro Sign","😀":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
+    );
+  });
+
   it('canonical bytes: RFC 8785, members sorted at every level, no whitespace, without otp', () => {
     expect(canonicalBytes(COMMAND).toString('utf8')).toBe(CANONICAL);
     const signed = signCommand(KEY, COMMAND);
