@@ -134,6 +134,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     out(`  ${cli} status --socket ${second.hub.control.path}`);
     out(`  ${cli} locks  --socket ${second.hub.control.path}`);
     out(`  ${cli} open SIM-0002 --socket ${second.hub.control.path}`);
+    out(`  ${cli} commands --socket ${second.hub.control.path}   (the cloud's remote commands)`);
     out('press Ctrl-C to stop it.\n');
     const code = await second.done;
     await shutdownCloud();
