@@ -93,6 +93,54 @@ describe('event collection', () => {
     expect(lock.requestCounts().handled.open).toBe(1);
   });
 
+  it('a state answer overtaken by a collection that stored newer events is not taken for a lock gone backwards', async () => {
+    const { site, hub, lock, link } = await onWatchedLink('overtaken-state');
+    // The attacker's radio holds every frame from the lock; the test hands them on, in its order.
+    const held: Uint8Array[] = [];
+    link.intercept = (f) => {
+      held.push(f.slice());
+      return 'drop';
+    };
+    const microtasks = async () => {
+      for (let i = 0; i < 50; i++) await Promise.resolve();
+    };
+    const next = async (what: string) => {
+      await microtasks();
+      const f = held.shift();
+      if (!f) expect.fail(`no frame from the lock for ${what}`);
+      expect(held, `only ${what} in flight`).toEqual([]);
+      return f;
+    };
+
+    const e1 = lock.tamper();
+    await next('the push of e1'); // never handed on: lost on the radio
+    // The hub asks the lock's state: the answer says lastSeq 1 — held back for now.
+    const asking = hub.manager.lockState(A);
+    const stateOf1 = await next('the state answer (lastSeq 1)');
+    const e2 = lock.tamper();
+    const pushOf2 = await next('the push of e2');
+    // e2's push arrives: not the next one after what is stored (0), so a collection starts...
+    link.inject(pushOf2);
+    await site.pass(5);
+    link.inject(await next('the collection asking getState (lastSeq 2)'));
+    const batch = await next('getEvents answered with e1 and e2');
+    // ...and just before its events arrive, the old state answer (lastSeq 1 > 0 stored) does.
+    link.inject(stateOf1);
+    expect((await asking).lastSeq).toBe(1);
+    link.inject(batch);
+    link.inject(await next('the acknowledgement'));
+    await microtasks();
+    expect(hub.lock(A).lastEventSeq).toBe(2);
+    // The collection the old answer asked for runs now, with stored (2) above its lastSeq (1).
+    link.intercept = undefined;
+    for (const f of held.splice(0)) link.inject(f);
+    await site.pass(1000);
+
+    expect(hub.lock(A).state).toBe('bound');
+    expect(hub.securityKinds(A)).not.toContain('lock.quarantined');
+    expect(hub.storedEvents(A)).toEqual([e1, e2]);
+  });
+
   // A push lost on the radio (or tampered with) must not leave its event on the lock until some
   // later event or reconnection, however long that takes (a tamper alarm could wait for days): the
   // lastSeq in every state answer, and a poll, make the hub collect it.
