@@ -165,6 +165,13 @@ export interface HealthPayload {
    * alone, a credential revoked since included — and the first of those locks by id.
    */
   offlineLists?: { locks: number; notUpToDate: number; lockIds: string[] };
+  /**
+   * Remote commands since the hub started (absent until its uplink is up): accepted, refused by
+   * code (`otp_mismatch`, `expired`, …), lockouts, and until when one is running (null: none). A
+   * lockout publishes a health message at once, so the cloud learns that its commands are being
+   * refused and why.
+   */
+  commands?: { accepted: number; refused: Record<string, number>; lockouts: number; lockedOutUntil: string | null };
 }
 
 /** Lock ids listed in `health.offlineLists.lockIds` at the most (the count is whole). */
@@ -226,6 +233,22 @@ export const healthSchema = {
         locks: { type: 'integer', minimum: 0 },
         notUpToDate: { type: 'integer', minimum: 0 },
         lockIds: { type: 'array', maxItems: HEALTH_MAX_LOCK_IDS, items: id },
+      },
+    },
+    commands: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['accepted', 'refused', 'lockouts', 'lockedOutUntil'],
+      properties: {
+        accepted: { type: 'integer', minimum: 0 },
+        refused: {
+          type: 'object',
+          maxProperties: 16,
+          propertyNames: { type: 'string', pattern: '^[a-z_]{1,32}$' },
+          additionalProperties: { type: 'integer', minimum: 0 },
+        },
+        lockouts: { type: 'integer', minimum: 0 },
+        lockedOutUntil: { anyOf: [isoTime, { type: 'null' }] },
       },
     },
   },

@@ -297,7 +297,10 @@ export class UplinkService implements Component {
       clock: d.clock,
       log: d.log.child({ component: 'commands' }),
       knownLock: (lockId) => link?.pairing.get(lockId) !== undefined,
-      ...(d.onSecurityEvent ? { onSecurityEvent: d.onSecurityEvent } : {}),
+      onSecurityEvent: (e) => {
+        d.onSecurityEvent?.(e);
+        this.#publishHealthNow();
+      },
     });
     const inbound = new Inbound({
       store: d.store,
@@ -442,7 +445,16 @@ export class UplinkService implements Component {
         daysLeft: notAfter === null ? null : Math.floor((Date.parse(notAfter) - d.clock.now()) / 86_400_000),
       },
       ...(d.offlineLists ? { offlineLists: offlineSummary(d.offlineLists()) } : {}),
+      ...(this.#verifier ? { commands: commandSummary(this.#verifier.stats()) } : {}),
     };
+  }
+
+  /** Health now, besides the periodic one (a lockout began: the cloud should hear of it at once). */
+  #publishHealthNow(): void {
+    this.#d.clock.setTimeout(() => {
+      const client = this.#client;
+      if (client?.connected && !this.#stopping) void client.publish('health', JSON.stringify(this.health()));
+    }, 0);
   }
 
   #scheduleHealth(): void {
@@ -518,4 +530,11 @@ export function offlineSummary(
     .map((l) => l.lockId)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return { locks: locks.length, notUpToDate: behind.length, lockIds: behind.slice(0, HEALTH_MAX_LOCK_IDS) };
+}
+
+/** `health.commands`: the verifier's counts (refused codes with a count only). */
+export function commandSummary(s: VerifierStats): NonNullable<HealthPayload['commands']> {
+  const refused: Record<string, number> = {};
+  for (const [code, n] of Object.entries(s.refused)) if (n) refused[code] = n;
+  return { accepted: s.accepted, refused, lockouts: s.lockouts, lockedOutUntil: s.lockedOutUntil };
 }

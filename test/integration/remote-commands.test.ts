@@ -251,8 +251,15 @@ describe.skipIf(!haveMosquitto)(
     it('20 wrong OTPs in a row lock remote commands out; a valid one is refused, and works after the lockout', async () => {
       await stopHub();
       writeConfig(true);
+      const restartedAt = Date.now();
       await startHub();
       await ping();
+      // The first health of this run has gone (a second after start; the next is a minute away).
+      await cloud.waitFor(
+        () => cloud.health(HUB).some((h) => Date.parse(h.at) >= restartedAt),
+        5_000,
+        'the first health message after the restart',
+      );
       const before = await acting();
       const codes: string[] = [];
       for (let i = 0; i < 20; i++) {
@@ -283,6 +290,12 @@ describe.skipIf(!haveMosquitto)(
       expect(during.recent[0]).toMatchObject({ op: 'ping', state: 'answered', ok: true, code: null });
       const status = (await call('status')) as { components: { name: string; detail?: string }[] };
       expect(status.components.find((c) => c.name === 'uplink')?.detail).toContain('remote commands locked out until');
+      // The cloud heard of it at once: a health message carries the lockout (not only every 60 s).
+      await cloud.waitFor(
+        () => cloud.health(HUB).some((h) => h.commands?.lockedOutUntil === during.stats.lockedOutUntil),
+        5_000,
+        'a health message with the lockout',
+      );
 
       // lockoutSec: 2 in this config.
       await new Promise((r) => setTimeout(r, 2_500));

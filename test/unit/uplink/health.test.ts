@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/uplink/contract.js';
-import { offlineSummary } from '../../../src/uplink/service.js';
+import { commandSummary, offlineSummary } from '../../../src/uplink/service.js';
 import { conforms } from '../../../src/uplink/validate.js';
 
 const base: HealthPayload = {
@@ -35,5 +35,34 @@ describe('health: the offline lists', () => {
     expect(conforms('health', { ...base, offlineLists: { locks: 40, notUpToDate: 33, lockIds: ids } })).toBe(false);
     expect(conforms('health', { ...base, offlineLists: { locks: 1, notUpToDate: -1, lockIds: [] } })).toBe(false);
     expect(conforms('health', { ...base, offlineLists: { locks: 1, notUpToDate: 0, lockIds: ['../x'] } })).toBe(false);
+  });
+});
+
+describe('health: remote commands', () => {
+  it('the verifier counts as the contract has them: refused codes with a count only, the lockout time or null', () => {
+    const running = commandSummary({
+      accepted: 12,
+      refused: { otp_mismatch: 5, locked_out: 3, expired: 0 },
+      lockouts: 1,
+      lockedOutUntil: '2026-11-28T01:01:00.000Z',
+    });
+    expect(running).toEqual({
+      accepted: 12,
+      refused: { otp_mismatch: 5, locked_out: 3 },
+      lockouts: 1,
+      lockedOutUntil: '2026-11-28T01:01:00.000Z',
+    });
+    expect(conforms('health', { ...base, commands: running })).toBe(true);
+    const quiet = commandSummary({ accepted: 0, refused: {}, lockouts: 0, lockedOutUntil: null });
+    expect(conforms('health', { ...base, commands: quiet })).toBe(true);
+  });
+
+  it('the contract refuses a negative count, a code that is not one, or a missing lockout field', () => {
+    const ok = { accepted: 1, refused: {}, lockouts: 0, lockedOutUntil: null };
+    expect(conforms('health', { ...base, commands: { ...ok, accepted: -1 } })).toBe(false);
+    expect(conforms('health', { ...base, commands: { ...ok, refused: { 'otp mismatch!': 1 } } })).toBe(false);
+    expect(conforms('health', { ...base, commands: { ...ok, refused: { otp_mismatch: -2 } } })).toBe(false);
+    const { lockedOutUntil: _gone, ...partial } = ok;
+    expect(conforms('health', { ...base, commands: partial })).toBe(false);
   });
 });
