@@ -39,7 +39,8 @@ export interface SimWorldOptions {
 /**
  * The simulated site's id and PIN key, derived from the simulation seed: the simulated locks'
  * secure elements hold them, and the demo's reference cloud derives the same to issue PINs. (A
- * real site's PIN key is made by the cloud and never reaches the hub.)
+ * real site's PIN key is made by the cloud; a hub enrolled with a claim holds it only sealed and
+ * never uses it for a decision, and a lock gets it at installation: docs/digital-keys.md.)
  */
 export function simulatedSiteSecrets(seed: string): { siteId: string; pinKey: Secret } {
   const pinKey = createHmac('sha256', seed).update('iq-hub simulated site PIN key').digest();
