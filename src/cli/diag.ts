@@ -10,6 +10,7 @@ import {
   readInstalledCertificate,
 } from '../../provisioning/identity.js';
 import { describeError, HubError } from '../base/errors.js';
+import type { RefusalCode, VerifierStats } from '../commands/verifier.js';
 import { type LoadedConfig, loadConfig } from '../config/load.js';
 import type { HubConfig } from '../config/schema.js';
 import { callDaemon } from '../control/client.js';
@@ -69,6 +70,8 @@ const check = (name: string, verdict: Verdict, detail: string, action: string | 
   detail,
   action,
 });
+
+const optional = (c: DiagCheck | undefined): DiagCheck[] => (c ? [c] : []);
 
 export function worst(checks: DiagCheck[]): Verdict {
   if (checks.some((c) => c.verdict === 'fail')) return 'fail';
@@ -267,6 +270,41 @@ export function uplinkCheck(
   return check('uplink', 'fail', detail, why);
 }
 
+/**
+ * Remote commands since the daemon started (the verifier's counts; undefined: no uplink yet, no
+ * check). A lockout running, or refusals that point at a wrong key or a wrong clock, warn with
+ * what to look at; anything else is ok.
+ */
+export function commandsCheck(stats: VerifierStats | undefined): DiagCheck | undefined {
+  if (!stats) return undefined;
+  const refused = Object.entries(stats.refused).filter(([, n]) => (n ?? 0) > 0);
+  const total = refused.reduce((sum, [, n]) => sum + (n ?? 0), 0);
+  const byCode = refused.map(([code, n]) => `${code} ${n}`).join(', ');
+  const detail = `since start: ${stats.accepted} accepted, ${total} refused${byCode ? ` (${byCode})` : ''}`;
+  const count = (code: RefusalCode) => stats.refused[code] ?? 0;
+  const causes: string[] = [];
+  if (count('otp_mismatch') > 0) {
+    causes.push(
+      "otp_mismatch: the cloud signs with another OTP key than this hub's (after a re-enrolment or a new commands.otpKeyFile?), or someone sends forged commands",
+    );
+  }
+  if (count('expired') + count('not_yet_valid') > 0) {
+    causes.push("expired / not_yet_valid: the hub's clock or the cloud's is off (see the clock check; NTP)");
+  }
+  if (count('no_otp_key') > 0) causes.push('no_otp_key: install the OTP key (commands.otpKeyFile, or enrol the hub)');
+  const look = `iqhub commands shows the counts and the newest commands; ${causes.join('; ') || 'iqhub security has the lockout'}`;
+  if (stats.lockedOutUntil) {
+    return check(
+      'commands',
+      'warn',
+      `${detail}; LOCKED OUT until ${stats.lockedOutUntil}: every remote command is refused until then`,
+      look,
+    );
+  }
+  if (causes.length > 0) return check('commands', 'warn', detail, look);
+  return check('commands', 'ok', detail);
+}
+
 export interface DaemonDiagContext {
   config: HubConfig;
   configSource: string | null;
@@ -327,6 +365,7 @@ export function daemonDiag(c: DaemonDiagContext): DiagReport {
     storeCheck(c.store),
     outboxCheck(c.outbox, config.uplink.outboxMaxMB * 1024 * 1024),
     locksCheck(c.link),
+    ...optional(commandsCheck(c.uplink?.commands(1)?.stats)),
   ]);
 }
 

@@ -290,6 +290,8 @@ describe.skipIf(!haveMosquitto)(
       expect(during.recent[0]).toMatchObject({ op: 'ping', state: 'answered', ok: true, code: null });
       const status = (await call('status')) as { components: { name: string; detail?: string }[] };
       expect(status.components.find((c) => c.name === 'uplink')?.detail).toContain('remote commands locked out until');
+      const diag = (await call('diag')) as { checks: { name: string; verdict: string; detail: string }[] };
+      expect(diag.checks.find((c) => c.name === 'commands')).toMatchObject({ verdict: 'warn' });
       // The cloud heard of it at once: a health message carries the lockout (not only every 60 s).
       await cloud.waitFor(
         () => cloud.health(HUB).some((h) => h.commands?.lockedOutUntil === during.stats.lockedOutUntil),

@@ -5,6 +5,7 @@ import {
   type CertSummary,
   certificateCheck,
   clockCheck,
+  commandsCheck,
   type DiagCheck,
   diskCheck,
   radiosCheck,
@@ -75,6 +76,33 @@ describe('diag checks', () => {
     expect(down).toMatchObject({ verdict: 'fail', detail: 'ble: unavailable (adapter hci0 is gone)' });
     expect(down.action).toContain('rfkill');
     expect(radiosCheck([]).verdict).toBe('warn');
+  });
+
+  it('commands: ok when nothing points at a problem; a lockout, a wrong key or a wrong clock warns with what to look at', () => {
+    const stats = { accepted: 4, refused: {}, lockouts: 0, lockedOutUntil: null };
+    expect(commandsCheck(undefined)).toBeUndefined();
+    expect(commandsCheck(stats)).toMatchObject({
+      verdict: 'ok',
+      detail: 'since start: 4 accepted, 0 refused',
+      action: null,
+    });
+    // A malformed command alone proves nothing about keys or clocks.
+    expect(commandsCheck({ ...stats, refused: { bad_request: 2 } })?.verdict).toBe('ok');
+    const key = commandsCheck({ ...stats, refused: { otp_mismatch: 3 } });
+    expect(key?.verdict).toBe('warn');
+    expect(key?.action).toContain('another OTP key');
+    const clock = commandsCheck({ ...stats, refused: { expired: 1, not_yet_valid: 1 } });
+    expect(clock?.detail).toBe('since start: 4 accepted, 2 refused (expired 1, not_yet_valid 1)');
+    expect(clock?.action).toContain('clock');
+    const locked = commandsCheck({
+      ...stats,
+      refused: { otp_mismatch: 5, locked_out: 9 },
+      lockouts: 1,
+      lockedOutUntil: '2026-06-01T12:01:00.000Z',
+    });
+    expect(locked?.verdict).toBe('warn');
+    expect(locked?.detail).toContain('LOCKED OUT until 2026-06-01T12:01:00.000Z');
+    expect(locked?.action).toContain('iqhub commands');
   });
 
   it('the worst verdict wins, and the readable form shows what to do under each problem', () => {
