@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { HubError } from '../../../src/base/errors.js';
+import type { ControlServer } from '../../../src/control/server.js';
+import { registerCommandMethods } from '../../../src/uplink/control.js';
+import type { UplinkService } from '../../../src/uplink/service.js';
+
+type Handler = (p: Record<string, unknown>) => unknown;
+
+/** The handler `commands.list` gets, without a socket. */
+function commandsList(uplink: UplinkService | undefined): Handler {
+  let handler: Handler | undefined;
+  const server = {
+    register: (name: string, def: { handler: Handler }) => {
+      if (name === 'commands.list') handler = def.handler;
+    },
+  } as unknown as ControlServer;
+  registerCommandMethods(server, uplink);
+  if (!handler) throw new Error('commands.list was not registered');
+  return handler;
+}
+
+const codeOf = (f: () => unknown) => {
+  try {
+    f();
+    return 'returned';
+  } catch (e) {
+    return e instanceof HubError ? e.code : 'other';
+  }
+};
+
+describe('iqhub commands on the control socket', () => {
+  it('without an uplink, or before it is up, says so with a code (and what to do), not an empty list', () => {
+    expect(codeOf(() => commandsList(undefined)({}))).toBe('commands.no-uplink');
+    const starting = { commands: () => undefined } as unknown as UplinkService;
+    expect(codeOf(() => commandsList(starting)({}))).toBe('commands.not-ready');
+  });
+
+  it('passes the limit on (20 when not given) and returns the uplink view as it is', () => {
+    const limits: number[] = [];
+    const view = { stats: { accepted: 1, refused: {}, lockouts: 0, lockedOutUntil: null }, recent: [] };
+    const up = {
+      commands: (limit: number) => {
+        limits.push(limit);
+        return view;
+      },
+    } as unknown as UplinkService;
+    expect(commandsList(up)({})).toBe(view);
+    expect(commandsList(up)({ limit: 3 })).toBe(view);
+    expect(limits).toEqual([20, 3]);
+  });
+});
