@@ -365,7 +365,7 @@ export function daemonDiag(c: DaemonDiagContext): DiagReport {
     storeCheck(c.store),
     outboxCheck(c.outbox, config.uplink.outboxMaxMB * 1024 * 1024),
     locksCheck(c.link),
-    ...optional(commandsCheck(c.uplink?.commands(1)?.stats)),
+    ...optional(commandsCheck(c.uplink?.commandStats())),
   ]);
 }
 

@@ -210,10 +210,15 @@ export class UplinkService implements Component {
    * up (a hub still enrolling has no verifier yet).
    */
   commands(limit: number): { stats: VerifierStats; recent: RecentCommand[] } | undefined {
-    const verifier = this.#verifier;
+    const stats = this.commandStats();
     const inbound = this.#inbound;
-    if (!verifier || !inbound) return undefined;
-    return { stats: verifier.stats(), recent: inbound.recent(limit) };
+    if (!stats || !inbound) return undefined;
+    return { stats, recent: inbound.recent(limit) };
+  }
+
+  /** The verifier's counts since start-up and a running lockout (`iqhub diag`, health); undefined until the uplink is up. */
+  commandStats(): VerifierStats | undefined {
+    return this.#verifier?.stats();
   }
 
   /** Certificate renewal: when it is due, the last problem, rotations done (undefined when off). */
@@ -410,7 +415,7 @@ export class UplinkService implements Component {
       ? `enrolling with claim ${this.#d.enrollment?.enroll.claimId} (${enrolling.state}, attempt ${enrolling.attempts}${enrolling.lastError ? `, last error ${enrolling.lastError}` : ''})`
       : (s?.state ?? 'stopped');
     const cert = this.#identity ? `; certificate until ${this.#identity.notAfter}` : '';
-    const lockedOut = this.#verifier?.stats().lockedOutUntil;
+    const lockedOut = this.commandStats()?.lockedOutUntil;
     const commands = lockedOut ? `; remote commands locked out until ${lockedOut}` : '';
     const detail = `${this.#identity?.hubId ?? '?'} ${link}; outbox ${depth.events} events, ${depth.messages} messages${cert}${commands}`;
     return {
@@ -425,6 +430,7 @@ export class UplinkService implements Component {
     const locks = d.link?.list() ?? [];
     const notAfter = this.#identity?.notAfter ?? null;
     const depth = d.outbox.depth();
+    const commands = this.commandStats();
     return {
       v: CONTRACT_VERSION,
       at: new Date(d.clock.now()).toISOString(),
@@ -445,7 +451,7 @@ export class UplinkService implements Component {
         daysLeft: notAfter === null ? null : Math.floor((Date.parse(notAfter) - d.clock.now()) / 86_400_000),
       },
       ...(d.offlineLists ? { offlineLists: offlineSummary(d.offlineLists()) } : {}),
-      ...(this.#verifier ? { commands: commandSummary(this.#verifier.stats()) } : {}),
+      ...(commands ? { commands: commandSummary(commands) } : {}),
     };
   }
 
