@@ -774,8 +774,7 @@ export class LinkManager implements Component {
       pushed.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
       trigger?.known?.lastSeq === last.seq;
     if (!inSequence) return this.#pullEvents(lockId, trigger?.known);
-    const fresh = this.pairing.storeEvents(lockId, pushed, this.#now(), this.#eventSink);
-    for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
+    this.#storeEvents(lockId, pushed);
     await conn.client.request({ type: 'ackEvents', uptoSeq: last.seq });
   }
 
@@ -819,14 +818,19 @@ export class LinkManager implements Component {
       if (!batch.ok) return;
       const events = batch.value.events.filter((e) => e.seq > since);
       if (events.length > 0) {
-        const fresh = this.pairing.storeEvents(lockId, events, this.#now(), this.#eventSink);
-        for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
+        this.#storeEvents(lockId, events);
         const upto = events.reduce((m, e) => Math.max(m, e.seq), 0);
         const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: upto });
         if (!acked.ok) return;
       }
       if (!batch.value.more) return;
     }
+  }
+
+  /** Store a lock's events (durable, before they are acknowledged to it) and tell the listeners of those new to the store. */
+  #storeEvents(lockId: string, events: LockEvent[]): void {
+    const fresh = this.pairing.storeEvents(lockId, events, this.#now(), this.#eventSink);
+    for (const e of fresh) for (const l of [...this.#eventListeners]) l(lockId, e);
   }
 
   #security(
