@@ -146,7 +146,7 @@ export function stageBreakdown(
       add('verify.verifier', verifier[1]);
     }
     add('claimCommit', claim[1]);
-    // The answer is published ahead of its record when nothing queued waits (Inbound #answer),
+    // The answer is published ahead of its record when nothing queued waits (Inbound #finish),
     // else recorded first: fromLock ends at whichever came first.
     const first = result[0] < finish[0] ? result : finish;
     if (flash) {

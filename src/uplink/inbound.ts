@@ -140,7 +140,7 @@ interface InFlight {
  * genuine redelivery of a command already recorded gets the stored answer again and does not act.
  * An accepted one is recorded — the counter advanced and the cmdId 'started' in the inbox, in one
  * transaction — before anything reaches a lock; then it acts, publishes the answer (the lock's
- * own) and records it with its outbox row in one transaction (#answer). A command the hub was
+ * own) and records it with its outbox row in one transaction (#finish). A command the hub was
  * carrying out when it stopped is never repeated: `recover()` answers it `unknown_outcome` with
  * the lock's state read back.
  *
@@ -392,7 +392,8 @@ export class Inbound {
     } finally {
       setupCode?.wipe();
     }
-    await this.#answer(cmd.cmdId, answer, { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null });
+    const journal = { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null };
+    await this.#finish('cmd', cmd.cmdId, answer, journal, true);
     // Logged on the next turn of the event loop: the log line (serialised, redacted, written) is
     // never ahead of an answer on its way. The journal entry written with the answer is the
     // durable record.
@@ -483,7 +484,7 @@ export class Inbound {
       ),
       ...(state ? { result: { state } } : {}),
     };
-    await this.#answer(row.id, answer, { cmdId: row.id, op: row.op, lockId });
+    await this.#finish('cmd', row.id, answer, { cmdId: row.id, op: row.op, lockId }, true);
   }
 
   // ----- syncs ---------------------------------------------------------------------------------
@@ -524,7 +525,7 @@ export class Inbound {
       // Started and never finished: the hub stopped while acting. It may or may not have taken
       // effect, and acting again could do it twice.
       this.#log.warn({ topic, id }, 'inbound message was interrupted by a stop; not acting again');
-      this.#finish(
+      await this.#finish(
         topic,
         id,
         failure(
@@ -570,7 +571,7 @@ export class Inbound {
     );
     // Recorded, then published: a sync's answer is not waited on at a door, so it keeps the
     // plainer order (after a stop, a sync is never acknowledged ok and then interrupted).
-    this.#finish('sync', msg.id, answer);
+    await this.#finish('sync', msg.id, answer);
   }
 
   async #applySync(p: SyncPayload): Promise<SyncAckPayload> {
@@ -640,65 +641,62 @@ export class Inbound {
   }
 
   /**
-   * Answer a command being acted on (one in #inflight): publish the answer, then record it and
-   * journal its outcome with its outbox row in one transaction. Resolves once recorded.
+   * Record the answer (and journal a command's outcome) with its outbox row, in one transaction.
+   * The stored text and the queued message are the same JSON: what a redelivery gets from the
+   * inbox is what is published now. Resolves once recorded.
    *
-   * The order is the issue's — act, publish the result, append the record: the answer leaves
-   * before its record's durable commit, so the commit's fsync overlaps the answer's way to the
-   * cloud instead of preceding it. What that costs: a hub that stops within that one commit has
-   * sent an answer it did not record, and on restart answers the command again `unknown_outcome`
-   * with the lock's state read back (the cloud keeps the first answer for a cmdId:
-   * docs/mqtt-api.md). The action itself is never repeated either way: the claim was durable
-   * before anything reached a lock. When other rows are still queued (the cloud unreachable, a
-   * backlog), the answer is recorded first and published in its turn, as before.
+   * With `ahead` (a command being acted on, one in #inflight) the answer is published first when
+   * nothing queued waits, then recorded: the issue's order — act, publish the result, append the
+   * record — so the record's fsync overlaps the answer's way to the cloud instead of preceding it.
+   * What that costs: a hub that stops within that one commit has sent an answer it did not record,
+   * and on restart answers the command again `unknown_outcome` with the lock's state read back
+   * (the cloud keeps the first answer for a cmdId: docs/mqtt-api.md). The action itself is never
+   * repeated either way: the claim was durable before anything reached a lock. With other rows
+   * still queued (the cloud unreachable, a backlog), the answer is recorded first and published in
+   * its turn.
    */
-  async #answer(id: string, answer: CmdResultPayload, journal: Record<string, unknown>): Promise<void> {
-    const resultTopic = RESULT_TOPIC.cmd;
-    const checked = this.#conforming(resultTopic, id, answer);
-    const text = JSON.stringify(checked);
-    let ahead: AheadTicket | undefined;
-    try {
-      ahead = this.#results.publishAhead?.(resultTopic, text);
-    } catch (e) {
-      this.#log.warn({ err: e, topic: resultTopic, id }, 'inbound answer could not be published ahead; queueing it');
-    }
-    // The client hands the bytes to the TLS socket on the next tick, and the socket sends them only
-    // once its previous write (often the PUBACK of this very message) has completed, which Node
-    // reports in the check phase. Commit after that phase, or the fsync holds the answer back.
-    if (ahead) await new Promise((resolve) => setImmediate(resolve));
-    this.#finish('cmd', id, checked, journal, { text, ahead });
-  }
-
-  /** Record the answer (and journal a command's outcome) and queue it for publishing, in one transaction. */
-  #finish(
+  async #finish(
     topic: InboundTopic,
     id: string,
     answer: Answer,
     journal?: Record<string, unknown>,
-    sent?: { text: string; ahead: AheadTicket | undefined },
-  ): void {
+    ahead = false,
+  ): Promise<void> {
     const resultTopic = RESULT_TOPIC[topic];
-    if (!sent) answer = this.#conforming(resultTopic, id, answer);
-    // The stored text and the queued message are the same JSON: what a redelivery gets from the
-    // inbox is what is published now.
-    const text = sent?.text ?? JSON.stringify(answer);
-    const ahead = sent?.ahead;
+    const checked = this.#conforming(resultTopic, id, answer);
+    const text = JSON.stringify(checked);
+    let sent: AheadTicket | undefined;
+    if (ahead) {
+      try {
+        sent = this.#results.publishAhead?.(resultTopic, text);
+      } catch (e) {
+        this.#log.warn({ err: e, topic: resultTopic, id }, 'inbound answer could not be published ahead; queueing it');
+      }
+    }
+    // The client hands the bytes to the TLS socket on the next tick, and the socket sends them only
+    // once its previous write (often the PUBACK of this very message) has completed, which Node
+    // reports in the check phase. Commit after that phase, or the fsync holds the answer back.
+    if (sent) await new Promise((resolve) => setImmediate(resolve));
     try {
       this.#store.transaction(() => {
         this.#sql.done.run(text, id);
         if (journal) {
-          this.#store.journal('command', { ...journal, ok: answer.ok, code: answer.error?.code ?? null }, this.#now());
+          this.#store.journal(
+            'command',
+            { ...journal, ok: checked.ok, code: checked.error?.code ?? null },
+            this.#now(),
+          );
         }
-        this.#results.enqueueMessage(resultTopic, answer, ahead);
+        this.#results.enqueueMessage(resultTopic, checked, sent);
       });
     } catch (e) {
       // The inbox still says 'started': a redelivery is answered as interrupted, never repeated.
-      if (ahead) {
+      if (sent) {
         this.#log.error({ err: e, topic, id }, 'inbound answer was published but could not be stored');
         return;
       }
       this.#log.error({ err: e, topic, id }, 'inbound answer could not be stored; publishing it without a guarantee');
-      this.#publishNow(resultTopic, answer);
+      this.#publishNow(resultTopic, checked);
     }
   }
 
