@@ -457,16 +457,18 @@ export class UplinkService implements Component {
 
   /** Health now, besides the periodic one (a lockout began: the cloud should hear of it at once). */
   #publishHealthNow(): void {
-    this.#d.clock.setTimeout(() => {
-      const client = this.#client;
-      if (client?.connected && !this.#stopping) void client.publish('health', JSON.stringify(this.health()));
-    }, 0);
+    this.#d.clock.setTimeout(() => this.#publishHealth(), 0);
+  }
+
+  /** Health, best effort (QoS 1, not queued: a stale one has no value). */
+  #publishHealth(): void {
+    const client = this.#client;
+    if (client?.connected && !this.#stopping) void client.publish('health', JSON.stringify(this.health()));
   }
 
   #scheduleHealth(): void {
     const tick = () => {
-      const client = this.#client;
-      if (client?.connected) void client.publish('health', JSON.stringify(this.health()));
+      this.#publishHealth();
       this.#health = this.#d.clock.setTimeout(tick, this.#d.config.healthIntervalSec * 1000);
     };
     this.#health = this.#d.clock.setTimeout(tick, 1000);
