@@ -19,6 +19,7 @@ import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';
 import { DB_FILE, type Store } from '../store/store.js';
 import { loadUplinkFiles, type UplinkService } from '../uplink/service.js';
+import { refusedSummary } from './format.js';
 
 /**
  * `iqhub diag`: the field technician's checks, each with a verdict and what to do. The daemon
@@ -277,10 +278,7 @@ export function uplinkCheck(
  */
 export function commandsCheck(stats: VerifierStats | undefined): DiagCheck | undefined {
   if (!stats) return undefined;
-  const refused = Object.entries(stats.refused).filter(([, n]) => (n ?? 0) > 0);
-  const total = refused.reduce((sum, [, n]) => sum + (n ?? 0), 0);
-  const byCode = refused.map(([code, n]) => `${code} ${n}`).join(', ');
-  const detail = `since start: ${stats.accepted} accepted, ${total} refused${byCode ? ` (${byCode})` : ''}`;
+  const detail = `since start: ${stats.accepted} accepted, ${refusedSummary(stats.refused)}`;
   const count = (code: RefusalCode) => stats.refused[code] ?? 0;
   const causes: string[] = [];
   if (count('otp_mismatch') > 0) {

@@ -115,12 +115,19 @@ export function formatSecurity(events: { at: number; kind: string; lockId: strin
     .join('\n')}\n`;
 }
 
+/** Remote commands refused since start-up, for people: `3 refused (expired 1, otp_mismatch 2)` (codes in order, none with 0). */
+export function refusedSummary(refused: VerifierStats['refused']): string {
+  const counted = Object.entries(refused)
+    .filter(([, n]) => (n ?? 0) > 0)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const total = counted.reduce((sum, [, n]) => sum + (n ?? 0), 0);
+  const byCode = counted.length > 0 ? ` (${counted.map(([code, n]) => `${code} ${n}`).join(', ')})` : '';
+  return `${total} refused${byCode}`;
+}
+
 /** `iqhub commands` for people: the counts since start-up, a lockout, then the newest commands. */
 export function formatCommands(v: { stats: VerifierStats; recent: RecentCommand[] }): string {
-  const refused = Object.entries(v.stats.refused).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const nRefused = refused.reduce((n, [, k]) => n + (k ?? 0), 0);
-  const byCode = refused.length > 0 ? ` (${refused.map(([c, k]) => `${c} ${k}`).join(', ')})` : '';
-  let out = `since the daemon started: ${v.stats.accepted} accepted, ${nRefused} refused${byCode}; ${v.stats.lockouts} lockout(s)\n`;
+  let out = `since the daemon started: ${v.stats.accepted} accepted, ${refusedSummary(v.stats.refused)}; ${v.stats.lockouts} lockout(s)\n`;
   if (v.stats.lockedOutUntil) {
     out += `LOCKED OUT until ${v.stats.lockedOutUntil}: every remote command is refused locked_out until then (iqhub security shows why)\n`;
   }
