@@ -249,7 +249,7 @@ export class OfflineLists implements Component {
         );
       }
       view.leftOut = leftOut;
-      const wanted = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
+      const wanted = fingerprints(items);
       const known = view.known;
       const remove = known ? [...known.keys()].filter((id) => !wanted.has(id)) : [];
       const upsert = items.filter((i) => known?.get(i.credentialId) !== wanted.get(i.credentialId));
@@ -291,7 +291,7 @@ export class OfflineLists implements Component {
     const wanted = this.desired(lockId, held.capacity);
     const { items } = wanted;
     if (!Buffer.from(held.digest).equals(offlineListDigest(items))) return wanted;
-    view.known = new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
+    view.known = fingerprints(items);
     view.lastUpdatedAt = this.#d.clock.now();
     view.lastError = undefined;
     this.#d.log.debug({ lockId, held: held.held }, 'offline list: the lock already holds it');
@@ -350,6 +350,11 @@ export class OfflineLists implements Component {
       this.#scheduleRefresh();
     }, this.#o.refreshMs);
   }
+}
+
+/** credentialId → fingerprint, as LockView.known holds a list. */
+function fingerprints(items: readonly OfflineItem[]): Map<string, string> {
+  return new Map(items.map((i) => [i.credentialId, fingerprint(i)]));
 }
 
 function fingerprint(i: OfflineItem): string {
