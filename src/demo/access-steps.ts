@@ -2,6 +2,7 @@ import type { SiteAdmin } from '../../sim/cloud/admin.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SimPhone } from '../../sim/phone/phone.js';
 import type { SimWorld } from '../../sim/world.js';
+import { offlineListRows } from '../access/control.js';
 import type { Hub } from '../app/hub.js';
 import { systemRandom } from '../base/random.js';
 import { check, type Step, until } from './scenario.js';
@@ -163,7 +164,7 @@ export function accessAfterRestartSteps(hub: Hub, world: SimWorld, pin: () => st
         check(r.opened && r.decidedBy === 'hub', JSON.stringify(r));
         await until(
           `${a}'s offline list known to be up to date`,
-          () => hub.offline?.locks().some((l) => l.lockId === a && l.held !== undefined && !l.lastError) ?? false,
+          () => offlineListRows(hub.offline).some((l) => l.lockId === a && l.upToDate),
           15_000,
         );
       },
