@@ -644,10 +644,10 @@ export class SimLock {
     for (const item of request.upsert) next.set(item.credentialId, toEntry(item));
     // Over capacity: refused whole; the hub sends its list by priority, so this is its mistake.
     if (next.size > this.maxOfflineEntries) return { type: 'error', id, code: 'busy' };
-    this.#change((d) => {
-      d.offlineAccess = [...next.values()];
-    });
     const held = [...next.values()];
+    this.#change((d) => {
+      d.offlineAccess = held;
+    });
     return {
       type: 'ok',
       id,
