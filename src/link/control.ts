@@ -1,10 +1,11 @@
 import type { ControlServer } from '../control/server.js';
 import { Secret } from '../crypto/secret.js';
+import { ID_PATTERN } from '../uplink/contract.js';
 import { MAX_OPEN_MS } from './frames.js';
 import type { LinkManager } from './manager.js';
 
 /** A lock id as a control-method param (the schema every lock method uses). */
-export const lockIdParam = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' } as const;
+export const lockIdParam = { type: 'string', pattern: ID_PATTERN } as const;
 const lockId = lockIdParam;
 
 /** The field technician's lock commands on the control socket. Every param is schema-checked. */
