@@ -129,7 +129,8 @@ export const RTT_ANSWER_BYTES = 240;
  * The answering client runs in its own process (bench/rtt-responder.ts), as the hub does, unless
  * `responder: 'in-process'` (how uplink.mqttRtt was first measured: the cloud and the hub's
  * identity in one process, which saves a process wake-up per round trip). With `storeDir`, the
- * responder makes a command's two durable commits before each answer (see rtt-responder.ts). With
+ * responder makes a command's two durable commits in the hub's order, the claim before each answer
+ * and the answer's record right after it (see rtt-responder.ts). With
  * `gapMs`, each round trip starts after that long with nothing happening.
  */
 export async function mqttRoundTrip(
