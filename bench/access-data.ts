@@ -1,8 +1,8 @@
 import type { CloudKeyIssuer, KeySpec, PhoneKeys } from '../sim/phone/issuer.js';
 import { pinVerifier, tagHash } from '../src/access/credentials.js';
 import type { SignedKey } from '../src/access/digital-key.js';
-import type { SnapshotData, SyncGroup, SyncInterval } from '../src/access/sync-schema.js';
 import { SeededRandom } from '../src/base/random.js';
+import type { SnapshotData, SyncGroup, SyncInterval } from '../src/contract/sync-data.js';
 import type { Secret } from '../src/crypto/secret.js';
 
 /**

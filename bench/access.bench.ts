@@ -12,13 +12,13 @@ import { AccessDecider, type CredentialKind, type PresentedCredential } from '..
 import { newChallenge, type SignedKey } from '../src/access/digital-key.js';
 import { AccessMirror } from '../src/access/mirror.js';
 import type { OfflineLists } from '../src/access/offline.js';
-import type { DeltaData, SnapshotData } from '../src/access/sync-schema.js';
 import { systemClock } from '../src/base/clock.js';
 import { SeededRandom, systemRandom } from '../src/base/random.js';
+import type { SyncPayload } from '../src/contract/mqtt.js';
+import type { DeltaData, SnapshotData } from '../src/contract/sync-data.js';
 import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
-import type { SyncPayload } from '../src/uplink/contract.js';
 import { type AccessPerson, type AccessSite, accessSite, businessHour, issueKey } from './access-data.js';
 import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
 import { type Broker, broker, startBenchDaemon } from './uplink.bench.js';

@@ -12,8 +12,8 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
+import { topics } from '../src/contract/mqtt.js';
 import { Store } from '../src/store/store.js';
-import { topics } from '../src/uplink/contract.js';
 
 export interface ResponderArgs {
   url: string;

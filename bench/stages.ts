@@ -79,7 +79,7 @@ async function install(file: string): Promise<void> {
   const { Store } = await import('../src/store/store.js');
   const { PairingStore } = await import('../src/link/pairing.js');
   const { FileLockStorage } = await import('../sim/lock/storage.js');
-  const { UplinkClient } = await import('../src/uplink/client.js');
+  const { UplinkClient } = await import('../src/uplink/mqtt-client.js');
   const { Inbound } = await import('../src/uplink/inbound.js');
   const { LinkManager } = await import('../src/link/manager.js');
   wrap(Store.prototype, 'transaction', 'commit');

@@ -1,9 +1,14 @@
+import type { Unsubscribe } from '../src/base/listeners.js';
+
+/** The port's subscriptions return the base's Unsubscribe. */
+export type { Unsubscribe };
+
+import type { Result } from '../src/base/result.js';
 import type { Secret } from '../src/crypto/secret.js';
-import type { Result } from './result.js';
 
 /**
  * The Bearer port: how the hub reaches one lock over some radio, whatever the radio. Implemented by
- * hal/sim (in memory), drivers/ble (one GATT characteristic, write + notify, fragmented to the MTU)
+ * drivers/sim-radio (in memory), drivers/ble (one GATT characteristic, write + notify, fragmented to the MTU)
  * and drivers/zigbee (a manufacturer-specific ZCL cluster).
  *
  * What a bearer promises: frames arrive whole (a driver that fragments also reassembles), and every
@@ -96,9 +101,6 @@ export function disconnectedError(address: string, reason: CloseReason): BearerE
   };
 }
 
-/** Returned by every subscription, so a listener can be removed without keeping a reference around. */
-export type Unsubscribe = () => void;
-
 /** Signal quality of a link, as the radio reports it: BLE gives rssi (dBm), ZigBee gives lqi (0..255) and often rssi. */
 export interface LinkQuality {
   readonly rssi?: number;
@@ -112,7 +114,7 @@ export interface ConnectOptions {
 
 /**
  * Every bearer accepts frames of at least this many bytes, so the link layer can size its handshake
- * and records without asking: one whole link message (2048 bytes, src/link/frames.ts — a phone's
+ * and records without asking: one whole link message (2048 bytes, src/contract/link-frames.ts — a phone's
  * digital-key presentation takes ~700) plus the sealed frame's header and tag (25), rounded up.
  * Drivers whose radio carries less (ZigBee ZCL payloads, a small BLE MTU) fragment and reassemble
  * below the port.

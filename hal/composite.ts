@@ -1,4 +1,6 @@
 import { HubError } from '../src/base/errors.js';
+import { Listeners } from '../src/base/listeners.js';
+import { err, ok, type Result } from '../src/base/result.js';
 import type { Secret } from '../src/crypto/secret.js';
 import type {
   Advertisement,
@@ -10,8 +12,6 @@ import type {
   ConnectOptions,
   Unsubscribe,
 } from './bearer.js';
-import { Listeners } from './listeners.js';
-import { err, ok, type Result } from './result.js';
 
 /**
  * Several radios as one Bearer, for a hub with BLE and ZigBee locks (and, in simulation, the

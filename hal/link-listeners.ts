@@ -1,10 +1,11 @@
-import type { BearerError, BearerLink, CloseReason, LinkQuality, Unsubscribe } from './bearer.js';
-import type { Result } from './result.js';
+import type { Unsubscribe } from '../src/base/listeners.js';
+import type { Result } from '../src/base/result.js';
+import type { BearerError, BearerLink, CloseReason, LinkQuality } from './bearer.js';
 
 /**
  * What becomes of frames that arrive while nobody listens, the one place the links differ.
  *
- * - `ordered` (hal/sim, drivers/ble): the kept frames wait in order, and frames arriving before they
+ * - `ordered` (drivers/sim-radio, drivers/ble): the kept frames wait in order, and frames arriving before they
  *   are handed over queue behind them, so listeners see the peer's order. They go, on a microtask,
  *   to whoever listens then; an unsubscribe or a close stops the hand-over. A close listener added
  *   after the close can still be unsubscribed before its microtask runs.
@@ -134,7 +135,7 @@ export interface LinkWire {
 }
 
 /**
- * One end of a link whose radio half belongs to a carrier (the simulated connection in hal/sim, the
+ * One end of a link whose radio half belongs to a carrier (the simulated connection in drivers/sim-radio, the
  * BLE driver's GATT client, the HCI emulator's GATT server): the carrier hands in whole frames with
  * receive() and calls closed() once the link is over. Early frames are kept in order.
  */

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import forge from 'node-forge';
 import { fsyncDir, stageFile, writeFileAtomic } from '../src/base/atomic-file.js';
 import { HubError } from '../src/base/errors.js';
+import { ID_PATTERN } from '../src/contract/mqtt.js';
 import { readPrivateFile } from '../src/crypto/private-file.js';
-import { ID_PATTERN } from '../src/uplink/contract.js';
 import { validateIdentity } from './dev-pki.js';
 
 /**

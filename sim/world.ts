@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { type SimFaults, SimRadio } from '../drivers/sim-radio/radio.js';
 import type { Bearer } from '../hal/bearer.js';
-import { type SimFaults, SimRadio } from '../hal/sim/radio.js';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
 import type { Clock } from '../src/base/clock.js';
 import type { Component, ComponentStatus } from '../src/base/component.js';

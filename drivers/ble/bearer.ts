@@ -12,10 +12,10 @@ import {
   type Unsubscribe,
 } from '../../hal/bearer.js';
 import { WiredLink } from '../../hal/link-listeners.js';
-import { Listeners } from '../../hal/listeners.js';
-import { err, OK, ok, type Result } from '../../hal/result.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError, HubError } from '../../src/base/errors.js';
+import { Listeners } from '../../src/base/listeners.js';
+import { err, OK, ok, type Result } from '../../src/base/result.js';
 import type { Logger } from '../../src/log/logger.js';
 import {
   ATT_HEADER_LEN,
@@ -30,7 +30,7 @@ import {
   Reassembler,
   type ReassemblyCounters,
   zeroReassemblyCounters,
-} from './protocol.js';
+} from './gatt-frames.js';
 
 /** Where the BLE controller is: a UART (H4, e.g. a USB dongle or an nRF52 on /dev/ttyACM0), or a Linux HCI socket (hciN). */
 export type BleTransport =

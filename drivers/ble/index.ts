@@ -6,4 +6,4 @@ export {
   type BleTransport,
   createBleBearer,
 } from './bearer.js';
-export { LOCK_FRAMES_UUID, LOCK_SERVICE_UUID } from './protocol.js';
+export { LOCK_FRAMES_UUID, LOCK_SERVICE_UUID } from './gatt-frames.js';

@@ -9,17 +9,28 @@ import type {
   ConnectOptions,
   Unsubscribe,
 } from '../../hal/bearer.js';
-import { Listeners } from '../../hal/listeners.js';
-import { err, OK, ok, type Result } from '../../hal/result.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError, HubError } from '../../src/base/errors.js';
+import { Listeners } from '../../src/base/listeners.js';
 import type { Random } from '../../src/base/random.js';
+import { err, OK, ok, type Result } from '../../src/base/result.js';
 import type { Sealer } from '../../src/crypto/seal.js';
 import type { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import { herdsmanLogger, scrub } from './herdsman-log.js';
 import { parseInstallCodeText } from './install-code.js';
 import { HubLink } from './link.js';
+import {
+  type DoorLockState,
+  decodeZcl,
+  LINK_CLUSTER_ID,
+  LinkCommand,
+  LOCK_ENDPOINT,
+  LOCK_STATE_VALUES,
+  MANUFACTURER_CODE,
+  parseModelId,
+  type RejectReason,
+} from './link-cluster.js';
 import {
   backupFrameCounter,
   type DataPaths,
@@ -34,17 +45,6 @@ import {
   sealHerdsmanBackup,
   stageBackupForHerdsman,
 } from './network.js';
-import {
-  type DoorLockState,
-  decodeZcl,
-  LINK_CLUSTER_ID,
-  LinkCommand,
-  LOCK_ENDPOINT,
-  LOCK_STATE_VALUES,
-  MANUFACTURER_CODE,
-  parseModelId,
-  type RejectReason,
-} from './protocol.js';
 
 export interface ZigbeeBearerOptions {
   /** The coordinator: a serial device (/dev/ttyUSB0, /dev/serial/by-id/…) or tcp://host:port (a network adapter, the emulator). */

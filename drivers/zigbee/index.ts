@@ -7,4 +7,4 @@ export {
   type ZigbeeBearerOptions,
   type ZigbeeCounters,
 } from './bearer.js';
-export { encodeModelId, LINK_CLUSTER_ID, MANUFACTURER_CODE, MODEL_ID_PREFIX, parseModelId } from './protocol.js';
+export { encodeModelId, LINK_CLUSTER_ID, MANUFACTURER_CODE, MODEL_ID_PREFIX, parseModelId } from './link-cluster.js';

@@ -1,7 +1,7 @@
 import type { BearerError, BearerLink, CloseReason, LinkQuality } from '../../hal/bearer.js';
 import { LinkListeners } from '../../hal/link-listeners.js';
-import { err, OK, type Result } from '../../hal/result.js';
-import { fragmentFrame, MAX_FRAME_SIZE, Reassembler, type ReassemblyResult } from './protocol.js';
+import { err, OK, type Result } from '../../src/base/result.js';
+import { fragmentFrame, MAX_FRAME_SIZE, Reassembler, type ReassemblyResult } from './link-cluster.js';
 
 /** How a hub link reaches its lock: one link-cluster command at a time, resolving once the radio took it. */
 export interface LinkWire {

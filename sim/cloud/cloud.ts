@@ -9,8 +9,6 @@ import {
   signCommand,
   type UnsignedCommand,
 } from '../../src/commands/otp.js';
-import { Secret } from '../../src/crypto/secret.js';
-import type { Logger } from '../../src/log/logger.js';
 import {
   type CertResponsePayload,
   type CloudEvent,
@@ -26,12 +24,14 @@ import {
   type SyncPayload,
   type TopicMap,
   topics,
-} from '../../src/uplink/contract.js';
-import { conforms, parseInbound } from '../../src/uplink/validate.js';
+} from '../../src/contract/mqtt.js';
+import { conforms, parseInbound } from '../../src/contract/mqtt-validate.js';
+import { Secret } from '../../src/crypto/secret.js';
+import type { Logger } from '../../src/log/logger.js';
 import { type CaMaterial, CloudCa, CsrRefused, parseCsr, wrapForKey } from './ca.js';
 
 /**
- * The reference cloud: the backend's side of the MQTT contract (src/uplink/contract.ts), with its
+ * The reference cloud: the backend's side of the MQTT contract (src/contract/mqtt.ts), with its
  * own client certificate. It sends commands and syncs, and records what every hub publishes:
  * events (deduplicated by id, in first-arrival order), status, lock states, health, command
  * results and sync acknowledgements. Every message it receives is checked against the contract;

@@ -1,10 +1,9 @@
-import type { PeripheralHost, PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
+import type { PeripheralHost, PeripheralLink, SimPeripheral } from '../../drivers/sim-radio/radio.js';
 import { pinVerifier, tagHash } from '../../src/access/credentials.js';
 import { newChallenge, type Presentation } from '../../src/access/digital-key.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
-import { Secret } from '../../src/crypto/secret.js';
 import {
   type AccessReason,
   type DenyReason,
@@ -24,7 +23,8 @@ import {
   offlineListDigest,
   type Request,
   type Response,
-} from '../../src/link/frames.js';
+} from '../../src/contract/link-frames.js';
+import { Secret } from '../../src/crypto/secret.js';
 import { type KeyPair, TAGLEN } from '../../src/link/noise.js';
 import { LockEndpoint, type LockIdentity, normalizeSetupCode, type SecureSession } from '../../src/link/session.js';
 import { FRAME_HEADER_LEN } from '../../src/link/transport.js';

@@ -1,5 +1,5 @@
 import { HubError } from '../base/errors.js';
-import type { ControlServer } from '../control/server.js';
+import type { ControlServer } from '../control-socket/socket-server.js';
 import { lockIdParam } from '../link/control.js';
 import type { OfflineLists } from './offline.js';
 

@@ -1,8 +1,8 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
+import { ID_PATTERN } from '../contract/mqtt.js';
 import type { Secret } from '../crypto/secret.js';
-import { ID_PATTERN } from '../uplink/contract.js';
 
 /**
  * The checks behind a PIN and a tag, as the hub sees them. The hub holds no PIN digits and no

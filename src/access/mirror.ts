@@ -1,16 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
-import type { Store } from '../store/store.js';
-import type { SyncPayload } from '../uplink/contract.js';
-import {
-  type CompiledSchedule,
-  checkTimeZone,
-  compileSchedule,
-  isWithin,
-  type Schedule,
-  toMillis,
-} from './schedule.js';
+import type { SyncPayload } from '../contract/mqtt.js';
 import {
   checkSyncData,
   type DeltaData,
@@ -24,7 +15,16 @@ import {
   type SyncUser,
   TABLES,
   type Table,
-} from './sync-schema.js';
+} from '../contract/sync-data.js';
+import type { Store } from '../store/store.js';
+import {
+  type CompiledSchedule,
+  checkTimeZone,
+  compileSchedule,
+  isWithin,
+  type Schedule,
+  toMillis,
+} from './schedule.js';
 
 /**
  * The site's access rights as the cloud last synced them, held in the store so decisions keep

@@ -7,7 +7,7 @@ import {
   MAX_OFFLINE_WINDOWS,
   type OfflineItem,
   offlineListDigest,
-} from '../link/frames.js';
+} from '../contract/link-frames.js';
 import type { Logger } from '../log/logger.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
 import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';

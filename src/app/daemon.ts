@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { registerSimMethods } from '../../sim/control.js';
+import { registerSimMethods } from '../../sim/control-methods.js';
 import { SimWorld, simulatedSiteSecrets } from '../../sim/world.js';
 import { type Clock, systemClock } from '../base/clock.js';
 import { describeError, HubError } from '../base/errors.js';

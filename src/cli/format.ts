@@ -1,7 +1,7 @@
 import type { CertificateInfo } from '../../provisioning/identity.js';
 import type { OfflineListRow } from '../access/control.js';
 import type { VerifierStats } from '../commands/verifier.js';
-import type { HubStatus } from '../control/protocol.js';
+import type { HubStatus } from '../contract/control-socket.js';
 import type { RecentCommand } from '../uplink/inbound.js';
 
 function duration(sec: number): string {

@@ -21,8 +21,8 @@ import { writeFileAtomic } from '../base/atomic-file.js';
 import { describeError, HubError } from '../base/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { HubConfig } from '../config/schema.js';
-import { callDaemon } from '../control/client.js';
-import { type HubStatus, SOCKET_NAME } from '../control/protocol.js';
+import { type HubStatus, SOCKET_NAME } from '../contract/control-socket.js';
+import { callDaemon } from '../control-socket/socket-client.js';
 import { runDemo } from '../demo/demo.js';
 import { CERT_WARN_DAYS, runDiag } from './diag.js';
 import {

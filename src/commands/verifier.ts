@@ -2,10 +2,10 @@ import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
+import type { CommandEnvelope, CommandOp } from '../contract/mqtt.js';
 import type { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
-import type { CommandEnvelope, CommandOp } from '../uplink/contract.js';
 import { OTP_STEP_MS, OTP_SUITE, otpMatches } from './otp.js';
 
 /**

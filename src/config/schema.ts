@@ -1,12 +1,10 @@
-import { ID_PATTERN } from '../uplink/contract.js';
+import { ID_PATTERN } from '../contract/mqtt.js';
+import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 
 /**
  * The configuration file's JSON Schema: the single source of its keys, types and defaults.
  * docs/configuration.md documents the same keys; a test keeps the two in step.
  */
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
 export interface HubConfig {
   dataDir: string;
   runDir: string;

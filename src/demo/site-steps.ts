@@ -4,7 +4,7 @@ import type { Hub } from '../app/hub.js';
 import { systemClock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import { SeededRandom, systemRandom } from '../base/random.js';
-import { callDaemon } from '../control/client.js';
+import { callDaemon } from '../control-socket/socket-client.js';
 import type { LockSummary } from '../link/manager.js';
 import { generateKeyPair } from '../link/noise.js';
 import { check, type Step, until } from './scenario.js';

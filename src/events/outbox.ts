@@ -1,17 +1,11 @@
 import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
+import { type CloudEvent, CONTRACT_VERSION, type EventsPayload, ID_PATTERN, type TopicMap } from '../contract/mqtt.js';
+import { conforms } from '../contract/mqtt-validate.js';
 import type { StoredEvent } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
-import {
-  type CloudEvent,
-  CONTRACT_VERSION,
-  type EventsPayload,
-  ID_PATTERN,
-  type TopicMap,
-} from '../uplink/contract.js';
-import { conforms } from '../uplink/validate.js';
 
 /** The outbox's default disk budget: the sum of the payload bytes of every queued row. */
 export const DEFAULT_OUTBOX_MAX_BYTES = 50 * 1024 * 1024;
@@ -253,7 +247,7 @@ export class Outbox {
     }
     if (!conforms(key, payload)) {
       throw new HubError('outbox.not-contract', `The payload for ${topic} does not match the contract (${key}).`, {
-        hint: 'Build it from the types in src/uplink/contract.ts; tests validate with conforms().',
+        hint: 'Build it from the types in src/contract/mqtt.ts; tests validate with conforms().',
       });
     }
     const text = JSON.stringify(payload);

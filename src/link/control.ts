@@ -1,7 +1,7 @@
-import type { ControlServer } from '../control/server.js';
+import { MAX_OPEN_MS } from '../contract/link-frames.js';
+import { ID_PATTERN } from '../contract/mqtt.js';
+import type { ControlServer } from '../control-socket/socket-server.js';
 import { Secret } from '../crypto/secret.js';
-import { ID_PATTERN } from '../uplink/contract.js';
-import { MAX_OPEN_MS } from './frames.js';
 import type { LinkManager } from './manager.js';
 
 /** A lock id as a control-method param (the schema every lock method uses). */

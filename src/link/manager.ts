@@ -1,13 +1,10 @@
-import type { Advertisement, Bearer, BearerKind, BearerLink, Unsubscribe } from '../../hal/bearer.js';
-import { Listeners } from '../../hal/listeners.js';
+import type { Advertisement, Bearer, BearerKind, BearerLink } from '../../hal/bearer.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
+import type { Unsubscribe } from '../base/listeners.js';
+import { Listeners } from '../base/listeners.js';
 import type { Random } from '../base/random.js';
-import type { Sealer } from '../crypto/seal.js';
-import type { Secret } from '../crypto/secret.js';
-import type { Logger } from '../log/logger.js';
-import { LockClient, type RequestBody, type RequestError } from './client.js';
 import type {
   AccessAnswer,
   LinkCredential,
@@ -17,7 +14,11 @@ import type {
   OfflineItem,
   Operation,
   OpResultFor,
-} from './frames.js';
+} from '../contract/link-frames.js';
+import type { Sealer } from '../crypto/seal.js';
+import type { Secret } from '../crypto/secret.js';
+import type { Logger } from '../log/logger.js';
+import { LockClient, type RequestBody, type RequestError } from './lock-client.js';
 import type { KeyPair } from './noise.js';
 import type { LockRecord, PairingStore, StoredEvent } from './pairing.js';
 import { attachLock, connectBound, type HandshakeTiming, type LinkFailure } from './session.js';

@@ -1,8 +1,9 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { BearerLink, Unsubscribe } from '../../hal/bearer.js';
-import { err, ok, type Result } from '../../hal/result.js';
+import type { BearerLink } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
+import type { Unsubscribe } from '../base/listeners.js';
 import type { Random } from '../base/random.js';
+import { err, ok, type Result } from '../base/result.js';
 import type { Secret } from '../crypto/secret.js';
 import { createHandshake, type Handshake, type KeyPair, LINK_PROLOGUE } from './noise.js';
 import { type ChannelStats, LINK_VERSION, type RejectReason, SealedChannel } from './transport.js';

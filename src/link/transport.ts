@@ -1,5 +1,5 @@
-import { err, type Result } from '../../hal/result.js';
 import { HubError } from '../base/errors.js';
+import { err, type Result } from '../base/result.js';
 import { type Handshake, MAX_MESSAGE_LEN, MAX_NONCE, TAGLEN, type TransportCiphers } from './noise.js';
 
 /**

@@ -1,8 +1,11 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import type { LogLevel } from '../config/schema.js';
 import { prettyStream } from './pretty.js';
 
 export type { Logger } from 'pino';
+
+/** The levels a config may set (log.level). */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
  * Field names whose values never reach a log line, at any of the first three levels of a log
@@ -25,7 +28,7 @@ export const SECRET_FIELDS = [
   'networkKey',
   'installCode',
   'sealed',
-  // Credential material of the access layer (src/access, src/link/frames.ts): a PIN verifier, a
+  // Credential material of the access layer (src/access, src/contract/link-frames.ts): a PIN verifier, a
   // tag hash, an offline-list digest, a phone's presentation, an attach proof.
   'verifier',
   'hash',

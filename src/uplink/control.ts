@@ -1,5 +1,5 @@
 import { HubError } from '../base/errors.js';
-import type { ControlServer } from '../control/server.js';
+import type { ControlServer } from '../control-socket/socket-server.js';
 import { INBOX_MAX_IDS } from './inbound.js';
 import type { UplinkService } from './service.js';
 

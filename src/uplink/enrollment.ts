@@ -18,20 +18,20 @@ import { HubError, isHubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { storeOtpKey } from '../commands/otp-key.js';
 import type { HubConfig } from '../config/schema.js';
-import { readPrivateFile } from '../crypto/private-file.js';
-import type { Sealer } from '../crypto/seal.js';
-import { writeSealed } from '../crypto/sealed-secrets.js';
-import { Secret } from '../crypto/secret.js';
-import type { Logger } from '../log/logger.js';
-import type { Store } from '../store/store.js';
 import {
   CONTRACT_VERSION,
   type EnrollRequestPayload,
   type EnrollResponsePayload,
   ID_PATTERN,
   provisioningTopics,
-} from './contract.js';
-import { parseInbound } from './validate.js';
+} from '../contract/mqtt.js';
+import { parseInbound } from '../contract/mqtt-validate.js';
+import { readPrivateFile } from '../crypto/private-file.js';
+import type { Sealer } from '../crypto/seal.js';
+import { writeSealed } from '../crypto/sealed-secrets.js';
+import { Secret } from '../crypto/secret.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
 
 /**
  * Enrollment by claim (as AWS IoT fleet provisioning does it). A hub that ships with only the

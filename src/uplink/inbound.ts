@@ -4,11 +4,7 @@ import type { Clock } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import { openSetupCode } from '../commands/otp.js';
 import type { CommandVerifier, Verdict } from '../commands/verifier.js';
-import { Secret } from '../crypto/secret.js';
-import type { LockMode, LockState } from '../link/frames.js';
-import type { LinkManager } from '../link/manager.js';
-import type { Logger } from '../log/logger.js';
-import type { Store } from '../store/store.js';
+import type { LockMode, LockState } from '../contract/link-frames.js';
 import {
   type CmdResultPayload,
   CONTRACT_VERSION,
@@ -16,9 +12,13 @@ import {
   maxInboundBytes,
   type SyncAckPayload,
   type SyncPayload,
-} from './contract.js';
+} from '../contract/mqtt.js';
+import { type ContractError, conforms, parseInbound, salvageId } from '../contract/mqtt-validate.js';
+import { Secret } from '../crypto/secret.js';
+import type { LinkManager } from '../link/manager.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
 import type { AheadTicket } from './publisher.js';
-import { type ContractError, conforms, parseInbound, salvageId } from './validate.js';
 
 /** The topics the cloud sends on (relative to ks/hubs/{hubId}/). */
 export type InboundTopic = 'cmd' | 'sync';

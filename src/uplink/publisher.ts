@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Outbox } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
-import type { PublishResult, UplinkClient } from './client.js';
+import type { PublishResult, UplinkClient } from './mqtt-client.js';
 
 /** What the Publisher needs of the client (an UplinkClient, or a fake in tests). */
 export type PublishPort = Pick<UplinkClient, 'publish' | 'on' | 'connected'>;

@@ -8,10 +8,10 @@ import {
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
+import { type CertRequestPayload, CONTRACT_VERSION } from '../contract/mqtt.js';
+import { parseInbound } from '../contract/mqtt-validate.js';
 import type { Logger } from '../log/logger.js';
-import type { PublishResult, SwitchResult } from './client.js';
-import { type CertRequestPayload, CONTRACT_VERSION } from './contract.js';
-import { parseInbound } from './validate.js';
+import type { PublishResult, SwitchResult } from './mqtt-client.js';
 
 /**
  * Certificate rotation. At `atFraction` of the certificate's lifetime (notBefore → notAfter;

@@ -7,16 +7,16 @@ import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { type CommandSecurityEvent, CommandVerifier, type VerifierStats } from '../commands/verifier.js';
 import type { HubConfig } from '../config/schema.js';
+import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload, type LockStatePayload } from '../contract/mqtt.js';
 import { readPrivateFile } from '../crypto/private-file.js';
 import type { Secret } from '../crypto/secret.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager, LockChange } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
-import { UplinkClient } from './client.js';
-import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload, type LockStatePayload } from './contract.js';
 import type { Enrollment } from './enrollment.js';
 import { type CommandTarget, Inbound, type RecentCommand, type SyncTarget } from './inbound.js';
+import { UplinkClient } from './mqtt-client.js';
 import { Publisher } from './publisher.js';
 import { Rotation, type RotationStatus } from './rotation.js';
 

@@ -1,7 +1,7 @@
 import { afterEach } from 'vitest';
 import { type BleBearer, type BleBearerOptions, type BleTransport, createBleBearer } from '../../drivers/ble/bearer.js';
+import type { PeripheralLink } from '../../drivers/sim-radio/radio.js';
 import type { Advertisement, BearerState } from '../../hal/bearer.js';
-import type { PeripheralLink } from '../../hal/sim/radio.js';
 import type { HciEmulatorOptions } from '../../sim/emu/hci/controller.js';
 import { type EmulatedAdapter, startEmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { systemClock } from '../../src/base/clock.js';

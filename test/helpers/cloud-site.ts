@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { DevPkiPaths } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { connectReferenceCloud } from '../../sim/cloud/connect.js';
-import { callDaemon } from '../../src/control/client.js';
+import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { type Proc, start } from './daemon.js';
 
 /**

@@ -5,12 +5,12 @@ import { HubError } from '../../src/base/errors.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { type CommandEnvelope, sealSetupCode, signCommand, type UnsignedCommand } from '../../src/commands/otp.js';
 import { CommandVerifier, type VerifierConfig } from '../../src/commands/verifier.js';
+import type { LockMode, LockState } from '../../src/contract/link-frames.js';
+import type { CommandOp } from '../../src/contract/mqtt.js';
 import { Secret } from '../../src/crypto/secret.js';
-import type { LockMode, LockState } from '../../src/link/frames.js';
 import type { LockSummary } from '../../src/link/manager.js';
 import { createLogger, type Logger, silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
-import type { CommandOp } from '../../src/uplink/contract.js';
 import {
   type CommandTarget,
   Inbound,

@@ -9,7 +9,7 @@ import type {
   LinkQuality,
   Unsubscribe,
 } from '../../hal/bearer.js';
-import { OK, type Result } from '../../hal/result.js';
+import { OK, type Result } from '../../src/base/result.js';
 
 /** What the attacker does with one frame from the lock before the hub sees it. */
 export type Intercept = (frame: Uint8Array, link: MitmLink) => 'pass' | 'drop' | Uint8Array;

@@ -1,5 +1,5 @@
-import type { DeltaData, SnapshotData } from '../../src/access/sync-schema.js';
-import type { SyncPayload } from '../../src/uplink/contract.js';
+import type { SyncPayload } from '../../src/contract/mqtt.js';
+import type { DeltaData, SnapshotData } from '../../src/contract/sync-data.js';
 
 /** A `sync` message carrying a whole snapshot at `version` (id `s-<version>`). */
 export const snapshotSync = (version: number, data: SnapshotData): SyncPayload => ({

@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import type { BleBearer } from '../../drivers/ble/bearer.js';
-import { FRAGMENT_HEADER_LEN, FRAGMENT_VERSION } from '../../drivers/ble/protocol.js';
+import { FRAGMENT_HEADER_LEN, FRAGMENT_VERSION } from '../../drivers/ble/gatt-frames.js';
+import type { PeripheralLink } from '../../drivers/sim-radio/radio.js';
 import type { Advertisement, BearerLink, BearerState, CloseReason } from '../../hal/bearer.js';
-import type { PeripheralLink } from '../../hal/sim/radio.js';
 import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { closedAfterEach, startEchoAdapter, untilWithin, watchedBearer } from '../helpers/ble-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDevPki, issueClientCert } from '../../provisioning/dev-pki.js';
 import { identityPaths } from '../../provisioning/identity.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
-import { callDaemon } from '../../src/control/client.js';
+import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';

@@ -12,7 +12,7 @@ import type { SimLock } from '../../sim/lock/lock.js';
 import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
 import type { Hub } from '../../src/app/hub.js';
 import type { HubConfig } from '../../src/config/schema.js';
-import { callDaemon } from '../../src/control/client.js';
+import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { LinkManager } from '../../src/link/manager.js';
 import { connectCloud } from '../helpers/cloud-site.js';

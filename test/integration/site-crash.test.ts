@@ -30,7 +30,7 @@ async function cli(config: string, args: string[], stdin?: string) {
 
 /** Call a control method directly (for the simulated physical acts, which have no CLI command). */
 async function control(base: string, method: string, params: Record<string, unknown>) {
-  const { callDaemon } = await import('../../src/control/client.js');
+  const { callDaemon } = await import('../../src/control-socket/socket-client.js');
   return callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
 }
 

@@ -11,15 +11,15 @@ import { startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
 import { systemClock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import { SeededRandom } from '../../src/base/random.js';
+import type { LockEvent } from '../../src/contract/link-frames.js';
+import type { CloudEvent, EventsPayload, LockStatePayload, StatusPayload } from '../../src/contract/mqtt.js';
+import { conforms } from '../../src/contract/mqtt-validate.js';
 import { COUNTER_REFUSED, Outbox } from '../../src/events/outbox.js';
-import type { LockEvent } from '../../src/link/frames.js';
 import type { StoredEvent } from '../../src/link/pairing.js';
 import { type Logger, silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
-import { type PublishResult, UplinkClient, type UplinkClientOptions } from '../../src/uplink/client.js';
-import type { CloudEvent, EventsPayload, LockStatePayload, StatusPayload } from '../../src/uplink/contract.js';
+import { type PublishResult, UplinkClient, type UplinkClientOptions } from '../../src/uplink/mqtt-client.js';
 import { Publisher } from '../../src/uplink/publisher.js';
-import { conforms } from '../../src/uplink/validate.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
 // The hub's uplink (UplinkClient + Outbox + Publisher) against real brokers: the embedded aedes

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
-import { callDaemon } from '../../src/control/client.js';
+import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { attachSiteLocks, connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
 import { requireBuild, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';

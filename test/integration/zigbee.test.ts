@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { PeripheralLink, SimPeripheral } from '../../drivers/sim-radio/radio.js';
 import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
 import {
   type Advertisement,
@@ -12,7 +13,6 @@ import {
   type BearerLink,
   type BearerState,
 } from '../../hal/bearer.js';
-import type { PeripheralLink, SimPeripheral } from '../../hal/sim/radio.js';
 import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
 import { SimLock } from '../../sim/lock/lock.js';
 import { systemClock } from '../../src/base/clock.js';

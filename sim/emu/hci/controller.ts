@@ -12,12 +12,12 @@ import {
   scanResponsePacket,
   uuidBytes,
   zeroReassemblyCounters,
-} from '../../../drivers/ble/protocol.js';
+} from '../../../drivers/ble/gatt-frames.js';
+import type { PeripheralHost, SimPeripheral, SimPeripheralOptions } from '../../../drivers/sim-radio/radio.js';
 import { type BearerError, type CloseReason, disconnectedError } from '../../../hal/bearer.js';
 import { WiredLink } from '../../../hal/link-listeners.js';
-import { err, OK, type Result } from '../../../hal/result.js';
-import type { PeripheralHost, SimPeripheral, SimPeripheralOptions } from '../../../hal/sim/radio.js';
 import { HubError } from '../../../src/base/errors.js';
+import { err, OK, type Result } from '../../../src/base/result.js';
 import { H4_ACL, H4_EVENT, type H4Counters, type H4Packet, H4Parser } from './h4.js';
 
 /**

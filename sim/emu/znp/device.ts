@@ -1,8 +1,8 @@
-import { fragmentFrame, MAX_FRAME_SIZE, Reassembler } from '../../../drivers/zigbee/protocol.js';
+import type { SimPeripheralOptions } from '../../../drivers/sim-radio/radio.js';
+import { fragmentFrame, MAX_FRAME_SIZE, Reassembler } from '../../../drivers/zigbee/link-cluster.js';
 import type { BearerError, BearerLink, LinkQuality } from '../../../hal/bearer.js';
 import { LinkListeners } from '../../../hal/link-listeners.js';
-import { err, OK, type Result } from '../../../hal/result.js';
-import type { SimPeripheralOptions } from '../../../hal/sim/radio.js';
+import { err, OK, type Result } from '../../../src/base/result.js';
 
 /**
  * One simulated lock as a ZigBee end device on the emulated network: its radio-side state

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { ZSpec } from 'zigbee-herdsman';
+import type { PeripheralHost, SimPeripheral, SimPeripheralOptions } from '../../../drivers/sim-radio/radio.js';
 import {
   DOOR_LOCK_CLUSTER_ID,
   DOOR_LOCK_DEVICE_ID,
@@ -16,8 +17,7 @@ import {
   MANUFACTURER_CODE,
   ZCL_PAYLOAD_LIMIT,
   type ZclFrame,
-} from '../../../drivers/zigbee/protocol.js';
-import type { PeripheralHost, SimPeripheral, SimPeripheralOptions } from '../../../hal/sim/radio.js';
+} from '../../../drivers/zigbee/link-cluster.js';
 import { HubError } from '../../../src/base/errors.js';
 import { type Random, systemRandom } from '../../../src/base/random.js';
 import { type EmuDevice, LockLink, newDevice } from './device.js';
@@ -42,7 +42,7 @@ import { NvId, ZnpNv, type ZnpNvSnapshot } from './nv.js';
  * its NV memory (ZnpNv), forms the network herdsman asks for, honours permit-join, and hosts
  * simulated locks (any PeripheralHost user, e.g. unmodified SimLocks) as end devices that join,
  * answer the interview, report Door Lock state, and carry link frames in the manufacturer-specific
- * cluster (drivers/zigbee/protocol.ts). Faults: air loss, serial corruption, stall, unplug.
+ * cluster (drivers/zigbee/link-cluster.ts). Faults: air loss, serial corruption, stall, unplug.
  *
  * Scope (docs/zigbee.md): one coordinator, end devices directly under it, no routing, no APS
  * security or real 802.15.4; enough MT commands for herdsman's start-up, backup, restore, join,

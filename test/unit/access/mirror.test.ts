@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AccessMirror } from '../../../src/access/mirror.js';
-import type { DeltaData, SnapshotData } from '../../../src/access/sync-schema.js';
 import { VirtualClock } from '../../../src/base/clock.js';
+import type { SyncPayload } from '../../../src/contract/mqtt.js';
+import type { DeltaData, SnapshotData } from '../../../src/contract/sync-data.js';
 import { migrations } from '../../../src/store/migrations.js';
 import { Store } from '../../../src/store/store.js';
-import type { SyncPayload } from '../../../src/uplink/contract.js';
 import { refusal } from '../../helpers/refusal.js';
 import { deltaSync, snapshotSync as snapshot } from '../../helpers/sync.js';
 import { tempDir } from '../../helpers/tmp.js';

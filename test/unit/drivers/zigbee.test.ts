@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createZigbeeBearer, type ZigbeeBearerOptions } from '../../../drivers/zigbee/bearer.js';
 import { scrub } from '../../../drivers/zigbee/herdsman-log.js';
-import { dataPaths, loadOrCreateNetwork, prepareDirectories } from '../../../drivers/zigbee/network.js';
 import {
   decodeZcl,
   encodeModelId,
@@ -17,7 +16,8 @@ import {
   parseModelId,
   Reassembler,
   ZCL_PAYLOAD_LIMIT,
-} from '../../../drivers/zigbee/protocol.js';
+} from '../../../drivers/zigbee/link-cluster.js';
+import { dataPaths, loadOrCreateNetwork, prepareDirectories } from '../../../drivers/zigbee/network.js';
 import { BEARER_MIN_FRAME_SIZE } from '../../../hal/bearer.js';
 import { encodeFrame, MtParser, MtType } from '../../../sim/emu/znp/mt.js';
 import { NvId, ZnpNv } from '../../../sim/emu/znp/nv.js';

@@ -3,13 +3,13 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
+import type { LockEvent } from '../../../src/contract/link-frames.js';
+import type { CloudEvent, LockStatePayload } from '../../../src/contract/mqtt.js';
+import { conforms } from '../../../src/contract/mqtt-validate.js';
 import { COUNTER_REFUSED, Outbox } from '../../../src/events/outbox.js';
-import type { LockEvent } from '../../../src/link/frames.js';
 import type { StoredEvent } from '../../../src/link/pairing.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
-import type { CloudEvent, LockStatePayload } from '../../../src/uplink/contract.js';
-import { conforms } from '../../../src/uplink/validate.js';
 import { pairingWithLock } from '../../helpers/pairing.js';
 import { tempDir } from '../../helpers/tmp.js';
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SimRadio } from '../../../drivers/sim-radio/radio.js';
 import type {
   Advertisement,
   Bearer,
@@ -8,7 +9,6 @@ import type {
   ConnectOptions,
 } from '../../../hal/bearer.js';
 import { CompositeBearer } from '../../../hal/composite.js';
-import { SimRadio } from '../../../hal/sim/radio.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { Secret } from '../../../src/crypto/secret.js';

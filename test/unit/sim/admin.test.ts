@@ -7,9 +7,9 @@ import { AccessMirror } from '../../../src/access/mirror.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
+import type { SyncAckPayload, SyncPayload } from '../../../src/contract/mqtt.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { Store } from '../../../src/store/store.js';
-import type { SyncAckPayload, SyncPayload } from '../../../src/uplink/contract.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const PIN_KEY = new Secret(new Uint8Array(32).fill(9));

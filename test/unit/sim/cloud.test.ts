@@ -4,10 +4,10 @@ import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { type CommandEnvelope, openSetupCode, otpMatches } from '../../../src/commands/otp.js';
 import { CommandVerifier } from '../../../src/commands/verifier.js';
+import { conforms } from '../../../src/contract/mqtt-validate.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
-import { conforms } from '../../../src/uplink/validate.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const HUB = 'hub-0001';

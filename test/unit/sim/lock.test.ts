@@ -1,9 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../drivers/sim-radio/radio.js';
 import type { BearerLink } from '../../../hal/bearer.js';
-import type { Result } from '../../../hal/result.js';
-import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../hal/sim/radio.js';
 import { SimLock, type SimLockOptions } from '../../../sim/lock/lock.js';
 import {
   FileLockStorage,
@@ -17,7 +16,7 @@ import {
 import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
-import { Secret } from '../../../src/crypto/secret.js';
+import type { Result } from '../../../src/base/result.js';
 import {
   decodeMessage,
   encodeMessage,
@@ -26,7 +25,8 @@ import {
   type OpResult,
   type Request,
   type Response,
-} from '../../../src/link/frames.js';
+} from '../../../src/contract/link-frames.js';
+import { Secret } from '../../../src/crypto/secret.js';
 import { generateKeyPair, type KeyPair } from '../../../src/link/noise.js';
 import { attachLock, connectBound, type LinkFailure, type SecureSession } from '../../../src/link/session.js';
 import { tempDir } from '../../helpers/tmp.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
-import type { ControlServer } from '../../../src/control/server.js';
+import type { ControlServer } from '../../../src/control-socket/socket-server.js';
 import { registerCommandMethods } from '../../../src/uplink/control.js';
 import type { UplinkService } from '../../../src/uplink/service.js';
 

@@ -8,14 +8,11 @@ import { systemClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { loadOtpKey } from '../../../src/commands/otp-key.js';
+import { CONTRACT_VERSION, type EnrollRequestPayload, type EnrollResponsePayload } from '../../../src/contract/mqtt.js';
+import { conforms } from '../../../src/contract/mqtt-validate.js';
 import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { Store } from '../../../src/store/store.js';
-import {
-  CONTRACT_VERSION,
-  type EnrollRequestPayload,
-  type EnrollResponsePayload,
-} from '../../../src/uplink/contract.js';
 import {
   acceptEnrollment,
   type ClaimMaterial,
@@ -23,7 +20,6 @@ import {
   type EnrollTransport,
   PIN_KEY_PURPOSE,
 } from '../../../src/uplink/enrollment.js';
-import { conforms } from '../../../src/uplink/validate.js';
 import { capturingLogger } from '../../helpers/commands.js';
 import { tempDir } from '../../helpers/tmp.js';
 

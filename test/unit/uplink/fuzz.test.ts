@@ -8,9 +8,9 @@ import {
   MAX_SYNC_BYTES,
   maxInboundBytes,
   syncSchema,
-} from '../../../src/uplink/contract.js';
+} from '../../../src/contract/mqtt.js';
+import { conforms, salvageId } from '../../../src/contract/mqtt-validate.js';
 import type { InboundTopic } from '../../../src/uplink/inbound.js';
-import { conforms, salvageId } from '../../../src/uplink/validate.js';
 import { commandHarness, STATE } from '../../helpers/commands.js';
 
 /**

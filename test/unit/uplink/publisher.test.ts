@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
+import type { CmdResultPayload } from '../../../src/contract/mqtt.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
-import type { PublishResult } from '../../../src/uplink/client.js';
-import type { CmdResultPayload } from '../../../src/uplink/contract.js';
+import type { PublishResult } from '../../../src/uplink/mqtt-client.js';
 import { type AheadTicket, Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
 import { tempDir } from '../../helpers/tmp.js';
 

@@ -1,16 +1,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect } from 'vitest';
+import type { SimFaults } from '../../../../drivers/sim-radio/radio.js';
 import type { Bearer } from '../../../../hal/bearer.js';
-import type { SimFaults } from '../../../../hal/sim/radio.js';
 import type { LockPersisted } from '../../../../sim/lock/storage.js';
 import { SimWorld } from '../../../../sim/world.js';
 import { VirtualClock } from '../../../../src/base/clock.js';
 import { HubError } from '../../../../src/base/errors.js';
 import { SeededRandom } from '../../../../src/base/random.js';
+import type { LockEvent } from '../../../../src/contract/link-frames.js';
 import { Sealer } from '../../../../src/crypto/seal.js';
 import { Secret } from '../../../../src/crypto/secret.js';
-import type { LockEvent } from '../../../../src/link/frames.js';
 import {
   type AccessHandler,
   LinkManager,

@@ -17,7 +17,7 @@ import {
   type OfflineItem,
   OPERATIONS,
   offlineListDigest,
-} from '../../../src/link/frames.js';
+} from '../../../src/contract/link-frames.js';
 
 const state: LockState = {
   bolt: 'unlocked',

@@ -1,9 +1,9 @@
-import type { BearerLink, CloseReason } from '../../../hal/bearer.js';
-import type { Result } from '../../../hal/result.js';
-import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../hal/sim/radio.js';
-import { VirtualClock } from '../../../src/base/clock.js';
-import { SeededRandom } from '../../../src/base/random.js';
-import { drive } from '../../helpers/drive.js';
+import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../../drivers/sim-radio/radio.js';
+import type { BearerLink, CloseReason } from '../../../../hal/bearer.js';
+import { VirtualClock } from '../../../../src/base/clock.js';
+import { SeededRandom } from '../../../../src/base/random.js';
+import type { Result } from '../../../../src/base/result.js';
+import { drive } from '../../../helpers/drive.js';
 
 /** A radio on virtual time with a seeded random source. */
 export function simRadio(

@@ -10,7 +10,7 @@ import {
   Reassembler,
   scanResponsePacket,
   zeroReassemblyCounters,
-} from '../../../drivers/ble/protocol.js';
+} from '../../../drivers/ble/gatt-frames.js';
 import { HciEmulator } from '../../../sim/emu/hci/controller.js';
 import { H4Parser } from '../../../sim/emu/hci/h4.js';
 import { systemClock } from '../../../src/base/clock.js';

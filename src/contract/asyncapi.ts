@@ -1,4 +1,4 @@
-import { CONTRACT_VERSION, schemas, type TopicMap } from './contract.js';
+import { CONTRACT_VERSION, schemas, type TopicMap } from './mqtt.js';
 
 const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: boolean; summary: string } } = {
   status: {

@@ -1,6 +1,6 @@
 import { createConnection } from 'node:net';
 import { HubError } from '../base/errors.js';
-import { type ControlResponse, MAX_LINE_BYTES } from './protocol.js';
+import { type ControlResponse, MAX_LINE_BYTES } from '../contract/control-socket.js';
 
 /** One request to a running daemon. Throws HubError with the daemon's code, or daemon.not-running. */
 export async function callDaemon(

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
-import type { Result } from '../../hal/result.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { HubError } from '../base/errors.js';
+import type { Result } from '../base/result.js';
 
 /**
  * The application messages carried inside the sealed channel, in a compact binary form.
@@ -531,7 +531,7 @@ export function offlineListDigest(items: readonly OfflineItem[]): Uint8Array {
     if (e instanceof Malformed) throw new HubError('frame.invalid', `Cannot hash the offline list: ${e.message}`);
     throw e;
   }
-  return new Uint8Array(createHash('sha256').update(w.finish(Number.POSITIVE_INFINITY)).digest());
+  return sha256(w.finish(Number.POSITIVE_INFINITY));
 }
 
 function readOffline(r: Reader, id: number): Request {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Advertisement, BearerLink, BearerState } from '../../../hal/bearer.js';
-import { HubError } from '../../../src/base/errors.js';
+import type { Advertisement, BearerLink, BearerState } from '../../../../hal/bearer.js';
+import { HubError } from '../../../../src/base/errors.js';
 import { closeReasons, collect, connectedPair, numbered, settle, simRadio, unwrap } from './sim-world.js';
 
 describe('simulated radio: closing and disconnects', () => {

@@ -1,7 +1,7 @@
+import { BEARER_MIN_FRAME_SIZE, type BearerLink } from '../../hal/bearer.js';
 import type { Clock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
-import { BEARER_MIN_FRAME_SIZE, type BearerLink } from '../bearer.js';
 import {
   checkFaults,
   type MutableCounters,

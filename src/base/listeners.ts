@@ -1,4 +1,5 @@
-import type { Unsubscribe } from './bearer.js';
+/** Stops a subscription; calling it twice is harmless. */
+export type Unsubscribe = () => void;
 
 /**
  * The listeners of one kind of bearer event (state changes, advertisements): every Bearer keeps

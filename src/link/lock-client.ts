@@ -1,7 +1,7 @@
-import type { Unsubscribe } from '../../hal/bearer.js';
-import { Listeners } from '../../hal/listeners.js';
-import { err, ok, type Result } from '../../hal/result.js';
 import type { Clock } from '../base/clock.js';
+import type { Unsubscribe } from '../base/listeners.js';
+import { Listeners } from '../base/listeners.js';
+import { err, ok, type Result } from '../base/result.js';
 import {
   type AccessAnswer,
   type AccessRequest,
@@ -13,7 +13,7 @@ import {
   type Operation,
   type OpResultFor,
   type Request,
-} from './frames.js';
+} from '../contract/link-frames.js';
 import type { SecureSession } from './session.js';
 
 /** A request without its id: the client numbers requests itself. */

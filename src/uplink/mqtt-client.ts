@@ -10,8 +10,8 @@ import { type IClientOptions, MqttClient } from 'mqtt';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
+import { CONTRACT_VERSION, ID_PATTERN, type StatusPayload, topics } from '../contract/mqtt.js';
 import type { Logger } from '../log/logger.js';
-import { CONTRACT_VERSION, ID_PATTERN, type StatusPayload, topics } from './contract.js';
 
 /** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
 export type InboundTopicName = 'cmd' | 'sync' | 'cert/response';

@@ -1,6 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { err, ok, type Result } from '../../hal/result.js';
-import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, maxInboundBytes, schemas, type TopicMap } from './contract.js';
+import { err, ok, type Result } from '../base/result.js';
+import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, maxInboundBytes, schemas, type TopicMap } from './mqtt.js';
 
 const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true, allowUnionTypes: true });
 

@@ -1,4 +1,3 @@
-import type { TimerHandle } from '../../src/base/clock.js';
 import type {
   Advertisement,
   Bearer,
@@ -8,9 +7,10 @@ import type {
   ConnectOptions,
   LinkQuality,
   Unsubscribe,
-} from '../bearer.js';
-import { Listeners } from '../listeners.js';
-import { err, ok, type Result } from '../result.js';
+} from '../../hal/bearer.js';
+import type { TimerHandle } from '../../src/base/clock.js';
+import { Listeners } from '../../src/base/listeners.js';
+import { err, ok, type Result } from '../../src/base/result.js';
 import { type CloseReasons, Connection, type Medium } from './link.js';
 
 /** What a simulated peripheral advertises; the radio adds its address, rssi and the time it was heard. */

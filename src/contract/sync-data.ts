@@ -1,9 +1,9 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import { ID_PATTERN } from '../uplink/contract.js';
-import type { Weekday } from './schedule.js';
+import type { Weekday } from '../access/schedule.js';
+import { ID_PATTERN } from './mqtt.js';
 
 /**
- * The `data` of a `sync` message (src/uplink/contract.ts, `syncSchema`): the access-rights
+ * The `data` of a `sync` message (src/contract/mqtt.ts, `syncSchema`): the access-rights
  * mirror's content as a snapshot (everything) or a delta (upserts and deletions per table).
  * docs/access.md describes the format and its rules; these schemas are its single source.
  */

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { BearerLink } from '../../../hal/bearer.js';
-import { type SimFaults, SimRadio } from '../../../hal/sim/radio.js';
-import { systemClock } from '../../../src/base/clock.js';
-import { HubError } from '../../../src/base/errors.js';
-import { SeededRandom } from '../../../src/base/random.js';
+import { type SimFaults, SimRadio } from '../../../../drivers/sim-radio/radio.js';
+import type { BearerLink } from '../../../../hal/bearer.js';
+import { systemClock } from '../../../../src/base/clock.js';
+import { HubError } from '../../../../src/base/errors.js';
+import { SeededRandom } from '../../../../src/base/random.js';
 import { collect, connectedPair, numbered, numberOf, simRadio } from './sim-world.js';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);

@@ -1,8 +1,14 @@
+import {
+  type BearerError,
+  type BearerLink,
+  type CloseReason,
+  disconnectedError,
+  type LinkQuality,
+} from '../../hal/bearer.js';
+import { WiredLink } from '../../hal/link-listeners.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import type { Random } from '../../src/base/random.js';
-import { type BearerError, type BearerLink, type CloseReason, disconnectedError, type LinkQuality } from '../bearer.js';
-import { WiredLink } from '../link-listeners.js';
-import { err, OK, type Result } from '../result.js';
+import { err, OK, type Result } from '../../src/base/result.js';
 import type { MutableCounters, SimFaults } from './faults.js';
 
 /** What a simulated link needs from the radio it runs on. */

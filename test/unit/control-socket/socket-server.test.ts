@@ -3,9 +3,9 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
-import { callDaemon } from '../../../src/control/client.js';
-import { MAX_LINE_BYTES } from '../../../src/control/protocol.js';
-import { ControlServer } from '../../../src/control/server.js';
+import { MAX_LINE_BYTES } from '../../../src/contract/control-socket.js';
+import { callDaemon } from '../../../src/control-socket/socket-client.js';
+import { ControlServer } from '../../../src/control-socket/socket-server.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { tempDir } from '../../helpers/tmp.js';
 

@@ -1,4 +1,4 @@
-import type { ControlServer } from '../src/control/server.js';
+import type { ControlServer } from '../src/control-socket/socket-server.js';
 import type { SimWorld } from './world.js';
 
 const deviceId = { type: 'string', pattern: '^SIM-[0-9]{4}$' } as const;

@@ -2,8 +2,13 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { HubError } from '../base/errors.js';
+import {
+  type ControlRequest,
+  type ControlResponse,
+  MAX_LINE_BYTES,
+  requestSchema,
+} from '../contract/control-socket.js';
 import type { Logger } from '../log/logger.js';
-import { type ControlRequest, type ControlResponse, MAX_LINE_BYTES, requestSchema } from './protocol.js';
 
 export interface MethodSpec {
   /** JSON Schema of the params object. Unknown params are refused. */
