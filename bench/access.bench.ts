@@ -220,9 +220,11 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
   const snapshotFile = join(dir, 'snapshot.json');
   writeFileSync(snapshotFile, snapshotText(1, site.snapshot));
   const daemonModule = new URL('../src/app/daemon.js', import.meta.url).href;
+  const siteModule = new URL('../src/demo/simulated-site.js', import.meta.url).href;
   const script = `
     import { readFileSync } from 'node:fs';
     const { startDaemon } = await import(${JSON.stringify(daemonModule)});
+    const { loadSimulatedSite } = await import(${JSON.stringify(siteModule)});
     const dir = ${JSON.stringify(join(dir, 'rss'))};
     const d = await startDaemon({
       configPath: null,
@@ -234,6 +236,7 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
         simulation: { enabled: true, locks: 0 },
         access: { timeZone: ${JSON.stringify(TZ)} },
       },
+      simulation: loadSimulatedSite,
     });
     const rss = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage().rss; };
     const before = rss();

@@ -80,7 +80,7 @@ async function install(file: string): Promise<void> {
   const { PairingStore } = await import('../src/link/pairing.js');
   const { FileLockStorage } = await import('../sim/lock/storage.js');
   const { UplinkClient } = await import('../src/uplink/mqtt-client.js');
-  const { Inbound } = await import('../src/uplink/inbound.js');
+  const { Inbound } = await import('../src/app/inbound.js');
   const { LinkManager } = await import('../src/link/manager.js');
   wrap(Store.prototype, 'transaction', 'commit');
   wrap(Store.prototype, 'lazyTransaction', 'lazyCommit');
@@ -146,7 +146,7 @@ export function stageBreakdown(
       add('verify.verifier', verifier[1]);
     }
     add('claimCommit', claim[1]);
-    // The answer is published ahead of its record when nothing queued waits (Inbound #finish),
+    // The answer is published ahead of its record when nothing queued waits (Inbox.finish),
     // else recorded first: fromLock ends at whichever came first.
     const first = result[0] < finish[0] ? result : finish;
     if (flash) {

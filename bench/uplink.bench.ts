@@ -13,6 +13,7 @@ import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import type { HubConfig } from '../src/config/schema.js';
 import { topics } from '../src/contract/mqtt.js';
+import { loadSimulatedSite } from '../src/demo/simulated-site.js';
 import { Outbox } from '../src/events/outbox.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
@@ -87,6 +88,7 @@ export async function startBenchDaemon(
       ...(o.access === undefined ? {} : { access: o.access as HubConfig['access'] }),
       uplink: devUplinkConfig(b.url, pki, { mqttVersion: b.kind.startsWith('mosquitto') ? '5' : '3.1.1' }),
     },
+    simulation: loadSimulatedSite,
     onBuilt: (_h, w) => {
       world = w;
     },

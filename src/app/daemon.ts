@@ -1,17 +1,17 @@
-import { join } from 'node:path';
-import { registerSimMethods } from '../../sim/control-methods.js';
-import { SimWorld, simulatedSiteSecrets } from '../../sim/world.js';
+import type { Bearer } from '../../hal/bearer.js';
 import { type Clock, systemClock } from '../base/clock.js';
+import type { Component } from '../base/component.js';
 import { describeError, HubError } from '../base/errors.js';
 import { type Random, systemRandom } from '../base/random.js';
+import { VERSION } from '../base/version.js';
 import { loadConfig } from '../config/load.js';
 import type { HubConfig } from '../config/schema.js';
+import type { ControlServer } from '../control-socket/socket-server.js';
 import type { LinkOptions } from '../link/manager.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { Hub } from './hub.js';
 import { loadDrivers } from './radios.js';
 import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
-import { VERSION } from './version.js';
 
 /** Exit code for a problem a restart cannot fix (sysexits EX_CONFIG); the unit file has RestartPreventExitStatus=78. */
 export const EXIT_CONFIG = 78;
@@ -20,7 +20,26 @@ export const EXIT_CONFIG = 78;
 const PERMANENT =
   /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id|no-identity)|identity\.|provision\.|commands\.|access\.(time-zone|cloud-key))/;
 
-export interface DaemonOptions {
+/**
+ * A simulated site as the daemon hosts it (simulated locks on an in-memory radio). The daemon
+ * never imports the simulation itself: the entry point that may run one (`iqhub run`, the demo,
+ * the benches) hands over a loader, called only when `simulation.enabled` is set — so a
+ * production start loads no simulated code at all.
+ */
+export interface SimulatedSite<W> {
+  /** The site itself, handed to `onBuilt` (the demo drives its locks). */
+  world: W;
+  locks: number;
+  bearer: Bearer;
+  /** Started before the hub's own components, stopped after them. */
+  component: Component;
+  /** The physical acts on simulated locks, on the control socket. */
+  registerMethods(control: ControlServer): void;
+}
+
+export type SimulationFactory<W> = (config: HubConfig, clock: Clock, random: Random) => SimulatedSite<W>;
+
+export interface DaemonOptions<W = unknown> {
   /** Config file; undefined = the default path, null = defaults only (the demo). */
   configPath?: string | null | undefined;
   overrides?: Partial<HubConfig>;
@@ -28,33 +47,16 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
   random?: Random;
+  /** Loads the simulated site; called only when the config enables simulation. */
+  simulation?: () => Promise<SimulationFactory<W>>;
   /** Called with the built hub (and the simulated site, if any) before it starts. */
-  onBuilt?: (hub: Hub, world: SimWorld | undefined) => void;
+  onBuilt?: (hub: Hub, world: W | undefined) => void;
   /** Called with the started hub, before waiting for a signal (the demo adds its scenario here). */
   onStarted?: (hub: Hub, log: Logger) => Promise<void> | void;
   /** Install SIGTERM/SIGINT handlers (true for `iqhub run`). */
   handleSignals?: boolean;
   /** Timing of the lock link; defaults suit real radios. */
   linkOptions?: Partial<LinkOptions>;
-}
-
-function simulatedSite(config: HubConfig, clock: Clock, random: Random): SimWorld {
-  const s = config.simulation;
-  return new SimWorld({
-    clock,
-    random,
-    seed: s.seed,
-    locks: s.locks,
-    dir: join(config.dataDir, 'sim'),
-    site: simulatedSiteSecrets(s.seed),
-    flashDurable: s.flashDurable,
-    faults: {
-      lossRate: s.lossRate,
-      duplicateRate: s.duplicateRate,
-      reorderRate: s.reorderRate,
-      latencyMs: s.latencyMs,
-    },
-  });
 }
 
 export interface RunningDaemon {
@@ -69,7 +71,7 @@ export interface RunningDaemon {
  * Start the daemon: config, logger, hub, systemd notification and watchdog, signal handling.
  * Throws a HubError if start-up fails; the caller maps it to an exit code.
  */
-export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaemon> {
+export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Promise<RunningDaemon> {
   const env = opts.env ?? process.env;
   const clock = opts.clock ?? systemClock;
   const random = opts.random ?? systemRandom;
@@ -82,8 +84,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   log.info({ version: VERSION, config: loaded.source ?? '(defaults)', dataDir: config.dataDir }, 'iq-hub starting');
   let hub: Hub;
   try {
-    const world = config.simulation.enabled ? simulatedSite(config, clock, random) : undefined;
-    if (world) log.warn({ locks: world.locks.length }, 'simulation mode: the locks are simulated, not real');
+    const site = config.simulation.enabled ? (await loadSimulation(opts))(config, clock, random) : undefined;
+    if (site) log.warn({ locks: site.locks }, 'simulation mode: the locks are simulated, not real');
     const drivers = await loadDrivers(config.radios);
     hub = Hub.build({
       drivers,
@@ -93,11 +95,11 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       random,
       log,
       env,
-      ...(world ? { bearer: world.bearer(), before: [world] } : {}),
+      ...(site ? { bearer: site.bearer, before: [site.component] } : {}),
       ...(opts.linkOptions ? { linkOptions: opts.linkOptions } : {}),
     });
-    if (world) registerSimMethods(hub.control, world);
-    onBuilt?.(hub, world);
+    site?.registerMethods(hub.control);
+    onBuilt?.(hub, site?.world);
     await hub.start();
   } catch (e) {
     notifier.close();
@@ -155,7 +157,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
 }
 
 /** `iqhub run`: start, wait for a signal, stop, and return the process exit code. */
-export async function runDaemon(opts: DaemonOptions): Promise<number> {
+export async function runDaemon<W>(opts: DaemonOptions<W>): Promise<number> {
   try {
     const d = await startDaemon({ ...opts, handleSignals: true });
     return await d.done;
@@ -164,4 +166,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);
     return permanent ? EXIT_CONFIG : 1;
   }
+}
+
+function loadSimulation<W>(opts: DaemonOptions<W>): Promise<SimulationFactory<W>> {
+  if (!opts.simulation) {
+    throw new HubError(
+      'config.simulation',
+      'simulation.enabled is set, but this program does not include the simulation',
+      {
+        hint: 'set simulation.enabled to false on a real hub; the simulation runs under `iqhub run`, `iqhub demo` and the tests',
+      },
+    );
+  }
+  return opts.simulation();
 }

@@ -2,34 +2,53 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
-import { loadCloudKey } from '../access/cloud-key.js';
-import { offlineListRows, registerAccessMethods } from '../access/control.js';
+import { loadUplinkFiles, type UplinkFiles } from '../../provisioning/uplink-files.js';
 import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
-import { OfflineLists } from '../access/offline.js';
+import type { OfflineLists } from '../access/offline.js';
+import { offlineListRows } from '../access/offline-rows.js';
 import { checkTimeZone } from '../access/schedule.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
-import { type CertSummary, type DiagReport, daemonDiag } from '../cli/diag.js';
+import { VERSION } from '../base/version.js';
 import { loadOtpKey } from '../commands/otp-key.js';
+import { NO_LOCKS } from '../commands/remote-commands.js';
+import { CommandVerifier } from '../commands/verifier.js';
 import type { HubConfig } from '../config/schema.js';
-import { type HubStatus, SOCKET_NAME } from '../contract/control-socket.js';
+import {
+  type CertSummary,
+  type CommandsView,
+  type DiagReport,
+  type HubStatus,
+  SOCKET_NAME,
+  type VerifierStats,
+} from '../contract/control-socket.js';
+import type { HealthPayload } from '../contract/mqtt.js';
 import { ControlServer } from '../control-socket/socket-server.js';
 import { Sealer } from '../crypto/seal.js';
+import type { Secret } from '../crypto/secret.js';
 import { loadStorageKey, type StorageKeySource } from '../crypto/storage-key.js';
+import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
-import { registerLinkMethods } from '../link/control.js';
-import { LinkManager, type LinkOptions } from '../link/manager.js';
-import { PairingStore } from '../link/pairing.js';
+import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import { Store } from '../store/store.js';
-import { registerCommandMethods } from '../uplink/control.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
-import { loadUplinkFiles, UplinkService } from '../uplink/service.js';
+import { UplinkService } from '../uplink/service.js';
+import { loadCloudKey } from './cloud-key-file.js';
+import {
+  registerAccessMethods,
+  registerCommandMethods,
+  registerLinkMethods,
+  registerRadioMethods,
+} from './control-methods.js';
+import { daemonDiag } from './diag.js';
+import { buildHealth } from './health.js';
+import { Inbound } from './inbound.js';
+import { buildLink } from './link-wiring.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
-import { VERSION } from './version.js';
 
 export interface HubDeps {
   config: HubConfig;
@@ -48,9 +67,16 @@ export interface HubDeps {
   env: NodeJS.ProcessEnv;
 }
 
+/** The remote commands' parts, made once the uplink knows the hub's identity. */
+interface RemoteParts {
+  verifier: CommandVerifier;
+  inbound: Inbound;
+}
+
 /**
- * The composition root: config → storage key → store → services → (later) bearers and uplink →
- * control socket. Nothing else constructs these parts, so the wiring is visible in one place.
+ * The composition root: config → storage key → store → services → bearers and uplink → control
+ * socket. Nothing else constructs these parts, so the wiring is visible in one place; the
+ * control-socket methods are registered here from the services' functions.
  */
 export class Hub {
   readonly deps: HubDeps;
@@ -75,96 +101,56 @@ export class Hub {
   #startedMono = 0;
   /** The uplink's certificate as loaded at start (for diag). */
   #certificate: CertSummary | undefined;
+  #remote: RemoteParts | undefined;
 
   private constructor(deps: HubDeps, store: Store, sealer: Sealer, storageKey: Omit<StorageKeySource, 'key'>) {
     this.deps = deps;
     this.store = store;
     this.sealer = sealer;
     this.storageKey = storageKey;
-    this.control = new ControlServer(join(deps.config.runDir, SOCKET_NAME), deps.log.child({ component: 'control' }));
+    const { config, clock, log } = deps;
+    this.control = new ControlServer(join(config.runDir, SOCKET_NAME), log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
-    this.mirror = new AccessMirror({ store, clock: deps.clock });
-    const accessConfig = deps.config.access;
-    try {
-      checkTimeZone(accessConfig.timeZone);
-    } catch {
-      throw new HubError(
-        'access.time-zone',
-        `access.timeZone: ${accessConfig.timeZone} is not a known IANA time zone`,
-        {
-          hint: 'set the site zone, e.g. Europe/Madrid or America/New_York (UTC if the site has no daylight saving)',
-        },
-      );
-    }
-    this.access = new AccessDecider({
-      mirror: this.mirror,
-      clock: deps.clock,
-      timeZone: accessConfig.timeZone,
-      cloudPublicKey: accessConfig.cloudKeyFile ? loadCloudKey(accessConfig.cloudKeyFile) : undefined,
-      log: deps.log.child({ component: 'access' }),
-      throttle: { wrongCodeLimit: accessConfig.wrongPinLimit, disableMs: accessConfig.pinDisableSec * 1000 },
-    });
+    this.mirror = new AccessMirror({ store, clock });
+    this.access = buildDecider(config.access, this.mirror, clock, log);
     this.#components.push(...(deps.before ?? []));
     // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
-    const enrollment = enrollmentFor({ ...deps, store, sealer, log: deps.log.child({ component: 'enrollment' }) });
-    const files =
-      deps.config.uplink.enabled && !enrollment ? loadUplinkFiles(deps.config.uplink, deps.config.dataDir) : undefined;
-    if (files) {
-      this.#certificate = {
-        hubId: files.identity.hubId,
-        notBefore: files.identity.notBefore,
-        notAfter: files.identity.notAfter,
-        fingerprint: files.identity.fingerprint,
-        source: deps.config.uplink.certFile ?? identityPaths(deps.config.dataDir).cert,
-      };
-    }
+    const enrollment = enrollmentFor({ ...deps, store, sealer, log: log.child({ component: 'enrollment' }) });
+    const files = config.uplink.enabled && !enrollment ? loadUplinkFiles(config.uplink, config.dataDir) : undefined;
+    if (files)
+      this.#certificate = { ...files.identity, source: config.uplink.certFile ?? identityPaths(config.dataDir).cert };
     // Remote commands arrive over the uplink only; the OTP key is sealed under the hub id.
-    const otpKey = files
-      ? loadOtpKey({
-          config: deps.config.commands,
-          hubId: files.identity.hubId,
-          store,
-          sealer,
-          clock: deps.clock,
-          log: deps.log.child({ component: 'commands' }),
-        })
-      : undefined;
-    if (!deps.config.uplink.enabled && deps.config.commands.otpKeyFile !== null) {
-      deps.log.warn(
-        { file: deps.config.commands.otpKeyFile },
+    const otpKey = files ? this.#loadOtpKey(files.identity.hubId) : undefined;
+    if (!config.uplink.enabled && config.commands.otpKeyFile !== null) {
+      log.warn(
+        { file: config.commands.otpKeyFile },
         'commands.otpKeyFile is set but the uplink is disabled: remote commands cannot arrive, the key is not used',
       );
     }
     if (files || enrollment) {
-      const outbox = new Outbox(store, {
-        clock: deps.clock,
-        log: deps.log.child({ component: 'outbox' }),
-        maxBytes: deps.config.uplink.outboxMaxMB * 1024 * 1024,
+      this.outbox = new Outbox(store, {
+        clock,
+        log: log.child({ component: 'outbox' }),
+        maxBytes: config.uplink.outboxMaxMB * 1024 * 1024,
       });
-      this.outbox = outbox;
     }
-    this.radios = buildRadios(deps.config, deps.drivers ?? {}, {
+    this.radios = buildRadios(config, deps.drivers ?? {}, {
       ...(deps.bearer ? { sim: deps.bearer } : {}),
       sealer,
       random: deps.random,
-      clock: deps.clock,
-      log: deps.log,
+      clock,
+      log,
     });
     if (this.radios) {
       const outbox = this.outbox;
-      this.link = new LinkManager({
-        pairing: new PairingStore(store),
-        bearer: this.radios.bearer,
+      const built = buildLink({
+        ...deps,
+        store,
         sealer,
-        clock: deps.clock,
-        random: deps.random,
-        log: deps.log.child({ component: 'link' }),
-        options: deps.linkOptions ?? {},
-        accessHandler: (lockId, credential) => {
-          const d = this.access.verifyAccess(lockId, credential);
-          return { grant: d.grant, reason: d.reason, credentialId: d.credentialId };
-        },
+        bearer: this.radios.bearer,
+        mirror: this.mirror,
+        access: this.access,
         // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
         ...(outbox
           ? {
@@ -177,104 +163,18 @@ export class Hub {
             }
           : {}),
       });
-      this.#components.push(this.link);
-      registerLinkMethods(this.control, this.link);
-      const link = this.link;
-      const offline = new OfflineLists({
-        mirror: this.mirror,
-        clock: deps.clock,
-        timeZone: accessConfig.timeZone,
-        log: deps.log.child({ component: 'offline-lists' }),
-        options: { horizonDays: accessConfig.offlineHorizonDays, defaultCapacity: accessConfig.offlineCapacity },
-        link: {
-          boundLocks: () =>
-            link
-              .list()
-              .filter((l) => l.state === 'bound')
-              .map((l) => l.lockId),
-          setOffline: (lockId, change) => link.setOffline(lockId, change),
-        },
-      });
-      // A lock that (re)connects gets its list checked: after a hub restart the hub asks what it
-      // holds, and sends the list only if it differs.
-      const connected = new Set<string>();
-      link.onLockChange((change) => {
-        const { lockId, summary } = change;
-        if (!summary) offline.lockGone(lockId);
-        if (!summary?.connected || summary.state !== 'bound') {
-          connected.delete(lockId);
-        } else if (!connected.has(lockId)) {
-          connected.add(lockId);
-          offline.lockReady(lockId);
-        }
-      });
-      this.offline = offline;
-      this.#components.push(offline);
+      this.link = built.link;
+      this.offline = built.offline;
+      this.#components.push(built.link, built.offline);
+      registerLinkMethods(this.control, built.link);
     }
     registerAccessMethods(this.control, this.offline);
     if ((files || enrollment) && this.outbox) {
-      const members = this.radios?.members ?? [];
-      const { config } = deps;
-      const mirror = this.mirror;
-      this.uplink = new UplinkService({
-        ...(this.offline ? { offlineLists: () => offlineListRows(this.offline) } : {}),
-        config: config.uplink,
-        files,
-        sync: {
-          apply: async (p) => {
-            const applied = mirror.apply(p);
-            // Committed: the locks' offline lists follow (deltas, within a second on a healthy site).
-            this.offline?.changed();
-            return { version: applied.version };
-          },
-        },
-        ...(enrollment
-          ? {
-              enrollment: {
-                enroll: enrollment,
-                load: () => {
-                  const enrolled = loadUplinkFiles(config.uplink, config.dataDir);
-                  const key = loadOtpKey({
-                    config: config.commands,
-                    hubId: enrolled.identity.hubId,
-                    store,
-                    sealer,
-                    clock: deps.clock,
-                    log: deps.log.child({ component: 'commands' }),
-                  });
-                  return { files: enrolled, otpKey: key };
-                },
-              },
-            }
-          : {}),
-        // The installed identity renews itself; certificate files named in the config do not.
-        ...(config.uplink.certFile === null
-          ? { rotation: { dataDir: config.dataDir, atFraction: config.provisioning.rotateAtFraction } }
-          : {}),
-        store,
-        outbox: this.outbox,
-        link: this.link,
-        clock: deps.clock,
-        random: deps.random,
-        log: deps.log.child({ component: 'uplink' }),
-        version: VERSION,
-        startedAt: () => this.#startedAt,
-        commands: deps.config.commands,
-        otpKey,
-        radios: () =>
-          members.map((bearer) => {
-            const st = bearer.state();
-            return {
-              kind: bearer.kind,
-              state: st.status,
-              ...(st.status === 'unavailable' ? { detail: st.reason } : {}),
-            };
-          }),
-      });
+      this.uplink = this.#buildUplink(files, otpKey, enrollment, this.outbox);
       this.#components.push(this.uplink);
     }
-    registerCommandMethods(this.control, this.uplink);
-    this.#registerRadioMethods();
+    registerCommandMethods(this.control, this.uplink ? { commands: (limit) => this.#commandsView(limit) } : undefined);
+    registerRadioMethods(this.control, () => this.radios?.zigbee);
     this.#components.push(controlComponent(this.control));
   }
 
@@ -337,7 +237,7 @@ export class Hub {
       version: VERSION,
       pid: process.pid,
       startedAt: new Date(this.#startedAt).toISOString(),
-      uptimeSec: Math.round((this.deps.clock.monotonic() - this.#startedMono) / 1000),
+      uptimeSec: this.#uptimeSec(),
       configSource: this.deps.configSource,
       dataDir: this.deps.config.dataDir,
       storageKey: this.storageKey,
@@ -346,26 +246,155 @@ export class Hub {
     };
   }
 
-  /** `iqhub backup` / `iqhub restore`: the ZigBee coordinator's sealed backups. */
-  #registerRadioMethods(): void {
-    const zigbee = () => {
-      const z = this.radios?.zigbee;
-      if (!z) {
-        throw new HubError('radio.no-zigbee', 'this hub has no ZigBee radio', {
-          hint: 'set radios.zigbee.enabled and radios.zigbee.port in the config (docs/zigbee.md)',
+  /** `iqhub diag`: every check, with a verdict and what to do. */
+  diag(): DiagReport {
+    return daemonDiag({
+      config: this.deps.config,
+      configSource: this.deps.configSource,
+      now: this.deps.clock.now(),
+      uptimeSec: this.#uptimeSec(),
+      version: VERSION,
+      store: this.store,
+      bearers: [...(this.radios?.members ?? [])],
+      link: this.link,
+      uplink: this.uplink,
+      commandStats: this.commandStats(),
+      outbox: this.outbox,
+      certificate: this.#currentCertificate(),
+    });
+  }
+
+  /** The `health` message as it stands now (published by the uplink). */
+  health(): HealthPayload | undefined {
+    const outbox = this.outbox;
+    if (!outbox) return undefined;
+    const members = this.radios?.members ?? [];
+    const offline = this.offline;
+    return buildHealth({
+      clock: this.deps.clock,
+      startedAt: () => this.#startedAt,
+      outbox,
+      link: this.link,
+      radios: () =>
+        members.map((bearer) => {
+          const st = bearer.state();
+          return { kind: bearer.kind, state: st.status, ...(st.status === 'unavailable' ? { detail: st.reason } : {}) };
+        }),
+      certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
+      ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
+      commandStats: () => this.commandStats(),
+    });
+  }
+
+  /** The verifier's counts since start-up and a running lockout; undefined until the uplink is up. */
+  commandStats(): VerifierStats | undefined {
+    return this.#remote?.verifier.stats();
+  }
+
+  #commandsView(limit: number): CommandsView | undefined {
+    const remote = this.#remote;
+    return remote && { stats: remote.verifier.stats(), recent: remote.inbound.recent(limit) };
+  }
+
+  #uptimeSec(): number {
+    return Math.round((this.deps.clock.monotonic() - this.#startedMono) / 1000);
+  }
+
+  #loadOtpKey(hubId: string): Secret | undefined {
+    const { config, clock, log } = this.deps;
+    return loadOtpKey({
+      config: config.commands,
+      hubId,
+      store: this.store,
+      sealer: this.sealer,
+      clock,
+      log: log.child({ component: 'commands' }),
+    });
+  }
+
+  #buildUplink(
+    files: UplinkFiles | undefined,
+    otpKey: Secret | undefined,
+    enrollment: ReturnType<typeof enrollmentFor>,
+    outbox: Outbox,
+  ): UplinkService {
+    const { config, clock, log } = this.deps;
+    const link = this.link;
+    const mirror = this.mirror;
+    const store = this.store;
+    let uplink: UplinkService | undefined;
+    const lockStates = link
+      ? new LockStates({
+          link,
+          outbox,
+          store,
+          clock,
+          log: log.child({ component: 'uplink' }),
+          kick: () => uplink?.kick(),
+        })
+      : undefined;
+    uplink = new UplinkService({
+      config: config.uplink,
+      files,
+      outbox,
+      clock,
+      random: this.deps.random,
+      log: log.child({ component: 'uplink' }),
+      version: VERSION,
+      startedAt: () => this.#startedAt,
+      otpKey,
+      inbound: (identity, key, results) => {
+        const verifier = new CommandVerifier({
+          hubId: identity.hubId,
+          otpKey: key,
+          config: config.commands,
+          store,
+          clock,
+          log: log.child({ component: 'commands' }),
+          knownLock: (lockId) => link?.pairing.get(lockId) !== undefined,
+          // A lockout began: the cloud hears of it at once, besides the periodic health.
+          onSecurityEvent: () => uplink?.publishHealthNow(),
         });
-      }
-      return z;
-    };
-    this.control.register('zigbee.backup', {
-      params: { properties: {} },
-      handler: async () => ({ ...(await zigbee().backup()), kept: zigbee().backups() }),
+        const inbound = new Inbound({
+          store,
+          clock,
+          log: log.child({ component: 'uplink' }),
+          target: link ?? NO_LOCKS,
+          verifier,
+          otpKey: key,
+          results,
+          sync: {
+            apply: async (p) => {
+              const applied = mirror.apply(p);
+              // Committed: the locks' offline lists follow (deltas, within a second on a healthy site).
+              this.offline?.changed();
+              return { version: applied.version };
+            },
+          },
+        });
+        this.#remote = { verifier, inbound };
+        return inbound;
+      },
+      health: () => this.health() as HealthPayload,
+      lockedOutUntil: () => this.commandStats()?.lockedOutUntil,
+      ...(lockStates ? { lockStates } : {}),
+      ...(enrollment
+        ? {
+            enrollment: {
+              enroll: enrollment,
+              load: () => {
+                const enrolled = loadUplinkFiles(config.uplink, config.dataDir);
+                return { files: enrolled, otpKey: this.#loadOtpKey(enrolled.identity.hubId) };
+              },
+            },
+          }
+        : {}),
+      // The installed identity renews itself; certificate files named in the config do not.
+      ...(config.uplink.certFile === null
+        ? { rotation: { dataDir: config.dataDir, atFraction: config.provisioning.rotateAtFraction } }
+        : {}),
     });
-    this.control.register('zigbee.backups', { params: { properties: {} }, handler: () => zigbee().backups() });
-    this.control.register('zigbee.restore', {
-      params: { properties: { backupId: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } } },
-      handler: (p) => zigbee().restore(p.backupId === undefined ? {} : { backupId: p.backupId as string }),
-    });
+    return uplink;
   }
 
   /** Each radio as a line of `iqhub status`: a missing adapter is `degraded` with its reason. */
@@ -375,23 +404,6 @@ export class Hub {
       const state: ComponentStatus['state'] =
         st.status === 'ready' ? 'running' : st.status === 'unavailable' ? 'degraded' : st.status;
       return { name: `radio.${b.kind}`, state, ...(st.status === 'unavailable' ? { detail: st.reason } : {}) };
-    });
-  }
-
-  /** `iqhub diag`: every check, with a verdict and what to do. */
-  diag(): DiagReport {
-    return daemonDiag({
-      config: this.deps.config,
-      configSource: this.deps.configSource,
-      now: this.deps.clock.now(),
-      uptimeSec: Math.round((this.deps.clock.monotonic() - this.#startedMono) / 1000),
-      version: VERSION,
-      store: this.store,
-      bearers: [...(this.radios?.members ?? [])],
-      link: this.link,
-      uplink: this.uplink,
-      outbox: this.outbox,
-      certificate: this.#currentCertificate(),
     });
   }
 
@@ -409,6 +421,25 @@ export class Hub {
       source: installed.path,
     };
   }
+}
+
+/** The access decider over the mirror, with the site's time zone checked first. */
+function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock, log: Logger): AccessDecider {
+  try {
+    checkTimeZone(o.timeZone);
+  } catch {
+    throw new HubError('access.time-zone', `access.timeZone: ${o.timeZone} is not a known IANA time zone`, {
+      hint: 'set the site zone, e.g. Europe/Madrid or America/New_York (UTC if the site has no daylight saving)',
+    });
+  }
+  return new AccessDecider({
+    mirror,
+    clock,
+    timeZone: o.timeZone,
+    cloudPublicKey: o.cloudKeyFile ? loadCloudKey(o.cloudKeyFile) : undefined,
+    log: log.child({ component: 'access' }),
+    throttle: { wrongCodeLimit: o.wrongPinLimit, disableMs: o.pinDisableSec * 1000 },
+  });
 }
 
 function controlComponent(server: ControlServer): Component {

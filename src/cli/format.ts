@@ -1,8 +1,6 @@
 import type { CertificateInfo } from '../../provisioning/identity.js';
-import type { OfflineListRow } from '../access/control.js';
-import type { VerifierStats } from '../commands/verifier.js';
-import type { HubStatus } from '../contract/control-socket.js';
-import type { RecentCommand } from '../uplink/inbound.js';
+import type { HubStatus, OfflineListRow, RecentCommand, VerifierStats } from '../contract/control-socket.js';
+import { refusedSummary } from '../diag/checks.js';
 
 function duration(sec: number): string {
   const d = Math.floor(sec / 86400);
@@ -113,16 +111,6 @@ export function formatSecurity(events: { at: number; kind: string; lockId: strin
       (e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(24)}  ${e.lockId ?? '-'}  ${JSON.stringify(e.detail)}`,
     )
     .join('\n')}\n`;
-}
-
-/** Remote commands refused since start-up, for people: `3 refused (expired 1, otp_mismatch 2)` (codes in order, none with 0). */
-export function refusedSummary(refused: VerifierStats['refused']): string {
-  const counted = Object.entries(refused)
-    .filter(([, n]) => (n ?? 0) > 0)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const total = counted.reduce((sum, [, n]) => sum + (n ?? 0), 0);
-  const byCode = counted.length > 0 ? ` (${counted.map(([code, n]) => `${code} ${n}`).join(', ')})` : '';
-  return `${total} refused${byCode}`;
 }
 
 /** `iqhub commands` for people: the counts since start-up, a lockout, then the newest commands. */

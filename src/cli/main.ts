@@ -15,16 +15,15 @@ import {
   readCsr,
   readInstalledCertificate,
 } from '../../provisioning/identity.js';
-import { runDaemon } from '../app/daemon.js';
-import { VERSION } from '../app/version.js';
 import { writeFileAtomic } from '../base/atomic-file.js';
 import { describeError, HubError } from '../base/errors.js';
+import { VERSION } from '../base/version.js';
 import { loadConfig } from '../config/load.js';
 import type { HubConfig } from '../config/schema.js';
 import { type HubStatus, SOCKET_NAME } from '../contract/control-socket.js';
 import { callDaemon } from '../control-socket/socket-client.js';
-import { runDemo } from '../demo/demo.js';
-import { CERT_WARN_DAYS, runDiag } from './diag.js';
+import { CERT_WARN_DAYS } from '../diag/checks.js';
+import { runDiag } from './diag.js';
 import {
   formatCert,
   formatCommands,
@@ -55,7 +54,13 @@ program
   .addOption(configOption())
   .option('--log-pretty', 'human-readable log lines instead of JSON')
   .action(async (o: { config?: string; logPretty?: boolean }) => {
-    process.exitCode = await runDaemon({ configPath: o.config, logPretty: o.logPretty });
+    // The daemon's code loads only for `run`; the simulation only if the config enables it.
+    const { runDaemon } = await import('../app/daemon.js');
+    process.exitCode = await runDaemon({
+      configPath: o.config,
+      logPretty: o.logPretty,
+      simulation: async () => (await import('../demo/simulated-site.js')).simulatedSite,
+    });
   });
 
 program
@@ -77,6 +82,7 @@ program
   .option('--data-dir <dir>', 'use this data directory instead of a temporary one (kept afterwards)')
   .option('--json-log', 'log JSON lines instead of the readable format')
   .action(async (o: { scenario: 'smoke'; exit?: boolean; dataDir?: string; jsonLog?: boolean }) => {
+    const { runDemo } = await import('../demo/demo.js');
     process.exitCode = await runDemo({
       scenario: o.scenario,
       exit: Boolean(o.exit),

@@ -2,28 +2,12 @@ import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
-import type { CommandEnvelope, CommandOp } from '../contract/mqtt.js';
+import type { VerifierStats } from '../contract/control-socket.js';
+import type { CommandEnvelope, CommandOp, RefusalCode } from '../contract/mqtt.js';
 import type { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { OTP_STEP_MS, OTP_SUITE, otpMatches } from './otp.js';
-
-/**
- * Why a remote command was refused. None of these reaches a radio, and none changes the inbox or
- * the command counter.
- */
-export const REFUSAL_CODES = [
-  'bad_request',
-  'wrong_hub',
-  'locked_out',
-  'no_otp_key',
-  'otp_mismatch',
-  'expired',
-  'not_yet_valid',
-  'replayed',
-  'unknown_lock',
-] as const;
-export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
 /**
  * Refusals that count toward the lockout: the ones an attacker (or a broken cloud) produces.
@@ -78,15 +62,6 @@ export interface VerifierDeps {
   knownLock: (lockId: string) => boolean;
   /** Told of a lockout after it is recorded in security_events. */
   onSecurityEvent?: (e: CommandSecurityEvent) => void;
-}
-
-export interface VerifierStats {
-  accepted: number;
-  /** Refusals by code since start-up (including `bad_request` for commands that failed the schema). */
-  refused: Partial<Record<RefusalCode, number>>;
-  lockouts: number;
-  /** ISO 8601, while a lockout lasts. */
-  lockedOutUntil: string | null;
 }
 
 const ISO_UTC = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?Z$/;

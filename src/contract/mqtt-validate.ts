@@ -97,3 +97,54 @@ export function salvageId(payload: Uint8Array, field: 'id' | 'cmdId' = 'id', lim
     return null;
   }
 }
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Well-formed UTF-8 (RFC 3629), checked by the platform's decoder. */
+function isUtf8(b: Uint8Array): boolean {
+  try {
+    strictUtf8.decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Payloads must be UTF-8: a lossy decode would let a mangled message through as a different one. */
+export function checkUtf8(payload: Uint8Array, limit: number): { ok: false; error: ContractError } | undefined {
+  if (payload.length > limit || isUtf8(payload)) return undefined;
+  return {
+    ok: false,
+    error: {
+      code: 'payload.not-utf8',
+      message: `payload is not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(payload)})`,
+    },
+  };
+}
+
+/** Offset of the first byte that does not start a well-formed UTF-8 sequence (RFC 3629), or -1. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i] ?? 0;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    const n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+    if (n === 0 || i + n >= b.length) return i;
+    for (let k = 1; k <= n; k++) if (((b[i + k] ?? 0) & 0xc0) !== 0x80) return i;
+    const c1 = b[i + 1] ?? 0;
+    // Overlong forms, UTF-16 surrogates, and code points above U+10FFFF.
+    if (
+      (c === 0xe0 && c1 < 0xa0) ||
+      (c === 0xed && c1 > 0x9f) ||
+      (c === 0xf0 && c1 < 0x90) ||
+      (c === 0xf4 && c1 > 0x8f)
+    ) {
+      return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}

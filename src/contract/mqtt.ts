@@ -415,6 +415,23 @@ export const syncSchema = {
   },
 } as const;
 
+/**
+ * Why a remote command was refused. None of these reaches a radio, and none changes the inbox or
+ * the command counter.
+ */
+export const REFUSAL_CODES = [
+  'bad_request',
+  'wrong_hub',
+  'locked_out',
+  'no_otp_key',
+  'otp_mismatch',
+  'expired',
+  'not_yet_valid',
+  'replayed',
+  'unknown_lock',
+] as const;
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
 // ----- certificates: enrollment by claim and rotation ------------------------------------------
 
 /** A PEM certificate signing request (PKCS #10), as `-----BEGIN CERTIFICATE REQUEST-----` text. */

@@ -2,7 +2,7 @@ import type { SiteAdmin } from '../../sim/cloud/admin.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SimPhone } from '../../sim/phone/phone.js';
 import type { SimWorld } from '../../sim/world.js';
-import { offlineListRows } from '../access/control.js';
+import { offlineListRows } from '../access/offline-rows.js';
 import type { Hub } from '../app/hub.js';
 import { systemRandom } from '../base/random.js';
 import { check, type Step, until } from './scenario.js';
@@ -117,7 +117,7 @@ export function accessSteps(
         check(!offlineIds(a).includes('tag-ben'), 'Ben has no offline access');
         // What the cloud hears in the hub's health: both lists up to date.
         await until('health says every offline list is up to date', () => {
-          const lists = hub.uplink?.health().offlineLists;
+          const lists = hub.health()?.offlineLists;
           return lists?.locks === 2 && lists.notUpToDate === 0;
         });
       },

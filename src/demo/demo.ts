@@ -16,6 +16,7 @@ import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
 import { runSteps } from './scenario.js';
+import { loadSimulatedSite } from './simulated-site.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
 import { afterRestartSteps, smokeSteps } from './smoke.js';
 
@@ -89,6 +90,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       overrides,
       logPretty: opts.pretty,
       handleSignals,
+      simulation: loadSimulatedSite,
       onBuilt: (_hub, w) => {
         world = w;
       },

@@ -2,9 +2,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { HubError } from '../base/errors.js';
+import { DB_FILE } from './files.js';
 import { migrations as allMigrations, type Migration } from './migrations.js';
 
-export const DB_FILE = 'hub.db';
+export { DB_FILE };
 
 export interface StoreInfo {
   path: string;

@@ -1,3 +1,4 @@
+import type { AheadTicket } from '../../hal/uplink.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Outbox } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
@@ -35,7 +36,7 @@ interface Unit {
  * A message published ahead of its outbox row (Publisher.publishAhead): hand it to `adopt` with
  * the row's id once the row is queued. Opaque to callers.
  */
-export interface AheadTicket {
+interface Ticket extends AheadTicket {
   readonly unit: Unit;
   readonly generation: number;
   /** Until adopted: what the broker said meanwhile. */
@@ -134,7 +135,8 @@ export class Publisher {
   publishAhead(topic: string, payload: string): AheadTicket | undefined {
     if (!this.#started || this.#stopped || this.#halted || this.#draining) return undefined;
     if (!this.#client.connected || this.#inflight.size >= this.#max) return undefined;
-    const ticket: AheadTicket = {
+    const ticket: Ticket = {
+      aheadOf: 'record',
       unit: { kind: 'message', ids: [], topic, payload, retain: false },
       generation: this.#generation,
       outcome: 'waiting',
@@ -150,7 +152,9 @@ export class Publisher {
    * next drain (kicked). Still waiting: its PUBACK removes the row, and no drain publishes it again
    * meanwhile.
    */
-  adopt(ticket: AheadTicket, id: number): void {
+  adopt(ahead: AheadTicket, id: number): void {
+    // Every ticket is one of ours: publishAhead is the only place that makes them.
+    const ticket = ahead as Ticket;
     if (ticket.adopted) return;
     ticket.adopted = true;
     ticket.unit.ids.push(id);
@@ -249,7 +253,7 @@ export class Publisher {
     return { kind: 'events', ids: batch.ids, topic: 'events', payload: JSON.stringify(batch.payload), retain: false };
   }
 
-  #send(unit: Unit, generation: number, ticket?: AheadTicket): void {
+  #send(unit: Unit, generation: number, ticket?: Ticket): void {
     const p = this.#client.publish(unit.topic, unit.payload, { retain: unit.retain }).then((r) => {
       if (ticket) {
         for (const id of unit.ids) this.#ahead.delete(id);

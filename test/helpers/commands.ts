@@ -1,9 +1,13 @@
 import { Writable } from 'node:stream';
 import { afterEach } from 'vitest';
+import type { AheadTicket, ResultSink, ResultTopic } from '../../hal/uplink.js';
+import type { SyncTarget } from '../../src/access/cloud-sync.js';
+import { Inbound } from '../../src/app/inbound.js';
 import { VirtualClock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { type CommandEnvelope, sealSetupCode, signCommand, type UnsignedCommand } from '../../src/commands/otp.js';
+import type { CommandTarget } from '../../src/commands/remote-commands.js';
 import { CommandVerifier, type VerifierConfig } from '../../src/commands/verifier.js';
 import type { LockMode, LockState } from '../../src/contract/link-frames.js';
 import type { CommandOp } from '../../src/contract/mqtt.js';
@@ -11,14 +15,6 @@ import { Secret } from '../../src/crypto/secret.js';
 import type { LockSummary } from '../../src/link/manager.js';
 import { createLogger, type Logger, silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
-import {
-  type CommandTarget,
-  Inbound,
-  type ResultSink,
-  type ResultTopic,
-  type SyncTarget,
-} from '../../src/uplink/inbound.js';
-import type { AheadTicket } from '../../src/uplink/publisher.js';
 import { tempDir } from './tmp.js';
 
 /** Shared by the command tests: a hub with an OTP key, a fake lock side and a signing cloud. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDevPki, createForeignCa, type DevPkiPaths } from '../../provisioning/dev-pki.js';
 import { identityPaths } from '../../provisioning/identity.js';
-import type { DiagReport } from '../../src/cli/diag.js';
+import type { DiagReport } from '../../src/contract/control-socket.js';
 import { requireBuild, runCli, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/tmp.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { SyncTarget } from '../../../src/access/cloud-sync.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
-import type { SyncTarget } from '../../../src/uplink/inbound.js';
 import { commandHarness } from '../../helpers/commands.js';
 
 /** The cloud's `sync` through the inbound handler into the real mirror, as the hub wires it. */

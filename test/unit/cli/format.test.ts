@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatCommands } from '../../../src/cli/format.js';
-import type { RecentCommand } from '../../../src/uplink/inbound.js';
+import type { RecentCommand } from '../../../src/contract/control-socket.js';
 
 const stats = { accepted: 3, refused: {}, lockouts: 0, lockedOutUntil: null };
 const command = (over: Partial<RecentCommand>): RecentCommand => ({

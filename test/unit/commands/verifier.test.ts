@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { computeOtp } from '../../../src/commands/otp.js';
-import { MAX_VALIDITY_MS, parseUtc, REFUSAL_CODES } from '../../../src/commands/verifier.js';
+import { MAX_VALIDITY_MS, parseUtc } from '../../../src/commands/verifier.js';
+import { REFUSAL_CODES } from '../../../src/contract/mqtt.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
 import {
   capturingLogger,

@@ -26,9 +26,9 @@ import {
   readCsr,
   readInstalledCertificate,
 } from '../../../provisioning/identity.js';
+import { loadUplinkFiles } from '../../../provisioning/uplink-files.js';
 import { HubError } from '../../../src/base/errors.js';
 import { parseConfig } from '../../../src/config/load.js';
-import { loadUplinkFiles } from '../../../src/uplink/service.js';
 import { refusal } from '../../helpers/refusal.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { makeIntermediate, signCsr } from './sign.js';

@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import type { InboundTopic } from '../../../hal/uplink.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { CommandEnvelope } from '../../../src/commands/otp.js';
 import {
@@ -10,7 +11,6 @@ import {
   syncSchema,
 } from '../../../src/contract/mqtt.js';
 import { conforms, salvageId } from '../../../src/contract/mqtt-validate.js';
-import type { InboundTopic } from '../../../src/uplink/inbound.js';
 import { commandHarness, STATE } from '../../helpers/commands.js';
 
 /**

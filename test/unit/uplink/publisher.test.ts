@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { AheadTicket } from '../../../hal/uplink.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { CmdResultPayload } from '../../../src/contract/mqtt.js';
@@ -6,7 +7,7 @@ import { Outbox } from '../../../src/events/outbox.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';
 import type { PublishResult } from '../../../src/uplink/mqtt-client.js';
-import { type AheadTicket, Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
+import { Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 /** A client whose publishes wait until the test answers them, in order. */

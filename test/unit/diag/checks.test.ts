@@ -1,17 +1,10 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Bearer, BearerState } from '../../../hal/bearer.js';
-import {
-  type CertSummary,
-  certificateCheck,
-  clockCheck,
-  commandsCheck,
-  type DiagCheck,
-  diskCheck,
-  radiosCheck,
-  worst,
-} from '../../../src/cli/diag.js';
+import { commandsCheck, radiosCheck } from '../../../src/app/diag.js';
 import { formatDiag } from '../../../src/cli/format.js';
+import type { CertSummary, DiagCheck } from '../../../src/contract/control-socket.js';
+import { certificateCheck, clockCheck, diskCheck, worst } from '../../../src/diag/checks.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const DAY = 86_400_000;

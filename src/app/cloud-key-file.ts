@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { ed25519PublicKey, fromBase64url } from '../access/digital-key.js';
 import { HubError } from '../base/errors.js';
-import { ed25519PublicKey, fromBase64url } from './digital-key.js';
 
 const MAX_BYTES = 4096;
 

@@ -2,8 +2,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadCloudKey } from '../../../src/access/cloud-key.js';
 import { ed25519PublicBytes, toBase64url } from '../../../src/access/digital-key.js';
+import { loadCloudKey } from '../../../src/app/cloud-key-file.js';
 import { HubError } from '../../../src/base/errors.js';
 import { tempDir } from '../../helpers/tmp.js';
 

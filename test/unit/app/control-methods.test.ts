@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { type CommandsSource, registerCommandMethods } from '../../../src/app/control-methods.js';
 import { HubError } from '../../../src/base/errors.js';
 import type { ControlServer } from '../../../src/control-socket/socket-server.js';
-import { registerCommandMethods } from '../../../src/uplink/control.js';
-import type { UplinkService } from '../../../src/uplink/service.js';
 
 type Handler = (p: Record<string, unknown>) => unknown;
 
 /** The handler `commands.list` gets, without a socket. */
-function commandsList(uplink: UplinkService | undefined): Handler {
+function commandsList(uplink: CommandsSource | undefined): Handler {
   let handler: Handler | undefined;
   const server = {
     register: (name: string, def: { handler: Handler }) => {
@@ -31,7 +30,7 @@ const codeOf = (f: () => unknown) => {
 describe('iqhub commands on the control socket', () => {
   it('without an uplink, or before it is up, says so with a code (and what to do), not an empty list', () => {
     expect(codeOf(() => commandsList(undefined)({}))).toBe('commands.no-uplink');
-    const starting = { commands: () => undefined } as unknown as UplinkService;
+    const starting = { commands: () => undefined } as unknown as CommandsSource;
     expect(codeOf(() => commandsList(starting)({}))).toBe('commands.not-ready');
   });
 
@@ -43,7 +42,7 @@ describe('iqhub commands on the control socket', () => {
         limits.push(limit);
         return view;
       },
-    } as unknown as UplinkService;
+    } as unknown as CommandsSource;
     expect(commandsList(up)({})).toBe(view);
     expect(commandsList(up)({ limit: 3 })).toBe(view);
     expect(limits).toEqual([20, 3]);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { commandSummary, offlineSummary } from '../../../src/app/health.js';
 import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/contract/mqtt.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
-import { commandSummary, offlineSummary } from '../../../src/uplink/service.js';
 
 const base: HealthPayload = {
   v: CONTRACT_VERSION,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-/** The package version, read once from package.json (two levels above dist/src/app or src/app). */
+/** The package version, read once from package.json (two levels above dist/src/base or src/base). */
 export const VERSION: string = (() => {
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {

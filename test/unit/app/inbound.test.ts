@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_OPEN_MS } from '../../../src/commands/remote-commands.js';
 import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES, type SyncPayload } from '../../../src/contract/mqtt.js';
-import { conforms } from '../../../src/contract/mqtt-validate.js';
-import { DEFAULT_OPEN_MS, firstInvalidUtf8, INBOX_MAX_AGE_MS, INBOX_MAX_IDS } from '../../../src/uplink/inbound.js';
+import { conforms, firstInvalidUtf8 } from '../../../src/contract/mqtt-validate.js';
+import { INBOX_MAX_AGE_MS, INBOX_MAX_IDS } from '../../../src/inbox/inbox.js';
 import { commandHarness, deferred, STATE, summary } from '../../helpers/commands.js';
 
 describe('inbound commands', () => {

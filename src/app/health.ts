@@ -1,0 +1,72 @@
+import type { Clock } from '../base/clock.js';
+import type { VerifierStats } from '../contract/control-socket.js';
+import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt.js';
+import type { Outbox } from '../events/outbox.js';
+import type { LinkManager } from '../link/manager.js';
+
+/**
+ * The `health` message, gathered from the parts that know each figure: the outbox, the radios,
+ * the locks, the certificate in use, the offline lists and the remote commands. The uplink only
+ * publishes it (periodically, and at once when a lockout starts).
+ */
+export interface HealthFacts {
+  clock: Clock;
+  startedAt: () => number;
+  outbox: Outbox;
+  link: LinkManager | undefined;
+  radios: () => HealthPayload['radios'];
+  /** The hub certificate's end of validity, once the uplink has an identity. */
+  certificateNotAfter: () => string | null;
+  /** The bound locks' offline lists (absent: the hub keeps none). */
+  offlineLists?: () => { lockId: string; upToDate: boolean }[];
+  /** The verifier's counts; undefined until the uplink is up. */
+  commandStats: () => VerifierStats | undefined;
+}
+
+export function buildHealth(f: HealthFacts): HealthPayload {
+  const now = f.clock.now();
+  const locks = f.link?.list() ?? [];
+  const notAfter = f.certificateNotAfter();
+  const depth = f.outbox.depth();
+  const commands = f.commandStats();
+  return {
+    v: CONTRACT_VERSION,
+    at: new Date(now).toISOString(),
+    uptimeSec: Math.max(0, Math.floor((now - f.startedAt()) / 1000)),
+    outbox: {
+      depth: depth.events + depth.messages,
+      oldestAgeSec: f.outbox.oldestAgeSec(),
+      dropped: f.outbox.dropped(),
+    },
+    radios: f.radios(),
+    locks: {
+      total: locks.length,
+      connected: locks.filter((l) => l.connected).length,
+      quarantined: locks.filter((l) => l.state === 'quarantined').length,
+    },
+    certificate: {
+      notAfter,
+      daysLeft: notAfter === null ? null : Math.floor((Date.parse(notAfter) - now) / 86_400_000),
+    },
+    ...(f.offlineLists ? { offlineLists: offlineSummary(f.offlineLists()) } : {}),
+    ...(commands ? { commands: commandSummary(commands) } : {}),
+  };
+}
+
+/** `health.offlineLists`: counts, and the first lock ids not up to date (ids are in order). */
+export function offlineSummary(
+  locks: { lockId: string; upToDate: boolean }[],
+): NonNullable<HealthPayload['offlineLists']> {
+  const behind = locks
+    .filter((l) => !l.upToDate)
+    .map((l) => l.lockId)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { locks: locks.length, notUpToDate: behind.length, lockIds: behind.slice(0, HEALTH_MAX_LOCK_IDS) };
+}
+
+/** `health.commands`: the verifier's counts (refused codes with a count only). */
+export function commandSummary(s: VerifierStats): NonNullable<HealthPayload['commands']> {
+  const refused: Record<string, number> = {};
+  for (const [code, n] of Object.entries(s.refused)) if (n) refused[code] = n;
+  return { accepted: s.accepted, refused, lockouts: s.lockouts, lockedOutUntil: s.lockedOutUntil };
+}

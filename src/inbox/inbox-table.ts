@@ -1,0 +1,102 @@
+import type { Statement } from 'better-sqlite3';
+import type { InboundTopic } from '../../hal/uplink.js';
+import type { Store } from '../store/store.js';
+
+/**
+ * The inbox table: one row per cloud message the hub accepted (a command or a sync), by its id —
+ * 'started' before it acts, 'done' with the answer's text after. The SQL lives here so the rules
+ * about what a row means stay in Inbox.
+ */
+
+export interface InboxRow {
+  topic: string;
+  state: 'started' | 'done';
+  result: string | null;
+  counter: number | null;
+  op: string | null;
+  lock_id: string | null;
+}
+
+/** A command accepted and not answered. */
+export interface StartedCommand {
+  id: string;
+  counter: number | null;
+  op: string | null;
+  lock_id: string | null;
+}
+
+export interface RecentRow extends StartedCommand {
+  received_at: number;
+  state: 'started' | 'done';
+  result: string | null;
+}
+
+/** What a claim records: the command's counter, op and lock (null for a sync). */
+export interface Claim {
+  id: string;
+  topic: InboundTopic;
+  counter: number | null;
+  op: string | null;
+  lockId: string | null;
+}
+
+export class InboxTable {
+  readonly #get: Statement<[string], InboxRow>;
+  readonly #claim: Statement<[string, string, number, number | null, string | null, string | null]>;
+  readonly #done: Statement<[string, string]>;
+  readonly #started: Statement<[], StartedCommand>;
+  readonly #recent: Statement<[number], RecentRow>;
+  readonly #pruneCount: Statement<[number]>;
+  readonly #pruneAge: Statement<[number, number]>;
+
+  constructor(store: Store) {
+    const db = store.db;
+    this.#get = db.prepare<[string], InboxRow>(
+      'SELECT topic, state, result, counter, op, lock_id FROM inbox WHERE id = ?',
+    );
+    this.#claim = db.prepare<[string, string, number, number | null, string | null, string | null]>(
+      "INSERT INTO inbox (id, topic, state, result, received_at, counter, op, lock_id) VALUES (?, ?, 'started', NULL, ?, ?, ?, ?)",
+    );
+    this.#done = db.prepare<[string, string]>("UPDATE inbox SET state = 'done', result = ? WHERE id = ?");
+    this.#started = db.prepare<[], StartedCommand>(
+      "SELECT id, counter, op, lock_id FROM inbox WHERE topic = 'cmd' AND state = 'started' ORDER BY rowid",
+    );
+    this.#recent = db.prepare<[number], RecentRow>(
+      "SELECT id, counter, op, lock_id, received_at, state, result FROM inbox WHERE topic = 'cmd' ORDER BY rowid DESC LIMIT ?",
+    );
+    // Rowids grow with every insert (the newest row is never removed), so both deletes are
+    // rowid-range scans from the oldest end: cheap on every insert, never a full scan.
+    this.#pruneCount = db.prepare<[number]>(
+      "DELETE FROM inbox WHERE rowid <= (SELECT MAX(rowid) FROM inbox) - ? AND state = 'done'",
+    );
+    this.#pruneAge = db.prepare<[number, number]>(
+      "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE state = 'done' ORDER BY rowid LIMIT ?) AND received_at < ?",
+    );
+  }
+
+  get(id: string): InboxRow | undefined {
+    return this.#get.get(id);
+  }
+
+  claim(c: Claim, now: number): void {
+    this.#claim.run(c.id, c.topic, now, c.counter, c.op, c.lockId);
+  }
+
+  done(id: string, answerText: string): void {
+    this.#done.run(answerText, id);
+  }
+
+  startedCommands(): StartedCommand[] {
+    return this.#started.all();
+  }
+
+  recentCommands(limit: number): RecentRow[] {
+    return this.#recent.all(limit);
+  }
+
+  /** Answered rows beyond the newest `maxIds`, and the oldest `batch` answered rows received before `before`. */
+  prune(maxIds: number, batch: number, before: number): void {
+    this.#pruneCount.run(maxIds);
+    this.#pruneAge.run(batch, before);
+  }
+}
