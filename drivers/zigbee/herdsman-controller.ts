@@ -1,0 +1,83 @@
+import type { Controller } from 'zigbee-herdsman';
+import type { Coordinator, HerdsmanModule } from './coordinator.js';
+import type { DataPaths, NetworkParameters } from './network.js';
+import type { ZigbeeBearerOptions } from './options.js';
+
+/**
+ * Making and unmaking herdsman's Controller, the one place that knows what its public API does not
+ * cover: a controller for the hub's network with the driver's admission policy, its own daily
+ * backup timer cleared, and a stop that leaves no timers behind and does not wait out a hung
+ * adapter. What reaches into herdsman's private fields is here, so an upgrade has one file to check.
+ */
+
+export function createController(
+  herdsman: HerdsmanModule,
+  options: ZigbeeBearerOptions,
+  paths: DataPaths,
+  params: NetworkParameters,
+  acceptJoin: (ieee: string) => boolean,
+): Controller {
+  return new herdsman.Controller({
+    network: {
+      panID: params.panId,
+      extendedPanID: Array.from(params.extendedPanId),
+      channelList: [params.channel],
+      networkKey: Array.from(params.networkKey),
+    },
+    serialPort: {
+      path: options.serialPath,
+      adapter: 'zstack',
+      ...(options.baudRate ? { baudRate: options.baudRate } : {}),
+      ...(options.rtscts !== undefined ? { rtscts: options.rtscts } : {}),
+    },
+    databasePath: paths.databasePath,
+    databaseBackupPath: paths.databaseBackupPath,
+    backupPath: paths.herdsmanBackupPath,
+    adapter: { disableLED: false },
+    acceptJoiningDeviceHandler: (ieee) => Promise.resolve(acceptJoin(ieee)),
+  });
+}
+
+/**
+ * herdsman's own daily backup would leave its clear coordinator_backup.json on disk until our next
+ * one: ours (sealed at once) replace it.
+ */
+export function stopOwnBackups(controller: Controller): void {
+  clearInterval((controller as unknown as { backupTimer?: NodeJS.Timeout }).backupTimer);
+}
+
+/**
+ * Stops a controller. Graceful: herdsman closes joining and takes its last backup (the caller
+ * seals it). Forced (a hung adapter): the port is closed first and herdsman is told the adapter is
+ * gone, as its own disconnect path does, so stop() does not wait out its request timeouts.
+ */
+export async function stopController(c: Coordinator, controller: Controller, graceful: boolean): Promise<void> {
+  const internals = controller as unknown as {
+    adapter?: { stop(): Promise<void>; deviceAnnounceRouteDiscoveryDebouncers?: Map<number, { clear?: () => void }> };
+    adapterDisconnected: boolean;
+  };
+  // herdsman's zstack adapter keeps a 60 s debounce timer per announced end device and its stop()
+  // leaves them running: the process would linger a minute after the hub stopped. (Private; checked.)
+  const clearDebouncers = () => {
+    for (const d of internals.adapter?.deviceAnnounceRouteDiscoveryDebouncers?.values() ?? []) d.clear?.();
+  };
+  clearDebouncers();
+  if (!graceful && !controller.isAdapterDisconnected()) {
+    try {
+      await internals.adapter?.stop();
+    } catch (e) {
+      c.herdsmanError('closing a hung adapter', e);
+    }
+    internals.adapterDisconnected = true;
+  }
+  try {
+    await c.bounded(controller.stop(), 20_000, 'stopping herdsman');
+  } catch (e) {
+    c.herdsmanError('stopping herdsman', e);
+    // herdsman's stop() gives up before closing the port when its final backup fails.
+    try {
+      await internals.adapter?.stop();
+    } catch {}
+  }
+  clearDebouncers();
+}
