@@ -1,4 +1,4 @@
-import { MAX_OPEN_MS } from '../contract/link-frames.js';
+import { MAX_OPEN_MS } from '../contract/link-messages.js';
 import { ID_PATTERN } from '../contract/mqtt.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import { Secret } from '../crypto/secret.js';

@@ -4,7 +4,7 @@ import type { Clock } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import { openSetupCode } from '../commands/otp.js';
 import type { CommandVerifier, Verdict } from '../commands/verifier.js';
-import type { LockMode, LockState } from '../contract/link-frames.js';
+import type { LockMode, LockState } from '../contract/link-messages.js';
 import {
   type CmdResultPayload,
   CONTRACT_VERSION,
