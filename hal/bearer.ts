@@ -114,7 +114,7 @@ export interface ConnectOptions {
 
 /**
  * Every bearer accepts frames of at least this many bytes, so the link layer can size its handshake
- * and records without asking: one whole link message (2048 bytes, src/contract/link-frames.ts — a phone's
+ * and records without asking: one whole link message (2048 bytes, src/contract/link-messages.ts — a phone's
  * digital-key presentation takes ~700) plus the sealed frame's header and tag (25), rounded up.
  * Drivers whose radio carries less (ZigBee ZCL payloads, a small BLE MTU) fragment and reassemble
  * below the port.

@@ -4,11 +4,10 @@ import { newChallenge, type Presentation } from '../../src/access/digital-key.js
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
+import { decodeMessage, encodeMessage } from '../../src/contract/link-codec.js';
 import {
   type AccessReason,
   type DenyReason,
-  decodeMessage,
-  encodeMessage,
   isFromLock,
   type LinkCredential,
   type LockErrorCode,
@@ -20,10 +19,10 @@ import {
   type OfflineItem,
   OPERATIONS,
   type Operation,
-  offlineListDigest,
   type Request,
   type Response,
-} from '../../src/contract/link-frames.js';
+} from '../../src/contract/link-messages.js';
+import { offlineListDigest } from '../../src/contract/link-offline.js';
 import { Secret } from '../../src/crypto/secret.js';
 import { type KeyPair, TAGLEN } from '../../src/link/noise.js';
 import { LockEndpoint, type LockIdentity, normalizeSetupCode, type SecureSession } from '../../src/link/session.js';

@@ -10,7 +10,7 @@ import {
   type LockMode,
   MAX_CREDENTIAL_ID_LEN,
   OPEN_METHODS,
-} from '../../src/contract/link-frames.js';
+} from '../../src/contract/link-messages.js';
 import { REFUSALS, type Refusal } from '../../src/link/session.js';
 
 /**

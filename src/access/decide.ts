@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../base/clock.js';
-import { type AccessReason, MAX_PRESENTATION_LEN } from '../contract/link-frames.js';
+import { type AccessReason, MAX_PRESENTATION_LEN } from '../contract/link-messages.js';
 import type { Logger } from '../log/logger.js';
 import { PinThrottle, type PinThrottleOptions, VERIFIER_BYTES } from './credentials.js';
 import { CHALLENGE_BYTES, type DigitalKeyDenyReason, verifyPresentation } from './digital-key.js';
@@ -23,8 +23,8 @@ import { checkTimeZone } from './schedule.js';
  * reaches an answer, an event or a log line.
  */
 
-// The reasons are the link's (src/contract/link-frames.ts): a decision travels to the lock as is.
-export { ACCESS_REASONS, type AccessReason } from '../contract/link-frames.js';
+// The reasons are the link's (src/contract/link-messages.ts): a decision travels to the lock as is.
+export { ACCESS_REASONS, type AccessReason } from '../contract/link-messages.js';
 
 export type CredentialKind = 'pin' | 'tag' | 'digitalKey';
 

@@ -6,8 +6,8 @@ import {
   MAX_OFFLINE_REMOVALS,
   MAX_OFFLINE_WINDOWS,
   type OfflineItem,
-  offlineListDigest,
-} from '../contract/link-frames.js';
+} from '../contract/link-messages.js';
+import { offlineListDigest } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
 import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';

@@ -1,6 +1,6 @@
 import type { Clock } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
-import type { LockMode, LockState } from '../contract/link-frames.js';
+import type { LockMode, LockState } from '../contract/link-messages.js';
 import { type CmdResultPayload, CONTRACT_VERSION, type CommandEnvelope, maxInboundBytes } from '../contract/mqtt.js';
 import { type ContractError, checkUtf8, parseInbound, salvageId } from '../contract/mqtt-validate.js';
 import { Secret } from '../crypto/secret.js';

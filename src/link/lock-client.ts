@@ -2,18 +2,17 @@ import type { Clock } from '../base/clock.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import { Listeners } from '../base/listeners.js';
 import { err, ok, type Result } from '../base/result.js';
+import { decodeMessage, encodeMessage } from '../contract/link-codec.js';
 import {
   type AccessAnswer,
   type AccessRequest,
-  decodeMessage,
-  encodeMessage,
   isFromLock,
   type LockErrorCode,
   type LockEvent,
   type Operation,
   type OpResultFor,
   type Request,
-} from '../contract/link-frames.js';
+} from '../contract/link-messages.js';
 import type { SecureSession } from './session.js';
 
 /** A request without its id: the client numbers requests itself. */

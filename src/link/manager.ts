@@ -14,7 +14,7 @@ import type {
   OfflineItem,
   Operation,
   OpResultFor,
-} from '../contract/link-frames.js';
+} from '../contract/link-messages.js';
 import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';

@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { BearerKind } from '../../hal/bearer.js';
 import type { Random } from '../base/random.js';
-import type { LockEvent } from '../contract/link-frames.js';
+import type { LockEvent } from '../contract/link-messages.js';
 import type { Sealer } from '../crypto/seal.js';
 import type { Store } from '../store/store.js';
 import { generateKeyPair, type KeyPair, keyPairFromSecret } from './noise.js';

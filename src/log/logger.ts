@@ -28,7 +28,7 @@ export const SECRET_FIELDS = [
   'networkKey',
   'installCode',
   'sealed',
-  // Credential material of the access layer (src/access, src/contract/link-frames.ts): a PIN verifier, a
+  // Credential material of the access layer (src/access, src/contract/link-messages.ts): a PIN verifier, a
   // tag hash, an offline-list digest, a phone's presentation, an attach proof.
   'verifier',
   'hash',

@@ -1,25 +1,22 @@
-import { isIP } from 'node:net';
-import {
-  checkServerIdentity,
-  createSecureContext,
-  type SecureContext,
-  type TLSSocket,
-  connect as tlsConnect,
-} from 'node:tls';
-import { type IClientOptions, MqttClient } from 'mqtt';
-import type { Clock, TimerHandle } from '../base/clock.js';
-import { HubError } from '../base/errors.js';
+import type { SecureContext } from 'node:tls';
+import type { Clock } from '../base/clock.js';
 import type { Random } from '../base/random.js';
-import { CONTRACT_VERSION, ID_PATTERN, type StatusPayload, topics } from '../contract/mqtt.js';
+import { CONTRACT_VERSION, type StatusPayload, topics } from '../contract/mqtt.js';
 import type { Logger } from '../log/logger.js';
+import {
+  type BrokerEndpoint,
+  brokerEndpoint,
+  checkHubId,
+  dialBroker,
+  sessionOptions,
+  tlsContext,
+} from './broker-options.js';
+import { type InboundListener, InboundTopics } from './inbound-topics.js';
+import { BrokerConnection, type PublishResult, type SwitchResult } from './mqtt-connection.js';
+import { ReconnectBackoff } from './reconnect-backoff.js';
 
-/** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
-export type InboundTopicName = 'cmd' | 'sync' | 'cert/response';
-
-/** The outcome of `switchCredentials`. */
-export type SwitchResult = { ok: true } | { ok: false; code: string | number };
-
-export type PublishResult = { ok: true } | { ok: false; permanent: boolean; code: string | number };
+export type { InboundTopicName } from './inbound-topics.js';
+export type { PublishResult, SwitchResult } from './mqtt-connection.js';
 
 export type UplinkState = 'connecting' | 'connected' | 'disconnected';
 
@@ -77,48 +74,6 @@ const DEFAULTS = {
   stopTimeoutMs: 2_000,
 };
 
-/**
- * MQTT 5 PUBACK reason codes ≥ 0x80 that say "not now" rather than "never": server busy, server
- * shutting down, packet identifier in use, message rate too high, quota exceeded. Every other
- * code ≥ 0x80 (0x87 not authorized, 0x90 topic name invalid, 0x99 payload format invalid…) is
- * permanent for that message.
- */
-const TRANSIENT_REASONS: ReadonlySet<number> = new Set([0x89, 0x8b, 0x91, 0x96, 0x97]);
-
-interface Connection {
-  mc: MqttClient;
-  /** Settles every publish still waiting for its PUBACK. */
-  pending: Set<(r: PublishResult) => void>;
-  closed: boolean;
-  onClosed: Set<() => void>;
-  /** Monotonic ms of the CONNACK (for the backoff reset); wall ms for status. */
-  connectedAt: number | null;
-  connectedWall: number | null;
-  lastError: string | number | null;
-  socket: TLSSocket | undefined;
-  /** The TLS material this connection presents. */
-  context: SecureContext;
-  /** Set while this is a `switchCredentials` attempt not yet accepted by the broker. */
-  candidate: ((r: SwitchResult) => void) | undefined;
-}
-
-function errorCode(e: unknown): string | number {
-  const code = (e as { code?: unknown })?.code;
-  if (typeof code === 'string' || typeof code === 'number') return code;
-  return 'error';
-}
-
-/** A short, secret-free reason for logs (TLS and MQTT errors never carry key material; bounded anyway). */
-function errorReason(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).slice(0, 200);
-}
-
-function classify(e: unknown): PublishResult {
-  const code = errorCode(e);
-  if (typeof code === 'number') return { ok: false, permanent: code >= 0x80 && !TRANSIENT_REASONS.has(code), code };
-  return { ok: false, permanent: false, code };
-}
-
 /** A relative topic the hub may publish to: levels of printable ASCII, no wildcards, none empty. */
 function validRelativeTopic(t: string): boolean {
   return t.length <= 256 && /^[\x21-\x7e]+$/.test(t) && !/[+#]/.test(t) && t.split('/').every((l) => l !== '');
@@ -137,66 +92,34 @@ function validRelativeTopic(t: string): boolean {
 export class UplinkClient {
   readonly hubId: string;
   readonly #o: Required<Omit<UplinkClientOptions, 'ca' | 'cert' | 'key' | 'url'>>;
-  readonly #host: string;
-  readonly #port: number;
+  readonly #endpoint: BrokerEndpoint;
   readonly #ca: Buffer;
   /** The TLS material of every new connection (replaced by a successful `switchCredentials`). */
   #context: SecureContext;
-  readonly #topics: { status: string; cmd: string; sync: string; certResponse: string; base: string };
-  readonly #messageListeners = new Set<(topic: InboundTopicName, payload: Buffer) => void | Promise<void>>();
+  readonly #topics: { status: string; base: string };
+  readonly #inbound: InboundTopics;
   readonly #listeners = { connected: new Set<() => void>(), disconnected: new Set<() => void>() };
-  #conn: Connection | undefined;
+  readonly #backoff: ReconnectBackoff;
+  #conn: BrokerConnection | undefined;
   #state: UplinkState = 'disconnected';
   #lastError: string | number | null = null;
-  #attempt = 0;
-  #timer: TimerHandle | undefined;
   /** A `switchCredentials` connection waiting for its CONNACK. */
-  #candidate: Connection | undefined;
+  #candidate: BrokerConnection | undefined;
   #started = false;
   #stopped = false;
 
   constructor(opts: UplinkClientOptions) {
-    const { url: rawUrl, ca, cert, key, ...rest } = opts;
+    const { url, ca, cert, key, ...rest } = opts;
     this.#o = { ...DEFAULTS, ...rest };
     const { hubId } = opts;
-    if (!new RegExp(ID_PATTERN).test(hubId)) {
-      throw new HubError('uplink.bad-hub-id', `The hub id ${JSON.stringify(hubId)} cannot be an MQTT topic level.`, {
-        hint: 'Use the CN of the hub certificate: 1-64 characters of A-Za-z0-9._:- (no /, + or #).',
-      });
-    }
+    checkHubId(hubId);
     this.hubId = hubId;
-    let url: URL;
-    try {
-      url = new URL(rawUrl);
-    } catch {
-      throw new HubError('uplink.bad-url', `The broker URL ${JSON.stringify(rawUrl)} is not a URL.`, {
-        hint: 'Write it as mqtts://host:8883.',
-      });
-    }
-    if (url.protocol !== 'mqtts:') {
-      throw new HubError(
-        'uplink.insecure-url',
-        `The broker URL uses ${url.protocol.replace(/:$/, '')}://; the hub connects over mutual TLS only (mqtts://).`,
-        { hint: 'Write it as mqtts://host:8883. There is no plaintext (mqtt://, ws://) fallback, by design.' },
-      );
-    }
-    this.#host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    this.#port = url.port === '' ? 8883 : Number(url.port);
+    this.#endpoint = brokerEndpoint(url);
     this.#ca = Buffer.from(ca);
-    try {
-      this.#context = createSecureContext({ ca, cert, key, minVersion: 'TLSv1.2' });
-    } catch (e) {
-      throw new HubError('uplink.tls-material', `The hub's certificate, key or CA cannot be used: ${errorReason(e)}.`, {
-        hint: 'Check the uplink certificate, key and CA files (PEM; the key must belong to the certificate).',
-      });
-    }
-    this.#topics = {
-      status: topics.status(hubId),
-      cmd: topics.cmd(hubId),
-      sync: topics.sync(hubId),
-      certResponse: topics.certResponse(hubId),
-      base: `ks/hubs/${hubId}/`,
-    };
+    this.#context = tlsContext(ca, cert, key);
+    this.#topics = { status: topics.status(hubId), base: `ks/hubs/${hubId}/` };
+    this.#inbound = new InboundTopics(hubId, this.#o.log);
+    this.#backoff = new ReconnectBackoff(this.#o);
   }
 
   /** Start connecting (and keep reconnecting until `stop()`). */
@@ -211,7 +134,7 @@ export class UplinkClient {
     return {
       state: this.#state,
       lastError: this.#lastError,
-      attempt: this.#attempt,
+      attempt: this.#backoff.attempt,
       connectedSince: this.#state === 'connected' ? (c?.connectedWall ?? null) : null,
     };
   }
@@ -227,9 +150,8 @@ export class UplinkClient {
   }
 
   /** Inbound messages on the hub's own `cmd`, `sync` and `cert/response` topics (anything else is dropped). */
-  onMessage(listener: (topic: InboundTopicName, payload: Buffer) => void | Promise<void>): () => void {
-    this.#messageListeners.add(listener);
-    return () => this.#messageListeners.delete(listener);
+  onMessage(listener: InboundListener): () => void {
+    return this.#inbound.add(listener);
   }
 
   /**
@@ -244,7 +166,7 @@ export class UplinkClient {
     if (!c || c.closed || this.#state !== 'connected') {
       return Promise.resolve({ ok: false, permanent: false, code: 'not-connected' });
     }
-    return this.#publishOn(c, this.#topics.base + topic, payload, opts.retain ?? false);
+    return c.publish(this.#topics.base + topic, payload, opts.retain ?? false);
   }
 
   /**
@@ -266,7 +188,7 @@ export class UplinkClient {
     }
     let context: SecureContext;
     try {
-      context = createSecureContext({ ca: this.#ca, cert, key, minVersion: 'TLSv1.2' });
+      context = tlsContext(this.#ca, cert, key);
     } catch {
       return Promise.resolve({ ok: false, code: 'tls-material' });
     }
@@ -280,17 +202,16 @@ export class UplinkClient {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#o.clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#backoff.cancel();
     const candidate = this.#candidate;
     if (candidate && !candidate.closed) {
-      candidate.mc.end(true);
+      candidate.abort();
       this.#closed(candidate);
     }
     const c = this.#conn;
     if (c && !c.closed) {
       // Past the CONNACK (even if `status` online is still on its way): say offline, then DISCONNECT.
-      const live = c.mc.connected;
+      const live = c.live;
       if (live) {
         const offline: StatusPayload = {
           v: CONTRACT_VERSION,
@@ -298,20 +219,17 @@ export class UplinkClient {
           reason: 'shutdown',
           at: new Date(this.#o.clock.now()).toISOString(),
         };
-        const r = await this.#within(this.#publishOn(c, this.#topics.status, JSON.stringify(offline), true));
+        const r = await this.#within(c.publish(this.#topics.status, JSON.stringify(offline), true));
         if (!r?.ok) this.#o.log.warn({ code: r ? r.code : 'timeout' }, 'uplink: offline status not acknowledged');
       }
-      const ended = new Promise<void>((resolve) => {
-        if (c.closed) resolve();
-        else c.onClosed.add(resolve);
-      });
+      const ended = c.ended();
       // A clean DISCONNECT (no last will) once the publishes in flight are answered, within a bound.
       if (live && !c.closed) {
-        c.mc.end(false, {}, () => {});
+        c.disconnect();
         await this.#within(ended);
       }
       if (!c.closed) {
-        c.mc.end(true);
+        c.abort();
         await this.#within(ended);
       }
       this.#closed(c);
@@ -323,7 +241,6 @@ export class UplinkClient {
   // ----- connection life cycle -------------------------------------------------------------
 
   #connect(): void {
-    this.#timer = undefined;
     if (this.#stopped) return;
     // A switch under way decides what comes next (its connection, or a reconnect when it fails).
     if (this.#candidate) return;
@@ -335,56 +252,19 @@ export class UplinkClient {
    * A new connection attempt presenting `context`. With `candidate` it is a switch: it becomes
    * the client's connection only once the broker accepted it.
    */
-  #open(context: SecureContext, candidate: ((r: SwitchResult) => void) | undefined): Connection {
-    const o = this.#o;
-    const offline: StatusPayload = { v: CONTRACT_VERSION, state: 'offline', reason: 'connection-lost' };
-    const options: IClientOptions = {
-      clientId: this.hubId,
-      protocolVersion: o.protocolVersion,
-      clean: false,
-      keepalive: o.keepaliveSec,
-      reconnectPeriod: 0,
-      connectTimeout: o.connectTimeoutMs,
-      resubscribe: false,
-      queueQoSZero: false,
-      will: { topic: this.#topics.status, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
-      ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySec } } : {}),
-    };
-    const conn: Connection = {
-      mc: undefined as unknown as MqttClient,
-      pending: new Set(),
-      closed: false,
-      onClosed: new Set(),
-      connectedAt: null,
-      connectedWall: null,
-      lastError: null,
-      socket: undefined,
-      context,
-      candidate,
-    };
+  #open(context: SecureContext, candidate: ((r: SwitchResult) => void) | undefined): BrokerConnection {
+    const options = sessionOptions(this.hubId, this.#topics.status, this.#o);
+    const conn = new BrokerConnection(context, candidate, this.#o.log);
     if (!candidate) this.#conn = conn;
-    try {
-      conn.mc = new MqttClient(() => this.#openSocket(conn), options);
-    } catch (e) {
-      conn.lastError = errorCode(e);
-      this.#closed(conn);
-      return conn;
-    }
-    // An 'error' without a listener would throw: every error is recorded, and the 'close' that
-    // follows decides what happens next.
-    conn.mc.on('error', (e) => {
-      conn.lastError = errorCode(e);
-      this.#o.log.debug({ code: conn.lastError, reason: errorReason(e) }, 'uplink: connection error');
+    const started = conn.open(options, (ctx) => dialBroker(this.#endpoint, this.#o.serverName, ctx), {
+      connect: (sessionPresent) => {
+        if (conn.candidate) this.#promote(conn);
+        void this.#connected(conn, sessionPresent);
+      },
+      close: () => this.#closed(conn),
+      message: (topic, payload) => this.#inbound.deliver(topic, payload),
     });
-    conn.mc.on('disconnect', (packet) => {
-      conn.lastError = `disconnect:${packet.reasonCode ?? 0}`;
-    });
-    conn.mc.on('close', () => this.#closed(conn));
-    conn.mc.on('connect', (connack) => {
-      if (conn.candidate) this.#promote(conn);
-      void this.#connected(conn, connack.sessionPresent);
-    });
-    conn.mc.on('message', (topic, payload) => this.#inbound(topic, payload));
+    if (!started) this.#closed(conn);
     return conn;
   }
 
@@ -393,18 +273,17 @@ export class UplinkClient {
    * so end it here too (its waiting publishes resolve as transient failures) and carry on with
    * the new connection and its material.
    */
-  #promote(conn: Connection): void {
+  #promote(conn: BrokerConnection): void {
     const settle = conn.candidate;
     conn.candidate = undefined;
     if (this.#candidate === conn) this.#candidate = undefined;
     if (this.#stopped) {
-      conn.mc.end(true);
+      conn.abort();
       settle?.({ ok: false, code: 'stopped' });
       return;
     }
     const previous = this.#conn;
-    this.#o.clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#backoff.cancel();
     this.#conn = conn;
     this.#context = conn.context;
     if (previous && !previous.closed) {
@@ -415,38 +294,11 @@ export class UplinkClient {
     settle?.({ ok: true });
   }
 
-  #openSocket(conn: Connection): TLSSocket {
-    const pinned = this.#o.serverName;
-    const socket = tlsConnect({
-      host: this.#host,
-      port: this.#port,
-      secureContext: conn.context,
-      rejectUnauthorized: true,
-      // SNI carries names only; an IP is still checked against the certificate's IP SANs.
-      ...(isIP(pinned) === 0 ? { servername: pinned } : {}),
-      checkServerIdentity: (_host, cert) => checkServerIdentity(pinned, cert),
-    });
-    socket.setNoDelay(true);
-    socket.once('connect', () => socket.setNoDelay(true));
-    conn.socket = socket;
-    return socket;
-  }
-
-  async #connected(conn: Connection, sessionPresent: boolean): Promise<void> {
+  async #connected(conn: BrokerConnection, sessionPresent: boolean): Promise<void> {
     if (conn !== this.#conn || conn.closed) return;
     conn.connectedAt = this.#o.clock.monotonic();
     conn.connectedWall = this.#o.clock.now();
-    const subscribed = await this.#untilClosed(
-      conn,
-      new Promise<string | null>((resolve) => {
-        const wanted = [this.#topics.cmd, this.#topics.sync, this.#topics.certResponse];
-        conn.mc.subscribe(wanted, { qos: 1 }, (err, granted) => {
-          if (err) return resolve(String(errorCode(err)));
-          const refused = (granted ?? []).filter((g) => g.qos > 2).map((g) => g.topic);
-          resolve(refused.length > 0 ? `refused: ${refused.join(', ')}` : null);
-        });
-      }),
-    );
+    const subscribed = await conn.subscribe(this.#inbound.topics);
     if (conn.closed) return;
     if (subscribed !== null) {
       this.#o.log.error(
@@ -461,29 +313,25 @@ export class UplinkClient {
       startedAt: new Date(this.#o.startedAt).toISOString(),
       at: new Date(this.#o.clock.now()).toISOString(),
     };
-    const r = await this.#publishOn(conn, this.#topics.status, JSON.stringify(online), true);
+    const r = await conn.publish(this.#topics.status, JSON.stringify(online), true);
     if (conn.closed || conn !== this.#conn || this.#stopped) return;
     if (!r.ok) this.#o.log.error({ code: r.code }, 'uplink: the online status was not accepted');
     this.#state = 'connected';
     this.#lastError = null;
     this.#o.log.info(
-      { broker: `${this.#host}:${this.#port}`, protocolVersion: this.#o.protocolVersion, sessionPresent },
+      {
+        broker: `${this.#endpoint.host}:${this.#endpoint.port}`,
+        protocolVersion: this.#o.protocolVersion,
+        sessionPresent,
+      },
       'uplink: connected',
     );
     this.#emit('connected');
   }
 
   /** The end of a connection (or of an attempt): settle what waited on it, then schedule the next. */
-  #closed(conn: Connection): void {
-    if (conn.closed) return;
-    conn.closed = true;
-    for (const settle of [...conn.pending]) {
-      settle({ ok: false, permanent: false, code: this.#stopped ? 'stopped' : 'connection-lost' });
-    }
-    for (const f of [...conn.onClosed]) f();
-    try {
-      conn.mc?.end(true);
-    } catch {}
+  #closed(conn: BrokerConnection): void {
+    if (!conn.markClosed(this.#stopped ? 'stopped' : 'connection-lost')) return;
     if (conn.candidate) {
       // A switch the broker refused: the current connection and material stay.
       const settle = conn.candidate;
@@ -492,9 +340,7 @@ export class UplinkClient {
       this.#o.log.warn({ code: conn.lastError ?? 'closed' }, 'uplink: the new certificate was not accepted');
       settle({ ok: false, code: conn.lastError ?? 'closed' });
       // The old connection may have ended meanwhile, its reconnect deferred to this outcome.
-      if (!this.#stopped && !this.#conn && this.#timer === undefined) {
-        this.#timer = this.#o.clock.setTimeout(() => this.#connect(), 0);
-      }
+      if (!this.#stopped && !this.#conn && !this.#backoff.scheduled) this.#backoff.schedule(() => this.#connect(), 0);
       return;
     }
     if (conn !== this.#conn) return;
@@ -512,62 +358,13 @@ export class UplinkClient {
       if (wasConnected) this.#emit('disconnected');
       return;
     }
-    if (conn.connectedAt !== null && o.clock.monotonic() - conn.connectedAt >= o.stableAfterMs) this.#attempt = 0;
-    const ceiling = Math.min(o.reconnectMaxMs, o.reconnectBaseMs * 2 ** Math.min(this.#attempt, 30));
-    const delay = Math.floor(o.random.float() * ceiling);
-    this.#attempt++;
+    const delay = this.#backoff.nextDelay(conn.connectedAt);
     o.log.warn(
-      { code: this.#lastError, attempt: this.#attempt, retryInMs: delay },
+      { code: this.#lastError, attempt: this.#backoff.attempt, retryInMs: delay },
       wasConnected ? 'uplink: connection lost; reconnecting' : 'uplink: cannot connect to the broker; retrying',
     );
     if (wasConnected) this.#emit('disconnected');
-    this.#timer = o.clock.setTimeout(() => this.#connect(), delay);
-  }
-
-  #publishOn(conn: Connection, topic: string, payload: string | Buffer, retain: boolean): Promise<PublishResult> {
-    return new Promise<PublishResult>((resolve) => {
-      let done = false;
-      const settle = (r: PublishResult) => {
-        if (done) return;
-        done = true;
-        conn.pending.delete(settle);
-        resolve(r);
-      };
-      if (conn.closed) return settle({ ok: false, permanent: false, code: 'connection-lost' });
-      conn.pending.add(settle);
-      try {
-        conn.mc.publish(topic, payload, { qos: 1, retain }, (err) => settle(err ? classify(err) : { ok: true }));
-      } catch (e) {
-        settle(classify(e));
-      }
-    });
-  }
-
-  #inbound(topic: string, payload: Buffer): void {
-    const name: InboundTopicName | undefined =
-      topic === this.#topics.cmd
-        ? 'cmd'
-        : topic === this.#topics.sync
-          ? 'sync'
-          : topic === this.#topics.certResponse
-            ? 'cert/response'
-            : undefined;
-    if (!name) {
-      this.#o.log.debug({ topic: topic.slice(0, 200) }, 'uplink: message on an unexpected topic dropped');
-      return;
-    }
-    for (const l of [...this.#messageListeners]) {
-      try {
-        const r = l(name, payload);
-        if (r && typeof r.then === 'function') {
-          r.then(undefined, (e: unknown) =>
-            this.#o.log.error({ err: e, topic: name }, 'uplink: inbound handler failed'),
-          );
-        }
-      } catch (e) {
-        this.#o.log.error({ err: e, topic: name }, 'uplink: inbound handler failed');
-      }
-    }
+    this.#backoff.schedule(() => this.#connect(), delay);
   }
 
   #emit(event: 'connected' | 'disconnected'): void {
@@ -578,18 +375,6 @@ export class UplinkClient {
         this.#o.log.error({ err: e, event }, 'uplink: listener failed');
       }
     }
-  }
-
-  #untilClosed<T>(conn: Connection, p: Promise<T>): Promise<T | undefined> {
-    if (conn.closed) return Promise.resolve(undefined);
-    return new Promise<T | undefined>((resolve) => {
-      const onClose = () => resolve(undefined);
-      conn.onClosed.add(onClose);
-      p.then((v) => {
-        conn.onClosed.delete(onClose);
-        resolve(v);
-      });
-    });
   }
 
   /** `p`, or undefined after `stopTimeoutMs`. */

@@ -9,7 +9,7 @@ import { SeededRandom } from '../../src/base/random.js';
 import { type CommandEnvelope, sealSetupCode, signCommand, type UnsignedCommand } from '../../src/commands/otp.js';
 import type { CommandTarget } from '../../src/commands/remote-commands.js';
 import { CommandVerifier, type VerifierConfig } from '../../src/commands/verifier.js';
-import type { LockMode, LockState } from '../../src/contract/link-frames.js';
+import type { LockMode, LockState } from '../../src/contract/link-messages.js';
 import type { CommandOp } from '../../src/contract/mqtt.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { LockSummary } from '../../src/link/manager.js';

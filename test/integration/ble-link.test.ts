@@ -4,7 +4,7 @@ import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { SimLock } from '../../sim/lock/lock.js';
 import { systemClock } from '../../src/base/clock.js';
 import { SeededRandom } from '../../src/base/random.js';
-import type { LockEvent } from '../../src/contract/link-frames.js';
+import type { LockEvent } from '../../src/contract/link-messages.js';
 import { Sealer } from '../../src/crypto/seal.js';
 import { Secret } from '../../src/crypto/secret.js';
 import { LinkManager } from '../../src/link/manager.js';

@@ -11,7 +11,7 @@ import { startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
 import { systemClock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import { SeededRandom } from '../../src/base/random.js';
-import type { LockEvent } from '../../src/contract/link-frames.js';
+import type { LockEvent } from '../../src/contract/link-messages.js';
 import type { CloudEvent, EventsPayload, LockStatePayload, StatusPayload } from '../../src/contract/mqtt.js';
 import { conforms } from '../../src/contract/mqtt-validate.js';
 import { COUNTER_REFUSED, Outbox } from '../../src/events/outbox.js';

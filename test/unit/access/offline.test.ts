@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { OfflineLists } from '../../../src/access/offline.js';
 import { VirtualClock } from '../../../src/base/clock.js';
-import { offlineListDigest } from '../../../src/contract/link-frames.js';
+import { offlineListDigest } from '../../../src/contract/link-offline.js';
 import type { SnapshotData } from '../../../src/contract/sync-data.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';

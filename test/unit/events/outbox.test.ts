@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
-import type { LockEvent } from '../../../src/contract/link-frames.js';
+import type { LockEvent } from '../../../src/contract/link-messages.js';
 import type { CloudEvent, LockStatePayload } from '../../../src/contract/mqtt.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
 import { COUNTER_REFUSED, Outbox } from '../../../src/events/outbox.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { LockEvent } from '../../../src/contract/link-frames.js';
+import type { LockEvent } from '../../../src/contract/link-messages.js';
 import { Store } from '../../../src/store/store.js';
 import { pairingWithLock } from '../../helpers/pairing.js';
 import { tempDir } from '../../helpers/tmp.js';

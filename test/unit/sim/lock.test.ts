@@ -17,15 +17,14 @@ import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { Result } from '../../../src/base/result.js';
+import { decodeMessage, encodeMessage } from '../../../src/contract/link-codec.js';
 import {
-  decodeMessage,
-  encodeMessage,
   type LockEvent,
   MAX_EVENTS_PER_BATCH,
   type OpResult,
   type Request,
   type Response,
-} from '../../../src/contract/link-frames.js';
+} from '../../../src/contract/link-messages.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { generateKeyPair, type KeyPair } from '../../../src/link/noise.js';
 import { attachLock, connectBound, type LinkFailure, type SecureSession } from '../../../src/link/session.js';

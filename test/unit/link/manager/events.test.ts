@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { LockEvent } from '../../../../src/contract/link-frames.js';
+import type { LockEvent } from '../../../../src/contract/link-messages.js';
 import { Site } from './site.js';
 
 /** Event collection: pushed by the lock, fetched in batches, stored once, then acknowledged. */

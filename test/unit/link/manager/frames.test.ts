@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../../../src/base/random.js';
-import { encodeMessage } from '../../../../src/contract/link-frames.js';
+import { encodeMessage } from '../../../../src/contract/link-codec.js';
 import { createHandshake } from '../../../../src/link/noise.js';
 import { SealedChannel } from '../../../../src/link/transport.js';
 import { flipByte, type MitmLink } from '../../../helpers/mitm-bearer.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SimCounters } from '../../../../drivers/sim-radio/radio.js';
 import { HubError } from '../../../../src/base/errors.js';
-import type { LockEvent } from '../../../../src/contract/link-frames.js';
+import type { LockEvent } from '../../../../src/contract/link-messages.js';
 import { type Hub, Site } from './site.js';
 
 /**

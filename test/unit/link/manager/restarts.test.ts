@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../../src/base/errors.js';
-import type { LockEvent } from '../../../../src/contract/link-frames.js';
+import type { LockEvent } from '../../../../src/contract/link-messages.js';
 import { expectServing, FAST, type Hub, reported, Site } from './site.js';
 
 /**

@@ -8,7 +8,7 @@ import { SimWorld } from '../../../../sim/world.js';
 import { VirtualClock } from '../../../../src/base/clock.js';
 import { HubError } from '../../../../src/base/errors.js';
 import { SeededRandom } from '../../../../src/base/random.js';
-import type { LockEvent } from '../../../../src/contract/link-frames.js';
+import type { LockEvent } from '../../../../src/contract/link-messages.js';
 import { Sealer } from '../../../../src/crypto/seal.js';
 import { Secret } from '../../../../src/crypto/secret.js';
 import {

@@ -3,10 +3,8 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
+import { type DecodeResult, decodeMessage, encodeMessage } from '../../../src/contract/link-codec.js';
 import {
-  type DecodeResult,
-  decodeMessage,
-  encodeMessage,
   isFromLock,
   type LinkMessage,
   type LockEvent,
@@ -16,8 +14,8 @@ import {
   MAX_OPEN_MS,
   type OfflineItem,
   OPERATIONS,
-  offlineListDigest,
-} from '../../../src/contract/link-frames.js';
+} from '../../../src/contract/link-messages.js';
+import { offlineListDigest } from '../../../src/contract/link-offline.js';
 
 const state: LockState = {
   bolt: 'unlocked',
