@@ -2,13 +2,9 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
-import {
-  certificateInfo,
-  identityPaths,
-  loadIdentity,
-  parseCertificates,
-  readInstalledCertificate,
-} from '../../provisioning/identity.js';
+import { certificateInfo, parseCertificates } from '../../provisioning/certificate.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
+import { loadIdentity, readInstalledCertificate } from '../../provisioning/identity-load.js';
 import { describeError, HubError } from '../base/errors.js';
 import type { RefusalCode, VerifierStats } from '../commands/verifier.js';
 import { type LoadedConfig, loadConfig } from '../config/load.js';

@@ -1,4 +1,4 @@
-import type { CertificateInfo } from '../../provisioning/identity.js';
+import type { CertificateInfo } from '../../provisioning/certificate.js';
 import type { OfflineListRow } from '../access/control.js';
 import type { VerifierStats } from '../commands/verifier.js';
 import type { HubStatus } from '../contract/control-socket.js';

@@ -1,6 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { hubIdOfCertificate, identityPaths, loadIdentity } from '../../provisioning/identity.js';
+import { hubIdOfCertificate } from '../../provisioning/hub-id.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
+import { loadIdentity } from '../../provisioning/identity-load.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
