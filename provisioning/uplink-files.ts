@@ -2,7 +2,9 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { HubError } from '../src/base/errors.js';
 import { readPrivateFile } from '../src/crypto/private-file.js';
-import { hubIdOfCertificate, identityPaths, loadIdentity } from './identity.js';
+import { hubIdOfCertificate } from './hub-id.js';
+import { identityPaths } from './identity-files.js';
+import { loadIdentity } from './identity-load.js';
 
 /**
  * The files the MQTT uplink connects with — the CA it trusts, the hub's certificate and its key —

@@ -1,5 +1,5 @@
 import type { Bearer } from '../../hal/bearer.js';
-import { readInstalledCertificate } from '../../provisioning/identity.js';
+import { readInstalledCertificate } from '../../provisioning/identity-load.js';
 import { describeError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
 import type { CertSummary, DiagCheck, DiagReport, VerifierStats } from '../contract/control-socket.js';

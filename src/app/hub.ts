@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
-import { identityPaths, readInstalledCertificate } from '../../provisioning/identity.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
+import { readInstalledCertificate } from '../../provisioning/identity-load.js';
 import { loadUplinkFiles, type UplinkFiles } from '../../provisioning/uplink-files.js';
 import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';

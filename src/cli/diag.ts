@@ -1,7 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { certificateInfo, identityPaths, loadIdentity, parseCertificates } from '../../provisioning/identity.js';
+import { certificateInfo, parseCertificates } from '../../provisioning/certificate.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
+import { loadIdentity } from '../../provisioning/identity-load.js';
 import { loadUplinkFiles } from '../../provisioning/uplink-files.js';
 import { describeError, HubError } from '../base/errors.js';
 import { type LoadedConfig, loadConfig } from '../config/load.js';

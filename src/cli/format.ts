@@ -1,4 +1,4 @@
-import type { CertificateInfo } from '../../provisioning/identity.js';
+import type { CertificateInfo } from '../../provisioning/certificate.js';
 import type { HubStatus, OfflineListRow, RecentCommand, VerifierStats } from '../contract/control-socket.js';
 import { refusedSummary } from '../diag/checks.js';
 

@@ -2,19 +2,17 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
 import {
   CERT_MAX_BYTES,
   type CertificateInfo,
   certificateInfo,
-  csrHubId,
-  identityPaths,
-  initIdentity,
-  installIdentity,
   parseCertificates,
-  readCsr,
-  readInstalledCertificate,
-} from '../../provisioning/identity.js';
+} from '../../provisioning/certificate.js';
+import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
+import { installIdentity } from '../../provisioning/identity-install.js';
+import { readInstalledCertificate } from '../../provisioning/identity-load.js';
+import { csrHubId, initIdentity, readCsr } from '../../provisioning/key-and-csr.js';
 import { writeFileAtomic } from '../base/atomic-file.js';
 import { describeError, HubError } from '../base/errors.js';
 import { VERSION } from '../base/version.js';

@@ -3,16 +3,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity, createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
 import { MqttClient } from 'mqtt';
-import {
-  checkCertificate,
-  csrHubId,
-  identityPaths,
-  initIdentity,
-  installIdentity,
-  loadIdentity,
-  parseCertificates,
-  readCsr,
-} from '../../provisioning/identity.js';
+import { parseCertificates } from '../../provisioning/certificate.js';
+import { checkCertificate } from '../../provisioning/certificate-check.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
+import { installIdentity } from '../../provisioning/identity-install.js';
+import { loadIdentity } from '../../provisioning/identity-load.js';
+import { csrHubId, initIdentity, readCsr } from '../../provisioning/key-and-csr.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
@@ -39,7 +35,7 @@ import type { Store } from '../store/store.js';
  * key never leaves it), connects with the claim certificate, sends the CSR on
  * `ks/provisioning/{claimId}/request` and waits for `.../response`: its own certificate, the CA,
  * and its OTP and PIN keys encrypted to its key. It checks all of it, stores the secrets sealed,
- * installs the certificate (atomically, provisioning/identity.ts), and from then on connects
+ * installs the certificate (atomically, provisioning/identity-install.ts), and from then on connects
  * only with its own certificate. The broker's ACL lets the claim certificate use nothing but its
  * two provisioning topics.
  *

@@ -1,10 +1,7 @@
-import {
-  checkCertificate,
-  installIdentity,
-  type LoadedIdentity,
-  loadIdentity,
-  makeKeyAndCsr,
-} from '../../provisioning/identity.js';
+import { checkCertificate } from '../../provisioning/certificate-check.js';
+import { installIdentity } from '../../provisioning/identity-install.js';
+import { type LoadedIdentity, loadIdentity } from '../../provisioning/identity-load.js';
+import { makeKeyAndCsr } from '../../provisioning/key-and-csr.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
@@ -20,7 +17,7 @@ import type { PublishResult, SwitchResult } from './mqtt-client.js';
  * the new key, the installed CA, valid now), then switches over: a second connection presents
  * the new certificate while the current one stays up, and only when the broker has accepted it
  * are the new key and certificate installed (atomically, replacing the old ones; see
- * provisioning/identity.ts). If anything fails — no answer, a refusal, a certificate that does
+ * provisioning/identity-install.ts). If anything fails — no answer, a refusal, a certificate that does
  * not check, a broker that will not take it — nothing changes: the old certificate stays in use
  * and on disk, and the hub asks again later. Nothing is lost in the switch: the broker carries
  * the persistent session (subscriptions, queued commands) over to the new connection, and what

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDevPki, issueClientCert } from '../../provisioning/dev-pki.js';
-import { identityPaths } from '../../provisioning/identity.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
@@ -198,7 +198,7 @@ describe.skipIf(!haveMosquitto)(
     }, 60_000);
 
     it("its one use, asking to enroll, cannot get an enrolled hub's certificate or secrets for another key", async () => {
-      const { makeKeyAndCsr } = await import('../../provisioning/identity.js');
+      const { makeKeyAndCsr } = await import('../../provisioning/key-and-csr.js');
       const c = await claimClient('intruder');
       try {
         const answers = new Promise<Record<string, unknown>>((resolve) =>

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDevPki, createForeignCa, type DevPkiPaths } from '../../provisioning/dev-pki.js';
-import { identityPaths } from '../../provisioning/identity.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
 import type { DiagReport } from '../../src/contract/control-socket.js';
 import { requireBuild, runCli, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';

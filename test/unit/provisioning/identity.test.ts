@@ -15,17 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkCertificate } from '../../../provisioning/certificate-check.js';
 import { type CertKeyPaths, createDevPki, createForeignCa, type DevPkiPaths } from '../../../provisioning/dev-pki.js';
-import {
-  checkCertificate,
-  identityPaths,
-  initIdentity,
-  installIdentity,
-  loadIdentity,
-  makeKeyAndCsr,
-  readCsr,
-  readInstalledCertificate,
-} from '../../../provisioning/identity.js';
+import { identityPaths } from '../../../provisioning/identity-files.js';
+import { installIdentity } from '../../../provisioning/identity-install.js';
+import { loadIdentity, readInstalledCertificate } from '../../../provisioning/identity-load.js';
+import { initIdentity, makeKeyAndCsr, readCsr } from '../../../provisioning/key-and-csr.js';
 import { loadUplinkFiles } from '../../../provisioning/uplink-files.js';
 import { HubError } from '../../../src/base/errors.js';
 import { parseConfig } from '../../../src/config/load.js';

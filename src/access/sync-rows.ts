@@ -1,0 +1,223 @@
+import { HubError, isHubError } from '../base/errors.js';
+import type { SyncPayload } from '../contract/mqtt.js';
+import {
+  checkSyncData,
+  type DeltaData,
+  type SnapshotData,
+  type SyncGroup,
+  type SyncKey,
+  type SyncMembership,
+  type SyncPin,
+  type SyncTag,
+  type SyncUser,
+  TABLES,
+} from '../contract/sync-data.js';
+import { compileSchedule, toMillis } from './schedule.js';
+
+/**
+ * Everything about a sync that can be judged without the database (the data against the schema,
+ * a delta's versions, times, schedules, validity order, an id twice in a list), done before the
+ * mirror's transaction opens, so a malformed sync never holds the write lock. What passes comes
+ * out as rows ready for the store.
+ */
+
+/** A row ready for the store: times in unix ms, schedules checked. */
+interface PreparedUser {
+  id: string;
+  name: string | null;
+  validFrom: number | null;
+  validUntil: number | null;
+  offline: number;
+  blocked: number;
+}
+
+interface PreparedGroup {
+  id: string;
+  lockIds: string[];
+  schedule: string | null;
+  validFrom: number | null;
+  validUntil: number | null;
+}
+
+export interface PreparedCredential {
+  id: string;
+  userId: string;
+  digest: Buffer;
+  where: string;
+}
+
+interface PreparedKey {
+  id: string;
+  userId: string;
+  revoked: number;
+  expiresAt: number;
+  where: string;
+}
+
+export interface PreparedRows {
+  /** 'data' for a snapshot, 'data.upsert' for a delta: the prefix of error paths. */
+  path: string;
+  users: PreparedUser[];
+  groups: PreparedGroup[];
+  memberships: (SyncMembership & { where: string })[];
+  pins: PreparedCredential[];
+  tags: PreparedCredential[];
+  keys: PreparedKey[];
+}
+
+export interface PreparedDeletes {
+  users: string[];
+  groups: string[];
+  memberships: SyncMembership[];
+  pins: string[];
+  tags: string[];
+  keys: string[];
+}
+
+/** A sync ready for the transaction: a snapshot's rows, or a delta's upserts and deletions. */
+export interface PreparedSync {
+  rows: PreparedRows;
+  /** Undefined for a snapshot, which replaces everything instead. */
+  deletes: PreparedDeletes | undefined;
+}
+
+export function refuse(code: string, message: string, hint?: string): HubError {
+  return new HubError(code, message, hint === undefined ? {} : { hint });
+}
+
+function invalid(message: string): HubError {
+  return refuse('sync.invalid', message, 'the sync was not applied; the cloud must send a corrected one');
+}
+
+/** The sync's data as rows, or a refusal (`sync.invalid`, `sync.duplicate`) naming the first problem. */
+export function prepareSync(p: SyncPayload): PreparedSync {
+  if (p.kind === 'snapshot') {
+    const checked = checkSyncData('snapshot', p.data);
+    if (!checked.ok) throw invalid(checked.message);
+    return { rows: prepareRows('data', checked.data), deletes: undefined };
+  }
+  const checked = checkSyncData('delta', p.data);
+  if (!checked.ok) throw invalid(checked.message);
+  if (p.baseVersion === undefined) throw invalid('a delta needs baseVersion, the version it applies to');
+  if (p.version <= p.baseVersion) {
+    throw invalid(`a delta's version (${p.version}) must be greater than its baseVersion (${p.baseVersion})`);
+  }
+  return { rows: prepareRows('data.upsert', checked.data.upsert ?? {}), deletes: prepareDeletes(checked.data.delete) };
+}
+
+/** Whole-sync checks that need no database: times, schedules, validity order, duplicate ids. */
+function prepareRows(path: string, d: Partial<SnapshotData>): PreparedRows {
+  const ms = (value: string | number | undefined, where: string): number | null => {
+    if (value === undefined) return null;
+    try {
+      return toMillis(value, where);
+    } catch (e) {
+      throw invalid(isHubError(e) ? e.message : `${where}: not a time`);
+    }
+  };
+  const period = (v: { validFrom?: string | number; validUntil?: string | number }, where: string) => {
+    const validFrom = ms(v.validFrom, `${where}.validFrom`);
+    const validUntil = ms(v.validUntil, `${where}.validUntil`);
+    if (validFrom !== null && validUntil !== null && validUntil <= validFrom) {
+      throw invalid(`${where}: validUntil is not after validFrom, so it is never valid`);
+    }
+    return { validFrom, validUntil };
+  };
+  const unique = <T>(table: string, list: readonly T[], keyOf: (row: T) => string): void => {
+    const seen = new Map<string, number>();
+    list.forEach((row, i) => {
+      const key = keyOf(row);
+      const first = seen.get(key);
+      if (first !== undefined) {
+        throw refuse('sync.duplicate', `${path}.${table}[${i}]: ${key} is also ${path}.${table}[${first}]`);
+      }
+      seen.set(key, i);
+    });
+  };
+
+  const users = d.users ?? [];
+  const groups = d.groups ?? [];
+  const memberships = d.memberships ?? [];
+  const pins = d.pins ?? [];
+  const tags = d.tags ?? [];
+  const keys = d.keys ?? [];
+  unique('users', users, (u) => `user ${u.id}`);
+  unique('groups', groups, (g) => `group ${g.id}`);
+  unique('memberships', memberships, (m) => `membership of ${m.userId} in ${m.groupId}`);
+  unique('pins', pins, (p) => `pin ${p.id}`);
+  unique('tags', tags, (t) => `tag ${t.id}`);
+  unique('keys', keys, (k) => `key ${k.id}`);
+
+  const credential = (table: 'pins' | 'tags') => (c: SyncPin | SyncTag, i: number) => ({
+    id: c.id,
+    userId: c.userId,
+    digest: Buffer.from('verifier' in c ? c.verifier : c.hash, 'hex'),
+    where: `${path}.${table}[${i}] (${table === 'pins' ? 'pin' : 'tag'} ${c.id})`,
+  });
+  return {
+    path,
+    users: users.map((u: SyncUser, i) => ({
+      id: u.id,
+      name: u.name ?? null,
+      ...period(u, `${path}.users[${i}]`),
+      offline: u.offline ? 1 : 0,
+      blocked: u.blocked ? 1 : 0,
+    })),
+    groups: groups.map((g: SyncGroup, i) => {
+      const where = `${path}.groups[${i}]`;
+      if (g.schedule) {
+        try {
+          compileSchedule(g.schedule, `${where}.schedule`);
+        } catch (e) {
+          throw invalid(isHubError(e) ? e.message : `${where}.schedule is invalid`);
+        }
+      }
+      return {
+        id: g.id,
+        lockIds: g.lockIds,
+        schedule: g.schedule ? JSON.stringify(g.schedule) : null,
+        ...period(g, where),
+      };
+    }),
+    memberships: memberships.map((m, i) => ({
+      userId: m.userId,
+      groupId: m.groupId,
+      where: `${path}.memberships[${i}]`,
+    })),
+    pins: pins.map(credential('pins')),
+    tags: tags.map(credential('tags')),
+    keys: keys.map((k: SyncKey, i) => {
+      const where = `${path}.keys[${i}] (key ${k.id})`;
+      return {
+        id: k.id,
+        userId: k.userId,
+        revoked: k.revoked ? 1 : 0,
+        expiresAt: ms(k.expiresAt, `${path}.keys[${i}].expiresAt`) as number,
+        where,
+      };
+    }),
+  };
+}
+
+function prepareDeletes(d: DeltaData['delete']): PreparedDeletes {
+  const deletes = {
+    users: d?.users ?? [],
+    groups: d?.groups ?? [],
+    memberships: d?.memberships ?? [],
+    pins: d?.pins ?? [],
+    tags: d?.tags ?? [],
+    keys: d?.keys ?? [],
+  };
+  for (const table of TABLES) {
+    const seen = new Map<string, number>();
+    (deletes[table] as (string | SyncMembership)[]).forEach((row, i) => {
+      const key = typeof row === 'string' ? row : `${row.userId} in ${row.groupId}`;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        throw refuse('sync.duplicate', `data.delete.${table}[${i}]: ${key} is also data.delete.${table}[${first}]`);
+      }
+      seen.set(key, i);
+    });
+  }
+  return deletes;
+}
