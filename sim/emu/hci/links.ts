@@ -158,7 +158,7 @@ export class LinkLayer {
     return n;
   }
 
-  /** The controller reset or the host went away: no initiating, every link ends for the locks without a word to the host. */
+  /** A controller reset or a host gone: initiating stops, every link ends for the locks (the host is not told). */
   reset(lockReason: CloseReason): void {
     if (this.#pending?.timer) clearTimeout(this.#pending.timer);
     this.#pending = undefined;

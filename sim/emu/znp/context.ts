@@ -9,8 +9,8 @@ import type { ZnpSerial } from './serial.js';
 /**
  * What every MT command handler (mt-*.ts) acts on, named once: the coordinator's NV and RAM, the
  * line to the host, the hosted devices and the trust center's keys. Handlers are plain functions
- * of one request, kept in one table per subsystem as Z-Stack's MT layer keeps them, so that each
- * subsystem can be read on its own.
+ * of one request, in one table per subsystem (as Z-Stack's MT layer has one command processor per
+ * subsystem), so that each subsystem can be read on its own.
  */
 
 /** ZDO device state: started as the network's coordinator. */

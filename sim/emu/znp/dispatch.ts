@@ -9,7 +9,7 @@ import { ZDO_HANDLERS, zdoRequest } from './mt-zdo.js';
 /**
  * Routes one MT request from the host to its subsystem's handler. What herdsman sends that the
  * emulator does not implement still gets an answer (a zero-filled success), because a real ZNP
- * answers every SREQ and herdsman would otherwise stall on it; such requests are counted.
+ * answers every SREQ and herdsman would otherwise wait for its timeout; such requests are counted.
  */
 
 const HANDLERS: Readonly<Partial<Record<Subsystem, MtHandlers>>> = {
