@@ -1,0 +1,191 @@
+import type { Clock } from '../../src/base/clock.js';
+import { encodeMessage } from '../../src/contract/link-codec.js';
+import {
+  type LockErrorCode,
+  type LockMode,
+  MAX_EVENTS_PER_BATCH,
+  type OfflineItem,
+  type Request,
+  type Response,
+} from '../../src/contract/link-messages.js';
+import { offlineListDigest } from '../../src/contract/link-offline.js';
+import { TAGLEN } from '../../src/link/noise.js';
+import { FRAME_HEADER_LEN } from '../../src/link/transport.js';
+import type { SessionContext } from './hub-sessions.js';
+import type { LockMemory } from './memory.js';
+import type { Relock } from './relock.js';
+import type { OfflineAccessEntry } from './storage.js';
+
+/**
+ * What the lock does with each request from its hub: the bolt, the modes, the event log, the
+ * clock, the offline-access list and detach, each change saved before the answer (a save that
+ * fails is answered `internal` and changes nothing). The policies these follow are documented on
+ * SimLock (lock.ts); this is where they are carried out.
+ */
+
+/** Below this battery level the motor is not driven. */
+export const CRITICAL_BATTERY_PERCENT = 2;
+/** What sealing adds to a payload on the air. */
+const FRAME_OVERHEAD = FRAME_HEADER_LEN + TAGLEN;
+
+export interface LockRequestsOptions {
+  readonly memory: LockMemory;
+  readonly relock: Relock;
+  readonly clock: Clock;
+  readonly maxOfflineEntries: number;
+}
+
+export class LockRequests {
+  readonly #o: LockRequestsOptions;
+
+  constructor(options: LockRequestsOptions) {
+    this.#o = options;
+  }
+
+  execute(context: SessionContext, request: Request): Response {
+    const { memory, relock } = this.#o;
+    const p = memory.running();
+    const id = request.id;
+    const fail = (code: LockErrorCode): Response => ({ type: 'error', id, code });
+    if (context.hub !== p.boundHub) {
+      // This hub was forgotten (detach) or replaced (another hub attached in attach mode).
+      return request.type === 'detach' ? { type: 'ok', id, result: { op: 'detach' } } : fail('not-attached');
+    }
+    try {
+      switch (request.type) {
+        case 'open':
+          return this.#open(request.id, request.durationMs);
+        case 'lock':
+          memory.change((d) => {
+            d.bolt = 'locked';
+            if (d.mode === 'office') d.mode = 'normal';
+          });
+          relock.cancel();
+          return this.#okState(id, 'lock');
+        case 'setMode':
+          return this.#setMode(id, request.mode);
+        case 'getState':
+          return this.#okState(id, 'getState');
+        case 'getEvents':
+          return this.#getEvents(context, id, request.sinceSeq);
+        case 'ackEvents': {
+          if (request.uptoSeq >= p.nextSeq) return fail('bad-request');
+          if (p.events.some((e) => e.seq <= request.uptoSeq)) {
+            memory.change((d) => {
+              d.events = d.events.filter((e) => e.seq > request.uptoSeq);
+            });
+          }
+          return { type: 'ok', id, result: { op: 'ackEvents' } };
+        }
+        case 'setTime':
+          memory.change((d) => {
+            d.clockOffsetMs = request.unixMs - Math.floor(this.#o.clock.now());
+          });
+          return { type: 'ok', id, result: { op: 'setTime' } };
+        case 'setOffline':
+          return this.#setOffline(id, request);
+        case 'detach':
+          // Forgotten and saved first: the ok is the lock's confirmation.
+          memory.change((d) => {
+            d.formerHub = d.boundHub;
+            d.boundHub = null;
+            d.offlineAccess = [];
+          });
+          return { type: 'ok', id, result: { op: 'detach' } };
+      }
+    } catch {
+      // The flash refused the write: nothing changed, and the hub is told so.
+      return fail('internal');
+    }
+  }
+
+  #setOffline(id: number, request: Extract<Request, { type: 'setOffline' }>): Response {
+    const { memory, maxOfflineEntries } = this.#o;
+    const next = new Map<string, OfflineAccessEntry>(
+      request.reset ? [] : memory.running().offlineAccess.map((e) => [e.credentialId, e]),
+    );
+    for (const credentialId of request.remove) next.delete(credentialId);
+    for (const item of request.upsert) next.set(item.credentialId, toEntry(item));
+    // Over capacity: refused whole; the hub sends its list by priority, so this is its mistake.
+    if (next.size > maxOfflineEntries) return { type: 'error', id, code: 'busy' };
+    const held = [...next.values()];
+    memory.change((d) => {
+      d.offlineAccess = held;
+    });
+    return {
+      type: 'ok',
+      id,
+      result: {
+        op: 'setOffline',
+        held: held.length,
+        capacity: maxOfflineEntries,
+        digest: offlineListDigest(held.map(fromEntry)),
+      },
+    };
+  }
+
+  #okState(id: number, op: 'open' | 'lock' | 'setMode' | 'getState'): Response {
+    return { type: 'ok', id, result: { op, state: this.#o.memory.lockState() } };
+  }
+
+  #open(id: number, durationMs: number): Response {
+    const { memory, relock } = this.#o;
+    const p = memory.running();
+    if (p.mode === 'locked') {
+      memory.change((_d, emit) => emit({ type: 'denied', reason: 'locked-mode', credentialId: null }));
+      return { type: 'error', id, code: 'bad-request' };
+    }
+    if (p.batteryPercent < CRITICAL_BATTERY_PERCENT) return { type: 'error', id, code: 'battery-critical' };
+    memory.change((d, emit) => {
+      d.bolt = 'unlocked';
+      emit({ type: 'opened', by: 'remote', credentialId: null });
+    });
+    if (p.mode === 'normal') relock.arm(durationMs);
+    return this.#okState(id, 'open');
+  }
+
+  #setMode(id: number, mode: LockMode): Response {
+    const { memory, relock } = this.#o;
+    const previous = memory.running().mode;
+    memory.change((d) => {
+      d.mode = mode;
+      if (mode === 'office') d.bolt = 'unlocked';
+      else if (mode === 'locked' || previous === 'office') d.bolt = 'locked';
+    });
+    // Normal mode keeps a pending relock; office and locked modes make it moot.
+    if (mode !== 'normal') relock.cancel();
+    return this.#okState(id, 'setMode');
+  }
+
+  #getEvents(context: SessionContext, id: number, sinceSeq: number): Response {
+    const after = this.#o.memory.running().events.filter((e) => e.seq > sinceSeq);
+    const budget = context.session.link.maxFrameSize - FRAME_OVERHEAD;
+    const batch = after.slice(0, MAX_EVENTS_PER_BATCH);
+    const encode = (more: boolean): Response => ({
+      type: 'ok',
+      id,
+      result: { op: 'getEvents', events: [...batch], more },
+    });
+    // Fewer events when a full batch would not fit one frame of this link: the hub asks again.
+    while (batch.length > 1 && encodeMessage(encode(true)).length > budget) batch.pop();
+    return encode(after.length > batch.length);
+  }
+}
+
+function fromEntry(e: OfflineAccessEntry): OfflineItem {
+  return {
+    kind: e.kind,
+    credentialId: e.credentialId,
+    digest: new Uint8Array(Buffer.from(e.digest, 'hex')),
+    windows: e.windows.map((w) => ({ from: w.from, until: w.until })),
+  };
+}
+
+function toEntry(item: OfflineItem): OfflineAccessEntry {
+  return {
+    kind: item.kind,
+    credentialId: item.credentialId,
+    digest: Buffer.from(item.digest).toString('hex'),
+    windows: item.windows.map((w) => ({ from: w.from, until: w.until })),
+  };
+}
