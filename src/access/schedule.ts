@@ -1,4 +1,5 @@
 import { HubError } from '../base/errors.js';
+import { WEEKDAYS, type Weekday } from '../contract/sync-data.js';
 
 /**
  * Weekly schedules and validity periods, evaluated in the site's IANA time zone.
@@ -10,9 +11,6 @@ import { HubError } from '../base/errors.js';
  * lying wholly inside the skipped hour admits nothing that day; a local time that occurs twice
  * (fall back) is inside an interval for both of its occurrences.
  */
-
-export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
-export type Weekday = (typeof WEEKDAYS)[number];
 
 /** Local wall-clock minutes `[from, to)` on each of `days`; `to` may be '24:00' (end of the day). */
 export interface Interval {

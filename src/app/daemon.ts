@@ -108,9 +108,6 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
 
   const interval = watchdogIntervalMs(env);
   const watchdog = interval && notifier.enabled ? startWatchdog(notifier, interval, clock) : undefined;
-  notifier.notify('READY=1', `STATUS=running; store schema v${hub.store.info.schemaVersion}`, `MAINPID=${process.pid}`);
-  log.info({ socket: hub.control.path, watchdogMs: interval ?? null }, 'iq-hub ready');
-
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => {
     resolveDone = r;
@@ -142,10 +139,14 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     return stopping;
   };
 
+  // Handlers before READY: a stop asked for the moment the daemon is up is an orderly one.
   if (opts.handleSignals) {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void shutdown(sig));
     process.on('SIGHUP', () => log.info('SIGHUP ignored: restart the service to apply a new configuration'));
   }
+
+  notifier.notify('READY=1', `STATUS=running; store schema v${hub.store.info.schemaVersion}`, `MAINPID=${process.pid}`);
+  log.info({ socket: hub.control.path, watchdogMs: interval ?? null }, 'iq-hub ready');
 
   try {
     await opts.onStarted?.(hub, log);

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { certificateInfo, parseCertificates } from '../../provisioning/certificate.js';
 import { identityPaths } from '../../provisioning/identity-files.js';
@@ -10,8 +10,7 @@ import { type LoadedConfig, loadConfig } from '../config/load.js';
 import type { HubConfig } from '../config/schema.js';
 import { type CertSummary, type DiagCheck, type DiagReport, SOCKET_NAME } from '../contract/control-socket.js';
 import { callDaemon } from '../control-socket/socket-client.js';
-import { certificateCheck, check, clockCheck, diskCheck, report } from '../diag/checks.js';
-import { DB_FILE } from '../store/files.js';
+import { certificateCheck, check, clockCheck, diskCheck, report, storeFileCheck } from '../diag/checks.js';
 
 /**
  * `iqhub diag` from the command line: through the daemon if it answers (src/app/diag.ts computes
@@ -91,18 +90,7 @@ export function localDiag(o: {
   checks.push(certificateCheck(cert, now, { uplinkEnabled: config.uplink.enabled }));
   checks.push(clockCheck(now, cert?.notBefore));
   checks.push(diskCheck(config.dataDir));
-  const db = join(config.dataDir, DB_FILE);
-  if (existsSync(db)) {
-    checks.push(
-      check(
-        'store',
-        'ok',
-        `${db} present (${Math.ceil(statSync(db).size / 1024)} KB); its integrity is checked when the daemon starts`,
-      ),
-    );
-  } else {
-    checks.push(check('store', 'warn', `${db} does not exist yet`, 'the daemon creates it at its first start'));
-  }
+  checks.push(storeFileCheck(config.dataDir));
   return report('local', now, checks);
 }
 

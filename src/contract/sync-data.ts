@@ -1,5 +1,4 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import type { Weekday } from '../access/schedule.js';
 import { ID_PATTERN } from './mqtt.js';
 
 /**
@@ -19,6 +18,10 @@ export const LIMITS = {
 } as const;
 export type Table = keyof typeof LIMITS;
 export const TABLES = Object.keys(LIMITS) as Table[];
+
+/** The days of a weekly schedule, Monday first (ISO 8601). */
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
 
 /** Locks one access group may name; intervals one schedule may hold. */
 export const MAX_GROUP_LOCKS = 1024;

@@ -1,7 +1,8 @@
-import { existsSync, statfsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, statfsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describeError } from '../base/errors.js';
 import type { CertSummary, DiagCheck, DiagReport, Verdict, VerifierStats } from '../contract/control-socket.js';
+import { DB_FILE } from '../store/files.js';
 
 /**
  * The field technician's checks that both sides run — the daemon (src/app/diag.ts) and the CLI
@@ -132,4 +133,16 @@ export function refusedSummary(refused: VerifierStats['refused']): string {
   const total = counted.reduce((sum, [, n]) => sum + (n ?? 0), 0);
   const byCode = counted.length > 0 ? ` (${counted.map(([code, n]) => `${code} ${n}`).join(', ')})` : '';
   return `${total} refused${byCode}`;
+}
+
+/** The store file without opening it (the CLI, no daemon): its integrity is checked when the daemon starts. */
+export function storeFileCheck(dataDir: string): DiagCheck {
+  const db = join(dataDir, DB_FILE);
+  if (!existsSync(db))
+    return check('store', 'warn', `${db} does not exist yet`, 'the daemon creates it at its first start');
+  return check(
+    'store',
+    'ok',
+    `${db} present (${Math.ceil(statSync(db).size / 1024)} KB); its integrity is checked when the daemon starts`,
+  );
 }

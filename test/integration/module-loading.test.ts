@@ -1,0 +1,89 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { createDevPki } from '../../provisioning/dev-pki.js';
+import { CLI, requireBuild, start } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/tmp.js';
+
+requireBuild();
+
+const RECORDER = fileURLToPath(new URL('../fixtures/record-modules.mjs', import.meta.url));
+
+/** Runs `iqhub <args>` with every loaded module recorded; `until` ends it (a daemon: once ready). */
+async function modulesOf(args: string[], o: { daemon: boolean }): Promise<string[]> {
+  const log = join(tempDir(), 'modules.txt');
+  writeFileSync(log, '');
+  const saved = process.env.IQHUB_DAEMON_NODE_ARGS;
+  process.env.IQHUB_DAEMON_NODE_ARGS = `--import ${RECORDER}`;
+  let p: ReturnType<typeof start>;
+  try {
+    p = start(args, { IQHUB_MODULE_LOG: log }, CLI);
+  } finally {
+    if (saved === undefined) delete process.env.IQHUB_DAEMON_NODE_ARGS;
+    else process.env.IQHUB_DAEMON_NODE_ARGS = saved;
+  }
+  p.child.stdin?.end();
+  if (o.daemon) {
+    await p.waitForOutput('iq-hub ready', 60_000);
+    p.child.kill('SIGTERM');
+  }
+  const { code } = await p.exit;
+  if (o.daemon) expect(code, p.stderr()).toBe(0);
+  return readFileSync(log, 'utf8').split('\n').filter(Boolean);
+}
+
+const simulation = (urls: string[]) =>
+  urls.filter((u) => /\/dist\/sim\/|\/dist\/src\/demo\/|node_modules\/aedes\/|node_modules\/@hpke\//.test(u));
+
+describe('what a start loads', () => {
+  it('a production start (uplink on, no simulation) loads no simulated code, no aedes and no @hpke', async () => {
+    const base = tempDir();
+    const pki = createDevPki({
+      dir: join(base, 'pki'),
+      hubId: 'hub-load-1',
+      cloudId: 'cloud',
+      brokerHost: 'localhost',
+    });
+    const config = join(base, 'config.yaml');
+    writeFileSync(
+      config,
+      [
+        `dataDir: ${base}/data`,
+        `runDir: ${base}/run`,
+        'uplink:',
+        '  enabled: true',
+        // Nothing listens there: the uplink keeps trying while the daemon runs.
+        '  url: mqtts://127.0.0.1:9',
+        `  caFile: ${pki.ca.cert}`,
+        `  certFile: ${pki.hub.cert}`,
+        `  keyFile: ${pki.hub.key}`,
+        '  serverName: localhost',
+        'commands:',
+        `  otpKeyFile: ${pki.otpKey}`,
+        '',
+      ].join('\n'),
+    );
+    const urls = await modulesOf(['run', '--config', config], { daemon: true });
+    // The recorder saw the daemon's own graph (so an empty list proves nothing is missing from it).
+    expect(urls.some((u) => u.endsWith('/dist/src/app/hub.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/uplink/service.js'))).toBe(true);
+    expect(simulation(urls)).toEqual([]);
+  }, 120_000);
+
+  it('a start with simulation.enabled loads the simulated site (the recorder sees it when it happens)', async () => {
+    const base = tempDir();
+    const config = join(base, 'config.yaml');
+    writeFileSync(config, `dataDir: ${base}/data\nrunDir: ${base}/run\nsimulation:\n  enabled: true\n  locks: 1\n`);
+    const urls = await modulesOf(['run', '--config', config], { daemon: true });
+    expect(urls.some((u) => u.endsWith('/dist/sim/world.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/demo/simulated-site.js'))).toBe(true);
+  }, 120_000);
+
+  it('a CLI call that talks to the daemon does not load the daemon', async () => {
+    const base = tempDir();
+    const urls = await modulesOf(['status', '--socket', join(base, 'none.sock')], { daemon: false });
+    expect(urls.some((u) => u.endsWith('/dist/src/cli/main.js'))).toBe(true);
+    expect(urls.filter((u) => /\/dist\/src\/app\/|\/dist\/sim\/|\/dist\/src\/demo\//.test(u))).toEqual([]);
+  }, 60_000);
+});
