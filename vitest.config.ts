@@ -2,11 +2,25 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Child-process tests and SQLite fsyncs share two cores: keep parallelism modest.
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          // Real processes, brokers and emulators: on a quiet x64 core the slowest of these take
+          // 20-27 s (site-crash, provision-cli); a Pi or a loaded CI machine is several times
+          // slower. A test that sets its own timeout keeps it.
+          testTimeout: 90_000,
+          hookTimeout: 90_000,
+        },
+      },
+    ],
   },
 });
