@@ -5,7 +5,7 @@
  *
  * With `storeDir`, it also makes the two durable commits a remote command needs in the hub's own
  * store (src/store/store.ts: WAL, synchronous=FULL), with the hub's statements and in the hub's
- * order (src/uplink/inbound.ts): the counter and the command id before answering, the answer and
+ * order (src/inbox/inbox.ts, src/commands/remote-commands.ts): the counter and the command id before answering, the answer and
  * its outbox row right after publishing it (on the next check phase, once the bytes have left).
  * Nothing else — no verification, no lock: the floor the durability rules put under
  * command.remoteOpen.
@@ -30,7 +30,7 @@ export interface ResponderArgs {
   answerTopic?: string;
 }
 
-/** The claim and the answer of a command, as src/uplink/inbound.ts and the outbox commit them. */
+/** The claim and the answer of a command, as src/inbox/inbox.ts and the outbox commit them. */
 function durableCommits(dir: string, answer: Buffer): { claim: () => void; record: () => void } {
   const store = Store.open(dir);
   const db = store.db;
