@@ -265,10 +265,12 @@ export class Hub {
     });
   }
 
-  /** The `health` message as it stands now (published by the uplink). */
+  /** The `health` message as it stands now (published by the uplink); undefined on a hub without one. */
   health(): HealthPayload | undefined {
-    const outbox = this.outbox;
-    if (!outbox) return undefined;
+    return this.outbox && this.#health(this.outbox);
+  }
+
+  #health(outbox: Outbox): HealthPayload {
     const members = this.radios?.members ?? [];
     const offline = this.offline;
     return buildHealth({
@@ -376,7 +378,7 @@ export class Hub {
         this.#remote = { verifier, inbound };
         return inbound;
       },
-      health: () => this.health() as HealthPayload,
+      health: () => this.#health(outbox),
       lockedOutUntil: () => this.commandStats()?.lockedOutUntil,
       ...(lockStates ? { lockStates } : {}),
       ...(enrollment
