@@ -45,7 +45,7 @@ import {
   registerLinkMethods,
   registerRadioMethods,
 } from './control-methods.js';
-import { daemonDiag } from './diag.js';
+import { daemonDiag } from './daemon-diag.js';
 import { buildHealth } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';

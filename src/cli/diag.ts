@@ -13,7 +13,7 @@ import { callDaemon } from '../control-socket/socket-client.js';
 import { certificateCheck, check, clockCheck, diskCheck, report, storeFileCheck } from '../diag/checks.js';
 
 /**
- * `iqhub diag` from the command line: through the daemon if it answers (src/app/diag.ts computes
+ * `iqhub diag` from the command line: through the daemon if it answers (src/app/daemon-diag.ts computes
  * the checks), otherwise the checks that need no daemon (config, identity, certificate, clock,
  * disk, store file) and a failing `daemon` check. Nothing here reads or shows key material.
  */

@@ -5,7 +5,7 @@ import type { CertSummary, DiagCheck, DiagReport, Verdict, VerifierStats } from 
 import { DB_FILE } from '../store/files.js';
 
 /**
- * The field technician's checks that both sides run — the daemon (src/app/diag.ts) and the CLI
+ * The field technician's checks that both sides run — the daemon (src/app/daemon-diag.ts) and the CLI
  * when no daemon answers (src/cli/diag.ts): each turns facts into a verdict, a detail and what to
  * do. Nothing here reads or shows key material.
  */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Bearer, BearerState } from '../../../hal/bearer.js';
-import { commandsCheck, radiosCheck } from '../../../src/app/diag.js';
+import { commandsCheck, radiosCheck } from '../../../src/app/daemon-diag.js';
 import { formatDiag } from '../../../src/cli/format.js';
 import type { CertSummary, DiagCheck } from '../../../src/contract/control-socket.js';
 import { certificateCheck, clockCheck, diskCheck, worst } from '../../../src/diag/checks.js';
