@@ -22,8 +22,11 @@ export function validateHubId(hubId: string): void {
   }
 }
 
-/** The hub id a certificate names (its CN), refused (`<prefix>.hub-id`) unless it is a valid topic segment. */
-export function hubIdOfCertificate(x509: X509Certificate, codePrefix: string): string {
+/**
+ * The hub id a certificate names (its CN), refused (`<prefix>.hub-id`) unless it is a valid topic
+ * segment. The prefix is a union so that each resulting code is one of error-codes.ts.
+ */
+export function hubIdOfCertificate(x509: X509Certificate, codePrefix: 'identity' | 'uplink'): string {
   const hubId = cnOf(x509.subject) ?? '';
   if (!new RegExp(ID_PATTERN).test(hubId)) {
     throw new HubError(

@@ -39,13 +39,13 @@ export function checkFaults(faults: SimFaults): SimFaults {
   for (const key of RATES) {
     const v = faults[key];
     if (!(Number.isFinite(v) && v >= 0 && v <= 1)) {
-      throw new HubError('sim-radio-config', `simulated radio: ${key} must be a probability in [0, 1], got ${v}`);
+      throw new HubError('sim-radio.config', `simulated radio: ${key} must be a probability in [0, 1], got ${v}`);
     }
   }
   for (const key of DURATIONS) {
     const v = faults[key];
     if (!(Number.isFinite(v) && v >= 0)) {
-      throw new HubError('sim-radio-config', `simulated radio: ${key} must be a duration >= 0 ms, got ${v}`);
+      throw new HubError('sim-radio.config', `simulated radio: ${key} must be a duration >= 0 ms, got ${v}`);
     }
   }
   return { ...faults };

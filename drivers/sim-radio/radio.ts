@@ -103,13 +103,13 @@ export class SimRadio implements PeripheralHost {
     this.maxFrameSize = options.maxFrameSize ?? BEARER_MIN_FRAME_SIZE;
     if (!(this.advertiseIntervalMs > 0)) {
       throw new HubError(
-        'sim-radio-config',
+        'sim-radio.config',
         `simulated radio: advertiseIntervalMs must be > 0, got ${this.advertiseIntervalMs}`,
       );
     }
     if (!Number.isInteger(this.maxFrameSize) || this.maxFrameSize < 1) {
       throw new HubError(
-        'sim-radio-config',
+        'sim-radio.config',
         `simulated radio: maxFrameSize must be a positive integer, got ${this.maxFrameSize}`,
       );
     }
@@ -149,7 +149,7 @@ export class SimRadio implements PeripheralHost {
   addPeripheral(options: SimPeripheralOptions): SimPeripheral {
     if (this.#peripherals.has(options.address)) {
       throw new HubError(
-        'sim-duplicate-address',
+        'sim-radio.duplicate-address',
         `simulated radio: a peripheral already uses address ${options.address}`,
       );
     }

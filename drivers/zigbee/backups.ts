@@ -64,7 +64,7 @@ export class Backups {
     const all = listBackups(this.#paths);
     const chosen = backupId ? all.find((b) => b.id === backupId) : all.at(-1);
     if (!chosen) {
-      throw new HubError('zigbee-backup', `ZigBee: no sealed coordinator backup ${backupId ?? ''}`.trim(), {
+      throw new HubError('zigbee.backup', `ZigBee: no sealed coordinator backup ${backupId ?? ''}`.trim(), {
         hint: `backups present: ${all.map((b) => b.id).join(', ') || 'none'}`,
       });
     }
@@ -90,7 +90,7 @@ export class Backups {
   async backup(): Promise<BackupInfo> {
     const controller = this.#coordinator.ready();
     if (!controller) {
-      throw new HubError('zigbee-unavailable', 'ZigBee: cannot back up the coordinator, the adapter is not ready', {
+      throw new HubError('zigbee.unavailable', 'ZigBee: cannot back up the coordinator, the adapter is not ready', {
         hint: 'retry once the bearer state is ready',
       });
     }
@@ -120,7 +120,7 @@ export class Backups {
     try {
       await c.bounded(controller.backup(), 60_000, 'the coordinator backup');
       const sealed = sealHerdsmanBackup(this.#paths, this.#sealer, c.clock.now(), this.#s.backupsKept);
-      if (!sealed) throw new HubError('zigbee-backup', 'ZigBee: herdsman wrote no coordinator backup');
+      if (!sealed) throw new HubError('zigbee.backup', 'ZigBee: herdsman wrote no coordinator backup');
       c.counters.backups++;
       const frameCounter = backupFrameCounter(openBackup(sealed, this.#sealer));
       c.log.info({ backup: sealed.id, frameCounter }, 'ZigBee: coordinator backup sealed');
@@ -129,7 +129,7 @@ export class Backups {
       removeClearBackup(this.#paths);
       throw e instanceof HubError
         ? e
-        : new HubError('zigbee-backup', `ZigBee: coordinator backup failed: ${c.clean(describeError(e))}`);
+        : new HubError('zigbee.backup', `ZigBee: coordinator backup failed: ${c.clean(describeError(e))}`);
     }
   }
 

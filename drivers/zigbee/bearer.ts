@@ -183,7 +183,7 @@ class HerdsmanBearer implements ZigbeeBearer {
       this.#c.setState({ status: 'starting' });
       const outcome = await this.#bringUp(chosen);
       if (!outcome)
-        throw new HubError('zigbee-unavailable', `ZigBee: restore did not start the adapter: ${this.#c.reason()}`);
+        throw new HubError('zigbee.unavailable', `ZigBee: restore did not start the adapter: ${this.#c.reason()}`);
       return outcome;
     });
   }

@@ -67,7 +67,7 @@ export function prepareDirectories(paths: DataPaths): void {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       chmodSync(dir, 0o700);
     } catch (e) {
-      throw new HubError('zigbee-data-dir', `ZigBee driver: cannot prepare ${dir}: ${(e as Error).message}`, {
+      throw new HubError('zigbee.data-dir', `ZigBee driver: cannot prepare ${dir}: ${(e as Error).message}`, {
         hint: 'dataDir must be writable by the hub user',
       });
     }
@@ -117,7 +117,7 @@ function encodeNetwork(p: NetworkParameters): Uint8Array {
 function decodeNetwork(raw: Uint8Array, file: string): NetworkParameters {
   const b = Buffer.from(raw);
   if (b.length !== 28 || b[0] !== 1) {
-    throw new HubError('zigbee-network-file', `ZigBee driver: ${file} has an unknown layout`, {
+    throw new HubError('zigbee.network-file', `ZigBee driver: ${file} has an unknown layout`, {
       hint: 'restore it from a backup of the data directory; a new network would orphan every joined lock',
     });
   }
@@ -178,7 +178,7 @@ export function openBackup(backup: SealedBackup, sealer: Sealer): Record<string,
     if (!parsed || typeof parsed !== 'object') throw new Error('not an object');
     return parsed as Record<string, unknown>;
   } catch {
-    throw new HubError('zigbee-backup', `ZigBee driver: sealed backup ${backup.id} is not a coordinator backup`, {
+    throw new HubError('zigbee.backup', `ZigBee driver: sealed backup ${backup.id} is not a coordinator backup`, {
       hint: 'remove it from the backups directory; older ones remain',
     });
   }
@@ -198,7 +198,7 @@ export function backupFrameCounter(backup: Record<string, unknown>): number | un
 export function stageBackupForHerdsman(paths: DataPaths, backup: Record<string, unknown>, jump: number): number {
   const counter = backupFrameCounter(backup);
   if (counter === undefined) {
-    throw new HubError('zigbee-backup', 'ZigBee driver: the coordinator backup has no network_key.frame_counter');
+    throw new HubError('zigbee.backup', 'ZigBee driver: the coordinator backup has no network_key.frame_counter');
   }
   const moved = Math.min(0xffffffff, counter + jump);
   const staged = { ...backup, network_key: { ...(backup.network_key as object), frame_counter: moved } };

@@ -47,7 +47,7 @@ export interface ZigbeeBearerOptions {
 function positive(name: string, v: number | undefined, fallback: number): number {
   const x = v ?? fallback;
   if (!Number.isFinite(x) || x <= 0) {
-    throw new HubError('zigbee-config', `ZigBee bearer: ${name} must be a positive number, got ${v}`);
+    throw new HubError('zigbee.config', `ZigBee bearer: ${name} must be a positive number, got ${v}`);
   }
   return x;
 }
@@ -72,32 +72,32 @@ export function checkOptions(o: ZigbeeBearerOptions): Settings {
     !(o.serialPath.startsWith('/') || /^tcp:\/\/[^/:]+:\d+$/.test(o.serialPath))
   ) {
     throw new HubError(
-      'zigbee-config',
+      'zigbee.config',
       `ZigBee bearer: serialPath must be a device path (/dev/ttyUSB0) or tcp://host:port, got ${JSON.stringify(o.serialPath)}`,
     );
   }
   if (typeof o.dataDir !== 'string' || o.dataDir.length === 0) {
-    throw new HubError('zigbee-config', 'ZigBee bearer: dataDir must name a directory for the network and backups');
+    throw new HubError('zigbee.config', 'ZigBee bearer: dataDir must name a directory for the network and backups');
   }
   if (!o.sealer || !o.random || !o.clock || !o.log) {
-    throw new HubError('zigbee-config', 'ZigBee bearer: sealer, random, clock and log are required');
+    throw new HubError('zigbee.config', 'ZigBee bearer: sealer, random, clock and log are required');
   }
   const channel = o.channel ?? 15;
   if (!Number.isInteger(channel) || channel < 11 || channel > 26) {
-    throw new HubError('zigbee-config', `ZigBee bearer: channel must be an integer 11..26, got ${o.channel}`);
+    throw new HubError('zigbee.config', `ZigBee bearer: channel must be an integer 11..26, got ${o.channel}`);
   }
   const maxLinks = o.maxLinks ?? 8;
   if (!Number.isInteger(maxLinks) || maxLinks < 1) {
-    throw new HubError('zigbee-config', `ZigBee bearer: maxLinks must be an integer >= 1, got ${o.maxLinks}`);
+    throw new HubError('zigbee.config', `ZigBee bearer: maxLinks must be an integer >= 1, got ${o.maxLinks}`);
   }
   const backupsKept = o.backupsKept ?? 5;
   if (!Number.isInteger(backupsKept) || backupsKept < 1) {
-    throw new HubError('zigbee-config', `ZigBee bearer: backupsKept must be an integer >= 1, got ${o.backupsKept}`);
+    throw new HubError('zigbee.config', `ZigBee bearer: backupsKept must be an integer >= 1, got ${o.backupsKept}`);
   }
   const frameCounterJump = o.frameCounterJump ?? 100_000;
   if (!Number.isInteger(frameCounterJump) || frameCounterJump < 2_500) {
     throw new HubError(
-      'zigbee-config',
+      'zigbee.config',
       `ZigBee bearer: frameCounterJump must be an integer >= 2500, got ${o.frameCounterJump}`,
     );
   }
@@ -105,7 +105,7 @@ export function checkOptions(o: ZigbeeBearerOptions): Settings {
   const recoverMaxMs = positive('recoverMaxMs', o.recoverMaxMs, 30_000);
   if (recoverMaxMs < recoverBaseMs) {
     throw new HubError(
-      'zigbee-config',
+      'zigbee.config',
       `ZigBee bearer: recoverMaxMs (${recoverMaxMs}) must be >= recoverBaseMs (${recoverBaseMs})`,
     );
   }

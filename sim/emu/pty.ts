@@ -85,7 +85,7 @@ export class PtyBridge {
       await new Promise((r) => setTimeout(r, 10));
     }
     await this.unplug();
-    throw new HubError('pty-start', `socat did not create ${this.path} (bridge to 127.0.0.1:${this.#options.port})`, {
+    throw new HubError('pty.start', `socat did not create ${this.path} (bridge to 127.0.0.1:${this.#options.port})`, {
       hint: `socat said:\n${this.#output}`,
     });
   }

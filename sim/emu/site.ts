@@ -69,7 +69,7 @@ export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSi
     for (const spec of options.locks) {
       if (spec.installCode === undefined) continue;
       if (spec.radio !== 'zigbee') {
-        throw new HubError('site-config', `site lock ${spec.deviceId}: install codes are for ZigBee locks only`);
+        throw new HubError('sim-site.config', `site lock ${spec.deviceId}: install codes are for ZigBee locks only`);
       }
       znp.setInstallCode(spec.address, Buffer.from(spec.installCode, 'hex'));
     }

@@ -103,7 +103,7 @@ export interface SimLockOptions {
 
 function positiveInt(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v < 1) {
-    throw new HubError('sim-lock-config', `simulated lock: ${name} must be a positive integer, got ${v}`);
+    throw new HubError('sim-lock.config', `simulated lock: ${name} must be a positive integer, got ${v}`);
   }
   return v;
 }
@@ -133,10 +133,10 @@ export class SimLock {
 
   constructor(options: SimLockOptions) {
     if (!/^[\x21-\x7e]{1,64}$/.test(options.deviceId)) {
-      throw new HubError('sim-lock-config', 'simulated lock: deviceId must be 1…64 printable ASCII characters');
+      throw new HubError('sim-lock.config', 'simulated lock: deviceId must be 1…64 printable ASCII characters');
     }
     if (normalizeSetupCode(options.setupCode).length === 0) {
-      throw new HubError('sim-lock-config', `simulated lock ${options.deviceId}: the setup code is empty`);
+      throw new HubError('sim-lock.config', `simulated lock ${options.deviceId}: the setup code is empty`);
     }
     this.deviceId = options.deviceId;
     this.address = options.address;
@@ -190,7 +190,7 @@ export class SimLock {
   /** Power on: load the flash (factory state if empty) and start advertising. */
   boot(): void {
     if (this.#memory.peek()) {
-      throw new HubError('sim-lock-running', `simulated lock ${this.deviceId} is already running`);
+      throw new HubError('sim-lock.running', `simulated lock ${this.deviceId} is already running`);
     }
     this.#memory.load();
     this.#sessions.resetCounts();
@@ -244,7 +244,7 @@ export class SimLock {
   /** The battery gauge: an event only when the level changes. */
   setBattery(percent: number): LockEvent | undefined {
     if (!Number.isInteger(percent) || percent < 0 || percent > 100) {
-      throw new HubError('sim-lock-input', `simulated lock: battery percent must be an integer 0…100, got ${percent}`);
+      throw new HubError('sim-lock.input', `simulated lock: battery percent must be an integer 0…100, got ${percent}`);
     }
     if (this.#memory.running().batteryPercent === percent) return undefined;
     return this.#memory.physical({ type: 'battery', percent }, (d) => {
@@ -265,7 +265,7 @@ export class SimLock {
    */
   typePin(digits: string): Promise<DoorOutcome> {
     if (!this.#pinKey || !this.#siteId) {
-      throw new HubError('sim-lock-config', `simulated lock ${this.deviceId} has no site PIN key: its keypad is off`);
+      throw new HubError('sim-lock.config', `simulated lock ${this.deviceId} has no site PIN key: its keypad is off`);
     }
     const verifier = pinVerifier(this.#pinKey, digits, this.#siteId);
     return this.#door.decide('pin', { kind: 'pin', verifier });
@@ -273,7 +273,7 @@ export class SimLock {
 
   /** A DESFire tag on the reader, already authenticated by the lock: its credential id. */
   presentTag(credentialId: Uint8Array): Promise<DoorOutcome> {
-    if (!this.#siteId) throw new HubError('sim-lock-config', `simulated lock ${this.deviceId} has no site id`);
+    if (!this.#siteId) throw new HubError('sim-lock.config', `simulated lock ${this.deviceId} has no site id`);
     return this.#door.decide('tag', { kind: 'tag', hash: tagHash(credentialId, this.#siteId) });
   }
 
@@ -288,14 +288,14 @@ export class SimLock {
   setOfflineAccess(entries: readonly OfflineAccessEntry[]): void {
     if (entries.length > this.maxOfflineEntries) {
       throw new HubError(
-        'sim-lock-offline-full',
+        'sim-lock.offline-full',
         `simulated lock ${this.deviceId}: ${entries.length} offline entries exceed the limit of ${this.maxOfflineEntries}`,
       );
     }
     const list = structuredClone([...entries]);
     const bad = list.findIndex((e) => !isOfflineAccessEntry(e));
     if (bad >= 0) {
-      throw new HubError('sim-lock-input', `simulated lock ${this.deviceId}: offline entry ${bad} is not valid`);
+      throw new HubError('sim-lock.input', `simulated lock ${this.deviceId}: offline entry ${bad} is not valid`);
     }
     this.#memory.change((d) => {
       d.offlineAccess = list;
@@ -362,7 +362,7 @@ export class SimLock {
       inAttachMode: () => alive() && this.inAttachMode(),
       bind: (hubStatic) => {
         if (!alive()) {
-          throw new HubError('sim-lock-off', `simulated lock ${this.deviceId} is off; it cannot bind`);
+          throw new HubError('sim-lock.off', `simulated lock ${this.deviceId} is off; it cannot bind`);
         }
         this.#bind(hubStatic);
       },
@@ -375,7 +375,7 @@ export class SimLock {
   }
 
   #bind(hubStatic: Uint8Array): void {
-    if (hubStatic.length !== 32) throw new HubError('sim-lock-bind', 'simulated lock: a hub key is 32 bytes');
+    if (hubStatic.length !== 32) throw new HubError('sim-lock.bind', 'simulated lock: a hub key is 32 bytes');
     const key = Buffer.from(hubStatic).toString('hex');
     this.#memory.change((d) => {
       // Another site's offline credentials must not open the door for the new one.

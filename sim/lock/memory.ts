@@ -71,7 +71,7 @@ export class LockMemory {
 
   running(): LockPersisted {
     if (!this.#p) {
-      throw new HubError('sim-lock-off', `simulated lock ${this.#o.deviceId} is not running`, {
+      throw new HubError('sim-lock.off', `simulated lock ${this.#o.deviceId} is not running`, {
         hint: 'boot() it first',
       });
     }
@@ -118,7 +118,7 @@ export class LockMemory {
       emit(body);
       event = d.events[d.events.length - 1];
     });
-    if (!event) throw new HubError('sim-lock-internal', 'simulated lock: the event was not logged');
+    if (!event) throw new HubError('sim-lock.internal', 'simulated lock: the event was not logged');
     return event;
   }
 
@@ -130,7 +130,7 @@ export class LockMemory {
   #append(draft: LockPersisted, body: LockEventBody): LockEvent {
     if (draft.nextSeq > MAX_SEQ) {
       throw new HubError(
-        'sim-lock-seq-exhausted',
+        'sim-lock.seq-exhausted',
         `simulated lock ${this.#o.deviceId}: event sequence numbers exhausted`,
       );
     }

@@ -183,7 +183,7 @@ export class FileLockStorage implements LockStorage {
       writePending(this.path);
     } catch (e) {
       throw new HubError(
-        'sim-lock-storage-unwritable',
+        'sim-lock.storage-unwritable',
         `simulated lock storage ${this.path}: its last save cannot be written: ${(e as Error).message}`,
         { hint: 'check the file permissions and the free space of the simulation directory' },
       );
@@ -194,7 +194,7 @@ export class FileLockStorage implements LockStorage {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new HubError(
-        'sim-lock-storage-unreadable',
+        'sim-lock.storage-unreadable',
         `simulated lock storage ${this.path} cannot be read: ${(e as Error).message}`,
         { hint: 'check the file permissions, or remove the file to reset the lock to its factory state' },
       );
@@ -228,7 +228,7 @@ export class FileLockStorage implements LockStorage {
 }
 
 function corrupt(where: string, why: string): HubError {
-  return new HubError('sim-lock-storage-corrupt', `simulated lock storage ${where} is corrupt: ${why}`, {
+  return new HubError('sim-lock.storage-corrupt', `simulated lock storage ${where} is corrupt: ${why}`, {
     hint: 'restore the file from a backup, or remove it to reset the lock to its factory state (it must then be attached again)',
   });
 }
@@ -306,7 +306,7 @@ function validEvent(v: unknown): v is LockEvent {
 
 /**
  * Checks everything a stored state claims, field by field, and returns it typed; throws HubError
- * `sim-lock-storage-corrupt` naming the first bad field. A lock never runs on flash it cannot trust.
+ * `sim-lock.storage-corrupt` naming the first bad field. A lock never runs on flash it cannot trust.
  */
 export function validateLockPersisted(value: unknown, where: string): LockPersisted {
   const bad = (why: string) => corrupt(where, why);

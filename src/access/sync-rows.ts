@@ -1,4 +1,4 @@
-import { HubError, isHubError } from '../base/errors.js';
+import { HubError, type HubErrorCode, isHubError } from '../base/errors.js';
 import type { SyncPayload } from '../contract/mqtt.js';
 import {
   checkSyncData,
@@ -81,7 +81,7 @@ export interface PreparedSync {
   deletes: PreparedDeletes | undefined;
 }
 
-export function refuse(code: string, message: string, hint?: string): HubError {
+export function refuse(code: HubErrorCode, message: string, hint?: string): HubError {
   return new HubError(code, message, hint === undefined ? {} : { hint });
 }
 

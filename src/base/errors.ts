@@ -1,21 +1,28 @@
+import { ERROR_CODES, type HubErrorCode } from './error-codes.js';
+
+export { type HubErrorCode, isHubErrorCode } from './error-codes.js';
+
 /**
  * Errors are values with a stable code and a message a person can act on: what went wrong,
- * where, and what to do. `hint` carries the "what to do" part when it is not in the message.
+ * where, and what to do. `hint` carries the "what to do" part: the throw site's when it gives one
+ * (it knows the file, the lock, the option), else the general one of the code's entry in
+ * error-codes.ts, so no error leaves a person without a next step.
  */
 export class HubError extends Error {
-  readonly code: string;
-  readonly hint: string | undefined;
+  readonly code: HubErrorCode;
+  readonly hint: string;
 
-  constructor(code: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
+  constructor(code: HubErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'HubError';
     this.code = code;
-    this.hint = options.hint;
+    // An empty hint says nothing: the code's own hint takes its place.
+    this.hint = options.hint || ERROR_CODES[code];
   }
 
   /** The message with its hint, as shown to a person. */
   get explanation(): string {
-    return this.hint ? `${this.message}\n  → ${this.hint}` : this.message;
+    return `${this.message}\n  → ${this.hint}`;
   }
 }
 

@@ -33,7 +33,7 @@ export function localDiag(o: {
         'config',
         'fail',
         describeError(err).split('\n  → ')[0] ?? 'invalid',
-        err instanceof HubError && err.hint ? err.hint : 'fix the configuration (docs/configuration.md)',
+        err instanceof HubError ? err.hint : 'fix the configuration (docs/configuration.md)',
       ),
     ]);
   }
@@ -81,7 +81,7 @@ export function localDiag(o: {
         'identity',
         'fail',
         e instanceof HubError ? e.message : describeError(e),
-        e instanceof HubError && e.hint ? e.hint : 'see docs/operations.md',
+        e instanceof HubError ? e.hint : 'see docs/operations.md',
       ),
     );
   }
@@ -146,7 +146,7 @@ export async function runDiag(o: { config?: string; socket?: string }): Promise<
                 'the running daemon is older and has no diag: local checks only',
                 'restart it after an upgrade',
               )
-            : check('daemon', 'fail', err.message, err.hint ?? 'check journalctl -u iq-hub');
+            : check('daemon', 'fail', err.message, err.hint);
     }
   }
   return localDiag({ loaded, configError, daemon });

@@ -78,10 +78,14 @@ export function sealSetupCode(otpKey: Secret, cmdId: string, setupCode: string, 
   return Buffer.concat([nonce, body, c.getAuthTag()]).toString('base64');
 }
 
+/**
+ * Throws `otp.setup-code` when it is not a sealed setup code or does not open; the command is then
+ * refused with the contract's `bad_request` (remote-commands.ts), whose message this one becomes.
+ */
 export function openSetupCode(otpKey: Secret, cmdId: string, sealed: string): string {
   const raw = Buffer.from(sealed, 'base64');
   if (raw.length < 12 + 16 + 4 || raw.length > 12 + 16 + 64) {
-    throw new HubError('bad_request', 'args.setupCode is not a sealed setup code');
+    throw new HubError('otp.setup-code', 'args.setupCode is not a sealed setup code');
   }
   try {
     const d = createDecipheriv('chacha20-poly1305', setupCodeKey(otpKey), raw.subarray(0, 12), { authTagLength: 16 });
@@ -89,6 +93,6 @@ export function openSetupCode(otpKey: Secret, cmdId: string, sealed: string): st
     d.setAuthTag(raw.subarray(raw.length - 16));
     return Buffer.concat([d.update(raw.subarray(12, raw.length - 16)), d.final()]).toString('utf8');
   } catch {
-    throw new HubError('bad_request', 'args.setupCode does not open: it was not sealed for this hub and command');
+    throw new HubError('otp.setup-code', 'args.setupCode does not open: it was not sealed for this hub and command');
   }
 }

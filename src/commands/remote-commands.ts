@@ -234,10 +234,13 @@ export class RemoteCommands {
       ok: true,
       result,
     });
-    const onLock = <T>(fn: (lockId: string) => Promise<T>): Promise<T> => {
+    // A malformed command is answered with the contract's `bad_request` (docs/mqtt-api.md), not a
+    // HubError: the verifier refuses these before the claim, and these answers keep that code
+    // should one ever get this far.
+    const onLock = async (act: (lockId: string) => Promise<Record<string, unknown>>): Promise<CmdResultPayload> => {
       const lockId = c.lockId;
-      if (lockId === undefined) return Promise.reject(new HubError('bad_request', `${c.op} needs a lockId`));
-      return this.#inbox.serial(`lock:${lockId}`, () => fn(lockId));
+      if (lockId === undefined) return failure(c.cmdId, 'bad_request', `${c.op} needs a lockId`);
+      return done(await this.#inbox.serial(`lock:${lockId}`, () => act(lockId)));
     };
     switch (c.op) {
       case 'ping':
@@ -245,21 +248,21 @@ export class RemoteCommands {
       case 'listLocks':
         return done({ locks: t.list() });
       case 'getState':
-        return done({ state: await onLock((id) => t.lockState(id)) });
+        return onLock(async (id) => ({ state: await t.lockState(id) }));
       case 'open': {
         const ms = typeof c.args.durationMs === 'number' ? c.args.durationMs : DEFAULT_OPEN_MS;
-        return done({ state: await onLock((id) => t.open(id, ms)) });
+        return onLock(async (id) => ({ state: await t.open(id, ms) }));
       }
       case 'lock':
-        return done({ state: await onLock((id) => t.lockNow(id)) });
+        return onLock(async (id) => ({ state: await t.lockNow(id) }));
       case 'setMode':
-        return done({ state: await onLock((id) => t.setMode(id, c.args.mode as LockMode)) });
+        return onLock(async (id) => ({ state: await t.setMode(id, c.args.mode as LockMode) }));
       case 'attach': {
-        if (!setupCode) throw new HubError('bad_request', 'args.setupCode is missing');
-        return done({ lock: await onLock((id) => t.attach(id, setupCode)) });
+        if (!setupCode) return failure(c.cmdId, 'bad_request', 'args.setupCode is missing');
+        return onLock(async (id) => ({ lock: await t.attach(id, setupCode) }));
       }
       case 'detach':
-        return done(await onLock((id) => t.detach(id)));
+        return onLock((id) => t.detach(id));
       case 'syncNow':
         return failure(
           c.cmdId,

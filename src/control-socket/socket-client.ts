@@ -1,8 +1,11 @@
 import { createConnection } from 'node:net';
-import { HubError } from '../base/errors.js';
-import { type ControlResponse, MAX_LINE_BYTES } from '../contract/control-socket.js';
+import { HubError, isHubErrorCode } from '../base/errors.js';
+import { type ControlError, type ControlResponse, MAX_LINE_BYTES } from '../contract/control-socket.js';
 
-/** One request to a running daemon. Throws HubError with the daemon's code, or daemon.not-running. */
+/**
+ * One request to a running daemon. Throws HubError with the daemon's code (daemon.unknown-error for
+ * one this iqhub does not know), or daemon.not-running.
+ */
 export async function callDaemon(
   socketPath: string,
   method: string,
@@ -42,7 +45,7 @@ export async function callDaemon(
         return;
       }
       if (res.ok) resolve(res.result);
-      else reject(new HubError(res.error.code, res.error.message, res.error.hint ? { hint: res.error.hint } : {}));
+      else reject(fromReply(res.error));
     });
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
@@ -63,4 +66,15 @@ export async function callDaemon(
       }
     });
   });
+}
+
+/**
+ * The daemon's error as a HubError. A code this iqhub does not know (a daemon of another version)
+ * keeps its code and message in the message, under a code of its own, rather than passing for one
+ * of ours.
+ */
+function fromReply(error: ControlError): HubError {
+  const hint = error.hint ? { hint: error.hint } : {};
+  if (isHubErrorCode(error.code)) return new HubError(error.code, error.message, hint);
+  return new HubError('daemon.unknown-error', `the daemon answered ${error.code}: ${error.message}`, hint);
 }

@@ -156,7 +156,7 @@ export class ControlServer {
         this.#reply(socket, {
           id,
           ok: false,
-          error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) },
+          error: { code: e.code, message: e.message, hint: e.hint },
         });
       } else {
         this.#log.error({ err: e, method }, 'control request failed');

@@ -73,12 +73,12 @@ const MAX_UINT64 = (1n << 64n) - 1n;
 const SUITE_HINT = 'an OCRA suite looks like OCRA-1:HOTP-SHA256-8:C-QH64-T30S (RFC 6287 section 6)';
 
 function suiteError(suite: string, what: string): HubError {
-  return new HubError('ocra.suite_invalid', `OCRA suite ${quote(suite)} is invalid: ${what}`, { hint: SUITE_HINT });
+  return new HubError('ocra.suite-invalid', `OCRA suite ${quote(suite)} is invalid: ${what}`, { hint: SUITE_HINT });
 }
 
 function inputError(suite: OcraSuite, what: string, hint?: string): HubError {
   return new HubError(
-    'ocra.input_invalid',
+    'ocra.input-invalid',
     `OCRA input for suite ${suite.text} is invalid: ${what}`,
     hint === undefined ? {} : { hint },
   );
@@ -94,10 +94,10 @@ function parseHashName(name: string): OcraHash | undefined {
   return name === 'SHA1' || name === 'SHA256' || name === 'SHA512' ? name : undefined;
 }
 
-/** Parses and validates an OCRA suite string; throws a HubError (`ocra.suite_invalid`) naming what is wrong. */
+/** Parses and validates an OCRA suite string; throws a HubError (`ocra.suite-invalid`) naming what is wrong. */
 export function parseOcraSuite(text: string): OcraSuite {
   if (typeof text !== 'string') {
-    throw new HubError('ocra.suite_invalid', `OCRA suite must be a string, got ${typeof text}`, { hint: SUITE_HINT });
+    throw new HubError('ocra.suite-invalid', `OCRA suite must be a string, got ${typeof text}`, { hint: SUITE_HINT });
   }
   const parts = text.split(':');
   if (parts.length !== 3) {
@@ -267,7 +267,7 @@ function encodeQuestion(suite: OcraSuite, question: unknown): Buffer {
 
 /**
  * Builds the DataInput: suite ‖ 0x00 ‖ C ‖ Q ‖ P ‖ S ‖ T, with exactly the fields the suite names.
- * Throws `ocra.input_invalid` when a field the suite names is missing or malformed, or when an
+ * Throws `ocra.input-invalid` when a field the suite names is missing or malformed, or when an
  * input is given that the suite does not use (a binding the caller believes in must not be
  * silently dropped).
  */
@@ -360,7 +360,7 @@ export function ocraResponsesEqual(expected: string, candidate: string): boolean
 
 /**
  * Verifies a response against the inputs, in constant time. Returns false for a wrong or
- * malformed response; throws `ocra.suite_invalid` / `ocra.input_invalid` for bad suites or
+ * malformed response; throws `ocra.suite-invalid` / `ocra.input-invalid` for bad suites or
  * inputs (those are the caller's mistakes, not the peer's).
  */
 export function verifyOcraResponse(suite: OcraSuite | string, input: OcraInput, response: string): boolean {

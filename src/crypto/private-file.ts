@@ -1,9 +1,15 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { HubError } from '../base/errors.js';
 
+/**
+ * The key files read this way. A union, so that every `<prefix>.<problem>` code is one of
+ * error-codes.ts: a new key file needs its five codes there before it compiles.
+ */
+export type PrivateFileCodePrefix = 'storage-key' | 'uplink.key' | 'identity.key' | 'commands.otp-key';
+
 export interface PrivateFileOptions {
   /** Error codes start with it: `<prefix>.unreadable`, `.not-file`, `.permissions`, `.owner`, `.too-large`. */
-  codePrefix: string;
+  codePrefix: PrivateFileCodePrefix;
   /** How the file is named in messages, e.g. "storage key file". */
   what: string;
   /** Check that only the daemon's user can read it (false for systemd credentials, whose mode systemd sets). */

@@ -2,14 +2,14 @@ import { SimLock } from '../../sim/lock/lock.js';
 import type { SimWorld } from '../../sim/world.js';
 import type { Hub } from '../app/hub.js';
 import { systemClock } from '../base/clock.js';
-import { HubError } from '../base/errors.js';
+import { HubError, type HubErrorCode } from '../base/errors.js';
 import { SeededRandom, systemRandom } from '../base/random.js';
 import { callDaemon } from '../control-socket/socket-client.js';
 import type { LockSummary } from '../link/manager.js';
 import { generateKeyPair } from '../link/noise.js';
 import { check, type Step, until } from './scenario.js';
 
-async function refusedWith(p: Promise<unknown>, code: string): Promise<void> {
+async function refusedWith(p: Promise<unknown>, code: HubErrorCode): Promise<void> {
   try {
     await p;
   } catch (e) {

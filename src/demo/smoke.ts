@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { Writable } from 'node:stream';
 import type { Hub } from '../app/hub.js';
-import { HubError } from '../base/errors.js';
+import { HubError, type HubErrorCode } from '../base/errors.js';
 import { parseConfig } from '../config/load.js';
 import type { HubStatus } from '../contract/control-socket.js';
 import { callDaemon } from '../control-socket/socket-client.js';
@@ -11,7 +11,7 @@ import { createLogger } from '../log/logger.js';
 import { Store } from '../store/store.js';
 import { check, type Step } from './scenario.js';
 
-function expectHubError(fn: () => unknown, code: string): HubError {
+function expectHubError(fn: () => unknown, code: HubErrorCode): HubError {
   try {
     fn();
   } catch (e) {

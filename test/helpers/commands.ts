@@ -160,7 +160,8 @@ export class FakeSink implements ResultSink {
   }
 
   enqueueMessage(topic: ResultTopic, payload: object, ahead?: AheadTicket): void {
-    if (this.failEnqueue) throw new HubError('outbox.full', 'the outbox is full');
+    // What better-sqlite3 throws when the disk is full: the outbox's write fails inside the transaction.
+    if (this.failEnqueue) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
     const sent = { topic, payload: payload as Record<string, unknown>, ...(ahead ? { ahead } : {}) };
     this.enqueued.push(sent);
     if (!ahead) this.all.push(sent);

@@ -102,7 +102,7 @@ export class HciEmulator implements PeripheralHost {
     this.maxConnections = options.maxConnections ?? 4;
     this.connectDelayMs = options.connectDelayMs ?? 5;
     if (!Number.isInteger(this.attMtu) || this.attMtu < MIN_ATT_MTU || this.attMtu > 517) {
-      throw new HubError('hci-emu-config', `HCI emulator: attMtu must be an integer 23…517, got ${this.attMtu}`);
+      throw new HubError('hci-emu.config', `HCI emulator: attMtu must be an integer 23…517, got ${this.attMtu}`);
     }
     this.#counters = {
       garbageBytes: 0,
@@ -170,7 +170,7 @@ export class HciEmulator implements PeripheralHost {
 
   get port(): number {
     const a = this.#server.address();
-    if (!a || typeof a === 'string') throw new HubError('hci-emu-closed', 'HCI emulator: not listening');
+    if (!a || typeof a === 'string') throw new HubError('hci-emu.closed', 'HCI emulator: not listening');
     return a.port;
   }
 
@@ -189,7 +189,7 @@ export class HciEmulator implements PeripheralHost {
     const address = options.address.toLowerCase();
     macBytes(address);
     if (this.#peripherals.has(address)) {
-      throw new HubError('hci-emu-duplicate-address', `HCI emulator: a peripheral already uses address ${address}`);
+      throw new HubError('hci-emu.duplicate-address', `HCI emulator: a peripheral already uses address ${address}`);
     }
     const peripheral: Peripheral = { options, address, inRange: true };
     this.#peripherals.set(address, peripheral);

@@ -62,7 +62,7 @@ const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 export function macBytes(address: string): Buffer {
   const a = address.toLowerCase();
   if (!MAC.test(a)) {
-    throw new HubError('hci-emu-address', `HCI emulator: ${address} is not a BLE address (aa:bb:cc:dd:ee:ff)`);
+    throw new HubError('hci-emu.address', `HCI emulator: ${address} is not a BLE address (aa:bb:cc:dd:ee:ff)`);
   }
   return Buffer.from(a.split(':').reverse().join(''), 'hex');
 }

@@ -58,7 +58,7 @@ export class ZnpAir {
   add(options: SimPeripheralOptions): SimPeripheral {
     const ieee = ieeeFor(options.address);
     if (this.#devices.has(ieee)) {
-      throw new HubError('znp-duplicate-address', `ZNP emulator: a device already uses address ${options.address}`);
+      throw new HubError('znp-emu.duplicate-address', `ZNP emulator: a device already uses address ${options.address}`);
     }
     const device = newDevice(options, ieee);
     this.#devices.set(ieee, device);

@@ -147,7 +147,7 @@ export class ZnpEmulator implements PeripheralHost {
     const next = { ...this.#faults, ...patch };
     for (const [name, p] of Object.entries(next)) {
       if (!(p >= 0 && p <= 1))
-        throw new HubError('znp-emulator-config', `ZNP emulator: fault ${name} must be in [0, 1], got ${p}`);
+        throw new HubError('znp-emu.config', `ZNP emulator: fault ${name} must be in [0, 1], got ${p}`);
     }
     this.#faults = next;
   }
@@ -239,7 +239,7 @@ export class ZnpEmulator implements PeripheralHost {
 
   #need(address: string): EmuDevice {
     const device = this.#air.device(ieeeFor(address));
-    if (!device) throw new HubError('znp-unknown-device', `ZNP emulator: no device ${address}`);
+    if (!device) throw new HubError('znp-emu.unknown-device', `ZNP emulator: no device ${address}`);
     return device;
   }
 

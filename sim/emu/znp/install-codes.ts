@@ -40,7 +40,7 @@ export class InstallCodes {
     }
     if (!DEVICE_INSTALL_CODE_SIZES.includes(code.length) || !crcMatches(code)) {
       throw new HubError(
-        'znp-emulator-config',
+        'znp-emu.config',
         `ZNP emulator: an install code is 8, 10, 14 or 18 bytes ending with its CRC-16/X-25, got ${code.length} bytes${
           DEVICE_INSTALL_CODE_SIZES.includes(code.length) ? ' with a wrong CRC' : ''
         }`,

@@ -180,7 +180,7 @@ describe('sealed setup codes (attach)', () => {
     for (const w of wrong) {
       const e = refusal(w);
       expect(e).toBeInstanceOf(HubError);
-      expect(e.code).toBe('bad_request');
+      expect(e.code).toBe('otp.setup-code');
       expect(e.message).not.toContain(CODE);
     }
   });

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../../src/base/error-codes.js';
 import { HubError } from '../../../src/base/errors.js';
 import { MAX_LINE_BYTES } from '../../../src/contract/control-socket.js';
 import { callDaemon } from '../../../src/control-socket/socket-client.js';
@@ -28,6 +29,12 @@ async function serve(): Promise<ControlServer> {
     params: { properties: {} },
     handler: () => {
       throw new HubError('lock.unknown', 'no lock L9 here', { hint: 'see iqhub locks' });
+    },
+  });
+  server.register('busy', {
+    params: { properties: {} },
+    handler: () => {
+      throw new HubError('lock.busy', 'lock L1 is busy');
     },
   });
   server.register('crash', {
@@ -99,6 +106,35 @@ describe('control socket', () => {
   it('passes a HubError through with its code and hint', async () => {
     const s = await serve();
     await expect(callDaemon(s.path, 'refuse')).rejects.toMatchObject({ code: 'lock.unknown', hint: 'see iqhub locks' });
+  });
+
+  it("a HubError thrown without a hint reaches the client with its code's hint", async () => {
+    const s = await serve();
+    await expect(callDaemon(s.path, 'busy')).rejects.toMatchObject({
+      code: 'lock.busy',
+      message: 'lock L1 is busy',
+      hint: ERROR_CODES['lock.busy'],
+    });
+  });
+
+  it("a code this iqhub does not know becomes daemon.unknown-error, keeping the daemon's code and message", async () => {
+    const path = join(tempDir(), 'newer.sock');
+    // A daemon of another version, answering with a code this client has never heard of.
+    const newer = createServer((c) =>
+      c.once('data', () =>
+        c.end(`${JSON.stringify({ id: 1, ok: false, error: { code: 'future.thing', message: 'not yet' } })}\n`),
+      ),
+    );
+    await new Promise<void>((resolve) => newer.listen(path, resolve));
+    try {
+      const e = (await callDaemon(path, 'status').catch((x: unknown) => x)) as HubError;
+      expect(e).toBeInstanceOf(HubError);
+      expect(e.code).toBe('daemon.unknown-error');
+      expect(e.message).toBe('the daemon answered future.thing: not yet');
+      expect(e.hint).toBe(ERROR_CODES['daemon.unknown-error']);
+    } finally {
+      await new Promise((resolve) => newer.close(resolve));
+    }
   });
 
   it('an unexpected error gives a generic answer that does not leak its detail', async () => {

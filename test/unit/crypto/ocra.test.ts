@@ -271,7 +271,7 @@ describe('parseOcraSuite', () => {
     }
     expect(caught).toBeInstanceOf(HubError);
     const err = caught as HubError;
-    expect(err.code).toBe('ocra.suite_invalid');
+    expect(err.code).toBe('ocra.suite-invalid');
     expect(err.message).toMatch(message);
     expect(err.hint).toMatch(/OCRA-1:/);
   });
@@ -429,7 +429,7 @@ describe('input validation', () => {
       caught = e;
     }
     expect(caught).toBeInstanceOf(HubError);
-    expect((caught as HubError).code).toBe('ocra.input_invalid');
+    expect((caught as HubError).code).toBe('ocra.input-invalid');
     expect((caught as HubError).message).toMatch(message);
     expect((caught as HubError).message).toContain(suite);
   });
@@ -489,7 +489,7 @@ describe('secrecy', () => {
   });
 
   it('the leak check itself detects a leaked key', () => {
-    const leaky = new HubError('x', `key ${key.toString('hex')}`);
+    const leaky = new HubError('ocra.input-invalid', `key ${key.toString('hex')}`);
     expect(renderings.some((r) => leaky.message.includes(r))).toBe(true);
   });
 });

@@ -277,7 +277,7 @@ describe('createZigbeeBearer', () => {
       expect.fail('accepted');
     } catch (e) {
       expect(e).toBeInstanceOf(HubError);
-      expect((e as HubError).code).toBe('zigbee-config');
+      expect((e as HubError).code).toBe('zigbee.config');
       expect((e as HubError).message).toMatch(message);
     }
   });

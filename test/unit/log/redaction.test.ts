@@ -51,9 +51,9 @@ describe('logging never carries a secret', () => {
   it('a logged HubError carries its code and message but not its cause', () => {
     const { log, text } = capture(false);
     const cause = new Error(`decrypt failed with key ${KEY_HEX}`);
-    log.error({ err: new HubError('link.handshake', 'handshake with L1 failed', { cause }) }, 'refused');
+    log.error({ err: new HubError('noise.decrypt', 'handshake with L1 failed', { cause }) }, 'refused');
     const line = JSON.parse(text()) as { err: { code: string; message: string } };
-    expect(line.err.code).toBe('link.handshake');
+    expect(line.err.code).toBe('noise.decrypt');
     expect(text()).not.toContain(KEY_HEX);
   });
 

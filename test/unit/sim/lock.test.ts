@@ -622,7 +622,7 @@ describe('SimLock restart', () => {
         error = e;
       }
       expect(error, name).toBeInstanceOf(HubError);
-      expect((error as HubError).code, name).toBe('sim-lock-storage-corrupt');
+      expect((error as HubError).code, name).toBe('sim-lock.storage-corrupt');
       expect((error as HubError).message, name).toMatch(message);
     }
     writeFileSync(path, JSON.stringify(state));

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { ERROR_CODES, type HubErrorCode } from '../../../src/base/error-codes.js';
+import { describeError, HubError, isHubErrorCode } from '../../../src/base/errors.js';
+import { LOCK_ERROR_CODES } from '../../../src/contract/link-messages.js';
+import { CERT_ERROR_CODES, REFUSAL_CODES } from '../../../src/contract/mqtt.js';
+
+const SPELLING = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
+const codes = Object.keys(ERROR_CODES) as HubErrorCode[];
+
+describe('the error code registry', () => {
+  it('spells every code area.detail: lowercase, words joined by -, dot-separated parts', () => {
+    expect(codes.length).toBeGreaterThan(0);
+    expect(codes.filter((c) => !SPELLING.test(c))).toEqual([]);
+  });
+
+  it('gives every code a hint', () => {
+    expect(codes.filter((c) => ERROR_CODES[c].trim() === '')).toEqual([]);
+  });
+
+  it('holds none of the MQTT contract codes, which are answers to the cloud, not HubErrors', () => {
+    for (const c of [...REFUSAL_CODES, ...CERT_ERROR_CODES, 'unknown_outcome']) expect(isHubErrorCode(c)).toBe(false);
+  });
+
+  it('holds lock.<code> for every refusal a lock may answer, as the link manager builds them', () => {
+    expect(LOCK_ERROR_CODES.filter((c) => !isHubErrorCode(`lock.${c}`))).toEqual([]);
+  });
+
+  it('isHubErrorCode knows the codes and nothing else, not even what every object inherits', () => {
+    expect(isHubErrorCode('store.corrupt')).toBe(true);
+    expect(isHubErrorCode('lock.battery-critical')).toBe(true);
+    for (const s of ['bad_request', 'zigbee-config', 'store', '', 'toString', '__proto__', 'constructor']) {
+      expect(isHubErrorCode(s)).toBe(false);
+    }
+  });
+});
+
+describe('HubError hints', () => {
+  it("takes its code's hint when the throw site gives none", () => {
+    const e = new HubError('store.locked', 'the database is in use');
+    expect(e.hint).toBe(ERROR_CODES['store.locked']);
+    expect(describeError(e)).toBe(`the database is in use\n  → ${ERROR_CODES['store.locked']}`);
+  });
+
+  it("keeps the throw site's hint, which knows more, and ignores an empty one", () => {
+    expect(new HubError('lock.unknown', 'no lock L9', { hint: 'see iqhub locks' }).hint).toBe('see iqhub locks');
+    expect(new HubError('lock.unknown', 'no lock L9', { hint: '' }).hint).toBe(ERROR_CODES['lock.unknown']);
+  });
+});
