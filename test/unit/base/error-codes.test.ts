@@ -46,3 +46,20 @@ describe('HubError hints', () => {
     expect(new HubError('lock.unknown', 'no lock L9', { hint: '' }).hint).toBe(ERROR_CODES['lock.unknown']);
   });
 });
+
+describe('the compiler keeps the codes to the list', () => {
+  it('an unknown or misspelt code does not compile (npm test runs tsc first)', () => {
+    // Each line below is a type error; were `code` a plain string, tsc would fail on the unused directives.
+    // @ts-expect-error: not a code of the list
+    const unknown = () => new HubError('store.gone', 'x');
+    // @ts-expect-error: the old spelling, refused
+    const oldSpelling = () => new HubError('zigbee-config', 'x');
+    // @ts-expect-error: an MQTT refusal code is the contract's, not a HubError code
+    const contract = () => new HubError('bad_request', 'x');
+    expect([unknown, oldSpelling, contract].map((f) => f().code)).toEqual([
+      'store.gone',
+      'zigbee-config',
+      'bad_request',
+    ]);
+  });
+});
