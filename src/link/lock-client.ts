@@ -2,6 +2,7 @@ import type { Clock } from '../base/clock.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import { Listeners } from '../base/listeners.js';
 import { err, ok, type Result } from '../base/result.js';
+import { type Wait, Waiter } from '../base/waiter.js';
 import { decodeMessage, encodeMessage } from '../contract/link-codec.js';
 import {
   type AccessAnswer,
@@ -12,6 +13,7 @@ import {
   type Operation,
   type OpResultFor,
   type Request,
+  type Response,
 } from '../contract/link-messages.js';
 import type { SecureSession } from './session.js';
 
@@ -34,11 +36,6 @@ export interface ClientOptions {
   attempts: number;
 }
 
-interface Pending {
-  op: Operation;
-  resolve: (r: Result<unknown, RequestError>) => void;
-}
-
 /**
  * The hub's side of requests on one session. A request is resent under the same id until its
  * answer arrives; the lock executes an id once and answers duplicates from a cache, so an `open`
@@ -48,7 +45,13 @@ interface Pending {
 export class LockClient {
   readonly session: SecureSession;
   readonly #opts: ClientOptions;
-  readonly #pending = new Map<number, Pending>();
+  /** Answers, each to the request waiting for its id and operation. */
+  readonly #replies: Waiter<Response, RequestError>;
+  /**
+   * The requests' waits by id, so an answer no wait takes is told apart: for a request still waiting
+   * it answers another operation (unexpected); otherwise the request was already answered (a duplicate).
+   */
+  readonly #inFlight = new Map<number, Wait<Response, RequestError>>();
   readonly #eventListeners = new Listeners<LockEvent>();
   #accessHandler: ((r: AccessRequest) => Omit<AccessAnswer, 'type' | 'id'>) | undefined;
   /** Answers to the lock's last access requests, by its id: a resent request gets the same answer, not a second decision. */
@@ -60,6 +63,7 @@ export class LockClient {
   constructor(session: SecureSession, opts: ClientOptions) {
     this.session = session;
     this.#opts = opts;
+    this.#replies = new Waiter(opts.clock);
     session.onPayload((p) => this.#onPayload(p));
     session.link.onClose(() => this.#fail('the link closed'));
   }
@@ -85,21 +89,26 @@ export class LockClient {
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
     const bytes = encodeMessage({ ...body, id } as Request);
-    const answer = new Promise<Result<unknown, RequestError>>((resolve) =>
-      this.#pending.set(id, { op: body.type, resolve }),
+    const reply = this.#replies.wait((m) =>
+      m.id === id && (m.type === 'error' || m.result.op === body.type) ? m : undefined,
     );
-    for (let attempt = 0; attempt < this.#opts.attempts && this.#pending.has(id); attempt++) {
+    this.#inFlight.set(id, reply);
+    for (let attempt = 0; attempt < this.#opts.attempts && reply.pending; attempt++) {
       if (!(await this.session.send(bytes))) {
-        this.#settle(id, err({ code: 'closed', message: 'the link refused the request' }));
+        reply.cancel({ code: 'closed', message: 'the link refused the request' });
         break;
       }
-      await Promise.race([answer, this.#opts.clock.sleep(this.#opts.retryMs)]);
+      await Promise.race([reply.result, this.#opts.clock.sleep(this.#opts.retryMs)]);
     }
-    this.#settle(
-      id,
-      err({ code: 'timeout', message: `no answer to ${body.type} after ${this.#opts.attempts} attempts` }),
-    );
-    return (await answer) as Result<OpResultFor<O>, RequestError>;
+    reply.cancel({ code: 'timeout', message: `no answer to ${body.type} after ${this.#opts.attempts} attempts` });
+    this.#inFlight.delete(id);
+    const r = await reply.result;
+    if (!r.ok) return r;
+    if (r.value.type === 'error') {
+      const lockCode = r.value.code;
+      return err({ code: 'lock-error', lockCode, message: `the lock answered ${body.type} with ${lockCode}` });
+    }
+    return ok(r.value.result as OpResultFor<O>);
   }
 
   close(): void {
@@ -108,14 +117,7 @@ export class LockClient {
 
   #fail(message: string): void {
     this.#closed = true;
-    for (const id of [...this.#pending.keys()]) this.#settle(id, err({ code: 'closed', message }));
-  }
-
-  #settle(id: number, r: Result<unknown, RequestError>): void {
-    const p = this.#pending.get(id);
-    if (!p) return;
-    this.#pending.delete(id);
-    p.resolve(r);
+    this.#replies.cancelAll({ code: 'closed', message });
   }
 
   #answerAccess(m: AccessRequest, payload: Uint8Array): void {
@@ -160,20 +162,8 @@ export class LockClient {
       this.#answerAccess(m, payload);
       return;
     }
-    const p = this.#pending.get(m.id);
-    if (!p) {
-      this.counters.duplicates++;
-      return;
-    }
-    if (m.type === 'error') {
-      this.#settle(
-        m.id,
-        err({ code: 'lock-error', lockCode: m.code, message: `the lock answered ${p.op} with ${m.code}` }),
-      );
-    } else if (m.result.op !== p.op) {
-      this.counters.unexpected++;
-    } else {
-      this.#settle(m.id, ok(m.result));
-    }
+    if (this.#replies.deliver(m)) return;
+    if (this.#inFlight.get(m.id)?.pending) this.counters.unexpected++;
+    else this.counters.duplicates++;
   }
 }

@@ -1,10 +1,18 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { BearerLink } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import type { Random } from '../base/random.js';
 import { err, ok, type Result } from '../base/result.js';
+import { Waiter } from '../base/waiter.js';
 import type { Secret } from '../crypto/secret.js';
+import {
+  ATTACH,
+  type AttachMessage,
+  attachMessage,
+  attachProof,
+  parseAttachMessage,
+  proofsEqual,
+} from './attach-proof.js';
 import { createHandshake, type Handshake, type KeyPair, LINK_PROLOGUE } from './noise.js';
 import { type ChannelStats, LINK_VERSION, type RejectReason, SealedChannel } from './transport.js';
 
@@ -24,10 +32,7 @@ export const KIND = { XX1: 0x11, XX2: 0x12, XX3: 0x13, KK1: 0x21, KK2: 0x22, REF
 export const REFUSALS = ['not-in-attach-mode', 'not-attached', 'handshake-failed', 'busy'] as const;
 export type Refusal = (typeof REFUSALS)[number];
 
-/** Attach exchange messages, carried sealed right after the XX handshake: 0xa7 ‖ kind ‖ proof. */
-const ATTACH_MARK = 0xa7;
-const ATTACH = { LOCK_PROOF: 1, HUB_PROOF: 2, DONE: 3 } as const;
-const PROOF_LEN = 32;
+export { attachProof, normalizeSetupCode } from './attach-proof.js';
 
 const prologue = new TextEncoder().encode(LINK_PROLOGUE);
 
@@ -49,65 +54,11 @@ export interface LinkFailure {
 const fail = (code: LinkFailureCode, message: string, refusal?: Refusal): LinkFailure =>
   refusal ? { code, message, refusal } : { code, message };
 
-/** Setup codes are printed on the lock; people type them with dashes, spaces and in any case. */
-export function normalizeSetupCode(code: string): string {
-  return code.replace(/[\s-]/g, '').toUpperCase();
-}
-
-function setupKey(code: Secret): Buffer {
-  const normal = normalizeSetupCode(new TextDecoder().decode(code.reveal()));
-  return createHash('sha256').update('iq-link setup code v1\0').update(normal).digest();
-}
-
-/**
- * Each side proves it knows the setup code, bound to this very session (the handshake hash), the
- * lock's device id and both static keys: a proof cannot be replayed into another session or moved
- * to another lock. The lock proves first, so an impostor lock learns nothing from the hub.
- */
-export function attachProof(
-  role: 'lock' | 'hub',
-  code: Secret,
-  handshakeHash: Uint8Array,
-  deviceId: string,
-  lockStatic: Uint8Array,
-  hubStatic: Uint8Array,
-): Buffer {
-  return createHmac('sha256', setupKey(code))
-    .update(`iq-link attach ${role}\0`)
-    .update(handshakeHash)
-    .update(`${deviceId}\0`)
-    .update(lockStatic)
-    .update(hubStatic)
-    .digest();
-}
-
-function proofsEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
 function frame(kind: number, body: Uint8Array = new Uint8Array(0)): Uint8Array {
   const out = new Uint8Array(1 + body.length);
   out[0] = kind;
   out.set(body, 1);
   return out;
-}
-
-function attachMessage(kind: number, proof?: Uint8Array): Uint8Array {
-  const out = new Uint8Array(2 + (proof?.length ?? 0));
-  out[0] = ATTACH_MARK;
-  out[1] = kind;
-  if (proof) out.set(proof, 2);
-  return out;
-}
-
-function parseAttachMessage(p: Uint8Array): { kind: number; proof?: Uint8Array } | undefined {
-  if (p.length < 2 || p[0] !== ATTACH_MARK) return undefined;
-  const kind = p[1] ?? 0;
-  if (kind === ATTACH.DONE) return p.length === 2 ? { kind } : undefined;
-  if ((kind === ATTACH.LOCK_PROOF || kind === ATTACH.HUB_PROOF) && p.length === 2 + PROOF_LEN) {
-    return { kind, proof: p.subarray(2) };
-  }
-  return undefined;
 }
 
 /**
@@ -173,29 +124,25 @@ export class SecureSession {
   }
 }
 
-/** Wait for the next frame on a link that satisfies `pick`, or a timeout, or the link closing. */
-function nextFrame<T>(
+type WaitFailure = 'timeout' | 'closed';
+
+/**
+ * Waits for what `listen` hands over on a link, ended by the link closing. It listens only while
+ * someone waits: frames arriving between two waits stay with the link (hal/bearer.ts keeps them for
+ * the next listener), so a late answer to an earlier send still reaches the next wait.
+ */
+function waiterOn<V>(
   link: BearerLink,
   clock: Clock,
-  timeoutMs: number,
-  pick: (f: Uint8Array) => T | undefined,
-): Promise<Result<T, 'timeout' | 'closed'>> {
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (r: Result<T, 'timeout' | 'closed'>) => {
-      if (done) return;
-      done = true;
-      offFrame();
+  listen: (deliver: (value: V) => void) => Unsubscribe,
+): Waiter<V, WaitFailure> {
+  return new Waiter(clock, (deliver, cancelAll) => {
+    const offValue = listen(deliver);
+    const offClose = link.onClose(() => cancelAll('closed'));
+    return () => {
+      offValue();
       offClose();
-      clock.clearTimeout(timer);
-      resolve(r);
     };
-    const offFrame = link.onFrame((f) => {
-      const v = pick(f);
-      if (v !== undefined) finish(ok(v));
-    });
-    const offClose = link.onClose(() => finish(err('closed')));
-    const timer = clock.setTimeout(() => finish(err('timeout')), timeoutMs);
   });
 }
 
@@ -254,13 +201,15 @@ async function exchangeHello(
   t: HandshakeTiming,
   o: { refusalEnds: boolean; what: string },
 ): Promise<Result<Uint8Array, LinkFailure>> {
+  const frames = waiterOn<Uint8Array>(link, t.clock, (deliver) => link.onFrame(deliver));
   let lastRefusal: Refusal | undefined;
   for (let attempt = 0; attempt < t.attempts; attempt++) {
     const sent = await link.send(hello);
     if (!sent.ok) return err(fail('bearer', sent.error.message));
-    const reply = await nextFrame(link, t.clock, t.stepTimeoutMs, (f) =>
-      f[0] === answer || f[0] === KIND.REFUSAL ? f : undefined,
-    );
+    const reply = await frames.wait((f) => (f[0] === answer || f[0] === KIND.REFUSAL ? f : undefined), {
+      ms: t.stepTimeoutMs,
+      error: 'timeout',
+    }).result;
     if (!reply.ok) {
       if (reply.error === 'closed') return err(fail('closed', 'the link closed during the handshake'));
       continue;
@@ -315,24 +264,14 @@ export async function attachLock(
   const session = new SecureSession(link, hs);
   const lockStatic = session.remoteStatic;
   const unsub = session.listen();
+  const attachMessages = waiterOn<AttachMessage>(link, t.clock, (deliver) =>
+    session.onPayload((p) => {
+      const m = parseAttachMessage(p);
+      if (m) deliver(m);
+    }),
+  );
   const awaitAttach = (kind: number) =>
-    new Promise<Result<Uint8Array | undefined, 'timeout' | 'closed'>>((resolve) => {
-      let settled = false;
-      const settle = (r: Result<Uint8Array | undefined, 'timeout' | 'closed'>) => {
-        if (settled) return;
-        settled = true;
-        off();
-        offClose();
-        t.clock.clearTimeout(timer);
-        resolve(r);
-      };
-      const off = session.onPayload((p) => {
-        const m = parseAttachMessage(p);
-        if (m?.kind === kind) settle(ok(m.proof));
-      });
-      const offClose = link.onClose(() => settle(err('closed')));
-      const timer = t.clock.setTimeout(() => settle(err('timeout')), t.stepTimeoutMs);
-    });
+    attachMessages.wait((m) => (m.kind === kind ? m : undefined), { ms: t.stepTimeoutMs, error: 'timeout' }).result;
 
   let done = false;
   try {
@@ -343,7 +282,7 @@ export async function attachLock(
       await link.send(msg3);
       const r = await waiting;
       if (!r.ok && r.error === 'closed') return err(fail('closed', 'the link closed during attach'));
-      if (r.ok) lockProof = r.value;
+      if (r.ok) lockProof = r.value.proof;
     }
     if (!lockProof) return err(fail('timeout', 'the lock did not prove its identity'));
     const expected = attachProof(

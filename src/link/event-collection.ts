@@ -1,0 +1,198 @@
+import type { TimerHandle } from '../base/clock.js';
+import type { Unsubscribe } from '../base/listeners.js';
+import type { LockEvent, LockState } from '../contract/link-messages.js';
+import type { Connection } from './connections.js';
+import type { LinkContext } from './link-context.js';
+import type { LockClient } from './lock-client.js';
+import type { LockReports } from './lock-reports.js';
+import type { StoredEvent } from './pairing.js';
+import type { Quarantine } from './quarantine.js';
+
+/** What set off an event collection, within one turn (EventCollection.soon). */
+interface Trigger {
+  /** The lock's state, as an answer just carried it. */
+  known?: LockState | undefined;
+  /** Events the lock pushed, as they arrived. */
+  pushed: LockEvent[];
+}
+
+/**
+ * Collecting each connected lock's events into the pairing store: pushed, polled for (a push may be
+ * lost on the radio) or pulled in batches; stored durably before they are acknowledged, so the
+ * lock deletes only what the hub keeps. One collection at a time per lock; a lock whose numbering
+ * went backwards is quarantined instead.
+ */
+export class EventCollection {
+  readonly #ctx: LinkContext;
+  readonly #connection: (lockId: string) => Connection | undefined;
+  readonly #reports: LockReports;
+  readonly #quarantine: Quarantine;
+  readonly #eventSink: ((fresh: StoredEvent[]) => void) | undefined;
+  readonly #listeners = new Set<(lockId: string, e: LockEvent) => void>();
+  readonly #pulling = new Map<string, Promise<void>>();
+  readonly #pullAgain = new Set<string>();
+  /**
+   * Collections asked for on the next turn, by lock: the triggers of one turn (the lock's pushed
+   * events, an answer that carried its state) make one collection (see #collect).
+   */
+  readonly #pullSoon = new Map<string, Trigger>();
+  /** Sessions on which the events stored before a restart have been acknowledged. */
+  readonly #ackedOnConnect = new WeakSet<LockClient>();
+
+  constructor(
+    ctx: LinkContext,
+    deps: {
+      /** The lock's current connection, if any. */
+      connection: (lockId: string) => Connection | undefined;
+      reports: LockReports;
+      quarantine: Quarantine;
+      eventSink: ((fresh: StoredEvent[]) => void) | undefined;
+    },
+  ) {
+    this.#ctx = ctx;
+    this.#connection = deps.connection;
+    this.#reports = deps.reports;
+    this.#quarantine = deps.quarantine;
+    this.#eventSink = deps.eventSink;
+  }
+
+  onLockEvent(l: (lockId: string, e: LockEvent) => void): Unsubscribe {
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
+  }
+
+  /** A new connection: collect now, on every push, and now and then while it lasts. */
+  watch(lockId: string, conn: Connection): void {
+    conn.client.onEvent((e) => this.soon(lockId, { pushed: e }));
+    // A pushed event may be lost on the radio: ask for the state now and then, which pulls if needed.
+    let poll: TimerHandle | undefined;
+    const tick = () => {
+      if (this.#connection(lockId) !== conn) return;
+      this.#schedulePull(lockId);
+      poll = this.#ctx.clock.setTimeout(tick, this.#ctx.opts.pollMs);
+    };
+    poll = this.#ctx.clock.setTimeout(tick, this.#ctx.opts.pollMs);
+    conn.link.onClose(() => this.#ctx.clock.clearTimeout(poll));
+    this.#schedulePull(lockId);
+  }
+
+  /**
+   * Collect events on the next turn: the caller (a command waiting for its result, a request's
+   * answer) finishes its own durable commit and reply first; the events follow a moment later.
+   * A trigger brings the lock's state as an answer just gave it, or an event the lock pushed.
+   */
+  soon(lockId: string, trigger: { known?: LockState; pushed?: LockEvent } = {}): void {
+    const pending = this.#pullSoon.get(lockId);
+    if (pending) {
+      if (trigger.known) pending.known = trigger.known;
+      if (trigger.pushed) pending.pushed.push(trigger.pushed);
+      return;
+    }
+    this.#pullSoon.set(lockId, { known: trigger.known, pushed: trigger.pushed ? [trigger.pushed] : [] });
+    this.#ctx.clock.setTimeout(() => {
+      const t = this.#pullSoon.get(lockId);
+      this.#pullSoon.delete(lockId);
+      if (this.#connection(lockId)) this.#schedulePull(lockId, t);
+    }, 0);
+  }
+
+  /** Resolves once the collections running now have ended, however they end. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#pulling.values()]);
+  }
+
+  #schedulePull(lockId: string, trigger?: Trigger): void {
+    if (this.#pulling.has(lockId)) {
+      this.#pullAgain.add(lockId);
+      return;
+    }
+    const run = this.#collect(lockId, trigger)
+      .catch((e: unknown) => this.#ctx.log.debug({ lockId, err: e }, 'event collection interrupted'))
+      .finally(() => {
+        this.#pulling.delete(lockId);
+        if (this.#pullAgain.delete(lockId) && this.#connection(lockId)) this.#schedulePull(lockId);
+      });
+    this.#pulling.set(lockId, run);
+  }
+
+  /**
+   * One collection. When the lock pushed exactly the events after what is stored — in sequence,
+   * no gap — and an answer of the same turn says they are all it has (its lastSeq is the last
+   * one's), they are stored as they came and acknowledged: a push is sealed in the session like
+   * any answer, so fetching them again would add nothing (a remote open: the `opened` push and
+   * the open's answer). Anything else — no such answer, a gap, a push lost or reordered on the
+   * radio, a session that has not yet acknowledged what was stored before a restart — is a pull.
+   */
+  async #collect(lockId: string, trigger?: Trigger): Promise<void> {
+    const conn = this.#connection(lockId);
+    if (!conn) return;
+    const rec = this.#ctx.pairing.get(lockId);
+    const pushed = [...(trigger?.pushed ?? [])].sort((a, b) => a.seq - b.seq);
+    const last = pushed[pushed.length - 1];
+    const inSequence =
+      rec !== undefined &&
+      last !== undefined &&
+      (rec.lastEventSeq === 0 || this.#ackedOnConnect.has(conn.client)) &&
+      pushed.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
+      trigger?.known?.lastSeq === last.seq;
+    if (!inSequence) return this.#pullEvents(lockId, trigger?.known);
+    this.#storeEvents(lockId, pushed);
+    await conn.client.request({ type: 'ackEvents', uptoSeq: last.seq });
+  }
+
+  /**
+   * Collect the lock's events: fetch those after the last stored sequence number, store them (one
+   * transaction with the new sequence), and only then acknowledge them so the lock may delete them.
+   * The lock's state comes first (its sequence must not have gone backwards): `known` when an
+   * answer from the lock has just carried it, else asked for.
+   */
+  async #pullEvents(lockId: string, known?: LockState): Promise<void> {
+    const conn = this.#connection(lockId);
+    if (!conn) return;
+    const pairing = this.#ctx.pairing;
+    // A known state older than what is stored (another pull stored later events since) proves
+    // nothing: ask.
+    let lock = known && known.lastSeq >= (pairing.get(lockId)?.lastEventSeq ?? 0) ? known : undefined;
+    if (!lock) {
+      const state = await conn.client.request({ type: 'getState' });
+      if (!state.ok) return;
+      lock = state.value.state;
+      this.#reports.changed(lockId, lock);
+    }
+    const rec = pairing.get(lockId);
+    if (!rec) return;
+    if (lock.lastSeq < rec.lastEventSeq) {
+      this.#quarantine.impose(
+        lockId,
+        'sequence-backwards',
+        `the lock's event sequence went backwards (${lock.lastSeq} < ${rec.lastEventSeq}): reset or cloned`,
+      );
+      return;
+    }
+    if (rec.lastEventSeq > 0 && !this.#ackedOnConnect.has(conn.client)) {
+      // Events stored before a restart may never have been acknowledged: acknowledge them now.
+      const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: rec.lastEventSeq });
+      if (!acked.ok) return;
+      this.#ackedOnConnect.add(conn.client);
+    }
+    for (let round = 0; round < 1000; round++) {
+      const since = pairing.get(lockId)?.lastEventSeq ?? 0;
+      const batch = await conn.client.request({ type: 'getEvents', sinceSeq: since });
+      if (!batch.ok) return;
+      const events = batch.value.events.filter((e) => e.seq > since);
+      if (events.length > 0) {
+        this.#storeEvents(lockId, events);
+        const upto = events.reduce((m, e) => Math.max(m, e.seq), 0);
+        const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: upto });
+        if (!acked.ok) return;
+      }
+      if (!batch.value.more) return;
+    }
+  }
+
+  /** Store a lock's events (durable, before they are acknowledged to it) and tell the listeners of those new to the store. */
+  #storeEvents(lockId: string, events: LockEvent[]): void {
+    const fresh = this.#ctx.pairing.storeEvents(lockId, events, this.#ctx.now(), this.#eventSink);
+    for (const e of fresh) for (const l of [...this.#listeners]) l(lockId, e);
+  }
+}
