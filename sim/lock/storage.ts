@@ -141,11 +141,12 @@ export interface FileLockStorageOptions {
 }
 
 /** How long a non-durable save may wait to be written (saves meanwhile make one write). */
-const FLUSH_AFTER_MS = 20;
+export const FLUSH_AFTER_MS = 20;
 
 /** Saves of non-durable FileLockStorages not yet written, by path (one process, one writer per path). */
 const pending = new Map<string, string>();
-let flushScheduled = false;
+/** The one timer that writes them; cleared by a flush, so an old timer never fires into later saves. */
+let flushTimer: NodeJS.Timeout | undefined;
 
 function writePending(path: string): void {
   const text = pending.get(path);
@@ -156,7 +157,8 @@ function writePending(path: string): void {
 
 /** Write every non-durable simulated flash save not yet written (the timer's work, and a clean stop of the simulation). */
 export function flushSimulatedFlash(): void {
-  flushScheduled = false;
+  clearTimeout(flushTimer);
+  flushTimer = undefined;
   for (const path of [...pending.keys()]) {
     try {
       writePending(path);
@@ -220,10 +222,7 @@ export class FileLockStorage implements LockStorage {
       return;
     }
     pending.set(this.path, text);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setTimeout(flushSimulatedFlash, FLUSH_AFTER_MS);
-    }
+    flushTimer ??= setTimeout(flushSimulatedFlash, FLUSH_AFTER_MS);
   }
 }
 

@@ -1,11 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type SimFaults, SimRadio, type SimRadioOptions } from '../../../drivers/sim-radio/radio.js';
 import type { BearerLink } from '../../../hal/bearer.js';
 import { SimLock, type SimLockOptions } from '../../../sim/lock/lock.js';
 import {
   FileLockStorage,
+  FLUSH_AFTER_MS,
   factoryState,
   flushSimulatedFlash,
   type LockPersisted,
@@ -558,25 +559,35 @@ describe('SimLock restart', () => {
     await crashAndRestore(w, () => w.makeLock({ storage: storage() }));
   });
 
-  it('writes a fast flash (durable: false) behind: saves within 20 ms make one write, and a load reads the newest save', async () => {
-    const path = join(tempDir('iqhub-simlock-'), 'lock.json');
-    const a = new FileLockStorage(path, { durable: false });
-    const first = factoryState();
-    a.save({ ...first, batteryPercent: 90 });
-    a.save({ ...first, batteryPercent: 80 });
-    // Not on disk yet: the save returned before the write.
-    expect(() => readFileSync(path, 'utf8')).toThrow(/ENOENT/);
-    // Another storage of this process (a rebooted lock) reads the newest save all the same.
-    expect(new FileLockStorage(path, { durable: false }).load()?.batteryPercent).toBe(80);
-    a.save({ ...first, batteryPercent: 70 });
-    await new Promise((r) => setImmediate(r));
-    expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(80);
-    await new Promise((r) => setTimeout(r, 40));
-    expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(70);
-    // A clean stop writes what is pending.
-    a.save({ ...first, batteryPercent: 60 });
+  it('writes a fast flash (durable: false) behind: saves within 20 ms make one write, and a load reads the newest save', () => {
+    // The write-behind runs on a timer: fake timers make "within 20 ms" exact, whatever the machine's load
+    // (after the saves of the tests before are written, so none of their timers is left running).
     flushSimulatedFlash();
-    expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(60);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const path = join(tempDir('iqhub-simlock-'), 'lock.json');
+      const a = new FileLockStorage(path, { durable: false });
+      const first = factoryState();
+      a.save({ ...first, batteryPercent: 90 });
+      a.save({ ...first, batteryPercent: 80 });
+      // Not on disk yet: the save returned before the write.
+      expect(() => readFileSync(path, 'utf8')).toThrow(/ENOENT/);
+      // Another storage of this process (a rebooted lock) reads the newest save all the same.
+      expect(new FileLockStorage(path, { durable: false }).load()?.batteryPercent).toBe(80);
+      a.save({ ...first, batteryPercent: 70 });
+      vi.advanceTimersByTime(FLUSH_AFTER_MS - 1);
+      expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(80);
+      vi.advanceTimersByTime(1);
+      expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(70);
+      // A clean stop writes what is pending.
+      a.save({ ...first, batteryPercent: 60 });
+      flushSimulatedFlash();
+      expect(JSON.parse(readFileSync(path, 'utf8')).batteryPercent).toBe(60);
+      // And leaves no timer behind to fire into the next saves.
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('ends attach mode with a crash', async () => {
