@@ -75,6 +75,7 @@ export interface Violation {
   rule:
     | 'unknown-folder'
     | 'forbidden-import'
+    | 'upward-import'
     | 'must-be-lazy'
     | 'forbidden-package'
     | 'forbidden-builtin'
@@ -112,6 +113,45 @@ export function parseRules(markdown: string): FolderRule[] {
     rules.push({ folder, layer, mayImport, packages });
   }
   return rules;
+}
+
+/**
+ * The picture at the top of docs/architecture.md: one line per layer, top to bottom, naming its
+ * folders. Returns the layers bottom first, each with the words of its line.
+ */
+export function parsePicture(markdown: string): { layer: Layer; words: string[] }[] {
+  const block = /```\n([\s\S]*?)```/.exec(markdown)?.[1];
+  if (!block) throw new Error('docs/architecture.md has no picture (a code block) before its table');
+  const layers: { layer: Layer; words: string[] }[] = [];
+  for (const line of block.split('\n')) {
+    const m = /^ ([a-z]+)\s+(.*)$/.exec(line);
+    if (m && LAYERS.includes(m[1] as Layer)) layers.push({ layer: m[1] as Layer, words: (m[2] ?? '').split(/\s+/) });
+  }
+  return layers.reverse();
+}
+
+/**
+ * Where the picture and the table disagree: a layer drawn twice or missing, a folder not drawn
+ * on its layer's line.
+ */
+export function checkPicture(picture: { layer: Layer; words: string[] }[], rules: readonly FolderRule[]): Violation[] {
+  const out: Violation[] = [];
+  const drawn = picture.map((p) => p.layer);
+  for (const layer of LAYERS) {
+    const n = drawn.filter((l) => l === layer).length;
+    if (n !== 1)
+      out.push({ rule: 'table', where: layer, message: `the picture draws the ${layer} layer ${n} times, not once` });
+  }
+  for (const r of rules) {
+    if (!picture.find((p) => p.layer === r.layer)?.words.includes(r.folder)) {
+      out.push({
+        rule: 'table',
+        where: r.folder,
+        message: `${r.folder} (${r.layer}) is not drawn on the ${r.layer} line of the picture`,
+      });
+    }
+  }
+  return out;
 }
 
 /** Table cells, with `|` inside backticks kept. */
@@ -225,8 +265,13 @@ function allowsPackage(rule: FolderRule, spec: string): boolean {
  * not in the row's list, a lazy folder imported statically, a package or node built-in the row
  * may not use, a cycle between folders, a production file or class over its size.
  */
-export function checkLayers(rules: readonly FolderRule[], files: ReadonlyMap<string, string>): Violation[] {
+export function checkLayers(
+  rules: readonly FolderRule[],
+  files: ReadonlyMap<string, string>,
+  order: readonly Layer[] = LAYERS,
+): Violation[] {
   const out: Violation[] = [];
+  const rank = (l: Layer) => order.indexOf(l);
   const graph = new Map<string, Set<string>>();
   for (const r of rules) {
     for (const target of r.mayImport.keys()) {
@@ -290,6 +335,13 @@ export function checkLayers(rules: readonly FolderRule[], files: ReadonlyMap<str
       if (target.folder === rule.folder) continue;
       if (!graph.has(rule.folder)) graph.set(rule.folder, new Set());
       graph.get(rule.folder)?.add(target.folder);
+      if (rank(target.layer) > rank(rule.layer)) {
+        out.push({
+          rule: 'upward-import',
+          where: at,
+          message: `${rule.folder} (${rule.layer}) imports ${target.folder}, of the higher layer ${target.layer}`,
+        });
+      }
       const allowed = rule.mayImport.get(target.folder);
       if (!allowed) {
         out.push({

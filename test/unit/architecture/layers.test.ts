@@ -2,7 +2,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkLayers, type FolderRule, parseRules, type Violation } from '../../architecture/layers.js';
+import {
+  checkLayers,
+  checkPicture,
+  type FolderRule,
+  parsePicture,
+  parseRules,
+  type Violation,
+} from '../../architecture/layers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** The code the table governs: everything but the tests and the benchmarks. */
@@ -21,7 +28,10 @@ function sources(): Map<string, string> {
   return files;
 }
 
-const rules: FolderRule[] = parseRules(readFileSync(join(ROOT, 'docs/architecture.md'), 'utf8'));
+const doc = readFileSync(join(ROOT, 'docs/architecture.md'), 'utf8');
+const rules: FolderRule[] = parseRules(doc);
+const picture = parsePicture(doc);
+const order = picture.map((p) => p.layer);
 const real = sources();
 
 /** The real tree with one file added or replaced. */
@@ -31,8 +41,27 @@ const found = (v: Violation[], rule: Violation['rule'], where: string) =>
 
 describe('the layering of docs/architecture.md', () => {
   it('holds for the code as it is: every import is one the table allows, no folder cycle, no oversized file or class', () => {
-    const violations = checkLayers(rules, real);
+    const violations = checkLayers(rules, real, order);
     expect(violations.map((v) => `${v.rule} ${v.where}: ${v.message}`)).toEqual([]);
+  });
+
+  it("the picture draws each layer once, in order, with every folder of the table on its layer's line", () => {
+    expect(order).toEqual([
+      'base',
+      'contract',
+      'config',
+      'port',
+      'service',
+      'adapter',
+      'support',
+      'root',
+      'simulation',
+      'client',
+    ]);
+    expect(checkPicture(picture, rules)).toEqual([]);
+    // A folder drawn on another layer's line is caught.
+    const moved = rules.map((r) => (r.folder === 'src/inbox' ? { ...r, layer: 'adapter' as const } : r));
+    expect(checkPicture(picture, moved).map((v) => v.where)).toEqual(['src/inbox']);
   });
 
   it('the table names every folder of the code, and each may-import names a row', () => {
@@ -118,6 +147,15 @@ describe('the boundary check fails on what it must refuse', () => {
       withFile('src/app/x.ts', "import { Aedes } from 'aedes';\nimport { CipherSuite } from '@hpke/core';\n"),
     );
     expect(found(v, 'forbidden-package', 'src/app/x.ts')).toHaveLength(2);
+  });
+
+  it('an import of a higher layer, even one the row lists (a service reaching up into an adapter)', () => {
+    const listed = rules.map((r) =>
+      r.folder === 'src/link' ? { ...r, mayImport: new Map([...r.mayImport, ['src/uplink', { lazy: false }]]) } : r,
+    );
+    const v = checkLayers(listed, withFile('src/link/up.ts', "import { x } from '../uplink/service.js';\n"), order);
+    expect(found(v, 'upward-import', 'src/link/up.ts')).toHaveLength(1);
+    expect(found(v, 'forbidden-import', 'src/link/up.ts')).toEqual([]);
   });
 
   it('a cycle between two folders, each import allowed on its own', () => {
