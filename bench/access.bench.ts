@@ -14,7 +14,7 @@ import { AccessMirror } from '../src/access/mirror.js';
 import type { OfflineLists } from '../src/access/offline.js';
 import { systemClock } from '../src/base/clock.js';
 import { SeededRandom, systemRandom } from '../src/base/random.js';
-import type { SyncPayload } from '../src/contract/mqtt.js';
+import type { SyncPayload } from '../src/contract/mqtt-cloud-messages.js';
 import type { DeltaData, SnapshotData } from '../src/contract/sync-data.js';
 import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';

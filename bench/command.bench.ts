@@ -8,7 +8,7 @@ import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import { signCommand } from '../src/commands/otp.js';
 import { CommandVerifier } from '../src/commands/verifier.js';
-import { topics } from '../src/contract/mqtt.js';
+import { topics } from '../src/contract/mqtt-topics.js';
 import { callDaemon } from '../src/control-socket/socket-client.js';
 import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';

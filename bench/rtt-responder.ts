@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
-import { topics } from '../src/contract/mqtt.js';
+import { topics } from '../src/contract/mqtt-topics.js';
 import { Store } from '../src/store/store.js';
 
 export interface ResponderArgs {

@@ -12,7 +12,7 @@ import { type RunningDaemon, startDaemon } from '../src/app/daemon.js';
 import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import type { HubConfig } from '../src/config/schema.js';
-import { topics } from '../src/contract/mqtt.js';
+import { topics } from '../src/contract/mqtt-topics.js';
 import { loadSimulatedSite } from '../src/demo/simulated-site.js';
 import { Outbox } from '../src/events/outbox.js';
 import { silentLogger } from '../src/log/logger.js';

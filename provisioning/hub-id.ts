@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { HubError } from '../src/base/errors.js';
-import { ID_PATTERN } from '../src/contract/mqtt.js';
+import { ID_PATTERN } from '../src/contract/mqtt-topics.js';
 import { cnOf } from './certificate.js';
 import { validateIdentity } from './dev-pki.js';
 

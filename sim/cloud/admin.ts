@@ -2,7 +2,7 @@ import { pinVerifier, tagHash } from '../../src/access/credentials.js';
 import type { Schedule } from '../../src/access/schedule.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
-import type { SyncAckPayload } from '../../src/contract/mqtt.js';
+import type { SyncAckPayload } from '../../src/contract/mqtt-hub-messages.js';
 import type { DeltaData, SnapshotData } from '../../src/contract/sync-data.js';
 import type { Secret } from '../../src/crypto/secret.js';
 import type { EncryptedKey } from '../phone/delivery.js';

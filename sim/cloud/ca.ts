@@ -1,7 +1,8 @@
 import { constants, createHash, createPublicKey, publicEncrypt, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { type Random, systemRandom } from '../../src/base/random.js';
-import { type CertErrorCode, ID_PATTERN } from '../../src/contract/mqtt.js';
+import type { CertErrorCode } from '../../src/contract/mqtt-certificates.js';
+import { ID_PATTERN } from '../../src/contract/mqtt-topics.js';
 
 /**
  * The reference cloud's certificate authority: it signs hubs' CSRs (enrollment by claim and

@@ -1,14 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../src/base/clock.js';
 import type { Random } from '../../src/base/random.js';
-import {
-  type CertResponsePayload,
-  CONTRACT_VERSION,
-  type EnrollResponsePayload,
-  provisioningTopics,
-  type TopicMap,
-  topics,
-} from '../../src/contract/mqtt.js';
+import type { TopicMap } from '../../src/contract/mqtt.js';
+import type { CertResponsePayload, EnrollResponsePayload } from '../../src/contract/mqtt-certificates.js';
+import { CONTRACT_VERSION, provisioningTopics, topics } from '../../src/contract/mqtt-topics.js';
 import { parseInbound } from '../../src/contract/mqtt-validate.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';

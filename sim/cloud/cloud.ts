@@ -2,19 +2,17 @@ import type { MqttClient } from 'mqtt';
 import { type Clock, systemClock } from '../../src/base/clock.js';
 import { type Random, systemRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
-import {
-  type CloudEvent,
-  type CmdResultPayload,
-  CONTRACT_VERSION,
-  type HealthPayload,
-  type LockStatePayload,
-  provisioningTopics,
-  type StatusPayload,
-  type SyncAckPayload,
-  type SyncPayload,
-  type TopicMap,
-  topics,
-} from '../../src/contract/mqtt.js';
+import type { TopicMap } from '../../src/contract/mqtt.js';
+import type { SyncPayload } from '../../src/contract/mqtt-cloud-messages.js';
+import type {
+  CloudEvent,
+  CmdResultPayload,
+  HealthPayload,
+  LockStatePayload,
+  StatusPayload,
+  SyncAckPayload,
+} from '../../src/contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION, provisioningTopics, topics } from '../../src/contract/mqtt-topics.js';
 import type { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import { type Attack, buildAttack } from './attacks.js';

@@ -5,7 +5,7 @@ import type {
   LockStatePayload,
   StatusPayload,
   SyncAckPayload,
-} from '../../src/contract/mqtt.js';
+} from '../../src/contract/mqtt-hub-messages.js';
 import type { Logger } from '../../src/log/logger.js';
 
 /**

@@ -1,4 +1,5 @@
-import { ID_PATTERN, type TopicMap } from '../../src/contract/mqtt.js';
+import type { TopicMap } from '../../src/contract/mqtt.js';
+import { ID_PATTERN } from '../../src/contract/mqtt-topics.js';
 import { conforms, parseInbound } from '../../src/contract/mqtt-validate.js';
 
 /**

@@ -7,7 +7,8 @@ import {
   signCommand,
   type UnsignedCommand,
 } from '../../src/commands/otp.js';
-import { type CmdResultPayload, CONTRACT_VERSION } from '../../src/contract/mqtt.js';
+import type { CmdResultPayload } from '../../src/contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../../src/contract/mqtt-topics.js';
 import type { Secret } from '../../src/crypto/secret.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
-import type { CmdResultPayload, SyncAckPayload } from '../../src/contract/mqtt.js';
+import type { CmdResultPayload, SyncAckPayload } from '../../src/contract/mqtt-hub-messages.js';
 
 /**
  * The promises that wait on what hubs publish: a request's answer, matched by hub, topic and id,

@@ -1,4 +1,7 @@
-import { CONTRACT_VERSION, maxInboundBytes, type SyncAckPayload, type SyncPayload } from '../contract/mqtt.js';
+import { maxInboundBytes } from '../contract/mqtt.js';
+import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
+import type { SyncAckPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import { checkUtf8, parseInbound, salvageId } from '../contract/mqtt-validate.js';
 import { failure, idReused, storedAnswer } from '../inbox/answers.js';
 import type { Inbox } from '../inbox/inbox.js';

@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
-import { ID_PATTERN } from '../contract/mqtt.js';
+import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import type { Secret } from '../crypto/secret.js';
 
 /**

@@ -2,7 +2,7 @@ import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 
 import canonicalize from 'canonicalize';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
-import { ID_PATTERN } from '../contract/mqtt.js';
+import { ID_PATTERN } from '../contract/mqtt-topics.js';
 
 /**
  * Digital keys (docs/digital-keys.md has the whole construction).

@@ -1,5 +1,5 @@
 import type { Clock } from '../base/clock.js';
-import type { SyncPayload } from '../contract/mqtt.js';
+import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import { LIMITS, TABLES, type Table } from '../contract/sync-data.js';
 import type { Store } from '../store/store.js';
 import type { SyncStatements } from './mirror-tables.js';

@@ -1,5 +1,5 @@
 import { HubError, type HubErrorCode, isHubError } from '../base/errors.js';
-import type { SyncPayload } from '../contract/mqtt.js';
+import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import {
   checkSyncData,
   type DeltaData,

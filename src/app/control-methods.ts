@@ -3,7 +3,7 @@ import { offlineListRows } from '../access/offline-rows.js';
 import { HubError } from '../base/errors.js';
 import type { CommandsView } from '../contract/control-socket.js';
 import { MAX_OPEN_MS } from '../contract/link-messages.js';
-import { ID_PATTERN } from '../contract/mqtt.js';
+import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import { Secret } from '../crypto/secret.js';
 import { INBOX_MAX_IDS } from '../inbox/inbox.js';

@@ -3,7 +3,7 @@ import { readInstalledCertificate } from '../../provisioning/identity-load.js';
 import { describeError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
 import type { CertSummary, DiagCheck, DiagReport, VerifierStats } from '../contract/control-socket.js';
-import type { RefusalCode } from '../contract/mqtt.js';
+import type { RefusalCode } from '../contract/mqtt-cloud-messages.js';
 import {
   certificateCheck,
   check,

@@ -1,6 +1,7 @@
 import type { Clock } from '../base/clock.js';
 import type { VerifierStats } from '../contract/control-socket.js';
-import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt.js';
+import { HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';
 

@@ -26,7 +26,7 @@ import {
   SOCKET_NAME,
   type VerifierStats,
 } from '../contract/control-socket.js';
-import type { HealthPayload } from '../contract/mqtt.js';
+import type { HealthPayload } from '../contract/mqtt-hub-messages.js';
 import { ControlServer } from '../control-socket/socket-server.js';
 import { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:cry
 import canonicalize from 'canonicalize';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
-import type { CommandEnvelope } from '../contract/mqtt.js';
+import type { CommandEnvelope } from '../contract/mqtt-cloud-messages.js';
 import { ocraResponse, ocraResponsesEqual, parseOcraSuite } from '../crypto/ocra.js';
 import type { Secret } from '../crypto/secret.js';
 
@@ -20,7 +20,7 @@ export const OTP_SUITE = 'OCRA-1:HOTP-SHA256-8:C-QH64-T30S';
 export const OTP_STEP_MS = 30_000;
 const suite = parseOcraSuite(OTP_SUITE);
 
-export { COMMAND_OPS, type CommandEnvelope, type CommandOp } from '../contract/mqtt.js';
+export { COMMAND_OPS, type CommandEnvelope, type CommandOp } from '../contract/mqtt-cloud-messages.js';
 
 export type UnsignedCommand = Omit<CommandEnvelope, 'otp'>;
 

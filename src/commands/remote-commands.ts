@@ -1,7 +1,10 @@
 import type { Clock } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import type { LockMode, LockState } from '../contract/link-messages.js';
-import { type CmdResultPayload, CONTRACT_VERSION, type CommandEnvelope, maxInboundBytes } from '../contract/mqtt.js';
+import { maxInboundBytes } from '../contract/mqtt.js';
+import type { CommandEnvelope } from '../contract/mqtt-cloud-messages.js';
+import type { CmdResultPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import { type ContractError, checkUtf8, parseInbound, salvageId } from '../contract/mqtt-validate.js';
 import { Secret } from '../crypto/secret.js';
 import { failure, idReused, storedAnswer } from '../inbox/answers.js';

@@ -3,7 +3,7 @@ import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
 import type { VerifierStats } from '../contract/control-socket.js';
-import type { CommandEnvelope, CommandOp, RefusalCode } from '../contract/mqtt.js';
+import type { CommandEnvelope, CommandOp, RefusalCode } from '../contract/mqtt-cloud-messages.js';
 import type { Secret } from '../crypto/secret.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';

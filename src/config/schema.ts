@@ -1,4 +1,4 @@
-import { ID_PATTERN } from '../contract/mqtt.js';
+import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 
 /**

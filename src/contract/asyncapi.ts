@@ -1,4 +1,5 @@
-import { CONTRACT_VERSION, schemas, type TopicMap } from './mqtt.js';
+import { schemas, type TopicMap } from './mqtt.js';
+import { CONTRACT_VERSION } from './mqtt-topics.js';
 
 const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: boolean; summary: string } } = {
   status: {

@@ -1,5 +1,5 @@
 import type { ComponentStatus } from '../base/component.js';
-import type { RefusalCode } from './mqtt.js';
+import type { RefusalCode } from './mqtt-cloud-messages.js';
 
 export type { ComponentStatus };
 

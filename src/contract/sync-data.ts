@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import { ID_PATTERN } from './mqtt.js';
+import { ID_PATTERN } from './mqtt-topics.js';
 
 /**
  * The `data` of a `sync` message (src/contract/mqtt.ts, `syncSchema`): the access-rights

@@ -1,6 +1,7 @@
 import type { Clock } from '../base/clock.js';
 import type { Unsubscribe } from '../base/listeners.js';
-import { CONTRACT_VERSION, type LockStatePayload } from '../contract/mqtt.js';
+import type { LockStatePayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { LinkManager, LockChange } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';

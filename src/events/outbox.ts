@@ -1,7 +1,9 @@
 import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
-import { type CloudEvent, CONTRACT_VERSION, type EventsPayload, ID_PATTERN, type TopicMap } from '../contract/mqtt.js';
+import type { TopicMap } from '../contract/mqtt.js';
+import type { CloudEvent, EventsPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION, ID_PATTERN } from '../contract/mqtt-topics.js';
 import { conforms } from '../contract/mqtt-validate.js';
 import type { StoredEvent } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';

@@ -1,4 +1,5 @@
-import { type CmdResultPayload, CONTRACT_VERSION, type SyncAckPayload } from '../contract/mqtt.js';
+import type { CmdResultPayload, SyncAckPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { ContractError } from '../contract/mqtt-validate.js';
 
 /**

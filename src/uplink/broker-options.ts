@@ -8,7 +8,8 @@ import {
 } from 'node:tls';
 import type { IClientOptions } from 'mqtt';
 import { HubError } from '../base/errors.js';
-import { CONTRACT_VERSION, ID_PATTERN, type StatusPayload } from '../contract/mqtt.js';
+import type { StatusPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION, ID_PATTERN } from '../contract/mqtt-topics.js';
 import { errorReason } from './mqtt-connection.js';
 
 /**

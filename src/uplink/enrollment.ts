@@ -14,13 +14,8 @@ import { HubError, isHubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { storeOtpKey } from '../commands/otp-key.js';
 import type { HubConfig } from '../config/schema.js';
-import {
-  CONTRACT_VERSION,
-  type EnrollRequestPayload,
-  type EnrollResponsePayload,
-  ID_PATTERN,
-  provisioningTopics,
-} from '../contract/mqtt.js';
+import type { EnrollRequestPayload, EnrollResponsePayload } from '../contract/mqtt-certificates.js';
+import { CONTRACT_VERSION, ID_PATTERN, provisioningTopics } from '../contract/mqtt-topics.js';
 import { parseInbound } from '../contract/mqtt-validate.js';
 import { readPrivateFile } from '../crypto/private-file.js';
 import type { Sealer } from '../crypto/seal.js';

@@ -1,4 +1,4 @@
-import { topics } from '../contract/mqtt.js';
+import { topics } from '../contract/mqtt-topics.js';
 import type { Logger } from '../log/logger.js';
 
 /**

@@ -1,7 +1,8 @@
 import type { SecureContext } from 'node:tls';
 import type { Clock } from '../base/clock.js';
 import type { Random } from '../base/random.js';
-import { CONTRACT_VERSION, type StatusPayload, topics } from '../contract/mqtt.js';
+import type { StatusPayload } from '../contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION, topics } from '../contract/mqtt-topics.js';
 import type { Logger } from '../log/logger.js';
 import {
   type BrokerEndpoint,

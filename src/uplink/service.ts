@@ -5,7 +5,7 @@ import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
-import type { HealthPayload } from '../contract/mqtt.js';
+import type { HealthPayload } from '../contract/mqtt-hub-messages.js';
 import type { Secret } from '../crypto/secret.js';
 import type { LockStates } from '../events/lock-states.js';
 import type { Outbox } from '../events/outbox.js';

@@ -10,7 +10,7 @@ import { type CommandEnvelope, sealSetupCode, signCommand, type UnsignedCommand 
 import type { CommandTarget } from '../../src/commands/remote-commands.js';
 import { CommandVerifier, type VerifierConfig } from '../../src/commands/verifier.js';
 import type { LockMode, LockState } from '../../src/contract/link-messages.js';
-import type { CommandOp } from '../../src/contract/mqtt.js';
+import type { CommandOp } from '../../src/contract/mqtt-cloud-messages.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { LockSummary } from '../../src/link/manager.js';
 import { createLogger, type Logger, silentLogger } from '../../src/log/logger.js';

@@ -1,4 +1,4 @@
-import type { SyncPayload } from '../../src/contract/mqtt.js';
+import type { SyncPayload } from '../../src/contract/mqtt-cloud-messages.js';
 import type { DeltaData, SnapshotData } from '../../src/contract/sync-data.js';
 
 /** A `sync` message carrying a whole snapshot at `version` (id `s-<version>`). */

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { CommandSpec, ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
-import type { CmdResultPayload } from '../../src/contract/mqtt.js';
+import type { CmdResultPayload } from '../../src/contract/mqtt-hub-messages.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';

@@ -11,7 +11,7 @@ import { CloudCa, parseCsr } from '../../sim/cloud/ca.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { systemClock } from '../../src/base/clock.js';
 import { SeededRandom } from '../../src/base/random.js';
-import type { CmdResultPayload } from '../../src/contract/mqtt.js';
+import type { CmdResultPayload } from '../../src/contract/mqtt-hub-messages.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { UplinkClient } from '../../src/uplink/mqtt-client.js';
 import { attachSiteLocks, connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';

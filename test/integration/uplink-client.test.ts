@@ -12,7 +12,12 @@ import { systemClock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import { SeededRandom } from '../../src/base/random.js';
 import type { LockEvent } from '../../src/contract/link-messages.js';
-import type { CloudEvent, EventsPayload, LockStatePayload, StatusPayload } from '../../src/contract/mqtt.js';
+import type {
+  CloudEvent,
+  EventsPayload,
+  LockStatePayload,
+  StatusPayload,
+} from '../../src/contract/mqtt-hub-messages.js';
 import { conforms } from '../../src/contract/mqtt-validate.js';
 import { COUNTER_REFUSED, Outbox } from '../../src/events/outbox.js';
 import type { StoredEvent } from '../../src/link/pairing.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { VirtualClock } from '../../../src/base/clock.js';
-import type { SyncPayload } from '../../../src/contract/mqtt.js';
+import type { SyncPayload } from '../../../src/contract/mqtt-cloud-messages.js';
 import type { DeltaData, SnapshotData } from '../../../src/contract/sync-data.js';
 import { migrations } from '../../../src/store/migrations.js';
 import { Store } from '../../../src/store/store.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { commandSummary, offlineSummary } from '../../../src/app/health.js';
-import { CONTRACT_VERSION, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/contract/mqtt.js';
+import { HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/contract/mqtt-hub-messages.js';
+import { CONTRACT_VERSION } from '../../../src/contract/mqtt-topics.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
 
 const base: HealthPayload = {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_OPEN_MS } from '../../../src/commands/remote-commands.js';
-import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES, type SyncPayload } from '../../../src/contract/mqtt.js';
+import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES } from '../../../src/contract/mqtt.js';
+import type { SyncPayload } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms, firstInvalidUtf8 } from '../../../src/contract/mqtt-validate.js';
 import { INBOX_MAX_AGE_MS, INBOX_MAX_IDS } from '../../../src/inbox/inbox.js';
 import { commandHarness, deferred, STATE, summary } from '../../helpers/commands.js';

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, type HubErrorCode } from '../../../src/base/error-codes.js';
 import { describeError, HubError, isHubErrorCode } from '../../../src/base/errors.js';
 import { LOCK_ERROR_CODES } from '../../../src/contract/link-messages.js';
-import { CERT_ERROR_CODES, REFUSAL_CODES } from '../../../src/contract/mqtt.js';
+import { CERT_ERROR_CODES } from '../../../src/contract/mqtt-certificates.js';
+import { REFUSAL_CODES } from '../../../src/contract/mqtt-cloud-messages.js';
 
 const SPELLING = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
 const codes = Object.keys(ERROR_CODES) as HubErrorCode[];

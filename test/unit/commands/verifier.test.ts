@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { computeOtp } from '../../../src/commands/otp.js';
 import { MAX_VALIDITY_MS, parseUtc } from '../../../src/commands/verifier.js';
-import { REFUSAL_CODES } from '../../../src/contract/mqtt.js';
+import { REFUSAL_CODES } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
 import {
   capturingLogger,

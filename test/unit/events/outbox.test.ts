@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import type { LockEvent } from '../../../src/contract/link-messages.js';
-import type { CloudEvent, LockStatePayload } from '../../../src/contract/mqtt.js';
+import type { CloudEvent, LockStatePayload } from '../../../src/contract/mqtt-hub-messages.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
 import { COUNTER_REFUSED, Outbox } from '../../../src/events/outbox.js';
 import type { StoredEvent } from '../../../src/link/pairing.js';

@@ -3,13 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { InboundTopic } from '../../../hal/uplink.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { CommandEnvelope } from '../../../src/commands/otp.js';
-import {
-  commandEnvelopeSchema,
-  MAX_INBOUND_BYTES,
-  MAX_SYNC_BYTES,
-  maxInboundBytes,
-  syncSchema,
-} from '../../../src/contract/mqtt.js';
+import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES, maxInboundBytes } from '../../../src/contract/mqtt.js';
+import { commandEnvelopeSchema, syncSchema } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms, salvageId } from '../../../src/contract/mqtt-validate.js';
 import { commandHarness, STATE } from '../../helpers/commands.js';
 

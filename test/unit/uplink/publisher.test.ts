@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AheadTicket } from '../../../hal/uplink.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
-import type { CmdResultPayload } from '../../../src/contract/mqtt.js';
+import type { CmdResultPayload } from '../../../src/contract/mqtt-hub-messages.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { Store } from '../../../src/store/store.js';

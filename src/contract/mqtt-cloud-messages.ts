@@ -1,0 +1,142 @@
+import { id, requestId, v } from './mqtt-topics.js';
+
+/** What the cloud sends the hub: remote commands (and why one is refused) and syncs of the access rights. */
+
+export const COMMAND_OPS = [
+  'ping',
+  'listLocks',
+  'getState',
+  'open',
+  'lock',
+  'setMode',
+  'attach',
+  'detach',
+  'syncNow',
+] as const;
+export type CommandOp = (typeof COMMAND_OPS)[number];
+
+/**
+ * A command as the cloud sends it on `cmd`: the OTP-protected envelope (docs/mqtt-api.md,
+ * "Commands"; src/commands/otp.ts for the OTP). Every field but `otp` is covered by the OTP.
+ */
+export interface CommandEnvelope {
+  v: 1;
+  cmdId: string;
+  hubId: string;
+  /** Present exactly for the ops that act on a lock (getState, open, lock, setMode, attach, detach). */
+  lockId?: string;
+  op: CommandOp;
+  /** Per op: open `{durationMs?}`, setMode `{mode}`, attach `{setupCode}` (sealed), others `{}`. */
+  args: Record<string, unknown>;
+  /** ISO 8601 UTC (`YYYY-MM-DDTHH:MM:SS[.fff]Z`). */
+  issuedAt: string;
+  expiresAt: string;
+  /** Strictly increasing per hub; the hub persists the last one it accepted. */
+  counter: number;
+  otp: string;
+}
+
+/** The times of a command: ISO 8601 in UTC, as `Date.prototype.toISOString` writes them (fractions optional). */
+const utcTime = {
+  type: 'string',
+  minLength: 20,
+  maxLength: 30,
+  pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$',
+} as const;
+
+/**
+ * The JSON Schema of the command envelope: one branch per op, each with its own `args`.
+ */
+const envelope = (op: string, args: Record<string, unknown>, argsRequired: string[], lock: boolean) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: [
+    'v',
+    'cmdId',
+    'hubId',
+    'op',
+    'args',
+    'issuedAt',
+    'expiresAt',
+    'counter',
+    'otp',
+    ...(lock ? ['lockId'] : []),
+  ],
+  properties: {
+    v,
+    cmdId: requestId,
+    hubId: id,
+    ...(lock ? { lockId: id } : {}),
+    op: { const: op },
+    args: { type: 'object', additionalProperties: false, required: argsRequired, properties: args },
+    issuedAt: utcTime,
+    expiresAt: utcTime,
+    counter: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    otp: { type: 'string', pattern: '^[0-9]{8}$' },
+  },
+});
+
+export const commandEnvelopeSchema = {
+  type: 'object',
+  required: ['op'],
+  properties: {
+    op: { enum: COMMAND_OPS },
+  },
+  discriminator: { propertyName: 'op' },
+  oneOf: [
+    envelope('ping', {}, [], false),
+    envelope('listLocks', {}, [], false),
+    envelope('syncNow', {}, [], false),
+    envelope('getState', {}, [], true),
+    envelope('open', { durationMs: { type: 'integer', minimum: 1, maximum: 600_000 } }, [], true),
+    envelope('lock', {}, [], true),
+    envelope('setMode', { mode: { enum: ['normal', 'office', 'locked'] } }, ['mode'], true),
+    envelope(
+      'attach',
+      { setupCode: { type: 'string', minLength: 16, maxLength: 200, pattern: '^[A-Za-z0-9+/=]+$' } },
+      ['setupCode'],
+      true,
+    ),
+    envelope('detach', {}, [], true),
+  ],
+} as const;
+
+export interface SyncPayload {
+  v: 1;
+  id: string;
+  kind: 'snapshot' | 'delta';
+  version: number;
+  baseVersion?: number;
+  data: Record<string, unknown>;
+}
+
+export const syncSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'id', 'kind', 'version', 'data'],
+  properties: {
+    v,
+    id: requestId,
+    kind: { enum: ['snapshot', 'delta'] },
+    version: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    baseVersion: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    data: { type: 'object' },
+  },
+} as const;
+
+/**
+ * Why a remote command was refused. None of these reaches a radio, and none changes the inbox or
+ * the command counter.
+ */
+export const REFUSAL_CODES = [
+  'bad_request',
+  'wrong_hub',
+  'locked_out',
+  'no_otp_key',
+  'otp_mismatch',
+  'expired',
+  'not_yet_valid',
+  'replayed',
+  'unknown_lock',
+] as const;
+export type RefusalCode = (typeof REFUSAL_CODES)[number];

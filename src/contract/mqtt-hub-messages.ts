@@ -1,0 +1,250 @@
+import { errorObject, id, isoTime, requestId, v } from './mqtt-topics.js';
+
+/** What the hub publishes: status, events, lock states, health, and the answers to commands and syncs. */
+
+export interface StatusPayload {
+  v: 1;
+  state: 'online' | 'offline';
+  /** offline: why ('shutdown' when the hub stopped cleanly, 'connection-lost' as the last will). */
+  reason?: 'shutdown' | 'connection-lost';
+  version?: string;
+  startedAt?: string;
+  at?: string;
+}
+
+export const statusSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'state'],
+  properties: {
+    v,
+    state: { enum: ['online', 'offline'] },
+    reason: { enum: ['shutdown', 'connection-lost'] },
+    version: { type: 'string', maxLength: 64 },
+    startedAt: isoTime,
+    at: isoTime,
+  },
+} as const;
+
+/** One lock event as the cloud sees it. `id` is stable: the same event always has the same id. */
+export interface CloudEvent {
+  id: string;
+  lockId: string;
+  /** The lock's own sequence number within `epoch` (one epoch per attach). */
+  seq: number;
+  epoch: number;
+  type: 'opened' | 'denied' | 'door' | 'battery' | 'tamper';
+  /** When it happened, by the lock's clock. */
+  at: string;
+  /** When the hub stored it. */
+  receivedAt: string;
+  by?: string;
+  reason?: string;
+  credentialId?: string | null;
+  open?: boolean;
+  percent?: number;
+}
+
+export interface EventsPayload {
+  v: 1;
+  events: CloudEvent[];
+}
+
+const cloudEventSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'lockId', 'seq', 'epoch', 'type', 'at', 'receivedAt'],
+  properties: {
+    id: { type: 'string', maxLength: 160 },
+    lockId: id,
+    seq: { type: 'integer', minimum: 1 },
+    epoch: { type: 'integer', minimum: 1 },
+    type: { enum: ['opened', 'denied', 'door', 'battery', 'tamper'] },
+    at: isoTime,
+    receivedAt: isoTime,
+    by: { type: 'string', maxLength: 32 },
+    reason: { type: 'string', maxLength: 32 },
+    credentialId: { type: ['string', 'null'], maxLength: 64 },
+    open: { type: 'boolean' },
+    percent: { type: 'integer', minimum: 0, maximum: 100 },
+  },
+} as const;
+
+export const eventsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'events'],
+  properties: { v, events: { type: 'array', minItems: 1, maxItems: 500, items: cloudEventSchema } },
+} as const;
+
+export interface LockStatePayload {
+  v: 1;
+  lockId: string;
+  /** `detached`: the lock left this hub (detached or forgotten); the last message on its topic. */
+  pairing: 'attaching' | 'bound' | 'detaching' | 'quarantined' | 'detached';
+  connected: boolean;
+  bolt?: 'locked' | 'unlocked';
+  mode?: 'normal' | 'office' | 'locked';
+  doorOpen?: boolean;
+  batteryPercent?: number;
+  lastSeq?: number;
+  at: string;
+}
+
+export const lockStateSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'lockId', 'pairing', 'connected', 'at'],
+  properties: {
+    v,
+    lockId: id,
+    pairing: { enum: ['attaching', 'bound', 'detaching', 'quarantined', 'detached'] },
+    connected: { type: 'boolean' },
+    bolt: { enum: ['locked', 'unlocked'] },
+    mode: { enum: ['normal', 'office', 'locked'] },
+    doorOpen: { type: 'boolean' },
+    batteryPercent: { type: 'integer', minimum: 0, maximum: 100 },
+    lastSeq: { type: 'integer', minimum: 0 },
+    at: isoTime,
+  },
+} as const;
+
+export interface HealthPayload {
+  v: 1;
+  at: string;
+  uptimeSec: number;
+  outbox: { depth: number; oldestAgeSec: number | null; dropped: number };
+  radios: { kind: string; state: string; detail?: string }[];
+  locks: { total: number; connected: number; quarantined: number };
+  certificate: { notAfter: string | null; daysLeft: number | null };
+  /**
+   * The bound locks' offline lists (absent when the hub keeps none): how many there are, how many
+   * are not up to date — a lock out of reach when its list changed still admits its last list
+   * alone, a credential revoked since included — and the first of those locks by id.
+   */
+  offlineLists?: { locks: number; notUpToDate: number; lockIds: string[] };
+  /**
+   * Remote commands since the hub started (absent until its uplink is up): accepted, refused by
+   * code (`otp_mismatch`, `expired`, …), lockouts, and until when one is running (null: none). A
+   * lockout publishes a health message at once, so the cloud learns that its commands are being
+   * refused and why.
+   */
+  commands?: { accepted: number; refused: Record<string, number>; lockouts: number; lockedOutUntil: string | null };
+}
+
+/** Lock ids listed in `health.offlineLists.lockIds` at the most (the count is whole). */
+export const HEALTH_MAX_LOCK_IDS = 32;
+
+export const healthSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'at', 'uptimeSec', 'outbox', 'radios', 'locks', 'certificate'],
+  properties: {
+    v,
+    at: isoTime,
+    uptimeSec: { type: 'integer', minimum: 0 },
+    outbox: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['depth', 'oldestAgeSec', 'dropped'],
+      properties: {
+        depth: { type: 'integer', minimum: 0 },
+        oldestAgeSec: { type: ['integer', 'null'], minimum: 0 },
+        dropped: { type: 'integer', minimum: 0 },
+      },
+    },
+    radios: {
+      type: 'array',
+      maxItems: 8,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['kind', 'state'],
+        properties: {
+          kind: { type: 'string', maxLength: 16 },
+          state: { type: 'string', maxLength: 32 },
+          detail: { type: 'string', maxLength: 256 },
+        },
+      },
+    },
+    locks: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['total', 'connected', 'quarantined'],
+      properties: {
+        total: { type: 'integer', minimum: 0 },
+        connected: { type: 'integer', minimum: 0 },
+        quarantined: { type: 'integer', minimum: 0 },
+      },
+    },
+    certificate: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['notAfter', 'daysLeft'],
+      properties: { notAfter: { type: ['string', 'null'] }, daysLeft: { type: ['integer', 'null'] } },
+    },
+    offlineLists: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['locks', 'notUpToDate', 'lockIds'],
+      properties: {
+        locks: { type: 'integer', minimum: 0 },
+        notUpToDate: { type: 'integer', minimum: 0 },
+        lockIds: { type: 'array', maxItems: HEALTH_MAX_LOCK_IDS, items: id },
+      },
+    },
+    commands: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['accepted', 'refused', 'lockouts', 'lockedOutUntil'],
+      properties: {
+        accepted: { type: 'integer', minimum: 0 },
+        refused: {
+          type: 'object',
+          maxProperties: 16,
+          propertyNames: { type: 'string', pattern: '^[a-z_]{1,32}$' },
+          additionalProperties: { type: 'integer', minimum: 0 },
+        },
+        lockouts: { type: 'integer', minimum: 0 },
+        lockedOutUntil: { anyOf: [isoTime, { type: 'null' }] },
+      },
+    },
+  },
+} as const;
+
+export interface CmdResultPayload {
+  v: 1;
+  /** The command's id, echoed; null when the command was too malformed to have one. */
+  id: string | null;
+  ok: boolean;
+  result?: Record<string, unknown>;
+  error?: { code: string; message: string };
+}
+
+/** An answer to a cloud request on `cmd/result` or `sync/ack`: `{v, id, ok, …, error?}`. */
+const answerSchema = (extra: Record<string, object>) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['v', 'id', 'ok'],
+    properties: {
+      v,
+      id: { anyOf: [requestId, { type: 'null' }] },
+      ok: { type: 'boolean' },
+      ...extra,
+      error: errorObject,
+    },
+  }) as const;
+
+export const cmdResultSchema = answerSchema({ result: { type: 'object' } });
+
+export interface SyncAckPayload {
+  v: 1;
+  id: string | null;
+  ok: boolean;
+  /** The mirror's version after applying the sync. */
+  version?: number;
+  error?: { code: string; message: string };
+}
+
+export const syncAckSchema = answerSchema({ version: { type: 'integer', minimum: 0 } });
