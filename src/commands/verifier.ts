@@ -10,18 +10,14 @@ import type { Store } from '../store/store.js';
 import { OTP_STEP_MS, OTP_SUITE, otpMatches } from './otp.js';
 
 /**
- * Refusals that count toward the lockout: the ones an attacker (or a broken cloud) produces.
- * Not `bad_request` (a malformed command proves nothing), not `locked_out` (the lockout does not
- * extend itself: it ends `lockoutSec` after it began), not `no_otp_key` (a hub without a key).
+ * Refusals that count toward the lockout: only what shows a wrong key or a replay — a forged OTP,
+ * or a genuine command again under a used counter. Not what anyone able to publish on the topic
+ * can produce without the key (`wrong_hub`, `bad_request`), nor what a genuine command meets when
+ * the hub's or the cloud's state is off: `expired`/`not_yet_valid` (a clock; `iqhub diag` says so),
+ * `unknown_lock` (a cloud whose lock list is stale), `no_otp_key`. Nor `locked_out`: the lockout
+ * does not extend itself, it ends `lockoutSec` after it began.
  */
-const COUNTED: ReadonlySet<RefusalCode> = new Set<RefusalCode>([
-  'wrong_hub',
-  'otp_mismatch',
-  'expired',
-  'not_yet_valid',
-  'replayed',
-  'unknown_lock',
-]);
+const COUNTED: ReadonlySet<RefusalCode> = new Set<RefusalCode>(['otp_mismatch', 'replayed']);
 
 /** Ops that act on a lock of the pairing store (attach brings a new one in, so it is not here). */
 export const LOCK_OPS: ReadonlySet<CommandOp> = new Set<CommandOp>(['getState', 'open', 'lock', 'setMode', 'detach']);

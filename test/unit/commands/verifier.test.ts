@@ -304,3 +304,41 @@ describe('secrets stay out of logs and answers', () => {
     expect(HUB).toBe(t.verifier.hubId);
   });
 });
+
+describe('what counts toward the lockout (only wrong-key evidence)', () => {
+  it('wrong_hub five times, then a genuine open: ok — anyone who can publish on the topic cannot lock the cloud out', async () => {
+    const t = commandHarness();
+    for (let i = 0; i < 5; i++) await t.send(t.sign(OPEN, { hubId: 'hub-0002' }));
+    expect(t.verifier.stats().refused).toEqual({ wrong_hub: 5 });
+    await t.run(OPEN);
+    expect(t.last()).toMatchObject({ ok: true });
+    expect(t.verifier.lockedOut).toBe(false);
+  });
+
+  it('a genuine command for an unknown lock, or one that is stale or early, is refused without counting', async () => {
+    const t = commandHarness();
+    for (let i = 0; i < 5; i++) await t.run({ op: 'open', lockId: 'NOT-HERE' });
+    await t.run(OPEN);
+    expect(t.last()).toMatchObject({ ok: true });
+    for (let i = 0; i < 5; i++) {
+      await t.send(t.sign(OPEN, { issuedAt: t.clock.now() - 5 * 60_000, expiresAt: t.clock.now() - 60_000 }));
+    }
+    await t.run(OPEN);
+    expect(t.last()).toMatchObject({ ok: true });
+    for (let i = 0; i < 5; i++) {
+      await t.send(t.sign(OPEN, { issuedAt: t.clock.now() + 5 * 60_000, expiresAt: t.clock.now() + 6 * 60_000 }));
+    }
+    expect(t.verifier.stats().refused).toEqual({ unknown_lock: 5, expired: 5, not_yet_valid: 5 });
+    await t.run(OPEN);
+    expect(t.last()).toMatchObject({ ok: true });
+    expect(t.verifier.lockedOut).toBe(false);
+  });
+
+  it('replays count: five commands under used counters lock out', async () => {
+    const t = commandHarness();
+    await t.run(OPEN, { counter: 100 });
+    for (let i = 0; i < 5; i++) await t.send(t.sign(OPEN, { counter: 50 + i }));
+    expect(t.verifier.stats().refused).toMatchObject({ replayed: 5 });
+    expect(t.verifier.lockedOut).toBe(true);
+  });
+});
