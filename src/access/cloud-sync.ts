@@ -55,7 +55,7 @@ export class CloudSync {
         return;
       }
       this.#log.debug({ topic, id }, 'inbound message redelivered while in progress');
-      await running.done;
+      await inbox.resendWhenDone(topic, id, running);
       return;
     }
 

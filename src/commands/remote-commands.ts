@@ -179,9 +179,9 @@ export class RemoteCommands {
     if (running) {
       if (running.topic !== 'cmd') return this.#refuseReused(id, idReused(id, running.topic));
       if (running.counter !== cmd.counter) return this.#refuseReused(id, otherCommand(id));
-      // A redelivery while the first copy is still being carried out: its answer is on the way.
+      // A redelivery while the first copy is still being carried out: answered once that is done.
       this.#log.debug({ cmdId: id }, 'command redelivered while in progress');
-      await running.done;
+      await this.#inbox.resendWhenDone('cmd', id, running);
       return;
     }
     const row = this.#inbox.row(id);

@@ -157,6 +157,18 @@ export class Inbox {
   }
 
   /**
+   * A redelivery that arrived while the first copy was being carried out: once that work is done,
+   * this delivery gets the stored answer too (every delivery is answered, not only the first).
+   * Nothing when no answer could be stored (the first copy's was published without a record).
+   */
+  async resendWhenDone(topic: InboundTopic, id: string, running: InFlight): Promise<void> {
+    await running.done;
+    const row = this.#table.get(id);
+    const stored = row?.state === 'done' ? storedAnswer(row.result) : undefined;
+    if (stored) this.resend(topic, stored);
+  }
+
+  /**
    * Record the answer (and journal a command's outcome) with its outbox row, in one transaction.
    * The stored text and the queued message are the same JSON: what a redelivery gets from the
    * inbox is what is published now. Resolves once recorded.

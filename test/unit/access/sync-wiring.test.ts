@@ -36,6 +36,14 @@ describe('sync into the access mirror', () => {
     expect(mirror.userByTagHash(Buffer.from('ab'.repeat(32), 'hex'))?.user.id).toBe('u-1');
   });
 
+  it('a snapshot delivered three times at once is applied once and each delivery is acknowledged alike', async () => {
+    const { t, mirror } = harness();
+    await Promise.all([t.sendRaw('sync', snapshot(4)), t.sendRaw('sync', snapshot(4)), t.sendRaw('sync', snapshot(4))]);
+    const acks = t.sink.enqueued.map((a) => a.payload);
+    expect(acks).toEqual(Array(3).fill({ v: 1, id: 'snap-4', ok: true, version: 4 }));
+    expect(mirror.version()).toBe(4);
+  });
+
   it('a delta on the wrong base is refused with sync.base-mismatch and changes nothing', async () => {
     const { t, mirror } = harness();
     await t.sendRaw('sync', snapshot(3));

@@ -101,7 +101,7 @@ describe('inbound commands', () => {
     expect(t.last()).toEqual(t.sink.enqueued[0]?.payload);
   });
 
-  it('a redelivery while the first copy is still acting waits for it and does not act twice', async () => {
+  it('a redelivery while the first copy is still acting waits for it, does not act twice, and gets the same answer', async () => {
     const t = commandHarness();
     const gate = deferred();
     t.target.gates.set('L1', gate);
@@ -113,8 +113,25 @@ describe('inbound commands', () => {
     gate.resolve();
     await Promise.all([first, second]);
     expect(t.target.calls).toEqual(['lock L1']);
-    expect(t.sink.enqueued).toHaveLength(1);
+    // Every delivery is answered: the second gets the stored answer of the first.
+    expect(t.sink.enqueued).toHaveLength(2);
+    expect(t.sink.enqueued[1]?.payload).toEqual(t.sink.enqueued[0]?.payload);
     expect(t.inbound.inFlight).toBe(0);
+  });
+
+  it('20 deliveries of one command at once: it acts once and all 20 are answered alike', async () => {
+    const t = commandHarness();
+    const gate = deferred();
+    t.target.gates.set('L1', gate);
+    const env = t.sign({ op: 'open', lockId: 'L1' });
+    const deliveries = Array.from({ length: 20 }, () => t.send(env));
+    await Promise.resolve();
+    gate.resolve();
+    await Promise.all(deliveries);
+    expect(t.target.actions).toEqual([`open L1 ${DEFAULT_OPEN_MS}`]);
+    expect(t.sink.enqueued).toHaveLength(20);
+    for (const a of t.sink.enqueued) expect(a.payload).toEqual(t.sink.enqueued[0]?.payload);
+    expect(t.sink.enqueued[0]?.payload).toMatchObject({ id: env.cmdId, ok: true });
   });
 
   it('a genuine command reusing a cmdId with another counter is refused bad_request and does not act', async () => {
@@ -257,8 +274,10 @@ describe('crash safety: commands interrupted by a stop', () => {
     gate.resolve();
     await Promise.all([recovering, redelivery]);
     expect(t.target.calls).toEqual(['getState L1']);
-    expect(t.sink.enqueued).toHaveLength(1);
+    // The answer of the recovery, and the same again for the redelivery.
+    expect(t.sink.enqueued).toHaveLength(2);
     expect(t.sink.enqueued[0]?.payload).toMatchObject({ id: env.cmdId, error: { code: 'unknown_outcome' } });
+    expect(t.sink.enqueued[1]?.payload).toEqual(t.sink.enqueued[0]?.payload);
   });
 
   it('after a restart on the same store the counter holds: the interrupted command and older ones are refused', async () => {
@@ -315,7 +334,9 @@ describe('answers published ahead of their record (nothing queued waits before t
     await redelivery;
     expect(redelivery).toBeDefined();
     expect(t.target.actions).toEqual([`open L1 ${DEFAULT_OPEN_MS}`]);
-    expect(t.sink.all.map((a) => a.payload.ok)).toEqual([true]);
+    // The answer published ahead, then the redelivery's from the record: the same, never unknown_outcome.
+    expect(t.sink.all.map((a) => a.payload.ok)).toEqual([true, true]);
+    expect(t.sink.all[1]?.payload).toEqual(t.sink.all[0]?.payload);
     expect(t.row(env.cmdId)?.state).toBe('done');
   });
 
