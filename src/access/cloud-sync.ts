@@ -115,8 +115,10 @@ export class CloudSync {
       'inbound message answered',
     );
     // Recorded, then published: a sync's answer is not waited on at a door, so it keeps the
-    // plainer order (after a stop, a sync is never acknowledged ok and then interrupted).
-    await this.#inbox.finish('sync', msg.id, answer);
+    // plainer order (after a stop, a sync is never acknowledged ok and then interrupted). A sync
+    // the mirror refused changed nothing (one transaction): it leaves no record behind, so a flood
+    // of refused syncs cannot fill the inbox, and a redelivery meets the same refusal again.
+    await this.#inbox.finish('sync', msg.id, answer, { keep: answer.ok });
   }
 
   async #apply(p: SyncPayload): Promise<SyncAckPayload> {

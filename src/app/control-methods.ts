@@ -6,7 +6,6 @@ import { MAX_OPEN_MS } from '../contract/link-messages.js';
 import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import { Secret } from '../crypto/secret.js';
-import { INBOX_MAX_IDS } from '../inbox/inbox.js';
 import type { LinkManager } from '../link/manager.js';
 
 /**
@@ -113,7 +112,7 @@ export interface CommandsSource {
  */
 export function registerCommandMethods(server: ControlServer, source: CommandsSource | undefined): void {
   server.register('commands.list', {
-    params: { properties: { limit: { type: 'integer', minimum: 1, maximum: INBOX_MAX_IDS } } },
+    params: { properties: { limit: { type: 'integer', minimum: 1, maximum: 10_000 } } },
     handler: (p) => {
       if (!source) {
         throw new HubError('commands.no-uplink', 'this hub has no cloud uplink, so no remote commands reach it', {

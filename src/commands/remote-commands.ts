@@ -214,7 +214,7 @@ export class RemoteCommands {
       setupCode?.wipe();
     }
     const journal = { cmdId: cmd.cmdId, op: cmd.op, lockId: cmd.lockId ?? null };
-    await this.#inbox.finish('cmd', cmd.cmdId, answer, journal, true);
+    await this.#inbox.finish('cmd', cmd.cmdId, answer, { journal, ahead: true });
     // Logged on the next turn of the event loop: the log line (serialised, redacted, written) is
     // never ahead of an answer on its way. The journal entry written with the answer is the
     // durable record.
@@ -308,7 +308,7 @@ export class RemoteCommands {
       ),
       ...(state ? { result: { state } } : {}),
     };
-    await this.#inbox.finish('cmd', row.id, answer, { cmdId: row.id, op: row.op, lockId }, true);
+    await this.#inbox.finish('cmd', row.id, answer, { journal: { cmdId: row.id, op: row.op, lockId }, ahead: true });
   }
 }
 

@@ -46,7 +46,7 @@ export class InboxTable {
   readonly #done: Statement<[string, string]>;
   readonly #started: Statement<[], StartedCommand>;
   readonly #recent: Statement<[number], RecentRow>;
-  readonly #pruneCount: Statement<[number]>;
+  readonly #forget: Statement<[string]>;
   readonly #pruneAge: Statement<[number, number]>;
 
   constructor(store: Store) {
@@ -64,11 +64,9 @@ export class InboxTable {
     this.#recent = db.prepare<[number], RecentRow>(
       "SELECT id, counter, op, lock_id, received_at, state, result FROM inbox WHERE topic = 'cmd' ORDER BY rowid DESC LIMIT ?",
     );
-    // Rowids grow with every insert (the newest row is never removed), so both deletes are
-    // rowid-range scans from the oldest end: cheap on every insert, never a full scan.
-    this.#pruneCount = db.prepare<[number]>(
-      "DELETE FROM inbox WHERE rowid <= (SELECT MAX(rowid) FROM inbox) - ? AND state = 'done'",
-    );
+    this.#forget = db.prepare<[string]>('DELETE FROM inbox WHERE id = ?');
+    // Rowids grow with every insert, so the oldest rows come first in rowid order: a range scan
+    // from the oldest end, cheap on every insert, never a full scan.
     this.#pruneAge = db.prepare<[number, number]>(
       "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE state = 'done' ORDER BY rowid LIMIT ?) AND received_at < ?",
     );
@@ -94,9 +92,13 @@ export class InboxTable {
     return this.#recent.all(limit);
   }
 
-  /** Answered rows beyond the newest `maxIds`, and the oldest `batch` answered rows received before `before`. */
-  prune(maxIds: number, batch: number, before: number): void {
-    this.#pruneCount.run(maxIds);
+  /** The row of a message that changed nothing and is not kept (a refused sync). */
+  forget(id: string): void {
+    this.#forget.run(id);
+  }
+
+  /** Of the oldest `batch` answered rows, those received before `before`. */
+  prune(batch: number, before: number): void {
     this.#pruneAge.run(batch, before);
   }
 }

@@ -13,13 +13,15 @@ import { type Claim, type InboxRow, InboxTable, type StartedCommand } from './in
  * What the hub did with every cloud message it accepted, shared by the command and the sync
  * services: a message is claimed by id before it acts, answered with its record in one
  * transaction, and a redelivery finds that record (or the work still running) instead of acting
- * twice. Messages for one lock (or all syncs) run one at a time through `serial`. The inbox
- * stays bounded by count and age, trimmed off the message's path.
+ * twice. Messages for one lock (or all syncs) run one at a time through `serial`. Records are
+ * kept for INBOX_MAX_AGE_MS, trimmed off the message's path; what was refused is not kept.
  */
 
-/** The inbox keeps the newest this many ids... */
-export const INBOX_MAX_IDS = 10_000;
-/** ...and none older than this (only answered ones are ever removed). */
+/**
+ * How long the record of an accepted command or applied sync is kept: a redelivery within this
+ * time gets the stored answer (docs/mqtt-api.md). By time, never by count, so no amount of other
+ * traffic can push out the record of what was done; only answered rows are ever removed.
+ */
 export const INBOX_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 /** Rows looked at per pruning by age (the oldest answered ones); a pruning follows every turn that added rows. */
 const PRUNE_BATCH = 64;
@@ -34,6 +36,18 @@ export interface InFlight {
   /** The command's counter (commands only): a different command under the same id is refused. */
   counter?: number | null;
   done: Promise<void>;
+}
+
+export interface FinishOptions {
+  /** A command's outcome, journalled with the answer. */
+  journal?: Record<string, unknown>;
+  /** Publish ahead of the record when nothing queued waits (a command being acted on). */
+  ahead?: boolean;
+  /**
+   * false: the message changed nothing (a sync the mirror refused): its row goes, and a
+   * redelivery is checked again — it meets the same refusal — instead of filling the inbox.
+   */
+  keep?: boolean;
 }
 
 export interface InboxDeps {
@@ -183,13 +197,8 @@ export class Inbox {
    * still queued (the cloud unreachable, a backlog), the answer is recorded first and published in
    * its turn.
    */
-  async finish(
-    topic: InboundTopic,
-    id: string,
-    answer: Answer,
-    journal?: Record<string, unknown>,
-    ahead = false,
-  ): Promise<void> {
+  async finish(topic: InboundTopic, id: string, answer: Answer, o: FinishOptions = {}): Promise<void> {
+    const { journal, ahead = false, keep = true } = o;
     const resultTopic = RESULT_TOPIC[topic];
     const checked = this.#conforming(resultTopic, id, answer);
     const text = JSON.stringify(checked);
@@ -207,7 +216,8 @@ export class Inbox {
     if (sent) await new Promise((resolve) => setImmediate(resolve));
     try {
       this.#store.transaction(() => {
-        this.#table.done(id, text);
+        if (keep) this.#table.done(id, text);
+        else this.#table.forget(id);
         if (journal) {
           this.#store.journal(
             'command',
@@ -278,7 +288,7 @@ export class Inbox {
       if (this.#store.closed) return;
       try {
         const now = this.#now();
-        this.#store.lazyTransaction(() => this.#table.prune(INBOX_MAX_IDS, PRUNE_BATCH, now - INBOX_MAX_AGE_MS));
+        this.#store.lazyTransaction(() => this.#table.prune(PRUNE_BATCH, now - INBOX_MAX_AGE_MS));
       } catch (e) {
         // The store is closing or failing: the next message prunes again.
         this.#log.warn({ err: e }, 'the inbox could not be trimmed; trying again with the next message');

@@ -3,7 +3,7 @@ import { DEFAULT_OPEN_MS } from '../../../src/commands/remote-commands.js';
 import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES } from '../../../src/contract/mqtt.js';
 import type { SyncPayload } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms, firstInvalidUtf8 } from '../../../src/contract/mqtt-validate.js';
-import { INBOX_MAX_AGE_MS, INBOX_MAX_IDS } from '../../../src/inbox/inbox.js';
+import { INBOX_MAX_AGE_MS } from '../../../src/inbox/inbox.js';
 import { commandHarness, deferred, STATE, summary } from '../../helpers/commands.js';
 
 describe('inbound commands', () => {
@@ -470,7 +470,7 @@ describe('inbound refusals', () => {
   });
 
   it('an id already used on the other topic is refused and changes nothing', async () => {
-    const t = commandHarness();
+    const t = commandHarness({ sync: { apply: async () => ({ version: 1 }) } });
     const env = await t.run({ op: 'ping' });
     await t.sendRaw('sync', { v: 1, id: env.cmdId, kind: 'snapshot', version: 1, data: {} });
     expect(t.sink.published).toEqual([
@@ -507,7 +507,7 @@ describe('inbound refusals', () => {
 describe('inbound syncs', () => {
   const sync = { v: 1, id: 's1', kind: 'snapshot', version: 7, data: { users: [] } };
 
-  it('without an access mirror: ok:false sync.unavailable, stored, and the same on redelivery', async () => {
+  it('without an access mirror: ok:false sync.unavailable, not stored (it changed nothing), and the same on redelivery', async () => {
     const t = commandHarness();
     // Even where a command's answer would be published ahead: a sync's is recorded first.
     t.sink.enableAhead();
@@ -524,7 +524,7 @@ describe('inbound syncs', () => {
     );
     expect(conforms('sync/ack', ack?.payload)).toBe(true);
     expect(t.sink.enqueued[1]).toEqual(ack);
-    expect(t.row('s1')).toMatchObject({ topic: 'sync', state: 'done', counter: null });
+    expect(t.row('s1')).toBeUndefined();
   });
 
   it('with an access mirror: applied once, acknowledged with its version', async () => {
@@ -597,19 +597,31 @@ describe('inbox bounds', () => {
     });
   };
 
-  it(`keeps the newest ${INBOX_MAX_IDS} ids`, async () => {
+  it('keeps every record younger than 7 days, however much else came since: a redelivered open still gets its stored ok', async () => {
     const t = commandHarness();
+    const open = await t.run({ op: 'open', lockId: 'L1' });
     fill(t, 5, t.clock.now(), 'stuck-', 'started');
-    fill(t, INBOX_MAX_IDS + 50, t.clock.now(), 'old-');
+    fill(t, 10_050, t.clock.now(), 'other-');
     await t.run({ op: 'ping' }, { cmdId: 'new' });
     await trimmed();
-    // The oldest answered ids went; ids never answered stay (a redelivery must not act on them).
-    expect(t.inboxCount()).toBe(INBOX_MAX_IDS + 5);
-    expect(t.row('old-0')).toBeUndefined();
-    expect(t.row('old-50')).toBeUndefined();
-    expect(t.row('old-51')).toBeDefined();
+    expect(t.inboxCount()).toBe(1 + 5 + 10_050 + 1);
+    await t.send(open);
+    expect(t.target.actions).toEqual([`open L1 ${DEFAULT_OPEN_MS}`]);
+    expect(t.last()).toMatchObject({ id: open.cmdId, ok: true });
     expect(t.row('stuck-0')?.state).toBe('started');
-    expect(t.row('new')?.state).toBe('done');
+  });
+
+  it('a refused sync leaves no record: 50 of them, and the inbox holds only what was accepted', async () => {
+    const t = commandHarness();
+    await t.run({ op: 'ping' }, { cmdId: 'kept' });
+    for (let i = 0; i < 50; i++)
+      await t.sendRaw('sync', { v: 1, id: `refused-${i}`, kind: 'snapshot', version: 1, data: {} });
+    // This hub has no mirror: every sync is answered sync.unavailable, and none is stored.
+    expect(t.last()).toMatchObject({ id: 'refused-49', ok: false, error: { code: 'sync.unavailable' } });
+    expect(t.inboxCount()).toBe(1);
+    // A redelivery is checked again and meets the same refusal.
+    await t.sendRaw('sync', { v: 1, id: 'refused-0', kind: 'snapshot', version: 1, data: {} });
+    expect(t.last()).toMatchObject({ id: 'refused-0', ok: false, error: { code: 'sync.unavailable' } });
   });
 
   it('drops answered ids older than 7 days, a batch per new message', async () => {
