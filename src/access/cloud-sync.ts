@@ -71,18 +71,8 @@ export class CloudSync {
         inbox.resend(topic, stored);
         return;
       }
-      // Started and never finished: the hub stopped while acting. It may or may not have taken
-      // effect, and acting again could do it twice.
-      this.#log.warn({ topic, id }, 'inbound message was interrupted by a stop; not acting again');
-      await inbox.finish(
-        topic,
-        id,
-        failure(
-          id,
-          `${topic}.interrupted`,
-          `the hub stopped while carrying out ${topic} ${id}; it may or may not have taken effect and is not repeated: check the state and send a new ${topic} with a new id`,
-        ),
-      );
+      // Started and never finished: the hub stopped while acting.
+      await inbox.track(topic, id, undefined, this.#settleInterrupted(id));
       return;
     }
 
@@ -101,6 +91,39 @@ export class CloudSync {
       return;
     }
     await inbox.track(topic, id, undefined, this.#act(msg));
+  }
+
+  /**
+   * Once at start-up: every sync left 'started' by a stop is answered `sync.interrupted` (and
+   * kept, so a redelivery gets the same). Resolves with the number answered.
+   */
+  async recover(): Promise<number> {
+    let rows: { id: string }[];
+    try {
+      rows = this.#inbox.interrupted('sync');
+    } catch (e) {
+      this.#log.error({ err: e }, 'interrupted syncs could not be read from the inbox');
+      return 0;
+    }
+    await Promise.all(rows.map((r) => this.#inbox.track('sync', r.id, undefined, this.#settleInterrupted(r.id))));
+    return rows.length;
+  }
+
+  /**
+   * A sync the hub stopped while applying. It was applied in one transaction or not at all, but
+   * which one the hub cannot tell from the inbox: it is answered, never applied again.
+   */
+  async #settleInterrupted(id: string): Promise<void> {
+    this.#log.warn({ topic: 'sync', id }, 'sync interrupted by a stop: answered sync.interrupted, not applied again');
+    await this.#inbox.finish(
+      'sync',
+      id,
+      failure(
+        id,
+        'sync.interrupted',
+        `the hub stopped while carrying out sync ${id}; it may or may not have taken effect and is not repeated: check the state and send a new sync with a new id`,
+      ),
+    );
   }
 
   async #act(msg: SyncPayload): Promise<void> {

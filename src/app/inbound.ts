@@ -60,8 +60,10 @@ export class Inbound implements InboundHandler {
     return this.#inbox.idle();
   }
 
-  recover(): Promise<number> {
-    return this.#commands.recover();
+  /** Answers what the last stop interrupted: commands `unknown_outcome`, syncs `sync.interrupted`. */
+  async recover(): Promise<number> {
+    const [commands, syncs] = await Promise.all([this.#commands.recover(), this.#sync.recover()]);
+    return commands + syncs;
   }
 
   /** Handle one message from the cloud. Resolves once it is answered; never rejects. */

@@ -85,7 +85,7 @@ export class RemoteCommands {
   async recover(): Promise<number> {
     let rows: StartedCommand[];
     try {
-      rows = this.#inbox.interrupted();
+      rows = this.#inbox.interrupted('cmd');
     } catch (e) {
       this.#log.error({ err: e }, 'interrupted commands could not be read from the inbox');
       return 0;

@@ -17,7 +17,7 @@ export interface InboxRow {
   lock_id: string | null;
 }
 
-/** A command accepted and not answered. */
+/** A message accepted and not answered (counter, op and lock: a command's; null for a sync). */
 export interface StartedCommand {
   id: string;
   counter: number | null;
@@ -44,7 +44,7 @@ export class InboxTable {
   readonly #get: Statement<[string], InboxRow>;
   readonly #claim: Statement<[string, string, number, number | null, string | null, string | null]>;
   readonly #done: Statement<[string, string]>;
-  readonly #started: Statement<[], StartedCommand>;
+  readonly #started: Statement<[string], StartedCommand>;
   readonly #recent: Statement<[number], RecentRow>;
   readonly #forget: Statement<[string]>;
   readonly #pruneAge: Statement<[number, number]>;
@@ -58,8 +58,8 @@ export class InboxTable {
       "INSERT INTO inbox (id, topic, state, result, received_at, counter, op, lock_id) VALUES (?, ?, 'started', NULL, ?, ?, ?, ?)",
     );
     this.#done = db.prepare<[string, string]>("UPDATE inbox SET state = 'done', result = ? WHERE id = ?");
-    this.#started = db.prepare<[], StartedCommand>(
-      "SELECT id, counter, op, lock_id FROM inbox WHERE topic = 'cmd' AND state = 'started' ORDER BY rowid",
+    this.#started = db.prepare<[string], StartedCommand>(
+      "SELECT id, counter, op, lock_id FROM inbox WHERE topic = ? AND state = 'started' ORDER BY rowid",
     );
     this.#recent = db.prepare<[number], RecentRow>(
       "SELECT id, counter, op, lock_id, received_at, state, result FROM inbox WHERE topic = 'cmd' ORDER BY rowid DESC LIMIT ?",
@@ -84,8 +84,9 @@ export class InboxTable {
     this.#done.run(answerText, id);
   }
 
-  startedCommands(): StartedCommand[] {
-    return this.#started.all();
+  /** Messages of `topic` accepted and never answered, oldest first. */
+  started(topic: InboundTopic): StartedCommand[] {
+    return this.#started.all(topic);
   }
 
   recentCommands(limit: number): RecentRow[] {

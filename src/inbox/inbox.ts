@@ -101,9 +101,9 @@ export class Inbox {
     return this.#inflight.has(id) || this.#table.get(id) !== undefined;
   }
 
-  /** Commands accepted and never answered, not being acted on now (left by a stop). */
-  interrupted(): StartedCommand[] {
-    return this.#table.startedCommands().filter((r) => !this.#inflight.has(r.id));
+  /** Messages of `topic` accepted and never answered, not being acted on now (left by a stop). */
+  interrupted(topic: InboundTopic): StartedCommand[] {
+    return this.#table.started(topic).filter((r) => !this.#inflight.has(r.id));
   }
 
   /**

@@ -574,14 +574,23 @@ describe('inbound syncs', () => {
     expect(t.last()).toMatchObject({ id: 's1', ok: false, error: { code: 'payload.invalid' } });
   });
 
-  it("a sync left 'started' by a stop is answered sync.interrupted, never applied", async () => {
-    const t = commandHarness();
+  it("a sync left 'started' by a stop is answered sync.interrupted at start-up, never applied; a redelivery gets the same", async () => {
+    const applied: SyncPayload[] = [];
+    const apply = async (p: SyncPayload) => {
+      applied.push(p);
+      return { version: 1 };
+    };
+    const t = commandHarness({ sync: { apply } });
     t.store.db
       .prepare("INSERT INTO inbox (id, topic, state, result, received_at) VALUES ('s1', 'sync', 'started', NULL, 1)")
       .run();
-    expect(await t.inbound.recover()).toBe(0);
+    expect(await t.inbound.recover()).toBe(1);
+    expect(t.last()).toMatchObject({ id: 's1', ok: false, error: { code: 'sync.interrupted' } });
+    expect(t.row('s1')?.state).toBe('done');
     await t.sendRaw('sync', sync);
     expect(t.last()).toMatchObject({ id: 's1', ok: false, error: { code: 'sync.interrupted' } });
+    expect(applied).toEqual([]);
+    expect(await t.inbound.recover()).toBe(0);
   });
 });
 
