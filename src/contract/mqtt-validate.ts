@@ -47,6 +47,50 @@ function describe(e: ErrorObject | undefined): string {
 }
 
 /**
+ * The first member name that appears twice in one object of a JSON text, or undefined. The text
+ * must already be valid JSON (JSON.parse accepted it): this only follows strings and brackets.
+ * Names are compared as decoded ("a" and "\u0061" are one name).
+ */
+export function duplicateMemberName(text: string): string | undefined {
+  // One entry per open object (its names so far) or array (null).
+  const open: (Set<string> | null)[] = [];
+  let expectName = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = i + 1;
+      let escaped = false;
+      for (; end < text.length; end++) {
+        const d = text.charCodeAt(end);
+        if (d === 0x5c) {
+          escaped = true;
+          end++;
+        } else if (d === 0x22) break;
+      }
+      if (expectName) {
+        const names = open[open.length - 1];
+        const name = escaped ? (JSON.parse(text.slice(i, end + 1)) as string) : text.slice(i + 1, end);
+        if (names?.has(name)) return name;
+        names?.add(name);
+        expectName = false;
+      }
+      i = end;
+    } else if (c === 0x7b) {
+      open.push(new Set());
+      expectName = true;
+    } else if (c === 0x5b) {
+      open.push(null);
+    } else if (c === 0x7d || c === 0x5d) {
+      open.pop();
+      expectName = false;
+    } else if (c === 0x2c) {
+      expectName = open[open.length - 1] !== null;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Parse and validate an inbound payload for `topic`: size and nesting limits first, then JSON,
  * then the contract's schema. Never throws; the error says what is wrong and where.
  */
@@ -70,6 +114,16 @@ export function parseInbound<T extends keyof TopicMap>(
     value = JSON.parse(text);
   } catch {
     return err({ code: 'payload.not-json', message: 'payload is not valid JSON' });
+  }
+  // JSON.parse keeps the last of two members with one name; another reader (a logger, a proxy,
+  // the signer's canonical form) may keep the first and see a different message. I-JSON (RFC
+  // 7493), which RFC 8785 canonicalises, forbids them: refused before anything reads a field.
+  const twice = duplicateMemberName(text);
+  if (twice !== undefined) {
+    return err({
+      code: 'payload.duplicate-name',
+      message: `member name ${JSON.stringify(twice).slice(0, 70)} appears twice in one object (RFC 7493 I-JSON: names are unique)`,
+    });
   }
   const validate = validators[topic];
   if (!validate(value)) return err({ code: 'payload.invalid', message: describe(validate.errors?.[0]) });
