@@ -38,10 +38,16 @@ export interface ResultSink {
 
 /** What the uplink adapter hands an inbound message to: the services' router (src/app/inbound.ts). */
 export interface InboundHandler {
-  /** Handle one message; resolves once it is answered, never rejects. */
-  handle(topic: InboundTopic, payload: Buffer): Promise<void>;
+  /**
+   * Handle one message; resolves once it is answered, never rejects. `recorded` is called as soon
+   * as the message is durably taken in — claimed, or answered when it is refused — and at the
+   * latest when the promise resolves: the uplink acknowledges the message to the broker then.
+   */
+  handle(topic: InboundTopic, payload: Buffer, recorded?: () => void): Promise<void>;
   /** Answer what the last stop interrupted; resolves with the number answered. */
   recover(): Promise<number>;
   /** Resolves when every message being acted on has been answered (for an orderly stop). */
   idle(): Promise<void>;
+  /** Take nothing more in (a stop): messages not yet taken in stay unacknowledged at the broker. */
+  close(): void;
 }

@@ -344,10 +344,22 @@ export class ReferenceCloud {
     return this.#request(hubId, 'sync', id, payload, opts.timeoutMs) as Promise<SyncAckPayload>;
   }
 
-  /** Publish raw bytes on a hub's cmd or sync topic (QoS 1): for tests of what a hub refuses. */
-  async send(hubId: string, topic: 'cmd' | 'sync', payload: string | Buffer): Promise<void> {
+  /**
+   * Publish raw bytes on a hub's cmd or sync topic (QoS 1): for tests of what a hub refuses.
+   * `retain`: the broker keeps it and hands it to the hub at every subscribe (an empty payload
+   * clears it).
+   */
+  async send(
+    hubId: string,
+    topic: 'cmd' | 'sync',
+    payload: string | Buffer,
+    o: { retain?: boolean } = {},
+  ): Promise<void> {
     const client = this.#need();
-    await client.publishAsync(topic === 'cmd' ? topics.cmd(hubId) : topics.sync(hubId), payload, { qos: 1 });
+    await client.publishAsync(topic === 'cmd' ? topics.cmd(hubId) : topics.sync(hubId), payload, {
+      qos: 1,
+      retain: o.retain ?? false,
+    });
   }
 
   /**

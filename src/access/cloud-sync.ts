@@ -36,8 +36,8 @@ export class CloudSync {
     this.#target = deps.target;
   }
 
-  /** Handle one sync; resolves once it is answered. */
-  async handle(payload: Buffer): Promise<void> {
+  /** Handle one sync; resolves once it is answered. `recorded`: see RemoteCommands.handle. */
+  async handle(payload: Buffer, recorded: () => void = () => {}): Promise<void> {
     const topic = 'sync';
     const inbox = this.#inbox;
     const parsed = checkUtf8(payload, maxInboundBytes(topic)) ?? parseInbound(topic, payload);
@@ -55,6 +55,7 @@ export class CloudSync {
         return;
       }
       this.#log.debug({ topic, id }, 'inbound message redelivered while in progress');
+      recorded();
       await inbox.resendWhenDone(topic, id, running);
       return;
     }
@@ -72,6 +73,7 @@ export class CloudSync {
         return;
       }
       // Started and never finished: the hub stopped while acting.
+      recorded();
       await inbox.track(topic, id, undefined, this.#settleInterrupted(id));
       return;
     }
@@ -90,6 +92,7 @@ export class CloudSync {
       );
       return;
     }
+    recorded();
     await inbox.track(topic, id, undefined, this.#act(msg));
   }
 

@@ -9,6 +9,13 @@ import { Inbox } from '../inbox/inbox.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 
+/**
+ * Cloud messages being acted on at once, at most (commands on different locks run side by side).
+ * Beyond it the hub takes nothing more in until one finishes: a flood waits at the broker instead
+ * of in the hub's memory, and a stop has a bounded amount of work to finish.
+ */
+export const MAX_IN_FLIGHT = 64;
+
 export interface InboundDeps {
   store: Store;
   clock: Clock;
@@ -31,6 +38,10 @@ export class Inbound implements InboundHandler {
   readonly #inbox: Inbox;
   readonly #commands: RemoteCommands;
   readonly #sync: CloudSync;
+  /** Messages taken in and not yet answered; those waiting for a slot, in arrival order. */
+  #active = 0;
+  readonly #waiting: ((admitted: boolean) => void)[] = [];
+  #closed = false;
 
   constructor(deps: InboundDeps) {
     this.#log = deps.log;
@@ -66,13 +77,45 @@ export class Inbound implements InboundHandler {
     return commands + syncs;
   }
 
-  /** Handle one message from the cloud. Resolves once it is answered; never rejects. */
-  async handle(topic: InboundTopic, payload: Buffer): Promise<void> {
+  /**
+   * Handle one message from the cloud. Resolves once it is answered; never rejects. With
+   * MAX_IN_FLIGHT messages being handled, it waits (in arrival order) until one of them is done
+   * before it takes this one in: `recorded` (the PUBACK) waits too, and the broker holds the rest.
+   * After close() it takes nothing in: the message is left unacknowledged for the next session.
+   */
+  async handle(topic: InboundTopic, payload: Buffer, recorded: () => void = () => {}): Promise<void> {
+    if (!(await this.#admit())) return;
     try {
-      if (topic === 'cmd') await this.#commands.handle(payload);
-      else await this.#sync.handle(payload);
+      if (topic === 'cmd') await this.#commands.handle(payload, recorded);
+      else await this.#sync.handle(payload, recorded);
     } catch (e) {
       this.#log.error({ err: e, topic }, 'inbound message could not be handled');
+    } finally {
+      this.#release();
+      recorded();
     }
+  }
+
+  /** Take nothing more in (a stop): what waits to be taken in is dropped, unacknowledged. */
+  close(): void {
+    this.#closed = true;
+    for (const admit of this.#waiting.splice(0)) admit(false);
+  }
+
+  /** A slot among MAX_IN_FLIGHT, taken at once when one is free (no await: arrival order holds). */
+  #admit(): boolean | Promise<boolean> {
+    if (this.#closed) return false;
+    if (this.#active < MAX_IN_FLIGHT) {
+      this.#active++;
+      return true;
+    }
+    return new Promise<boolean>((admit) => this.#waiting.push(admit));
+  }
+
+  /** A slot freed: the longest-waiting message takes it over, else it is free. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next(true);
+    else this.#active--;
   }
 }

@@ -94,8 +94,12 @@ export class RemoteCommands {
     return rows.length;
   }
 
-  /** Handle one command; resolves once it is answered. */
-  async handle(payload: Buffer): Promise<void> {
+  /**
+   * Handle one command; resolves once it is answered. `recorded` is called once the command is
+   * claimed (or, for a redelivery, once its answer is on its way): until then, the broker has no
+   * acknowledgement and delivers it again after a stop.
+   */
+  async handle(payload: Buffer, recorded: () => void = () => {}): Promise<void> {
     const parsed = checkUtf8(payload, maxInboundBytes('cmd')) ?? parseInbound('cmd', payload);
     if (!parsed.ok) {
       this.#verifier.countRefusal('bad_request');
@@ -125,7 +129,7 @@ export class RemoteCommands {
       return;
     }
     if (verdict.duplicate) {
-      await this.#redelivered(cmd);
+      await this.#redelivered(cmd, recorded);
       return;
     }
 
@@ -158,6 +162,7 @@ export class RemoteCommands {
       );
       return;
     }
+    recorded();
     await this.#inbox.track('cmd', cmd.cmdId, cmd.counter, this.#act(cmd, setupCode));
   }
 
@@ -173,7 +178,7 @@ export class RemoteCommands {
   }
 
   /** A genuine command whose cmdId is known: the stored answer again, never a second action. */
-  async #redelivered(cmd: CommandEnvelope): Promise<void> {
+  async #redelivered(cmd: CommandEnvelope, recorded: () => void): Promise<void> {
     const id = cmd.cmdId;
     const running = this.#inbox.running(id);
     if (running) {
@@ -181,6 +186,7 @@ export class RemoteCommands {
       if (running.counter !== cmd.counter) return this.#refuseReused(id, otherCommand(id));
       // A redelivery while the first copy is still being carried out: answered once that is done.
       this.#log.debug({ cmdId: id }, 'command redelivered while in progress');
+      recorded();
       await this.#inbox.resendWhenDone('cmd', id, running);
       return;
     }
@@ -196,6 +202,7 @@ export class RemoteCommands {
     }
     // Started, and not being carried out now: the hub stopped while acting (or could not record
     // the answer). It may or may not have taken effect; acting again could do it twice.
+    recorded();
     await this.#inbox.track('cmd', id, row.counter, this.#settleInterrupted({ id, ...row }));
   }
 

@@ -93,6 +93,9 @@ export function dialBroker(endpoint: BrokerEndpoint, serverName: string, context
  * `status` offline as last will, and mqtt.js's own reconnect and resubscribe off (the client
  * does both itself, see UplinkClient).
  */
+/** The broker's window of unacknowledged messages to the hub (MQTT 5 receiveMaximum). */
+export const RECEIVE_MAXIMUM = 64;
+
 export function sessionOptions(hubId: string, statusTopic: string, s: SessionSettings): IClientOptions {
   const offline: StatusPayload = { v: CONTRACT_VERSION, state: 'offline', reason: 'connection-lost' };
   return {
@@ -105,6 +108,10 @@ export function sessionOptions(hubId: string, statusTopic: string, s: SessionSet
     resubscribe: false,
     queueQoSZero: false,
     will: { topic: statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
-    ...(s.protocolVersion === 5 ? { properties: { sessionExpiryInterval: s.sessionExpirySec } } : {}),
+    // MQTT 5: at most this many unacknowledged messages from the broker at once (the hub
+    // acknowledges each once it is recorded; src/app/inbound.ts bounds the work behind them).
+    ...(s.protocolVersion === 5
+      ? { properties: { sessionExpiryInterval: s.sessionExpirySec, receiveMaximum: RECEIVE_MAXIMUM } }
+      : {}),
   };
 }

@@ -10,6 +10,10 @@ import type { Logger } from '../log/logger.js';
 /** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
 export type InboundTopicName = 'cmd' | 'sync' | 'cert/response';
 
+/**
+ * Resolves once the message is recorded (or answered): its PUBACK waits for that. A listener that
+ * returns nothing is done with it at once.
+ */
 export type InboundListener = (topic: InboundTopicName, payload: Buffer) => void | Promise<void>;
 
 export class InboundTopics {
@@ -36,21 +40,33 @@ export class InboundTopics {
     return () => this.#listeners.delete(listener);
   }
 
-  deliver(topic: string, payload: Buffer): void {
+  /**
+   * Hand a message to the listeners; resolves when all of them have recorded it. A message on one
+   * of the hub's topics that no listener takes (the uplink is stopping) never resolves: it is not
+   * acknowledged, and the broker delivers it again. A topic not the hub's resolves at once.
+   */
+  deliver(topic: string, payload: Buffer): Promise<void> {
     const name = this.#names.get(topic);
     if (!name) {
       this.#log.debug({ topic: topic.slice(0, 200) }, 'uplink: message on an unexpected topic dropped');
-      return;
+      return Promise.resolve();
     }
+    if (this.#listeners.size === 0) return new Promise<void>(() => {});
+    const recorded: Promise<void>[] = [];
     for (const l of [...this.#listeners]) {
       try {
         const r = l(name, payload);
         if (r && typeof r.then === 'function') {
-          r.then(undefined, (e: unknown) => this.#log.error({ err: e, topic: name }, 'uplink: inbound handler failed'));
+          recorded.push(
+            r.then(undefined, (e: unknown) =>
+              this.#log.error({ err: e, topic: name }, 'uplink: inbound handler failed'),
+            ),
+          );
         }
       } catch (e) {
         this.#log.error({ err: e, topic: name }, 'uplink: inbound handler failed');
       }
     }
+    return Promise.all(recorded).then(() => undefined);
   }
 }

@@ -164,7 +164,9 @@ export class UplinkClient {
   publish(topic: string, payload: string | Buffer, opts: { retain?: boolean } = {}): Promise<PublishResult> {
     if (!validRelativeTopic(topic)) return Promise.resolve({ ok: false, permanent: true, code: 'topic.invalid' });
     const c = this.#conn;
-    if (!c || c.closed || this.#state !== 'connected') {
+    // Live is enough: the messages a persistent session kept arrive right after the CONNACK, before
+    // the hub says it is online, and their answers (refusals among them) must go out too.
+    if (!c || c.closed || !c.live) {
       return Promise.resolve({ ok: false, permanent: false, code: 'not-connected' });
     }
     return c.publish(this.#topics.base + topic, payload, opts.retain ?? false);

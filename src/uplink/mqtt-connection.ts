@@ -21,6 +21,9 @@ export type PublishResult = { ok: true } | { ok: false; permanent: boolean; code
  */
 const TRANSIENT_REASONS: ReadonlySet<number> = new Set([0x89, 0x8b, 0x91, 0x96, 0x97]);
 
+/** What handleMessage calls back with so that mqtt.js sends no PUBACK of its own (see open()). */
+const ACKNOWLEDGED_LATER = new Error('acknowledged once recorded');
+
 export function errorCode(e: unknown): string | number {
   const code = (e as { code?: unknown })?.code;
   if (typeof code === 'string' || typeof code === 'number') return code;
@@ -42,7 +45,12 @@ function classify(e: unknown): PublishResult {
 export interface ConnectionEvents {
   connect(sessionPresent: boolean): void;
   close(): void;
-  message(topic: string, payload: Buffer): void;
+  /**
+   * An inbound message. Its QoS 1 PUBACK goes only once the returned promise resolves — when the
+   * hub has recorded (or answered) it: a message the hub never got to is not acknowledged, and the
+   * broker delivers it again to the next session.
+   */
+  message(topic: string, payload: Buffer): Promise<void>;
 }
 
 export class BrokerConnection {
@@ -60,6 +68,8 @@ export class BrokerConnection {
   /** Settles every publish still waiting for its PUBACK. */
   readonly #pending = new Set<(r: PublishResult) => void>();
   readonly #onClosed = new Set<() => void>();
+  /** Inbound QoS 1 messages not acknowledged yet, in the order they arrived. */
+  readonly #unacknowledged: { messageId: number; recorded: boolean }[] = [];
 
   constructor(context: SecureContext, candidate: ((r: SwitchResult) => void) | undefined, log: Logger) {
     this.context = context;
@@ -100,8 +110,46 @@ export class BrokerConnection {
     });
     mc.on('close', () => on.close());
     mc.on('connect', (connack) => on.connect(connack.sessionPresent));
-    mc.on('message', (topic, payload) => on.message(topic, payload));
+    // mqtt.js sends a QoS 1 PUBACK as soon as handleMessage calls back without an error, and
+    // reads nothing else until it does. Calling back with one lets it read on at once (the PUBACKs
+    // of the hub's own publishes, PINGRESP) without acknowledging: the PUBACK goes later, once the
+    // hub has recorded the message (#acknowledge). Until then the broker holds back what exceeds its
+    // window of unacknowledged messages (MQTT 5 receiveMaximum; max_inflight_messages), and what
+    // the hub never recorded it delivers again to the next session.
+    const sendPacket = (mc as unknown as { _sendPacket?: (packet: object) => void })._sendPacket;
+    if (typeof sendPacket !== 'function') {
+      throw new Error('mqtt.js has no _sendPacket: the acknowledgement after recording needs it (see package.json)');
+    }
+    mc.handleMessage = (packet, callback) => {
+      if (packet.qos === 2) return callback();
+      const waiting = packet.qos === 1 && packet.messageId !== undefined ? this.#await(packet.messageId) : undefined;
+      callback(ACKNOWLEDGED_LATER);
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      on.message(packet.topic, payload).then(
+        () => waiting && this.#acknowledge(waiting, (puback) => sendPacket.call(mc, puback)),
+        () => waiting && this.#acknowledge(waiting, (puback) => sendPacket.call(mc, puback)),
+      );
+    };
     return true;
+  }
+
+  #await(messageId: number): { messageId: number; recorded: boolean } {
+    const entry = { messageId, recorded: false };
+    this.#unacknowledged.push(entry);
+    return entry;
+  }
+
+  /**
+   * `entry` is recorded: send the PUBACKs now due, in the order the messages came (MQTT
+   * 4.6.0-2), so one recorded early waits for those before it. Nothing on a connection that ended:
+   * the broker delivers those messages again, and the inbox answers them from its record.
+   */
+  #acknowledge(entry: { messageId: number; recorded: boolean }, send: (puback: object) => void): void {
+    entry.recorded = true;
+    while (this.#unacknowledged[0]?.recorded) {
+      const head = this.#unacknowledged.shift();
+      if (head && !this.#closed && this.live) send({ cmd: 'puback', messageId: head.messageId });
+    }
   }
 
   /** QoS 1; resolves with the PUBACK's verdict, or as a transient failure when the connection ends first. */

@@ -179,7 +179,9 @@ export class UplinkService implements Component {
     this.#rotation = rotation;
     this.#unsubscribe.push(
       client.onMessage((topic, payload) => {
-        if (topic !== 'cert/response') return inbound.handle(topic, payload);
+        // The PUBACK waits until the services have recorded the message, not until it is answered.
+        if (topic !== 'cert/response')
+          return new Promise<void>((recorded) => void inbound.handle(topic, payload, recorded));
         if (rotation) rotation.handle(payload);
         else d.log.info('a cert/response arrived, but this hub does not renew its certificate itself; ignored');
       }),
@@ -238,6 +240,8 @@ export class UplinkService implements Component {
     this.#rotation?.stop();
     this.#d.clock.clearTimeout(this.#health);
     for (const u of this.#unsubscribe.splice(0)) u();
+    // What is taken in is finished; what waits is left unacknowledged for the next session.
+    this.#inbound?.close();
     await this.#inbound?.idle();
     this.#d.lockStates?.flush();
     await this.#publisher?.stop();

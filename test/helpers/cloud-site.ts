@@ -31,6 +31,8 @@ export interface SiteConfig {
   commands?: string[];
   /** Extra top-level sections, e.g. `provisioning:` with its lines. */
   extra?: string[];
+  /** Extra lines under `simulation:` (indented by the caller's two spaces), e.g. `  latencyMs: 20`. */
+  simulation?: string[];
 }
 
 /**
@@ -48,6 +50,7 @@ export function writeSiteConfig(o: SiteConfig): string {
       '  enabled: true',
       `  locks: ${o.locks}`,
       `  seed: ${o.seed}`,
+      ...(o.simulation ?? []),
       'uplink:',
       '  enabled: true',
       `  url: ${o.brokerUrl}`,

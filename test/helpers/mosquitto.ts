@@ -98,6 +98,8 @@ export async function startMosquitto(opts: {
    * same certificate (two reference clouds) would then take over each other's session.
    */
   clientIdFromCertificate?: boolean;
+  /** More mosquitto.conf lines (e.g. `max_queued_messages 0` for a large backlog). */
+  extra?: string[];
 }): Promise<Mosquitto | undefined> {
   const bin = requireMosquitto();
   if (!bin) return undefined;
@@ -158,6 +160,7 @@ export async function startMosquitto(opts: {
     'require_certificate true',
     'use_identity_as_username true',
     ...(opts.clientIdFromCertificate ? ['use_username_as_clientid true'] : []),
+    ...(opts.extra ?? []),
   ];
   const confPath = join(dir, 'mosquitto.conf');
   writeFileSync(confPath, `${conf.join('\n')}\n`, { mode: 0o644 });

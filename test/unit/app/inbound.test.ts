@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_IN_FLIGHT } from '../../../src/app/inbound.js';
 import { DEFAULT_OPEN_MS } from '../../../src/commands/remote-commands.js';
 import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES } from '../../../src/contract/mqtt.js';
 import type { SyncPayload } from '../../../src/contract/mqtt-cloud-messages.js';
@@ -117,6 +118,31 @@ describe('inbound commands', () => {
     expect(t.sink.enqueued).toHaveLength(2);
     expect(t.sink.enqueued[1]?.payload).toEqual(t.sink.enqueued[0]?.payload);
     expect(t.inbound.inFlight).toBe(0);
+  });
+
+  it('takes in at most MAX_IN_FLIGHT messages; the rest wait unrecorded (unacknowledged) in arrival order; close() drops them', async () => {
+    const t = commandHarness();
+    const gate = deferred();
+    t.target.gates.set('L1', gate);
+    // recorded() may be called more than once for a message (the PUBACK goes once): count each once.
+    const recordedOnce = new Set<number>();
+    const recorded = { push: (i: number) => recordedOnce.add(i) };
+    const firsts = () => [...recordedOnce];
+    const envs = Array.from({ length: MAX_IN_FLIGHT + 10 }, () => t.sign({ op: 'open', lockId: 'L1' }));
+    const handled = envs.map((env, i) =>
+      t.inbound.handle('cmd', Buffer.from(JSON.stringify(env)), () => recorded.push(i)),
+    );
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    expect(t.inbound.inFlight).toBe(MAX_IN_FLIGHT);
+    expect(t.inboxCount()).toBe(MAX_IN_FLIGHT);
+    expect(firsts()).toEqual(Array.from({ length: MAX_IN_FLIGHT }, (_, i) => i));
+    // A stop: the waiting ten are never taken in, and never recorded (the broker keeps them).
+    t.inbound.close();
+    gate.resolve();
+    await Promise.all(handled);
+    expect(firsts()).toEqual(Array.from({ length: MAX_IN_FLIGHT }, (_, i) => i));
+    expect(t.inboxCount()).toBe(MAX_IN_FLIGHT);
+    expect(t.target.actions).toHaveLength(MAX_IN_FLIGHT);
   });
 
   it('20 deliveries of one command at once: it acts once and all 20 are answered alike', async () => {
