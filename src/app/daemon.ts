@@ -62,9 +62,11 @@ export interface DaemonOptions<W = unknown> {
 export interface RunningDaemon {
   hub: Hub;
   log: Logger;
-  /** Resolves with the exit code once the daemon has stopped. */
+  /** Resolves with the exit code once the daemon has stopped, or once stopping took too long. */
   done: Promise<number>;
   shutdown(reason: string): Promise<number>;
+  /** True when `done` came from shutdown.timeoutMs running out while the components still stopped. */
+  stopTimedOut(): boolean;
 }
 
 /**
@@ -113,6 +115,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     resolveDone = r;
   });
   let stopping: Promise<number> | undefined;
+  let timedOut = false;
 
   const shutdown = (reason: string): Promise<number> => {
     stopping ??= (async () => {
@@ -120,6 +123,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
       notifier.notify('STOPPING=1', `STATUS=stopping (${reason})`);
       const deadline = clock.setTimeout(() => {
         log.error({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown took too long; exiting anyway');
+        timedOut = true;
         resolveDone(1);
       }, config.shutdown.timeoutMs);
       let code = 0;
@@ -154,14 +158,18 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     log.error({ err: e }, 'start-up task failed');
     await shutdown('start-up task failed');
   }
-  return { hub, log, done, shutdown };
+  return { hub, log, done, shutdown, stopTimedOut: () => timedOut };
 }
 
 /** `iqhub run`: start, wait for a signal, stop, and return the process exit code. */
 export async function runDaemon<W>(opts: DaemonOptions<W>): Promise<number> {
   try {
     const d = await startDaemon({ ...opts, handleSignals: true });
-    return await d.done;
+    const code = await d.done;
+    // Stopping ran past shutdown.timeoutMs: whatever still runs (a lock that does not answer, a
+    // broker that does not) must not keep the process alive; systemd would kill it anyway.
+    if (d.stopTimedOut()) process.exit(code);
+    return code;
   } catch (e) {
     const permanent = e instanceof HubError && PERMANENT.test(e.code);
     process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);

@@ -32,6 +32,7 @@ describe.skipIf(!haveMosquitto)(
     let broker: Mosquitto;
     let cloud: ReferenceCloud;
     let config: string;
+    let writeConfig: (o: { latencyMs: number; shutdownMs?: number }) => void = () => {};
     let daemon: Proc | undefined;
     let lockId: string;
 
@@ -72,16 +73,20 @@ describe.skipIf(!haveMosquitto)(
       if (!b) throw new Error('mosquitto did not start');
       broker = b;
       cloud = await connectCloud(broker.url, pki, HUB);
-      config = writeSiteConfig({
-        base,
-        brokerUrl: broker.url,
-        pki,
-        locks: 1,
-        seed: 'delivery',
-        commands: ['  lockoutFailures: 1000'],
-        // A lock that answers after tens of milliseconds, as a real one does: commands take time.
-        simulation: ['  latencyMs: 15'],
-      });
+      writeConfig = (o: { latencyMs: number; shutdownMs?: number }) => {
+        config = writeSiteConfig({
+          base,
+          brokerUrl: broker.url,
+          pki,
+          locks: 1,
+          seed: 'delivery',
+          commands: ['  lockoutFailures: 1000'],
+          // A lock that answers after tens of milliseconds, as a real one does: commands take time.
+          simulation: [`  latencyMs: ${o.latencyMs}`],
+          extra: o.shutdownMs === undefined ? [] : ['shutdown:', `  timeoutMs: ${o.shutdownMs}`],
+        });
+      };
+      writeConfig({ latencyMs: 15 });
       await startHub();
       [lockId = ''] = await attachSiteLocks(base);
       // A first command answered: the hub's session at the broker is set up and subscribed.
@@ -205,6 +210,42 @@ describe.skipIf(!haveMosquitto)(
       expect(unknown).toBeLessThanOrEqual(64);
       await cloud.waitFor(() => remoteOpenings() - openingsBefore >= ok, 60_000, 'the opens seen as events');
       // No open acted twice: at most one opening per command that was ok or may have acted.
+      const openings = remoteOpenings() - openingsBefore;
+      expect(openings).toBeGreaterThanOrEqual(ok);
+      expect(openings).toBeLessThanOrEqual(ok + unknown);
+    }, 600_000);
+
+    it('a stop that cannot finish what it took in within shutdown.timeoutMs ends then anyway (exit 1); the restart answers the rest', async () => {
+      await stopHub();
+      // 400 ms per open: the 64 taken in would take 25 s to finish; the stop may take 1 s.
+      writeConfig({ latencyMs: 200, shutdownMs: 1000 });
+      const openingsBefore = remoteOpenings();
+      const envelopes = Array.from({ length: 100 }, () =>
+        cloud.envelope(HUB, { op: 'open', lockId, args: { durationMs: 1 } }, { expiresAt: Date.now() + 9 * 60_000 }),
+      );
+      const ids = envelopes.map((e) => e.cmdId);
+      for (const e of envelopes) await cloud.send(HUB, 'cmd', JSON.stringify(e));
+      await startHub();
+      await cloud.waitFor(() => answered(ids) >= 1, 120_000, 'the first open answered');
+      const d = daemon;
+      daemon = undefined;
+      const stopAt = Date.now();
+      d?.child.kill('SIGTERM');
+      const exit = await d?.exit;
+      const took = Date.now() - stopAt;
+      expect(exit?.code).toBe(1);
+      expect(d?.stdout()).toContain('shutdown took too long; exiting anyway');
+      // The deadline and the exit itself: well under what finishing the opens would take.
+      expect(took).toBeLessThan(5_000);
+      writeConfig({ latencyMs: 15 });
+      await startHub();
+      await cloud.waitFor(() => answered(ids) === ids.length, 300_000, 'every open answered');
+      const results = cloud.results(HUB);
+      const ok = ids.filter((id) => results.get(id)?.ok).length;
+      const unknown = ids.filter((id) => results.get(id)?.error?.code === 'unknown_outcome').length;
+      const expired = ids.filter((id) => results.get(id)?.error?.code === 'expired').length;
+      expect(ok + unknown + expired).toBe(ids.length);
+      await cloud.waitFor(() => remoteOpenings() - openingsBefore >= ok, 60_000, 'the opens seen as events');
       const openings = remoteOpenings() - openingsBefore;
       expect(openings).toBeGreaterThanOrEqual(ok);
       expect(openings).toBeLessThanOrEqual(ok + unknown);
