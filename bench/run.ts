@@ -8,13 +8,22 @@ import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { accessBench } from './access.bench.js';
 import { commandBench } from './command.bench.js';
+import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
 import { linkBench } from './link.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
 
-export const benchmarks: Benchmark[] = [storeCommit, linkBench, uplinkBench, commandBench, accessBench, radioBench];
+export const benchmarks: Benchmark[] = [
+  storeCommit,
+  linkBench,
+  uplinkBench,
+  floodBench,
+  commandBench,
+  accessBench,
+  radioBench,
+];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 

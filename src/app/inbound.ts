@@ -85,6 +85,11 @@ export class Inbound implements InboundHandler {
    */
   async handle(topic: InboundTopic, payload: Buffer, recorded: () => void = () => {}): Promise<void> {
     if (!(await this.#admit())) return;
+    // One message per turn of the event loop: mqtt.js hands over a whole chunk of messages at
+    // once, and each takes a durable commit; between two of them the hub's other I/O (the control
+    // socket, the PUBACKs of its own publishes, a stop) gets its turn. setImmediate keeps them in
+    // arrival order.
+    await new Promise((resolve) => setImmediate(resolve));
     try {
       if (topic === 'cmd') await this.#commands.handle(payload, recorded);
       else await this.#sync.handle(payload, recorded);

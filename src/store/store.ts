@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { HubError } from '../base/errors.js';
@@ -29,6 +29,7 @@ export class Store {
   #closed = false;
   /** Prepared once: the journal is written on hot paths (every remote command). */
   #journalInsert: Statement<[number, string, string]> | undefined;
+  #pageSize: number | undefined;
 
   private constructor(db: Database, info: StoreInfo) {
     this.db = db;
@@ -87,9 +88,23 @@ export class Store {
   }
 
   /** A quick health probe for `iqhub status`: the database answers. */
+  /**
+   * For `iqhub status`: read without writing anything. It runs no checkpoint (SQLite's own
+   * auto-checkpoint keeps the WAL in bounds): a checkpoint here stalled the event loop for as long
+   * as it took to copy the WAL — seconds during a flood of commands — and failed on a full disk.
+   * `walPages`: the pages the WAL file holds (its size; it is reused, not shrunk, after a checkpoint).
+   */
   health(): { ok: boolean; schemaVersion: number; walPages: number } {
-    const row = this.db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number };
-    return { ok: true, schemaVersion: this.info.schemaVersion, walPages: row.log };
+    let walBytes = 0;
+    try {
+      walBytes = statSync(`${this.info.path}-wal`).size;
+    } catch {
+      // No WAL file yet (or it was just truncated at a checkpoint): nothing in it.
+    }
+    this.#pageSize ??= this.db.pragma('page_size', { simple: true }) as number;
+    // A 32-byte header, then a 24-byte header before each page.
+    const walPages = walBytes > 32 ? Math.floor((walBytes - 32) / (this.#pageSize + 24)) : 0;
+    return { ok: true, schemaVersion: this.info.schemaVersion, walPages };
   }
 
   close(): void {

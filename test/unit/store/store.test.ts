@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +19,22 @@ describe('store', () => {
     expect(again.info.appliedNow).toEqual([]);
     expect(again.info.schemaVersion).toBe(migrations.at(-1)?.version);
     again.close();
+  });
+
+  it('health() reads the WAL size without a checkpoint (it must not write: status during a flood, a full disk)', () => {
+    const dir = tempDir();
+    const store = Store.open(dir);
+    try {
+      for (let i = 0; i < 50; i++) store.journal('test', { i }, i);
+      const main = statSync(join(dir, DB_FILE)).size;
+      const first = store.health();
+      expect(first.walPages).toBeGreaterThan(0);
+      // A checkpoint would have copied the WAL into the main file and could have reported 0.
+      expect(store.health().walPages).toBe(first.walPages);
+      expect(statSync(join(dir, DB_FILE)).size).toBe(main);
+    } finally {
+      store.close();
+    }
   });
 
   it('records each applied migration in the database', () => {
