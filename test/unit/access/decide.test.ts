@@ -237,6 +237,29 @@ describe('access decisions: digital keys', () => {
     expect(decider.verifyAccess('front', c, later).reason).toBe('expired');
   });
 
+  it('refuses a key the mirror says has expired, though its signed body is valid (the cloud cut its life short)', () => {
+    const { decider, mirror } = setUp();
+    mirror.apply(delta(1, 2, { upsert: { keys: [{ id: 'K-alice', userId: 'alice', expiresAt: NOW + 3_600_000 }] } }));
+    const before = keyAt((ch) => phone.present(ch, 'front', 'K-alice'));
+    expect(decider.verifyAccess('front', before, NOW + 1_800_000)).toMatchObject({ grant: true });
+    const after = keyAt((ch) => phone.present(ch, 'front', 'K-alice'));
+    expect(decider.verifyAccess('front', after, NOW + 2 * 3_600_000)).toMatchObject({
+      grant: false,
+      reason: 'expired',
+    });
+  });
+
+  it('refuses a key the mirror holds for another user than its signed body names', () => {
+    const { decider, mirror } = setUp();
+    mirror.apply(delta(1, 2, { upsert: { keys: [{ id: 'K-alice', userId: 'bob', expiresAt: NOW + 365 * DAY }] } }));
+    expect(
+      decider.verifyAccess(
+        'front',
+        keyAt((c) => phone.present(c, 'front', 'K-alice')),
+      ),
+    ).toMatchObject({ grant: false, reason: 'unknown-credential', credentialId: 'K-alice' });
+  });
+
   it('refuses a key outside its schedule, read in the site zone across the spring DST change', () => {
     const { decider } = setUp();
     const at = (iso: string) =>

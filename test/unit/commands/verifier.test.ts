@@ -1,13 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { computeOtp } from '../../../src/commands/otp.js';
 import { MAX_VALIDITY_MS, parseUtc } from '../../../src/commands/verifier.js';
-import { REFUSAL_CODES } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
 import {
   capturingLogger,
   commandHarness,
   type Harness,
-  HUB,
   KEY,
   KEY_HEX,
   OTHER_KEY,
@@ -107,6 +105,26 @@ describe('refused commands never reach a lock and change nothing', () => {
     await t.clock.advance(2 * MIN);
     await t.send(late);
     expectRefused(t, late.cmdId, 'expired', before);
+  });
+
+  it('expired by its OTP time step alone: issued three steps ago, its own expiresAt still ahead', async () => {
+    const { t, before } = await withHistory();
+    const now = t.clock.now();
+    const stale = t.sign(OPEN, { issuedAt: now - 95_000, expiresAt: now + 5 * MIN });
+    await t.send(stale);
+    expectRefused(t, stale.cmdId, 'expired', before);
+    // One step back is still within the window.
+    await t.run(OPEN, { issuedAt: now - 25_000, expiresAt: now + 5 * MIN });
+    expect(t.last()).toMatchObject({ ok: true });
+  });
+
+  it('not_yet_valid by its OTP time step alone, however large maxSkewSec is', async () => {
+    const t = commandHarness({ config: { maxSkewSec: 600 } });
+    const now = t.clock.now();
+    const early = t.sign(OPEN, { issuedAt: now + 3 * MIN, expiresAt: now + 8 * MIN });
+    await t.send(early);
+    expect(t.last()).toMatchObject({ id: early.cmdId, ok: false, error: { code: 'not_yet_valid' } });
+    expect(t.target.actions).toEqual([]);
   });
 
   it('future-dated: not_yet_valid, beyond the time step or beyond maxSkewSec', async () => {
@@ -300,8 +318,14 @@ describe('secrets stay out of logs and answers', () => {
     }
     const stored = JSON.stringify(t.store.db.prepare('SELECT * FROM inbox').all());
     expect(stored).not.toContain(SETUP);
-    expect(REFUSAL_CODES).toContain('otp_mismatch');
-    expect(HUB).toBe(t.verifier.hubId);
+    // The lockout's security event and the journal name codes and ids, never the key or an OTP.
+    const events = JSON.stringify(t.securityEvents());
+    const journal = JSON.stringify(t.store.db.prepare('SELECT * FROM journal').all());
+    expect(events).toContain('commands.locked-out');
+    for (const secret of [KEY_HEX, keyBytes.toString('base64'), SETUP, expectedOtp, forged]) {
+      expect(events).not.toContain(secret);
+      expect(journal).not.toContain(secret);
+    }
   });
 });
 
