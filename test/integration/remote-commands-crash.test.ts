@@ -86,7 +86,11 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
       const envelope = cloud.envelope(HUB, { op: 'open', lockId: LOCK, args: { durationMs: 200 } });
       sent.push(envelope);
       const answer = cloud.sendEnvelope(HUB, envelope, { timeoutMs: 60_000 });
-      await new Promise((r) => setTimeout(r, random.int(31)));
+      // Every fourth round the kill comes after the answer: then the command surely acted, and
+      // what follows checks that its redeliveries do not act again (a run of rounds that all end
+      // unknown_outcome would check nothing of the kind).
+      if (round % 4 === 3) await answer;
+      else await new Promise((r) => setTimeout(r, random.int(31)));
       const d = daemon;
       daemon = undefined;
       d?.child.kill('SIGKILL');
@@ -127,20 +131,26 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
       });
       expect(again.id).toBe(envelope.cmdId);
     }
-    const ping = await cloud.command(HUB, { op: 'ping' }, { timeoutMs: 10_000 });
-    expect(ping.ok).toBe(true);
-    await new Promise((r) => setTimeout(r, 500));
+    // One more open as a marker: the lock records its openings in order in its flash before it
+    // answers, so once the marker is answered ok, an opening a redelivery had caused is there too.
+    const marker = await cloud.command(
+      HUB,
+      { op: 'open', lockId: LOCK, args: { durationMs: 200 } },
+      { timeoutMs: 30_000 },
+    );
+    expect(marker.ok).toBe(true);
     const final = await remoteOpenings();
-    expect(final.size).toBe(openings.size);
+    expect(final.size).toBe(openings.size + 1);
+    expect(okCount, 'some rounds were answered ok').toBeGreaterThanOrEqual(Math.floor(ROUNDS / 4));
 
     const accepted = Object.entries(outcomes)
       .filter(([c]) => c === 'ok' || c === 'unknown_outcome')
       .reduce((n, [, k]) => n + k, 0);
-    expect(final.size - initial).toBeLessThanOrEqual(accepted);
-    expect(final.size - initial).toBeGreaterThanOrEqual(okCount);
+    expect(final.size - 1 - initial).toBeLessThanOrEqual(accepted);
+    expect(final.size - 1 - initial).toBeGreaterThanOrEqual(okCount);
     expect(cloud.invalid, JSON.stringify(cloud.invalidMessages)).toBe(0);
     process.stderr.write(
-      `remote-commands-crash: ${ROUNDS} rounds, outcomes ${JSON.stringify(outcomes)}, ${final.size - initial} openings\n`,
+      `remote-commands-crash: ${ROUNDS} rounds, outcomes ${JSON.stringify(outcomes)}, ${final.size - 1 - initial} openings\n`,
     );
 
     const d = daemon;
