@@ -89,7 +89,8 @@ describe.skipIf(!socat)(`the sealed lock link over BLE (real noble)${socat ? '' 
     s.lock.presentMaintenanceCard();
     const summary = await s.manager.attach('BLE-0001', Secret.fromUtf8(s.setupCode), 15_000);
     expect(summary.lockId).toBe('BLE-0001');
-    expect(s.lock.boundHub()).toBeDefined();
+    // Bound to this hub: the lock holds this hub's static key, not merely some key.
+    expect(Buffer.from(s.lock.boundHub() ?? [])).toEqual(Buffer.from(s.manager.hubPublicKey));
 
     await s.manager.open('BLE-0001', 5_000);
     expect(s.lock.state().bolt).toBe('unlocked');

@@ -137,7 +137,8 @@ describe.skipIf(missing.length > 0)(
         const summary = await link.attach(spec.deviceId, Secret.fromUtf8(spec.setupCode), 30_000);
         expect(summary.lockId).toBe(spec.deviceId);
         expect(summary.bearer.startsWith(spec === BLE ? 'ble' : 'zigbee')).toBe(true);
-        expect(lock.boundHub()).toBeDefined();
+        // Bound to this hub: the lock holds this hub's static key, not merely some key.
+        expect(Buffer.from(lock.boundHub() ?? [])).toEqual(Buffer.from(link.hubPublicKey));
 
         const opensBefore = lock.requestCounts().handled.open ?? 0;
         const state = await link.open(spec.deviceId, 2_000);
@@ -189,7 +190,8 @@ describe.skipIf(missing.length > 0)(
         60_000,
       )) as { lockId: string; state: string };
       expect(summary).toMatchObject({ lockId: ZB_IC.deviceId, state: 'bound' });
-      expect(lock.boundHub()).toBeDefined();
+      // Bound to this hub: the lock holds this hub's static key, not merely some key.
+      expect(Buffer.from(lock.boundHub() ?? [])).toEqual(Buffer.from(link.hubPublicKey));
       expect(coordinator.permitJoinOpen()).toBe(false);
     }, 60_000);
 
