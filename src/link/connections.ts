@@ -155,6 +155,8 @@ export class Connections {
       throw this.#handshakeFailed(rec, s.error);
     }
     this.#retry.delete(lockId);
+    // The lock proved its key at this address: from now on it is the lock's address.
+    if (address !== rec.address) ctx.pairing.seen(lockId, address, ctx.now());
     this.#quarantine.handshakeSucceeded(lockId);
     const conn = this.adopt(lockId, c.value, s.value);
     if (rec.state === 'attaching') {

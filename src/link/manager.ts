@@ -274,7 +274,9 @@ export class LinkManager implements Component {
     if (this.#attacher.inProgress(a.deviceId)) return;
     if (rec.state === 'quarantined') return;
     if (this.#connections.backingOff(a.deviceId)) return;
-    if (rec.address !== a.address) this.pairing.seen(a.deviceId, a.address, this.#ctx.now());
+    // The stored address is not changed here: anyone can advertise a lock's device id. The
+    // connection tries the address just heard, and only a handshake that proves the lock's key
+    // there makes it the lock's address (Connections).
     // A bound lock heard without a session: connect to collect its events (and finish a pending detach).
     void this.#connections
       .connect(a.deviceId)

@@ -70,6 +70,37 @@ describe('a device imitating a paired lock', () => {
     await expectServing(hub, [A]);
   });
 
+  it("advertising a paired lock's device id from another address does not move the lock there: only a handshake would", async () => {
+    const { site, hub, real } = await boundSite('mover');
+    const stored = hub.pairing.get(A)?.address;
+    expect(stored).toBe(real.address);
+    // The lock is off the air for a while; meanwhile a device elsewhere claims its id.
+    real.crash();
+    const rogue = new SimLock({
+      deviceId: A,
+      keyPair: generateKeyPair(new SeededRandom('mover')),
+      setupCode: 'ROGU-E000-0001',
+      radio: site.world.radio,
+      address: 'sim:mover',
+      clock: site.clock,
+      random: new SeededRandom('mover/radio'),
+      storage: new MemoryLockStorage(factoryState()),
+    });
+    rogue.boot();
+    // The rogue's advertisements are heard, and its handshakes fail; the pairing store keeps the
+    // lock where it proved its key, and the lock is served there.
+    await site.until(
+      () => rogue.refusals()['handshake-failed'] > 0 || hub.lock(A).failedHandshakes > 0,
+      'a try at the rogue',
+    );
+    expect(hub.pairing.get(A)?.address).toBe(real.address);
+    rogue.crash();
+    real.boot();
+    await site.until(() => hub.lock(A).connected, 'the hub back with the lock at its address');
+    await expectServing(hub, [A]);
+    expect(hub.pairing.get(A)?.address).toBe(real.address);
+  });
+
   it('answering the handshake with a forged reply fails to authenticate: refused as an impostor', async () => {
     const { site, hub, real } = await boundSite('forger');
     const random = new SeededRandom('forger');
