@@ -3,6 +3,7 @@ import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import {
   checkSyncData,
   type DeltaData,
+  LIMITS,
   type SnapshotData,
   type SyncGroup,
   type SyncKey,
@@ -91,6 +92,19 @@ function invalid(message: string): HubError {
 
 /** The sync's data as rows, or a refusal (`sync.invalid`, `sync.duplicate`) naming the first problem. */
 export function prepareSync(p: SyncPayload): PreparedSync {
+  // More rows in one table than the mirror may hold is `sync.too-large` (docs/access.md), before
+  // the schema — whose list bounds are the same limits — would call it `sync.invalid`.
+  const tables = p.kind === 'snapshot' ? p.data : (p.data as { upsert?: unknown } | undefined)?.upsert;
+  for (const table of TABLES) {
+    const rows = (tables as Record<string, unknown> | undefined)?.[table];
+    if (Array.isArray(rows) && rows.length > LIMITS[table]) {
+      throw refuse(
+        'sync.too-large',
+        `${p.kind} ${p.id} holds ${rows.length} ${table}, more than the ${LIMITS[table]} the mirror may hold`,
+        'send a snapshot within the limits of docs/access.md',
+      );
+    }
+  }
   if (p.kind === 'snapshot') {
     const checked = checkSyncData('snapshot', p.data);
     if (!checked.ok) throw invalid(checked.message);

@@ -96,6 +96,27 @@ describe('access mirror: snapshots and deltas', () => {
     store.close();
   });
 
+  it('a snapshot with more users than the mirror may hold is refused sync.too-large, as docs/access.md says', () => {
+    const { mirror } = open();
+    const users = Array.from({ length: 100_001 }, (_, i) => ({ id: `u-${i}` }));
+    const e = refusal(() =>
+      mirror.apply(snapshot(2, { ...site(), users, memberships: [], pins: [], tags: [], keys: [] })),
+    );
+    expect(e.code).toBe('sync.too-large');
+    expect(e.message).toContain('100001 users');
+    expect(mirror.version()).toBe(0);
+    const big = refusal(() =>
+      mirror.apply(
+        delta(0, 3, {
+          upsert: {
+            tags: Array.from({ length: 100_001 }, (_, i) => ({ id: `t-${i}`, userId: 'u', hash: digestHex(`${i}`) })),
+          },
+        }),
+      ),
+    );
+    expect(big.code).toBe('sync.too-large');
+  });
+
   it('a snapshot, then deltas on its version, each move the version and the content', () => {
     const { store, mirror } = open();
     const first = mirror.apply(snapshot(10, site()));

@@ -1,4 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
+import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { describe, expect, it } from 'vitest';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
@@ -159,6 +162,30 @@ describe('the command OTP (OCRA-1:HOTP-SHA256-8:C-QH64-T30S)', () => {
 });
 
 describe('sealed setup codes (attach)', () => {
+  it('matches the published test vector (docs/mqtt-api.md), computed here with another implementation', () => {
+    const key = new Secret(Buffer.from('12345678901234567890123456789012', 'ascii'));
+    const nonce = Uint8Array.from({ length: 12 }, (_, i) => i);
+    const fixed = { bytes: (n: number) => nonce.slice(0, n) } as unknown as SeededRandom;
+    const vector = 'AAECAwQFBgcICQoL8l5HPLF+S0gGIoBQLmCF2RP401Q7zrZMGzxFBDt7';
+    expect(sealSetupCode(key, 'c-0001', 'K7Q2-XW9P-33RA', fixed)).toBe(vector);
+    expect(openSetupCode(key, 'c-0001', vector)).toBe('K7Q2-XW9P-33RA');
+    // The same construction written out with @noble (HKDF-SHA-256, empty salt; ChaCha20-Poly1305).
+    const derived = hkdf(
+      sha256,
+      key.reveal(),
+      new Uint8Array(0),
+      new TextEncoder().encode('iq-hub attach setup code v1'),
+      32,
+    );
+    expect(Buffer.from(derived).toString('hex')).toBe(
+      'dbcf82811e935d81add50a5b0b87aa9a151db582b06072ff423a66e9dbf1fe3e',
+    );
+    const sealed = chacha20poly1305(derived, nonce, new TextEncoder().encode('c-0001')).encrypt(
+      new TextEncoder().encode('K7Q2-XW9P-33RA'),
+    );
+    expect(Buffer.concat([nonce, sealed]).toString('base64')).toBe(vector);
+  });
+
   const random = new SeededRandom('setup-code');
   const CODE = 'K7Q2-XW9P-33RA';
 
