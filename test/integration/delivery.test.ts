@@ -323,5 +323,74 @@ describe.skipIf(!haveMosquitto)(
       await cloud.waitFor(() => answeredSince(before) === ids.length, 300_000, 'the whole flood answered');
       expect(answered(ids)).toBe(ids.length);
     }, 600_000);
+
+    it('through the broker: 20 deliveries of one open at once get 20 answers; a name given twice is refused; wrong_hub x5 locks nothing out', async () => {
+      const openingsBefore = remoteOpenings();
+      const open = cloud.envelope(HUB, { op: 'open', lockId, args: { durationMs: 1 } });
+      const answersOf = (id: string) => cloud.answers(HUB).filter((a) => a.payload.id === id);
+      await Promise.all(Array.from({ length: 20 }, () => cloud.send(HUB, 'cmd', JSON.stringify(open))));
+      await cloud.waitFor(() => answersOf(open.cmdId).length >= 20, 60_000, '20 answers to one open');
+      for (const a of answersOf(open.cmdId)) expect(a.payload).toEqual(answersOf(open.cmdId)[0]?.payload);
+      expect(answersOf(open.cmdId)[0]?.payload).toMatchObject({ ok: true });
+      await cloud.waitFor(() => remoteOpenings() - openingsBefore >= 1, 30_000, 'the opening');
+      const marker = await cloud.command(HUB, { op: 'open', lockId, args: { durationMs: 1 } }, { timeoutMs: 30_000 });
+      expect(marker.ok).toBe(true);
+      await cloud.waitFor(() => remoteOpenings() - openingsBefore >= 2, 30_000, "the marker's opening");
+      expect(remoteOpenings() - openingsBefore).toBe(2);
+
+      // The op given twice: a reader keeping the first copy would see another command.
+      const lock = cloud.envelope(HUB, { op: 'lock', lockId });
+      await cloud.send(HUB, 'cmd', JSON.stringify(lock).replace('"op":"lock"', '"op":"open","op":"lock"'));
+      await cloud.waitFor(() => answersOf(lock.cmdId).length > 0, 30_000, 'the duplicate-name refusal');
+      expect(answersOf(lock.cmdId)[0]?.payload).toMatchObject({ ok: false, error: { code: 'bad_request' } });
+
+      // Five commands addressed to another hub, then a genuine one: no lockout.
+      for (let i = 0; i < 5; i++) {
+        const r = await cloud.sendEnvelope(
+          HUB,
+          cloud.attack(HUB, { kind: 'otherHub', command: { op: 'ping' }, hubId: 'hub-other' }),
+          {
+            timeoutMs: 30_000,
+          },
+        );
+        expect(r).toMatchObject({ ok: false, error: { code: 'wrong_hub' } });
+      }
+      expect(
+        await cloud.command(HUB, { op: 'open', lockId, args: { durationMs: 1 } }, { timeoutMs: 30_000 }),
+      ).toMatchObject({ ok: true });
+    }, 300_000);
+
+    it('10,050 refused syncs leave the record of an accepted open: its redelivery gets the stored ok and does not act', async () => {
+      const open = cloud.envelope(
+        HUB,
+        { op: 'open', lockId, args: { durationMs: 1 } },
+        { expiresAt: Date.now() + 9 * 60_000 },
+      );
+      const first = await cloud.sendEnvelope(HUB, open, { timeoutMs: 30_000 });
+      expect(first.ok).toBe(true);
+      const openingsBefore = remoteOpenings();
+      const acks = () => cloud.answers(HUB).filter((a) => a.topic === 'sync/ack').length;
+      const acksBefore = acks();
+      // Syncs the mirror refuses: a delta on a base version it does not have.
+      const refused = Array.from({ length: 10_050 }, (_, i) =>
+        JSON.stringify({ v: 1, id: `refused-${i}`, kind: 'delta', baseVersion: 999_999, version: 1_000_000, data: {} }),
+      );
+      for (let i = 0; i < refused.length; i += 200) {
+        await Promise.all(refused.slice(i, i + 200).map((t) => cloud.send(HUB, 'sync', t)));
+      }
+      await cloud.waitFor(() => acks() - acksBefore >= refused.length, 300_000, '10,050 refusals');
+      const last = cloud
+        .answers(HUB)
+        .filter((a) => a.topic === 'sync/ack')
+        .at(-1);
+      expect(last?.payload).toMatchObject({ ok: false, error: { code: 'sync.base-mismatch' } });
+      // The cloud did not hear the first answer, say, and sends the open again.
+      const again = await cloud.sendEnvelope(HUB, open, { timeoutMs: 30_000 });
+      expect(again).toEqual(first);
+      const marker = await cloud.command(HUB, { op: 'open', lockId, args: { durationMs: 1 } }, { timeoutMs: 30_000 });
+      expect(marker.ok).toBe(true);
+      await cloud.waitFor(() => remoteOpenings() - openingsBefore >= 1, 30_000, "the marker's opening");
+      expect(remoteOpenings() - openingsBefore).toBe(1);
+    }, 600_000);
   },
 );
