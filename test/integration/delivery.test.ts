@@ -216,38 +216,57 @@ describe.skipIf(!haveMosquitto)(
       }
     }, 600_000);
 
-    it('a SIGKILL in the middle of a backlog loses nothing the hub had not recorded: every open answered after the restart, none acted twice', async () => {
+    it('a SIGKILL in the middle of a backlog of 10,000 loses nothing the hub had not recorded: every command answered after the restart, no open acted twice', async () => {
       await stopHub();
       const openingsBefore = remoteOpenings();
-      // Opens of one lock run one after another: MAX_IN_FLIGHT of them are taken in at a time, and
-      // the next ones wait unacknowledged — the broker delivers them again after the kill.
-      const envelopes = Array.from({ length: 1000 }, () =>
-        cloud.envelope(HUB, { op: 'open', lockId, args: { durationMs: 1 } }, { expiresAt: Date.now() + 9 * 60_000 }),
+      // Every tenth an open of the one lock: those run one after another, so MAX_IN_FLIGHT of
+      // them are taken in at a time and what follows waits unacknowledged — the broker delivers
+      // it again after the kill.
+      const envelopes = Array.from({ length: 10_000 }, (_, i) =>
+        cloud.envelope(HUB, i % 10 === 0 ? { op: 'open', lockId, args: { durationMs: 1 } } : { op: 'ping' }, {
+          expiresAt: Date.now() + 9 * 60_000,
+        }),
       );
       const ids = envelopes.map((e) => e.cmdId);
-      for (const e of envelopes) await cloud.send(HUB, 'cmd', JSON.stringify(e));
+      const openIds = envelopes.filter((e) => e.op === 'open').map((e) => e.cmdId);
+      const before = cloud.results(HUB).size;
+      const texts = envelopes.map((e) => JSON.stringify(e));
+      for (let i = 0; i < texts.length; i += 200) {
+        await Promise.all(texts.slice(i, i + 200).map((t) => cloud.send(HUB, 'cmd', t)));
+      }
       await startHub();
-      await cloud.waitFor(() => answered(ids) >= 20, 120_000, 'the first 20 opens answered');
+      await cloud.waitFor(() => answeredSince(before) >= 20, 120_000, 'the first 20 answered');
       await stopHub('SIGKILL');
       const taken = takenIn(ids);
       expect(taken).toBeLessThan(ids.length);
       await startHub();
-      await cloud.waitFor(() => answered(ids) === ids.length, 300_000, 'every open answered');
+      await cloud.waitFor(() => answeredSince(before) === ids.length, 480_000, 'every command answered');
       const results = cloud.results(HUB);
-      const ok = ids.filter((id) => results.get(id)?.ok).length;
-      const unknown = ids.filter((id) => results.get(id)?.error?.code === 'unknown_outcome').length;
-      // A command that waited at the broker longer than its OTP time step allows is refused
-      // expired (docs/mqtt-api.md): answered, and never acted on. A slow machine sees some.
-      const expired = ids.filter((id) => results.get(id)?.error?.code === 'expired').length;
-      // Only what the kill caught in the middle (taken in, not answered) may be unknown_outcome.
-      expect(ok + unknown + expired).toBe(ids.length);
-      expect(unknown).toBeLessThanOrEqual(64);
+      const code = (id: string) => (results.get(id)?.ok ? 'ok' : (results.get(id)?.error?.code ?? '?'));
+      const counts: Record<string, number> = {};
+      for (const id of ids) counts[code(id)] = (counts[code(id)] ?? 0) + 1;
+      // Only what the kill caught in the middle (taken in, not answered) may be unknown_outcome;
+      // a command that waited past its OTP time step is refused expired (never acted on).
+      expect((counts.ok ?? 0) + (counts.unknown_outcome ?? 0) + (counts.expired ?? 0), JSON.stringify(counts)).toBe(
+        ids.length,
+      );
+      expect(counts.unknown_outcome ?? 0).toBeLessThanOrEqual(64);
+      // A command answered twice: the same answer, or its ok first and an unknown_outcome after
+      // (a kill between publishing an answer and recording it: docs/mqtt-api.md, Crash safety).
+      for (const a of cloud.answers(HUB)) {
+        const id = a.payload.id;
+        if (id === null || !results.has(id) || !ids.includes(id)) continue;
+        if (JSON.stringify(a.payload) !== JSON.stringify(results.get(id)))
+          expect(a.payload).toMatchObject({ error: { code: 'unknown_outcome' } });
+      }
+      const ok = openIds.filter((id) => code(id) === 'ok').length;
+      const unknown = openIds.filter((id) => code(id) === 'unknown_outcome').length;
       await cloud.waitFor(() => remoteOpenings() - openingsBefore >= ok, 60_000, 'the opens seen as events');
-      // No open acted twice: at most one opening per command that was ok or may have acted.
+      // No open acted twice: at most one opening per open that was ok or may have acted.
       const openings = remoteOpenings() - openingsBefore;
       expect(openings).toBeGreaterThanOrEqual(ok);
       expect(openings).toBeLessThanOrEqual(ok + unknown);
-    }, 600_000);
+    }, 900_000);
 
     it('a stop that cannot finish what it took in within shutdown.timeoutMs ends then anyway (exit 1); the restart answers the rest', async () => {
       await stopHub();
