@@ -83,12 +83,20 @@ export function cloudSteps(hub: Hub, world: SimWorld, cloud: ReferenceCloud, hub
 }
 
 /** After the restart: nothing lost, nothing out of order. */
-export function cloudAfterRestartSteps(world: SimWorld, cloud: ReferenceCloud, hubId: string): Step[] {
+export function cloudAfterRestartSteps(hub: Hub, world: SimWorld, cloud: ReferenceCloud, hubId: string): Step[] {
   return [
     {
       name: 'after the restart the cloud has every lock event once, in per-lock order',
       async run() {
-        await cloud.waitFor((c) => c.status(hubId)?.state === 'online', 10_000, 'the hub online again');
+        // This daemon's own online status, with the cloud connected: the line to the cloud was cut
+        // and restored before the restart, and the cloud may still be reconnecting (a status from
+        // before the restart would say online too).
+        const startedAt = hub.status().startedAt;
+        await cloud.waitFor(
+          (c) => c.connected && c.status(hubId)?.state === 'online' && c.status(hubId)?.startedAt === startedAt,
+          30_000,
+          'the hub online again, seen by a connected cloud',
+        );
         const lock = world.lock(world.stickers[0]?.deviceId ?? '');
         const e = lock.tamper();
         await cloud.waitFor(

@@ -117,7 +117,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       [
         ...afterRestartSteps(second.hub, marker),
         ...siteAfterRestartSteps(second.hub, world),
-        ...cloudAfterRestartSteps(world, cloud, hubId),
+        ...cloudAfterRestartSteps(second.hub, world, cloud, hubId),
         ...accessAfterRestartSteps(second.hub, world, () => pin.value),
       ],
       out,
