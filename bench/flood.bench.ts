@@ -1,10 +1,10 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki } from '../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../sim/cloud/cloud.js';
 import { connectReferenceCloud } from '../sim/cloud/connect.js';
 import { callDaemon } from '../src/control-socket/socket-client.js';
+import { writeSiteConfig } from '../test/helpers/cloud-site.js';
 import { type Proc, start } from '../test/helpers/daemon.js';
 import { findMosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
@@ -37,28 +37,15 @@ export const floodBench = benchmarkInTempDir(
     const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
     const broker = await startMosquitto({ pkiDir: join(dir, 'pki'), extra: ['max_queued_messages 0'] });
     if (!broker) throw new Error('mosquitto did not start');
-    const config = join(dir, 'config.yaml');
-    writeFileSync(
-      config,
-      [
-        `dataDir: ${dir}/data`,
-        `runDir: ${dir}/run`,
-        'log:',
-        // Only problems: a reader of the hub's stdout must not be what the flood measures.
-        '  level: warn',
-        'uplink:',
-        '  enabled: true',
-        `  url: ${broker.url}`,
-        `  caFile: ${pki.ca.cert}`,
-        `  certFile: ${pki.hub.cert}`,
-        `  keyFile: ${pki.hub.key}`,
-        '  serverName: localhost',
-        'commands:',
-        `  otpKeyFile: ${pki.otpKey}`,
-        '  lockoutFailures: 1000',
-        '',
-      ].join('\n'),
-    );
+    const config = writeSiteConfig({
+      base: dir,
+      brokerUrl: broker.url,
+      pki,
+      locks: 0,
+      commands: ['  lockoutFailures: 1000'],
+      // Only problems: a reader of the hub's stdout must not be what the flood measures.
+      extra: ['log:', '  level: warn'],
+    });
     const cloud = await connectReferenceCloud(broker.url, pki, { otpHubId: HUB });
     let hub: Proc | undefined;
     try {

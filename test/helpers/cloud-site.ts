@@ -19,8 +19,9 @@ export interface SiteConfig {
   base: string;
   brokerUrl: string;
   pki: DevPkiPaths;
+  /** Simulated locks (0 with `seed` undefined: no simulation at all, as on a real hub). */
   locks: number;
-  seed: string;
+  seed?: string;
   reconnectBaseMs?: number;
   /** 'files': the dev PKI's hub certificate (default); 'installed': the identity in <dataDir>/identity. */
   identity?: 'files' | 'installed';
@@ -36,8 +37,8 @@ export interface SiteConfig {
 }
 
 /**
- * Write `<base>/config.yaml` for a daemon hosting a simulated site whose uplink uses the dev PKI's
- * hub certificate and OTP key against `brokerUrl`; returns its path.
+ * Write `<base>/config.yaml` for a daemon hosting a simulated site (none without `seed`) whose
+ * uplink uses the dev PKI's hub certificate and OTP key against `brokerUrl`; returns its path.
  */
 export function writeSiteConfig(o: SiteConfig): string {
   const path = join(o.base, 'config.yaml');
@@ -46,11 +47,9 @@ export function writeSiteConfig(o: SiteConfig): string {
     [
       `dataDir: ${o.base}/data`,
       `runDir: ${o.base}/run`,
-      'simulation:',
-      '  enabled: true',
-      `  locks: ${o.locks}`,
-      `  seed: ${o.seed}`,
-      ...(o.simulation ?? []),
+      ...(o.seed === undefined
+        ? []
+        : ['simulation:', '  enabled: true', `  locks: ${o.locks}`, `  seed: ${o.seed}`, ...(o.simulation ?? [])]),
       'uplink:',
       '  enabled: true',
       `  url: ${o.brokerUrl}`,

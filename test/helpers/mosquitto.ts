@@ -26,6 +26,10 @@ export interface Mosquitto {
   stop(): Promise<void>;
   /** SIGKILL, wait for exit. */
   kill(): Promise<void>;
+  /** SIGSTOP: a broker that keeps its connections open and answers nothing (until resume()). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   /** Stop and remove the temporary directory. */
   close(): Promise<void>;
   /** The broker's recent log output, for failure messages. */
@@ -224,7 +228,10 @@ export async function startMosquitto(opts: {
     start,
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
     async close() {
+      child?.kill('SIGCONT');
       await signal('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },

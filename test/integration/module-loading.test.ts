@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createDevPki } from '../../provisioning/dev-pki.js';
+import { writeSiteConfig } from '../helpers/cloud-site.js';
 import { CLI, requireBuild, start } from '../helpers/daemon.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -45,25 +46,8 @@ describe('what a start loads', () => {
       cloudId: 'cloud',
       brokerHost: 'localhost',
     });
-    const config = join(base, 'config.yaml');
-    writeFileSync(
-      config,
-      [
-        `dataDir: ${base}/data`,
-        `runDir: ${base}/run`,
-        'uplink:',
-        '  enabled: true',
-        // Nothing listens there: the uplink keeps trying while the daemon runs.
-        '  url: mqtts://127.0.0.1:9',
-        `  caFile: ${pki.ca.cert}`,
-        `  certFile: ${pki.hub.cert}`,
-        `  keyFile: ${pki.hub.key}`,
-        '  serverName: localhost',
-        'commands:',
-        `  otpKeyFile: ${pki.otpKey}`,
-        '',
-      ].join('\n'),
-    );
+    // Nothing listens at port 9: the uplink keeps trying while the daemon runs.
+    const config = writeSiteConfig({ base, brokerUrl: 'mqtts://127.0.0.1:9', pki, locks: 0 });
     const urls = await modulesOf(['run', '--config', config], { daemon: true });
     // The recorder saw the daemon's own graph (so an empty list proves nothing is missing from it).
     expect(urls.some((u) => u.endsWith('/dist/src/app/hub.js'))).toBe(true);
