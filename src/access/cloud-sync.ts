@@ -1,11 +1,18 @@
+import type { Clock, TimerHandle } from '../base/clock.js';
 import { maxInboundBytes } from '../contract/mqtt.js';
-import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
+import {
+  isSyncPart,
+  type SyncMessage,
+  type SyncPartPayload,
+  type SyncPayload,
+} from '../contract/mqtt-cloud-messages.js';
 import type { SyncAckPayload } from '../contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import { checkUtf8, parseInbound, salvageId } from '../contract/mqtt-validate.js';
 import { failure, idReused, storedAnswer } from '../inbox/answers.js';
 import type { Inbox } from '../inbox/inbox.js';
 import type { Logger } from '../log/logger.js';
+import type { PartSet, SyncParts } from './sync-parts.js';
 
 /** The access mirror: applies a snapshot or delta and returns its version after. */
 export interface SyncTarget {
@@ -17,6 +24,10 @@ export interface CloudSyncDeps {
   log: Logger;
   /** Without it a sync is answered `sync.unavailable`. */
   target?: SyncTarget;
+  /** Where the parts of a sync sent in parts wait for the rest; without it a part is answered `sync.unavailable`. */
+  parts?: SyncParts;
+  /** For the expiry of an incomplete set of parts. */
+  clock?: Pick<Clock, 'setTimeout' | 'clearTimeout' | 'now'>;
 }
 
 /**
@@ -29,11 +40,24 @@ export class CloudSync {
   readonly #inbox: Inbox;
   readonly #log: Logger;
   readonly #target: SyncTarget | undefined;
+  readonly #parts: SyncParts | undefined;
+  readonly #clock: CloudSyncDeps['clock'];
+  #expiry: TimerHandle | undefined;
+  #closed = false;
 
   constructor(deps: CloudSyncDeps) {
     this.#inbox = deps.inbox;
     this.#log = deps.log;
     this.#target = deps.target;
+    this.#parts = deps.parts;
+    this.#clock = deps.clock;
+  }
+
+  /** Stop the expiry timer (a stop); the parts held stay in the store for the next start. */
+  close(): void {
+    this.#closed = true;
+    this.#clock?.clearTimeout(this.#expiry);
+    this.#expiry = undefined;
   }
 
   /** Handle one sync; resolves once it is answered. `recorded`: see RemoteCommands.handle. */
@@ -109,6 +133,8 @@ export class CloudSync {
       return 0;
     }
     await Promise.all(rows.map((r) => this.#inbox.track('sync', r.id, undefined, this.#settleInterrupted(r.id))));
+    // Parts kept from before the stop: expired now if their time is up, else timed from here.
+    await this.#inbox.serial('sync', async () => this.#expireParts());
     return rows.length;
   }
 
@@ -129,15 +155,22 @@ export class CloudSync {
     );
   }
 
-  async #act(msg: SyncPayload): Promise<void> {
+  async #act(msg: SyncMessage): Promise<void> {
     let answer: SyncAckPayload;
     try {
-      answer = await this.#apply(msg);
+      answer = isSyncPart(msg) ? await this.#inbox.serial('sync', () => this.#takePart(msg)) : await this.#apply(msg);
     } catch (e) {
       answer = this.#inbox.failed(msg.id, e);
     }
     this.#log.info(
-      { topic: 'sync', id: msg.id, kind: msg.kind, ok: answer.ok, code: answer.error?.code },
+      {
+        topic: 'sync',
+        id: msg.id,
+        kind: msg.kind,
+        ok: answer.ok,
+        code: answer.error?.code,
+        ...(answer.part ? { part: answer.part } : {}),
+      },
       'inbound message answered',
     );
     // Recorded, then published: a sync's answer is not waited on at a door, so it keeps the
@@ -145,6 +178,90 @@ export class CloudSync {
     // the mirror refused changed nothing (one transaction): it leaves no record behind, so a flood
     // of refused syncs cannot fill the inbox, and a redelivery meets the same refusal again.
     await this.#inbox.finish('sync', msg.id, answer, { keep: answer.ok });
+  }
+
+  /**
+   * One part of a sync sent in parts, inside the syncs' serial queue: stored and answered with
+   * how many of the set are held, or — the last one — the whole set checked and applied, and
+   * answered as a whole sync would be (with `part` naming the set).
+   */
+  async #takePart(p: SyncPartPayload): Promise<SyncAckPayload> {
+    const parts = this.#parts;
+    if (!parts) {
+      return failure(p.id, 'sync.unavailable', 'this hub does not take syncs in parts; the part was not stored');
+    }
+    this.#expireParts();
+    const outcome = parts.take(p, (set) =>
+      this.#reportDropped(set, `sync ${set.sync} was replaced by the newer sync ${p.part.sync} before it was complete`),
+    );
+    this.#scheduleExpiry();
+    const set = p.part.sync;
+    switch (outcome.kind) {
+      case 'waiting':
+        return {
+          v: CONTRACT_VERSION,
+          id: p.id,
+          ok: true,
+          part: { sync: set, received: outcome.received, count: outcome.count },
+        };
+      case 'refused':
+        return {
+          ...failure(p.id, outcome.code, outcome.message),
+          part: { sync: set, received: outcome.received, count: outcome.count },
+        };
+      case 'complete': {
+        const part = { sync: set, received: outcome.count, count: outcome.count };
+        try {
+          const applied = await this.#applyWhole(outcome.sync);
+          return { ...applied, id: p.id, part };
+        } catch (e) {
+          return { ...this.#inbox.failed(p.id, e), part };
+        }
+      }
+    }
+  }
+
+  /** Drop the sets whose time is up, each reported `sync.incomplete` with its drop; time the next. */
+  #expireParts(): void {
+    const parts = this.#parts;
+    if (!parts) return;
+    try {
+      parts.expire((set) =>
+        this.#reportDropped(
+          set,
+          `sync ${set.sync} was not complete in time: ${set.received} of its ${set.count} parts arrived; nothing was applied and the parts were dropped`,
+        ),
+      );
+    } catch (e) {
+      this.#log.error({ err: e }, 'expired sync parts could not be dropped; trying again later');
+    }
+    this.#scheduleExpiry();
+  }
+
+  /** An incomplete set dropped: the cloud hears `sync.incomplete` under the set's id (queued durably). */
+  #reportDropped(set: PartSet, message: string): void {
+    this.#log.warn({ topic: 'sync', id: set.sync, received: set.received, count: set.count }, message);
+    this.#inbox.resend('sync', {
+      ...failure(set.sync, 'sync.incomplete', message),
+      part: { sync: set.sync, received: set.received, count: set.count },
+    });
+  }
+
+  #scheduleExpiry(): void {
+    const clock = this.#clock;
+    const parts = this.#parts;
+    if (!clock || !parts || this.#closed) return;
+    clock.clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    const deadline = parts.nextDeadline();
+    if (deadline === undefined) return;
+    this.#expiry = clock.setTimeout(
+      () => {
+        this.#expiry = undefined;
+        void this.#inbox.serial('sync', async () => this.#expireParts());
+      },
+      Math.max(0, deadline - clock.now()) + 1,
+    );
   }
 
   async #apply(p: SyncPayload): Promise<SyncAckPayload> {
@@ -156,7 +273,20 @@ export class CloudSync {
         'the access mirror is not available in this version of the hub; the sync was not applied',
       );
     }
-    const { version } = await this.#inbox.serial('sync', () => target.apply(p));
+    return this.#inbox.serial('sync', () => this.#applyWhole(p));
+  }
+
+  /** Apply a whole sync (inside the syncs' serial queue). */
+  async #applyWhole(p: SyncPayload): Promise<SyncAckPayload> {
+    const target = this.#target;
+    if (!target) {
+      return failure(
+        p.id,
+        'sync.unavailable',
+        'the access mirror is not available in this version of the hub; the sync was not applied',
+      );
+    }
+    const { version } = await target.apply(p);
     return { v: CONTRACT_VERSION, id: p.id, ok: true, version };
   }
 }

@@ -366,6 +366,8 @@ export class Hub {
           verifier,
           otpKey: key,
           results,
+          maxMessageBytes: config.uplink.maxMessageBytes,
+          syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
           sync: {
             apply: async (p) => {
               const applied = mirror.apply(p);

@@ -1,13 +1,18 @@
 import type { InboundHandler, InboundTopic, ResultSink } from '../../hal/uplink.js';
 import { CloudSync, type SyncTarget } from '../access/cloud-sync.js';
+import { SyncParts } from '../access/sync-parts.js';
 import type { Clock } from '../base/clock.js';
 import { type CommandTarget, RemoteCommands } from '../commands/remote-commands.js';
 import type { CommandVerifier } from '../commands/verifier.js';
 import type { RecentCommand } from '../contract/control-socket.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../contract/mqtt.js';
 import type { Secret } from '../crypto/secret.js';
 import { Inbox } from '../inbox/inbox.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
+
+/** How long a sync sent in parts may take to complete, unless configured (`uplink.syncPartsTimeoutSec`). */
+const DEFAULT_SYNC_PARTS_TIMEOUT_MS = 600_000;
 
 /**
  * Cloud messages being acted on at once, at most (commands on different locks run side by side).
@@ -25,6 +30,10 @@ export interface InboundDeps {
   verifier: CommandVerifier;
   otpKey: Secret | undefined;
   sync?: SyncTarget;
+  /** The largest answer the hub publishes (`uplink.maxMessageBytes`). Default DEFAULT_MAX_MESSAGE_BYTES. */
+  maxMessageBytes?: number;
+  /** How long a sync sent in parts may take to complete (`uplink.syncPartsTimeoutSec`). Default 600,000. */
+  syncPartsTimeoutMs?: number;
 }
 
 /**
@@ -45,7 +54,14 @@ export class Inbound implements InboundHandler {
 
   constructor(deps: InboundDeps) {
     this.#log = deps.log;
-    this.#inbox = new Inbox({ store: deps.store, clock: deps.clock, log: deps.log, results: deps.results });
+    const maxMessageBytes = deps.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#inbox = new Inbox({
+      store: deps.store,
+      clock: deps.clock,
+      log: deps.log,
+      results: deps.results,
+      maxMessageBytes,
+    });
     this.#commands = new RemoteCommands({
       inbox: this.#inbox,
       clock: deps.clock,
@@ -53,8 +69,19 @@ export class Inbound implements InboundHandler {
       target: deps.target,
       verifier: deps.verifier,
       otpKey: deps.otpKey,
+      maxMessageBytes,
     });
-    this.#sync = new CloudSync({ inbox: this.#inbox, log: deps.log, ...(deps.sync ? { target: deps.sync } : {}) });
+    this.#sync = new CloudSync({
+      inbox: this.#inbox,
+      log: deps.log,
+      ...(deps.sync ? { target: deps.sync } : {}),
+      parts: new SyncParts({
+        store: deps.store,
+        clock: deps.clock,
+        timeoutMs: deps.syncPartsTimeoutMs ?? DEFAULT_SYNC_PARTS_TIMEOUT_MS,
+      }),
+      clock: deps.clock,
+    });
   }
 
   /** Messages being acted on now. */
@@ -104,6 +131,7 @@ export class Inbound implements InboundHandler {
   /** Take nothing more in (a stop): what waits to be taken in is dropped, unacknowledged. */
   close(): void {
     this.#closed = true;
+    this.#sync.close();
     for (const admit of this.#waiting.splice(0)) admit(false);
   }
 

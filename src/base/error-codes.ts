@@ -103,6 +103,17 @@ export const ERROR_CODES = {
   'sync.stale-version': 'versions only increase; the cloud must send a newer snapshot',
   'sync.unknown-reference': 'the cloud must send a snapshot',
   'sync.too-large': 'the sync was not applied; the site holds more than one hub can mirror (docs/access.md, LIMITS)',
+  // a sync sent in parts (docs/mqtt-api.md, "Sync in parts")
+  'sync.incomplete':
+    'not every part of the sync arrived in time (uplink.syncPartsTimeoutSec) or a newer sync replaced it; nothing was applied: send the sync again',
+  'sync.part-mismatch':
+    'every part of a sync carries the same sync id, kind, version, baseVersion, count and digest, and one set is received at a time: send the set again, with a new sync id',
+  'sync.part-conflict':
+    'a part of that index was already received with other content: send the whole set again, with a new sync id',
+  'sync.part-out-of-range': 'a part index runs from 0 to count - 1',
+  'sync.digest-mismatch':
+    'the parts do not join to their digest (SHA-256 of the chunks joined in index order): nothing was applied; send the set again',
+  'answer.too-large': 'the answer would exceed uplink.maxMessageBytes: ask for less (listLocks: a smaller limit)',
 
   // the lock link: Noise handshakes, the sealed transport, link frames
   'noise.config': BUG,

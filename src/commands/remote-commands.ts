@@ -1,7 +1,7 @@
 import type { Clock } from '../base/clock.js';
 import { HubError, isHubError } from '../base/errors.js';
 import type { LockMode, LockState } from '../contract/link-messages.js';
-import { maxInboundBytes } from '../contract/mqtt.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, maxInboundBytes } from '../contract/mqtt.js';
 import type { CommandEnvelope } from '../contract/mqtt-cloud-messages.js';
 import type { CmdResultPayload } from '../contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
@@ -12,6 +12,7 @@ import type { Inbox } from '../inbox/inbox.js';
 import type { StartedCommand } from '../inbox/inbox-table.js';
 import type { LinkManager } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
+import { type LockPageArgs, lockPage } from './lock-pages.js';
 import { openSetupCode } from './otp.js';
 import type { CommandVerifier, Verdict } from './verifier.js';
 
@@ -45,6 +46,8 @@ export interface RemoteCommandsDeps {
   verifier: CommandVerifier;
   /** The hub's OTP key: opens the sealed setup code of an `attach`. */
   otpKey: Secret | undefined;
+  /** `listLocks` pages fit this (`uplink.maxMessageBytes`). Default DEFAULT_MAX_MESSAGE_BYTES. */
+  maxMessageBytes?: number;
 }
 
 /**
@@ -66,6 +69,7 @@ export class RemoteCommands {
   readonly #target: CommandTarget;
   readonly #verifier: CommandVerifier;
   readonly #otpKey: Secret | undefined;
+  readonly #maxMessageBytes: number;
 
   constructor(deps: RemoteCommandsDeps) {
     this.#inbox = deps.inbox;
@@ -74,6 +78,7 @@ export class RemoteCommands {
     this.#target = deps.target;
     this.#verifier = deps.verifier;
     this.#otpKey = deps.otpKey;
+    this.#maxMessageBytes = deps.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   /**
@@ -256,7 +261,7 @@ export class RemoteCommands {
       case 'ping':
         return done({ pong: true, at: new Date(this.#clock.now()).toISOString() });
       case 'listLocks':
-        return done({ locks: t.list() });
+        return done({ ...lockPage(t.list(), c.args as LockPageArgs, this.#maxMessageBytes) });
       case 'getState':
         return onLock(async (id) => ({ state: await t.lockState(id) }));
       case 'open': {

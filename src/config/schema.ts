@@ -27,6 +27,10 @@ export interface HubConfig {
     outboxMaxMB: number;
     batchSize: number;
     inflight: number;
+    /** The largest message the hub publishes, and the broker takes (docs/mqtt-api.md, "Message size"). */
+    maxMessageBytes: number;
+    /** A sync sent in parts that is not complete this long after its first part is dropped (`sync.incomplete`). */
+    syncPartsTimeoutSec: number;
   };
   commands: {
     otpKeyFile: string | null;
@@ -161,6 +165,8 @@ export const configSchema = {
         outboxMaxMB: { type: 'integer', minimum: 1, maximum: 10240, default: 50 },
         batchSize: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
         inflight: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+        maxMessageBytes: { type: 'integer', minimum: 16384, maximum: 268435455, default: 131072 },
+        syncPartsTimeoutSec: { type: 'integer', minimum: 10, maximum: 86400, default: 600 },
       },
       if: { properties: { enabled: { const: true } }, required: ['enabled'] },
       // Evaluated before the defaults are filled in: a key that is missing fails `required`.

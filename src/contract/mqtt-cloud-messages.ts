@@ -1,4 +1,4 @@
-import { id, requestId, v } from './mqtt-topics.js';
+import { ID_PATTERN, id, requestId, v } from './mqtt-topics.js';
 
 /** What the cloud sends the hub: remote commands (and why one is refused) and syncs of the access rights. */
 
@@ -85,7 +85,12 @@ export const commandEnvelopeSchema = {
   discriminator: { propertyName: 'op' },
   oneOf: [
     envelope('ping', {}, [], false),
-    envelope('listLocks', {}, [], false),
+    envelope(
+      'listLocks',
+      { after: { type: 'string', pattern: ID_PATTERN }, limit: { type: 'integer', minimum: 1, maximum: 10_000 } },
+      [],
+      false,
+    ),
     envelope('syncNow', {}, [], false),
     envelope('getState', {}, [], true),
     envelope('open', { durationMs: { type: 'integer', minimum: 1, maximum: 600_000 } }, [], true),
@@ -110,10 +115,49 @@ export interface SyncPayload {
   data: Record<string, unknown>;
 }
 
+/**
+ * Most parts one sync may be sent in: 1,024 parts of a 128 KiB broker limit hold more than
+ * MAX_SYNC_BYTES, so no genuine set needs more; a larger count is refused `sync.too-large`.
+ */
+export const MAX_SYNC_PARTS = 1024;
+
+/** Where a part belongs: its sync (the set), its place, how many there are, and the whole's digest. */
+export interface SyncPartHeader {
+  /** The id of the whole sync: every part of a set carries it, and the applied answer names it. */
+  sync: string;
+  /** 0 to count - 1. */
+  index: number;
+  count: number;
+  /** Hex SHA-256 of the UTF-8 bytes of every part's `chunk` joined in index order (= the JSON text of `data`). */
+  digest: string;
+}
+
+/**
+ * One part of a sync too large for one message (docs/mqtt-api.md, "Sync in parts"): the sync's
+ * `kind`, `version` and `baseVersion` as in a whole one, and instead of `data` a `chunk` of its
+ * JSON text. `id` is this part's own message id, answered on `sync/ack` like any message.
+ */
+export interface SyncPartPayload {
+  v: 1;
+  id: string;
+  kind: 'snapshot' | 'delta';
+  version: number;
+  baseVersion?: number;
+  part: SyncPartHeader;
+  chunk: string;
+}
+
+/** What arrives on `sync`: a whole sync, or one part of one. */
+export type SyncMessage = SyncPayload | SyncPartPayload;
+
+export function isSyncPart(m: SyncMessage): m is SyncPartPayload {
+  return 'part' in m;
+}
+
 export const syncSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['v', 'id', 'kind', 'version', 'data'],
+  required: ['v', 'id', 'kind', 'version'],
   properties: {
     v,
     id: requestId,
@@ -121,7 +165,26 @@ export const syncSchema = {
     version: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     baseVersion: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     data: { type: 'object' },
+    part: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['sync', 'index', 'count', 'digest'],
+      properties: {
+        sync: requestId,
+        // Bounded by the schema only loosely: a count above MAX_SYNC_PARTS, or an index not below
+        // the count, is answered with its own code (sync.too-large, sync.part-out-of-range).
+        index: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+        count: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        digest: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+      },
+    },
+    chunk: { type: 'string', minLength: 1 },
   },
+  // A whole sync has `data`; a part has `part` and `chunk` and no `data`.
+  oneOf: [
+    { required: ['data'], properties: { data: true, part: false, chunk: false } },
+    { required: ['part', 'chunk'], properties: { part: true, chunk: true, data: false } },
+  ],
 } as const;
 
 /**

@@ -244,7 +244,21 @@ export interface SyncAckPayload {
   ok: boolean;
   /** The mirror's version after applying the sync. */
   version?: number;
+  /** The answer to one part of a sync (or to its set, expired): its set and the parts held of it. */
+  part?: { sync: string; received: number; count: number };
   error?: { code: string; message: string };
 }
 
-export const syncAckSchema = answerSchema({ version: { type: 'integer', minimum: 0 } });
+export const syncAckSchema = answerSchema({
+  version: { type: 'integer', minimum: 0 },
+  part: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['sync', 'received', 'count'],
+    properties: {
+      sync: requestId,
+      received: { type: 'integer', minimum: 0 },
+      count: { type: 'integer', minimum: 1 },
+    },
+  },
+});

@@ -8,7 +8,7 @@ import {
   enrollRequestSchema,
   enrollResponseSchema,
 } from './mqtt-certificates.js';
-import { type CommandEnvelope, commandEnvelopeSchema, type SyncPayload, syncSchema } from './mqtt-cloud-messages.js';
+import { type CommandEnvelope, commandEnvelopeSchema, type SyncMessage, syncSchema } from './mqtt-cloud-messages.js';
 import {
   type CmdResultPayload,
   cmdResultSchema,
@@ -39,6 +39,13 @@ export const MAX_INBOUND_BYTES = 256 * 1024;
  */
 export const MAX_SYNC_BYTES = 32 * 1024 * 1024;
 
+/**
+ * The largest message either side publishes by default (`uplink.maxMessageBytes`): AWS IoT Core
+ * takes at most 128 KiB. Larger syncs come in parts, `listLocks` answers and event batches are
+ * paged, and the hub never publishes more (docs/mqtt-api.md, "Message size").
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024;
+
 /** The size limit of an inbound payload on `topic`. */
 export function maxInboundBytes(topic: string): number {
   return topic === 'sync' ? MAX_SYNC_BYTES : MAX_INBOUND_BYTES;
@@ -55,7 +62,7 @@ export interface TopicMap {
   status: { direction: 'up'; retained: true; payload: StatusPayload };
   cmd: { direction: 'down'; retained: false; payload: CommandEnvelope };
   'cmd/result': { direction: 'up'; retained: false; payload: CmdResultPayload };
-  sync: { direction: 'down'; retained: false; payload: SyncPayload };
+  sync: { direction: 'down'; retained: false; payload: SyncMessage };
   'sync/ack': { direction: 'up'; retained: false; payload: SyncAckPayload };
   events: { direction: 'up'; retained: false; payload: EventsPayload };
   'locks/{lockId}/state': { direction: 'up'; retained: true; payload: LockStatePayload };

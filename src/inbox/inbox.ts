@@ -55,6 +55,11 @@ export interface InboxDeps {
   clock: Clock;
   log: Logger;
   results: ResultSink;
+  /**
+   * The largest answer the hub publishes (`uplink.maxMessageBytes`): a larger one is replaced by
+   * an `answer.too-large` error, never handed to a broker that would drop it. Default: no limit.
+   */
+  maxMessageBytes?: number;
 }
 
 export class Inbox {
@@ -63,6 +68,7 @@ export class Inbox {
   readonly #log: Logger;
   readonly #results: ResultSink;
   readonly #table: InboxTable;
+  readonly #maxMessageBytes: number;
   readonly #inflight = new Map<string, InFlight>();
   /** Tail of the queue per key (a lock id, or the syncs). */
   readonly #queues = new Map<string, Promise<unknown>>();
@@ -74,6 +80,7 @@ export class Inbox {
     this.#log = deps.log;
     this.#results = deps.results;
     this.#table = new InboxTable(deps.store);
+    this.#maxMessageBytes = deps.maxMessageBytes ?? Number.POSITIVE_INFINITY;
   }
 
   /** Messages being acted on now. */
@@ -200,8 +207,7 @@ export class Inbox {
   async finish(topic: InboundTopic, id: string, answer: Answer, o: FinishOptions = {}): Promise<void> {
     const { journal, ahead = false, keep = true } = o;
     const resultTopic = RESULT_TOPIC[topic];
-    const checked = this.#conforming(resultTopic, id, answer);
-    const text = JSON.stringify(checked);
+    const { checked, text } = this.#fitting(resultTopic, id, this.#conforming(resultTopic, id, answer));
     let sent: AheadTicket | undefined;
     if (ahead) {
       try {
@@ -258,6 +264,23 @@ export class Inbox {
     } catch (e) {
       this.#log.warn({ err: e, topic, id: payload.id }, 'inbound answer could not be published');
     }
+  }
+
+  /** The answer and its text, or an `answer.too-large` error in its place if the text exceeds the limit. */
+  #fitting(resultTopic: ResultTopic, id: string, answer: Answer): { checked: Answer; text: string } {
+    const text = JSON.stringify(answer);
+    const bytes = Buffer.byteLength(text);
+    if (bytes <= this.#maxMessageBytes) return { checked: answer, text };
+    this.#log.error(
+      { topic: resultTopic, id, bytes, limit: this.#maxMessageBytes },
+      'inbound answer is larger than the message limit; sending answer.too-large instead',
+    );
+    const checked = failure(
+      id,
+      'answer.too-large',
+      `the answer would be ${bytes} bytes, more than the ${this.#maxMessageBytes} one message may hold (uplink.maxMessageBytes); ask for less (listLocks: a smaller limit)`,
+    );
+    return { checked, text: JSON.stringify(checked) };
   }
 
   /** The answer, or an internal error in its place if it does not match the contract (a bug). */

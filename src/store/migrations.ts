@@ -220,4 +220,26 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 6,
+    name: 'sync parts',
+    up(db) {
+      db.exec(`
+        -- The parts of a sync sent in parts, kept as they arrive until the set is complete (then
+        -- joined, checked and applied), refused or expired. One set at a time (src/access/sync-parts.ts).
+        CREATE TABLE sync_parts (
+          sync_id      TEXT    NOT NULL,
+          idx          INTEGER NOT NULL,
+          count        INTEGER NOT NULL,
+          digest       TEXT    NOT NULL,
+          kind         TEXT    NOT NULL CHECK (kind IN ('snapshot', 'delta')),
+          version      INTEGER NOT NULL,
+          base_version INTEGER,
+          chunk        TEXT    NOT NULL,
+          received_at  INTEGER NOT NULL,
+          PRIMARY KEY (sync_id, idx)
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
 ];

@@ -62,6 +62,8 @@ export interface UplinkClientOptions {
   version: string;
   /** When the daemon started, wall-clock ms. */
   startedAt: number;
+  /** No payload larger than this is handed to the broker (`uplink.maxMessageBytes`); default no limit. */
+  maxMessageBytes?: number;
 }
 
 const DEFAULTS = {
@@ -73,6 +75,7 @@ const DEFAULTS = {
   stableAfterMs: 10_000,
   connectTimeoutMs: 15_000,
   stopTimeoutMs: 2_000,
+  maxMessageBytes: Number.POSITIVE_INFINITY,
 };
 
 /** A relative topic the hub may publish to: levels of printable ASCII, no wildcards, none empty. */
@@ -163,6 +166,14 @@ export class UplinkClient {
    */
   publish(topic: string, payload: string | Buffer, opts: { retain?: boolean } = {}): Promise<PublishResult> {
     if (!validRelativeTopic(topic)) return Promise.resolve({ ok: false, permanent: true, code: 'topic.invalid' });
+    const bytes = Buffer.byteLength(payload);
+    const limit = this.#o.maxMessageBytes;
+    if (bytes > limit) {
+      // The last guard: answers and pages are sized before they get here (Inbox, listLocks, event
+      // batches); a broker would drop it, or close the connection, without telling the cloud.
+      this.#o.log.error({ topic, bytes, limit }, 'uplink: message larger than uplink.maxMessageBytes not published');
+      return Promise.resolve({ ok: false, permanent: true, code: 'message.too-large' });
+    }
     const c = this.#conn;
     // Live is enough: the messages a persistent session kept arrive right after the CONNACK, before
     // the hub says it is online, and their answers (refusals among them) must go out too.

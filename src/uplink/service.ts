@@ -144,6 +144,7 @@ export class UplinkService implements Component {
       log: d.log,
       version: d.version,
       startedAt: d.startedAt(),
+      maxMessageBytes: d.config.maxMessageBytes,
     });
     const publisher = new Publisher({
       outbox: d.outbox,
@@ -152,6 +153,8 @@ export class UplinkService implements Component {
       log: d.log,
       inflight: d.config.inflight,
       batchSize: d.config.batchSize,
+      // An `events` message never exceeds the message limit (the outbox sizes a batch by its bytes).
+      batchBytes: d.config.maxMessageBytes,
     });
     const results: ResultSink = {
       enqueueMessage: (topic, payload, ahead?: AheadTicket) => {

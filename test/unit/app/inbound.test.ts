@@ -53,7 +53,7 @@ describe('inbound commands', () => {
       ok: true,
       result: { pong: true, at: new Date(t.clock.now()).toISOString() },
     });
-    expect(answers[1]?.result).toEqual({ locks: [summary('L1'), summary('L2')] });
+    expect(answers[1]?.result).toEqual({ locks: [summary('L1'), summary('L2')], next: null });
     expect(answers[2]?.result).toEqual({ state: STATE });
     expect(answers[3]?.result).toEqual({ state: { ...STATE, bolt: 'unlocked' } });
     expect(answers[6]?.result).toEqual({ state: { ...STATE, mode: 'office' } });

@@ -32,6 +32,8 @@ describe('config', () => {
         outboxMaxMB: 50,
         batchSize: 100,
         inflight: 8,
+        maxMessageBytes: 131072,
+        syncPartsTimeoutSec: 600,
       },
       radios: {
         ble: { enabled: false, transport: 'hci', hciDevice: 0, uartPath: null, baudRate: 1000000, maxConnections: 4 },
