@@ -216,6 +216,10 @@ export interface HarnessOptions {
   /** Reuse a data directory (a restart). */
   dir?: string;
   clock?: VirtualClock;
+  /** `uplink.maxMessageBytes` (listLocks pages, answers). */
+  maxMessageBytes?: number;
+  /** `uplink.syncPartsTimeoutSec`, in ms. */
+  syncPartsTimeoutMs?: number;
 }
 
 /** A store, a verifier and an Inbound with fakes around them, and a cloud that signs with KEY. */
@@ -246,6 +250,8 @@ export function commandHarness(opts: HarnessOptions = {}) {
     verifier,
     otpKey,
     ...(opts.sync ? { sync: opts.sync } : {}),
+    ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+    ...(opts.syncPartsTimeoutMs !== undefined ? { syncPartsTimeoutMs: opts.syncPartsTimeoutMs } : {}),
   });
   const random = new SeededRandom('command-harness');
   let nextCounter = 1;
