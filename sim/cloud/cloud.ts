@@ -2,7 +2,7 @@ import type { MqttClient } from 'mqtt';
 import { type Clock, systemClock } from '../../src/base/clock.js';
 import { type Random, systemRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
-import type { TopicMap } from '../../src/contract/mqtt.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type TopicMap } from '../../src/contract/mqtt.js';
 import type { SyncPayload } from '../../src/contract/mqtt-cloud-messages.js';
 import type {
   CloudEvent,
@@ -13,6 +13,7 @@ import type {
   SyncAckPayload,
 } from '../../src/contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION, provisioningTopics, topics } from '../../src/contract/mqtt-topics.js';
+import { splitSync } from '../../src/contract/sync-parts.js';
 import type { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import { type Attack, buildAttack } from './attacks.js';
@@ -76,6 +77,11 @@ export interface ReferenceCloudOptions {
   /** For request ids; seeded in tests. */
   random?: Random;
   log?: Logger;
+  /**
+   * The largest message it publishes (the broker's limit; default 128 KiB): a larger sync goes in
+   * parts (docs/mqtt-api.md, "Sync in parts").
+   */
+  maxMessageBytes?: number;
 }
 
 /** A sync as the caller writes it: the cloud adds `v` and a fresh `id`. */
@@ -100,6 +106,7 @@ export class ReferenceCloud {
   readonly #waits: Waits;
   readonly #signer: CommandSigner;
   readonly #certs: CloudCertificates;
+  readonly #maxMessageBytes: number;
   #client: MqttClient | undefined;
   #nextId = 1;
 
@@ -107,6 +114,7 @@ export class ReferenceCloud {
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? systemRandom;
     this.#log = opts.log;
+    this.#maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     // Request ids are unique per instance, so a new cloud never reuses an id a hub has answered.
     this.#idPrefix = `cloud-${Buffer.from(this.#random.bytes(6)).toString('hex')}`;
     this.#records = new HubRecords(this.#log);
@@ -337,11 +345,43 @@ export class ReferenceCloud {
     return this.#request(hubId, 'cmd', cmdId, envelope, opts.timeoutMs) as Promise<CmdResultPayload>;
   }
 
-  /** Send a sync with a fresh id and wait for its acknowledgement. */
-  sync(hubId: string, sync: SyncRequest, opts: RequestOptions = {}): Promise<SyncAckPayload> {
+  /**
+   * Send a sync with a fresh id and wait for its acknowledgement. A sync larger than the message
+   * limit goes in parts (ids `{id}.p{index}`), one after another, each waiting for its answer; the
+   * answer returned is the last part's (the applied result, with `part.sync` = the sync's id), or
+   * the first refusal. `timeoutMs` applies to each message.
+   */
+  async sync(hubId: string, sync: SyncRequest, opts: RequestOptions = {}): Promise<SyncAckPayload> {
     const id = this.#newId();
-    const payload = { ...sync, v: CONTRACT_VERSION, id };
-    return this.#request(hubId, 'sync', id, payload, opts.timeoutMs) as Promise<SyncAckPayload>;
+    const payload: SyncPayload = { ...sync, v: CONTRACT_VERSION as 1, id };
+    const messages = splitSync(payload, this.#maxMessageBytes, (i) => `${id}.p${i}`);
+    let answer: SyncAckPayload | undefined;
+    for (const m of messages) {
+      answer = (await this.#request(hubId, 'sync', m.id, m, opts.timeoutMs)) as SyncAckPayload;
+      if (!answer.ok) break;
+    }
+    return answer as SyncAckPayload;
+  }
+
+  /**
+   * Every lock of a hub, page after page (`listLocks` with `args.after`, docs/mqtt-api.md): the
+   * hub answers as many as fit one message and the id to continue after. Needs the hub's OTP key.
+   */
+  async listAllLocks(hubId: string, opts: SendOptions & { limit?: number } = {}): Promise<Record<string, unknown>[]> {
+    const locks: Record<string, unknown>[] = [];
+    let after: string | null = null;
+    do {
+      const args: Record<string, unknown> = {
+        ...(after !== null ? { after } : {}),
+        ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+      };
+      const r = await this.command(hubId, { op: 'listLocks', args }, opts);
+      if (!r.ok) throw new Error(`ReferenceCloud.listAllLocks: ${r.error?.code}: ${r.error?.message}`);
+      const page = r.result as { locks: Record<string, unknown>[]; next: string | null };
+      locks.push(...page.locks);
+      after = page.next;
+    } while (after !== null);
+    return locks;
   }
 
   /**
