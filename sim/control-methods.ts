@@ -40,6 +40,14 @@ export function registerSimMethods(server: ControlServer, world: SimWorld): void
       }
     },
   });
+  // A PIN typed at a lock's keypad (tests of a spawned daemon; the digits never reach the hub).
+  server.register('sim.pin', {
+    params: {
+      properties: { deviceId, pin: { type: 'string', pattern: '^[0-9]{4,12}$' } },
+      required: ['deviceId', 'pin'],
+    },
+    handler: (p) => world.lock(p.deviceId as string).typePin(p.pin as string),
+  });
   server.register('sim.locks', {
     params: { properties: {} },
     handler: () =>

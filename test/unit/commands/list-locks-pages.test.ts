@@ -25,7 +25,10 @@ describe('listLocks in pages', () => {
       const before = t.sink.all.length;
       await t.run({ op: 'listLocks', args: after === undefined ? {} : { after } });
       const sent = t.sink.all.slice(before);
-      const answer = sent.at(-1)?.payload as { ok: boolean; result: { locks: { lockId: string }[]; next: string | null } };
+      const answer = sent.at(-1)?.payload as {
+        ok: boolean;
+        result: { locks: { lockId: string }[]; next: string | null };
+      };
       expect(answer.ok).toBe(true);
       expect(Buffer.byteLength(JSON.stringify(answer))).toBeLessThanOrEqual(LIMIT);
       expect(conforms('cmd/result', answer)).toBe(true);
