@@ -56,13 +56,18 @@ const variants: Variant[] = [
       idField: 'cmdId' as const,
     };
   }),
-  {
-    topic: 'sync',
-    name: 'sync',
-    properties: syncSchema.properties as unknown as Record<string, FieldSchema>,
-    required: syncSchema.required,
-    idField: 'id',
-  },
+  // A whole sync (`data`) and one part of one (`part` and `chunk` instead): never both.
+  ...(['sync', 'sync-part'] as const).map((name) => {
+    const { data, part, chunk, ...common } = syncSchema.properties as unknown as Record<string, FieldSchema>;
+    const own = (name === 'sync' ? { data } : { part, chunk }) as Record<string, FieldSchema>;
+    return {
+      topic: 'sync' as const,
+      name,
+      properties: { ...common, ...own },
+      required: [...syncSchema.required, ...Object.keys(own)],
+      idField: 'id' as const,
+    };
+  }),
 ];
 const fieldsOf = (v: Variant) => Object.keys(v.properties);
 /** Every (variant, field) and (variant, required field) pair, so each is covered in turn. */
@@ -98,6 +103,8 @@ class Gen {
     const type = Array.isArray(s.type) ? s.type[0] : s.type;
     if (type === 'string') {
       if (s.pattern === '^[0-9]{8}$') return String(this.r.int(100_000_000)).padStart(8, '0');
+      if (s.pattern === '^[0-9a-f]{64}$')
+        return Array.from({ length: 64 }, () => this.pick([...'0123456789abcdef'])).join('');
       if (s.pattern?.startsWith('^[0-9]{4}-')) return new Date(Date.UTC(2026, 0, 1) + this.r.int(1e9)).toISOString();
       const min = Math.max(1, s.minLength ?? 1);
       return this.word(min, Math.max(min, Math.min(s.maxLength ?? 16, 16)));
@@ -242,6 +249,8 @@ function generate(g: Gen): Case[] {
       m[f] = g.int(2) === 0 ? 'A'.repeat(MB) : 'A'.repeat(MAX_INBOUND_BYTES - 200);
       // A sync's data is any object to the envelope: only the size limit stops a huge one.
       if (v.topic === 'sync' && f === 'data') m.data = { big: m.data, extra: 'A'.repeat(MAX_SYNC_BYTES + 1) };
+      // A part's chunk is any string too: a part over the size limit.
+      if (v.topic === 'sync' && f === 'chunk') m.chunk = 'A'.repeat(MAX_SYNC_BYTES + 1);
       return { kind: 'huge-string', topic: v.topic, bytes: json(m) };
     },
     // 10,000 levels of nesting, as a field or as the whole message.
