@@ -212,6 +212,24 @@ describe('a sync in parts', () => {
     expect(h.heldParts()).toBe(0);
   });
 
+  it('a set whose chunks pass MAX_SYNC_BYTES is dropped sync.too-large', async () => {
+    const h = harness();
+    const big = 'A'.repeat(17 * 1024 * 1024);
+    const head = { v: 1, kind: 'snapshot', version: 2 } as const;
+    const part = (index: number) => ({
+      ...head,
+      id: `big-${index}`,
+      part: { sync: 's-big', index, count: 3, digest: 'ab'.repeat(32) },
+      chunk: big,
+    });
+    await h.t.sendRaw('sync', part(0));
+    expect(ack(h.t)).toMatchObject({ ok: true, part: { received: 1, count: 3 } });
+    await h.t.sendRaw('sync', part(1));
+    expect(ack(h.t)).toMatchObject({ id: 'big-1', ok: false, error: { code: 'sync.too-large' } });
+    expect(h.heldParts()).toBe(0);
+    expect(h.mirror.version()).toBe(0);
+  }, 60_000);
+
   it('a chunk cannot smuggle a member into the whole sync: the joined header must be the parts’ own', async () => {
     const h = harness();
     const sync = site('s-1', 2, 3);
