@@ -273,6 +273,14 @@ export class ReferenceCloud {
     return this.#signer.state(hubId)?.next;
   }
 
+  /**
+   * Sign the next commands from the highest counter the hub accepted + 1, as a cloud does after a
+   * run of commands the hub refused unused (a backlog that expired): see docs/mqtt-api.md, Commands.
+   */
+  resumeCounter(hubId: string): number {
+    return this.#signer.resumeCounter(hubId);
+  }
+
   /** The highest counter of this cloud's commands the hub accepted (0 if none yet). */
   acceptedCounter(hubId: string): number {
     return this.#signer.state(hubId)?.accepted ?? 0;

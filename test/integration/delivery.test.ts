@@ -129,6 +129,9 @@ describe.skipIf(!haveMosquitto)(
     // A test that failed half-way may have left the hub stopped: the next one starts from a hub
     // running with the usual configuration, not from the failure of the one before.
     beforeEach(async () => {
+      // A backlog that waited past its OTP time step was refused expired, its counters unused:
+      // more than commands.counterWindow of them, and the next counter would be too far ahead.
+      if (cloud) cloud.resumeCounter(HUB);
       if (daemon || !cloud) return;
       writeConfig({ latencyMs: 15 });
       await startHub();
@@ -313,7 +316,9 @@ describe.skipIf(!haveMosquitto)(
       const ok = ids.filter((id) => results.get(id)?.ok).length;
       const unknown = ids.filter((id) => results.get(id)?.error?.code === 'unknown_outcome').length;
       const expired = ids.filter((id) => results.get(id)?.error?.code === 'expired').length;
-      const codes = ids.map((id) => (results.get(id)?.ok ? 'ok' : results.get(id)?.error?.code));
+      const codes = [
+        ...new Set(ids.map((id) => (results.get(id)?.ok ? 'ok' : JSON.stringify(results.get(id)?.error)))),
+      ];
       expect(ok + unknown + expired, JSON.stringify(codes)).toBe(ids.length);
       await cloud.waitFor(() => remoteOpenings() - openingsBefore >= ok, 60_000, 'the opens seen as events');
       const openings = remoteOpenings() - openingsBefore;
