@@ -153,7 +153,7 @@ describe('refused commands never reach a lock and change nothing', () => {
   });
 
   it('unknown lock: unknown_lock for every lock op; attach of a new lock is not refused for it', async () => {
-    // Five refusals in a row would lock out (unknown_lock counts too).
+    // unknown_lock does not count toward the lockout (a stale lock list); the headroom is for the other cases.
     const { t, before } = await withHistory({ config: { lockoutFailures: 10 } });
     for (const op of ['getState', 'open', 'lock', 'detach'] as const) {
       const env = t.sign({ op, lockId: 'NOPE' });
