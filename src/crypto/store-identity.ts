@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../base/atomic-file.js';
 import { HubError } from '../base/errors.js';
-import type { Random } from '../base/random.js';
 import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
 import { ensureWritableDataDir, fileSystemFailure, Store } from '../store/store.js';
 import { Sealer } from './seal.js';

@@ -281,3 +281,25 @@ function writeProbe(dataDir: string): HubError | undefined {
     return e instanceof HubError ? e : undefined;
   }
 }
+
+/**
+ * Whether a process holds the store (a running daemon keeps it locked exclusively). Takes and
+ * releases the write lock without writing; a file that is no database at all is held by nobody.
+ */
+export function storeInUse(dataDir: string): boolean {
+  const path = join(dataDir, DB_FILE);
+  let db: Database;
+  try {
+    db = new BetterSqlite3(path, { timeout: 0, fileMustExist: true });
+  } catch {
+    return false;
+  }
+  try {
+    db.exec('BEGIN IMMEDIATE; COMMIT;');
+    return false;
+  } catch (e) {
+    return (e as { code?: string }).code?.startsWith('SQLITE_BUSY') ?? false;
+  } finally {
+    db.close();
+  }
+}
