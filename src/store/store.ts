@@ -218,7 +218,7 @@ export function fileSystemFailure(e: unknown, dataDir: string): HubError | undef
   const detail = (e as Error).message;
   if (errno === 'EROFS') {
     return new HubError('store.read-only', `the data directory ${dataDir} is on a read-only file system (${detail})`, {
-      hint: `remount the file system that holds ${dataDir} read-write; the store in it is kept as it is (do not move it aside)`,
+      hint: `remount the file system that holds ${dataDir} read-write; the store in it is kept as it is: nothing needs restoring`,
       cause: e,
     });
   }

@@ -126,12 +126,12 @@ describe('the daemon under systemd', () => {
     expect(r.stderr).toContain('chmod 600');
   });
 
-  it('a second daemon on the same data directory is refused while the first runs', async () => {
+  it('a second daemon on the same data directory is refused while the first runs (75: try again later)', async () => {
     const { config } = site();
     const d = start(['run', '--config', config]);
     await d.waitForOutput('iq-hub ready');
     const r = await runCli(['run', '--config', config]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(75);
     expect(r.stderr).toContain('in use by another process');
     d.child.kill('SIGTERM');
     expect((await d.exit).code).toBe(0);
