@@ -129,7 +129,12 @@ describe('config', () => {
 
   it('a YAML alias bomb is refused with the file, the line of its first alias and the fix', () => {
     const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
-    for (const [name, prev] of [['b', 'a'], ['c', 'b'], ['d', 'c'], ['e', 'd']]) {
+    for (const [name, prev] of [
+      ['b', 'a'],
+      ['c', 'b'],
+      ['d', 'c'],
+      ['e', 'd'],
+    ]) {
       levels.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(', ')}]`);
     }
     const e = rejected(`log:\n  level: info\n${levels.join('\n')}\n`);
