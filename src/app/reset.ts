@@ -31,17 +31,22 @@ export function resetStore(config: HubConfig, env: NodeJS.ProcessEnv, now: Date)
       hint: 'stop it first (systemctl stop iq-hub), then run `iqhub reset --yes` again',
     });
   }
-  const externalKey = env.CREDENTIALS_DIRECTORY
-    ? existingPath(join(env.CREDENTIALS_DIRECTORY, CREDENTIAL_NAME))
-    : undefined;
-  const keptKey = externalKey ?? config.secrets.storageKeyFile;
-  // A key kept outside the data directory still opens the ZigBee network sealed with it.
+  const credential = env.CREDENTIALS_DIRECTORY ? join(env.CREDENTIALS_DIRECTORY, CREDENTIAL_NAME) : undefined;
+  const keyFileHere = existsSync(join(dir, CREDENTIAL_NAME)) && config.secrets.storageKeyFile === null;
+  // A key outside the data directory (secrets.storageKeyFile, a systemd credential) stays, and so
+  // does what it sealed (the ZigBee network); a key made in the data directory goes with its store.
+  const keptKey = keyFileHere
+    ? null
+    : (config.secrets.storageKeyFile ??
+      (credential && existsSync(credential)
+        ? credential
+        : 'the systemd credential storage-key (outside the data directory)'));
   const names = [
     DB_FILE,
     `${DB_FILE}-wal`,
     `${DB_FILE}-shm`,
     IDENTITY_FILE,
-    ...(keptKey ? [] : [CREDENTIAL_NAME, 'zigbee']),
+    ...(keyFileHere ? [CREDENTIAL_NAME, 'zigbee'] : []),
   ].filter((n) => existsSync(join(dir, n)));
   const was = readTrace(join(dir, IDENTITY_FILE));
   if (names.length === 0) return { movedTo: null, moved: [], keptKey, was };
@@ -71,8 +76,4 @@ function readTrace(path: string): ResetResult['was'] {
   } catch {
     return { hubId: null, keyFingerprint: null };
   }
-}
-
-function existingPath(path: string): string | undefined {
-  return existsSync(path) ? path : undefined;
 }
