@@ -34,7 +34,11 @@ async function ranOnce(s: Site): Promise<Buffer> {
   await d.waitForOutput('iq-hub ready');
   d.child.kill('SIGTERM');
   expect((await d.exit).code).toBe(0);
-  return readFileSync(join(s.data, 'storage-key'));
+  const key = readFileSync(join(s.data, 'storage-key'));
+  // The first start logs the stamp by the key's fingerprint, never the key.
+  expect(d.stdout()).toContain('store stamped with its storage key');
+  expectNoSecret(d.stdout() + d.stderr(), key);
+  return key;
 }
 
 const run = (s: Site) => runCli(['run', '--config', s.config]);
