@@ -46,6 +46,7 @@ export function resetStore(config: HubConfig, env: NodeJS.ProcessEnv, now: Date)
     `${DB_FILE}-wal`,
     `${DB_FILE}-shm`,
     IDENTITY_FILE,
+    `${CREDENTIAL_NAME}.pending`,
     ...(keyFileHere ? [CREDENTIAL_NAME, 'zigbee'] : []),
   ].filter((n) => existsSync(join(dir, n)));
   const was = readTrace(join(dir, IDENTITY_FILE));

@@ -1,4 +1,4 @@
-import { closeSync, constants, fsyncSync, linkSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fsyncDir } from '../base/atomic-file.js';
 import { HubError } from '../base/errors.js';
@@ -66,6 +66,30 @@ export function findStorageKey(opts: StorageKeyOptions): StorageKeySource | unde
 /** A new key in a new 0600 file at `path` (a first start). */
 export function createStorageKey(path: string, random: Random): StorageKeySource {
   return { key: createKeyFile(path, random), origin: 'key-file-created', path };
+}
+
+/**
+ * A first start's key waits as `<key file>.pending` until its new store is stamped with it, and is
+ * then renamed into place (commitPendingKey): a first start cut short leaves a pending key, which
+ * the next start takes up, never a key beside no store (which would be refused as a lost store).
+ */
+export function pendingKeyPath(dataDir: string): string {
+  return `${defaultKeyPath(dataDir)}.pending`;
+}
+
+/** The pending key of a first start cut short, if there is one. */
+export function readPendingKey(dataDir: string): StorageKeySource | undefined {
+  const path = pendingKeyPath(dataDir);
+  const key = readKey(path, true);
+  return key && { key, origin: 'key-file-created', path };
+}
+
+/** The pending key becomes the key file; from now on the store and its key exist together. */
+export function commitPendingKey(dataDir: string): StorageKeySource['path'] {
+  const path = defaultKeyPath(dataDir);
+  renameSync(pendingKeyPath(dataDir), path);
+  fsyncDir(dataDir);
+  return path;
 }
 
 /** Read a key file; undefined if it does not exist. */

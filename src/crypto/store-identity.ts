@@ -8,9 +8,12 @@ import { ensureWritableDataDir, fileSystemFailure, Store } from '../store/store.
 import { Sealer } from './seal.js';
 import type { Secret } from './secret.js';
 import {
+  commitPendingKey,
   createStorageKey,
   defaultKeyPath,
   findStorageKey,
+  pendingKeyPath,
+  readPendingKey,
   type StorageKeyOptions,
   type StorageKeySource,
 } from './storage-key.js';
@@ -59,7 +62,9 @@ export function openStoreWithKey(opts: StorageKeyOptions): OpenedStore {
   const trace = readTrace(dataDir);
   const found = findStorageKey(opts);
   refuseLostStore(dataDir, dbPath, dbState, trace, found);
-  if (!found && dbState === 'present') {
+  // A first start cut short: its key is still pending, and its store (if any) is checked below.
+  const pending = found ? undefined : readPendingKey(dataDir);
+  if (!found && !pending && dbState === 'present') {
     throw new HubError(
       'store.key-missing',
       `the storage key is missing (looked for ${keyPlaces(opts)}), but the store ${dbPath} exists and is sealed with a key` +
@@ -71,7 +76,7 @@ export function openStoreWithKey(opts: StorageKeyOptions): OpenedStore {
   }
   let source: StorageKeySource;
   try {
-    source = found ?? createStorageKey(defaultKeyPath(dataDir), opts.random);
+    source = found ?? pending ?? createStorageKey(pendingKeyPath(dataDir), opts.random);
   } catch (e) {
     throw fileSystemFailure(e, dataDir) ?? e;
   }
@@ -79,8 +84,9 @@ export function openStoreWithKey(opts: StorageKeyOptions): OpenedStore {
   const sealer = new Sealer(source.key, opts.random);
   const store = Store.open(dataDir);
   try {
-    const identity = checkStamp(store, sealer, fingerprint, source, dbState === 'present');
+    const identity = checkStamp(store, sealer, fingerprint, source, dbState === 'present' && !pending);
     writeTrace(dataDir, { store: DB_FILE, keyFingerprint: fingerprint, hubId: stampedHubId(store) }, trace);
+    if (!found) source = { ...source, path: commitPendingKey(dataDir) };
     return { store, sealer, source, fingerprint, identity };
   } catch (e) {
     store.close();

@@ -157,6 +157,39 @@ describe('the store and its storage key are one identity', () => {
     again.store.close();
   });
 
+  it('a first start cut short after making its key (still pending) is taken up by the next start', () => {
+    const dataDir = tempDir();
+    const key = Buffer.alloc(32, 0x42);
+    writeFileSync(join(dataDir, 'storage-key.pending'), key, { mode: 0o600 });
+    const o = open(dataDir);
+    expect(o.identity).toBe('created');
+    expect(o.source.path).toBe(join(dataDir, 'storage-key'));
+    expect(o.fingerprint).toBe(keyFingerprint(new Secret(key)));
+    o.store.close();
+    expect(readFileSync(join(dataDir, 'storage-key')).equals(key)).toBe(true);
+    expect(existsSync(join(dataDir, 'storage-key.pending'))).toBe(false);
+    expect(open(dataDir).identity).toBe('matched');
+  });
+
+  it('a first start cut short after making its store, before stamping it, is taken up as well', () => {
+    const dataDir = tempDir();
+    const key = Buffer.alloc(32, 0x43);
+    writeFileSync(join(dataDir, 'storage-key.pending'), key, { mode: 0o600 });
+    Store.open(dataDir).close();
+    const o = open(dataDir);
+    expect(o.identity).toBe('created');
+    o.store.close();
+    expect(existsSync(join(dataDir, 'storage-key'))).toBe(true);
+  });
+
+  it('a pending key is not taken for a store stamped with another key', () => {
+    const { dataDir } = ranOnce();
+    rmSync(join(dataDir, 'storage-key'));
+    writeFileSync(join(dataDir, 'storage-key.pending'), Buffer.alloc(32, 0x44), { mode: 0o600 });
+    expect(refusal(() => open(dataDir)).code).toBe('store.key-mismatch');
+    expect(existsSync(join(dataDir, 'storage-key'))).toBe(false);
+  });
+
   it('the hub id is recorded once known, and a store of another hub is refused', () => {
     const { dataDir } = ranOnce();
     const o = open(dataDir);
