@@ -475,11 +475,11 @@ program
   .option('--json', 'machine-readable output')
   .addHelpText(
     'after',
-    '\nStop the daemon first (systemctl stop iq-hub); reset refuses while it runs.\n' +
-      'Moved into <dataDir>/reset-<time>/: hub.db (with -wal, -shm), store-identity.json, and the storage key made in\n' +
-      'the data directory with what was sealed by it (zigbee/). A key from a systemd credential or\n' +
-      'secrets.storageKeyFile stays in place and seals the new store. The certificate (identity/) stays.\n' +
-      'Prefer restoring a backup of the data directory with its key: reset is for a hub that starts over.\n',
+    '\nStop the daemon first (systemctl stop iq-hub); reset refuses while it runs. Nothing is deleted:\n' +
+      'hub.db (with -wal, -shm) and store-identity.json move into <dataDir>/reset-<time>/, and so do the\n' +
+      'storage key made in the data directory and what it sealed (zigbee/). A key from a systemd\n' +
+      'credential or secrets.storageKeyFile stays and seals the new store; the certificate (identity/)\n' +
+      'stays. Prefer restoring a backup of the data directory with its key: reset is for starting over.\n',
   )
   .action(async (o: { config?: string; yes?: boolean; json?: boolean }) => {
     const { config } = loadConfig(o.config);
