@@ -83,7 +83,7 @@ export class Hub {
   readonly deps: HubDeps;
   readonly store: Store;
   readonly sealer: Sealer;
-  readonly storageKey: Omit<StorageKeySource, 'key'>;
+  readonly storageKey: Omit<StorageKeySource, 'key'> & { fingerprint: string };
   readonly control: ControlServer;
   readonly link: LinkManager | undefined;
   readonly uplink: UplinkService | undefined;
@@ -104,7 +104,12 @@ export class Hub {
   #certificate: CertSummary | undefined;
   #remote: RemoteParts | undefined;
 
-  private constructor(deps: HubDeps, store: Store, sealer: Sealer, storageKey: Omit<StorageKeySource, 'key'>) {
+  private constructor(
+    deps: HubDeps,
+    store: Store,
+    sealer: Sealer,
+    storageKey: Omit<StorageKeySource, 'key'> & { fingerprint: string },
+  ) {
     this.deps = deps;
     this.store = store;
     this.sealer = sealer;
@@ -199,7 +204,7 @@ export class Hub {
       log.info({ store: store.info.path, keyFingerprint: fingerprint, identity }, 'store stamped with its storage key');
     }
     try {
-      return new Hub(deps, store, sealer, { origin: source.origin, path: source.path });
+      return new Hub(deps, store, sealer, { origin: source.origin, path: source.path, fingerprint });
     } catch (e) {
       // A bad uplink certificate or OTP key file: release the store (and its exclusive lock).
       store.close();
