@@ -218,6 +218,46 @@ describe('exit codes of `iqhub run`', () => {
   );
 });
 
+describe('a first start cut short', () => {
+  it.skipIf(!canMount)(
+    'by a full disk exits 75, and once space returns the next start takes up its pending key and makes its store',
+    async () => {
+      const s = site();
+      const script = [
+        `mkdir -p "${s.data}" && mount -t tmpfs -o size=48k,mode=0700 tmpfs "${s.data}"`,
+        `"$0" "$1" run --config "$2"; echo "first=$?"`,
+        `ls "${s.data}"; echo "--"`,
+        `mount -o remount,size=16m "${s.data}"`,
+        // The daemon runs until stopped: stop it once it said ready (or after 60 s).
+        `"$0" "$1" run --config "$2" > "${s.base}/second.log" 2>&1 & pid=$!`,
+        `for i in $(seq 600); do grep -q "iq-hub ready" "${s.base}/second.log" && break; sleep 0.1; done`,
+        `kill -TERM $pid; wait $pid; echo "second=$?"`,
+        `ls "${s.data}"`,
+      ].join('\n');
+      const out = await new Promise<string>((resolve) => {
+        const child = spawn('unshare', ['-m', 'sh', '-c', script, process.execPath, CLI, s.config], {
+          env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let text = '';
+        child.stdout.setEncoding('utf8').on('data', (d: string) => {
+          text += d;
+        });
+        child.on('exit', () => resolve(text));
+      });
+      const [afterFirst = '', afterSecond = ''] = out.split('--\n');
+      expect(afterFirst).toContain('first=75');
+      // Its key waited as pending: no key stands beside a store that was never made.
+      expect(afterFirst).toContain('storage-key.pending');
+      expect(afterFirst.split('\n')).not.toContain('storage-key');
+      expect(readFileSync(join(s.base, 'second.log'), 'utf8')).toContain('iq-hub ready');
+      expect(afterSecond).toContain('second=0');
+      expect(afterSecond.split('\n')).toContain('storage-key');
+      expect(afterSecond).not.toContain('storage-key.pending');
+    },
+  );
+});
+
 describe('`iqhub reset`', () => {
   it('needs --yes, refuses while the daemon runs, moves the store and key aside, and the next start begins afresh', async () => {
     const s = site();
