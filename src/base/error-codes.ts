@@ -55,6 +55,28 @@ export const ERROR_CODES = {
   'seal.open':
     'it was altered, belongs to another record, or the storage key changed: put back the storage key that sealed it, or restore a backup',
 
+  // the store and its storage key as one identity; what a start-up fault means (issue 16, items 4-5)
+  'store.missing':
+    'restore hub.db from a backup (keep the storage key beside it), or run `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+  'store.emptied':
+    'restore hub.db from a backup (keep the storage key beside it), or run `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+  'store.key-missing':
+    'put back the storage key that sealed this store (from your key backup), or run `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+  'store.key-mismatch':
+    'put back the storage key that sealed this store (compare fingerprints), or restore the matching hub.db; `iqhub reset --yes` starts afresh',
+  'store.hub-mismatch':
+    "this store belongs to another hub: restore this hub's own data directory, or run `iqhub reset --yes` to start afresh",
+  'store.not-a-database': 'the file is not an iq-hub database: move it aside and restore hub.db from a backup',
+  'store.read-only':
+    'the data directory is on a read-only file system: remount it read-write (the store is left untouched)',
+  'store.not-writable':
+    "the daemon's user cannot write the data directory: fix its owner and mode (chown iqhub:iqhub DIR; chmod 0700 DIR); the store is left untouched",
+  'store.disk-full': 'free space on the file system of the data directory; the daemon is restarted and carries on',
+  'config.yaml-aliases': 'the configuration needs no YAML aliases: write the values out instead of `*alias` references',
+  'reset.not-confirmed': 'run `iqhub reset --yes` (read what it does in `iqhub reset --help` first)',
+  'reset.daemon-running': 'stop the daemon first: systemctl stop iq-hub',
+  'reset.failed': 'nothing was deleted: check the message, fix it and run `iqhub reset --yes` again',
+
   // OCRA (RFC 6287), the one-time passwords of remote commands
   'ocra.suite-invalid': 'an OCRA suite looks like OCRA-1:HOTP-SHA256-8:C-QH64-T30S (RFC 6287 section 6)',
   'ocra.input-invalid': 'give every input the suite names (counter, question, time step…) in the format it names',

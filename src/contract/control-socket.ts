@@ -46,7 +46,8 @@ export interface HubStatus {
   uptimeSec: number;
   configSource: string | null;
   dataDir: string;
-  storageKey: { origin: string; path: string };
+  /** fingerprint: of the key (src/crypto/store-identity.ts), never the key; absent from an older daemon. */
+  storageKey: { origin: string; path: string; fingerprint?: string };
   store: { ok: boolean; schemaVersion: number; walPages: number; path: string };
   components: ComponentStatus[];
 }

@@ -2,7 +2,7 @@ import { existsSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeError } from '../base/errors.js';
 import type { CertSummary, DiagCheck, DiagReport, Verdict, VerifierStats } from '../contract/control-socket.js';
-import { DB_FILE } from '../store/files.js';
+import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
 
 /**
  * The field technician's checks that both sides run — the daemon (src/app/daemon-diag.ts) and the CLI
@@ -138,7 +138,18 @@ export function refusedSummary(refused: VerifierStats['refused']): string {
 /** The store file without opening it (the CLI, no daemon): its integrity is checked when the daemon starts. */
 export function storeFileCheck(dataDir: string): DiagCheck {
   const db = join(dataDir, DB_FILE);
-  if (!existsSync(db))
+  const trace = join(dataDir, IDENTITY_FILE);
+  const state = storeFileState(db);
+  // A store that was here and is gone or emptied: the daemon refuses to start (exit 78).
+  if (state !== 'present' && existsSync(trace)) {
+    return check(
+      'store',
+      'fail',
+      `${db} ${state === 'empty' ? 'is empty (0 bytes)' : 'is missing'}, but ${trace} records a store that was here`,
+      'restore hub.db from a backup made with this storage key, or `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+    );
+  }
+  if (state === 'missing')
     return check('store', 'warn', `${db} does not exist yet`, 'the daemon creates it at its first start');
   return check(
     'store',

@@ -127,6 +127,27 @@ describe('config', () => {
     expect(e.message).toMatch(/config\.yaml:\d+:\d+/);
   });
 
+  it('a YAML alias bomb is refused with the file, the line of its first alias and the fix', () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (const [name, prev] of [
+      ['b', 'a'],
+      ['c', 'b'],
+      ['d', 'c'],
+      ['e', 'd'],
+    ]) {
+      levels.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(', ')}]`);
+    }
+    const e = rejected(`log:\n  level: info\n${levels.join('\n')}\n`);
+    expect(e.code).toBe('config.yaml-aliases');
+    expect(e.message).toMatch(/^config\.yaml:4: /);
+    expect(e.hint).toContain('write the values out');
+  });
+
+  it('a few aliases are not a bomb: they reach validation as plain values', () => {
+    const e = rejected('x: &v 1\ny: *v\n');
+    expect(e.code).toBe('config.invalid');
+  });
+
   it('a duplicated key is refused rather than silently taking the last one', () => {
     const e = rejected('dataDir: /a\ndataDir: /b\n');
     expect(e.code).toBe('config.syntax');
