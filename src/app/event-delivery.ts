@@ -27,6 +27,7 @@ export function newDelivery(o: {
     mode: o.config.eventAck,
     ackTimeoutMs: o.config.eventAckTimeoutSec * 1000,
     faultAfterMs: o.config.eventAckFaultSec * 1000,
+    connected: () => o.uplink()?.connected ?? false,
     eventsTopic: () => {
       const hubId = o.uplink()?.identity?.hubId;
       return hubId ? topics.events(hubId) : 'ks/hubs/{hubId}/events';

@@ -26,6 +26,11 @@ export interface EventDeliveryOptions {
   ackTimeoutMs: number;
   /** Events without an ack this long after they were first published: the `not-acknowledged` fault. */
   faultAfterMs: number;
+  /**
+   * Connected to the broker now (default: always). While not, no fault is raised: events wait for
+   * the broker, which is the uplink's state, not a delivery fault.
+   */
+  connected?: () => boolean;
   /** The hub's `events` topic, named in what to check. */
   eventsTopic: () => string;
 }
@@ -109,6 +114,18 @@ export class EventDelivery {
 
   get state(): DeliveryState {
     return this.#state;
+  }
+
+  /**
+   * A new connection: every queued event is published again from the oldest, so the clocks of
+   * those awaiting an ack start again (an outage is not a delivery fault).
+   */
+  reconnected(): void {
+    const now = this.#o.clock.now();
+    for (const a of this.#awaiting.values()) {
+      a.firstAt = now;
+      a.sentAt = now;
+    }
   }
 
   /** The broker acknowledged these events (PUBACK). With acks `off` that is delivery: removed. */
@@ -197,6 +214,7 @@ export class EventDelivery {
         this.#emit(() => this.#resend.emit(undefined));
       }
     }
+    if (this.#o.connected && !this.#o.connected()) return;
     if (this.#state === 'ok' && this.#faulty()) {
       this.#setState(
         'not-acknowledged',

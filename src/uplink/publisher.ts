@@ -27,7 +27,7 @@ export interface PublisherOptions {
    * Delivery confirmed by the cloud (src/events/delivery.ts): told of every events PUBACK and
    * refusal, it removes rows on the cloud's ack and asks for resends. Without it a PUBACK removes.
    */
-  delivery?: Pick<EventDelivery, 'published' | 'refused' | 'onResend'>;
+  delivery?: Pick<EventDelivery, 'published' | 'refused' | 'onResend' | 'reconnected'>;
   /** After the broker refused events: publish events again after this long, doubling up to `refusedMaxMs`. */
   refusedBaseMs?: number;
   refusedMaxMs?: number;
@@ -124,7 +124,12 @@ export class Publisher {
   start(): void {
     if (this.#started || this.#stopped) return;
     this.#started = true;
-    this.#unsubscribe.push(this.#client.on('connected', () => this.#restart()));
+    this.#unsubscribe.push(
+      this.#client.on('connected', () => {
+        this.#opts.delivery?.reconnected();
+        this.#restart();
+      }),
+    );
     const resend = this.#opts.delivery?.onResend(() => this.#resendEvents());
     if (resend) this.#unsubscribe.push(resend);
     if (this.#client.connected) this.#restart();

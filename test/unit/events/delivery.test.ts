@@ -70,6 +70,7 @@ const settle = async () => {
 };
 
 function rig(mode: EventAckMode = 'required') {
+  const link = { up: true };
   const store = Store.open(tempDir());
   stores.push(store);
   const clock = new VirtualClock(T0);
@@ -84,6 +85,7 @@ function rig(mode: EventAckMode = 'required') {
     ackTimeoutMs: 30_000,
     faultAfterMs: 60_000,
     eventsTopic: () => 'ks/hubs/hub-1/events',
+    connected: () => link.up,
   });
   const client = new FakeClient();
   const publisher = new Publisher({ outbox, client, clock, log, delivery, refusedBaseMs: 1_000 });
@@ -100,7 +102,7 @@ function rig(mode: EventAckMode = 'required') {
       kind: string;
       detail: string;
     }[];
-  return { store, clock, outbox, delivery, client, publisher, queue, queuedIds, securityEvents, lines };
+  return { store, clock, outbox, delivery, client, publisher, queue, queuedIds, securityEvents, lines, link };
 }
 
 describe('events leave the outbox only when the cloud acknowledges them', () => {
@@ -243,6 +245,22 @@ describe('events leave the outbox only when the cloud acknowledges them', () => 
       'ok',
     ]);
     expect(deliveryCheck(r.delivery)?.verdict).toBe('ok');
+  });
+
+  it('a broker outage is not a delivery fault: the clock starts again at the reconnect', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    r.client.answerAll(PUBACK);
+    await settle();
+    r.link.up = false;
+    await r.clock.advance(300_000);
+    expect(r.delivery.state).toBe('ok');
+    r.link.up = true;
+    r.delivery.reconnected();
+    await r.clock.advance(50_000);
+    expect(r.delivery.state).toBe('ok');
+    await r.clock.advance(15_000);
+    expect(r.delivery.state).toBe('not-acknowledged');
   });
 
   it('a broker refusal (MQTT 5 PUBACK 0x87) drops nothing: kept, backed off, raised at once, then delivered', async () => {
