@@ -145,7 +145,7 @@ export type DeliveryState = (typeof DELIVERY_STATES)[number];
 export interface EventDeliveryHealth {
   ack: 'required' | 'off';
   state: DeliveryState;
-  /** Events published (acknowledged by the broker or refused by it) and not yet acknowledged by the cloud. */
+  /** Events the broker accepted (PUBACK) and the cloud has not yet acknowledged. */
   unacknowledged: number;
   /** Seconds since the oldest of them was first published; null when there is none. */
   oldestUnacknowledgedSec: number | null;

@@ -79,6 +79,8 @@ export class EventDelivery {
   #timer: TimerHandle | undefined;
   #stopped = false;
   #invalidAcks = 0;
+  #unknownIds = 0;
+  #unknownLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(o: EventDeliveryOptions) {
     this.#o = o;
@@ -135,14 +137,22 @@ export class EventDelivery {
       if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
       return;
     }
+    if (this.#state === 'refused') {
+      // Refused until now, not dropped: the wait for the cloud's ack starts with this acceptance.
+      this.reconnected();
+      this.#track(events);
+      this.#setState('ok', 'the broker accepts events again');
+      return;
+    }
     this.#track(events);
-    if (this.#state === 'refused')
-      this.#setState(this.#faulty() ? 'not-acknowledged' : 'ok', 'the broker accepts events again');
   }
 
-  /** The broker refused these events (MQTT 5 PUBACK ≥ 0x80): kept, and the fault raised at once. */
-  refused(events: readonly PublishedEvent[], reason: string): void {
-    if (this.mode === 'required') this.#track(events);
+  /**
+   * The broker refused these events (MQTT 5 PUBACK ≥ 0x80): they stay queued (the publisher backs
+   * off and publishes them again), and the fault is raised at once. They are not awaiting an ack:
+   * the cloud cannot have them.
+   */
+  refused(_events: readonly PublishedEvent[], reason: string): void {
     this.#refusal = reason;
     this.#setState('refused', reason);
   }
@@ -180,9 +190,12 @@ export class EventDelivery {
       return { ok: false, removed: 0, unknown };
     }
     for (const k of known) this.#awaiting.delete(k.eventId);
-    if (unknown > 0) {
+    this.#unknownIds += unknown;
+    // A repeated ack (the cloud answers each copy of a resent batch) is normal: at most one line a minute.
+    if (unknown > 0 && this.#o.clock.now() - this.#unknownLoggedAt >= 60_000) {
+      this.#unknownLoggedAt = this.#o.clock.now();
       this.#o.log.warn(
-        { ids: parsed.value.ids.length, unknown },
+        { ids: parsed.value.ids.length, unknown, unknownSinceStart: this.#unknownIds },
         'events/ack names events this hub has not published or that are already acknowledged; those are ignored',
       );
     }
@@ -276,9 +289,16 @@ export class EventDelivery {
     }
   }
 
+  /**
+   * When the oldest event still awaiting its ack was first published. Insertion order is
+   * first-publish order; an entry whose row is gone (dropped under the outbox's size limit) waits
+   * for nothing and is forgotten here.
+   */
   #oldestFirstAt(): number | undefined {
-    // Insertion order is first-publish order.
-    for (const a of this.#awaiting.values()) return a.firstAt;
+    for (const [eventId, a] of this.#awaiting) {
+      if (this.#o.outbox.hasEvent(a.rowId)) return a.firstAt;
+      this.#awaiting.delete(eventId);
+    }
     return undefined;
   }
 

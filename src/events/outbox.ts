@@ -122,6 +122,7 @@ interface Statements {
   deleteReturning: (n: number) => Statement;
   deleteTopic: Statement;
   deleteAcked: Statement<[number, string]>;
+  hasEvent: Statement<[number]>;
   events: Statement;
   messages: Statement;
   count: Statement;
@@ -193,6 +194,7 @@ export class Outbox {
       deleteAcked: db.prepare<[number, string]>(
         `DELETE FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ? RETURNING bytes, topic`,
       ),
+      hasEvent: db.prepare<[number]>(`SELECT 1 FROM outbox WHERE id = ? AND kind = 'event'`),
       events: db.prepare(`SELECT id, payload, bytes FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id LIMIT ?`),
       messages: db.prepare(
         `SELECT id, topic, payload, retain FROM outbox WHERE kind = 'message' AND id > ? ORDER BY id LIMIT ?`,
@@ -345,6 +347,11 @@ export class Outbox {
       this.#noteBelowLimit();
       return gone.length;
     });
+  }
+
+  /** The event row `rowId` is still queued (not acknowledged, nor dropped under the size limit). */
+  hasEvent(rowId: number): boolean {
+    return this.#s.hasEvent.get(rowId) !== undefined;
   }
 
   /**

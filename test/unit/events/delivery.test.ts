@@ -69,13 +69,13 @@ const settle = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 };
 
-function rig(mode: EventAckMode = 'required') {
+function rig(mode: EventAckMode = 'required', maxBytes?: number) {
   const link = { up: true };
   const store = Store.open(tempDir());
   stores.push(store);
   const clock = new VirtualClock(T0);
   const { log, lines } = capturingLogger();
-  const outbox = new Outbox(store, { clock, log });
+  const outbox = new Outbox(store, { clock, log, ...(maxBytes ? { maxBytes } : {}) });
   const delivery = new EventDelivery({
     store,
     outbox,
@@ -288,6 +288,50 @@ describe('events leave the outbox only when the cloud acknowledges them', () => 
     expect(r.outbox.depth().events).toBe(0);
     expect(r.delivery.state).toBe('ok');
     expect(r.securityEvents().map((e) => (JSON.parse(e.detail) as { to: string }).to)).toEqual(['refused', 'ok']);
+  });
+
+  it('a long refusal, once the broker accepts again, starts the wait for the ack then: no spurious not-acknowledged', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    r.client.answerAll(REFUSED);
+    for (let i = 0; i < 12; i++) {
+      await r.clock.advance(10_000);
+      await settle();
+      r.client.answerAll(REFUSED);
+      await settle();
+    }
+    expect(r.delivery.state).toBe('refused');
+    await r.clock.advance(60_000);
+    await settle();
+    expect(r.client.answerAll(PUBACK)).toEqual(['L1/1/1', 'L1/1/2']);
+    await settle();
+    expect(r.delivery.state).toBe('ok');
+    await r.clock.advance(20_000);
+    expect(r.delivery.state).toBe('ok');
+    r.delivery.acknowledge(ack(['L1/1/1', 'L1/1/2']));
+    expect(r.securityEvents().map((e) => (JSON.parse(e.detail) as { to: string }).to)).toEqual(['refused', 'ok']);
+  });
+
+  it('an event dropped under the size limit while awaiting its ack does not hold the fault', async () => {
+    const r = rig('required', 2_000);
+    // Door events (not security events): the oldest are dropped as the outbox overflows.
+    const doors = (from: number, to: number) =>
+      events('L1', from, to).map((s) => ({ ...s, event: { ...s.event, type: 'door', open: true } as LockEvent }));
+    r.store.transaction(() => r.outbox.enqueueEvents(doors(1, 5)));
+    r.publisher.kick();
+    await settle();
+    expect(r.client.answerAll(PUBACK)).toHaveLength(5);
+    await settle();
+    r.store.transaction(() => r.outbox.enqueueEvents(doors(6, 40)));
+    expect(r.outbox.dropped()).toBeGreaterThanOrEqual(5);
+    r.publisher.kick();
+    await settle();
+    const later = r.client.answerAll(PUBACK);
+    await settle();
+    r.delivery.acknowledge(ack(later.slice(0, 500)));
+    await r.clock.advance(120_000);
+    expect(r.delivery.state).toBe('ok');
+    expect(r.delivery.health().unacknowledged).toBe(0);
   });
 
   it('with uplink.eventAck off the PUBACK removes events (the older contract) and diag warns delivery is not verified', async () => {
