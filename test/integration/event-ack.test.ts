@@ -35,10 +35,11 @@ describe.skipIf(!haveMosquitto)(
         let cloud: ReferenceCloud;
         let config: string;
         let daemon: Proc | undefined;
+        let pki: ReturnType<typeof createDevPki>;
 
         beforeAll(async () => {
           base = mkdtempSync(join(tmpdir(), 'iqhub-event-ack-'));
-          const pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
+          pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
           const b = await startMosquitto({ pkiDir: join(base, 'pki'), persistence: true, denyHubTopics: ['events'] });
           if (!b) throw new Error('mosquitto did not start');
           broker = b;
@@ -145,6 +146,32 @@ describe.skipIf(!haveMosquitto)(
 
           daemon.child.kill('SIGTERM');
           expect((await daemon.exit).code).toBe(0);
+        }, 240_000);
+
+        it('a cloud of the older contract (no acks) with uplink.eventAck off: PUBACK delivery, and diag says it is not verified', async () => {
+          cloud.setAckEvents(false);
+          writeSiteConfig({
+            base,
+            brokerUrl: broker.url,
+            pki,
+            locks: LOCKS.length,
+            seed: `event-ack-${version}`,
+            uplink: [`  mqttVersion: '${version}'`, '  eventAck: off', '  eventAckFaultSec: 5'],
+          });
+          const acksBefore = cloud.eventAcksSent;
+          daemon = await startHubOnline(cloud, HUB, config, 30_000);
+          const before = cloud.events(HUB).length;
+          await call('sim.act', { deviceId: LOCKS[0], act: 'tamper' });
+          await cloud.waitFor((c) => c.events(HUB).length > before, REPORTED_WITHIN_MS, 'the new event at the cloud');
+          await waitUntil(async () => /outbox 0 events/.test((await uplinkLine())?.detail ?? ''), REPORTED_WITHIN_MS);
+          const check = await deliveryCheck();
+          expect(check?.verdict).toBe('warn');
+          expect(check?.detail).toMatch(/not verified/);
+          expect(cloud.eventAcksSent).toBe(acksBefore);
+          expect(cloud.events(HUB)).toHaveLength(produced());
+          daemon.child.kill('SIGTERM');
+          expect((await daemon.exit).code).toBe(0);
+          cloud.setAckEvents(true);
         }, 240_000);
       });
     }
