@@ -137,14 +137,9 @@ export class EventDelivery {
       if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
       return;
     }
-    if (this.#state === 'refused') {
-      // Refused until now, not dropped: the wait for the cloud's ack starts with this acceptance.
-      this.reconnected();
-      this.#track(events);
-      this.#setState('ok', 'the broker accepts events again');
-      return;
-    }
+    // Refused events were never awaiting an ack: their wait starts with this acceptance.
     this.#track(events);
+    if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
   }
 
   /**
