@@ -76,6 +76,11 @@ export interface ReferenceCloudOptions {
   /** For request ids; seeded in tests. */
   random?: Random;
   log?: Logger;
+  /**
+   * Acknowledge every `events` message once its events are recorded (`events/ack` with all its
+   * ids, those already had included). Default true; false plays a cloud of the older contract.
+   */
+  ackEvents?: boolean;
 }
 
 /** A sync as the caller writes it: the cloud adds `v` and a fresh `id`. */
@@ -102,11 +107,14 @@ export class ReferenceCloud {
   readonly #certs: CloudCertificates;
   #client: MqttClient | undefined;
   #nextId = 1;
+  #ackEvents: boolean;
+  #eventAcksSent = 0;
 
   constructor(opts: ReferenceCloudOptions = {}) {
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? systemRandom;
     this.#log = opts.log;
+    this.#ackEvents = opts.ackEvents ?? true;
     // Request ids are unique per instance, so a new cloud never reuses an id a hub has answered.
     this.#idPrefix = `cloud-${Buffer.from(this.#random.bytes(6)).toString('hex')}`;
     this.#records = new HubRecords(this.#log);
@@ -185,6 +193,16 @@ export class ReferenceCloud {
   /** A hub's events, each id once, in the order they first arrived. */
   events(hubId: string): readonly CloudEvent[] {
     return this.#records.events(hubId);
+  }
+
+  /** Acknowledge events from now on (true), or stop (false: an older cloud). */
+  setAckEvents(on: boolean): void {
+    this.#ackEvents = on;
+  }
+
+  /** `events/ack` messages sent to hubs. */
+  get eventAcksSent(): number {
+    return this.#eventAcksSent;
   }
 
   /** Events received again with an id already seen (at-least-once delivery at work). */
@@ -424,6 +442,21 @@ export class ReferenceCloud {
     return wait.answer;
   }
 
+  /**
+   * The contract's rule for a cloud: acknowledge an event once it is stored — here, once it is in
+   * the records (a duplicate is acknowledged again: the hub still holds it until it hears so).
+   */
+  #ackStored(hubId: string, batch: TopicMap['events']['payload']): void {
+    const client = this.#client;
+    if (!this.#ackEvents || !client) return;
+    const ack: TopicMap['events/ack']['payload'] = { v: 1, ids: batch.events.map((e) => e.id) };
+    this.#eventAcksSent++;
+    client.publishAsync(topics.eventsAck(hubId), JSON.stringify(ack), { qos: 1 }).catch((e: Error) => {
+      // Not acknowledged: the hub sends the events again, and they are acknowledged then.
+      this.#log?.warn({ err: e, hubId }, 'reference cloud: events/ack could not be published');
+    });
+  }
+
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
     try {
       this.#route(topic, payload, retained);
@@ -469,6 +502,7 @@ export class ReferenceCloud {
         return;
       case 'events':
         this.#records.recordEvents(hubId, (value as TopicMap['events']['payload']).events);
+        this.#ackStored(hubId, value as TopicMap['events']['payload']);
         return;
       case 'locks/{lockId}/state': {
         const s = value as LockStatePayload;

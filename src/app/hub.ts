@@ -31,6 +31,7 @@ import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
 import type { StorageKeySource } from '../crypto/storage-key.js';
 import { checkStoreHubId, openStoreWithKey } from '../crypto/store-identity.js';
+import type { EventDelivery } from '../events/delivery.js';
 import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
@@ -46,6 +47,7 @@ import {
   registerRadioMethods,
 } from './control-methods.js';
 import { daemonDiag } from './daemon-diag.js';
+import { newDelivery } from './event-delivery.js';
 import { buildHealth } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
@@ -88,6 +90,8 @@ export class Hub {
   readonly link: LinkManager | undefined;
   readonly uplink: UplinkService | undefined;
   readonly outbox: Outbox | undefined;
+  /** Events confirmed by the cloud's `events/ack` (with an uplink). */
+  delivery: EventDelivery | undefined;
   /** Who may open which door, as the cloud last synced it. */
   readonly mirror: AccessMirror;
   /** Answers the locks' access requests from the mirror. */
@@ -268,6 +272,7 @@ export class Hub {
       link: this.link,
       uplink: this.uplink,
       commandStats: this.commandStats(),
+      delivery: this.delivery,
       outbox: this.outbox,
       certificate: this.#currentCertificate(),
     });
@@ -294,6 +299,7 @@ export class Hub {
       certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
       commandStats: () => this.commandStats(),
+      delivery: () => this.delivery?.health(),
     });
   }
 
@@ -344,7 +350,10 @@ export class Hub {
           kick: () => uplink?.kick(),
         })
       : undefined;
+    const delivery = newDelivery({ config: config.uplink, store, outbox, clock, log, uplink: () => uplink });
+    this.delivery = delivery;
     uplink = new UplinkService({
+      delivery,
       config: config.uplink,
       files,
       outbox,

@@ -27,6 +27,12 @@ export interface HubConfig {
     outboxMaxMB: number;
     batchSize: number;
     inflight: number;
+    /** `required`: events leave the outbox only on the cloud's `events/ack`; `off`: on the broker's PUBACK (not verified). */
+    eventAck: 'required' | 'off';
+    /** Unacknowledged events are published again after this long. */
+    eventAckTimeoutSec: number;
+    /** Events unacknowledged this long put the hub in the `not-acknowledged` fault (status, diag, health, security event). */
+    eventAckFaultSec: number;
   };
   commands: {
     otpKeyFile: string | null;
@@ -161,6 +167,9 @@ export const configSchema = {
         outboxMaxMB: { type: 'integer', minimum: 1, maximum: 10240, default: 50 },
         batchSize: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
         inflight: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+        eventAck: { type: 'string', enum: ['required', 'off'], default: 'required' },
+        eventAckTimeoutSec: { type: 'integer', minimum: 1, maximum: 3600, default: 60 },
+        eventAckFaultSec: { type: 'integer', minimum: 1, maximum: 86400, default: 300 },
       },
       if: { properties: { enabled: { const: true } }, required: ['enabled'] },
       // Evaluated before the defaults are filled in: a key that is missing fails `required`.

@@ -130,6 +130,27 @@ export interface HealthPayload {
    * refused and why.
    */
   commands?: { accepted: number; refused: Record<string, number>; lockouts: number; lockedOutUntil: string | null };
+  /**
+   * Whether the cloud confirms the events it stored (`events/ack`; absent until the uplink is up):
+   * `ack` is the configured rule (`off`: delivery is not verified), `state` `not-acknowledged`
+   * when events published for `uplink.eventAckFaultSec` have no ack (a broker ACL dropping
+   * `events`, or a cloud that does not ack), `refused` when the broker refuses them (MQTT 5).
+   */
+  delivery?: EventDeliveryHealth;
+}
+
+export const DELIVERY_STATES = ['ok', 'not-acknowledged', 'refused'] as const;
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+export interface EventDeliveryHealth {
+  ack: 'required' | 'off';
+  state: DeliveryState;
+  /** Events the broker accepted (PUBACK) and the cloud has not yet acknowledged. */
+  unacknowledged: number;
+  /** Seconds since the oldest of them was first published; null when there is none. */
+  oldestUnacknowledgedSec: number | null;
+  /** The cloud's last `events/ack` that removed something (ISO 8601), null: none since start. */
+  lastAckAt: string | null;
 }
 
 /** Lock ids listed in `health.offlineLists.lockIds` at the most (the count is whole). */
@@ -207,6 +228,18 @@ export const healthSchema = {
         },
         lockouts: { type: 'integer', minimum: 0 },
         lockedOutUntil: { anyOf: [isoTime, { type: 'null' }] },
+      },
+    },
+    delivery: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['ack', 'state', 'unacknowledged', 'oldestUnacknowledgedSec', 'lastAckAt'],
+      properties: {
+        ack: { enum: ['required', 'off'] },
+        state: { enum: DELIVERY_STATES },
+        unacknowledged: { type: 'integer', minimum: 0 },
+        oldestUnacknowledgedSec: { type: ['integer', 'null'], minimum: 0 },
+        lastAckAt: { anyOf: [isoTime, { type: 'null' }] },
       },
     },
   },

@@ -67,3 +67,21 @@ describe('health: remote commands', () => {
     expect(conforms('health', { ...base, commands: partial })).toBe(false);
   });
 });
+
+describe('health: event delivery', () => {
+  it('the delivery state is in the contract; an unknown state, rule or a negative count is not', () => {
+    const delivery = {
+      ack: 'required',
+      state: 'not-acknowledged',
+      unacknowledged: 12,
+      oldestUnacknowledgedSec: 301,
+      lastAckAt: null,
+    } as const;
+    expect(conforms('health', { ...base, delivery })).toBe(true);
+    expect(conforms('health', { ...base, delivery: { ...delivery, state: 'refused', ack: 'off' } })).toBe(true);
+    expect(conforms('health', { ...base, delivery: { ...delivery, state: 'lost' } })).toBe(false);
+    expect(conforms('health', { ...base, delivery: { ...delivery, ack: 'maybe' } })).toBe(false);
+    expect(conforms('health', { ...base, delivery: { ...delivery, unacknowledged: -1 } })).toBe(false);
+    expect(conforms('health', { ...base, delivery: { ...delivery, extra: 1 } })).toBe(false);
+  });
+});

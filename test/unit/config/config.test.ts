@@ -32,6 +32,9 @@ describe('config', () => {
         outboxMaxMB: 50,
         batchSize: 100,
         inflight: 8,
+        eventAck: 'required',
+        eventAckTimeoutSec: 60,
+        eventAckFaultSec: 300,
       },
       radios: {
         ble: { enabled: false, transport: 'hci', hciDevice: 0, uartPath: null, baudRate: 1000000, maxConnections: 4 },
