@@ -4,6 +4,7 @@ import { HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt-hub-me
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';
+import type { DiskState } from '../store/disk-space.js';
 
 /**
  * The `health` message, gathered from the parts that know each figure: the outbox, the radios,
@@ -22,6 +23,8 @@ export interface HealthFacts {
   offlineLists?: () => { lockId: string; upToDate: boolean }[];
   /** The verifier's counts; undefined until the uplink is up. */
   commandStats: () => VerifierStats | undefined;
+  /** The data directory's disk (absent: not reported). */
+  disk?: () => DiskState;
 }
 
 export function buildHealth(f: HealthFacts): HealthPayload {
@@ -30,6 +33,7 @@ export function buildHealth(f: HealthFacts): HealthPayload {
   const notAfter = f.certificateNotAfter();
   const depth = f.outbox.depth();
   const commands = f.commandStats();
+  const disk = f.disk?.();
   return {
     v: CONTRACT_VERSION,
     at: new Date(now).toISOString(),
@@ -51,6 +55,7 @@ export function buildHealth(f: HealthFacts): HealthPayload {
     },
     ...(f.offlineLists ? { offlineLists: offlineSummary(f.offlineLists()) } : {}),
     ...(commands ? { commands: commandSummary(commands) } : {}),
+    ...(disk ? { disk: disk.full ? { full: true, detail: disk.detail } : { full: false, detail: null } } : {}),
   };
 }
 

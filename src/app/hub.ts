@@ -46,6 +46,7 @@ import {
   registerRadioMethods,
 } from './control-methods.js';
 import { daemonDiag } from './daemon-diag.js';
+import { DiskWatch } from './disk-watch.js';
 import { buildHealth } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
@@ -116,6 +117,16 @@ export class Hub {
     this.mirror = new AccessMirror({ store, clock });
     this.access = buildDecider(config.access, this.mirror, clock, log);
     this.#components.push(...(deps.before ?? []));
+    // First, so a disk full from the start is said before anything else runs into it.
+    this.#components.push(
+      new DiskWatch({
+        space: store.space,
+        clock,
+        log: log.child({ component: 'disk' }),
+        // The cloud hears of a full disk (and of space again) at once, besides the periodic health.
+        changed: () => this.uplink?.publishHealthNow(),
+      }),
+    );
     // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
     const enrollment = enrollmentFor({ ...deps, store, sealer, log: log.child({ component: 'enrollment' }) });
     const files = config.uplink.enabled && !enrollment ? loadUplinkFiles(config.uplink, config.dataDir) : undefined;
@@ -190,7 +201,10 @@ export class Hub {
       random,
     });
     if (source.origin === 'key-file-created') log.warn({ path: source.path }, 'created a new storage key file');
-    const store = Store.open(config.dataDir);
+    const store = Store.open(config.dataDir, undefined, {
+      reserveBytes: config.store.reserveMB * 1024 * 1024,
+      now: () => deps.clock.now(),
+    });
     if (store.info.appliedNow.length > 0) {
       log.info({ applied: store.info.appliedNow, schemaVersion: store.info.schemaVersion }, 'store migrated');
     }
@@ -286,6 +300,7 @@ export class Hub {
       certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
       commandStats: () => this.commandStats(),
+      disk: () => this.store.space.state(),
     });
   }
 

@@ -39,6 +39,10 @@ export const ERROR_CODES = {
     'stop the daemon, keep a copy of the data directory and restore the last backup (docs/operations.md)',
   'store.too-new': 'it was written by a newer iq-hub: install that version again; a downgrade would lose data',
 
+  // a full disk under the data directory (issue 16, item 6): a state the daemon runs through
+  'store.disk-full':
+    "free space on the data directory's file system (iqhub diag names it); events wait on the locks and are collected when space returns",
+
   // secrets at rest: the storage key and the records sealed with it
   'storage-key.missing': 'create it (32 random bytes, mode 0600) or remove secrets.storageKeyFile to use the default',
   'storage-key.format': 'generate one with `head -c 32 /dev/urandom > FILE && chmod 600 FILE`',

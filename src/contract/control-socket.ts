@@ -47,7 +47,8 @@ export interface HubStatus {
   configSource: string | null;
   dataDir: string;
   storageKey: { origin: string; path: string };
-  store: { ok: boolean; schemaVersion: number; walPages: number; path: string };
+  /** diskFull: what a full disk under the data directory means now ("disk full at PATH: …"), null with room. */
+  store: { ok: boolean; schemaVersion: number; walPages: number; path: string; diskFull: string | null };
   components: ComponentStatus[];
 }
 

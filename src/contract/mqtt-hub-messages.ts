@@ -130,6 +130,12 @@ export interface HealthPayload {
    * refused and why.
    */
   commands?: { accepted: number; refused: Record<string, number>; lockouts: number; lockedOutUntil: string | null };
+  /**
+   * The disk under the hub's data directory: full (the hub stores no new event; the locks keep
+   * them until space returns), with what it means — "disk full at PATH: events are kept on the
+   * locks until space returns" — or not (detail null). A change publishes a health message at once.
+   */
+  disk?: { full: boolean; detail: string | null };
 }
 
 /** Lock ids listed in `health.offlineLists.lockIds` at the most (the count is whole). */
@@ -207,6 +213,15 @@ export const healthSchema = {
         },
         lockouts: { type: 'integer', minimum: 0 },
         lockedOutUntil: { anyOf: [isoTime, { type: 'null' }] },
+      },
+    },
+    disk: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['full', 'detail'],
+      properties: {
+        full: { type: 'boolean' },
+        detail: { type: ['string', 'null'], maxLength: 1024 },
       },
     },
   },
