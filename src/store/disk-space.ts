@@ -106,6 +106,12 @@ export class DiskSpace {
 
   /** Write the reserve in full (zeros: real blocks, not a sparse file); false, and no file, on ENOSPC. */
   #writeReserve(): boolean {
+    // Never the reserve itself pushing a nearly full disk over the edge.
+    try {
+      if (this.free() < this.#reserveBytes) return false;
+    } catch {
+      return false;
+    }
     const chunk = Buffer.alloc(Math.min(this.#reserveBytes, 256 * 1024));
     let fd: number | undefined;
     try {

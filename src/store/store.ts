@@ -8,8 +8,6 @@ import { migrations as allMigrations, type Migration } from './migrations.js';
 
 export { DB_FILE };
 
-/** The disk-space reserve by default (`store.reserveMB`): room for a checkpoint of a bounded WAL and more. */
-export const DEFAULT_RESERVE_BYTES = 2 * 1024 * 1024;
 /**
  * The WAL is checkpointed into the main file when it holds this many pages (SQLite's default is
  * 1000, about 4 MB — enough to fill a small volume before the first checkpoint), and truncated
@@ -19,7 +17,11 @@ export const WAL_AUTOCHECKPOINT_PAGES = 256;
 export const WAL_SIZE_LIMIT_BYTES = 1024 * 1024;
 
 export interface StoreOptions {
-  /** Bytes of the disk-space reserve in the data directory; 0: none. */
+  /**
+   * Bytes of the disk-space reserve in the data directory (src/store/disk-space.ts); 0 or absent:
+   * none. The daemon passes `store.reserveMB` (2 MB by default: room to checkpoint a WAL bounded
+   * by WAL_AUTOCHECKPOINT_PAGES, and more); tools and tests that open a store need none.
+   */
   reserveBytes?: number;
   /** Wall time (ms), for the moment the disk turned full. */
   now?: () => number;
@@ -72,7 +74,7 @@ export class Store {
       const info = prepare(db, path, migrations);
       const space = new DiskSpace({
         dataDir,
-        reserveBytes: opts.reserveBytes ?? DEFAULT_RESERVE_BYTES,
+        reserveBytes: opts.reserveBytes ?? 0,
         now: opts.now ?? Date.now,
       });
       const store = new Store(db, info, space);
