@@ -7,7 +7,6 @@ import { HubError } from '../../../src/base/errors.js';
 import { LockStates } from '../../../src/events/lock-states.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import type { LockChange } from '../../../src/link/manager.js';
-import { silentLogger } from '../../../src/log/logger.js';
 import { type DiskState, diskFullDetail, isDiskFull } from '../../../src/store/disk-space.js';
 import { RESERVE_FILE } from '../../../src/store/files.js';
 import { Store, WAL_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES } from '../../../src/store/store.js';
