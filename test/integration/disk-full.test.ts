@@ -8,7 +8,7 @@ import { SeededRandom } from '../../src/base/random.js';
 import type { DiagReport, HubStatus } from '../../src/contract/control-socket.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
-import { requireBuild } from '../helpers/daemon.js';
+import { requireBuild, runCli } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import {
   fillUntilFull,
@@ -131,6 +131,10 @@ describe.skipIf(fs.how === 'none' || !haveMosquitto)(`a full disk under the data
     const full = await status();
     expect(full.store.diskFull).toBe(expected);
     expect(full.components.find((x) => x.name === 'disk')).toMatchObject({ state: 'degraded', detail: expected });
+    // The field technician's `iqhub status` too: it answers, and says it.
+    const cli = await runCli(['status', '--config', config]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/^DISK FULL +disk full at .*: events are kept on the locks until space returns$/m);
     const diag = (await call('diag')) as DiagReport;
     const disk = diag.checks.find((x) => x.name === 'disk');
     expect(disk?.verdict).toBe('fail');
