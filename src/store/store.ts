@@ -52,6 +52,8 @@ export class Store {
   /** Prepared once: the journal is written on hot paths (every remote command). */
   #journalInsert: Statement<[number, string, string]> | undefined;
   #pageSize: number | undefined;
+  /** The disk turned full and the WAL has not been checkpointed into the main file since. */
+  #checkpointDue = false;
 
   private constructor(db: Database, info: StoreInfo, space: DiskSpace) {
     this.db = db;
@@ -121,8 +123,14 @@ export class Store {
     try {
       return write();
     } catch (e) {
-      if (!isDiskFull(e) || e instanceof HubError) throw e;
-      if (this.space.exhausted()) this.#checkpoint();
+      if (!isDiskFull(e)) throw e;
+      if (this.space.exhausted()) this.#checkpointDue = true;
+      // Outside any transaction only (a nested write's failure reaches the outermost guard too).
+      if (this.#checkpointDue && !this.db.inTransaction) {
+        this.#checkpointDue = false;
+        this.#checkpoint();
+      }
+      if (e instanceof HubError) throw e;
       throw new HubError('store.disk-full', `${diskFullDetail(this.space.path)} (${(e as Error).message})`, {
         cause: e,
       });

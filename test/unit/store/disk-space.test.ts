@@ -73,6 +73,30 @@ describe('a full disk is a state of the store', () => {
     t.store.close();
   });
 
+  it("turning full checkpoints the WAL into the main file (with the reserve's room), also when the failing write was nested", () => {
+    const t = open();
+    for (let i = 0; i < 50; i++) t.store.journal('fill-the-wal', { i }, i);
+    const wal = `${t.store.info.path}-wal`;
+    expect(statSync(wal).size).toBeGreaterThan(0);
+    let caught: unknown;
+    try {
+      t.store.transaction(() =>
+        t.store.lazyTransaction(() => {
+          throw sqliteFull();
+        }),
+      );
+    } catch (e) {
+      caught = e;
+    }
+    expect((caught as HubError).code).toBe('store.disk-full');
+    expect(t.changes).toHaveLength(1);
+    expect(statSync(wal).size).toBe(0);
+    expect(t.store.db.prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'fill-the-wal'").get()).toEqual({
+      n: 50,
+    });
+    t.store.close();
+  });
+
   it('space again: the reserve re-created and the state back, said once; a disk without room stays full', () => {
     const t = open();
     expect(() =>
