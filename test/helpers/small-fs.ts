@@ -16,6 +16,8 @@ import { CLI, type Proc } from './daemon.js';
 export type SmallFsSupport = { how: 'unshare' | 'mount' } | { how: 'none'; reason: string };
 
 export function smallFsSupport(): SmallFsSupport {
+  // IQHUB_SMALL_FS=mount (or unshare): only that way, to test each where both work.
+  const only = process.env.IQHUB_SMALL_FS;
   const probe = mkdtempSync(join(tmpdir(), 'iqhub-fsprobe-'));
   try {
     const u = spawnSync(
@@ -25,9 +27,9 @@ export function smallFsSupport(): SmallFsSupport {
         encoding: 'utf8',
       },
     );
-    if (u.status === 0) return { how: 'unshare' };
+    if (u.status === 0 && only !== 'mount') return { how: 'unshare' };
     const why = [`unshare -Urm: ${u.error?.message ?? (u.stderr.trim() || `exit ${u.status}`)}`];
-    if (process.getuid?.() === 0) {
+    if (process.getuid?.() === 0 && only !== 'unshare') {
       const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { encoding: 'utf8' });
       if (m.status === 0) {
         spawnSync('umount', [probe]);
@@ -35,7 +37,7 @@ export function smallFsSupport(): SmallFsSupport {
       }
       why.push(`mount -t tmpfs: ${m.error?.message ?? (m.stderr.trim() || `exit ${m.status}`)}`);
     } else {
-      why.push('mount -t tmpfs: not root');
+      why.push(only === 'unshare' ? 'mount -t tmpfs: not tried (IQHUB_SMALL_FS=unshare)' : 'mount -t tmpfs: not root');
     }
     return { how: 'none', reason: `no small file system can be mounted here (${why.join('; ')})` };
   } finally {
