@@ -209,7 +209,8 @@ export class CommandVerifier {
     this.#storedOffset = wall - mono;
     this.#lockedUntilWall = until ?? undefined;
     try {
-      this.#sql.lockoutPut.run(JSON.stringify(failures), until, wall);
+      // Through the store's transaction: a full disk met here turns the disk's state like any write.
+      d.store.transaction(() => this.#sql.lockoutPut.run(JSON.stringify(failures), until, wall));
     } catch (e) {
       d.log.error({ err: e }, 'the lockout state could not be stored: a restart now would forget it');
     }
