@@ -231,7 +231,7 @@ export function daemonDiag(c: DaemonDiagContext): DiagReport {
     uplinkCheck(config.uplink, c.uplink, c.uptimeSec),
     certCheck,
     clockCheck(now, cert?.notBefore),
-    diskCheck(config.dataDir),
+    diskCheck(config.dataDir, c.store.health().diskFull),
     storeCheck(c.store),
     outboxCheck(c.outbox, config.uplink.outboxMaxMB * 1024 * 1024),
     locksCheck(c.link),

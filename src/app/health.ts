@@ -4,6 +4,7 @@ import { type EventDeliveryHealth, HEALTH_MAX_LOCK_IDS, type HealthPayload } fro
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';
+import type { DiskState } from '../store/disk-space.js';
 
 /**
  * The `health` message, gathered from the parts that know each figure: the outbox, the radios,
@@ -24,6 +25,8 @@ export interface HealthFacts {
   commandStats: () => VerifierStats | undefined;
   /** Whether the cloud acknowledges events (`events/ack`); undefined without an uplink. */
   delivery?: () => EventDeliveryHealth | undefined;
+  /** The data directory's disk (absent: not reported). */
+  disk?: () => DiskState;
 }
 
 export function buildHealth(f: HealthFacts): HealthPayload {
@@ -33,6 +36,7 @@ export function buildHealth(f: HealthFacts): HealthPayload {
   const depth = f.outbox.depth();
   const commands = f.commandStats();
   const delivery = f.delivery?.();
+  const disk = f.disk?.();
   return {
     v: CONTRACT_VERSION,
     at: new Date(now).toISOString(),
@@ -55,6 +59,7 @@ export function buildHealth(f: HealthFacts): HealthPayload {
     ...(f.offlineLists ? { offlineLists: offlineSummary(f.offlineLists()) } : {}),
     ...(commands ? { commands: commandSummary(commands) } : {}),
     ...(delivery ? { delivery } : {}),
+    ...(disk ? { disk: disk.full ? { full: true, detail: disk.detail } : { full: false, detail: null } } : {}),
   };
 }
 

@@ -48,6 +48,7 @@ import {
 } from './control-methods.js';
 import { daemonDiag } from './daemon-diag.js';
 import { newDelivery } from './event-delivery.js';
+import { DiskWatch } from './disk-watch.js';
 import { buildHealth } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
@@ -125,6 +126,16 @@ export class Hub {
     this.mirror = new AccessMirror({ store, clock });
     this.access = buildDecider(config.access, this.mirror, clock, log);
     this.#components.push(...(deps.before ?? []));
+    // First, so a disk full from the start is said before anything else runs into it.
+    this.#components.push(
+      new DiskWatch({
+        space: store.space,
+        clock,
+        log: log.child({ component: 'disk' }),
+        // The cloud hears of a full disk (and of space again) at once, besides the periodic health.
+        changed: () => this.uplink?.publishHealthNow(),
+      }),
+    );
     // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
     const enrollment = enrollmentFor({ ...deps, store, sealer, log: log.child({ component: 'enrollment' }) });
     const files = config.uplink.enabled && !enrollment ? loadUplinkFiles(config.uplink, config.dataDir) : undefined;
@@ -199,6 +210,7 @@ export class Hub {
       keyFile: config.secrets.storageKeyFile,
       credentialsDirectory: deps.env.CREDENTIALS_DIRECTORY,
       random,
+      store: { reserveBytes: config.store.reserveMB * 1024 * 1024, now: () => deps.clock.now() },
     });
     if (source.origin === 'key-file-created') log.warn({ path: source.path }, 'created a new storage key file');
     if (store.info.appliedNow.length > 0) {
@@ -300,6 +312,7 @@ export class Hub {
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
       commandStats: () => this.commandStats(),
       delivery: () => this.delivery?.health(),
+      disk: () => this.store.space.state(),
     });
   }
 

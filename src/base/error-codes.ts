@@ -39,6 +39,10 @@ export const ERROR_CODES = {
     'stop the daemon, keep a copy of the data directory and restore the last backup (docs/operations.md)',
   'store.too-new': 'it was written by a newer iq-hub: install that version again; a downgrade would lose data',
 
+  // a full disk under the data directory (issue 16, item 6): a state the daemon runs through
+  'store.disk-full':
+    "free space on the data directory's file system (iqhub diag names it); a running daemon keeps events on the locks and collects them when space returns, one that cannot start exits 75 and systemd starts it again",
+
   // secrets at rest: the storage key and the records sealed with it
   'storage-key.missing': 'create it (32 random bytes, mode 0600) or remove secrets.storageKeyFile to use the default',
   'storage-key.format': 'generate one with `head -c 32 /dev/urandom > FILE && chmod 600 FILE`',
@@ -71,7 +75,6 @@ export const ERROR_CODES = {
     'the data directory is on a read-only file system: remount it read-write (the store is left untouched)',
   'store.not-writable':
     "the daemon's user cannot write the data directory: fix its owner and mode (chown iqhub:iqhub DIR; chmod 0700 DIR); the store is left untouched",
-  'store.disk-full': 'free space on the file system of the data directory; the daemon is restarted and carries on',
   'config.yaml-aliases': 'the configuration needs no YAML aliases: write the values out instead of `*alias` references',
   'reset.not-confirmed': 'run `iqhub reset --yes` (read what it does in `iqhub reset --help` first)',
   'reset.daemon-running': 'stop the daemon first: systemctl stop iq-hub',

@@ -23,6 +23,7 @@ export function formatStatus(s: HubStatus): string {
       `${s.storageKey.origin} (${s.storageKey.path})${s.storageKey.fingerprint ? `, fingerprint ${s.storageKey.fingerprint}` : ''}`,
     ],
     ['store', `${s.store.ok ? 'ok' : 'FAILING'}, schema v${s.store.schemaVersion}, ${s.store.walPages} WAL pages`],
+    ...(s.store.diskFull ? ([['DISK FULL', s.store.diskFull]] as [string, string][]) : []),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`);

@@ -11,6 +11,7 @@ export interface HubConfig {
   log: { level: LogLevel; pretty: boolean };
   secrets: { storageKeyFile: string | null };
   shutdown: { timeoutMs: number };
+  store: { reserveMB: number };
   uplink: {
     enabled: boolean;
     url: string | null;
@@ -137,6 +138,14 @@ export const configSchema = {
       default: {},
       properties: {
         timeoutMs: { type: 'integer', minimum: 1000, maximum: 60000, default: 8000 },
+      },
+    },
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        reserveMB: { type: 'integer', minimum: 0, maximum: 1024, default: 2 },
       },
     },
     uplink: {

@@ -48,7 +48,8 @@ export interface HubStatus {
   dataDir: string;
   /** fingerprint: of the key (src/crypto/store-identity.ts), never the key; absent from an older daemon. */
   storageKey: { origin: string; path: string; fingerprint?: string };
-  store: { ok: boolean; schemaVersion: number; walPages: number; path: string };
+  /** diskFull: what a full disk under the data directory means now ("disk full at PATH: …"), null with room. */
+  store: { ok: boolean; schemaVersion: number; walPages: number; path: string; diskFull: string | null };
   components: ComponentStatus[];
 }
 

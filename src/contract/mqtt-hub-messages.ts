@@ -137,6 +137,12 @@ export interface HealthPayload {
    * `events`, or a cloud that does not ack), `refused` when the broker refuses them (MQTT 5).
    */
   delivery?: EventDeliveryHealth;
+  /**
+   * The disk under the hub's data directory: full (the hub stores no new event; the locks keep
+   * them until space returns), with what it means — "disk full at PATH: events are kept on the
+   * locks until space returns" — or not (detail null). A change publishes a health message at once.
+   */
+  disk?: { full: boolean; detail: string | null };
 }
 
 export const DELIVERY_STATES = ['ok', 'not-acknowledged', 'refused'] as const;
@@ -240,6 +246,15 @@ export const healthSchema = {
         unacknowledged: { type: 'integer', minimum: 0 },
         oldestUnacknowledgedSec: { type: ['integer', 'null'], minimum: 0 },
         lastAckAt: { anyOf: [isoTime, { type: 'null' }] },
+      },
+    },
+    disk: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['full', 'detail'],
+      properties: {
+        full: { type: 'boolean' },
+        detail: { type: ['string', 'null'], maxLength: 1024 },
       },
     },
   },

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../base/atomic-file.js';
 import { HubError } from '../base/errors.js';
 import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
-import { ensureWritableDataDir, fileSystemFailure, Store } from '../store/store.js';
+import { ensureWritableDataDir, fileSystemFailure, Store, type StoreOptions } from '../store/store.js';
 import { Sealer } from './seal.js';
 import type { Secret } from './secret.js';
 import {
@@ -54,7 +54,7 @@ export function keyFingerprint(key: Secret): string {
  * existing key or trace, a key lost beside an existing store, a key that is not the store's. A
  * store from before the stamp is adopted when the key opens every record sealed in it.
  */
-export function openStoreWithKey(opts: StorageKeyOptions): OpenedStore {
+export function openStoreWithKey(opts: StorageKeyOptions & { store?: StoreOptions }): OpenedStore {
   const { dataDir } = opts;
   ensureWritableDataDir(dataDir);
   const dbPath = join(dataDir, DB_FILE);
@@ -82,7 +82,7 @@ export function openStoreWithKey(opts: StorageKeyOptions): OpenedStore {
   }
   const fingerprint = keyFingerprint(source.key);
   const sealer = new Sealer(source.key, opts.random);
-  const store = Store.open(dataDir);
+  const store = Store.open(dataDir, undefined, opts.store);
   try {
     const identity = checkStamp(store, sealer, fingerprint, source, dbState === 'present' && !pending);
     writeTrace(dataDir, { store: DB_FILE, keyFingerprint: fingerprint, hubId: stampedHubId(store) }, trace);

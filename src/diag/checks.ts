@@ -106,8 +106,11 @@ export function clockCheck(now: number, notBefore: string | undefined): DiagChec
   return check('clock', 'ok', `${at} (UTC)`);
 }
 
-/** Free space on the data directory's file system: warn under 100 MB, fail under 10 MB. */
-export function diskCheck(dataDir: string): DiagCheck {
+/**
+ * Free space on the data directory's file system: warn under 100 MB, fail under 10 MB, and fail
+ * while the running store has met a full disk (`fullDetail`: "disk full at PATH: …").
+ */
+export function diskCheck(dataDir: string, fullDetail: string | null = null): DiagCheck {
   let dir = dataDir;
   while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
   let free: number;
@@ -120,6 +123,14 @@ export function diskCheck(dataDir: string): DiagCheck {
   const mb = (n: number) => `${Math.floor(n / (1024 * 1024))} MB`;
   const detail = `${mb(free)} free on the file system of ${dir}`;
   const action = `free space on ${dir}: the store needs room to commit, and a full disk stops the hub recording events`;
+  if (fullDetail) {
+    return check(
+      'disk',
+      'fail',
+      `${fullDetail} (${mb(free)} free)`,
+      `${action}; the hub collects the locks' events by itself once there is room again (docs/operations.md, "Disk full")`,
+    );
+  }
   if (free < DISK_FAIL_BYTES) return check('disk', 'fail', detail, action);
   if (free < DISK_WARN_BYTES) return check('disk', 'warn', detail, action);
   return check('disk', 'ok', detail);

@@ -22,3 +22,9 @@ export function storeFileState(path: string): 'missing' | 'empty' | 'present' {
     throw e;
   }
 }
+
+/**
+ * The disk-space reserve in the data directory (src/store/disk-space.ts): a file of zeros the hub
+ * deletes when the disk is full, so the store can still checkpoint and the daemon answer.
+ */
+export const RESERVE_FILE = 'hub.reserve';

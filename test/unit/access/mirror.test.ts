@@ -89,7 +89,7 @@ describe('access mirror: snapshots and deltas', () => {
       migrations.filter((m) => m.version <= 4),
     ).close();
     const store = Store.open(dir);
-    expect(store.info.appliedNow).toEqual([5]);
+    expect(store.info.appliedNow).toEqual(migrations.filter((m) => m.version >= 5).map((m) => m.version));
     const mirror = new AccessMirror({ store, clock: new VirtualClock() });
     expect(mirror.version()).toBe(0);
     expect(mirror.counts()).toEqual({ users: 0, groups: 0, memberships: 0, pins: 0, tags: 0, keys: 0 });

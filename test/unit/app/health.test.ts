@@ -85,3 +85,14 @@ describe('health: event delivery', () => {
     expect(conforms('health', { ...base, delivery: { ...delivery, extra: 1 } })).toBe(false);
   });
 });
+
+describe('health: the disk', () => {
+  it('full with what it means, or not full with no detail, within the contract; nothing else', () => {
+    const detail = 'disk full at /var/lib/iq-hub: events are kept on the locks until space returns';
+    expect(conforms('health', { ...base, disk: { full: true, detail } })).toBe(true);
+    expect(conforms('health', { ...base, disk: { full: false, detail: null } })).toBe(true);
+    expect(conforms('health', { ...base, disk: { full: true } })).toBe(false);
+    expect(conforms('health', { ...base, disk: { full: 'yes', detail: null } })).toBe(false);
+    expect(conforms('health', { ...base, disk: { full: false, detail: null, freeMB: 3 } })).toBe(false);
+  });
+});

@@ -16,6 +16,7 @@ describe('config', () => {
       log: { level: 'info', pretty: false },
       secrets: { storageKeyFile: null },
       shutdown: { timeoutMs: 8000 },
+      store: { reserveMB: 2 },
       uplink: {
         enabled: false,
         url: null,

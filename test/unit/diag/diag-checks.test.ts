@@ -75,6 +75,18 @@ describe('diag checks', () => {
     expect(c.detail).toMatch(new RegExp(`^\\d+ MB free on the file system of ${dir}$`));
   });
 
+  it('disk: fails while the running store has met a full disk, whatever the free space now', () => {
+    const dir = tempDir();
+    const full = `disk full at ${dir}: events are kept on the locks until space returns`;
+    const c = diskCheck(dir, full);
+    expect(c.verdict).toBe('fail');
+    expect(c.detail).toMatch(
+      new RegExp(`^disk full at ${dir}: events are kept on the locks until space returns \\(\\d+ MB free\\)$`),
+    );
+    expect(c.action).toContain('free space on');
+    expect(diskCheck(dir, null).detail).not.toContain('disk full');
+  });
+
   it('radios: ready is ok, unavailable fails with the reason, none warns', () => {
     const bearer = (st: BearerState) => ({ kind: 'ble', state: () => st }) as unknown as Bearer;
     expect(radiosCheck([bearer({ status: 'ready' })])).toMatchObject({ verdict: 'ok', detail: 'ble: ready' });
