@@ -8,7 +8,17 @@ export default defineConfig({
     // Child-process tests and SQLite fsyncs share two cores: keep parallelism modest.
     maxWorkers: 2,
     projects: [
-      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          // The simulated-radio tests (link/manager: restarts, lossy radio, a 200-lock site) take
+          // 3-10 s on a quiet core and 30 s+ at a load of 8 on two cores: 60 s keeps 6x headroom.
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
       {
         extends: true,
         test: {

@@ -78,6 +78,11 @@ export interface ReferenceCloudOptions {
   random?: Random;
   log?: Logger;
   /**
+   * Acknowledge every `events` message once its events are recorded (`events/ack` with all its
+   * ids, those already had included). Default true; false plays a cloud of the older contract.
+   */
+  ackEvents?: boolean;
+  /**
    * The largest message it publishes (the broker's limit; default 128 KiB): a larger sync goes in
    * parts (docs/mqtt-api.md, "Sync in parts").
    */
@@ -109,11 +114,14 @@ export class ReferenceCloud {
   readonly #maxMessageBytes: number;
   #client: MqttClient | undefined;
   #nextId = 1;
+  #ackEvents: boolean;
+  #eventAcksSent = 0;
 
   constructor(opts: ReferenceCloudOptions = {}) {
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? systemRandom;
     this.#log = opts.log;
+    this.#ackEvents = opts.ackEvents ?? true;
     this.#maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     // Request ids are unique per instance, so a new cloud never reuses an id a hub has answered.
     this.#idPrefix = `cloud-${Buffer.from(this.#random.bytes(6)).toString('hex')}`;
@@ -193,6 +201,16 @@ export class ReferenceCloud {
   /** A hub's events, each id once, in the order they first arrived. */
   events(hubId: string): readonly CloudEvent[] {
     return this.#records.events(hubId);
+  }
+
+  /** Acknowledge events from now on (true), or stop (false: an older cloud). */
+  setAckEvents(on: boolean): void {
+    this.#ackEvents = on;
+  }
+
+  /** `events/ack` messages sent to hubs. */
+  get eventAcksSent(): number {
+    return this.#eventAcksSent;
   }
 
   /** Events received again with an id already seen (at-least-once delivery at work). */
@@ -279,6 +297,14 @@ export class ReferenceCloud {
   /** The counter the next signed command for the hub will carry (undefined without a key). */
   nextCounter(hubId: string): number | undefined {
     return this.#signer.state(hubId)?.next;
+  }
+
+  /**
+   * Sign the next commands from the highest counter the hub accepted + 1, as a cloud does after a
+   * run of commands the hub refused unused (a backlog that expired): see docs/mqtt-api.md, Commands.
+   */
+  resumeCounter(hubId: string): number {
+    return this.#signer.resumeCounter(hubId);
   }
 
   /** The highest counter of this cloud's commands the hub accepted (0 if none yet). */
@@ -456,6 +482,21 @@ export class ReferenceCloud {
     return wait.answer;
   }
 
+  /**
+   * The contract's rule for a cloud: acknowledge an event once it is stored — here, once it is in
+   * the records (a duplicate is acknowledged again: the hub still holds it until it hears so).
+   */
+  #ackStored(hubId: string, batch: TopicMap['events']['payload']): void {
+    const client = this.#client;
+    if (!this.#ackEvents || !client) return;
+    const ack: TopicMap['events/ack']['payload'] = { v: 1, ids: batch.events.map((e) => e.id) };
+    this.#eventAcksSent++;
+    client.publishAsync(topics.eventsAck(hubId), JSON.stringify(ack), { qos: 1 }).catch((e: Error) => {
+      // Not acknowledged: the hub sends the events again, and they are acknowledged then.
+      this.#log?.warn({ err: e, hubId }, 'reference cloud: events/ack could not be published');
+    });
+  }
+
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
     try {
       this.#route(topic, payload, retained);
@@ -501,6 +542,7 @@ export class ReferenceCloud {
         return;
       case 'events':
         this.#records.recordEvents(hubId, (value as TopicMap['events']['payload']).events);
+        this.#ackStored(hubId, value as TopicMap['events']['payload']);
         return;
       case 'locks/{lockId}/state': {
         const s = value as LockStatePayload;

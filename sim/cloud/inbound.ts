@@ -21,7 +21,7 @@ export type HubTopic =
 
 export type InboundTopic =
   | { kind: 'provisioning'; claimId: string }
-  /** Our own commands and syncs, echoed back over MQTT 3.1.1 (which has no "no local"). */
+  /** Our own commands, syncs and event acks, echoed back over MQTT 3.1.1 (which has no "no local"). */
   | { kind: 'echo' }
   /** Not under `ks/hubs/{hubId}/`: refused before it counts as received from a hub. */
   | { kind: 'foreign'; reason: string }
@@ -47,7 +47,7 @@ export function classifyTopic(topic: string): InboundTopic {
   if (hubId === undefined || rest === undefined || !isHubId(hubId)) {
     return { kind: 'foreign', reason: 'not a hub topic (ks/hubs/{hubId}/...)' };
   }
-  if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response') return { kind: 'echo' };
+  if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response' || rest === 'events/ack') return { kind: 'echo' };
   const lock = LOCK_STATE.exec(rest);
   if (lock) return { kind: 'hub', hubId, topic: 'locks/{lockId}/state', lockId: lock[1] };
   const known = HUB_TOPICS.find((k) => k === rest);

@@ -7,6 +7,7 @@ import {
   signCommand,
   type UnsignedCommand,
 } from '../../src/commands/otp.js';
+import { REFUSAL_CODES } from '../../src/contract/mqtt-cloud-messages.js';
 import type { CmdResultPayload } from '../../src/contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../../src/contract/mqtt-topics.js';
 import type { Secret } from '../../src/crypto/secret.js';
@@ -82,7 +83,7 @@ export interface OtpState {
   ttlMs: number;
   /** Counters of the envelopes sent, by cmdId. */
   counters: Map<string, number>;
-  /** The highest counter of a command the hub accepted (answered ok or unknown_outcome). */
+  /** The highest counter of a command the hub accepted (any answer but a refusal: REFUSAL_CODES). */
   accepted: number;
 }
 
@@ -141,6 +142,9 @@ export class CommandSigner {
       expiresAt: overrides.expiresAt ?? issuedAt + otp.ttlMs,
       counter: overrides.counter ?? otp.next++,
     };
+    // Known from signing on, however the envelope is sent (raw bytes too): its answer tells which
+    // counters the hub has used.
+    if (!otp.counters.has(cmdId)) otp.counters.set(cmdId, fields.counter);
     return signEnvelope(otp.key, toSpec(cmd), fields, this.#random);
   }
 
@@ -162,7 +166,19 @@ export class CommandSigner {
     const otp = this.#otp.get(hubId);
     const counter = r.id === null ? undefined : otp?.counters.get(r.id);
     if (!otp || counter === undefined) return;
-    if (r.ok || r.error?.code === 'unknown_outcome') otp.accepted = Math.max(otp.accepted, counter);
+    const refused = !r.ok && (REFUSAL_CODES as readonly string[]).includes(r.error?.code ?? '');
+    if (!refused) otp.accepted = Math.max(otp.accepted, counter);
+  }
+
+  /**
+   * Go on from the hub's last accepted counter + 1: the counters of commands the hub refused
+   * (`expired`, …) were never used, and after more than `commands.counterWindow` of them the hub
+   * would refuse the next counter as too far ahead. Returns the next counter.
+   */
+  resumeCounter(hubId: string): number {
+    const otp = this.need(hubId);
+    otp.next = otp.accepted + 1;
+    return otp.next;
   }
 
   sent(hubId: string): readonly CommandEnvelope[] {

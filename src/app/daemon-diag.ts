@@ -13,6 +13,7 @@ import {
   refusedSummary,
   report,
 } from '../diag/checks.js';
+import type { EventDelivery } from '../events/delivery.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';
 import type { Store } from '../store/store.js';
@@ -115,7 +116,8 @@ export function uplinkCheck(
   }
   const s = uplink.status();
   const detail = `${config.url ?? '?'}: ${s.detail ?? s.state}`;
-  if (s.state === 'running') return check('uplink', 'ok', detail);
+  // Connected but events undelivered is the delivery check's verdict, not a connection problem.
+  if (s.state === 'running' || uplink.connected) return check('uplink', 'ok', detail);
   const why =
     'check the network and the broker address (uplink.url), then the certificate (iqhub cert); the daemon log names the last connection error (journalctl -u iq-hub)';
   if (/\bconnecting\b/.test(s.detail ?? '') && uptimeSec < 30) {
@@ -156,6 +158,19 @@ export function commandsCheck(stats: VerifierStats | undefined): DiagCheck | und
   return check('commands', 'ok', detail);
 }
 
+/**
+ * Whether the cloud confirms the events it stored (`events/ack`): `fail` when events are refused
+ * by the broker or not acknowledged (naming the ACL and the cloud to check), `warn` when acks are
+ * off (delivery not verified).
+ */
+export function deliveryCheck(delivery: EventDelivery | undefined): DiagCheck | undefined {
+  if (!delivery) return undefined;
+  const d = delivery.describe();
+  if (d.state !== 'ok') return check('delivery', 'fail', d.detail, d.check);
+  if (delivery.mode === 'off') return check('delivery', 'warn', d.detail, d.check);
+  return check('delivery', 'ok', d.detail);
+}
+
 export interface DaemonDiagContext {
   config: HubConfig;
   configSource: string | null;
@@ -168,6 +183,8 @@ export interface DaemonDiagContext {
   uplink: UplinkService | undefined;
   /** The remote commands' counts (undefined: no uplink up yet, no check). */
   commandStats: VerifierStats | undefined;
+  /** The cloud's confirmation of events (undefined: no uplink, no check). */
+  delivery?: EventDelivery | undefined;
   outbox: Outbox | undefined;
   /** The certificate the uplink loaded at start, if it is enabled. */
   certificate: CertSummary | undefined;
@@ -214,10 +231,11 @@ export function daemonDiag(c: DaemonDiagContext): DiagReport {
     uplinkCheck(config.uplink, c.uplink, c.uptimeSec),
     certCheck,
     clockCheck(now, cert?.notBefore),
-    diskCheck(config.dataDir),
+    diskCheck(config.dataDir, c.store.health().diskFull),
     storeCheck(c.store),
     outboxCheck(c.outbox, config.uplink.outboxMaxMB * 1024 * 1024),
     locksCheck(c.link),
     ...optional(commandsCheck(c.commandStats)),
+    ...optional(deliveryCheck(c.delivery)),
   ]);
 }

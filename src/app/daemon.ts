@@ -9,16 +9,12 @@ import type { HubConfig } from '../config/schema.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import type { LinkOptions } from '../link/manager.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { startFailureExit } from './exit-codes.js';
 import { Hub } from './hub.js';
 import { loadDrivers } from './radios.js';
 import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
 
-/** Exit code for a problem a restart cannot fix (sysexits EX_CONFIG); the unit file has RestartPreventExitStatus=78. */
-export const EXIT_CONFIG = 78;
-
-/** Errors that mean "fix the installation", not "try again". */
-const PERMANENT =
-  /^(config|storage-key|store\.(corrupt|too-new)|uplink\.(files|key|hub-id|no-identity)|identity\.|provision\.|commands\.|access\.(time-zone|cloud-key))/;
+export { EXIT_CONFIG, EXIT_TEMPFAIL } from './exit-codes.js';
 
 /**
  * A simulated site as the daemon hosts it (simulated locks on an in-memory radio). The daemon
@@ -171,9 +167,8 @@ export async function runDaemon<W>(opts: DaemonOptions<W>): Promise<number> {
     if (d.stopTimedOut()) process.exit(code);
     return code;
   } catch (e) {
-    const permanent = e instanceof HubError && PERMANENT.test(e.code);
     process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);
-    return permanent ? EXIT_CONFIG : 1;
+    return startFailureExit(e);
   }
 }
 

@@ -1,9 +1,10 @@
 import type { Clock } from '../base/clock.js';
 import type { VerifierStats } from '../contract/control-socket.js';
-import { HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt-hub-messages.js';
+import { type EventDeliveryHealth, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';
+import type { DiskState } from '../store/disk-space.js';
 
 /**
  * The `health` message, gathered from the parts that know each figure: the outbox, the radios,
@@ -22,6 +23,10 @@ export interface HealthFacts {
   offlineLists?: () => { lockId: string; upToDate: boolean }[];
   /** The verifier's counts; undefined until the uplink is up. */
   commandStats: () => VerifierStats | undefined;
+  /** Whether the cloud acknowledges events (`events/ack`); undefined without an uplink. */
+  delivery?: () => EventDeliveryHealth | undefined;
+  /** The data directory's disk (absent: not reported). */
+  disk?: () => DiskState;
 }
 
 export function buildHealth(f: HealthFacts): HealthPayload {
@@ -30,6 +35,8 @@ export function buildHealth(f: HealthFacts): HealthPayload {
   const notAfter = f.certificateNotAfter();
   const depth = f.outbox.depth();
   const commands = f.commandStats();
+  const delivery = f.delivery?.();
+  const disk = f.disk?.();
   return {
     v: CONTRACT_VERSION,
     at: new Date(now).toISOString(),
@@ -51,6 +58,8 @@ export function buildHealth(f: HealthFacts): HealthPayload {
     },
     ...(f.offlineLists ? { offlineLists: offlineSummary(f.offlineLists()) } : {}),
     ...(commands ? { commands: commandSummary(commands) } : {}),
+    ...(delivery ? { delivery } : {}),
+    ...(disk ? { disk: disk.full ? { full: true, detail: disk.detail } : { full: false, detail: null } } : {}),
   };
 }
 

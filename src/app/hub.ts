@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths } from '../../provisioning/identity-files.js';
@@ -28,14 +27,16 @@ import {
 } from '../contract/control-socket.js';
 import type { HealthPayload } from '../contract/mqtt-hub-messages.js';
 import { ControlServer } from '../control-socket/socket-server.js';
-import { Sealer } from '../crypto/seal.js';
+import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
-import { loadStorageKey, type StorageKeySource } from '../crypto/storage-key.js';
+import type { StorageKeySource } from '../crypto/storage-key.js';
+import { checkStoreHubId, openStoreWithKey } from '../crypto/store-identity.js';
+import type { EventDelivery } from '../events/delivery.js';
 import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
-import { Store } from '../store/store.js';
+import type { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
 import { UplinkService } from '../uplink/service.js';
 import { loadCloudKey } from './cloud-key-file.js';
@@ -46,6 +47,8 @@ import {
   registerRadioMethods,
 } from './control-methods.js';
 import { daemonDiag } from './daemon-diag.js';
+import { DiskWatch } from './disk-watch.js';
+import { newDelivery } from './event-delivery.js';
 import { buildHealth } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
@@ -83,11 +86,13 @@ export class Hub {
   readonly deps: HubDeps;
   readonly store: Store;
   readonly sealer: Sealer;
-  readonly storageKey: Omit<StorageKeySource, 'key'>;
+  readonly storageKey: Omit<StorageKeySource, 'key'> & { fingerprint: string };
   readonly control: ControlServer;
   readonly link: LinkManager | undefined;
   readonly uplink: UplinkService | undefined;
   readonly outbox: Outbox | undefined;
+  /** Events confirmed by the cloud's `events/ack` (with an uplink). */
+  delivery: EventDelivery | undefined;
   /** Who may open which door, as the cloud last synced it. */
   readonly mirror: AccessMirror;
   /** Answers the locks' access requests from the mirror. */
@@ -104,7 +109,12 @@ export class Hub {
   #certificate: CertSummary | undefined;
   #remote: RemoteParts | undefined;
 
-  private constructor(deps: HubDeps, store: Store, sealer: Sealer, storageKey: Omit<StorageKeySource, 'key'>) {
+  private constructor(
+    deps: HubDeps,
+    store: Store,
+    sealer: Sealer,
+    storageKey: Omit<StorageKeySource, 'key'> & { fingerprint: string },
+  ) {
     this.deps = deps;
     this.store = store;
     this.sealer = sealer;
@@ -116,11 +126,24 @@ export class Hub {
     this.mirror = new AccessMirror({ store, clock });
     this.access = buildDecider(config.access, this.mirror, clock, log);
     this.#components.push(...(deps.before ?? []));
+    // First, so a disk full from the start is said before anything else runs into it.
+    this.#components.push(
+      new DiskWatch({
+        space: store.space,
+        clock,
+        log: log.child({ component: 'disk' }),
+        // The cloud hears of a full disk (and of space again) at once, besides the periodic health.
+        changed: () => this.uplink?.publishHealthNow(),
+      }),
+    );
     // No identity yet and a claim certificate configured: the uplink enrolls first (in the background).
     const enrollment = enrollmentFor({ ...deps, store, sealer, log: log.child({ component: 'enrollment' }) });
     const files = config.uplink.enabled && !enrollment ? loadUplinkFiles(config.uplink, config.dataDir) : undefined;
-    if (files)
+    if (files) {
       this.#certificate = { ...files.identity, source: config.uplink.certFile ?? identityPaths(config.dataDir).cert };
+      // The store belongs to one hub: a data directory moved to another hub is refused.
+      checkStoreHubId(store, files.identity.hubId);
+    }
     // Remote commands arrive over the uplink only; the OTP key is sealed under the hub id.
     const otpKey = files ? this.#loadOtpKey(files.identity.hubId) : undefined;
     if (!config.uplink.enabled && config.commands.otpKeyFile !== null) {
@@ -182,21 +205,22 @@ export class Hub {
   /** Open everything that must be sound before the daemon may run; throws a HubError if not. */
   static build(deps: HubDeps): Hub {
     const { config, random, log } = deps;
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-    const source = loadStorageKey({
+    const { store, sealer, source, fingerprint, identity } = openStoreWithKey({
       dataDir: config.dataDir,
       keyFile: config.secrets.storageKeyFile,
       credentialsDirectory: deps.env.CREDENTIALS_DIRECTORY,
       random,
+      store: { reserveBytes: config.store.reserveMB * 1024 * 1024, now: () => deps.clock.now() },
     });
     if (source.origin === 'key-file-created') log.warn({ path: source.path }, 'created a new storage key file');
-    const store = Store.open(config.dataDir);
     if (store.info.appliedNow.length > 0) {
       log.info({ applied: store.info.appliedNow, schemaVersion: store.info.schemaVersion }, 'store migrated');
     }
-    const sealer = new Sealer(source.key, random);
+    if (identity !== 'matched') {
+      log.info({ store: store.info.path, keyFingerprint: fingerprint, identity }, 'store stamped with its storage key');
+    }
     try {
-      return new Hub(deps, store, sealer, { origin: source.origin, path: source.path });
+      return new Hub(deps, store, sealer, { origin: source.origin, path: source.path, fingerprint });
     } catch (e) {
       // A bad uplink certificate or OTP key file: release the store (and its exclusive lock).
       store.close();
@@ -260,6 +284,7 @@ export class Hub {
       link: this.link,
       uplink: this.uplink,
       commandStats: this.commandStats(),
+      delivery: this.delivery,
       outbox: this.outbox,
       certificate: this.#currentCertificate(),
     });
@@ -286,6 +311,8 @@ export class Hub {
       certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
       commandStats: () => this.commandStats(),
+      delivery: () => this.delivery?.health(),
+      disk: () => this.store.space.state(),
     });
   }
 
@@ -336,7 +363,10 @@ export class Hub {
           kick: () => uplink?.kick(),
         })
       : undefined;
+    const delivery = newDelivery({ config: config.uplink, store, outbox, clock, log, uplink: () => uplink });
+    this.delivery = delivery;
     uplink = new UplinkService({
+      delivery,
       config: config.uplink,
       files,
       outbox,

@@ -39,6 +39,10 @@ export const ERROR_CODES = {
     'stop the daemon, keep a copy of the data directory and restore the last backup (docs/operations.md)',
   'store.too-new': 'it was written by a newer iq-hub: install that version again; a downgrade would lose data',
 
+  // a full disk under the data directory (issue 16, item 6): a state the daemon runs through
+  'store.disk-full':
+    "free space on the data directory's file system (iqhub diag names it); a running daemon keeps events on the locks and collects them when space returns, one that cannot start exits 75 and systemd starts it again",
+
   // secrets at rest: the storage key and the records sealed with it
   'storage-key.missing': 'create it (32 random bytes, mode 0600) or remove secrets.storageKeyFile to use the default',
   'storage-key.format': 'generate one with `head -c 32 /dev/urandom > FILE && chmod 600 FILE`',
@@ -54,6 +58,27 @@ export const ERROR_CODES = {
   'seal.malformed': 'the record is damaged; restore it from the cloud or a backup',
   'seal.open':
     'it was altered, belongs to another record, or the storage key changed: put back the storage key that sealed it, or restore a backup',
+
+  // the store and its storage key as one identity; what a start-up fault means (issue 16, items 4-5)
+  'store.missing':
+    'restore hub.db from a backup (keep the storage key beside it), or run `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+  'store.emptied':
+    'restore hub.db from a backup (keep the storage key beside it), or run `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+  'store.key-missing':
+    'put back the storage key that sealed this store (from your key backup), or run `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+  'store.key-mismatch':
+    'put back the storage key that sealed this store (compare fingerprints), or restore the matching hub.db; `iqhub reset --yes` starts afresh',
+  'store.hub-mismatch':
+    "this store belongs to another hub: restore this hub's own data directory, or run `iqhub reset --yes` to start afresh",
+  'store.not-a-database': 'the file is not an iq-hub database: move it aside and restore hub.db from a backup',
+  'store.read-only':
+    'the data directory is on a read-only file system: remount it read-write (the store is left untouched)',
+  'store.not-writable':
+    "the daemon's user cannot write the data directory: fix its owner and mode (chown iqhub:iqhub DIR; chmod 0700 DIR); the store is left untouched",
+  'config.yaml-aliases': 'the configuration needs no YAML aliases: write the values out instead of `*alias` references',
+  'reset.not-confirmed': 'run `iqhub reset --yes` (read what it does in `iqhub reset --help` first)',
+  'reset.daemon-running': 'stop the daemon first: systemctl stop iq-hub',
+  'reset.failed': 'nothing was deleted: check the message, fix it and run `iqhub reset --yes` again',
 
   // OCRA (RFC 6287), the one-time passwords of remote commands
   'ocra.suite-invalid': 'an OCRA suite looks like OCRA-1:HOTP-SHA256-8:C-QH64-T30S (RFC 6287 section 6)',

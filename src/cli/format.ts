@@ -18,8 +18,12 @@ export function formatStatus(s: HubStatus): string {
     ['up since', `${s.startedAt} (${duration(s.uptimeSec)})`],
     ['config', s.configSource ?? '(defaults)'],
     ['data dir', s.dataDir],
-    ['storage key', `${s.storageKey.origin} (${s.storageKey.path})`],
+    [
+      'storage key',
+      `${s.storageKey.origin} (${s.storageKey.path})${s.storageKey.fingerprint ? `, fingerprint ${s.storageKey.fingerprint}` : ''}`,
+    ],
     ['store', `${s.store.ok ? 'ok' : 'FAILING'}, schema v${s.store.schemaVersion}, ${s.store.walPages} WAL pages`],
+    ...(s.store.diskFull ? ([['DISK FULL', s.store.diskFull]] as [string, string][]) : []),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`);

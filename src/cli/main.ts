@@ -465,6 +465,53 @@ program
     process.stdout.write(o.json ? `${JSON.stringify(out, null, 2)}\n` : formatCert(out));
   });
 
+program
+  .command('reset')
+  .description(
+    'start afresh: move the store and its storage key aside (never deleted) so the next start makes new ones; every lock must then be attached again',
+  )
+  .addOption(configOption())
+  .option('--yes', 'required: confirms that the hub forgets every lock, access right and queued event it holds')
+  .option('--json', 'machine-readable output')
+  .addHelpText(
+    'after',
+    '\nStop the daemon first (systemctl stop iq-hub); reset refuses while it runs. Nothing is deleted:\n' +
+      'hub.db (with -wal, -shm) and store-identity.json move into <dataDir>/reset-<time>/, and so do the\n' +
+      'storage key made in the data directory and what it sealed (zigbee/). A key from a systemd\n' +
+      'credential or secrets.storageKeyFile stays and seals the new store; the certificate (identity/)\n' +
+      'stays. Prefer restoring a backup of the data directory with its key: reset is for starting over.\n',
+  )
+  .action(async (o: { config?: string; yes?: boolean; json?: boolean }) => {
+    const { config } = loadConfig(o.config);
+    if (!o.yes) {
+      throw new HubError('reset.not-confirmed', `reset would move the store in ${config.dataDir} and its key aside`, {
+        hint: 'every lock must then be attached again; run `iqhub reset --yes` to do it (`iqhub reset --help` says what moves)',
+      });
+    }
+    const running = await callDaemon(join(config.runDir, SOCKET_NAME), 'status', {}, 2_000).then(
+      () => true,
+      () => false,
+    );
+    if (running) {
+      throw new HubError('reset.daemon-running', 'the daemon is running', {
+        hint: 'stop it first (systemctl stop iq-hub), then run `iqhub reset --yes` again',
+      });
+    }
+    const { resetStore } = await import('../app/reset.js');
+    const r = resetStore(config, process.env, new Date());
+    const human = () =>
+      r.movedTo === null
+        ? `nothing to reset in ${config.dataDir}: no store and no storage key there\n`
+        : `moved aside into ${r.movedTo}: ${r.moved.join(', ')}\n` +
+          (r.was.hubId || r.was.keyFingerprint
+            ? `(the old store: hub ${r.was.hubId ?? 'unknown'}, storage key fingerprint ${r.was.keyFingerprint ?? 'unknown'})\n`
+            : '') +
+          (r.keptKey ? `the storage key ${r.keptKey} stays and seals the new store\n` : '') +
+          'the next start makes a new store and a new hub key: every lock must be attached again (iqhub attach)\n' +
+          `to undo, stop the daemon and move the files back from ${r.movedTo}\n`;
+    print(o, r, human);
+  });
+
 socketOptions(
   program
     .command('diag')

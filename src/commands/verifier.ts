@@ -104,8 +104,10 @@ const iso = (ms: number) => new Date(ms).toISOString();
  *
  * Every refusal is counted by code; the ones in COUNTED also count toward the lockout:
  * `lockoutFailures` of them within `lockoutWindowSec` refuse every command for `lockoutSec` and
- * record a security event. The verifier reads the store (the counter) and never writes it, except
- * through `advanceCounter`, which the caller runs in the transaction that records the command.
+ * record a security event. The counted failures and the lockout's end are stored (command_lockout)
+ * at each change, so a restart resumes them (#resume). Otherwise the verifier only reads the store
+ * (the counter), except through `advanceCounter`, which the caller runs in the transaction that
+ * records the command.
  * Nothing secret (the key, the expected OTP) appears in a verdict or a log line.
  */
 export class CommandVerifier {
@@ -116,12 +118,16 @@ export class CommandVerifier {
   /** Monotonic end of the running lockout. */
   #lockedUntil: number | undefined;
   #lockedUntilWall: number | undefined;
+  /** Wall minus monotonic time when the lockout was last stored: a change means the wall clock jumped. */
+  #storedOffset: number | undefined;
   #accepted = 0;
   #lockouts = 0;
   readonly #sql: {
     last: Statement<[], { last_counter: number }>;
     advance: Statement<[number, number]>;
     security: Statement<[number, string, string]>;
+    lockoutGet: Statement<[], { failures: string; locked_until: number | null }>;
+    lockoutPut: Statement<[string, number | null, number]>;
   };
 
   constructor(deps: VerifierDeps) {
@@ -137,7 +143,77 @@ export class CommandVerifier {
       security: db.prepare<[number, string, string]>(
         'INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)',
       ),
+      lockoutGet: db.prepare<[], { failures: string; locked_until: number | null }>(
+        'SELECT failures, locked_until FROM command_lockout WHERE id = 1',
+      ),
+      lockoutPut: db.prepare<[string, number | null, number]>(
+        `INSERT INTO command_lockout (id, failures, locked_until, updated_at) VALUES (1, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until,
+           updated_at = excluded.updated_at`,
+      ),
     };
+    this.#resume();
+  }
+
+  /**
+   * Take up the lockout where the last run left it (command_lockout). On disk the times are wall
+   * times; here they become monotonic ones, so a clock jump while the daemon runs changes nothing.
+   * Across a restart only the wall clock links the two runs: the remaining time is capped at
+   * lockoutSec and each failure's age at zero, so a clock set back cannot stretch the lockout
+   * beyond one full lockoutSec, nor keep old failures counting.
+   */
+  #resume(): void {
+    const d = this.#d;
+    const row = this.#sql.lockoutGet.get();
+    if (!row) return;
+    const wall = d.clock.now();
+    const mono = d.clock.monotonic();
+    const lockoutMs = d.config.lockoutSec * 1000;
+    this.#storedOffset = wall - mono;
+    if (row.locked_until !== null && row.locked_until > wall) {
+      const left = Math.min(row.locked_until - wall, lockoutMs);
+      this.#lockedUntil = mono + left;
+      this.#lockedUntilWall = Math.floor(wall + left);
+      d.log.warn(
+        { until: iso(this.#lockedUntilWall), leftSec: Math.ceil(left / 1000) },
+        'remote commands: a lockout from before the restart is still running',
+      );
+    }
+    const windowMs = d.config.lockoutWindowSec * 1000;
+    let times: unknown;
+    try {
+      times = JSON.parse(row.failures);
+    } catch {
+      times = [];
+    }
+    this.#failures = (Array.isArray(times) ? times : [])
+      .filter((t): t is number => typeof t === 'number' && Number.isFinite(t))
+      .map((t) => Math.max(0, wall - t))
+      .filter((age) => age < windowMs)
+      .map((age) => mono - age)
+      .sort((a, b) => a - b)
+      .slice(-Math.max(0, d.config.lockoutFailures - 1));
+  }
+
+  /**
+   * Write the lockout's state (synchronous=FULL, like every autocommit of the store): a restart
+   * must not forget a counted failure or a running lockout. The monotonic times become wall times.
+   * A store that cannot be written (a full disk) keeps the lockout in memory and says so.
+   */
+  #persist(): void {
+    const d = this.#d;
+    const wall = Math.floor(d.clock.now());
+    const mono = d.clock.monotonic();
+    const failures = this.#failures.map((t) => Math.floor(wall - (mono - t)));
+    const until = this.#lockedUntil === undefined ? null : Math.floor(wall + (this.#lockedUntil - mono));
+    this.#storedOffset = wall - mono;
+    this.#lockedUntilWall = until ?? undefined;
+    try {
+      // Through the store's transaction: a full disk met here turns the disk's state like any write.
+      d.store.transaction(() => this.#sql.lockoutPut.run(JSON.stringify(failures), until, wall));
+    } catch (e) {
+      d.log.error({ err: e }, 'the lockout state could not be stored: a restart now would forget it');
+    }
   }
 
   get hubId(): string {
@@ -287,9 +363,18 @@ export class CommandVerifier {
 
   #lockoutRunning(): boolean {
     if (this.#lockedUntil === undefined) return false;
-    if (this.#d.clock.monotonic() < this.#lockedUntil) return true;
+    const mono = this.#d.clock.monotonic();
+    if (mono < this.#lockedUntil) {
+      // The wall clock jumped (NTP, an operator): the lockout runs on, on monotonic time; its end
+      // on disk moves with the wall clock, so a restart after the jump resumes the same remaining time.
+      const offset = this.#d.clock.now() - mono;
+      if (this.#storedOffset !== undefined && Math.abs(offset - this.#storedOffset) > 1000) this.#persist();
+      return true;
+    }
     this.#lockedUntil = undefined;
     this.#lockedUntilWall = undefined;
+    // Cleared on disk too: a wall clock set back meanwhile must not revive it at the next start.
+    this.#persist();
     this.#d.log.info('remote commands: the lockout is over');
     return false;
   }
@@ -311,7 +396,10 @@ export class CommandVerifier {
     const windowMs = d.config.lockoutWindowSec * 1000;
     this.#failures = this.#failures.filter((t) => now - t < windowMs);
     this.#failures.push(now);
-    if (this.#failures.length < d.config.lockoutFailures) return;
+    if (this.#failures.length < d.config.lockoutFailures) {
+      this.#persist();
+      return;
+    }
     const failures = this.#failures.length;
     this.#failures = [];
     this.#lockouts++;
@@ -325,6 +413,7 @@ export class CommandVerifier {
       lastCode: code,
       until: iso(this.#lockedUntilWall),
     };
+    this.#persist();
     try {
       this.#sql.security.run(wall, 'commands.locked-out', JSON.stringify(detail));
     } catch (e) {

@@ -1,10 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, LineCounter, parseDocument } from 'yaml';
+import { isMap, LineCounter, parseDocument, visit } from 'yaml';
 import { HubError } from '../base/errors.js';
 import { configSchema, type HubConfig } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/iq-hub/config.yaml';
+
+/**
+ * How far YAML aliases may expand (the `yaml` package's `maxAliasCount`). A config needs none; a
+ * few are harmless; a "billion laughs" file nests them to exhaust memory and is refused.
+ */
+export const MAX_ALIAS_COUNT = 50;
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
 const validate = ajv.compile<HubConfig>(configSchema);
@@ -51,7 +57,7 @@ export function parseConfig(text: string, where: string, overrides: Partial<HubC
       hint: 'fix the YAML syntax at the line shown',
     });
   }
-  const raw: unknown = doc.contents === null ? {} : doc.toJS();
+  const raw: unknown = doc.contents === null ? {} : toJS(doc, lineCounter, where);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new HubError('config.invalid', `${where}: the config must be a mapping of keys to values`, {
       hint: 'see docs/configuration.md for an example',
@@ -72,6 +78,29 @@ export function parseConfig(text: string, where: string, overrides: Partial<HubC
       hint: 'see docs/configuration.md for every key, its type and its default',
     },
   );
+}
+
+/** The document as plain data, refusing aliases that expand too far (with the file and line). */
+function toJS(doc: ReturnType<typeof parseDocument>, lc: LineCounter, where: string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    if (!(e instanceof ReferenceError)) throw e;
+    let first: number | undefined;
+    let count = 0;
+    visit(doc, {
+      Alias(_, node) {
+        count++;
+        first ??= node.range?.[0];
+      },
+    });
+    const at = first === undefined ? where : `${where}:${lc.linePos(first).line}`;
+    throw new HubError(
+      'config.yaml-aliases',
+      `${at}: the config's YAML aliases expand too far (${count} aliases, more than ${MAX_ALIAS_COUNT} nodes once expanded): refused as a resource exhaustion attack`,
+      { hint: `write the values out in ${where} instead of \`*alias\` references (a config needs no aliases)` },
+    );
+  }
 }
 
 function pathOf(instancePath: string): string[] {

@@ -11,6 +11,7 @@ export interface HubConfig {
   log: { level: LogLevel; pretty: boolean };
   secrets: { storageKeyFile: string | null };
   shutdown: { timeoutMs: number };
+  store: { reserveMB: number };
   uplink: {
     enabled: boolean;
     url: string | null;
@@ -27,6 +28,12 @@ export interface HubConfig {
     outboxMaxMB: number;
     batchSize: number;
     inflight: number;
+    /** `required`: events leave the outbox only on the cloud's `events/ack`; `off`: on the broker's PUBACK (not verified). */
+    eventAck: 'required' | 'off';
+    /** Unacknowledged events are published again after this long. */
+    eventAckTimeoutSec: number;
+    /** Events unacknowledged this long put the hub in the `not-acknowledged` fault (status, diag, health, security event). */
+    eventAckFaultSec: number;
     /** The largest message the hub publishes, and the broker takes (docs/mqtt-api.md, "Message size"). */
     maxMessageBytes: number;
     /** A sync sent in parts that is not complete this long after its first part is dropped (`sync.incomplete`). */
@@ -137,6 +144,14 @@ export const configSchema = {
         timeoutMs: { type: 'integer', minimum: 1000, maximum: 60000, default: 8000 },
       },
     },
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        reserveMB: { type: 'integer', minimum: 0, maximum: 1024, default: 2 },
+      },
+    },
     uplink: {
       type: 'object',
       additionalProperties: false,
@@ -165,6 +180,9 @@ export const configSchema = {
         outboxMaxMB: { type: 'integer', minimum: 1, maximum: 10240, default: 50 },
         batchSize: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
         inflight: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+        eventAck: { type: 'string', enum: ['required', 'off'], default: 'required' },
+        eventAckTimeoutSec: { type: 'integer', minimum: 1, maximum: 3600, default: 60 },
+        eventAckFaultSec: { type: 'integer', minimum: 1, maximum: 86400, default: 300 },
         maxMessageBytes: { type: 'integer', minimum: 16384, maximum: 268435455, default: 131072 },
         syncPartsTimeoutSec: { type: 'integer', minimum: 10, maximum: 86400, default: 600 },
       },

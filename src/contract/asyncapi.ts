@@ -16,6 +16,12 @@ const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: bo
     retained: false,
     summary: 'Batches of lock events; each has a stable id, the lock id and its sequence number.',
   },
+  'events/ack': {
+    dir: 'receive',
+    retained: false,
+    summary:
+      'The ids of events the cloud has stored; only these leave the outbox. Unacknowledged events are sent again after uplink.eventAckTimeoutSec.',
+  },
   'locks/{lockId}/state': { dir: 'send', retained: true, summary: "A lock's pairing and reported state." },
   health: {
     dir: 'send',

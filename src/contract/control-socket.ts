@@ -46,8 +46,10 @@ export interface HubStatus {
   uptimeSec: number;
   configSource: string | null;
   dataDir: string;
-  storageKey: { origin: string; path: string };
-  store: { ok: boolean; schemaVersion: number; walPages: number; path: string };
+  /** fingerprint: of the key (src/crypto/store-identity.ts), never the key; absent from an older daemon. */
+  storageKey: { origin: string; path: string; fingerprint?: string };
+  /** diskFull: what a full disk under the data directory means now ("disk full at PATH: …"), null with room. */
+  store: { ok: boolean; schemaVersion: number; walPages: number; path: string; diskFull: string | null };
   components: ComponentStatus[];
 }
 

@@ -203,3 +203,36 @@ export const REFUSAL_CODES = [
   'unknown_lock',
 ] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
+/**
+ * An event id as the hub writes it (`{lockId}/{epoch}/{seq}`, docs/mqtt-api.md "Events"): an
+ * `events/ack` names only ids of this form.
+ */
+export const EVENT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}/[0-9]{1,15}/[0-9]{1,15}$';
+/** An `events/ack` names at most this many events (the most one `events` message carries). */
+export const MAX_ACK_IDS = 500;
+
+/**
+ * The cloud's acknowledgement on `events/ack`: the ids of events it has **stored** (durably; a
+ * duplicate it already had counts as stored). Only then does the hub remove them from its outbox.
+ */
+export interface EventsAckPayload {
+  v: 1;
+  ids: string[];
+}
+
+export const eventsAckSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'ids'],
+  properties: {
+    v,
+    ids: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_ACK_IDS,
+      uniqueItems: true,
+      items: { type: 'string', maxLength: 100, pattern: EVENT_ID_PATTERN },
+    },
+  },
+} as const;

@@ -130,6 +130,33 @@ export interface HealthPayload {
    * refused and why.
    */
   commands?: { accepted: number; refused: Record<string, number>; lockouts: number; lockedOutUntil: string | null };
+  /**
+   * Whether the cloud confirms the events it stored (`events/ack`; absent until the uplink is up):
+   * `ack` is the configured rule (`off`: delivery is not verified), `state` `not-acknowledged`
+   * when events published for `uplink.eventAckFaultSec` have no ack (a broker ACL dropping
+   * `events`, or a cloud that does not ack), `refused` when the broker refuses them (MQTT 5).
+   */
+  delivery?: EventDeliveryHealth;
+  /**
+   * The disk under the hub's data directory: full (the hub stores no new event; the locks keep
+   * them until space returns), with what it means — "disk full at PATH: events are kept on the
+   * locks until space returns" — or not (detail null). A change publishes a health message at once.
+   */
+  disk?: { full: boolean; detail: string | null };
+}
+
+export const DELIVERY_STATES = ['ok', 'not-acknowledged', 'refused'] as const;
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+export interface EventDeliveryHealth {
+  ack: 'required' | 'off';
+  state: DeliveryState;
+  /** Events the broker accepted (PUBACK) and the cloud has not yet acknowledged. */
+  unacknowledged: number;
+  /** Seconds since the oldest of them was first published; null when there is none. */
+  oldestUnacknowledgedSec: number | null;
+  /** The cloud's last `events/ack` that removed something (ISO 8601), null: none since start. */
+  lastAckAt: string | null;
 }
 
 /** Lock ids listed in `health.offlineLists.lockIds` at the most (the count is whole). */
@@ -207,6 +234,27 @@ export const healthSchema = {
         },
         lockouts: { type: 'integer', minimum: 0 },
         lockedOutUntil: { anyOf: [isoTime, { type: 'null' }] },
+      },
+    },
+    delivery: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['ack', 'state', 'unacknowledged', 'oldestUnacknowledgedSec', 'lastAckAt'],
+      properties: {
+        ack: { enum: ['required', 'off'] },
+        state: { enum: DELIVERY_STATES },
+        unacknowledged: { type: 'integer', minimum: 0 },
+        oldestUnacknowledgedSec: { type: ['integer', 'null'], minimum: 0 },
+        lastAckAt: { anyOf: [isoTime, { type: 'null' }] },
+      },
+    },
+    disk: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['full', 'detail'],
+      properties: {
+        full: { type: 'boolean' },
+        detail: { type: ['string', 'null'], maxLength: 1024 },
       },
     },
   },

@@ -29,6 +29,7 @@ export const topics = {
   sync: (hubId: string) => `ks/hubs/${hubId}/sync`,
   syncAck: (hubId: string) => `ks/hubs/${hubId}/sync/ack`,
   events: (hubId: string) => `ks/hubs/${hubId}/events`,
+  eventsAck: (hubId: string) => `ks/hubs/${hubId}/events/ack`,
   lockState: (hubId: string, lockId: string) => `ks/hubs/${hubId}/locks/${lockId}/state`,
   health: (hubId: string) => `ks/hubs/${hubId}/health`,
   certRequest: (hubId: string) => `ks/hubs/${hubId}/cert/request`,

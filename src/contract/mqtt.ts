@@ -8,7 +8,14 @@ import {
   enrollRequestSchema,
   enrollResponseSchema,
 } from './mqtt-certificates.js';
-import { type CommandEnvelope, commandEnvelopeSchema, type SyncMessage, syncSchema } from './mqtt-cloud-messages.js';
+import {
+  type CommandEnvelope,
+  commandEnvelopeSchema,
+  type EventsAckPayload,
+  eventsAckSchema,
+  type SyncMessage,
+  syncSchema,
+} from './mqtt-cloud-messages.js';
 import {
   type CmdResultPayload,
   cmdResultSchema,
@@ -65,6 +72,7 @@ export interface TopicMap {
   sync: { direction: 'down'; retained: false; payload: SyncMessage };
   'sync/ack': { direction: 'up'; retained: false; payload: SyncAckPayload };
   events: { direction: 'up'; retained: false; payload: EventsPayload };
+  'events/ack': { direction: 'down'; retained: false; payload: EventsAckPayload };
   'locks/{lockId}/state': { direction: 'up'; retained: true; payload: LockStatePayload };
   health: { direction: 'up'; retained: false; payload: HealthPayload };
   'cert/request': { direction: 'up'; retained: false; payload: CertRequestPayload };
@@ -80,6 +88,7 @@ export const schemas = {
   sync: syncSchema,
   'sync/ack': syncAckSchema,
   events: eventsSchema,
+  'events/ack': eventsAckSchema,
   'locks/{lockId}/state': lockStateSchema,
   health: healthSchema,
   'cert/request': certRequestSchema,

@@ -1,4 +1,4 @@
-import { closeSync, constants, fsyncSync, linkSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fsyncDir } from '../base/atomic-file.js';
 import { HubError } from '../base/errors.js';
@@ -24,19 +24,35 @@ export interface StorageKeySource {
  * A key file readable or writable by group or others is refused: a copy of the key turns every
  * sealed secret in the database into plaintext.
  */
-export function loadStorageKey(opts: {
+export function loadStorageKey(opts: StorageKeyOptions): StorageKeySource {
+  return findStorageKey(opts) ?? createStorageKey(defaultKeyPath(opts.dataDir), opts.random);
+}
+
+export interface StorageKeyOptions {
   dataDir: string;
   keyFile: string | null;
   credentialsDirectory: string | undefined;
   random: Random;
-}): StorageKeySource {
+}
+
+/** Where the key file is made on a first start: `<dataDir>/storage-key`. */
+export function defaultKeyPath(dataDir: string): string {
+  return join(dataDir, CREDENTIAL_NAME);
+}
+
+/**
+ * The storage key that exists (credential, configured file, default file), or undefined when there
+ * is none yet; a configured key file that does not exist is refused. Makes nothing: whether a
+ * new key may be made is the store's identity's decision (src/crypto/store-identity.ts).
+ */
+export function findStorageKey(opts: StorageKeyOptions): StorageKeySource | undefined {
   if (opts.credentialsDirectory) {
     const path = join(opts.credentialsDirectory, CREDENTIAL_NAME);
     const key = readKey(path, false);
     if (key) return { key, origin: 'systemd-credential', path };
     // CREDENTIALS_DIRECTORY is set for other credentials too; without ours fall back to the file.
   }
-  const path = opts.keyFile ?? join(opts.dataDir, CREDENTIAL_NAME);
+  const path = opts.keyFile ?? defaultKeyPath(opts.dataDir);
   const existing = readKey(path, true);
   if (existing) return { key: existing, origin: 'key-file', path };
   if (opts.keyFile) {
@@ -44,7 +60,36 @@ export function loadStorageKey(opts: {
       hint: 'create it (32 random bytes, mode 0600) or remove secrets.storageKeyFile to use the default',
     });
   }
-  return { key: createKeyFile(path, opts.random), origin: 'key-file-created', path };
+  return undefined;
+}
+
+/** A new key in a new 0600 file at `path` (a first start). */
+export function createStorageKey(path: string, random: Random): StorageKeySource {
+  return { key: createKeyFile(path, random), origin: 'key-file-created', path };
+}
+
+/**
+ * A first start's key waits as `<key file>.pending` until its new store is stamped with it, and is
+ * then renamed into place (commitPendingKey): a first start cut short leaves a pending key, which
+ * the next start takes up, never a key beside no store (which would be refused as a lost store).
+ */
+export function pendingKeyPath(dataDir: string): string {
+  return `${defaultKeyPath(dataDir)}.pending`;
+}
+
+/** The pending key of a first start cut short, if there is one. */
+export function readPendingKey(dataDir: string): StorageKeySource | undefined {
+  const path = pendingKeyPath(dataDir);
+  const key = readKey(path, true);
+  return key && { key, origin: 'key-file-created', path };
+}
+
+/** The pending key becomes the key file; from now on the store and its key exist together. */
+export function commitPendingKey(dataDir: string): StorageKeySource['path'] {
+  const path = defaultKeyPath(dataDir);
+  renameSync(pendingKeyPath(dataDir), path);
+  fsyncDir(dataDir);
+  return path;
 }
 
 /** Read a key file; undefined if it does not exist. */
@@ -77,6 +122,10 @@ function createKeyFile(path: string, random: Random): Secret {
   try {
     writeSync(fd, key);
     fsyncSync(fd);
+  } catch (e) {
+    // A full disk: no half-written temporary key is left behind.
+    unlinkSync(tmp);
+    throw e;
   } finally {
     closeSync(fd);
   }

@@ -2,7 +2,7 @@ import { existsSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeError } from '../base/errors.js';
 import type { CertSummary, DiagCheck, DiagReport, Verdict, VerifierStats } from '../contract/control-socket.js';
-import { DB_FILE } from '../store/files.js';
+import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
 
 /**
  * The field technician's checks that both sides run — the daemon (src/app/daemon-diag.ts) and the CLI
@@ -106,8 +106,11 @@ export function clockCheck(now: number, notBefore: string | undefined): DiagChec
   return check('clock', 'ok', `${at} (UTC)`);
 }
 
-/** Free space on the data directory's file system: warn under 100 MB, fail under 10 MB. */
-export function diskCheck(dataDir: string): DiagCheck {
+/**
+ * Free space on the data directory's file system: warn under 100 MB, fail under 10 MB, and fail
+ * while the running store has met a full disk (`fullDetail`: "disk full at PATH: …").
+ */
+export function diskCheck(dataDir: string, fullDetail: string | null = null): DiagCheck {
   let dir = dataDir;
   while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
   let free: number;
@@ -120,6 +123,14 @@ export function diskCheck(dataDir: string): DiagCheck {
   const mb = (n: number) => `${Math.floor(n / (1024 * 1024))} MB`;
   const detail = `${mb(free)} free on the file system of ${dir}`;
   const action = `free space on ${dir}: the store needs room to commit, and a full disk stops the hub recording events`;
+  if (fullDetail) {
+    return check(
+      'disk',
+      'fail',
+      `${fullDetail} (${mb(free)} free)`,
+      `${action}; the hub collects the locks' events by itself once there is room again (docs/operations.md, "Disk full")`,
+    );
+  }
   if (free < DISK_FAIL_BYTES) return check('disk', 'fail', detail, action);
   if (free < DISK_WARN_BYTES) return check('disk', 'warn', detail, action);
   return check('disk', 'ok', detail);
@@ -138,7 +149,18 @@ export function refusedSummary(refused: VerifierStats['refused']): string {
 /** The store file without opening it (the CLI, no daemon): its integrity is checked when the daemon starts. */
 export function storeFileCheck(dataDir: string): DiagCheck {
   const db = join(dataDir, DB_FILE);
-  if (!existsSync(db))
+  const trace = join(dataDir, IDENTITY_FILE);
+  const state = storeFileState(db);
+  // A store that was here and is gone or emptied: the daemon refuses to start (exit 78).
+  if (state !== 'present' && existsSync(trace)) {
+    return check(
+      'store',
+      'fail',
+      `${db} ${state === 'empty' ? 'is empty (0 bytes)' : 'is missing'}, but ${trace} records a store that was here`,
+      'restore hub.db from a backup made with this storage key, or `iqhub reset --yes` to start afresh (every lock must then be attached again)',
+    );
+  }
+  if (state === 'missing')
     return check('store', 'warn', `${db} does not exist yet`, 'the daemon creates it at its first start');
   return check(
     'store',

@@ -4,6 +4,7 @@ import type { LockStatePayload } from '../contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { LinkManager, LockChange } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
+import { isDiskFull } from '../store/disk-space.js';
 import type { Store } from '../store/store.js';
 import type { Outbox } from './outbox.js';
 
@@ -40,7 +41,15 @@ export class LockStates {
 
   /** Follow the locks' changes from now on. */
   follow(): Unsubscribe {
-    return this.#d.link.onLockChange((c) => this.#changed(c));
+    const changes = this.#d.link.onLockChange((c) => this.#changed(c));
+    // Space again after a full disk: queue the states that waited.
+    const disk = this.#d.store.space.onChange((s) => {
+      if (!s.full) this.flush();
+    });
+    return () => {
+      changes();
+      disk();
+    };
   }
 
   #changed(c: LockChange): void {
@@ -69,7 +78,9 @@ export class LockStates {
   flush(): void {
     if (this.#flush) clearImmediate(this.#flush);
     this.#flush = undefined;
-    if (this.#pending.size === 0) return;
+    // A full disk: the newest state of each lock waits here (one per lock) until space returns; the
+    // disk's state change is logged once, not each flush.
+    if (this.#pending.size === 0 || this.#d.store.diskFull) return;
     const states = [...this.#pending.values()];
     this.#pending.clear();
     try {
@@ -79,6 +90,11 @@ export class LockStates {
         }
       });
     } catch (e) {
+      if (isDiskFull(e)) {
+        // The disk turned full on this commit: keep them for later, unless a newer state came since.
+        for (const p of states) if (!this.#pending.has(p.lockId)) this.#pending.set(p.lockId, p);
+        return;
+      }
       // The store is closing or failing: the next connection to each lock reports its state again.
       this.#d.log.error({ err: e, locks: states.map((p) => p.lockId) }, 'lock states could not be queued');
       return;

@@ -121,6 +121,8 @@ interface Statements {
   droppable: Statement;
   deleteReturning: (n: number) => Statement;
   deleteTopic: Statement;
+  deleteAcked: Statement<[number, string]>;
+  hasEvent: Statement<[number]>;
   events: Statement;
   messages: Statement;
   count: Statement;
@@ -188,6 +190,11 @@ export class Outbox {
         return st;
       },
       deleteTopic: db.prepare(`DELETE FROM outbox WHERE kind = 'message' AND topic = ? RETURNING bytes`),
+      // The row must still hold that very event: an ack names events, and a row id alone proves nothing.
+      deleteAcked: db.prepare<[number, string]>(
+        `DELETE FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ? RETURNING bytes, topic`,
+      ),
+      hasEvent: db.prepare<[number]>(`SELECT 1 FROM outbox WHERE id = ? AND kind = 'event'`),
       events: db.prepare(`SELECT id, payload, bytes FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id LIMIT ?`),
       messages: db.prepare(
         `SELECT id, topic, payload, retain FROM outbox WHERE kind = 'message' AND id > ? ORDER BY id LIMIT ?`,
@@ -321,6 +328,30 @@ export class Outbox {
   remove(ids: readonly number[]): number {
     if (ids.length === 0) return 0;
     return this.#store.lazyTransaction(() => this.#delete(ids).length);
+  }
+
+  /**
+   * The cloud acknowledged these events (`events/ack`): delete each row that still holds the event
+   * named with it. Returns how many were removed. Like `remove`, the delete need not wait for the
+   * disk: undone by a power cut, the events are only sent again.
+   */
+  acknowledgeEvents(rows: readonly { rowId: number; eventId: string }[]): number {
+    if (rows.length === 0) return 0;
+    return this.#store.lazyTransaction(() => {
+      const gone: { bytes: number; topic: string }[] = [];
+      for (const r of rows) {
+        const row = this.#s.deleteAcked.get(r.rowId, r.eventId) as { bytes: number; topic: string } | undefined;
+        if (row) gone.push(row);
+      }
+      this.#addBytes(-gone.reduce((n, r) => n + r.bytes, 0));
+      this.#noteBelowLimit();
+      return gone.length;
+    });
+  }
+
+  /** The event row `rowId` is still queued (not acknowledged, nor dropped under the size limit). */
+  hasEvent(rowId: number): boolean {
+    return this.#s.hasEvent.get(rowId) !== undefined;
   }
 
   /**

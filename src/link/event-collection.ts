@@ -101,7 +101,15 @@ export class EventCollection {
     await Promise.allSettled([...this.#pulling.values()]);
   }
 
+  /** Collect from every connected lock now: the disk had been full and has room again. */
+  collectAll(lockIds: string[]): void {
+    for (const lockId of lockIds) if (this.#connection(lockId)) this.#schedulePull(lockId);
+  }
+
   #schedulePull(lockId: string, trigger?: Trigger): void {
+    // A full disk: nothing is fetched, stored or acknowledged — the lock keeps its events (it
+    // deletes only what the hub acknowledged) until space returns and collectAll runs.
+    if (this.#ctx.pairing.space.full) return;
     if (this.#pulling.has(lockId)) {
       this.#pullAgain.add(lockId);
       return;

@@ -113,6 +113,7 @@ export class LinkManager implements Component {
   readonly #attacher: Attacher;
   readonly #detacher: Detacher;
   #unsubAds: Unsubscribe | undefined;
+  #unsubDisk: Unsubscribe | undefined;
   #state: ComponentStatus['state'] = 'stopped';
 
   constructor(deps: {
@@ -155,6 +156,10 @@ export class LinkManager implements Component {
     this.#state = 'starting';
     this.#ctx.loadIdentity(this.#sealer);
     this.#unsubAds = this.#ctx.bearer.onAdvertisement((a) => this.#onAdvertisement(a));
+    // Space again after a full disk: collect the events the locks kept meanwhile, without waiting for a poll.
+    this.#unsubDisk = this.pairing.space.onChange((s) => {
+      if (!s.full) this.#events.collectAll(this.list().map((l) => l.lockId));
+    });
     await this.#ctx.bearer.start();
     this.#state = 'running';
   }
@@ -162,6 +167,7 @@ export class LinkManager implements Component {
   async stop(): Promise<void> {
     this.#state = 'stopping';
     this.#unsubAds?.();
+    this.#unsubDisk?.();
     await this.#events.settled();
     await this.#connections.closeAll();
     await this.#ctx.bearer.stop();

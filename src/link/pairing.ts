@@ -3,6 +3,7 @@ import type { BearerKind } from '../../hal/bearer.js';
 import type { Random } from '../base/random.js';
 import type { LockEvent } from '../contract/link-messages.js';
 import type { Sealer } from '../crypto/seal.js';
+import type { DiskSpace } from '../store/disk-space.js';
 import type { Store } from '../store/store.js';
 import { generateKeyPair, type KeyPair, keyPairFromSecret } from './noise.js';
 
@@ -84,6 +85,11 @@ export class PairingStore {
 
   constructor(store: Store) {
     this.#store = store;
+  }
+
+  /** The data directory's disk: while it is full, events stay on the locks (src/store/disk-space.ts). */
+  get space(): DiskSpace {
+    return this.#store.space;
   }
   /** Statements are prepared once per store: commands and events look locks up several times each. */
   readonly #statements = new Map<string, Statement>();

@@ -222,6 +222,24 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 6,
+    name: 'remote-command lockout',
+    up(db) {
+      db.exec(`
+        -- The remote-command lockout, so a restart does not forget it (src/commands/verifier.ts).
+        -- failures: JSON array of the wall times (unix ms) of the counted refusals still within the
+        -- window; locked_until: the wall time the running lockout ends (NULL: none). Wall time on
+        -- disk, monotonic time in memory: a restart resumes with the remaining time capped at lockoutSec.
+        CREATE TABLE command_lockout (
+          id           INTEGER PRIMARY KEY CHECK (id = 1),
+          failures     TEXT    NOT NULL DEFAULT '[]',
+          locked_until INTEGER,
+          updated_at   INTEGER NOT NULL
+        ) STRICT;
+      `);
+    },
+  },
+  {
+    version: 7,
     name: 'sync parts',
     up(db) {
       db.exec(`

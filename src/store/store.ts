@@ -1,11 +1,31 @@
-import { mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { HubError } from '../base/errors.js';
+import { DiskSpace, diskFullDetail, isDiskFull } from './disk-space.js';
 import { DB_FILE } from './files.js';
 import { migrations as allMigrations, type Migration } from './migrations.js';
 
 export { DB_FILE };
+
+/**
+ * The WAL is checkpointed into the main file when it holds this many pages (SQLite's default is
+ * 1000, about 4 MB — enough to fill a small volume before the first checkpoint), and truncated
+ * back to WAL_SIZE_LIMIT_BYTES after a checkpoint that let it grow beyond.
+ */
+export const WAL_AUTOCHECKPOINT_PAGES = 256;
+export const WAL_SIZE_LIMIT_BYTES = 1024 * 1024;
+
+export interface StoreOptions {
+  /**
+   * Bytes of the disk-space reserve in the data directory (src/store/disk-space.ts); 0 or absent:
+   * none. The daemon passes `store.reserveMB` (2 MB by default: room to checkpoint a WAL bounded
+   * by WAL_AUTOCHECKPOINT_PAGES, and more); tools and tests that open a store need none.
+   */
+  reserveBytes?: number;
+  /** Wall time (ms), for the moment the disk turned full. */
+  now?: () => number;
+}
 
 export interface StoreInfo {
   path: string;
@@ -26,39 +46,50 @@ export interface StoreInfo {
 export class Store {
   readonly db: Database;
   readonly info: StoreInfo;
+  /** The data directory's disk: full or not, and the reserve released when it is. */
+  readonly space: DiskSpace;
   #closed = false;
   /** Prepared once: the journal is written on hot paths (every remote command). */
   #journalInsert: Statement<[number, string, string]> | undefined;
   #pageSize: number | undefined;
+  /** The disk turned full and the WAL has not been checkpointed into the main file since. */
+  #checkpointDue = false;
 
-  private constructor(db: Database, info: StoreInfo) {
+  private constructor(db: Database, info: StoreInfo, space: DiskSpace) {
     this.db = db;
     this.info = info;
+    this.space = space;
   }
 
-  static open(dataDir: string, migrations: readonly Migration[] = allMigrations): Store {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  static open(dataDir: string, migrations: readonly Migration[] = allMigrations, opts: StoreOptions = {}): Store {
+    ensureWritableDataDir(dataDir);
     const path = join(dataDir, DB_FILE);
     let db: Database;
     try {
       db = new BetterSqlite3(path, { timeout: 0 });
     } catch (e) {
-      throw new HubError('store.open', `cannot open the database ${path}: ${(e as Error).message}`, {
-        hint: `check that ${dataDir} exists and is writable by the daemon's user`,
-      });
+      throw openFailure(e, path, dataDir);
     }
     try {
       const info = prepare(db, path, migrations);
-      return new Store(db, info);
+      const space = new DiskSpace({
+        dataDir,
+        reserveBytes: opts.reserveBytes ?? 0,
+        now: opts.now ?? Date.now,
+      });
+      const store = new Store(db, info, space);
+      space.ensureReserve();
+      if (space.full) store.#checkpoint();
+      return store;
     } catch (e) {
       db.close();
-      throw e;
+      throw e instanceof HubError ? e : openFailure(e, path, dataDir);
     }
   }
 
   /** Run `fn` in one write transaction (BEGIN IMMEDIATE): all of it commits durably, or none. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    return this.#guard(() => this.db.transaction(fn).immediate());
   }
 
   /**
@@ -74,17 +105,57 @@ export class Store {
     if (this.db.inTransaction) return fn();
     this.db.pragma('synchronous = NORMAL');
     try {
-      return this.db.transaction(fn).immediate();
+      return this.#guard(() => this.db.transaction(fn).immediate());
     } finally {
       this.db.pragma('synchronous = FULL');
     }
+  }
+
+  /**
+   * Run a write; if it meets a full disk, the disk turns full (the reserve is released, once) and
+   * the WAL is checkpointed into the main file while the reserve's room is there, then the write
+   * fails as `store.disk-full`. Nothing of it was committed: the caller keeps what it was storing
+   * (an event stays on its lock, unacknowledged).
+   */
+  #guard<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      if (this.space.exhausted()) this.#checkpointDue = true;
+      // Outside any transaction only (a nested write's failure reaches the outermost guard too).
+      if (this.#checkpointDue && !this.db.inTransaction) {
+        this.#checkpointDue = false;
+        this.#checkpoint();
+      }
+      if (e instanceof HubError) throw e;
+      throw new HubError('store.disk-full', `${diskFullDetail(this.space.path)} (${(e as Error).message})`, {
+        cause: e,
+      });
+    }
+  }
+
+  /** Fold the WAL into the main file and truncate it; on a full disk it may fail, and the WAL stays. */
+  #checkpoint(): void {
+    if (this.db.inTransaction) return;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+    }
+  }
+
+  /** Whether the data directory's disk is full (writes that can wait — events, lock states — wait). */
+  get diskFull(): boolean {
+    return this.space.full;
   }
 
   journal(kind: string, detail: Record<string, unknown>, at: number): void {
     this.#journalInsert ??= this.db.prepare<[number, string, string]>(
       'INSERT INTO journal (at, kind, detail) VALUES (?, ?, ?)',
     );
-    this.#journalInsert.run(at, kind, JSON.stringify(detail));
+    const insert = this.#journalInsert;
+    this.#guard(() => insert.run(at, kind, JSON.stringify(detail)));
   }
 
   /** A quick health probe for `iqhub status`: the database answers. */
@@ -94,7 +165,7 @@ export class Store {
    * as it took to copy the WAL — seconds during a flood of commands — and failed on a full disk.
    * `walPages`: the pages the WAL file holds (its size; it is reused, not shrunk, after a checkpoint).
    */
-  health(): { ok: boolean; schemaVersion: number; walPages: number } {
+  health(): { ok: boolean; schemaVersion: number; walPages: number; diskFull: string | null } {
     let walBytes = 0;
     try {
       walBytes = statSync(`${this.info.path}-wal`).size;
@@ -104,15 +175,17 @@ export class Store {
     this.#pageSize ??= this.db.pragma('page_size', { simple: true }) as number;
     // A 32-byte header, then a 24-byte header before each page.
     const walPages = walBytes > 32 ? Math.floor((walBytes - 32) / (this.#pageSize + 24)) : 0;
-    return { ok: true, schemaVersion: this.info.schemaVersion, walPages };
+    const disk = this.space.state();
+    return { ok: true, schemaVersion: this.info.schemaVersion, walPages, diskFull: disk.full ? disk.detail : null };
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // Fold the WAL into the main file so a copy of the data directory is self-contained.
+    // Fold the WAL into the main file so a copy of the data directory is self-contained. On a full
+    // disk it stays: it is durable, and the next open reads it.
     try {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.#checkpoint();
     } finally {
       this.db.close();
     }
@@ -135,12 +208,12 @@ function prepare(db: Database, path: string, migrations: readonly Migration[]): 
         hint: 'another iq-hub daemon is running on this data directory; stop it first (systemctl stop iq-hub)',
       });
     }
-    throw new HubError('store.open', `cannot open the database ${path}: ${(e as Error).message}`, {
-      hint: 'the file may not be an iq-hub database; move it aside and restore from a backup',
-    });
+    throw openFailure(e, path, dirname(path));
   }
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
+  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
 
   const corrupt = (what: string) =>
     new HubError('store.corrupt', `the database ${path} failed its integrity check: ${what}`, {
@@ -194,4 +267,116 @@ function prepare(db: Database, path: string, migrations: readonly Migration[]): 
     journalMode: String(db.pragma('journal_mode', { simple: true })),
     synchronous: String(db.pragma('synchronous', { simple: true })),
   };
+}
+
+/**
+ * Create the data directory if needed (0700) and make sure the daemon may write it and the store
+ * in it. A read-only file system and missing permissions are told apart from a damaged store: the
+ * fix is a mount or a chown, and the store itself must be kept as it is.
+ */
+export function ensureWritableDataDir(dataDir: string): void {
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    accessSync(dataDir, constants.W_OK | constants.X_OK);
+    const path = join(dataDir, DB_FILE);
+    try {
+      accessSync(path, constants.R_OK | constants.W_OK);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  } catch (e) {
+    throw fileSystemFailure(e, dataDir) ?? e;
+  }
+}
+
+/** A HubError for an errno that says "read-only", "not allowed" or "no space"; undefined otherwise. */
+export function fileSystemFailure(e: unknown, dataDir: string): HubError | undefined {
+  const errno = (e as NodeJS.ErrnoException).code;
+  const detail = (e as Error).message;
+  if (errno === 'EROFS') {
+    return new HubError('store.read-only', `the data directory ${dataDir} is on a read-only file system (${detail})`, {
+      hint: `remount the file system that holds ${dataDir} read-write; the store in it is kept as it is: nothing needs restoring`,
+      cause: e,
+    });
+  }
+  if (errno === 'EACCES' || errno === 'EPERM') {
+    return new HubError(
+      'store.not-writable',
+      `the daemon's user cannot write the data directory ${dataDir} (${errno})`,
+      {
+        hint: `as root: chown -R iqhub:iqhub ${dataDir} && chmod 0700 ${dataDir} (or the user the daemon runs as); the store in it is kept as it is`,
+        cause: e,
+      },
+    );
+  }
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    return new HubError('store.disk-full', `no space left on the file system of ${dataDir} (${errno})`, {
+      hint: `free space where ${dataDir} lives (df -h ${dataDir}); the daemon is restarted and carries on`,
+      cause: e,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * Why SQLite could not open or prepare the store, by its result code: not a database, damaged,
+ * read-only, not allowed, full. Only a file that is not a database is told to move aside.
+ */
+function openFailure(e: unknown, path: string, dataDir: string): HubError {
+  const code = (e as { code?: string }).code ?? '';
+  const message = (e as Error).message;
+  if (code === 'SQLITE_NOTADB') {
+    return new HubError('store.not-a-database', `the file ${path} is not an iq-hub database (${message})`, {
+      hint: `stop the daemon, move ${path} aside (keep it), and restore hub.db from a backup taken with its storage key`,
+    });
+  }
+  if (code.startsWith('SQLITE_CORRUPT')) {
+    return new HubError('store.corrupt', `the database ${path} is damaged (${message})`, {
+      hint: 'refusing to start on a damaged store: stop the daemon, keep a copy of the data directory, and restore from a backup (docs/operations.md)',
+    });
+  }
+  if (code === 'SQLITE_FULL') {
+    return new HubError('store.disk-full', `no space left for the database ${path} (${message})`, {
+      hint: `free space where ${dataDir} lives (df -h ${dataDir}); the daemon is restarted and carries on`,
+    });
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM') {
+    const probe = writeProbe(dataDir);
+    if (probe) return probe;
+  }
+  return new HubError('store.open', `cannot open the database ${path}: ${message}`, {
+    hint: `check that ${dataDir} exists and is writable by the daemon's user; \`iqhub diag\` checks the store file`,
+  });
+}
+
+/** Ask the file system itself whether the data directory and the store can be written. */
+function writeProbe(dataDir: string): HubError | undefined {
+  try {
+    ensureWritableDataDir(dataDir);
+    return undefined;
+  } catch (e) {
+    return e instanceof HubError ? e : undefined;
+  }
+}
+
+/**
+ * Whether a process holds the store (a running daemon keeps it locked exclusively). Takes and
+ * releases the write lock without writing; a file that is no database at all is held by nobody.
+ */
+export function storeInUse(dataDir: string): boolean {
+  const path = join(dataDir, DB_FILE);
+  let db: Database;
+  try {
+    db = new BetterSqlite3(path, { timeout: 0, fileMustExist: true });
+  } catch {
+    return false;
+  }
+  try {
+    db.exec('BEGIN IMMEDIATE; COMMIT;');
+    return false;
+  } catch (e) {
+    return (e as { code?: string }).code?.startsWith('SQLITE_BUSY') ?? false;
+  } finally {
+    db.close();
+  }
 }

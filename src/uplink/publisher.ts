@@ -1,5 +1,6 @@
 import type { AheadTicket } from '../../hal/uplink.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
+import type { EventDelivery, PublishedEvent } from '../events/delivery.js';
 import type { Outbox } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
 import type { PublishResult, UplinkClient } from './mqtt-client.js';
@@ -22,6 +23,14 @@ export interface PublisherOptions {
   retryMs?: number;
   /** `stop()` waits at most this long for publishes in flight. */
   stopTimeoutMs?: number;
+  /**
+   * Delivery confirmed by the cloud (src/events/delivery.ts): told of every events PUBACK and
+   * refusal, it removes rows on the cloud's ack and asks for resends. Without it a PUBACK removes.
+   */
+  delivery?: Pick<EventDelivery, 'published' | 'refused' | 'onResend' | 'reconnected'>;
+  /** After the broker refused events: publish events again after this long, doubling up to `refusedMaxMs`. */
+  refusedBaseMs?: number;
+  refusedMaxMs?: number;
 }
 
 interface Unit {
@@ -30,6 +39,8 @@ interface Unit {
   topic: string;
   payload: string;
   retain: boolean;
+  /** For `events`: the event ids, in the order of `ids`. */
+  eventIds?: string[];
 }
 
 /**
@@ -58,12 +69,14 @@ export interface PublisherStats {
 /**
  * Drains the outbox through the client while it is connected: messages and event batches in row
  * order, up to `inflight` publishes waiting for their PUBACK. A row leaves the outbox only when
- * the broker acknowledged it; a permanent refusal (MQTT 5 PUBACK ≥ 0x80, e.g. 0x87 not
- * authorized) removes and counts it; a transient failure (connection lost) stops the drain, and
+ * the broker acknowledged it — events, with a delivery record, only when the cloud acknowledged
+ * them; a permanent refusal (MQTT 5 PUBACK ≥ 0x80, e.g. 0x87 not authorized) of a message removes
+ * and counts it, of events keeps them and backs off; a transient failure (connection lost) stops the drain, and
  * the next 'connected' starts again from the oldest row still queued — so a batch whose PUBACK was
  * lost is published again, and the cloud deduplicates by event id. One drain at a time.
  */
 export class Publisher {
+  readonly #opts: PublisherOptions;
   readonly #outbox: Outbox;
   readonly #client: PublishPort;
   readonly #clock: Clock;
@@ -89,8 +102,12 @@ export class Publisher {
   #retry: TimerHandle | undefined;
   #acknowledged = 0;
   #refused = 0;
+  /** Events refused by the broker: none published until this timer restarts them (messages go on). */
+  #eventsPaused: TimerHandle | undefined;
+  #refusedBackoffMs: number;
 
   constructor(opts: PublisherOptions) {
+    this.#opts = opts;
     this.#outbox = opts.outbox;
     this.#client = opts.client;
     this.#clock = opts.clock;
@@ -100,13 +117,21 @@ export class Publisher {
     this.#batchBytes = opts.batchBytes ?? 200_000;
     this.#retryMs = opts.retryMs ?? 5_000;
     this.#stopTimeoutMs = opts.stopTimeoutMs ?? 5_000;
+    this.#refusedBackoffMs = opts.refusedBaseMs ?? 1_000;
   }
 
   /** Follow the client: publish whenever it is connected, from the oldest queued row. */
   start(): void {
     if (this.#started || this.#stopped) return;
     this.#started = true;
-    this.#unsubscribe.push(this.#client.on('connected', () => this.#restart()));
+    this.#unsubscribe.push(
+      this.#client.on('connected', () => {
+        this.#opts.delivery?.reconnected();
+        this.#restart();
+      }),
+    );
+    const resend = this.#opts.delivery?.onResend(() => this.#resendEvents());
+    if (resend) this.#unsubscribe.push(resend);
     if (this.#client.connected) this.#restart();
   }
 
@@ -186,6 +211,8 @@ export class Publisher {
     for (const u of this.#unsubscribe.splice(0)) u();
     this.#clock.clearTimeout(this.#retry);
     this.#retry = undefined;
+    this.#clock.clearTimeout(this.#eventsPaused);
+    this.#eventsPaused = undefined;
     if (this.#inflight.size === 0) return;
     await new Promise<void>((resolve) => {
       const t = this.#clock.setTimeout(resolve, this.#stopTimeoutMs);
@@ -206,6 +233,13 @@ export class Publisher {
     this.#ahead.clear();
     this.#clock.clearTimeout(this.#retry);
     this.#retry = undefined;
+    this.kick();
+  }
+
+  /** Publish the queued events again from the oldest (unacknowledged, or refused and backed off). */
+  #resendEvents(): void {
+    if (this.#stopped || this.#eventsPaused !== undefined) return;
+    this.#afterEvent = 0;
     this.kick();
   }
 
@@ -237,7 +271,10 @@ export class Publisher {
   }
 
   #next(): Unit | undefined {
-    const batch = this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent);
+    const batch =
+      this.#eventsPaused === undefined
+        ? this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent)
+        : undefined;
     let msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
     while (msg && this.#ahead.has(msg.id)) {
       this.#afterMessage = msg.id;
@@ -250,7 +287,14 @@ export class Publisher {
     }
     if (!batch) return undefined;
     this.#afterEvent = batch.ids[batch.ids.length - 1] ?? this.#afterEvent;
-    return { kind: 'events', ids: batch.ids, topic: 'events', payload: JSON.stringify(batch.payload), retain: false };
+    return {
+      kind: 'events',
+      ids: batch.ids,
+      topic: 'events',
+      payload: JSON.stringify(batch.payload),
+      retain: false,
+      eventIds: batch.payload.events.map((e) => e.id),
+    };
   }
 
   #send(unit: Unit, generation: number, ticket?: Ticket): void {
@@ -271,6 +315,10 @@ export class Publisher {
 
   #settle(unit: Unit, r: PublishResult, generation: number): void {
     try {
+      if (unit.kind === 'events' && (r.ok || r.permanent)) {
+        this.#settleEvents(unit, r);
+        return;
+      }
       if (r.ok) {
         this.#outbox.remove(unit.ids);
         this.#acknowledged += unit.ids.length;
@@ -294,5 +342,36 @@ export class Publisher {
       // The store failed under us (closing): the rows stay queued and go out on the next drain.
       this.#log.error({ err: e }, 'uplink: could not record a publish outcome');
     }
+  }
+
+  /**
+   * The broker answered an `events` batch. Acknowledged: the delivery record takes it (removed on
+   * the cloud's ack), or without one it is removed. Refused for good: nothing is dropped — the
+   * events stay queued, events pause (messages go on) and are tried again after a backoff.
+   */
+  #settleEvents(unit: Unit, r: PublishResult): void {
+    const events: PublishedEvent[] = unit.ids.map((rowId, i) => ({ rowId, eventId: unit.eventIds?.[i] ?? '' }));
+    const delivery = this.#opts.delivery;
+    if (r.ok) {
+      this.#refusedBackoffMs = this.#opts.refusedBaseMs ?? 1_000;
+      if (delivery) delivery.published(events);
+      else this.#outbox.remove(unit.ids);
+      this.#acknowledged += unit.ids.length;
+      return;
+    }
+    const reason = `PUBACK reason ${r.code} on events`;
+    this.#refused += unit.ids.length;
+    delivery?.refused(events, reason);
+    if (this.#eventsPaused !== undefined || this.#stopped) return;
+    const waitMs = this.#refusedBackoffMs;
+    this.#refusedBackoffMs = Math.min(this.#opts.refusedMaxMs ?? 60_000, waitMs * 2);
+    this.#log.error(
+      { code: r.code, events: unit.ids.length, retryInMs: waitMs },
+      'uplink: the broker refused events; they are kept and published again later (check the broker ACL for the events topic)',
+    );
+    this.#eventsPaused = this.#clock.setTimeout(() => {
+      this.#eventsPaused = undefined;
+      this.#resendEvents();
+    }, waitMs);
   }
 }

@@ -7,6 +7,7 @@ import type { Random } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import type { HealthPayload } from '../contract/mqtt-hub-messages.js';
 import type { Secret } from '../crypto/secret.js';
+import type { EventDelivery } from '../events/delivery.js';
 import type { LockStates } from '../events/lock-states.js';
 import type { Outbox } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
@@ -39,6 +40,8 @@ export interface UplinkDeps {
   health: () => HealthPayload;
   /** The end of a running lockout of remote commands (ISO 8601), for the status line. */
   lockedOutUntil?: () => string | null | undefined;
+  /** Delivery confirmed by the cloud (`events/ack`); without it the broker's PUBACK removes events. */
+  delivery?: EventDelivery;
   /** The locks' retained states, followed once the uplink starts and flushed before it stops. */
   lockStates?: LockStates;
   /**
@@ -84,6 +87,11 @@ export class UplinkService implements Component {
   /** Certificate renewal: when it is due, the last problem, rotations done (undefined when off). */
   rotationStatus(): RotationStatus | undefined {
     return this.#rotation?.status();
+  }
+
+  /** Connected to the broker now. */
+  get connected(): boolean {
+    return this.#client?.state().state === 'connected';
   }
 
   /** Wake the publisher: something was queued (called after the transaction that queued it). */
@@ -153,6 +161,7 @@ export class UplinkService implements Component {
       log: d.log,
       inflight: d.config.inflight,
       batchSize: d.config.batchSize,
+      ...(d.delivery ? { delivery: d.delivery } : {}),
       // An `events` message never exceeds the message limit (the outbox sizes a batch by its bytes).
       batchBytes: d.config.maxMessageBytes,
     });
@@ -182,6 +191,11 @@ export class UplinkService implements Component {
     this.#rotation = rotation;
     this.#unsubscribe.push(
       client.onMessage((topic, payload) => {
+        // Not a command: it only removes acknowledged events from the outbox (never throws).
+        if (topic === 'events/ack') {
+          if (d.delivery) d.delivery.acknowledge(payload);
+          return;
+        }
         // The PUBACK waits until the services have recorded the message, not until it is answered.
         if (topic !== 'cert/response')
           return new Promise<void>((recorded) => void inbound.handle(topic, payload, recorded));
@@ -192,6 +206,7 @@ export class UplinkService implements Component {
     if (rotation) this.#unsubscribe.push(client.on('connected', () => rotation.connected()));
     if (d.lockStates) this.#unsubscribe.push(d.lockStates.follow());
     publisher.start();
+    d.delivery?.start();
     client.start();
     rotation?.start();
     this.#scheduleHealth();
@@ -247,6 +262,7 @@ export class UplinkService implements Component {
     this.#inbound?.close();
     await this.#inbound?.idle();
     this.#d.lockStates?.flush();
+    this.#d.delivery?.stop();
     await this.#publisher?.stop();
     await this.#client?.stop();
   }
@@ -261,10 +277,13 @@ export class UplinkService implements Component {
     const cert = this.#identity ? `; certificate until ${this.#identity.notAfter}` : '';
     const lockedOut = this.#d.lockedOutUntil?.();
     const commands = lockedOut ? `; remote commands locked out until ${lockedOut}` : '';
-    const detail = `${this.#identity?.hubId ?? '?'} ${link}; outbox ${depth.events} events, ${depth.messages} messages${cert}${commands}`;
+    const delivery = this.#d.delivery?.describe();
+    const undelivered = delivery && delivery.state !== 'ok' ? `; ${delivery.detail}; ${delivery.check ?? ''}` : '';
+    const detail = `${this.#identity?.hubId ?? '?'} ${link}; outbox ${depth.events} events, ${depth.messages} messages${cert}${commands}${undelivered}`;
+    const connected = s?.state === 'connected';
     return {
       name: this.name,
-      state: s?.state === 'connected' ? 'running' : s || enrolling ? 'degraded' : 'stopped',
+      state: connected && !undelivered ? 'running' : s || enrolling ? 'degraded' : 'stopped',
       detail,
     };
   }

@@ -34,6 +34,11 @@ export interface Mosquitto {
   close(): Promise<void>;
   /** The broker's recent log output, for failure messages. */
   log(): string;
+  /**
+   * Rewrite the ACL's denied hub topics (as `denyHubTopics`); it takes effect at the next start()
+   * (stop() first: a broker restarted with the fixed ACL).
+   */
+  setDenyHubTopics(topics: string[]): void;
 }
 
 export const MOSQUITTO_MISSING =
@@ -104,6 +109,12 @@ export async function startMosquitto(opts: {
   clientIdFromCertificate?: boolean;
   /** More mosquitto.conf lines (e.g. `max_queued_messages 0` for a large backlog). */
   extra?: string[];
+  /**
+   * Hub topics (relative to `ks/hubs/{CN}/`, e.g. `events`) the ACL denies every hub, as a
+   * misconfigured production broker might: mosquitto acknowledges and drops a denied publish over
+   * MQTT 3.1.1, and answers PUBACK 0x87 (not authorized) over MQTT 5. Deny lines win over grants.
+   */
+  denyHubTopics?: string[];
 }): Promise<Mosquitto | undefined> {
   const bin = requireMosquitto();
   if (!bin) return undefined;
@@ -118,7 +129,12 @@ export async function startMosquitto(opts: {
   copyFileSync(pki.ca.cert, files.ca);
   copyFileSync(pki.broker.cert, files.cert);
   copyFileSync(pki.broker.key, files.key);
-  const acl = [
+  const aclPath = join(dir, 'acl');
+  const aclLines = (deny: string[]) => [
+    ...deny.map((t) => {
+      if (!/^[A-Za-z0-9._/-]+$/.test(t)) throw new Error(`startMosquitto: bad hub topic to deny: ${t}`);
+      return `pattern deny ks/hubs/%u/${t}`;
+    }),
     'pattern readwrite ks/hubs/%u/#',
     ...cloudIds.flatMap((id) => ['', `user ${id}`, 'topic readwrite ks/hubs/#', 'topic readwrite ks/provisioning/#']),
     ...claimIds.flatMap((id) => [
@@ -129,7 +145,7 @@ export async function startMosquitto(opts: {
       `topic read ks/provisioning/${id}/response`,
     ]),
   ];
-  writeFileSync(join(dir, 'acl'), `${acl.join('\n')}\n`, { mode: 0o600 });
+  writeFileSync(aclPath, `${aclLines(opts.denyHubTopics ?? []).join('\n')}\n`, { mode: 0o600 });
 
   // Started as root, mosquitto drops to the `mosquitto` account before it reads the key and the
   // ACL: hand it this directory. Without that account, stay root (it would fall back to `nobody`,
@@ -236,5 +252,9 @@ export async function startMosquitto(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
     log: () => output,
+    setDenyHubTopics(topics: string[]) {
+      // Rewritten in place: the file keeps its owner (the mosquitto account when run as root).
+      writeFileSync(aclPath, `${aclLines(topics).join('\n')}\n`);
+    },
   };
 }

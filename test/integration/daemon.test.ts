@@ -126,12 +126,12 @@ describe('the daemon under systemd', () => {
     expect(r.stderr).toContain('chmod 600');
   });
 
-  it('a second daemon on the same data directory is refused while the first runs', async () => {
+  it('a second daemon on the same data directory is refused while the first runs (75: try again later)', async () => {
     const { config } = site();
     const d = start(['run', '--config', config]);
     await d.waitForOutput('iq-hub ready');
     const r = await runCli(['run', '--config', config]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(75);
     expect(r.stderr).toContain('in use by another process');
     d.child.kill('SIGTERM');
     expect((await d.exit).code).toBe(0);
@@ -172,8 +172,15 @@ describe('the CLI', () => {
     const d = start(['run', '--config', config]);
     await d.waitForOutput('iq-hub ready');
     const r = await runCli(['status', '--config', config, '--json']);
-    const s = JSON.parse(r.stdout) as { storageKey: { origin: string }; components: { name: string }[] };
+    const s = JSON.parse(r.stdout) as {
+      storageKey: { origin: string; path: string; fingerprint: string };
+      components: { name: string }[];
+    };
     expect(s.storageKey.origin).toBe('key-file-created');
+    // The key made on a first start waits as storage-key.pending until the store is stamped with it.
+    expect(s.storageKey.path).toBe(join(base, 'data', 'storage-key'));
+    // Its fingerprint, which tells keys apart, is shown; the key never is.
+    expect(s.storageKey.fingerprint).toMatch(/^[0-9a-f]{16}$/);
     const { readFileSync } = await import('node:fs');
     const key = readFileSync(join(base, 'data', 'storage-key'));
     expect(r.stdout).not.toContain(key.toString('hex'));

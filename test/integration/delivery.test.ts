@@ -129,6 +129,9 @@ describe.skipIf(!haveMosquitto)(
     // A test that failed half-way may have left the hub stopped: the next one starts from a hub
     // running with the usual configuration, not from the failure of the one before.
     beforeEach(async () => {
+      // A backlog that waited past its OTP time step was refused expired, its counters unused:
+      // more than commands.counterWindow of them, and the next counter would be too far ahead.
+      if (cloud) cloud.resumeCounter(HUB);
       if (daemon || !cloud) return;
       writeConfig({ latencyMs: 15 });
       await startHub();
@@ -313,7 +316,9 @@ describe.skipIf(!haveMosquitto)(
       const ok = ids.filter((id) => results.get(id)?.ok).length;
       const unknown = ids.filter((id) => results.get(id)?.error?.code === 'unknown_outcome').length;
       const expired = ids.filter((id) => results.get(id)?.error?.code === 'expired').length;
-      const codes = ids.map((id) => (results.get(id)?.ok ? 'ok' : results.get(id)?.error?.code));
+      const codes = [
+        ...new Set(ids.map((id) => (results.get(id)?.ok ? 'ok' : JSON.stringify(results.get(id)?.error)))),
+      ];
       expect(ok + unknown + expired, JSON.stringify(codes)).toBe(ids.length);
       await cloud.waitFor(() => remoteOpenings() - openingsBefore >= ok, 60_000, 'the opens seen as events');
       const openings = remoteOpenings() - openingsBefore;
@@ -345,18 +350,22 @@ describe.skipIf(!haveMosquitto)(
       await cloud.waitFor(() => answeredSince(before) >= ids.length / 2, 300_000, 'half the flood answered');
       flooding = false;
       await poll;
-      // Every status asked during the flood was answered, between the commands, not after them:
-      // half within the 250 ms, none starved for seconds (660 ms at most on a quiet
-      // machine; the figure against the bound is the bench's uplink.floodStatusLatency).
-      expect(latencies.length).toBeGreaterThan(10);
-      const sorted = [...latencies].sort((a, b) => a - b);
-      expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(250);
-      expect(sorted.at(-1)).toBeLessThan(5_000);
       const stopAt = Date.now();
       await stopHub('SIGTERM');
-      expect(Date.now() - stopAt).toBeLessThan(8_000);
+      const stopTook = Date.now() - stopAt;
+      // The rest of the flood answered before any assertion: a failure here must not leave 10,000
+      // commands queued in front of the next test's.
       await startHub();
       await cloud.waitFor(() => answeredSince(before) === ids.length, 300_000, 'the whole flood answered');
+      expect(stopTook).toBeLessThan(8_000);
+      // Every status asked during the flood was answered, between the commands, not after them:
+      // none starved for seconds (660 ms at most on a quiet machine, 9-15 s before the hub took one
+      // message per turn), half within 1 s even on a machine loaded 4x (375 ms measured at a load
+      // of 8; the figure against the 250 ms is the bench's uplink.floodStatusLatency).
+      expect(latencies.length).toBeGreaterThan(10);
+      const sorted = [...latencies].sort((a, b) => a - b);
+      expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(1_000);
+      expect(sorted.at(-1)).toBeLessThan(5_000);
       expect(answered(ids)).toBe(ids.length);
     }, 600_000);
 

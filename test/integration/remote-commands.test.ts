@@ -269,13 +269,17 @@ describe.skipIf(!haveMosquitto)(
         expect(r.ok).toBe(false);
         codes.push(r.error?.code ?? '');
       }
-      // The first ones are mismatches; once 5 failures are counted everything is refused.
-      expect(codes.slice(0, 5)).toEqual(Array(5).fill('otp_mismatch'));
+      // The first ones are mismatches; once 5 failures are counted everything is refused. The
+      // refusals the tests above caused (forged and replayed commands, under lockoutFailures 1000)
+      // are within the 60 s window and survived the restart, so the lockout may come sooner.
+      const first = codes.indexOf('locked_out');
+      expect(first, codes.join(' ')).toBeGreaterThanOrEqual(1);
+      expect(first, codes.join(' ')).toBeLessThanOrEqual(5);
+      expect(codes.slice(0, first)).toEqual(Array(first).fill('otp_mismatch'));
       expect(
-        codes.slice(5).every((c) => c === 'otp_mismatch' || c === 'locked_out'),
+        codes.slice(first).every((c) => c === 'otp_mismatch' || c === 'locked_out'),
         codes.join(' '),
       ).toBe(true);
-      expect(codes).toContain('locked_out');
 
       const refused = await cloud.command(HUB, open(A), { timeoutMs: 10_000 });
       expect(refused, JSON.stringify(refused)).toMatchObject({ ok: false, error: { code: 'locked_out' } });
@@ -284,7 +288,8 @@ describe.skipIf(!haveMosquitto)(
       const during = (await call('commands.list', { limit: 5 })) as CommandsView;
       expect(during.stats.lockouts).toBe(1);
       expect(during.stats.lockedOutUntil).not.toBeNull();
-      expect(during.stats.refused.otp_mismatch).toBeGreaterThanOrEqual(5);
+      // Since this start (the counts are per run; the lockout's own failures are what is stored).
+      expect(during.stats.refused.otp_mismatch).toBeGreaterThanOrEqual(first);
       expect(during.stats.refused.locked_out).toBeGreaterThanOrEqual(1);
       // Refused commands are counted, never recorded: the newest recorded one is the ping.
       expect(during.recent[0]).toMatchObject({ op: 'ping', state: 'answered', ok: true, code: null });

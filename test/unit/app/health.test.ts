@@ -67,3 +67,32 @@ describe('health: remote commands', () => {
     expect(conforms('health', { ...base, commands: partial })).toBe(false);
   });
 });
+
+describe('health: event delivery', () => {
+  it('the delivery state is in the contract; an unknown state, rule or a negative count is not', () => {
+    const delivery = {
+      ack: 'required',
+      state: 'not-acknowledged',
+      unacknowledged: 12,
+      oldestUnacknowledgedSec: 301,
+      lastAckAt: null,
+    } as const;
+    expect(conforms('health', { ...base, delivery })).toBe(true);
+    expect(conforms('health', { ...base, delivery: { ...delivery, state: 'refused', ack: 'off' } })).toBe(true);
+    expect(conforms('health', { ...base, delivery: { ...delivery, state: 'lost' } })).toBe(false);
+    expect(conforms('health', { ...base, delivery: { ...delivery, ack: 'maybe' } })).toBe(false);
+    expect(conforms('health', { ...base, delivery: { ...delivery, unacknowledged: -1 } })).toBe(false);
+    expect(conforms('health', { ...base, delivery: { ...delivery, extra: 1 } })).toBe(false);
+  });
+});
+
+describe('health: the disk', () => {
+  it('full with what it means, or not full with no detail, within the contract; nothing else', () => {
+    const detail = 'disk full at /var/lib/iq-hub: events are kept on the locks until space returns';
+    expect(conforms('health', { ...base, disk: { full: true, detail } })).toBe(true);
+    expect(conforms('health', { ...base, disk: { full: false, detail: null } })).toBe(true);
+    expect(conforms('health', { ...base, disk: { full: true } })).toBe(false);
+    expect(conforms('health', { ...base, disk: { full: 'yes', detail: null } })).toBe(false);
+    expect(conforms('health', { ...base, disk: { full: false, detail: null, freeMB: 3 } })).toBe(false);
+  });
+});

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../../src/base/clock.js';
 import { computeOtp } from '../../../src/commands/otp.js';
 import { MAX_VALIDITY_MS, parseUtc } from '../../../src/commands/verifier.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
@@ -153,7 +154,7 @@ describe('refused commands never reach a lock and change nothing', () => {
   });
 
   it('unknown lock: unknown_lock for every lock op; attach of a new lock is not refused for it', async () => {
-    // Five refusals in a row would lock out (unknown_lock counts too).
+    // unknown_lock does not count toward the lockout (a stale lock list); the headroom is for the other cases.
     const { t, before } = await withHistory({ config: { lockoutFailures: 10 } });
     for (const op of ['getState', 'open', 'lock', 'detach'] as const) {
       const env = t.sign({ op, lockId: 'NOPE' });
@@ -364,5 +365,109 @@ describe('what counts toward the lockout (only wrong-key evidence)', () => {
     for (let i = 0; i < 5; i++) await t.send(t.sign(OPEN, { counter: 50 + i }));
     expect(t.verifier.stats().refused).toMatchObject({ replayed: 5 });
     expect(t.verifier.lockedOut).toBe(true);
+  });
+});
+
+/** A virtual clock whose wall time can be set apart from its monotonic time (NTP, an operator). */
+class JumpingClock extends VirtualClock {
+  offset = 0;
+  override now(): number {
+    return super.now() + this.offset;
+  }
+}
+
+describe('the lockout survives a restart', () => {
+  const forge = async (t: Harness) => {
+    const env = t.sign(OPEN);
+    await t.send({ ...env, otp: env.otp === '00000000' ? '11111111' : '00000000' });
+  };
+  /** The same data directory under a new store, verifier and clock (a reboot: monotonic time starts again). */
+  const restart = (t: Harness, wallMs: number, clock = new VirtualClock(wallMs)) => {
+    t.store.close();
+    return commandHarness({ dir: t.dir, clock });
+  };
+  const code = (t: Harness) => (t.last() as { ok: boolean; error?: { code: string } }).error?.code ?? 'ok';
+
+  it('5 forged commands lock out; after a restart still locked_out until the end; then a genuine command works', async () => {
+    const t = commandHarness();
+    for (let i = 0; i < 5; i++) await forge(t);
+    expect(t.verifier.lockedOut).toBe(true);
+    const end = t.verifier.stats().lockedOutUntil;
+    expect(end).toBe(new Date(t.clock.now() + 60_000).toISOString());
+
+    const t2 = restart(t, t.clock.now() + 20_000);
+    expect(t2.verifier.lockedOut).toBe(true);
+    expect(t2.verifier.stats().lockedOutUntil).toBe(end);
+    await t2.run(OPEN);
+    expect(code(t2)).toBe('locked_out');
+    expect(t2.target.calls).toEqual([]);
+    await t2.clock.advance(39_000);
+    await t2.run(OPEN);
+    expect(code(t2)).toBe('locked_out');
+    await t2.clock.advance(1000);
+    await t2.run(OPEN);
+    expect(t2.last()).toMatchObject({ ok: true });
+    expect(t2.target.calls).toEqual(['open L1 4000']);
+    // Over, and over on disk: a third start does not revive it.
+    const t3 = restart(t2, t2.clock.now());
+    expect(t3.verifier.lockedOut).toBe(false);
+  });
+
+  it('counted failures survive a restart within the window, and stop counting once older than it', async () => {
+    const t = commandHarness();
+    for (let i = 0; i < 4; i++) await forge(t);
+    const t2 = restart(t, t.clock.now() + 30_000);
+    expect(t2.verifier.lockedOut).toBe(false);
+    await forge(t2);
+    expect(t2.verifier.lockedOut).toBe(true);
+
+    const u = commandHarness();
+    for (let i = 0; i < 4; i++) await forge(u);
+    const u2 = restart(u, u.clock.now() + 61_000);
+    await forge(u2);
+    expect(u2.verifier.lockedOut).toBe(false);
+    await u2.run(OPEN);
+    expect(u2.last()).toMatchObject({ ok: true });
+  });
+
+  it('a wall clock set back across the restart cannot stretch the lockout beyond lockoutSec', async () => {
+    const t = commandHarness();
+    for (let i = 0; i < 5; i++) await forge(t);
+    // Restarted with the clock a day behind: the stored end is a day and a minute away.
+    const t2 = restart(t, t.clock.now() - 86_400_000);
+    expect(t2.verifier.lockedOut).toBe(true);
+    await t2.clock.advance(59_000);
+    expect(t2.verifier.lockedOut).toBe(true);
+    await t2.clock.advance(1000);
+    expect(t2.verifier.lockedOut).toBe(false);
+    await t2.run(OPEN);
+    expect(t2.last()).toMatchObject({ ok: true });
+  });
+
+  it('a wall clock jump while locked out neither ends nor stretches it, and a restart after it keeps the rest', async () => {
+    const clock = new JumpingClock();
+    const t = commandHarness({ clock });
+    for (let i = 0; i < 5; i++) await forge(t);
+    clock.offset = 3_600_000;
+    await clock.advance(10_000);
+    expect(t.verifier.lockedOut).toBe(true);
+    await t.run(OPEN);
+    expect(code(t)).toBe('locked_out');
+    // A restart in the jumped time: 50 s are left, not none.
+    const t2 = restart(t, clock.now());
+    expect(t2.verifier.lockedOut).toBe(true);
+    await t2.clock.advance(49_000);
+    expect(t2.verifier.lockedOut).toBe(true);
+    await t2.clock.advance(1000);
+    expect(t2.verifier.lockedOut).toBe(false);
+
+    const back = new JumpingClock();
+    const u = commandHarness({ clock: back });
+    for (let i = 0; i < 5; i++) await forge(u);
+    back.offset = -3_600_000;
+    await back.advance(60_000);
+    expect(u.verifier.lockedOut).toBe(false);
+    await u.run(OPEN);
+    expect(u.last()).toMatchObject({ ok: true });
   });
 });

@@ -16,6 +16,7 @@ describe('config', () => {
       log: { level: 'info', pretty: false },
       secrets: { storageKeyFile: null },
       shutdown: { timeoutMs: 8000 },
+      store: { reserveMB: 2 },
       uplink: {
         enabled: false,
         url: null,
@@ -32,6 +33,9 @@ describe('config', () => {
         outboxMaxMB: 50,
         batchSize: 100,
         inflight: 8,
+        eventAck: 'required',
+        eventAckTimeoutSec: 60,
+        eventAckFaultSec: 300,
         maxMessageBytes: 131072,
         syncPartsTimeoutSec: 600,
       },
@@ -127,6 +131,27 @@ describe('config', () => {
     const e = rejected('log:\n  level: [info\n');
     expect(e.code).toBe('config.syntax');
     expect(e.message).toMatch(/config\.yaml:\d+:\d+/);
+  });
+
+  it('a YAML alias bomb is refused with the file, the line of its first alias and the fix', () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (const [name, prev] of [
+      ['b', 'a'],
+      ['c', 'b'],
+      ['d', 'c'],
+      ['e', 'd'],
+    ]) {
+      levels.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(', ')}]`);
+    }
+    const e = rejected(`log:\n  level: info\n${levels.join('\n')}\n`);
+    expect(e.code).toBe('config.yaml-aliases');
+    expect(e.message).toMatch(/^config\.yaml:4: /);
+    expect(e.hint).toContain('write the values out');
+  });
+
+  it('a few aliases are not a bomb: they reach validation as plain values', () => {
+    const e = rejected('x: &v 1\ny: *v\n');
+    expect(e.code).toBe('config.invalid');
   });
 
   it('a duplicated key is refused rather than silently taking the last one', () => {

@@ -158,7 +158,13 @@ describe('iq-hub-storage-key.service: a per-hub key on first boot', () => {
     expect(exec).toContain(`cd /etc/iq-hub/credentials;`);
     expect(exec).toContain(`mv storage-key.cred.new ${basename(credPath)};`);
     expect(keyUnit.all('Unit', 'ConditionPathExists').sort()).toEqual(
-      [`!${credPath}`, '!/var/lib/iq-hub/hub.db', '!/var/lib/iq-hub/storage-key'].sort(),
+      [
+        `!${credPath}`,
+        '!/var/lib/iq-hub/hub.db',
+        '!/var/lib/iq-hub/storage-key',
+        // A store that was here (its trace remains) is not a first boot: no new key beside it.
+        '!/var/lib/iq-hub/store-identity.json',
+      ].sort(),
     );
     expect(keyUnit.get(S, 'Type')).toBe('oneshot');
     expect(keyUnit.get(S, 'PrivateNetwork')).toBe('yes');

@@ -1,10 +1,11 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Bearer, BearerState } from '../../../hal/bearer.js';
 import { commandsCheck, radiosCheck } from '../../../src/app/daemon-diag.js';
 import { formatDiag } from '../../../src/cli/format.js';
 import type { CertSummary, DiagCheck } from '../../../src/contract/control-socket.js';
-import { certificateCheck, clockCheck, diskCheck, worst } from '../../../src/diag/checks.js';
+import { certificateCheck, clockCheck, diskCheck, storeFileCheck, worst } from '../../../src/diag/checks.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 const DAY = 86_400_000;
@@ -19,6 +20,18 @@ const cert = (from: number, until: number): CertSummary => ({
 const on = { uplinkEnabled: true };
 
 describe('diag checks', () => {
+  it('store (no daemon): a hub.db that is gone or emptied while its trace remains fails, with restore or reset', () => {
+    const dir = tempDir();
+    expect(storeFileCheck(dir).verdict).toBe('warn');
+    writeFileSync(join(dir, 'store-identity.json'), '{"keyFingerprint":"0123456789abcdef"}');
+    const lost = storeFileCheck(dir);
+    expect(lost.verdict).toBe('fail');
+    expect(lost.detail).toContain('is missing');
+    expect(lost.action).toContain('iqhub reset --yes');
+    writeFileSync(join(dir, 'hub.db'), '');
+    expect(storeFileCheck(dir).detail).toContain('is empty (0 bytes)');
+  });
+
   it('certificate: ok, warn under 30 days, fail expired or not yet valid, fail missing when the uplink needs it', () => {
     expect(certificateCheck(cert(NOW - DAY, NOW + 200 * DAY), NOW, on)).toMatchObject({ verdict: 'ok', action: null });
     const soon = certificateCheck(cert(NOW - DAY, NOW + 10 * DAY), NOW, on);
@@ -60,6 +73,18 @@ describe('diag checks', () => {
     const c = diskCheck(join(dir, 'not', 'yet'));
     expect(['ok', 'warn', 'fail']).toContain(c.verdict);
     expect(c.detail).toMatch(new RegExp(`^\\d+ MB free on the file system of ${dir}$`));
+  });
+
+  it('disk: fails while the running store has met a full disk, whatever the free space now', () => {
+    const dir = tempDir();
+    const full = `disk full at ${dir}: events are kept on the locks until space returns`;
+    const c = diskCheck(dir, full);
+    expect(c.verdict).toBe('fail');
+    expect(c.detail).toMatch(
+      new RegExp(`^disk full at ${dir}: events are kept on the locks until space returns \\(\\d+ MB free\\)$`),
+    );
+    expect(c.action).toContain('free space on');
+    expect(diskCheck(dir, null).detail).not.toContain('disk full');
   });
 
   it('radios: ready is ok, unavailable fails with the reason, none warns', () => {

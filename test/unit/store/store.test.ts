@@ -146,8 +146,10 @@ describe('store', () => {
     const dir = tempDir();
     writeFileSync(join(dir, DB_FILE), 'this is not sqlite '.repeat(400));
     const e = refusal(() => Store.open(dir));
-    expect(e.code).toBe('store.open');
+    expect(e.code).toBe('store.not-a-database');
     expect(e.message).toContain(DB_FILE);
+    // Only a file that is no database is told to move aside (a read-only one is not: exit-codes.test.ts).
+    expect(e.hint).toContain('move');
   });
 
   it('a transaction commits all of its writes or none', () => {

@@ -1,0 +1,333 @@
+import type { Clock, TimerHandle } from '../base/clock.js';
+import { Listeners } from '../base/listeners.js';
+import { MAX_INBOUND_BYTES } from '../contract/mqtt.js';
+import type { DeliveryState, EventDeliveryHealth } from '../contract/mqtt-hub-messages.js';
+import { checkUtf8, parseInbound } from '../contract/mqtt-validate.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
+import type { Outbox } from './outbox.js';
+
+/** One queued event as published: its outbox row and its stable id. */
+export interface PublishedEvent {
+  rowId: number;
+  eventId: string;
+}
+
+export type EventAckMode = 'required' | 'off';
+
+export interface EventDeliveryOptions {
+  store: Store;
+  outbox: Outbox;
+  clock: Clock;
+  log: Logger;
+  /** `required`: events leave the outbox on the cloud's `events/ack`; `off`: on the broker's PUBACK. */
+  mode: EventAckMode;
+  /** Published events without an ack are published again after this long. */
+  ackTimeoutMs: number;
+  /** Events without an ack this long after they were first published: the `not-acknowledged` fault. */
+  faultAfterMs: number;
+  /**
+   * Connected to the broker now (default: always). While not, no fault is raised: events wait for
+   * the broker, which is the uplink's state, not a delivery fault.
+   */
+  connected?: () => boolean;
+  /** The hub's `events` topic, named in what to check. */
+  eventsTopic: () => string;
+}
+
+/** What an `events/ack` did: events removed, ids this hub has no published event for (ignored). */
+export interface AckOutcome {
+  ok: boolean;
+  removed: number;
+  unknown: number;
+}
+
+interface Awaiting {
+  rowId: number;
+  /** When the event was first published (the fault's clock); kept across resends. */
+  firstAt: number;
+  /** When it was last published (the resend's clock). */
+  sentAt: number;
+}
+
+/** The security event recorded on every change of the delivery state. */
+export const DELIVERY_SECURITY_EVENT = 'uplink.events-undelivered';
+
+/**
+ * Delivery confirmed by the cloud, not by the broker (docs/mqtt-api.md, "Event acknowledgement").
+ * The publisher reports what the broker did with each published event; the cloud's `events/ack`
+ * names the events it stored, and only those leave the outbox. It keeps, in memory, the events
+ * published and not yet acknowledged: an ack naming anything else (an event never published, not
+ * this hub's, already removed) changes nothing. Published events without an ack for
+ * `ackTimeoutMs` are handed back to the publisher to be sent again (in outbox order); after
+ * `faultAfterMs` the hub is in the `not-acknowledged` fault, and a broker refusal (MQTT 5 PUBACK
+ * ≥ 0x80) puts it in `refused` at once. Every change of that state is logged, recorded in
+ * `security_events` and announced (`onChange`: health at once).
+ *
+ * After a restart the record starts empty: every queued event is published again, and the cloud
+ * deduplicates by id.
+ */
+export class EventDelivery {
+  readonly mode: EventAckMode;
+  readonly #o: EventDeliveryOptions;
+  readonly #awaiting = new Map<string, Awaiting>();
+  readonly #resend = new Listeners<undefined>();
+  readonly #change = new Listeners<DeliveryState>();
+  #state: DeliveryState = 'ok';
+  #refusal: string | undefined;
+  #lastAckAt: number | null = null;
+  #timer: TimerHandle | undefined;
+  #stopped = false;
+  #invalidAcks = 0;
+  #unknownIds = 0;
+  #unknownLoggedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(o: EventDeliveryOptions) {
+    this.#o = o;
+    this.mode = o.mode;
+  }
+
+  /** Check for resends and for the fault periodically, until `stop()`. */
+  start(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    const tickMs = Math.max(200, Math.min(5_000, this.#o.ackTimeoutMs / 2, this.#o.faultAfterMs / 4));
+    const tick = () => {
+      this.check();
+      if (!this.#stopped) this.#timer = this.#o.clock.setTimeout(tick, tickMs);
+    };
+    this.#timer = this.#o.clock.setTimeout(tick, tickMs);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#o.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Published events without an ack are due again: publish from the oldest queued event. */
+  onResend(fn: () => void): () => void {
+    return this.#resend.add(fn);
+  }
+
+  /** The delivery state changed (recorded already). */
+  onChange(fn: (state: DeliveryState) => void): () => void {
+    return this.#change.add(fn);
+  }
+
+  get state(): DeliveryState {
+    return this.#state;
+  }
+
+  /**
+   * A new connection: every queued event is published again from the oldest, so the clocks of
+   * those awaiting an ack start again (an outage is not a delivery fault).
+   */
+  reconnected(): void {
+    const now = this.#o.clock.now();
+    for (const a of this.#awaiting.values()) {
+      a.firstAt = now;
+      a.sentAt = now;
+    }
+  }
+
+  /** The broker acknowledged these events (PUBACK). With acks `off` that is delivery: removed. */
+  published(events: readonly PublishedEvent[]): void {
+    if (this.mode === 'off') {
+      this.#o.outbox.remove(events.map((e) => e.rowId));
+      if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
+      return;
+    }
+    // Refused events were never awaiting an ack: their wait starts with this acceptance.
+    this.#track(events);
+    if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
+  }
+
+  /**
+   * The broker refused these events (MQTT 5 PUBACK ≥ 0x80): they stay queued (the publisher backs
+   * off and publishes them again), and the fault is raised at once. They are not awaiting an ack:
+   * the cloud cannot have them.
+   */
+  refused(_events: readonly PublishedEvent[], reason: string): void {
+    this.#refusal = reason;
+    this.#setState('refused', reason);
+  }
+
+  /**
+   * An `events/ack` from the cloud. Invalid: nothing changes and it is logged (one line per
+   * message, without its content). Ids this hub has no published, unacknowledged event for are
+   * ignored (counted in the outcome). Never throws.
+   */
+  acknowledge(payload: Uint8Array): AckOutcome {
+    // Without acks required the outbox is emptied by PUBACKs: an ack has nothing to remove.
+    if (this.mode === 'off') return { ok: true, removed: 0, unknown: 0 };
+    const bad = checkUtf8(payload, MAX_INBOUND_BYTES);
+    const parsed = bad ?? parseInbound('events/ack', payload);
+    if (!parsed.ok) {
+      this.#invalidAcks++;
+      this.#o.log.warn(
+        { code: parsed.error.code, reason: parsed.error.message, invalidAcks: this.#invalidAcks },
+        'events/ack refused: it does not match the contract; nothing removed',
+      );
+      return { ok: false, removed: 0, unknown: 0 };
+    }
+    const known: PublishedEvent[] = [];
+    let unknown = 0;
+    for (const eventId of parsed.value.ids) {
+      const a = this.#awaiting.get(eventId);
+      if (a) known.push({ rowId: a.rowId, eventId });
+      else unknown++;
+    }
+    let removed = 0;
+    try {
+      removed = this.#o.outbox.acknowledgeEvents(known);
+    } catch (e) {
+      this.#o.log.error({ err: e }, 'events/ack could not be recorded; the events stay queued and are sent again');
+      return { ok: false, removed: 0, unknown };
+    }
+    for (const k of known) this.#awaiting.delete(k.eventId);
+    this.#unknownIds += unknown;
+    // A repeated ack (the cloud answers each copy of a resent batch) is normal: at most one line a minute.
+    if (unknown > 0 && this.#o.clock.now() - this.#unknownLoggedAt >= 60_000) {
+      this.#unknownLoggedAt = this.#o.clock.now();
+      this.#o.log.warn(
+        { ids: parsed.value.ids.length, unknown, unknownSinceStart: this.#unknownIds },
+        'events/ack names events this hub has not published or that are already acknowledged; those are ignored',
+      );
+    }
+    if (removed > 0) {
+      this.#lastAckAt = this.#o.clock.now();
+      this.#refusal = undefined;
+      if (this.#state !== 'ok' && !this.#faulty()) this.#setState('ok', 'the cloud acknowledges events again');
+    }
+    return { ok: true, removed, unknown };
+  }
+
+  /** Resends due and the fault state, now (the timer calls it; tests may too). */
+  check(): void {
+    if (this.mode === 'required') {
+      const now = this.#o.clock.now();
+      let due = false;
+      for (const a of this.#awaiting.values()) {
+        if (now - a.sentAt >= this.#o.ackTimeoutMs) {
+          due = true;
+          break;
+        }
+      }
+      if (due) {
+        for (const a of this.#awaiting.values()) a.sentAt = now;
+        this.#o.log.info(
+          { unacknowledged: this.#awaiting.size, afterSec: Math.round(this.#o.ackTimeoutMs / 1000) },
+          'events not acknowledged by the cloud in time: publishing them again',
+        );
+        this.#emit(() => this.#resend.emit(undefined));
+      }
+    }
+    if (this.#o.connected && !this.#o.connected()) return;
+    if (this.#state === 'ok' && this.#faulty()) {
+      this.#setState(
+        'not-acknowledged',
+        `events published ${Math.round(this.#o.faultAfterMs / 1000)} s ago have no events/ack`,
+      );
+    } else if (this.#state === 'not-acknowledged' && !this.#faulty()) {
+      this.#setState('ok', 'every event published that long ago is acknowledged');
+    }
+  }
+
+  health(): EventDeliveryHealth {
+    const oldest = this.#oldestFirstAt();
+    return {
+      ack: this.mode,
+      state: this.#state,
+      unacknowledged: this.#awaiting.size,
+      oldestUnacknowledgedSec:
+        oldest === undefined ? null : Math.max(0, Math.floor((this.#o.clock.now() - oldest) / 1000)),
+      lastAckAt: this.#lastAckAt === null ? null : new Date(this.#lastAckAt).toISOString(),
+    };
+  }
+
+  /** One line for `iqhub status` and `diag`, with what to check when delivery is at fault. */
+  describe(): { state: DeliveryState; detail: string; check?: string } {
+    const h = this.health();
+    if (this.mode === 'off') {
+      return {
+        state: this.#state,
+        detail: `events leave the outbox on the broker's PUBACK (uplink.eventAck: off): delivery to the cloud is not verified${this.#state === 'refused' ? `; the broker REFUSES events (${this.#refusal ?? '?'})` : ''}`,
+        check: `use a cloud that sends events/ack and set uplink.eventAck: required; check the broker ACL lets the hub publish on ${this.#o.eventsTopic()}`,
+      };
+    }
+    const counts = `${h.unacknowledged} published events not acknowledged by the cloud${h.oldestUnacknowledgedSec === null ? '' : `, oldest ${h.oldestUnacknowledgedSec} s`}; last ack ${h.lastAckAt ?? 'none since start'}`;
+    if (this.#state === 'refused') {
+      return {
+        state: this.#state,
+        detail: `the broker REFUSES the hub's events (${this.#refusal ?? '?'}); they are kept and retried; ${counts}`,
+        check: `the broker ACL must let this hub publish on ${this.#o.eventsTopic()} (mosquitto: pattern readwrite ks/hubs/%u/#)`,
+      };
+    }
+    if (this.#state === 'not-acknowledged') {
+      return {
+        state: this.#state,
+        detail: `EVENTS NOT ACKNOWLEDGED: ${counts}; they are kept and sent again every ${Math.round(this.#o.ackTimeoutMs / 1000)} s`,
+        check: `check the broker ACL lets this hub publish on ${this.#o.eventsTopic()} (a broker may accept and drop a denied publish), then that the cloud stores events and answers on events/ack`,
+      };
+    }
+    return { state: this.#state, detail: `events acknowledged by the cloud; ${counts}` };
+  }
+
+  #track(events: readonly PublishedEvent[]): void {
+    const now = this.#o.clock.now();
+    for (const e of events) {
+      const a = this.#awaiting.get(e.eventId);
+      if (a) {
+        a.rowId = e.rowId;
+        a.sentAt = now;
+      } else this.#awaiting.set(e.eventId, { rowId: e.rowId, firstAt: now, sentAt: now });
+    }
+  }
+
+  /**
+   * When the oldest event still awaiting its ack was first published. Insertion order is
+   * first-publish order; an entry whose row is gone (dropped under the outbox's size limit) waits
+   * for nothing and is forgotten here.
+   */
+  #oldestFirstAt(): number | undefined {
+    for (const [eventId, a] of this.#awaiting) {
+      if (this.#o.outbox.hasEvent(a.rowId)) return a.firstAt;
+      this.#awaiting.delete(eventId);
+    }
+    return undefined;
+  }
+
+  #faulty(): boolean {
+    if (this.mode === 'off') return false;
+    const oldest = this.#oldestFirstAt();
+    return oldest !== undefined && this.#o.clock.now() - oldest >= this.#o.faultAfterMs;
+  }
+
+  #setState(state: DeliveryState, reason: string): void {
+    if (state === this.#state) return;
+    const from = this.#state;
+    this.#state = state;
+    const h = this.health();
+    const d = this.describe();
+    const detail = { from, to: state, reason, unacknowledged: h.unacknowledged, check: d.check ?? null };
+    try {
+      this.#o.store.db
+        .prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)')
+        .run(Math.floor(this.#o.clock.now()), DELIVERY_SECURITY_EVENT, JSON.stringify(detail));
+    } catch (e) {
+      this.#o.log.error({ err: e }, 'the delivery state could not be recorded in security_events');
+    }
+    if (state === 'ok')
+      this.#o.log.info({ kind: DELIVERY_SECURITY_EVENT, ...detail }, 'security: events delivered again');
+    else this.#o.log.error({ kind: DELIVERY_SECURITY_EVENT, ...detail }, `security: events ${state}`);
+    this.#emit(() => this.#change.emit(state));
+  }
+
+  #emit(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.#o.log.error({ err: e }, 'a delivery listener failed');
+    }
+  }
+}

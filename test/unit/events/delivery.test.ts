@@ -1,0 +1,366 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliveryCheck } from '../../../src/app/daemon-diag.js';
+import { VirtualClock } from '../../../src/base/clock.js';
+import type { LockEvent } from '../../../src/contract/link-messages.js';
+import type { EventsPayload } from '../../../src/contract/mqtt-hub-messages.js';
+import { conforms } from '../../../src/contract/mqtt-validate.js';
+import { DELIVERY_SECURITY_EVENT, type EventAckMode, EventDelivery } from '../../../src/events/delivery.js';
+import { Outbox } from '../../../src/events/outbox.js';
+import type { StoredEvent } from '../../../src/link/pairing.js';
+import { Store } from '../../../src/store/store.js';
+import { InboundTopics } from '../../../src/uplink/inbound-topics.js';
+import type { PublishResult } from '../../../src/uplink/mqtt-client.js';
+import { Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+const stores: Store[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+});
+
+/** A client whose publishes wait until the test answers them. */
+class FakeClient implements PublishPort {
+  connected = true;
+  readonly sent: { topic: string; payload: string; answer: (r: PublishResult) => void }[] = [];
+  publish(topic: string, payload: string | Buffer): Promise<PublishResult> {
+    return new Promise((answer) => this.sent.push({ topic, payload: String(payload), answer }));
+  }
+  on(): () => void {
+    return () => {};
+  }
+  /** Answer every waiting publish; returns the event ids they carried. */
+  answerAll(r: PublishResult): string[] {
+    const ids: string[] = [];
+    for (const s of this.sent.splice(0)) {
+      if (s.topic === 'events') ids.push(...(JSON.parse(s.payload) as EventsPayload).events.map((e) => e.id));
+      s.answer(r);
+    }
+    return ids;
+  }
+}
+
+function capturingLogger() {
+  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  return { log: pino({ level: 'info' }, sink), lines };
+}
+
+function events(lockId: string, from: number, to: number): StoredEvent[] {
+  const out: StoredEvent[] = [];
+  for (let seq = from; seq <= to; seq++) {
+    const e = { seq, at: T0 + seq, type: seq % 3 === 0 ? 'tamper' : 'door', open: true } as LockEvent;
+    out.push({ lockId, epoch: 1, event: e, receivedAt: T0 + seq });
+  }
+  return out;
+}
+
+const PUBACK: PublishResult = { ok: true };
+const REFUSED: PublishResult = { ok: false, permanent: true, code: 0x87 };
+const ack = (ids: string[]) => Buffer.from(JSON.stringify({ v: 1, ids }));
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+};
+
+function rig(mode: EventAckMode = 'required', maxBytes?: number) {
+  const link = { up: true };
+  const store = Store.open(tempDir());
+  stores.push(store);
+  const clock = new VirtualClock(T0);
+  const { log, lines } = capturingLogger();
+  const outbox = new Outbox(store, { clock, log, ...(maxBytes ? { maxBytes } : {}) });
+  const delivery = new EventDelivery({
+    store,
+    outbox,
+    clock,
+    log,
+    mode,
+    ackTimeoutMs: 30_000,
+    faultAfterMs: 60_000,
+    eventsTopic: () => 'ks/hubs/hub-1/events',
+    connected: () => link.up,
+  });
+  const client = new FakeClient();
+  const publisher = new Publisher({ outbox, client, clock, log, delivery, refusedBaseMs: 1_000 });
+  publisher.start();
+  delivery.start();
+  const queue = async (lockId: string, from: number, to: number) => {
+    store.transaction(() => outbox.enqueueEvents(events(lockId, from, to)));
+    publisher.kick();
+    await settle();
+  };
+  const queuedIds = () => outbox.nextEventBatch(500, 10_000_000)?.payload.events.map((e) => e.id) ?? [];
+  const securityEvents = () =>
+    store.db.prepare('SELECT kind, detail FROM security_events WHERE kind = ?').all(DELIVERY_SECURITY_EVENT) as {
+      kind: string;
+      detail: string;
+    }[];
+  return { store, clock, outbox, delivery, client, publisher, queue, queuedIds, securityEvents, lines, link };
+}
+
+describe('events leave the outbox only when the cloud acknowledges them', () => {
+  it("a broker's PUBACK keeps the events; the cloud's ack of their ids removes exactly those", async () => {
+    const r = rig();
+    await r.queue('L1', 1, 3);
+    const sent = r.client.answerAll(PUBACK);
+    await settle();
+    expect(sent).toEqual(['L1/1/1', 'L1/1/2', 'L1/1/3']);
+    expect(r.queuedIds()).toEqual(sent);
+    expect(r.delivery.health().unacknowledged).toBe(3);
+    expect(r.delivery.acknowledge(ack(['L1/1/1', 'L1/1/3']))).toEqual({ ok: true, removed: 2, unknown: 0 });
+    expect(r.queuedIds()).toEqual(['L1/1/2']);
+    expect(r.outbox.depth().bytes).toBeGreaterThan(0);
+    // The same ack again is idempotent: nothing left to remove.
+    expect(r.delivery.acknowledge(ack(['L1/1/1']))).toEqual({ ok: true, removed: 0, unknown: 1 });
+    expect(r.delivery.acknowledge(ack(['L1/1/2']))).toEqual({ ok: true, removed: 1, unknown: 0 });
+    expect(r.outbox.depth()).toEqual({ events: 0, messages: 0, bytes: 0 });
+  });
+
+  it('the outbox removes a row for an ack only if the row still holds the event named', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    const rows = r.outbox.nextEventBatch(500)?.ids ?? [];
+    expect(r.outbox.acknowledgeEvents([{ rowId: rows[0] ?? 0, eventId: 'L1/1/2' }])).toBe(0);
+    expect(r.outbox.acknowledgeEvents([{ rowId: rows[1] ?? 0, eventId: 'L1/1/1' }])).toBe(0);
+    expect(r.queuedIds()).toEqual(['L1/1/1', 'L1/1/2']);
+    expect(r.outbox.acknowledgeEvents([{ rowId: rows[1] ?? 0, eventId: 'L1/1/2' }])).toBe(1);
+    expect(r.queuedIds()).toEqual(['L1/1/1']);
+  });
+
+  it('a forged or malformed ack changes nothing, is logged once, and never throws', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    r.client.answerAll(PUBACK);
+    await settle();
+    const bad: Buffer[] = [
+      Buffer.from('not json'),
+      Buffer.from(''),
+      Buffer.from(JSON.stringify({ v: 2, ids: ['L1/1/1'] })),
+      Buffer.from(JSON.stringify({ v: 1, ids: [] })),
+      Buffer.from(JSON.stringify({ v: 1, ids: ['L1/1/1'], all: true })),
+      Buffer.from(JSON.stringify({ v: 1, ids: ['L1/1/1', 'L1/1/1'] })),
+      Buffer.from(JSON.stringify({ v: 1, ids: ['*'] })),
+      Buffer.from(JSON.stringify({ v: 1, ids: ['L1/1/1/'] })),
+      Buffer.from(JSON.stringify({ v: 1, ids: 'L1/1/1' })),
+      Buffer.from(JSON.stringify({ v: 1, upTo: { L1: 99 } })),
+      Buffer.from('{"v":1,"ids":["L9/1/1"],"ids":["L1/1/1"]}'),
+      Buffer.from([0x7b, 0xff, 0xfe, 0x7d]),
+      Buffer.from(`${'['.repeat(40)}${']'.repeat(40)}`),
+      Buffer.from(JSON.stringify({ v: 1, ids: ['L1/1/1'], pad: 'x'.repeat(300_000) })),
+    ];
+    for (const b of bad) expect(r.delivery.acknowledge(b)).toEqual({ ok: false, removed: 0, unknown: 0 });
+    expect(r.queuedIds()).toEqual(['L1/1/1', 'L1/1/2']);
+    const refused = r.lines.filter((l) => l.msg.startsWith('events/ack refused'));
+    expect(refused).toHaveLength(bad.length);
+    // The log names the problem, never the content.
+    expect(JSON.stringify(refused)).not.toContain('xxxxxxxx');
+  });
+
+  it('an ack for an unknown id, or for an event queued but never published, removes nothing', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 1);
+    r.client.answerAll(PUBACK);
+    await settle();
+    // Queued, not yet published (the drain waits for it: nothing answered yet).
+    await r.queue('L1', 2, 2);
+    expect(r.delivery.acknowledge(ack(['L1/1/2', 'L2/1/1', 'L1/2/1', 'L1/1/99']))).toEqual({
+      ok: true,
+      removed: 0,
+      unknown: 4,
+    });
+    expect(r.queuedIds()).toEqual(['L1/1/1', 'L1/1/2']);
+    expect(r.lines.some((l) => /not published/.test(l.msg))).toBe(true);
+  });
+
+  it("an ack on another hub's topic never reaches this hub; its own does", async () => {
+    const topics = new InboundTopics('hub-1', pino({ level: 'silent' }));
+    const got: string[] = [];
+    topics.add((name) => void got.push(name));
+    await topics.deliver('ks/hubs/hub-2/events/ack', ack(['L1/1/1']));
+    await topics.deliver('ks/hubs/hub-1/events/ack/x', ack(['L1/1/1']));
+    await topics.deliver('ks/hubs/+/events/ack', ack(['L1/1/1']));
+    expect(got).toEqual([]);
+    await topics.deliver('ks/hubs/hub-1/events/ack', ack(['L1/1/1']));
+    expect(got).toEqual(['events/ack']);
+    expect(topics.topics).toContain('ks/hubs/hub-1/events/ack');
+  });
+
+  it('unacknowledged events are published again after the ack timeout, oldest first, in per-lock order', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    await r.queue('L2', 1, 1);
+    expect(r.client.answerAll(PUBACK)).toEqual(['L1/1/1', 'L1/1/2', 'L2/1/1']);
+    await settle();
+    r.delivery.acknowledge(ack(['L1/1/1']));
+    await r.clock.advance(10_000);
+    expect(r.client.sent).toHaveLength(0);
+    await r.clock.advance(25_000);
+    await settle();
+    expect(r.client.answerAll(PUBACK)).toEqual(['L1/1/2', 'L2/1/1']);
+    await settle();
+    r.delivery.acknowledge(ack(['L1/1/2', 'L2/1/1']));
+    await r.clock.advance(120_000);
+    await settle();
+    expect(r.client.sent).toHaveLength(0);
+    expect(r.outbox.depth().events).toBe(0);
+    expect(r.delivery.state).toBe('ok');
+  });
+
+  it('events not acknowledged for the fault time raise not-acknowledged once, with what to check; an ack ends it', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 3);
+    r.client.answerAll(PUBACK);
+    await settle();
+    await r.clock.advance(59_000);
+    expect(r.delivery.state).toBe('ok');
+    // Resends keep the first publish time: the fault is not postponed by them.
+    r.client.answerAll(PUBACK);
+    await r.clock.advance(6_000);
+    expect(r.delivery.state).toBe('not-acknowledged');
+    await r.clock.advance(120_000);
+    r.client.answerAll(PUBACK);
+    await r.clock.advance(60_000);
+    expect(r.securityEvents()).toHaveLength(1);
+    const detail = JSON.parse(r.securityEvents()[0]?.detail ?? '{}') as { to: string; check: string };
+    expect(detail.to).toBe('not-acknowledged');
+    expect(detail.check).toMatch(/broker ACL .*ks\/hubs\/hub-1\/events/);
+    const health = r.delivery.health();
+    expect(health).toMatchObject({ ack: 'required', state: 'not-acknowledged', unacknowledged: 3 });
+    expect(conforms('health', { ...minimalHealth(), delivery: health })).toBe(true);
+    const diag = deliveryCheck(r.delivery);
+    expect(diag?.verdict).toBe('fail');
+    expect(diag?.action).toMatch(/ACL/);
+    r.client.answerAll(PUBACK);
+    r.delivery.acknowledge(ack(['L1/1/1', 'L1/1/2', 'L1/1/3']));
+    expect(r.delivery.state).toBe('ok');
+    expect(r.securityEvents().map((e) => (JSON.parse(e.detail) as { to: string }).to)).toEqual([
+      'not-acknowledged',
+      'ok',
+    ]);
+    expect(deliveryCheck(r.delivery)?.verdict).toBe('ok');
+  });
+
+  it('a broker outage is not a delivery fault: the clock starts again at the reconnect', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    r.client.answerAll(PUBACK);
+    await settle();
+    r.link.up = false;
+    await r.clock.advance(300_000);
+    expect(r.delivery.state).toBe('ok');
+    r.link.up = true;
+    r.delivery.reconnected();
+    await r.clock.advance(50_000);
+    expect(r.delivery.state).toBe('ok');
+    await r.clock.advance(15_000);
+    expect(r.delivery.state).toBe('not-acknowledged');
+  });
+
+  it('a broker refusal (MQTT 5 PUBACK 0x87) drops nothing: kept, backed off, raised at once, then delivered', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 4);
+    r.client.answerAll(REFUSED);
+    await settle();
+    expect(r.queuedIds()).toEqual(['L1/1/1', 'L1/1/2', 'L1/1/3', 'L1/1/4']);
+    expect(r.delivery.state).toBe('refused');
+    expect(deliveryCheck(r.delivery)?.verdict).toBe('fail');
+    // Backed off: nothing until the first delay, then again; refused again, the delay doubles.
+    expect(r.client.sent).toHaveLength(0);
+    await r.clock.advance(1_000);
+    await settle();
+    expect(r.client.answerAll(REFUSED)).toHaveLength(4);
+    await settle();
+    await r.clock.advance(1_500);
+    expect(r.client.sent).toHaveLength(0);
+    await r.clock.advance(600);
+    await settle();
+    // The ACL is fixed: accepted, acknowledged, gone.
+    expect(r.client.answerAll(PUBACK)).toEqual(['L1/1/1', 'L1/1/2', 'L1/1/3', 'L1/1/4']);
+    await settle();
+    r.delivery.acknowledge(ack(['L1/1/1', 'L1/1/2', 'L1/1/3', 'L1/1/4']));
+    expect(r.outbox.depth().events).toBe(0);
+    expect(r.delivery.state).toBe('ok');
+    expect(r.securityEvents().map((e) => (JSON.parse(e.detail) as { to: string }).to)).toEqual(['refused', 'ok']);
+  });
+
+  it('a long refusal, once the broker accepts again, starts the wait for the ack then: no spurious not-acknowledged', async () => {
+    const r = rig();
+    await r.queue('L1', 1, 2);
+    r.client.answerAll(REFUSED);
+    for (let i = 0; i < 12; i++) {
+      await r.clock.advance(10_000);
+      await settle();
+      r.client.answerAll(REFUSED);
+      await settle();
+    }
+    expect(r.delivery.state).toBe('refused');
+    await r.clock.advance(60_000);
+    await settle();
+    expect(r.client.answerAll(PUBACK)).toEqual(['L1/1/1', 'L1/1/2']);
+    await settle();
+    expect(r.delivery.state).toBe('ok');
+    await r.clock.advance(20_000);
+    expect(r.delivery.state).toBe('ok');
+    r.delivery.acknowledge(ack(['L1/1/1', 'L1/1/2']));
+    expect(r.securityEvents().map((e) => (JSON.parse(e.detail) as { to: string }).to)).toEqual(['refused', 'ok']);
+  });
+
+  it('an event dropped under the size limit while awaiting its ack does not hold the fault', async () => {
+    const r = rig('required', 2_000);
+    // Door events (not security events): the oldest are dropped as the outbox overflows.
+    const doors = (from: number, to: number) =>
+      events('L1', from, to).map((s) => ({ ...s, event: { ...s.event, type: 'door', open: true } as LockEvent }));
+    r.store.transaction(() => r.outbox.enqueueEvents(doors(1, 5)));
+    r.publisher.kick();
+    await settle();
+    expect(r.client.answerAll(PUBACK)).toHaveLength(5);
+    await settle();
+    r.store.transaction(() => r.outbox.enqueueEvents(doors(6, 40)));
+    expect(r.outbox.dropped()).toBeGreaterThanOrEqual(5);
+    r.publisher.kick();
+    await settle();
+    const later = r.client.answerAll(PUBACK);
+    await settle();
+    r.delivery.acknowledge(ack(later.slice(0, 500)));
+    await r.clock.advance(120_000);
+    expect(r.delivery.state).toBe('ok');
+    expect(r.delivery.health().unacknowledged).toBe(0);
+  });
+
+  it('with uplink.eventAck off the PUBACK removes events (the older contract) and diag warns delivery is not verified', async () => {
+    const r = rig('off');
+    await r.queue('L1', 1, 2);
+    r.client.answerAll(PUBACK);
+    await settle();
+    expect(r.outbox.depth().events).toBe(0);
+    expect(r.delivery.acknowledge(ack(['L1/1/1']))).toEqual({ ok: true, removed: 0, unknown: 0 });
+    const diag = deliveryCheck(r.delivery);
+    expect(diag?.verdict).toBe('warn');
+    expect(diag?.detail).toMatch(/not verified/);
+    // A refusal still drops nothing.
+    await r.queue('L1', 3, 3);
+    r.client.answerAll(REFUSED);
+    await settle();
+    expect(r.queuedIds()).toEqual(['L1/1/3']);
+    expect(r.delivery.state).toBe('refused');
+  });
+});
+
+function minimalHealth() {
+  return {
+    v: 1,
+    at: new Date(T0).toISOString(),
+    uptimeSec: 1,
+    outbox: { depth: 0, oldestAgeSec: null, dropped: 0 },
+    radios: [],
+    locks: { total: 0, connected: 0, quarantined: 0 },
+    certificate: { notAfter: null, daysLeft: null },
+  };
+}
