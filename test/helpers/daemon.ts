@@ -36,6 +36,14 @@ export function start(args: string[], env: NodeJS.ProcessEnv = {}, script = CLI)
     env: { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  return watch(child);
+}
+
+/**
+ * Collect a spawned process's output and exit, and kill it after the test file if it still runs:
+ * what `start` returns, for a process started another way too (a daemon in a mount namespace).
+ */
+export function watch(child: ChildProcess): Proc {
   children.add(child);
   let out = '';
   let err = '';

@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { CLI, type Proc } from './daemon.js';
+import { CLI, type Proc, watch } from './daemon.js';
 
 /**
  * A small file system for the daemon's data directory, to fill it for real (a tmpfs of a few MB):
@@ -45,14 +45,9 @@ export function smallFsSupport(): SmallFsSupport {
   }
 }
 
-const children = new Set<ChildProcess>();
 const mounts: string[] = [];
-if (process.env.VITEST)
-  afterAll(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    children.clear();
-    for (const m of mounts.splice(0).reverse()) spawnSync('umount', ['-l', m]);
-  });
+// The daemons are killed after the file by the helper that watches them (daemon.ts), then this.
+if (process.env.VITEST) afterAll(() => unmountSmallFs());
 
 export interface SmallFsDaemon extends Proc {
   /** The data directory as this process sees it (through /proc/PID/root under `unshare`). */
@@ -96,36 +91,9 @@ export function startOnSmallFs(o: {
     mounts.push(join(o.dataDir, 'sim'));
     child = spawn(process.execPath, [CLI, 'run', '--config', o.config], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   }
-  children.add(child);
-  let out = '';
-  let err = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
   return {
-    child,
+    ...watch(child),
     view: o.how === 'unshare' ? `/proc/${child.pid}/root${o.dataDir}` : o.dataDir,
-    stdout: () => out,
-    stderr: () => err,
-    exit,
-    async waitForOutput(pattern, timeoutMs = 15_000) {
-      const end = Date.now() + timeoutMs;
-      const matches = () => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
-      while (!matches()) {
-        if (child.exitCode !== null || Date.now() > end) {
-          throw new Error(
-            `waiting for ${pattern}: ${child.exitCode !== null ? `exited ${child.exitCode}` : 'timed out'}\nstdout:\n${out}\nstderr:\n${err}`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
   };
 }
 
