@@ -79,8 +79,11 @@ export type BearerError =
   | { readonly code: 'adapter-unavailable'; readonly message: string; readonly reason: string }
   /** The frame exceeds the link's maxFrameSize; the link is still open, the frame was not sent. */
   | { readonly code: 'frame-too-large'; readonly message: string; readonly size: number; readonly maxFrameSize: number }
-  /** Already connected or connecting to this address, or the adapter's connection limit is reached. */
-  | { readonly code: 'busy'; readonly message: string; readonly address: string }
+  /**
+   * Already connected or connecting to this address, or (with `limit`, the number of links the
+   * radio is configured for) all the radio's links are open.
+   */
+  | { readonly code: 'busy'; readonly message: string; readonly address: string; readonly limit?: number }
   /** The bearer is not started (or is stopping); start() it first. */
   | { readonly code: 'stopped'; readonly message: string }
   /** The radio refused one operation (a GATT error, a ZigBee delivery failure); the link may still be up. */

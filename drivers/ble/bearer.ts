@@ -211,6 +211,7 @@ class NobleBearer implements BleBearer {
         code: 'busy',
         message: `the BLE adapter's limit of ${this.#cfg.maxConnections} connections is reached; close a link or try again later`,
         address,
+        limit: this.#cfg.maxConnections,
       };
     }
     return undefined;

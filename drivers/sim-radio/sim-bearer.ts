@@ -163,6 +163,7 @@ export class SimBearer implements Bearer {
         code: 'busy',
         message: `the adapter's limit of ${this.#maxLinks} connections is reached; close a link or try again later`,
         address,
+        limit: this.#maxLinks,
       };
     }
     return undefined;

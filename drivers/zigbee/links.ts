@@ -52,7 +52,12 @@ export class Links {
       return err({ code: 'busy', message: `ZigBee: already connected or connecting to ${address}`, address });
     }
     if (this.#entries.size >= this.#maxLinks) {
-      return err({ code: 'busy', message: `ZigBee: ${this.#maxLinks} links open, the limit`, address });
+      return err({
+        code: 'busy',
+        message: `ZigBee: all ${this.#maxLinks} links are open (the maxLinks limit, radios.zigbee.maxLinks); ${address} was not connected`,
+        address,
+        limit: this.#maxLinks,
+      });
     }
     addLinkCluster(c, device);
     const generation = c.generation;

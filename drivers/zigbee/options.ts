@@ -25,7 +25,10 @@ export interface ZigbeeBearerOptions {
   readonly channel?: number;
   readonly baudRate?: number;
   readonly rtscts?: boolean;
-  /** Concurrent links (and connects); beyond it connect() answers 'busy'. Default 8. */
+  /**
+   * Concurrent links (and connects); beyond it connect() answers 'busy'. Default 32: the 16 locks
+   * of a site with room to spare. A link is hub-side state only (docs/zigbee.md, "Link limit").
+   */
   readonly maxLinks?: number;
   /** Scheduled coordinator backups, ms. Default 6 h. */
   readonly backupIntervalMs?: number;
@@ -43,6 +46,9 @@ export interface ZigbeeBearerOptions {
   /** How long one link-cluster command may take to be confirmed by the radio, ms. Default 5000. */
   readonly sendTimeoutMs?: number;
 }
+
+/** The 16 locks a hub of a site serves, twice over: a lock re-opening its link never finds the table full. */
+export const DEFAULT_MAX_LINKS = 32;
 
 function positive(name: string, v: number | undefined, fallback: number): number {
   const x = v ?? fallback;
@@ -86,7 +92,7 @@ export function checkOptions(o: ZigbeeBearerOptions): Settings {
   if (!Number.isInteger(channel) || channel < 11 || channel > 26) {
     throw new HubError('zigbee.config', `ZigBee bearer: channel must be an integer 11..26, got ${o.channel}`);
   }
-  const maxLinks = o.maxLinks ?? 8;
+  const maxLinks = o.maxLinks ?? DEFAULT_MAX_LINKS;
   if (!Number.isInteger(maxLinks) || maxLinks < 1) {
     throw new HubError('zigbee.config', `ZigBee bearer: maxLinks must be an integer >= 1, got ${o.maxLinks}`);
   }

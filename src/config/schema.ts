@@ -229,7 +229,7 @@ export const configSchema = {
             channel: { type: 'integer', minimum: 11, maximum: 26, default: 15 },
             baudRate: { type: 'integer', minimum: 9600, maximum: 4000000, default: 115200 },
             rtscts: { type: 'boolean', default: false },
-            maxLinks: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+            maxLinks: { type: 'integer', minimum: 1, maximum: 64, default: 32 },
             backupIntervalMin: { type: 'integer', minimum: 5, maximum: 10080, default: 360 },
           },
         },

@@ -2,7 +2,7 @@ import type { Advertisement, BearerKind } from '../../hal/bearer.js';
 import { HubError } from '../base/errors.js';
 import { Waiter } from '../base/waiter.js';
 import type { Secret } from '../crypto/secret.js';
-import type { Connections } from './connections.js';
+import { type Connections, LINK_LIMIT_HINT } from './connections.js';
 import type { HeardLocks } from './heard-locks.js';
 import type { LinkContext } from './link-context.js';
 import type { LockReports } from './lock-reports.js';
@@ -74,7 +74,10 @@ export class Attacher {
     const connected = await bearer.connect(ad.address, { timeoutMs: this.#ctx.opts.connectTimeoutMs });
     if (!connected.ok) {
       throw new HubError('attach.unreachable', `cannot connect to lock ${deviceId}: ${connected.error.message}`, {
-        hint: 'move closer to the lock, or check the radio with iqhub status',
+        hint:
+          connected.error.code === 'busy' && connected.error.limit !== undefined
+            ? LINK_LIMIT_HINT
+            : 'move closer to the lock, or check the radio with iqhub status',
       });
     }
     const link = connected.value;

@@ -10,6 +10,13 @@ import type { LockRecord } from './pairing.js';
 import type { Quarantine } from './quarantine.js';
 import { connectBound, type LinkFailure, type SecureSession } from './session.js';
 
+/**
+ * What to do when the radio refused a connect as `busy` because all its links are open: the hub
+ * keeps a session with every bound lock it hears, so the radio's limit must cover the site's locks.
+ */
+export const LINK_LIMIT_HINT =
+  "the radio's link limit is reached: raise radios.zigbee.maxLinks (or radios.ble.maxConnections) to at least the number of locks on that radio and restart, or detach a lock (docs/configuration.md)";
+
 /** A lock's session and the link it runs on. */
 export interface Connection {
   client: LockClient;
@@ -145,7 +152,10 @@ export class Connections {
     if (!c.ok) {
       this.#backoff(lockId);
       throw new HubError('lock.unreachable', `cannot connect to lock ${lockId}: ${c.error.message}`, {
-        hint: 'it may be out of range or without power',
+        hint:
+          c.error.code === 'busy' && c.error.limit !== undefined
+            ? LINK_LIMIT_HINT
+            : 'it may be out of range or without power',
       });
     }
     const s = await connectBound(c.value, ctx.hub(), rec.staticPublic, ctx.timing());

@@ -555,6 +555,100 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
 });
 
 /**
+ * A site's worth of ZigBee locks on one coordinator: the hub keeps a session (a link) with every
+ * bound lock, so the link limit must cover them all. Its own rig with the limit configured at
+ * exactly 16, so the 17th lock meets it.
+ */
+describe('sixteen ZigBee locks on one coordinator, maxLinks 16', () => {
+  const SITE = 16;
+  let rig: ZigbeeRig;
+  let storeDir: string;
+  let store: Store;
+  let manager: LinkManager;
+  const simLocks: SimLock[] = [];
+  const setupCode = (i: number) => `ZB${String(i).padStart(2, '0')}-SITE-CODE`;
+  const deviceId = (i: number) => `ZB-${String(i).padStart(2, '0')}`;
+
+  beforeAll(async () => {
+    rig = await startRig({ maxLinks: SITE });
+    await rig.bearer.start();
+    await eventually(() => rig.bearer.state().status === 'ready', 'the bearer to be ready', 25_000);
+    storeDir = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-site-'));
+    store = Store.open(storeDir);
+    manager = new LinkManager({
+      pairing: new PairingStore(store),
+      bearer: rig.bearer,
+      sealer: rig.sealer,
+      clock: systemClock,
+      random: systemRandom,
+      log: silentLogger(),
+      options: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000, attempts: 5, pollMs: 30_000 },
+    });
+    await manager.start();
+    for (let i = 1; i <= SITE + 1; i++) {
+      const lock = new SimLock({
+        deviceId: deviceId(i),
+        keyPair: generateKeyPair(systemRandom),
+        setupCode: setupCode(i),
+        radio: rig.emulator,
+        address: `site-${i}`,
+        clock: systemClock,
+        random: systemRandom,
+        attachWindowMs: 60_000,
+      });
+      lock.boot();
+      simLocks.push(lock);
+    }
+  }, 40_000);
+
+  afterAll(async () => {
+    await manager?.stop();
+    store?.close();
+    for (const lock of simLocks) if (lock.running) lock.crash();
+    await rig?.close();
+    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+  }, 40_000);
+
+  test('16 locks attach, each opens, and all 16 links stay open at once', async () => {
+    const site = simLocks.slice(0, SITE);
+    for (const lock of site) lock.presentMaintenanceCard();
+    const summaries = await Promise.all(
+      site.map((lock, i) => manager.attach(lock.deviceId, Secret.fromUtf8(setupCode(i + 1)), 30_000)),
+    );
+    expect(summaries.map((s) => s.lockId)).toEqual(site.map((l) => l.deviceId));
+    for (const lock of site) {
+      const state = await manager.open(lock.deviceId, 1_000);
+      expect(state.bolt).toBe('unlocked');
+      expect(lock.state().bolt).toBe('unlocked');
+    }
+    // Each lock was connected once, by its attach; the opens rode on the links it left open.
+    expect(rig.bearer.counters().connects).toBe(SITE);
+    expect(rig.bearer.counters().connectFailures).toBe(0);
+  }, 30_000);
+
+  test('the 17th lock is refused at the limit, with the limit, the option and what to do; detaching one makes room', async () => {
+    const extra = simLocks[SITE] as SimLock;
+    extra.presentMaintenanceCard();
+    const refused = manager.attach(extra.deviceId, Secret.fromUtf8(setupCode(SITE + 1)), 30_000);
+    await expect(refused).rejects.toBeInstanceOf(HubError);
+    const e = (await refused.catch((x: unknown) => x)) as HubError;
+    expect(e.code).toBe('attach.unreachable');
+    expect(e.message).toContain(`all ${SITE} links are open`);
+    expect(e.message).toContain('radios.zigbee.maxLinks');
+    expect(e.hint).toContain('raise radios.zigbee.maxLinks');
+    expect(extra.boundHub()).toBeUndefined();
+    // The 16 are untouched.
+    const first = simLocks[0] as SimLock;
+    expect((await manager.open(first.deviceId, 1_000)).bolt).toBe('unlocked');
+
+    expect((await manager.detach(first.deviceId)).detached).toBe(true);
+    const summary = await manager.attach(extra.deviceId, Secret.fromUtf8(setupCode(SITE + 1)), 30_000);
+    expect(summary.lockId).toBe(extra.deviceId);
+    expect((await manager.open(extra.deviceId, 1_000)).bolt).toBe('unlocked');
+  }, 30_000);
+});
+
+/**
  * Hardware in the loop: IQHUB_HIL_ZIGBEE_PORT names a real Z-Stack coordinator (a CC2652 stick,
  * e.g. /dev/serial/by-id/usb-ITead_Sonoff_Zigbee_3.0_USB_Dongle_Plus_...). The join test also
  * needs IQHUB_HIL_ZIGBEE_DEVICE_ID, an iq lock (or any device whose modelId follows the

@@ -47,7 +47,7 @@ describe('config', () => {
           channel: 15,
           baudRate: 115200,
           rtscts: false,
-          maxLinks: 8,
+          maxLinks: 32,
           backupIntervalMin: 360,
         },
       },

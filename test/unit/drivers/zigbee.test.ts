@@ -18,12 +18,14 @@ import {
   ZCL_PAYLOAD_LIMIT,
 } from '../../../drivers/zigbee/link-cluster.js';
 import { dataPaths, loadOrCreateNetwork, prepareDirectories } from '../../../drivers/zigbee/network.js';
+import { checkOptions, DEFAULT_MAX_LINKS } from '../../../drivers/zigbee/options.js';
 import { BEARER_MIN_FRAME_SIZE } from '../../../hal/bearer.js';
 import { encodeFrame, MtParser, MtType } from '../../../sim/emu/znp/mt.js';
 import { NvId, ZnpNv } from '../../../sim/emu/znp/nv.js';
 import { systemClock } from '../../../src/base/clock.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom, systemRandom } from '../../../src/base/random.js';
+import { parseConfig } from '../../../src/config/load.js';
 import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
 import { silentLogger } from '../../../src/log/logger.js';
@@ -280,6 +282,12 @@ describe('createZigbeeBearer', () => {
       expect((e as HubError).code).toBe('zigbee.config');
       expect((e as HubError).message).toMatch(message);
     }
+  });
+
+  test('the default link limit holds the 16 locks of a site twice over, in the driver and in the config', () => {
+    expect(DEFAULT_MAX_LINKS).toBe(32);
+    expect(checkOptions(options()).maxLinks).toBe(DEFAULT_MAX_LINKS);
+    expect(parseConfig('', 'config.yaml').radios.zigbee.maxLinks).toBe(DEFAULT_MAX_LINKS);
   });
 
   test('before start, connect answers stopped', async () => {

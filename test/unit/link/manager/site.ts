@@ -57,6 +57,8 @@ export interface HubOptions {
   link?: Partial<LinkOptions>;
   /** Decides the locks' access requests (set before start, or through `hub.access`). */
   access?: AccessHandler;
+  /** The radio adapter's link limit (set before start, or through `hub.maxLinks`). Default: none. */
+  maxLinks?: number;
 }
 
 /**
@@ -83,6 +85,8 @@ export class Hub {
   running = false;
   /** The decision behind the locks' access requests; replaceable between restarts. */
   access: AccessHandler | undefined;
+  /** The radio adapter's link limit from the next start on; undefined: none. */
+  maxLinks: number | undefined;
 
   constructor(site: Site, options: HubOptions) {
     this.site = site;
@@ -92,6 +96,7 @@ export class Hub {
     this.dir = tempDir(`iqhub-${options.name}-`);
     this.#random = new SeededRandom(`${site.seed}/hub/${options.name}`);
     this.access = options.access;
+    this.maxLinks = options.maxLinks;
     // The storage key outlives restarts, as the real one does (it lives in the TPM / key file).
     this.#sealer = new Sealer(new Secret(this.#random.bytes(32)), this.#random);
   }
@@ -102,7 +107,10 @@ export class Hub {
 
   async start(): Promise<void> {
     this.store = Store.open(this.dir);
-    const raw = this.site.world.radio.bearer({ address: this.address });
+    const raw = this.site.world.radio.bearer({
+      address: this.address,
+      ...(this.maxLinks === undefined ? {} : { maxLinks: this.maxLinks }),
+    });
     this.mitm = this.#options.mitm ? new MitmBearer(raw) : undefined;
     if (this.mitm) this.mitm.onLink = (link) => this.onMitmLink?.(link);
     this.bearer = this.mitm ?? raw;
