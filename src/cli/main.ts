@@ -348,7 +348,7 @@ program
       'stays. Prefer restoring a backup of the data directory with its key: reset is for starting over.\n',
   )
   .action(async (o: { config?: string; yes?: boolean; json?: boolean }) => {
-    (await import('./local-commands.js')).reset(o);
+    await (await import('./local-commands.js')).reset(o);
   });
 
 socketOptions(
