@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { accessBench } from './access.bench.js';
+import { cliBench } from './cli.bench.js';
 import { commandBench } from './command.bench.js';
 import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
@@ -23,6 +24,7 @@ export const benchmarks: Benchmark[] = [
   commandBench,
   accessBench,
   radioBench,
+  cliBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

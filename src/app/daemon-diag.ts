@@ -4,15 +4,8 @@ import { describeError } from '../base/errors.js';
 import type { HubConfig } from '../config/schema.js';
 import type { CertSummary, DiagCheck, DiagReport, VerifierStats } from '../contract/control-socket.js';
 import type { RefusalCode } from '../contract/mqtt-cloud-messages.js';
-import {
-  certificateCheck,
-  check,
-  clockCheck,
-  diskCheck,
-  OUTBOX_WARN_AGE_SEC,
-  refusedSummary,
-  report,
-} from '../diag/checks.js';
+import { certificateCheck, check, clockCheck, diskCheck, OUTBOX_WARN_AGE_SEC, report } from '../diag/checks.js';
+import { refusedSummary } from '../diag/refused.js';
 import type { EventDelivery } from '../events/delivery.js';
 import type { Outbox } from '../events/outbox.js';
 import type { LinkManager } from '../link/manager.js';

@@ -1,6 +1,6 @@
 import type { CertificateInfo } from '../../provisioning/certificate.js';
 import type { HubStatus, OfflineListRow, RecentCommand, VerifierStats } from '../contract/control-socket.js';
-import { refusedSummary } from '../diag/checks.js';
+import { refusedSummary } from '../diag/refused.js';
 
 function duration(sec: number): string {
   const d = Math.floor(sec / 86400);

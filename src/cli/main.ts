@@ -1,29 +1,13 @@
 #!/usr/bin/env node
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import {
-  CERT_MAX_BYTES,
-  type CertificateInfo,
-  certificateInfo,
-  parseCertificates,
-} from '../../provisioning/certificate.js';
-import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
-import { identityPaths } from '../../provisioning/identity-files.js';
-import { installIdentity } from '../../provisioning/identity-install.js';
-import { readInstalledCertificate } from '../../provisioning/identity-load.js';
-import { csrHubId, initIdentity, readCsr } from '../../provisioning/key-and-csr.js';
-import { writeFileAtomic } from '../base/atomic-file.js';
 import { describeError, HubError } from '../base/errors.js';
 import { VERSION } from '../base/version.js';
-import { loadConfig } from '../config/load.js';
-import type { HubConfig } from '../config/schema.js';
+import { DEFAULT_CONFIG_PATH, DEFAULT_RUN_DIR } from '../config/paths.js';
 import { type HubStatus, SOCKET_NAME } from '../contract/control-socket.js';
 import { callDaemon } from '../control-socket/socket-client.js';
-import { CERT_WARN_DAYS } from '../diag/checks.js';
-import { runDiag } from './diag.js';
 import {
-  formatCert,
   formatCommands,
   formatDiag,
   formatEvents,
@@ -34,6 +18,11 @@ import {
   formatStatus,
 } from './format.js';
 import { readSecretFromStdin } from './secret-input.js';
+
+// This module is what every `iqhub` call loads: the commands that talk to the daemon need nothing
+// more than the control client and formatting. What a command needs beyond that (the daemon, the
+// demo, provisioning with node-forge, the config loader with Ajv and yaml, the local checks) is
+// imported in its action.
 
 const program = new Command()
   .name('iqhub')
@@ -68,7 +57,7 @@ program
   .option('--socket <path>', 'control socket of the daemon (default: <runDir>/control.sock from the config)')
   .option('--json', 'machine-readable output')
   .action(async (o: { config?: string; socket?: string; json?: boolean }) => {
-    const status = (await callDaemon(socketPath(o), 'status')) as HubStatus;
+    const status = (await callDaemon(await socketPath(o), 'status')) as HubStatus;
     process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
   });
 
@@ -98,7 +87,7 @@ const socketOptions = (cmd: Command) =>
 type SocketOpts = { config?: string; socket?: string; json?: boolean };
 
 async function call(o: SocketOpts, method: string, params: Record<string, unknown> = {}, timeoutMs?: number) {
-  return callDaemon(socketPath(o), method, params, timeoutMs);
+  return callDaemon(await socketPath(o), method, params, timeoutMs);
 }
 
 function print(o: SocketOpts, value: unknown, human: (v: never) => string): void {
@@ -288,65 +277,11 @@ pki
   .option('--broker-host <host>', 'the name clients use to reach the broker', 'localhost')
   .option('--force', 'replace an existing CA in --dir')
   .option('--json', 'machine-readable output')
-  .action((o: { dir: string; hubId: string; cloudId: string; brokerHost: string; force?: boolean; json?: boolean }) => {
-    mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-    const written = createDevPki({
-      dir: o.dir,
-      hubId: o.hubId,
-      cloudId: o.cloudId,
-      brokerHost: o.brokerHost,
-      overwrite: Boolean(o.force),
-    });
-    const certs = describePki(o.dir);
-    process.stdout.write(
-      o.json
-        ? `${JSON.stringify(certs, null, 2)}\n`
-        : `${certs.map((c) => `${c.file.padEnd(12)} CN=${c.cn.padEnd(16)} until ${c.notAfter}  ${c.fingerprint.slice(0, 23)}…`).join('\n')}\n` +
-            `${basename(written.otpKey).padEnd(12)} the hub's OTP key for remote commands (commands.otpKeyFile; the cloud signs with the same key)\n` +
-            `written to ${o.dir} (private keys and the OTP key mode 0600; for development and tests only)\n`,
-    );
-  });
-
-const RESTART_NOTE =
-  'a running daemon uses the new certificate after its next restart (systemctl restart iq-hub) or certificate rotation';
-
-/** A certificate file named on the command line: readable, and small enough to be one. */
-function readCertFile(path: string, what: string): Buffer {
-  let st: ReturnType<typeof statSync>;
-  try {
-    st = statSync(path);
-  } catch (e) {
-    throw new HubError(
-      'provision.unreadable',
-      `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
-      {
-        hint: 'check the path',
-      },
-    );
-  }
-  if (!st.isFile()) throw new HubError('provision.unreadable', `the ${what} ${path} is not a regular file`);
-  if (st.size > CERT_MAX_BYTES) {
-    throw new HubError(
-      'provision.not-pem',
-      `the ${what} ${path} is ${st.size} bytes: too large for a certificate file`,
-      {
-        hint: 'pass the PEM certificate file',
-      },
-    );
-  }
-  return readFileSync(path);
-}
-
-/** The hub id for provisioning: the command line, else the CSR made at init, else the config. */
-function hubIdFor(o: { hubId?: string }, config: HubConfig, dataDir: string): string {
-  const id = o.hubId ?? csrHubId(dataDir) ?? config.provisioning.hubId ?? undefined;
-  if (!id) {
-    throw new HubError('provision.no-hub-id', 'no hub id: none given, none in the config, and no CSR yet', {
-      hint: 'pass --hub-id ID (the id the cloud knows this hub by), or set provisioning.hubId in the config',
-    });
-  }
-  return id;
-}
+  .action(
+    async (o: { dir: string; hubId: string; cloudId: string; brokerHost: string; force?: boolean; json?: boolean }) => {
+      (await import('./local-commands.js')).pkiDev(o);
+    },
+  );
 
 const provision = program
   .command('provision')
@@ -359,29 +294,8 @@ provision
   .option('--hub-id <id>', 'the hub id (default: provisioning.hubId from the config)')
   .option('--force', 'replace an existing key (its certificate is removed: a new one must be issued)')
   .option('--json', 'machine-readable output')
-  .action((o: { config?: string; hubId?: string; force?: boolean; json?: boolean }) => {
-    const { config } = loadConfig(o.config);
-    const hubId = o.hubId ?? config.provisioning.hubId;
-    if (!hubId) {
-      throw new HubError('provision.no-hub-id', 'no hub id given and provisioning.hubId is not set in the config', {
-        hint: 'pass --hub-id ID (the id the cloud knows this hub by)',
-      });
-    }
-    const r = initIdentity({ dataDir: config.dataDir, hubId, force: Boolean(o.force) });
-    const out = {
-      hubId: r.hubId,
-      csr: r.paths.csr,
-      key: r.paths.key,
-      replacedKey: r.replacedKey,
-      removedCertificate: r.removedCertificate,
-    };
-    process.stdout.write(
-      o.json
-        ? `${JSON.stringify(out, null, 2)}\n`
-        : `hub id  ${r.hubId}\nkey     ${r.paths.key} (mode 0600; it never leaves this hub)\nCSR     ${r.paths.csr}\n` +
-            (r.removedCertificate ? 'the certificate of the replaced key was removed: install a new one\n' : '') +
-            'next: have the CSR signed by the factory CA (`iqhub provision csr --out FILE`), then `iqhub provision install --cert FILE --ca FILE`\n',
-    );
+  .action(async (o: { config?: string; hubId?: string; force?: boolean; json?: boolean }) => {
+    (await import('./local-commands.js')).provisionInit(o);
   });
 
 provision
@@ -390,15 +304,8 @@ provision
   .addOption(configOption())
   .option('--out <file>', 'write the CSR to this file instead of standard output')
   .option('--hub-id <id>', 'the CN if the CSR must be made again (default: that of the existing CSR)')
-  .action((o: { config?: string; out?: string; hubId?: string }) => {
-    const { config } = loadConfig(o.config);
-    const r = readCsr(config.dataDir, o.hubId ?? csrHubId(config.dataDir) ?? config.provisioning.hubId ?? undefined);
-    if (o.out) {
-      writeFileAtomic(o.out, r.csrPem, 0o644);
-      process.stderr.write(`wrote the CSR of ${r.hubId} to ${o.out}\n`);
-    } else {
-      process.stdout.write(r.csrPem);
-    }
+  .action(async (o: { config?: string; out?: string; hubId?: string }) => {
+    (await import('./local-commands.js')).provisionCsr(o);
   });
 
 provision
@@ -411,25 +318,8 @@ provision
   .requiredOption('--ca <file>', 'the CA certificate(s) that issued it (PEM); also the only CA the uplink trusts')
   .option('--hub-id <id>', 'the hub id the certificate must carry (default: the CN of the CSR)')
   .option('--json', 'machine-readable output')
-  .action((o: { config?: string; cert: string; ca: string; hubId?: string; json?: boolean }) => {
-    const { config } = loadConfig(o.config);
-    const certPem = readCertFile(o.cert, 'certificate');
-    const caPem = readCertFile(o.ca, 'CA certificate');
-    const info = installIdentity({
-      dataDir: config.dataDir,
-      certPem,
-      caPem,
-      hubId: hubIdFor(o, config, config.dataDir),
-      now: Date.now(),
-      source: { cert: o.cert, ca: o.ca },
-    });
-    const { paths, ...rest } = info;
-    process.stdout.write(
-      o.json
-        ? `${JSON.stringify({ ...rest, installed: paths.cert, note: RESTART_NOTE }, null, 2)}\n`
-        : `installed the certificate of ${info.hubId} (issued by ${info.issuer}, valid until ${info.notAfter}, ${info.daysLeft} days)\n` +
-            `in ${paths.dir}\nnote: ${RESTART_NOTE}\n`,
-    );
+  .action(async (o: { config?: string; cert: string; ca: string; hubId?: string; json?: boolean }) => {
+    (await import('./local-commands.js')).provisionInstall(o);
   });
 
 program
@@ -437,32 +327,8 @@ program
   .description("the hub's certificate: CN, issuer, validity, days left, fingerprint (reads no key)")
   .addOption(configOption())
   .option('--json', 'machine-readable output')
-  .action((o: { config?: string; json?: boolean }) => {
-    const { config } = loadConfig(o.config);
-    const now = Date.now();
-    const configured = config.uplink.certFile;
-    let info: (CertificateInfo & { path: string }) | undefined;
-    if (configured) {
-      const [x] = parseCertificates(readCertFile(configured, 'certificate (uplink.certFile)'), configured);
-      info = x ? { ...certificateInfo(x, now), path: configured } : undefined;
-    } else {
-      info = readInstalledCertificate(config.dataDir, now);
-    }
-    if (!info) {
-      throw new HubError('identity.none', `no hub certificate is installed in ${identityPaths(config.dataDir).dir}`, {
-        hint: '`iqhub provision init`, have the CSR signed, then `iqhub provision install --cert FILE --ca FILE`',
-      });
-    }
-    const warning =
-      now < Date.parse(info.notBefore)
-        ? `not valid before ${info.notBefore}: check the clock (iqhub diag)`
-        : info.daysLeft < 0
-          ? `expired on ${info.notAfter}: the broker refuses it; install a new one (iqhub provision csr, then install)`
-          : info.daysLeft < CERT_WARN_DAYS
-            ? `expires in ${info.daysLeft} days: rotation renews it while the uplink is connected; otherwise install a new one`
-            : null;
-    const out = { ...info, warning };
-    process.stdout.write(o.json ? `${JSON.stringify(out, null, 2)}\n` : formatCert(out));
+  .action(async (o: { config?: string; json?: boolean }) => {
+    (await import('./local-commands.js')).cert(o);
   });
 
 program
@@ -482,34 +348,7 @@ program
       'stays. Prefer restoring a backup of the data directory with its key: reset is for starting over.\n',
   )
   .action(async (o: { config?: string; yes?: boolean; json?: boolean }) => {
-    const { config } = loadConfig(o.config);
-    if (!o.yes) {
-      throw new HubError('reset.not-confirmed', `reset would move the store in ${config.dataDir} and its key aside`, {
-        hint: 'every lock must then be attached again; run `iqhub reset --yes` to do it (`iqhub reset --help` says what moves)',
-      });
-    }
-    const running = await callDaemon(join(config.runDir, SOCKET_NAME), 'status', {}, 2_000).then(
-      () => true,
-      () => false,
-    );
-    if (running) {
-      throw new HubError('reset.daemon-running', 'the daemon is running', {
-        hint: 'stop it first (systemctl stop iq-hub), then run `iqhub reset --yes` again',
-      });
-    }
-    const { resetStore } = await import('../app/reset.js');
-    const r = resetStore(config, process.env, new Date());
-    const human = () =>
-      r.movedTo === null
-        ? `nothing to reset in ${config.dataDir}: no store and no storage key there\n`
-        : `moved aside into ${r.movedTo}: ${r.moved.join(', ')}\n` +
-          (r.was.hubId || r.was.keyFingerprint
-            ? `(the old store: hub ${r.was.hubId ?? 'unknown'}, storage key fingerprint ${r.was.keyFingerprint ?? 'unknown'})\n`
-            : '') +
-          (r.keptKey ? `the storage key ${r.keptKey} stays and seals the new store\n` : '') +
-          'the next start makes a new store and a new hub key: every lock must be attached again (iqhub attach)\n' +
-          `to undo, stop the daemon and move the files back from ${r.movedTo}\n`;
-    print(o, r, human);
+    await (await import('./local-commands.js')).reset(o);
   });
 
 socketOptions(
@@ -519,6 +358,7 @@ socketOptions(
       "the field technician's checks: radios, uplink, certificate, clock, disk, store, outbox, locks (exit 1 if one fails)",
     ),
 ).action(async (o: SocketOpts) => {
+  const { runDiag } = await import('./diag.js');
   const r = await runDiag(o);
   print(o, r, formatDiag);
   process.exitCode = r.verdict === 'fail' ? 1 : 0;
@@ -538,9 +378,26 @@ function parseSeconds(v: string): number {
   return n;
 }
 
-function socketPath(o: { config?: string; socket?: string }): string {
+/**
+ * The control socket: --socket, else <runDir>/control.sock from the config. The config loader (Ajv,
+ * yaml) loads only when there is a file to read and validate; with neither --config nor a file at
+ * the default path, runDir is its default, as loadConfig would say.
+ */
+async function socketPath(o: { config?: string; socket?: string }): Promise<string> {
   if (o.socket) return o.socket;
+  if (o.config === undefined && !defaultConfigExists()) return join(DEFAULT_RUN_DIR, SOCKET_NAME);
+  const { loadConfig } = await import('../config/load.js');
   return join(loadConfig(o.config).config.runDir, SOCKET_NAME);
+}
+
+/** False only when nothing is at the default path; any other doubt goes to loadConfig, which reports it. */
+function defaultConfigExists(): boolean {
+  try {
+    statSync(DEFAULT_CONFIG_PATH);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
 }
 
 try {

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, LineCounter, parseDocument, visit } from 'yaml';
 import { HubError } from '../base/errors.js';
+import { DEFAULT_CONFIG_PATH } from './paths.js';
 import { configSchema, type HubConfig } from './schema.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/iq-hub/config.yaml';
+export { DEFAULT_CONFIG_PATH };
 
 /**
  * How far YAML aliases may expand (the `yaml` package's `maxAliasCount`). A config needs none; a

@@ -1,5 +1,6 @@
 import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { DEFAULT_RUN_DIR } from './paths.js';
 
 /**
  * The configuration file's JSON Schema: the single source of its keys, types and defaults.
@@ -114,7 +115,7 @@ export const configSchema = {
   additionalProperties: false,
   properties: {
     dataDir: { ...absolutePath, default: '/var/lib/iq-hub' },
-    runDir: { ...absolutePath, default: '/run/iq-hub' },
+    runDir: { ...absolutePath, default: DEFAULT_RUN_DIR },
     log: {
       type: 'object',
       additionalProperties: false,

@@ -1,7 +1,7 @@
 import { existsSync, statfsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeError } from '../base/errors.js';
-import type { CertSummary, DiagCheck, DiagReport, Verdict, VerifierStats } from '../contract/control-socket.js';
+import type { CertSummary, DiagCheck, DiagReport, Verdict } from '../contract/control-socket.js';
 import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
 
 /**
@@ -134,16 +134,6 @@ export function diskCheck(dataDir: string, fullDetail: string | null = null): Di
   if (free < DISK_FAIL_BYTES) return check('disk', 'fail', detail, action);
   if (free < DISK_WARN_BYTES) return check('disk', 'warn', detail, action);
   return check('disk', 'ok', detail);
-}
-
-/** Remote commands refused since start-up, for people: `3 refused (expired 1, otp_mismatch 2)` (codes in order, none with 0). */
-export function refusedSummary(refused: VerifierStats['refused']): string {
-  const counted = Object.entries(refused)
-    .filter(([, n]) => (n ?? 0) > 0)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const total = counted.reduce((sum, [, n]) => sum + (n ?? 0), 0);
-  const byCode = counted.length > 0 ? ` (${counted.map(([code, n]) => `${code} ${n}`).join(', ')})` : '';
-  return `${total} refused${byCode}`;
 }
 
 /** The store file without opening it (the CLI, no daemon): its integrity is checked when the daemon starts. */

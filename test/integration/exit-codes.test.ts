@@ -265,6 +265,7 @@ describe('`iqhub reset`', () => {
 
     const unconfirmed = await runCli(['reset', '--config', s.config]);
     expect(unconfirmed.code).toBe(1);
+    expect(unconfirmed.stderr).toMatch(/^iqhub: reset would move the store/);
     expect(unconfirmed.stderr).toContain('iqhub reset --yes');
     expect(existsSync(join(s.data, 'hub.db'))).toBe(true);
 

@@ -1,8 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createDevPki } from '../../provisioning/dev-pki.js';
+import { DEFAULT_CONFIG_PATH } from '../../src/config/paths.js';
 import { writeSiteConfig } from '../helpers/cloud-site.js';
 import { CLI, requireBuild, start } from '../helpers/daemon.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -37,6 +38,14 @@ async function modulesOf(args: string[], o: { daemon: boolean }): Promise<string
 const simulation = (urls: string[]) =>
   urls.filter((u) => /\/dist\/sim\/|\/dist\/src\/demo\/|node_modules\/aedes\/|node_modules\/@hpke\//.test(u));
 
+/** What a call to the daemon must not load: the daemon, the store, the radios, Ajv, yaml, node-forge, MQTT. */
+const heavy = (urls: string[]) =>
+  urls.filter((u) =>
+    /\/node_modules\/(better-sqlite3|ajv|node-forge|zigbee-herdsman|@stoprocent\/noble|yaml|mqtt)\/|\/dist\/src\/(store|app|config\/load)|\/dist\/provisioning\//.test(
+      u,
+    ),
+  );
+
 describe('what a start loads', () => {
   it('a production start (uplink on, no simulation) loads no simulated code, no aedes and no @hpke', async () => {
     const base = tempDir();
@@ -69,5 +78,32 @@ describe('what a start loads', () => {
     const urls = await modulesOf(['status', '--socket', join(base, 'none.sock')], { daemon: false });
     expect(urls.some((u) => u.endsWith('/dist/src/cli/main.js'))).toBe(true);
     expect(urls.filter((u) => /\/dist\/src\/app\/|\/dist\/sim\/|\/dist\/src\/demo\//.test(u))).toEqual([]);
+  }, 60_000);
+
+  it('`iqhub status` loads the control client and formatting: no store, no config loader, no provisioning, no radio', async () => {
+    const base = tempDir();
+    const urls = await modulesOf(['status', '--socket', join(base, 'none.sock')], { daemon: false });
+    // The recorder saw the call's own graph, down to the control client.
+    expect(urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/cli/format.js'))).toBe(true);
+    expect(heavy(urls)).toEqual([]);
+  }, 60_000);
+
+  it('`iqhub status` with neither --socket nor --config reads no config loader when no config file is there', async () => {
+    // The default path /etc/iq-hub/config.yaml is absent on the machines the tests run on; if it is
+    // there, the loader must load (to validate it) and this test has nothing to show.
+    if (existsSync(DEFAULT_CONFIG_PATH)) return;
+    const urls = await modulesOf(['status'], { daemon: false });
+    expect(urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.js'))).toBe(true);
+    expect(heavy(urls)).toEqual([]);
+  }, 60_000);
+
+  it('`iqhub status --config FILE` loads the config loader, which validates the file', async () => {
+    const base = tempDir();
+    const config = join(base, 'config.yaml');
+    writeFileSync(config, `runDir: ${base}/run\n`);
+    const urls = await modulesOf(['status', '--config', config], { daemon: false });
+    expect(urls.some((u) => u.endsWith('/dist/src/config/load.js'))).toBe(true);
+    expect(urls.some((u) => u.includes('/node_modules/ajv/'))).toBe(true);
   }, 60_000);
 });

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { closest, loadConfig, parseConfig } from '../../../src/config/load.js';
+import { DEFAULT_RUN_DIR } from '../../../src/config/paths.js';
 import { configSchema } from '../../../src/config/schema.js';
 import { refusal } from '../../helpers/refusal.js';
 import { tempDir } from '../../helpers/tmp.js';
@@ -9,6 +10,10 @@ import { tempDir } from '../../helpers/tmp.js';
 const rejected = (text: string) => refusal(() => parseConfig(text, 'config.yaml'));
 
 describe('config', () => {
+  it("the CLI's light default runDir is the one the loader gives a hub without a config file", () => {
+    expect(loadConfig(null).config.runDir).toBe(DEFAULT_RUN_DIR);
+  });
+
   it('an empty file gives the documented defaults', () => {
     expect(parseConfig('', 'config.yaml')).toEqual({
       dataDir: '/var/lib/iq-hub',
