@@ -265,14 +265,6 @@ export class CloudSync {
   }
 
   async #apply(p: SyncPayload): Promise<SyncAckPayload> {
-    const target = this.#target;
-    if (!target) {
-      return failure(
-        p.id,
-        'sync.unavailable',
-        'the access mirror is not available in this version of the hub; the sync was not applied',
-      );
-    }
     return this.#inbox.serial('sync', () => this.#applyWhole(p));
   }
 
