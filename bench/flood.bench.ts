@@ -65,27 +65,13 @@ export const floodBench = benchmarkInTempDir(
 async function startHub(cloud: ReferenceCloud, config: string): Promise<Proc> {
   const seen = cloud.statusHistory(HUB).length;
   const hub = start(['run', '--config', config], {}, CLI);
-  await cloud.waitFor(
-    (c) =>
-      c
-        .statusHistory(HUB)
-        .slice(seen)
-        .some((s) => s.state === 'online'),
-    60_000,
-    'hub online',
-  );
+  await cloud.waitForOnline(HUB, seen, 60_000, 'hub online');
   return hub;
 }
 
 /** Envelopes signed now, valid for nine minutes (the longest a backlog may wait is one OTP step). */
 function pings(cloud: ReferenceCloud, n: number) {
   return Array.from({ length: n }, () => cloud.envelope(HUB, { op: 'ping' }, { expiresAt: Date.now() + 9 * 60_000 }));
-}
-
-async function publishAll(cloud: ReferenceCloud, texts: string[]): Promise<void> {
-  for (let i = 0; i < texts.length; i += 200) {
-    await Promise.all(texts.slice(i, i + 200).map((t) => cloud.send(HUB, 'cmd', t)));
-  }
 }
 
 async function flood(cloud: ReferenceCloud, socket: string, metrics: Record<string, Metric>): Promise<void> {
@@ -102,7 +88,7 @@ async function flood(cloud: ReferenceCloud, socket: string, metrics: Record<stri
     }
   })();
   const t0 = performance.now();
-  await publishAll(cloud, envelopes);
+  await cloud.sendAll(HUB, 'cmd', envelopes);
   await cloud.waitFor((c) => c.results(HUB).size - answered0 >= FLOOD, 600_000, 'the flood answered');
   const seconds = (performance.now() - t0) / 1000;
   flooding = false;
@@ -120,8 +106,9 @@ async function stopUnderBacklog(
   hub.child.kill('SIGTERM');
   await hub.exit;
   const answered0 = cloud.results(HUB).size;
-  await publishAll(
-    cloud,
+  await cloud.sendAll(
+    HUB,
+    'cmd',
     pings(cloud, BACKLOG).map((e) => JSON.stringify(e)),
   );
   const next = await startHub(cloud, config);

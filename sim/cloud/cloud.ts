@@ -429,6 +429,29 @@ export class ReferenceCloud {
   }
 
   /**
+   * Resolve once the hub has said `online` on its status topic after the first `since` status
+   * messages (take `statusHistory(hubId).length` before starting or reconnecting it).
+   */
+  waitForOnline(hubId: string, since: number, timeoutMs: number, what = `${hubId} online`): Promise<void> {
+    return this.waitFor(
+      (c) =>
+        c
+          .statusHistory(hubId)
+          .slice(since)
+          .some((s) => s.state === 'online'),
+      timeoutMs,
+      what,
+    );
+  }
+
+  /** `send` each payload, at most 200 in flight at once (a backlog or a flood for tests). */
+  async sendAll(hubId: string, topic: 'cmd' | 'sync', payloads: readonly (string | Buffer)[]): Promise<void> {
+    for (let i = 0; i < payloads.length; i += 200) {
+      await Promise.all(payloads.slice(i, i + 200).map((p) => this.send(hubId, topic, p)));
+    }
+  }
+
+  /**
    * Resolve once `predicate` holds (checked now and after every message received), or reject after
    * `timeoutMs` saying what was awaited.
    */

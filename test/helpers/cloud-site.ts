@@ -78,15 +78,7 @@ export async function startHubOnline(
   const seen = cloud.statusHistory(hubId).length;
   const d = start(['run', '--config', config]);
   await d.waitForOutput('iq-hub ready');
-  await cloud.waitFor(
-    (c) =>
-      c
-        .statusHistory(hubId)
-        .slice(seen)
-        .some((s) => s.state === 'online'),
-    timeoutMs,
-    `${hubId} online at the cloud`,
-  );
+  await cloud.waitForOnline(hubId, seen, timeoutMs, `${hubId} online at the cloud`);
   return d;
 }
 

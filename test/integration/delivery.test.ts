@@ -42,15 +42,7 @@ describe.skipIf(!haveMosquitto)(
       const seen = cloud.statusHistory(HUB).length;
       const d = start(['run', '--config', config]);
       daemon = d;
-      await cloud.waitFor(
-        (c) =>
-          c
-            .statusHistory(HUB)
-            .slice(seen)
-            .some((st) => st.state === 'online'),
-        60_000,
-        'the hub online',
-      );
+      await cloud.waitForOnline(HUB, seen, 60_000, 'the hub online');
       for (let i = 0; ; i++) {
         try {
           await callDaemon(join(base, 'run', 'control.sock'), 'status', {}, 10_000);
@@ -242,9 +234,7 @@ describe.skipIf(!haveMosquitto)(
       const openIds = envelopes.filter((e) => e.op === 'open').map((e) => e.cmdId);
       const before = cloud.results(HUB).size;
       const texts = envelopes.map((e) => JSON.stringify(e));
-      for (let i = 0; i < texts.length; i += 200) {
-        await Promise.all(texts.slice(i, i + 200).map((t) => cloud.send(HUB, 'cmd', t)));
-      }
+      await cloud.sendAll(HUB, 'cmd', texts);
       await startHub();
       await cloud.waitFor(() => answeredSince(before) >= 20, 120_000, 'the first 20 answered');
       await stopHub('SIGKILL');
@@ -344,9 +334,7 @@ describe.skipIf(!haveMosquitto)(
         }
       })();
       const texts = envelopes.map((e) => JSON.stringify(e));
-      for (let i = 0; i < texts.length; i += 200) {
-        await Promise.all(texts.slice(i, i + 200).map((t) => cloud.send(HUB, 'cmd', t)));
-      }
+      await cloud.sendAll(HUB, 'cmd', texts);
       await cloud.waitFor(() => answeredSince(before) >= ids.length / 2, 300_000, 'half the flood answered');
       flooding = false;
       await poll;
@@ -420,9 +408,7 @@ describe.skipIf(!haveMosquitto)(
       const refused = Array.from({ length: 10_050 }, (_, i) =>
         JSON.stringify({ v: 1, id: `refused-${i}`, kind: 'delta', baseVersion: 999_999, version: 1_000_000, data: {} }),
       );
-      for (let i = 0; i < refused.length; i += 200) {
-        await Promise.all(refused.slice(i, i + 200).map((t) => cloud.send(HUB, 'sync', t)));
-      }
+      await cloud.sendAll(HUB, 'sync', refused);
       await cloud.waitFor(() => acks() - acksBefore >= refused.length, 300_000, '10,050 refusals');
       const last = cloud
         .answers(HUB)

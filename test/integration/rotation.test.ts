@@ -192,15 +192,7 @@ describe.skipIf(!haveMosquitto)(
       const seen = cloud.statusHistory(HUB).length;
       await broker.stop();
       await broker.start();
-      await cloud.waitFor(
-        (c) =>
-          c
-            .statusHistory(HUB)
-            .slice(seen)
-            .some((s) => s.state === 'online'),
-        20_000,
-        'the hub online again after the old certificate expired',
-      );
+      await cloud.waitForOnline(HUB, seen, 20_000, 'the hub online again after the old certificate expired');
       const pong = await cloud.command(HUB, { op: 'ping' }, { timeoutMs: 15_000 });
       expect(pong, JSON.stringify(pong)).toMatchObject({ ok: true });
       await call('sim.act', { deviceId: 'SIM-0001', act: 'open-by-hand' });
