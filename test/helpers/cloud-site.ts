@@ -1,10 +1,12 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DevPkiPaths } from '../../provisioning/dev-pki.js';
+import { createDevPki, type DevPkiPaths } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { connectReferenceCloud } from '../../sim/cloud/connect.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { type Proc, start } from './daemon.js';
+import { type Mosquitto, startMosquitto } from './mosquitto.js';
 
 /**
  * The reference cloud on `brokerUrl` with the dev PKI's cloud certificate; with `hubId`, it signs
@@ -13,6 +15,23 @@ import { type Proc, start } from './daemon.js';
 export function connectCloud(brokerUrl: string, pki: DevPkiPaths, hubId?: string): Promise<ReferenceCloud> {
   // Commands go OTP-signed with the hub's key (the hub reads the same otp.key).
   return connectReferenceCloud(brokerUrl, pki, hubId === undefined ? {} : { otpHubId: hubId });
+}
+
+/**
+ * A site's surroundings in a new temporary directory `iqhub-NAME-*`: a dev PKI for `hubId`, a
+ * mosquitto with mutual TLS on it (`broker`: its options besides the PKI) and the reference cloud
+ * connected to it. `closeSite` takes it down.
+ */
+export async function openSite(
+  name: string,
+  hubId: string,
+  broker: Omit<Parameters<typeof startMosquitto>[0], 'pkiDir'> = {},
+): Promise<{ base: string; pki: DevPkiPaths; broker: Mosquitto; cloud: ReferenceCloud }> {
+  const base = mkdtempSync(join(tmpdir(), `iqhub-${name}-`));
+  const pki = createDevPki({ dir: join(base, 'pki'), hubId });
+  const b = await startMosquitto({ pkiDir: join(base, 'pki'), ...broker });
+  if (!b) throw new Error('mosquitto did not start');
+  return { base, pki, broker: b, cloud: await connectCloud(b.url, pki, hubId) };
 }
 
 export interface SiteConfig {

@@ -1,15 +1,12 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
-import { attachSiteLocks, closeSite, connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, openSite, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, start } from '../helpers/daemon.js';
-import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
 const haveMosquitto = requireMosquitto() !== undefined;
@@ -85,13 +82,10 @@ describe.skipIf(!haveMosquitto)(
       cloud.events(HUB).filter((e) => e.lockId === lockId && e.type === 'opened' && e.by === 'remote').length;
 
     beforeAll(async () => {
-      base = mkdtempSync(join(tmpdir(), 'iqhub-delivery-'));
-      const pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
       // No cap on what the broker keeps for a hub that is away (mosquitto's default is 1,000).
-      const b = await startMosquitto({ pkiDir: join(base, 'pki'), extra: ['max_queued_messages 0'] });
-      if (!b) throw new Error('mosquitto did not start');
-      broker = b;
-      cloud = await connectCloud(broker.url, pki, HUB);
+      const site = await openSite('delivery', HUB, { extra: ['max_queued_messages 0'] });
+      ({ base, broker, cloud } = site);
+      const { pki } = site;
       writeConfig = (o: { latencyMs: number; shutdownMs?: number }) => {
         config = writeSiteConfig({
           base,

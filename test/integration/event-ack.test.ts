@@ -1,14 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
+import type { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { DiagReport, HubStatus } from '../../src/contract/control-socket.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
-import { attachSiteLocks, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, openSite, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
-import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
 const haveMosquitto = requireMosquitto() !== undefined;
@@ -38,12 +37,10 @@ describe.skipIf(!haveMosquitto)(
         let pki: ReturnType<typeof createDevPki>;
 
         beforeAll(async () => {
-          base = mkdtempSync(join(tmpdir(), 'iqhub-event-ack-'));
-          pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
-          const b = await startMosquitto({ pkiDir: join(base, 'pki'), persistence: true, denyHubTopics: ['events'] });
-          if (!b) throw new Error('mosquitto did not start');
-          broker = b;
-          cloud = await connectCloud(broker.url, pki, HUB);
+          ({ base, pki, broker, cloud } = await openSite('event-ack', HUB, {
+            persistence: true,
+            denyHubTopics: ['events'],
+          }));
           config = writeSiteConfig({
             base,
             brokerUrl: broker.url,

@@ -1,9 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { simulatedSiteSecrets } from '../../sim/world.js';
 import { pinVerifier } from '../../src/access/credentials.js';
@@ -11,9 +8,9 @@ import type { SyncPayload } from '../../src/contract/mqtt-cloud-messages.js';
 import { splitSync } from '../../src/contract/sync-parts.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { Store } from '../../src/store/store.js';
-import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, openSite, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
-import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
 const haveMosquitto = requireMosquitto() !== undefined;
@@ -39,13 +36,10 @@ describe.skipIf(!haveMosquitto)(
       callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
 
     beforeAll(async () => {
-      base = mkdtempSync(join(tmpdir(), 'iqhub-size-'));
-      const pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
       // The broker drops (3.1.1) or refuses (5) anything larger: a message over the limit is lost.
-      const b = await startMosquitto({ pkiDir: join(base, 'pki'), extra: [`message_size_limit ${LIMIT}`] });
-      if (!b) throw new Error('mosquitto did not start');
-      broker = b;
-      cloud = await connectCloud(broker.url, pki, HUB);
+      const site = await openSite('size', HUB, { extra: [`message_size_limit ${LIMIT}`] });
+      ({ base, broker, cloud } = site);
+      const { pki } = site;
       config = writeSiteConfig({ base, brokerUrl: broker.url, pki, locks: 1, seed: SEED });
       daemon = await startHubOnline(cloud, HUB, config, 30_000);
       [lockId] = (await attachSiteLocks(base)) as [string];

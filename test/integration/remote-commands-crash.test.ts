@@ -1,15 +1,13 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import type { CmdResultPayload } from '../../src/contract/mqtt-hub-messages.js';
-import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, openSite, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, runCli } from '../helpers/daemon.js';
-import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
 const haveMosquitto = requireMosquitto() !== undefined;
@@ -54,12 +52,9 @@ describe.skipIf(!haveMosquitto)(`remote open and SIGKILL${haveMosquitto ? '' : `
   }
 
   beforeAll(async () => {
-    base = mkdtempSync(join(tmpdir(), 'iqhub-remote-crash-'));
-    const pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
-    const b = await startMosquitto({ pkiDir: join(base, 'pki') });
-    if (!b) throw new Error('mosquitto did not start');
-    broker = b;
-    cloud = await connectCloud(broker.url, pki, HUB);
+    const site = await openSite('remote-crash', HUB);
+    ({ base, broker, cloud } = site);
+    const { pki } = site;
     config = writeSiteConfig({
       base,
       brokerUrl: broker.url,

@@ -1,15 +1,13 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
+import type { createDevPki } from '../../provisioning/dev-pki.js';
 import type { CommandSpec, ReferenceCloud } from '../../sim/cloud/cloud.js';
 import type { CommandEnvelope } from '../../src/commands/otp.js';
 import type { CmdResultPayload } from '../../src/contract/mqtt-hub-messages.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
-import { attachSiteLocks, closeSite, connectCloud, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, closeSite, openSite, startHubOnline, writeSiteConfig } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild } from '../helpers/daemon.js';
-import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
 const haveMosquitto = requireMosquitto() !== undefined;
@@ -112,12 +110,7 @@ describe.skipIf(!haveMosquitto)(
     const open = (lockId: string, durationMs = 500): CommandSpec => ({ op: 'open', lockId, args: { durationMs } });
 
     beforeAll(async () => {
-      base = mkdtempSync(join(tmpdir(), 'iqhub-remote-'));
-      pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
-      const b = await startMosquitto({ pkiDir: join(base, 'pki') });
-      if (!b) throw new Error('mosquitto did not start');
-      broker = b;
-      cloud = await connectCloud(broker.url, pki, HUB);
+      ({ base, pki, broker, cloud } = await openSite('remote', HUB));
       writeConfig(false);
       await startHub();
       await attachSiteLocks(base);

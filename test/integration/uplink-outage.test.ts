@@ -1,14 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDevPki } from '../../provisioning/dev-pki.js';
+import type { createDevPki } from '../../provisioning/dev-pki.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { SeededRandom } from '../../src/base/random.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
-import { attachSiteLocks, connectCloud, writeSiteConfig } from '../helpers/cloud-site.js';
+import { attachSiteLocks, openSite, writeSiteConfig } from '../helpers/cloud-site.js';
 import { requireBuild, start } from '../helpers/daemon.js';
-import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
 requireBuild();
 const haveMosquitto = requireMosquitto() !== undefined;
@@ -28,12 +27,7 @@ describe.skipIf(!haveMosquitto)(
 
     beforeAll(async () => {
       // Shared by both tests (tempDir() would be removed after the first one).
-      base = mkdtempSync(join(tmpdir(), 'iqhub-outage-'));
-      pki = createDevPki({ dir: join(base, 'pki'), hubId: HUB });
-      const b = await startMosquitto({ pkiDir: join(base, 'pki'), persistence: true });
-      if (!b) throw new Error('mosquitto did not start');
-      broker = b;
-      cloud = await connectCloud(broker.url, pki, HUB);
+      ({ base, pki, broker, cloud } = await openSite('outage', HUB, { persistence: true }));
       config = writeSiteConfig({ base, brokerUrl: broker.url, pki, locks: 3, seed: 'outage' });
     }, 60_000);
 
