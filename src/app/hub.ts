@@ -7,6 +7,8 @@ import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
+import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
+import { PinKeyRing } from '../access/pin-keys.js';
 import { checkTimeZone } from '../access/schedule.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
@@ -26,6 +28,7 @@ import {
   type VerifierStats,
 } from '../contract/control-socket.js';
 import type { HealthPayload } from '../contract/mqtt-hub-messages.js';
+import type { SyncPinKey } from '../contract/sync-data.js';
 import { ControlServer } from '../control-socket/socket-server.js';
 import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
@@ -49,9 +52,10 @@ import {
 import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
-import { buildHealth } from './health.js';
+import { buildHealth, pinKeyFacts } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
+import { openSyncPinKey } from './pin-key-open.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
 
 export interface HubDeps {
@@ -99,6 +103,10 @@ export class Hub {
   readonly access: AccessDecider;
   /** Keeps each bound lock's offline list in step with the mirror (with a radio only). */
   readonly offline: OfflineLists | undefined;
+  /** The site PIN keys the cloud sent (current, and the previous one during an overlap). */
+  readonly pinKeys: PinKeyRing;
+  /** Delivers them to every bound lock over the sealed link (with a radio only). */
+  readonly pinKeyDelivery: PinKeyDelivery | undefined;
   /** The radios the locks are reached over (simulated, BLE, ZigBee), if any. */
   readonly radios: Radios | undefined;
   readonly #components: Component[] = [];
@@ -124,7 +132,8 @@ export class Hub {
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
     this.mirror = new AccessMirror({ store, clock });
-    this.access = buildDecider(config.access, this.mirror, clock, log);
+    this.pinKeys = new PinKeyRing({ store, sealer, clock });
+    this.access = buildDecider(config.access, this.mirror, clock, log, this.pinKeys);
     this.#components.push(...(deps.before ?? []));
     // First, so a disk full from the start is said before anything else runs into it.
     this.#components.push(
@@ -174,6 +183,7 @@ export class Hub {
         sealer,
         bearer: this.radios.bearer,
         mirror: this.mirror,
+        pinKeys: this.pinKeys,
         access: this.access,
         // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
         ...(outbox
@@ -189,10 +199,11 @@ export class Hub {
       });
       this.link = built.link;
       this.offline = built.offline;
-      this.#components.push(built.link, built.offline);
+      this.pinKeyDelivery = built.pinKeys;
+      this.#components.push(built.link, built.pinKeys, built.offline);
       registerLinkMethods(this.control, built.link);
     }
-    registerAccessMethods(this.control, this.offline);
+    registerAccessMethods(this.control, this.offline, this.pinKeyDelivery);
     if ((files || enrollment) && this.outbox) {
       this.uplink = this.#buildUplink(files, otpKey, enrollment, this.outbox);
       this.#components.push(this.uplink);
@@ -310,6 +321,7 @@ export class Hub {
         }),
       certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
+      ...(this.pinKeyDelivery ? { pinKeys: pinKeyFacts(this.pinKeyDelivery) } : {}),
       commandStats: () => this.commandStats(),
       delivery: () => this.delivery?.health(),
       disk: () => this.store.space.state(),
@@ -400,8 +412,26 @@ export class Hub {
           syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
           sync: {
             apply: async (p) => {
-              const applied = mirror.apply(p);
-              // Committed: the locks' offline lists follow (deltas, within a second on a healthy site).
+              const pinKey = (p.data as { pinKey?: SyncPinKey }).pinKey;
+              // The sync's PIN key is opened and installed inside its transaction (after the schema
+              // check): refused, the whole sync is refused and nothing changes.
+              const applied = mirror.apply(
+                p,
+                pinKey === undefined
+                  ? undefined
+                  : () => {
+                      const keyPem = loadUplinkFiles(config.uplink, config.dataDir).key;
+                      const incoming = openSyncPinKey(keyPem, pinKey);
+                      keyPem.fill(0);
+                      try {
+                        this.pinKeys.install(incoming);
+                      } finally {
+                        incoming.key.wipe();
+                      }
+                    },
+              );
+              // Committed: the locks' PIN keys and offline lists follow.
+              if (pinKey !== undefined) this.pinKeys.changed();
               this.offline?.changed();
               return { version: applied.version };
             },
@@ -459,7 +489,13 @@ export class Hub {
 }
 
 /** The access decider over the mirror, with the site's time zone checked first. */
-function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock, log: Logger): AccessDecider {
+function buildDecider(
+  o: HubConfig['access'],
+  mirror: AccessMirror,
+  clock: Clock,
+  log: Logger,
+  pinKeys: PinKeyRing,
+): AccessDecider {
   try {
     checkTimeZone(o.timeZone);
   } catch {
@@ -474,6 +510,7 @@ function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock
     cloudPublicKey: o.cloudKeyFile ? loadCloudKey(o.cloudKeyFile) : undefined,
     log: log.child({ component: 'access' }),
     throttle: { wrongCodeLimit: o.wrongPinLimit, disableMs: o.pinDisableSec * 1000 },
+    pinOverlap: (at) => pinKeys.inOverlap(at),
   });
 }
 
