@@ -28,7 +28,6 @@ import {
   type VerifierStats,
 } from '../contract/control-socket.js';
 import type { HealthPayload } from '../contract/mqtt-hub-messages.js';
-import type { SyncPinKey } from '../contract/sync-data.js';
 import { ControlServer } from '../control-socket/socket-server.js';
 import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
@@ -55,7 +54,7 @@ import { newDelivery } from './event-delivery.js';
 import { buildHealth, pinKeyFacts } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
-import { openSyncPinKey } from './pin-key-open.js';
+import { applyWithPinKey } from './pin-key-open.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
 
 export interface HubDeps {
@@ -412,26 +411,13 @@ export class Hub {
           syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
           sync: {
             apply: async (p) => {
-              const pinKey = (p.data as { pinKey?: SyncPinKey }).pinKey;
-              // The sync's PIN key is opened and installed inside its transaction (after the schema
-              // check): refused, the whole sync is refused and nothing changes.
-              const applied = mirror.apply(
+              const applied = applyWithPinKey(
+                mirror,
+                this.pinKeys,
                 p,
-                pinKey === undefined
-                  ? undefined
-                  : () => {
-                      const keyPem = loadUplinkFiles(config.uplink, config.dataDir).key;
-                      const incoming = openSyncPinKey(keyPem, pinKey);
-                      keyPem.fill(0);
-                      try {
-                        this.pinKeys.install(incoming);
-                      } finally {
-                        incoming.key.wipe();
-                      }
-                    },
+                () => loadUplinkFiles(config.uplink, config.dataDir).key,
               );
               // Committed: the locks' PIN keys and offline lists follow.
-              if (pinKey !== undefined) this.pinKeys.changed();
               this.offline?.changed();
               return { version: applied.version };
             },

@@ -1,8 +1,10 @@
 import { constants, createPrivateKey, privateDecrypt } from 'node:crypto';
-import type { IncomingPinKey } from '../access/pin-keys.js';
+import type { AccessMirror } from '../access/mirror.js';
+import type { IncomingPinKey, PinKeyRing } from '../access/pin-keys.js';
 import { toMillis } from '../access/schedule.js';
 import { HubError } from '../base/errors.js';
 import { PIN_KEY_LEN } from '../contract/link-messages.js';
+import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import type { SyncPinKey } from '../contract/sync-data.js';
 import { Secret } from '../crypto/secret.js';
 
@@ -35,4 +37,35 @@ export function openSyncPinKey(keyPem: Buffer, p: SyncPinKey): IncomingPinKey {
   } finally {
     plain.fill(0);
   }
+}
+
+/**
+ * Applies a sync to the mirror with its PIN key, if it has one: the key is opened and installed
+ * inside the sync's transaction (after the schema check), so a refused key refuses the whole sync
+ * and nothing changes. Committed, the ring's listeners (the delivery to the locks) are told.
+ */
+export function applyWithPinKey(
+  mirror: AccessMirror,
+  ring: PinKeyRing,
+  p: SyncPayload,
+  hubKeyPem: () => Buffer,
+): ReturnType<AccessMirror['apply']> {
+  const pinKey = (p.data as { pinKey?: SyncPinKey }).pinKey;
+  if (pinKey === undefined) return mirror.apply(p);
+  const applied = mirror.apply(p, () => {
+    const keyPem = hubKeyPem();
+    let incoming: IncomingPinKey;
+    try {
+      incoming = openSyncPinKey(keyPem, pinKey);
+    } finally {
+      keyPem.fill(0);
+    }
+    try {
+      ring.install(incoming);
+    } finally {
+      incoming.key.wipe();
+    }
+  });
+  ring.changed();
+  return applied;
 }

@@ -8,7 +8,7 @@ import { OfflineLists } from '../../../src/access/offline.js';
 import { offlineListRows } from '../../../src/access/offline-rows.js';
 import { PinKeyDelivery } from '../../../src/access/pin-key-delivery.js';
 import { PIN_KEY_PURPOSE, PinKeyRing } from '../../../src/access/pin-keys.js';
-import { openSyncPinKey } from '../../../src/app/pin-key-open.js';
+import { applyWithPinKey } from '../../../src/app/pin-key-open.js';
 import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { formatOffline } from '../../../src/cli/format.js';
@@ -170,17 +170,7 @@ describe('PinKeyRing', () => {
     const myPem = Buffer.from(mine.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     const sealedTo = (k: typeof mine, key: Secret) =>
       wrapForKey(k.publicKey.export({ type: 'spki', format: 'pem' }).toString(), key.reveal());
-    const apply = (p: ReturnType<typeof snapshotSync>) =>
-      mirror.apply(p, () => {
-        const pk = (p.data as unknown as SnapshotData).pinKey;
-        if (!pk) return;
-        const incoming = openSyncPinKey(myPem, pk);
-        try {
-          ring.install(incoming);
-        } finally {
-          incoming.key.wipe();
-        }
-      });
+    const apply = (p: ReturnType<typeof snapshotSync>) => applyWithPinKey(mirror, ring, p, () => Buffer.from(myPem));
     apply(
       snapshotSync(
         1,
