@@ -140,11 +140,12 @@ export class SiteAdmin {
    * The cloud keeps no digits, so every PIN is re-issued under the new key with new digits (new
    * credential id `<old id>.k<version>`); the old PINs stay in the mirror, and the previous key on
    * the locks, until `overlapUntil` (Unix ms) — then `endPinKeyOverlap()` removes them.
+   * `newKey`: a given key instead of a random one (tests that search outputs for it).
    */
-  rotatePinKey(overlapUntil: number): { version: number; reissued: ReissuedPin[] } {
+  rotatePinKey(overlapUntil: number, newKey?: Secret): { version: number; reissued: ReissuedPin[] } {
     if (this.#overlap) throw new HubError('cloud.admin', 'a PIN key overlap is running: end it first');
     const previous = this.#pinKeyVersion;
-    this.#pinKey = new Secret(this.#random.bytes(32));
+    this.#pinKey = newKey ?? new Secret(this.#random.bytes(32));
     this.#pinKeyVersion = previous + 1;
     this.#overlap = { version: previous, until: overlapUntil };
     const reissued: ReissuedPin[] = [];
