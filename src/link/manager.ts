@@ -259,6 +259,7 @@ export class LinkManager implements Component {
    * way). Answers the versions the lock then holds; a lock refuses a lower version (`bad-request`).
    */
   async setPinKey(lockId: string, install: PinKeyInstall): Promise<PinKeyHeld> {
+    // Refused for a quarantined lock (lock-requests.ts): it may be a clone holding a stolen link key.
     const r = await this.#requests.send(lockId, { type: 'setPinKey', ...install });
     return { version: r.version, previous: r.previous };
   }

@@ -258,6 +258,14 @@ describe('PIN key delivery over the sealed link', () => {
     await site.until(() => held(ids[0]).version === 1, 'v1 delivered');
     await site.drive(hub.manager.setPinKey(ids[0], { version: 2, key: K2.reveal(), previousUntil: 0 }));
     expect(held(ids[0])).toEqual({ version: 2, previous: 0 });
+    const refusalFor = async (id: string) => {
+      try {
+        await site.drive(hub.manager.setPinKey(id, { version: 2, key: K2.reveal(), previousUntil: 0 }));
+        return 'accepted';
+      } catch (e) {
+        return (e as HubError).code;
+      }
+    };
     const refusal = async (install: Parameters<Hub['manager']['setPinKey']>[1]) => {
       try {
         await site.drive(hub.manager.setPinKey(ids[0], install));
@@ -285,5 +293,9 @@ describe('PIN key delivery over the sealed link', () => {
     }
     expect(held(ids[1])).toEqual({ version: 1, previous: 0 });
     await link.value.close();
+    // A quarantined lock (perhaps a clone with a stolen link key) is sent no key.
+    hub.pairing.setState(ids[2], 'quarantined', site.clock.now(), 'test');
+    expect(await refusalFor(ids[2])).toBe('lock.quarantined');
+    expect(held(ids[2])).toEqual({ version: 1, previous: 0 });
   });
 });
