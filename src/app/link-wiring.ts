@@ -88,7 +88,7 @@ export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: Offl
       connected.delete(lockId);
     } else if (!connected.has(lockId)) {
       connected.add(lockId);
-      // The key first: the offline list's PIN verifiers are computed under it.
+      // The key is asked for first: the offline list's PIN verifiers are computed under it.
       pinKeys.lockReady(lockId);
       offline.lockReady(lockId);
     }
