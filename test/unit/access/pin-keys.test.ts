@@ -198,6 +198,19 @@ describe('PinKeyRing', () => {
   });
 });
 
+describe('a PIN typed during an overlap', () => {
+  it('is one attempt: a code wrong under both keys counts once for the wrong-code throttle', async () => {
+    const { ring, decider, site } = await pinSite('throttle');
+    ring.install({ version: 2, key: K2, overlapUntil: site.clock.now() + 60_000 });
+    const wrong = (i: number) => ({ kind: 'pin' as const, verifier: v(K2, `90${i}1`), previous: v(K1, `90${i}1`) });
+    const reasons = [0, 1, 2, 3, 4, 5].map((i) => decider.verifyAccess('SIM-0001', wrong(i)).reason);
+    expect(reasons).toEqual([...Array(5).fill('unknown-credential'), 'lockout']);
+    // A malformed second verifier is refused as such, not looked up.
+    const bad = { kind: 'pin' as const, verifier: v(K2, '1111'), previous: new Uint8Array(5) };
+    expect(decider.verifyAccess('SIM-0002', bad).reason).toBe('malformed');
+  });
+});
+
 describe('PIN key delivery over the sealed link', () => {
   it('every lock gets the key after attach, and a PIN typed there opens; the key is in no log, event or CLI output', async () => {
     const { site, mirror, held, ids, logs, delivery, lists, hub } = await pinSite('deliver');
