@@ -62,9 +62,17 @@ function data(pins: { id: string; verifier: Uint8Array }[], extra: Partial<Snaps
 }
 
 async function pinSite(seed: string) {
-  const site = await Site.create({ seed, locks: 3, lockSite: { siteId: SITE } });
+  const site = await Site.create({ seed, locks: 3, lockSite: { siteId: SITE }, mitm: true });
   sites.push(site);
   const hub = site.hub;
+  // Every frame the hub puts on the air, to search for the key in clear.
+  const air: Uint8Array[] = [];
+  hub.onMitmLink = (link) => {
+    link.interceptHub = (frame) => {
+      air.push(frame.slice());
+      return 'pass';
+    };
+  };
   const logs = capturingLogger();
   let decide: AccessDecider | undefined;
   hub.access = (lockId, credential) => {
@@ -123,7 +131,19 @@ async function pinSite(seed: string) {
   await lists.start();
   for (const id of site.ids()) await hub.attach(id);
   const held = (id: string) => site.world.lock(id).pinKeyVersions();
-  return { site, hub, ring, mirror, decider, delivery, lists, logs, held, ids: site.ids() as [string, string, string] };
+  return {
+    site,
+    hub,
+    ring,
+    mirror,
+    decider,
+    delivery,
+    lists,
+    logs,
+    held,
+    air,
+    ids: site.ids() as [string, string, string],
+  };
 }
 
 describe('PinKeyRing', () => {
@@ -213,7 +233,7 @@ describe('a PIN typed during an overlap', () => {
 
 describe('PIN key delivery over the sealed link', () => {
   it('every lock gets the key after attach, and a PIN typed there opens; the key is in no log, event or CLI output', async () => {
-    const { site, mirror, held, ids, logs, delivery, lists, hub } = await pinSite('deliver');
+    const { site, mirror, held, ids, logs, delivery, lists, hub, air } = await pinSite('deliver');
     mirror.apply(snapshotSync(1, data([{ id: 'pin-a', verifier: v(K1, '4821') }])));
     lists.changed();
     await site.until(() => ids.every((id) => held(id).version === 1), 'every lock holding v1');
@@ -231,6 +251,11 @@ describe('PIN key delivery over the sealed link', () => {
       JSON.stringify(delivery.status()),
     ].join('\n');
     for (const s of SECRETS) expect(everything).not.toContain(s);
+    // On the air the key is only ever sealed: no frame from the hub holds its bytes.
+    // The sealed setPinKey frames are among them: 75 bytes each (docs/link-protocol.md).
+    expect(air.filter((f) => f.length === 75).length).toBeGreaterThanOrEqual(ids.length);
+    const key = Buffer.from(K1.reveal());
+    for (const frame of air) expect(Buffer.from(frame).includes(key)).toBe(false);
   });
 
   it('a lock that was off during a rotation gets the new key at its next link; the overlap admits old and re-issued PINs, then only the new', async () => {
