@@ -50,6 +50,8 @@ export function applyWithPinKey(
   p: SyncPayload,
   hubKeyPem: () => Buffer,
 ): ReturnType<AccessMirror['apply']> {
+  // A previous key past its overlap goes now, even on a hub without locks (no delivery to do it).
+  ring.expire();
   const pinKey = (p.data as { pinKey?: SyncPinKey }).pinKey;
   if (pinKey === undefined) return mirror.apply(p);
   const applied = mirror.apply(p, () => {
