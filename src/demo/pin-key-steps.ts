@@ -39,6 +39,9 @@ export function pinKeySteps(
     {
       name: `${a} holds PIN key v1, received from the hub over the sealed link (iqhub offline shows it), and Ana's PIN opens it`,
       async run() {
+        // The events of the access steps' outage reach the cloud before this part makes new ones.
+        await until('the hub connected to the cloud', () => hub.uplink?.connected === true, 20_000);
+        await until('the outage’s events delivered', () => (hub.outbox?.depth().events ?? 0) === 0, 30_000);
         await until(`${a} holding PIN key v1`, () => holds(1, 0), 15_000);
         check(
           offlineListRows(hub.offline, hub.pinKeyDelivery).some((r) => r.lockId === a && r.pinKeyCurrent),
