@@ -7,6 +7,8 @@ import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
+import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
+import { PinKeyRing } from '../access/pin-keys.js';
 import { checkTimeZone } from '../access/schedule.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
@@ -49,9 +51,10 @@ import {
 import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
-import { buildHealth } from './health.js';
+import { buildHealth, pinKeyFacts } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
+import { applyWithPinKey } from './pin-key-open.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
 
 export interface HubDeps {
@@ -99,6 +102,10 @@ export class Hub {
   readonly access: AccessDecider;
   /** Keeps each bound lock's offline list in step with the mirror (with a radio only). */
   readonly offline: OfflineLists | undefined;
+  /** The site PIN keys the cloud sent (current, and the previous one during an overlap). */
+  readonly pinKeys: PinKeyRing;
+  /** Delivers them to every bound lock over the sealed link (with a radio only). */
+  readonly pinKeyDelivery: PinKeyDelivery | undefined;
   /** The radios the locks are reached over (simulated, BLE, ZigBee), if any. */
   readonly radios: Radios | undefined;
   readonly #components: Component[] = [];
@@ -124,7 +131,8 @@ export class Hub {
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
     this.mirror = new AccessMirror({ store, clock });
-    this.access = buildDecider(config.access, this.mirror, clock, log);
+    this.pinKeys = new PinKeyRing({ store, sealer, clock });
+    this.access = buildDecider(config.access, this.mirror, clock, log, this.pinKeys);
     this.#components.push(...(deps.before ?? []));
     // First, so a disk full from the start is said before anything else runs into it.
     this.#components.push(
@@ -174,6 +182,7 @@ export class Hub {
         sealer,
         bearer: this.radios.bearer,
         mirror: this.mirror,
+        pinKeys: this.pinKeys,
         access: this.access,
         // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
         ...(outbox
@@ -189,10 +198,11 @@ export class Hub {
       });
       this.link = built.link;
       this.offline = built.offline;
-      this.#components.push(built.link, built.offline);
+      this.pinKeyDelivery = built.pinKeys;
+      this.#components.push(built.link, built.pinKeys, built.offline);
       registerLinkMethods(this.control, built.link);
     }
-    registerAccessMethods(this.control, this.offline);
+    registerAccessMethods(this.control, this.offline, this.pinKeyDelivery);
     if ((files || enrollment) && this.outbox) {
       this.uplink = this.#buildUplink(files, otpKey, enrollment, this.outbox);
       this.#components.push(this.uplink);
@@ -310,6 +320,7 @@ export class Hub {
         }),
       certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
+      ...(this.pinKeyDelivery ? { pinKeys: pinKeyFacts(this.pinKeyDelivery) } : {}),
       commandStats: () => this.commandStats(),
       delivery: () => this.delivery?.health(),
       disk: () => this.store.space.state(),
@@ -400,8 +411,13 @@ export class Hub {
           syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
           sync: {
             apply: async (p) => {
-              const applied = mirror.apply(p);
-              // Committed: the locks' offline lists follow (deltas, within a second on a healthy site).
+              const applied = applyWithPinKey(
+                mirror,
+                this.pinKeys,
+                p,
+                () => loadUplinkFiles(config.uplink, config.dataDir).key,
+              );
+              // Committed: the locks' PIN keys and offline lists follow.
               this.offline?.changed();
               return { version: applied.version };
             },
@@ -459,7 +475,13 @@ export class Hub {
 }
 
 /** The access decider over the mirror, with the site's time zone checked first. */
-function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock, log: Logger): AccessDecider {
+function buildDecider(
+  o: HubConfig['access'],
+  mirror: AccessMirror,
+  clock: Clock,
+  log: Logger,
+  pinKeys: PinKeyRing,
+): AccessDecider {
   try {
     checkTimeZone(o.timeZone);
   } catch {
@@ -474,6 +496,7 @@ function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock
     cloudPublicKey: o.cloudKeyFile ? loadCloudKey(o.cloudKeyFile) : undefined,
     log: log.child({ component: 'access' }),
     throttle: { wrongCodeLimit: o.wrongPinLimit, disableMs: o.pinDisableSec * 1000 },
+    pinOverlap: (at) => pinKeys.inOverlap(at),
   });
 }
 

@@ -340,6 +340,11 @@ export const ERROR_CODES = {
   'phone.key-malformed': 'deliver a key the reference cloud issued, unaltered',
   'phone.key-not-mine': 'deliver the key to the phone it was issued for',
   'phone.key-signature': "deliver a key signed by the site's cloud key",
+  // site PIN key delivery and rotation (src/access/pin-keys.ts, docs/digital-keys.md)
+  'sync.pin-key': 'the sync was not applied: the cloud must seal the PIN key to this hub and give each version one key',
+  'sync.pin-key-downgrade':
+    'the sync was not applied: PIN key versions only increase; the cloud must send the current version or a newer one',
+  'access.pin-key-store': 'a stored PIN key does not open with the storage key: the cloud must send the key again',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

@@ -15,6 +15,7 @@ import { systemRandom } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { pinKeySteps } from './pin-key-steps.js';
 import { runSteps } from './scenario.js';
 import { loadSimulatedSite } from './simulated-site.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
@@ -68,6 +69,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   writeFileAtomic(cloudKeyFile, `${toBase64url(issuer.publicKeyRaw)}\n`, 0o644);
   const seed = 'iq-hub-demo';
   const admin = new SiteAdmin({ ...simulatedSiteSecrets(seed), random: systemRandom, issuer });
+  admin.setHubKey(hubId, readFileSync(pki.hub.cert, 'utf8')); // the PIN key goes sealed to the hub
   const pin = { value: '' };
   const overrides: Partial<HubConfig> = {
     dataDir: join(base, 'data'),
@@ -106,6 +108,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...siteSteps(first.hub, world),
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
+        ...pinKeySteps(first.hub, world, cloud, admin, hubId, pin, out),
       ],
       out,
     );
