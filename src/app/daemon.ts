@@ -9,6 +9,7 @@ import type { HubConfig } from '../config/schema.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import type { LinkOptions } from '../link/manager.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { type MetricsListen, parseMetricsListen } from '../metrics/listen.js';
 import { startFailureExit } from './exit-codes.js';
 import { Hub } from './hub.js';
 import { loadDrivers } from './radios.js';
@@ -81,7 +82,14 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
 
   log.info({ version: VERSION, config: loaded.source ?? '(defaults)', dataDir: config.dataDir }, 'iq-hub starting');
   let hub: Hub;
+  let metrics: { stop(): Promise<void> } | undefined;
+  let started: Hub | undefined;
   try {
+    // Checked before anything is opened: a refused address is a configuration error (exit 78).
+    const metricsAt =
+      config.metrics.listen === null
+        ? undefined
+        : parseMetricsListen(config.metrics.listen, config.metrics.allowRemote);
     const site = config.simulation.enabled ? (await loadSimulation(opts))(config, clock, random) : undefined;
     if (site) log.warn({ locks: site.locks }, 'simulation mode: the locks are simulated, not real');
     const drivers = await loadDrivers(config.radios);
@@ -99,8 +107,12 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     site?.registerMethods(hub.control);
     onBuilt?.(hub, site?.world);
     await hub.start();
+    started = hub;
+    if (metricsAt) metrics = await startMetricsEndpoint(hub, metricsAt, log);
   } catch (e) {
     notifier.close();
+    // Started, then the metrics endpoint failed: stop what runs, so the store is closed cleanly.
+    await started?.stop().catch(() => undefined);
     throw e;
   }
 
@@ -124,6 +136,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
       }, config.shutdown.timeoutMs);
       let code = 0;
       try {
+        await metrics?.stop();
         await hub.stop();
       } catch (e) {
         log.error({ err: e }, 'error while stopping');
@@ -170,6 +183,23 @@ export async function runDaemon<W>(opts: DaemonOptions<W>): Promise<number> {
     process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);
     return startFailureExit(e);
   }
+}
+
+/** prom-client is imported here only: a hub with metrics off never loads it. */
+async function startMetricsEndpoint(hub: Hub, listen: MetricsListen, log: Logger): Promise<{ stop(): Promise<void> }> {
+  const { startMetrics } = await import('../metrics/exporter.js');
+  const endpoint = await startMetrics({
+    listen,
+    source: hub.metricsSource(),
+    log: log.child({ component: 'metrics' }),
+  });
+  Object.assign(hub.metricsHooks, endpoint.hooks);
+  return {
+    stop: async () => {
+      hub.metricsHooks.decision = undefined;
+      await endpoint.stop();
+    },
+  };
 }
 
 function loadSimulation<W>(opts: DaemonOptions<W>): Promise<SimulationFactory<W>> {

@@ -9,6 +9,7 @@ import type { Sealer } from '../crypto/seal.js';
 import { LinkManager, type LinkOptions } from '../link/manager.js';
 import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 
 export interface LinkWiringDeps {
@@ -22,6 +23,8 @@ export interface LinkWiringDeps {
   random: Random;
   log: Logger;
   linkOptions?: Partial<LinkOptions>;
+  /** Observations for the metrics endpoint (set while it runs). */
+  metrics?: MetricsHooks;
   /** Where a lock's new events go, inside the transaction that stores them (the outbox). */
   eventSink?: ConstructorParameters<typeof LinkManager>[0]['eventSink'];
 }
@@ -42,7 +45,11 @@ export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: Offl
     log: d.log.child({ component: 'link' }),
     options: d.linkOptions ?? {},
     accessHandler: (lockId, credential) => {
+      // Timed only while the metrics endpoint runs: otherwise one field read.
+      const observe = d.metrics?.decision;
+      const t0 = observe ? performance.now() : 0;
       const decision = d.access.verifyAccess(lockId, credential);
+      if (observe) observe((performance.now() - t0) / 1000, decision.grant);
       return { grant: decision.grant, reason: decision.reason, credentialId: decision.credentialId };
     },
     ...(d.eventSink ? { eventSink: d.eventSink } : {}),

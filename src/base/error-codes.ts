@@ -340,6 +340,12 @@ export const ERROR_CODES = {
   'phone.key-malformed': 'deliver a key the reference cloud issued, unaltered',
   'phone.key-not-mine': 'deliver the key to the phone it was issued for',
   'phone.key-signature': "deliver a key signed by the site's cloud key",
+  // Metrics endpoint (src/metrics, issue 18).
+  'config.metrics': 'see metrics.listen and metrics.allowRemote in docs/configuration.md',
+  'metrics.in-use':
+    'stop what listens there (ss -ltnp, or a stale socket file another daemon holds), or choose another metrics.listen',
+  'metrics.listen':
+    'check that the directory of the socket exists and is writable by the daemon (e.g. /run/iq-hub), or choose another metrics.listen',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;
