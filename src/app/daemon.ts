@@ -5,13 +5,14 @@ import { describeError, HubError } from '../base/errors.js';
 import { type Random, systemRandom } from '../base/random.js';
 import { VERSION } from '../base/version.js';
 import { loadConfig } from '../config/load.js';
+import { type MetricsListen, parseMetricsListen } from '../config/metrics-listen.js';
 import type { HubConfig } from '../config/schema.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import type { LinkOptions } from '../link/manager.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { type MetricsListen, parseMetricsListen } from '../metrics/listen.js';
 import { startFailureExit } from './exit-codes.js';
 import { Hub } from './hub.js';
+import { hubMetricsSource } from './metrics-source.js';
 import { loadDrivers } from './radios.js';
 import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
 
@@ -190,7 +191,7 @@ async function startMetricsEndpoint(hub: Hub, listen: MetricsListen, log: Logger
   const { startMetrics } = await import('../metrics/exporter.js');
   const endpoint = await startMetrics({
     listen,
-    source: hub.metricsSource(),
+    source: hubMetricsSource(hub),
     log: log.child({ component: 'metrics' }),
   });
   Object.assign(hub.metricsHooks, endpoint.hooks);

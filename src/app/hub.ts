@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bearer } from '../../hal/bearer.js';
 import { identityPaths } from '../../provisioning/identity-files.js';
@@ -37,7 +36,7 @@ import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
-import type { MetricsHooks, MetricsSource } from '../metrics/source.js';
+import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
 import { UplinkService } from '../uplink/service.js';
@@ -319,43 +318,6 @@ export class Hub {
       delivery: () => this.delivery?.health(),
       disk: () => this.store.space.state(),
     });
-  }
-
-  /** What the metrics endpoint reads when scraped: the figures the parts already keep. */
-  metricsSource(): MetricsSource {
-    const store = this.store;
-    const eventsStored = store.db.prepare('SELECT COALESCE(MAX(rowid), 0) AS n FROM lock_events');
-    const fileSize = (path: string) => {
-      try {
-        return statSync(path).size;
-      } catch {
-        return 0;
-      }
-    };
-    return {
-      version: VERSION,
-      outbox: () => {
-        const o = this.outbox;
-        if (!o || store.closed) return undefined;
-        const d = o.depth();
-        return {
-          events: d.events,
-          messages: d.messages,
-          bytes: d.bytes,
-          oldestAgeSec: o.oldestAgeSec(),
-          dropped: o.dropped(),
-        };
-      },
-      eventsStored: () => (store.closed ? 0 : (eventsStored.get() as { n: number }).n),
-      delivery: () => this.delivery?.counts(),
-      commands: () => this.commandStats(),
-      decisions: () => this.access.counts(),
-      locks: () => (store.closed ? [] : (this.link?.list() ?? [])),
-      uplinkConnected: () => this.uplink?.connected ?? false,
-      radios: () => (this.radios?.members ?? []).map((b) => ({ kind: b.kind, up: b.state().status === 'ready' })),
-      storeBytes: () => fileSize(store.info.path) + fileSize(`${store.info.path}-wal`),
-      disk: () => ({ free: store.space.free(), full: store.space.full }),
-    };
   }
 
   /** The verifier's counts since start-up and a running lockout; undefined until the uplink is up. */

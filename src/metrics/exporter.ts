@@ -4,10 +4,10 @@ import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HubError } from '../base/errors.js';
+import type { MetricsListen } from '../config/metrics-listen.js';
 import { ACCESS_REASONS } from '../contract/link-messages.js';
 import { REFUSAL_CODES } from '../contract/mqtt-cloud-messages.js';
 import type { Logger } from '../log/logger.js';
-import type { MetricsListen } from './listen.js';
 import type { MetricsHooks, MetricsSource } from './source.js';
 
 /**
