@@ -9,7 +9,9 @@ import { type MetricsListen, parseMetricsListen } from '../config/metrics-listen
 import type { HubConfig } from '../config/schema.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import type { LinkOptions } from '../link/manager.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { routeConsole } from '../log/console.js';
+import { prefixLines } from '../log/journal.js';
+import { createLogger, type Logger, onJournal } from '../log/logger.js';
 import { startFailureExit } from './exit-codes.js';
 import { Hub } from './hub.js';
 import { hubMetricsSource } from './metrics-source.js';
@@ -53,6 +55,11 @@ export interface DaemonOptions<W = unknown> {
   onStarted?: (hub: Hub, log: Logger) => Promise<void> | void;
   /** Install SIGTERM/SIGINT handlers (true for `iqhub run`). */
   handleSignals?: boolean;
+  /**
+   * Route the libraries' console output (noble's warnings) through the logger, once per change,
+   * while the daemon runs; `handleSignals` by default (the process is the daemon's own).
+   */
+  routeConsole?: boolean;
   /** Timing of the lock link; defaults suit real radios. */
   linkOptions?: Partial<LinkOptions>;
 }
@@ -77,9 +84,16 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
   const random = opts.random ?? systemRandom;
   const loaded = loadConfig(opts.configPath, opts.overrides);
   const config = loaded.config;
-  const log = createLogger({ level: config.log.level, pretty: opts.logPretty ?? config.log.pretty });
+  const log = createLogger({
+    level: config.log.level,
+    pretty: opts.logPretty ?? config.log.pretty,
+    // Under systemd: each line with its priority, so `journalctl -p err` finds the errors.
+    journal: onJournal(env),
+  });
   const onBuilt = opts.onBuilt;
   const notifier = createNotifier(env, (e) => log.warn({ err: e }, 'systemd notification failed'));
+  const restoreConsole =
+    (opts.routeConsole ?? opts.handleSignals) ? routeConsole(log, { now: () => clock.now() }) : undefined;
 
   log.info({ version: VERSION, config: loaded.source ?? '(defaults)', dataDir: config.dataDir }, 'iq-hub starting');
   let hub: Hub;
@@ -112,6 +126,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     if (metricsAt) metrics = await startMetricsEndpoint(hub, metricsAt, log);
   } catch (e) {
     notifier.close();
+    restoreConsole?.();
     // Started, then the metrics endpoint failed: stop what runs, so the store is closed cleanly.
     await started?.stop().catch(() => undefined);
     throw e;
@@ -146,6 +161,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
       watchdog?.stop();
       clock.clearTimeout(deadline);
       notifier.close();
+      restoreConsole?.();
       log.info({ code }, 'iq-hub stopped');
       resolveDone(code);
       return done;
@@ -181,7 +197,9 @@ export async function runDaemon<W>(opts: DaemonOptions<W>): Promise<number> {
     if (d.stopTimedOut()) process.exit(code);
     return code;
   } catch (e) {
-    process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);
+    const text = `iq-hub: cannot start: ${describeError(e)}\n`;
+    // The journal stores stderr at the unit's SyslogLevel (info) unless the line says otherwise.
+    process.stderr.write(onJournal(opts.env ?? process.env, 2) ? prefixLines(text, 3) : text);
     return startFailureExit(e);
   }
 }
