@@ -1,11 +1,15 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { startRadioSite } from '../../sim/emu/site.js';
 import { CLI, requireBuild } from '../helpers/daemon.js';
+import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 import { tempDir } from '../helpers/tmp.js';
 
 requireBuild();
+const socat = requireSocat();
 
 /**
  * `iqhub run` with stdout and stderr on one file, as systemd connects a service to journald;
@@ -15,6 +19,8 @@ requireBuild();
 async function run(
   config: string,
   stream: 'same' | 'other' | 'none',
+  afterReadyMs = 0,
+  nodeArgs: string[] = [],
 ): Promise<{ code: number | null; lines: string[] }> {
   const dir = tempDir();
   const outPath = join(dir, 'journal');
@@ -25,7 +31,10 @@ async function run(
   const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '' };
   if (journal) env.JOURNAL_STREAM = journal;
   else delete env.JOURNAL_STREAM;
-  const child = spawn(process.execPath, [CLI, 'run', '--config', config], { env, stdio: ['ignore', fd, fd] });
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '--config', config], {
+    env,
+    stdio: ['ignore', fd, fd],
+  });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const end = Date.now() + 60_000;
@@ -36,6 +45,7 @@ async function run(
   while (code === undefined && !readFileSync(outPath, 'utf8').includes('iq-hub ready') && Date.now() < end) {
     await new Promise((r) => setTimeout(r, 50));
   }
+  if (code === undefined && afterReadyMs > 0) await new Promise((r) => setTimeout(r, afterReadyMs));
   if (code === undefined) child.kill('SIGTERM');
   const finalCode = await exited;
   return { code: finalCode, lines: readFileSync(outPath, 'utf8').split('\n').filter(Boolean) };
@@ -79,4 +89,45 @@ describe('logs on the journal (JOURNAL_STREAM)', () => {
       for (const l of lines) expect(l.startsWith('{'), `${stream}: ${l}`).toBe(true);
     }
   }, 120_000);
+
+  it.skipIf(!socat)(
+    `real noble and zigbee-herdsman (on the emulators) write nothing but prefixed JSON lines${socat ? '' : ` (${SOCAT_MISSING})`}`,
+    async () => {
+      const site = await startRadioSite({ socat: socat as string, locks: [], seed: 'journal' });
+      try {
+        const base = tempDir();
+        const config = join(base, 'config.yaml');
+        // YAML takes JSON: the radios section as the emulators give it.
+        writeFileSync(
+          config,
+          `dataDir: ${base}/data\nrunDir: ${base}/run\nlog:\n  level: debug\nradios: ${JSON.stringify(site.radios)}\n`,
+        );
+        // A few seconds of scanning after ready: what the libraries print comes then.
+        const { code, lines } = await run(config, 'same', 3_000);
+        expect(code).toBe(0);
+        expect(lines.some((l) => l.includes('"component":"ble"'))).toBe(true);
+        expect(lines.some((l) => l.includes('"component":"zigbee"'))).toBe(true);
+        for (const l of lines) expect(l, l).toMatch(/^<[2-7]>\{"level":"/);
+      } finally {
+        await site.close();
+      }
+    },
+    90_000,
+  );
+
+  it("a library's console output becomes JSON lines with their priority, once per change, without key material", async () => {
+    const chatter = fileURLToPath(new URL('../fixtures/console-chatter.mjs', import.meta.url));
+    // The fixture prints 2 s after start; the daemon runs 5 s past ready.
+    const { code, lines } = await run(simConfig(), 'same', 5_000, ['--import', chatter]);
+    expect(code).toBe(0);
+    for (const l of lines) expect(l, l).toMatch(/^<[2-7]>\{"level":"/);
+    const fromConsole = lines.filter((l) => l.includes('"component":"console"'));
+    const unknown = fromConsole.filter((l) => l.includes('unknown peripheral'));
+    expect(unknown).toHaveLength(1);
+    expect(unknown[0]?.slice(0, 3)).toBe('<4>');
+    expect(fromConsole.find((l) => l.includes('an error of the library'))?.slice(0, 3)).toBe('<3>');
+    expect(fromConsole.find((l) => l.includes('plain log line'))?.slice(0, 3)).toBe('<6>');
+    expect(lines.join('\n')).not.toContain('c0ffee00'.repeat(8));
+    expect(fromConsole.some((l) => l.includes('key [redacted] in a dump'))).toBe(true);
+  }, 90_000);
 });
