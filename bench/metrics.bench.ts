@@ -81,14 +81,14 @@ export const metricsBench = benchmarkInTempDir(
       }
       out['metrics.scrape'] = distribution('ms', samples);
       out['metrics.scrapeBytes'] = { unit: 'bytes', value: bytes };
-    // Of which the outbox's own figures (the same queries the periodic health message runs).
-    const outboxSamples: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      const t = performance.now();
-      source.outbox();
-      outboxSamples.push(performance.now() - t);
-    }
-    out['metrics.scrapeOutbox'] = distribution('ms', outboxSamples);
+      // Of which the outbox's own figures (the same queries the periodic health message runs).
+      const outboxSamples: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t = performance.now();
+        source.outbox();
+        outboxSamples.push(performance.now() - t);
+      }
+      out['metrics.scrapeOutbox'] = distribution('ms', outboxSamples);
 
       const observe = hooks.decision as (s: number, ok: boolean) => void;
       const n = 1_000_000;
