@@ -152,7 +152,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
       }, config.shutdown.timeoutMs);
       let code = 0;
       try {
-        await metrics?.stop();
+        await metrics?.stop().catch((e) => log.warn({ err: e }, 'the metrics endpoint did not stop cleanly'));
         await hub.stop();
       } catch (e) {
         log.error({ err: e }, 'error while stopping');

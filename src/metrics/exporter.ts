@@ -4,7 +4,7 @@ import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HubError } from '../base/errors.js';
-import type { MetricsListen } from '../config/metrics-listen.js';
+import { isLoopback, type MetricsListen } from '../config/metrics-listen.js';
 import { ACCESS_REASONS } from '../contract/link-messages.js';
 import { REFUSAL_CODES } from '../contract/mqtt-cloud-messages.js';
 import type { Logger } from '../log/logger.js';
@@ -198,7 +198,15 @@ export async function startMetrics(o: {
     typeof bound === 'object' && bound
       ? `${o.listen.kind === 'tcp' && bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
       : where;
-  o.log.info({ address }, 'metrics endpoint listening');
+  if (o.listen.kind === 'tcp' && !isLoopback(o.listen.host)) {
+    // metrics.allowRemote: the operator's choice, said once at every start.
+    o.log.warn(
+      { address },
+      'metrics endpoint listening outside loopback, without authentication (metrics.allowRemote)',
+    );
+  } else {
+    o.log.info({ address }, 'metrics endpoint listening');
+  }
   return {
     address,
     hooks,
