@@ -9,7 +9,7 @@ import type { LockSummary } from '../../../src/link/manager.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import { type MetricsEndpoint, startMetrics } from '../../../src/metrics/exporter.js';
 import type { MetricsSource } from '../../../src/metrics/source.js';
-import { summary } from '../../helpers/commands.js';
+import { capturingLogger, summary } from '../../helpers/commands.js';
 import { documentedSeries, get, sample } from '../../helpers/metrics.js';
 import { refusal } from '../../helpers/refusal.js';
 import { tempDir } from '../../helpers/tmp.js';
@@ -185,5 +185,21 @@ describe('the metrics endpoint', () => {
     await expect(serve(new FakeSource(), { kind: 'tcp', host: '127.0.0.1', port })).rejects.toMatchObject({
       code: 'metrics.in-use',
     });
+  });
+
+  it('listening outside loopback (allowRemote) is said as a warning at every start', async () => {
+    const { log, text } = capturingLogger();
+    const ep = await startMetrics({ listen: { kind: 'tcp', host: '0.0.0.0', port: 0 }, source: new FakeSource(), log });
+    open.push(ep);
+    expect(text()).toMatch(/"level":"warn".*outside loopback, without authentication/);
+    const local = capturingLogger();
+    open.push(
+      await startMetrics({
+        listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+        source: new FakeSource(),
+        log: local.log,
+      }),
+    );
+    expect(local.text()).not.toContain('"level":"warn"');
   });
 });
