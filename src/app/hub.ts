@@ -38,6 +38,7 @@ import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
 import { UplinkService } from '../uplink/service.js';
@@ -108,6 +109,8 @@ export class Hub {
   readonly pinKeyDelivery: PinKeyDelivery | undefined;
   /** The radios the locks are reached over (simulated, BLE, ZigBee), if any. */
   readonly radios: Radios | undefined;
+  /** Filled by the metrics endpoint when it runs (src/metrics); empty otherwise. */
+  readonly metricsHooks: MetricsHooks = {};
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -184,6 +187,7 @@ export class Hub {
         mirror: this.mirror,
         pinKeys: this.pinKeys,
         access: this.access,
+        metrics: this.metricsHooks,
         // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
         ...(outbox
           ? {

@@ -11,6 +11,7 @@ import type { Sealer } from '../crypto/seal.js';
 import { LinkManager, type LinkOptions } from '../link/manager.js';
 import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 
 export interface LinkWiringDeps {
@@ -26,6 +27,8 @@ export interface LinkWiringDeps {
   linkOptions?: Partial<LinkOptions>;
   /** The site PIN keys to deliver to every bound lock. */
   pinKeys: PinKeyRing;
+  /** Observations for the metrics endpoint (set while it runs). */
+  metrics?: MetricsHooks;
   /** Where a lock's new events go, inside the transaction that stores them (the outbox). */
   eventSink?: ConstructorParameters<typeof LinkManager>[0]['eventSink'];
 }
@@ -46,7 +49,11 @@ export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: Offl
     log: d.log.child({ component: 'link' }),
     options: d.linkOptions ?? {},
     accessHandler: (lockId, credential) => {
+      // Timed only while the metrics endpoint runs: otherwise one field read.
+      const observe = d.metrics?.decision;
+      const t0 = observe ? performance.now() : 0;
       const decision = d.access.verifyAccess(lockId, credential);
+      if (observe) observe((performance.now() - t0) / 1000, decision.grant);
       return { grant: decision.grant, reason: decision.reason, credentialId: decision.credentialId };
     },
     ...(d.eventSink ? { eventSink: d.eventSink } : {}),

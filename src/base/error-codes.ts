@@ -345,6 +345,12 @@ export const ERROR_CODES = {
   'sync.pin-key-downgrade':
     'the sync was not applied: PIN key versions only increase; the cloud must send the current version or a newer one',
   'access.pin-key-store': 'a stored PIN key does not open with the storage key: the cloud must send the key again',
+  // Metrics endpoint (src/metrics, issue 18).
+  'config.metrics': 'see metrics.listen and metrics.allowRemote in docs/configuration.md',
+  'metrics.in-use':
+    'stop what listens there (ss -ltnp, or a stale socket file another daemon holds), or choose another metrics.listen',
+  'metrics.listen':
+    'check that the directory of the socket exists and is writable by the daemon (e.g. /run/iq-hub), or choose another metrics.listen',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;
