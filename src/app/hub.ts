@@ -50,6 +50,7 @@ import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
 import { buildHealth } from './health.js';
+import { registerHubBackupMethod } from './hub-backup-method.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
@@ -199,6 +200,7 @@ export class Hub {
     }
     registerCommandMethods(this.control, this.uplink ? { commands: (limit) => this.#commandsView(limit) } : undefined);
     registerRadioMethods(this.control, () => this.radios?.zigbee);
+    registerHubBackupMethod(this.control, { ...deps, store, sealer, zigbee: () => this.radios?.zigbee });
     this.#components.push(controlComponent(this.control));
   }
 
