@@ -65,6 +65,8 @@ describe('hub replacement', () => {
     }
     const taken = (await cli(a.config, ['hub-backup'])) as { path: string; locks: number; hubId: string };
     expect(taken).toMatchObject({ locks: 2, hubId: 'hub-old' });
+    // A restore is refused while a daemon runs on the data directory.
+    expect(await cli(a.config, ['hub-restore', taken.path], undefined, 1)).toMatch(/the daemon is running/);
     d.child.kill('SIGTERM');
     expect((await d.exit).code).toBe(0);
     const logsA = d.stdout() + d.stderr();
