@@ -8,7 +8,7 @@ import type { Random } from '../base/random.js';
 import { Sealer } from '../crypto/seal.js';
 import { Secret } from '../crypto/secret.js';
 import { createStorageKey, findStorageKey, pendingKeyPath, type StorageKeyOptions } from '../crypto/storage-key.js';
-import { keyFingerprint, openStoreWithKey } from '../crypto/store-identity.js';
+import { FINGERPRINT_ROW, HUB_ID_ROW, keyFingerprint, openStoreWithKey } from '../crypto/store-identity.js';
 import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
 import { storeInUse } from '../store/store.js';
 import { contentKeyFromApproval } from './approval.js';
@@ -267,8 +267,8 @@ function installStore(
         'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       );
       db.transaction(() => {
-        meta.run('storage-key.fingerprint', t.fingerprint);
-        meta.run('hub.id', t.newHubId);
+        meta.run(FINGERPRINT_ROW, t.fingerprint);
+        meta.run(HUB_ID_ROW, t.newHubId);
         db.prepare('INSERT INTO journal (at, kind, detail) VALUES (?, ?, ?)').run(
           t.now,
           'hub.restored',

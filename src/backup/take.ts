@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { BACKUP_PURPOSE, dataPaths, listBackups, NETWORK_CONTEXT, NETWORK_FILE } from '../../drivers/zigbee/network.js';
@@ -14,6 +14,8 @@ import { resealStore } from './reseal.js';
 
 /** Where the daemon writes hub backups: `<dataDir>/hub-backups/` (0700; files 0600). */
 export const BACKUP_DIR = 'hub-backups';
+/** How many hub backups stay in BACKUP_DIR (the newest; older ones are deleted after a new one is written). */
+export const BACKUPS_KEPT = 5;
 
 /** What the sealed body holds once opened: every secret in it is sealed under the transfer key. */
 export interface BackupBody {
@@ -94,6 +96,7 @@ export async function takeHubBackup(o: TakeOptions): Promise<TakenBackup> {
     const text = `${JSON.stringify(file)}\n`;
     const path = join(dir, `${backupId}.iqbackup`);
     writeFileAtomic(path, text, 0o600);
+    pruneBackups(dir);
     return {
       path,
       backupId,
@@ -171,4 +174,13 @@ function zigbeeState(zigbeeDir: string, sealer: Sealer, transfer: Sealer): Backu
   }
   const herdsmanDb = existsSync(paths.databasePath) ? b64u(readFileSync(paths.databasePath)) : null;
   return { network, coordinator, herdsmanDb };
+}
+
+/** Keeps the newest BACKUPS_KEPT backups (their names sort by time within one hub id). */
+function pruneBackups(dir: string): void {
+  const all = readdirSync(dir)
+    .filter((f) => f.startsWith('hub-backup-') && f.endsWith('.iqbackup'))
+    .map((f) => ({ f, at: statSync(join(dir, f)).mtimeMs }))
+    .sort((a, b) => a.at - b.at || a.f.localeCompare(b.f));
+  for (const old of all.slice(0, Math.max(0, all.length - BACKUPS_KEPT))) unlinkSync(join(dir, old.f));
 }

@@ -1,5 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   dataPaths,
@@ -418,6 +418,30 @@ describe('hub backup and restore on replacement hardware', () => {
       now: clock.now(),
     });
     await rejects(cloud.approve(readFileSync(same.requestPath, 'utf8')), 'backup.same-hub');
+  });
+
+  it('the hub keeps its newest 5 backups', async () => {
+    const { random, clock, old, recoveryPublicKey, taken } = await setup('kept');
+    const reopened = openStoreWithKey(keyOpts(old.dataDir, random));
+    try {
+      for (let i = 1; i <= 6; i++) {
+        await takeHubBackup({
+          store: reopened.store,
+          sealer: reopened.sealer,
+          dataDir: old.dataDir,
+          hubId: OLD,
+          recoveryPublicKey,
+          random,
+          now: clock.now() + i * 60_000,
+          hubVersion: 'test',
+        });
+      }
+    } finally {
+      reopened.store.close();
+    }
+    const kept = readdirSync(join(old.dataDir, 'hub-backups')).sort();
+    expect(kept).toHaveLength(5);
+    expect(kept).not.toContain(basename(taken.path));
   });
 
   it('a restore never writes into a data directory that holds a store', async () => {
