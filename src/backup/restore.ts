@@ -7,7 +7,13 @@ import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { Sealer } from '../crypto/seal.js';
 import { Secret } from '../crypto/secret.js';
-import { createStorageKey, findStorageKey, pendingKeyPath, type StorageKeyOptions } from '../crypto/storage-key.js';
+import {
+  createStorageKey,
+  findStorageKey,
+  pendingKeyPath,
+  readPendingKey,
+  type StorageKeyOptions,
+} from '../crypto/storage-key.js';
 import { FINGERPRINT_ROW, HUB_ID_ROW, keyFingerprint, openStoreWithKey } from '../crypto/store-identity.js';
 import { DB_FILE, IDENTITY_FILE, storeFileState } from '../store/files.js';
 import { storeInUse } from '../store/store.js';
@@ -18,6 +24,7 @@ import {
   MAX_BACKUP_BYTES,
   parseApproval,
   parseBackupFile,
+  parseRequest,
   REQUEST_FORMAT,
   type RestoreRequest,
 } from './documents.js';
@@ -139,8 +146,13 @@ function readPending(dataDir: string): { request: RestoreRequest; key: HpkeKeyPa
   const dir = join(dataDir, RESTORE_DIR);
   if (!existsSync(join(dir, KEY_FILE)) || !existsSync(join(dir, REQUEST_FILE))) return undefined;
   const raw = readFileSync(join(dir, KEY_FILE));
-  const request = JSON.parse(readFileSync(join(dir, REQUEST_FILE), 'utf8')) as RestoreRequest;
-  if (raw.length !== 64 || b64u(raw.subarray(32)) !== request.restorePublicKey) {
+  let request: RestoreRequest | undefined;
+  try {
+    request = parseRequest(readFileSync(join(dir, REQUEST_FILE), 'utf8'), 'the pending request').request;
+  } catch {
+    request = undefined;
+  }
+  if (!request || raw.length !== 64 || b64u(raw.subarray(32)) !== request.restorePublicKey) {
     throw new HubError('backup.no-request', `the pending restore request in ${dir} is damaged`, {
       hint: `remove ${dir} and run \`iqhub hub-restore FILE\` again to make a new request`,
     });
@@ -188,7 +200,9 @@ export async function applyRestore(o: {
     }
     const body = parseBody(opened);
     const transfer = new Sealer(transferKey, o.key.random);
-    const source = findStorageKey(o.key) ?? createStorageKey(pendingKeyPath(dataDir), o.key.random);
+    // A restore cut short may have left its new key pending: take it up rather than make another.
+    const source =
+      findStorageKey(o.key) ?? readPendingKey(dataDir) ?? createStorageKey(pendingKeyPath(dataDir), o.key.random);
     const sealer = new Sealer(source.key, o.key.random);
     const fingerprint = keyFingerprint(source.key);
     const zigbeeFrameCounter = body.zigbee.network

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -18,7 +18,8 @@ import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { readSealed, writeSealed } from '../../../src/crypto/sealed-secrets.js';
 import { Secret } from '../../../src/crypto/secret.js';
-import { openStoreWithKey, stampedHubId } from '../../../src/crypto/store-identity.js';
+import { createStorageKey, pendingKeyPath } from '../../../src/crypto/storage-key.js';
+import { keyFingerprint, openStoreWithKey, stampedHubId } from '../../../src/crypto/store-identity.js';
 import { PairingStore } from '../../../src/link/pairing.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -418,6 +419,51 @@ describe('hub backup and restore on replacement hardware', () => {
       now: clock.now(),
     });
     await rejects(cloud.approve(readFileSync(same.requestPath, 'utf8')), 'backup.same-hub');
+  });
+
+  it('a restore cut short after its new storage key was made takes that key up on the next run', async () => {
+    const { random, clock, cloud, taken } = await setup('cut-short');
+    const newDir = tempDir();
+    const req = await makeRestoreRequest({
+      dataDir: newDir,
+      backupPath: taken.path,
+      newHubId: NEW,
+      random,
+      now: clock.now(),
+    });
+    const approvalPath = join(newDir, '..', 'cut-short-approval.json');
+    writeFileSync(approvalPath, (await cloud.approve(readFileSync(req.requestPath, 'utf8'))).approvalText);
+    const pending = createStorageKey(pendingKeyPath(newDir), random);
+    const r = await applyRestore({
+      key: keyOpts(newDir),
+      backupPath: taken.path,
+      approvalPath,
+      newHubId: NEW,
+      now: clock.now(),
+    });
+    expect(r.storageKeyFingerprint).toBe(keyFingerprint(pending.key));
+    expect(existsSync(pendingKeyPath(newDir))).toBe(false);
+  });
+
+  it('a damaged pending request is refused, naming what to do', async () => {
+    const { random, clock, cloud, taken } = await setup('damaged-request');
+    const newDir = tempDir();
+    const req = await makeRestoreRequest({
+      dataDir: newDir,
+      backupPath: taken.path,
+      newHubId: NEW,
+      random,
+      now: clock.now(),
+    });
+    const approvalPath = join(newDir, '..', 'damaged-approval.json');
+    writeFileSync(approvalPath, (await cloud.approve(readFileSync(req.requestPath, 'utf8'))).approvalText);
+    writeFileSync(req.requestPath, '{"format":');
+    const e = await rejects(
+      applyRestore({ key: keyOpts(newDir), backupPath: taken.path, approvalPath, newHubId: NEW, now: clock.now() }),
+      'backup.no-request',
+      /damaged/,
+    );
+    expect(e.hint).toMatch(/hub-restore FILE/);
   });
 
   it('the hub keeps its newest 5 backups', async () => {
