@@ -89,6 +89,7 @@ describe('config', () => {
         latencyMs: 0,
         flashDurable: true,
       },
+      backup: { recoveryPublicKey: null },
     });
   });
 
