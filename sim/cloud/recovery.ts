@@ -1,4 +1,6 @@
+import { verify, X509Certificate } from 'node:crypto';
 import { approveRestore } from '../../src/backup/approval.js';
+import { parseRequest, requestSigningText } from '../../src/backup/documents.js';
 import { b64u, generateHpkeKeyPair, type HpkeKeyPair, keyId } from '../../src/backup/envelope.js';
 import type { Clock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
@@ -26,6 +28,7 @@ export class CloudRecovery {
   #keys: HpkeKeyPair | undefined;
   readonly #revoked = new Map<string, Revocation>();
   readonly #refusals: { code: string; message: string }[] = [];
+  #hubCa: X509Certificate | undefined;
 
   constructor(clock: Clock, random: Random) {
     this.#clock = clock;
@@ -36,6 +39,15 @@ export class CloudRecovery {
   async enable(keys?: HpkeKeyPair): Promise<string> {
     this.#keys ??= keys ?? (await generateHpkeKeyPair(this.#random));
     return b64u(this.#keys.publicKey);
+  }
+
+  /**
+   * Require every restore request to be signed by the new hub's own certificate, issued by this CA
+   * (the hubs' CA: the cloud's own, or the factory's) with CN = the new hub id: only a provisioned
+   * hub can then ask to take a site over.
+   */
+  requireHubIdentity(caPem: string | Buffer): void {
+    this.#hubCa = new X509Certificate(caPem);
   }
 
   get publicKey(): string | undefined {
@@ -53,6 +65,7 @@ export class CloudRecovery {
   async approve(requestText: string): Promise<{ approvalText: string; revocation: Revocation }> {
     try {
       if (!this.#keys) throw new HubError('backup.no-recovery-key', 'the cloud has no recovery key (enable() first)');
+      if (this.#hubCa) this.#checkIdentity(requestText, this.#hubCa);
       const r = await approveRestore(requestText, this.#keys, { now: this.#clock.now(), random: this.#random });
       const { oldHubId, newHubId, backupId } = r.terms;
       const before = this.#revoked.get(oldHubId);
@@ -70,6 +83,33 @@ export class CloudRecovery {
       this.#refusals.push({ code: err.code, message: err.message });
       throw err;
     }
+  }
+
+  #checkIdentity(requestText: string, ca: X509Certificate): void {
+    const { request } = parseRequest(requestText, 'the restore request');
+    const refuse = (why: string) =>
+      new HubError('backup.request-identity', `the restore request of ${request.newHubId} is refused: ${why}`);
+    if (!request.identity) throw refuse("it is not signed by the new hub's certificate");
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(request.identity.certificate);
+    } catch {
+      throw refuse('its certificate does not parse');
+    }
+    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey))
+      throw refuse("its certificate is not issued by the hubs' CA");
+    const now = this.#clock.now();
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo))
+      throw refuse('its certificate is not valid now');
+    const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+    if (cn !== request.newHubId) throw refuse(`its certificate is for ${cn ?? 'no CN'}, not ${request.newHubId}`);
+    const signed = verify(
+      'sha256',
+      Buffer.from(requestSigningText(request), 'utf8'),
+      cert.publicKey,
+      Buffer.from(request.identity.signature, 'base64url'),
+    );
+    if (!signed) throw refuse("its signature does not verify with the certificate's key");
   }
 
   isRevoked(hubId: string): Revocation | undefined {

@@ -57,6 +57,17 @@ export interface RestoreRequest {
   newHubId: string;
   restorePublicKey: string;
   createdAt: string;
+  /**
+   * The new hub's proof of its mTLS identity, when it has one: its certificate (PEM, CN = newHubId)
+   * and a signature by its private key over requestSigningText(). A cloud that trusts the CA of
+   * its hubs requires it (sim/cloud/recovery.ts).
+   */
+  identity?: { certificate: string; signature: string };
+}
+
+/** What the new hub signs with its identity key: the request's every term. */
+export function requestSigningText(r: RestoreRequest): string {
+  return ['iq-hub restore request v1', envelopeDigest(r), r.newHubId, r.restorePublicKey, r.createdAt].join('\n');
 }
 
 /** What the cloud approves (authenticated as the approval key's associated data). */
@@ -193,6 +204,13 @@ export function parseRequest(
     restorePublicKey: b64u(restorePublicKey),
     createdAt: str(o, 'createdAt', what, hint, 40),
   };
+  if (o.identity !== undefined) {
+    const id = (typeof o.identity === 'object' && o.identity !== null ? o.identity : {}) as Record<string, unknown>;
+    request.identity = {
+      certificate: str(id, 'certificate', `${what}'s identity`, hint, 16_384),
+      signature: str(id, 'signature', `${what}'s identity`, hint, 2_048),
+    };
+  }
   return { request, header, restorePublicKey };
 }
 

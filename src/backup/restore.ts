@@ -1,3 +1,4 @@
+import { sign } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -27,6 +28,7 @@ import {
   parseRequest,
   REQUEST_FORMAT,
   type RestoreRequest,
+  requestSigningText,
 } from './documents.js';
 import { b64u, deriveKey, fromB64u, generateHpkeKeyPair, type HpkeKeyPair, keyId, openBody } from './envelope.js';
 import { resealStore } from './reseal.js';
@@ -102,6 +104,8 @@ export async function makeRestoreRequest(o: {
   newHubId: string;
   random: Random;
   now: number;
+  /** The hub's certificate and private key (PEM), if it has its identity: the request is signed with it. */
+  identity?: { certificatePem: string; keyPem: string } | undefined;
 }): Promise<RequestResult> {
   refuseOccupied(o.dataDir);
   const { file, header } = readBackup(o.backupPath);
@@ -110,7 +114,8 @@ export async function makeRestoreRequest(o: {
   if (
     existing &&
     envelopeDigest(existing.request) === envelopeDigest(file) &&
-    existing.request.newHubId === o.newHubId
+    existing.request.newHubId === o.newHubId &&
+    existing.request.identity?.certificate === o.identity?.certificatePem
   ) {
     return { ...summary(existing.request, existing.key, join(dir, REQUEST_FILE), header.hubId), reused: true };
   }
@@ -126,6 +131,17 @@ export async function makeRestoreRequest(o: {
     restorePublicKey: b64u(key.publicKey),
     createdAt: new Date(o.now).toISOString(),
   };
+  if (o.identity) {
+    let signature: Buffer;
+    try {
+      signature = sign('sha256', Buffer.from(requestSigningText(request), 'utf8'), o.identity.keyPem);
+    } catch {
+      throw new HubError('backup.identity', "the hub's identity key cannot sign the restore request", {
+        hint: 'check the key file (iqhub provision), or leave the request unsigned if the cloud does not ask for it',
+      });
+    }
+    request.identity = { certificate: o.identity.certificatePem, signature: b64u(signature) };
+  }
   writeFileAtomic(join(dir, KEY_FILE), Buffer.concat([key.privateKey.reveal(), key.publicKey]), 0o600);
   writeFileAtomic(join(dir, REQUEST_FILE), `${JSON.stringify(request, null, 2)}\n`, 0o600);
   return { ...summary(request, key, join(dir, REQUEST_FILE), header.hubId), reused: false };

@@ -360,6 +360,9 @@ export const ERROR_CODES = {
     'restore into the fresh data directory of the new hub (`iqhub reset --yes` moves a store aside)',
   'backup.daemon-running': 'stop the daemon first (systemctl stop iq-hub), then run iqhub hub-restore again',
   'backup.hub-revoked': 'this hub was replaced and its certificate revoked; it may not be used again',
+  'backup.identity': "check the hub's identity key and certificate (iqhub provision; iqhub cert)",
+  'backup.request-identity':
+    "the restore request must be signed by the new hub's own certificate, issued by the hubs' CA, CN = the new hub id",
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

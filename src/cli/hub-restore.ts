@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { certificateInfo, parseCertificates } from '../../provisioning/certificate.js';
+import { identityPaths } from '../../provisioning/identity-files.js';
 import { readInstalledCertificate } from '../../provisioning/identity-load.js';
 import { HubError } from '../base/errors.js';
 import { systemRandom } from '../base/random.js';
@@ -35,6 +36,7 @@ export async function hubRestore(
       newHubId,
       random: systemRandom,
       now,
+      identity: readIdentity(config),
     });
     const { request: _request, ...out } = r;
     process.stdout.write(
@@ -69,6 +71,25 @@ export async function hubRestore(
             : `ZigBee coordinator frame counter moved forward to ${r.zigbeeFrameCounter}\n`) +
           'next: start the daemon (systemctl start iq-hub); the locks reconnect without an attach\n',
   );
+}
+
+/** The hub's certificate and key (uplink.certFile/keyFile, else the installed identity), if it has them. */
+function readIdentity(config: HubConfig): { certificatePem: string; keyPem: string } | undefined {
+  const installed = identityPaths(config.dataDir);
+  const cert = config.uplink.certFile ?? installed.cert;
+  const key = config.uplink.keyFile ?? installed.key;
+  if (!existsSync(cert) || !existsSync(key)) return undefined;
+  try {
+    return { certificatePem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') };
+  } catch (e) {
+    throw new HubError(
+      'backup.identity',
+      `cannot read the hub's identity (${cert}, ${key}): ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      {
+        hint: "run iqhub hub-restore as the daemon's user (sudo -u iqhub)",
+      },
+    );
+  }
 }
 
 /** This hub's id: its certificate's CN (uplink.certFile or the installed one), else provisioning.hubId. */

@@ -9,6 +9,7 @@ import {
   prepareDirectories,
   sealHerdsmanBackup,
 } from '../../../drivers/zigbee/network.js';
+import { createDevPki } from '../../../provisioning/dev-pki.js';
 import { CloudRecovery } from '../../../sim/cloud/recovery.js';
 import { APPROVAL_INFO, b64u, keyId, sealTo } from '../../../src/backup/envelope.js';
 import { applyRestore, makeRestoreRequest, RESTORE_FRAME_COUNTER_JUMP } from '../../../src/backup/restore.js';
@@ -62,7 +63,8 @@ function oldHub(random: SeededRandom) {
 
 async function setup(seed = 'hub-backup') {
   const random = new SeededRandom(seed);
-  const clock = new VirtualClock(Date.UTC(2026, 11, 7, 7, 0, 0));
+  // Now, not a fixed date: the dev PKI's certificates are valid from a few minutes ago.
+  const clock = new VirtualClock(Date.now());
   const cloud = new CloudRecovery(clock, random);
   const recoveryPublicKey = new Uint8Array(Buffer.from(await cloud.enable(), 'base64url'));
   const old = oldHub(random);
@@ -464,6 +466,49 @@ describe('hub backup and restore on replacement hardware', () => {
       /damaged/,
     );
     expect(e.hint).toMatch(/hub-restore FILE/);
+  });
+
+  it("a cloud that trusts the hubs' CA approves only a request signed by the new hub's own certificate", async () => {
+    const { random, clock, cloud, taken } = await setup('identity');
+    const pkiDir = tempDir();
+    const pki = createDevPki({ dir: pkiDir, hubId: NEW });
+    const identity = { certificatePem: readFileSync(pki.hub.cert, 'utf8'), keyPem: readFileSync(pki.hub.key, 'utf8') };
+    cloud.requireHubIdentity(readFileSync(pki.ca.cert));
+    const ask = async (newHubId: string, id?: typeof identity) =>
+      readFileSync(
+        (
+          await makeRestoreRequest({
+            dataDir: tempDir(),
+            backupPath: taken.path,
+            newHubId,
+            random,
+            now: clock.now(),
+            identity: id,
+          })
+        ).requestPath,
+        'utf8',
+      );
+
+    await rejects(cloud.approve(await ask(NEW)), 'backup.request-identity', /not signed/);
+    // NEW's certificate on a request for another hub id.
+    await rejects(cloud.approve(await ask('hub-intruder', identity)), 'backup.request-identity', /is for hub-new/);
+    // A term changed after signing.
+    const signed = JSON.parse(await ask(NEW, identity)) as Record<string, unknown>;
+    await rejects(
+      cloud.approve(JSON.stringify({ ...signed, createdAt: '2030-01-01T00:00:00.000Z' })),
+      'backup.request-identity',
+      /signature/,
+    );
+    // A certificate for the right CN from another CA.
+    const other = createDevPki({ dir: tempDir(), hubId: NEW });
+    const foreign = {
+      certificatePem: readFileSync(other.hub.cert, 'utf8'),
+      keyPem: readFileSync(other.hub.key, 'utf8'),
+    };
+    await rejects(cloud.approve(await ask(NEW, foreign)), 'backup.request-identity', /not issued/);
+    expect(cloud.revocations()).toEqual([]);
+
+    await expect(cloud.approve(JSON.stringify(signed))).resolves.toMatchObject({ revocation: { replacedBy: NEW } });
   });
 
   it('the hub keeps its newest 5 backups', async () => {
