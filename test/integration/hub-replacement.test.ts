@@ -1,6 +1,7 @@
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createDevPki } from '../../provisioning/dev-pki.js';
 import { CloudRecovery } from '../../sim/cloud/recovery.js';
 import { VirtualClock } from '../../src/base/clock.js';
 import { SeededRandom } from '../../src/base/random.js';
@@ -13,14 +14,14 @@ requireBuild();
 
 const LOCKS = ['SIM-0001', 'SIM-0002'];
 
-function hub(hubId: string, recoveryPublicKey: string): { base: string; config: string; data: string } {
+function hub(hubId: string, recoveryPublicKey: string, extra = ''): { base: string; config: string; data: string } {
   const base = tempDir();
   const data = join(base, 'data');
   mkdirSync(data, { mode: 0o700 });
   const config = join(base, 'config.yaml');
   writeFileSync(
     config,
-    `dataDir: ${data}\nrunDir: ${base}/run\nprovisioning:\n  hubId: ${hubId}\n` +
+    `dataDir: ${data}\nrunDir: ${base}/run\n${extra || `provisioning:\n  hubId: ${hubId}\n`}` +
       `backup:\n  recoveryPublicKey: ${recoveryPublicKey}\n` +
       'simulation:\n  enabled: true\n  locks: 2\n  seed: replacement-test\n',
   );
@@ -74,10 +75,14 @@ describe('hub replacement', () => {
     expect(boundTo.every((h) => h !== null)).toBe(true);
 
     // The replacement: another data directory, its own storage key; the same locks on the doors.
-    const b = hub('hub-new', recoveryKey);
+    // Its identity: a certificate (CN = hub-new) from the hubs' CA, which signs its restore request.
+    const pki = createDevPki({ dir: join(tempDir(), 'pki'), hubId: 'hub-new' });
+    cloud.requireHubIdentity(readFileSync(pki.ca.cert));
+    const b = hub('hub-new', recoveryKey, `uplink:\n  certFile: ${pki.hub.cert}\n  keyFile: ${pki.hub.key}\n`);
     cpSync(join(a.data, 'sim'), join(b.data, 'sim'), { recursive: true });
     const request = (await cli(b.config, ['hub-restore', taken.path])) as { approved: boolean; requestPath: string };
     expect(request.approved).toBe(false);
+    expect(JSON.parse(readFileSync(request.requestPath, 'utf8')).identity?.signature).toBeDefined();
     // Without an approval there is nothing to restore with; a made-up one is refused.
     const fake = join(b.base, 'fake-approval.json');
     writeFileSync(fake, JSON.stringify({ format: 'iq-hub-restore-approval', v: 1 }));
@@ -127,5 +132,11 @@ describe('hub replacement', () => {
     const everything = [...outputs, logsA, logsB].join('\n');
     for (const s of secrets) expect(everything).not.toContain(s);
     for (const [, code] of stickers) expect(everything).not.toContain(code);
+    // Nor the new hub's identity key, which signed the request.
+    const keyLines = readFileSync(pki.hub.key, 'utf8')
+      .split('\n')
+      .filter((l) => l.length === 64);
+    expect(keyLines.length).toBeGreaterThan(5);
+    for (const line of keyLines) expect(everything).not.toContain(line);
   });
 });
