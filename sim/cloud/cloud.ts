@@ -26,6 +26,7 @@ import {
 } from './certificates.js';
 import { type Answer, HubRecords, type InvalidMessage } from './hub-records.js';
 import { classifyTopic, readPayload } from './inbound.js';
+import { CloudRecovery, type Revocation } from './recovery.js';
 import {
   type CommandRequest,
   CommandSigner,
@@ -112,6 +113,8 @@ export class ReferenceCloud {
   readonly #signer: CommandSigner;
   readonly #certs: CloudCertificates;
   readonly #maxMessageBytes: number;
+  /** Hub replacement: the recovery key, restore approvals and the hubs they revoked (recovery.ts). */
+  readonly recovery: CloudRecovery;
   #client: MqttClient | undefined;
   #nextId = 1;
   #ackEvents: boolean;
@@ -128,6 +131,7 @@ export class ReferenceCloud {
     this.#records = new HubRecords(this.#log);
     this.#waits = new Waits(this.#clock);
     this.#signer = new CommandSigner(this.#clock, this.#random, () => this.#newId());
+    this.recovery = new CloudRecovery(this.#clock, this.#random);
     this.#certs = new CloudCertificates({
       clock: this.#clock,
       random: this.#random,
@@ -305,6 +309,20 @@ export class ReferenceCloud {
    */
   resumeCounter(hubId: string): number {
     return this.#signer.resumeCounter(hubId);
+  }
+
+  /**
+   * Approve a hub replacement (the new hub's restore request, as text): the old hub is revoked (its
+   * messages are refused from now on) and its OTP key moves to the new hub, signing from above the
+   * highest counter the old hub accepted. Returns the approval for `iqhub hub-restore --approval`.
+   */
+  async approveRestore(requestText: string): Promise<{ approvalText: string; revocation: Revocation }> {
+    const r = await this.recovery.approve(requestText);
+    const old = this.#signer.state(r.revocation.hubId);
+    if (old && !this.#signer.has(r.revocation.replacedBy)) {
+      this.#signer.setKey(r.revocation.replacedBy, old.key, { counter: Math.max(old.next, old.accepted + 1) });
+    }
+    return r;
   }
 
   /** The highest counter of this cloud's commands the hub accepted (0 if none yet). */
@@ -548,6 +566,11 @@ export class ReferenceCloud {
     }
     this.#records.countReceived();
     const { hubId, lockId } = t;
+    const revoked = this.recovery.isRevoked(hubId);
+    if (revoked) {
+      this.#records.refuse(topic, `hub ${hubId} is revoked: replaced by ${revoked.replacedBy}`);
+      return;
+    }
     this.#records.open(hubId);
     if (payload.length === 0 && (t.topic === 'status' || t.topic === 'locks/{lockId}/state')) {
       this.#records.clearRetained(hubId, lockId);

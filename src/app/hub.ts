@@ -53,6 +53,7 @@ import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
 import { buildHealth, pinKeyFacts } from './health.js';
+import { registerHubBackupMethod } from './hub-backup-method.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
 import { applyWithPinKey } from './pin-key-open.js';
@@ -213,6 +214,7 @@ export class Hub {
     }
     registerCommandMethods(this.control, this.uplink ? { commands: (limit) => this.#commandsView(limit) } : undefined);
     registerRadioMethods(this.control, () => this.radios?.zigbee);
+    registerHubBackupMethod(this.control, { ...deps, store, sealer, zigbee: () => this.radios?.zigbee });
     this.#components.push(controlComponent(this.control));
   }
 

@@ -237,6 +237,37 @@ socketOptions(
 
 socketOptions(
   program
+    .command('hub-backup')
+    .description(
+      "back up the whole hub (store, link identity, ZigBee coordinator) sealed to the cloud's recovery key, for a replacement hub (docs/operations.md)",
+    ),
+).action(async (o: SocketOpts) => {
+  const r = await call(o, 'hub.backup', {}, 300_000);
+  print(
+    o,
+    r,
+    (b: { backupId: string; path: string; recoveryKeyId: string; locks: number; bytes: number; zigbee: boolean }) =>
+      `hub backup ${b.backupId} written to ${b.path} (${b.bytes} bytes, mode 0600)\n` +
+      `sealed to the cloud's recovery key ${b.recoveryKeyId}; ${b.locks} locks; ZigBee coordinator state ${b.zigbee ? 'included' : 'none'}\n`,
+  );
+});
+
+program
+  .command('hub-restore')
+  .description(
+    "restore a hub backup on a replacement hub (daemon stopped): without --approval, write the request for the cloud; with the cloud's approval, restore",
+  )
+  .argument('<file>', 'the backup file (iqhub hub-backup)')
+  .addOption(configOption())
+  .option('--approval <file>', "the cloud's approval of this hub's request")
+  .option('--hub-id <id>', "this hub's id (default: the CN of its certificate, else provisioning.hubId)")
+  .option('--json', 'machine-readable output')
+  .action(async (file: string, o: { config?: string; approval?: string; hubId?: string; json?: boolean }) => {
+    await (await import('./hub-restore.js')).hubRestore(file, o);
+  });
+
+socketOptions(
+  program
     .command('events')
     .description("a lock's events as the hub stored them, newest first")
     .argument('<lockId>')

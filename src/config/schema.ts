@@ -102,6 +102,10 @@ export interface HubConfig {
     /** Simulated locks fsync their flash files (default); off for benchmarks, where it would be the hub machine's disk. */
     flashDurable: boolean;
   };
+  backup: {
+    /** The cloud's X25519 recovery public key (base64url, 32 bytes) hub backups are sealed to; null: no hub backup. */
+    recoveryPublicKey: string | null;
+  };
 }
 
 const absolutePath = { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' } as const;
@@ -314,6 +318,18 @@ export const configSchema = {
         reorderRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
         latencyMs: { type: 'integer', minimum: 0, maximum: 5000, default: 0 },
         flashDurable: { type: 'boolean', default: true },
+      },
+    },
+    backup: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        recoveryPublicKey: {
+          anyOf: [{ type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' }, { type: 'null' }],
+          default: null,
+          description: "the cloud's recovery public key: 32 bytes (X25519) in base64url, 43 characters; or null",
+        },
       },
     },
   },
