@@ -10,7 +10,6 @@ import {
   KEY,
   KEY_HEX,
   OTHER_KEY,
-  STATE,
   WIRE_STATE,
 } from '../../helpers/commands.js';
 
