@@ -317,23 +317,23 @@ const wireLockStateSchema = {
   },
 } as const;
 
-/** A lock as `listLocks` and `attach` describe it (no key material; a later version may add fields). */
+/** A lock as `listLocks` and `attach` describe it (no key material; a later version may add fields). Its size is bounded by uplink.maxMessageBytes, not field by field. */
 const lockSummarySchema = {
   type: 'object',
   required: ['lockId', 'bearer', 'state', 'connected', 'lastSeen', 'keyFingerprint'],
   properties: {
     lockId: id,
-    bearer: { type: 'string', maxLength: 16 },
-    address: { type: 'string', maxLength: 128 },
+    bearer: { type: 'string' },
+    address: { type: 'string' },
     state: { enum: ['attaching', 'bound', 'detaching', 'quarantined', 'detached'] },
-    quarantineReason: { type: ['string', 'null'], maxLength: 1024 },
+    quarantineReason: { type: ['string', 'null'] },
     connected: { type: 'boolean' },
     lastSeen: { anyOf: [isoTime, { type: 'null' }] },
     lastEventSeq: { type: 'integer', minimum: 0 },
     sessions: { type: 'integer', minimum: 0 },
     failedHandshakes: { type: 'integer', minimum: 0 },
     rejectedFrames: { type: 'integer', minimum: 0 },
-    keyFingerprint: { type: 'string', maxLength: 128 },
+    keyFingerprint: { type: 'string' },
   },
 } as const;
 
