@@ -277,7 +277,8 @@ export const ERROR_CODES = {
     'choose an id of printable characters without +, # or / (e.g. "hub-0001"), and a cloud id other than the hub id',
   'pki.bad-days': 'pass a whole number of days, e.g. 825',
   'pki.bad-host': 'pass the name or address clients use to reach the broker, e.g. "mqtt.example.com"',
-  'pki.exists': 'use another directory, or pass overwrite to replace it (certificates issued by it stop working)',
+  'pki.exists':
+    'use another directory, or add --force to `iqhub pki dev` to replace it (certificates issued by it stop working)',
   'pki.bad-file-name': "use letters, digits, '.', '_' or '-', and not 'ca' or 'broker'",
   'pki.bad-otp-key': 'make one with iqhub pki dev, or write 32 random bytes as hex',
 

@@ -195,7 +195,13 @@ export const configSchema = {
           default: null,
           description: "the broker certificate's host name, or null for the URL's host",
         },
-        mqttVersion: { type: 'string', enum: ['5', '3.1.1'], default: '5' },
+        // As people write it: YAML reads `5` as a number and `3.1.1` as a string; 4 is 3.1.1's
+        // protocol level. The loader turns each into '5' or '3.1.1' (normalizeConfig).
+        mqttVersion: {
+          enum: ['5', 5, '3.1.1', '4', 4],
+          default: '5',
+          description: '5 or 3.1.1 (4, the protocol level of 3.1.1, is taken too)',
+        },
         keepaliveSec: { type: 'integer', minimum: 5, maximum: 1200, default: 30 },
         sessionExpirySec: { type: 'integer', minimum: 0, maximum: 4294967295, default: 604800 },
         reconnectBaseMs: { type: 'integer', minimum: 100, maximum: 60000, default: 1000 },
