@@ -37,6 +37,17 @@ export interface OfflineAccessEntry {
 
 export const LOCK_PERSISTED_VERSION = 1;
 
+/** A firmware transfer in progress (sim/lock/firmware.ts): kept in flash so it resumes after any loss. */
+export interface FirmwareStaging {
+  /** SHA-256 of the image's payload, from its manifest, lowercase hex. */
+  sha256: string;
+  /** The signed manifest and the vendor's signature, lowercase hex. */
+  manifest: string;
+  signature: string;
+  /** The payload bytes received so far, base64. */
+  data: string;
+}
+
 export interface LockPersisted {
   version: typeof LOCK_PERSISTED_VERSION;
   /** The bound hub's static X25519 public key, lowercase hex (64 digits), or null when not attached. */
@@ -61,6 +72,8 @@ export interface LockPersisted {
   offlineAccess: OfflineAccessEntry[];
   /** Refused handshakes by reason. */
   refusals: Record<RefusalReason, number>;
+  /** The running firmware version ("1.2.3") and a transfer in progress; absent: the factory version, none. */
+  firmware?: { version: string; staging: FirmwareStaging | null };
 }
 
 export interface LockStorage {
@@ -342,6 +355,7 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
     if (!isUint(refusals[reason], 0, Number.MAX_SAFE_INTEGER)) throw bad(`refusals.${reason} is not a count`);
   }
   if (Object.keys(refusals).some((k) => !isOneOf(REFUSAL_REASONS, k))) throw bad('refusals has an unknown reason');
+  if (v.firmware !== undefined && !isFirmwareState(v.firmware)) throw bad('firmware is not a valid firmware state');
   return {
     version: LOCK_PERSISTED_VERSION,
     boundHub: v.boundHub as string | null,
@@ -356,5 +370,25 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
     droppedEvents: v.droppedEvents,
     offlineAccess: structuredClone(v.offlineAccess as OfflineAccessEntry[]),
     refusals: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, refusals[r]])) as Record<RefusalReason, number>,
+    ...(v.firmware === undefined ? {} : { firmware: structuredClone(v.firmware as LockPersisted['firmware']) }),
   };
+}
+
+function isFirmwareState(f: unknown): boolean {
+  if (!isRecord(f) || !exactKeys(f, ['version', 'staging'])) return false;
+  if (typeof f.version !== 'string' || !/^\d{1,5}\.\d{1,5}\.\d{1,5}$/.test(f.version)) return false;
+  const s = f.staging;
+  if (s === null) return true;
+  return (
+    isRecord(s) &&
+    exactKeys(s, ['sha256', 'manifest', 'signature', 'data']) &&
+    typeof s.sha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(s.sha256) &&
+    typeof s.manifest === 'string' &&
+    /^([0-9a-f]{2}){1,128}$/.test(s.manifest) &&
+    typeof s.signature === 'string' &&
+    /^[0-9a-f]{128}$/.test(s.signature) &&
+    typeof s.data === 'string' &&
+    /^[A-Za-z0-9+/]*={0,2}$/.test(s.data)
+  );
 }

@@ -1,3 +1,4 @@
+import { readFirmwareRequest, readFirmwareResult, writeFirmwareRequest, writeFirmwareResult } from './link-firmware.js';
 import {
   BOLT_STATES,
   CHALLENGE_LEN,
@@ -125,6 +126,8 @@ export function writeRequest(w: Writer, m: Request): void {
     case 'getState':
     case 'detach':
       break;
+    default:
+      writeFirmwareRequest(w, m);
   }
 }
 
@@ -179,6 +182,8 @@ export function readRequest(r: Reader, type: Operation, id: number): Request {
     case 'getState':
     case 'detach':
       return { type, id };
+    default:
+      return readFirmwareRequest(r, type, id);
   }
 }
 
@@ -207,6 +212,8 @@ export function writeResult(w: Writer, result: OpResult): void {
     case 'setTime':
     case 'detach':
       break;
+    default:
+      writeFirmwareResult(w, result);
   }
 }
 
@@ -235,5 +242,7 @@ export function readResult(r: Reader, op: Operation): OpResult {
     case 'setTime':
     case 'detach':
       return { op };
+    default:
+      return readFirmwareResult(r, op);
   }
 }
