@@ -34,6 +34,7 @@ import { checkStoreHubId, openStoreWithKey } from '../crypto/store-identity.js';
 import type { EventDelivery } from '../events/delivery.js';
 import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
+import type { FirmwareRelay } from '../firmware/relay.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
@@ -49,6 +50,7 @@ import {
 import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
+import { buildFirmware, registerFirmwareMethods } from './firmware-wiring.js';
 import { buildHealth } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
@@ -101,6 +103,8 @@ export class Hub {
   readonly offline: OfflineLists | undefined;
   /** The radios the locks are reached over (simulated, BLE, ZigBee), if any. */
   readonly radios: Radios | undefined;
+  /** Lock firmware updates (with a radio only). */
+  readonly firmware: FirmwareRelay | undefined;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -191,6 +195,9 @@ export class Hub {
       this.offline = built.offline;
       this.#components.push(built.link, built.offline);
       registerLinkMethods(this.control, built.link);
+      this.firmware = buildFirmware({ config: config.firmware, store, link: built.link, clock, log });
+      this.#components.push(this.firmware);
+      registerFirmwareMethods(this.control, this.firmware, { clock, maxImageBytes: config.firmware.maxImageBytes });
     }
     registerAccessMethods(this.control, this.offline);
     if ((files || enrollment) && this.outbox) {

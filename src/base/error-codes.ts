@@ -356,6 +356,7 @@ export const ERROR_CODES = {
   'firmware.failed':
     'the transfer stopped; it resumes from where the lock stopped when retried (iqhub firmware push again)',
   'firmware.config': 'write each vendor key as 64 hex digits (an Ed25519 public key)',
+  'cli.firmware-file': 'give the path of the image file the vendor or the cloud published',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

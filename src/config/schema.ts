@@ -100,6 +100,18 @@ export interface HubConfig {
     /** Simulated locks fsync their flash files (default); off for benchmarks, where it would be the hub machine's disk. */
     flashDurable: boolean;
   };
+  firmware: {
+    /** The lock vendors' Ed25519 public keys, 64 hex digits each: an image no one of them signed is refused. */
+    vendorKeys: string[];
+    maxImageBytes: number;
+    /** Locks updated at once on one radio. */
+    perRadio: number;
+    /** Firmware blocks in flight to one lock. */
+    window: number;
+    /** Attempts of a transfer whose lock is lost before it is marked failed. */
+    attempts: number;
+    retryDelayMs: number;
+  };
 }
 
 const absolutePath = { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' } as const;
@@ -295,6 +307,25 @@ export const configSchema = {
         reorderRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
         latencyMs: { type: 'integer', minimum: 0, maximum: 5000, default: 0 },
         flashDurable: { type: 'boolean', default: true },
+      },
+    },
+    firmware: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        vendorKeys: {
+          type: 'array',
+          maxItems: 8,
+          uniqueItems: true,
+          items: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'an Ed25519 public key, 64 hex digits' },
+          default: [],
+        },
+        maxImageBytes: { type: 'integer', minimum: 1024, maximum: 16777216, default: 4194304 },
+        perRadio: { type: 'integer', minimum: 1, maximum: 16, default: 1 },
+        window: { type: 'integer', minimum: 1, maximum: 8, default: 2 },
+        attempts: { type: 'integer', minimum: 1, maximum: 100, default: 5 },
+        retryDelayMs: { type: 'integer', minimum: 100, maximum: 600000, default: 2000 },
       },
     },
   },

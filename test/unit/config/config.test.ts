@@ -89,6 +89,7 @@ describe('config', () => {
         latencyMs: 0,
         flashDurable: true,
       },
+      firmware: { vendorKeys: [], maxImageBytes: 4194304, perRadio: 1, window: 2, attempts: 5, retryDelayMs: 2000 },
     });
   });
 
