@@ -34,6 +34,8 @@ export interface RadioSiteOptions {
   readonly attachWindowMs?: number;
   /** The vendor keys in the locks' boot ROM (default: the simulated vendor's, sim/vendor.ts). */
   readonly firmwareVendorKeys?: readonly Uint8Array[];
+  /** Concurrent LE connections the HCI emulator allows (default 4, as many small controllers). */
+  readonly bleMaxConnections?: number;
 }
 
 /**
@@ -57,7 +59,10 @@ export interface RadioSite {
  * 50 ms; ZigBee every 300 ms, joins retried every 100 ms) and boots one SimLock per spec.
  */
 export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSite> {
-  const hci = await startEmulatedAdapter(options.socat, { advertiseIntervalMs: 50 });
+  const hci = await startEmulatedAdapter(options.socat, {
+    advertiseIntervalMs: 50,
+    ...(options.bleMaxConnections === undefined ? {} : { maxConnections: options.bleMaxConnections }),
+  });
   let znp: ZnpEmulator;
   try {
     znp = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });

@@ -15,6 +15,7 @@ import { systemRandom } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { demoFirmwareConfig, firmwareSteps } from './firmware-steps.js';
 import { runSteps } from './scenario.js';
 import { loadSimulatedSite } from './simulated-site.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
@@ -76,6 +77,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
     uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
     commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
+    firmware: demoFirmwareConfig,
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
@@ -106,6 +108,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...siteSteps(first.hub, world),
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
+        ...firmwareSteps(first.hub, world),
       ],
       out,
     );
