@@ -34,6 +34,7 @@ import { checkStoreHubId, openStoreWithKey } from '../crypto/store-identity.js';
 import type { EventDelivery } from '../events/delivery.js';
 import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
+import { FirmwareFetch } from '../firmware/fetch.js';
 import type { FirmwareRelay } from '../firmware/relay.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
@@ -429,6 +430,17 @@ export class Hub {
                 return { files: enrolled, otpKey: this.#loadOtpKey(enrolled.identity.hubId) };
               },
             },
+          }
+        : {}),
+      ...(this.firmware
+        ? {
+            firmware: new FirmwareFetch({
+              relay: this.firmware,
+              clock,
+              log: log.child({ component: 'firmware' }),
+              maxMessageBytes: config.uplink.maxMessageBytes,
+              maxImageBytes: config.firmware.maxImageBytes,
+            }),
           }
         : {}),
       // The installed identity renews itself; certificate files named in the config do not.
