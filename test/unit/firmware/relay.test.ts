@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { simFirmwareImage, simVendor } from '../../../sim/vendor.js';
 import { HubError } from '../../../src/base/errors.js';
 import { FIRMWARE_OPERATIONS } from '../../../src/contract/link-messages.js';
+import { parseImage } from '../../../src/firmware/image.js';
 import { type FirmwareProgress, FirmwareRelay, type FirmwareRelayOptions } from '../../../src/firmware/relay.js';
 import { FirmwareTables } from '../../../src/firmware/transfers.js';
 import { silentLogger } from '../../../src/log/logger.js';
@@ -235,5 +236,29 @@ describe('firmware relay (simulated radio)', () => {
     expect(await site.hub.tryOpen(A)).toEqual({ ok: true });
     await site.drive(relay.idle());
     expect(lock.firmwareVersion()).toEqual({ major: 1, minor: 1, patch: 0 });
+  });
+
+  it('the lock installs nothing whose bytes do not match the signed SHA-256, and keeps its old firmware', async () => {
+    const site = await Site.bound({ locks: 1, faults: RADIO });
+    const image = parseImage(simFirmwareImage({ version: '1.1.0', size: 80 }));
+    const send = <O extends 'fwBegin' | 'fwBlock' | 'fwFinish'>(
+      body: Parameters<typeof site.hub.manager.firmwareRequest<O>>[1],
+    ) => site.drive(site.hub.manager.firmwareRequest(A, body));
+    // A hub gone wrong (or a bug) sends a genuine manifest, then other bytes.
+    expect(await send({ type: 'fwBegin', manifest: image.manifestBytes, signature: image.signature })).toMatchObject({
+      outcome: 'accepted',
+      offset: 0,
+    });
+    const other = image.payload.map((b) => b ^ 0xff);
+    await send({ type: 'fwBlock', offset: 0, data: other.subarray(0, 40) });
+    expect(await send({ type: 'fwFinish' })).toMatchObject({ outcome: 'incomplete' });
+    await send({ type: 'fwBlock', offset: 40, data: other.subarray(40, 80) });
+    expect(await send({ type: 'fwFinish' })).toMatchObject({
+      outcome: 'digest-mismatch',
+      version: { major: 1, minor: 0, patch: 0 },
+    });
+    const lock = site.world.lock(A);
+    expect(lock.firmwareVersion()).toEqual({ major: 1, minor: 0, patch: 0 });
+    expect(lock.firmwareStaged()).toBe(0);
   });
 });
