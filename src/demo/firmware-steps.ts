@@ -12,7 +12,7 @@ export const demoFirmwareConfig = {
   retryDelayMs: 500,
 } as HubConfig['firmware'];
 
-const SIZE = 16 * 1024;
+const SIZE = 8 * 1024;
 
 /**
  * Lock firmware through the hub, in the demo (on the in-memory radio; test/integration/

@@ -320,6 +320,9 @@ export class FirmwareRelay implements Component {
         sends.push(this.#link.request(lockId, { type: 'fwBlock', offset: at, data }));
       }
       const answers = await Promise.all(sends);
+      // A radio that answers from memory (the simulation) would otherwise chain every block in
+      // microtasks and starve the daemon's timers (uplink reconnects, polls) for the whole image.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const next = Math.max(...answers.map((a) => a.offset));
       stalled = next > offset ? 0 : stalled + 1;
       if (stalled >= 3)
