@@ -72,6 +72,9 @@ export interface FirmwareProgress {
   origin: string;
 }
 
+/** What the link says about a lock that waiting will not change: the transfer fails at once. */
+const FINAL_LOCK_CODES: ReadonlySet<string> = new Set(['lock.unknown', 'lock.quarantined', 'lock.not-bound']);
+
 /** Progress is reported (listeners, the store) at most this often per lock, and at every state change. */
 const PROGRESS_EVERY_MS = 500;
 
@@ -271,7 +274,9 @@ export class FirmwareRelay implements Component {
         return;
       } catch (e) {
         // A refusal (signature, model, version, the lock's own verdict) is final; a lost lock is retried.
-        const refusal = isHubError(e) && e.code.startsWith('firmware.') && e.code !== 'firmware.failed';
+        const refusal =
+          isHubError(e) &&
+          ((e.code.startsWith('firmware.') && e.code !== 'firmware.failed') || FINAL_LOCK_CODES.has(e.code));
         if (refusal || attempt >= this.#o.attempts || this.#stopped) {
           if (!this.#stopped) this.#fail(lockId, e);
           return;

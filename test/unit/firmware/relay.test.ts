@@ -261,4 +261,17 @@ describe('firmware relay (simulated radio)', () => {
     expect(lock.firmwareVersion()).toEqual({ major: 1, minor: 0, patch: 0 });
     expect(lock.firmwareStaged()).toBe(0);
   });
+
+  it('a quarantined lock (maybe a clone) is sent no firmware', async () => {
+    const site = await Site.bound({ locks: 1, faults: RADIO });
+    const { relay } = relayFor(site.hub);
+    await relay.start();
+    site.hub.pairing.setState(A, 'quarantined', Math.floor(site.clock.now()), 'key-mismatch');
+    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size: 400 }));
+    relay.push(image.sha256, [A]);
+    await site.drive(relay.idle());
+    expect(relay.progress(A)).toMatchObject({ state: 'failed' });
+    expect(relay.progress(A)?.error).toMatch(/quarantined/);
+    expect(firmwareRequests(site, A)).toBe(0);
+  });
 });
