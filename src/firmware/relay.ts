@@ -231,10 +231,19 @@ export class FirmwareRelay implements Component {
       }
       const busy = [...this.#running.values()].filter((r) => r.radio === radio).length;
       if (busy >= this.#o.perRadio) continue;
-      const done = this.#run(t).finally(() => {
-        this.#running.delete(t.lockId);
-        this.#pump();
-      });
+      const done = this.#run(t)
+        .catch((e: unknown) => {
+          // The store refused a write (a full disk): the transfer stays as stored and resumes at the next start.
+          this.#log.error({ err: e, lockId: t.lockId }, 'firmware transfer stopped by an internal fault');
+        })
+        .finally(() => {
+          this.#running.delete(t.lockId);
+          try {
+            this.#pump();
+          } catch (e) {
+            this.#log.error({ err: e }, 'firmware: the next transfers could not be started');
+          }
+        });
       this.#running.set(t.lockId, { radio, done });
     }
   }
