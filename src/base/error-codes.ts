@@ -355,7 +355,6 @@ export const ERROR_CODES = {
     'the lock refused the image or its install: see the outcome in the message; the old firmware keeps running',
   'firmware.failed':
     'the transfer stopped; it resumes from where the lock stopped when retried (iqhub firmware push again)',
-  'firmware.config': 'write each vendor key as 64 hex digits (an Ed25519 public key)',
   'cli.firmware-file': 'give the path of the image file the vendor or the cloud published',
 } as const;
 
