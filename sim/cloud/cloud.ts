@@ -24,6 +24,7 @@ import {
   CloudCertificates,
   type IssuedCertificate,
 } from './certificates.js';
+import { CloudFirmware } from './firmware.js';
 import { type Answer, HubRecords, type InvalidMessage } from './hub-records.js';
 import { classifyTopic, readPayload } from './inbound.js';
 import { CloudRecovery, type Revocation } from './recovery.js';
@@ -112,6 +113,8 @@ export class ReferenceCloud {
   readonly #waits: Waits;
   readonly #signer: CommandSigner;
   readonly #certs: CloudCertificates;
+  /** Lock firmware: announce an image to a hub, serve its chunks, read its progress (sim/cloud/firmware.ts). */
+  readonly firmware: CloudFirmware;
   readonly #maxMessageBytes: number;
   /** Hub replacement: the recovery key, restore approvals and the hubs they revoked (recovery.ts). */
   readonly recovery: CloudRecovery;
@@ -139,6 +142,10 @@ export class ReferenceCloud {
       publish: (topic, body) => this.#client?.publishAsync(topic, JSON.stringify(body), { qos: 1 }),
       refuse: (topic, reason) => this.#records.refuse(topic, reason),
       enrolled: (hubId, otpKey) => this.setOtpKey(hubId, otpKey),
+    });
+    this.firmware = new CloudFirmware({
+      publish: (topic, body) => this.#client?.publishAsync(topic, JSON.stringify(body), { qos: 1 }),
+      maxMessageBytes: this.#maxMessageBytes,
     });
   }
 
@@ -601,6 +608,12 @@ export class ReferenceCloud {
         return;
       case 'cert/request':
         this.#certs.renew(hubId, value as TopicMap['cert/request']['payload']);
+        return;
+      case 'firmware/request':
+        this.firmware.serve(hubId, value as TopicMap['firmware/request']['payload']);
+        return;
+      case 'firmware/progress':
+        this.firmware.record(hubId, value as TopicMap['firmware/progress']['payload']);
         return;
       case 'cmd/result':
       case 'sync/ack': {

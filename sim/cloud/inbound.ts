@@ -17,6 +17,8 @@ export type HubTopic =
   | 'events'
   | 'health'
   | 'cert/request'
+  | 'firmware/request'
+  | 'firmware/progress'
   | 'locks/{lockId}/state';
 
 export type InboundTopic =
@@ -31,7 +33,16 @@ export type InboundTopic =
 const PROVISIONING_TOPIC = /^ks\/provisioning\/([^/]+)\/request$/;
 const HUB_TOPIC = /^ks\/hubs\/([^/]+)\/(.+)$/;
 const LOCK_STATE = /^locks\/([^/]+)\/state$/;
-const HUB_TOPICS = ['status', 'cmd/result', 'sync/ack', 'events', 'health', 'cert/request'] as const;
+const HUB_TOPICS = [
+  'status',
+  'cmd/result',
+  'sync/ack',
+  'events',
+  'health',
+  'cert/request',
+  'firmware/request',
+  'firmware/progress',
+] as const;
 const hubIdPattern = new RegExp(ID_PATTERN);
 
 export function isHubId(id: string): boolean {
@@ -47,7 +58,15 @@ export function classifyTopic(topic: string): InboundTopic {
   if (hubId === undefined || rest === undefined || !isHubId(hubId)) {
     return { kind: 'foreign', reason: 'not a hub topic (ks/hubs/{hubId}/...)' };
   }
-  if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response' || rest === 'events/ack') return { kind: 'echo' };
+  if (
+    rest === 'cmd' ||
+    rest === 'sync' ||
+    rest === 'cert/response' ||
+    rest === 'events/ack' ||
+    rest === 'firmware/announce' ||
+    rest === 'firmware/chunk'
+  )
+    return { kind: 'echo' };
   const lock = LOCK_STATE.exec(rest);
   if (lock) return { kind: 'hub', hubId, topic: 'locks/{lockId}/state', lockId: lock[1] };
   const known = HUB_TOPICS.find((k) => k === rest);

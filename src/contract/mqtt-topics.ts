@@ -34,6 +34,10 @@ export const topics = {
   health: (hubId: string) => `ks/hubs/${hubId}/health`,
   certRequest: (hubId: string) => `ks/hubs/${hubId}/cert/request`,
   certResponse: (hubId: string) => `ks/hubs/${hubId}/cert/response`,
+  firmwareAnnounce: (hubId: string) => `ks/hubs/${hubId}/firmware/announce`,
+  firmwareRequest: (hubId: string) => `ks/hubs/${hubId}/firmware/request`,
+  firmwareChunk: (hubId: string) => `ks/hubs/${hubId}/firmware/chunk`,
+  firmwareProgress: (hubId: string) => `ks/hubs/${hubId}/firmware/progress`,
 } as const;
 
 /**

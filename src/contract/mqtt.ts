@@ -17,6 +17,16 @@ import {
   syncSchema,
 } from './mqtt-cloud-messages.js';
 import {
+  type FirmwareAnnouncePayload,
+  type FirmwareChunkPayload,
+  type FirmwareProgressPayload,
+  type FirmwareRequestPayload,
+  firmwareAnnounceSchema,
+  firmwareChunkSchema,
+  firmwareProgressSchema,
+  firmwareRequestSchema,
+} from './mqtt-firmware.js';
+import {
   type CmdResultPayload,
   cmdResultSchema,
   type EventsPayload,
@@ -79,6 +89,10 @@ export interface TopicMap {
   'cert/response': { direction: 'down'; retained: false; payload: CertResponsePayload };
   'provisioning/request': { direction: 'up'; retained: false; payload: EnrollRequestPayload };
   'provisioning/response': { direction: 'down'; retained: false; payload: EnrollResponsePayload };
+  'firmware/announce': { direction: 'down'; retained: false; payload: FirmwareAnnouncePayload };
+  'firmware/request': { direction: 'up'; retained: false; payload: FirmwareRequestPayload };
+  'firmware/chunk': { direction: 'down'; retained: false; payload: FirmwareChunkPayload };
+  'firmware/progress': { direction: 'up'; retained: false; payload: FirmwareProgressPayload };
 }
 
 export const schemas = {
@@ -95,4 +109,8 @@ export const schemas = {
   'cert/response': certResponseSchema,
   'provisioning/request': enrollRequestSchema,
   'provisioning/response': enrollResponseSchema,
+  'firmware/announce': firmwareAnnounceSchema,
+  'firmware/request': firmwareRequestSchema,
+  'firmware/chunk': firmwareChunkSchema,
+  'firmware/progress': firmwareProgressSchema,
 } as const satisfies Record<keyof TopicMap, object>;

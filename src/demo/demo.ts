@@ -16,6 +16,7 @@ import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { replacementPart } from './backup-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { demoFirmwareConfig, firmwareSteps } from './firmware-steps.js';
 import { pinKeySteps } from './pin-key-steps.js';
 import { runSteps } from './scenario.js';
 import { loadSimulatedSite } from './simulated-site.js';
@@ -80,6 +81,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
     commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
     backup: { recoveryPublicKey: await cloud.recovery.enable() },
+    firmware: demoFirmwareConfig,
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
@@ -111,6 +113,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
         ...pinKeySteps(first.hub, world, cloud, admin, hubId, pin, out),
+        ...firmwareSteps(first.hub, world),
       ],
       out,
     );
