@@ -208,7 +208,8 @@ describe('event order across an outage (the demo: events made after the outage, 
           for (const w of r.client.waiting.splice(0, n)) w.answer({ ok: true });
         } else if (roll === 6 && r.client.connected) {
           r.client.drop();
-        } else if (roll === 7 && !r.client.connected) reconnect(); else if (roll === 8) {
+        } else if (roll === 7 && !r.client.connected) reconnect();
+        else if (roll === 8) {
           // The cloud acknowledges some of what it got (copies lost by the broker are never acked).
           const got = (r.client.log.at(-1) ?? []).filter(() => random.int(3) !== 0);
           if (got.length > 0) r.delivery.acknowledge(ack([...new Set(got)].slice(0, 500)));
