@@ -24,7 +24,7 @@ import {
   CloudCertificates,
   type IssuedCertificate,
 } from './certificates.js';
-import { type Answer, HubRecords, type InvalidMessage, type SequenceGap } from './hub-records.js';
+import { type Answer, HubRecords, type InvalidMessage } from './hub-records.js';
 import { classifyTopic, readPayload } from './inbound.js';
 import { CloudRecovery, type Revocation } from './recovery.js';
 import {
@@ -238,7 +238,7 @@ export class ReferenceCloud {
    * two received ones of the same lock and epoch that have not arrived. Empty once everything the
    * hub published is in (seq is gap-free within an epoch); a hole left means a lost event.
    */
-  sequenceGaps(hubId?: string): SequenceGap[] {
+  sequenceGaps(hubId?: string): ReturnType<HubRecords['sequenceGaps']> {
     return this.#records.sequenceGaps(hubId);
   }
 
