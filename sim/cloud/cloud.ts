@@ -41,7 +41,7 @@ import { Waits } from './waits.js';
 export type { Attack, AttackKind } from './attacks.js';
 export { CLOUD_SUBSCRIPTION, type CloudConnectOptions } from './broker-session.js';
 export type { CertificateAnswer, CertificateOptions, IssuedCertificate } from './certificates.js';
-export type { Answer, InvalidMessage } from './hub-records.js';
+export type { Answer, InvalidMessage, SequenceGap } from './hub-records.js';
 export {
   type CommandRequest,
   type CommandSpec,
@@ -230,11 +230,23 @@ export class ReferenceCloud {
   }
 
   /**
-   * Events (of one hub, or of all) whose seq is not above an earlier one of the same lock and
-   * epoch, in first-arrival order: per-lock order was broken (or one event got two ids).
+   * Events (of one hub, or of all) that arrived after a later one of the same lock and epoch
+   * (first-arrival order; duplicates are not counted). Expected empty only when no copy was lost:
+   * the hub publishes each lock's events in seq order, but a copy the broker lost (no subscriber
+   * yet after a broker restart, say) comes again only with the resend, after later ones
+   * (docs/mqtt-api.md, "Event order"). What the contract promises is checked by `sequenceGaps`.
    */
   orderViolations(hubId?: string): CloudEvent[] {
     return this.#records.orderViolations(hubId);
+  }
+
+  /**
+   * Holes in each lock's sequence as stored here (ordered by seq, as a cloud must): seqs between
+   * two received ones of the same lock and epoch that have not arrived. Empty once everything the
+   * hub published is in (seq is gap-free within an epoch); a hole left means a lost event.
+   */
+  sequenceGaps(hubId?: string): ReturnType<HubRecords['sequenceGaps']> {
+    return this.#records.sequenceGaps(hubId);
   }
 
   /** The hub's current (retained) status, if any. */

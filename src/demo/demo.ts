@@ -78,7 +78,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     runDir: join(base, 'run'),
     simulation: { enabled: true, locks: opts.locks ?? 3, seed } as HubConfig['simulation'],
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
-    uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
+    // Events whose copy the restarted broker lost (the hub back before the cloud subscribed again)
+    // are sent again after eventAckTimeoutSec: 5 s here, not 60, so the demo waits little for them.
+    uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10, eventAckTimeoutSec: 5 }),
     commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
     backup: { recoveryPublicKey: await cloud.recovery.enable() },
     firmware: demoFirmwareConfig,
