@@ -33,8 +33,9 @@ const outputs: string[] = [];
 async function cli(config: string, args: string[], stdin?: string, expectCode = 0) {
   const r = await runCli([...args, '--config', config, '--json'], {}, stdin);
   outputs.push(r.stdout, r.stderr);
-  if (r.code !== expectCode) throw new Error(`iqhub ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return (expectCode === 0 ? JSON.parse(r.stdout || 'null') : r.stderr) as never;
+  if (r.code !== expectCode) throw new Error(`iqhub ${args.join(' ')} exited ${r.code}: ${r.stdout}${r.stderr}`);
+  // With --json an error is one JSON object on stdout (docs/operations.md, "The command line: conventions").
+  return (expectCode === 0 ? JSON.parse(r.stdout || 'null') : r.stdout + r.stderr) as never;
 }
 
 async function control(base: string, method: string, params: Record<string, unknown>) {
