@@ -17,7 +17,10 @@ export type HubTopic =
   | 'events'
   | 'health'
   | 'cert/request'
-  | 'locks/{lockId}/state';
+  | 'locks/{lockId}/state'
+  | 'otp-key/request'
+  | 'otp-key/ack'
+  | 'sync/request';
 
 export type InboundTopic =
   | { kind: 'provisioning'; claimId: string }
@@ -31,7 +34,17 @@ export type InboundTopic =
 const PROVISIONING_TOPIC = /^ks\/provisioning\/([^/]+)\/request$/;
 const HUB_TOPIC = /^ks\/hubs\/([^/]+)\/(.+)$/;
 const LOCK_STATE = /^locks\/([^/]+)\/state$/;
-const HUB_TOPICS = ['status', 'cmd/result', 'sync/ack', 'events', 'health', 'cert/request'] as const;
+const HUB_TOPICS = [
+  'status',
+  'cmd/result',
+  'sync/ack',
+  'events',
+  'health',
+  'cert/request',
+  'otp-key/request',
+  'otp-key/ack',
+  'sync/request',
+] as const;
 const hubIdPattern = new RegExp(ID_PATTERN);
 
 export function isHubId(id: string): boolean {
@@ -47,7 +60,9 @@ export function classifyTopic(topic: string): InboundTopic {
   if (hubId === undefined || rest === undefined || !isHubId(hubId)) {
     return { kind: 'foreign', reason: 'not a hub topic (ks/hubs/{hubId}/...)' };
   }
-  if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response' || rest === 'events/ack') return { kind: 'echo' };
+  if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response' || rest === 'events/ack' || rest === 'otp-key') {
+    return { kind: 'echo' };
+  }
   const lock = LOCK_STATE.exec(rest);
   if (lock) return { kind: 'hub', hubId, topic: 'locks/{lockId}/state', lockId: lock[1] };
   const known = HUB_TOPICS.find((k) => k === rest);

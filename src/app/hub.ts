@@ -398,6 +398,11 @@ export class Hub {
           results,
           maxMessageBytes: config.uplink.maxMessageBytes,
           syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
+          // syncNow, and a delta that did not fit: the hub asks the cloud for a sync from its version.
+          requestSync: (requestId, reason) => {
+            if (!uplink) return Promise.reject(new HubError('sync.request-not-sent', 'the uplink is not running'));
+            return uplink.requestSync(requestId, reason, mirror.version());
+          },
           sync: {
             apply: async (p) => {
               const applied = mirror.apply(p);
@@ -424,6 +429,13 @@ export class Hub {
             },
           }
         : {}),
+      // The cloud may deliver (and rotate) the OTP key over the uplink, sealed to this hub.
+      otpKeyDelivery: {
+        store,
+        sealer: this.sealer,
+        lastCounter: () => this.#remote?.verifier.lastCounter() ?? 0,
+        installed: (key) => this.#remote?.inbound.replaceOtpKey(key),
+      },
       // The installed identity renews itself; certificate files named in the config do not.
       ...(config.uplink.certFile === null
         ? { rotation: { dataDir: config.dataDir, atFraction: config.provisioning.rotateAtFraction } }

@@ -340,6 +340,15 @@ export const ERROR_CODES = {
   'phone.key-malformed': 'deliver a key the reference cloud issued, unaltered',
   'phone.key-not-mine': 'deliver the key to the phone it was issued for',
   'phone.key-signature': "deliver a key signed by the site's cloud key",
+  // OTP key delivery over the uplink and syncNow (issue 17: factory-provisioned hubs, sync requests).
+  'otp-key.identity': "the hub's certificate key must be RSA, EC or Ed25519 to sign its delivery key",
+  'otp-key.does-not-open':
+    "the delivery was sealed to another hub or key, or altered: the cloud must seal to the key of this hub's latest otp-key/request",
+  'otp-key.malformed': 'the cloud must seal exactly the 32-byte OTP key',
+  'otp-key.delivery-key':
+    'the stored OTP delivery key does not open (storage key changed?): remove it with `iqhub reset` or let the hub make a new one',
+  'sync.request-not-sent':
+    'the uplink is down or the broker refused sync/request: send syncNow again once the hub is online',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

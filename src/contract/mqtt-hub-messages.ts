@@ -310,3 +310,29 @@ export const syncAckSchema = answerSchema({
     },
   },
 });
+
+/**
+ * hub → cloud on `sync/request`: "bring my mirror up to date" — sent for a `syncNow` command
+ * (`requestId` = its cmdId) and by the hub itself when a delta does not fit its mirror
+ * (`reason: 'gap'`). The cloud answers on `sync` with a delta from `version` if it knows that
+ * version's content, else a snapshot, and may answer nothing when the hub is already current.
+ */
+export interface SyncRequestPayload {
+  v: 1;
+  requestId: string;
+  /** The mirror's version now (0: never synced). */
+  version: number;
+  reason: 'command' | 'gap';
+}
+
+export const syncRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'requestId', 'version', 'reason'],
+  properties: {
+    v,
+    requestId,
+    version: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    reason: { enum: ['command', 'gap'] },
+  },
+} as const;

@@ -34,6 +34,11 @@ export const topics = {
   health: (hubId: string) => `ks/hubs/${hubId}/health`,
   certRequest: (hubId: string) => `ks/hubs/${hubId}/cert/request`,
   certResponse: (hubId: string) => `ks/hubs/${hubId}/cert/response`,
+  // OTP key delivery to an identified hub, and the hub's request for a sync (issue 17).
+  otpKeyRequest: (hubId: string) => `ks/hubs/${hubId}/otp-key/request`,
+  otpKey: (hubId: string) => `ks/hubs/${hubId}/otp-key`,
+  otpKeyAck: (hubId: string) => `ks/hubs/${hubId}/otp-key/ack`,
+  syncRequest: (hubId: string) => `ks/hubs/${hubId}/sync/request`,
 } as const;
 
 /**

@@ -27,9 +27,19 @@ import {
   lockStateSchema,
   type StatusPayload,
   type SyncAckPayload,
+  type SyncRequestPayload,
   statusSchema,
   syncAckSchema,
+  syncRequestSchema,
 } from './mqtt-hub-messages.js';
+import {
+  type OtpKeyAckPayload,
+  type OtpKeyDeliveryPayload,
+  type OtpKeyRequestPayload,
+  otpKeyAckSchema,
+  otpKeyDeliverySchema,
+  otpKeyRequestSchema,
+} from './mqtt-otp-key.js';
 
 /**
  * The MQTT contract's index: which payload goes on which topic, in which direction, with which
@@ -79,6 +89,11 @@ export interface TopicMap {
   'cert/response': { direction: 'down'; retained: false; payload: CertResponsePayload };
   'provisioning/request': { direction: 'up'; retained: false; payload: EnrollRequestPayload };
   'provisioning/response': { direction: 'down'; retained: false; payload: EnrollResponsePayload };
+  // OTP key delivery to an identified hub; the hub's request for a sync (issue 17).
+  'otp-key/request': { direction: 'up'; retained: false; payload: OtpKeyRequestPayload };
+  'otp-key': { direction: 'down'; retained: false; payload: OtpKeyDeliveryPayload };
+  'otp-key/ack': { direction: 'up'; retained: false; payload: OtpKeyAckPayload };
+  'sync/request': { direction: 'up'; retained: false; payload: SyncRequestPayload };
 }
 
 export const schemas = {
@@ -95,4 +110,8 @@ export const schemas = {
   'cert/response': certResponseSchema,
   'provisioning/request': enrollRequestSchema,
   'provisioning/response': enrollResponseSchema,
+  'otp-key/request': otpKeyRequestSchema,
+  'otp-key': otpKeyDeliverySchema,
+  'otp-key/ack': otpKeyAckSchema,
+  'sync/request': syncRequestSchema,
 } as const satisfies Record<keyof TopicMap, object>;

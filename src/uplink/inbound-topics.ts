@@ -2,13 +2,13 @@ import { topics } from '../contract/mqtt-topics.js';
 import type { Logger } from '../log/logger.js';
 
 /**
- * What the cloud sends, handed on by name: the hub's own `cmd`, `sync`, `cert/response` and `events/ack` topics
+ * What the cloud sends, handed on by name: the hub's own `cmd`, `sync`, `cert/response`, `events/ack` and `otp-key` topics
  * go to every listener, anything else on the connection is dropped. Kept apart from the connection
  * handling so that a failing handler is contained here and never reaches mqtt.js.
  */
 
 /** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
-export type InboundTopicName = 'cmd' | 'sync' | 'cert/response' | 'events/ack';
+export type InboundTopicName = 'cmd' | 'sync' | 'cert/response' | 'events/ack' | 'otp-key';
 
 /**
  * Resolves once the message is recorded (or answered): its PUBACK waits for that. A listener that
@@ -27,6 +27,7 @@ export class InboundTopics {
       [topics.sync(hubId), 'sync'],
       [topics.certResponse(hubId), 'cert/response'],
       [topics.eventsAck(hubId), 'events/ack'],
+      [topics.otpKey(hubId), 'otp-key'],
     ]);
     this.#log = log;
   }
