@@ -45,6 +45,8 @@ interface HubKeys {
   generation: number;
   keys: Map<number, Secret>;
   acks: Map<string, OtpKeyAckPayload>;
+  /** Every ack, in arrival order (a replayed delivery is answered again under its id). */
+  ackLog: OtpKeyAckPayload[];
   /** The deliveries sent, by id: for tests that replay one. */
   sent: Map<string, OtpKeyDeliveryPayload>;
 }
@@ -85,6 +87,16 @@ export class CloudOtpKeys {
 
   acks(hubId: string): ReadonlyMap<string, OtpKeyAckPayload> {
     return this.#hub(hubId).acks;
+  }
+
+  /** Every ack of a hub, in arrival order. */
+  ackLog(hubId: string): readonly OtpKeyAckPayload[] {
+    return this.#hub(hubId).ackLog;
+  }
+
+  /** The key this cloud sent a hub under `generation` (for tests that sign with an old one). */
+  keyOf(hubId: string, generation: number): Secret | undefined {
+    return this.#hubs.get(hubId)?.keys.get(generation);
   }
 
   /** The delivery key a hub named in its last accepted request (base64url). */
@@ -130,8 +142,9 @@ export class CloudOtpKeys {
   /** An `otp-key/ack`. */
   ack(hubId: string, a: OtpKeyAckPayload): void {
     const hub = this.#hub(hubId);
+    hub.ackLog.push(a);
     if (a.id === null) return;
-    hub.acks.set(a.id, a);
+    if (!hub.acks.has(a.id) || a.ok) hub.acks.set(a.id, a);
     const sent = hub.sent.get(a.id);
     const key = sent && hub.keys.get(sent.generation);
     if (a.ok && key && a.fingerprint === otpKeyFingerprint(key)) this.#d.installed(hubId, key, a.lastCounter ?? 0);
@@ -209,7 +222,7 @@ export class CloudOtpKeys {
   #hub(hubId: string): HubKeys {
     let h = this.#hubs.get(hubId);
     if (!h) {
-      h = { recipient: undefined, generation: 0, keys: new Map(), acks: new Map(), sent: new Map() };
+      h = { recipient: undefined, generation: 0, keys: new Map(), acks: new Map(), ackLog: [], sent: new Map() };
       this.#hubs.set(hubId, h);
     }
     return h;
