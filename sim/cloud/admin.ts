@@ -193,6 +193,15 @@ export class SiteAdmin {
     ack: SyncAckPayload;
   }[] = [];
 
+  /**
+   * Play a sync lost on the way (a broker that dropped it, a session that expired while the hub
+   * was away): the site's version advances and nothing reaches the hub, whose acknowledged version
+   * stays where it was. Returns the lost version.
+   */
+  loseSync(): number {
+    return ++this.#version;
+  }
+
   /** The version the hub acknowledged last (0: none). */
   syncedVersion(hubId: string): number {
     return this.#synced.get(hubId)?.version ?? 0;

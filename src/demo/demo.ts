@@ -15,6 +15,7 @@ import { systemRandom } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
 import { runSteps } from './scenario.js';
 import { loadSimulatedSite } from './simulated-site.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
@@ -59,8 +60,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       broker ??= await startEmbeddedBroker({ ...brokerOptions, port });
     },
   };
-  // The hub's OTP key for remote commands: the hub reads it from commands.otpKeyFile, the cloud signs with it.
-  const cloud = await connectReferenceCloud(broker.url, pki, { protocolVersion: 4, otpHubId: hubId });
+  // The hub has no OTP key file: the cloud delivers its OTP key over the uplink (otp-sync-steps.ts).
+  const cloud = await connectReferenceCloud(broker.url, pki, { protocolVersion: 4 });
+  cloud.enableOtpKeys({ ca: pem(pki.ca.cert) });
   out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected and signs its commands`);
   // The site's administration at the cloud: its digital-key signing key is pinned by the hub.
   const issuer = new CloudKeyIssuer(systemRandom);
@@ -75,7 +77,6 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     simulation: { enabled: true, locks: opts.locks ?? 3, seed } as HubConfig['simulation'],
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
     uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
-    commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
@@ -104,8 +105,10 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       [
         ...smokeSteps(first.hub, marker),
         ...siteSteps(first.hub, world),
+        ...otpKeySteps(first.hub, world, cloud, hubId),
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
+        ...syncNowSteps(first.hub, cloud, admin, hubId),
       ],
       out,
     );
