@@ -231,6 +231,9 @@ describe('refusals change nothing', () => {
     // A new key under an old generation is a downgrade too.
     await h.send(await cl.c.deliver(A, { generation: 1 }));
     expect(h.lastAck().error?.code).toBe('stale_generation');
+    // Another key under the installed generation is not a redelivery.
+    await h.send(await cl.c.deliver(A, { generation: 2 }));
+    expect(h.lastAck().error?.code).toBe('stale_generation');
     // The old delivery relabelled with a higher generation: bound in the associated data, it does not open.
     await h.send({ ...old, generation: 9 });
     expect(h.lastAck().error?.code).toBe('does_not_open');
