@@ -98,7 +98,7 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
     }
     d.log.warn(
       { file: path ?? null },
-      'no OTP key yet: remote commands are refused (no_otp_key) until the cloud delivers one over the uplink (otp-key) or commands.otpKeyFile names one',
+      'no OTP key: every remote command will be refused (no_otp_key) until the cloud delivers one over the uplink (otp-key) or commands.otpKeyFile names one',
     );
     return undefined;
   }
