@@ -64,30 +64,22 @@ export interface OtpKeyDeliveryStatus {
   generation: number;
   /** The fingerprint of the OTP key held, null: none. */
   fingerprint: string | null;
-  deliveries: number;
-  refused: number;
-  lastRefusal: string | null;
 }
 
 export class OtpKeyDelivery {
   readonly #d: OtpKeyDeliveryDeps;
   #pair: DeliveryKeyPair | undefined;
-  #deliveries = 0;
-  #refused = 0;
-  #lastRefusal: string | null = null;
 
   constructor(deps: OtpKeyDeliveryDeps) {
     this.#d = deps;
   }
 
+  /** The OTP key held now: its generation and fingerprint (told to the cloud in each request). */
   status(): OtpKeyDeliveryStatus {
     const d = this.#d;
     return {
       generation: otpKeyGeneration(d.store),
       fingerprint: readSealed(d.store, { purpose: OTP_KEY_PURPOSE, id: d.hubId })?.fingerprint ?? null,
-      deliveries: this.#deliveries,
-      refused: this.#refused,
-      lastRefusal: this.#lastRefusal,
     };
   }
 
@@ -128,10 +120,6 @@ export class OtpKeyDelivery {
   /** A message on `otp-key`; resolves once it is installed or refused, and answered. Never rejects. */
   async handle(payload: Buffer): Promise<void> {
     const answer = await this.#take(payload);
-    if (!answer.ok) {
-      this.#refused++;
-      this.#lastRefusal = answer.error?.code ?? null;
-    }
     const r = await this.#d.publish('otp-key/ack', answer);
     if (!r.ok) this.#d.log.warn({ code: r.code, id: answer.id }, 'otp-key: the ack was not accepted by the broker');
   }
@@ -187,7 +175,6 @@ export class OtpKeyDelivery {
         );
       }
       if (outcome.kind === 'installed') {
-        this.#deliveries++;
         d.installed(key);
       } else {
         key.wipe();

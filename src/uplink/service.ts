@@ -13,7 +13,7 @@ import type { Outbox } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
 import type { Enrollment } from './enrollment.js';
 import { UplinkClient } from './mqtt-client.js';
-import { OtpKeyDelivery, type OtpKeyDeliveryDeps, type OtpKeyDeliveryStatus } from './otp-key-delivery.js';
+import { OtpKeyDelivery, type OtpKeyDeliveryDeps } from './otp-key-delivery.js';
 import { Publisher } from './publisher.js';
 import { Rotation, type RotationStatus } from './rotation.js';
 
@@ -77,7 +77,6 @@ export class UplinkService implements Component {
   #inbound: InboundHandler | undefined;
   #identity: UplinkIdentity | undefined;
   #rotation: Rotation | undefined;
-  #otpKeys: OtpKeyDelivery | undefined;
   /** The TLS certificate and key in use (the OTP key request is signed with them). */
   #tls: { cert: Buffer; key: Buffer } | undefined;
   #enrolling: Promise<void> | undefined;
@@ -96,11 +95,6 @@ export class UplinkService implements Component {
   /** Certificate renewal: when it is due, the last problem, rotations done (undefined when off). */
   rotationStatus(): RotationStatus | undefined {
     return this.#rotation?.status();
-  }
-
-  /** OTP key delivery: the generation held, deliveries and refusals (undefined when off or not started). */
-  otpKeyStatus(): OtpKeyDeliveryStatus | undefined {
-    return this.#otpKeys?.status();
   }
 
   /**
@@ -228,7 +222,6 @@ export class UplinkService implements Component {
           publish: (topic, payload) => client.publish(topic, JSON.stringify(payload)),
         })
       : undefined;
-    this.#otpKeys = otpKeys;
     this.#rotation = rotation;
     this.#unsubscribe.push(
       client.onMessage((topic, payload) => {
