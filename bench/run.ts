@@ -12,6 +12,7 @@ import { commandBench } from './command.bench.js';
 import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
 import { linkBench } from './link.bench.js';
+import { metricsBench } from './metrics.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
@@ -25,6 +26,7 @@ export const benchmarks: Benchmark[] = [
   accessBench,
   radioBench,
   cliBench,
+  metricsBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

@@ -56,6 +56,8 @@ export function registerSimMethods(server: ControlServer, world: SimWorld): void
         running: l.running,
         bound: l.boundHub() !== undefined,
         attachMode: l.inAttachMode(),
+        // PIN key versions only (0: none), never a key.
+        pinKey: l.running ? l.pinKeyVersions() : null,
         state: l.state(),
         unackedEvents: l.events().length,
         // Requests the lock handled since it booted, by operation: tests prove with it that a

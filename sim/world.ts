@@ -28,8 +28,11 @@ export interface SimWorldOptions {
   dir?: string;
   faults?: Partial<SimFaults>;
   attachWindowMs?: number;
-  /** The site's PIN key and id, in every lock's secure element (the keypads work only with them). */
-  site?: { pinKey: Secret; siteId: string };
+  /**
+   * The site's id, set in every lock at installation (PIN verifiers and tag hashes are bound to
+   * it). The PIN key is not here: a lock gets it only from its hub, over the sealed link.
+   */
+  site?: { siteId: string };
   /** Offline-list capacity of each lock. */
   maxOfflineEntries?: number;
   /** With `dir`: fsync each lock's flash file (default). Off, a lock's flash writes cost the hub machine nothing but the write. */
@@ -37,10 +40,9 @@ export interface SimWorldOptions {
 }
 
 /**
- * The simulated site's id and PIN key, derived from the simulation seed: the simulated locks'
- * secure elements hold them, and the demo's reference cloud derives the same to issue PINs. (A
- * real site's PIN key is made by the cloud; a hub enrolled with a claim holds it only sealed and
- * never uses it for a decision, and a lock gets it at installation: docs/digital-keys.md.)
+ * The simulated site's id and first PIN key, derived from the simulation seed: the demo's
+ * reference cloud uses them to issue PINs and seals the key to the hub; the simulated locks get
+ * the key only from the hub over the sealed link (`setPinKey`, docs/digital-keys.md).
  */
 export function simulatedSiteSecrets(seed: string): { siteId: string; pinKey: Secret } {
   const pinKey = createHmac('sha256', seed).update('iq-hub simulated site PIN key').digest();
@@ -90,7 +92,7 @@ export class SimWorld implements Component {
             ? new FileLockStorage(join(opts.dir, `${deviceId}.json`), { durable: opts.flashDurable ?? true })
             : new MemoryLockStorage(),
           ...(opts.attachWindowMs ? { attachWindowMs: opts.attachWindowMs } : {}),
-          ...(opts.site ? { pinKey: opts.site.pinKey, siteId: opts.site.siteId } : {}),
+          ...(opts.site ? { siteId: opts.site.siteId } : {}),
           ...(opts.maxOfflineEntries ? { maxOfflineEntries: opts.maxOfflineEntries } : {}),
         }),
       );

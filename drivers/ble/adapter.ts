@@ -3,7 +3,9 @@ import type { BearerError, BearerState, CloseReason, Unsubscribe } from '../../h
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError } from '../../src/base/errors.js';
 import { Listeners } from '../../src/base/listeners.js';
+import { Deduper } from '../../src/log/dedupe.js';
 import type { Logger } from '../../src/log/logger.js';
+import { scrub } from '../../src/log/scrub.js';
 import type { BleCounters, BleTransport } from './bearer.js';
 import { stoppedError, unavailableError } from './errors.js';
 import type { BleConfig } from './options.js';
@@ -57,6 +59,8 @@ export class Adapter {
   #readyTimer: TimerHandle | undefined;
   #recoverTimer: TimerHandle | undefined;
   #backoffMs: number;
+  /** noble's warnings, once per change (the same one again within ten minutes is only counted). */
+  readonly #warnings: Deduper;
 
   constructor(options: AdapterOptions) {
     this.#transport = options.transport;
@@ -66,6 +70,7 @@ export class Adapter {
     this.#counters = options.counters;
     this.#hooks = options.hooks;
     this.#backoffMs = options.cfg.recoverBaseMs;
+    this.#warnings = new Deduper({ now: () => options.clock.now() });
   }
 
   state(): BearerState {
@@ -162,7 +167,15 @@ export class Adapter {
     });
     // noble reports its own troubles as warnings on the console; keep them in our log instead.
     noble.removeAllListeners('warning');
-    noble.on('warning', (message: string) => this.#log.debug({ message }, 'noble warning'));
+    noble.on('warning', (message: string) => {
+      const text = scrub(String(message));
+      const admitted = this.#warnings.admit(text);
+      if (admitted)
+        this.#log.debug(
+          admitted.repeated ? { message: text, repeated: admitted.repeated } : { message: text },
+          'noble warning',
+        );
+    });
     this.#readyTimer = this.#clock.setTimeout(() => {
       this.#readyTimer = undefined;
       this.unavailable(

@@ -1,12 +1,14 @@
+import { X509Certificate } from 'node:crypto';
 import { pinVerifier, tagHash } from '../../src/access/credentials.js';
 import type { Schedule } from '../../src/access/schedule.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
 import type { SyncAckPayload } from '../../src/contract/mqtt-hub-messages.js';
-import type { DeltaData, SnapshotData } from '../../src/contract/sync-data.js';
-import type { Secret } from '../../src/crypto/secret.js';
+import type { DeltaData, SnapshotData, SyncPinKey } from '../../src/contract/sync-data.js';
+import { Secret } from '../../src/crypto/secret.js';
 import type { EncryptedKey } from '../phone/delivery.js';
 import { CloudKeyIssuer, type PhoneKeys } from '../phone/issuer.js';
+import { wrapForKey } from './ca.js';
 import type { ReferenceCloud } from './cloud.js';
 
 /**
@@ -31,7 +33,7 @@ type Table = (typeof TABLES)[number];
 
 export interface SiteAdminOptions {
   siteId: string;
-  /** The site's PIN key (the locks' secure elements hold the same). */
+  /** The site's PIN key, version 1 (a hub gets it sealed, at enrollment or in a sync; its locks from the hub). */
   pinKey: Secret;
   random: Random;
   /** Signs digital keys; a new one when absent (its publicKeyRaw is what hubs pin). */
@@ -49,10 +51,28 @@ const empty = (): Tables => ({
 
 const membershipKey = (userId: string, groupId: string) => `${userId}\u0000${groupId}`;
 
+/** A PIN re-issued under a new PIN key: the old credential stays until the overlap ends. */
+export interface ReissuedPin {
+  oldId: string;
+  newId: string;
+  userId: string;
+  /** The new digits, shown once. */
+  pin: string;
+}
+
 export class SiteAdmin {
   readonly siteId: string;
   readonly issuer: CloudKeyIssuer;
-  readonly #pinKey: Secret;
+  #pinKey: Secret;
+  #pinKeyVersion = 1;
+  /** During a rotation: the previous key's version and the end of the overlap (Unix ms). */
+  #overlap: { version: number; until: number } | undefined;
+  /** The PIN key version each PIN's verifier was made under. */
+  readonly #pinVersions = new Map<string, number>();
+  /** Each hub's public key (PEM): the PIN key is sealed to it in the syncs. */
+  readonly #hubKeys = new Map<string, string>();
+  /** Per hub: the PIN key state (version, overlap) it acknowledged last. */
+  readonly #pinKeySynced = new Map<string, string>();
   readonly #random: Random;
   #now: Tables = empty();
   /** Per hub: the content and version it acknowledged last. */
@@ -94,7 +114,76 @@ export class SiteAdmin {
     if ([...this.#now.pins.values()].some((p) => p.verifier === verifier))
       return this.issuePin(credentialId, userId, digits);
     this.#now.pins.set(credentialId, { id: credentialId, userId, verifier });
+    this.#pinVersions.set(credentialId, this.#pinKeyVersion);
     return pin;
+  }
+
+  /** The site PIN key version now, and the end of a running overlap. */
+  pinKeyState(): { version: number; overlapUntil: number | undefined } {
+    return { version: this.#pinKeyVersion, overlapUntil: this.#overlap?.until };
+  }
+
+  /**
+   * Registers a hub's public key (PEM, from its certificate or CSR): its syncs then carry the site
+   * PIN key sealed to it, as the enrollment's secrets are (RSA-OAEP-SHA-256).
+   */
+  setHubKey(hubId: string, publicKeyOrCertPem: string): void {
+    const pem = publicKeyOrCertPem.includes('CERTIFICATE')
+      ? new X509Certificate(publicKeyOrCertPem).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+      : publicKeyOrCertPem;
+    this.#hubKeys.set(hubId, pem);
+    this.#pinKeySynced.delete(hubId);
+  }
+
+  /**
+   * Rotates the site PIN key: a new random key (version + 1), sealed to each hub in its next sync.
+   * The cloud keeps no digits, so every PIN is re-issued under the new key with new digits (new
+   * credential id `<old id>.k<version>`); the old PINs stay in the mirror, and the previous key on
+   * the locks, until `overlapUntil` (Unix ms) — then `endPinKeyOverlap()` removes them.
+   * `newKey`: a given key instead of a random one (tests that search outputs for it).
+   */
+  rotatePinKey(overlapUntil: number, newKey?: Secret): { version: number; reissued: ReissuedPin[] } {
+    if (this.#overlap) throw new HubError('cloud.admin', 'a PIN key overlap is running: end it first');
+    const previous = this.#pinKeyVersion;
+    this.#pinKey = newKey ?? new Secret(this.#random.bytes(32));
+    this.#pinKeyVersion = previous + 1;
+    this.#overlap = { version: previous, until: overlapUntil };
+    const reissued: ReissuedPin[] = [];
+    for (const row of [...this.#now.pins.values()]) {
+      const oldId = row.id as string;
+      if (this.#pinVersions.get(oldId) !== previous) continue;
+      const newId = `${oldId.replace(/\.k[0-9]+$/, '')}.k${this.#pinKeyVersion}`;
+      const userId = row.userId as string;
+      reissued.push({ oldId, newId, userId, pin: this.issuePin(newId, userId) });
+    }
+    return { version: this.#pinKeyVersion, reissued };
+  }
+
+  /** Ends the overlap: the previous key's PINs leave the mirror, and the hubs drop the previous key. */
+  endPinKeyOverlap(): void {
+    const overlap = this.#overlap;
+    if (!overlap) return;
+    for (const [id, version] of [...this.#pinVersions]) {
+      if (version <= overlap.version) {
+        this.#now.pins.delete(id);
+        this.#pinVersions.delete(id);
+      }
+    }
+    this.#overlap = undefined;
+  }
+
+  /** The PIN key for a hub's sync (undefined when the hub's key is unknown, or it has this state already). */
+  #pinKeyFor(hubId: string, always: boolean): { data: SyncPinKey; state: string } | undefined {
+    const pem = this.#hubKeys.get(hubId);
+    if (!pem) return undefined;
+    const state = JSON.stringify([this.#pinKeyVersion, this.#overlap?.until ?? null]);
+    if (!always && this.#pinKeySynced.get(hubId) === state) return undefined;
+    const data: SyncPinKey = {
+      version: this.#pinKeyVersion,
+      key: wrapForKey(pem, this.#pinKey.reveal()),
+      ...(this.#overlap ? { overlapUntil: this.#overlap.until } : {}),
+    };
+    return { data, state };
   }
 
   /** Enrols a DESFire tag by its credential id (read by the enrolment desk); the cloud keeps its hash. */
@@ -125,6 +214,7 @@ export class SiteAdmin {
   revokePin(credentialId: string): void {
     this.#need('pins', credentialId);
     this.#now.pins.delete(credentialId);
+    this.#pinVersions.delete(credentialId);
   }
 
   revokeKey(keyId: string): void {
@@ -148,7 +238,11 @@ export class SiteAdmin {
   ): Promise<SyncAckPayload> {
     const last = this.#synced.get(hubId);
     const version = ++this.#version;
-    const data = last && !opts.snapshot ? this.#delta(last.tables) : this.snapshotData();
+    const pinKey = this.#pinKeyFor(hubId, !last || opts.snapshot === true);
+    const data = {
+      ...(last && !opts.snapshot ? this.#delta(last.tables) : this.snapshotData()),
+      ...(pinKey ? { pinKey: pinKey.data } : {}),
+    };
     const ack = await cloud.sync(
       hubId,
       last && !opts.snapshot
@@ -156,8 +250,10 @@ export class SiteAdmin {
         : { kind: 'snapshot', version, data: data as unknown as Record<string, unknown> },
       { timeoutMs: opts.timeoutMs ?? 10_000 },
     );
-    if (ack.ok) this.#synced.set(hubId, { version, tables: this.#copy() });
-    else if (ack.error?.code === 'sync.base-mismatch') this.#synced.delete(hubId);
+    if (ack.ok) {
+      this.#synced.set(hubId, { version, tables: this.#copy() });
+      if (pinKey) this.#pinKeySynced.set(hubId, pinKey.state);
+    } else if (ack.error?.code === 'sync.base-mismatch') this.#synced.delete(hubId);
     return ack;
   }
 

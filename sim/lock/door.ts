@@ -82,9 +82,14 @@ export class Door {
       return { opened: false, reason: 'hub-unreachable', credentialId: null, decidedBy: 'lock' };
     }
     const memory = this.#o.memory;
-    const digest = Buffer.from(credential.kind === 'pin' ? credential.verifier : credential.hash).toString('hex');
+    const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+    // A PIN during a key overlap matches under either key the lock holds.
+    const digests =
+      credential.kind === 'pin'
+        ? [hex(credential.verifier), ...(credential.previous ? [hex(credential.previous)] : [])]
+        : [hex(credential.hash)];
     const now = memory.now();
-    const entry = memory.running().offlineAccess.find((e) => e.kind === credential.kind && e.digest === digest);
+    const entry = memory.running().offlineAccess.find((e) => e.kind === credential.kind && digests.includes(e.digest));
     if (!entry) return { opened: false, reason: 'hub-unreachable', credentialId: null, decidedBy: 'offline-list' };
     const admitted = entry.windows.some((w) => now >= w.from && now < w.until);
     return admitted

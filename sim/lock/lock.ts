@@ -14,6 +14,7 @@ import { LockMemory } from './memory.js';
 import { Relock } from './relock.js';
 import { LockRequests } from './requests.js';
 import {
+  type HeldPinKey,
   isOfflineAccessEntry,
   type LockStorage,
   MemoryLockStorage,
@@ -89,11 +90,10 @@ export interface SimLockOptions {
   maxEvents?: number;
   maxOfflineEntries?: number;
   /**
-   * The site's PIN key, in the lock's secure element (put there by the cloud at installation):
-   * the keypad turns typed digits into a verifier with it. Without one the keypad refuses codes.
+   * The site id that PIN verifiers and tag hashes are bound to. The site's PIN key itself comes
+   * only from the bound hub, over the sealed link (`setPinKey`): until one is installed the keypad
+   * refuses codes.
    */
-  pinKey?: Secret;
-  /** The site id that PIN verifiers and tag hashes are bound to. */
   siteId?: string;
   /** How long the lock waits for the hub's answer to an access request before deciding alone, ms. */
   accessTimeoutMs?: number;
@@ -122,7 +122,6 @@ export class SimLock {
   readonly #radio: PeripheralHost;
   readonly #clock: Clock;
   readonly #random: Random;
-  readonly #pinKey: Secret | undefined;
   readonly #siteId: string | undefined;
   readonly #memory: LockMemory;
   readonly #sessions: HubSessions;
@@ -149,7 +148,6 @@ export class SimLock {
     this.attachWindowMs = positiveInt('attachWindowMs', options.attachWindowMs ?? 60_000);
     this.maxEvents = positiveInt('maxEvents', options.maxEvents ?? 1000);
     this.maxOfflineEntries = positiveInt('maxOfflineEntries', options.maxOfflineEntries ?? 500);
-    this.#pinKey = options.pinKey;
     this.#siteId = options.siteId;
     this.accessTimeoutMs = positiveInt('accessTimeoutMs', options.accessTimeoutMs ?? 1500);
     this.grantOpenMs = positiveInt('grantOpenMs', options.grantOpenMs ?? 5000);
@@ -264,11 +262,46 @@ export class SimLock {
    * digits go no further (not to the hub, not to flash, not to an event).
    */
   typePin(digits: string): Promise<DoorOutcome> {
-    if (!this.#pinKey || !this.#siteId) {
+    const keys = this.#usablePinKeys();
+    const current = keys[0];
+    if (!current || !this.#siteId) {
       throw new HubError('sim-lock.config', `simulated lock ${this.deviceId} has no site PIN key: its keypad is off`);
     }
-    const verifier = pinVerifier(this.#pinKey, digits, this.#siteId);
-    return this.#door.decide('pin', { kind: 'pin', verifier });
+    // The secure element: the digits become verifiers under the keys it holds, and go no further.
+    const verify = (hex: string) => {
+      const key = new Secret(new Uint8Array(Buffer.from(hex, 'hex')));
+      try {
+        return pinVerifier(key, digits, this.#siteId as string);
+      } finally {
+        key.wipe();
+      }
+    };
+    const verifier = verify(current.key);
+    const previous = keys[1] ? verify(keys[1].key) : undefined;
+    return this.#door.decide('pin', { kind: 'pin', verifier, ...(previous ? { previous } : {}) });
+  }
+
+  /** The PIN keys held, current first; a previous key past its end is dropped (and saved) first. */
+  #usablePinKeys(): HeldPinKey[] {
+    const held = this.#memory.running().pinKeys;
+    const previous = held[1];
+    if (previous && previous.until !== null && this.#memory.now() >= previous.until) {
+      try {
+        this.#memory.change((d) => {
+          d.pinKeys = d.pinKeys.slice(0, 1);
+        });
+      } catch {
+        // The flash refused: the key is not used all the same; the next attempt saves again.
+      }
+      return held.slice(0, 1);
+    }
+    return held;
+  }
+
+  /** The PIN key versions this lock holds (0: none); never the keys. */
+  pinKeyVersions(): { version: number; previous: number } {
+    const held = this.#usablePinKeys();
+    return { version: held[0]?.version ?? 0, previous: held[1]?.version ?? 0 };
   }
 
   /** A DESFire tag on the reader, already authenticated by the lock: its credential id. */
@@ -378,8 +411,11 @@ export class SimLock {
     if (hubStatic.length !== 32) throw new HubError('sim-lock.bind', 'simulated lock: a hub key is 32 bytes');
     const key = Buffer.from(hubStatic).toString('hex');
     this.#memory.change((d) => {
-      // Another site's offline credentials must not open the door for the new one.
-      if (d.boundHub !== key) d.offlineAccess = [];
+      // Another site's offline credentials and PIN keys must not work for the new one.
+      if (d.boundHub !== key) {
+        d.offlineAccess = [];
+        d.pinKeys = [];
+      }
       d.boundHub = key;
       d.formerHub = null;
     });

@@ -14,7 +14,7 @@ import { FRAME_HEADER_LEN } from '../../src/link/transport.js';
 import type { SessionContext } from './hub-sessions.js';
 import type { LockMemory } from './memory.js';
 import type { Relock } from './relock.js';
-import type { OfflineAccessEntry } from './storage.js';
+import type { HeldPinKey, OfflineAccessEntry } from './storage.js';
 
 /**
  * What the lock does with each request from its hub: the bolt, the modes, the event log, the
@@ -84,12 +84,16 @@ export class LockRequests {
           return { type: 'ok', id, result: { op: 'setTime' } };
         case 'setOffline':
           return this.#setOffline(id, request);
+        case 'setPinKey':
+          return this.#setPinKey(id, request);
         case 'detach':
-          // Forgotten and saved first: the ok is the lock's confirmation.
+          // Forgotten and saved first: the ok is the lock's confirmation. The site's PIN keys go
+          // with the site: a detached lock's keypad is off until its next hub installs a key.
           memory.change((d) => {
             d.formerHub = d.boundHub;
             d.boundHub = null;
             d.offlineAccess = [];
+            d.pinKeys = [];
           });
           return { type: 'ok', id, result: { op: 'detach' } };
       }
@@ -122,6 +126,36 @@ export class LockRequests {
         digest: offlineListDigest(held.map(fromEntry)),
       },
     };
+  }
+
+  /**
+   * Installs the site PIN key (only ever reached through a session with the bound hub: the
+   * transport frame opened under that session's keys). Refused with `bad-request`, changing
+   * nothing: a version below the current one (a downgrade), or the current version with another
+   * key (a version names one key). A version one above the current keeps the current as the
+   * previous key until `previousUntil` (lock time; 0 or past: not kept); any older key is dropped.
+   * The same version and key again only moves the previous key's end (0 drops it).
+   */
+  #setPinKey(id: number, request: Extract<Request, { type: 'setPinKey' }>): Response {
+    const { memory } = this.#o;
+    const held = memory.running().pinKeys;
+    const current = held[0];
+    const key = Buffer.from(request.key).toString('hex');
+    if (current && request.version < current.version) return { type: 'error', id, code: 'bad-request' };
+    if (current && request.version === current.version && current.key !== key) {
+      return { type: 'error', id, code: 'bad-request' };
+    }
+    const now = memory.now();
+    const keep = request.previousUntil > now;
+    let previous: HeldPinKey | undefined;
+    if (current && request.version === current.version) previous = held[1];
+    else if (current && request.version === current.version + 1) previous = { ...current };
+    const next: HeldPinKey[] = [{ version: request.version, key, until: null }];
+    if (previous && keep) next.push({ ...previous, until: request.previousUntil });
+    memory.change((d) => {
+      d.pinKeys = next;
+    });
+    return { type: 'ok', id, result: { op: 'setPinKey', version: request.version, previous: next[1]?.version ?? 0 } };
   }
 
   #okState(id: number, op: 'open' | 'lock' | 'setMode' | 'getState'): Response {

@@ -35,6 +35,18 @@ export interface OfflineAccessEntry {
   windows: { from: number; until: number }[];
 }
 
+/**
+ * A site PIN key the lock holds (a real lock keeps it in its secure element; the simulated one in
+ * its flash file, mode 0600). `until`: null for the current key; for the previous one, the lock
+ * time (Unix ms) after which it is dropped.
+ */
+export interface HeldPinKey {
+  version: number;
+  /** 64 lowercase hex digits. */
+  key: string;
+  until: number | null;
+}
+
 export const LOCK_PERSISTED_VERSION = 1;
 
 export interface LockPersisted {
@@ -61,6 +73,12 @@ export interface LockPersisted {
   offlineAccess: OfflineAccessEntry[];
   /** Refused handshakes by reason. */
   refusals: Record<RefusalReason, number>;
+  /**
+   * The site PIN keys, installed only by `setPinKey` over the sealed link: the current one first,
+   * then at most one previous (version current − 1) during an overlap. Absent in flash written
+   * before keys were delivered over the link: read as none.
+   */
+  pinKeys: HeldPinKey[];
 }
 
 export interface LockStorage {
@@ -90,6 +108,7 @@ export function factoryState(): LockPersisted {
     droppedEvents: 0,
     offlineAccess: [],
     refusals: zeroRefusals(),
+    pinKeys: [],
   };
 }
 
@@ -255,6 +274,17 @@ function exactKeys(o: Record<string, unknown>, keys: readonly string[]): boolean
   return have.length === keys.length && keys.every((k) => Object.hasOwn(o, k));
 }
 
+function isHeldPinKey(k: unknown, current: boolean): k is HeldPinKey {
+  return (
+    isRecord(k) &&
+    exactKeys(k, ['version', 'key', 'until']) &&
+    isUint(k.version, 1, MAX_U32) &&
+    typeof k.key === 'string' &&
+    /^[0-9a-f]{64}$/.test(k.key) &&
+    (current ? k.until === null : isUint(k.until, 0, Number.MAX_SAFE_INTEGER))
+  );
+}
+
 export function isOfflineAccessEntry(e: unknown): e is OfflineAccessEntry {
   return (
     isRecord(e) &&
@@ -342,6 +372,13 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
     if (!isUint(refusals[reason], 0, Number.MAX_SAFE_INTEGER)) throw bad(`refusals.${reason} is not a count`);
   }
   if (Object.keys(refusals).some((k) => !isOneOf(REFUSAL_REASONS, k))) throw bad('refusals has an unknown reason');
+  const pinKeys = v.pinKeys ?? [];
+  if (!Array.isArray(pinKeys) || pinKeys.length > 2) throw bad('pinKeys is not a list of at most 2 keys');
+  for (const [i, k] of pinKeys.entries()) {
+    if (!isHeldPinKey(k, i === 0)) throw bad(`pinKeys[${i}] is not a valid PIN key`);
+  }
+  if (pinKeys.length === 2 && pinKeys[1].version !== pinKeys[0].version - 1)
+    throw bad('pinKeys[1] is not the version before pinKeys[0]');
   return {
     version: LOCK_PERSISTED_VERSION,
     boundHub: v.boundHub as string | null,
@@ -356,5 +393,6 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
     droppedEvents: v.droppedEvents,
     offlineAccess: structuredClone(v.offlineAccess as OfflineAccessEntry[]),
     refusals: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, refusals[r]])) as Record<RefusalReason, number>,
+    pinKeys: structuredClone(pinKeys as HeldPinKey[]),
   };
 }

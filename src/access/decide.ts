@@ -30,7 +30,8 @@ export type CredentialKind = 'pin' | 'tag' | 'digitalKey';
 
 /** What the lock read at the door. Untrusted: every field is checked. */
 export type PresentedCredential =
-  | { kind: 'pin'; verifier: Uint8Array }
+  /** `previous`: the same digits under the lock's previous PIN key, during a key overlap only. */
+  | { kind: 'pin'; verifier: Uint8Array; previous?: Uint8Array }
   | { kind: 'tag'; hash: Uint8Array }
   /** `presentation`: the phone's answer as bytes (UTF-8 JSON `{signedKey, proof}`), `challenge`: the lock's. */
   | { kind: 'digitalKey'; challenge: Uint8Array; presentation: Uint8Array };
@@ -55,6 +56,11 @@ export interface AccessDeciderDeps {
   cloudPublicKey: KeyObject | undefined;
   log: Logger;
   throttle?: PinThrottleOptions;
+  /**
+   * Whether a PIN-key overlap runs at `at` (src/access/pin-keys.ts): only then is a PIN's
+   * `previous` verifier looked up. Absent: never.
+   */
+  pinOverlap?: (at: number) => boolean;
 }
 
 /** Challenges remembered per lock to refuse a replayed presentation (the oldest is forgotten first). */
@@ -130,10 +136,17 @@ export class AccessDecider {
     return deny('pin', 'malformed');
   }
 
-  #pin(lockId: string, c: { verifier: Uint8Array }, at: number): AccessDecision {
+  #pin(lockId: string, c: { verifier: Uint8Array; previous?: Uint8Array }, at: number): AccessDecision {
     if (this.#throttle.check(lockId).disabled) return deny('pin', 'lockout');
-    if (!(c.verifier instanceof Uint8Array) || c.verifier.length !== VERIFIER_BYTES) return deny('pin', 'malformed');
-    const match = this.#d.mirror.userByPinVerifier(c.verifier);
+    const isVerifier = (v: unknown) => v instanceof Uint8Array && v.length === VERIFIER_BYTES;
+    if (!isVerifier(c.verifier)) return deny('pin', 'malformed');
+    if (c.previous !== undefined && !isVerifier(c.previous)) return deny('pin', 'malformed');
+    // One typed code, one attempt: the previous key's verifier counts only during an overlap, and
+    // a miss under both keys is one wrong code for the throttle.
+    const previous = c.previous !== undefined && this.#d.pinOverlap?.(at) === true ? c.previous : undefined;
+    const match =
+      this.#d.mirror.userByPinVerifier(c.verifier) ??
+      (previous === undefined ? undefined : this.#d.mirror.userByPinVerifier(previous));
     if (!match) {
       const state = this.#throttle.wrong(lockId);
       if (state.disabled && state.began) {

@@ -69,9 +69,10 @@ export class AccessMirror {
    * `sync.base-mismatch` (a delta not based on this mirror's version: send a snapshot),
    * `sync.stale-version` (version not above the mirror's), `sync.unknown-reference` (a row naming
    * a user or group the mirror would not hold, or deleting one it does not hold), `sync.too-large`.
+   * `also` runs inside the same transaction (the sync's PIN key: `sync.pin-key…` refusals).
    */
-  apply(p: SyncPayload): ApplyResult {
-    return this.#sync.apply(p);
+  apply(p: SyncPayload, also?: () => void): ApplyResult {
+    return this.#sync.apply(p, also);
   }
 
   user(userId: string): MirrorUser | undefined {

@@ -38,7 +38,8 @@ export class SyncApplier {
     return Object.fromEntries(TABLES.map((t) => [t, this.#sql.count[t].get() as number])) as Record<Table, number>;
   }
 
-  apply(p: SyncPayload): ApplyResult {
+  /** `also`: more of the same sync (its PIN key), run inside its transaction after the rows. */
+  apply(p: SyncPayload, also?: () => void): ApplyResult {
     const { rows, deletes } = prepareSync(p);
     const result = this.#store.transaction(() => {
       const previousVersion = this.version();
@@ -68,6 +69,7 @@ export class SyncApplier {
           );
         }
       }
+      also?.();
       this.#sql.setVersion.run(p.version, p.id, p.kind, Math.floor(this.#clock.now()));
       return { kind: p.kind, previousVersion, version: p.version, counts };
     });

@@ -1,5 +1,6 @@
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
+import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
 import { HubError } from '../base/errors.js';
 import type { CommandsView } from '../contract/control-socket.js';
 import { MAX_OPEN_MS } from '../contract/link-messages.js';
@@ -84,12 +85,16 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
 }
 
 /** `iqhub offline`: per bound lock, what its offline list holds and whether it is up to date. */
-export function registerAccessMethods(server: ControlServer, offline: OfflineLists | undefined): void {
+export function registerAccessMethods(
+  server: ControlServer,
+  offline: OfflineLists | undefined,
+  pinKeys?: PinKeyDelivery,
+): void {
   server.register('access.offline', {
     params: { properties: { lockId: lockIdParam } },
     handler: (p) => {
       const lockId = p.lockId as string | undefined;
-      const rows = offlineListRows(offline).filter((r) => lockId === undefined || r.lockId === lockId);
+      const rows = offlineListRows(offline, pinKeys).filter((r) => lockId === undefined || r.lockId === lockId);
       if (lockId !== undefined && rows.length === 0) {
         throw new HubError('access.no-offline-list', `lock ${lockId} has no offline list on this hub`, {
           hint: 'only bound locks get one; iqhub locks lists them (a lock bound a moment ago gets its list shortly)',

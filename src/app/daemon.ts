@@ -5,12 +5,16 @@ import { describeError, HubError } from '../base/errors.js';
 import { type Random, systemRandom } from '../base/random.js';
 import { VERSION } from '../base/version.js';
 import { loadConfig } from '../config/load.js';
+import { type MetricsListen, parseMetricsListen } from '../config/metrics-listen.js';
 import type { HubConfig } from '../config/schema.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import type { LinkOptions } from '../link/manager.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { routeConsole } from '../log/console.js';
+import { prefixLines } from '../log/journal.js';
+import { createLogger, type Logger, onJournal } from '../log/logger.js';
 import { startFailureExit } from './exit-codes.js';
 import { Hub } from './hub.js';
+import { hubMetricsSource } from './metrics-source.js';
 import { loadDrivers } from './radios.js';
 import { createNotifier, startWatchdog, watchdogIntervalMs } from './sd-notify.js';
 
@@ -51,6 +55,11 @@ export interface DaemonOptions<W = unknown> {
   onStarted?: (hub: Hub, log: Logger) => Promise<void> | void;
   /** Install SIGTERM/SIGINT handlers (true for `iqhub run`). */
   handleSignals?: boolean;
+  /**
+   * Route the libraries' console output (noble's warnings) through the logger, once per change,
+   * while the daemon runs; `handleSignals` by default (the process is the daemon's own).
+   */
+  routeConsole?: boolean;
   /** Timing of the lock link; defaults suit real radios. */
   linkOptions?: Partial<LinkOptions>;
 }
@@ -75,13 +84,27 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
   const random = opts.random ?? systemRandom;
   const loaded = loadConfig(opts.configPath, opts.overrides);
   const config = loaded.config;
-  const log = createLogger({ level: config.log.level, pretty: opts.logPretty ?? config.log.pretty });
+  const log = createLogger({
+    level: config.log.level,
+    pretty: opts.logPretty ?? config.log.pretty,
+    // Under systemd: each line with its priority, so `journalctl -p err` finds the errors.
+    journal: onJournal(env),
+  });
   const onBuilt = opts.onBuilt;
   const notifier = createNotifier(env, (e) => log.warn({ err: e }, 'systemd notification failed'));
+  const restoreConsole =
+    (opts.routeConsole ?? opts.handleSignals) ? routeConsole(log, { now: () => clock.now() }) : undefined;
 
   log.info({ version: VERSION, config: loaded.source ?? '(defaults)', dataDir: config.dataDir }, 'iq-hub starting');
   let hub: Hub;
+  let metrics: { stop(): Promise<void> } | undefined;
+  let started: Hub | undefined;
   try {
+    // Checked before anything is opened: a refused address is a configuration error (exit 78).
+    const metricsAt =
+      config.metrics.listen === null
+        ? undefined
+        : parseMetricsListen(config.metrics.listen, config.metrics.allowRemote);
     const site = config.simulation.enabled ? (await loadSimulation(opts))(config, clock, random) : undefined;
     if (site) log.warn({ locks: site.locks }, 'simulation mode: the locks are simulated, not real');
     const drivers = await loadDrivers(config.radios);
@@ -99,8 +122,13 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     site?.registerMethods(hub.control);
     onBuilt?.(hub, site?.world);
     await hub.start();
+    started = hub;
+    if (metricsAt) metrics = await startMetricsEndpoint(hub, metricsAt, log);
   } catch (e) {
     notifier.close();
+    restoreConsole?.();
+    // Started, then the metrics endpoint failed: stop what runs, so the store is closed cleanly.
+    await started?.stop().catch(() => undefined);
     throw e;
   }
 
@@ -124,6 +152,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
       }, config.shutdown.timeoutMs);
       let code = 0;
       try {
+        await metrics?.stop().catch((e) => log.warn({ err: e }, 'the metrics endpoint did not stop cleanly'));
         await hub.stop();
       } catch (e) {
         log.error({ err: e }, 'error while stopping');
@@ -132,6 +161,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
       watchdog?.stop();
       clock.clearTimeout(deadline);
       notifier.close();
+      restoreConsole?.();
       log.info({ code }, 'iq-hub stopped');
       resolveDone(code);
       return done;
@@ -167,9 +197,28 @@ export async function runDaemon<W>(opts: DaemonOptions<W>): Promise<number> {
     if (d.stopTimedOut()) process.exit(code);
     return code;
   } catch (e) {
-    process.stderr.write(`iq-hub: cannot start: ${describeError(e)}\n`);
+    const text = `iq-hub: cannot start: ${describeError(e)}\n`;
+    // The journal stores stderr at the unit's SyslogLevel (info) unless the line says otherwise.
+    process.stderr.write(onJournal(opts.env ?? process.env, 2) ? prefixLines(text, 3) : text);
     return startFailureExit(e);
   }
+}
+
+/** prom-client is imported here only: a hub with metrics off never loads it. */
+async function startMetricsEndpoint(hub: Hub, listen: MetricsListen, log: Logger): Promise<{ stop(): Promise<void> }> {
+  const { startMetrics } = await import('../metrics/exporter.js');
+  const endpoint = await startMetrics({
+    listen,
+    source: hubMetricsSource(hub),
+    log: log.child({ component: 'metrics' }),
+  });
+  Object.assign(hub.metricsHooks, endpoint.hooks);
+  return {
+    stop: async () => {
+      hub.metricsHooks.decision = undefined;
+      await endpoint.stop();
+    },
+  };
 }
 
 function loadSimulation<W>(opts: DaemonOptions<W>): Promise<SimulationFactory<W>> {

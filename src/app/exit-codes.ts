@@ -49,12 +49,14 @@ const PERMANENT_CODES: ReadonlySet<HubErrorCode> = new Set<HubErrorCode>([
   'ble.config',
   'zigbee.config',
   'radio.no-zigbee',
+  'metrics.listen',
 ]);
 
 const TRANSIENT_CODES: ReadonlySet<HubErrorCode> = new Set<HubErrorCode>([
   'store.disk-full',
   'store.locked',
   'control.in-use',
+  'metrics.in-use',
 ]);
 
 /** errno values outside a HubError (a file the daemon could not write on its way up). */

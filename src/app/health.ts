@@ -21,6 +21,8 @@ export interface HealthFacts {
   certificateNotAfter: () => string | null;
   /** The bound locks' offline lists (absent: the hub keeps none). */
   offlineLists?: () => { lockId: string; upToDate: boolean }[];
+  /** The site PIN key version and what each bound lock holds (absent: no radio). */
+  pinKeys?: () => { version: number; locks: { lockId: string; version: number | undefined }[] };
   /** The verifier's counts; undefined until the uplink is up. */
   commandStats: () => VerifierStats | undefined;
   /** Whether the cloud acknowledges events (`events/ack`); undefined without an uplink. */
@@ -57,6 +59,7 @@ export function buildHealth(f: HealthFacts): HealthPayload {
       daysLeft: notAfter === null ? null : Math.floor((Date.parse(notAfter) - now) / 86_400_000),
     },
     ...(f.offlineLists ? { offlineLists: offlineSummary(f.offlineLists()) } : {}),
+    ...(f.pinKeys ? { pinKeys: pinKeySummary(f.pinKeys()) } : {}),
     ...(commands ? { commands: commandSummary(commands) } : {}),
     ...(delivery ? { delivery } : {}),
     ...(disk ? { disk: disk.full ? { full: true, detail: disk.detail } : { full: false, detail: null } } : {}),
@@ -72,6 +75,33 @@ export function offlineSummary(
     .map((l) => l.lockId)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return { locks: locks.length, notUpToDate: behind.length, lockIds: behind.slice(0, HEALTH_MAX_LOCK_IDS) };
+}
+
+/** `health.pinKeys`: the current version, and the first locks not known to hold it (ids in order). */
+export function pinKeySummary(
+  p: ReturnType<NonNullable<HealthFacts['pinKeys']>>,
+): NonNullable<HealthPayload['pinKeys']> {
+  const behind = p.locks
+    .filter((l) => l.version !== p.version)
+    .map((l) => l.lockId)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return {
+    version: p.version,
+    locks: p.locks.length,
+    notCurrent: behind.length,
+    lockIds: behind.slice(0, HEALTH_MAX_LOCK_IDS),
+  };
+}
+
+/** The delivery's view as HealthFacts.pinKeys wants it. */
+export function pinKeyFacts(d: {
+  currentVersion(): number;
+  locks(): { lockId: string; version: number | undefined }[];
+}): NonNullable<HealthFacts['pinKeys']> {
+  return () => ({
+    version: d.currentVersion(),
+    locks: d.locks().map((l) => ({ lockId: l.lockId, version: l.version })),
+  });
 }
 
 /** `health.commands`: the verifier's counts (refused codes with a count only). */

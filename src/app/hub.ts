@@ -7,6 +7,8 @@ import { AccessDecider } from '../access/decide.js';
 import { AccessMirror } from '../access/mirror.js';
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
+import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
+import { PinKeyRing } from '../access/pin-keys.js';
 import { checkTimeZone } from '../access/schedule.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
@@ -36,6 +38,7 @@ import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
 import { UplinkService } from '../uplink/service.js';
@@ -49,9 +52,10 @@ import {
 import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
-import { buildHealth } from './health.js';
+import { buildHealth, pinKeyFacts } from './health.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
+import { applyWithPinKey } from './pin-key-open.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
 
 export interface HubDeps {
@@ -99,8 +103,14 @@ export class Hub {
   readonly access: AccessDecider;
   /** Keeps each bound lock's offline list in step with the mirror (with a radio only). */
   readonly offline: OfflineLists | undefined;
+  /** The site PIN keys the cloud sent (current, and the previous one during an overlap). */
+  readonly pinKeys: PinKeyRing;
+  /** Delivers them to every bound lock over the sealed link (with a radio only). */
+  readonly pinKeyDelivery: PinKeyDelivery | undefined;
   /** The radios the locks are reached over (simulated, BLE, ZigBee), if any. */
   readonly radios: Radios | undefined;
+  /** Filled by the metrics endpoint when it runs (src/metrics); empty otherwise. */
+  readonly metricsHooks: MetricsHooks = {};
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -124,7 +134,8 @@ export class Hub {
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
     this.mirror = new AccessMirror({ store, clock });
-    this.access = buildDecider(config.access, this.mirror, clock, log);
+    this.pinKeys = new PinKeyRing({ store, sealer, clock });
+    this.access = buildDecider(config.access, this.mirror, clock, log, this.pinKeys);
     this.#components.push(...(deps.before ?? []));
     // First, so a disk full from the start is said before anything else runs into it.
     this.#components.push(
@@ -174,7 +185,9 @@ export class Hub {
         sealer,
         bearer: this.radios.bearer,
         mirror: this.mirror,
+        pinKeys: this.pinKeys,
         access: this.access,
+        metrics: this.metricsHooks,
         // Events enter the outbox in the transaction that stores them, before the lock is acknowledged.
         ...(outbox
           ? {
@@ -189,10 +202,11 @@ export class Hub {
       });
       this.link = built.link;
       this.offline = built.offline;
-      this.#components.push(built.link, built.offline);
+      this.pinKeyDelivery = built.pinKeys;
+      this.#components.push(built.link, built.pinKeys, built.offline);
       registerLinkMethods(this.control, built.link);
     }
-    registerAccessMethods(this.control, this.offline);
+    registerAccessMethods(this.control, this.offline, this.pinKeyDelivery);
     if ((files || enrollment) && this.outbox) {
       this.uplink = this.#buildUplink(files, otpKey, enrollment, this.outbox);
       this.#components.push(this.uplink);
@@ -310,6 +324,7 @@ export class Hub {
         }),
       certificateNotAfter: () => this.uplink?.identity?.notAfter ?? null,
       ...(offline ? { offlineLists: () => offlineListRows(offline) } : {}),
+      ...(this.pinKeyDelivery ? { pinKeys: pinKeyFacts(this.pinKeyDelivery) } : {}),
       commandStats: () => this.commandStats(),
       delivery: () => this.delivery?.health(),
       disk: () => this.store.space.state(),
@@ -398,15 +413,18 @@ export class Hub {
           results,
           maxMessageBytes: config.uplink.maxMessageBytes,
           syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
-          // syncNow, and a delta that did not fit: the hub asks the cloud for a sync from its version.
-          requestSync: (requestId, reason) => {
-            if (!uplink) return Promise.reject(new HubError('sync.request-not-sent', 'the uplink is not running'));
-            return uplink.requestSync(requestId, reason, mirror.version());
-          },
+          requestSync: (id, reason) =>
+            uplink?.requestSync(id, reason, mirror.version()) ??
+            Promise.reject(new HubError('sync.request-not-sent', 'no uplink')),
           sync: {
             apply: async (p) => {
-              const applied = mirror.apply(p);
-              // Committed: the locks' offline lists follow (deltas, within a second on a healthy site).
+              const applied = applyWithPinKey(
+                mirror,
+                this.pinKeys,
+                p,
+                () => loadUplinkFiles(config.uplink, config.dataDir).key,
+              );
+              // Committed: the locks' PIN keys and offline lists follow.
               this.offline?.changed();
               return { version: applied.version };
             },
@@ -429,7 +447,6 @@ export class Hub {
             },
           }
         : {}),
-      // The cloud may deliver (and rotate) the OTP key over the uplink, sealed to this hub.
       otpKeyDelivery: {
         store,
         sealer: this.sealer,
@@ -471,7 +488,13 @@ export class Hub {
 }
 
 /** The access decider over the mirror, with the site's time zone checked first. */
-function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock, log: Logger): AccessDecider {
+function buildDecider(
+  o: HubConfig['access'],
+  mirror: AccessMirror,
+  clock: Clock,
+  log: Logger,
+  pinKeys: PinKeyRing,
+): AccessDecider {
   try {
     checkTimeZone(o.timeZone);
   } catch {
@@ -486,6 +509,7 @@ function buildDecider(o: HubConfig['access'], mirror: AccessMirror, clock: Clock
     cloudPublicKey: o.cloudKeyFile ? loadCloudKey(o.cloudKeyFile) : undefined,
     log: log.child({ component: 'access' }),
     throttle: { wrongCodeLimit: o.wrongPinLimit, disableMs: o.pinDisableSec * 1000 },
+    pinOverlap: (at) => pinKeys.inOverlap(at),
   });
 }
 

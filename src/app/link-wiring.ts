@@ -2,6 +2,8 @@ import type { Bearer } from '../../hal/bearer.js';
 import type { AccessDecider } from '../access/decide.js';
 import type { AccessMirror } from '../access/mirror.js';
 import { OfflineLists } from '../access/offline.js';
+import { PinKeyDelivery } from '../access/pin-key-delivery.js';
+import type { PinKeyRing } from '../access/pin-keys.js';
 import type { Clock } from '../base/clock.js';
 import type { Random } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
@@ -9,6 +11,7 @@ import type { Sealer } from '../crypto/seal.js';
 import { LinkManager, type LinkOptions } from '../link/manager.js';
 import { PairingStore } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 
 export interface LinkWiringDeps {
@@ -22,6 +25,10 @@ export interface LinkWiringDeps {
   random: Random;
   log: Logger;
   linkOptions?: Partial<LinkOptions>;
+  /** The site PIN keys to deliver to every bound lock. */
+  pinKeys: PinKeyRing;
+  /** Observations for the metrics endpoint (set while it runs). */
+  metrics?: MetricsHooks;
   /** Where a lock's new events go, inside the transaction that stores them (the outbox). */
   eventSink?: ConstructorParameters<typeof LinkManager>[0]['eventSink'];
 }
@@ -31,7 +38,7 @@ export interface LinkWiringDeps {
  * from the decider, and the offline lists that follow the mirror to every bound lock — checked
  * each time a lock (re)connects, so after a restart a lock gets its list only if it differs.
  */
-export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: OfflineLists } {
+export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: OfflineLists; pinKeys: PinKeyDelivery } {
   const access = d.config.access;
   const link = new LinkManager({
     pairing: new PairingStore(d.store),
@@ -42,7 +49,11 @@ export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: Offl
     log: d.log.child({ component: 'link' }),
     options: d.linkOptions ?? {},
     accessHandler: (lockId, credential) => {
+      // Timed only while the metrics endpoint runs: otherwise one field read.
+      const observe = d.metrics?.decision;
+      const t0 = observe ? performance.now() : 0;
       const decision = d.access.verifyAccess(lockId, credential);
+      if (observe) observe((performance.now() - t0) / 1000, decision.grant);
       return { grant: decision.grant, reason: decision.reason, credentialId: decision.credentialId };
     },
     ...(d.eventSink ? { eventSink: d.eventSink } : {}),
@@ -62,16 +73,32 @@ export function buildLink(d: LinkWiringDeps): { link: LinkManager; offline: Offl
       setOffline: (lockId, change) => link.setOffline(lockId, change),
     },
   });
+  const boundLocks = () =>
+    link
+      .list()
+      .filter((l) => l.state === 'bound')
+      .map((l) => l.lockId);
+  const pinKeys = new PinKeyDelivery({
+    ring: d.pinKeys,
+    clock: d.clock,
+    log: d.log.child({ component: 'pin-keys' }),
+    link: { boundLocks, setPinKey: (lockId, install) => link.setPinKey(lockId, install) },
+  });
   const connected = new Set<string>();
   link.onLockChange((change) => {
     const { lockId, summary } = change;
-    if (!summary) offline.lockGone(lockId);
+    if (!summary) {
+      offline.lockGone(lockId);
+      pinKeys.lockGone(lockId);
+    }
     if (!summary?.connected || summary.state !== 'bound') {
       connected.delete(lockId);
     } else if (!connected.has(lockId)) {
       connected.add(lockId);
+      // The key is asked for first: the offline list's PIN verifiers are computed under it.
+      pinKeys.lockReady(lockId);
       offline.lockReady(lockId);
     }
   });
-  return { link, offline };
+  return { link, offline, pinKeys };
 }

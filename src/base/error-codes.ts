@@ -340,13 +340,22 @@ export const ERROR_CODES = {
   'phone.key-malformed': 'deliver a key the reference cloud issued, unaltered',
   'phone.key-not-mine': 'deliver the key to the phone it was issued for',
   'phone.key-signature': "deliver a key signed by the site's cloud key",
+  // site PIN key delivery and rotation (src/access/pin-keys.ts, docs/digital-keys.md)
+  'sync.pin-key': 'the sync was not applied: the cloud must seal the PIN key to this hub and give each version one key',
+  'sync.pin-key-downgrade':
+    'the sync was not applied: PIN key versions only increase; the cloud must send the current version or a newer one',
+  'access.pin-key-store': 'a stored PIN key does not open with the storage key: the cloud must send the key again',
+  // Metrics endpoint (src/metrics, issue 18).
+  'config.metrics': 'see metrics.listen and metrics.allowRemote in docs/configuration.md',
+  'metrics.in-use':
+    'stop what listens there (ss -ltnp, or a stale socket file another daemon holds), or choose another metrics.listen',
+  'metrics.listen':
+    'check that the directory of the socket exists and is writable by the daemon (e.g. /run/iq-hub), or choose another metrics.listen',
   // OTP key delivery over the uplink and syncNow (issue 17: factory-provisioned hubs, sync requests).
   'otp-key.identity': "the hub's certificate key must be RSA, EC or Ed25519 to sign its delivery key",
   'otp-key.does-not-open':
     "the delivery was sealed to another hub or key, or altered: the cloud must seal to the key of this hub's latest otp-key/request",
   'otp-key.malformed': 'the cloud must seal exactly the 32-byte OTP key',
-  'otp-key.delivery-key':
-    'the stored OTP delivery key does not open (storage key changed?): remove it with `iqhub reset` or let the hub make a new one',
   'sync.request-not-sent':
     'the uplink is down or the broker refused sync/request: send syncNow again once the hub is online',
 } as const;

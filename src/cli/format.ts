@@ -182,15 +182,24 @@ export function formatOffline(rows: OfflineListRow[]): string {
     String(r.leftOut),
     r.lastUpdatedAt ?? '-',
     r.upToDate ? 'yes' : 'no',
+    r.pinKeyVersion === null
+      ? '?'
+      : r.pinKeyVersion === 0
+        ? 'none'
+        : `v${r.pinKeyVersion}${r.pinKeyCurrent ? '' : ' (old)'}`,
   ]);
   const notes: string[] = [];
   for (const r of rows) if (r.lastError) notes.push(`  ${r.lockId}: ${r.lastError}`);
   const behind = rows.filter((r) => !r.upToDate).length;
   const full = rows.filter((r) => r.leftOut > 0).map((r) => r.lockId);
-  let out = `${table(['lock', 'held/capacity', 'left out', 'updated', 'up to date'], body)}\n`;
+  let out = `${table(['lock', 'held/capacity', 'left out', 'updated', 'up to date', 'PIN key'], body)}\n`;
   if (notes.length > 0) out += `\nlast update failed (the hub retries every 30 s):\n${notes.join('\n')}\n`;
   if (behind > 0) {
     out += `\n${behind} of ${rows.length} not up to date: a lock out of reach keeps admitting its last list alone until the hub reaches it.\n`;
+  }
+  const oldKey = rows.filter((r) => !r.pinKeyCurrent).length;
+  if (oldKey > 0) {
+    out += `\n${oldKey} of ${rows.length} not known to hold the current PIN key: PINs issued under it are refused there until the hub reaches the lock.\n`;
   }
   if (full.length > 0) {
     out += `\nover capacity (credentials usable soonest are kept, tags before PINs): ${full.join(', ')}\n`;

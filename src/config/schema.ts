@@ -13,6 +13,8 @@ export interface HubConfig {
   secrets: { storageKeyFile: string | null };
   shutdown: { timeoutMs: number };
   store: { reserveMB: number };
+  /** The Prometheus endpoint (src/metrics): off while `listen` is null. */
+  metrics: { listen: string | null; allowRemote: boolean };
   uplink: {
     enabled: boolean;
     url: string | null;
@@ -151,6 +153,23 @@ export const configSchema = {
       default: {},
       properties: {
         reserveMB: { type: 'integer', minimum: 0, maximum: 1024, default: 2 },
+      },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // Checked further at start (src/metrics/listen.ts): a loopback address unless allowRemote.
+        listen: {
+          anyOf: [
+            { type: 'string', pattern: '^(/[^\\s]+|[0-9.]+:[0-9]{1,5}|\\[[0-9A-Fa-f:.]+\\]:[0-9]{1,5})$' },
+            { type: 'null' },
+          ],
+          default: null,
+          description: 'IP:PORT (127.0.0.1:9464, [::1]:9464), an absolute unix socket path, or null',
+        },
+        allowRemote: { type: 'boolean', default: false },
       },
     },
     uplink: {

@@ -9,7 +9,12 @@ const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: bo
   },
   cmd: { dir: 'receive', retained: false, summary: 'Commands from the cloud, idempotent by id.' },
   'cmd/result': { dir: 'send', retained: false, summary: 'The result of each command, by id.' },
-  sync: { dir: 'receive', retained: false, summary: 'Access-rights snapshots and deltas.' },
+  sync: {
+    dir: 'receive',
+    retained: false,
+    summary:
+      'Access-rights snapshots and deltas (data: docs/access.md); either may carry data.pinKey {version, key, overlapUntil?}, the site PIN key sealed to the hub (docs/mqtt-api.md, "PIN key rotation").',
+  },
   'sync/ack': { dir: 'send', retained: false, summary: 'The acknowledgement of each sync, by id.' },
   events: {
     dir: 'send',
@@ -26,7 +31,7 @@ const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: bo
   health: {
     dir: 'send',
     retained: false,
-    summary: 'Periodic: uptime, outbox depth, radios, locks, certificate expiry.',
+    summary: "Periodic: uptime, outbox depth, radios, locks, certificate expiry, the locks' site PIN key version.",
   },
   'cert/request': {
     dir: 'send',

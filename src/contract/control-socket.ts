@@ -103,6 +103,10 @@ export interface OfflineListRow {
   lastError: string | null;
   /** The hub knows what the lock holds and its last update did not fail. */
   upToDate: boolean;
+  /** The site PIN key version the lock said it holds (0: none; null: not known since start-up). */
+  pinKeyVersion: number | null;
+  /** It holds the site's current PIN key version. */
+  pinKeyCurrent: boolean;
 }
 
 // ----- `iqhub diag` ---------------------------------------------------------------------------------

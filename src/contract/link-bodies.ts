@@ -1,7 +1,7 @@
 import {
   BOLT_STATES,
   CHALLENGE_LEN,
-  CREDENTIAL_KINDS,
+  CREDENTIAL_WIRE_KINDS,
   DENY_REASONS,
   DIGEST_LEN,
   type LinkCredential,
@@ -10,10 +10,12 @@ import {
   type LockState,
   MAX_EVENTS_PER_BATCH,
   MAX_OPEN_MS,
+  MAX_PIN_KEY_VERSION,
   MAX_PRESENTATION_LEN,
   OPEN_METHODS,
   type Operation,
   type OpResult,
+  PIN_KEY_LEN,
   type Request,
 } from './link-messages.js';
 import { readOffline, writeOffline } from './link-offline.js';
@@ -121,6 +123,11 @@ export function writeRequest(w: Writer, m: Request): void {
     case 'setOffline':
       writeOffline(w, m);
       break;
+    case 'setPinKey':
+      w.u32(m.version, 'version', 1, MAX_PIN_KEY_VERSION);
+      w.bytes(m.key, PIN_KEY_LEN, 'key');
+      w.u64(m.previousUntil, 'previousUntil');
+      break;
     case 'lock':
     case 'getState':
     case 'detach':
@@ -129,7 +136,13 @@ export function writeRequest(w: Writer, m: Request): void {
 }
 
 export function writeCredential(w: Writer, c: LinkCredential): void {
-  w.choice(CREDENTIAL_KINDS, c.kind, 'credential.kind');
+  if (c.kind === 'pin' && c.previous !== undefined) {
+    w.choice(CREDENTIAL_WIRE_KINDS, 'pinOverlap', 'credential.kind');
+    w.bytes(c.verifier, DIGEST_LEN, 'credential.verifier');
+    w.bytes(c.previous, DIGEST_LEN, 'credential.previous');
+    return;
+  }
+  w.choice(CREDENTIAL_WIRE_KINDS, c.kind, 'credential.kind');
   switch (c.kind) {
     case 'pin':
       w.bytes(c.verifier, DIGEST_LEN, 'credential.verifier');
@@ -147,10 +160,14 @@ export function writeCredential(w: Writer, c: LinkCredential): void {
 }
 
 export function readCredential(r: Reader): LinkCredential {
-  const kind = r.choice(CREDENTIAL_KINDS, 'credential.kind');
+  const kind = r.choice(CREDENTIAL_WIRE_KINDS, 'credential.kind');
   switch (kind) {
     case 'pin':
       return { kind, verifier: r.bytes(DIGEST_LEN, 'credential.verifier') };
+    case 'pinOverlap': {
+      const verifier = r.bytes(DIGEST_LEN, 'credential.verifier');
+      return { kind: 'pin', verifier, previous: r.bytes(DIGEST_LEN, 'credential.previous') };
+    }
     case 'tag':
       return { kind, hash: r.bytes(DIGEST_LEN, 'credential.hash') };
     case 'digitalKey': {
@@ -175,6 +192,11 @@ export function readRequest(r: Reader, type: Operation, id: number): Request {
       return { type, id, unixMs: r.u64('unixMs') };
     case 'setOffline':
       return readOffline(r, id);
+    case 'setPinKey': {
+      const version = r.u32('version', 1, MAX_PIN_KEY_VERSION);
+      const key = r.bytes(PIN_KEY_LEN, 'key');
+      return { type, id, version, key, previousUntil: r.u64('previousUntil') };
+    }
     case 'lock':
     case 'getState':
     case 'detach':
@@ -203,6 +225,11 @@ export function writeResult(w: Writer, result: OpResult): void {
       check(result.held <= result.capacity, 'held', 'must not exceed capacity');
       w.bytes(result.digest, DIGEST_LEN, 'digest');
       break;
+    case 'setPinKey':
+      w.u32(result.version, 'version');
+      w.u32(result.previous, 'previous');
+      check(result.previous < result.version || result.previous === 0, 'previous', 'must be below version, or 0');
+      break;
     case 'ackEvents':
     case 'setTime':
     case 'detach':
@@ -230,6 +257,12 @@ export function readResult(r: Reader, op: Operation): OpResult {
       const capacity = r.u16('capacity');
       check(held <= capacity, 'held', 'must not exceed capacity');
       return { op, held, capacity, digest: r.bytes(DIGEST_LEN, 'digest') };
+    }
+    case 'setPinKey': {
+      const version = r.u32('version');
+      const previous = r.u32('previous');
+      check(previous < version || previous === 0, 'previous', 'must be below version, or 0');
+      return { op, version, previous };
     }
     case 'ackEvents':
     case 'setTime':

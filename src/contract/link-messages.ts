@@ -55,6 +55,8 @@ export const ACCESS_REASONS = [
   'malformed',
 ] as const;
 export const CREDENTIAL_KINDS = ['pin', 'tag', 'digitalKey'] as const;
+/** Wire codes of a credential's kind: CREDENTIAL_KINDS, then `pinOverlap` (a PIN with its previous-key verifier). */
+export const CREDENTIAL_WIRE_KINDS = [...CREDENTIAL_KINDS, 'pinOverlap'] as const;
 /** Credential digests on the link: a PIN verifier (HMAC-SHA-256) or a tag hash (SHA-256). */
 export const DIGEST_LEN = 32;
 export const CHALLENGE_LEN = 32;
@@ -84,6 +86,8 @@ export const OPERATIONS = [
   'setTime',
   'detach',
   'setOffline',
+  // ── site PIN key delivery (docs/link-protocol.md, "setPinKey"): type 0x0A ──
+  'setPinKey',
 ] as const;
 export type LockMode = (typeof LOCK_MODES)[number];
 export type BoltState = (typeof BOLT_STATES)[number];
@@ -95,7 +99,11 @@ export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 
 /** What a lock read at the door, as it asks the hub about it. */
 export type LinkCredential =
-  | { kind: 'pin'; verifier: Uint8Array }
+  /**
+   * `previous`: during a PIN-key overlap, the verifier of the same digits under the lock's previous
+   * key (wire kind `pinOverlap`, 65 bytes); the hub admits if either names a PIN, as one attempt.
+   */
+  | { kind: 'pin'; verifier: Uint8Array; previous?: Uint8Array }
   | { kind: 'tag'; hash: Uint8Array }
   | { kind: 'digitalKey'; challenge: Uint8Array; presentation: Uint8Array };
 
@@ -110,6 +118,28 @@ export interface OfflineItem {
   windows: { from: number; until: number }[];
 }
 export type Operation = (typeof OPERATIONS)[number];
+
+// ── site PIN key delivery and rotation (docs/link-protocol.md, "setPinKey") ──────────────────────
+/** The site PIN key: 32 bytes (HMAC-SHA-256 key of PIN verifiers). */
+export const PIN_KEY_LEN = 32;
+/** Key versions are 1…2^32−1; 0 on the wire means "none held". */
+export const MAX_PIN_KEY_VERSION = 0xffff_ffff;
+/**
+ * Hub → lock: hold this PIN key as the current one. A lock holding version `version − 1` keeps it
+ * as its previous key until `previousUntil` (lock time, Unix ms; 0 = drop it now); any other key it
+ * held is dropped. A version below the one held, or the held version with another key, is refused.
+ */
+export interface PinKeyInstall {
+  version: number;
+  key: Uint8Array;
+  previousUntil: number;
+}
+/** What the lock holds after a setPinKey: its current and previous key versions (0 = none). */
+export interface PinKeyHeld {
+  version: number;
+  previous: number;
+}
+// ── end of site PIN key delivery ─────────────────────────────────────────────────────────────────
 
 export interface LockState {
   bolt: BoltState;
@@ -144,7 +174,9 @@ export type Request =
    * Changes the lock's offline list in one step: with `reset`, the list is emptied first; then
    * `remove` (credential ids), then `upsert` (replacing an entry of the same id).
    */
-  | { type: 'setOffline'; id: number; reset: boolean; remove: string[]; upsert: OfflineItem[] };
+  | { type: 'setOffline'; id: number; reset: boolean; remove: string[]; upsert: OfflineItem[] }
+  /** Installs the site PIN key (see PinKeyInstall). */
+  | ({ type: 'setPinKey'; id: number } & PinKeyInstall);
 
 export type OpResult =
   | { op: 'open'; state: LockState }
@@ -156,7 +188,8 @@ export type OpResult =
   | { op: 'setTime' }
   | { op: 'detach' }
   /** `held`: entries on the list now; `capacity`: how many it can hold. */
-  | { op: 'setOffline'; held: number; capacity: number; digest: Uint8Array };
+  | { op: 'setOffline'; held: number; capacity: number; digest: Uint8Array }
+  | ({ op: 'setPinKey' } & PinKeyHeld);
 export type OpResultFor<O extends Operation> = Extract<OpResult, { op: O }>;
 
 export type Response =

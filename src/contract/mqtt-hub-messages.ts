@@ -124,6 +124,12 @@ export interface HealthPayload {
    */
   offlineLists?: { locks: number; notUpToDate: number; lockIds: string[] };
   /**
+   * The site PIN key on the bound locks (absent when the hub has no radio): the hub's current
+   * version (0: none yet), how many bound locks there are, how many are not known to hold that
+   * version (out of reach since it changed, or refusing it), and the first of those by id.
+   */
+  pinKeys?: { version: number; locks: number; notCurrent: number; lockIds: string[] };
+  /**
    * Remote commands since the hub started (absent until its uplink is up): accepted, refused by
    * code (`otp_mismatch`, `expired`, …), lockouts, and until when one is running (null: none). A
    * lockout publishes a health message at once, so the cloud learns that its commands are being
@@ -217,6 +223,17 @@ export const healthSchema = {
       properties: {
         locks: { type: 'integer', minimum: 0 },
         notUpToDate: { type: 'integer', minimum: 0 },
+        lockIds: { type: 'array', maxItems: HEALTH_MAX_LOCK_IDS, items: id },
+      },
+    },
+    pinKeys: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['version', 'locks', 'notCurrent', 'lockIds'],
+      properties: {
+        version: { type: 'integer', minimum: 0, maximum: 4294967295 },
+        locks: { type: 'integer', minimum: 0 },
+        notCurrent: { type: 'integer', minimum: 0 },
         lockIds: { type: 'array', maxItems: HEALTH_MAX_LOCK_IDS, items: id },
       },
     },

@@ -82,7 +82,20 @@ export interface SyncKey {
   revoked?: boolean;
 }
 
+/**
+ * The site PIN key, in a snapshot or a delta (docs/mqtt-api.md, "PIN key rotation"): the key
+ * sealed to the hub exactly as at enrollment (base64 of RSA-OAEP-SHA-256 under the public key of
+ * the hub's current certificate), its version (the enrollment key is version 1), and, for a
+ * rotation, until when the version before it stays accepted. Absent: the keys stay as they are.
+ */
+export interface SyncPinKey {
+  version: number;
+  key: string;
+  overlapUntil?: TimeValue;
+}
+
 export interface SnapshotData {
+  pinKey?: SyncPinKey;
   users: SyncUser[];
   groups: SyncGroup[];
   memberships: SyncMembership[];
@@ -92,7 +105,8 @@ export interface SnapshotData {
 }
 
 export interface DeltaData {
-  upsert?: Partial<SnapshotData>;
+  pinKey?: SyncPinKey;
+  upsert?: Partial<Omit<SnapshotData, 'pinKey'>>;
   delete?: {
     users?: string[];
     groups?: string[];
@@ -164,9 +178,16 @@ const rows = {
   keys: list(key, LIMITS.keys),
 } as const satisfies Record<Table, object>;
 
-export const snapshotDataSchema = object([...TABLES], rows);
+const pinKey = object(['version', 'key'], {
+  version: { type: 'integer', minimum: 1, maximum: 4294967295 },
+  key: { type: 'string', minLength: 16, maxLength: 1400, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
+  overlapUntil: time,
+});
+
+export const snapshotDataSchema = object([...TABLES], { ...rows, pinKey });
 
 export const deltaDataSchema = object([], {
+  pinKey,
   upsert: object([], rows),
   delete: object([], {
     users: list(id, LIMITS.users),

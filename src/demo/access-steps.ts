@@ -72,6 +72,10 @@ export function accessSteps(
     {
       name: `Ana types her PIN at ${a}: the lock asks the hub, the hub grants, the door opens`,
       async run() {
+        // The site PIN key reaches the locks from the hub, over the sealed link, after the sync.
+        await until('the locks holding the site PIN key', () =>
+          world.locks.filter((l) => l.running && l.boundHub()).every((l) => l.pinKeyVersions().version > 0),
+        );
         const r = await world.lock(a).typePin(pin.value);
         check(r.opened && r.decidedBy === 'hub' && r.credentialId === 'pin-ana', JSON.stringify(r));
       },

@@ -16,6 +16,7 @@ import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
 import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
+import { pinKeySteps } from './pin-key-steps.js';
 import { runSteps } from './scenario.js';
 import { loadSimulatedSite } from './simulated-site.js';
 import { siteAfterRestartSteps, siteSteps } from './site-steps.js';
@@ -70,6 +71,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   writeFileAtomic(cloudKeyFile, `${toBase64url(issuer.publicKeyRaw)}\n`, 0o644);
   const seed = 'iq-hub-demo';
   const admin = new SiteAdmin({ ...simulatedSiteSecrets(seed), random: systemRandom, issuer });
+  admin.setHubKey(hubId, readFileSync(pki.hub.cert, 'utf8')); // the PIN key goes sealed to the hub
   const pin = { value: '' };
   const overrides: Partial<HubConfig> = {
     dataDir: join(base, 'data'),
@@ -108,6 +110,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...otpKeySteps(first.hub, world, cloud, hubId),
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
+        ...pinKeySteps(first.hub, world, cloud, admin, hubId, pin, out),
         ...syncNowSteps(first.hub, cloud, admin, hubId),
       ],
       out,

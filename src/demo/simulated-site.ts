@@ -17,7 +17,8 @@ export const simulatedSite: SimulationFactory<SimWorld> = (config, clock, random
     seed: s.seed,
     locks: s.locks,
     dir: join(config.dataDir, 'sim'),
-    site: simulatedSiteSecrets(s.seed),
+    // The site id only: the locks get the PIN key from the hub, over the sealed link.
+    site: { siteId: simulatedSiteSecrets(s.seed).siteId },
     flashDurable: s.flashDurable,
     faults: {
       lossRate: s.lossRate,

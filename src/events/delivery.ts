@@ -81,6 +81,9 @@ export class EventDelivery {
   #invalidAcks = 0;
   #unknownIds = 0;
   #unknownLoggedAt = Number.NEGATIVE_INFINITY;
+  /** Since start, for the metrics: events the broker took, and events the cloud acknowledged. */
+  #sent = 0;
+  #acknowledged = 0;
 
   constructor(o: EventDeliveryOptions) {
     this.#o = o;
@@ -132,6 +135,7 @@ export class EventDelivery {
 
   /** The broker acknowledged these events (PUBACK). With acks `off` that is delivery: removed. */
   published(events: readonly PublishedEvent[]): void {
+    this.#sent += events.length;
     if (this.mode === 'off') {
       this.#o.outbox.remove(events.map((e) => e.rowId));
       if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
@@ -185,6 +189,7 @@ export class EventDelivery {
       return { ok: false, removed: 0, unknown };
     }
     for (const k of known) this.#awaiting.delete(k.eventId);
+    this.#acknowledged += removed;
     this.#unknownIds += unknown;
     // A repeated ack (the cloud answers each copy of a resent batch) is normal: at most one line a minute.
     if (unknown > 0 && this.#o.clock.now() - this.#unknownLoggedAt >= 60_000) {
@@ -231,6 +236,11 @@ export class EventDelivery {
     } else if (this.#state === 'not-acknowledged' && !this.#faulty()) {
       this.#setState('ok', 'every event published that long ago is acknowledged');
     }
+  }
+
+  /** Counts since start (the metrics endpoint): published events the broker took, events acknowledged. */
+  counts(): { sent: number; acknowledged: number; unacknowledged: number } {
+    return { sent: this.#sent, acknowledged: this.#acknowledged, unacknowledged: this.#awaiting.size };
   }
 
   health(): EventDeliveryHealth {

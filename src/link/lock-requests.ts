@@ -10,6 +10,9 @@ import type { Quarantine } from './quarantine.js';
 
 /** Requests that move the bolt or change the mode: never sent to a quarantined lock. */
 const ACTUATING = new Set<Operation>(['open', 'lock', 'setMode']);
+/** What a quarantined lock is not sent either: it may be a clone holding a stolen link key (the site PIN key). */
+const SECRET = new Set<Operation>(['setPinKey']);
+const refusedInQuarantine = (op: Operation) => ACTUATING.has(op) || SECRET.has(op);
 
 /**
  * One request to a lock on the hub's behalf: sent only to a lock whose pairing state allows it
@@ -48,14 +51,14 @@ export class LockRequests {
         hint: rec.state === 'detaching' ? 'it is being detached' : 'attach it again',
       });
     }
-    if (rec.state === 'quarantined' && ACTUATING.has(body.type)) {
+    if (rec.state === 'quarantined' && refusedInQuarantine(body.type)) {
       // A quarantined lock may be a clone or a reset device: it is not told to open anything.
       throw new HubError('lock.quarantined', `lock ${lockId} is quarantined: ${rec.quarantineReason ?? ''}`, {
         hint: `see iqhub security; iqhub lock ${lockId} --check if the real lock is back, else detach or forget it and attach it again`,
       });
     }
     const conn = await this.#connections.connect(lockId);
-    if (pairing.get(lockId)?.state === 'quarantined' && ACTUATING.has(body.type)) {
+    if (pairing.get(lockId)?.state === 'quarantined' && refusedInQuarantine(body.type)) {
       throw new HubError('lock.quarantined', `lock ${lockId} is quarantined`, { hint: 'see iqhub security' });
     }
     const r = await conn.client.request(body);

@@ -10,6 +10,8 @@ import type {
   LockMode,
   LockState,
   OfflineItem,
+  PinKeyHeld,
+  PinKeyInstall,
 } from '../contract/link-messages.js';
 import type { Sealer } from '../crypto/seal.js';
 import type { Secret } from '../crypto/secret.js';
@@ -250,6 +252,16 @@ export class LinkManager implements Component {
   ): Promise<{ held: number; capacity: number; digest: Uint8Array }> {
     const r = await this.#requests.send(lockId, { type: 'setOffline', ...change });
     return { held: r.held, capacity: r.capacity, digest: r.digest };
+  }
+
+  /**
+   * Installs the site PIN key on a bound lock (one sealed request; the key never travels any other
+   * way). Answers the versions the lock then holds; a lock refuses a lower version (`bad-request`).
+   */
+  async setPinKey(lockId: string, install: PinKeyInstall): Promise<PinKeyHeld> {
+    // Refused for a quarantined lock (lock-requests.ts): it may be a clone holding a stolen link key.
+    const r = await this.#requests.send(lockId, { type: 'setPinKey', ...install });
+    return { version: r.version, previous: r.previous };
   }
 
   async setMode(lockId: string, mode: LockMode): Promise<LockState> {

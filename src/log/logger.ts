@@ -1,7 +1,9 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { withPriority } from './journal.js';
 import { prettyStream } from './pretty.js';
 
 export type { Logger } from 'pino';
+export { JOURNAL_PRIORITY, onJournal } from './journal.js';
 
 /** The levels a config may set (log.level). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -45,13 +47,20 @@ export interface LoggerOptions {
   /** Where lines go; stdout (journald) by default. */
   destination?: DestinationStream | NodeJS.WritableStream;
   name?: string;
+  /**
+   * Lines go to the journal (`onJournal`): each starts with its syslog priority, `<3>` for an
+   * error, which journald (SyslogLevelPrefix=yes) strips and keeps as PRIORITY.
+   */
+  journal?: boolean;
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
   const out = opts.destination ?? process.stdout;
-  const dest = opts.pretty ? prettyStream(out as NodeJS.WritableStream) : out;
+  const journal = opts.journal ?? false;
+  const dest = opts.pretty ? prettyStream(out as NodeJS.WritableStream, undefined, journal) : out;
   return pino(
     {
+      ...(journal && !opts.pretty ? { hooks: { streamWrite: withPriority } } : {}),
       name: opts.name ?? 'iq-hub',
       level: opts.level,
       base: { pid: process.pid },

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { priorityOf } from './journal.js';
 
 const COLOURS: Record<string, string> = {
   trace: '\x1b[90m',
@@ -19,6 +20,8 @@ const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'compon
 export function prettyStream(
   out: NodeJS.WritableStream,
   colour = Boolean((out as { isTTY?: boolean }).isTTY),
+  /** Each line starts with its syslog priority (`<3>`…), for the journal. */
+  priority = false,
 ): Writable {
   let pending = '';
   return new Writable({
@@ -26,7 +29,8 @@ export function prettyStream(
       pending += chunk.toString();
       let nl = pending.indexOf('\n');
       while (nl >= 0) {
-        out.write(`${formatLine(pending.slice(0, nl), colour)}\n`);
+        const line = pending.slice(0, nl);
+        out.write(`${priority ? priorityOf(line) : ''}${formatLine(line, colour)}\n`);
         pending = pending.slice(nl + 1);
         nl = pending.indexOf('\n');
       }

@@ -261,6 +261,25 @@ export const migrations: readonly Migration[] = [
     },
   },
   {
+    version: 8,
+    name: 'site PIN keys',
+    up(db) {
+      db.exec(`
+        -- The site PIN keys the cloud sent in its syncs (src/access/pin-keys.ts), each sealed with
+        -- the storage key (purpose site.pin-key.version, id = the version). until: NULL for the
+        -- current key; for the previous one, the end of the overlap (unix ms) after which it is
+        -- deleted. At most these two rows.
+        CREATE TABLE pin_keys (
+          version      INTEGER PRIMARY KEY CHECK (version BETWEEN 1 AND 4294967295),
+          blob         BLOB    NOT NULL,
+          fingerprint  TEXT    NOT NULL,
+          until        INTEGER,
+          installed_at INTEGER NOT NULL
+        ) STRICT;
+      `);
+    },
+  },
+  {
     version: 10,
     name: 'otp key generation',
     up(db) {

@@ -1,6 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { wrapForKey } from '../../sim/cloud/ca.js';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { simulatedSiteSecrets } from '../../sim/world.js';
 import { pinVerifier } from '../../src/access/credentials.js';
@@ -31,6 +33,8 @@ describe.skipIf(!haveMosquitto)(
     let config: string;
     let daemon: Proc | undefined;
     let lockId: string;
+    /** The hub certificate's public key: the site PIN key travels sealed to it in the sync. */
+    let hubKeyPem: string;
 
     const call = (method: string, params: Record<string, unknown> = {}) =>
       callDaemon(join(base, 'run', 'control.sock'), method, params, 30_000);
@@ -40,6 +44,9 @@ describe.skipIf(!haveMosquitto)(
       const site = await openSite('size', HUB, { extra: [`message_size_limit ${LIMIT}`] });
       ({ base, broker, cloud } = site);
       const { pki } = site;
+      hubKeyPem = new X509Certificate(readFileSync(pki.hub.cert)).publicKey
+        .export({ type: 'spki', format: 'pem' })
+        .toString();
       config = writeSiteConfig({ base, brokerUrl: broker.url, pki, locks: 1, seed: SEED });
       daemon = await startHubOnline(cloud, HUB, config, 30_000);
       [lockId] = (await attachSiteLocks(base)) as [string];
@@ -59,6 +66,8 @@ describe.skipIf(!haveMosquitto)(
       const pins = users.map((_, i) => String(10_000_000 + i * 7919).slice(0, 8));
       const verifiers = pins.map((p) => Buffer.from(pinVerifier(pinKey, p, siteId)).toString('hex'));
       const data = {
+        // The site PIN key, sealed to the hub: the lock gets it from the hub over the sealed link.
+        pinKey: { version: 1, key: wrapForKey(hubKeyPem, pinKey.reveal()) },
         users: users.map((id) => ({ id, name: `Resident ${id}` })),
         groups: [{ id: 'everyone', lockIds: [lockId] }],
         memberships: users.map((userId) => ({ userId, groupId: 'everyone' })),
@@ -85,6 +94,11 @@ describe.skipIf(!haveMosquitto)(
       );
       answersFit();
 
+      for (let i = 0; i < 200; i++) {
+        const locks = (await call('sim.locks', {})) as { pinKey: { version: number } | null }[];
+        if (locks[0]?.pinKey?.version === 1) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       const lastPin = pins.at(-1) as string;
       const r = (await call('sim.pin', { deviceId: lockId, pin: lastPin })) as {
         opened: boolean;

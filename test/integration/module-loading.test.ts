@@ -62,6 +62,17 @@ describe('what a start loads', () => {
     expect(urls.some((u) => u.endsWith('/dist/src/app/hub.js'))).toBe(true);
     expect(urls.some((u) => u.endsWith('/dist/src/uplink/service.js'))).toBe(true);
     expect(simulation(urls)).toEqual([]);
+    // Metrics are off by default: neither prom-client nor the exporter is loaded.
+    expect(urls.filter((u) => /\/node_modules\/prom-client\/|\/dist\/src\/metrics\/exporter\.js$/.test(u))).toEqual([]);
+  }, 120_000);
+
+  it('a start with metrics.listen set loads prom-client (the recorder sees it when it happens)', async () => {
+    const base = tempDir();
+    const config = join(base, 'config.yaml');
+    writeFileSync(config, `dataDir: ${base}/data\nrunDir: ${base}/run\nmetrics:\n  listen: ${base}/run/metrics.sock\n`);
+    const urls = await modulesOf(['run', '--config', config], { daemon: true });
+    expect(urls.some((u) => u.endsWith('/dist/src/metrics/exporter.js'))).toBe(true);
+    expect(urls.some((u) => u.includes('/node_modules/prom-client/'))).toBe(true);
   }, 120_000);
 
   it('a start with simulation.enabled loads the simulated site (the recorder sees it when it happens)', async () => {

@@ -35,7 +35,7 @@ const TAG_A = new TextEncoder().encode('desfire-uid-alice');
 const TAG_B = new TextEncoder().encode('desfire-uid-bob');
 
 async function door() {
-  const site = await Site.create({ seed: 'door', locks: 3, lockSite: { pinKey: PIN_KEY, siteId: SITE_ID } });
+  const site = await Site.create({ seed: 'door', locks: 3, lockSite: { siteId: SITE_ID } });
   const [front, back, lab] = site.ids() as [string, string, string];
   const cloud = new CloudKeyIssuer(new SeededRandom('door cloud'));
   const phone = await SimPhone.create(new SeededRandom('door phone'), { cloudPublicKey: cloud.publicKey });
@@ -84,7 +84,11 @@ async function door() {
     log: silentLogger(),
   });
   decide = decider;
-  for (const id of site.ids()) await hub.attach(id);
+  for (const id of site.ids()) {
+    await hub.attach(id);
+    // The site PIN key reaches each lock only over the sealed link.
+    await site.drive(hub.manager.setPinKey(id, { version: 1, key: PIN_KEY.reveal(), previousUntil: 0 }));
+  }
   const lists = new OfflineLists({
     mirror,
     clock: site.clock,

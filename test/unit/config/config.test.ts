@@ -22,6 +22,7 @@ describe('config', () => {
       secrets: { storageKeyFile: null },
       shutdown: { timeoutMs: 8000 },
       store: { reserveMB: 2 },
+      metrics: { listen: null, allowRemote: false },
       uplink: {
         enabled: false,
         url: null,

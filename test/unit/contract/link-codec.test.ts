@@ -49,6 +49,8 @@ const messages: LinkMessage[] = [
   { type: 'ackEvents', id: 6, uptoSeq: 17 },
   { type: 'setTime', id: 7, unixMs: 1_767_225_600_000 },
   { type: 'detach', id: 8 },
+  { type: 'setPinKey', id: 10, version: 1, key: new Uint8Array(32).fill(3), previousUntil: 0 },
+  { type: 'ok', id: 10, result: { op: 'setPinKey', version: 1, previous: 0 } },
   {
     type: 'setOffline',
     id: 9,
@@ -119,9 +121,18 @@ describe('link application frames', () => {
         'access',
         'accessAnswer',
         ...['pin', 'tag', 'digitalKey'].map((k) => `access:${k}`),
-        ...['open', 'lock', 'setMode', 'getState', 'getEvents', 'ackEvents', 'setTime', 'detach', 'setOffline'].flatMap(
-          (op) => [op, `ok:${op}`],
-        ),
+        ...[
+          'open',
+          'lock',
+          'setMode',
+          'getState',
+          'getEvents',
+          'ackEvents',
+          'setTime',
+          'detach',
+          'setOffline',
+          'setPinKey',
+        ].flatMap((op) => [op, `ok:${op}`]),
         'error',
         ...['opened', 'denied', 'door', 'battery', 'tamper'].map((t) => `event:${t}`),
       ].sort(),
@@ -201,7 +212,7 @@ describe('link application frames', () => {
     });
 
     it('an unknown message type', () => {
-      for (const type of ['00', '0a', '32', '3f', '41', '80', '8a', 'c1', 'ff']) {
+      for (const type of ['00', '1f', '32', '3f', '41', '80', '9f', 'c1', 'ff']) {
         expect(rejection(decodeHex('01' + type + '00000001'))).toBe('unknown-type');
       }
     });

@@ -46,6 +46,13 @@ describe('iq-hub.service: what the daemon needs', () => {
     expect(Number(unit.get('Unit', 'StartLimitBurst'))).toBeGreaterThan(1);
   });
 
+  it('logs to the journal with the priority prefix the daemon writes (SyslogLevelPrefix)', () => {
+    expect(unit.get(S, 'StandardOutput')).toBe('journal');
+    expect(unit.get(S, 'StandardError')).toBe('journal');
+    expect(unit.get(S, 'SyslogLevelPrefix')).toBe('yes');
+    expect(unit.get(S, 'SyslogIdentifier')).toBe('iq-hub');
+  });
+
   it('runs `iqhub run` with the default config path', () => {
     expect(unit.get(S, 'ExecStart')).toBe('/usr/bin/iqhub run --config /etc/iq-hub/config.yaml');
   });

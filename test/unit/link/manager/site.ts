@@ -45,8 +45,8 @@ export interface SiteOptions {
   lockFiles?: boolean;
   /** Put the main hub's radio behind a MitmBearer. */
   mitm?: boolean;
-  /** The site's PIN key and id in every lock (keypads). */
-  lockSite?: { pinKey: Secret; siteId: string };
+  /** The site id set in every lock (PIN keys reach the locks only over the link: setPinKey). */
+  lockSite?: { siteId: string };
 }
 
 export interface HubOptions {
