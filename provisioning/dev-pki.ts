@@ -40,6 +40,8 @@ export interface DevPkiOptions {
   random?: Random;
   /** Replace an existing CA in `dir` (default false: refuse). */
   overwrite?: boolean;
+  /** Told each step as it starts (RSA key generation takes seconds): `iqhub pki dev` prints them. */
+  progress?: (step: string) => void;
 }
 
 export interface PkiCertInfo {
@@ -176,14 +178,20 @@ export function createDevPki(opts: DevPkiOptions): DevPkiPaths {
   const paths = pkiPaths(dir);
   if (!opts.overwrite && existsSync(paths.ca.key)) {
     throw new HubError('pki.exists', `A CA already exists in ${dir}; it was not replaced.`, {
-      hint: 'Use another directory, or pass overwrite to replace it (certificates issued by it stop working).',
+      hint: 'Use another directory, or add --force to `iqhub pki dev` to replace it (certificates issued by it stop working).',
     });
   }
+  const step = opts.progress ?? (() => {});
   const tag = forge.util.bytesToHex(String.fromCharCode(...random.bytes(4)));
+  step('making the CA (RSA key and self-signed certificate)');
   const ca = newCa(`iq-hub development CA ${tag}`, days, random);
+  step(`issuing the broker certificate (CN=${brokerHost})`);
   const broker = issueLeaf(ca, brokerHost, days, random, [...new Set(['localhost', '127.0.0.1', brokerHost])]);
+  step(`issuing the hub certificate (CN=${hubId})`);
   const hub = issueLeaf(ca, hubId, days, random);
+  step(`issuing the cloud certificate (CN=${cloudId})`);
   const cloud = issueLeaf(ca, cloudId, days, random);
+  step(`writing the files to ${dir}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   save(dir, 'broker', broker);
   save(dir, 'hub', hub);

@@ -56,7 +56,13 @@ export function makeKeyAndCsr(hubId: string): { keyPem: string; csrPem: string }
  * without `force`; with `force`, the new key makes an installed certificate useless, so
  * that certificate is removed (the uplink then says no identity is installed).
  */
-export function initIdentity(o: { dataDir: string; hubId: string; force?: boolean }): {
+export function initIdentity(o: {
+  dataDir: string;
+  hubId: string;
+  force?: boolean;
+  /** Told each step as it starts (the RSA key takes seconds): `iqhub provision init` prints them. */
+  progress?: (step: string) => void;
+}): {
   csrPem: string;
   hubId: string;
   paths: IdentityPaths;
@@ -76,7 +82,10 @@ export function initIdentity(o: { dataDir: string; hubId: string; force?: boolea
       },
     );
   }
+  const step = o.progress ?? (() => {});
+  step("making the hub's private key (RSA-2048)");
   const keyPem = newKeyPem();
+  step(`making the CSR (CN=${o.hubId})`);
   const csrPem = csrForKey(keyPem, o.hubId);
   // A certificate for the old key must not sit beside the new key: remove it first.
   const removedCertificate = hadKey && existsSync(paths.cert);
@@ -84,6 +93,7 @@ export function initIdentity(o: { dataDir: string; hubId: string; force?: boolea
     unlinkSync(paths.cert);
     fsyncDir(paths.dir);
   }
+  step(`writing the key and the CSR to ${paths.dir}`);
   writeFileAtomic(paths.key, keyPem, 0o600);
   writeFileAtomic(paths.csr, csrPem, 0o644);
   return { csrPem, hubId: o.hubId, paths, replacedKey: hadKey, removedCertificate };

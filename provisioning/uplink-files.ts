@@ -43,6 +43,8 @@ export function loadUplinkFiles(
   cert: Buffer;
   key: Buffer;
   identity: UplinkIdentity;
+  /** Where each came from: what an error names when the broker or the hub refuses one (src/uplink/tls-errors.ts). */
+  paths: { ca: string; cert: string; key: string };
 } {
   const { caFile, certFile, keyFile } = config;
   if (caFile === null && certFile === null && keyFile === null) {
@@ -56,8 +58,14 @@ export function loadUplinkFiles(
         },
       );
     }
-    const { ca, cert, key, hubId, notBefore, notAfter, fingerprint } = installed;
-    return { ca, cert, key, identity: { hubId, notBefore, notAfter, fingerprint } };
+    const { ca, cert, key, hubId, notBefore, notAfter, fingerprint, paths } = installed;
+    return {
+      ca,
+      cert,
+      key,
+      identity: { hubId, notBefore, notAfter, fingerprint },
+      paths: { ca: paths.ca, cert: paths.cert, key: paths.key },
+    };
   }
   if (!caFile || !certFile || !keyFile) {
     throw new HubError(
@@ -115,6 +123,7 @@ export function loadUplinkFiles(
     ca,
     cert,
     key,
+    paths: { ca: caFile, cert: certFile, key: keyFile },
     identity: {
       hubId: cn,
       notBefore: new Date(x509.validFrom).toISOString(),

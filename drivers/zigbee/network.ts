@@ -19,11 +19,11 @@ import type { Sealer } from '../../src/crypto/seal.js';
  *   then it is sealed and deleted (docs/zigbee.md says how long and why).
  */
 
-const NETWORK_FILE = 'network.sealed';
+export const NETWORK_FILE = 'network.sealed';
 const BACKUP_DIR = 'backups';
 const HERDSMAN_DIR = 'herdsman';
-const NETWORK_CONTEXT = { purpose: 'zigbee.network', id: 'coordinator' } as const;
-const BACKUP_PURPOSE = 'zigbee.coordinator-backup';
+export const NETWORK_CONTEXT = { purpose: 'zigbee.network', id: 'coordinator' } as const;
+export const BACKUP_PURPOSE = 'zigbee.coordinator-backup';
 /** zigbee-herdsman's example key (Zigbee2MQTT's old default): refused even if the dice produced it. */
 const WELL_KNOWN_KEYS = [
   [1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 13],

@@ -28,6 +28,7 @@ import {
 import { type Answer, HubRecords, type InvalidMessage } from './hub-records.js';
 import { classifyTopic, readPayload } from './inbound.js';
 import { CloudOtpKeys, type OtpKeyOptions as OtpKeyDeliveryOptions } from './otp-keys.js';
+import { CloudRecovery, type Revocation } from './recovery.js';
 import {
   type CommandRequest,
   CommandSigner,
@@ -119,6 +120,8 @@ export class ReferenceCloud {
   readonly otpKeys: CloudOtpKeys;
   readonly #syncRequests = new Map<string, SyncRequestPayload[]>();
   readonly #syncRequestListeners = new Set<(hubId: string, r: SyncRequestPayload) => void>();
+  /** Hub replacement: the recovery key, restore approvals and the hubs they revoked (recovery.ts). */
+  readonly recovery: CloudRecovery;
   #client: MqttClient | undefined;
   #nextId = 1;
   #ackEvents: boolean;
@@ -135,6 +138,7 @@ export class ReferenceCloud {
     this.#records = new HubRecords(this.#log);
     this.#waits = new Waits(this.#clock);
     this.#signer = new CommandSigner(this.#clock, this.#random, () => this.#newId());
+    this.recovery = new CloudRecovery(this.#clock, this.#random);
     this.#certs = new CloudCertificates({
       clock: this.#clock,
       random: this.#random,
@@ -151,6 +155,7 @@ export class ReferenceCloud {
       // Commands go on from above the last counter the hub accepted, whatever this cloud counted.
       installed: (hubId, key, lastCounter) =>
         this.setOtpKey(hubId, key, { counter: Math.max(this.nextCounter(hubId) ?? 1, lastCounter + 1) }),
+      signingKey: (hubId) => this.#signer.state(hubId)?.key,
     });
   }
 
@@ -351,6 +356,20 @@ export class ReferenceCloud {
    */
   resumeCounter(hubId: string): number {
     return this.#signer.resumeCounter(hubId);
+  }
+
+  /**
+   * Approve a hub replacement (the new hub's restore request, as text): the old hub is revoked (its
+   * messages are refused from now on) and its OTP key moves to the new hub, signing from above the
+   * highest counter the old hub accepted. Returns the approval for `iqhub hub-restore --approval`.
+   */
+  async approveRestore(requestText: string): Promise<{ approvalText: string; revocation: Revocation }> {
+    const r = await this.recovery.approve(requestText);
+    const old = this.#signer.state(r.revocation.hubId);
+    if (old && !this.#signer.has(r.revocation.replacedBy)) {
+      this.#signer.setKey(r.revocation.replacedBy, old.key, { counter: Math.max(old.next, old.accepted + 1) });
+    }
+    return r;
   }
 
   /** The highest counter of this cloud's commands the hub accepted (0 if none yet). */
@@ -595,6 +614,11 @@ export class ReferenceCloud {
     }
     this.#records.countReceived();
     const { hubId, lockId } = t;
+    const revoked = this.recovery.isRevoked(hubId);
+    if (revoked) {
+      this.#records.refuse(topic, `hub ${hubId} is revoked: replaced by ${revoked.replacedBy}`);
+      return;
+    }
     this.#records.open(hubId);
     if (payload.length === 0 && (t.topic === 'status' || t.topic === 'locks/{lockId}/state')) {
       this.#records.clearRetained(hubId, lockId);

@@ -16,8 +16,9 @@ import type { Logger } from '../../src/log/logger.js';
  * The reference cloud's side of OTP key delivery (docs/mqtt-api.md, "OTP key delivery"): it
  * checks a hub's `otp-key/request` — the certificate chains to a CA it trusts, names the hub of
  * the topic and is valid now, and its key signed the X25519 delivery key — remembers that key,
- * and seals the hub's OTP key to it (a fresh key per generation, the generation +1 each time).
- * With `auto`, a hub that asks without holding the cloud's current key gets it at once. An
+ * and seals the hub's OTP key to it (a fresh key per generation, the generation +1 each time,
+ * above any the hub reports). With `auto`, a hub that asks without holding the key the cloud
+ * signs its commands with gets a new one at once. An
  * installed key (`otp-key/ack` ok) becomes the key its commands are signed with, from above the
  * last counter the hub accepted.
  */
@@ -58,6 +59,8 @@ export interface OtpKeyDeps {
   publish(hubId: string, payload: object): Promise<unknown> | undefined;
   /** The hub installed `key`: sign its commands with it from above `lastCounter`. */
   installed(hubId: string, key: Secret, lastCounter: number): void;
+  /** The key the cloud signs the hub's commands with now, however it got it (a delivery, enrollment, a restore). */
+  signingKey(hubId: string): Secret | undefined;
 }
 
 export class CloudOtpKeys {
@@ -129,9 +132,10 @@ export class CloudOtpKeys {
     }
     const hub = this.#hub(hubId);
     hub.recipient = p.publicKey;
-    const key = hub.keys.get(hub.generation);
-    const holds =
-      key !== undefined && p.current?.fingerprint === otpKeyFingerprint(key) && p.current.generation === hub.generation;
+    // The next delivery goes above what the hub holds (a store restored from another hub's backup).
+    if (p.current && p.current.generation > hub.generation) hub.generation = p.current.generation;
+    const signing = this.#d.signingKey(hubId);
+    const holds = signing !== undefined && p.current?.fingerprint === otpKeyFingerprint(signing);
     if (this.#auto && !holds) {
       void this.deliver(hubId).catch((e: Error) =>
         this.#d.log?.warn({ err: e, hubId }, 'reference cloud: the OTP key could not be delivered'),

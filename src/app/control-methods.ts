@@ -4,6 +4,7 @@ import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
 import { HubError } from '../base/errors.js';
 import type { CommandsView } from '../contract/control-socket.js';
 import { MAX_OPEN_MS } from '../contract/link-messages.js';
+import { wireLockState } from '../contract/mqtt-hub-messages.js';
 import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import type { ControlServer } from '../control-socket/socket-server.js';
 import { Secret } from '../crypto/secret.js';
@@ -14,6 +15,21 @@ import type { LinkManager } from '../link/manager.js';
  * never see the socket, and every param is schema-checked by the server before a handler runs.
  */
 
+/**
+ * Times leave the control socket as ISO 8601 UTC, like every time the hub shows (the store keeps
+ * Unix milliseconds): an event's `at` and `receivedAt`, a security event's `at`, a lock state's `time`.
+ */
+const iso = (ms: number) => new Date(ms).toISOString();
+const eventOut = <E extends { at: number; receivedAt?: number }>(e: E) => ({
+  ...e,
+  at: iso(e.at),
+  ...(e.receivedAt === undefined ? {} : { receivedAt: iso(e.receivedAt) }),
+});
+const lockOut = <L extends { recentEvents: { at: number; receivedAt?: number }[] }>(l: L) => ({
+  ...l,
+  recentEvents: l.recentEvents.map(eventOut),
+});
+
 /** A lock id as a control-method param (the schema every lock method uses). */
 export const lockIdParam = { type: 'string', pattern: ID_PATTERN } as const;
 const lockId = lockIdParam;
@@ -23,13 +39,13 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
   server.register('locks.list', { params: { properties: {} }, handler: () => link.list() });
   server.register('locks.get', {
     params: { properties: { lockId }, required: ['lockId'] },
-    handler: (p) => link.get(p.lockId as string),
+    handler: (p) => lockOut(link.get(p.lockId as string)),
   });
   server.register('locks.check', {
     params: { properties: { lockId }, required: ['lockId'] },
     handler: async (p) => {
       const state = await link.lockState(p.lockId as string);
-      return { ...link.get(p.lockId as string), lockState: state };
+      return { ...lockOut(link.get(p.lockId as string)), lockState: wireLockState(state) };
     },
   });
   server.register('locks.discover', { params: { properties: {} }, handler: () => link.discoverable() });
@@ -57,11 +73,11 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
       properties: { lockId, durationMs: { type: 'integer', minimum: 1, maximum: MAX_OPEN_MS } },
       required: ['lockId', 'durationMs'],
     },
-    handler: (p) => link.open(p.lockId as string, p.durationMs as number),
+    handler: async (p) => wireLockState(await link.open(p.lockId as string, p.durationMs as number)),
   });
   server.register('locks.lock', {
     params: { properties: { lockId }, required: ['lockId'] },
-    handler: (p) => link.lockNow(p.lockId as string),
+    handler: async (p) => wireLockState(await link.lockNow(p.lockId as string)),
   });
   server.register('locks.detach', {
     params: { properties: { lockId }, required: ['lockId'] },
@@ -76,11 +92,12 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
       properties: { lockId, limit: { type: 'integer', minimum: 1, maximum: 10_000 } },
       required: ['lockId'],
     },
-    handler: (p) => link.pairing.events(p.lockId as string, (p.limit as number | undefined) ?? 100),
+    handler: (p) => link.pairing.events(p.lockId as string, (p.limit as number | undefined) ?? 100).map(eventOut),
   });
   server.register('security.events', {
     params: { properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } },
-    handler: (p) => link.pairing.securityEvents((p.limit as number | undefined) ?? 50),
+    handler: (p) =>
+      link.pairing.securityEvents((p.limit as number | undefined) ?? 50).map((e) => ({ ...e, at: iso(e.at) })),
   });
 }
 

@@ -1,5 +1,5 @@
 import type { Clock } from '../base/clock.js';
-import type { VerifierStats } from '../contract/control-socket.js';
+import type { HealthCheck, HubStatus, VerifierStats } from '../contract/control-socket.js';
 import { type EventDeliveryHealth, HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import type { Outbox } from '../events/outbox.js';
@@ -109,4 +109,21 @@ export function commandSummary(s: VerifierStats): NonNullable<HealthPayload['com
   const refused: Record<string, number> = {};
   for (const [code, n] of Object.entries(s.refused)) if (n) refused[code] = n;
   return { accepted: s.accepted, refused, lockouts: s.lockouts, lockedOutUntil: s.lockedOutUntil };
+}
+
+/**
+ * Whether the hub is healthy, for `iqhub status --check` (and so the container's and the image's
+ * health checks): every component running — the uplink connected with its events acknowledged,
+ * each radio ready, the disk watch quiet — the store answering, its disk not full, and nothing
+ * the health message reports as full. Each problem is one sentence naming the part.
+ */
+export function healthCheck(status: HubStatus, health: HealthPayload | undefined): HealthCheck {
+  const problems: string[] = [];
+  if (!status.store.ok) problems.push(`store failing (${status.store.path})`);
+  if (status.store.diskFull) problems.push(status.store.diskFull);
+  else if (health?.disk?.full) problems.push(`disk full: ${health.disk.detail ?? 'the data directory'}`);
+  for (const c of status.components) {
+    if (c.state !== 'running') problems.push(`${c.name} ${c.state}${c.detail ? `: ${c.detail}` : ''}`);
+  }
+  return { healthy: problems.length === 0, problems };
 }

@@ -52,7 +52,8 @@ import {
 import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
-import { buildHealth, pinKeyFacts } from './health.js';
+import { buildHealth, healthCheck, pinKeyFacts } from './health.js';
+import { registerHubBackupMethod } from './hub-backup-method.js';
 import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
 import { applyWithPinKey } from './pin-key-open.js';
@@ -133,6 +134,10 @@ export class Hub {
     this.control = new ControlServer(join(config.runDir, SOCKET_NAME), log.child({ component: 'control' }));
     this.control.register('status', { params: { properties: {} }, handler: () => this.status() });
     this.control.register('diag', { params: { properties: {} }, handler: () => this.diag() });
+    this.control.register('health.check', {
+      params: { properties: {} },
+      handler: () => healthCheck(this.status(), this.health()),
+    });
     this.mirror = new AccessMirror({ store, clock });
     this.pinKeys = new PinKeyRing({ store, sealer, clock });
     this.access = buildDecider(config.access, this.mirror, clock, log, this.pinKeys);
@@ -213,6 +218,7 @@ export class Hub {
     }
     registerCommandMethods(this.control, this.uplink ? { commands: (limit) => this.#commandsView(limit) } : undefined);
     registerRadioMethods(this.control, () => this.radios?.zigbee);
+    registerHubBackupMethod(this.control, { ...deps, store, sealer, zigbee: () => this.radios?.zigbee });
     this.#components.push(controlComponent(this.control));
   }
 

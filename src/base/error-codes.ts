@@ -277,7 +277,8 @@ export const ERROR_CODES = {
     'choose an id of printable characters without +, # or / (e.g. "hub-0001"), and a cloud id other than the hub id',
   'pki.bad-days': 'pass a whole number of days, e.g. 825',
   'pki.bad-host': 'pass the name or address clients use to reach the broker, e.g. "mqtt.example.com"',
-  'pki.exists': 'use another directory, or pass overwrite to replace it (certificates issued by it stop working)',
+  'pki.exists':
+    'use another directory, or add --force to `iqhub pki dev` to replace it (certificates issued by it stop working)',
   'pki.bad-file-name': "use letters, digits, '.', '_' or '-', and not 'ca' or 'broker'",
   'pki.bad-otp-key': 'make one with iqhub pki dev, or write 32 random bytes as hex',
 
@@ -351,6 +352,29 @@ export const ERROR_CODES = {
     'stop what listens there (ss -ltnp, or a stale socket file another daemon holds), or choose another metrics.listen',
   'metrics.listen':
     'check that the directory of the socket exists and is writable by the daemon (e.g. /run/iq-hub), or choose another metrics.listen',
+  // hub backup and replacement (iqhub hub-backup, iqhub hub-restore; docs/operations.md, "Hub replacement")
+  'backup.no-recovery-key':
+    'set backup.recoveryPublicKey in the config to the cloud\'s recovery public key (docs/operations.md, "Hub replacement")',
+  'backup.recovery-key':
+    "backup.recoveryPublicKey must be the cloud's X25519 recovery public key, 32 bytes in base64url",
+  'backup.no-hub-id': 'install the hub certificate (iqhub provision) or set provisioning.hubId, or pass --hub-id',
+  'backup.snapshot': 'check the free space and permissions of the data directory, then run iqhub hub-backup again',
+  'backup.unreadable': 'check the path and that this user may read it',
+  'backup.malformed': 'use the file exactly as it was written (iqhub hub-backup, iqhub hub-restore, or the cloud)',
+  'backup.open': 'the backup was altered or sealed to another recovery key: use an intact copy made for this cloud',
+  'backup.recovery-key-mismatch':
+    "the backup was sealed to another recovery key: check the hub's backup.recoveryPublicKey",
+  'backup.same-hub': 'a replacement hub has its own certificate and hub id; the old one is revoked',
+  'backup.no-request': 'run `iqhub hub-restore FILE` first and send the request it writes to the cloud',
+  'backup.approval-mismatch': "ask the cloud for the approval of this hub's request for this backup",
+  'backup.approval-open': 'the approval was altered or made for another request: ask the cloud for a new one',
+  'backup.target-not-empty':
+    'restore into the fresh data directory of the new hub (`iqhub reset --yes` moves a store aside)',
+  'backup.daemon-running': 'stop the daemon first (systemctl stop iq-hub), then run iqhub hub-restore again',
+  'backup.hub-revoked': 'this hub was replaced and its certificate revoked; it may not be used again',
+  'backup.identity': "check the hub's identity key and certificate (iqhub provision; iqhub cert)",
+  'backup.request-identity':
+    "the restore request must be signed by the new hub's own certificate, issued by the hubs' CA, CN = the new hub id",
   // OTP key delivery over the uplink and syncNow (issue 17: factory-provisioned hubs, sync requests).
   'otp-key.identity': "the hub's certificate key must be RSA, EC or Ed25519 to sign its delivery key",
   'otp-key.does-not-open':

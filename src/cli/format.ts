@@ -1,5 +1,11 @@
 import type { CertificateInfo } from '../../provisioning/certificate.js';
-import type { HubStatus, OfflineListRow, RecentCommand, VerifierStats } from '../contract/control-socket.js';
+import type {
+  HealthCheck,
+  HubStatus,
+  OfflineListRow,
+  RecentCommand,
+  VerifierStats,
+} from '../contract/control-socket.js';
 import { refusedSummary } from '../diag/refused.js';
 
 function duration(sec: number): string {
@@ -31,6 +37,14 @@ export function formatStatus(s: HubStatus): string {
   const cw = Math.max(...s.components.map((c) => c.name.length));
   for (const c of s.components) lines.push(`  ${c.name.padEnd(cw)}  ${c.state.padEnd(8)}  ${c.detail ?? ''}`.trimEnd());
   return `${lines.join('\n')}\n`;
+}
+
+export type { HealthCheck };
+
+/** `iqhub status --check` for people: healthy, or each problem on its own line. */
+export function formatHealthCheck(h: HealthCheck): string {
+  if (h.healthy) return 'healthy\n';
+  return `DEGRADED\n${h.problems.map((p) => `  ${p}`).join('\n')}\n`;
 }
 
 interface LockRow {
@@ -92,7 +106,8 @@ export function formatLock(
   return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n${events.length ? `\nrecent events:\n${events.join('\n')}\n` : ''}`;
 }
 
-type StoredEventRow = { seq: number; at: number; type: string; receivedAt?: number } & Record<string, unknown>;
+/** A stored event as the control socket gives it: times ISO 8601. */
+type StoredEventRow = { seq: number; at: string; type: string; receivedAt?: string } & Record<string, unknown>;
 
 /** "#7  2026-…Z  opened  by=remote credentialId=-": one stored event, its body as key=value. */
 function eventLine(e: StoredEventRow): string {
@@ -100,7 +115,7 @@ function eventLine(e: StoredEventRow): string {
   const extra = Object.entries(rest)
     .map(([k, v]) => `${k}=${v === null ? '-' : String(v)}`)
     .join(' ');
-  return `#${seq}  ${new Date(at).toISOString()}  ${type}${extra ? `  ${extra}` : ''}`;
+  return `#${seq}  ${at}  ${type}${extra ? `  ${extra}` : ''}`;
 }
 
 export function formatEvents(events: StoredEventRow[]): string {
@@ -108,12 +123,10 @@ export function formatEvents(events: StoredEventRow[]): string {
   return `${events.map(eventLine).join('\n')}\n`;
 }
 
-export function formatSecurity(events: { at: number; kind: string; lockId: string | null; detail: object }[]): string {
+export function formatSecurity(events: { at: string; kind: string; lockId: string | null; detail: object }[]): string {
   if (events.length === 0) return 'no security events\n';
   return `${events
-    .map(
-      (e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(24)}  ${e.lockId ?? '-'}  ${JSON.stringify(e.detail)}`,
-    )
+    .map((e) => `${e.at}  ${e.kind.padEnd(24)}  ${e.lockId ?? '-'}  ${JSON.stringify(e.detail)}`)
     .join('\n')}\n`;
 }
 

@@ -7,6 +7,7 @@ import {
   parseCertificates,
 } from '../../provisioning/certificate.js';
 import { createDevPki, describePki } from '../../provisioning/dev-pki.js';
+import { validateHubId } from '../../provisioning/hub-id.js';
 import { identityPaths } from '../../provisioning/identity-files.js';
 import { installIdentity } from '../../provisioning/identity-install.js';
 import { readInstalledCertificate } from '../../provisioning/identity-load.js';
@@ -34,6 +35,9 @@ export function pkiDev(o: {
   force?: boolean;
   json?: boolean;
 }): void {
+  // The daemon's own rule for a hub id (a topic level), before anything is made or written: a
+  // certificate the daemon would refuse is not worth the seconds its key takes.
+  validateHubId(o.hubId);
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   const written = createDevPki({
     dir: o.dir,
@@ -41,6 +45,7 @@ export function pkiDev(o: {
     cloudId: o.cloudId,
     brokerHost: o.brokerHost,
     overwrite: Boolean(o.force),
+    progress: progress(o),
   });
   const certs = describePki(o.dir);
   process.stdout.write(
@@ -50,6 +55,14 @@ export function pkiDev(o: {
           `${basename(written.otpKey).padEnd(12)} the hub's OTP key for remote commands (commands.otpKeyFile; the cloud signs with the same key)\n` +
           `written to ${o.dir} (private keys and the OTP key mode 0600; for development and tests only)\n`,
   );
+}
+
+/**
+ * Steps that take seconds (RSA keys), told on stderr as each starts so a person sees the command
+ * is working; stdout keeps only the result. Quiet with --json, like `attach`.
+ */
+function progress(o: { json?: boolean }): (step: string) => void {
+  return o.json ? () => {} : (step) => process.stderr.write(`${step}...\n`);
 }
 
 const RESTART_NOTE =
@@ -101,7 +114,7 @@ export function provisionInit(o: { config?: string; hubId?: string; force?: bool
       hint: 'pass --hub-id ID (the id the cloud knows this hub by)',
     });
   }
-  const r = initIdentity({ dataDir: config.dataDir, hubId, force: Boolean(o.force) });
+  const r = initIdentity({ dataDir: config.dataDir, hubId, force: Boolean(o.force), progress: progress(o) });
   const out = {
     hubId: r.hubId,
     csr: r.paths.csr,

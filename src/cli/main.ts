@@ -1,21 +1,25 @@
 #!/usr/bin/env node
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { describeError, HubError } from '../base/errors.js';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { HubError } from '../base/errors.js';
 import { VERSION } from '../base/version.js';
 import { DEFAULT_CONFIG_PATH, DEFAULT_RUN_DIR } from '../config/paths.js';
 import { type HubStatus, SOCKET_NAME } from '../contract/control-socket.js';
+import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import { callDaemon } from '../control-socket/socket-client.js';
+import { cliError, exitCodeOf, formatCliError } from './cli-error.js';
 import {
   formatCommands,
   formatDiag,
   formatEvents,
+  formatHealthCheck,
   formatLock,
   formatLocks,
   formatOffline,
   formatSecurity,
   formatStatus,
+  type HealthCheck,
 } from './format.js';
 import { readSecretFromStdin } from './secret-input.js';
 
@@ -24,12 +28,19 @@ import { readSecretFromStdin } from './secret-input.js';
 // demo, provisioning with node-forge, the config loader with Ajv and yaml, the local checks) is
 // imported in its action.
 
+/**
+ * With --json anywhere on the line, stdout carries exactly one JSON document whatever happens: the
+ * result, or `{"error": {code, message, hint}}` (docs/operations.md, "The command line"). Commander's
+ * own messages (an unknown option, a bad argument) become such an object too.
+ */
+const JSON_MODE = process.argv.slice(2).includes('--json');
+
 const program = new Command()
   .name('iqhub')
   .description("iq-hub: the daemon of a smart-lock hub, and the field technician's tool to talk to it.")
   .version(VERSION, '-V, --version')
-  .showHelpAfterError('(run with --help for usage)')
-  .configureOutput({ outputError: (str, write) => write(str) })
+  .showHelpAfterError(JSON_MODE ? false : '(run with --help for usage)')
+  .configureOutput({ outputError: (str, write) => (JSON_MODE ? undefined : write(str)) })
   .exitOverride();
 
 const configOption = () =>
@@ -56,9 +67,20 @@ program
   .addOption(configOption())
   .option('--socket <path>', 'control socket of the daemon (default: <runDir>/control.sock from the config)')
   .option('--json', 'machine-readable output')
-  .action(async (o: { config?: string; socket?: string; json?: boolean }) => {
-    const status = (await callDaemon(await socketPath(o), 'status')) as HubStatus;
-    process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+  .option(
+    '--check',
+    'health check: exit 1 when the hub is degraded (uplink down, radio down, disk full, store failing), 3 when the daemon is not running',
+  )
+  .action(async (o: { config?: string; socket?: string; json?: boolean; check?: boolean }) => {
+    const path = await socketPath(o);
+    const status = (await callDaemon(path, 'status')) as HubStatus;
+    if (!o.check) {
+      process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+      return;
+    }
+    const health = (await callDaemon(path, 'health.check')) as HealthCheck;
+    process.stdout.write(o.json ? `${JSON.stringify({ ...status, health }, null, 2)}\n` : formatHealthCheck(health));
+    process.exitCode = health.healthy ? 0 : 1;
   });
 
 program
@@ -106,7 +128,7 @@ socketOptions(
     .description(
       "show each bound lock's offline list: how many credentials it holds, when it was last brought up to date, any problem",
     )
-    .argument('[lockId]', 'only this lock'),
+    .argument('[lockId]', 'only this lock', parseLockId),
 ).action(async (lockId: string | undefined, o: SocketOpts) => {
   print(o, await call(o, 'access.offline', lockId === undefined ? {} : { lockId }), formatOffline);
 });
@@ -115,7 +137,7 @@ socketOptions(
   program
     .command('lock')
     .description('show one lock: state, counters, recent events')
-    .argument('<lockId>')
+    .argument('<lockId>', 'the lock (iqhub locks lists them)', parseLockId)
     .option(
       '--check',
       'connect to the lock now and ask its state (proves its key; lifts a quarantine it no longer deserves)',
@@ -161,7 +183,7 @@ socketOptions(
   program
     .command('detach')
     .description('detach a lock: it forgets this hub, then the hub forgets it')
-    .argument('<lockId>'),
+    .argument('<lockId>', 'the lock (iqhub locks lists them)', parseLockId),
 ).action(async (lockId: string, o: SocketOpts) => {
   const r = (await call(o, 'locks.detach', { lockId }, 60_000)) as { detached: boolean };
   print(o, r, () =>
@@ -176,7 +198,7 @@ socketOptions(
   program
     .command('forget')
     .description('remove a destroyed lock from the pairing store without its confirmation')
-    .argument('<lockId>')
+    .argument('<lockId>', 'the lock (iqhub locks lists them)', parseLockId)
     .option('--force', 'required: the lock itself is not told'),
 ).action(async (lockId: string, o: SocketOpts & { force?: boolean }) => {
   if (!o.force) {
@@ -192,7 +214,7 @@ socketOptions(
   program
     .command('open')
     .description('open a door now (field technician on site)')
-    .argument('<lockId>')
+    .argument('<lockId>', 'the lock (iqhub locks lists them)', parseLockId)
     .option('--duration <seconds>', 'how long the door stays open', parseSeconds, 5),
 ).action(async (lockId: string, o: SocketOpts & { duration: number }) => {
   const state = await call(o, 'locks.open', { lockId, durationMs: Math.round(o.duration * 1000) }, 60_000);
@@ -237,9 +259,40 @@ socketOptions(
 
 socketOptions(
   program
+    .command('hub-backup')
+    .description(
+      "back up the whole hub (store, link identity, ZigBee coordinator) sealed to the cloud's recovery key, for a replacement hub (docs/operations.md)",
+    ),
+).action(async (o: SocketOpts) => {
+  const r = await call(o, 'hub.backup', {}, 300_000);
+  print(
+    o,
+    r,
+    (b: { backupId: string; path: string; recoveryKeyId: string; locks: number; bytes: number; zigbee: boolean }) =>
+      `hub backup ${b.backupId} written to ${b.path} (${b.bytes} bytes, mode 0600)\n` +
+      `sealed to the cloud's recovery key ${b.recoveryKeyId}; ${b.locks} locks; ZigBee coordinator state ${b.zigbee ? 'included' : 'none'}\n`,
+  );
+});
+
+program
+  .command('hub-restore')
+  .description(
+    "restore a hub backup on a replacement hub (daemon stopped): without --approval, write the request for the cloud; with the cloud's approval, restore",
+  )
+  .argument('<file>', 'the backup file (iqhub hub-backup)')
+  .addOption(configOption())
+  .option('--approval <file>', "the cloud's approval of this hub's request")
+  .option('--hub-id <id>', "this hub's id (default: the CN of its certificate, else provisioning.hubId)")
+  .option('--json', 'machine-readable output')
+  .action(async (file: string, o: { config?: string; approval?: string; hubId?: string; json?: boolean }) => {
+    await (await import('./hub-restore.js')).hubRestore(file, o);
+  });
+
+socketOptions(
+  program
     .command('events')
     .description("a lock's events as the hub stored them, newest first")
-    .argument('<lockId>')
+    .argument('<lockId>', 'the lock (iqhub locks lists them)', parseLockId)
     .option('--limit <n>', 'how many', parseCount, 50),
 ).action(async (lockId: string, o: SocketOpts & { limit: number }) => {
   print(o, await call(o, 'events.list', { lockId, limit: o.limit }), formatEvents);
@@ -364,6 +417,18 @@ socketOptions(
   process.exitCode = r.verdict === 'fail' ? 1 : 0;
 });
 
+const LOCK_ID = new RegExp(ID_PATTERN);
+
+/** A lock id before it goes to the daemon: the rule in words, not the daemon's schema. */
+function parseLockId(v: string): string {
+  if (!LOCK_ID.test(v)) {
+    throw new InvalidArgumentError(
+      'a lock id is 1-64 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit, as `iqhub locks` lists it',
+    );
+  }
+  return v;
+}
+
 function parseCount(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 10_000)
@@ -400,15 +465,44 @@ function defaultConfigExists(): boolean {
   }
 }
 
+program
+  .command('completion')
+  .description('print a shell completion script for bash or zsh (docs/operations.md: where to put it)')
+  .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh', 'json']))
+  .addHelpText(
+    'after',
+    '\n  bash: iqhub completion bash > /etc/bash_completion.d/iqhub\n  zsh:  iqhub completion zsh > "$fpath[1]/_iqhub"\n  json: the command tree (commands, arguments, options) for tools\n',
+  )
+  .action(async (shell: 'bash' | 'zsh' | 'json') => {
+    const c = await import('./completion.js');
+    const tree = c.commandTree(program);
+    process.stdout.write(
+      shell === 'bash'
+        ? c.bashCompletion(tree)
+        : shell === 'zsh'
+          ? c.zshCompletion(tree)
+          : `${JSON.stringify(tree, null, 2)}\n`,
+    );
+  });
+
+program
+  .command('man')
+  .description("print iqhub's manual page (roff, made from this help; docs/iqhub.1 is a copy: man ./docs/iqhub.1)")
+  .action(async () => {
+    process.stdout.write((await import('./man-page.js')).manPage(program));
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  if (e instanceof CommanderError) {
-    process.exitCode = e.exitCode;
-  } else {
-    process.stderr.write(`iqhub: ${describeError(e)}\n`);
-    process.exitCode = (e as { code?: string }).code === 'daemon.not-running' ? 3 : 1;
+  // Help and --version end through here too, with their own exit status and nothing to add.
+  const quiet = e instanceof CommanderError && (e.exitCode === 0 || !JSON_MODE);
+  if (!quiet) {
+    const err = cliError(e);
+    if (JSON_MODE) process.stdout.write(`${JSON.stringify({ error: err })}\n`);
+    else process.stderr.write(formatCliError(err));
   }
+  process.exitCode = exitCodeOf(e);
 }
 
 /** The first line of an install-code file; never echoed, even in an error. */

@@ -3,7 +3,7 @@ import { HubError, isHubError } from '../base/errors.js';
 import type { LockMode, LockState } from '../contract/link-messages.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, maxInboundBytes } from '../contract/mqtt.js';
 import type { CommandEnvelope } from '../contract/mqtt-cloud-messages.js';
-import type { CmdResultPayload } from '../contract/mqtt-hub-messages.js';
+import { type CmdResultPayload, wireLockState } from '../contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import { type ContractError, checkUtf8, parseInbound, salvageId } from '../contract/mqtt-validate.js';
 import { Secret } from '../crypto/secret.js';
@@ -275,15 +275,15 @@ export class RemoteCommands {
       case 'listLocks':
         return done({ ...lockPage(t.list(), c.args as LockPageArgs, this.#maxMessageBytes) });
       case 'getState':
-        return onLock(async (id) => ({ state: await t.lockState(id) }));
+        return onLock(async (id) => ({ state: wireLockState(await t.lockState(id)) }));
       case 'open': {
         const ms = typeof c.args.durationMs === 'number' ? c.args.durationMs : DEFAULT_OPEN_MS;
-        return onLock(async (id) => ({ state: await t.open(id, ms) }));
+        return onLock(async (id) => ({ state: wireLockState(await t.open(id, ms)) }));
       }
       case 'lock':
-        return onLock(async (id) => ({ state: await t.lockNow(id) }));
+        return onLock(async (id) => ({ state: wireLockState(await t.lockNow(id)) }));
       case 'setMode':
-        return onLock(async (id) => ({ state: await t.setMode(id, c.args.mode as LockMode) }));
+        return onLock(async (id) => ({ state: wireLockState(await t.setMode(id, c.args.mode as LockMode)) }));
       case 'attach': {
         if (!setupCode) return failure(c.cmdId, 'bad_request', 'args.setupCode is missing');
         return onLock(async (id) => ({ lock: await t.attach(id, setupCode) }));
@@ -333,7 +333,7 @@ export class RemoteCommands {
         'unknown_outcome',
         `the hub stopped while carrying out ${what} (command ${row.id}); it may or may not have taken effect and is not repeated${outcome}`,
       ),
-      ...(state ? { result: { state } } : {}),
+      ...(state ? { result: { state: wireLockState(state) } } : {}),
     };
     await this.#inbox.finish('cmd', row.id, answer, { journal: { cmdId: row.id, op: row.op, lockId }, ahead: true });
   }

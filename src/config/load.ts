@@ -65,7 +65,7 @@ export function parseConfig(text: string, where: string, overrides: Partial<HubC
     });
   }
   const data = { ...(raw as Record<string, unknown>), ...overrides };
-  if (validate(data)) return data;
+  if (validate(data)) return normalizeConfig(data);
 
   // anyOf reports each failed branch and then itself: keep only its own summary; `if` only points at `then`.
   const errors = (validate.errors ?? []).filter((e) => !e.schemaPath.includes('/anyOf/') && e.keyword !== 'if');
@@ -79,6 +79,13 @@ export function parseConfig(text: string, where: string, overrides: Partial<HubC
       hint: 'see docs/configuration.md for every key, its type and its default',
     },
   );
+}
+
+/** The one spelling the code reads of values the schema accepts in several (uplink.mqttVersion: 5, "5", 4, "4", "3.1.1"). */
+function normalizeConfig(c: HubConfig): HubConfig {
+  const version = String(c.uplink.mqttVersion);
+  c.uplink.mqttVersion = version === '5' ? '5' : '3.1.1';
+  return c;
 }
 
 /** The document as plain data, refusing aliases that expand too far (with the file and line). */
@@ -173,7 +180,10 @@ function describe(
       }
       return `${at} has value ${value}, expected ${(err.params as { type: string }).type}`;
     case 'enum':
-      return `${at} has value ${value}, expected one of: ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+      return `${at} has value ${value}, expected ${
+        schema?.description ??
+        `one of: ${[...new Set((err.params as { allowedValues: unknown[] }).allowedValues.map(String))].join(', ')}`
+      }`;
     case 'pattern':
     case 'minLength':
     case 'anyOf':

@@ -102,6 +102,10 @@ export interface HubConfig {
     /** Simulated locks fsync their flash files (default); off for benchmarks, where it would be the hub machine's disk. */
     flashDurable: boolean;
   };
+  backup: {
+    /** The cloud's X25519 recovery public key (base64url, 32 bytes) hub backups are sealed to; null: no hub backup. */
+    recoveryPublicKey: string | null;
+  };
 }
 
 const absolutePath = { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' } as const;
@@ -191,7 +195,13 @@ export const configSchema = {
           default: null,
           description: "the broker certificate's host name, or null for the URL's host",
         },
-        mqttVersion: { type: 'string', enum: ['5', '3.1.1'], default: '5' },
+        // As people write it: YAML reads `5` as a number and `3.1.1` as a string; 4 is 3.1.1's
+        // protocol level. The loader turns each into '5' or '3.1.1' (normalizeConfig).
+        mqttVersion: {
+          enum: ['5', 5, '3.1.1', '4', 4],
+          default: '5',
+          description: '5 or 3.1.1 (4, the protocol level of 3.1.1, is taken too)',
+        },
         keepaliveSec: { type: 'integer', minimum: 5, maximum: 1200, default: 30 },
         sessionExpirySec: { type: 'integer', minimum: 0, maximum: 4294967295, default: 604800 },
         reconnectBaseMs: { type: 'integer', minimum: 100, maximum: 60000, default: 1000 },
@@ -314,6 +324,18 @@ export const configSchema = {
         reorderRate: { type: 'number', minimum: 0, maximum: 0.5, default: 0 },
         latencyMs: { type: 'integer', minimum: 0, maximum: 5000, default: 0 },
         flashDurable: { type: 'boolean', default: true },
+      },
+    },
+    backup: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        recoveryPublicKey: {
+          anyOf: [{ type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' }, { type: 'null' }],
+          default: null,
+          description: "the cloud's recovery public key: 32 bytes (X25519) in base64url, 43 characters; or null",
+        },
       },
     },
   },

@@ -88,6 +88,39 @@ const address = (topic: string) =>
 const key = (topic: string) => topic.replace(/[/{}]/g, (c) => (c === '/' ? '_' : ''));
 
 /**
+ * A schema as AsyncAPI's Schema Object spells it. The code validates with Ajv, whose
+ * `discriminator` is OpenAPI's object (`{propertyName: 'op'}`); AsyncAPI's is the property name
+ * alone (`discriminator: op`), and the official parser refuses the object.
+ */
+function asyncApiSchema(schema: unknown, seen = new Map<object, unknown>()): unknown {
+  if (schema === null || typeof schema !== 'object') return schema;
+  // A piece shared between schemas stays one object (one YAML anchor), as in the code.
+  const known = seen.get(schema);
+  if (known !== undefined) return known;
+  if (Array.isArray(schema)) {
+    const arr = schema.map((x) => asyncApiSchema(x, seen));
+    seen.set(schema, arr);
+    return arr;
+  }
+  const out: Record<string, unknown> = {};
+  seen.set(schema, out);
+  for (const [k, v] of Object.entries(schema)) {
+    out[k] =
+      k === 'discriminator' && v !== null && typeof v === 'object'
+        ? (v as { propertyName: string }).propertyName
+        : asyncApiSchema(v, seen);
+  }
+  return out;
+}
+
+const shared = new Map<object, unknown>();
+
+/** docs/asyncapi.yaml as text: a header line saying where it comes from, then the document. */
+export function asyncApiYaml(stringify: (v: unknown) => string): string {
+  return `# Generated from the schemas of src/contract/mqtt*.ts (the topic map in mqtt.ts) by buildAsyncApi() (src/contract/asyncapi.ts); a test keeps it equal. Regenerate: npm run asyncapi.\n${stringify(buildAsyncApi())}`;
+}
+
+/**
  * The AsyncAPI 3 description of the contract, built from the same schemas the code validates
  * with; docs/asyncapi.yaml is this object, and a test keeps the two equal.
  */
@@ -97,7 +130,11 @@ export function buildAsyncApi(): Record<string, unknown> {
   const messages: Record<string, unknown> = {};
   for (const [topic, info] of Object.entries(channels)) {
     const k = key(topic);
-    messages[k] = { name: k, contentType: 'application/json', payload: schemas[topic as keyof TopicMap] };
+    messages[k] = {
+      name: k,
+      contentType: 'application/json',
+      payload: asyncApiSchema(schemas[topic as keyof TopicMap], shared),
+    };
     ch[k] = {
       address: address(topic),
       summary: info.summary,

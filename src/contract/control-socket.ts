@@ -55,6 +55,15 @@ export interface HubStatus {
 
 // ----- what the methods answer (the CLI formats these) -------------------------------------------
 
+/**
+ * `health.check` (`iqhub status --check`, the container's and the image's health checks): healthy
+ * only when every component runs and the store and its disk are fine; each problem in a sentence.
+ */
+export interface HealthCheck {
+  healthy: boolean;
+  problems: string[];
+}
+
 /** Remote commands since the daemon started: `iqhub commands`, `iqhub diag` and `health.commands`. */
 export interface VerifierStats {
   accepted: number;

@@ -301,7 +301,122 @@ const answerSchema = (extra: Record<string, object>) =>
     },
   }) as const;
 
-export const cmdResultSchema = answerSchema({ result: { type: 'object' } });
+/**
+ * A lock's own state as `cmd/result` carries it: the lock's answer, its clock as ISO 8601 UTC like
+ * every time of the contract (the link gives it in Unix milliseconds).
+ */
+export interface WireLockState {
+  bolt: 'locked' | 'unlocked';
+  mode: 'normal' | 'office' | 'locked';
+  doorOpen: boolean;
+  batteryPercent: number;
+  lastSeq: number;
+  /** The lock's clock when it answered. */
+  time: string;
+}
+
+export function wireLockState<S extends { time: number }>(s: S): Omit<S, 'time'> & { time: string } {
+  return { ...s, time: new Date(s.time).toISOString() };
+}
+
+const wireLockStateSchema = {
+  type: 'object',
+  description: "The lock's own answer; time is the lock's clock.",
+  additionalProperties: false,
+  required: ['bolt', 'mode', 'doorOpen', 'batteryPercent', 'lastSeq', 'time'],
+  properties: {
+    bolt: { enum: ['locked', 'unlocked'] },
+    mode: { enum: ['normal', 'office', 'locked'] },
+    doorOpen: { type: 'boolean' },
+    batteryPercent: { type: 'integer', minimum: 0, maximum: 100 },
+    lastSeq: { type: 'integer', minimum: 0 },
+    time: isoTime,
+  },
+} as const;
+
+/** A lock as `listLocks` and `attach` describe it (no key material; a later version may add fields). Its size is bounded by uplink.maxMessageBytes, not field by field. */
+const lockSummarySchema = {
+  type: 'object',
+  required: ['lockId', 'bearer', 'state', 'connected', 'lastSeen', 'keyFingerprint'],
+  properties: {
+    lockId: id,
+    bearer: { type: 'string' },
+    address: { type: 'string' },
+    state: { enum: ['attaching', 'bound', 'detaching', 'quarantined', 'detached'] },
+    quarantineReason: { type: ['string', 'null'] },
+    connected: { type: 'boolean' },
+    lastSeen: { anyOf: [isoTime, { type: 'null' }] },
+    lastEventSeq: { type: 'integer', minimum: 0 },
+    sessions: { type: 'integer', minimum: 0 },
+    failedHandshakes: { type: 'integer', minimum: 0 },
+    rejectedFrames: { type: 'integer', minimum: 0 },
+    keyFingerprint: { type: 'string' },
+  },
+} as const;
+
+/**
+ * `cmd/result.result` by op (docs/mqtt-api.md, "Commands"). The answer does not repeat the op:
+ * the cloud knows it by the command's id, so the schema is the union, each branch titled by its op.
+ */
+export const cmdResultBodySchema = {
+  description: 'By the op of the command answered (the answer carries its id, not its op).',
+  anyOf: [
+    {
+      title: 'ping',
+      type: 'object',
+      additionalProperties: false,
+      required: ['pong', 'at'],
+      properties: { pong: { const: true }, at: isoTime },
+    },
+    {
+      title: 'listLocks',
+      description:
+        'One page: locks in the order of their ids; next is the lock id to send as after, null on the last page.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['locks', 'next'],
+      properties: { locks: { type: 'array', items: lockSummarySchema }, next: { anyOf: [id, { type: 'null' }] } },
+    },
+    {
+      title: 'getState, open, lock, setMode; and unknown_outcome (ok false) when the state could be read back',
+      type: 'object',
+      additionalProperties: false,
+      required: ['state'],
+      properties: { state: wireLockStateSchema },
+    },
+    {
+      title: 'attach',
+      type: 'object',
+      additionalProperties: false,
+      required: ['lock'],
+      properties: { lock: lockSummarySchema },
+    },
+    {
+      title: 'detach',
+      description:
+        "detached false: the lock is out of reach; it stays 'detaching' and the hub finishes when it hears it.",
+      type: 'object',
+      additionalProperties: false,
+      required: ['detached', 'state'],
+      properties: { detached: { type: 'boolean' }, state: { enum: ['detached', 'detaching'] } },
+    },
+    {
+      title: 'syncNow',
+      description:
+        "sync/request was published with the mirror's version (requestId = the command's id): asked, not yet synchronised; the sync comes on sync and is acknowledged on sync/ack.",
+      type: 'object',
+      additionalProperties: false,
+      required: ['requested', 'requestId', 'version'],
+      properties: {
+        requested: { const: true },
+        requestId,
+        version: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+      },
+    },
+  ],
+} as const;
+
+export const cmdResultSchema = answerSchema({ result: cmdResultBodySchema });
 
 export interface SyncAckPayload {
   v: 1;

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { HubError } from '../base/errors.js';
 import {
   type ControlRequest,
@@ -8,12 +8,26 @@ import {
   MAX_LINE_BYTES,
   requestSchema,
 } from '../contract/control-socket.js';
+import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import type { Logger } from '../log/logger.js';
 
 export interface MethodSpec {
   /** JSON Schema of the params object. Unknown params are refused. */
   params: object;
   handler(params: Record<string, unknown>): Promise<unknown> | unknown;
+}
+
+/**
+ * One schema problem in words: the parameter's name and, for an id, the rule rather than the
+ * regular expression ("lockId is not an id: 1-64 of A-Z a-z 0-9 . _ : - …").
+ */
+function paramProblem(e: ErrorObject): string {
+  const name = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || 'params';
+  if (e.keyword === 'pattern' && (e.params as { pattern?: string }).pattern === ID_PATTERN) {
+    return `${name} is not an id: 1-64 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit`;
+  }
+  if (e.keyword === 'pattern') return `${name} has characters or a form that is not allowed`;
+  return `${name} ${e.message}`;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
@@ -139,11 +153,15 @@ export class ControlServer {
       return;
     }
     if (!entry.validate(params)) {
-      const why = entry.validate.errors?.map((e) => `${e.instancePath || 'params'} ${e.message}`).join('; ');
+      const why = entry.validate.errors?.map(paramProblem).join('; ');
       this.#reply(socket, {
         id,
         ok: false,
-        error: { code: 'control.bad-params', message: `invalid params for ${method}: ${why}` },
+        error: {
+          code: 'control.bad-params',
+          message: `invalid request (${method}): ${why}`,
+          hint: 'check the ids and values given on the command line (iqhub <command> --help)',
+        },
       });
       return;
     }

@@ -19,8 +19,8 @@ import {
 } from './storage-key.js';
 
 /** The stamp's rows in the store's `meta` table (schema v1: older stores need no new schema). */
-const FINGERPRINT_ROW = 'storage-key.fingerprint';
-const HUB_ID_ROW = 'hub.id';
+export const FINGERPRINT_ROW = 'storage-key.fingerprint';
+export const HUB_ID_ROW = 'hub.id';
 
 /** What the sidecar file holds: nothing secret. */
 interface IdentityTrace {

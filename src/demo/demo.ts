@@ -14,6 +14,7 @@ import { describeError } from '../base/errors.js';
 import { systemRandom } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
+import { replacementPart } from './backup-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
 import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
 import { pinKeySteps } from './pin-key-steps.js';
@@ -79,6 +80,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     simulation: { enabled: true, locks: opts.locks ?? 3, seed } as HubConfig['simulation'],
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
     uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
+    backup: { recoveryPublicKey: await cloud.recovery.enable() },
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
@@ -128,23 +130,53 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       ],
       out,
     );
-    const passed = r1.passed + r2.passed;
-    const failed = r1.failed + r2.failed;
+    out(
+      `\nscenario ${opts.scenario}, part 3: hub replacement (backup, the cloud's approval, restore on a second data directory)`,
+    );
+    const r3 = await replacementPart(
+      {
+        old: second,
+        world,
+        cloud,
+        hubId,
+        base,
+        config: second.hub.deps.config,
+        start: async (o) => {
+          let w: SimWorld | undefined;
+          const daemon = await startDaemon({
+            configPath: null,
+            overrides: { ...o, backup: overrides.backup },
+            logPretty: opts.pretty,
+            handleSignals: !opts.exit,
+            simulation: loadSimulatedSite,
+            onBuilt: (_hub, x) => {
+              w = x;
+            },
+          });
+          if (!w) throw new Error('the replacement simulated site was not built');
+          return { daemon, world: w };
+        },
+      },
+      out,
+    );
+    const last = r3.daemon ?? second;
+    const passed = r1.passed + r2.passed + r3.passed;
+    const failed = r1.failed + r2.failed + r3.failed;
     out(`\nscenario ${opts.scenario}: ${passed} passed, ${failed} failed`);
 
     if (opts.exit) {
-      const code = await second.shutdown('demo finished');
+      const code = await last.shutdown('demo finished');
       await shutdownCloud();
       return failed === 0 && code === 0 ? 0 : 1;
     }
     const cli = `node dist/src/cli/main.js`;
     out('\nthe daemon keeps running with its simulated locks. In another terminal:');
-    out(`  ${cli} status --socket ${second.hub.control.path}`);
-    out(`  ${cli} locks  --socket ${second.hub.control.path}`);
-    out(`  ${cli} open SIM-0002 --socket ${second.hub.control.path}`);
-    out(`  ${cli} commands --socket ${second.hub.control.path}   (the cloud's remote commands)`);
+    out(`  ${cli} status --socket ${last.hub.control.path}`);
+    out(`  ${cli} locks  --socket ${last.hub.control.path}`);
+    out(`  ${cli} open SIM-0002 --socket ${last.hub.control.path}`);
+    out(`  ${cli} commands --socket ${last.hub.control.path}   (the cloud's remote commands)`);
     out('press Ctrl-C to stop it.\n');
-    const code = await second.done;
+    const code = await last.done;
     await shutdownCloud();
     return failed === 0 ? code : 1;
   } catch (e) {

@@ -64,6 +64,8 @@ export interface UplinkClientOptions {
   startedAt: number;
   /** No payload larger than this is handed to the broker (`uplink.maxMessageBytes`); default no limit. */
   maxMessageBytes?: number;
+  /** A connection error in words (which file, which name: src/uplink/tls-errors.ts), logged with its code. */
+  explain?: (code: string | number | null) => string | undefined;
 }
 
 const DEFAULTS = {
@@ -76,6 +78,7 @@ const DEFAULTS = {
   connectTimeoutMs: 15_000,
   stopTimeoutMs: 2_000,
   maxMessageBytes: Number.POSITIVE_INFINITY,
+  explain: (): string | undefined => undefined,
 };
 
 /** A relative topic the hub may publish to: levels of printable ASCII, no wildcards, none empty. */
@@ -374,7 +377,7 @@ export class UplinkClient {
     }
     const delay = this.#backoff.nextDelay(conn.connectedAt);
     o.log.warn(
-      { code: this.#lastError, attempt: this.#backoff.attempt, retryInMs: delay },
+      { code: this.#lastError, why: o.explain(this.#lastError), attempt: this.#backoff.attempt, retryInMs: delay },
       wasConnected ? 'uplink: connection lost; reconnecting' : 'uplink: cannot connect to the broker; retrying',
     );
     if (wasConnected) this.#emit('disconnected');

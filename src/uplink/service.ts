@@ -16,6 +16,9 @@ import { UplinkClient } from './mqtt-client.js';
 import { OtpKeyDelivery, type OtpKeyDeliveryDeps } from './otp-key-delivery.js';
 import { Publisher } from './publisher.js';
 import { Rotation, type RotationStatus } from './rotation.js';
+import { explainUplinkError } from './tls-errors.js';
+
+const withWhy = (why: string | undefined) => (why ? ` (${why})` : '');
 
 export interface UplinkDeps {
   config: HubConfig['uplink'];
@@ -76,6 +79,8 @@ export class UplinkService implements Component {
   #publisher: Publisher | undefined;
   #inbound: InboundHandler | undefined;
   #identity: UplinkIdentity | undefined;
+  /** The files the client connects with (their paths name what to fix when the broker refuses). */
+  #files: UplinkFiles | undefined;
   #rotation: Rotation | undefined;
   /** The TLS certificate and key in use (the OTP key request is signed with them). */
   #tls: { cert: Buffer; key: Buffer } | undefined;
@@ -150,6 +155,7 @@ export class UplinkService implements Component {
 
   #begin(files: UplinkFiles, otpKey: Secret | undefined): void {
     const d = this.#d;
+    this.#files = files;
     this.#identity = files.identity;
     const daysLeft = Math.floor((Date.parse(files.identity.notAfter) - d.clock.now()) / 86_400_000);
     if (daysLeft < 0)
@@ -175,6 +181,7 @@ export class UplinkService implements Component {
       version: d.version,
       startedAt: d.startedAt(),
       maxMessageBytes: d.config.maxMessageBytes,
+      explain: (code) => this.#explain(code),
     });
     const publisher = new Publisher({
       outbox: d.outbox,
@@ -315,7 +322,9 @@ export class UplinkService implements Component {
     const enrolling = this.#d.enrollment && !this.#client ? this.#d.enrollment.enroll.status() : undefined;
     const link = enrolling
       ? `enrolling with claim ${this.#d.enrollment?.enroll.claimId} (${enrolling.state}, attempt ${enrolling.attempts}${enrolling.lastError ? `, last error ${enrolling.lastError}` : ''})`
-      : (s?.state ?? 'stopped');
+      : s && s.state !== 'connected' && s.lastError !== null
+        ? `${s.state}, last error ${s.lastError}${withWhy(this.#explain(s.lastError))}`
+        : (s?.state ?? 'stopped');
     const cert = this.#identity ? `; certificate until ${this.#identity.notAfter}` : '';
     const lockedOut = this.#d.lockedOutUntil?.();
     const commands = lockedOut ? `; remote commands locked out until ${lockedOut}` : '';
@@ -328,6 +337,18 @@ export class UplinkService implements Component {
       state: connected && !undelivered ? 'running' : s || enrolling ? 'degraded' : 'stopped',
       detail,
     };
+  }
+
+  /** A connection error in words, naming the files in use (undefined before they are known, or for an unknown code). */
+  #explain(code: string | number | null): string | undefined {
+    const files = this.#files;
+    if (!files) return undefined;
+    const url = this.#d.config.url ?? '';
+    let serverName = this.#d.config.serverName ?? '';
+    try {
+      serverName ||= new URL(url).hostname;
+    } catch {}
+    return explainUplinkError(code, { url, serverName, paths: files.paths });
   }
 
   /** Health now, besides the periodic one (a lockout began: the cloud should hear of it at once). */

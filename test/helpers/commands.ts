@@ -32,6 +32,9 @@ export const STATE: LockState = {
   time: 0,
 };
 
+/** STATE as `cmd/result` carries it: the lock's clock in ISO 8601. */
+export const WIRE_STATE = { ...STATE, time: new Date(STATE.time).toISOString() };
+
 export const DEFAULT_COMMANDS: VerifierConfig = {
   lockoutFailures: 5,
   lockoutWindowSec: 60,

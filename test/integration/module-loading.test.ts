@@ -109,6 +109,15 @@ describe('what a start loads', () => {
     expect(heavy(urls)).toEqual([]);
   }, 60_000);
 
+  it('`iqhub completion` and `iqhub man` (made from the program) load neither the daemon nor the simulation', async () => {
+    for (const args of [['completion', 'bash'], ['man']]) {
+      const urls = await modulesOf(args, { daemon: false });
+      expect(urls.some((u) => u.endsWith('/dist/src/cli/main.js'))).toBe(true);
+      expect(simulation(urls), args.join(' ')).toEqual([]);
+      expect(heavy(urls), args.join(' ')).toEqual([]);
+    }
+  }, 60_000);
+
   it('`iqhub status --config FILE` loads the config loader, which validates the file', async () => {
     const base = tempDir();
     const config = join(base, 'config.yaml');

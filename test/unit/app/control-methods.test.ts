@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { type CommandsSource, registerCommandMethods } from '../../../src/app/control-methods.js';
+import { type CommandsSource, registerCommandMethods, registerLinkMethods } from '../../../src/app/control-methods.js';
 import { HubError } from '../../../src/base/errors.js';
 import type { ControlServer } from '../../../src/control-socket/socket-server.js';
+import type { LinkManager } from '../../../src/link/manager.js';
 
 type Handler = (p: Record<string, unknown>) => unknown;
 
@@ -46,5 +47,46 @@ describe('iqhub commands on the control socket', () => {
     expect(commandsList(up)({})).toBe(view);
     expect(commandsList(up)({ limit: 3 })).toBe(view);
     expect(limits).toEqual([20, 3]);
+  });
+});
+
+describe('times on the control socket are ISO 8601 (iqhub events, security, lock, open --json)', () => {
+  const AT = Date.UTC(2026, 11, 7, 6, 30, 0, 5);
+  const ISO = '2026-12-07T06:30:00.005Z';
+  const state = { bolt: 'unlocked', mode: 'normal', doorOpen: false, batteryPercent: 90, lastSeq: 2, time: AT };
+  const link = {
+    get: () => ({ lockId: 'SIM-1', recentEvents: [{ seq: 1, at: AT, type: 'opened', receivedAt: AT + 1 }] }),
+    lockState: async () => state,
+    open: async () => state,
+    lockNow: async () => state,
+    pairing: {
+      events: () => [{ seq: 2, at: AT, type: 'door', open: true, receivedAt: AT }],
+      securityEvents: () => [{ at: AT, kind: 'rogue-device', lockId: null, detail: {} }],
+    },
+  } as unknown as LinkManager;
+  const handlers = new Map<string, Handler>();
+  registerLinkMethods(
+    {
+      register: (name: string, def: { handler: Handler }) => handlers.set(name, def.handler),
+    } as unknown as ControlServer,
+    link,
+  );
+  const call = async (m: string, p: Record<string, unknown> = {}) => handlers.get(m)!(p) as Promise<unknown>;
+
+  it('events.list and security.events: at and receivedAt', async () => {
+    expect(await call('events.list', { lockId: 'SIM-1' })).toEqual([
+      { seq: 2, at: ISO, type: 'door', open: true, receivedAt: ISO },
+    ]);
+    expect(await call('security.events')).toEqual([{ at: ISO, kind: 'rogue-device', lockId: null, detail: {} }]);
+  });
+
+  it("locks.get: the recent events; locks.check, open and lock: the lock's clock", async () => {
+    expect(await call('locks.get', { lockId: 'SIM-1' })).toEqual({
+      lockId: 'SIM-1',
+      recentEvents: [{ seq: 1, at: ISO, type: 'opened', receivedAt: '2026-12-07T06:30:00.006Z' }],
+    });
+    expect(await call('locks.check', { lockId: 'SIM-1' })).toMatchObject({ lockState: { ...state, time: ISO } });
+    expect(await call('locks.open', { lockId: 'SIM-1', durationMs: 1000 })).toEqual({ ...state, time: ISO });
+    expect(await call('locks.lock', { lockId: 'SIM-1' })).toEqual({ ...state, time: ISO });
   });
 });

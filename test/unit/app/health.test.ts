@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { commandSummary, offlineSummary } from '../../../src/app/health.js';
+import { commandSummary, healthCheck, offlineSummary } from '../../../src/app/health.js';
+import type { HubStatus } from '../../../src/contract/control-socket.js';
 import { HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../../../src/contract/mqtt-topics.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
@@ -94,5 +95,56 @@ describe('health: the disk', () => {
     expect(conforms('health', { ...base, disk: { full: true } })).toBe(false);
     expect(conforms('health', { ...base, disk: { full: 'yes', detail: null } })).toBe(false);
     expect(conforms('health', { ...base, disk: { full: false, detail: null, freeMB: 3 } })).toBe(false);
+  });
+});
+
+describe('health check (iqhub status --check)', () => {
+  const status = (over: Partial<HubStatus> = {}): HubStatus => ({
+    version: '0.1.0',
+    pid: 1,
+    startedAt: '2026-12-07T06:00:00.000Z',
+    uptimeSec: 60,
+    configSource: null,
+    dataDir: '/var/lib/iq-hub',
+    storageKey: { origin: 'key-file', path: '/var/lib/iq-hub/storage-key' },
+    store: { ok: true, schemaVersion: 7, walPages: 0, path: '/var/lib/iq-hub/hub.db', diskFull: null },
+    components: [
+      { name: 'disk', state: 'running' },
+      { name: 'uplink', state: 'running', detail: 'hub-1 connected' },
+      { name: 'radio.ble', state: 'running' },
+    ],
+    ...over,
+  });
+
+  it('healthy when every component runs and the store and its disk are fine', () => {
+    expect(healthCheck(status(), undefined)).toEqual({ healthy: true, problems: [] });
+  });
+
+  it('degraded with the uplink down, a radio down, the disk full or the store failing, each named', () => {
+    const down = status({
+      components: [
+        { name: 'uplink', state: 'degraded', detail: 'hub-1 disconnected, last error ECONNREFUSED' },
+        { name: 'radio.zigbee', state: 'degraded', detail: 'no adapter' },
+      ],
+    });
+    const r = healthCheck(down, undefined);
+    expect(r.healthy).toBe(false);
+    expect(r.problems).toEqual([
+      'uplink degraded: hub-1 disconnected, last error ECONNREFUSED',
+      'radio.zigbee degraded: no adapter',
+    ]);
+    const full = healthCheck(
+      status({ store: { ...status().store, ok: false, diskFull: 'disk full at /var/lib/iq-hub: …' } }),
+      undefined,
+    );
+    expect(full.healthy).toBe(false);
+    expect(full.problems).toEqual(['store failing (/var/lib/iq-hub/hub.db)', 'disk full at /var/lib/iq-hub: …']);
+    const stopped = healthCheck(status({ components: [{ name: 'uplink', state: 'stopped' }] }), undefined);
+    expect(stopped).toEqual({ healthy: false, problems: ['uplink stopped'] });
+  });
+
+  it('the health message saying the disk is full is enough', () => {
+    const health = { disk: { full: true, detail: 'below the reserve' } } as unknown as HealthPayload;
+    expect(healthCheck(status(), health)).toEqual({ healthy: false, problems: ['disk full: below the reserve'] });
   });
 });

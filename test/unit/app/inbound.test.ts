@@ -5,7 +5,7 @@ import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES } from '../../../src/contract/mqtt.js
 import type { SyncPayload } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms, firstInvalidUtf8 } from '../../../src/contract/mqtt-validate.js';
 import { INBOX_MAX_AGE_MS } from '../../../src/inbox/inbox.js';
-import { commandHarness, deferred, STATE, summary } from '../../helpers/commands.js';
+import { commandHarness, deferred, summary, WIRE_STATE } from '../../helpers/commands.js';
 
 /** Let the hub take in what was sent: it handles one message per turn of the event loop. */
 const takenIn = async () => {
@@ -54,9 +54,9 @@ describe('inbound commands', () => {
       result: { pong: true, at: new Date(t.clock.now()).toISOString() },
     });
     expect(answers[1]?.result).toEqual({ locks: [summary('L1'), summary('L2')], next: null });
-    expect(answers[2]?.result).toEqual({ state: STATE });
-    expect(answers[3]?.result).toEqual({ state: { ...STATE, bolt: 'unlocked' } });
-    expect(answers[6]?.result).toEqual({ state: { ...STATE, mode: 'office' } });
+    expect(answers[2]?.result).toEqual({ state: WIRE_STATE });
+    expect(answers[3]?.result).toEqual({ state: { ...WIRE_STATE, bolt: 'unlocked' } });
+    expect(answers[6]?.result).toEqual({ state: { ...WIRE_STATE, mode: 'office' } });
     expect(answers[7]?.result).toEqual({ lock: summary('NEW-1') });
     expect(answers[8]?.result).toEqual({ detached: true, state: 'detached' });
     expect(answers[9]).toMatchObject({ ok: false, error: { code: 'sync.unavailable' } });
@@ -228,7 +228,7 @@ describe('inbound commands', () => {
     expect(t.row(env.cmdId)).toMatchObject({ state: 'started', result: null });
     // The answer still goes out, best effort.
     expect(t.sink.published.map((p) => p.payload)).toEqual([
-      { v: 1, id: env.cmdId, ok: true, result: { state: STATE } },
+      { v: 1, id: env.cmdId, ok: true, result: { state: WIRE_STATE } },
     ]);
     t.sink.failEnqueue = false;
     await t.send(env);
@@ -237,7 +237,7 @@ describe('inbound commands', () => {
     expect(t.sink.enqueued[0]?.payload).toMatchObject({
       ok: false,
       error: { code: 'unknown_outcome' },
-      result: { state: STATE },
+      result: { state: WIRE_STATE },
     });
   });
 });
@@ -276,7 +276,7 @@ describe('crash safety: commands interrupted by a stop', () => {
       id: 'half-open',
       ok: false,
       error: { code: 'unknown_outcome', message: expect.stringContaining('not repeated') as unknown },
-      result: { state: STATE },
+      result: { state: WIRE_STATE },
     });
     expect(answers.get('half-ping')).toMatchObject({ ok: false, error: { code: 'unknown_outcome' } });
     expect(answers.get('half-ping')?.result).toBeUndefined();
@@ -336,7 +336,7 @@ describe('answers published ahead of their record (nothing queued waits before t
     expect(t.target.actions).toEqual(['open L1 3000']);
     expect(states).toEqual(['started']);
     expect(t.sink.ahead.map((a) => a.payload)).toEqual([
-      { v: 1, id: env.cmdId, ok: true, result: { state: { ...STATE, bolt: 'unlocked' } } },
+      { v: 1, id: env.cmdId, ok: true, result: { state: { ...WIRE_STATE, bolt: 'unlocked' } } },
     ]);
     // Recorded afterwards with its outbox row (which waits for that publish's PUBACK), and journalled.
     expect(t.sink.enqueued).toHaveLength(1);
@@ -389,7 +389,7 @@ describe('answers published ahead of their record (nothing queued waits before t
       id: env.cmdId,
       ok: false,
       error: { code: 'unknown_outcome' },
-      result: { state: STATE },
+      result: { state: WIRE_STATE },
     });
     await t.send(env);
     expect(t.target.actions).toEqual([]);

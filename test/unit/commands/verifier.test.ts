@@ -10,7 +10,7 @@ import {
   KEY,
   KEY_HEX,
   OTHER_KEY,
-  STATE,
+  WIRE_STATE,
 } from '../../helpers/commands.js';
 
 const MIN = 60_000;
@@ -266,7 +266,11 @@ describe('lockout', () => {
     expect(t.last()).toMatchObject({ ok: false, error: { code: 'locked_out' } });
     await t.clock.advance(1000);
     const after = await t.run(OPEN);
-    expect(t.last()).toMatchObject({ id: after.cmdId, ok: true, result: { state: { ...STATE, bolt: 'unlocked' } } });
+    expect(t.last()).toMatchObject({
+      id: after.cmdId,
+      ok: true,
+      result: { state: { ...WIRE_STATE, bolt: 'unlocked' } },
+    });
     expect(t.target.calls).toEqual(['open L1 4000']);
     expect(t.verifier.stats().lockedOutUntil).toBeNull();
     expect(t.securityEvents()).toHaveLength(1);

@@ -90,7 +90,16 @@ describe('config', () => {
         latencyMs: 0,
         flashDurable: true,
       },
+      backup: { recoveryPublicKey: null },
     });
+  });
+
+  it("backup.recoveryPublicKey takes the cloud's 32-byte key in base64url, nothing else", () => {
+    const key = Buffer.alloc(32, 7).toString('base64url');
+    expect(parseConfig(`backup:\n  recoveryPublicKey: ${key}\n`, 'config.yaml').backup.recoveryPublicKey).toBe(key);
+    for (const bad of ['abc', `${key}A`, Buffer.alloc(32, 7).toString('base64')]) {
+      expect(rejected(`backup:\n  recoveryPublicKey: "${bad}"\n`).code).toBe('config.invalid');
+    }
   });
 
   it('a valid file is accepted with defaults filled in', () => {

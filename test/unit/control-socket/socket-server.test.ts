@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lockIdParam } from '../../../src/app/control-methods.js';
 import { ERROR_CODES } from '../../../src/base/error-codes.js';
 import { HubError } from '../../../src/base/errors.js';
 import { MAX_LINE_BYTES } from '../../../src/contract/control-socket.js';
@@ -70,6 +71,19 @@ describe('control socket', () => {
   it('answers a valid request', async () => {
     const s = await serve();
     expect(await callDaemon(s.path, 'count', { by: 2 })).toEqual({ counter: 2 });
+  });
+
+  it('says what is wrong with a bad id in words, not with the method name and a regular expression', async () => {
+    const s = await serve();
+    s.register('locks.get', {
+      params: { properties: { lockId: lockIdParam }, required: ['lockId'] },
+      handler: () => 1,
+    });
+    const e = await callDaemon(s.path, 'locks.get', { lockId: 'bad/id' }).catch((x: unknown) => x as HubError);
+    expect(e).toMatchObject({ code: 'control.bad-params' });
+    expect((e as HubError).message).toMatch(/lockId is not an id: 1-64 characters of A-Z a-z 0-9/);
+    expect((e as HubError).message).not.toMatch(/\^\[|must match pattern/);
+    expect((e as HubError).hint).toMatch(/--help/);
   });
 
   it('refuses bad params without running the handler', async () => {

@@ -6,7 +6,7 @@ import { findTool, run } from './tools.js';
 /**
  * Dockerfile.arm64, checked without a Docker engine (none runs here): the essentials of issue 7
  * (multi-stage, linux/arm64, a pinned Debian-based Node image, native modules built in the image,
- * a non-root user with dialout, data in a volume, a HEALTHCHECK with `iqhub status`) and the
+ * a non-root user with dialout, data in a volume, a HEALTHCHECK with `iqhub status --check`) and the
  * hadolint rules that matter for it. hadolint itself runs too where it is installed; it is in
  * neither Debian nor npm (the npm package "hadolint" only wraps a binary it does not ship).
  */
@@ -259,7 +259,7 @@ describe('Dockerfile.arm64: runtime stage', () => {
     expect(runtime.body.find((i) => i.cmd === 'CMD')).toBeUndefined();
   });
 
-  it('has a HEALTHCHECK that asks the daemon with `iqhub status --json`', () => {
+  it('has a HEALTHCHECK that asks the daemon with `iqhub status --check` (non-zero when degraded)', () => {
     const hc = runtime.body.filter((i) => i.cmd === 'HEALTHCHECK');
     expect(hc).toHaveLength(1);
     const args = hc[0]!.args;
@@ -270,7 +270,7 @@ describe('Dockerfile.arm64: runtime stage', () => {
       'node',
       '/usr/lib/iq-hub/dist/src/cli/main.js',
       'status',
-      '--json',
+      '--check',
       '--config',
       '/etc/iq-hub/config.yaml',
     ]);

@@ -108,7 +108,7 @@ describe('createDevPki', () => {
   it('refuses to replace an existing CA unless told to', () => {
     const e = refusal(() => createDevPki({ dir: pki.dir, hubId: 'hub-0002' }));
     expect(e.code).toBe('pki.exists');
-    expect(e.hint).toMatch(/overwrite/);
+    expect(e.hint).toMatch(/--force/);
   });
 
   it.each([

@@ -6,7 +6,7 @@ import type { CommandEnvelope } from '../../../src/commands/otp.js';
 import { MAX_INBOUND_BYTES, MAX_SYNC_BYTES, maxInboundBytes } from '../../../src/contract/mqtt.js';
 import { commandEnvelopeSchema, syncSchema } from '../../../src/contract/mqtt-cloud-messages.js';
 import { conforms, salvageId } from '../../../src/contract/mqtt-validate.js';
-import { commandHarness, STATE } from '../../helpers/commands.js';
+import { commandHarness, WIRE_STATE } from '../../helpers/commands.js';
 
 /**
  * 1,000 malformed or hostile messages, generated from the contract's schemas with a seeded random
@@ -472,7 +472,7 @@ describe('inbound fuzz', () => {
       v: 1,
       id: after.cmdId,
       ok: true,
-      result: { state: { ...STATE, mode: 'office' } },
+      result: { state: { ...WIRE_STATE, mode: 'office' } },
     });
   });
 

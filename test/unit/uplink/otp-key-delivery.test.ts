@@ -114,6 +114,7 @@ function cloud(o: { auto?: boolean; trust?: string } = {}) {
       return Promise.resolve();
     },
     installed: (hubId, key, lastCounter) => keys.set(hubId, { key, counter: lastCounter + 1 }),
+    signingKey: (hubId) => keys.get(hubId)?.key,
   });
   c.enable({ ca: o.trust ?? ca, auto: o.auto ?? false });
   return { c, sent, keys };

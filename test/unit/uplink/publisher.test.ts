@@ -45,7 +45,12 @@ async function rig() {
   const client = new FakeClient();
   const publisher = new Publisher({ outbox, client, clock, log: silentLogger(), retryMs: 1000 });
   publisher.start();
-  const answer = (id: string): CmdResultPayload => ({ v: 1, id, ok: true, result: {} });
+  const answer = (id: string): CmdResultPayload => ({
+    v: 1,
+    id,
+    ok: true,
+    result: { pong: true, at: '2026-12-07T00:00:00.000Z' },
+  });
   /** What Inbound does: publish ahead, then queue the row and adopt it, in one transaction. */
   const ahead = (id: string): AheadTicket | undefined =>
     publisher.publishAhead('cmd/result', JSON.stringify(answer(id)));

@@ -1,0 +1,160 @@
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, type webcrypto } from 'node:crypto';
+import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
+import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
+import { HubError } from '../base/errors.js';
+import type { Random } from '../base/random.js';
+import { Secret } from '../crypto/secret.js';
+
+/**
+ * The hub backup's cryptography, both sides (the hub that seals and restores, the cloud that holds
+ * the recovery key and approves a restore), so they cannot drift apart (docs/operations.md, "Hub
+ * replacement"; docs/security.md).
+ *
+ * A backup has a fresh 32-byte content key CK. The body (store snapshot, ZigBee state) is sealed
+ * with ChaCha20-Poly1305 under HKDF(CK, "body"), with the clear header as associated data; CK itself
+ * is sealed with HPKE (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+ * ChaCha20-Poly1305) to the cloud's recovery public key, the header again as associated data. The
+ * secrets inside the snapshot (link key, OTP key, PIN key, ZigBee network key) are sealed once more,
+ * under HKDF(CK, "transfer-seal"), in place of the machine's storage key: the body holds no secret
+ * in clear even once opened. A restore needs CK, which only the cloud can give, HPKE-sealed to a
+ * key the new hub made for this restore, in an approval bound to the backup, the new hub and the
+ * hub it revokes.
+ */
+
+export const BACKUP_INFO = 'iq-hub hub backup v1';
+export const APPROVAL_INFO = 'iq-hub restore approval v1';
+const KEY_BYTES = 32;
+const NONCE = 12;
+const TAG = 16;
+
+let suite: CipherSuite | undefined;
+
+function hpke(): CipherSuite {
+  suite ??= new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Chacha20Poly1305() });
+  return suite;
+}
+
+const utf8 = (s: string) => new TextEncoder().encode(s);
+const buf = (u: Uint8Array) => u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer;
+
+export const b64u = (u: Uint8Array): string => Buffer.from(u).toString('base64url');
+
+/** base64url of exactly `bytes` bytes (or any length if undefined), else undefined. */
+export function fromB64u(v: unknown, bytes?: number, maxChars = 64): Uint8Array | undefined {
+  if (typeof v !== 'string' || v.length > maxChars || !/^[A-Za-z0-9_-]*$/.test(v)) return undefined;
+  const out = new Uint8Array(Buffer.from(v, 'base64url'));
+  if (bytes !== undefined && out.length !== bytes) return undefined;
+  if (b64u(out) !== v) return undefined;
+  return out;
+}
+
+/** A public key's id: the first 16 hex digits of its SHA-256 (safe to show). */
+export function keyId(publicKey: Uint8Array): string {
+  return createHash('sha256').update(publicKey).digest('hex').slice(0, 16);
+}
+
+export function sha256Hex(...parts: (string | Uint8Array)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex');
+}
+
+/** An X25519 key pair for HPKE: the recovery key (the cloud's) or a restore key (a new hub's). */
+export interface HpkeKeyPair {
+  publicKey: Uint8Array;
+  privateKey: Secret;
+}
+
+export async function generateHpkeKeyPair(random: Random): Promise<HpkeKeyPair> {
+  const s = hpke();
+  const kp = await s.kem.deriveKeyPair(buf(random.bytes(32)));
+  return {
+    publicKey: new Uint8Array(await s.kem.serializePublicKey(kp.publicKey)),
+    privateKey: new Secret(new Uint8Array(await s.kem.serializePrivateKey(kp.privateKey))),
+  };
+}
+
+/** HPKE-seal `secret` to `recipient` with `aad`. */
+export async function sealTo(
+  recipient: Uint8Array,
+  info: string,
+  aad: string,
+  secret: Secret,
+  random: Random,
+): Promise<{ enc: Uint8Array; ct: Uint8Array }> {
+  const s = hpke();
+  let pub: webcrypto.CryptoKey;
+  try {
+    pub = await s.kem.deserializePublicKey(buf(recipient));
+  } catch {
+    throw new HubError('backup.recovery-key', 'the recovery public key is not an X25519 public key');
+  }
+  const { enc, ct } = await s.seal(
+    { recipientPublicKey: pub, info: utf8(info), ekm: buf(random.bytes(32)) },
+    buf(secret.reveal()),
+    buf(utf8(aad)),
+  );
+  return { enc: new Uint8Array(enc), ct: new Uint8Array(ct) };
+}
+
+/** Open an HPKE envelope with `privateKey`; undefined (saying nothing more) if it does not open. */
+export async function openWith(
+  privateKey: Secret,
+  info: string,
+  aad: string,
+  enc: Uint8Array,
+  ct: Uint8Array,
+): Promise<Secret | undefined> {
+  const s = hpke();
+  try {
+    const key = await s.kem.deserializePrivateKey(buf(privateKey.reveal()));
+    const pt = await s.open({ recipientKey: key, enc: buf(enc), info: utf8(info) }, buf(ct), buf(utf8(aad)));
+    const out = new Secret(new Uint8Array(pt));
+    if (out.length !== KEY_BYTES) {
+      out.wipe();
+      return undefined;
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The key derived from the content key for one job ("body", "transfer-seal"). */
+export function deriveKey(contentKey: Secret, label: 'body' | 'transfer-seal'): Secret {
+  return new Secret(
+    new Uint8Array(hkdfSync('sha256', contentKey.reveal(), new Uint8Array(0), `iq-hub/hub-backup/${label}/v1`, 32)),
+  );
+}
+
+/** ChaCha20-Poly1305 of the body under HKDF(CK, "body"); layout nonce (12) ‖ ciphertext ‖ tag (16). */
+export function sealBody(contentKey: Secret, aad: string, body: Uint8Array, random: Random): Uint8Array {
+  const key = deriveKey(contentKey, 'body');
+  try {
+    const nonce = random.bytes(NONCE);
+    const c = createCipheriv('chacha20-poly1305', key.reveal(), nonce, { authTagLength: TAG });
+    c.setAAD(utf8(aad), { plaintextLength: body.length });
+    return Buffer.concat([nonce, c.update(body), c.final(), c.getAuthTag()]);
+  } finally {
+    key.wipe();
+  }
+}
+
+/** The body, or undefined if it was altered or belongs to another header or key. */
+export function openBody(contentKey: Secret, aad: string, sealed: Uint8Array): Uint8Array | undefined {
+  if (sealed.length < NONCE + TAG) return undefined;
+  const key = deriveKey(contentKey, 'body');
+  try {
+    const d = createDecipheriv('chacha20-poly1305', key.reveal(), sealed.subarray(0, NONCE), { authTagLength: TAG });
+    const body = sealed.subarray(NONCE, sealed.length - TAG);
+    d.setAAD(utf8(aad), { plaintextLength: body.length });
+    d.setAuthTag(sealed.subarray(sealed.length - TAG));
+    return Buffer.concat([d.update(body), d.final()]);
+  } catch {
+    return undefined;
+  } finally {
+    key.wipe();
+  }
+}
+
+export const CONTENT_KEY_BYTES = KEY_BYTES;
