@@ -41,7 +41,7 @@ import type { Logger } from '../log/logger.js';
 import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
-import { UplinkService } from '../uplink/service.js';
+import { type UplinkDeps, UplinkService } from '../uplink/service.js';
 import { loadCloudKey } from './cloud-key-file.js';
 import {
   registerAccessMethods,
@@ -453,12 +453,7 @@ export class Hub {
             },
           }
         : {}),
-      otpKeyDelivery: {
-        store,
-        sealer: this.sealer,
-        lastCounter: () => this.#remote?.verifier.lastCounter() ?? 0,
-        installed: (key) => this.#remote?.inbound.replaceOtpKey(key),
-      },
+      otpKeyDelivery: otpKeyHooks(store, this.sealer, () => this.#remote),
       // The installed identity renews itself; certificate files named in the config do not.
       ...(config.uplink.certFile === null
         ? { rotation: { dataDir: config.dataDir, atFraction: config.provisioning.rotateAtFraction } }
@@ -491,6 +486,20 @@ export class Hub {
       source: installed.path,
     };
   }
+}
+
+/** OTP key delivery over the uplink, wired to the remote commands: their counter, and the key they verify with. */
+function otpKeyHooks(
+  store: Store,
+  sealer: Sealer,
+  remote: () => RemoteParts | undefined,
+): NonNullable<UplinkDeps['otpKeyDelivery']> {
+  return {
+    store,
+    sealer,
+    lastCounter: () => remote()?.verifier.lastCounter() ?? 0,
+    installed: (key) => remote()?.inbound.replaceOtpKey(key),
+  };
 }
 
 /** The access decider over the mirror, with the site's time zone checked first. */
