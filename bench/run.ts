@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { accessBench } from './access.bench.js';
 import { cliBench } from './cli.bench.js';
 import { commandBench } from './command.bench.js';
+import { firmwareBench } from './firmware.bench.js';
 import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
 import { linkBench } from './link.bench.js';
@@ -27,6 +28,7 @@ export const benchmarks: Benchmark[] = [
   radioBench,
   cliBench,
   metricsBench,
+  firmwareBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

@@ -51,3 +51,15 @@ export interface InboundHandler {
   /** Take nothing more in (a stop): messages not yet taken in stay unacknowledged at the broker. */
   close(): void;
 }
+
+/** Lock firmware over MQTT (src/firmware/fetch.ts): the topics the cloud sends and the hub answers on. */
+export type FirmwareInboundTopic = 'firmware/announce' | 'firmware/chunk';
+export type FirmwareOutboundTopic = 'firmware/request' | 'firmware/progress';
+
+/** What the uplink adapter hands firmware messages to, and how that service publishes (through the outbox). */
+export interface FirmwareUplink {
+  /** Handles one message (validated inside); never throws. */
+  handle(topic: FirmwareInboundTopic, payload: Buffer): void;
+  /** Called once the uplink knows the hub's identity: from then on, `send` publishes. */
+  attach(send: (topic: FirmwareOutboundTopic, payload: object) => void): void;
+}

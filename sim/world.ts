@@ -12,6 +12,7 @@ import { Secret } from '../src/crypto/secret.js';
 import { generateKeyPair } from '../src/link/noise.js';
 import { SimLock } from './lock/lock.js';
 import { FileLockStorage, flushSimulatedFlash, MemoryLockStorage } from './lock/storage.js';
+import { simVendor } from './vendor.js';
 
 export interface Sticker {
   deviceId: string;
@@ -37,6 +38,8 @@ export interface SimWorldOptions {
   maxOfflineEntries?: number;
   /** With `dir`: fsync each lock's flash file (default). Off, a lock's flash writes cost the hub machine nothing but the write. */
   flashDurable?: boolean;
+  /** The vendor keys in the locks' boot ROM (default: the simulated vendor's, sim/vendor.ts). */
+  firmwareVendorKeys?: readonly Uint8Array[];
 }
 
 /**
@@ -73,6 +76,7 @@ export class SimWorld implements Component {
     }
     this.radio = new SimRadio({ clock: opts.clock, random: opts.random, faults: opts.faults ?? {} });
     if (opts.dir) mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    const vendorKeys = opts.firmwareVendorKeys ?? [simVendor().publicKey];
     for (let i = 0; i < opts.locks; i++) {
       const deviceId = `SIM-${String(i + 1).padStart(4, '0')}`;
       const factory = new SeededRandom(`${opts.seed}/lock/${deviceId}`);
@@ -94,6 +98,7 @@ export class SimWorld implements Component {
           ...(opts.attachWindowMs ? { attachWindowMs: opts.attachWindowMs } : {}),
           ...(opts.site ? { siteId: opts.site.siteId } : {}),
           ...(opts.maxOfflineEntries ? { maxOfflineEntries: opts.maxOfflineEntries } : {}),
+          firmware: { vendorKeys },
         }),
       );
     }

@@ -22,6 +22,18 @@ export interface InvalidMessage {
 }
 
 /** An answer as received, in arrival order (including error answers with a null id). */
+/** A hole in what the cloud holds of one lock's epoch: seqs between two it has, not (yet) received. */
+export interface SequenceGap {
+  hubId: string;
+  lockId: string;
+  epoch: number;
+  /** The missing seqs, ascending (at most MAX_GAP_LISTED of them). */
+  missing: number[];
+}
+
+/** A gap lists at most this many missing seqs. */
+const MAX_GAP_LISTED = 100;
+
 export interface Answer {
   topic: 'cmd/result' | 'sync/ack';
   payload: CmdResultPayload | SyncAckPayload;
@@ -122,6 +134,33 @@ export class HubRecords {
 
   get duplicates(): number {
     return this.#duplicates;
+  }
+
+  sequenceGaps(hubId?: string): SequenceGap[] {
+    const out: SequenceGap[] = [];
+    for (const [id, hub] of this.#hubs) {
+      if (hubId !== undefined && id !== hubId) continue;
+      const seqs = new Map<string, { lockId: string; epoch: number; seqs: Set<number> }>();
+      for (const e of hub.events) {
+        const key = `${e.lockId}\n${e.epoch}`;
+        let s = seqs.get(key);
+        if (!s) {
+          s = { lockId: e.lockId, epoch: e.epoch, seqs: new Set() };
+          seqs.set(key, s);
+        }
+        s.seqs.add(e.seq);
+      }
+      for (const s of seqs.values()) {
+        const sorted = [...s.seqs].sort((a, b) => a - b);
+        const missing: number[] = [];
+        for (let i = 1; i < sorted.length; i++) {
+          const to = sorted[i] as number;
+          for (let n = (sorted[i - 1] as number) + 1; n < to && missing.length < MAX_GAP_LISTED; n++) missing.push(n);
+        }
+        if (missing.length > 0) out.push({ hubId: id, lockId: s.lockId, epoch: s.epoch, missing });
+      }
+    }
+    return out;
   }
 
   orderViolations(hubId?: string): CloudEvent[] {

@@ -17,6 +17,8 @@ export type HubTopic =
   | 'events'
   | 'health'
   | 'cert/request'
+  | 'firmware/request'
+  | 'firmware/progress'
   | 'locks/{lockId}/state'
   | 'otp-key/request'
   | 'otp-key/ack'
@@ -41,6 +43,8 @@ const HUB_TOPICS = [
   'events',
   'health',
   'cert/request',
+  'firmware/request',
+  'firmware/progress',
   'otp-key/request',
   'otp-key/ack',
   'sync/request',
@@ -60,9 +64,16 @@ export function classifyTopic(topic: string): InboundTopic {
   if (hubId === undefined || rest === undefined || !isHubId(hubId)) {
     return { kind: 'foreign', reason: 'not a hub topic (ks/hubs/{hubId}/...)' };
   }
-  if (rest === 'cmd' || rest === 'sync' || rest === 'cert/response' || rest === 'events/ack' || rest === 'otp-key') {
+  if (
+    rest === 'cmd' ||
+    rest === 'sync' ||
+    rest === 'cert/response' ||
+    rest === 'events/ack' ||
+    rest === 'firmware/announce' ||
+    rest === 'firmware/chunk' ||
+    rest === 'otp-key'
+  )
     return { kind: 'echo' };
-  }
   const lock = LOCK_STATE.exec(rest);
   if (lock) return { kind: 'hub', hubId, topic: 'locks/{lockId}/state', lockId: lock[1] };
   const known = HUB_TOPICS.find((k) => k === rest);

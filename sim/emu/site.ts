@@ -4,6 +4,7 @@ import { SeededRandom } from '../../src/base/random.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { generateKeyPair } from '../../src/link/noise.js';
 import { SimLock } from '../lock/lock.js';
+import { simVendor } from '../vendor.js';
 import { type EmulatedAdapter, startEmulatedAdapter } from './hci/rig.js';
 import { ZnpEmulator } from './znp/emulator.js';
 
@@ -31,6 +32,10 @@ export interface RadioSiteOptions {
   readonly seed: string;
   /** How long each lock's attach mode lasts after the maintenance card, ms. Default 60 000: attach over a real stack is slow. */
   readonly attachWindowMs?: number;
+  /** The vendor keys in the locks' boot ROM (default: the simulated vendor's, sim/vendor.ts). */
+  readonly firmwareVendorKeys?: readonly Uint8Array[];
+  /** Concurrent LE connections the HCI emulator allows (default 4, as many small controllers). */
+  readonly bleMaxConnections?: number;
 }
 
 /**
@@ -54,7 +59,10 @@ export interface RadioSite {
  * 50 ms; ZigBee every 300 ms, joins retried every 100 ms) and boots one SimLock per spec.
  */
 export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSite> {
-  const hci = await startEmulatedAdapter(options.socat, { advertiseIntervalMs: 50 });
+  const hci = await startEmulatedAdapter(options.socat, {
+    advertiseIntervalMs: 50,
+    ...(options.bleMaxConnections === undefined ? {} : { maxConnections: options.bleMaxConnections }),
+  });
   let znp: ZnpEmulator;
   try {
     znp = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
@@ -88,6 +96,7 @@ export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSi
       clock: systemClock,
       random,
       attachWindowMs: options.attachWindowMs ?? 60_000,
+      firmware: { vendorKeys: options.firmwareVendorKeys ?? [simVendor().publicKey] },
     });
     lock.boot();
     locks.set(spec.deviceId, lock);

@@ -2,6 +2,7 @@ import type { Clock } from '../../src/base/clock.js';
 import { decodeMessage, encodeMessage } from '../../src/contract/link-codec.js';
 import {
   type AccessReason,
+  FIRMWARE_OPERATIONS,
   isFromLock,
   type LinkCredential,
   type LockEvent,
@@ -58,7 +59,10 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 function zeroCounts(): RequestCounts {
   return {
-    handled: Object.fromEntries(OPERATIONS.map((op) => [op, 0])) as Record<Operation, number>,
+    handled: Object.fromEntries([...OPERATIONS, ...FIRMWARE_OPERATIONS].map((op) => [op, 0])) as Record<
+      Operation,
+      number
+    >,
     repeated: 0,
     ignored: 0,
   };

@@ -4,11 +4,13 @@ import { newChallenge } from '../../src/access/digital-key.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
-import type { LockEvent, LockState } from '../../src/contract/link-messages.js';
+import type { FirmwareVersion, LockEvent, LockState } from '../../src/contract/link-messages.js';
 import { Secret } from '../../src/crypto/secret.js';
+import { parseVersion } from '../../src/firmware/image.js';
 import type { KeyPair } from '../../src/link/noise.js';
 import { LockEndpoint, type LockIdentity, normalizeSetupCode } from '../../src/link/session.js';
 import { Door, type DoorOutcome, type PhoneAtTheDoor } from './door.js';
+import { LockFirmware } from './firmware.js';
 import { HubSessions, type RequestCounts } from './hub-sessions.js';
 import { LockMemory } from './memory.js';
 import { Relock } from './relock.js';
@@ -99,7 +101,13 @@ export interface SimLockOptions {
   accessTimeoutMs?: number;
   /** How long the bolt stays drawn back after a granted credential, ms. */
   grantOpenMs?: number;
+  /** Firmware update (sim/lock/firmware.ts): the lock's model, factory version and pinned vendor keys (none: every image is refused as forged). */
+  firmware?: { model?: string; version?: string; vendorKeys?: readonly Uint8Array[]; capacity?: number };
 }
+
+/** The model simulated locks report unless told otherwise. */
+export const SIM_LOCK_MODEL = 'iq-sim-lock';
+export const SIM_LOCK_FACTORY_VERSION = '1.0.0';
 
 function positiveInt(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v < 1) {
@@ -127,6 +135,8 @@ export class SimLock {
   readonly #sessions: HubSessions;
   readonly #relock: Relock;
   readonly #door: Door;
+  readonly #firmware: LockFirmware;
+  #failNextInstall = false;
   #peripheral: SimPeripheral | undefined;
   #attachTimer: TimerHandle | undefined;
 
@@ -159,11 +169,28 @@ export class SimLock {
       onEvent: (event) => this.#sessions.push(event),
     });
     this.#relock = new Relock(this.#memory, this.#clock);
+    const fw = options.firmware ?? {};
+    const factoryVersion = parseVersion(fw.version ?? SIM_LOCK_FACTORY_VERSION);
+    if (!factoryVersion)
+      throw new HubError('sim-lock.config', 'simulated lock: firmware.version must be major.minor.patch');
+    this.#firmware = new LockFirmware({
+      memory: this.#memory,
+      model: fw.model ?? SIM_LOCK_MODEL,
+      factoryVersion,
+      vendorKeys: fw.vendorKeys ?? [],
+      capacity: positiveInt('firmware.capacity', fw.capacity ?? 1024 * 1024),
+      failNextInstall: () => {
+        const fail = this.#failNextInstall;
+        this.#failNextInstall = false;
+        return fail;
+      },
+    });
     const requests = new LockRequests({
       memory: this.#memory,
       relock: this.#relock,
       clock: this.#clock,
       maxOfflineEntries: this.maxOfflineEntries,
+      firmware: this.#firmware,
     });
     this.#sessions = new HubSessions({
       memory: this.#memory,
@@ -336,6 +363,22 @@ export class SimLock {
   }
 
   // ── accessors for tests and the demo ───────────────────────────────────────────────────────────
+
+  /** The firmware version running now. */
+  firmwareVersion(): FirmwareVersion {
+    return this.#firmware.version();
+  }
+
+  /** How many bytes of a firmware transfer the flash holds (0: none in progress). */
+  firmwareStaged(): number {
+    const s = this.#firmware.staging();
+    return s ? Buffer.from(s.data, 'base64').length : 0;
+  }
+
+  /** A fault for tests: the next install fails after every check passed (the old firmware keeps running). */
+  failNextFirmwareInstall(): void {
+    this.#failNextInstall = true;
+  }
 
   state(): LockState {
     return this.#memory.lockState();

@@ -11,6 +11,7 @@ import {
 import { offlineListDigest } from '../../src/contract/link-offline.js';
 import { TAGLEN } from '../../src/link/noise.js';
 import { FRAME_HEADER_LEN } from '../../src/link/transport.js';
+import type { LockFirmware } from './firmware.js';
 import type { SessionContext } from './hub-sessions.js';
 import type { LockMemory } from './memory.js';
 import type { Relock } from './relock.js';
@@ -33,6 +34,7 @@ export interface LockRequestsOptions {
   readonly relock: Relock;
   readonly clock: Clock;
   readonly maxOfflineEntries: number;
+  readonly firmware: LockFirmware;
 }
 
 export class LockRequests {
@@ -96,6 +98,8 @@ export class LockRequests {
             d.pinKeys = [];
           });
           return { type: 'ok', id, result: { op: 'detach' } };
+        default:
+          return this.#o.firmware.execute(id, request);
       }
     } catch {
       // The flash refused the write: nothing changed, and the hub is told so.

@@ -49,6 +49,17 @@ export interface HeldPinKey {
 
 export const LOCK_PERSISTED_VERSION = 1;
 
+/** A firmware transfer in progress (sim/lock/firmware.ts): kept in flash so it resumes after any loss. */
+export interface FirmwareStaging {
+  /** SHA-256 of the image's payload, from its manifest, lowercase hex. */
+  sha256: string;
+  /** The signed manifest and the vendor's signature, lowercase hex. */
+  manifest: string;
+  signature: string;
+  /** The payload bytes received so far, base64. */
+  data: string;
+}
+
 export interface LockPersisted {
   version: typeof LOCK_PERSISTED_VERSION;
   /** The bound hub's static X25519 public key, lowercase hex (64 digits), or null when not attached. */
@@ -79,6 +90,8 @@ export interface LockPersisted {
    * before keys were delivered over the link: read as none.
    */
   pinKeys: HeldPinKey[];
+  /** The running firmware version ("1.2.3") and a transfer in progress; absent: the factory version, none. */
+  firmware?: { version: string; staging: FirmwareStaging | null };
 }
 
 export interface LockStorage {
@@ -379,6 +392,7 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
   }
   if (pinKeys.length === 2 && pinKeys[1].version !== pinKeys[0].version - 1)
     throw bad('pinKeys[1] is not the version before pinKeys[0]');
+  if (v.firmware !== undefined && !isFirmwareState(v.firmware)) throw bad('firmware is not a valid firmware state');
   return {
     version: LOCK_PERSISTED_VERSION,
     boundHub: v.boundHub as string | null,
@@ -394,5 +408,25 @@ export function validateLockPersisted(value: unknown, where: string): LockPersis
     offlineAccess: structuredClone(v.offlineAccess as OfflineAccessEntry[]),
     refusals: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, refusals[r]])) as Record<RefusalReason, number>,
     pinKeys: structuredClone(pinKeys as HeldPinKey[]),
+    ...(v.firmware === undefined ? {} : { firmware: structuredClone(v.firmware as LockPersisted['firmware']) }),
   };
+}
+
+function isFirmwareState(f: unknown): boolean {
+  if (!isRecord(f) || !exactKeys(f, ['version', 'staging'])) return false;
+  if (typeof f.version !== 'string' || !/^\d{1,5}\.\d{1,5}\.\d{1,5}$/.test(f.version)) return false;
+  const s = f.staging;
+  if (s === null) return true;
+  return (
+    isRecord(s) &&
+    exactKeys(s, ['sha256', 'manifest', 'signature', 'data']) &&
+    typeof s.sha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(s.sha256) &&
+    typeof s.manifest === 'string' &&
+    /^([0-9a-f]{2}){1,128}$/.test(s.manifest) &&
+    typeof s.signature === 'string' &&
+    /^[0-9a-f]{128}$/.test(s.signature) &&
+    typeof s.data === 'string' &&
+    /^[A-Za-z0-9+/]*={0,2}$/.test(s.data)
+  );
 }

@@ -36,6 +36,8 @@ import { checkStoreHubId, openStoreWithKey } from '../crypto/store-identity.js';
 import type { EventDelivery } from '../events/delivery.js';
 import { LockStates } from '../events/lock-states.js';
 import { Outbox } from '../events/outbox.js';
+import { FirmwareFetch } from '../firmware/fetch.js';
+import type { FirmwareRelay } from '../firmware/relay.js';
 import type { LinkManager, LinkOptions } from '../link/manager.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsHooks } from '../metrics/source.js';
@@ -52,6 +54,7 @@ import {
 import { daemonDiag } from './daemon-diag.js';
 import { DiskWatch } from './disk-watch.js';
 import { newDelivery } from './event-delivery.js';
+import { buildFirmware, registerFirmwareMethods } from './firmware-wiring.js';
 import { buildHealth, healthCheck, pinKeyFacts } from './health.js';
 import { registerHubBackupMethod } from './hub-backup-method.js';
 import { Inbound } from './inbound.js';
@@ -112,6 +115,8 @@ export class Hub {
   readonly radios: Radios | undefined;
   /** Filled by the metrics endpoint when it runs (src/metrics); empty otherwise. */
   readonly metricsHooks: MetricsHooks = {};
+  /** Lock firmware updates (with a radio only). */
+  readonly firmware: FirmwareRelay | undefined;
   readonly #components: Component[] = [];
   readonly #started: Component[] = [];
   #startedAt = 0;
@@ -210,6 +215,9 @@ export class Hub {
       this.pinKeyDelivery = built.pinKeys;
       this.#components.push(built.link, built.pinKeys, built.offline);
       registerLinkMethods(this.control, built.link);
+      this.firmware = buildFirmware({ config: config.firmware, store, link: built.link, clock, log });
+      this.#components.push(this.firmware);
+      registerFirmwareMethods(this.control, this.firmware, { clock, maxImageBytes: config.firmware.maxImageBytes });
     }
     registerAccessMethods(this.control, this.offline, this.pinKeyDelivery);
     if ((files || enrollment) && this.outbox) {
@@ -454,6 +462,17 @@ export class Hub {
           }
         : {}),
       otpKeyDelivery: otpKeyHooks(store, this.sealer, () => this.#remote),
+      ...(this.firmware
+        ? {
+            firmware: new FirmwareFetch({
+              relay: this.firmware,
+              clock,
+              log: log.child({ component: 'firmware' }),
+              maxMessageBytes: config.uplink.maxMessageBytes,
+              maxImageBytes: config.firmware.maxImageBytes,
+            }),
+          }
+        : {}),
       // The installed identity renews itself; certificate files named in the config do not.
       ...(config.uplink.certFile === null
         ? { rotation: { dataDir: config.dataDir, atFraction: config.provisioning.rotateAtFraction } }

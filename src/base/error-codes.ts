@@ -375,6 +375,22 @@ export const ERROR_CODES = {
   'backup.identity': "check the hub's identity key and certificate (iqhub provision; iqhub cert)",
   'backup.request-identity':
     "the restore request must be signed by the new hub's own certificate, issued by the hubs' CA, CN = the new hub id",
+  // Lock firmware update relay (src/firmware/, docs/operations.md "Firmware updates").
+  'firmware.malformed': 'give the image file the vendor or the cloud published, unaltered',
+  'firmware.forged':
+    'the image is not signed by a vendor key pinned in firmware.vendorKeys: get the image from the vendor again, or pin its key',
+  'firmware.truncated': 'the image is incomplete: download or copy it again',
+  'firmware.digest-mismatch': 'the image was altered or damaged: download or copy it again',
+  'firmware.wrong-model': 'choose the image built for this lock model (iqhub firmware status shows each lock’s model)',
+  'firmware.downgrade': 'install a newer version, or ask the vendor for an image that allows a downgrade',
+  'firmware.too-large': 'the image exceeds firmware.maxImageBytes or what the lock can hold',
+  'firmware.unknown-image': 'upload the image first (iqhub firmware push FILE LOCK… does both)',
+  'firmware.busy': 'a transfer to this lock is already running: wait for it or cancel it',
+  'firmware.lock-refused':
+    'the lock refused the image or its install: see the outcome in the message; the old firmware keeps running',
+  'firmware.failed':
+    'the transfer stopped; it resumes from where the lock stopped when retried (iqhub firmware push again)',
+  'cli.firmware-file': 'give the path of the image file the vendor or the cloud published',
   // OTP key delivery over the uplink and syncNow (issue 17: factory-provisioned hubs, sync requests).
   'otp-key.identity': "the hub's certificate key must be RSA, EC or Ed25519 to sign its delivery key",
   'otp-key.does-not-open':

@@ -318,6 +318,70 @@ socketOptions(
   print(o, await call(o, 'security.events', { limit: o.limit }), formatSecurity);
 });
 
+const firmware = program
+  .command('firmware')
+  .description('lock firmware updates (docs/operations.md, "Firmware updates")');
+socketOptions(
+  firmware
+    .command('push')
+    .description('verify a signed firmware image and install it on locks, one lock at a time per radio')
+    .argument('<file>', 'the image file (.iqfw)')
+    .argument('<lockIds...>', 'the locks to update')
+    .option('--no-wait', 'queue the transfers and return without following them'),
+).action(async (file: string, lockIds: string[], o: SocketOpts & { wait: boolean }) => {
+  const fw = await import('./firmware.js');
+  const daemon = (method: string, params?: Record<string, unknown>, timeoutMs?: number) =>
+    call(o, method, params, timeoutMs);
+  const image = await fw.uploadImage(daemon, file);
+  if (!o.json)
+    process.stdout.write(
+      `verified ${image.model} ${image.version} (${image.size} bytes, sha256 ${image.sha256.slice(0, 16)}…)\n`,
+    );
+  const queued = await daemon('firmware.push', { sha256: image.sha256, lockIds });
+  if (!o.wait) {
+    print(o, queued, (q: { lockId: string; state: string }[]) => q.map((t) => `${t.lockId}: ${t.state}\n`).join(''));
+    return;
+  }
+  const final = await fw.follow(daemon, lockIds, {
+    json: Boolean(o.json),
+    tty: Boolean(process.stdout.isTTY),
+    write: (s) => process.stdout.write(s),
+  });
+  if (o.json) process.stdout.write(`${JSON.stringify({ image, transfers: final }, null, 2)}\n`);
+  process.exitCode = final.every((t) => t.state === 'installed') ? 0 : 1;
+});
+socketOptions(
+  firmware
+    .command('status')
+    .description('firmware transfers: state and progress per lock')
+    .argument('[lockIds...]', 'only these locks'),
+).action(async (lockIds: string[], o: SocketOpts) => {
+  const rows = await call(o, 'firmware.status', lockIds.length > 0 ? { lockIds } : {});
+  print(
+    o,
+    rows,
+    (
+      r: {
+        lockId: string;
+        model: string;
+        version: string;
+        state: string;
+        sent: number;
+        size: number;
+        error: string | null;
+      }[],
+    ) =>
+      r.length === 0
+        ? 'no firmware transfers\n'
+        : r
+            .map(
+              (t) =>
+                `${t.lockId}  ${t.model} ${t.version}  ${t.state}  ${t.sent}/${t.size}${t.error ? `  ${t.error}` : ''}\n`,
+            )
+            .join(''),
+  );
+});
+
 const pki = program.command('pki').description('certificates for the MQTT uplink');
 pki
   .command('dev')

@@ -106,6 +106,18 @@ export interface HubConfig {
     /** The cloud's X25519 recovery public key (base64url, 32 bytes) hub backups are sealed to; null: no hub backup. */
     recoveryPublicKey: string | null;
   };
+  firmware: {
+    /** The lock vendors' Ed25519 public keys, 64 hex digits each: an image no one of them signed is refused. */
+    vendorKeys: string[];
+    maxImageBytes: number;
+    /** Locks updated at once on one radio. */
+    perRadio: number;
+    /** Firmware blocks in flight to one lock. */
+    window: number;
+    /** Attempts of a transfer whose lock is lost before it is marked failed. */
+    attempts: number;
+    retryDelayMs: number;
+  };
 }
 
 const absolutePath = { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' } as const;
@@ -336,6 +348,25 @@ export const configSchema = {
           default: null,
           description: "the cloud's recovery public key: 32 bytes (X25519) in base64url, 43 characters; or null",
         },
+      },
+    },
+    firmware: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        vendorKeys: {
+          type: 'array',
+          maxItems: 8,
+          uniqueItems: true,
+          items: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'an Ed25519 public key, 64 hex digits' },
+          default: [],
+        },
+        maxImageBytes: { type: 'integer', minimum: 1024, maximum: 16777216, default: 4194304 },
+        perRadio: { type: 'integer', minimum: 1, maximum: 16, default: 1 },
+        window: { type: 'integer', minimum: 1, maximum: 8, default: 2 },
+        attempts: { type: 'integer', minimum: 1, maximum: 100, default: 5 },
+        retryDelayMs: { type: 'integer', minimum: 100, maximum: 600000, default: 2000 },
       },
     },
   },

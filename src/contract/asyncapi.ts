@@ -53,6 +53,26 @@ const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: bo
     retained: false,
     summary: "The hub's own certificate, the CA and its secrets encrypted to its key (by requestId), or why not.",
   },
+  'firmware/announce': {
+    dir: 'receive',
+    retained: false,
+    summary: 'A signed lock firmware image (model, version, file SHA-256 and size) and the locks it is for.',
+  },
+  'firmware/request': {
+    dir: 'send',
+    retained: false,
+    summary: 'The hub fetches an announced image: the next bytes it wants (each chunk fits uplink.maxMessageBytes).',
+  },
+  'firmware/chunk': {
+    dir: 'receive',
+    retained: false,
+    summary: 'The bytes of an announced image a firmware/request asked for (base64), or why not.',
+  },
+  'firmware/progress': {
+    dir: 'send',
+    retained: false,
+    summary: "An image's state on one lock: fetching, refused (no lock reached), queued, running, installed, failed.",
+  },
   'otp-key/request': {
     dir: 'send',
     retained: false,

@@ -1,3 +1,4 @@
+import { readFirmwareRequest, readFirmwareResult, writeFirmwareRequest, writeFirmwareResult } from './link-firmware.js';
 import {
   BOLT_STATES,
   CHALLENGE_LEN,
@@ -132,6 +133,8 @@ export function writeRequest(w: Writer, m: Request): void {
     case 'getState':
     case 'detach':
       break;
+    default:
+      writeFirmwareRequest(w, m);
   }
 }
 
@@ -201,6 +204,8 @@ export function readRequest(r: Reader, type: Operation, id: number): Request {
     case 'getState':
     case 'detach':
       return { type, id };
+    default:
+      return readFirmwareRequest(r, type, id);
   }
 }
 
@@ -234,6 +239,8 @@ export function writeResult(w: Writer, result: OpResult): void {
     case 'setTime':
     case 'detach':
       break;
+    default:
+      writeFirmwareResult(w, result);
   }
 }
 
@@ -268,5 +275,7 @@ export function readResult(r: Reader, op: Operation): OpResult {
     case 'setTime':
     case 'detach':
       return { op };
+    default:
+      return readFirmwareResult(r, op);
   }
 }

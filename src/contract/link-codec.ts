@@ -16,8 +16,9 @@ import {
   LOCK_ERROR_CODES,
   MAX_LINK_MESSAGE_LEN,
   MESSAGE_VERSION,
-  OPERATIONS,
   type Operation,
+  operationCode,
+  operationOfCode,
 } from './link-messages.js';
 import { check, type FrameError, Malformed, Reader, Writer } from './link-wire.js';
 
@@ -39,9 +40,9 @@ const TYPE_ERROR = 0xc0;
 export type DecodeResult = Result<LinkMessage, FrameError>;
 
 function opCode(op: Operation): number {
-  const index = OPERATIONS.indexOf(op);
-  check(index >= 0, 'type', 'unknown operation');
-  return index + 1;
+  const code = operationCode(op);
+  check(code >= 1, 'type', 'unknown operation');
+  return code;
 }
 
 /** Encodes one message. Throws HubError `frame.invalid` for a value out of range: a bug in the caller. */
@@ -96,7 +97,7 @@ export function decodeMessage(bytes: Uint8Array): DecodeResult {
     const type = r.u8();
     const id = r.u32('id');
     let message: LinkMessage;
-    const op = OPERATIONS[(type & 0x3f) - 1];
+    const op = operationOfCode(type & 0x3f);
     if (type === TYPE_EVENT) {
       check(id === 0, 'id', 'must be 0 for a pushed event');
       message = { type: 'event', event: readEvent(r) };

@@ -89,6 +89,60 @@ export const OPERATIONS = [
   // ── site PIN key delivery (docs/link-protocol.md, "setPinKey"): type 0x0A ──
   'setPinKey',
 ] as const;
+/**
+ * The firmware-update requests (docs/link-protocol.md, "Firmware"). Their type codes are taken from
+ * the top of the request range, FIRMWARE_OP_BASE + index (0x2c…0x2f), apart from OPERATIONS so
+ * that list keeps growing from the bottom; an ok response is 0x80 | code, as for every request.
+ */
+export const FIRMWARE_OPERATIONS = ['fwStatus', 'fwBegin', 'fwBlock', 'fwFinish'] as const;
+export const FIRMWARE_OP_BASE = 0x2c;
+/**
+ * Firmware data per fwBlock: a sealed block (bearer kind 1, frame header 9, tag 16, message header
+ * 6, offset 4, length 1, data) is 77 bytes, one ZigBee link-cluster fragment inside one 802.15.4
+ * frame, and one BLE write at an ATT MTU of 80 or more.
+ */
+export const FIRMWARE_BLOCK_LEN = 40;
+/** The signed manifest as it travels in fwBegin (src/firmware/image.ts fixes its layout). */
+export const MAX_FIRMWARE_MANIFEST_LEN = 128;
+export const FIRMWARE_SIGNATURE_LEN = 64;
+/** What a lock answers to fwBegin and fwFinish (wire value = position; append only). */
+export const FIRMWARE_OUTCOMES = [
+  'accepted',
+  'installed',
+  'forged',
+  'wrong-model',
+  'downgrade',
+  'too-large',
+  'digest-mismatch',
+  'incomplete',
+  'install-failed',
+  'no-transfer',
+  'malformed',
+] as const;
+export type FirmwareOutcome = (typeof FIRMWARE_OUTCOMES)[number];
+/** A firmware version on the wire: three u16. */
+export interface FirmwareVersion {
+  major: number;
+  minor: number;
+  patch: number;
+}
+export type FirmwareOperation = (typeof FIRMWARE_OPERATIONS)[number];
+
+/** The request type code of an operation (without the ok bit). */
+export function operationCode(op: Operation): number {
+  const fw = (FIRMWARE_OPERATIONS as readonly string[]).indexOf(op);
+  if (fw >= 0) return FIRMWARE_OP_BASE + fw;
+  const index = (OPERATIONS as readonly string[]).indexOf(op);
+  return index >= 0 ? index + 1 : -1;
+}
+
+/** The operation of a request type code (without the ok bit), undefined for none. */
+export function operationOfCode(code: number): Operation | undefined {
+  if (code >= FIRMWARE_OP_BASE && code < FIRMWARE_OP_BASE + FIRMWARE_OPERATIONS.length)
+    return FIRMWARE_OPERATIONS[code - FIRMWARE_OP_BASE];
+  return OPERATIONS[code - 1];
+}
+
 export type LockMode = (typeof LOCK_MODES)[number];
 export type BoltState = (typeof BOLT_STATES)[number];
 export type OpenMethod = (typeof OPEN_METHODS)[number];
@@ -117,7 +171,7 @@ export interface OfflineItem {
   digest: Uint8Array;
   windows: { from: number; until: number }[];
 }
-export type Operation = (typeof OPERATIONS)[number];
+export type Operation = (typeof OPERATIONS)[number] | FirmwareOperation;
 
 // ── site PIN key delivery and rotation (docs/link-protocol.md, "setPinKey") ──────────────────────
 /** The site PIN key: 32 bytes (HMAC-SHA-256 key of PIN verifiers). */
@@ -176,7 +230,17 @@ export type Request =
    */
   | { type: 'setOffline'; id: number; reset: boolean; remove: string[]; upsert: OfflineItem[] }
   /** Installs the site PIN key (see PinKeyInstall). */
-  | ({ type: 'setPinKey'; id: number } & PinKeyInstall);
+  | ({ type: 'setPinKey'; id: number } & PinKeyInstall)
+  | FirmwareRequest;
+
+/** Firmware update (docs/link-protocol.md, "Firmware"). */
+export type FirmwareRequest =
+  | { type: 'fwStatus'; id: number }
+  /** The signed manifest and the vendor's signature: the lock checks both before it takes a block. */
+  | { type: 'fwBegin'; id: number; manifest: Uint8Array; signature: Uint8Array }
+  /** Bytes at `offset` of the payload; the lock takes them only at the offset it has reached. */
+  | { type: 'fwBlock'; id: number; offset: number; data: Uint8Array }
+  | { type: 'fwFinish'; id: number };
 
 export type OpResult =
   | { op: 'open'; state: LockState }
@@ -189,7 +253,19 @@ export type OpResult =
   | { op: 'detach' }
   /** `held`: entries on the list now; `capacity`: how many it can hold. */
   | { op: 'setOffline'; held: number; capacity: number; digest: Uint8Array }
-  | ({ op: 'setPinKey' } & PinKeyHeld);
+  | ({ op: 'setPinKey' } & PinKeyHeld)
+  | FirmwareResult;
+
+export type FirmwareResult =
+  /** `staged`: the SHA-256 of the transfer in progress (null: none); `offset`: the bytes it holds. */
+  | { op: 'fwStatus'; model: string; version: FirmwareVersion; staged: Uint8Array | null; offset: number }
+  /** `offset`: where the transfer resumes (0 for a new one, more for the same image begun before). */
+  | { op: 'fwBegin'; outcome: FirmwareOutcome; offset: number }
+  /** The offset the lock has reached, whatever the block said. */
+  | { op: 'fwBlock'; offset: number }
+  /** `version`: the version now running (the old one when the install failed). */
+  | { op: 'fwFinish'; outcome: FirmwareOutcome; version: FirmwareVersion };
+
 export type OpResultFor<O extends Operation> = Extract<OpResult, { op: O }>;
 
 export type Response =

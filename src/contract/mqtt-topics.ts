@@ -34,6 +34,10 @@ export const topics = {
   health: (hubId: string) => `ks/hubs/${hubId}/health`,
   certRequest: (hubId: string) => `ks/hubs/${hubId}/cert/request`,
   certResponse: (hubId: string) => `ks/hubs/${hubId}/cert/response`,
+  firmwareAnnounce: (hubId: string) => `ks/hubs/${hubId}/firmware/announce`,
+  firmwareRequest: (hubId: string) => `ks/hubs/${hubId}/firmware/request`,
+  firmwareChunk: (hubId: string) => `ks/hubs/${hubId}/firmware/chunk`,
+  firmwareProgress: (hubId: string) => `ks/hubs/${hubId}/firmware/progress`,
   // OTP key delivery to an identified hub, and the hub's request for a sync (issue 17).
   otpKeyRequest: (hubId: string) => `ks/hubs/${hubId}/otp-key/request`,
   otpKey: (hubId: string) => `ks/hubs/${hubId}/otp-key`,

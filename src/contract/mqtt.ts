@@ -17,6 +17,16 @@ import {
   syncSchema,
 } from './mqtt-cloud-messages.js';
 import {
+  type FirmwareAnnouncePayload,
+  type FirmwareChunkPayload,
+  type FirmwareProgressPayload,
+  type FirmwareRequestPayload,
+  firmwareAnnounceSchema,
+  firmwareChunkSchema,
+  firmwareProgressSchema,
+  firmwareRequestSchema,
+} from './mqtt-firmware.js';
+import {
   type CmdResultPayload,
   cmdResultSchema,
   type EventsPayload,
@@ -89,6 +99,10 @@ export interface TopicMap {
   'cert/response': { direction: 'down'; retained: false; payload: CertResponsePayload };
   'provisioning/request': { direction: 'up'; retained: false; payload: EnrollRequestPayload };
   'provisioning/response': { direction: 'down'; retained: false; payload: EnrollResponsePayload };
+  'firmware/announce': { direction: 'down'; retained: false; payload: FirmwareAnnouncePayload };
+  'firmware/request': { direction: 'up'; retained: false; payload: FirmwareRequestPayload };
+  'firmware/chunk': { direction: 'down'; retained: false; payload: FirmwareChunkPayload };
+  'firmware/progress': { direction: 'up'; retained: false; payload: FirmwareProgressPayload };
   // OTP key delivery to an identified hub; the hub's request for a sync (issue 17).
   'otp-key/request': { direction: 'up'; retained: false; payload: OtpKeyRequestPayload };
   'otp-key': { direction: 'down'; retained: false; payload: OtpKeyDeliveryPayload };
@@ -110,6 +124,10 @@ export const schemas = {
   'cert/response': certResponseSchema,
   'provisioning/request': enrollRequestSchema,
   'provisioning/response': enrollResponseSchema,
+  'firmware/announce': firmwareAnnounceSchema,
+  'firmware/request': firmwareRequestSchema,
+  'firmware/chunk': firmwareChunkSchema,
+  'firmware/progress': firmwareProgressSchema,
   'otp-key/request': otpKeyRequestSchema,
   'otp-key': otpKeyDeliverySchema,
   'otp-key/ack': otpKeyAckSchema,

@@ -86,7 +86,7 @@ export function cloudSteps(hub: Hub, world: SimWorld, cloud: ReferenceCloud, hub
 export function cloudAfterRestartSteps(hub: Hub, world: SimWorld, cloud: ReferenceCloud, hubId: string): Step[] {
   return [
     {
-      name: 'after the restart the cloud has every lock event once, in per-lock order',
+      name: "after the restart the cloud has every lock event once, each lock's sequence complete (ordered by seq)",
       async run() {
         // This daemon's own online status, with the cloud connected: the line to the cloud was cut
         // and restored before the restart, and the cloud may still be reconnecting (a status from
@@ -104,9 +104,23 @@ export function cloudAfterRestartSteps(hub: Hub, world: SimWorld, cloud: Referen
           10_000,
           'the new event',
         );
+        // Every event the hub stored reaches the cloud (at least once; the cloud keeps each id once).
+        const stored = hub.store.db.prepare('SELECT lock_id AS l, epoch AS e, seq AS s FROM lock_events').all() as {
+          l: string;
+          e: number;
+          s: number;
+        }[];
+        const missing = () => {
+          const have = new Set(cloud.events(hubId).map((x) => x.id));
+          return stored.map((r) => `${r.l}/${r.e}/${r.s}`).filter((id) => !have.has(id));
+        };
+        await cloud.waitFor(() => missing().length === 0, 30_000, 'every event the hub stored');
         const ids = cloud.events(hubId).map((x) => x.id);
         check(new Set(ids).size === ids.length, 'an event id twice');
-        check(cloud.orderViolations(hubId).length === 0, 'events out of per-lock order');
+        // Per-lock order is the cloud's by (lockId, epoch, seq), gap-free: not arrival order, which a
+        // copy lost by the restarted broker (resent later) may break (docs/mqtt-api.md, "Event order").
+        const gaps = cloud.sequenceGaps(hubId);
+        check(gaps.length === 0, `holes in a lock's sequence: ${JSON.stringify(gaps)}`);
       },
     },
   ];

@@ -16,6 +16,7 @@ import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { replacementPart } from './backup-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { demoFirmwareConfig, firmwareSteps } from './firmware-steps.js';
 import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
 import { pinKeySteps } from './pin-key-steps.js';
 import { runSteps } from './scenario.js';
@@ -79,8 +80,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     runDir: join(base, 'run'),
     simulation: { enabled: true, locks: opts.locks ?? 3, seed } as HubConfig['simulation'],
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
-    uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10 }),
+    // Events whose copy the restarted broker lost (the hub back before the cloud subscribed again)
+    // are sent again after eventAckTimeoutSec: 5 s here, not 60, so the demo waits little for them.
+    uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10, eventAckTimeoutSec: 5 }),
     backup: { recoveryPublicKey: await cloud.recovery.enable() },
+    firmware: demoFirmwareConfig,
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
@@ -113,6 +117,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
         ...pinKeySteps(first.hub, world, cloud, admin, hubId, pin, out),
+        ...firmwareSteps(first.hub, world),
         ...syncNowSteps(first.hub, cloud, admin, hubId),
       ],
       out,

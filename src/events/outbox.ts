@@ -70,7 +70,14 @@ const LOCK_STATE_TOPIC = new RegExp(`^locks/(${ID_PATTERN.slice(1, -1)})/state$`
 /** The contract's key for a relative outbound topic, or undefined when the contract has no such topic. */
 function contractTopic(topic: string): keyof TopicMap | undefined {
   if (LOCK_STATE_TOPIC.test(topic)) return 'locks/{lockId}/state';
-  const outbound: readonly string[] = ['status', 'cmd/result', 'sync/ack', 'health'] satisfies MessageTopic[];
+  const outbound: readonly string[] = [
+    'status',
+    'cmd/result',
+    'sync/ack',
+    'health',
+    'firmware/request',
+    'firmware/progress',
+  ] satisfies MessageTopic[];
   return outbound.includes(topic) ? (topic as MessageTopic) : undefined;
 }
 

@@ -1,15 +1,18 @@
 import type { Advertisement, Bearer } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
+import { HubError } from '../base/errors.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import type { Random } from '../base/random.js';
 import type {
   AccessAnswer,
+  FirmwareOperation,
   LinkCredential,
   LockEvent,
   LockMode,
   LockState,
   OfflineItem,
+  OpResultFor,
   PinKeyHeld,
   PinKeyInstall,
 } from '../contract/link-messages.js';
@@ -22,6 +25,7 @@ import { Detacher } from './detach.js';
 import { EventCollection } from './event-collection.js';
 import { HeardLocks } from './heard-locks.js';
 import { LinkContext } from './link-context.js';
+import type { RequestBody } from './lock-client.js';
 import { LockReports } from './lock-reports.js';
 import { LockRequests } from './lock-requests.js';
 import type { LockRecord, PairingStore, StoredEvent } from './pairing.js';
@@ -262,6 +266,21 @@ export class LinkManager implements Component {
     // Refused for a quarantined lock (lock-requests.ts): it may be a clone holding a stolen link key.
     const r = await this.#requests.send(lockId, { type: 'setPinKey', ...install });
     return { version: r.version, previous: r.previous };
+  }
+
+  /** A firmware-update request (src/firmware/relay.ts); like every request, never to a lock that is not bound. */
+  async firmwareRequest<O extends FirmwareOperation>(lockId: string, body: RequestBody<O>): Promise<OpResultFor<O>> {
+    const rec = this.#ctx.record(lockId);
+    if (rec.state === 'quarantined') {
+      // A quarantined lock may be a clone: it gets no firmware until the real lock is back.
+      throw new HubError('lock.quarantined', `lock ${lockId} is quarantined: ${rec.quarantineReason ?? ''}`);
+    }
+    return this.#requests.send(lockId, body);
+  }
+
+  /** The radio (bearer) a lock is reached over. */
+  radioOf(lockId: string): string {
+    return this.#ctx.record(lockId).bearer;
   }
 
   async setMode(lockId: string, mode: LockMode): Promise<LockState> {

@@ -280,6 +280,37 @@ export const migrations: readonly Migration[] = [
     },
   },
   {
+    version: 9,
+    name: 'firmware transfers',
+    up(db) {
+      db.exec(`
+        -- Lock firmware images the hub verified (src/firmware/): the whole signed file, by the
+        -- SHA-256 of its payload (hex). Kept until no transfer needs them.
+        CREATE TABLE firmware_images (
+          sha256   TEXT    PRIMARY KEY CHECK (length(sha256) = 64),
+          model    TEXT    NOT NULL,
+          version  TEXT    NOT NULL,
+          size     INTEGER NOT NULL,
+          file     BLOB    NOT NULL,
+          added_at INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        -- One transfer per lock (the latest asked for). state: queued (waiting for its radio),
+        -- running, installed, failed; a restart turns running back into queued and resumes it from
+        -- the offset the lock reports. sent: bytes the lock confirmed (for progress only).
+        CREATE TABLE firmware_transfers (
+          lock_id    TEXT    PRIMARY KEY,
+          sha256     TEXT    NOT NULL REFERENCES firmware_images (sha256),
+          state      TEXT    NOT NULL CHECK (state IN ('queued', 'running', 'installed', 'failed')),
+          sent       INTEGER NOT NULL DEFAULT 0,
+          error      TEXT,
+          origin     TEXT    NOT NULL,
+          started_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
+  {
     version: 10,
     name: 'otp key generation',
     up(db) {

@@ -8,7 +8,14 @@ import type { Logger } from '../log/logger.js';
  */
 
 /** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
-export type InboundTopicName = 'cmd' | 'sync' | 'cert/response' | 'events/ack' | 'otp-key';
+export type InboundTopicName =
+  | 'cmd'
+  | 'sync'
+  | 'cert/response'
+  | 'events/ack'
+  | 'firmware/announce'
+  | 'firmware/chunk'
+  | 'otp-key';
 
 /**
  * Resolves once the message is recorded (or answered): its PUBACK waits for that. A listener that
@@ -27,6 +34,8 @@ export class InboundTopics {
       [topics.sync(hubId), 'sync'],
       [topics.certResponse(hubId), 'cert/response'],
       [topics.eventsAck(hubId), 'events/ack'],
+      [topics.firmwareAnnounce(hubId), 'firmware/announce'],
+      [topics.firmwareChunk(hubId), 'firmware/chunk'],
       [topics.otpKey(hubId), 'otp-key'],
     ]);
     this.#log = log;

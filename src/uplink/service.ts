@@ -1,4 +1,4 @@
-import type { AheadTicket, InboundHandler, ResultSink } from '../../hal/uplink.js';
+import type { AheadTicket, FirmwareUplink, InboundHandler, ResultSink } from '../../hal/uplink.js';
 import type { UplinkFiles, UplinkIdentity } from '../../provisioning/uplink-files.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
@@ -64,6 +64,8 @@ export interface UplinkDeps {
    * connection, deliveries on `otp-key` stored sealed and handed to the verifier by `installed`.
    */
   otpKeyDelivery?: Pick<OtpKeyDeliveryDeps, 'store' | 'sealer' | 'lastCounter' | 'installed'>;
+  /** Lock firmware announced by the cloud and fetched in chunks (src/firmware/fetch.ts); its progress goes out through the outbox. */
+  firmware?: FirmwareUplink;
 }
 
 /**
@@ -204,6 +206,10 @@ export class UplinkService implements Component {
       publishNow: (topic, payload) => void client.publish(topic, JSON.stringify(payload)),
     };
     const inbound = d.inbound(files.identity, otpKey, results);
+    d.firmware?.attach((topic, payload) => {
+      d.outbox.enqueueMessage(topic, payload);
+      publisher.kick();
+    });
     this.#client = client;
     this.#publisher = publisher;
     this.#inbound = inbound;
@@ -235,6 +241,11 @@ export class UplinkService implements Component {
         // Not a command: it only removes acknowledged events from the outbox (never throws).
         if (topic === 'events/ack') {
           if (d.delivery) d.delivery.acknowledge(payload);
+          return;
+        }
+        // Firmware fetches are in memory and idempotent by announce id and offset (never throws).
+        if (topic === 'firmware/announce' || topic === 'firmware/chunk') {
+          d.firmware?.handle(topic, payload);
           return;
         }
         // Installed (or refused) and answered before its PUBACK: a delivery lost in a stop comes again.

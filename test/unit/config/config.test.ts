@@ -91,6 +91,7 @@ describe('config', () => {
         flashDurable: true,
       },
       backup: { recoveryPublicKey: null },
+      firmware: { vendorKeys: [], maxImageBytes: 4194304, perRadio: 1, window: 2, attempts: 5, retryDelayMs: 2000 },
     });
   });
 
