@@ -257,6 +257,52 @@ export class SiteAdmin {
     return ack;
   }
 
+  /**
+   * Answer hubs' `sync/request` (a `syncNow`, or a gap the hub found): a delta from the version
+   * the hub names when it is the one it acknowledged last (its content is known here), else a
+   * snapshot. Each answer is recorded in `served`. Returns the way to stop serving.
+   */
+  serve(cloud: ReferenceCloud, opts: { timeoutMs?: number } = {}): () => void {
+    return cloud.onSyncRequest((hubId, r) => {
+      const last = this.#synced.get(hubId);
+      const snapshot = last?.version !== r.version;
+      void this.sync(cloud, hubId, { snapshot, timeoutMs: opts.timeoutMs ?? 10_000 }).then(
+        (ack) =>
+          this.served.push({
+            hubId,
+            requestId: r.requestId,
+            from: r.version,
+            kind: snapshot ? 'snapshot' : 'delta',
+            ack,
+          }),
+        () => undefined,
+      );
+    });
+  }
+
+  /** The `sync/request`s answered by `serve`, in order, with the hub's answer to each sync. */
+  readonly served: {
+    hubId: string;
+    requestId: string;
+    from: number;
+    kind: 'snapshot' | 'delta';
+    ack: SyncAckPayload;
+  }[] = [];
+
+  /**
+   * Play a sync lost on the way (a broker that dropped it, a session that expired while the hub
+   * was away): the site's version advances and nothing reaches the hub, whose acknowledged version
+   * stays where it was. Returns the lost version.
+   */
+  loseSync(): number {
+    return ++this.#version;
+  }
+
+  /** The version the hub acknowledged last (0: none). */
+  syncedVersion(hubId: string): number {
+    return this.#synced.get(hubId)?.version ?? 0;
+  }
+
   #delta(base: Tables): DeltaData {
     const upsert: Record<string, Row[]> = {};
     const remove: Record<string, unknown[]> = {};

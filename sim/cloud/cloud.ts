@@ -11,6 +11,7 @@ import type {
   LockStatePayload,
   StatusPayload,
   SyncAckPayload,
+  SyncRequestPayload,
 } from '../../src/contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION, provisioningTopics, topics } from '../../src/contract/mqtt-topics.js';
 import { splitSync } from '../../src/contract/sync-parts.js';
@@ -27,6 +28,7 @@ import {
 import { CloudFirmware } from './firmware.js';
 import { type Answer, HubRecords, type InvalidMessage } from './hub-records.js';
 import { classifyTopic, readPayload } from './inbound.js';
+import { CloudOtpKeys, type OtpKeyOptions as OtpKeyDeliveryOptions } from './otp-keys.js';
 import { CloudRecovery, type Revocation } from './recovery.js';
 import {
   type CommandRequest,
@@ -42,6 +44,7 @@ export type { Attack, AttackKind } from './attacks.js';
 export { CLOUD_SUBSCRIPTION, type CloudConnectOptions } from './broker-session.js';
 export type { CertificateAnswer, CertificateOptions, IssuedCertificate } from './certificates.js';
 export type { Answer, InvalidMessage, SequenceGap } from './hub-records.js';
+export type { OtpKeyOptions as OtpKeyDeliveryOptions, OtpKeyRequestRecord } from './otp-keys.js';
 export {
   type CommandRequest,
   type CommandSpec,
@@ -116,6 +119,10 @@ export class ReferenceCloud {
   /** Lock firmware: announce an image to a hub, serve its chunks, read its progress (sim/cloud/firmware.ts). */
   readonly firmware: CloudFirmware;
   readonly #maxMessageBytes: number;
+  /** OTP key delivery to identified hubs (otp-keys.ts); `enableOtpKeys` turns it on. */
+  readonly otpKeys: CloudOtpKeys;
+  readonly #syncRequests = new Map<string, SyncRequestPayload[]>();
+  readonly #syncRequestListeners = new Set<(hubId: string, r: SyncRequestPayload) => void>();
   /** Hub replacement: the recovery key, restore approvals and the hubs they revoked (recovery.ts). */
   readonly recovery: CloudRecovery;
   #client: MqttClient | undefined;
@@ -143,10 +150,50 @@ export class ReferenceCloud {
       refuse: (topic, reason) => this.#records.refuse(topic, reason),
       enrolled: (hubId, otpKey) => this.setOtpKey(hubId, otpKey),
     });
+    this.otpKeys = new CloudOtpKeys({
+      random: this.#random,
+      log: this.#log,
+      now: () => this.#clock.now(),
+      publish: (hubId, body) => this.#client?.publishAsync(topics.otpKey(hubId), JSON.stringify(body), { qos: 1 }),
+      // Commands go on from above the last counter the hub accepted, whatever this cloud counted.
+      installed: (hubId, key, lastCounter) =>
+        this.setOtpKey(hubId, key, { counter: Math.max(this.nextCounter(hubId) ?? 1, lastCounter + 1) }),
+      signingKey: (hubId) => this.#signer.state(hubId)?.key,
+    });
     this.firmware = new CloudFirmware({
       publish: (topic, body) => this.#client?.publishAsync(topic, JSON.stringify(body), { qos: 1 }),
       maxMessageBytes: this.#maxMessageBytes,
     });
+  }
+
+  /**
+   * Deliver OTP keys to hubs that ask on `otp-key/request` (their certificate chained to `o.ca`):
+   * sealed to each hub's delivery key; from the hub's ack on, its commands are signed with it.
+   */
+  enableOtpKeys(o: OtpKeyDeliveryOptions): void {
+    this.otpKeys.enable(o);
+  }
+
+  /** Rotate a hub's OTP key: a new key, the next generation, sealed to its delivery key; resolves with the hub's ack. */
+  async rotateOtpKey(hubId: string, timeoutMs = 10_000): Promise<TopicMap['otp-key/ack']['payload']> {
+    const d = await this.otpKeys.deliver(hubId);
+    await this.waitFor(
+      (c) => c.otpKeys.acks(hubId).has(d.deliveryId),
+      timeoutMs,
+      `the ack of OTP key delivery ${d.deliveryId}`,
+    );
+    return this.otpKeys.acks(hubId).get(d.deliveryId) as TopicMap['otp-key/ack']['payload'];
+  }
+
+  /** Every `sync/request` a hub sent, in order. */
+  syncRequests(hubId: string): readonly SyncRequestPayload[] {
+    return this.#syncRequests.get(hubId) ?? [];
+  }
+
+  /** Be told of each `sync/request` (SiteAdmin.serve answers them); returns the way to stop. */
+  onSyncRequest(listener: (hubId: string, r: SyncRequestPayload) => void): () => void {
+    this.#syncRequestListeners.add(listener);
+    return () => this.#syncRequestListeners.delete(listener);
   }
 
   /** Connect with the cloud's certificate and subscribe to every hub's topics (QoS 1). */
@@ -454,12 +501,13 @@ export class ReferenceCloud {
    */
   async send(
     hubId: string,
-    topic: 'cmd' | 'sync',
+    topic: 'cmd' | 'sync' | 'otp-key',
     payload: string | Buffer,
     o: { retain?: boolean } = {},
   ): Promise<void> {
     const client = this.#need();
-    await client.publishAsync(topic === 'cmd' ? topics.cmd(hubId) : topics.sync(hubId), payload, {
+    const to = topic === 'cmd' ? topics.cmd(hubId) : topic === 'sync' ? topics.sync(hubId) : topics.otpKey(hubId);
+    await client.publishAsync(to, payload, {
       qos: 1,
       retain: o.retain ?? false,
     });
@@ -627,6 +675,18 @@ export class ReferenceCloud {
       case 'firmware/progress':
         this.firmware.record(hubId, value as TopicMap['firmware/progress']['payload']);
         return;
+      case 'otp-key/request':
+        this.otpKeys.request(hubId, value as TopicMap['otp-key/request']['payload']);
+        return;
+      case 'otp-key/ack':
+        this.otpKeys.ack(hubId, value as TopicMap['otp-key/ack']['payload']);
+        return;
+      case 'sync/request': {
+        const r = value as SyncRequestPayload;
+        this.#syncRequests.set(hubId, [...this.syncRequests(hubId), r]);
+        for (const l of this.#syncRequestListeners) l(hubId, r);
+        return;
+      }
       case 'cmd/result':
       case 'sync/ack': {
         const a = value as CmdResultPayload | SyncAckPayload;

@@ -19,7 +19,10 @@ export type HubTopic =
   | 'cert/request'
   | 'firmware/request'
   | 'firmware/progress'
-  | 'locks/{lockId}/state';
+  | 'locks/{lockId}/state'
+  | 'otp-key/request'
+  | 'otp-key/ack'
+  | 'sync/request';
 
 export type InboundTopic =
   | { kind: 'provisioning'; claimId: string }
@@ -42,6 +45,9 @@ const HUB_TOPICS = [
   'cert/request',
   'firmware/request',
   'firmware/progress',
+  'otp-key/request',
+  'otp-key/ack',
+  'sync/request',
 ] as const;
 const hubIdPattern = new RegExp(ID_PATTERN);
 
@@ -64,7 +70,8 @@ export function classifyTopic(topic: string): InboundTopic {
     rest === 'cert/response' ||
     rest === 'events/ack' ||
     rest === 'firmware/announce' ||
-    rest === 'firmware/chunk'
+    rest === 'firmware/chunk' ||
+    rest === 'otp-key'
   )
     return { kind: 'echo' };
   const lock = LOCK_STATE.exec(rest);

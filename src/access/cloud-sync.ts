@@ -28,6 +28,11 @@ export interface CloudSyncDeps {
   parts?: SyncParts;
   /** For the expiry of an incomplete set of parts. */
   clock?: Pick<Clock, 'setTimeout' | 'clearTimeout' | 'now'>;
+  /**
+   * A delta did not fit the mirror (`sync.base-mismatch`: a sync was lost on the way): told after
+   * the refusal is answered, so the hub can ask for a sync itself (`sync/request`, reason `gap`).
+   */
+  onGap?: (syncId: string) => void;
 }
 
 /**
@@ -42,6 +47,7 @@ export class CloudSync {
   readonly #target: SyncTarget | undefined;
   readonly #parts: SyncParts | undefined;
   readonly #clock: CloudSyncDeps['clock'];
+  readonly #onGap: CloudSyncDeps['onGap'];
   #expiry: TimerHandle | undefined;
   #closed = false;
 
@@ -51,6 +57,7 @@ export class CloudSync {
     this.#target = deps.target;
     this.#parts = deps.parts;
     this.#clock = deps.clock;
+    this.#onGap = deps.onGap;
   }
 
   /** Stop the expiry timer (a stop); the parts held stay in the store for the next start. */
@@ -178,6 +185,7 @@ export class CloudSync {
     // the mirror refused changed nothing (one transaction): it leaves no record behind, so a flood
     // of refused syncs cannot fill the inbox, and a redelivery meets the same refusal again.
     await this.#inbox.finish('sync', msg.id, answer, { keep: answer.ok });
+    if (answer.error?.code === 'sync.base-mismatch') this.#onGap?.(msg.id);
   }
 
   /**

@@ -137,7 +137,10 @@ export function commandsCheck(stats: VerifierStats | undefined): DiagCheck | und
   if (count('expired') + count('not_yet_valid') > 0) {
     causes.push("expired / not_yet_valid: the hub's clock or the cloud's is off (see the clock check; NTP)");
   }
-  if (count('no_otp_key') > 0) causes.push('no_otp_key: install the OTP key (commands.otpKeyFile, or enrol the hub)');
+  if (count('no_otp_key') > 0)
+    causes.push(
+      "no_otp_key: install the OTP key (commands.otpKeyFile, or enrol the hub), or let the cloud deliver it (it must trust the hub's CA: otp-key/request)",
+    );
   const look = `iqhub commands shows the counts and the newest commands; ${causes.join('; ') || 'iqhub security has the lockout'}`;
   if (stats.lockedOutUntil) {
     return check(

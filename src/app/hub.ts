@@ -43,7 +43,7 @@ import type { Logger } from '../log/logger.js';
 import type { MetricsHooks } from '../metrics/source.js';
 import type { Store } from '../store/store.js';
 import { enrollmentFor } from '../uplink/enrollment.js';
-import { UplinkService } from '../uplink/service.js';
+import { type UplinkDeps, UplinkService } from '../uplink/service.js';
 import { loadCloudKey } from './cloud-key-file.js';
 import {
   registerAccessMethods,
@@ -427,6 +427,9 @@ export class Hub {
           results,
           maxMessageBytes: config.uplink.maxMessageBytes,
           syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
+          requestSync: (id, reason) =>
+            uplink?.requestSync(id, reason, mirror.version()) ??
+            Promise.reject(new HubError('sync.request-not-sent', 'no uplink')),
           sync: {
             apply: async (p) => {
               const applied = applyWithPinKey(
@@ -458,6 +461,7 @@ export class Hub {
             },
           }
         : {}),
+      otpKeyDelivery: otpKeyHooks(store, this.sealer, () => this.#remote),
       ...(this.firmware
         ? {
             firmware: new FirmwareFetch({
@@ -501,6 +505,20 @@ export class Hub {
       source: installed.path,
     };
   }
+}
+
+/** OTP key delivery over the uplink, wired to the remote commands: their counter, and the key they verify with. */
+function otpKeyHooks(
+  store: Store,
+  sealer: Sealer,
+  remote: () => RemoteParts | undefined,
+): NonNullable<UplinkDeps['otpKeyDelivery']> {
+  return {
+    store,
+    sealer,
+    lastCounter: () => remote()?.verifier.lastCounter() ?? 0,
+    installed: (key) => remote()?.inbound.replaceOtpKey(key),
+  };
 }
 
 /** The access decider over the mirror, with the site's time zone checked first. */

@@ -34,7 +34,15 @@ export interface InboundDeps {
   maxMessageBytes?: number;
   /** How long a sync sent in parts may take to complete (`uplink.syncPartsTimeoutSec`). Default 600,000. */
   syncPartsTimeoutMs?: number;
+  /**
+   * Publish `sync/request` with the mirror's version (UplinkService.requestSync): for `syncNow`,
+   * and by the hub itself when a delta does not fit its mirror (at most once per GAP_REQUEST_MS).
+   */
+  requestSync?: (requestId: string, reason: 'command' | 'gap') => Promise<{ version: number }>;
 }
+
+/** The hub asks for a sync on its own after a delta that did not fit at most this often. */
+export const GAP_REQUEST_MS = 10_000;
 
 /**
  * Where the uplink hands the cloud's messages: `cmd` to the remote commands, `sync` to the access
@@ -47,6 +55,7 @@ export class Inbound implements InboundHandler {
   readonly #inbox: Inbox;
   readonly #commands: RemoteCommands;
   readonly #sync: CloudSync;
+  readonly #verifier: CommandVerifier;
   /** Messages taken in and not yet answered; those waiting for a slot, in arrival order. */
   #active = 0;
   readonly #waiting: ((admitted: boolean) => void)[] = [];
@@ -54,6 +63,7 @@ export class Inbound implements InboundHandler {
 
   constructor(deps: InboundDeps) {
     this.#log = deps.log;
+    this.#verifier = deps.verifier;
     const maxMessageBytes = deps.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#inbox = new Inbox({
       store: deps.store,
@@ -70,7 +80,27 @@ export class Inbound implements InboundHandler {
       verifier: deps.verifier,
       otpKey: deps.otpKey,
       maxMessageBytes,
+      ...(deps.requestSync ? { requestSync: deps.requestSync } : {}),
     });
+    const requestSync = deps.requestSync;
+    let lastGapRequest = Number.NEGATIVE_INFINITY;
+    let gaps = 0;
+    const onGap = (syncId: string) => {
+      const now = deps.clock.monotonic();
+      if (!requestSync || now - lastGapRequest < GAP_REQUEST_MS) return;
+      lastGapRequest = now;
+      const requestId = `gap-${Math.floor(deps.clock.now())}-${++gaps}`;
+      deps.log.info(
+        { syncId, requestId },
+        'a delta did not fit the mirror: asking the cloud for a sync (sync/request)',
+      );
+      requestSync(requestId, 'gap').catch((e: unknown) =>
+        deps.log.warn(
+          { err: e, requestId },
+          'sync/request after a gap could not be sent; the cloud must send a snapshot',
+        ),
+      );
+    };
     this.#sync = new CloudSync({
       inbox: this.#inbox,
       log: deps.log,
@@ -81,7 +111,14 @@ export class Inbound implements InboundHandler {
         timeoutMs: deps.syncPartsTimeoutMs ?? DEFAULT_SYNC_PARTS_TIMEOUT_MS,
       }),
       clock: deps.clock,
+      onGap,
     });
+  }
+
+  /** Use `key` for remote commands from now on: an OTP key the cloud delivered, stored sealed already. */
+  replaceOtpKey(key: Secret): void {
+    this.#verifier.replaceKey(key);
+    this.#commands.replaceKey(key);
   }
 
   /** Messages being acted on now. */

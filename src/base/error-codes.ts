@@ -391,6 +391,13 @@ export const ERROR_CODES = {
   'firmware.failed':
     'the transfer stopped; it resumes from where the lock stopped when retried (iqhub firmware push again)',
   'cli.firmware-file': 'give the path of the image file the vendor or the cloud published',
+  // OTP key delivery over the uplink and syncNow (issue 17: factory-provisioned hubs, sync requests).
+  'otp-key.identity': "the hub's certificate key must be RSA, EC or Ed25519 to sign its delivery key",
+  'otp-key.does-not-open':
+    "the delivery was sealed to another hub or key, or altered: the cloud must seal to the key of this hub's latest otp-key/request",
+  'otp-key.malformed': 'the cloud must seal exactly the 32-byte OTP key',
+  'sync.request-not-sent':
+    'the uplink is down or the broker refused sync/request: send syncNow again once the hub is online',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

@@ -98,7 +98,7 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
     }
     d.log.warn(
       { file: path ?? null },
-      'no OTP key: every remote command will be refused (no_otp_key); set commands.otpKeyFile',
+      'no OTP key: every remote command will be refused (no_otp_key) until the cloud delivers one over the uplink (otp-key) or commands.otpKeyFile names one',
     );
     return undefined;
   }
@@ -170,4 +170,82 @@ export function storeOtpKey(d: Omit<OtpKeyDeps, 'config'>, key: Secret): string 
     d.log.info({ fingerprint }, 'OTP key delivered at enrollment stored sealed');
   }
   return fingerprint;
+}
+
+// ── OTP key delivered over the uplink (issue 17: factory-provisioned hubs, rotation) ─────────────
+
+/** The installed OTP key's generation: a delivered one's, or 0 (a key file, enrollment, or no key). */
+export function otpKeyGeneration(store: Store): number {
+  const row = store.db.prepare('SELECT generation FROM otp_key_generation WHERE id = 1').get() as
+    | { generation: number }
+    | undefined;
+  return row?.generation ?? 0;
+}
+
+export type DeliveredKeyOutcome =
+  /** Stored sealed; the key in use from now on. */
+  | { kind: 'installed'; fingerprint: string; previous: string | undefined }
+  /** The installed generation again with the same key (a redelivery): nothing changed. */
+  | { kind: 'same'; fingerprint: string }
+  /** Not above the installed generation (a replay or a downgrade): nothing changed. */
+  | { kind: 'stale'; installed: number };
+
+/**
+ * Install an OTP key delivered over the uplink (src/uplink/otp-key-delivery.ts), in one
+ * transaction: only a generation above the installed one replaces the key (sealed, purpose
+ * `commands.otp-key`, id = hub id); the same generation with the same key is a redelivery and
+ * changes nothing; anything else is refused `stale` and changes nothing. A replacement is
+ * recorded as a security event (`commands.otp-key-delivered`, fingerprints only). The command
+ * counter is not touched: it is the hub's, not the key's (docs/security.md).
+ */
+export function installDeliveredOtpKey(
+  d: Omit<OtpKeyDeps, 'config'>,
+  key: Secret,
+  delivery: { generation: number; deliveryId: string },
+): DeliveredKeyOutcome {
+  if (key.length !== OTP_KEY_BYTES) {
+    throw new HubError('commands.otp-key.invalid', `an OTP key has ${OTP_KEY_BYTES} bytes, not ${key.length}`);
+  }
+  const ctx = { purpose: OTP_KEY_PURPOSE, id: d.hubId };
+  const db = d.store.db;
+  const fingerprint = otpKeyFingerprint(key);
+  const now = Math.floor(d.clock.now());
+  const blob = d.sealer.seal(key, ctx);
+  const outcome = d.store.transaction((): DeliveredKeyOutcome => {
+    const installed = otpKeyGeneration(d.store);
+    const row = readSealed(d.store, ctx);
+    if (delivery.generation === installed && row) {
+      let stored: Secret | undefined;
+      try {
+        stored = d.sealer.open(row.blob, ctx);
+      } catch {
+        stored = undefined;
+      }
+      const same = stored !== undefined && sameKey(stored, key);
+      stored?.wipe();
+      if (same) return { kind: 'same', fingerprint };
+    }
+    if (delivery.generation <= installed) return { kind: 'stale', installed };
+    writeSealed(d.store, ctx, { blob, fingerprint }, now);
+    db.prepare(
+      `INSERT INTO otp_key_generation (id, generation, delivery_id, fingerprint, updated_at) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, delivery_id = excluded.delivery_id,
+         fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
+    ).run(delivery.generation, delivery.deliveryId, fingerprint, now);
+    db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
+      now,
+      'commands.otp-key-delivered',
+      JSON.stringify({ previous: row?.fingerprint ?? null, fingerprint, generation: delivery.generation }),
+    );
+    return { kind: 'installed', fingerprint, previous: row?.fingerprint };
+  });
+  if (outcome.kind === 'installed') {
+    d.log[outcome.previous ? 'warn' : 'info'](
+      { previous: outcome.previous ?? null, fingerprint, generation: delivery.generation },
+      outcome.previous
+        ? 'OTP key rotated: the key delivered by the cloud replaces the stored key'
+        : 'OTP key delivered by the cloud and stored sealed',
+    );
+  }
+  return outcome;
 }

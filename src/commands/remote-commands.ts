@@ -48,6 +48,11 @@ export interface RemoteCommandsDeps {
   otpKey: Secret | undefined;
   /** `listLocks` pages fit this (`uplink.maxMessageBytes`). Default DEFAULT_MAX_MESSAGE_BYTES. */
   maxMessageBytes?: number;
+  /**
+   * `syncNow`: publish `sync/request` with the mirror's version (id = the cmdId); resolves once the
+   * broker took it, rejects (a HubError) if it could not be sent. Without it `syncNow` is refused.
+   */
+  requestSync?: (requestId: string, reason: 'command' | 'gap') => Promise<{ version: number }>;
 }
 
 /**
@@ -68,8 +73,9 @@ export class RemoteCommands {
   readonly #log: Logger;
   readonly #target: CommandTarget;
   readonly #verifier: CommandVerifier;
-  readonly #otpKey: Secret | undefined;
+  #otpKey: Secret | undefined;
   readonly #maxMessageBytes: number;
+  readonly #requestSync: RemoteCommandsDeps['requestSync'];
 
   constructor(deps: RemoteCommandsDeps) {
     this.#inbox = deps.inbox;
@@ -79,6 +85,12 @@ export class RemoteCommands {
     this.#verifier = deps.verifier;
     this.#otpKey = deps.otpKey;
     this.#maxMessageBytes = deps.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#requestSync = deps.requestSync;
+  }
+
+  /** Open setup codes with `key` from now on (an OTP key delivered over the uplink). */
+  replaceKey(key: Secret): void {
+    this.#otpKey = key;
   }
 
   /**
@@ -278,12 +290,15 @@ export class RemoteCommands {
       }
       case 'detach':
         return onLock((id) => t.detach(id));
-      case 'syncNow':
-        return failure(
-          c.cmdId,
-          'sync.unavailable',
-          'the access mirror is not available in this version of the hub; nothing was synchronised',
-        );
+      case 'syncNow': {
+        // Answered once the request is with the broker: the sync itself comes on `sync` and is
+        // acknowledged on `sync/ack` like any other (docs/mqtt-api.md, "syncNow").
+        if (!this.#requestSync) {
+          return failure(c.cmdId, 'sync.unavailable', 'this hub has no uplink to ask the cloud for a sync');
+        }
+        const { version } = await this.#requestSync(c.cmdId, 'command');
+        return done({ requested: true, requestId: c.cmdId, version });
+      }
     }
   }
 

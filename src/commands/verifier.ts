@@ -112,6 +112,8 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 export class CommandVerifier {
   readonly #d: VerifierDeps;
+  /** The OTP key in use: the one at start, replaced when the cloud delivers another (`replaceKey`). */
+  #key: Secret | undefined;
   readonly #refused = new Map<RefusalCode, number>();
   /** Monotonic times of the counted refusals within the window. */
   #failures: number[] = [];
@@ -132,6 +134,7 @@ export class CommandVerifier {
 
   constructor(deps: VerifierDeps) {
     this.#d = deps;
+    this.#key = deps.otpKey;
     const db = deps.store.db;
     this.#sql = {
       last: db.prepare<[], { last_counter: number }>('SELECT last_counter FROM command_counter WHERE id = 1'),
@@ -221,7 +224,15 @@ export class CommandVerifier {
   }
 
   get hasKey(): boolean {
-    return this.#d.otpKey !== undefined;
+    return this.#key !== undefined;
+  }
+
+  /**
+   * Verify with `key` from now on: an OTP key delivered over the uplink, already stored sealed.
+   * The counter is the hub's and carries on (docs/security.md, "OTP key delivery").
+   */
+  replaceKey(key: Secret): void {
+    this.#key = key;
   }
 
   /** The counter of the last accepted command (0 before the first). */
@@ -282,12 +293,12 @@ export class CommandVerifier {
         `remote commands are locked out for another ${left} s after ${d.config.lockoutFailures} refused commands within ${d.config.lockoutWindowSec} s`,
       );
     }
-    const key = d.otpKey;
+    const key = this.#key;
     if (!key) {
       return this.#refuse(
         cmd,
         'no_otp_key',
-        'this hub has no OTP key for remote commands (commands.otpKeyFile): every command is refused until one is installed',
+        "this hub has no OTP key for remote commands (commands.otpKeyFile, enrollment, or the cloud's otp-key delivery): every command is refused until one is installed",
       );
     }
     if (!otpMatches(key, cmd)) {

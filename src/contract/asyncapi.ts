@@ -73,6 +73,30 @@ const channels: { [T in keyof TopicMap]: { dir: 'send' | 'receive'; retained: bo
     retained: false,
     summary: "An image's state on one lock: fetching, refused (no lock reached), queued, running, installed, failed.",
   },
+  'otp-key/request': {
+    dir: 'send',
+    retained: false,
+    summary:
+      "OTP key delivery: the hub's X25519 public key, signed with its TLS certificate's key (certificate included), and the key generation it holds.",
+  },
+  'otp-key': {
+    dir: 'receive',
+    retained: false,
+    summary:
+      "The OTP key sealed to the hub's X25519 key with HPKE (RFC 9180), bound to the hub id, with a strictly increasing generation.",
+  },
+  'otp-key/ack': {
+    dir: 'send',
+    retained: false,
+    summary:
+      'The delivery installed (generation, fingerprint, last accepted command counter) or refused and why (by deliveryId).',
+  },
+  'sync/request': {
+    dir: 'send',
+    retained: false,
+    summary:
+      "The hub asks for a sync from its mirror's version (a syncNow command, or a delta that did not fit); the cloud answers on sync.",
+  },
 };
 
 /** The MQTT address of a contract topic: under the hub's base, or the claim's for enrollment. */

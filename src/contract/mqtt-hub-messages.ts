@@ -400,6 +400,19 @@ export const cmdResultBodySchema = {
       required: ['detached', 'state'],
       properties: { detached: { type: 'boolean' }, state: { enum: ['detached', 'detaching'] } },
     },
+    {
+      title: 'syncNow',
+      description:
+        "sync/request was published with the mirror's version (requestId = the command's id): asked, not yet synchronised; the sync comes on sync and is acknowledged on sync/ack.",
+      type: 'object',
+      additionalProperties: false,
+      required: ['requested', 'requestId', 'version'],
+      properties: {
+        requested: { const: true },
+        requestId,
+        version: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+      },
+    },
   ],
 } as const;
 
@@ -429,3 +442,29 @@ export const syncAckSchema = answerSchema({
     },
   },
 });
+
+/**
+ * hub → cloud on `sync/request`: "bring my mirror up to date" — sent for a `syncNow` command
+ * (`requestId` = its cmdId) and by the hub itself when a delta does not fit its mirror
+ * (`reason: 'gap'`). The cloud answers on `sync` with a delta from `version` if it knows that
+ * version's content, else a snapshot, and may answer nothing when the hub is already current.
+ */
+export interface SyncRequestPayload {
+  v: 1;
+  requestId: string;
+  /** The mirror's version now (0: never synced). */
+  version: number;
+  reason: 'command' | 'gap';
+}
+
+export const syncRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'requestId', 'version', 'reason'],
+  properties: {
+    v,
+    requestId,
+    version: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    reason: { enum: ['command', 'gap'] },
+  },
+} as const;

@@ -38,6 +38,11 @@ export const topics = {
   firmwareRequest: (hubId: string) => `ks/hubs/${hubId}/firmware/request`,
   firmwareChunk: (hubId: string) => `ks/hubs/${hubId}/firmware/chunk`,
   firmwareProgress: (hubId: string) => `ks/hubs/${hubId}/firmware/progress`,
+  // OTP key delivery to an identified hub, and the hub's request for a sync (issue 17).
+  otpKeyRequest: (hubId: string) => `ks/hubs/${hubId}/otp-key/request`,
+  otpKey: (hubId: string) => `ks/hubs/${hubId}/otp-key`,
+  otpKeyAck: (hubId: string) => `ks/hubs/${hubId}/otp-key/ack`,
+  syncRequest: (hubId: string) => `ks/hubs/${hubId}/sync/request`,
 } as const;
 
 /**

@@ -137,9 +137,13 @@ export function conforms<T extends keyof TopicMap>(topic: T, value: unknown): va
 
 /**
  * The id of a payload too broken to validate, if one can be read safely (for error results):
- * `cmdId` for a command, `id` for a sync.
+ * `cmdId` for a command, `id` for a sync, `deliveryId` for an OTP key delivery.
  */
-export function salvageId(payload: Uint8Array, field: 'id' | 'cmdId' = 'id', limit = MAX_INBOUND_BYTES): string | null {
+export function salvageId(
+  payload: Uint8Array,
+  field: 'id' | 'cmdId' | 'deliveryId' = 'id',
+  limit = MAX_INBOUND_BYTES,
+): string | null {
   if (payload.length > limit) return null;
   try {
     const text = Buffer.from(payload).toString('utf8');

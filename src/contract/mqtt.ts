@@ -37,9 +37,19 @@ import {
   lockStateSchema,
   type StatusPayload,
   type SyncAckPayload,
+  type SyncRequestPayload,
   statusSchema,
   syncAckSchema,
+  syncRequestSchema,
 } from './mqtt-hub-messages.js';
+import {
+  type OtpKeyAckPayload,
+  type OtpKeyDeliveryPayload,
+  type OtpKeyRequestPayload,
+  otpKeyAckSchema,
+  otpKeyDeliverySchema,
+  otpKeyRequestSchema,
+} from './mqtt-otp-key.js';
 
 /**
  * The MQTT contract's index: which payload goes on which topic, in which direction, with which
@@ -93,6 +103,11 @@ export interface TopicMap {
   'firmware/request': { direction: 'up'; retained: false; payload: FirmwareRequestPayload };
   'firmware/chunk': { direction: 'down'; retained: false; payload: FirmwareChunkPayload };
   'firmware/progress': { direction: 'up'; retained: false; payload: FirmwareProgressPayload };
+  // OTP key delivery to an identified hub; the hub's request for a sync (issue 17).
+  'otp-key/request': { direction: 'up'; retained: false; payload: OtpKeyRequestPayload };
+  'otp-key': { direction: 'down'; retained: false; payload: OtpKeyDeliveryPayload };
+  'otp-key/ack': { direction: 'up'; retained: false; payload: OtpKeyAckPayload };
+  'sync/request': { direction: 'up'; retained: false; payload: SyncRequestPayload };
 }
 
 export const schemas = {
@@ -113,4 +128,8 @@ export const schemas = {
   'firmware/request': firmwareRequestSchema,
   'firmware/chunk': firmwareChunkSchema,
   'firmware/progress': firmwareProgressSchema,
+  'otp-key/request': otpKeyRequestSchema,
+  'otp-key': otpKeyDeliverySchema,
+  'otp-key/ack': otpKeyAckSchema,
+  'sync/request': syncRequestSchema,
 } as const satisfies Record<keyof TopicMap, object>;

@@ -17,6 +17,7 @@ import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { replacementPart } from './backup-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
 import { demoFirmwareConfig, firmwareSteps } from './firmware-steps.js';
+import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
 import { pinKeySteps } from './pin-key-steps.js';
 import { runSteps } from './scenario.js';
 import { loadSimulatedSite } from './simulated-site.js';
@@ -62,8 +63,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       broker ??= await startEmbeddedBroker({ ...brokerOptions, port });
     },
   };
-  // The hub's OTP key for remote commands: the hub reads it from commands.otpKeyFile, the cloud signs with it.
-  const cloud = await connectReferenceCloud(broker.url, pki, { protocolVersion: 4, otpHubId: hubId });
+  // The hub has no OTP key file: the cloud delivers its OTP key over the uplink (otp-sync-steps.ts).
+  const cloud = await connectReferenceCloud(broker.url, pki, { protocolVersion: 4 });
+  cloud.enableOtpKeys({ ca: pem(pki.ca.cert) });
   out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected and signs its commands`);
   // The site's administration at the cloud: its digital-key signing key is pinned by the hub.
   const issuer = new CloudKeyIssuer(systemRandom);
@@ -81,7 +83,6 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     // Events whose copy the restarted broker lost (the hub back before the cloud subscribed again)
     // are sent again after eventAckTimeoutSec: 5 s here, not 60, so the demo waits little for them.
     uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10, eventAckTimeoutSec: 5 }),
-    commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
     backup: { recoveryPublicKey: await cloud.recovery.enable() },
     firmware: demoFirmwareConfig,
   };
@@ -112,10 +113,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       [
         ...smokeSteps(first.hub, marker),
         ...siteSteps(first.hub, world),
+        ...otpKeySteps(first.hub, world, cloud, hubId),
         ...cloudSteps(first.hub, world, cloud, hubId),
         ...accessSteps(first.hub, world, cloud, admin, hubId, line, out, pin),
         ...pinKeySteps(first.hub, world, cloud, admin, hubId, pin, out),
         ...firmwareSteps(first.hub, world),
+        ...syncNowSteps(first.hub, cloud, admin, hubId),
       ],
       out,
     );

@@ -310,4 +310,22 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 10,
+    name: 'otp key generation',
+    up(db) {
+      db.exec(`
+        -- The OTP key delivered over the uplink (issue 17): the generation installed, strictly
+        -- increasing (a delivery not above it is a replay or a downgrade and is refused), with the
+        -- delivery that brought it. The key itself is in sealed_secrets (commands.otp-key).
+        CREATE TABLE otp_key_generation (
+          id          INTEGER PRIMARY KEY CHECK (id = 1),
+          generation  INTEGER NOT NULL,
+          delivery_id TEXT    NOT NULL,
+          fingerprint TEXT    NOT NULL,
+          updated_at  INTEGER NOT NULL
+        ) STRICT;
+      `);
+    },
+  },
 ];

@@ -2,13 +2,20 @@ import { topics } from '../contract/mqtt-topics.js';
 import type { Logger } from '../log/logger.js';
 
 /**
- * What the cloud sends, handed on by name: the hub's own `cmd`, `sync`, `cert/response` and `events/ack` topics
+ * What the cloud sends, handed on by name: the hub's own `cmd`, `sync`, `cert/response`, `events/ack` and `otp-key` topics
  * go to every listener, anything else on the connection is dropped. Kept apart from the connection
  * handling so that a failing handler is contained here and never reaches mqtt.js.
  */
 
 /** The topics the cloud sends on, relative to `ks/hubs/{hubId}/`. */
-export type InboundTopicName = 'cmd' | 'sync' | 'cert/response' | 'events/ack' | 'firmware/announce' | 'firmware/chunk';
+export type InboundTopicName =
+  | 'cmd'
+  | 'sync'
+  | 'cert/response'
+  | 'events/ack'
+  | 'firmware/announce'
+  | 'firmware/chunk'
+  | 'otp-key';
 
 /**
  * Resolves once the message is recorded (or answered): its PUBACK waits for that. A listener that
@@ -29,6 +36,7 @@ export class InboundTopics {
       [topics.eventsAck(hubId), 'events/ack'],
       [topics.firmwareAnnounce(hubId), 'firmware/announce'],
       [topics.firmwareChunk(hubId), 'firmware/chunk'],
+      [topics.otpKey(hubId), 'otp-key'],
     ]);
     this.#log = log;
   }

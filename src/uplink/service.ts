@@ -13,6 +13,7 @@ import type { Outbox } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
 import type { Enrollment } from './enrollment.js';
 import { UplinkClient } from './mqtt-client.js';
+import { OtpKeyDelivery, type OtpKeyDeliveryDeps } from './otp-key-delivery.js';
 import { Publisher } from './publisher.js';
 import { Rotation, type RotationStatus } from './rotation.js';
 import { explainUplinkError } from './tls-errors.js';
@@ -58,6 +59,11 @@ export interface UplinkDeps {
    * for certificate files named in the config, which their owner renews).
    */
   rotation?: { dataDir: string; atFraction: number };
+  /**
+   * OTP key delivery over the uplink (src/uplink/otp-key-delivery.ts): a request at every
+   * connection, deliveries on `otp-key` stored sealed and handed to the verifier by `installed`.
+   */
+  otpKeyDelivery?: Pick<OtpKeyDeliveryDeps, 'store' | 'sealer' | 'lastCounter' | 'installed'>;
   /** Lock firmware announced by the cloud and fetched in chunks (src/firmware/fetch.ts); its progress goes out through the outbox. */
   firmware?: FirmwareUplink;
 }
@@ -78,6 +84,8 @@ export class UplinkService implements Component {
   /** The files the client connects with (their paths name what to fix when the broker refuses). */
   #files: UplinkFiles | undefined;
   #rotation: Rotation | undefined;
+  /** The TLS certificate and key in use (the OTP key request is signed with them). */
+  #tls: { cert: Buffer; key: Buffer } | undefined;
   #enrolling: Promise<void> | undefined;
   #health: TimerHandle | undefined;
   #unsubscribe: (() => void)[] = [];
@@ -94,6 +102,20 @@ export class UplinkService implements Component {
   /** Certificate renewal: when it is due, the last problem, rotations done (undefined when off). */
   rotationStatus(): RotationStatus | undefined {
     return this.#rotation?.status();
+  }
+
+  /**
+   * Publish `sync/request` (`syncNow`, or a gap the hub found): resolves once the broker has it,
+   * rejects with `sync.request-not-sent` otherwise. `version` is the mirror's, read now.
+   */
+  async requestSync(requestId: string, reason: 'command' | 'gap', version: number): Promise<{ version: number }> {
+    const client = this.#client;
+    if (!client?.connected) {
+      throw new HubError('sync.request-not-sent', 'the uplink is not connected: sync/request was not sent');
+    }
+    const r = await client.publish('sync/request', JSON.stringify({ v: 1, requestId, version, reason }));
+    if (!r.ok) throw new HubError('sync.request-not-sent', `the broker did not take sync/request (${r.code})`);
+    return { version };
   }
 
   /** Connected to the broker now. */
@@ -200,7 +222,19 @@ export class UplinkService implements Component {
       },
       (e: unknown) => d.log.error({ err: e }, 'interrupted commands could not be answered'),
     );
+    this.#tls = { cert: files.cert, key: files.key };
     const rotation = d.rotation ? this.#newRotation(d.rotation, files, client) : undefined;
+    const otpKeys = d.otpKeyDelivery
+      ? new OtpKeyDelivery({
+          ...d.otpKeyDelivery,
+          hubId: files.identity.hubId,
+          identity: () => this.#tls ?? { cert: files.cert, key: files.key },
+          clock: d.clock,
+          random: d.random,
+          log: d.log,
+          publish: (topic, payload) => client.publish(topic, JSON.stringify(payload)),
+        })
+      : undefined;
     this.#rotation = rotation;
     this.#unsubscribe.push(
       client.onMessage((topic, payload) => {
@@ -214,6 +248,12 @@ export class UplinkService implements Component {
           d.firmware?.handle(topic, payload);
           return;
         }
+        // Installed (or refused) and answered before its PUBACK: a delivery lost in a stop comes again.
+        if (topic === 'otp-key') {
+          if (otpKeys) return otpKeys.handle(payload);
+          d.log.info('an otp-key delivery arrived, but this hub takes none; ignored');
+          return;
+        }
         // The PUBACK waits until the services have recorded the message, not until it is answered.
         if (topic !== 'cert/response')
           return new Promise<void>((recorded) => void inbound.handle(topic, payload, recorded));
@@ -222,6 +262,7 @@ export class UplinkService implements Component {
       }),
     );
     if (rotation) this.#unsubscribe.push(client.on('connected', () => rotation.connected()));
+    if (otpKeys) this.#unsubscribe.push(client.on('connected', () => otpKeys.connected()));
     if (d.lockStates) this.#unsubscribe.push(d.lockStates.follow());
     publisher.start();
     d.delivery?.start();
@@ -253,6 +294,7 @@ export class UplinkService implements Component {
         switchTo: (cert, key) => client.switchCredentials(cert, key),
         connected: () => client.connected,
         onRotated: (id) => {
+          this.#tls = { cert: id.cert, key: id.key };
           this.#identity = {
             hubId: id.hubId,
             notBefore: id.notBefore,

@@ -223,6 +223,8 @@ export interface HarnessOptions {
   maxMessageBytes?: number;
   /** `uplink.syncPartsTimeoutSec`, in ms. */
   syncPartsTimeoutMs?: number;
+  /** How `syncNow` and a gap publish `sync/request` (UplinkService.requestSync). */
+  requestSync?: (requestId: string, reason: 'command' | 'gap') => Promise<{ version: number }>;
 }
 
 /** A store, a verifier and an Inbound with fakes around them, and a cloud that signs with KEY. */
@@ -255,6 +257,7 @@ export function commandHarness(opts: HarnessOptions = {}) {
     ...(opts.sync ? { sync: opts.sync } : {}),
     ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
     ...(opts.syncPartsTimeoutMs !== undefined ? { syncPartsTimeoutMs: opts.syncPartsTimeoutMs } : {}),
+    ...(opts.requestSync ? { requestSync: opts.requestSync } : {}),
   });
   const random = new SeededRandom('command-harness');
   let nextCounter = 1;
