@@ -16,8 +16,6 @@ import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 import { VERSION } from '../base/version.js';
 import { loadOtpKey } from '../commands/otp-key.js';
-import { NO_LOCKS } from '../commands/remote-commands.js';
-import { CommandVerifier } from '../commands/verifier.js';
 import type { HubConfig } from '../config/schema.js';
 import {
   type CertSummary,
@@ -57,10 +55,9 @@ import { newDelivery } from './event-delivery.js';
 import { buildFirmware, registerFirmwareMethods } from './firmware-wiring.js';
 import { buildHealth, healthCheck, pinKeyFacts } from './health.js';
 import { registerHubBackupMethod } from './hub-backup-method.js';
-import { Inbound } from './inbound.js';
 import { buildLink } from './link-wiring.js';
-import { applyWithPinKey } from './pin-key-open.js';
 import { buildRadios, type RadioDrivers, type Radios } from './radios.js';
+import { buildRemote, type RemoteParts } from './remote-wiring.js';
 
 export interface HubDeps {
   config: HubConfig;
@@ -80,11 +77,6 @@ export interface HubDeps {
 }
 
 /** The remote commands' parts, made once the uplink knows the hub's identity. */
-interface RemoteParts {
-  verifier: CommandVerifier;
-  inbound: Inbound;
-}
-
 /**
  * The composition root: config → storage key → store → services → bearers and uplink → control
  * socket. Nothing else constructs these parts, so the wiring is visible in one place; the
@@ -406,46 +398,10 @@ export class Hub {
       startedAt: () => this.#startedAt,
       otpKey,
       inbound: (identity, key, results) => {
-        const verifier = new CommandVerifier({
-          hubId: identity.hubId,
-          otpKey: key,
-          config: config.commands,
-          store,
-          clock,
-          log: log.child({ component: 'commands' }),
-          knownLock: (lockId) => link?.pairing.get(lockId) !== undefined,
-          // A lockout began: the cloud hears of it at once, besides the periodic health.
-          onSecurityEvent: () => uplink?.publishHealthNow(),
-        });
-        const inbound = new Inbound({
-          store,
-          clock,
-          log: log.child({ component: 'uplink' }),
-          target: link ?? NO_LOCKS,
-          verifier,
-          otpKey: key,
-          results,
-          maxMessageBytes: config.uplink.maxMessageBytes,
-          syncPartsTimeoutMs: config.uplink.syncPartsTimeoutSec * 1000,
-          requestSync: (id, reason) =>
-            uplink?.requestSync(id, reason, mirror.version()) ??
-            Promise.reject(new HubError('sync.request-not-sent', 'no uplink')),
-          sync: {
-            apply: async (p) => {
-              const applied = applyWithPinKey(
-                mirror,
-                this.pinKeys,
-                p,
-                () => loadUplinkFiles(config.uplink, config.dataDir).key,
-              );
-              // Committed: the locks' PIN keys and offline lists follow.
-              this.offline?.changed();
-              return { version: applied.version };
-            },
-          },
-        });
-        this.#remote = { verifier, inbound };
-        return inbound;
+        const wiring = { config, store, clock, log, link, mirror, pinKeys: this.pinKeys, uplink: () => uplink };
+        // Committed: the locks' PIN keys and offline lists follow.
+        this.#remote = buildRemote({ ...wiring, synced: () => this.offline?.changed() }, identity, key, results);
+        return this.#remote.inbound;
       },
       health: () => this.#health(outbox),
       lockedOutUntil: () => this.commandStats()?.lockedOutUntil,

@@ -251,7 +251,12 @@ describe('outbox', () => {
     const clock = new VirtualClock(T0);
     const outbox = new Outbox(store, { clock, log: silentLogger() });
     outbox.enqueueMessage('locks/L1/state', state('L1', 1), { retain: true, replace: true });
-    outbox.enqueueMessage('cmd/result', { v: 1, id: 'c1', ok: true, result: { pong: true } });
+    outbox.enqueueMessage('cmd/result', {
+      v: 1,
+      id: 'c1',
+      ok: true,
+      result: { pong: true, at: new Date(T0).toISOString() },
+    });
     outbox.enqueueMessage('locks/L2/state', state('L2', 1), { retain: true, replace: true });
     outbox.enqueueMessage('locks/L1/state', state('L1', 2), { retain: true, replace: true });
     outbox.enqueueMessage('locks/L1/state', state('L1', 3), { retain: true, replace: true });
