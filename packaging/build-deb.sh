@@ -38,6 +38,7 @@ case "$ARCH" in
   *) echo "build-deb: --arch must be amd64 or arm64, not '$ARCH'" >&2; exit 2 ;;
 esac
 
+OUT=${OUT:+$(realpath -m "$OUT")}
 VERSION=$(node -p 'require("./package.json").version')
 DEB_VERSION=$VERSION
 STAGE=$OUT/deb-$ARCH

@@ -45,6 +45,7 @@ case "$ARCH" in
 esac
 [ "$(id -u)" = 0 ] || { echo "build-image: run as root (mmdebstrap --mode=root, files owned by the image's users)" >&2; exit 2; }
 
+OUT=${OUT:+$(realpath -m "$OUT")}
 VERSION=$(node -p 'require("./package.json").version')
 OUT=${OUT:-$ROOT/build/image-$ARCH}
 NAME=${NAME:-iq-hub-$VERSION-$ARCH}

@@ -34,8 +34,12 @@ import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 const ENABLED = process.env.IQHUB_VM_TEST === '1';
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const HUB_ID = 'hub-vm-0001';
-/** The whole run: image build from a built rootfs (~1 min), boot (~1.5 min), checks, demo. */
-const RUN_TIMEOUT_MS = 25 * 60_000;
+/**
+ * The guest's run, boot to power-off: about 10 minutes under TCG on a quiet 2-core machine; the
+ * first measured run here, with seven other jobs on those 2 cores, took over 25. A cap, not an
+ * expectation (IQHUB_VM_TIMEOUT_MIN overrides it).
+ */
+const RUN_TIMEOUT_MS = Number(process.env.IQHUB_VM_TIMEOUT_MIN ?? 45) * 60_000;
 /**
  * The journal priorities (`journalctl -p err` shows the error, not the info lines) need the
  * daemon's syslog priority prefixes under JOURNAL_STREAM, and the metrics check needs the metrics

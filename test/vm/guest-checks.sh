@@ -9,6 +9,8 @@ NODE=/usr/lib/iq-hub/node/bin/node
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 say() { echo "VMTEST $*" >/dev/ttyS0; }
+# Progress on the console too (a slow or stuck check shows where it is).
+step() { say "STEP $(date -u +%T) $*"; }
 pass() { say "PASS $1 ${2:-}"; }
 # A check whose feature is not merged yet (listed by the host in $T/pending) reports PENDING.
 fail() {
@@ -68,6 +70,7 @@ else
 fi
 
 # --- 2. provisioning: the dev PKI of the host's broker, uplink on, restart ----------------------
+step provision
 install -d -o root -g iqhub -m 0750 /etc/iq-hub/pki
 install -o root -g iqhub -m 0640 "$T/pki/ca.crt" "$T/pki/hub.crt" /etc/iq-hub/pki/
 install -o iqhub -g iqhub -m 0600 "$T/pki/hub.key" "$T/pki/otp.key" /etc/iq-hub/pki/
@@ -82,7 +85,33 @@ else
   fail provision "$(iqhub status 2>&1 | oneline) $(journalctl -u iq-hub -n 5 -o cat | oneline)"
 fi
 
+# --- 5. group iqhub may use the CLI, others may not ---------------------------------------------
+step group
+useradd -M -s /bin/sh -G iqhub tech
+useradd -M -s /bin/sh outsider
+m_out=$(cd / && runuser -u tech -- iqhub status 2>&1)
+m_rc=$?
+# --socket: the refusal comes from the socket's directory (0750 iqhub), not from the config's mode.
+o_out=$(cd / && runuser -u outsider -- iqhub status --socket /run/iq-hub/control.sock 2>&1)
+o_rc=$?
+if [ "$m_rc" = 0 ] && echo "$m_out" | grep -q '^version' && [ "$o_rc" != 0 ]; then
+  pass group "member: exit 0; non-member: exit $o_rc: $(echo "$o_out" | head -2 | oneline)"
+else
+  fail group "member exit $m_rc: $(echo "$m_out" | head -3 | oneline); non-member exit $o_rc: $(echo "$o_out" | head -2 | oneline)"
+fi
+
+# --- 6. systemd-analyze security in the running system ------------------------------------------
+step security
+line=$(systemd-analyze security iq-hub --no-pager 2>&1 | grep 'Overall exposure level')
+level=$(echo "$line" | grep -oE '[0-9]+\.[0-9]+' | head -1)
+if [ -n "$level" ] && awk "BEGIN { exit !($level <= 2.0) }"; then
+  pass security "exposure $level"
+else
+  fail security "$line"
+fi
+
 # --- 3. committed data survives SIGKILL: attach the simulated lock, open it, kill, compare -------
+step sigkill
 sticker=$(head -1 /var/lib/iq-hub/sim/stickers.txt 2>/dev/null)
 device=${sticker%% *}
 code=${sticker#* }
@@ -109,6 +138,7 @@ else
 fi
 
 # --- 4. a blocked event loop: the watchdog (WatchdogSec=30) kills it, systemd restarts it --------
+step watchdog
 # A runtime drop-in only for this check: NODE_OPTIONS loads a module that busy-waits on SIGUSR2.
 install -d /run/systemd/system/iq-hub.service.d
 printf '[Service]\nEnvironment=NODE_OPTIONS=--import=%s/blocker.mjs\n' "$T" >/run/systemd/system/iq-hub.service.d/vmtest-blocker.conf
@@ -117,6 +147,7 @@ systemctl restart iq-hub
 wait_state active 180
 since=$(date +%s)
 restarts0=$(prop NRestarts)
+step "watchdog: blocking the event loop (SIGUSR2 to the blocker)"
 systemctl kill -s SIGUSR2 --kill-whom=main iq-hub
 for ((i = 0; i < 150; i++)); do [ "$(prop NRestarts)" -gt "$restarts0" ] && break; sleep 1; done
 wait_state active 180
@@ -126,35 +157,12 @@ if [ -n "$wd" ] && [ "$(prop NRestarts)" -gt "$restarts0" ] && [ "$(systemctl is
 else
   fail watchdog "NRestarts $restarts0 -> $(prop NRestarts); $(journalctl -u iq-hub --since "@$since" -o cat | tail -5 | oneline)"
 fi
+# The drop-in goes; the daemon systemd restarted keeps it until the next restart (exit78 below).
 rm -rf /run/systemd/system/iq-hub.service.d
 systemctl daemon-reload
-systemctl restart iq-hub
-wait_state active 180
-
-# --- 5. group iqhub may use the CLI, others may not ---------------------------------------------
-useradd -M -s /bin/sh -G iqhub tech
-useradd -M -s /bin/sh outsider
-m_out=$(cd / && runuser -u tech -- iqhub status 2>&1)
-m_rc=$?
-# --socket: the refusal comes from the socket's directory (0750 iqhub), not from the config's mode.
-o_out=$(cd / && runuser -u outsider -- iqhub status --socket /run/iq-hub/control.sock 2>&1)
-o_rc=$?
-if [ "$m_rc" = 0 ] && echo "$m_out" | grep -q '^version' && [ "$o_rc" != 0 ]; then
-  pass group "member: exit 0; non-member: exit $o_rc: $(echo "$o_out" | head -2 | oneline)"
-else
-  fail group "member exit $m_rc: $(echo "$m_out" | head -3 | oneline); non-member exit $o_rc: $(echo "$o_out" | head -2 | oneline)"
-fi
-
-# --- 6. systemd-analyze security in the running system ------------------------------------------
-line=$(systemd-analyze security iq-hub --no-pager 2>&1 | grep 'Overall exposure level')
-level=$(echo "$line" | grep -oE '[0-9]+\.[0-9]+' | head -1)
-if [ -n "$level" ] && awk "BEGIN { exit !($level <= 2.0) }"; then
-  pass security "exposure $level"
-else
-  fail security "$line"
-fi
 
 # --- 7. a permanent fault (exit 78) is not restarted; the journal's priorities -------------------
+step exit78
 cp /etc/iq-hub/config.yaml /root/config.yaml.good
 printf 'dataDir: relative/not-absolute\n' >/etc/iq-hub/config.yaml
 since=$(date +%s)
@@ -183,11 +191,16 @@ systemctl start iq-hub
 wait_state active 180 && pass restored "active again with the good config" || fail restored "$(systemctl is-active iq-hub)"
 
 # --- 8. metrics: the endpoint on loopback, every listed series ------------------------------------
-if out=$("$T/metrics-check.sh" 2>&1); then pass metrics "$out"; else fail metrics "$(echo "$out" | oneline)"; fi
+step metrics
+# (Not run while pending: it restarts the daemon twice, minutes under TCG, for a known result.)
+if grep -qx metrics "$T/pending" 2>/dev/null; then
+  say "PENDING metrics the metrics endpoint is not merged yet"
+elif out=$("$T/metrics-check.sh" 2>&1); then pass metrics "$out"; else fail metrics "$(echo "$out" | oneline)"; fi
 [ "$(systemctl is-active iq-hub)" = active ] || { systemctl reset-failed iq-hub; systemctl start iq-hub; wait_state active 180; }
 
 # --- 9. the packaged demo, as a group member (its own embedded broker and temp directory) -------
-d_out=$(cd /tmp && timeout 600 runuser -u tech -- iqhub demo --exit 2>&1)
+step demo
+d_out=$(cd /tmp && timeout 420 runuser -u tech -- iqhub demo --exit 2>&1)
 d_rc=$?
 if [ "$d_rc" = 0 ]; then
   pass demo "$(echo "$d_out" | tail -2 | oneline)"
@@ -196,6 +209,7 @@ else
 fi
 
 # --- 10. the package: remove keeps the hub's data and key, reinstall finds them, purge deletes --
+step deb
 fp0=$(iqhub status --json 2>/dev/null | json 'console.log(s.storageKey.fingerprint ?? s.storageKey.path)')
 dpkg -r iq-hub >/dev/null 2>&1
 r_rc=$?
