@@ -118,6 +118,8 @@ rm -rf "$NM"/node_modules/aedes/benchmarks "$NM"/node_modules/@stoprocent/noble/
 find "$NM/node_modules" -type d -path '*/node-addon-api/tools' -prune -exec rm -rf {} +
 # Nothing in node_modules is run directly: data files 0644 (addons are dlopen()ed, scripts are
 # read by node), directories 0755.
+rm -rf "$NM/node_modules/.vite-temp" "$NM/node_modules/.package-lock.json"
+find "$NM/node_modules" -depth -type d -empty -delete
 find "$NM/node_modules" -type f -exec chmod 0644 {} +
 find "$NM/node_modules" -type f -name '*.node' -exec "$STRIP" --strip-unneeded {} +
 mv "$NM/node_modules" "$LIB/node_modules"

@@ -68,9 +68,10 @@ else
     [ -e "/proc/sys/fs/binfmt_misc/qemu-aarch64" ] || die "building an $ARCH tree on $HOST_ARCH needs qemu-user-static with binfmt_misc (apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-aarch64): /proc/sys/fs/binfmt_misc/qemu-aarch64 is missing"
   fi
   case "$ARCH" in
-    amd64) KERNEL=linux-image-amd64 ;;
-    # Debian's arm64 kernel with the Raspberry Pi firmware and device trees (Pi 3/4 class boards).
-    arm64) KERNEL=linux-image-arm64,raspi-firmware ;;
+    amd64) KERNEL=linux-image-amd64; COMPONENTS=main ;;
+    # Debian's arm64 kernel with the Raspberry Pi firmware and device trees (Pi 3/4 class boards);
+    # raspi-firmware is in non-free-firmware.
+    arm64) KERNEL=linux-image-arm64,raspi-firmware; COMPONENTS="main non-free-firmware" ;;
   esac
   rm -rf "$ROOTFS"
   step "mmdebstrap bookworm $ARCH → $ROOTFS (mirror $MIRROR)"
@@ -83,7 +84,7 @@ else
     --customize-hook="rm -f \"\$1\"/tmp/$(basename "$DEB")" \
     --customize-hook="ROOT_HASH='${IQHUB_ROOT_PASSWORD_HASH:-}' bash $ROOT/packaging/image-customize.sh \"\$1\"" \
     bookworm "$ROOTFS" \
-    "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" "deb $SECURITY_MIRROR bookworm-security main"
+    "deb $MIRROR bookworm $COMPONENTS" "deb $MIRROR bookworm-updates $COMPONENTS" "deb $SECURITY_MIRROR bookworm-security $COMPONENTS"
   date -u +%FT%TZ >"$ROOTFS/.iq-hub-image"
   step "mmdebstrap took $(( $(date +%s) - T0 )) s"
 fi
