@@ -217,13 +217,14 @@ kept=$(ls /var/lib/iq-hub/hub.db /etc/iq-hub/credentials/storage-key.cred /etc/i
 gone=$([ ! -e /usr/bin/iqhub ] && [ "$(systemctl is-active iq-hub)" != active ] && echo yes)
 dpkg -i "$T/iq-hub.deb" >/dev/null 2>&1
 i_rc=$?
-wait_state active 180
+step "deb: reinstalled (dpkg -i rc $i_rc), iq-hub $(systemctl is-enabled iq-hub 2>&1)/$(systemctl is-active iq-hub 2>&1)"
+wait_state active 300
 fp1=$(iqhub status --json 2>/dev/null | json 'console.log(s.storageKey.fingerprint ?? s.storageKey.path)')
 locks=$(iqhub locks --json 2>/dev/null | json 'console.log(s.length)')
 if [ "$r_rc" = 0 ] && [ "$kept" = 3 ] && [ "$gone" = yes ] && [ "$i_rc" = 0 ] && [ -n "$fp0" ] && [ "$fp0" = "$fp1" ] && [ "$locks" -ge 1 ]; then
   pass deb-remove "dpkg -r stopped it and kept the store, key and config; dpkg -i started it on them (same key, $locks lock)"
 else
-  fail deb-remove "remove rc=$r_rc kept=$kept gone=$gone install rc=$i_rc key $fp0 -> $fp1 locks=$locks"
+  fail deb-remove "remove rc=$r_rc kept=$kept gone=$gone install rc=$i_rc key $fp0 -> $fp1 locks=$locks; $(systemctl is-enabled iq-hub 2>&1)/$(systemctl is-active iq-hub 2>&1); $(iqhub status 2>&1 | head -2 | oneline); $(journalctl -u iq-hub -n 4 -o cat | oneline)"
 fi
 dpkg -P iq-hub >/dev/null 2>&1
 p_rc=$?
