@@ -160,6 +160,20 @@ install -D -m 0644 systemd/sysusers.d/iq-hub.conf "$PKG/usr/lib/sysusers.d/iq-hu
 install -D -m 0644 systemd/tmpfiles.d/iq-hub.conf "$PKG/usr/lib/tmpfiles.d/iq-hub.conf"
 install -D -m 0644 packaging/config.yaml "$PKG/etc/iq-hub/config.yaml"
 
+# The man page and shell completion, where this tree has them (docs/iqhub.1 is generated from the
+# CLI's own help; `iqhub completion bash|zsh` prints the scripts).
+if [ -f docs/iqhub.1 ]; then
+  install -d "$PKG/usr/share/man/man1"
+  gzip -9n <docs/iqhub.1 >"$PKG/usr/share/man/man1/iqhub.1.gz"
+  chmod 0644 "$PKG/usr/share/man/man1/iqhub.1.gz"
+fi
+if [ "$ARCH" = "$(dpkg --print-architecture)" ] && "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" completion bash >"$STAGE/completion.bash" 2>/dev/null; then
+  install -D -m 0644 "$STAGE/completion.bash" "$PKG/usr/share/bash-completion/completions/iqhub"
+  "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" completion zsh >"$STAGE/completion.zsh" 2>/dev/null \
+    && install -D -m 0644 "$STAGE/completion.zsh" "$PKG/usr/share/zsh/vendor-completions/_iqhub"
+fi
+rm -f "$STAGE/completion.bash" "$STAGE/completion.zsh"
+
 DOC=$PKG/usr/share/doc/iq-hub
 install -d "$DOC"
 install -m 0644 docs/*.md "$DOC/"
