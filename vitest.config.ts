@@ -31,6 +31,15 @@ export default defineConfig({
           hookTimeout: 90_000,
         },
       },
+      {
+        extends: true,
+        test: {
+          name: 'vm',
+          // The hub image booted under QEMU (test/vm/boot.test.ts): only with IQHUB_VM_TEST=1
+          // (.ci/run sets it); the file sets its own timeouts (image build and boot: minutes).
+          include: ['test/vm/**/*.test.ts'],
+        },
+      },
     ],
   },
 });

