@@ -58,6 +58,21 @@ function refusal(f: () => unknown): string {
 
 const [A = '', B = ''] = ['SIM-0001', 'SIM-0002'];
 
+/** Size of the image in the mid-transfer tests (100 blocks of 40 bytes). */
+const SIZE = 4000;
+
+/** One bound lock on a radio with latency, a 1.1.0 image pushed to it and half of it staged on the lock. */
+async function halfwayTransfer(options: Partial<FirmwareRelayOptions> = {}) {
+  const site = await Site.bound({ locks: 1, faults: RADIO });
+  const { relay } = relayFor(site.hub, options);
+  await relay.start();
+  const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size: SIZE }));
+  relay.push(image.sha256, [A]);
+  const lock = site.world.lock(A);
+  await site.until(() => lock.firmwareStaged() >= SIZE / 2, 'half the image on the lock');
+  return { site, relay, lock, size: SIZE };
+}
+
 describe('firmware relay (simulated radio)', () => {
   it('a signed image reaches two locks, one after the other on one radio, and each reports its new version', async () => {
     const site = await Site.bound({ locks: 2, faults: RADIO });
@@ -164,14 +179,7 @@ describe('firmware relay (simulated radio)', () => {
   });
 
   it('a link cut mid-transfer resumes from the offset the lock holds', async () => {
-    const site = await Site.bound({ locks: 1, faults: RADIO });
-    const { relay } = relayFor(site.hub);
-    await relay.start();
-    const size = 4000;
-    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size }));
-    relay.push(image.sha256, [A]);
-    const lock = site.world.lock(A);
-    await site.until(() => lock.firmwareStaged() >= size / 2, 'half the image on the lock');
+    const { site, relay, lock, size } = await halfwayTransfer();
     site.world.radio.disconnect();
     const cutAt = lock.firmwareStaged();
     await site.drive(relay.idle());
@@ -183,14 +191,7 @@ describe('firmware relay (simulated radio)', () => {
   });
 
   it("a lock's power cut mid-transfer keeps the blocks in its flash; the transfer resumes after it boots", async () => {
-    const site = await Site.bound({ locks: 1, faults: RADIO });
-    const { relay } = relayFor(site.hub, { retryDelayMs: 1000 });
-    await relay.start();
-    const size = 4000;
-    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size }));
-    relay.push(image.sha256, [A]);
-    const lock = site.world.lock(A);
-    await site.until(() => lock.firmwareStaged() >= size / 2, 'half the image on the lock');
+    const { site, relay, lock, size } = await halfwayTransfer({ retryDelayMs: 1000 });
     lock.crash();
     await site.pass(300);
     lock.boot();
@@ -201,14 +202,9 @@ describe('firmware relay (simulated radio)', () => {
   });
 
   it('a hub restart mid-transfer resumes the transfer from the store and the lock', async () => {
-    const site = await Site.bound({ locks: 1, faults: RADIO });
-    let { relay } = relayFor(site.hub);
-    await relay.start();
-    const size = 4000;
-    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size }));
-    relay.push(image.sha256, [A]);
-    const lock = site.world.lock(A);
-    await site.until(() => lock.firmwareStaged() >= size / 2, 'half the image on the lock');
+    const halfway = await halfwayTransfer();
+    const { site, lock, size } = halfway;
+    let { relay } = halfway;
     // SIGKILL: the relay and the manager are abandoned mid-flight.
     await site.hub.restart('kill');
     const staged = lock.firmwareStaged();
