@@ -1,11 +1,11 @@
-import { join } from 'node:path';
 import { type RadioSite, startRadioSite } from '../sim/emu/site.js';
 import type { SimLock } from '../sim/lock/lock.js';
-import { type RunningDaemon, startDaemon } from '../src/app/daemon.js';
+import type { RunningDaemon } from '../src/app/daemon.js';
 import type { Hub } from '../src/app/hub.js';
 import type { HubConfig } from '../src/config/schema.js';
 import { Secret } from '../src/crypto/secret.js';
 import type { LinkManager } from '../src/link/manager.js';
+import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
 import { retrying } from '../test/helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
 import { type Benchmark, benchmarkInTempDir, distribution, round } from './lib.js';
@@ -123,20 +123,7 @@ function progress(what: string): void {
 
 /** startDaemon with both radios (and nothing else) on the emulators, data in `dir`. */
 function startWith(dir: string, radios: HubConfig['radios']): (onBuilt: (hub: Hub) => void) => Promise<RunningDaemon> {
-  return (onBuilt) =>
-    startDaemon({
-      onBuilt,
-      configPath: null,
-      logPretty: false,
-      overrides: {
-        dataDir: join(dir, 'data'),
-        runDir: join(dir, 'run'),
-        log: { level: 'fatal', pretty: false } as HubConfig['log'],
-        simulation: { enabled: false } as HubConfig['simulation'],
-        radios,
-      },
-      linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000 },
-    });
+  return (onBuilt) => startDaemonIn(dir, { radios }, { onBuilt, linkOptions: EMULATED_LINK });
 }
 
 /** What one start took, ms: until both radios run, and until startDaemon resolved / each radio ran. */
