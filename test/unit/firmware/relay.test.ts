@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { simFirmwareImage, simVendor } from '../../../sim/vendor.js';
-import { HubError } from '../../../src/base/errors.js';
 import { FIRMWARE_OPERATIONS } from '../../../src/contract/link-messages.js';
 import { parseImage } from '../../../src/firmware/image.js';
 import { type FirmwareProgress, FirmwareRelay, type FirmwareRelayOptions } from '../../../src/firmware/relay.js';
 import { FirmwareTables } from '../../../src/firmware/transfers.js';
 import { silentLogger } from '../../../src/log/logger.js';
+import { refusalCode } from '../../helpers/refusal.js';
 import { type Hub, Site } from '../link/manager/site.js';
 
 /**
@@ -44,16 +44,6 @@ function blocksHandled(site: Site, id: string): number {
 function firmwareRequests(site: Site, id: string): number {
   const handled = site.world.lock(id).requestCounts().handled;
   return FIRMWARE_OPERATIONS.reduce((n, op) => n + handled[op], 0);
-}
-
-function refusal(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof HubError) return e.code;
-    throw e;
-  }
-  return 'accepted';
 }
 
 const [A = '', B = ''] = ['SIM-0001', 'SIM-0002'];
@@ -96,9 +86,9 @@ describe('firmware relay (simulated radio)', () => {
     const { relay } = relayFor(site.hub);
     await relay.start();
     const forged = simFirmwareImage({ version: '9.0.0' }, simVendor('attacker'));
-    expect(refusal(() => relay.addImage(forged))).toBe('firmware.forged');
+    expect(refusalCode(() => relay.addImage(forged))).toBe('firmware.forged');
     expect(relay.images()).toEqual([]);
-    expect(refusal(() => relay.push('00'.repeat(32), [A]))).toBe('firmware.unknown-image');
+    expect(refusalCode(() => relay.push('00'.repeat(32), [A]))).toBe('firmware.unknown-image');
     await site.pass(500);
     for (const id of [A, B]) expect(firmwareRequests(site, id)).toBe(0);
   });
@@ -107,10 +97,10 @@ describe('firmware relay (simulated radio)', () => {
     const site = await Site.bound({ locks: 1, faults: RADIO });
     const { relay } = relayFor(site.hub);
     const file = simFirmwareImage({ version: '1.1.0', size: 1000 });
-    expect(refusal(() => relay.addImage(file.subarray(0, 900)))).toBe('firmware.truncated');
+    expect(refusalCode(() => relay.addImage(file.subarray(0, 900)))).toBe('firmware.truncated');
     const altered = file.slice();
     altered[altered.length - 1] = (altered[altered.length - 1] ?? 0) ^ 1;
-    expect(refusal(() => relay.addImage(altered))).toBe('firmware.digest-mismatch');
+    expect(refusalCode(() => relay.addImage(altered))).toBe('firmware.digest-mismatch');
     expect(relay.images()).toEqual([]);
   });
 
