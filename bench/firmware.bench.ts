@@ -5,8 +5,7 @@ import type { HubConfig } from '../src/config/schema.js';
 import { Secret } from '../src/crypto/secret.js';
 import type { FirmwareRelay } from '../src/firmware/relay.js';
 import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
-import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
-import { type Benchmark, benchmarkInTempDir, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, round, socatOrSkip } from './lib.js';
 
 /** Bytes of the image sent to one lock over each radio (firmware.throughput.*). */
 const THROUGHPUT_BYTES = 16 * 1024;
@@ -37,11 +36,8 @@ export const firmwareBench: Benchmark = benchmarkInTempDir(
   'firmware',
   'firmware bytes/s to one lock over each emulated radio; time to update 16 locks (8 BLE + 8 ZigBee, one at a time per radio)',
   async (dir, metrics) => {
-    const socat = requireSocat();
-    if (!socat) {
-      process.stderr.write(`firmware: skipped: ${SOCAT_MISSING}\n`);
-      return;
-    }
+    const socat = socatOrSkip('firmware');
+    if (!socat) return;
     const specs = [
       ...Array.from({ length: PER_RADIO }, (_, i) => spec('ble', i + 1)),
       ...Array.from({ length: PER_RADIO }, (_, i) => spec('zigbee', i + 1)),

@@ -7,8 +7,7 @@ import { Secret } from '../src/crypto/secret.js';
 import type { LinkManager } from '../src/link/manager.js';
 import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
 import { retrying } from '../test/helpers/radio-rig.js';
-import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
-import { type Benchmark, benchmarkInTempDir, distribution, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip } from './lib.js';
 
 const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-BNCH-CODE', address: 'aa:bb:cc:00:0b:01', radio: 'ble' } as const;
 const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-BNCH-CODE', address: 'zb-bench-0001', radio: 'zigbee' } as const;
@@ -43,11 +42,8 @@ export const radioBench: Benchmark = benchmarkInTempDir(
   'radio',
   'open round trip through real noble / zigbee-herdsman and the emulated controllers (zero air latency), p50/p99; daemon start-up to ready with both radios (first and warm)',
   async (dir, metrics) => {
-    const socat = requireSocat();
-    if (!socat) {
-      process.stderr.write(`radio: skipped: ${SOCAT_MISSING}\n`);
-      return;
-    }
+    const socat = socatOrSkip('radio');
+    if (!socat) return;
     began = performance.now();
     let site: RadioSite | undefined;
     let daemon: RunningDaemon | undefined;
