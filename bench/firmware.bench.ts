@@ -1,12 +1,11 @@
-import { join } from 'node:path';
 import { type RadioSite, type SiteLockSpec, startRadioSite } from '../sim/emu/site.js';
 import { simFirmwareImage, simVendor } from '../sim/vendor.js';
-import { type RunningDaemon, startDaemon } from '../src/app/daemon.js';
+import type { RunningDaemon } from '../src/app/daemon.js';
 import type { HubConfig } from '../src/config/schema.js';
 import { Secret } from '../src/crypto/secret.js';
 import type { FirmwareRelay } from '../src/firmware/relay.js';
-import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
-import { type Benchmark, benchmarkInTempDir, round } from './lib.js';
+import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
+import { type Benchmark, benchmarkInTempDir, round, socatOrSkip } from './lib.js';
 
 /** Bytes of the image sent to one lock over each radio (firmware.throughput.*). */
 const THROUGHPUT_BYTES = 16 * 1024;
@@ -37,11 +36,8 @@ export const firmwareBench: Benchmark = benchmarkInTempDir(
   'firmware',
   'firmware bytes/s to one lock over each emulated radio; time to update 16 locks (8 BLE + 8 ZigBee, one at a time per radio)',
   async (dir, metrics) => {
-    const socat = requireSocat();
-    if (!socat) {
-      process.stderr.write(`firmware: skipped: ${SOCAT_MISSING}\n`);
-      return;
-    }
+    const socat = socatOrSkip('firmware');
+    if (!socat) return;
     const specs = [
       ...Array.from({ length: PER_RADIO }, (_, i) => spec('ble', i + 1)),
       ...Array.from({ length: PER_RADIO }, (_, i) => spec('zigbee', i + 1)),
@@ -51,19 +47,14 @@ export const firmwareBench: Benchmark = benchmarkInTempDir(
     try {
       // A controller with room for 8 LE links (an nRF52 HCI firmware allows 20; the emulator's default is 4).
       site = await startRadioSite({ socat, locks: specs, seed: 'firmware-bench', bleMaxConnections: PER_RADIO });
-      daemon = await startDaemon({
-        configPath: null,
-        logPretty: false,
-        overrides: {
-          dataDir: join(dir, 'data'),
-          runDir: join(dir, 'run'),
-          log: { level: 'fatal', pretty: false } as HubConfig['log'],
-          simulation: { enabled: false } as HubConfig['simulation'],
+      daemon = await startDaemonIn(
+        dir,
+        {
           radios: { ...site.radios, ble: { ...site.radios.ble, maxConnections: 8 } },
           firmware: { vendorKeys: [Buffer.from(simVendor().publicKey).toString('hex')] } as HubConfig['firmware'],
         },
-        linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000 },
-      });
+        { linkOptions: EMULATED_LINK },
+      );
       const { link, firmware } = daemon.hub;
       if (!link || !firmware) throw new Error('firmware bench: the daemon built no link layer');
       for (const s of specs) {

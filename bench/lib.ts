@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
 
 /** One metric: a distribution ({p50, p99, n}) or a single value. */
 export type Metric =
@@ -83,4 +84,11 @@ export function table(metrics: Record<string, Metric>): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(w[i] ?? 0) : c.padEnd(w[i] ?? 0))).join('  ');
   return [line(head), w.map((x) => '-'.repeat(x)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** socat for a bench on the emulated radios; undefined, saying on stderr that bench `name` is skipped and why, where it is missing. */
+export function socatOrSkip(name: string): string | undefined {
+  const socat = requireSocat();
+  if (!socat) process.stderr.write(`${name}: skipped: ${SOCAT_MISSING}\n`);
+  return socat;
 }

@@ -1,14 +1,13 @@
-import { join } from 'node:path';
 import { type RadioSite, startRadioSite } from '../sim/emu/site.js';
 import type { SimLock } from '../sim/lock/lock.js';
-import { type RunningDaemon, startDaemon } from '../src/app/daemon.js';
+import type { RunningDaemon } from '../src/app/daemon.js';
 import type { Hub } from '../src/app/hub.js';
 import type { HubConfig } from '../src/config/schema.js';
 import { Secret } from '../src/crypto/secret.js';
 import type { LinkManager } from '../src/link/manager.js';
+import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
 import { retrying } from '../test/helpers/radio-rig.js';
-import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
-import { type Benchmark, benchmarkInTempDir, distribution, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip } from './lib.js';
 
 const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-BNCH-CODE', address: 'aa:bb:cc:00:0b:01', radio: 'ble' } as const;
 const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-BNCH-CODE', address: 'zb-bench-0001', radio: 'zigbee' } as const;
@@ -43,11 +42,8 @@ export const radioBench: Benchmark = benchmarkInTempDir(
   'radio',
   'open round trip through real noble / zigbee-herdsman and the emulated controllers (zero air latency), p50/p99; daemon start-up to ready with both radios (first and warm)',
   async (dir, metrics) => {
-    const socat = requireSocat();
-    if (!socat) {
-      process.stderr.write(`radio: skipped: ${SOCAT_MISSING}\n`);
-      return;
-    }
+    const socat = socatOrSkip('radio');
+    if (!socat) return;
     began = performance.now();
     let site: RadioSite | undefined;
     let daemon: RunningDaemon | undefined;
@@ -123,20 +119,7 @@ function progress(what: string): void {
 
 /** startDaemon with both radios (and nothing else) on the emulators, data in `dir`. */
 function startWith(dir: string, radios: HubConfig['radios']): (onBuilt: (hub: Hub) => void) => Promise<RunningDaemon> {
-  return (onBuilt) =>
-    startDaemon({
-      onBuilt,
-      configPath: null,
-      logPretty: false,
-      overrides: {
-        dataDir: join(dir, 'data'),
-        runDir: join(dir, 'run'),
-        log: { level: 'fatal', pretty: false } as HubConfig['log'],
-        simulation: { enabled: false } as HubConfig['simulation'],
-        radios,
-      },
-      linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000 },
-    });
+  return (onBuilt) => startDaemonIn(dir, { radios }, { onBuilt, linkOptions: EMULATED_LINK });
 }
 
 /** What one start took, ms: until both radios run, and until startDaemon resolved / each radio ran. */

@@ -9,6 +9,7 @@ import {
 } from '../contract/link-messages.js';
 import { offlineListDigest } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
+import { LockPasses } from './lock-passes.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
 import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';
 
@@ -100,9 +101,8 @@ export class OfflineLists implements Component {
   readonly #d: OfflineListsDeps;
   readonly #o: OfflineListOptions;
   readonly #locks = new Map<string, LockView>();
-  /** Locks whose list must be recomputed, and whether a pass is running. */
-  readonly #dirty = new Set<string>();
-  #running: Promise<void> | undefined;
+  /** Locks whose list must be recomputed, and the passes that send them. */
+  readonly #passes: LockPasses;
   #state: ComponentStatus['state'] = 'stopped';
   #refresh: TimerHandle | undefined;
   #retry: TimerHandle | undefined;
@@ -120,6 +120,15 @@ export class OfflineLists implements Component {
       }
     }
     if (this.#o.horizonDays > 60) throw new HubError('access.config', 'offline lists: horizonDays is at most 60');
+    this.#passes = new LockPasses({
+      active: () => this.#state === 'running',
+      boundLocks: () => this.#d.link.boundLocks(),
+      update: (lockId) => this.#update(lockId),
+      concurrency: this.#o.concurrency,
+      beforePass: (bound) => {
+        for (const id of [...this.#locks.keys()]) if (!bound.has(id)) this.#locks.delete(id);
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -132,7 +141,7 @@ export class OfflineLists implements Component {
     this.#state = 'stopping';
     this.#d.clock.clearTimeout(this.#refresh);
     this.#d.clock.clearTimeout(this.#retry);
-    await this.#running;
+    await this.#passes.settled();
     this.#state = 'stopped';
   }
 
@@ -164,20 +173,18 @@ export class OfflineLists implements Component {
 
   /** The mirror changed: every bound lock's list is recomputed and the differences sent. */
   changed(): void {
-    for (const id of this.#d.link.boundLocks()) this.#dirty.add(id);
-    this.#kick();
+    this.#passes.mark(this.#d.link.boundLocks());
   }
 
   /** A lock became bound or reconnected: its list is checked (sent whole if the hub does not know it). */
   lockReady(lockId: string): void {
-    this.#dirty.add(lockId);
-    this.#kick();
+    this.#passes.mark([lockId]);
   }
 
   /** A lock left (detached, forgotten): forget what it held. */
   lockGone(lockId: string): void {
     this.#locks.delete(lockId);
-    this.#dirty.delete(lockId);
+    this.#passes.forget(lockId);
   }
 
   /** The list for one lock as it would be sent now, with how many credentials capacity left out. */
@@ -209,28 +216,7 @@ export class OfflineLists implements Component {
 
   /** Runs passes until nothing is dirty; resolves when the lists are as up to date as they can be. */
   settled(): Promise<void> {
-    return this.#running ?? Promise.resolve();
-  }
-
-  #kick(): void {
-    if (this.#running || this.#state !== 'running') return;
-    this.#running = this.#loop().finally(() => {
-      this.#running = undefined;
-    });
-  }
-
-  async #loop(): Promise<void> {
-    while (this.#dirty.size > 0 && this.#state === 'running') {
-      const batch = [...this.#dirty];
-      this.#dirty.clear();
-      const bound = new Set(this.#d.link.boundLocks());
-      for (const id of [...this.#locks.keys()]) if (!bound.has(id)) this.#locks.delete(id);
-      const queue = batch.filter((id) => bound.has(id));
-      const workers = Array.from({ length: Math.min(this.#o.concurrency, queue.length) }, async () => {
-        for (let id = queue.shift(); id !== undefined; id = queue.shift()) await this.#update(id);
-      });
-      await Promise.all(workers);
-    }
+    return this.#passes.settled();
   }
 
   async #update(lockId: string): Promise<void> {
@@ -338,8 +324,7 @@ export class OfflineLists implements Component {
     this.#retry = this.#d.clock.setTimeout(() => {
       this.#retry = undefined;
       this.lockReady(lockId);
-      for (const [id, v] of this.#locks) if (v.lastError !== undefined) this.#dirty.add(id);
-      this.#kick();
+      this.#passes.mark([...this.#locks].filter(([, v]) => v.lastError !== undefined).map(([id]) => id));
     }, this.#o.retryMs);
   }
 

@@ -2,6 +2,7 @@ import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import type { PinKeyHeld, PinKeyInstall } from '../contract/link-messages.js';
 import type { Logger } from '../log/logger.js';
+import { LockPasses } from './lock-passes.js';
 import type { PinKeyRing } from './pin-keys.js';
 
 /**
@@ -40,10 +41,9 @@ export class PinKeyDelivery implements Component {
   readonly #log: Logger;
   readonly #retryMs: number;
   readonly #locks = new Map<string, PinKeyLockStatus>();
-  readonly #dirty = new Set<string>();
   readonly #listeners = new Set<(lockId: string) => void>();
-  #running: Promise<void> | undefined;
   #state: ComponentStatus['state'] = 'stopped';
+  readonly #passes: LockPasses;
   #retry: TimerHandle | undefined;
   #expiry: TimerHandle | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -54,6 +54,12 @@ export class PinKeyDelivery implements Component {
     this.#clock = deps.clock;
     this.#log = deps.log;
     this.#retryMs = deps.retryMs ?? 30_000;
+    // One lock at a time: a key is a small frame, and the radio stays free for the doors.
+    this.#passes = new LockPasses({
+      active: () => this.#state === 'running',
+      boundLocks: () => this.#link.boundLocks(),
+      update: (lockId) => this.#update(lockId),
+    });
   }
 
   async start(): Promise<void> {
@@ -68,7 +74,7 @@ export class PinKeyDelivery implements Component {
     this.#unsubscribe?.();
     this.#clock.clearTimeout(this.#retry);
     this.#clock.clearTimeout(this.#expiry);
-    await this.#running;
+    await this.#passes.settled();
     this.#state = 'stopped';
   }
 
@@ -112,39 +118,20 @@ export class PinKeyDelivery implements Component {
 
   changed(): void {
     this.#scheduleExpiry();
-    for (const id of this.#link.boundLocks()) this.#dirty.add(id);
-    this.#kick();
+    this.#passes.mark(this.#link.boundLocks());
   }
 
   lockReady(lockId: string): void {
-    this.#dirty.add(lockId);
-    this.#kick();
+    this.#passes.mark([lockId]);
   }
 
   lockGone(lockId: string): void {
     this.#locks.delete(lockId);
-    this.#dirty.delete(lockId);
+    this.#passes.forget(lockId);
   }
 
   settled(): Promise<void> {
-    return this.#running ?? Promise.resolve();
-  }
-
-  #kick(): void {
-    if (this.#running || this.#state !== 'running') return;
-    this.#running = this.#loop().finally(() => {
-      this.#running = undefined;
-    });
-  }
-
-  async #loop(): Promise<void> {
-    while (this.#dirty.size > 0 && this.#state === 'running') {
-      const bound = new Set(this.#link.boundLocks());
-      const batch = [...this.#dirty].filter((id) => bound.has(id));
-      this.#dirty.clear();
-      // One lock at a time: a key is a small frame, and the radio stays free for the doors.
-      for (const id of batch) await this.#update(id);
-    }
+    return this.#passes.settled();
   }
 
   async #update(lockId: string): Promise<void> {
@@ -199,8 +186,7 @@ export class PinKeyDelivery implements Component {
     if (this.#retry) return;
     this.#retry = this.#clock.setTimeout(() => {
       this.#retry = undefined;
-      for (const [id, v] of this.#locks) if (v.lastError !== undefined) this.#dirty.add(id);
-      this.#kick();
+      this.#passes.mark([...this.#locks].filter(([, v]) => v.lastError !== undefined).map(([id]) => id));
     }, this.#retryMs);
   }
 

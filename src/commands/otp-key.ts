@@ -115,11 +115,7 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
     writeSealed(d.store, ctx, { blob, fingerprint }, now);
     if (row) {
       const detail = { previous: row.fingerprint, fingerprint, ...(storedProblem ? { previousUnreadable: true } : {}) };
-      db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
-        now,
-        'commands.otp-key-rotated',
-        JSON.stringify(detail),
-      );
+      otpKeyEvent(db, now, 'commands.otp-key-rotated', detail);
     }
   });
   if (row) {
@@ -134,6 +130,26 @@ export function loadOtpKey(d: OtpKeyDeps): Secret | undefined {
   return fromFile;
 }
 
+/** A key about to be stored: its length checked, sealed under the hub's OTP key context, with its fingerprint. */
+function sealOtpKey(d: Omit<OtpKeyDeps, 'config'>, key: Secret) {
+  if (key.length !== OTP_KEY_BYTES) {
+    throw new HubError('commands.otp-key.invalid', `an OTP key has ${OTP_KEY_BYTES} bytes, not ${key.length}`);
+  }
+  const ctx = { purpose: OTP_KEY_PURPOSE, id: d.hubId };
+  const fingerprint = otpKeyFingerprint(key);
+  const now = Math.floor(d.clock.now());
+  return { ctx, fingerprint, now, blob: d.sealer.seal(key, ctx) };
+}
+
+/** A change of the OTP key as a security event (fingerprints only, never the key). */
+function otpKeyEvent(db: Store['db'], now: number, kind: string, detail: object): void {
+  db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
+    now,
+    kind,
+    JSON.stringify(detail),
+  );
+}
+
 function sameKey(a: Secret, b: Secret): boolean {
   return a.length === b.length && timingSafeEqual(a.reveal(), b.reveal());
 }
@@ -144,23 +160,13 @@ function sameKey(a: Secret, b: Secret): boolean {
  * security event, as `loadOtpKey` does for a new key file. Returns the key's fingerprint.
  */
 export function storeOtpKey(d: Omit<OtpKeyDeps, 'config'>, key: Secret): string {
-  if (key.length !== OTP_KEY_BYTES) {
-    throw new HubError('commands.otp-key.invalid', `an OTP key has ${OTP_KEY_BYTES} bytes, not ${key.length}`);
-  }
-  const ctx = { purpose: OTP_KEY_PURPOSE, id: d.hubId };
+  const { ctx, fingerprint, now, blob } = sealOtpKey(d, key);
   const db = d.store.db;
-  const fingerprint = otpKeyFingerprint(key);
-  const now = Math.floor(d.clock.now());
-  const blob = d.sealer.seal(key, ctx);
   const previous = d.store.transaction(() => {
     const row = readSealed(d.store, ctx);
     writeSealed(d.store, ctx, { blob, fingerprint }, now);
     if (row && row.fingerprint !== fingerprint) {
-      db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
-        now,
-        'commands.otp-key-rotated',
-        JSON.stringify({ previous: row.fingerprint, fingerprint }),
-      );
+      otpKeyEvent(db, now, 'commands.otp-key-rotated', { previous: row.fingerprint, fingerprint });
     }
     return row?.fingerprint;
   });
@@ -203,14 +209,8 @@ export function installDeliveredOtpKey(
   key: Secret,
   delivery: { generation: number; deliveryId: string },
 ): DeliveredKeyOutcome {
-  if (key.length !== OTP_KEY_BYTES) {
-    throw new HubError('commands.otp-key.invalid', `an OTP key has ${OTP_KEY_BYTES} bytes, not ${key.length}`);
-  }
-  const ctx = { purpose: OTP_KEY_PURPOSE, id: d.hubId };
+  const { ctx, fingerprint, now, blob } = sealOtpKey(d, key);
   const db = d.store.db;
-  const fingerprint = otpKeyFingerprint(key);
-  const now = Math.floor(d.clock.now());
-  const blob = d.sealer.seal(key, ctx);
   const outcome = d.store.transaction((): DeliveredKeyOutcome => {
     const installed = otpKeyGeneration(d.store);
     const row = readSealed(d.store, ctx);
@@ -232,11 +232,11 @@ export function installDeliveredOtpKey(
        ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, delivery_id = excluded.delivery_id,
          fingerprint = excluded.fingerprint, updated_at = excluded.updated_at`,
     ).run(delivery.generation, delivery.deliveryId, fingerprint, now);
-    db.prepare('INSERT INTO security_events (at, kind, lock_id, detail) VALUES (?, ?, NULL, ?)').run(
-      now,
-      'commands.otp-key-delivered',
-      JSON.stringify({ previous: row?.fingerprint ?? null, fingerprint, generation: delivery.generation }),
-    );
+    otpKeyEvent(db, now, 'commands.otp-key-delivered', {
+      previous: row?.fingerprint ?? null,
+      fingerprint,
+      generation: delivery.generation,
+    });
     return { kind: 'installed', fingerprint, previous: row?.fingerprint };
   });
   if (outcome.kind === 'installed') {

@@ -1,4 +1,4 @@
-import { errorObject, id, requestId, v } from './mqtt-topics.js';
+import { certPem, errorObject, id, requestId, v } from './mqtt-topics.js';
 
 /** Certificates: enrollment by claim (ks/provisioning/{claimId}/…) and rotation (cert/request, cert/response). */
 
@@ -8,13 +8,6 @@ const csrPem = {
   minLength: 64,
   maxLength: 16384,
   pattern: '^-----BEGIN CERTIFICATE REQUEST-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END CERTIFICATE REQUEST-----\\r?\\n?$',
-} as const;
-/** One PEM certificate. */
-const certPem = {
-  type: 'string',
-  minLength: 64,
-  maxLength: 16384,
-  pattern: '^-----BEGIN CERTIFICATE-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END CERTIFICATE-----\\r?\\n?$',
 } as const;
 /** A secret encrypted to the hub: base64 of RSA-OAEP (SHA-256, MGF1-SHA-256) under the public key of its CSR. */
 const wrappedSecret = { type: 'string', minLength: 16, maxLength: 1400, pattern: '^[A-Za-z0-9+/]+={0,2}$' } as const;

@@ -1,4 +1,4 @@
-import { errorObject, id, isoTime, requestId, v } from './mqtt-topics.js';
+import { answerSchema, id, isoTime, requestId, v } from './mqtt-topics.js';
 
 /** What the hub publishes: status, events, lock states, health, and the answers to commands and syncs. */
 
@@ -285,21 +285,6 @@ export interface CmdResultPayload {
   result?: Record<string, unknown>;
   error?: { code: string; message: string };
 }
-
-/** An answer to a cloud request on `cmd/result` or `sync/ack`: `{v, id, ok, …, error?}`. */
-const answerSchema = (extra: Record<string, object>) =>
-  ({
-    type: 'object',
-    additionalProperties: false,
-    required: ['v', 'id', 'ok'],
-    properties: {
-      v,
-      id: { anyOf: [requestId, { type: 'null' }] },
-      ok: { type: 'boolean' },
-      ...extra,
-      error: errorObject,
-    },
-  }) as const;
 
 /**
  * A lock's own state as `cmd/result` carries it: the lock's answer, its clock as ISO 8601 UTC like

@@ -1,4 +1,4 @@
-import { errorObject, id, requestId, v } from './mqtt-topics.js';
+import { answerSchema, certPem, id, requestId, v } from './mqtt-topics.js';
 
 /**
  * The OTP key delivered over the uplink to a hub that already has its certificate (a factory-CA
@@ -21,13 +21,6 @@ const b64url32 = {
   minLength: 43,
   maxLength: 43,
   pattern: '^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$',
-} as const;
-/** One PEM certificate (the hub's own TLS certificate). */
-const certPem = {
-  type: 'string',
-  minLength: 64,
-  maxLength: 16384,
-  pattern: '^-----BEGIN CERTIFICATE-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END CERTIFICATE-----\\r?\\n?$',
 } as const;
 /** The 8 hex digits naming a key without revealing it (the first 4 bytes of its SHA-256). */
 const fingerprint = { type: 'string', pattern: '^[0-9a-f]{8}$' } as const;
@@ -133,17 +126,8 @@ export interface OtpKeyAckPayload {
   error?: { code: string; message: string };
 }
 
-export const otpKeyAckSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['v', 'id', 'ok'],
-  properties: {
-    v,
-    id: { anyOf: [requestId, { type: 'null' }] },
-    ok: { type: 'boolean' },
-    generation,
-    fingerprint,
-    lastCounter: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-    error: errorObject,
-  },
-} as const;
+export const otpKeyAckSchema = answerSchema({
+  generation,
+  fingerprint,
+  lastCounter: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+});

@@ -21,6 +21,28 @@ export const errorObject = {
   required: ['code', 'message'],
   properties: { code: { type: 'string', maxLength: 64 }, message: { type: 'string', maxLength: 1024 } },
 } as const;
+/** One PEM certificate (the hub's own, its CA's). */
+export const certPem = {
+  type: 'string',
+  minLength: 64,
+  maxLength: 16384,
+  pattern: '^-----BEGIN CERTIFICATE-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END CERTIFICATE-----\\r?\\n?$',
+} as const;
+
+/** An answer to a cloud request (`cmd/result`, `sync/ack`, `otp-key/ack`): `{v, id, ok, …, error?}`. */
+export const answerSchema = <E extends Record<string, object>>(extra: E) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['v', 'id', 'ok'],
+    properties: {
+      v,
+      id: { anyOf: [requestId, { type: 'null' }] },
+      ok: { type: 'boolean' },
+      ...extra,
+      error: errorObject,
+    },
+  }) as const;
 
 export const topics = {
   status: (hubId: string) => `ks/hubs/${hubId}/status`,

@@ -1,7 +1,8 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { HubError } from '../base/errors.js';
+import { socketAnswers } from '../base/unix-socket.js';
 import {
   type ControlRequest,
   type ControlResponse,
@@ -200,14 +201,7 @@ export class ControlServer {
  */
 async function removeStaleSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = createConnection(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
+  const alive = await socketAnswers(path);
   if (alive) {
     throw new HubError('control.in-use', `another iq-hub daemon is answering on ${path}`, {
       hint: 'stop it first (systemctl stop iq-hub), or give this one another runDir',

@@ -1,9 +1,9 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HubError } from '../base/errors.js';
+import { socketAnswers } from '../base/unix-socket.js';
 import { isLoopback, type MetricsListen } from '../config/metrics-listen.js';
 import { ACCESS_REASONS } from '../contract/link-messages.js';
 import { REFUSAL_CODES } from '../contract/mqtt-cloud-messages.js';
@@ -248,14 +248,7 @@ async function prepareSocketPath(path: string): Promise<void> {
       hint: 'name a path of its own for the socket, e.g. /run/iq-hub/metrics.sock',
     });
   }
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = createConnection(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
+  const alive = await socketAnswers(path);
   if (alive) {
     throw new HubError('metrics.in-use', `metrics.listen: something is answering on ${path}`, {
       hint: 'stop the other daemon, or choose another metrics.listen',

@@ -11,3 +11,14 @@ export function refusal(fn: () => unknown): HubError {
   }
   throw new Error('expected a refusal, but it was accepted');
 }
+
+/** The code of the HubError `fn` throws, or 'accepted' if it returns (any other error is thrown on). */
+export function refusalCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof HubError) return e.code;
+    throw e;
+  }
+  return 'accepted';
+}

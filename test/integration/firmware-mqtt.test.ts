@@ -1,11 +1,10 @@
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ReferenceCloud } from '../../sim/cloud/cloud.js';
 import { devUplinkConfig } from '../../sim/cloud/connect.js';
 import { simFirmwareImage, simVendor } from '../../sim/vendor.js';
 import type { SimWorld } from '../../sim/world.js';
-import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
+import type { RunningDaemon } from '../../src/app/daemon.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { FIRMWARE_OPERATIONS } from '../../src/contract/link-messages.js';
 import { conforms } from '../../src/contract/mqtt-validate.js';
@@ -14,6 +13,7 @@ import { loadSimulatedSite } from '../../src/demo/simulated-site.js';
 import { openSite } from '../helpers/cloud-site.js';
 import type { Mosquitto } from '../helpers/mosquitto.js';
 import { MOSQUITTO_MISSING, requireMosquitto } from '../helpers/mosquitto.js';
+import { startDaemonIn } from '../helpers/radio-daemon.js';
 
 /**
  * The cloud's side of a firmware update, through a real mosquitto: the reference cloud announces
@@ -41,13 +41,9 @@ describe.skipIf(!haveMosquitto)('firmware announced by the cloud over MQTT', () 
   beforeAll(async () => {
     const site = await openSite('fw-mqtt', HUB);
     ({ base, broker, cloud } = site);
-    daemon = await startDaemon({
-      configPath: null,
-      logPretty: false,
-      overrides: {
-        dataDir: join(base, 'data'),
-        runDir: join(base, 'run'),
-        log: { level: process.env.IQHUB_E2E_LOG ?? 'fatal', pretty: false } as HubConfig['log'],
+    daemon = await startDaemonIn(
+      base,
+      {
         simulation: { enabled: true, locks: 2, seed: 'fw-mqtt' } as HubConfig['simulation'],
         uplink: devUplinkConfig(site.broker.url, site.pki, {
           reconnectBaseMs: 200,
@@ -60,11 +56,14 @@ describe.skipIf(!haveMosquitto)('firmware announced by the cloud over MQTT', () 
           retryDelayMs: 300,
         } as HubConfig['firmware'],
       },
-      simulation: loadSimulatedSite,
-      onBuilt: (_hub, w) => {
-        world = w as SimWorld;
+      {
+        logLevel: process.env.IQHUB_E2E_LOG,
+        simulation: loadSimulatedSite,
+        onBuilt: (_hub, w) => {
+          world = w as SimWorld;
+        },
       },
-    });
+    );
     const w = world as SimWorld;
     ids = w.stickers.map((s) => s.deviceId);
     for (const s of w.stickers) {

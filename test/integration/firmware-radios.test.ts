@@ -5,12 +5,13 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type RadioSite, startRadioSite } from '../../sim/emu/site.js';
 import type { SimLock } from '../../sim/lock/lock.js';
 import { simFirmwareImage, simVendor } from '../../sim/vendor.js';
-import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
+import type { RunningDaemon } from '../../src/app/daemon.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { SOCKET_NAME } from '../../src/contract/control-socket.js';
 import { FIRMWARE_OPERATIONS } from '../../src/contract/link-messages.js';
 import { Secret } from '../../src/crypto/secret.js';
 import { requireBuild, runCli } from '../helpers/daemon.js';
+import { EMULATED_LINK, startDaemonIn } from '../helpers/radio-daemon.js';
 import { eventually } from '../helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
@@ -46,14 +47,9 @@ describe.skipIf(!socat)('firmware update over real noble and zigbee-herdsman aga
     base = mkdtempSync(join(tmpdir(), 'iqhub-fw-radios-'));
     site = await startRadioSite({ socat: socat as string, locks: [BLE, ZB], seed: 'firmware-radios' });
     for (const [id, lock] of site.locks) locks[id] = lock;
-    daemon = await startDaemon({
-      configPath: null,
-      logPretty: false,
-      overrides: {
-        dataDir: join(base, 'data'),
-        runDir: join(base, 'run'),
-        log: { level: process.env.IQHUB_E2E_LOG ?? 'fatal', pretty: false } as HubConfig['log'],
-        simulation: { enabled: false } as HubConfig['simulation'],
+    daemon = await startDaemonIn(
+      base,
+      {
         radios: site.radios,
         firmware: {
           vendorKeys: [Buffer.from(simVendor().publicKey).toString('hex')],
@@ -61,8 +57,11 @@ describe.skipIf(!socat)('firmware update over real noble and zigbee-herdsman aga
           attempts: 20,
         } as HubConfig['firmware'],
       },
-      linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 500, requestAttempts: 4, pollMs: 1_000 },
-    });
+      {
+        logLevel: process.env.IQHUB_E2E_LOG,
+        linkOptions: { ...EMULATED_LINK, retryMs: 500, requestAttempts: 4, pollMs: 1_000 },
+      },
+    );
     socket = join(base, 'run', SOCKET_NAME);
     const link = daemon.hub.link;
     if (!link) throw new Error('no link layer');

@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloudRecovery } from '../../sim/cloud/recovery.js';
 import { startRadioSite } from '../../sim/emu/site.js';
-import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
+import type { RunningDaemon } from '../../src/app/daemon.js';
 import { applyRestore, makeRestoreRequest, RESTORE_FRAME_COUNTER_JUMP } from '../../src/backup/restore.js';
 import { systemClock } from '../../src/base/clock.js';
 import { SeededRandom, systemRandom } from '../../src/base/random.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
 import { Secret } from '../../src/crypto/secret.js';
+import { EMULATED_LINK, startDaemonIn } from '../helpers/radio-daemon.js';
 import { retrying } from '../helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -38,20 +39,15 @@ describe.skipIf(!socat)('hub replacement with a ZigBee lock (zigbee-herdsman, ZN
     const cloud = new CloudRecovery(systemClock, new SeededRandom('replacement-zigbee-cloud'));
     const recoveryPublicKey = await cloud.enable();
     const start = async (hubId: string, dir: string): Promise<RunningDaemon> => {
-      const d = await startDaemon({
-        configPath: null,
-        logPretty: false,
-        overrides: {
-          dataDir: join(dir, 'data'),
-          runDir: join(dir, 'run'),
-          log: { level: 'fatal', pretty: false } as HubConfig['log'],
-          simulation: { enabled: false } as HubConfig['simulation'],
+      const d = await startDaemonIn(
+        dir,
+        {
           radios: { ...site.radios, ble: { ...site.radios.ble, enabled: false } },
           provisioning: { hubId } as HubConfig['provisioning'],
           backup: { recoveryPublicKey },
         },
-        linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000, pollMs: 1_000 },
-      });
+        { linkOptions: { ...EMULATED_LINK, pollMs: 1_000 } },
+      );
       cleanups.push(() => d.shutdown('test over'));
       return d;
     };

@@ -9,7 +9,7 @@ import type { EmulatedAdapter } from '../../sim/emu/hci/rig.js';
 import { type RadioSite, startRadioSite } from '../../sim/emu/site.js';
 import type { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
 import type { SimLock } from '../../sim/lock/lock.js';
-import { type RunningDaemon, startDaemon } from '../../src/app/daemon.js';
+import type { RunningDaemon } from '../../src/app/daemon.js';
 import type { Hub } from '../../src/app/hub.js';
 import type { HubConfig } from '../../src/config/schema.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
@@ -17,6 +17,7 @@ import { Secret } from '../../src/crypto/secret.js';
 import type { LinkManager } from '../../src/link/manager.js';
 import { connectCloud } from '../helpers/cloud-site.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { EMULATED_LINK, startDaemonIn } from '../helpers/radio-daemon.js';
 import { eventually, retrying, withCrc } from '../helpers/radio-rig.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
@@ -82,22 +83,16 @@ describe.skipIf(missing.length > 0)(
       ({ hci, znp } = site);
       for (const [id, lock] of site.locks) locks[id] = lock;
 
-      daemon = await startDaemon({
-        configPath: null,
-        logPretty: false,
-        overrides: {
-          dataDir: join(base, 'data'),
-          runDir: join(base, 'run'),
-          log: { level: process.env.IQHUB_E2E_LOG ?? 'fatal', pretty: false } as HubConfig['log'],
-          simulation: { enabled: false } as HubConfig['simulation'],
+      daemon = await startDaemonIn(
+        base,
+        {
           radios: site.radios,
           uplink: devUplinkConfig(broker.url, pki, { reconnectBaseMs: 200, reconnectMaxMs: 1000 }),
           commands: { otpKeyFile: pki.otpKey } as HubConfig['commands'],
         },
-        // ZigBee frames take tens of ms each way through herdsman: the link's defaults are tuned for
-        // BLE, these leave room for both; polls collect an event whose push was lost.
-        linkOptions: { connectTimeoutMs: 5_000, stepTimeoutMs: 1_500, retryMs: 1_000, pollMs: 1_000 },
-      });
+        // Polls collect an event whose push was lost.
+        { logLevel: process.env.IQHUB_E2E_LOG, linkOptions: { ...EMULATED_LINK, pollMs: 1_000 } },
+      );
       hub = daemon.hub;
       if (!hub.link) throw new Error('the daemon has no link layer: no radio was built');
       link = hub.link;

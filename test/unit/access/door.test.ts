@@ -18,6 +18,7 @@ import { silentLogger } from '../../../src/log/logger.js';
 import { deltaSync as delta, snapshotSync } from '../../helpers/sync.js';
 import { tempDir } from '../../helpers/tmp.js';
 import { Site } from '../link/manager/site.js';
+import { answerAccessWith } from './access-hook.js';
 
 const snapshot = (data: SnapshotData) => snapshotSync(1, data);
 
@@ -67,12 +68,7 @@ async function door() {
     ),
   );
   const hub = site.hub;
-  let decide: AccessDecider | undefined;
-  hub.access = (lockId, credential) => {
-    if (!decide) throw new Error('no decider yet');
-    const d = decide.verifyAccess(lockId, credential);
-    return { grant: d.grant, reason: d.reason, credentialId: d.credentialId };
-  };
+  const useDecider = answerAccessWith(hub);
   await hub.restart();
   const mirror = new AccessMirror({ store: hub.store, clock: site.clock });
   mirror.apply(snapshot(data));
@@ -83,7 +79,7 @@ async function door() {
     cloudPublicKey: cloud.publicKey,
     log: silentLogger(),
   });
-  decide = decider;
+  useDecider(decider);
   for (const id of site.ids()) {
     await hub.attach(id);
     // The site PIN key reaches each lock only over the sealed link.

@@ -21,6 +21,7 @@ import { silentLogger } from '../../../src/log/logger.js';
 import { capturingLogger } from '../../helpers/commands.js';
 import { deltaSync, snapshotSync } from '../../helpers/sync.js';
 import { type Hub, Site } from '../link/manager/site.js';
+import { answerAccessWith } from './access-hook.js';
 
 /**
  * The site PIN key from the cloud to the locks (docs/digital-keys.md, "PIN key delivery and
@@ -74,12 +75,7 @@ async function pinSite(seed: string) {
     };
   };
   const logs = capturingLogger();
-  let decide: AccessDecider | undefined;
-  hub.access = (lockId, credential) => {
-    if (!decide) throw new Error('no decider yet');
-    const d = decide.verifyAccess(lockId, credential);
-    return { grant: d.grant, reason: d.reason, credentialId: d.credentialId };
-  };
+  const useDecider = answerAccessWith(hub);
   await hub.restart();
   const { ring, sealer } = ringOn(hub, site.clock);
   const mirror = new AccessMirror({ store: hub.store, clock: site.clock });
@@ -91,7 +87,7 @@ async function pinSite(seed: string) {
     log: silentLogger(),
     pinOverlap: (at) => ring.inOverlap(at),
   });
-  decide = decider;
+  useDecider(decider);
   // The enrollment key: version 1 until a sync brings another.
   writeSealed(
     hub.store,

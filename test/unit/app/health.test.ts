@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { commandSummary, healthCheck, offlineSummary } from '../../../src/app/health.js';
+import { commandSummary, healthCheck, offlineSummary, pinKeySummary } from '../../../src/app/health.js';
 import type { HubStatus } from '../../../src/contract/control-socket.js';
 import { HEALTH_MAX_LOCK_IDS, type HealthPayload } from '../../../src/contract/mqtt-hub-messages.js';
 import { CONTRACT_VERSION } from '../../../src/contract/mqtt-topics.js';
@@ -146,5 +146,22 @@ describe('health check (iqhub status --check)', () => {
   it('the health message saying the disk is full is enough', () => {
     const health = { disk: { full: true, detail: 'below the reserve' } } as unknown as HealthPayload;
     expect(healthCheck(status(), health)).toEqual({ healthy: false, problems: ['disk full: below the reserve'] });
+  });
+});
+
+describe('health: the site PIN key on the locks', () => {
+  it('counts the locks not known to hold the current version and names the first of them, within the contract', () => {
+    const locks = Array.from({ length: 40 }, (_, i) => ({
+      lockId: `L-${String(39 - i).padStart(2, '0')}`,
+      version: i < 5 ? 2 : i < 20 ? 1 : undefined,
+    }));
+    const summary = pinKeySummary({ version: 2, locks });
+    expect(summary).toMatchObject({ version: 2, locks: 40, notCurrent: 35 });
+    expect(summary.lockIds).toHaveLength(HEALTH_MAX_LOCK_IDS);
+    expect(summary.lockIds).toEqual([...summary.lockIds].sort());
+    expect(conforms('health', { ...base, pinKeys: summary })).toBe(true);
+    expect(conforms('health', { ...base, pinKeys: { ...summary, version: -1 } })).toBe(false);
+    expect(conforms('health', { ...base, pinKeys: { ...summary, key: 'x' } })).toBe(false);
+    expect(pinKeySummary({ version: 0, locks: [] })).toEqual({ version: 0, locks: 0, notCurrent: 0, lockIds: [] });
   });
 });

@@ -61,6 +61,26 @@ function oldHub(random: SeededRandom) {
   return { dataDir, ...opened, link, network };
 }
 
+/** A backup of the old hub's store as `hub-backup` takes it. */
+function backUp(
+  opened: Pick<ReturnType<typeof openStoreWithKey>, 'store' | 'sealer'>,
+  dataDir: string,
+  recoveryPublicKey: Uint8Array,
+  random: SeededRandom,
+  now: number,
+) {
+  return takeHubBackup({
+    store: opened.store,
+    sealer: opened.sealer,
+    dataDir,
+    hubId: OLD,
+    recoveryPublicKey,
+    random,
+    now,
+    hubVersion: 'test',
+  });
+}
+
 async function setup(seed = 'hub-backup') {
   const random = new SeededRandom(seed);
   // Now, not a fixed date: the dev PKI's certificates are valid from a few minutes ago.
@@ -68,18 +88,31 @@ async function setup(seed = 'hub-backup') {
   const cloud = new CloudRecovery(clock, random);
   const recoveryPublicKey = new Uint8Array(Buffer.from(await cloud.enable(), 'base64url'));
   const old = oldHub(random);
-  const taken = await takeHubBackup({
-    store: old.store,
-    sealer: old.sealer,
-    dataDir: old.dataDir,
-    hubId: OLD,
-    recoveryPublicKey,
-    random,
-    now: clock.now(),
-    hubVersion: 'test',
-  });
+  const taken = await backUp(old, old.dataDir, recoveryPublicKey, random, clock.now());
   old.store.close();
-  return { random, clock, cloud, old, taken, recoveryPublicKey };
+  type Target = { backupPath?: string; newHubId?: string };
+  /** The new hub's restore request in dataDir (for this backup and hub NEW unless told). */
+  const request = (dataDir: string, t: Target = {}) =>
+    makeRestoreRequest({
+      dataDir,
+      backupPath: t.backupPath ?? taken.path,
+      newHubId: t.newHubId ?? NEW,
+      random,
+      now: clock.now(),
+    });
+  /** The restore in dataDir with the approval at approvalPath (this backup, hub NEW unless told). */
+  const restore = (dataDir: string, approvalPath: string, t: Target = {}) =>
+    applyRestore({
+      key: keyOpts(dataDir),
+      backupPath: t.backupPath ?? taken.path,
+      approvalPath,
+      newHubId: t.newHubId ?? NEW,
+      now: clock.now(),
+    });
+  /** The cloud's approval of a request, written to approvalPath. */
+  const approveTo = async (req: { requestPath: string }, approvalPath: string) =>
+    writeFileSync(approvalPath, (await cloud.approve(readFileSync(req.requestPath, 'utf8'))).approvalText);
+  return { random, clock, cloud, old, taken, recoveryPublicKey, request, restore, approveTo };
 }
 
 async function rejects(p: Promise<unknown>, code: string, message?: RegExp): Promise<HubError> {
@@ -95,7 +128,7 @@ async function rejects(p: Promise<unknown>, code: string, message?: RegExp): Pro
 
 describe('hub backup and restore on replacement hardware', () => {
   it('a backup restored with the cloud approval on a second data directory keeps the link identity, the secrets and the ZigBee network under a new storage key', async () => {
-    const { random, clock, cloud, old, taken } = await setup();
+    const { random, cloud, old, taken, request, restore } = await setup();
     expect(taken.locks).toBe(1);
     expect(taken.zigbee).toBe(true);
     const fileText = readFileSync(taken.path, 'utf8');
@@ -113,22 +146,10 @@ describe('hub backup and restore on replacement hardware', () => {
     expect(JSON.stringify(taken)).not.toMatch(/[0-9a-f]{64}/);
 
     const newDir = tempDir();
-    const req = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const req = await request(newDir);
     expect(req.oldHubId).toBe(OLD);
     // Asking twice gives the same request (an approval of the first still fits).
-    const again = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const again = await request(newDir);
     expect(again.reused).toBe(true);
     expect(again.restoreKeyId).toBe(req.restoreKeyId);
 
@@ -137,13 +158,7 @@ describe('hub backup and restore on replacement hardware', () => {
     const approvalPath = join(newDir, '..', `${NEW}-approval.json`);
     writeFileSync(approvalPath, approvalText);
 
-    const r = await applyRestore({
-      key: keyOpts(newDir),
-      backupPath: taken.path,
-      approvalPath,
-      newHubId: NEW,
-      now: clock.now(),
-    });
+    const r = await restore(newDir, approvalPath);
     expect(r).toMatchObject({
       oldHubId: OLD,
       newHubId: NEW,
@@ -184,28 +199,13 @@ describe('hub backup and restore on replacement hardware', () => {
   });
 
   it('without the cloud approval nothing is restored: no request, or an approval made without the recovery key', async () => {
-    const { random, clock, taken } = await setup('no-approval');
+    const { random, clock, request, restore } = await setup('no-approval');
     const newDir = tempDir();
     const fake = join(tempDir(), 'approval.json');
     writeFileSync(fake, '{}');
-    await rejects(
-      applyRestore({
-        key: keyOpts(newDir),
-        backupPath: taken.path,
-        approvalPath: fake,
-        newHubId: NEW,
-        now: clock.now(),
-      }),
-      'backup.malformed',
-    );
+    await rejects(restore(newDir, fake), 'backup.malformed');
     // A well-formed approval from someone without the recovery key: terms right, content key guessed.
-    const req = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const req = await request(newDir);
     const { envelopeDigest } = await import('../../../src/backup/documents.js');
     const terms = JSON.stringify({
       backupId: req.backupId,
@@ -227,31 +227,16 @@ describe('hub backup and restore on replacement hardware', () => {
       fake,
       JSON.stringify({ format: 'iq-hub-restore-approval', v: 1, terms, enc: b64u(sealed.enc), key: b64u(sealed.ct) }),
     );
-    await rejects(
-      applyRestore({
-        key: keyOpts(newDir),
-        backupPath: taken.path,
-        approvalPath: fake,
-        newHubId: NEW,
-        now: clock.now(),
-      }),
-      'backup.open',
-    );
+    await rejects(restore(newDir, fake), 'backup.open');
     expect((await import('node:fs')).existsSync(join(newDir, 'hub.db'))).toBe(false);
   });
 
   it('a restore on a hub that made no request is refused', async () => {
-    const { random, clock, cloud, taken } = await setup('no-request');
+    const { clock, taken, request, approveTo } = await setup('no-request');
     const asker = tempDir();
-    const req = await makeRestoreRequest({
-      dataDir: asker,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const req = await request(asker);
     const approvalPath = join(asker, 'approval.json');
-    writeFileSync(approvalPath, (await cloud.approve(readFileSync(req.requestPath, 'utf8'))).approvalText);
+    await approveTo(req, approvalPath);
     await rejects(
       applyRestore({ key: keyOpts(tempDir()), backupPath: taken.path, approvalPath, newHubId: NEW, now: clock.now() }),
       'backup.no-request',
@@ -259,7 +244,7 @@ describe('hub backup and restore on replacement hardware', () => {
   });
 
   it('a tampered backup is refused: by the cloud (header, key envelope) or by the hub (body)', async () => {
-    const { random, clock, cloud, taken } = await setup('tampered');
+    const { cloud, taken, request, restore, approveTo } = await setup('tampered');
     const file = JSON.parse(readFileSync(taken.path, 'utf8')) as Record<string, string>;
     const newDir = tempDir();
 
@@ -267,13 +252,7 @@ describe('hub backup and restore on replacement hardware', () => {
     const header = JSON.parse(file.header!) as Record<string, unknown>;
     const forgedHeader = join(tempDir(), 'forged-header.iqbackup');
     writeFileSync(forgedHeader, JSON.stringify({ ...file, header: JSON.stringify({ ...header, locks: 99 }) }));
-    const r1 = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: forgedHeader,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const r1 = await request(newDir, { backupPath: forgedHeader });
     await rejects(cloud.approve(readFileSync(r1.requestPath, 'utf8')), 'backup.open');
 
     // The body altered (one byte): the approval is for this file's envelope, but the body does not open.
@@ -282,50 +261,31 @@ describe('hub backup and restore on replacement hardware', () => {
     const forgedBody = join(tempDir(), 'forged-body.iqbackup');
     writeFileSync(forgedBody, JSON.stringify({ ...file, body: b64u(body) }));
     const dir2 = tempDir();
-    const r2 = await makeRestoreRequest({
-      dataDir: dir2,
-      backupPath: forgedBody,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const r2 = await request(dir2, { backupPath: forgedBody });
     const approvalPath = join(dir2, 'approval.json');
-    writeFileSync(approvalPath, (await cloud.approve(readFileSync(r2.requestPath, 'utf8'))).approvalText);
-    await rejects(
-      applyRestore({ key: keyOpts(dir2), backupPath: forgedBody, approvalPath, newHubId: NEW, now: clock.now() }),
-      'backup.open',
-      /body/,
-    );
+    await approveTo(r2, approvalPath);
+    await rejects(restore(dir2, approvalPath, { backupPath: forgedBody }), 'backup.open', /body/);
     expect((await import('node:fs')).existsSync(join(dir2, 'hub.db'))).toBe(false);
 
     // Not JSON at all.
     const junk = join(tempDir(), 'junk.iqbackup');
     writeFileSync(junk, 'not a backup');
-    await rejects(
-      makeRestoreRequest({ dataDir: tempDir(), backupPath: junk, newHubId: NEW, random, now: clock.now() }),
-      'backup.malformed',
-    );
+    await rejects(request(tempDir(), { backupPath: junk }), 'backup.malformed');
   });
 
   it('a backup sealed to another recovery key is refused by this cloud, even relabelled with its key id', async () => {
-    const { random, clock, taken } = await setup('other-recovery');
+    const { random, clock, request } = await setup('other-recovery');
     const other = new CloudRecovery(clock, random);
     const otherKey = await other.enable();
     const newDir = tempDir();
-    const req = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const req = await request(newDir);
     const requestText = readFileSync(req.requestPath, 'utf8');
     await rejects(other.approve(requestText), 'backup.recovery-key-mismatch');
-    const request = JSON.parse(requestText) as Record<string, string>;
+    const asked = JSON.parse(requestText) as Record<string, string>;
     const relabelled = JSON.stringify({
-      ...request,
+      ...asked,
       header: JSON.stringify({
-        ...(JSON.parse(request.header!) as object),
+        ...(JSON.parse(asked.header!) as object),
         recoveryKeyId: keyId(Buffer.from(otherKey, 'base64url')),
       }),
     });
@@ -334,15 +294,9 @@ describe('hub backup and restore on replacement hardware', () => {
   });
 
   it('an approval for another hub, another request or another backup, or with altered terms, is refused', async () => {
-    const { random, clock, cloud, old, recoveryPublicKey, taken } = await setup('other-approval');
+    const { random, clock, cloud, old, recoveryPublicKey, taken, request } = await setup('other-approval');
     const mine = tempDir();
-    const mineReq = await makeRestoreRequest({
-      dataDir: mine,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const mineReq = await request(mine);
     const mineApproval = (await cloud.approve(readFileSync(mineReq.requestPath, 'utf8'))).approvalText;
     const path = join(tempDir(), 'approval.json');
     const apply = (dir: string, hubId: string, text: string, backupPath = taken.path) => {
@@ -352,17 +306,11 @@ describe('hub backup and restore on replacement hardware', () => {
 
     // Another hub (its own request for the same backup) presents this hub's approval.
     const other = tempDir();
-    await makeRestoreRequest({
-      dataDir: other,
-      backupPath: taken.path,
-      newHubId: 'hub-intruder',
-      random,
-      now: clock.now(),
-    });
+    await request(other, { newHubId: 'hub-intruder' });
     await rejects(apply(other, 'hub-intruder', mineApproval), 'backup.approval-mismatch', /is for hub hub-new/);
     // Same hub id, but another request (another restore key).
     const twin = tempDir();
-    await makeRestoreRequest({ dataDir: twin, backupPath: taken.path, newHubId: NEW, random, now: clock.now() });
+    await request(twin);
     await rejects(apply(twin, NEW, mineApproval), 'backup.approval-mismatch', /restore key/);
 
     // Terms altered after the cloud sealed them.
@@ -375,16 +323,7 @@ describe('hub backup and restore on replacement hardware', () => {
 
     // Another backup of the same hub: the approval of the first does not restore the second.
     const reopened = openStoreWithKey(keyOpts(old.dataDir, random));
-    const second = await takeHubBackup({
-      store: reopened.store,
-      sealer: reopened.sealer,
-      dataDir: old.dataDir,
-      hubId: OLD,
-      recoveryPublicKey,
-      random,
-      now: clock.now() + 60_000,
-      hubVersion: 'test',
-    });
+    const second = await backUp(reopened, old.dataDir, recoveryPublicKey, random, clock.now() + 60_000);
     reopened.store.close();
     await rejects(apply(mine, NEW, mineApproval, second.path), 'backup.approval-mismatch', /approves backup/);
 
@@ -395,76 +334,36 @@ describe('hub backup and restore on replacement hardware', () => {
   });
 
   it('the cloud revokes the old hub once: a second replacement of it by another hub is refused, and the two hubs must differ', async () => {
-    const { random, clock, cloud, taken } = await setup('revoked');
-    const first = await makeRestoreRequest({
-      dataDir: tempDir(),
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const { cloud, request } = await setup('revoked');
+    const first = await request(tempDir());
     await cloud.approve(readFileSync(first.requestPath, 'utf8'));
     expect(cloud.isRevoked(OLD)?.replacedBy).toBe(NEW);
-    const second = await makeRestoreRequest({
-      dataDir: tempDir(),
-      backupPath: taken.path,
-      newHubId: 'hub-third',
-      random,
-      now: clock.now(),
-    });
+    const second = await request(tempDir(), { newHubId: 'hub-third' });
     await rejects(cloud.approve(readFileSync(second.requestPath, 'utf8')), 'backup.hub-revoked');
-    const same = await makeRestoreRequest({
-      dataDir: tempDir(),
-      backupPath: taken.path,
-      newHubId: OLD,
-      random,
-      now: clock.now(),
-    });
+    const same = await request(tempDir(), { newHubId: OLD });
     await rejects(cloud.approve(readFileSync(same.requestPath, 'utf8')), 'backup.same-hub');
   });
 
   it('a restore cut short after its new storage key was made takes that key up on the next run', async () => {
-    const { random, clock, cloud, taken } = await setup('cut-short');
+    const { random, request, restore, approveTo } = await setup('cut-short');
     const newDir = tempDir();
-    const req = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const req = await request(newDir);
     const approvalPath = join(newDir, '..', 'cut-short-approval.json');
-    writeFileSync(approvalPath, (await cloud.approve(readFileSync(req.requestPath, 'utf8'))).approvalText);
+    await approveTo(req, approvalPath);
     const pending = createStorageKey(pendingKeyPath(newDir), random);
-    const r = await applyRestore({
-      key: keyOpts(newDir),
-      backupPath: taken.path,
-      approvalPath,
-      newHubId: NEW,
-      now: clock.now(),
-    });
+    const r = await restore(newDir, approvalPath);
     expect(r.storageKeyFingerprint).toBe(keyFingerprint(pending.key));
     expect(existsSync(pendingKeyPath(newDir))).toBe(false);
   });
 
   it('a damaged pending request is refused, naming what to do', async () => {
-    const { random, clock, cloud, taken } = await setup('damaged-request');
+    const { request, restore, approveTo } = await setup('damaged-request');
     const newDir = tempDir();
-    const req = await makeRestoreRequest({
-      dataDir: newDir,
-      backupPath: taken.path,
-      newHubId: NEW,
-      random,
-      now: clock.now(),
-    });
+    const req = await request(newDir);
     const approvalPath = join(newDir, '..', 'damaged-approval.json');
-    writeFileSync(approvalPath, (await cloud.approve(readFileSync(req.requestPath, 'utf8'))).approvalText);
+    await approveTo(req, approvalPath);
     writeFileSync(req.requestPath, '{"format":');
-    const e = await rejects(
-      applyRestore({ key: keyOpts(newDir), backupPath: taken.path, approvalPath, newHubId: NEW, now: clock.now() }),
-      'backup.no-request',
-      /damaged/,
-    );
+    const e = await rejects(restore(newDir, approvalPath), 'backup.no-request', /damaged/);
     expect(e.hint).toMatch(/hub-restore FILE/);
   });
 
@@ -516,16 +415,7 @@ describe('hub backup and restore on replacement hardware', () => {
     const reopened = openStoreWithKey(keyOpts(old.dataDir, random));
     try {
       for (let i = 1; i <= 6; i++) {
-        await takeHubBackup({
-          store: reopened.store,
-          sealer: reopened.sealer,
-          dataDir: old.dataDir,
-          hubId: OLD,
-          recoveryPublicKey,
-          random,
-          now: clock.now() + i * 60_000,
-          hubVersion: 'test',
-        });
+        await backUp(reopened, old.dataDir, recoveryPublicKey, random, clock.now() + i * 60_000);
       }
     } finally {
       reopened.store.close();
@@ -536,10 +426,7 @@ describe('hub backup and restore on replacement hardware', () => {
   });
 
   it('a restore never writes into a data directory that holds a store', async () => {
-    const { random, clock, old, taken } = await setup('occupied');
-    await rejects(
-      makeRestoreRequest({ dataDir: old.dataDir, backupPath: taken.path, newHubId: NEW, random, now: clock.now() }),
-      'backup.target-not-empty',
-    );
+    const { old, request } = await setup('occupied');
+    await rejects(request(old.dataDir), 'backup.target-not-empty');
   });
 });

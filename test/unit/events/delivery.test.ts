@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deliveryCheck } from '../../../src/app/daemon-diag.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import type { LockEvent } from '../../../src/contract/link-messages.js';
@@ -9,17 +9,12 @@ import { conforms } from '../../../src/contract/mqtt-validate.js';
 import { DELIVERY_SECURITY_EVENT, type EventAckMode, EventDelivery } from '../../../src/events/delivery.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import type { StoredEvent } from '../../../src/link/pairing.js';
-import { Store } from '../../../src/store/store.js';
 import { InboundTopics } from '../../../src/uplink/inbound-topics.js';
 import type { PublishResult } from '../../../src/uplink/mqtt-client.js';
 import { Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
-import { tempDir } from '../../helpers/tmp.js';
+import { tempStore } from '../../helpers/temp-store.js';
 
 const T0 = Date.UTC(2026, 0, 1);
-const stores: Store[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-});
 
 /** A client whose publishes wait until the test answers them. */
 class FakeClient implements PublishPort {
@@ -71,8 +66,7 @@ const settle = async () => {
 
 function rig(mode: EventAckMode = 'required', maxBytes?: number) {
   const link = { up: true };
-  const store = Store.open(tempDir());
-  stores.push(store);
+  const store = tempStore();
   const clock = new VirtualClock(T0);
   const { log, lines } = capturingLogger();
   const outbox = new Outbox(store, { clock, log, ...(maxBytes ? { maxBytes } : {}) });

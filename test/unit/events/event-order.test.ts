@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { LockEvent } from '../../../src/contract/link-messages.js';
@@ -7,10 +7,9 @@ import { EventDelivery } from '../../../src/events/delivery.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import type { StoredEvent } from '../../../src/link/pairing.js';
 import { silentLogger } from '../../../src/log/logger.js';
-import { Store } from '../../../src/store/store.js';
 import type { PublishResult } from '../../../src/uplink/mqtt-client.js';
 import { Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
-import { tempDir } from '../../helpers/tmp.js';
+import { tempStore } from '../../helpers/temp-store.js';
 
 /**
  * The hub's order guarantee (docs/mqtt-api.md, "Event order"): on each connection, no event of a
@@ -20,10 +19,6 @@ import { tempDir } from '../../helpers/tmp.js';
  */
 
 const T0 = Date.UTC(2026, 0, 1);
-const stores: Store[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-});
 
 /** A connection whose publishes wait until the test answers them; it can drop and come back. */
 class FakeClient implements PublishPort {
@@ -84,8 +79,7 @@ const settle = async () => {
 const ack = (ids: string[]) => Buffer.from(JSON.stringify({ v: 1, ids }));
 
 function rig(batchSize = 2) {
-  const store = Store.open(tempDir());
-  stores.push(store);
+  const store = tempStore();
   const clock = new VirtualClock(T0);
   const log = silentLogger();
   const outbox = new Outbox(store, { clock, log });

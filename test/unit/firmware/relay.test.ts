@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { simFirmwareImage, simVendor } from '../../../sim/vendor.js';
-import { HubError } from '../../../src/base/errors.js';
 import { FIRMWARE_OPERATIONS } from '../../../src/contract/link-messages.js';
 import { parseImage } from '../../../src/firmware/image.js';
 import { type FirmwareProgress, FirmwareRelay, type FirmwareRelayOptions } from '../../../src/firmware/relay.js';
 import { FirmwareTables } from '../../../src/firmware/transfers.js';
 import { silentLogger } from '../../../src/log/logger.js';
+import { refusalCode } from '../../helpers/refusal.js';
 import { type Hub, Site } from '../link/manager/site.js';
 
 /**
@@ -46,17 +46,22 @@ function firmwareRequests(site: Site, id: string): number {
   return FIRMWARE_OPERATIONS.reduce((n, op) => n + handled[op], 0);
 }
 
-function refusal(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof HubError) return e.code;
-    throw e;
-  }
-  return 'accepted';
-}
-
 const [A = '', B = ''] = ['SIM-0001', 'SIM-0002'];
+
+/** Size of the image in the mid-transfer tests (100 blocks of 40 bytes). */
+const SIZE = 4000;
+
+/** One bound lock on a radio with latency, a 1.1.0 image pushed to it and half of it staged on the lock. */
+async function halfwayTransfer(options: Partial<FirmwareRelayOptions> = {}) {
+  const site = await Site.bound({ locks: 1, faults: RADIO });
+  const { relay } = relayFor(site.hub, options);
+  await relay.start();
+  const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size: SIZE }));
+  relay.push(image.sha256, [A]);
+  const lock = site.world.lock(A);
+  await site.until(() => lock.firmwareStaged() >= SIZE / 2, 'half the image on the lock');
+  return { site, relay, lock, size: SIZE };
+}
 
 describe('firmware relay (simulated radio)', () => {
   it('a signed image reaches two locks, one after the other on one radio, and each reports its new version', async () => {
@@ -81,9 +86,9 @@ describe('firmware relay (simulated radio)', () => {
     const { relay } = relayFor(site.hub);
     await relay.start();
     const forged = simFirmwareImage({ version: '9.0.0' }, simVendor('attacker'));
-    expect(refusal(() => relay.addImage(forged))).toBe('firmware.forged');
+    expect(refusalCode(() => relay.addImage(forged))).toBe('firmware.forged');
     expect(relay.images()).toEqual([]);
-    expect(refusal(() => relay.push('00'.repeat(32), [A]))).toBe('firmware.unknown-image');
+    expect(refusalCode(() => relay.push('00'.repeat(32), [A]))).toBe('firmware.unknown-image');
     await site.pass(500);
     for (const id of [A, B]) expect(firmwareRequests(site, id)).toBe(0);
   });
@@ -92,10 +97,10 @@ describe('firmware relay (simulated radio)', () => {
     const site = await Site.bound({ locks: 1, faults: RADIO });
     const { relay } = relayFor(site.hub);
     const file = simFirmwareImage({ version: '1.1.0', size: 1000 });
-    expect(refusal(() => relay.addImage(file.subarray(0, 900)))).toBe('firmware.truncated');
+    expect(refusalCode(() => relay.addImage(file.subarray(0, 900)))).toBe('firmware.truncated');
     const altered = file.slice();
     altered[altered.length - 1] = (altered[altered.length - 1] ?? 0) ^ 1;
-    expect(refusal(() => relay.addImage(altered))).toBe('firmware.digest-mismatch');
+    expect(refusalCode(() => relay.addImage(altered))).toBe('firmware.digest-mismatch');
     expect(relay.images()).toEqual([]);
   });
 
@@ -164,14 +169,7 @@ describe('firmware relay (simulated radio)', () => {
   });
 
   it('a link cut mid-transfer resumes from the offset the lock holds', async () => {
-    const site = await Site.bound({ locks: 1, faults: RADIO });
-    const { relay } = relayFor(site.hub);
-    await relay.start();
-    const size = 4000;
-    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size }));
-    relay.push(image.sha256, [A]);
-    const lock = site.world.lock(A);
-    await site.until(() => lock.firmwareStaged() >= size / 2, 'half the image on the lock');
+    const { site, relay, lock, size } = await halfwayTransfer();
     site.world.radio.disconnect();
     const cutAt = lock.firmwareStaged();
     await site.drive(relay.idle());
@@ -183,14 +181,7 @@ describe('firmware relay (simulated radio)', () => {
   });
 
   it("a lock's power cut mid-transfer keeps the blocks in its flash; the transfer resumes after it boots", async () => {
-    const site = await Site.bound({ locks: 1, faults: RADIO });
-    const { relay } = relayFor(site.hub, { retryDelayMs: 1000 });
-    await relay.start();
-    const size = 4000;
-    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size }));
-    relay.push(image.sha256, [A]);
-    const lock = site.world.lock(A);
-    await site.until(() => lock.firmwareStaged() >= size / 2, 'half the image on the lock');
+    const { site, relay, lock, size } = await halfwayTransfer({ retryDelayMs: 1000 });
     lock.crash();
     await site.pass(300);
     lock.boot();
@@ -201,14 +192,9 @@ describe('firmware relay (simulated radio)', () => {
   });
 
   it('a hub restart mid-transfer resumes the transfer from the store and the lock', async () => {
-    const site = await Site.bound({ locks: 1, faults: RADIO });
-    let { relay } = relayFor(site.hub);
-    await relay.start();
-    const size = 4000;
-    const image = relay.addImage(simFirmwareImage({ version: '1.1.0', size }));
-    relay.push(image.sha256, [A]);
-    const lock = site.world.lock(A);
-    await site.until(() => lock.firmwareStaged() >= size / 2, 'half the image on the lock');
+    const halfway = await halfwayTransfer();
+    const { site, lock, size } = halfway;
+    let { relay } = halfway;
     // SIGKILL: the relay and the manager are abandoned mid-flight.
     await site.hub.restart('kill');
     const staged = lock.firmwareStaged();

@@ -1,14 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AheadTicket } from '../../../hal/uplink.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import type { CmdResultPayload } from '../../../src/contract/mqtt-hub-messages.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import { silentLogger } from '../../../src/log/logger.js';
-import { Store } from '../../../src/store/store.js';
 import type { PublishResult } from '../../../src/uplink/mqtt-client.js';
 import { Publisher, type PublishPort } from '../../../src/uplink/publisher.js';
-import { tempDir } from '../../helpers/tmp.js';
+import { tempStore } from '../../helpers/temp-store.js';
 
 /** A client whose publishes wait until the test answers them, in order. */
 class FakeClient implements PublishPort {
@@ -32,14 +31,8 @@ class FakeClient implements PublishPort {
   }
 }
 
-const stores: Store[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-});
-
 async function rig() {
-  const store = Store.open(tempDir());
-  stores.push(store);
+  const store = tempStore();
   const clock = new VirtualClock();
   const outbox = new Outbox(store, { clock, log: silentLogger() });
   const client = new FakeClient();
