@@ -199,7 +199,7 @@ describe.skipIf(!haveMosquitto)(
       // A clean stop finishes what it took in: no command is left to answer unknown_outcome. A
       // command that waited at the broker longer than its OTP time step allows is refused expired
       // (answered, never acted on): a slow machine sees some of those, and nothing else.
-      expect((codes.get('ok') ?? 0) + (codes.get('expired') ?? 0)).toBe(ids.length);
+      expect((codes.get('ok') ?? 0) + (codes.get('expired') ?? 0), JSON.stringify([...codes])).toBe(ids.length);
       expect(codes.get('ok') ?? 0).toBeGreaterThan(0);
       const openedOk = openIds.filter((id) => results.get(id)?.ok).length;
       await cloud.waitFor(() => remoteOpenings() - openingsBefore >= openedOk, 60_000, 'every open seen as an event');
