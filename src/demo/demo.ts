@@ -16,6 +16,7 @@ import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { replacementPart } from './backup-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { firmwareRadiosPart } from './firmware-radios-steps.js';
 import { demoFirmwareConfig, firmwareSteps } from './firmware-steps.js';
 import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
 import { pinKeySteps } from './pin-key-steps.js';
@@ -165,8 +166,10 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       out,
     );
     const last = r3.daemon ?? second;
-    const passed = r1.passed + r2.passed + r3.passed;
-    const failed = r1.failed + r2.failed + r3.failed;
+    out(`\nscenario ${opts.scenario}, part 4: lock firmware over the real radio stacks (BLE and ZigBee emulators)`);
+    const r4 = await firmwareRadiosPart(base, out);
+    const passed = r1.passed + r2.passed + r3.passed + r4.passed;
+    const failed = r1.failed + r2.failed + r3.failed + r4.failed;
     out(`\nscenario ${opts.scenario}: ${passed} passed, ${failed} failed`);
 
     if (opts.exit) {
