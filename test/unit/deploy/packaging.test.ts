@@ -4,8 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 /**
- * Quick checks of the packaging scripts that `npm test` can afford (the package, the image and
- * their behaviour are checked by .ci/run: lintian, and the VM boot test, test/vm/boot.test.ts).
+ * Quick checks of the packaging scripts that `npm test` can afford (the package itself is checked
+ * by lintian in .ci/run; the image and its behaviour by the VM boot test, test/vm/boot.test.ts,
+ * with IQHUB_VM_TEST=1, which .ci/run runs with IQHUB_CI_IMAGE=1).
  */
 const repo = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 
