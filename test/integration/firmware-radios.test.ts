@@ -98,9 +98,20 @@ describe.skipIf(!socat)('firmware update over real noble and zigbee-herdsman aga
     const bleCutAt = ble.firmwareStaged();
     await eventually(() => zb.firmwareStaged() >= SIZE / 3, 'a third of the image on the ZigBee lock', 60_000);
     (site as RadioSite).znp.setFaults({ dropAir: 1 });
-    // Blocks already past the air when it died may still land; nothing after.
-    await new Promise((r) => setTimeout(r, 500));
-    const zbCutAt = zb.firmwareStaged();
+    // Blocks already past the air when it died may still land (later on a slow machine): wait until
+    // none has for a second, rather than a fixed grace a busy CI could overrun.
+    let zbCutAt = zb.firmwareStaged();
+    let since = Date.now();
+    await eventually(
+      () => {
+        const staged = zb.firmwareStaged();
+        if (staged !== zbCutAt) [zbCutAt, since] = [staged, Date.now()];
+        return Date.now() - since >= 1_000;
+      },
+      'the ZigBee lock to stop receiving blocks once the air is dead',
+      20_000,
+    );
+    // Then nothing after, while the air stays dead (a scenario sleep: slowness cannot make it pass).
     await new Promise((r) => setTimeout(r, 2_500));
     expect(zb.firmwareStaged()).toBe(zbCutAt);
     (site as RadioSite).znp.setFaults({ dropAir: 0 });

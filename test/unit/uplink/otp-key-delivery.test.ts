@@ -180,7 +180,12 @@ describe('OTP key delivery to a factory-CA hub', () => {
     await vi.waitFor(() => expect(cl.sent).toHaveLength(1), { timeout: 5000 });
     await h.send(cl.sent[0]?.payload as OtpKeyDeliveryPayload);
     cl.c.ack(A, h.lastAck());
-    cl.c.request(A, h.delivery.request());
+    const again = h.delivery.request();
+    expect(again.current?.generation).toBe(1);
+    cl.c.request(A, again);
+    // Accepted, naming the key the cloud sent: "not again" is the hub holding it, not a refusal.
+    expect(cl.c.requests(A).at(-1)).toMatchObject({ ok: true, current: again.current });
+    // The cloud decides within request(); a delivery it started would publish after one seal.
     await new Promise((r) => setTimeout(r, 100));
     expect(cl.sent).toHaveLength(1);
   });
