@@ -103,6 +103,14 @@ describe('firmware fetched over MQTT', () => {
     expect(site.world.lock('SIM-0001').requestCounts().handled.fwStatus).toBe(0);
   });
 
+  it('an announce larger than firmware.maxImageBytes allows is refused before any chunk is asked for', async () => {
+    const { requests, progress, announce } = await rig();
+    const file = simFirmwareImage({ version: '1.1.0', size: 2_000 });
+    announce(file, 'a9', { fileSize: 1024 * 1024 + 1024 + 1 });
+    expect(requests).toEqual([]);
+    expect(progress.at(-1)).toMatchObject({ state: 'refused', error: { code: 'firmware.too-large' } });
+  });
+
   it('an image that is not what the announce said (another version) is refused', async () => {
     const { relay, progress, announce, serve } = await rig();
     const file = simFirmwareImage({ version: '1.2.0', size: 2_000 });
