@@ -11,6 +11,7 @@ import { parseInbound } from '../contract/mqtt-validate.js';
 import type { Logger } from '../log/logger.js';
 import { hex } from './image.js';
 import type { FirmwareProgress, FirmwareRelay } from './relay.js';
+import type { ImageRow } from './transfers.js';
 
 /**
  * An image the cloud announces, fetched over MQTT: the hub asks for the file in chunks
@@ -167,22 +168,30 @@ export class FirmwareFetch implements FirmwareUplink {
       this.#fail(f, 'firmware.digest-mismatch', 'the fetched file does not match the SHA-256 of the announce');
       return;
     }
+    let image: ImageRow;
     try {
-      const image = this.#relay.addImage(f.bytes);
-      if (image.model !== a.model || image.version !== a.version) {
-        this.#fail(
-          f,
-          'firmware.malformed',
-          `the image is ${image.model} ${image.version}, the announce said ${a.model} ${a.version}`,
-        );
-        return;
-      }
-      this.#log.info({ announceId: a.announceId, locks: a.lockIds.length }, 'announced firmware fetched and verified');
-      this.#next();
+      image = this.#relay.addImage(f.bytes);
+    } catch (e) {
+      this.#fail(f, isHubError(e) ? e.code : 'firmware.failed', (e as Error).message);
+      return;
+    }
+    if (image.model !== a.model || image.version !== a.version) {
+      this.#fail(
+        f,
+        'firmware.malformed',
+        `the image is ${image.model} ${image.version}, the announce said ${a.model} ${a.version}`,
+      );
+      return;
+    }
+    this.#log.info({ announceId: a.announceId, locks: a.lockIds.length }, 'announced firmware fetched and verified');
+    this.#next();
+    try {
       this.#relay.push(image.sha256, a.lockIds, `cloud:${a.announceId}`);
     } catch (e) {
+      // The next announce has begun already: this one is refused without touching it.
       const code = isHubError(e) ? e.code : 'firmware.failed';
-      this.#fail(f, code, (e as Error).message);
+      this.#log.warn({ announceId: a.announceId, code }, `announced firmware refused: ${(e as Error).message}`);
+      this.#refused(a, code, (e as Error).message);
     }
   }
 

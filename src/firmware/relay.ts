@@ -154,8 +154,7 @@ export class FirmwareRelay implements Component {
    * none may be receiving another image). Returns at once; progress follows through onProgress.
    */
   push(sha256: string, lockIds: readonly string[], origin = 'cli'): FirmwareProgress[] {
-    const image = this.#tables.image(sha256);
-    if (!image)
+    if (!this.#tables.imageRow(sha256))
       throw new HubError('firmware.unknown-image', `no verified firmware image ${sha256} is held by this hub`);
     const unique = [...new Set(lockIds)];
     for (const lockId of unique) {
@@ -194,7 +193,7 @@ export class FirmwareRelay implements Component {
   }
 
   #toProgress(t: TransferRow): FirmwareProgress {
-    const image = this.#tables.image(t.sha256);
+    const image = this.#tables.imageRow(t.sha256);
     return {
       lockId: t.lockId,
       sha256: t.sha256,

@@ -75,6 +75,13 @@ export class FirmwareTables {
     return r ? { ...r, file: new Uint8Array(r.file) } : undefined;
   }
 
+  /** An image's row without its file (which may be megabytes): for progress and existence checks. */
+  imageRow(sha256: string): ImageRow | undefined {
+    return this.#store.db
+      .prepare('SELECT sha256, model, version, size FROM firmware_images WHERE sha256 = ?')
+      .get(sha256) as ImageRow | undefined;
+  }
+
   images(): ImageRow[] {
     return this.#store.db
       .prepare('SELECT sha256, model, version, size FROM firmware_images ORDER BY added_at')

@@ -105,6 +105,15 @@ describe('firmware control methods', () => {
     expect(relay.images()).toEqual([]);
   });
 
+  it('a third upload begun while two are unfinished is refused (each holds its whole file in memory)', async () => {
+    const { call } = await daemon();
+    const begin = (n: number) =>
+      call('firmware.upload', { sha256: n.toString(16).padStart(64, '0'), total: 4000, offset: 0, data: 'AAAA' });
+    await begin(1);
+    await begin(2);
+    expect(await refusal(begin(3))).toBe('firmware.busy');
+  });
+
   it('the config refuses a vendor key that is not 64 hex digits', () => {
     expect(() => parseConfig('firmware:\n  vendorKeys: [abc]\n', 'config.yaml')).toThrow(/vendorKeys/);
     expect(parseConfig(`firmware:\n  vendorKeys: [${'a'.repeat(64)}]\n`, 'config.yaml').firmware.vendorKeys).toEqual([

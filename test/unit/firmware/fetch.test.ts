@@ -103,6 +103,33 @@ describe('firmware fetched over MQTT', () => {
     expect(site.world.lock('SIM-0001').requestCounts().handled.fwStatus).toBe(0);
   });
 
+  it('an announce larger than firmware.maxImageBytes allows is refused before any chunk is asked for', async () => {
+    const { requests, progress, announce } = await rig();
+    const file = simFirmwareImage({ version: '1.1.0', size: 2_000 });
+    announce(file, 'a9', { fileSize: 1024 * 1024 + 1024 + 1 });
+    expect(requests).toEqual([]);
+    expect(progress.at(-1)).toMatchObject({ state: 'refused', error: { code: 'firmware.too-large' } });
+  });
+
+  it('an announce the relay refuses to push does not drop the announce waiting behind it', async () => {
+    const { site, relay, fetch, requests, progress, announce, msg } = await rig();
+    const first = simFirmwareImage({ version: '1.1.0', size: 2_000 });
+    const second = simFirmwareImage({ version: '1.2.0', size: 2_000 });
+    announce(first, 'b1', { lockIds: ['SIM-0009'] });
+    announce(second, 'b2', { version: '1.2.0' });
+    const answer = (file: Uint8Array, announceId: string) => {
+      const r = requests.at(-1) as FirmwareRequestPayload;
+      expect(r.announceId).toBe(announceId);
+      const data = Buffer.from(file.subarray(r.offset, r.offset + r.length)).toString('base64');
+      fetch.handle('firmware/chunk', msg({ announceId, offset: r.offset, data }));
+    };
+    answer(first, 'b1');
+    expect(progress.find((p) => p.announceId === 'b1' && p.state === 'refused')).toBeDefined();
+    answer(second, 'b2');
+    await site.drive(relay.idle());
+    expect(site.world.lock('SIM-0001').firmwareVersion()).toEqual({ major: 1, minor: 2, patch: 0 });
+  });
+
   it('an image that is not what the announce said (another version) is refused', async () => {
     const { relay, progress, announce, serve } = await rig();
     const file = simFirmwareImage({ version: '1.2.0', size: 2_000 });

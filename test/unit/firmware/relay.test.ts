@@ -149,6 +149,23 @@ describe('firmware relay (simulated radio)', () => {
     expect(site.world.lock(A).firmwareStaged()).toBe(0);
   });
 
+  it('an image altered in the store after it was verified is refused before a block is sent', async () => {
+    const site = await Site.bound({ locks: 1, faults: RADIO });
+    const { relay } = relayFor(site.hub);
+    await relay.start();
+    const file = simFirmwareImage({ version: '1.1.0', size: 400 });
+    const image = relay.addImage(file);
+    const altered = Buffer.from(file);
+    altered[altered.length - 1] = (altered[altered.length - 1] ?? 0) ^ 0x01;
+    site.hub.store.db.prepare('UPDATE firmware_images SET file = ? WHERE sha256 = ?').run(altered, image.sha256);
+    relay.push(image.sha256, [A]);
+    await site.drive(relay.idle());
+    expect(relay.progress(A)).toMatchObject({ state: 'failed' });
+    expect(relay.progress(A)?.error).toMatch(/SHA-256 of its signed manifest/);
+    expect(firmwareRequests(site, A)).toBe(0);
+    expect(site.world.lock(A).firmwareVersion()).toEqual({ major: 1, minor: 0, patch: 0 });
+  });
+
   it('a failed install leaves the old firmware running', async () => {
     const site = await Site.bound({ locks: 1, faults: RADIO });
     const { relay } = relayFor(site.hub);
