@@ -87,11 +87,12 @@ export class PinKeyRing {
 
   /** The key of `version`, opened (the caller wipes it). */
   open(version: number): Secret {
-    const row = this.#rows().find((r) => r.version === version);
+    const rows = this.#rows();
+    const row = rows.find((r) => r.version === version);
     try {
       if (row) return this.#sealer.open(row.blob, { purpose: VERSIONED_PURPOSE, id: String(version) });
-      const enrolled = this.#enrollmentRow();
-      if (enrolled && version === 1 && this.#rows().length === 0) {
+      const enrolled = rows.length === 0 ? this.#enrollmentRow() : undefined;
+      if (enrolled && version === 1) {
         return this.#sealer.open(enrolled.blob, { purpose: PIN_KEY_PURPOSE, id: enrolled.id });
       }
     } catch {
