@@ -33,6 +33,15 @@ export interface PinKeyLockStatus {
   lastError: string | undefined;
 }
 
+/** A lock the hub has heard nothing from since start-up. */
+const unknownLock = (lockId: string): PinKeyLockStatus => ({
+  lockId,
+  version: undefined,
+  previous: undefined,
+  lastUpdatedAt: undefined,
+  lastError: undefined,
+});
+
 export class PinKeyDelivery implements Component {
   readonly name = 'pin-keys';
   readonly #ring: PinKeyRing;
@@ -98,16 +107,7 @@ export class PinKeyDelivery implements Component {
 
   locks(): PinKeyLockStatus[] {
     const bound = this.#link.boundLocks();
-    return bound.map(
-      (lockId) =>
-        this.#locks.get(lockId) ?? {
-          lockId,
-          version: undefined,
-          previous: undefined,
-          lastUpdatedAt: undefined,
-          lastError: undefined,
-        },
-    );
+    return bound.map((lockId) => this.#locks.get(lockId) ?? unknownLock(lockId));
   }
 
   /** Called after each lock that answered a setPinKey (tests wait on it). */
@@ -137,13 +137,7 @@ export class PinKeyDelivery implements Component {
   async #update(lockId: string): Promise<void> {
     const [current, previous] = this.#ring.versions();
     if (!current) return;
-    const view = this.#locks.get(lockId) ?? {
-      lockId,
-      version: undefined,
-      previous: undefined,
-      lastUpdatedAt: undefined,
-      lastError: undefined,
-    };
+    const view = this.#locks.get(lockId) ?? unknownLock(lockId);
     this.#locks.set(lockId, view);
     const wantPrevious = previous && previous.until !== null ? previous : undefined;
     if (

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import { MAX_PIN_KEY_VERSION, PIN_KEY_LEN } from '../contract/link-messages.js';
@@ -54,6 +55,8 @@ export class PinKeyRing {
   readonly #sealer: Sealer;
   readonly #clock: Clock;
   readonly #listeners = new Set<() => void>();
+  #selectRows: Statement | undefined;
+  #selectEnrolled: Statement | undefined;
 
   constructor(deps: { store: Store; sealer: Sealer; clock: Clock }) {
     this.#store = deps.store;
@@ -87,11 +90,12 @@ export class PinKeyRing {
 
   /** The key of `version`, opened (the caller wipes it). */
   open(version: number): Secret {
-    const row = this.#rows().find((r) => r.version === version);
+    const rows = this.#rows();
+    const row = rows.find((r) => r.version === version);
     try {
       if (row) return this.#sealer.open(row.blob, { purpose: VERSIONED_PURPOSE, id: String(version) });
-      const enrolled = this.#enrollmentRow();
-      if (enrolled && version === 1 && this.#rows().length === 0) {
+      const enrolled = rows.length === 0 ? this.#enrollmentRow() : undefined;
+      if (enrolled && version === 1) {
         return this.#sealer.open(enrolled.blob, { purpose: PIN_KEY_PURPOSE, id: enrolled.id });
       }
     } catch {
@@ -165,16 +169,19 @@ export class PinKeyRing {
     return this.versions()[1]?.until ?? undefined;
   }
 
+  // Prepared once: inOverlap() reads the ring on the access decision path (a PIN with its previous-key verifier).
   #rows(): Row[] {
-    return this.#store.db
-      .prepare('SELECT version, blob, fingerprint, until FROM pin_keys ORDER BY version DESC LIMIT 2')
-      .all() as Row[];
+    this.#selectRows ??= this.#store.db.prepare(
+      'SELECT version, blob, fingerprint, until FROM pin_keys ORDER BY version DESC LIMIT 2',
+    );
+    return this.#selectRows.all() as Row[];
   }
 
   #enrollmentRow(): { id: string; blob: Uint8Array } | undefined {
-    return this.#store.db
-      .prepare('SELECT id, blob FROM sealed_secrets WHERE purpose = ? ORDER BY updated_at DESC LIMIT 1')
-      .get(PIN_KEY_PURPOSE) as { id: string; blob: Uint8Array } | undefined;
+    this.#selectEnrolled ??= this.#store.db.prepare(
+      'SELECT id, blob FROM sealed_secrets WHERE purpose = ? ORDER BY updated_at DESC LIMIT 1',
+    );
+    return this.#selectEnrolled.get(PIN_KEY_PURPOSE) as { id: string; blob: Uint8Array } | undefined;
   }
 
   /** The enrollment key as version 1 of the ring, before the first key from a sync. */

@@ -1,5 +1,5 @@
 import { HubError } from '../base/errors.js';
-import type { LockState, Operation, OpResultFor } from '../contract/link-messages.js';
+import { FIRMWARE_OPERATIONS, type LockState, type Operation, type OpResultFor } from '../contract/link-messages.js';
 import type { Connections } from './connections.js';
 import type { EventCollection } from './event-collection.js';
 import type { LinkContext } from './link-context.js';
@@ -12,7 +12,9 @@ import type { Quarantine } from './quarantine.js';
 const ACTUATING = new Set<Operation>(['open', 'lock', 'setMode']);
 /** What a quarantined lock is not sent either: it may be a clone holding a stolen link key (the site PIN key). */
 const SECRET = new Set<Operation>(['setPinKey']);
-const refusedInQuarantine = (op: Operation) => ACTUATING.has(op) || SECRET.has(op);
+/** Nor firmware: a clone gets none until the real lock is back. */
+const FIRMWARE = new Set<Operation>(FIRMWARE_OPERATIONS);
+const refusedInQuarantine = (op: Operation) => ACTUATING.has(op) || SECRET.has(op) || FIRMWARE.has(op);
 
 /**
  * One request to a lock on the hub's behalf: sent only to a lock whose pairing state allows it

@@ -1,7 +1,6 @@
 import type { Advertisement, Bearer } from '../../hal/bearer.js';
 import type { Clock } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
-import { HubError } from '../base/errors.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import type { Random } from '../base/random.js';
 import type {
@@ -270,11 +269,7 @@ export class LinkManager implements Component {
 
   /** A firmware-update request (src/firmware/relay.ts); like every request, never to a lock that is not bound. */
   async firmwareRequest<O extends FirmwareOperation>(lockId: string, body: RequestBody<O>): Promise<OpResultFor<O>> {
-    const rec = this.#ctx.record(lockId);
-    if (rec.state === 'quarantined') {
-      // A quarantined lock may be a clone: it gets no firmware until the real lock is back.
-      throw new HubError('lock.quarantined', `lock ${lockId} is quarantined: ${rec.quarantineReason ?? ''}`);
-    }
+    // Refused for a quarantined lock (lock-requests.ts): it may be a clone.
     return this.#requests.send(lockId, body);
   }
 

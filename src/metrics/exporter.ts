@@ -26,7 +26,8 @@ const PAIRING_STATES = ['attaching', 'bound', 'detaching', 'quarantined'] as con
 /** From a map lookup (tens of µs) to a digital key's signature checks on a slow board. */
 const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
 
-export function buildRegistry(source: MetricsSource): { registry: Registry; hooks: MetricsHooks } {
+export function buildRegistry(from: MetricsSource): { registry: Registry; hooks: MetricsHooks } {
+  const source = oncePerScrape(from);
   const registry = new Registry();
   const registers = [registry];
   const gauge = <L extends string>(
@@ -153,6 +154,37 @@ export function buildRegistry(source: MetricsSource): { registry: Registry; hook
   return {
     registry,
     hooks: { decision: (seconds, ok) => (ok ? granted : denied).observe(seconds) },
+  };
+}
+
+/**
+ * Each figure read once per scrape, though several series show it (the outbox's four, the locks'
+ * three): prom-client calls every collect() in one synchronous run, so a value read is kept until
+ * the next microtask, when that run is over.
+ */
+function oncePerScrape(source: MetricsSource): MetricsSource {
+  const cache = new Map<string, unknown>();
+  const once =
+    <T>(name: string, read: () => T) =>
+    (): T => {
+      if (!cache.has(name)) {
+        if (cache.size === 0) queueMicrotask(() => cache.clear());
+        cache.set(name, read());
+      }
+      return cache.get(name) as T;
+    };
+  return {
+    version: source.version,
+    outbox: once('outbox', () => source.outbox()),
+    eventsStored: once('eventsStored', () => source.eventsStored()),
+    delivery: once('delivery', () => source.delivery()),
+    commands: once('commands', () => source.commands()),
+    decisions: once('decisions', () => source.decisions()),
+    locks: once('locks', () => source.locks()),
+    uplinkConnected: once('uplinkConnected', () => source.uplinkConnected()),
+    radios: once('radios', () => source.radios()),
+    storeBytes: once('storeBytes', () => source.storeBytes()),
+    disk: once('disk', () => source.disk()),
   };
 }
 
