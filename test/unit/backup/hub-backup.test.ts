@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -408,6 +409,10 @@ describe('hub backup and restore on replacement hardware', () => {
     expect(cloud.revocations()).toEqual([]);
 
     await expect(cloud.approve(JSON.stringify(signed))).resolves.toMatchObject({ revocation: { replacedBy: NEW } });
+    // The same request once its certificate has expired.
+    const validTo = Date.parse(new X509Certificate(identity.certificatePem).validTo);
+    await clock.advance(validTo - clock.now() + 60_000);
+    await rejects(cloud.approve(JSON.stringify(signed)), 'backup.request-identity', /not valid now/);
   });
 
   it('the hub keeps its newest 5 backups', async () => {
