@@ -363,9 +363,14 @@ describe('hub backup and restore on replacement hardware', () => {
     const req = await request(newDir);
     const approvalPath = join(newDir, '..', 'damaged-approval.json');
     await approveTo(req, approvalPath);
+    const intact = readFileSync(req.requestPath);
     writeFileSync(req.requestPath, '{"format":');
     const e = await rejects(restore(newDir, approvalPath), 'backup.no-request', /damaged/);
     expect(e.hint).toMatch(/hub-restore FILE/);
+    // An intact request beside a restore key that is not the one it names.
+    writeFileSync(req.requestPath, intact);
+    writeFileSync(join(newDir, 'restore', 'restore.key'), Buffer.alloc(64, 7), { mode: 0o600 });
+    await rejects(restore(newDir, approvalPath), 'backup.no-request', /damaged/);
   });
 
   it("a cloud that trusts the hubs' CA approves only a request signed by the new hub's own certificate", async () => {
