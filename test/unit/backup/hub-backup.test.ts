@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -362,9 +363,14 @@ describe('hub backup and restore on replacement hardware', () => {
     const req = await request(newDir);
     const approvalPath = join(newDir, '..', 'damaged-approval.json');
     await approveTo(req, approvalPath);
+    const intact = readFileSync(req.requestPath);
     writeFileSync(req.requestPath, '{"format":');
     const e = await rejects(restore(newDir, approvalPath), 'backup.no-request', /damaged/);
     expect(e.hint).toMatch(/hub-restore FILE/);
+    // An intact request beside a restore key that is not the one it names.
+    writeFileSync(req.requestPath, intact);
+    writeFileSync(join(newDir, 'restore', 'restore.key'), Buffer.alloc(64, 7), { mode: 0o600 });
+    await rejects(restore(newDir, approvalPath), 'backup.no-request', /damaged/);
   });
 
   it("a cloud that trusts the hubs' CA approves only a request signed by the new hub's own certificate", async () => {
@@ -408,6 +414,10 @@ describe('hub backup and restore on replacement hardware', () => {
     expect(cloud.revocations()).toEqual([]);
 
     await expect(cloud.approve(JSON.stringify(signed))).resolves.toMatchObject({ revocation: { replacedBy: NEW } });
+    // The same request once its certificate has expired.
+    const validTo = Date.parse(new X509Certificate(identity.certificatePem).validTo);
+    await clock.advance(validTo - clock.now() + 60_000);
+    await rejects(cloud.approve(JSON.stringify(signed)), 'backup.request-identity', /not valid now/);
   });
 
   it('the hub keeps its newest 5 backups', async () => {

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,13 +103,13 @@ function hub(hubId: string, files: string) {
   };
 }
 
-function cloud(o: { auto?: boolean; trust?: string } = {}) {
+function cloud(o: { auto?: boolean; trust?: string; now?: number } = {}) {
   const sent: { hubId: string; payload: OtpKeyDeliveryPayload }[] = [];
   const keys = new Map<string, { key: Secret; counter: number }>();
   const c = new CloudOtpKeys({
     random: new SeededRandom('cloud'),
     log: undefined,
-    now: () => Date.now(),
+    now: () => o.now ?? Date.now(),
     publish: (hubId, payload) => {
       sent.push({ hubId, payload: payload as OtpKeyDeliveryPayload });
       return Promise.resolve();
@@ -304,6 +305,13 @@ describe('the request proves the certificate key named the delivery key', () => 
     const other = cloud({ trust: readFileSync(foreign.ca.cert, 'utf8') });
     other.c.request(A, good);
     expect(other.c.requests(A).at(-1)?.reason).toMatch(/chain/);
+    // A cloud whose clock is before or after the certificate's validity.
+    const cert = new X509Certificate(good.cert);
+    for (const at of [Date.parse(cert.validFrom) - 60_000, Date.parse(cert.validTo) + 60_000]) {
+      const outside = cloud({ now: at });
+      outside.c.request(A, good);
+      expect(outside.c.requests(A).at(-1)?.reason).toMatch(/not valid now/);
+    }
     // Only the accepted request set the key the cloud seals to.
     expect(cl.c.recipient(A)).toBe(good.publicKey);
   });
