@@ -105,8 +105,9 @@ export async function contentKeyFromApproval(
     );
   }
   if (terms.oldHubId !== backup.header.hubId || terms.revokedHubId !== backup.header.hubId) {
+    const revokesOther = terms.oldHubId === backup.header.hubId;
     throw refuse(
-      `it names hub ${terms.oldHubId} as the old hub, the backup is of ${backup.header.hubId}`,
+      `it names hub ${revokesOther ? terms.revokedHubId : terms.oldHubId} as the old hub${revokesOther ? ' (the one it revokes)' : ''}, the backup is of ${backup.header.hubId}`,
       'ask the cloud again',
     );
   }

@@ -232,6 +232,46 @@ describe('hub backup and restore on replacement hardware', () => {
     expect((await import('node:fs')).existsSync(join(newDir, 'hub.db'))).toBe(false);
   });
 
+  it('an approval whose terms name another old hub (or revoke another) is refused by name, before any key is opened', async () => {
+    const { random, clock, request, restore } = await setup('other-old-hub');
+    const newDir = tempDir();
+    const req = await request(newDir);
+    const { envelopeDigest } = await import('../../../src/backup/documents.js');
+    const forged = async (oldHubId: string, revokedHubId: string) => {
+      const terms = JSON.stringify({
+        backupId: req.backupId,
+        envelopeDigest: envelopeDigest(req.request),
+        oldHubId,
+        newHubId: NEW,
+        restoreKeyId: req.restoreKeyId,
+        revokedHubId,
+        approvedAt: new Date(clock.now()).toISOString(),
+      });
+      const sealed = await sealTo(
+        Buffer.from(req.request.restorePublicKey, 'base64url'),
+        APPROVAL_INFO,
+        terms,
+        new Secret(random.bytes(32)),
+        random,
+      );
+      const path = join(tempDir(), 'approval.json');
+      writeFileSync(
+        path,
+        JSON.stringify({ format: 'iq-hub-restore-approval', v: 1, terms, enc: b64u(sealed.enc), key: b64u(sealed.ct) }),
+      );
+      return path;
+    };
+    // A cloud that revoked hub-elsewhere but approves taking over hub-old's backup: the hub refuses by the
+    // term, not later by a key that fails to open (which a cloud holding the recovery key would not hit).
+    await rejects(restore(newDir, await forged('hub-elsewhere', OLD)), 'backup.approval-mismatch', /hub-elsewhere/);
+    await rejects(
+      restore(newDir, await forged(OLD, 'hub-elsewhere')),
+      'backup.approval-mismatch',
+      /hub-elsewhere as the old hub \(the one it revokes\)/,
+    );
+    expect((await import('node:fs')).existsSync(join(newDir, 'hub.db'))).toBe(false);
+  });
+
   it('a restore on a hub that made no request is refused', async () => {
     const { clock, taken, request, approveTo } = await setup('no-request');
     const asker = tempDir();
