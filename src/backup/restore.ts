@@ -6,6 +6,7 @@ import { BACKUP_PURPOSE, dataPaths, NETWORK_CONTEXT, NETWORK_FILE } from '../../
 import { fsyncDir, writeFileAtomic } from '../base/atomic-file.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
+import { readPrivateFile } from '../crypto/private-file.js';
 import { Sealer } from '../crypto/seal.js';
 import { Secret } from '../crypto/secret.js';
 import {
@@ -161,7 +162,13 @@ function summary(request: RestoreRequest, key: HpkeKeyPair, requestPath: string,
 function readPending(dataDir: string): { request: RestoreRequest; key: HpkeKeyPair } | undefined {
   const dir = join(dataDir, RESTORE_DIR);
   if (!existsSync(join(dir, KEY_FILE)) || !existsSync(join(dir, REQUEST_FILE))) return undefined;
-  const raw = readFileSync(join(dir, KEY_FILE));
+  const raw = readPrivateFile(join(dir, KEY_FILE), {
+    codePrefix: 'backup.restore-key',
+    what: 'pending restore key',
+    checkMode: true,
+    maxBytes: 64,
+  });
+  if (!raw) return undefined;
   let request: RestoreRequest | undefined;
   try {
     request = parseRequest(readFileSync(join(dir, REQUEST_FILE), 'utf8'), 'the pending request').request;

@@ -398,6 +398,15 @@ export const ERROR_CODES = {
   'otp-key.malformed': 'the cloud must seal exactly the 32-byte OTP key',
   'sync.request-not-sent':
     'the uplink is down or the broker refused sync/request: send syncNow again once the hub is online',
+  // The pending restore key (hub replacement), read as a private file.
+  'backup.restore-key.unreadable':
+    "the restore key under <data>/restore must be a regular file (not a symbolic link) that the daemon's user can read",
+  'backup.restore-key.not-file': 'the restore key under <data>/restore must be a regular file',
+  'backup.restore-key.permissions':
+    "only the daemon's user may read the restore key: remove <data>/restore and ask for a new restore (iqhub hub-restore FILE)",
+  'backup.restore-key.owner':
+    "the restore key must belong to the daemon's user: chown it as root, or make a new request",
+  'backup.restore-key.too-large': 'the restore key is 64 bytes: remove <data>/restore and make a new request',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

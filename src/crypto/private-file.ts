@@ -5,7 +5,12 @@ import { HubError } from '../base/errors.js';
  * The key files read this way. A union, so that every `<prefix>.<problem>` code is one of
  * error-codes.ts: a new key file needs its five codes there before it compiles.
  */
-export type PrivateFileCodePrefix = 'storage-key' | 'uplink.key' | 'identity.key' | 'commands.otp-key';
+export type PrivateFileCodePrefix =
+  | 'storage-key'
+  | 'uplink.key'
+  | 'identity.key'
+  | 'commands.otp-key'
+  | 'backup.restore-key';
 
 export interface PrivateFileOptions {
   /** Error codes start with it: `<prefix>.unreadable`, `.not-file`, `.permissions`, `.owner`, `.too-large`. */

@@ -272,6 +272,24 @@ describe('hub backup and restore on replacement hardware', () => {
     expect((await import('node:fs')).existsSync(join(newDir, 'hub.db'))).toBe(false);
   });
 
+  it('a pending restore key that others may read, or that is a symbolic link, is refused and named, never used', async () => {
+    const { request, restore, approveTo } = await setup('restore-key-mode');
+    const newDir = tempDir();
+    const req = await request(newDir);
+    const approvalPath = join(newDir, '..', 'mode-approval.json');
+    await approveTo(req, approvalPath);
+    const { chmodSync, renameSync, symlinkSync } = await import('node:fs');
+    const keyPath = join(newDir, 'restore', 'restore.key');
+    chmodSync(keyPath, 0o644);
+    const e = await rejects(restore(newDir, approvalPath), 'backup.restore-key.permissions', /mode 0644/);
+    expect(e.message).toContain(keyPath);
+    chmodSync(keyPath, 0o600);
+    renameSync(keyPath, `${keyPath}.real`);
+    symlinkSync(`${keyPath}.real`, keyPath);
+    await rejects(restore(newDir, approvalPath), 'backup.restore-key.unreadable', /restore key/);
+    expect((await import('node:fs')).existsSync(join(newDir, 'hub.db'))).toBe(false);
+  });
+
   it('a restore on a hub that made no request is refused', async () => {
     const { clock, taken, request, approveTo } = await setup('no-request');
     const asker = tempDir();
