@@ -11,6 +11,7 @@ import { CONTRACT_VERSION } from '../../src/contract/mqtt-topics.js';
 import { otpKeyRequestStatement, sealOtpKey, verifyIdentitySignature } from '../../src/crypto/otp-key-seal.js';
 import { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
+import { checkHubCertificate } from './hub-certificate.js';
 
 /**
  * The reference cloud's side of OTP key delivery (docs/mqtt-api.md, "OTP key delivery"): it
@@ -204,18 +205,9 @@ export class CloudOtpKeys {
 
   #check(hubId: string, p: OtpKeyRequestPayload): string | undefined {
     if (!this.enabled) return 'this cloud delivers no OTP keys (enableOtpKeys)';
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(p.cert);
-    } catch {
-      return 'the certificate cannot be read';
-    }
-    const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1]?.trim();
-    if (cn !== hubId) return `the certificate is for ${cn ?? 'no CN'}, not for hub ${hubId}`;
-    const now = this.#d.now();
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return 'the certificate is not valid now';
-    const issuer = this.#cas.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
-    if (!issuer) return 'the certificate does not chain to a CA this cloud trusts';
+    const checked = checkHubCertificate(p.cert, hubId, this.#cas, this.#d.now());
+    if ('refused' in checked) return checked.refused;
+    const { cert } = checked;
     const statement = otpKeyRequestStatement({ hubId, requestId: p.requestId, publicKey: p.publicKey });
     if (!verifyIdentitySignature(cert, statement, Buffer.from(p.sig, 'base64url'))) {
       return "the signature is not the certificate key's over the delivery key";

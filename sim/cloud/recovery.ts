@@ -5,6 +5,7 @@ import { b64u, generateHpkeKeyPair, type HpkeKeyPair, keyId } from '../../src/ba
 import type { Clock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
+import { checkHubCertificate } from './hub-certificate.js';
 
 /**
  * The cloud's side of a hub replacement (docs/operations.md, "Hub replacement"): it holds the
@@ -90,19 +91,9 @@ export class CloudRecovery {
     const refuse = (why: string) =>
       new HubError('backup.request-identity', `the restore request of ${request.newHubId} is refused: ${why}`);
     if (!request.identity) throw refuse("it is not signed by the new hub's certificate");
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(request.identity.certificate);
-    } catch {
-      throw refuse('its certificate does not parse');
-    }
-    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey))
-      throw refuse("its certificate is not issued by the hubs' CA");
-    const now = this.#clock.now();
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo))
-      throw refuse('its certificate is not valid now');
-    const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
-    if (cn !== request.newHubId) throw refuse(`its certificate is for ${cn ?? 'no CN'}, not ${request.newHubId}`);
+    const checked = checkHubCertificate(request.identity.certificate, request.newHubId, [ca], this.#clock.now());
+    if ('refused' in checked) throw refuse(checked.refused.replace(/^the certificate/, 'its certificate'));
+    const { cert } = checked;
     const signed = verify(
       'sha256',
       Buffer.from(requestSigningText(request), 'utf8'),
