@@ -63,6 +63,21 @@ describe('an open on an established link', () => {
     expect({ out: idle.out - after.out, back: idle.back - after.back }).toEqual({ out: 1, back: 1 });
   });
 
+  it('an idle lock: opening the link first adds only the KK handshake, one frame each way', async () => {
+    const { site, hub, lock, link } = await established('air-connect');
+    const old = link();
+    await old.close();
+    await site.until(() => !hub.lock(A).connected, 'the link closed');
+    expect(await hub.tryOpen(A)).toEqual({ ok: true });
+    const fresh = link();
+    expect(fresh).not.toBe(old);
+    await site.until(() => hub.lock(A).lastEventSeq === lock.state().lastSeq, 'the open event stored');
+    await site.pass(DEFAULT_LINK_OPTIONS.ackDelayMs - 500);
+    // KK message 1 and the open out; KK message 2 and the answer back.
+    expect(fresh.fromHub.map((f) => f[0])).toEqual([0x21, 0x01]);
+    expect(fresh.fromLock.map((f) => f[0])).toEqual([0x22, 0x01]);
+  });
+
   it('a gap before the carried events (a push lost on the radio) is pulled, never skipped', async () => {
     const { site, hub, lock, link } = await established('air-gap');
     const l = link();
