@@ -3,13 +3,23 @@ import type { SimLock } from '../sim/lock/lock.js';
 import type { RunningDaemon } from '../src/app/daemon.js';
 import { Secret } from '../src/crypto/secret.js';
 import type { LinkManager } from '../src/link/manager.js';
-import { type AirCount, airCount, airDelta, airQuiet, countedOpen, waitFor } from '../test/helpers/air-frames.js';
+import {
+  type AirCount,
+  airCount,
+  airDelta,
+  airQuiet,
+  countedConnectAndOpen,
+  countedOpen,
+  waitFor,
+} from '../test/helpers/air-frames.js';
 import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
 import { type Benchmark, benchmarkInTempDir, distribution, type Metric, socatOrSkip } from './lib.js';
 
 const BLE = { deviceId: 'BLE-FR01', setupCode: 'BLE1-FRMS-CODE', address: 'aa:bb:cc:00:15:0f', radio: 'ble' } as const;
 const ZB = { deviceId: 'ZB-FR01', setupCode: 'ZB01-FRMS-CODE', address: 'zb-frames-01', radio: 'zigbee' } as const;
 const OPENS = 20;
+/** Opens of a lock whose link was dropped just before (connect + open). */
+const CONNECTS = 3;
 /** The idle acknowledgement waits this long; the quiet window that ends an open's count is shorter. */
 const ACK_DELAY_MS = 2_000;
 const QUIET_MS = 400;
@@ -25,6 +35,9 @@ const QUIET_MS = 400;
  *   each counted until the hub stored its event and the air was quiet for QUIET_MS.
  * - `.idleAck.out` / `.idleAck.back`: the one exchange that acknowledges the last open's event when
  *   no request follows within ackDelayMs (not part of any open).
+ * - `<radio>.framesPerConnectAndOpen.out/.back`: an open right after the lock's link dropped: the
+ *   bearer's link open (ZigBee link-cluster open/openAck; BLE's connection and GATT discovery are
+ *   not frames of the lock characteristic, so not counted), Noise KK, then the open.
  *
  * The daemon runs in this process (as bench/radio.bench.ts); the emulators count what crosses their
  * air, so where the daemon runs does not change the figures.
@@ -75,6 +88,12 @@ async function measure(
   await waitFor(() => lock.events().length === 0, 'the idle acknowledgement', ACK_DELAY_MS + 15_000);
   await airQuiet(site, radio, QUIET_MS, 20_000);
   const idle = airDelta(before, airCount(site, radio));
+  const connects: AirCount[] = [];
+  for (let i = 0; i < CONNECTS; i++) {
+    await airQuiet(site, radio, ACK_DELAY_MS + 500, 30_000);
+    connects.push(await countedConnectAndOpen(site, link, lock, radio, QUIET_MS));
+  }
+  process.stderr.write(`frames: ${radio} connect and open ${JSON.stringify(connects)}\n`);
   const out = distribution(
     'frames',
     opens.map((c) => c.out),
@@ -94,5 +113,13 @@ async function measure(
     [`${radio}.framesPerOpen.back`]: back,
     [`${radio}.framesPerOpen.idleAck.out`]: { unit: 'frames', value: idle.out, n: 1 },
     [`${radio}.framesPerOpen.idleAck.back`]: { unit: 'frames', value: idle.back, n: 1 },
+    [`${radio}.framesPerConnectAndOpen.out`]: distribution(
+      'frames',
+      connects.map((c) => c.out),
+    ),
+    [`${radio}.framesPerConnectAndOpen.back`]: distribution(
+      'frames',
+      connects.map((c) => c.back),
+    ),
   };
 }

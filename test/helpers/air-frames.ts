@@ -1,3 +1,4 @@
+import { encodeZcl, LinkCommand, MANUFACTURER_CODE } from '../../drivers/zigbee/link-cluster.js';
 import type { RadioSite } from '../../sim/emu/site.js';
 import type { SimLock } from '../../sim/lock/lock.js';
 import type { LinkManager } from '../../src/link/manager.js';
@@ -80,4 +81,36 @@ export async function countedOpen(
   );
   await airQuiet(site, radio, quietMs, 20_000);
   return airDelta(before, airCount(site, radio));
+}
+
+/**
+ * The lock's link dropped (BLE: the controller disconnects; ZigBee: the lock sends a link-cluster
+ * close, not counted), then, once the hub saw it closed, an open at once: the frames of opening the link again (the bearer's own link open
+ * on ZigBee, Noise KK) and of the open, until its event is stored and the air is quiet. The hub
+ * may start reconnecting by itself as it hears the lock: those frames are counted too.
+ */
+export async function countedConnectAndOpen(
+  site: RadioSite,
+  link: LinkManager,
+  lock: SimLock,
+  radio: 'ble' | 'zigbee',
+  quietMs: number,
+): Promise<AirCount> {
+  const connected = () => link.list().find((l) => l.lockId === lock.deviceId)?.connected ?? false;
+  if (radio === 'ble') site.hci.emulator.disconnect(lock.address);
+  else {
+    const close = { clusterSpecific: true, manufacturerCode: MANUFACTURER_CODE, serverToClient: true };
+    site.znp.sendRawFromDevice(
+      lock.address,
+      encodeZcl({
+        ...close,
+        disableDefaultResponse: true,
+        tsn: 0,
+        command: LinkCommand.close,
+        payload: new Uint8Array(0),
+      }),
+    );
+  }
+  await waitFor(() => !connected(), `${lock.deviceId}: the hub saw its link close`, 20_000);
+  return countedOpen(site, link, lock, radio, quietMs);
 }
