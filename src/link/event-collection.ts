@@ -200,7 +200,7 @@ export class EventCollection {
       );
       return;
     }
-    if (rec.lastEventSeq > 0 && !this.#ackedOnConnect.has(conn.client)) {
+    if (rec.lastEventSeq > 0 && !this.#ackedOnConnect.has(conn.client) && conn.client.ackedUpto < rec.lastEventSeq) {
       // Events stored before a restart may never have been acknowledged: acknowledge them now.
       const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: rec.lastEventSeq });
       if (!acked.ok) return;

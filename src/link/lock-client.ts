@@ -100,6 +100,11 @@ export class LockClient {
     return this.#owedAck;
   }
 
+  /** The highest acknowledgement the lock has answered ok on this session (0: none). */
+  get ackedUpto(): number {
+    return this.#ackedUpto;
+  }
+
   /**
    * The lock's events up to `uptoSeq` are stored durably: tell the lock, on the next request that
    * has room for it (one frame), or with an `ackEvents` of its own once ackDelayMs passes without one.
