@@ -29,6 +29,7 @@ export const benchmarks: Benchmark[] = [
   cliBench,
   metricsBench,
   firmwareBench,
+  (await import('./frames.bench.js')).framesBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

@@ -121,9 +121,13 @@ export class FrameChannel {
       });
     }
     for (const fragment of fragmentFrame(frame, frameId, this.#mtu)) {
-      // Write Request, not Command: the response paces the writes and says the lock took each one.
+      // Write Command (without response): one ATT PDU on the air per fragment, nothing back for it
+      // (docs/link-protocol.md "Frame budget"). The controller's ACL flow control (Number of
+      // Completed Packets) paces the writes; the sealed link above answers and retries every
+      // request, and a controller that stops taking writes is caught by the timeout below and the
+      // liveness probe.
       const written = await withTimeout(
-        this.#characteristic.writeAsync(fragment, false).then(
+        this.#characteristic.writeAsync(fragment, true).then(
           () => 'ok' as const,
           (e: unknown) => describeError(e),
         ),

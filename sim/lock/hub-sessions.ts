@@ -6,10 +6,12 @@ import {
   isFromLock,
   type LinkCredential,
   type LockEvent,
+  MAX_EVENTS_PER_ANSWER,
   OPERATIONS,
   type Operation,
   type Request,
   type Response,
+  SINGLE_FRAME_MESSAGE_LEN,
 } from '../../src/contract/link-messages.js';
 import type { SecureSession } from '../../src/link/session.js';
 import type { LockMemory } from './memory.js';
@@ -76,6 +78,8 @@ export class HubSessions {
   #counts = zeroCounts();
   #nextAccessId = 1;
   readonly #pendingAccess = new Map<number, (answer: AccessAnswer) => void>();
+  /** Events logged while a request runs: its answer may carry them (see push). */
+  #held: LockEvent[] | undefined;
 
   constructor(options: HubSessionsOptions) {
     this.#o = options;
@@ -126,8 +130,15 @@ export class HubSessions {
     });
   }
 
-  /** A new event goes to the bound hub on the current session, if there is one. */
+  /**
+   * A new event goes to the bound hub on the current session, if there is one; one logged while a
+   * request runs waits for its answer (an `open` answer carries it, docs/link-protocol.md "Frame budget").
+   */
   push(event: LockEvent): void {
+    if (this.#held) {
+      this.#held.push(event);
+      return;
+    }
     const current = this.#current;
     if (!this.#usable(current)) return;
     void current.session.send(encodeMessage({ type: 'event', event }));
@@ -198,12 +209,38 @@ export class HubSessions {
       return;
     }
     this.#counts.handled[request.type]++;
-    const response = encodeMessage(this.#o.execute(context, request));
+    const held: LockEvent[] = [];
+    this.#held = held;
+    let answer: Response;
+    try {
+      answer = this.#o.execute(context, request);
+    } finally {
+      this.#held = undefined;
+    }
+    const { response, rest } = carryEvents(answer, held);
     context.cache.set(request.id, { request: payload.slice(), response });
     if (context.cache.size > REQUEST_CACHE_SIZE) {
       const oldest = context.cache.keys().next();
       if (!oldest.done) context.cache.delete(oldest.value);
     }
     void context.session.send(response);
+    for (const event of rest) this.push(event);
   }
+}
+
+/**
+ * The answer to a request and the events it logged: an `open` answer carries them in sequence
+ * while the answer stays one frame (SINGLE_FRAME_MESSAGE_LEN); whatever it does not carry is pushed
+ * after it. Either way they stay in the log until the hub acknowledges them.
+ */
+function carryEvents(answer: Response, held: LockEvent[]): { response: Uint8Array; rest: LockEvent[] } {
+  if (answer.type !== 'ok' || answer.result.op !== 'open') return { response: encodeMessage(answer), rest: held };
+  const result = answer.result;
+  let carried = held.filter((e) => e.seq <= result.state.lastSeq).slice(0, MAX_EVENTS_PER_ANSWER);
+  let response = encodeMessage({ ...answer, result: { ...result, events: carried } });
+  while (carried.length > 0 && response.length > SINGLE_FRAME_MESSAGE_LEN) {
+    carried = carried.slice(0, -1);
+    response = encodeMessage({ ...answer, result: { ...result, events: carried } });
+  }
+  return { response, rest: held.slice(carried.length) };
 }

@@ -54,6 +54,13 @@ export class LockRequests {
       return request.type === 'detach' ? { type: 'ok', id, result: { op: 'detach' } } : fail('not-attached');
     }
     try {
+      // The hub's acknowledgement riding on this request (docs/link-protocol.md "Frame budget"):
+      // applied before the request itself, under the same bound as ackEvents. One beyond the newest
+      // event the lock has logged refuses the whole request, changing nothing.
+      if (request.ack !== undefined) {
+        if (request.ack >= p.nextSeq) return fail('bad-request');
+        this.#forget(request.ack);
+      }
       switch (request.type) {
         case 'open':
           return this.#open(request.id, request.durationMs);
@@ -72,11 +79,7 @@ export class LockRequests {
           return this.#getEvents(context, id, request.sinceSeq);
         case 'ackEvents': {
           if (request.uptoSeq >= p.nextSeq) return fail('bad-request');
-          if (p.events.some((e) => e.seq <= request.uptoSeq)) {
-            memory.change((d) => {
-              d.events = d.events.filter((e) => e.seq > request.uptoSeq);
-            });
-          }
+          this.#forget(request.uptoSeq);
           return { type: 'ok', id, result: { op: 'ackEvents' } };
         }
         case 'setTime':
@@ -162,7 +165,16 @@ export class LockRequests {
     return { type: 'ok', id, result: { op: 'setPinKey', version: request.version, previous: next[1]?.version ?? 0 } };
   }
 
-  #okState(id: number, op: 'open' | 'lock' | 'setMode' | 'getState'): Response {
+  /** The hub holds the events up to `uptoSeq` durably: the log forgets them (saved first). */
+  #forget(uptoSeq: number): void {
+    const { memory } = this.#o;
+    if (!memory.running().events.some((e) => e.seq <= uptoSeq)) return;
+    memory.change((d) => {
+      d.events = d.events.filter((e) => e.seq > uptoSeq);
+    });
+  }
+
+  #okState(id: number, op: 'lock' | 'setMode' | 'getState'): Response {
     return { type: 'ok', id, result: { op, state: this.#o.memory.lockState() } };
   }
 
@@ -179,7 +191,8 @@ export class LockRequests {
       emit({ type: 'opened', by: 'remote', credentialId: null });
     });
     if (p.mode === 'normal') relock.arm(durationMs);
-    return this.#okState(id, 'open');
+    // The events this open logged go in the answer (HubSessions fills them in), not in a push.
+    return { type: 'ok', id, result: { op: 'open', state: memory.lockState(), events: [] } };
   }
 
   #setMode(id: number, mode: LockMode): Response {

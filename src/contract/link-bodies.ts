@@ -9,6 +9,7 @@ import {
   LOCK_MODES,
   type LockEvent,
   type LockState,
+  MAX_EVENTS_PER_ANSWER,
   MAX_EVENTS_PER_BATCH,
   MAX_OPEN_MS,
   MAX_PIN_KEY_VERSION,
@@ -209,9 +210,33 @@ export function readRequest(r: Reader, type: Operation, id: number): Request {
   }
 }
 
+/**
+ * The events an `open` answer carries: count u8 (0…MAX_EVENTS_PER_ANSWER), then the events, their
+ * sequence numbers strictly increasing and the last at most the state's lastSeq (a lock cannot
+ * have logged an event beyond its own newest).
+ */
+function checkCarried(events: LockEvent[], state: LockState): void {
+  for (let i = 1; i < events.length; i++) {
+    check((events[i] as LockEvent).seq > (events[i - 1] as LockEvent).seq, 'events', 'sequence numbers must increase');
+  }
+  const last = events[events.length - 1];
+  check(last === undefined || last.seq <= state.lastSeq, 'events', "beyond the state's lastSeq");
+}
+
 export function writeResult(w: Writer, result: OpResult): void {
   switch (result.op) {
     case 'open':
+      writeState(w, result.state);
+      check(Array.isArray(result.events), 'events', 'must be an array');
+      check(
+        result.events.length <= MAX_EVENTS_PER_ANSWER,
+        'events',
+        () => `at most ${MAX_EVENTS_PER_ANSWER} per answer`,
+      );
+      w.u8(result.events.length, 'events.length');
+      for (const e of result.events) writeEvent(w, e);
+      checkCarried(result.events, result.state);
+      break;
     case 'lock':
     case 'setMode':
     case 'getState':
@@ -246,7 +271,15 @@ export function writeResult(w: Writer, result: OpResult): void {
 
 export function readResult(r: Reader, op: Operation): OpResult {
   switch (op) {
-    case 'open':
+    case 'open': {
+      const state = readState(r);
+      const count = r.u8();
+      check(count <= MAX_EVENTS_PER_ANSWER, 'events', () => `at most ${MAX_EVENTS_PER_ANSWER} per answer`);
+      const events: LockEvent[] = [];
+      for (let i = 0; i < count; i++) events.push(readEvent(r));
+      checkCarried(events, state);
+      return { op, state, events };
+    }
     case 'lock':
     case 'setMode':
     case 'getState':

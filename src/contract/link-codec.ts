@@ -35,6 +35,8 @@ const TYPE_EVENT = 0x40;
 const TYPE_ACCESS = 0x30;
 const TYPE_ACCESS_ANSWER = 0x31;
 const TYPE_OK = 0x80;
+/** Set in a request's type when an event acknowledgement (ack u32) follows the header. */
+const TYPE_ACK_FLAG = 0x40;
 const TYPE_ERROR = 0xc0;
 
 export type DecodeResult = Result<LinkMessage, FrameError>;
@@ -74,8 +76,11 @@ export function encodeMessage(m: LinkMessage): Uint8Array {
       w.u32(m.id, 'id', 1);
       w.choice(LOCK_ERROR_CODES, m.code, 'code');
     } else {
-      w.u8(opCode(m.type), 'type');
+      const acked = m.ack !== undefined;
+      check(!acked || m.type !== 'ackEvents', 'ack', 'not on ackEvents');
+      w.u8(opCode(m.type) | (acked ? TYPE_ACK_FLAG : 0), 'type');
       w.u32(m.id, 'id', 1);
+      if (acked) w.u32(m.ack as number, 'ack', 1);
       writeRequest(w, m);
     }
     return w.finish();
@@ -119,6 +124,12 @@ export function decodeMessage(bytes: Uint8Array): DecodeResult {
     } else if (op !== undefined && (type & 0xc0) === 0) {
       check(id !== 0, 'id', 'must not be 0 in a request');
       message = readRequest(r, op, id);
+    } else if (op !== undefined && (type & 0xc0) === TYPE_ACK_FLAG) {
+      // A request with the hub's event acknowledgement riding on it: ack u32 (≥ 1), then the body.
+      check(id !== 0, 'id', 'must not be 0 in a request');
+      check(op !== 'ackEvents', 'ack', 'not on ackEvents');
+      const ack = r.u32('ack', 1);
+      message = { ...readRequest(r, op, id), ack };
     } else {
       throw new Malformed('unknown-type', `unknown message type 0x${type.toString(16).padStart(2, '0')}`);
     }

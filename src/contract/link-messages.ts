@@ -8,6 +8,18 @@ export const MESSAGE_VERSION = 1;
 export const MAX_LINK_MESSAGE_LEN = 2048;
 export const MAX_OPEN_MS = 600_000;
 export const MAX_EVENTS_PER_BATCH = 16;
+/**
+ * Events an `open` answer carries (the events that command logged, docs/link-protocol.md "Frame
+ * budget"); the lock pushes any that would not fit one frame.
+ */
+export const MAX_EVENTS_PER_ANSWER = 4;
+/**
+ * The largest application message that, sealed (transport header 9, tag 16), is one ZigBee
+ * link-cluster fragment (77 bytes: one 802.15.4 frame without APS fragmentation) and one BLE write
+ * at an ATT MTU of 80 or more. The hub attaches an event acknowledgement to a request, and the lock
+ * carries events in an answer, only while the message stays within it.
+ */
+export const SINGLE_FRAME_MESSAGE_LEN = 52;
 export const MAX_CREDENTIAL_ID_LEN = 64;
 
 // Wire codes are the index in each list: append only, never reorder.
@@ -215,7 +227,14 @@ export type LockEventBody =
 /** `seq`: per-lock sequence number (u32); `at`: the lock's clock, Unix milliseconds. */
 export type LockEvent = { seq: number; at: number } & LockEventBody;
 
-export type Request =
+/**
+ * Every request may carry `ack`: the hub has stored the lock's events up to this sequence number
+ * durably, so the lock may forget them (what `ackEvents` says, riding on a frame the hub sends
+ * anyway). On the wire: the type's 0x40 bit, then ack u32 (≥ 1) after the header. Not on `ackEvents`.
+ */
+export type Request = RequestBodyOf & { ack?: number };
+
+type RequestBodyOf =
   | { type: 'open'; id: number; durationMs: number }
   | { type: 'lock'; id: number }
   | { type: 'setMode'; id: number; mode: LockMode }
@@ -243,7 +262,11 @@ export type FirmwareRequest =
   | { type: 'fwFinish'; id: number };
 
 export type OpResult =
-  | { op: 'open'; state: LockState }
+  /**
+   * `events`: the events this open logged, in sequence (at most MAX_EVENTS_PER_ANSWER, the last at
+   * most state.lastSeq), so no push follows the answer; those that would not fit one frame are pushed.
+   */
+  | { op: 'open'; state: LockState; events: LockEvent[] }
   | { op: 'lock'; state: LockState }
   | { op: 'setMode'; state: LockState }
   | { op: 'getState'; state: LockState }

@@ -12,7 +12,7 @@ import type { Quarantine } from './quarantine.js';
 interface Trigger {
   /** The lock's state, as an answer just carried it. */
   known?: LockState | undefined;
-  /** Events the lock pushed, as they arrived. */
+  /** Events the lock pushed or carried in an answer, as they arrived (sealed in the session). */
   pushed: LockEvent[];
 }
 
@@ -73,7 +73,9 @@ export class EventCollection {
     };
     poll = this.#ctx.clock.setTimeout(tick, this.#ctx.opts.pollMs);
     conn.link.onClose(() => this.#ctx.clock.clearTimeout(poll));
-    this.#schedulePull(lockId);
+    // The first collection waits a request's round trip: a command that opened this connection gets
+    // its answer first, and the state (and events) that answer carries spare asking for them.
+    this.soon(lockId, {}, this.#ctx.opts.retryMs);
   }
 
   /**
@@ -81,19 +83,33 @@ export class EventCollection {
    * answer) finishes its own durable commit and reply first; the events follow a moment later.
    * A trigger brings the lock's state as an answer just gave it, or an event the lock pushed.
    */
-  soon(lockId: string, trigger: { known?: LockState; pushed?: LockEvent } = {}): void {
+  soon(
+    lockId: string,
+    trigger: { known?: LockState; pushed?: LockEvent; carried?: LockEvent[] } = {},
+    delayMs = 0,
+  ): void {
+    const arrived = [...(trigger.pushed ? [trigger.pushed] : []), ...(trigger.carried ?? [])];
     const pending = this.#pullSoon.get(lockId);
     if (pending) {
       if (trigger.known) pending.known = trigger.known;
-      if (trigger.pushed) pending.pushed.push(trigger.pushed);
+      pending.pushed.push(...arrived);
       return;
     }
-    this.#pullSoon.set(lockId, { known: trigger.known, pushed: trigger.pushed ? [trigger.pushed] : [] });
+    this.#pullSoon.set(lockId, { known: trigger.known, pushed: arrived });
     this.#ctx.clock.setTimeout(() => {
       const t = this.#pullSoon.get(lockId);
       this.#pullSoon.delete(lockId);
       if (this.#connection(lockId)) this.#schedulePull(lockId, t);
-    }, 0);
+    }, delayMs);
+  }
+
+  /**
+   * An answer carried the lock's state and it reports nothing new: a collection waiting for its turn
+   * (the first one of a connection) takes it instead of asking for it.
+   */
+  noteState(lockId: string, state: LockState): void {
+    const pending = this.#pullSoon.get(lockId);
+    if (pending) pending.known = state;
   }
 
   /** Resolves once the collections running now have ended, however they end. */
@@ -124,28 +140,35 @@ export class EventCollection {
   }
 
   /**
-   * One collection. When the lock pushed exactly the events after what is stored — in sequence,
-   * no gap — and an answer of the same turn says they are all it has (its lastSeq is the last
-   * one's), they are stored as they came and acknowledged: a push is sealed in the session like
-   * any answer, so fetching them again would add nothing (a remote open: the `opened` push and
-   * the open's answer). Anything else — no such answer, a gap, a push lost or reordered on the
-   * radio, a session that has not yet acknowledged what was stored before a restart — is a pull.
+   * One collection. When the events that arrived sealed in this session — carried in an `open`
+   * answer, or pushed — are exactly the ones after what is stored, in sequence, and an answer of
+   * the same turn says they are all the lock has (its lastSeq is the last one's), they are stored
+   * as they came (one durable transaction) and their acknowledgement is owed to the lock: it rides
+   * on the hub's next request, or goes on its own once the link is idle (LockClient.oweAck) — never
+   * a round trip on the open path. Acknowledgements are cumulative, so one also covers events
+   * stored before a restart. Anything else — no such answer, a gap, a push lost or reordered on the
+   * radio, a poll, a new connection — is a pull.
    */
   async #collect(lockId: string, trigger?: Trigger): Promise<void> {
     const conn = this.#connection(lockId);
     if (!conn) return;
     const rec = this.#ctx.pairing.get(lockId);
-    const pushed = [...(trigger?.pushed ?? [])].sort((a, b) => a.seq - b.seq);
-    const last = pushed[pushed.length - 1];
+    const arrived = [...(trigger?.pushed ?? [])].sort((a, b) => a.seq - b.seq);
+    const last = arrived[arrived.length - 1];
+    const known = trigger?.known;
+    if (rec !== undefined && last === undefined && known !== undefined && known.lastSeq === rec.lastEventSeq) {
+      // An answer (a command that opened this connection) says nothing is waiting: nothing to fetch.
+      if (rec.lastEventSeq > 0) conn.client.oweAck(rec.lastEventSeq);
+      return;
+    }
     const inSequence =
       rec !== undefined &&
       last !== undefined &&
-      (rec.lastEventSeq === 0 || this.#ackedOnConnect.has(conn.client)) &&
-      pushed.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
-      trigger?.known?.lastSeq === last.seq;
-    if (!inSequence) return this.#pullEvents(lockId, trigger?.known);
-    this.#storeEvents(lockId, pushed);
-    await conn.client.request({ type: 'ackEvents', uptoSeq: last.seq });
+      arrived.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
+      known?.lastSeq === last.seq;
+    if (!inSequence) return this.#pullEvents(lockId, known);
+    this.#storeEvents(lockId, arrived);
+    conn.client.oweAck(last.seq);
   }
 
   /**
@@ -177,7 +200,7 @@ export class EventCollection {
       );
       return;
     }
-    if (rec.lastEventSeq > 0 && !this.#ackedOnConnect.has(conn.client)) {
+    if (rec.lastEventSeq > 0 && !this.#ackedOnConnect.has(conn.client) && conn.client.ackedUpto < rec.lastEventSeq) {
       // Events stored before a restart may never have been acknowledged: acknowledge them now.
       const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: rec.lastEventSeq });
       if (!acked.ok) return;

@@ -74,6 +74,11 @@ export class LinkContext {
   }
 
   clientOptions(): ClientOptions {
-    return { clock: this.clock, retryMs: this.opts.retryMs, attempts: this.opts.requestAttempts };
+    return {
+      clock: this.clock,
+      retryMs: this.opts.retryMs,
+      attempts: this.opts.requestAttempts,
+      ackDelayMs: this.opts.ackDelayMs,
+    };
   }
 }

@@ -1,4 +1,4 @@
-import type { Clock } from '../base/clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import { Listeners } from '../base/listeners.js';
 import { err, ok, type Result } from '../base/result.js';
@@ -14,6 +14,7 @@ import {
   type OpResultFor,
   type Request,
   type Response,
+  SINGLE_FRAME_MESSAGE_LEN,
 } from '../contract/link-messages.js';
 import type { SecureSession } from './session.js';
 
@@ -30,6 +31,11 @@ const ANSWER_CACHE_SIZE = 64;
 
 export interface ClientOptions {
   clock: Clock;
+  /**
+   * An acknowledgement of stored events waits this long for a request to ride on, then goes as an
+   * `ackEvents` of its own (docs/link-protocol.md "Frame budget"). Default 2000 ms.
+   */
+  ackDelayMs?: number;
   /** Wait this long for an answer before sending the request again (same id, freshly sealed). */
   retryMs: number;
   /** Give up after this many sends. */
@@ -58,6 +64,11 @@ export class LockClient {
   readonly #answers = new Map<number, { request: Uint8Array; answer: Uint8Array }>();
   #nextId = 1;
   #closed = false;
+  /** Events stored durably up to here and not yet acknowledged to the lock (0: none owed). */
+  #owedAck = 0;
+  #ackTimer: TimerHandle | undefined;
+  /** The highest acknowledgement the lock has answered on this session. */
+  #ackedUpto = 0;
   readonly counters = { undecodable: 0, unexpected: 0, duplicates: 0 };
 
   constructor(session: SecureSession, opts: ClientOptions) {
@@ -84,11 +95,63 @@ export class LockClient {
     return this.#closed;
   }
 
+  /** The acknowledgement owed to the lock, 0 when none (for tests and the collection). */
+  get owedAck(): number {
+    return this.#owedAck;
+  }
+
+  /** The highest acknowledgement the lock has answered ok on this session (0: none). */
+  get ackedUpto(): number {
+    return this.#ackedUpto;
+  }
+
+  /**
+   * The lock's events up to `uptoSeq` are stored durably: tell the lock, on the next request that
+   * has room for it (one frame), or with an `ackEvents` of its own once ackDelayMs passes without one.
+   * Acknowledgements are cumulative, so only the highest owed one is kept.
+   */
+  oweAck(uptoSeq: number): void {
+    if (this.#closed || uptoSeq <= this.#owedAck || uptoSeq <= this.#ackedUpto) return;
+    this.#owedAck = uptoSeq;
+    this.#armAck();
+  }
+
+  #armAck(): void {
+    if (this.#ackTimer !== undefined || this.#closed) return;
+    this.#ackTimer = this.#opts.clock.setTimeout(() => {
+      this.#ackTimer = undefined;
+      const upto = this.#owedAck;
+      if (upto === 0 || this.#closed) return;
+      // Not answered (lost, refused): still owed, tried again after the same delay.
+      void this.request({ type: 'ackEvents', uptoSeq: upto }).then(() => {
+        if (this.#owedAck > 0) this.#armAck();
+      });
+    }, this.#opts.ackDelayMs ?? 2_000);
+  }
+
+  /** The lock answered a request that acknowledged up to `upto`: nothing below is owed any more. */
+  #acked(upto: number): void {
+    this.#ackedUpto = Math.max(this.#ackedUpto, upto);
+    if (upto < this.#owedAck) return;
+    this.#owedAck = 0;
+    if (this.#ackTimer !== undefined) this.#opts.clock.clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+  }
+
+  /** The request's bytes, with the owed acknowledgement riding on it when the message stays one frame. */
+  #encode(body: RequestBody, id: number): { bytes: Uint8Array; ack: number } {
+    const plain = encodeMessage({ ...body, id } as Request);
+    const ack = this.#owedAck;
+    if (ack === 0 || body.type === 'ackEvents') return { bytes: plain, ack: 0 };
+    const acked = encodeMessage({ ...body, id, ack } as Request);
+    return acked.length <= SINGLE_FRAME_MESSAGE_LEN ? { bytes: acked, ack } : { bytes: plain, ack: 0 };
+  }
+
   async request<O extends Operation>(body: RequestBody<O>): Promise<Result<OpResultFor<O>, RequestError>> {
     if (this.#closed) return err({ code: 'closed', message: 'the session is closed' });
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
-    const bytes = encodeMessage({ ...body, id } as Request);
+    const { bytes, ack } = this.#encode(body, id);
     const reply = this.#replies.wait((m) =>
       m.id === id && (m.type === 'error' || m.result.op === body.type) ? m : undefined,
     );
@@ -104,6 +167,10 @@ export class LockClient {
     this.#inFlight.delete(id);
     const r = await reply.result;
     if (!r.ok) return r;
+    // Only an ok says the lock applied the acknowledgement (an error may be that it did not): until
+    // then it stays owed, and the delayed ackEvents carries it.
+    const upto = 'uptoSeq' in body && typeof body.uptoSeq === 'number' ? body.uptoSeq : ack;
+    if (upto > 0 && r.value.type === 'ok') this.#acked(upto);
     if (r.value.type === 'error') {
       const lockCode = r.value.code;
       return err({ code: 'lock-error', lockCode, message: `the lock answered ${body.type} with ${lockCode}` });
@@ -117,6 +184,8 @@ export class LockClient {
 
   #fail(message: string): void {
     this.#closed = true;
+    if (this.#ackTimer !== undefined) this.#opts.clock.clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
     this.#replies.cancelAll({ code: 'closed', message });
   }
 

@@ -1,5 +1,11 @@
 import { HubError } from '../base/errors.js';
-import { FIRMWARE_OPERATIONS, type LockState, type Operation, type OpResultFor } from '../contract/link-messages.js';
+import {
+  FIRMWARE_OPERATIONS,
+  type LockEvent,
+  type LockState,
+  type Operation,
+  type OpResultFor,
+} from '../contract/link-messages.js';
 import type { Connections } from './connections.js';
 import type { EventCollection } from './event-collection.js';
 import type { LinkContext } from './link-context.js';
@@ -72,10 +78,13 @@ export class LockRequests {
       }
       throw requestError(lockId, body.type, r.error);
     }
-    const state = (r.value as { state?: LockState }).state;
+    const { state, events } = r.value as { state?: LockState; events?: LockEvent[] };
     if (state) {
       this.#reports.changed(lockId, state);
-      if (state.lastSeq > (pairing.get(lockId)?.lastEventSeq ?? 0)) this.#events.soon(lockId, { known: state });
+      // An open's answer carries the events it logged: stored and acknowledged without another exchange.
+      if (state.lastSeq > (pairing.get(lockId)?.lastEventSeq ?? 0))
+        this.#events.soon(lockId, { known: state, ...(events ? { carried: events } : {}) });
+      else this.#events.noteState(lockId, state);
     }
     return r.value;
   }

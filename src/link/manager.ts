@@ -51,6 +51,11 @@ export interface LinkOptions {
   quarantineAfter: number;
   /** A connected lock is asked for its state this often, so an event whose push was lost is still collected. */
   pollMs: number;
+  /**
+   * An acknowledgement of stored events rides on the hub's next request; with none within this
+   * long it goes as an `ackEvents` of its own (docs/link-protocol.md "Frame budget").
+   */
+  ackDelayMs: number;
 }
 
 export const DEFAULT_LINK_OPTIONS: LinkOptions = {
@@ -63,6 +68,7 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   reconnectMaxMs: 60_000,
   quarantineAfter: 3,
   pollMs: 30_000,
+  ackDelayMs: 2_000,
 };
 
 /** The hub's decision on one of a lock's access requests (never throws; a throw is answered as a refusal). */

@@ -60,6 +60,10 @@ export interface HciEmulatorCounters extends H4Counters {
   /** Packets received while stalled (not answered). */
   ignoredWhileStalled: number;
   notifications: number;
+  /** Writes of the frames characteristic (one link fragment each), with or without response. */
+  frameWrites: number;
+  /** Write Responses to those writes (an ATT PDU back per write when the host writes with response). */
+  frameWriteResponses: number;
   droppedNotifications: number;
   corruptedNotifications: number;
   /** Peripherals whose advertisement could not be encoded (a device id too long for a scan response). */
@@ -114,6 +118,8 @@ export class HciEmulator implements PeripheralHost {
       malformedAtt: 0,
       ignoredWhileStalled: 0,
       notifications: 0,
+      frameWrites: 0,
+      frameWriteResponses: 0,
       droppedNotifications: 0,
       corruptedNotifications: 0,
       unadvertisable: 0,

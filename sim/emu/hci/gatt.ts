@@ -65,6 +65,8 @@ export interface GattCounters {
   /** ATT PDUs the GATT server could not parse (too short for their opcode). */
   malformedAtt: number;
   notifications: number;
+  frameWrites: number;
+  frameWriteResponses: number;
   droppedNotifications: number;
   corruptedNotifications: number;
 }
@@ -254,7 +256,11 @@ export class GattServer {
       if (op === ATT.writeReq) this.#o.send(c.handle, Buffer.from([ATT.writeResp]));
       if (c.subscribed) for (const n of c.held.splice(0)) this.notify(c, n, true);
     } else if (handle === H_VALUE) {
-      if (op === ATT.writeReq) this.#o.send(c.handle, Buffer.from([ATT.writeResp]));
+      this.#o.counters.frameWrites++;
+      if (op === ATT.writeReq) {
+        this.#o.counters.frameWriteResponses++;
+        this.#o.send(c.handle, Buffer.from([ATT.writeResp]));
+      }
       const frame = c.reassembler.push(value);
       if (frame) c.end.receive(frame);
     } else if (op === ATT.writeReq) {

@@ -114,7 +114,8 @@ export class ZnpAir {
       for (const device of this.members()) {
         // A device that just joined answers its interview before it reports: a report from an address
         // the host does not know yet sends herdsman hunting for it (an IEEE address request).
-        if (device.inRange && now - device.joinedAt >= this.#o.advertiseIntervalMs) this.firmware.advertise(device);
+        if (device.inRange && now - device.joinedAt >= this.#o.advertiseIntervalMs && this.firmware.advertise(device))
+          this.#o.counters.airAdvertisements++;
       }
     }
   }
@@ -155,6 +156,7 @@ export class ZnpAir {
   /** A frame from a device to the coordinator: an AF incoming message to the host. */
   fromDevice(device: EmuDevice, clusterId: number, data: Buffer, dstEndpoint = 1): boolean {
     if (!this.isReachable(device) || !this.#networkUp()) return false;
+    this.#o.counters.airFramesFromDevices++;
     if (this.#airDrops()) return true;
     this.#o.serial.areq(Subsystem.AF, 'incomingMsg', {
       groupid: 0,
@@ -189,6 +191,7 @@ export class ZnpAir {
       return;
     }
     this.#o.nv.advanceFrameCounter();
+    this.#o.counters.airFramesToDevices++;
     if (this.#airDrops()) return;
     this.#o.later(3, () => this.firmware.receive(device, srcEp, clusterId, data));
   }

@@ -39,6 +39,11 @@ export interface ZnpCounters {
   linkRejected: number;
   linkFramesWithoutLink: number;
   dataRequestsNoAck: number;
+  /** ZCL frames the coordinator put on the air to a joined device (any cluster), and from devices. */
+  airFramesToDevices: number;
+  airFramesFromDevices: number;
+  /** Of those from devices: the periodic genBasic modelId reports (the locks' "advertisements"). */
+  airAdvertisements: number;
 }
 
 export function zeroCounters(): ZnpCounters {
@@ -64,5 +69,8 @@ export function zeroCounters(): ZnpCounters {
     linkRejected: 0,
     linkFramesWithoutLink: 0,
     dataRequestsNoAck: 0,
+    airFramesToDevices: 0,
+    airFramesFromDevices: 0,
+    airAdvertisements: 0,
   };
 }

@@ -86,12 +86,12 @@ export class LockFirmware {
   }
 
   /** The lock's "advertisement": a genBasic modelId report naming it and its attach mode. */
-  advertise(device: EmuDevice): void {
+  advertise(device: EmuDevice): boolean {
     const advertisement = device.options.advertisement();
-    if (!advertisement) return;
+    if (!advertisement) return false;
     const modelId = Buffer.from(encodeModelId(advertisement.deviceId, advertisement.attachMode), 'ascii');
     const payload = Buffer.concat([Buffer.from([0x05, 0x00, ZCL_CHAR_STRING, modelId.length]), modelId]);
-    this.#send(
+    return this.#send(
       device,
       GEN_BASIC_CLUSTER_ID,
       this.#zcl(device, { global: true, command: ZCL_REPORT_ATTRIBUTES, payload }),

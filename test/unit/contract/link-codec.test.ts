@@ -83,7 +83,10 @@ const messages: LinkMessage[] = [
   },
   { type: 'accessAnswer', id: 3, grant: true, reason: 'granted', credentialId: 'key-1' },
   { type: 'accessAnswer', id: 4, grant: false, reason: 'unknown-credential', credentialId: null },
-  { type: 'ok', id: 1, result: { op: 'open', state } },
+  { type: 'ok', id: 1, result: { op: 'open', state, events: [] } },
+  { type: 'ok', id: 1, result: { op: 'open', state, events: events.slice(0, 4) } },
+  { type: 'open', id: 1, durationMs: 3000, ack: 1 },
+  { type: 'getEvents', id: 5, sinceSeq: 3, ack: 0xffff_ffff },
   { type: 'ok', id: 2, result: { op: 'lock', state: { ...state, bolt: 'locked', doorOpen: false } } },
   { type: 'ok', id: 3, result: { op: 'setMode', state: { ...state, mode: 'locked' } } },
   { type: 'ok', id: 4, result: { op: 'getState', state: { ...state, batteryPercent: 0, lastSeq: 0, time: 0 } } },
@@ -212,7 +215,7 @@ describe('link application frames', () => {
     });
 
     it('an unknown message type', () => {
-      for (const type of ['00', '1f', '32', '3f', '41', '80', '9f', 'c1', 'ff']) {
+      for (const type of ['00', '1f', '32', '3f', '70', '71', '7f', '80', '9f', 'c1', 'ff']) {
         expect(rejection(decodeHex('01' + type + '00000001'))).toBe('unknown-type');
       }
     });

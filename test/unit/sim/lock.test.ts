@@ -298,13 +298,55 @@ describe('SimLock requests', () => {
     expect(savedAtAnswer?.events.map((e) => e.seq)).toEqual([1]);
     const events = w.lock.events();
     expect(events).toEqual([{ type: 'opened', by: 'remote', credentialId: null, seq: 1, at: expect.any(Number) }]);
-    expect(w.hubApi.pushed).toEqual(events);
+    // The answer carries the open's event: no push follows it (docs/link-protocol.md "Frame budget").
+    expect(result).toMatchObject({ events });
+    expect(w.hubApi.pushed).toEqual([]);
     await w.clock.advance(4_000);
     expect(w.lock.state().bolt).toBe('unlocked');
     await w.clock.advance(1_100);
     expect(w.lock.state().bolt).toBe('locked');
     // Relocking is a state change, not an event.
     expect(w.lock.events()).toHaveLength(1);
+  });
+
+  it('forgets acknowledged events when an acknowledgement rides on a request, before carrying it out', async () => {
+    const w = await attached('ack-rides');
+    const first = await w.hubApi.ok({ type: 'open', durationMs: 5_000 });
+    expect(first).toMatchObject({ op: 'open', events: [{ seq: 1 }] });
+    const door = w.lock.setDoor(true);
+    const second = await w.hubApi.ok({ type: 'open', durationMs: 5_000, ack: 1 });
+    // The ack of 1 forgot the first open's event; the door event (2) and this open's (3) are kept.
+    expect(second).toMatchObject({ op: 'open', state: { lastSeq: 3 }, events: [{ seq: 3 }] });
+    expect(w.lock.events().map((e) => e.seq)).toEqual([door?.seq, 3]);
+    expect(await w.hubApi.ok({ type: 'getState', ack: 3 })).toMatchObject({ op: 'getState' });
+    expect(w.lock.events()).toEqual([]);
+    expect(w.lock.requestCounts().handled.ackEvents).toBe(0);
+  });
+
+  it('refuses a request whose acknowledgement is beyond its newest event, changing nothing', async () => {
+    const w = await attached('ack-beyond');
+    await w.hubApi.ok({ type: 'open', durationMs: 5_000 });
+    await w.hubApi.ok({ type: 'lock' });
+    const before = w.lock.events();
+    for (const ack of [2, 0xffff_ffff]) {
+      const r = await w.hubApi.request({ type: 'open', durationMs: 5_000, ack });
+      expect(r).toMatchObject({ type: 'error', code: 'bad-request' });
+    }
+    expect(w.lock.events()).toEqual(before);
+    expect(w.lock.state().bolt).toBe('locked');
+    expect(w.lock.state().lastSeq).toBe(1);
+  });
+
+  it('a resent request id with another acknowledgement is refused, and that acknowledgement not applied', async () => {
+    const w = await attached('ack-resent');
+    await w.hubApi.ok({ type: 'open', durationMs: 5_000 });
+    const id = w.hubApi.nextId();
+    expect(await w.hubApi.request({ type: 'getState' }, { id })).toMatchObject({ type: 'ok' });
+    expect(await w.hubApi.request({ type: 'getState', ack: 1 }, { id })).toMatchObject({
+      type: 'error',
+      code: 'bad-request',
+    });
+    expect(w.lock.events().map((e) => e.seq)).toEqual([1]);
   });
 
   it('executes a request id sent again only once and answers it from the cache', async () => {
