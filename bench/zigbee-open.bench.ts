@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -71,10 +71,11 @@ const USER_HZ = 100;
  *   divided by the opens: everything an open sets off in the hub (answer, event, lock state, their
  *   commits and publishes), with the little the hub does idle in that time (zigbee.daemonIdleCpu
  *   gives its rate).
- * - ble.*: the same for the BLE lock (real noble over a socat PTY to the HCI emulator).
+ * - ble.*: the same for the BLE lock (real noble over a socat PTY to the HCI emulator), with a
+ *   daemon of its own that has only BLE configured (the ZigBee daemon only ZigBee).
  *
  * IQHUB_OPEN_BENCH_PROF=DIR: the daemon runs with --cpu-prof into DIR, and the bench writes
- * DIR/windows.json (each lock's measured stretch, in the profile's clock: CLOCK_MONOTONIC µs) for
+ * DIR/windows.json (each daemon's pid and measured stretch, in the profile's clock: CLOCK_MONOTONIC µs) for
  * `node dist/bench/profile-window.js` to read the profile of the opens alone.
  */
 export const zigbeeOpenBench: Benchmark = benchmarkInTempDir(
@@ -86,8 +87,14 @@ export const zigbeeOpenBench: Benchmark = benchmarkInTempDir(
     const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
     const b = await broker(join(dir, 'pki'), pki);
     const emulators = await startEmulators(socat);
+    const windows: Windows = {};
     try {
-      await measure(dir, b, pki, emulators, metrics);
+      // One daemon per radio, only that radio configured: the ZigBee figures carry no BLE scanning
+      // (the emulated BLE locks advertise every 50 ms), as a ZigBee-only hub (and the peer) would.
+      await measure(join(dir, 'zigbee'), 'zigbee', ZB, b, pki, emulators, metrics, windows);
+      await measure(join(dir, 'ble'), 'ble', BLE, b, pki, emulators, metrics, windows);
+      const profDir = process.env.IQHUB_OPEN_BENCH_PROF;
+      if (profDir) writeFileSync(join(profDir, 'windows.json'), `${JSON.stringify(windows, null, 2)}\n`);
     } finally {
       await emulators.close();
       await b.close();
@@ -149,15 +156,22 @@ function cpuMs(pid: number): number {
 /** CLOCK_MONOTONIC in µs: the clock of a V8 CPU profile's timestamps. */
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
+/** Each radio's measured stretch, in the daemon's CPU profile clock (CLOCK_MONOTONIC µs), and the daemon's pid. */
+type Windows = Record<string, { pid: number; fromUs: number; toUs: number; opens: number }>;
+
 async function measure(
   dir: string,
+  prefix: 'zigbee' | 'ble',
+  lock: SiteLockSpec,
   b: Broker,
   pki: DevPkiPaths,
   emulators: Emulators,
   metrics: Record<string, Metric>,
+  windows: Windows,
 ): Promise<void> {
   const v5 = b.kind.startsWith('mosquitto');
   if (!v5) process.stderr.write(`zigbee: mosquitto is not installed; measured through ${b.kind}\n`);
+  mkdirSync(dir, { recursive: true });
   const config = join(dir, 'config.yaml');
   const radios = emulators.radios as { ble: { uartPath: string }; zigbee: { port: string } };
   writeFileSync(
@@ -178,23 +192,20 @@ async function measure(
       'commands:',
       `  otpKeyFile: ${pki.otpKey}`,
       'radios:',
-      '  ble:',
-      '    enabled: true',
-      '    transport: uart',
-      `    uartPath: ${radios.ble.uartPath}`,
-      '  zigbee:',
-      '    enabled: true',
-      `    port: ${radios.zigbee.port}`,
+      ...(prefix === 'ble'
+        ? ['  ble:', '    enabled: true', '    transport: uart', `    uartPath: ${radios.ble.uartPath}`]
+        : ['  zigbee:', '    enabled: true', `    port: ${radios.zigbee.port}`]),
       '',
     ].join('\n'),
   );
   const profDir = process.env.IQHUB_OPEN_BENCH_PROF;
-  const env = profDir
-    ? { IQHUB_DAEMON_NODE_ARGS: `${process.env.IQHUB_DAEMON_NODE_ARGS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}` }
-    : {};
-  const windows: Record<string, { fromUs: number; toUs: number; opens: number }> = {};
   const cloud = new ReferenceCloud();
-  const daemon = start(['run', '--config', config], env, DAEMON);
+  // start() takes the daemon's node flags from this process's IQHUB_DAEMON_NODE_ARGS.
+  const nodeArgs = process.env.IQHUB_DAEMON_NODE_ARGS;
+  if (profDir) process.env.IQHUB_DAEMON_NODE_ARGS = `${nodeArgs ?? ''} --cpu-prof --cpu-prof-dir=${profDir}`;
+  const daemon = start(['run', '--config', config], {}, DAEMON);
+  if (nodeArgs === undefined) delete process.env.IQHUB_DAEMON_NODE_ARGS;
+  else process.env.IQHUB_DAEMON_NODE_ARGS = nodeArgs;
   const pid = daemon.child.pid ?? 0;
   const bare = await client(b.url, pki, 'cloud', v5);
   let stopProbe: (() => Promise<void>) | undefined;
@@ -204,11 +215,9 @@ async function measure(
     await daemon.waitForOutput('iq-hub ready', 60_000);
     const call = (method: string, params: Record<string, unknown> = {}) =>
       callDaemon(join(dir, 'run', 'control.sock'), method, params, 90_000);
-    await waitRadios(call);
-    for (const lock of [ZB, BLE]) {
-      await emulators.ask({ card: lock.deviceId });
-      await call('locks.attach', { deviceId: lock.deviceId, setupCode: lock.setupCode, timeoutMs: 60_000 });
-    }
+    await waitRadio(call, `radio.${prefix}`);
+    await emulators.ask({ card: lock.deviceId });
+    await call('locks.attach', { deviceId: lock.deviceId, setupCode: lock.setupCode, timeoutMs: 60_000 });
     await cloud.waitFor((c) => c.status(HUB)?.state === 'online', 10_000, 'the hub online');
     stopProbe = await startResponder({
       url: b.url,
@@ -246,12 +255,9 @@ async function measure(
     // The daemon's CPU while nothing happens (timers, keep-alives), over 2 s.
     const idleFrom = cpuMs(pid);
     await new Promise((r) => setTimeout(r, 2000));
-    metrics['zigbee.daemonIdleCpu'] = { unit: 'ms CPU/s', value: round((cpuMs(pid) - idleFrom) / 2) };
+    metrics[`${prefix}.daemonIdleCpu`] = { unit: 'ms CPU/s', value: round((cpuMs(pid) - idleFrom) / 2) };
 
-    for (const [prefix, lock] of [
-      ['zigbee', ZB],
-      ['ble', BLE],
-    ] as const) {
+    {
       const opened = () => cloud.events(HUB).filter((e) => e.lockId === lock.deviceId && e.type === 'opened').length;
       let done = opened();
       const open = async (): Promise<number> => {
@@ -275,6 +281,7 @@ async function measure(
       const before = (await emulators.ask({ opens: lock.deviceId })).opens ?? 0;
       const opens: number[] = [];
       const rtts: number[] = [];
+      const during = whileMeasuring(prefix, pid);
       const fromUs = monotonicUs();
       const cpuFrom = cpuMs(pid);
       const emuFrom = cpuMs(emulators.pid);
@@ -286,7 +293,8 @@ async function measure(
       const cpu = cpuMs(pid) - cpuFrom;
       const emuCpu = cpuMs(emulators.pid) - emuFrom;
       const wall = performance.now() - wallFrom;
-      windows[prefix] = { fromUs, toUs: monotonicUs(), opens: OPENS };
+      windows[prefix] = { pid, fromUs, toUs: monotonicUs(), opens: OPENS };
+      await during();
       const handled = ((await emulators.ask({ opens: lock.deviceId })).opens ?? 0) - before;
       if (handled !== OPENS) throw new Error(`${prefix}: the lock handled ${handled} opens, not ${OPENS}`);
       const rtt = percentile(
@@ -314,18 +322,35 @@ async function measure(
     await daemon.exit;
     await cloud.close();
   }
-  if (profDir) writeFileSync(join(profDir, 'windows.json'), `${JSON.stringify(windows, null, 2)}\n`);
 }
 
-/** Until `iqhub status` shows both radios running (herdsman and noble start after READY). */
-async function waitRadios(call: (method: string) => Promise<unknown>): Promise<void> {
+/**
+ * IQHUB_OPEN_BENCH_DURING='a shell command': run over each measured stretch with PID (the daemon's)
+ * and RADIO in its environment, interrupted (SIGINT) at its end — e.g. `perf record -g -p $PID -o
+ * /tmp/$RADIO.perf` with IQHUB_DAEMON_NODE_ARGS=--perf-basic-prof. Returns what ends it.
+ */
+function whileMeasuring(radio: string, pid: number): () => Promise<void> {
+  const command = process.env.IQHUB_OPEN_BENCH_DURING;
+  if (!command) return async () => {};
+  const child = spawn('sh', ['-c', `exec ${command}`], {
+    env: { ...process.env, PID: String(pid), RADIO: radio },
+    stdio: 'inherit',
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return async () => {
+    child.kill('SIGINT');
+    await exited;
+  };
+}
+
+/** Until `iqhub status` shows the radio running (herdsman and noble start after READY). */
+async function waitRadio(call: (method: string) => Promise<unknown>, name: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const status = (await call('status')) as { components?: { name: string; state: string }[] };
-    const running = (name: string) => status.components?.some((c) => c.name === name && c.state === 'running');
-    if (running('radio.ble') && running('radio.zigbee')) return;
+    if (status.components?.some((c) => c.name === name && c.state === 'running')) return;
     if (Date.now() > deadline)
-      throw new Error(`zigbee bench: radios not running: ${JSON.stringify(status.components)}`);
+      throw new Error(`zigbee bench: ${name} not running: ${JSON.stringify(status.components)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
