@@ -116,3 +116,21 @@ for (const target of (process.env.IQHUB_PROFILE_CALLERS ?? '').split(',').filter
   for (const [k, us] of [...stacks].sort((a, b) => b[1] - a[1]).slice(0, 8))
     console.log(`  ${perOpen(us).padStart(7)}  ${k}`);
 }
+
+/** IQHUB_PROFILE_INCLUSIVE=fn1,fn2: each function's inclusive time (a sample counts once however deep it recurses). */
+const inclusiveOf = (process.env.IQHUB_PROFILE_INCLUSIVE ?? '').split(',').filter(Boolean);
+if (inclusiveOf.length > 0) {
+  const sums = new Map<string, number>(inclusiveOf.map((f) => [f, 0]));
+  for (const [id, us] of self) {
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const fn = byId.get(cur)?.callFrame.functionName ?? '';
+      if (sums.has(fn) && !seen.has(fn)) {
+        seen.add(fn);
+        sums.set(fn, (sums.get(fn) ?? 0) + us);
+      }
+    }
+  }
+  console.log('\ninclusive time of the named functions, ms per open');
+  for (const [fn, us] of sums) console.log(`  ${perOpen(us).padStart(7)}  ${fn}`);
+}
