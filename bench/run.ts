@@ -17,6 +17,7 @@ import { metricsBench } from './metrics.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
+import { zigbeeOpenBench } from './zigbee-open.bench.js';
 
 export const benchmarks: Benchmark[] = [
   storeCommit,
@@ -30,6 +31,7 @@ export const benchmarks: Benchmark[] = [
   metricsBench,
   firmwareBench,
   (await import('./frames.bench.js')).framesBench,
+  zigbeeOpenBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

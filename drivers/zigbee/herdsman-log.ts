@@ -37,8 +37,9 @@ export function herdsmanLogger(
     if (admitted) log[level](admitted.repeated ? { ns, repeated: admitted.repeated } : { ns }, t);
   };
   return {
+    // Called for every frame: the level (off in production) is checked before anything else.
     debug: (m, ns) => {
-      if (!dropped(ns) && log.isLevelEnabled('debug')) log.debug({ ns }, text(m));
+      if (log.isLevelEnabled('debug') && !dropped(ns)) log.debug({ ns }, text(m));
     },
     info: (m, ns) => {
       if (!dropped(ns)) once('info', m, ns);

@@ -1,7 +1,7 @@
 import type { AheadTicket } from '../../hal/uplink.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { EventDelivery, PublishedEvent } from '../events/delivery.js';
-import type { Outbox } from '../events/outbox.js';
+import type { EventBatch, Outbox, QueuedMessage } from '../events/outbox.js';
 import type { Logger } from '../log/logger.js';
 import type { PublishResult, UplinkClient } from './mqtt-client.js';
 
@@ -31,6 +31,15 @@ export interface PublisherOptions {
   /** After the broker refused events: publish events again after this long, doubling up to `refusedMaxMs`. */
   refusedBaseMs?: number;
   refusedMaxMs?: number;
+}
+
+/**
+ * What a drain step read of the kind it did not take (null: none queued), still true on the next
+ * step while the drain has not yielded: nothing is queued, removed or reset but from another task.
+ */
+interface Lookahead {
+  batch?: EventBatch | null;
+  message?: QueuedMessage | null;
 }
 
 interface Unit {
@@ -258,24 +267,34 @@ export class Publisher {
 
   async #drain(): Promise<void> {
     const generation = this.#generation;
+    let seen: Lookahead = {};
     for (;;) {
       if (this.#stopped || this.#halted || generation !== this.#generation || !this.#client.connected) return;
       if (this.#inflight.size >= this.#max) {
         await Promise.race(this.#inflight);
+        seen = {};
         continue;
       }
-      const unit = this.#next();
+      const unit = this.#next(seen);
       if (!unit) return;
       this.#send(unit, generation);
     }
   }
 
-  #next(): Unit | undefined {
+  /**
+   * The oldest queued row not yet sent: a message, or a batch of events. `seen` holds what the
+   * previous step of the same synchronous stretch read of the kind it did not take (the outbox
+   * has not changed since: a drain step runs no other task), so each step reads one kind, not two.
+   */
+  #next(seen: Lookahead): Unit | undefined {
     const batch =
-      this.#eventsPaused === undefined
-        ? this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent)
-        : undefined;
-    let msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
+      this.#eventsPaused !== undefined
+        ? undefined
+        : seen.batch !== undefined
+          ? (seen.batch ?? undefined)
+          : this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent);
+    let msg =
+      seen.message !== undefined ? (seen.message ?? undefined) : this.#outbox.nextMessages(1, this.#afterMessage)[0];
     while (msg && this.#ahead.has(msg.id)) {
       this.#afterMessage = msg.id;
       msg = this.#outbox.nextMessages(1, this.#afterMessage)[0];
@@ -283,8 +302,12 @@ export class Publisher {
     const firstEvent = batch?.ids[0];
     if (msg && (firstEvent === undefined || msg.id < firstEvent)) {
       this.#afterMessage = msg.id;
+      seen.batch = batch ?? null;
+      seen.message = undefined;
       return { kind: 'message', ids: [msg.id], topic: msg.topic, payload: msg.payload, retain: msg.retain };
     }
+    seen.message = msg ?? null;
+    seen.batch = undefined;
     if (!batch) return undefined;
     this.#afterEvent = batch.ids[batch.ids.length - 1] ?? this.#afterEvent;
     return {

@@ -4,7 +4,7 @@ import { HubError } from '../../../src/base/errors.js';
 import { SeededRandom } from '../../../src/base/random.js';
 import { Sealer } from '../../../src/crypto/seal.js';
 import { Secret } from '../../../src/crypto/secret.js';
-import { createLogger } from '../../../src/log/logger.js';
+import { createLogger, redactSecrets } from '../../../src/log/logger.js';
 import { formatLine } from '../../../src/log/pretty.js';
 
 function capture(pretty: boolean) {
@@ -47,6 +47,38 @@ describe('logging never carries a secret', () => {
       for (const secret of [PIN, SETUP, KEY_HEX, sealed]) expect(out).not.toContain(secret);
     });
   }
+
+  it("a child logger's bindings, secrets in arrays and at the third level are redacted; the caller's object is left as it was", () => {
+    const { log, text } = capture(false);
+    log.child({ setupCode: SETUP, lock: { pin: PIN } }).info('child bindings');
+    const fields = {
+      locks: [{ setupCode: SETUP }, { id: 'L2' }],
+      a: { b: { key: KEY_HEX } },
+      deep: { a: { b: { c: 1 } } },
+    };
+    log.info(fields, 'arrays and depth');
+    const out = text();
+    for (const secret of [PIN, SETUP, KEY_HEX]) expect(out).not.toContain(secret);
+    const line = JSON.parse(out.trim().split('\n')[1] ?? '') as Record<string, unknown>;
+    expect(line.locks).toEqual([{ setupCode: '[redacted]' }, { id: 'L2' }]);
+    expect(line.a).toEqual({ b: { key: '[redacted]' } });
+    expect(line.deep).toEqual({ a: { b: { c: 1 } } });
+    expect(fields.locks[0]?.setupCode).toBe(SETUP);
+    expect(fields.a.b.key).toBe(KEY_HEX);
+  });
+
+  it('an object without a secret field is passed on as it is (no copy); an Error keeps its class and message', () => {
+    const plain = { cmdId: 'c1', op: 'open', lock: { id: 'L1' } };
+    expect(redactSecrets(plain)).toBe(plain);
+    const e = Object.assign(new HubError('noise.decrypt', 'refused'), { key: KEY_HEX });
+    const out = redactSecrets({ err: e }).err as HubError & { key: string };
+    expect(out).toBeInstanceOf(HubError);
+    expect(out.message).toBe('refused');
+    expect(out.key).toBe('[redacted]');
+    expect(e.key).toBe(KEY_HEX);
+    const bytes = new Uint8Array(4);
+    expect(redactSecrets({ bytes }).bytes).toBe(bytes);
+  });
 
   it('a logged HubError carries its code and message but not its cause', () => {
     const { log, text } = capture(false);
