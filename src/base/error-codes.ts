@@ -398,6 +398,11 @@ export const ERROR_CODES = {
   'otp-key.malformed': 'the cloud must seal exactly the 32-byte OTP key',
   'sync.request-not-sent':
     'the uplink is down or the broker refused sync/request: send syncNow again once the hub is online',
+  // The demo as a package of its own, and its external broker (issue 18: iq-hub-demo, iqhub demo --broker).
+  'demo.not-installed':
+    'install the package iq-hub-demo of the same version as iq-hub (built beside it by npm run package); a production hub does not need it',
+  'demo.broker':
+    'give --broker an mqtts:// URL and --broker-pki a directory as `iqhub pki dev` writes it (ca.crt, hub.crt, hub.key, cloud.crt, cloud.key)',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;
