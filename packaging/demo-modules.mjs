@@ -34,7 +34,8 @@ function closure(start) {
     for (const d of Object.keys({ ...e.dependencies, ...e.optionalDependencies })) {
       const r = resolve(p, d);
       if (r) todo.push(r);
-      else if (!e.optionalDependencies?.[d]) throw new Error(`demo-modules: ${p} needs ${d}, which the lock file does not have`);
+      else if (!e.optionalDependencies?.[d])
+        throw new Error(`demo-modules: ${p} needs ${d}, which the lock file does not have`);
     }
   }
   return seen;
