@@ -407,6 +407,11 @@ export const ERROR_CODES = {
   'backup.restore-key.owner':
     "the restore key must belong to the daemon's user: chown it as root, or make a new request",
   'backup.restore-key.too-large': 'the restore key is 64 bytes: remove <data>/restore and make a new request',
+  // The demo as a package of its own, and its external broker (issue 18: iq-hub-demo, iqhub demo --broker).
+  'demo.not-installed':
+    'install the package iq-hub-demo of the same version as iq-hub (built beside it by npm run package); a production hub does not need it',
+  'demo.broker':
+    'give --broker an mqtts:// URL and --broker-pki a directory as `iqhub pki dev` writes it (ca.crt, hub.crt, hub.key, cloud.crt, cloud.key)',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

@@ -9,6 +9,7 @@ import { type HubStatus, SOCKET_NAME } from '../contract/control-socket.js';
 import { ID_PATTERN } from '../contract/mqtt-topics.js';
 import { callDaemon } from '../control-socket/socket-client.js';
 import { cliError, exitCodeOf, formatCliError } from './cli-error.js';
+import { addDemoCommand, loadDemoPart } from './demo-package.js';
 import {
   formatCommands,
   formatDiag,
@@ -57,7 +58,8 @@ program
     process.exitCode = await runDaemon({
       configPath: o.config,
       logPretty: o.logPretty,
-      simulation: async () => (await import('../demo/simulated-site.js')).simulatedSite,
+      simulation: async () =>
+        (await loadDemoPart('simulation', () => import('../demo/simulated-site.js'))).simulatedSite,
     });
   });
 
@@ -83,22 +85,7 @@ program
     process.exitCode = health.healthy ? 0 : 1;
   });
 
-program
-  .command('demo')
-  .description('run the whole hub on simulated hardware in a temporary data directory (what `npm start` runs)')
-  .addOption(new Option('--scenario <name>', 'scripted scenario to play').choices(['smoke']).default('smoke'))
-  .option('--exit', 'exit when the scenario ends (status 0 only if every step passed)')
-  .option('--data-dir <dir>', 'use this data directory instead of a temporary one (kept afterwards)')
-  .option('--json-log', 'log JSON lines instead of the readable format')
-  .action(async (o: { scenario: 'smoke'; exit?: boolean; dataDir?: string; jsonLog?: boolean }) => {
-    const { runDemo } = await import('../demo/demo.js');
-    process.exitCode = await runDemo({
-      scenario: o.scenario,
-      exit: Boolean(o.exit),
-      dataDir: o.dataDir,
-      pretty: !o.jsonLog,
-    });
-  });
+addDemoCommand(program);
 
 const socketOptions = (cmd: Command) =>
   cmd

@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevPki } from '../../provisioning/dev-pki.js';
-import { type EmbeddedBroker, startEmbeddedBroker } from '../../sim/broker/embedded-broker.js';
 import { SiteAdmin } from '../../sim/cloud/admin.js';
-import { connectReferenceCloud, devUplinkConfig } from '../../sim/cloud/connect.js';
+import { ReferenceCloud } from '../../sim/cloud/cloud.js';
+import { devCloudConnection, devUplinkConfig } from '../../sim/cloud/connect.js';
 import { CloudKeyIssuer } from '../../sim/phone/issuer.js';
 import { type SimWorld, simulatedSiteSecrets } from '../../sim/world.js';
 import { toBase64url } from '../access/digital-key.js';
@@ -16,6 +16,7 @@ import type { HubConfig } from '../config/schema.js';
 import { accessAfterRestartSteps, accessSteps } from './access-steps.js';
 import { replacementPart } from './backup-steps.js';
 import { cloudAfterRestartSteps, cloudSteps } from './cloud-steps.js';
+import { checkExternalBroker, type ExternalBrokerOptions, openDemoBroker } from './demo-broker.js';
 import { firmwareRadiosPart } from './firmware-radios-steps.js';
 import { demoFirmwareConfig, firmwareSteps } from './firmware-steps.js';
 import { otpKeySteps, syncNowSteps } from './otp-sync-steps.js';
@@ -31,6 +32,8 @@ export interface DemoOptions {
   dataDir?: string | undefined;
   pretty: boolean;
   locks?: number;
+  /** A broker elsewhere instead of the embedded one (`--broker`, `--broker-pki`; demo-broker.ts). */
+  broker?: ExternalBrokerOptions | undefined;
 }
 
 /**
@@ -39,35 +42,29 @@ export interface DemoOptions {
  * then — unless --exit — the daemon keeps running until Ctrl-C.
  */
 export async function runDemo(opts: DemoOptions): Promise<number> {
+  // An external broker's options are checked before anything is made or started.
+  const external = opts.broker ? checkExternalBroker(opts.broker) : undefined;
   const base = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'iq-hub-demo-'));
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out(`iq-hub demo: data in ${base}`);
-  // The cloud side: a development PKI, an embedded MQTT broker with mutual TLS, the reference cloud.
-  const hubId = 'demo-hub';
-  const pki = createDevPki({ dir: join(base, 'pki'), hubId, overwrite: true });
+  // The cloud side: a development PKI (or that of --broker-pki), an MQTT broker with mutual TLS
+  // (embedded, or --broker), the reference cloud.
+  const hubId = external?.hubId ?? 'demo-hub';
+  const pki = external?.pki ?? createDevPki({ dir: join(base, 'pki'), hubId, overwrite: true });
+  mkdirSync(join(base, 'pki'), { recursive: true, mode: 0o700 });
   const pem = (p: string) => readFileSync(p);
-  const brokerOptions = {
-    ca: pem(pki.ca.cert),
-    cert: pem(pki.broker.cert),
-    key: pem(pki.broker.key),
-    cloudIds: ['cloud'],
-  };
-  let broker: EmbeddedBroker | undefined = await startEmbeddedBroker(brokerOptions);
-  const port = broker.port;
-  // The access steps cut the line to the cloud (the broker goes away) and restore it on the same port.
-  const line = {
-    cut: async () => {
-      await broker?.close();
-      broker = undefined;
-    },
-    restore: async () => {
-      broker ??= await startEmbeddedBroker({ ...brokerOptions, port });
-    },
-  };
+  const broker = await openDemoBroker(external, pki);
+  const line = broker.line;
   // The hub has no OTP key file: the cloud delivers its OTP key over the uplink (otp-sync-steps.ts).
-  const cloud = await connectReferenceCloud(broker.url, pki, { protocolVersion: 4 });
+  const cloud = new ReferenceCloud();
+  try {
+    await cloud.connect({ ...devCloudConnection(broker.cloudUrl, pki, 4), serverName: broker.serverName });
+  } catch (e) {
+    await broker.close();
+    throw e;
+  }
   cloud.enableOtpKeys({ ca: pem(pki.ca.cert) });
-  out(`embedded MQTT broker (mutual TLS) on ${broker.url}; the reference cloud is connected and signs its commands`);
+  out(`${broker.description}; the reference cloud is connected and signs its commands`);
   // The site's administration at the cloud: its digital-key signing key is pinned by the hub.
   const issuer = new CloudKeyIssuer(systemRandom);
   const cloudKeyFile = join(base, 'pki', 'cloud-signing.pub');
@@ -83,14 +80,19 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     access: { timeZone: 'Europe/Madrid', cloudKeyFile } as HubConfig['access'],
     // Events whose copy the restarted broker lost (the hub back before the cloud subscribed again)
     // are sent again after eventAckTimeoutSec: 5 s here, not 60, so the demo waits little for them.
-    uplink: devUplinkConfig(broker.url, pki, { mqttVersion: '3.1.1', healthIntervalSec: 10, eventAckTimeoutSec: 5 }),
+    uplink: devUplinkConfig(broker.hubUrl, pki, {
+      mqttVersion: '3.1.1',
+      healthIntervalSec: 10,
+      eventAckTimeoutSec: 5,
+      serverName: broker.serverName,
+    }),
     backup: { recoveryPublicKey: await cloud.recovery.enable() },
     firmware: demoFirmwareConfig,
   };
   const marker = Buffer.from(systemRandom.bytes(8)).toString('hex');
   const shutdownCloud = async () => {
     await cloud.close();
-    await broker?.close();
+    await broker.close();
   };
 
   let world: SimWorld | undefined;

@@ -69,12 +69,39 @@ else
   fail image-services "timesyncd=$(systemctl is-active systemd-timesyncd) journal=$(ls /var/log/journal 2>&1) listen=$(ss -ltnH | oneline)"
 fi
 
+# --- 1b. the production image has no demo: no simulation, no aedes; iqhub demo says what to install
+step demo-absent
+d_out=$(cd /tmp && timeout 300 iqhub demo --exit 2>&1)
+d_rc=$?
+if [ ! -e /usr/lib/iq-hub/dist/sim ] && [ ! -e /usr/lib/iq-hub/dist/src/demo ] && [ ! -e /usr/lib/iq-hub/node_modules/aedes ] &&
+  ! dpkg -s iq-hub-demo >/dev/null 2>&1 && [ "$d_rc" = 1 ] && echo "$d_out" | grep -q 'needs the package iq-hub-demo'; then
+  pass demo-absent "no sim/, src/demo/ or aedes in the image; iqhub demo: $(echo "$d_out" | head -1 | oneline)"
+else
+  fail demo-absent "exit $d_rc: $(echo "$d_out" | head -3 | oneline); $(ls -d /usr/lib/iq-hub/dist/sim /usr/lib/iq-hub/dist/src/demo /usr/lib/iq-hub/node_modules/aedes 2>&1 | oneline)"
+fi
+
 # --- 2. provisioning: the dev PKI of the host's broker, uplink on, restart ----------------------
 step provision
 install -d -o root -g iqhub -m 0750 /etc/iq-hub/pki
 install -o root -g iqhub -m 0640 "$T/pki/ca.crt" "$T/pki/hub.crt" /etc/iq-hub/pki/
 install -o iqhub -g iqhub -m 0600 "$T/pki/hub.key" "$T/pki/otp.key" /etc/iq-hub/pki/
 install -o root -g iqhub -m 0640 "$T/config.yaml" /etc/iq-hub/config.yaml
+# The test's config simulates a lock (simulation.enabled): without iq-hub-demo the daemon refuses
+# to start, says what to install, and systemd does not restart it (exit 78). Then the test
+# installs iq-hub-demo into this test image (never into the production image).
+since=$(date +%s)
+systemctl restart iq-hub 2>/dev/null
+for ((i = 0; i < 120; i++)); do [ "$(systemctl is-active iq-hub)" = failed ] && break; sleep 1; done
+s_status=$(prop ExecMainStatus)
+s_log=$(journalctl -u iq-hub --since "@$since" -o cat | grep -m1 'iq-hub-demo')
+dpkg -i "$T/iq-hub-demo.deb" >/tmp/dpkg-demo.log 2>&1
+s_dpkg=$?
+if [ "$s_status" = 78 ] && [ -n "$s_log" ] && [ "$s_dpkg" = 0 ] && [ -e /usr/lib/iq-hub/node_modules/aedes ]; then
+  pass simulation-needs-demo "exit 78 without iq-hub-demo: $(echo "$s_log" | cut -c1-220); dpkg -i iq-hub-demo: ok"
+else
+  fail simulation-needs-demo "status=$s_status state=$(systemctl is-active iq-hub) log=[$s_log] dpkg -i rc=$s_dpkg $(tail -3 /tmp/dpkg-demo.log | oneline)"
+fi
+systemctl reset-failed iq-hub
 systemctl restart iq-hub
 ok=1
 wait_state active 180 || ok=0
@@ -198,24 +225,34 @@ if grep -qx metrics "$T/pending" 2>/dev/null; then
 elif out=$("$T/metrics-check.sh" 2>&1); then pass metrics "$out"; else fail metrics "$(echo "$out" | oneline)"; fi
 [ "$(systemctl is-active iq-hub)" = active ] || { systemctl reset-failed iq-hub; systemctl start iq-hub; wait_state active 180; }
 
-# --- 9. the packaged demo, as a group member (its own embedded broker and temp directory) -------
+# --- 9. the packaged demo, as a group member, against the broker on the host ---------------------
+# (iq-hub-demo, installed above; `iqhub demo --broker`: the host's mosquitto, the demo's hub and
+# cloud with identities of their own from the host's PKI.) The hub stops meanwhile: the demo is a
+# site of its own, and TCG has CPU for one.
 step demo
-d_out=$(cd /tmp && timeout 420 runuser -u tech -- iqhub demo --exit 2>&1)
+systemctl stop iq-hub
+install -d -o tech -m 0700 /tmp/demo-pki
+install -o tech -m 0600 "$T"/demo-pki/* /tmp/demo-pki/
+broker_url=$(cat "$T/demo-broker-url")
+d_out=$(cd /tmp && timeout 1500 runuser -u tech -- iqhub demo --exit --broker "$broker_url" --broker-pki /tmp/demo-pki 2>&1)
 d_rc=$?
-if [ "$d_rc" = 0 ]; then
-  pass demo "$(echo "$d_out" | tail -2 | oneline)"
+if [ "$d_rc" = 0 ] && echo "$d_out" | grep -q "^external MQTT broker $broker_url "; then
+  pass demo "$(echo "$d_out" | grep -m1 '^external MQTT broker' | cut -c1-160); $(echo "$d_out" | tail -1 | oneline)"
 else
-  fail demo "exit $d_rc: $(echo "$d_out" | tail -6 | oneline)"
+  fail demo "exit $d_rc: $(echo "$d_out" | grep -E '✗|failed|error' | head -4 | oneline) $(echo "$d_out" | tail -4 | oneline)"
 fi
+systemctl start iq-hub
+wait_state active 300
 
 # --- 10. the package: remove keeps the hub's data and key, reinstall finds them, purge deletes --
 step deb
 fp0=$(iqhub status --json 2>/dev/null | json 'console.log(s.storageKey.fingerprint ?? s.storageKey.path)')
-dpkg -r iq-hub >/dev/null 2>&1
+# iq-hub-demo depends on iq-hub: it goes first (and comes back with it: the config simulates a lock).
+dpkg -r iq-hub-demo iq-hub >/dev/null 2>&1
 r_rc=$?
 kept=$(ls /var/lib/iq-hub/hub.db /etc/iq-hub/credentials/storage-key.cred /etc/iq-hub/config.yaml 2>&1 | wc -l)
 gone=$([ ! -e /usr/bin/iqhub ] && [ "$(systemctl is-active iq-hub)" != active ] && echo yes)
-dpkg -i "$T/iq-hub.deb" >/dev/null 2>&1
+dpkg -i "$T/iq-hub.deb" "$T/iq-hub-demo.deb" >/dev/null 2>&1
 i_rc=$?
 step "deb: reinstalled (dpkg -i rc $i_rc), iq-hub $(systemctl is-enabled iq-hub 2>&1)/$(systemctl is-active iq-hub 2>&1)"
 wait_state active 300
@@ -226,7 +263,7 @@ if [ "$r_rc" = 0 ] && [ "$kept" = 3 ] && [ "$gone" = yes ] && [ "$i_rc" = 0 ] &&
 else
   fail deb-remove "remove rc=$r_rc kept=$kept gone=$gone install rc=$i_rc key $fp0 -> $fp1 locks=$locks; $(systemctl is-enabled iq-hub 2>&1)/$(systemctl is-active iq-hub 2>&1); $(iqhub status 2>&1 | head -2 | oneline); $(journalctl -u iq-hub -n 4 -o cat | oneline)"
 fi
-dpkg -P iq-hub >/dev/null 2>&1
+dpkg -P iq-hub-demo iq-hub >/dev/null 2>&1
 p_rc=$?
 if [ "$p_rc" = 0 ] && [ ! -e /var/lib/iq-hub ] && [ ! -e /etc/iq-hub ] && getent group iqhub >/dev/null; then
   pass deb-purge "dpkg -P removed /var/lib/iq-hub and /etc/iq-hub (the user stays)"
