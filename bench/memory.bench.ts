@@ -324,8 +324,10 @@ function configText(dir: string, brokerUrl: string, pki: DevPkiPaths, radios: Re
 /** The maintenance card on the lock, then `locks.attach` as `iqhub locks attach` sends it; retried once the radio is up. */
 async function attach(site: SiteProcess, socket: string, s: SiteLockSpec): Promise<void> {
   const deadline = Date.now() + 120_000;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     await site.ask(`card ${s.deviceId}`);
+    // On a retry, let the lock advertise its attach mode before asking again.
+    if (attempt > 0) await sleep(1_500);
     try {
       await callDaemon(
         socket,
