@@ -23,7 +23,7 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip } 
  *
  * - The daemon in its OWN process, started as production starts it: the systemd unit's ExecStart
  *   (`/usr/bin/iqhub run --config …`), i.e. the .deb launcher's `node …/dist/src/cli/main.js run`,
- *   with the unit's `Environment=NODE_OPTIONS=` (systemd/iq-hub.service, read here: the one place
+ *   with the unit's `Environment=` (systemd/iq-hub.service, read here: NODE_OPTIONS there is the one place
  *   the daemon's node flags live), a NOTIFY_SOCKET and WATCHDOG_USEC as systemd gives them, an
  *   uplink over mutual TLS to mosquitto (the reference cloud on the other side, in this process).
  * - 16 locks, 8 BLE and 8 ZigBee, each an unmodified SimLock on the emulated controllers (real
@@ -42,8 +42,8 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip } 
  * - daemon.rss.nodeFloor: VmRSS of `node -e` idling, same flags: what no daemon can go below.
  * - daemon.rss.loadAverage: the 1-minute load average when the first run began (the machine is shared).
  *
- * IQHUB_BENCH_RSS_RUNS (default 3) runs; IQHUB_BENCH_RSS_NODE_OPTIONS replaces the unit's
- * NODE_OPTIONS (e.g. empty, to measure without them).
+ * IQHUB_BENCH_RSS_RUNS (default 3) runs; IQHUB_BENCH_RSS_ENV ("K=V K2=V2", or empty) replaces the
+ * unit's environment, e.g. to measure without its NODE_OPTIONS.
  */
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -69,15 +69,27 @@ const SPECS = [
 ];
 
 /**
- * The NODE_OPTIONS the systemd unit gives the daemon (`Environment=NODE_OPTIONS=…`), '' if none:
- * the bench starts the daemon with what the unit has, not with a copy of it.
+ * The environment the systemd unit gives the daemon: every `Environment=` assignment (quoted or
+ * not, several on a line), in order. The bench starts the daemon with what the unit has, not with
+ * a copy of it.
  */
-export function unitNodeOptions(unitText = readFileSync(UNIT, 'utf8')): string {
+export function unitEnvironment(unitText = readFileSync(UNIT, 'utf8')): Record<string, string> {
+  const env: Record<string, string> = {};
   for (const line of unitText.split('\n')) {
-    const m = /^Environment=(?:"NODE_OPTIONS=([^"]*)"|NODE_OPTIONS=(.*))$/.exec(line.trim());
-    if (m) return (m[1] ?? m[2] ?? '').trim();
+    const m = /^Environment=(.*)$/.exec(line.trim());
+    if (!m) continue;
+    for (const word of (m[1] ?? '').match(/"[^"]*"|\S+/g) ?? []) {
+      const text = word.startsWith('"') ? word.slice(1, -1) : word;
+      const eq = text.indexOf('=');
+      if (eq > 0) env[text.slice(0, eq)] = text.slice(eq + 1);
+    }
   }
-  return '';
+  return env;
+}
+
+/** The unit's NODE_OPTIONS, '' if none. */
+export function unitNodeOptions(unitText = readFileSync(UNIT, 'utf8')): string {
+  return unitEnvironment(unitText).NODE_OPTIONS ?? '';
 }
 
 /** VmRSS and VmHWM of a process, MB. */
@@ -159,8 +171,9 @@ export const memoryBench: Benchmark = benchmarkInTempDir(
       return;
     }
     const runs = Math.max(1, Number(process.env.IQHUB_BENCH_RSS_RUNS ?? 3));
-    const nodeOptions = process.env.IQHUB_BENCH_RSS_NODE_OPTIONS ?? unitNodeOptions();
-    process.stderr.write(`daemon.rss: NODE_OPTIONS=${JSON.stringify(nodeOptions)}, ${runs} runs\n`);
+    const override = process.env.IQHUB_BENCH_RSS_ENV;
+    const unitEnv = override === undefined ? unitEnvironment() : unitEnvironment(`Environment=${override}`);
+    process.stderr.write(`daemon.rss: the unit's environment ${JSON.stringify(unitEnv)}, ${runs} runs\n`);
     metrics['daemon.rss.loadAverage'] = { unit: '1-min load', value: round(loadavg()[0] ?? Number.NaN) };
     const pki = createDevPki({ dir: join(dir, 'pki'), hubId: HUB });
     const broker = await startMosquitto({ pkiDir: join(dir, 'pki'), extra: ['max_queued_messages 0'] });
@@ -168,9 +181,9 @@ export const memoryBench: Benchmark = benchmarkInTempDir(
     const cloud = await connectCloud(broker.url, pki, HUB);
     const figures: RunFigures[] = [];
     try {
-      metrics['daemon.rss.nodeFloor'] = { unit: 'MB', value: round(await nodeFloor(nodeOptions)) };
+      metrics['daemon.rss.nodeFloor'] = { unit: 'MB', value: round(await nodeFloor(unitEnv)) };
       for (let i = 0; i < runs; i++) {
-        const f = await oneRun(join(dir, `run-${i}`), socat, broker, cloud, pki, nodeOptions, i);
+        const f = await oneRun(join(dir, `run-${i}`), socat, broker, cloud, pki, unitEnv, i);
         process.stderr.write(`daemon.rss: run ${i + 1}/${runs}: ${JSON.stringify(f)}\n`);
         figures.push(f);
       }
@@ -191,9 +204,9 @@ export const memoryBench: Benchmark = benchmarkInTempDir(
   },
 );
 
-async function nodeFloor(nodeOptions: string): Promise<number> {
+async function nodeFloor(unitEnv: Record<string, string>): Promise<number> {
   const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], {
-    env: { ...process.env, NODE_OPTIONS: nodeOptions },
+    env: { ...process.env, NODE_OPTIONS: '', ...unitEnv },
     stdio: 'ignore',
   });
   try {
@@ -210,7 +223,7 @@ async function oneRun(
   broker: Mosquitto,
   cloud: ReferenceCloud,
   pki: DevPkiPaths,
-  nodeOptions: string,
+  unitEnv: Record<string, string>,
   run: number,
 ): Promise<RunFigures> {
   const { site, radios } = await SiteProcess.start(socat, `rss-bench-${run}`);
@@ -227,7 +240,8 @@ async function oneRun(
     const child = spawn(process.execPath, [CLI, 'run', '--config', config], {
       env: {
         ...process.env,
-        NODE_OPTIONS: nodeOptions,
+        NODE_OPTIONS: '',
+        ...unitEnv,
         NOTIFY_SOCKET: notify.path,
         WATCHDOG_USEC: '30000000',
       },
