@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { unitNodeOptions } from '../../../bench/memory.bench.js';
+import { unitEnvironment, unitNodeOptions } from '../../../bench/memory.bench.js';
 
 const UNIT = new URL('../../../systemd/iq-hub.service', import.meta.url);
 
@@ -33,5 +33,10 @@ describe("the unit's NODE_OPTIONS", () => {
     expect(unitNodeOptions('[Service]\nEnvironment=NODE_OPTIONS=--a\n')).toBe('--a');
     expect(unitNodeOptions('[Service]\nEnvironment="NODE_OPTIONS=--a --b"\n')).toBe('--a --b');
     expect(unitNodeOptions('[Service]\nEnvironment=OTHER=1\n')).toBe('');
+    expect(unitEnvironment('Environment="NODE_OPTIONS=--a --b" MALLOC_ARENA_MAX=2\nEnvironment=X=y\n')).toEqual({
+      NODE_OPTIONS: '--a --b',
+      MALLOC_ARENA_MAX: '2',
+      X: 'y',
+    });
   });
 });
