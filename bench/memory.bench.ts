@@ -361,7 +361,11 @@ async function attach(site: SiteProcess, socket: string, s: SiteLockSpec): Promi
 async function settled(socket: string, lockIds: string[], since: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const rows = (await callDaemon(socket, 'access.offline', {}, 10_000)) as OfflineListRow[];
+    // A daemon busy applying the sync may not answer in time: that is not a failure, ask again.
+    const rows = (await callDaemon(socket, 'access.offline', {}, 30_000).catch((e: unknown) => {
+      if (Date.now() > deadline) throw e;
+      return [];
+    })) as OfflineListRow[];
     const done = lockIds.every((id) => {
       const r = rows.find((x) => x.lockId === id);
       return r?.upToDate === true && r.lastUpdatedAt !== null && Date.parse(r.lastUpdatedAt) >= since;
