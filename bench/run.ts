@@ -13,6 +13,7 @@ import { firmwareBench } from './firmware.bench.js';
 import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
 import { linkBench } from './link.bench.js';
+import { memoryBench } from './memory.bench.js';
 import { metricsBench } from './metrics.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
@@ -32,6 +33,7 @@ export const benchmarks: Benchmark[] = [
   firmwareBench,
   (await import('./frames.bench.js')).framesBench,
   zigbeeOpenBench,
+  memoryBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

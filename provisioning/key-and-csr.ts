@@ -1,11 +1,23 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type forgeModule from 'node-forge';
 import { fsyncDir, writeFileAtomic } from '../src/base/atomic-file.js';
 import { HubError } from '../src/base/errors.js';
 import type { Pem } from './certificate.js';
 import { validateHubId } from './hub-id.js';
 import { type IdentityPaths, identityPaths, prepareDir, readKey, settleInterruptedInstall } from './identity-files.js';
+
+/**
+ * node-forge (CSRs) is loaded on first use, not with this module: the daemon imports this file
+ * for a certificate rotation or an enrollment, which happen a few times a year, and forge is
+ * ~2 MB of heap for the daemon's whole life once loaded.
+ */
+let loaded: typeof forgeModule | undefined;
+function forgeLib(): typeof forgeModule {
+  loaded ??= createRequire(import.meta.url)('node-forge') as typeof forgeModule;
+  return loaded;
+}
 
 /**
  * The hub's key is made here, on the hub, and leaves it only as the public half in a CSR: on disk
@@ -23,13 +35,14 @@ function newKeyPem(): string {
 
 /** A CSR for `keyPem` (node-forge, SHA-256): CN = hub id, SAN URI urn:iq-hub:hub:<id>, clientAuth requested. */
 export function csrForKey(keyPem: Pem, hubId: string): string {
+  const forge = forgeLib();
   validateHubId(hubId);
-  const priv = forge.pki.privateKeyFromPem(String(keyPem)) as forge.pki.rsa.PrivateKey;
+  const priv = forge.pki.privateKeyFromPem(String(keyPem)) as forgeModule.pki.rsa.PrivateKey;
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.setRsaPublicKey(priv.n, priv.e);
   csr.setSubject([
     { shortName: 'CN', value: hubId, valueTagClass: forge.asn1.Type.UTF8 },
-  ] as unknown as forge.pki.CertificateField[]);
+  ] as unknown as forgeModule.pki.CertificateField[]);
   csr.setAttributes([
     {
       name: 'extensionRequest',
@@ -39,7 +52,7 @@ export function csrForKey(keyPem: Pem, hubId: string): string {
         { name: 'extKeyUsage', clientAuth: true },
       ],
     },
-  ] as unknown as forge.pki.CertificateField[]);
+  ] as unknown as forgeModule.pki.CertificateField[]);
   csr.sign(priv, forge.md.sha256.create());
   return forge.pki.certificationRequestToPem(csr);
 }
@@ -104,6 +117,7 @@ export function initIdentity(o: {
  * install cut short), it is made again from the key, for `hubId` or the old CSR's CN.
  */
 export function readCsr(dataDir: string, hubId?: string): { csrPem: string; hubId: string; path: string } {
+  const forge = forgeLib();
   const paths = identityPaths(dataDir);
   const keyPem = readKey(paths);
   if (!keyPem) {
@@ -111,7 +125,7 @@ export function readCsr(dataDir: string, hubId?: string): { csrPem: string; hubI
       hint: 'run `iqhub provision init` first: it makes the key and its CSR',
     });
   }
-  let csr: forge.pki.CertificateSigningRequest | undefined;
+  let csr: forgeModule.pki.CertificateSigningRequest | undefined;
   let oldPem = '';
   try {
     oldPem = readFileSync(paths.csr, 'utf8');
@@ -137,6 +151,7 @@ export function readCsr(dataDir: string, hubId?: string): { csrPem: string; hubI
 
 /** The CN of hub.csr, if there is a readable one (the hub id chosen at `provision init`). */
 export function csrHubId(dataDir: string): string | undefined {
+  const forge = forgeLib();
   try {
     const csr = forge.pki.certificationRequestFromPem(readFileSync(identityPaths(dataDir).csr, 'utf8'));
     const cn = csr.subject.getField('CN')?.value;

@@ -1,5 +1,6 @@
 import type { Peripheral } from '@stoprocent/noble';
 import type { Advertisement, Unsubscribe } from '../../hal/bearer.js';
+import { setBounded } from '../../src/base/bounded-map.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
 import { describeError } from '../../src/base/errors.js';
 import { Listeners } from '../../src/base/listeners.js';
@@ -9,6 +10,13 @@ import type { BleCounters } from './bearer.js';
 import { decodeManufacturerData, LOCK_SERVICE_UUID } from './gatt-frames.js';
 import { isBleAddress, validRssi } from './hci-values.js';
 import type { BleConfig } from './options.js';
+
+/**
+ * Addresses remembered, the longest unheard forgotten first: phones and neighbours rotate random
+ * addresses, and one that advertises the lock service under a new address every second must not
+ * grow the daemon without end.
+ */
+export const MAX_HEARD_ADDRESSES = 512;
 
 /**
  * Scanning, which must run whenever the adapter is ready although noble stops it for every
@@ -32,7 +40,7 @@ export class Scanner {
   readonly #log: Logger;
   readonly #counters: ScannerOptions['counters'];
   readonly #listeners = new Listeners<Advertisement>();
-  /** Addresses heard advertising the lock service, with their latest rssi. */
+  /** Addresses heard advertising the lock service, with their latest rssi (the latest MAX_HEARD_ADDRESSES). */
   readonly #heard = new Map<string, number | undefined>();
   #timer: TimerHandle | undefined;
 
@@ -48,7 +56,7 @@ export class Scanner {
     return this.#listeners.add(listener);
   }
 
-  /** Whether `address` was ever heard advertising the lock service. */
+  /** Whether `address` was heard advertising the lock service (among the latest MAX_HEARD_ADDRESSES). */
   heard(address: string): boolean {
     return this.#heard.has(address);
   }
@@ -90,7 +98,7 @@ export class Scanner {
     }
     this.#counters.advertisements++;
     const rssi = validRssi(p.rssi);
-    this.#heard.set(address, rssi);
+    setBounded(this.#heard, address, rssi, MAX_HEARD_ADDRESSES);
     const advertisement: Advertisement = {
       deviceId: data.deviceId,
       attachMode: data.attachMode,

@@ -1,4 +1,9 @@
+import { setBounded } from '../../src/base/bounded-map.js';
 import type { ZigbeeCounters } from './counters.js';
+
+/** Addresses whose last report is kept, the longest silent forgotten first. */
+export const MAX_REPORTING_DEVICES = 512;
+
 import { type DoorLockState, LOCK_STATE_VALUES } from './link-cluster.js';
 
 /**
@@ -19,7 +24,7 @@ export class DoorLockStates {
   report(address: string, data: Record<string, unknown>): void {
     if (typeof data.lockState === 'number') {
       this.#counters.doorLockReports++;
-      this.#states.set(address, LOCK_STATE_VALUES[data.lockState] ?? 'undefined');
+      setBounded(this.#states, address, LOCK_STATE_VALUES[data.lockState] ?? 'undefined', MAX_REPORTING_DEVICES);
     }
   }
 

@@ -1,6 +1,3 @@
-import type { webcrypto } from 'node:crypto';
-import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
-import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
 import canonicalize from 'canonicalize';
 import {
   fromBase64url,
@@ -11,6 +8,7 @@ import {
 } from '../../src/access/digital-key.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
+import { openBase, sealBase, type X25519KeyPair } from '../../src/crypto/hpke.js';
 
 /**
  * How the cloud gets a signed key to one phone and no one else: HPKE (RFC 9180) in base mode with
@@ -35,14 +33,6 @@ export interface EncryptedKey {
   ct: string;
 }
 
-let suite: CipherSuite | undefined;
-
-/** The one HPKE suite of key delivery. */
-export function keyDeliverySuite(): CipherSuite {
-  suite ??= new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Chacha20Poly1305() });
-  return suite;
-}
-
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
 /**
@@ -54,17 +44,14 @@ export async function sealKeyForPhone(signedKey: SignedKey, random: Random): Pro
   const phoneKey = body && fromBase64url(body.phoneEncryptionKey, 32);
   if (!body || !phoneKey)
     throw new HubError('phone.key-seal', 'only a well-formed signed key can be sealed for a phone');
-  const s = keyDeliverySuite();
   const plaintext = utf8(canonicalize({ body: signedKey.body, sig: signedKey.sig }) ?? '');
-  const { enc, ct } = await s.seal(
-    {
-      recipientPublicKey: await s.kem.deserializePublicKey(phoneKey),
-      info: utf8(KEY_DELIVERY_INFO),
-      ekm: random.bytes(32),
-    },
+  const { enc, ct } = sealBase({
+    recipientPublicKey: phoneKey,
+    info: utf8(KEY_DELIVERY_INFO),
+    aad: utf8(body.keyId),
     plaintext,
-    utf8(body.keyId),
-  );
+    ikmE: random.bytes(32),
+  });
   return {
     v: KEY_DELIVERY_VERSION,
     keyId: body.keyId,
@@ -77,7 +64,7 @@ export async function sealKeyForPhone(signedKey: SignedKey, random: Random): Pro
  * The phone's side: open an envelope with the phone's X25519 key pair. Fails, saying only that, for
  * an envelope sealed to another phone, altered, or moved to another key id.
  */
-export async function openKeyOnPhone(delivery: unknown, recipient: webcrypto.CryptoKeyPair): Promise<SignedKey> {
+export async function openKeyOnPhone(delivery: unknown, recipient: X25519KeyPair): Promise<SignedKey> {
   const d = (typeof delivery === 'object' && delivery !== null ? delivery : {}) as Record<string, unknown>;
   const enc = fromBase64url(d.enc, ENC_BYTES);
   const ct =
@@ -87,13 +74,15 @@ export async function openKeyOnPhone(delivery: unknown, recipient: webcrypto.Cry
   if (d.v !== KEY_DELIVERY_VERSION || typeof d.keyId !== 'string' || !enc || !ct) {
     throw new HubError('phone.key-malformed', 'the digital key envelope is malformed');
   }
-  let plaintext: ArrayBuffer;
+  let plaintext: Uint8Array;
   try {
-    plaintext = await keyDeliverySuite().open(
-      { recipientKey: recipient, enc, info: utf8(KEY_DELIVERY_INFO) },
+    plaintext = openBase({
+      recipientPrivateKey: recipient.privateKey,
+      enc,
+      info: utf8(KEY_DELIVERY_INFO),
+      aad: utf8(d.keyId),
       ct,
-      utf8(d.keyId),
-    );
+    });
   } catch {
     throw new HubError('phone.key-open', `digital key ${d.keyId} does not open on this phone`, {
       hint: 'it was sealed to another phone, altered, or relabelled with another key id',

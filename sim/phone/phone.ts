@@ -1,4 +1,4 @@
-import type { KeyObject, webcrypto } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import {
   checkSignedKey,
   ed25519PrivateKey,
@@ -12,7 +12,8 @@ import {
 } from '../../src/access/digital-key.js';
 import { HubError } from '../../src/base/errors.js';
 import type { Random } from '../../src/base/random.js';
-import { keyDeliverySuite, openKeyOnPhone } from './delivery.js';
+import { deriveKeyPair, type X25519KeyPair } from '../../src/crypto/hpke.js';
+import { openKeyOnPhone } from './delivery.js';
 import type { PhoneKeys } from './issuer.js';
 
 export interface SimPhoneOptions {
@@ -27,32 +28,24 @@ export interface SimPhoneOptions {
  */
 export class SimPhone {
   readonly #signing: KeyObject;
-  readonly #encryption: webcrypto.CryptoKeyPair;
+  readonly #encryption: X25519KeyPair;
   readonly #cloudPublicKey: KeyObject | undefined;
   readonly #wallet = new Map<string, { signedKey: SignedKey; body: KeyBody }>();
   readonly keys: PhoneKeys;
 
-  private constructor(
-    signing: KeyObject,
-    encryption: webcrypto.CryptoKeyPair,
-    encryptionPublic: Uint8Array,
-    options: SimPhoneOptions,
-  ) {
+  private constructor(signing: KeyObject, encryption: X25519KeyPair, options: SimPhoneOptions) {
     this.#signing = signing;
     this.#encryption = encryption;
     this.#cloudPublicKey = options.cloudPublicKey;
     this.keys = {
       phonePublicKey: toBase64url(ed25519PublicBytes(signing)),
-      phoneEncryptionKey: toBase64url(encryptionPublic),
+      phoneEncryptionKey: toBase64url(encryption.publicKey),
     };
   }
 
   static async create(random: Random, options: SimPhoneOptions = {}): Promise<SimPhone> {
     const signing = ed25519PrivateKey(random.bytes(32));
-    const kem = keyDeliverySuite().kem;
-    const encryption = await kem.deriveKeyPair(random.bytes(32));
-    const encryptionPublic = new Uint8Array(await kem.serializePublicKey(encryption.publicKey));
-    return new SimPhone(signing, encryption, encryptionPublic, options);
+    return new SimPhone(signing, deriveKeyPair(random.bytes(32)), options);
   }
 
   /**

@@ -1,8 +1,7 @@
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, type webcrypto } from 'node:crypto';
-import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
-import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
+import { deriveKeyPair, HpkeError, openBase, sealBase } from '../crypto/hpke.js';
 import { Secret } from '../crypto/secret.js';
 
 /**
@@ -27,15 +26,7 @@ const KEY_BYTES = 32;
 const NONCE = 12;
 const TAG = 16;
 
-let suite: CipherSuite | undefined;
-
-function hpke(): CipherSuite {
-  suite ??= new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Chacha20Poly1305() });
-  return suite;
-}
-
 const utf8 = (s: string) => new TextEncoder().encode(s);
-const buf = (u: Uint8Array) => u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer;
 
 export const b64u = (u: Uint8Array): string => Buffer.from(u).toString('base64url');
 
@@ -66,15 +57,13 @@ export interface HpkeKeyPair {
 }
 
 export async function generateHpkeKeyPair(random: Random): Promise<HpkeKeyPair> {
-  const s = hpke();
-  const kp = await s.kem.deriveKeyPair(buf(random.bytes(32)));
-  return {
-    publicKey: new Uint8Array(await s.kem.serializePublicKey(kp.publicKey)),
-    privateKey: new Secret(new Uint8Array(await s.kem.serializePrivateKey(kp.privateKey))),
-  };
+  const kp = deriveKeyPair(random.bytes(32));
+  const pair = { publicKey: kp.publicKey, privateKey: new Secret(kp.privateKey) };
+  kp.privateKey.fill(0);
+  return pair;
 }
 
-/** HPKE-seal `secret` to `recipient` with `aad`. */
+/** HPKE-seal `secret` to `recipient` with `aad` (src/crypto/hpke.ts: RFC 9180 base mode). */
 export async function sealTo(
   recipient: Uint8Array,
   info: string,
@@ -82,19 +71,19 @@ export async function sealTo(
   secret: Secret,
   random: Random,
 ): Promise<{ enc: Uint8Array; ct: Uint8Array }> {
-  const s = hpke();
-  let pub: webcrypto.CryptoKey;
   try {
-    pub = await s.kem.deserializePublicKey(buf(recipient));
-  } catch {
-    throw new HubError('backup.recovery-key', 'the recovery public key is not an X25519 public key');
+    return sealBase({
+      recipientPublicKey: recipient,
+      info: utf8(info),
+      aad: utf8(aad),
+      plaintext: secret.reveal(),
+      ikmE: random.bytes(32),
+    });
+  } catch (e) {
+    if (e instanceof HpkeError)
+      throw new HubError('backup.recovery-key', 'the recovery public key is not an X25519 public key');
+    throw e;
   }
-  const { enc, ct } = await s.seal(
-    { recipientPublicKey: pub, info: utf8(info), ekm: buf(random.bytes(32)) },
-    buf(secret.reveal()),
-    buf(utf8(aad)),
-  );
-  return { enc: new Uint8Array(enc), ct: new Uint8Array(ct) };
 }
 
 /** Open an HPKE envelope with `privateKey`; undefined (saying nothing more) if it does not open. */
@@ -105,11 +94,10 @@ export async function openWith(
   enc: Uint8Array,
   ct: Uint8Array,
 ): Promise<Secret | undefined> {
-  const s = hpke();
   try {
-    const key = await s.kem.deserializePrivateKey(buf(privateKey.reveal()));
-    const pt = await s.open({ recipientKey: key, enc: buf(enc), info: utf8(info) }, buf(ct), buf(utf8(aad)));
-    const out = new Secret(new Uint8Array(pt));
+    const pt = openBase({ recipientPrivateKey: privateKey.reveal(), enc, info: utf8(info), aad: utf8(aad), ct });
+    const out = new Secret(pt);
+    pt.fill(0);
     if (out.length !== KEY_BYTES) {
       out.wipe();
       return undefined;

@@ -7,8 +7,8 @@ import {
   verify,
   type X509Certificate,
 } from 'node:crypto';
-import type { CipherSuite } from '@hpke/core';
 import { HubError } from '../base/errors.js';
+import { openBase, sealBase } from './hpke.js';
 import { Secret } from './secret.js';
 
 /**
@@ -19,8 +19,8 @@ import { Secret } from './secret.js';
  * generation and the recipient key: a delivery moved to another hub, relabelled with another
  * generation or id, or sealed to another key does not open.
  *
- * @hpke is imported only when a delivery is sealed or opened (a hub that never receives one does
- * not load it: test/integration/module-loading.test.ts).
+ * HPKE is src/crypto/hpke.ts, on node:crypto (RFC 9180 A.2.1 checked in its test): no library is
+ * loaded for it (test/integration/module-loading.test.ts).
  */
 
 export const OTP_KEY_INFO = 'iq-hub otp-key v1';
@@ -99,21 +99,6 @@ export function verifyIdentitySignature(cert: X509Certificate, data: Uint8Array,
   }
 }
 
-let suite: Promise<CipherSuite> | undefined;
-
-/** The one suite of OTP key delivery, loaded on first use. */
-function otpKeySuite(): Promise<CipherSuite> {
-  suite ??= (async () => {
-    const [core, chacha] = await Promise.all([import('@hpke/core'), import('@hpke/chacha20poly1305')]);
-    return new core.CipherSuite({
-      kem: new core.DhkemX25519HkdfSha256(),
-      kdf: new core.HkdfSha256(),
-      aead: new chacha.Chacha20Poly1305(),
-    });
-  })();
-  return suite;
-}
-
 export interface SealedOtpKey {
   enc: Uint8Array;
   ct: Uint8Array;
@@ -133,18 +118,18 @@ export async function sealOtpKey(o: {
   ekm?: Uint8Array;
 }): Promise<SealedOtpKey> {
   if (o.key.length !== KEY_BYTES) throw new HubError('otp-key.malformed', `an OTP key has ${KEY_BYTES} bytes`);
-  const s = await otpKeySuite();
   const recipient = Buffer.from(o.recipient).toString('base64url');
-  const { enc, ct } = await s.seal(
-    {
-      recipientPublicKey: await s.kem.deserializePublicKey(o.recipient),
+  try {
+    return sealBase({
+      recipientPublicKey: o.recipient,
       info: otpKeyInfo(o.hubId),
-      ...(o.ekm ? { ekm: o.ekm } : {}),
-    },
-    o.key.reveal(),
-    otpKeyAad({ deliveryId: o.deliveryId, generation: o.generation, recipient }),
-  );
-  return { enc: new Uint8Array(enc), ct: new Uint8Array(ct) };
+      aad: otpKeyAad({ deliveryId: o.deliveryId, generation: o.generation, recipient }),
+      plaintext: o.key.reveal(),
+      ...(o.ekm ? { ikmE: o.ekm } : {}),
+    });
+  } catch {
+    throw new HubError('otp-key.malformed', 'an OTP key can only be sealed to a 32-byte X25519 public key');
+  }
 }
 
 /**
@@ -160,26 +145,23 @@ export async function openOtpKey(o: {
   enc: Uint8Array;
   ct: Uint8Array;
 }): Promise<Secret> {
-  const s = await otpKeySuite();
   const recipient = Buffer.from(o.pair.publicKey).toString('base64url');
-  let plain: ArrayBuffer;
+  let plain: Uint8Array;
   try {
-    const recipientKey = {
-      privateKey: await s.kem.deserializePrivateKey(o.pair.privateKey.reveal()),
-      publicKey: await s.kem.deserializePublicKey(o.pair.publicKey),
-    };
-    plain = await s.open(
-      { recipientKey, enc: o.enc, info: otpKeyInfo(o.hubId) },
-      o.ct,
-      otpKeyAad({ deliveryId: o.deliveryId, generation: o.generation, recipient }),
-    );
+    plain = openBase({
+      recipientPrivateKey: o.pair.privateKey.reveal(),
+      enc: o.enc,
+      info: otpKeyInfo(o.hubId),
+      ct: o.ct,
+      aad: otpKeyAad({ deliveryId: o.deliveryId, generation: o.generation, recipient }),
+    });
   } catch {
     throw new HubError(
       'otp-key.does-not-open',
       `OTP key delivery ${o.deliveryId} does not open with this hub's delivery key`,
     );
   }
-  const bytes = new Uint8Array(plain);
+  const bytes = plain;
   if (bytes.length !== KEY_BYTES) {
     bytes.fill(0);
     throw new HubError('otp-key.malformed', `OTP key delivery ${o.deliveryId} does not hold a ${KEY_BYTES}-byte key`);

@@ -1,4 +1,4 @@
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { HubError } from '../base/errors.js';
 
@@ -142,6 +142,21 @@ function signedBytes(manifestBytes: Uint8Array): Uint8Array {
   return out;
 }
 
+// Ed25519 through node:crypto (RFC 8032, as OpenSSL implements it: S must be below the group order):
+// raw 32-byte keys wrapped in the fixed DER prefixes of RFC 8410. No JavaScript curve library is
+// loaded into the daemon for the few images a year it checks.
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
+
+function vendorKeyObject(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw]), format: 'der', type: 'spki' });
+}
+
+function vendorSecretKeyObject(seed: Uint8Array): KeyObject {
+  if (seed.length !== 32) throw new RangeError(`an Ed25519 vendor secret key has 32 bytes, not ${seed.length}`);
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, seed]), format: 'der', type: 'pkcs8' });
+}
+
 /** Whether one of the pinned vendor keys signed these manifest bytes. */
 export function signatureValid(
   manifestBytes: Uint8Array,
@@ -152,7 +167,7 @@ export function signatureValid(
   const message = signedBytes(manifestBytes);
   return vendorKeys.some((key) => {
     try {
-      return key.length === VENDOR_KEY_LEN && ed25519.verify(signature, message, key, { zip215: false });
+      return key.length === VENDOR_KEY_LEN && verify(null, message, vendorKeyObject(key), signature);
     } catch {
       return false;
     }
@@ -166,7 +181,7 @@ export function buildImage(
   vendorSecretKey: Uint8Array,
 ): Uint8Array {
   const manifestBytes = encodeManifest({ ...m, size: payload.length, sha256: sha256(payload) });
-  const signature = ed25519.sign(signedBytes(manifestBytes), vendorSecretKey);
+  const signature = sign(null, signedBytes(manifestBytes), vendorSecretKeyObject(vendorSecretKey));
   const out = new Uint8Array(HEADER_LEN + manifestBytes.length + SIGNATURE_LEN + payload.length);
   out.set(IMAGE_MAGIC);
   out[4] = IMAGE_FORMAT;
@@ -178,7 +193,8 @@ export function buildImage(
 }
 
 export function vendorPublicKey(secretKey: Uint8Array): Uint8Array {
-  return ed25519.getPublicKey(secretKey);
+  const der = createPublicKey(vendorSecretKeyObject(secretKey)).export({ format: 'der', type: 'spki' });
+  return new Uint8Array(der.subarray(SPKI_ED25519.length));
 }
 
 /** Splits an image file into its parts, checking only the framing (no signature, no digest). */

@@ -1,6 +1,13 @@
 import type { Advertisement } from '../../hal/bearer.js';
+import { setBounded } from '../base/bounded-map.js';
 import type { Unsubscribe } from '../base/listeners.js';
 import { Listeners } from '../base/listeners.js';
+
+/**
+ * Devices remembered, the longest unheard forgotten first: a site's locks and those being attached
+ * fit many times over; a neighbour advertising made-up device ids does not grow the daemon.
+ */
+export const MAX_HEARD_DEVICES = 512;
 
 /**
  * The latest advertisement of every device the radio has heard: where a lock is now (its address
@@ -13,7 +20,7 @@ export class HeardLocks {
 
   /** Records an advertisement, then tells the listeners. */
   heard(a: Advertisement): void {
-    this.#latest.set(a.deviceId, a);
+    setBounded(this.#latest, a.deviceId, a, MAX_HEARD_DEVICES);
     this.#listeners.emit(a);
   }
 

@@ -107,6 +107,9 @@ export function sessionOptions(hubId: string, statusTopic: string, s: SessionSet
     connectTimeout: s.connectTimeoutMs,
     resubscribe: false,
     queueQoSZero: false,
+    // No table of 65,536 pre-made 2-byte Buffers for packet ids and lengths (mqtt-packet's
+    // default: ~6 MB of heap for the daemon's life); each packet makes its own two bytes.
+    writeCache: false,
     will: { topic: statusTopic, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
     // MQTT 5: at most this many unacknowledged messages from the broker at once (the hub
     // acknowledges each once it is recorded; src/app/inbound.ts bounds the work behind them).

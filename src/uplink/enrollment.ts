@@ -205,6 +205,8 @@ export function mqttEnrollTransport(o: MqttEnrollOptions): EnrollTransport {
             connectTimeout: o.connectTimeoutMs ?? 15_000,
             resubscribe: false,
             queueQoSZero: false,
+            // As the uplink's session (broker-options.ts): no 6 MB table of packet-number Buffers.
+            writeCache: false,
           },
         );
         current = { mc, fail: finish };

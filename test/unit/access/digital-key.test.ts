@@ -1,7 +1,7 @@
 import { sign } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type EncryptedKey, KEY_DELIVERY_INFO, keyDeliverySuite } from '../../../sim/phone/delivery.js';
+import { type EncryptedKey, KEY_DELIVERY_INFO } from '../../../sim/phone/delivery.js';
 import { CloudKeyIssuer, type KeySpec } from '../../../sim/phone/issuer.js';
 import { SimPhone } from '../../../sim/phone/phone.js';
 import {
@@ -85,12 +85,19 @@ describe('digital key delivery (HPKE to the phone)', () => {
 
   it('follows RFC 9180 base mode: an independent HPKE open with the same suite, info and aad reads it', async () => {
     const delivery = await cloud.issueTo(SPEC, phone.keys);
-    const kem = keyDeliverySuite().kem;
+    // An independent HPKE implementation (the @hpke library, a devDependency) with the same suite.
+    const [core, chacha] = await Promise.all([import('@hpke/core'), import('@hpke/chacha20poly1305')]);
+    const suite = new core.CipherSuite({
+      kem: new core.DhkemX25519HkdfSha256(),
+      kdf: new core.HkdfSha256(),
+      aead: new chacha.Chacha20Poly1305(),
+    });
+    const kem = suite.kem;
     // Re-derive phone A's X25519 key pair the way SimPhone.create does (second 32 bytes of its stream).
     const r = new SeededRandom('phone A');
     r.bytes(32);
     const pair = await kem.deriveKeyPair(r.bytes(32));
-    const plain = await keyDeliverySuite().open(
+    const plain = await suite.open(
       {
         recipientKey: pair,
         enc: fromBase64url(delivery.enc, 32) ?? new Uint8Array(0),
