@@ -14,6 +14,7 @@ import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
 import { linkBench } from './link.bench.js';
 import { metricsBench } from './metrics.bench.js';
+import { offlineBench } from './offline.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
@@ -29,6 +30,7 @@ export const benchmarks: Benchmark[] = [
   cliBench,
   metricsBench,
   firmwareBench,
+  offlineBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
