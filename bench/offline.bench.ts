@@ -100,6 +100,7 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
       const withApply: number[] = [];
       const hubCpu: number[] = [];
       let entries = 0;
+      let requests = 0;
       for (let run = 0; run < RUNS; run++) {
         apply(empty);
         offline.changed();
@@ -107,6 +108,7 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
         const cleared = await radio.lists();
         if (Object.values(cleared).some((l) => l.held !== 0))
           throw new Error('access.offline: a lock still holds entries');
+        const sentBefore = sum(cleared);
         const t0 = performance.now();
         apply(JSON.parse(text) as SnapshotData);
         const t1 = performance.now();
@@ -120,6 +122,7 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
         const lists = await radio.lists();
         matching(offline, lists);
         entries = Object.values(lists).reduce((n, l) => n + l.held, 0);
+        requests = sum(lists) - sentBefore;
         progress(`run ${run + 1}: ${Math.round(done - t1)} ms after the apply (${Math.round(t1 - t0)} ms)`);
       }
       if (entries !== 3_200) throw new Error(`access.offline: the locks hold ${entries} entries, not 3,200`);
@@ -127,6 +130,7 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
       metrics['access.offlineFullPush16.withApply'] = distribution('ms', withApply);
       metrics['access.offlineFullPush16.hubCpu'] = distribution('ms', hubCpu);
       metrics['access.offlineFullPush16.entries'] = { unit: 'entries', value: entries };
+      metrics['access.offlineFullPush16.requests'] = { unit: 'setOffline (16 locks)', value: requests };
       metrics['access.offlineFullPush16.loadAverage'] = { unit: '1 min', value: round(load) };
 
       // A restart's check: the hub forgets what each lock holds; one digest exchange per lock.
