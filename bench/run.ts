@@ -15,6 +15,7 @@ import { type Benchmark, environment, type Metric, ratioOfMedians, table } from 
 import { linkBench } from './link.bench.js';
 import { memoryBench } from './memory.bench.js';
 import { metricsBench } from './metrics.bench.js';
+import { offlineBench } from './offline.bench.js';
 import { radioBench } from './radio.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
@@ -34,6 +35,7 @@ export const benchmarks: Benchmark[] = [
   (await import('./frames.bench.js')).framesBench,
   zigbeeOpenBench,
   memoryBench,
+  offlineBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

@@ -3,7 +3,7 @@ import type { Clock } from '../base/clock.js';
 import { type AccessReason, MAX_PRESENTATION_LEN } from '../contract/link-messages.js';
 import type { Logger } from '../log/logger.js';
 import { PinThrottle, type PinThrottleOptions, VERIFIER_BYTES } from './credentials.js';
-import { CHALLENGE_BYTES, type DigitalKeyDenyReason, verifyPresentation } from './digital-key.js';
+import { CHALLENGE_BYTES, type DigitalKeyDenyReason, VerifiedKeys, verifyPresentation } from './digital-key.js';
 import type { AccessMirror, DenyReason as MirrorDenyReason } from './mirror.js';
 import { checkTimeZone } from './schedule.js';
 
@@ -61,7 +61,11 @@ export interface AccessDeciderDeps {
    * `previous` verifier looked up. Absent: never.
    */
   pinOverlap?: (at: number) => boolean;
+  /** Signed keys remembered as verified (VerifiedKeys; default VERIFIED_KEYS_DEFAULT); emptied at every sync. */
+  verifiedKeys?: number;
 }
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Challenges remembered per lock to refuse a replayed presentation (the oldest is forgotten first). */
 const CHALLENGES_PER_LOCK = 1024;
@@ -96,11 +100,20 @@ export class AccessDecider {
   readonly #throttle: PinThrottle;
   readonly #challenges = new Map<string, Set<string>>();
   readonly #counts: DecisionCounts = { granted: 0, denied: {} };
+  readonly #verified: VerifiedKeys;
+  /** The mirror's `changes()` when #verified was last emptied. */
+  #verifiedAt = -1;
 
   constructor(deps: AccessDeciderDeps) {
     checkTimeZone(deps.timeZone);
     this.#d = deps;
     this.#throttle = new PinThrottle(deps.clock, deps.throttle);
+    this.#verified = new VerifiedKeys(deps.verifiedKeys);
+  }
+
+  /** The verified-key cache's hits, misses and size (tests and benches). */
+  verifiedKeys(): { hits: number; misses: number; size: number } {
+    return this.#verified.stats();
   }
 
   counts(): DecisionCounts {
@@ -179,27 +192,40 @@ export class AccessDecider {
     if (!this.#useChallenge(lockId, challenge)) return deny('digitalKey', 'replayed');
     let presentation: unknown;
     try {
-      presentation = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(c.presentation));
+      presentation = JSON.parse(UTF8.decode(c.presentation));
     } catch {
       return deny('digitalKey', 'malformed');
     }
     const mirror = this.#d.mirror;
+    // Every sync (revocations come with syncs) empties the verified keys: belt and braces, since
+    // they hold only what a signature proves, and revocation is read from the mirror below.
+    if (mirror.changes() !== this.#verifiedAt) {
+      this.#verified.clear();
+      this.#verifiedAt = mirror.changes();
+    }
     let keyGroups: ReadonlySet<string> | undefined;
+    // The key's mirror row, read once for the revocation check and the checks after it.
+    let row: { keyId: string; value: ReturnType<AccessMirror['digitalKey']> } | undefined;
+    const mirrorKey = (keyId: string) => {
+      if (row?.keyId !== keyId) row = { keyId, value: mirror.digitalKey(keyId) };
+      return row.value;
+    };
     const verdict = verifyPresentation({
       presentation,
       challenge,
       lockId,
       at,
       cloudPublicKey,
-      revoked: (keyId) => mirror.digitalKey(keyId)?.revoked ?? false,
+      revoked: (keyId) => mirrorKey(keyId)?.revoked ?? false,
       lockAllowed: (body) => {
         if (body.groupIds === undefined) return true;
         keyGroups = new Set(body.groupIds);
         return mirror.groupIdsForLock(body.userId, lockId).some((id) => keyGroups?.has(id));
       },
+      verified: this.#verified,
     });
     if (!verdict.ok) return deny('digitalKey', FROM_KEY[verdict.reason]);
-    const known = mirror.digitalKey(verdict.keyId);
+    const known = mirrorKey(verdict.keyId);
     // The mirror is the revocation list: a key it does not hold (deleted, or not yet synced) opens nothing.
     if (!known || known.userId !== verdict.userId) {
       return { ...deny('digitalKey', 'unknown-credential'), credentialId: verdict.keyId };

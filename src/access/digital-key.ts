@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
@@ -110,6 +110,12 @@ export interface PresentationCheck {
    * it no longer knows. Asked for every key; a key's `lockIds` list has already been checked.
    */
   lockAllowed: (body: KeyBody, lockId: string) => boolean;
+  /**
+   * Signed keys already verified under `cloudPublicKey` (the signature and the body's form only):
+   * a key seen before skips that work. Revocation, validity, the lock and the phone's proof are
+   * checked on every presentation all the same.
+   */
+  verified?: VerifiedKeys;
 }
 
 // Ed25519 keys through node:crypto; raw 32-byte private keys and exported public keys use the fixed DER prefixes of RFC 8410.
@@ -301,6 +307,97 @@ export function checkSignedKey(signedKey: unknown, cloudPublicKey: KeyObject): S
   return parsed ? { ok: true, ...parsed } : { ok: false, reason: 'malformed' };
 }
 
+/** A signed key whose cloud signature and body checked out, with the phone's key ready to verify proofs. */
+type VerifiedKey = Extract<SignedKeyCheck, { ok: true }> & { phoneKey: KeyObject };
+
+/** The cloud signature, the body and the phone's key, done afresh. */
+function verifySignedKey(
+  signedKey: unknown,
+  cloudPublicKey: KeyObject,
+): VerifiedKey | { ok: false; reason: 'malformed' | 'bad-signature' } {
+  const key = checkSignedKey(signedKey, cloudPublicKey);
+  if (!key.ok) return key;
+  try {
+    return { ...key, phoneKey: ed25519PublicKey(key.phonePublicKey) };
+  } catch {
+    return { ok: false, reason: 'malformed' };
+  }
+}
+
+/** Default size of a VerifiedKeys cache: a busy site's keys of a day, a few hundred bytes each. */
+export const VERIFIED_KEYS_DEFAULT = 2048;
+
+/**
+ * Signed keys (body and cloud signature, exactly as presented) that verified under one cloud key,
+ * so that a key presented again costs one signature check (the phone's proof) instead of two, and
+ * no parse. Bounded (least recently used goes first); bound to the cloud key it was filled under
+ * (another key empties it); the owner empties it whenever the mirror changes. It holds only what
+ * the signature proves — never whether a key is revoked, expired or allowed at a lock: those are
+ * asked on every presentation. Indexed by SHA-256 of the signature (length-prefixed) and the body,
+ * so an entry costs the same whatever the body's length, and a body or signature that differs in
+ * one byte is a miss, verified afresh.
+ */
+export class VerifiedKeys {
+  readonly #max: number;
+  readonly #entries = new Map<string, VerifiedKey>();
+  #cloudKey: KeyObject | undefined;
+  #hits = 0;
+  #misses = 0;
+
+  constructor(maxEntries: number = VERIFIED_KEYS_DEFAULT) {
+    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
+      throw new HubError(
+        'access.config',
+        `verified digital keys: the cache size must be a positive integer, got ${maxEntries}`,
+      );
+    }
+    this.#max = maxEntries;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  stats(): { hits: number; misses: number; size: number } {
+    return { hits: this.#hits, misses: this.#misses, size: this.#entries.size };
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  check(signedKey: unknown, cloudPublicKey: KeyObject): ReturnType<typeof verifySignedKey> {
+    if (cloudPublicKey !== this.#cloudKey) {
+      this.#entries.clear();
+      this.#cloudKey = cloudPublicKey;
+    }
+    const s = signedKey as Record<string, unknown> | null;
+    // Anything but two strings is not worth an index: the full check refuses it.
+    if (typeof s !== 'object' || s === null || typeof s.body !== 'string' || typeof s.sig !== 'string') {
+      return verifySignedKey(signedKey, cloudPublicKey);
+    }
+    // Length-prefixed, so that no other split of the same characters between sig and body gives the same index.
+    const index = createHash('sha256').update(`${s.sig.length}:`).update(s.sig).update(s.body).digest('base64');
+    const hit = this.#entries.get(index);
+    if (hit && Object.keys(s).length === 2 && Object.hasOwn(s, 'body') && Object.hasOwn(s, 'sig')) {
+      this.#hits++;
+      this.#entries.delete(index);
+      this.#entries.set(index, hit);
+      return hit;
+    }
+    this.#misses++;
+    const fresh = verifySignedKey(signedKey, cloudPublicKey);
+    if (fresh.ok) {
+      this.#entries.set(index, fresh);
+      if (this.#entries.size > this.#max) {
+        const oldest = this.#entries.keys().next();
+        if (!oldest.done) this.#entries.delete(oldest.value);
+      }
+    }
+    return fresh;
+  }
+}
+
 function assertCloudKey(key: KeyObject): void {
   if (key?.type !== 'public' || key.asymmetricKeyType !== 'ed25519') {
     throw new HubError('access.cloud-key', 'the pinned cloud key must be an Ed25519 public KeyObject', {
@@ -339,17 +436,13 @@ export function verifyPresentation(check: PresentationCheck): PresentationVerdic
   const proof = fromBase64url(p.proof, SIGNATURE_BYTES);
   if (!proof) return deny('malformed');
 
-  const key = checkSignedKey(p.signedKey, check.cloudPublicKey);
+  const key = check.verified
+    ? check.verified.check(p.signedKey, check.cloudPublicKey)
+    : verifySignedKey(p.signedKey, check.cloudPublicKey);
   if (!key.ok) return deny(key.reason);
   const { body } = key;
 
-  let phoneKey: KeyObject;
-  try {
-    phoneKey = ed25519PublicKey(key.phonePublicKey);
-  } catch {
-    return deny('malformed');
-  }
-  if (!ed25519Verifies(doorProofMessage(challenge, lockId, body.keyId), phoneKey, proof)) return deny('bad-proof');
+  if (!ed25519Verifies(doorProofMessage(challenge, lockId, body.keyId), key.phoneKey, proof)) return deny('bad-proof');
 
   if (check.revoked(body.keyId)) return deny('revoked');
   if (at < key.validFromMs) return deny('not-yet-valid');

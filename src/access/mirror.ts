@@ -46,6 +46,7 @@ export interface AccessMirrorDeps {
 export class AccessMirror {
   readonly #sync: SyncApplier;
   readonly #lookups: MirrorLookups;
+  #changes = 0;
 
   constructor(deps: AccessMirrorDeps) {
     this.#sync = new SyncApplier(deps.store, deps.clock, syncStatements(deps.store.db));
@@ -72,7 +73,17 @@ export class AccessMirror {
    * `also` runs inside the same transaction (the sync's PIN key: `sync.pin-key…` refusals).
    */
   apply(p: SyncPayload, also?: () => void): ApplyResult {
-    return this.#sync.apply(p, also);
+    try {
+      return this.#sync.apply(p, also);
+    } finally {
+      // Counted refused or not: whoever caches something derived from the mirror starts again.
+      this.#changes++;
+    }
+  }
+
+  /** How many syncs were offered to this mirror (in memory): a cache derived from it is dropped when this moves. */
+  changes(): number {
+    return this.#changes;
   }
 
   user(userId: string): MirrorUser | undefined {

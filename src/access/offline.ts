@@ -92,6 +92,8 @@ interface LockView {
   leftOut: number;
   lastUpdatedAt: number | undefined;
   lastError: string | undefined;
+  /** The last update found the lock holding another list and was tried again at once. */
+  resentAtOnce?: boolean;
 }
 
 const DAY = 86_400_000;
@@ -243,6 +245,7 @@ export class OfflineLists implements Component {
       let reset = known === undefined;
       // The lock's list meanwhile: removals first (a revoked credential leaves before anything is added).
       const holding = new Map(known ?? []);
+      let digest: Uint8Array | undefined;
       while (reset || remove.length > 0 || upsert.length > 0) {
         const r = remove.splice(0, MAX_OFFLINE_REMOVALS);
         const u = r.length === MAX_OFFLINE_REMOVALS ? [] : upsert.splice(0, MAX_OFFLINE_PER_REQUEST);
@@ -253,7 +256,15 @@ export class OfflineLists implements Component {
         for (const i of u) holding.set(i.credentialId, fingerprint(i));
         view.known = holding;
         view.capacity = answer.capacity;
+        digest = answer.digest;
       }
+      // The last answer says what the lock now holds: it must be the list wanted, whatever the hub
+      // believed the lock held before (a lock changed behind its back, an answer lost). If not, the
+      // lock is asked again and, holding anything else, gets the whole list.
+      if (digest && !Buffer.from(digest).equals(offlineListDigest(items))) {
+        throw new DigestMismatch();
+      }
+      view.resentAtOnce = false;
       view.lastUpdatedAt = this.#d.clock.now();
       view.lastError = undefined;
       for (const l of [...this.#listeners]) l(lockId, view.lastUpdatedAt);
@@ -262,7 +273,12 @@ export class OfflineLists implements Component {
       view.known = undefined;
       view.lastError = e instanceof Error ? e.message : String(e);
       this.#d.log.warn({ lockId, err: view.lastError }, 'offline list update failed; will retry');
-      this.#scheduleRetry(lockId);
+      // A mismatch after a delta is worth one attempt at once (ask, then the whole list); any other
+      // failure, or a second mismatch in a row, waits for the retry.
+      if (e instanceof DigestMismatch && !view.resentAtOnce) {
+        view.resentAtOnce = true;
+        this.#passes.mark([lockId]);
+      } else this.#scheduleRetry(lockId);
     }
   }
 
@@ -323,8 +339,9 @@ export class OfflineLists implements Component {
     this.#d.clock.clearTimeout(this.#retry);
     this.#retry = this.#d.clock.setTimeout(() => {
       this.#retry = undefined;
-      this.lockReady(lockId);
-      this.#passes.mark([...this.#locks].filter(([, v]) => v.lastError !== undefined).map(([id]) => id));
+      // One mark, so a lock is updated once even while the pass it starts is running.
+      const failing = [...this.#locks].filter(([, v]) => v.lastError !== undefined).map(([id]) => id);
+      this.#passes.mark([lockId, ...failing]);
     }, this.#o.retryMs);
   }
 
@@ -334,6 +351,13 @@ export class OfflineLists implements Component {
       this.changed();
       this.#scheduleRefresh();
     }, this.#o.refreshMs);
+  }
+}
+
+/** The lock answered the last change of an update with the digest of another list than the one wanted. */
+class DigestMismatch extends Error {
+  constructor() {
+    super('the lock holds another list than the one sent (digest mismatch); it is asked again and gets the whole list');
   }
 }
 

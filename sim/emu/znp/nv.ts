@@ -88,6 +88,8 @@ export class ZnpNv {
   ieee: string;
   readonly items = new Map<number, Buffer>();
   readonly extended = new Map<string, Buffer>();
+  /** The last network fingerprint and the NIB and key it was computed from. */
+  #fingerprint: { nib: Buffer; key: Buffer; value: string } | undefined;
 
   private constructor(ieee: string) {
     this.ieee = ieee;
@@ -215,10 +217,17 @@ export class ZnpNv {
 
   /** A fingerprint of the network a device joined (extended PAN id and key), never the key itself. */
   networkFingerprint(): string | undefined {
+    // Asked for every frame to or from a device: computed again only when the NIB or the key changed.
+    const nibRaw = this.items.get(NvId.NIB);
+    const keyRaw = this.items.get(NvId.NWK_ACTIVE_KEY_INFO);
+    const memo = this.#fingerprint;
+    if (memo && nibRaw?.equals(memo.nib) && keyRaw?.equals(memo.key)) return memo.value;
     const key = this.networkKey();
     const epid = this.extendedPanId();
-    if (!key || !epid) return undefined;
-    return createHash('sha256').update(epid).update(key).digest('hex').slice(0, 16);
+    if (!key || !epid || !nibRaw || !keyRaw) return undefined;
+    const value = createHash('sha256').update(epid).update(key).digest('hex').slice(0, 16);
+    this.#fingerprint = { nib: Buffer.from(nibRaw), key: Buffer.from(keyRaw), value };
+    return value;
   }
 
   #materialEntry() {
