@@ -15,6 +15,7 @@ import { type Benchmark, environment, type Metric, ratioOfMedians, table } from 
 import { linkBench } from './link.bench.js';
 import { metricsBench } from './metrics.bench.js';
 import { radioBench } from './radio.bench.js';
+import { startupBench } from './startup.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
 
@@ -29,6 +30,7 @@ export const benchmarks: Benchmark[] = [
   cliBench,
   metricsBench,
   firmwareBench,
+  startupBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

@@ -1,0 +1,118 @@
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { type RadioSite, startRadioSite } from '../sim/emu/site.js';
+import type { HubConfig } from '../src/config/schema.js';
+import type { HubStatus } from '../src/contract/control-socket.js';
+import { callDaemon } from '../src/control-socket/socket-client.js';
+import { type Proc, start } from '../test/helpers/daemon.js';
+import { FakeNotifySocket } from '../test/helpers/notify-socket.js';
+import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip } from './lib.js';
+
+/** The CLI as compiled: this file runs as dist/bench/startup.bench.js. */
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+const BLE = { deviceId: 'BLE-0001', setupCode: 'BLE1-STRT-CODE', address: 'aa:bb:cc:00:0c:01', radio: 'ble' } as const;
+const ZB = { deviceId: 'ZB-0001', setupCode: 'ZB01-STRT-CODE', address: 'zb-start-0001', radio: 'zigbee' } as const;
+/** Measured restarts (after one unmeasured priming start that forms the network and attaches both locks). */
+const RUNS = 9;
+/** How often the bench asks the daemon for its radios (`status` on the control socket), ms. */
+const POLL_MS = 5;
+
+/**
+ * Start-up of the daemon as systemd sees it, issue 15: `iqhub run` spawned as its own process, the
+ * emulated radios (HCI over a socat PTY, Z-Stack over TCP, a SimLock attached on each) in this one.
+ *
+ * - daemon.startupToReady: from the spawn until READY=1 arrives on the NOTIFY_SOCKET the bench
+ *   listens on, data directory resumed (store, storage key, ZigBee network and pairings from the
+ *   priming start; the coordinator emulator keeps its network, herdsman resumes).
+ * - daemon.startupToRadiosReady: from the same spawn until `iqhub status` (the control socket,
+ *   polled every POLL_MS) shows both radio.ble and radio.zigbee running.
+ * - daemon.startupLoadAvg1: the 1-minute load average when the runs ended (the machine is shared).
+ */
+export const startupBench: Benchmark = benchmarkInTempDir(
+  'daemon.startup',
+  'iqhub run spawned → READY (sd_notify) and → both radios running, resumed data dir, BLE and ZigBee on the emulators, p50/p99',
+  async (dir, metrics) => {
+    const socat = socatOrSkip('daemon.startup');
+    if (!socat) return;
+    let site: RadioSite | undefined;
+    try {
+      site = await startRadioSite({ socat, locks: [BLE, ZB], seed: 'startup-bench' });
+      const config = join(dir, 'config.yaml');
+      const runDir = join(dir, 'run');
+      const hub: Record<string, unknown> = {
+        dataDir: join(dir, 'data'),
+        runDir,
+        log: { level: 'warn', pretty: false },
+        radios: site.radios satisfies HubConfig['radios'],
+      };
+      writeFileSync(config, stringify(hub));
+      const socket = join(runDir, 'control.sock');
+
+      // Priming: the network formed, both locks attached; not measured.
+      const first = await timedRun(config, socket, join(dir, 'notify-0.sock'), async () => {
+        for (const spec of [BLE, ZB]) {
+          site?.locks.get(spec.deviceId)?.presentMaintenanceCard();
+          await callDaemon(socket, 'locks.attach', { deviceId: spec.deviceId, setupCode: spec.setupCode }, 60_000);
+        }
+      });
+      process.stderr.write(`daemon.startup: primed (first start ${Math.round(first.radios)} ms to radios)\n`);
+
+      const ready: number[] = [];
+      const radios: number[] = [];
+      for (let i = 1; i <= RUNS; i++) {
+        const t = await timedRun(config, socket, join(dir, `notify-${i}.sock`));
+        ready.push(t.ready);
+        radios.push(t.radios);
+      }
+      metrics['daemon.startupToReady'] = distribution('ms', ready);
+      metrics['daemon.startupToRadiosReady'] = distribution('ms', radios);
+      metrics['daemon.startupLoadAvg1'] = { unit: 'load', value: round(loadavg()[0] ?? 0) };
+    } finally {
+      await site?.close();
+    }
+  },
+);
+
+/**
+ * One spawned `iqhub run`: ms from the spawn to READY=1 and to both radios running; then `whileUp`
+ * (if any), SIGTERM, and its exit awaited (a clean stop, or the bench fails).
+ */
+async function timedRun(
+  config: string,
+  socket: string,
+  notifyPath: string,
+  whileUp?: () => Promise<void>,
+): Promise<{ ready: number; radios: number }> {
+  const notify = new FakeNotifySocket(notifyPath);
+  let proc: Proc | undefined;
+  try {
+    const t0 = performance.now();
+    proc = start(['run', '--config', config], { NOTIFY_SOCKET: notifyPath }, CLI);
+    const exited = proc.exit.then((e) => {
+      throw new Error(`the daemon exited during start-up (${e.code ?? e.signal}): ${proc?.stderr()}`);
+    });
+    exited.catch(() => {});
+    const readyAt = await Promise.race([notify.waitFor('READY=1', 60_000), exited]);
+    let radiosAt: number | undefined;
+    const deadline = t0 + 60_000;
+    while (radiosAt === undefined) {
+      const status = (await callDaemon(socket, 'status', {}, 5_000).catch(() => undefined)) as HubStatus | undefined;
+      const running = (name: string) => status?.components.some((c) => c.name === name && c.state === 'running');
+      if (running('radio.ble') && running('radio.zigbee')) radiosAt = performance.now();
+      else if (performance.now() > deadline) throw new Error(`radios not running: ${JSON.stringify(status)}`);
+      else await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    await whileUp?.();
+    proc.child.kill('SIGTERM');
+    const { code } = await proc.exit;
+    if (code !== 0) throw new Error(`the daemon stopped with ${code}: ${proc.stderr()}`);
+    return { ready: readyAt.at - t0, radios: radiosAt - t0 };
+  } finally {
+    if (proc && proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+    notify.close();
+  }
+}
