@@ -44,8 +44,12 @@ export interface BackupSettings {
   readonly frameCounterJump: number;
 }
 
-/** How long after a device joined or left the backup is taken (one backup for a burst of joins). */
-export const BACKUP_AFTER_CHANGE_MS = 3_000;
+/**
+ * How long the network must have been quiet (no device joined or left) before the backup that
+ * follows a change: one backup for a burst of joins, taken after their interviews and attaches
+ * rather than competing with them on the coordinator's serial line.
+ */
+export const BACKUP_AFTER_CHANGE_MS = 15_000;
 
 /** When a sealed backup was taken, from its id (`coordinator-2026-12-07T09-56-56-671Z`); undefined if the id says nothing. */
 export function backupTakenAt(id: string): number | undefined {
@@ -146,12 +150,13 @@ export class Backups {
   }
 
   /**
-   * The network changed (a device joined or left): a backup BACKUP_AFTER_CHANGE_MS later, so a
-   * replaced adapter knows the device (its trust-center link key is in the backup).
+   * The network changed (a device joined or left): a backup once it has been quiet for
+   * BACKUP_AFTER_CHANGE_MS (one backup for a burst of joins, not competing with their interviews),
+   * so a replaced adapter knows the devices (their trust-center link keys are in the backup).
    */
   changed(generation: number): void {
     const c = this.#coordinator;
-    if (this.#soon !== undefined) return;
+    c.clock.clearTimeout(this.#soon);
     this.#soon = c.clock.setTimeout(() => {
       this.#soon = undefined;
       const controller = c.controller;
