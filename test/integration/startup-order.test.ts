@@ -6,6 +6,7 @@ import { type RadioSite, startRadioSite } from '../../sim/emu/site.js';
 import type { RunningDaemon } from '../../src/app/daemon.js';
 import type { HubStatus } from '../../src/contract/control-socket.js';
 import { callDaemon } from '../../src/control-socket/socket-client.js';
+import { FakeNotifySocket } from '../helpers/notify-socket.js';
 import { EMULATED_LINK, startDaemonIn } from '../helpers/radio-daemon.js';
 import { requireSocat, SOCAT_MISSING } from '../helpers/socat.js';
 
@@ -26,7 +27,8 @@ describe.skipIf(!socat)('start-up order: ready before the radios, commands wait 
   let dir: string;
   let daemon: RunningDaemon | undefined;
   const socket = () => join(dir, 'run', 'control.sock');
-  const start = () => startDaemonIn(dir, { radios: site.radios }, { linkOptions: EMULATED_LINK });
+  const start = (env: NodeJS.ProcessEnv = {}) =>
+    startDaemonIn(dir, { radios: site.radios }, { linkOptions: EMULATED_LINK, env });
   const radioStates = async () => {
     const status = (await callDaemon(socket(), 'status')) as HubStatus;
     return Object.fromEntries(
@@ -71,14 +73,20 @@ describe.skipIf(!socat)('start-up order: ready before the radios, commands wait 
   test('after a restart, an open sent the moment the daemon is up waits for its starting radio and opens once', async () => {
     const lock = site.locks.get(ZB.deviceId)!;
     const handledBefore = lock.requestCounts().handled.open ?? 0;
-    daemon = await start();
-    const lockId = lockIds[ZB.deviceId]!;
-    const states = await radioStates();
-    expect(states['radio.zigbee']).toBe('starting');
-    const state = (await callDaemon(socket(), 'locks.open', { lockId, durationMs: 1_000 }, 30_000)) as {
-      bolt: string;
-    };
-    expect(state.bolt).toBe('unlocked');
+    const notify = new FakeNotifySocket(join(dir, 'notify.sock'));
+    try {
+      daemon = await start({ NOTIFY_SOCKET: notify.path });
+      const running = `STATUS=running; store schema v${daemon.hub.store.info.schemaVersion}`;
+      // systemd hears READY with the radios still starting...
+      expect((await notify.waitFor('READY=1')).lines).toContain(`${running}; radios starting`);
+      expect((await radioStates())['radio.zigbee']).toBe('starting');
+      const opened = callDaemon(socket(), 'locks.open', { lockId: lockIds[ZB.deviceId], durationMs: 1_000 }, 30_000);
+      // ...and a STATUS once they are up.
+      await notify.waitFor(`${running}; radios: ble ready, zigbee ready`, 30_000);
+      expect(((await opened) as { bolt: string }).bolt).toBe('unlocked');
+    } finally {
+      notify.close();
+    }
     expect((lock.requestCounts().handled.open ?? 0) - handledBefore).toBe(1);
     expect((await radioStates())['radio.zigbee']).toBe('running');
   }, 60_000);
