@@ -180,7 +180,17 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
   const running = `running; store schema v${hub.store.info.schemaVersion}`;
   const radios = hub.radios;
   notifier.notify('READY=1', `STATUS=${running}${radios ? '; radios starting' : ''}`, `MAINPID=${process.pid}`);
-  log.info({ socket: hub.control.path, watchdogMs: interval ?? null }, 'iq-hub ready');
+  // What the start cost this process until now (CPU, and wall time since the process began).
+  const cpu = process.cpuUsage();
+  log.info(
+    {
+      socket: hub.control.path,
+      watchdogMs: interval ?? null,
+      startupMs: Math.round(process.uptime() * 1000),
+      startupCpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    },
+    'iq-hub ready',
+  );
   void radios?.started().then(() => {
     if (stopping) return;
     const states = radios.members.map((m) => `${m.kind} ${m.state().status}`).join(', ');
