@@ -17,6 +17,7 @@ import { memoryBench } from './memory.bench.js';
 import { metricsBench } from './metrics.bench.js';
 import { offlineBench } from './offline.bench.js';
 import { radioBench } from './radio.bench.js';
+import { startupBench } from './startup.bench.js';
 import { storeCommit } from './store.bench.js';
 import { uplinkBench } from './uplink.bench.js';
 import { zigbeeOpenBench } from './zigbee-open.bench.js';
@@ -36,6 +37,7 @@ export const benchmarks: Benchmark[] = [
   zigbeeOpenBench,
   memoryBench,
   offlineBench,
+  startupBench,
 ];
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));

@@ -16,9 +16,12 @@ import {
 
 /**
  * Coordinator backups, the only way to put a replaced adapter back on the hub's network without
- * every lock joining again: taken on demand and every backupIntervalMs, sealed the moment herdsman
- * writes them, and the newest staged for herdsman before every start (frame counter moved
- * forward) so a blank adapter is restored by itself. The files themselves are network.ts's.
+ * every lock joining again: taken on demand, when the network changes (formed or restored at a
+ * start, a device joined or left) and on a schedule (backupIntervalMs after the newest one, so a
+ * hub that restarts often is still backed up), sealed the moment herdsman writes them, and the
+ * newest staged for herdsman before every start (frame counter moved forward) so a blank adapter
+ * is restored by itself. A start that resumes the network as it was backed up seals nothing (the
+ * stop before it sealed herdsman's own last backup). The files themselves are network.ts's.
  */
 
 export interface BackupInfo {
@@ -41,12 +44,28 @@ export interface BackupSettings {
   readonly frameCounterJump: number;
 }
 
+/**
+ * How long the network must have been quiet (no device joined or left) before the backup that
+ * follows a change: one backup for a burst of joins, taken after their interviews and attaches
+ * rather than competing with them on the coordinator's serial line.
+ */
+export const BACKUP_AFTER_CHANGE_MS = 15_000;
+
+/** When a sealed backup was taken, from its id (`coordinator-2026-12-07T09-56-56-671Z`); undefined if the id says nothing. */
+export function backupTakenAt(id: string): number | undefined {
+  const m = /^coordinator-(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{3})Z$/.exec(id);
+  if (!m) return undefined;
+  const at = Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`);
+  return Number.isNaN(at) ? undefined : at;
+}
+
 export class Backups {
   readonly #coordinator: Coordinator;
   readonly #paths: DataPaths;
   readonly #sealer: Sealer;
   readonly #s: BackupSettings;
   #timer: TimerHandle | undefined;
+  #soon: TimerHandle | undefined;
 
   constructor(coordinator: Coordinator, paths: DataPaths, sealer: Sealer, settings: BackupSettings) {
     this.#coordinator = coordinator;
@@ -97,9 +116,28 @@ export class Backups {
     return await this.take(controller);
   }
 
-  /** Backs up the controller of `generation` every backupIntervalMs until it is torn down. */
+  /**
+   * At a start, once herdsman runs: a backup when the network changed ('reset': formed anew;
+   * 'restored' onto a blank adapter, its frame counter moved forward), when there is none, or when
+   * the newest is older than backupIntervalMs; otherwise none (undefined).
+   */
+  async atStart(controller: Controller, result: 'restored' | 'resumed' | 'reset'): Promise<BackupInfo | undefined> {
+    if (result === 'resumed' && this.#dueInMs() > 0) return undefined;
+    return await this.take(controller);
+  }
+
+  /** Ms until the schedule wants the next backup: backupIntervalMs after the newest (0: now). */
+  #dueInMs(): number {
+    const newest = listBackups(this.#paths).at(-1);
+    const at = newest && backupTakenAt(newest.id);
+    if (at === undefined) return 0;
+    return Math.max(0, at + this.#s.backupIntervalMs - this.#coordinator.clock.now());
+  }
+
+  /** Backs up the controller of `generation` backupIntervalMs after the newest backup, again and again, until it is torn down. */
   schedule(generation: number): void {
     const c = this.#coordinator;
+    c.clock.clearTimeout(this.#timer);
     this.#timer = c.clock.setTimeout(() => {
       const controller = c.controller;
       if (generation !== c.generation || !controller) return;
@@ -108,11 +146,31 @@ export class Backups {
         .finally(() => {
           if (generation === c.generation) this.schedule(generation);
         });
-    }, this.#s.backupIntervalMs);
+    }, this.#dueInMs() || this.#s.backupIntervalMs);
+  }
+
+  /**
+   * The network changed (a device joined or left): a backup once it has been quiet for
+   * BACKUP_AFTER_CHANGE_MS (one backup for a burst of joins, not competing with their interviews),
+   * so a replaced adapter knows the devices (their trust-center link keys are in the backup).
+   */
+  changed(generation: number): void {
+    const c = this.#coordinator;
+    c.clock.clearTimeout(this.#soon);
+    this.#soon = c.clock.setTimeout(() => {
+      this.#soon = undefined;
+      const controller = c.controller;
+      if (generation !== c.generation || !controller) return;
+      void this.take(controller)
+        .then(() => this.schedule(generation))
+        .catch((e) => c.herdsmanError('the backup after a network change', e));
+    }, BACKUP_AFTER_CHANGE_MS);
   }
 
   cancel(): void {
     this.#coordinator.clock.clearTimeout(this.#timer);
+    this.#coordinator.clock.clearTimeout(this.#soon);
+    this.#soon = undefined;
   }
 
   async take(controller: Controller): Promise<BackupInfo> {

@@ -241,7 +241,8 @@ class HerdsmanBearer implements ZigbeeBearer {
       }
       stopOwnBackups(controller);
       await controller.permitJoin(0);
-      const taken = await this.#backups.take(controller);
+      // Sealed only when the network changed or the schedule is due, not on every start.
+      const taken = await this.#backups.atStart(controller, result);
       this.#recoverDelay = this.#s.recoverBaseMs;
       this.#recovering = false;
       c.setState({ status: 'ready' });
@@ -249,7 +250,7 @@ class HerdsmanBearer implements ZigbeeBearer {
       this.#backups.schedule(generation);
       this.#log.info({ result, network: this.network() }, 'ZigBee: coordinator ready');
       for (const device of controller.getDevices()) this.#ads.announce(device);
-      return { result, backupId: staged?.id ?? taken.id, frameCounter };
+      return { result, backupId: staged?.id ?? taken?.id ?? '', frameCounter };
     } catch (e) {
       this.#backups.removeClear();
       const reason = `the ZigBee adapter at ${this.#o.serialPath} did not start: ${c.clean(describeError(e))}`;
@@ -272,10 +273,14 @@ class HerdsmanBearer implements ZigbeeBearer {
       if (e.status === 'failed') this.#interviews.retry(e.device, generation);
     });
     controller.on('deviceJoined', () => {
-      if (live()) this.#c.counters.joinsAccepted++;
+      if (!live()) return;
+      this.#c.counters.joinsAccepted++;
+      this.#backups.changed(generation);
     });
     controller.on('deviceLeave', (e) => {
-      if (live()) this.#links.left(e.ieeeAddr);
+      if (!live()) return;
+      this.#links.left(e.ieeeAddr);
+      this.#backups.changed(generation);
     });
     controller.on('adapterDisconnected', () => {
       if (live()) this.#lost('the adapter disconnected (unplugged, or its connection dropped)');

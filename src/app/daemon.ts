@@ -175,8 +175,28 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     process.on('SIGHUP', () => log.info('SIGHUP ignored: restart the service to apply a new configuration'));
   }
 
-  notifier.notify('READY=1', `STATUS=running; store schema v${hub.store.info.schemaVersion}`, `MAINPID=${process.pid}`);
-  log.info({ socket: hub.control.path, watchdogMs: interval ?? null }, 'iq-hub ready');
+  // READY once the store, the control socket and the uplink's first attempt are up; the radios
+  // start in the background (src/app/radio-start.ts) and STATUS says when they are.
+  const running = `running; store schema v${hub.store.info.schemaVersion}`;
+  const radios = hub.radios;
+  notifier.notify('READY=1', `STATUS=${running}${radios ? '; radios starting' : ''}`, `MAINPID=${process.pid}`);
+  // What the start cost this process until now (CPU, and wall time since the process began).
+  const cpu = process.cpuUsage();
+  log.info(
+    {
+      socket: hub.control.path,
+      watchdogMs: interval ?? null,
+      startupMs: Math.round(process.uptime() * 1000),
+      startupCpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    },
+    'iq-hub ready',
+  );
+  void radios?.started().then(() => {
+    if (stopping) return;
+    const states = radios.members.map((m) => `${m.kind} ${m.state().status}`).join(', ');
+    notifier.notify(`STATUS=${running}; radios: ${states}`);
+    log.info({ radios: states }, 'radios started');
+  });
 
   try {
     await opts.onStarted?.(hub, log);

@@ -7,6 +7,7 @@ import type { Random } from '../base/random.js';
 import type { HubConfig } from '../config/schema.js';
 import type { Sealer } from '../crypto/seal.js';
 import type { Logger } from '../log/logger.js';
+import { StartingRadio } from './radio-start.js';
 
 type BleModule = typeof import('../../drivers/ble/index.js');
 type ZigbeeModule = typeof import('../../drivers/zigbee/index.js');
@@ -46,9 +47,16 @@ export interface Radios {
   /** Each radio, for health and diagnostics. */
   members: readonly Bearer[];
   zigbee: ZigbeeBearer | undefined;
+  /** Settles once every real radio's start has (ready, or known unavailable): they start in the background. */
+  started(): Promise<void>;
 }
 
-/** Builds the bearers: the simulated radio (demo, tests) first, then BLE, then ZigBee. */
+/**
+ * Builds the bearers: the simulated radio (demo, tests) first, then BLE, then ZigBee. The real
+ * radios start concurrently and in the background (StartingRadio): the link layer's start does
+ * not wait for noble or herdsman, and a request for a lock on a radio still starting waits for it
+ * within its own timeout.
+ */
 export function buildRadios(
   config: HubConfig,
   drivers: RadioDrivers,
@@ -87,7 +95,17 @@ export function buildRadios(
     });
     members.push(zigbeeBearer);
   }
-  const [only] = members;
+  const gated = members.map((m) =>
+    m === deps.sim ? m : new StartingRadio(m, deps.clock, deps.log.child({ component: 'radios' })),
+  );
+  const [only] = gated;
   if (!only) return undefined;
-  return { bearer: members.length === 1 ? only : new CompositeBearer(members), members, zigbee: zigbeeBearer };
+  return {
+    bearer: gated.length === 1 ? only : new CompositeBearer(gated),
+    members,
+    zigbee: zigbeeBearer,
+    started: async () => {
+      await Promise.all(gated.map((g) => (g instanceof StartingRadio ? g.started : undefined)));
+    },
+  };
 }

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { isMap, LineCounter, parseDocument, visit } from 'yaml';
 import { HubError } from '../base/errors.js';
+import { validateConfig } from './config-validator.generated.js';
 import { DEFAULT_CONFIG_PATH } from './paths.js';
 import { configSchema, type HubConfig } from './schema.js';
 
@@ -13,8 +14,8 @@ export { DEFAULT_CONFIG_PATH };
  */
 export const MAX_ALIAS_COUNT = 50;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
-const validate = ajv.compile<HubConfig>(configSchema);
+/** configSchema compiled at build time (test/helpers/generate-validators.ts): nothing is compiled at run time. */
+const validate = validateConfig as ValidateFunction<HubConfig>;
 
 export interface LoadedConfig {
   config: HubConfig;

@@ -1,12 +1,10 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { err, ok, type Result } from '../base/result.js';
-import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, maxInboundBytes, schemas, type TopicMap } from './mqtt.js';
+import { MAX_INBOUND_BYTES, MAX_INBOUND_DEPTH, maxInboundBytes, type TopicMap } from './mqtt.js';
+import { byTopic } from './mqtt-validators.generated.js';
 
-const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true, allowUnionTypes: true });
-
-const validators = Object.fromEntries(
-  Object.entries(schemas).map(([topic, schema]) => [topic, ajv.compile(schema)]),
-) as {
+/** The contract's schemas, one per topic, compiled at build time (test/helpers/generate-validators.ts). */
+const validators = byTopic as unknown as {
   [T in keyof TopicMap]: ValidateFunction<TopicMap[T]['payload']>;
 };
 

@@ -193,7 +193,13 @@ export class LinkManager implements Component {
     const radio = b.status === 'unavailable' ? `radio unavailable: ${b.reason}` : `radio ${b.status}`;
     return {
       name: this.name,
-      state: this.#state === 'running' && (q > 0 || b.status !== 'ready') ? 'degraded' : this.#state,
+      // A radio still coming up (it starts in the background) is `starting`, not a fault.
+      state:
+        this.#state === 'running' && b.status === 'starting'
+          ? 'starting'
+          : this.#state === 'running' && (q > 0 || b.status !== 'ready')
+            ? 'degraded'
+            : this.#state,
       detail: `${locks.length} locks, ${this.#connections.size} connected, ${q} quarantined; ${bearer.kind} ${radio}`,
     };
   }

@@ -62,6 +62,11 @@ describe('what a start loads', () => {
     expect(urls.some((u) => u.endsWith('/dist/src/app/hub.js'))).toBe(true);
     expect(urls.some((u) => u.endsWith('/dist/src/uplink/service.js'))).toBe(true);
     expect(simulation(urls)).toEqual([]);
+    // No JSON Schema is compiled at run time: the validators were generated at build time and need
+    // only Ajv's small runtime helpers, never its compiler (test/helpers/generate-validators.ts).
+    expect(urls.some((u) => u.endsWith('/dist/src/contract/mqtt-validators.generated.js'))).toBe(true);
+    expect(urls.filter((u) => /\/node_modules\/ajv\/(?!dist\/runtime\/)/.test(u))).toEqual([]);
+    expect(urls.filter((u) => /\/node_modules\/(fast-uri|json-schema-traverse)\//.test(u))).toEqual([]);
     // Metrics are off by default: neither prom-client nor the exporter is loaded.
     expect(urls.filter((u) => /\/node_modules\/prom-client\/|\/dist\/src\/metrics\/exporter\.js$/.test(u))).toEqual([]);
   }, 120_000);
