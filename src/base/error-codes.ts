@@ -398,6 +398,8 @@ export const ERROR_CODES = {
   'otp-key.malformed': 'the cloud must seal exactly the 32-byte OTP key',
   'sync.request-not-sent':
     'the uplink is down or the broker refused sync/request: send syncNow again once the hub is online',
+  // Group commits (issue 15: one durable commit per command on the critical path).
+  'store.closed': 'the daemon is stopping: what was queued before the stop was committed; retry once it runs again',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

@@ -106,7 +106,8 @@ export class Hub {
   }
 
   async start(): Promise<void> {
-    this.store = Store.open(this.dir);
+    // The group commit on a microtask: the tests drive frames and virtual time by hand, reproducibly.
+    this.store = Store.open(this.dir, undefined, { schedule: (flush) => queueMicrotask(flush) });
     const raw = this.site.world.radio.bearer({
       address: this.address,
       ...(this.maxLinks === undefined ? {} : { maxLinks: this.maxLinks }),
