@@ -171,9 +171,7 @@ export class Store {
    */
   commitSoon<T>(fn: () => T, o: { durable?: boolean } = {}): Promise<T> {
     if (this.#closed) {
-      return Promise.reject(
-        new HubError('store.closed', 'the store is closed: nothing more is written'),
-      );
+      return Promise.reject(new HubError('store.closed', 'the store is closed: nothing more is written'));
     }
     const p = this.#queue.add(fn, o.durable ?? true);
     this.#scheduleGroup();
