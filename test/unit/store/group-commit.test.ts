@@ -22,15 +22,19 @@ function manual() {
   return { store, rows, write, fire, flushes };
 }
 
-/** Settle the promise's state without waiting for it: 'pending', 'resolved' or 'rejected'. */
+/** The promise's state after the microtasks and one turn of the event loop: 'pending', 'resolved' or 'rejected'. */
 async function state(p: Promise<unknown>): Promise<string> {
-  const marker = Symbol('pending');
-  try {
-    const v = await Promise.race([p, Promise.resolve(marker)]);
-    return v === marker ? 'pending' : 'resolved';
-  } catch {
-    return 'rejected';
-  }
+  let now = 'pending';
+  p.then(
+    () => {
+      now = 'resolved';
+    },
+    () => {
+      now = 'rejected';
+    },
+  );
+  await new Promise((r) => setImmediate(r));
+  return now;
 }
 
 describe('the group commit', () => {
@@ -135,6 +139,8 @@ describe('the group commit', () => {
       return 'claimed';
     });
     expect(claimed).toBe('claimed');
+    // Told at once, without the flush the group was scheduled for.
+    expect(await state(Promise.all(queued))).toBe('resolved');
     expect(await Promise.all(queued)).toEqual([{ n: 1 }, { n: 2 }]);
     expect(t.rows('order')).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
     expect(t.store.commitCounts().durable - before).toBe(1);
@@ -153,6 +159,7 @@ describe('the group commit', () => {
         throw new Error('counter not above');
       }),
     ).toThrow('counter not above');
+    expect(await state(queued)).toBe('resolved');
     expect(await queued).toEqual({ n: 1 });
     expect(t.rows('queued')).toEqual([{ n: 1 }]);
     expect(t.rows('own')).toEqual([]);
