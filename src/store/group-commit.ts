@@ -58,16 +58,17 @@ export class Group {
 
   /**
    * Run the writes in queue order, inside the caller's open transaction, each in a savepoint. A
-   * write that throws is rolled back alone; if SQLite rolled back the whole transaction under it
+   * write that throws is rolled back alone (its error passed through `failure`); if SQLite rolled back the whole transaction under it
    * (a full disk may), the error is thrown: the group is lost and the caller's commit fails.
    */
-  run(db: Database): void {
+  run(db: Database, failure: (e: unknown) => unknown = (e) => e): void {
     for (const e of this.#entries) {
       try {
         this.#outcomes.push({ ok: true, value: db.transaction(e.fn)() });
       } catch (error) {
         if (!db.inTransaction) throw error;
-        this.#outcomes.push({ ok: false, error });
+        // What its caller gets: a full disk as `store.disk-full` (and the disk's state turned).
+        this.#outcomes.push({ ok: false, error: failure(error) });
       }
     }
   }

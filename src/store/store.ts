@@ -134,7 +134,7 @@ export class Store {
       outcome = this.#guard(() =>
         this.db
           .transaction(() => {
-            group.run(this.db);
+            group.run(this.db, (e) => this.#failure(e));
             try {
               return { ok: true as const, value: this.db.transaction(fn)() };
             } catch (error) {
@@ -150,6 +150,7 @@ export class Store {
       throw e;
     }
     this.#counted(group.size, true);
+    this.#checkpointIfDue();
     group.committed();
     if (outcome.ok) return outcome.value;
     // Its error passes the guard like any write's (a full disk turns the disk's state).
@@ -191,7 +192,7 @@ export class Store {
     try {
       if (!durable) this.db.pragma('synchronous = NORMAL');
       try {
-        this.#guard(() => this.db.transaction(() => group.run(this.db)).immediate());
+        this.#guard(() => this.db.transaction(() => group.run(this.db, (e) => this.#failure(e))).immediate());
       } finally {
         if (!durable) this.db.pragma('synchronous = FULL');
       }
@@ -200,6 +201,7 @@ export class Store {
       return;
     }
     this.#counted(group.size, durable);
+    this.#checkpointIfDue();
     group.committed();
   }
 
@@ -265,17 +267,27 @@ export class Store {
     try {
       return write();
     } catch (e) {
-      if (!isDiskFull(e)) throw e;
-      if (this.space.exhausted()) this.#checkpointDue = true;
-      // Outside any transaction only (a nested write's failure reaches the outermost guard too).
-      if (this.#checkpointDue && !this.db.inTransaction) {
-        this.#checkpointDue = false;
-        this.#checkpoint();
-      }
-      if (e instanceof HubError) throw e;
-      throw new HubError('store.disk-full', `${diskFullDetail(this.space.path)} (${(e as Error).message})`, {
-        cause: e,
-      });
+      throw this.#failure(e);
+    }
+  }
+
+  /** What a failed write throws: a full disk turns the disk's state and becomes `store.disk-full`. */
+  #failure(e: unknown): unknown {
+    if (!isDiskFull(e)) return e;
+    if (this.space.exhausted()) this.#checkpointDue = true;
+    // Outside any transaction only (a nested write's failure reaches the outermost guard too; a
+    // group's write, the end of its group commit).
+    this.#checkpointIfDue();
+    if (e instanceof HubError) return e;
+    return new HubError('store.disk-full', `${diskFullDetail(this.space.path)} (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+
+  #checkpointIfDue(): void {
+    if (this.#checkpointDue && !this.db.inTransaction) {
+      this.#checkpointDue = false;
+      this.#checkpoint();
     }
   }
 

@@ -130,6 +130,19 @@ describe('the group commit', () => {
     t.store.close();
   });
 
+  it('a write of the group that meets a full disk gets store.disk-full and turns the disk full; the others commit', async () => {
+    const t = manual();
+    const kept = t.store.commitSoon(t.write('kept', { n: 1 }));
+    const full = t.store.commitSoon(() => {
+      throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    });
+    t.fire();
+    await expect(full).rejects.toMatchObject({ code: 'store.disk-full' });
+    expect(await kept).toEqual({ n: 1 });
+    expect(t.store.diskFull).toBe(true);
+    t.store.close();
+  });
+
   it("a durable transaction takes the queued writes along, ahead of its own: one fsync for both (a command's claim)", async () => {
     const t = manual();
     const before = t.store.commitCounts().durable;
