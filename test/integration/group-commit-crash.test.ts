@@ -14,7 +14,7 @@ describe('the group commit under SIGKILL', () => {
     for (let round = 0; round < 20; round++) {
       const p = start([dataDir], {}, distFile('test/fixtures/group-writer.js'));
       await p.waitForOutput('ready\n');
-      await new Promise((r) => setTimeout(r, 5 + random.int(60)));
+      await new Promise((r) => setTimeout(r, 20 + random.int(60)));
       p.child.kill('SIGKILL');
       const { signal } = await p.exit;
       expect(signal).toBe('SIGKILL');
