@@ -219,10 +219,6 @@ export class Inbox {
         this.#log.warn({ err: e, topic: resultTopic, id }, 'inbound answer could not be published ahead; queueing it');
       }
     }
-    // The client hands the bytes to the TLS socket on the next tick, and the socket sends them only
-    // once its previous write (often the PUBACK of this very message) has completed, which Node
-    // reports in the check phase. Commit after that phase, or the fsync holds the answer back.
-    if (sent) await new Promise((resolve) => setImmediate(resolve));
     const at = this.#now();
     const record = () => {
       if (keep) this.#table.done(id, text);
@@ -234,7 +230,11 @@ export class Inbox {
     };
     try {
       // On its way already: recorded in the store's next group commit, with the lock's state and
-      // events of the same turn (one fsync for all). Not yet sent: recorded now, then published.
+      // events of the same turn (one fsync for all). That commit runs in a check phase after the
+      // next timers (Store.commitSoon): the client hands the bytes to the TLS socket on the next
+      // tick, and the socket sends them only once its previous write (often the PUBACK of this
+      // very message) has completed, which Node reports in the check phase — an fsync before that
+      // would hold the answer back. Not yet sent: recorded now, then published.
       if (sent) await this.#store.commitSoon(record);
       else this.#store.transaction(record);
     } catch (e) {

@@ -28,9 +28,11 @@ export interface StoreOptions {
   now?: () => number;
   /**
    * How the group commit (commitSoon) waits for the writes of the same moment: it calls `flush`
-   * once they are queued. Default: a zero-delay timer (the rest of this turn of the event loop and
-   * the timers due in the next). Tests that drive time and frames by hand pass a microtask, so
-   * that a group commits within the microtasks they await.
+   * once they are queued. Default: a zero-delay timer, then the check phase after it — the rest of
+   * this turn of the event loop, the timers due in the next (an event collection the lock's answer
+   * set off) and at least one check phase (where a TLS socket reports its write done: an answer
+   * published ahead has left). Tests that drive time and frames by hand pass a microtask, so that
+   * a group commits within the microtasks they await.
    */
   schedule?: (flush: () => void) => void;
 }
@@ -85,7 +87,7 @@ export class Store {
     this.db = db;
     this.info = info;
     this.space = space;
-    this.#schedule = schedule ?? ((flush) => setTimeout(flush, 0));
+    this.#schedule = schedule ?? ((flush) => setTimeout(() => setImmediate(flush), 0));
   }
 
   static open(dataDir: string, migrations: readonly Migration[] = allMigrations, opts: StoreOptions = {}): Store {
@@ -161,9 +163,9 @@ export class Store {
   }
 
   /**
-   * Queue `fn` for the next group commit: every write queued until a zero-delay timer fires (the
-   * rest of this turn of the event loop and the timers due in the next; a durable `transaction`
-   * meanwhile takes them along) runs in one transaction with one commit. Resolves with `fn`'s
+   * Queue `fn` for the next group commit: every write queued until a zero-delay timer and the
+   * check phase after it (StoreOptions.schedule; a durable `transaction` meanwhile takes them
+   * along) runs in one transaction with one commit. Resolves with `fn`'s
    * result once that commit is done — on disk if any write of the group is `durable` (the
    * default), else as a lazy commit (see lazyTransaction). `fn` runs later, not now: it must read
    * what it needs from the store then, not rely on what was checked when it was queued. It runs
