@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { accessBench } from './access.bench.js';
 import { cliBench } from './cli.bench.js';
 import { commandBench } from './command.bench.js';
+import { commitsBench } from './commits.bench.js';
 import { firmwareBench } from './firmware.bench.js';
 import { floodBench } from './flood.bench.js';
 import { type Benchmark, environment, type Metric, ratioOfMedians, table } from './lib.js';
@@ -28,6 +29,7 @@ export const benchmarks: Benchmark[] = [
   uplinkBench,
   floodBench,
   commandBench,
+  commitsBench,
   accessBench,
   radioBench,
   cliBench,

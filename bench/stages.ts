@@ -83,8 +83,10 @@ async function install(file: string): Promise<void> {
   const { Inbound } = await import('../src/app/inbound.js');
   const { LinkManager } = await import('../src/link/manager.js');
   wrap(Store.prototype, 'transaction', 'commit');
+  // The group commit records a command's answer (with the lock's state and events) after it left.
+  wrap(Store.prototype, 'flushGroup', 'commit');
   wrap(Store.prototype, 'lazyTransaction', 'lazyCommit');
-  wrap(PairingStore.prototype, 'storeEvents', 'storeEvents');
+  wrap(PairingStore.prototype, 'storeEvents', 'storeEvents', { settled: true });
   wrap(FileLockStorage.prototype, 'save', 'lockFlash');
   wrap(UplinkClient.prototype, 'publish', 'publish', { detail: (a) => String(a[0]) });
   wrap(Inbound.prototype, 'handle', 'inbound', { detail: (a) => String(a[0]) });

@@ -412,6 +412,8 @@ export const ERROR_CODES = {
     'install the package iq-hub-demo of the same version as iq-hub (built beside it by npm run package); a production hub does not need it',
   'demo.broker':
     'give --broker an mqtts:// URL and --broker-pki a directory as `iqhub pki dev` writes it (ca.crt, hub.crt, hub.key, cloud.crt, cloud.key)',
+  // Group commits (issue 15: one durable commit per command on the critical path).
+  'store.closed': 'the daemon is stopping: what was queued before the stop was committed; retry once it runs again',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

@@ -20,20 +20,22 @@ export interface LockStatesDeps {
 
 /**
  * Each lock's retained `locks/{lockId}/state` message, queued in the outbox when the lock's state
- * changes — on the next turn of the event loop, not at once. A remote open changes the state
- * twice in a few hundred microseconds (the lock's answer, then the state read that collects its
- * event): both become one row in one commit, and that commit no longer sits between the lock's
- * answer and the command's result. Only the newest state of a lock matters (retained, older rows
- * are replaced), and it is in the outbox before it is published. Its commit does not wait for the
- * disk (Store.lazyTransaction; the next durable commit — the lock's event, a result — flushes it):
- * a crash of the process does not undo it, and a power cut that does loses only a state the hub
- * reads again from every lock on each connection, never a result or an event.
+ * changes — in the store's next group commit (Store.commitSoon), not at once. A remote open changes
+ * the state twice in a few hundred microseconds (the lock's answer, then the state read that
+ * collects its event): both become one row, written in the group commit that also records the
+ * command's answer and stores the lock's events, after the answer has left. Only the newest state
+ * of a lock matters (retained, older rows are replaced), and it is in the outbox before it is
+ * published. It does not ask for the disk (a lazy write: a group of lazy writes only commits
+ * without fsync; in a group with durable writes it is on disk with them): a crash of the process
+ * does not undo it, and a power cut that does loses only a state the hub reads again from every
+ * lock on each connection, never a result or an event.
  */
 export class LockStates {
   readonly #d: LockStatesDeps;
   /** Retained lock states not yet queued, newest per lock. */
   readonly #pending = new Map<string, LockStatePayload>();
-  #flush: NodeJS.Immediate | undefined;
+  /** A write of the pending states waits in the store's group commit. */
+  #queued = false;
 
   constructor(deps: LockStatesDeps) {
     this.#d = deps;
@@ -71,34 +73,74 @@ export class LockStates {
         : {}),
     };
     this.#pending.set(c.lockId, payload);
-    this.#flush ??= setImmediate(() => this.flush());
+    this.#queue();
   }
 
-  /** Queue the pending lock states in one transaction (older queued ones of each lock replaced), then kick. */
+  /** Write the pending states in the next group commit (they are read when it runs: the newest then). */
+  #queue(): void {
+    if (this.#queued || this.#d.store.closed) return;
+    this.#queued = true;
+    let taken: LockStatePayload[] = [];
+    const write = () => {
+      taken = this.#take();
+      this.#enqueue(taken);
+      return taken.length;
+    };
+    this.#d.store.commitSoon(write, { durable: false }).then(
+      (n) => {
+        this.#queued = false;
+        if (n > 0) this.#d.kick();
+      },
+      (e: unknown) => {
+        this.#queued = false;
+        this.#failed(taken, e);
+      },
+    );
+  }
+
+  /**
+   * Queue the pending lock states now, in one transaction of their own (older queued ones of each
+   * lock replaced), then kick: space again after a full disk.
+   */
   flush(): void {
-    if (this.#flush) clearImmediate(this.#flush);
-    this.#flush = undefined;
-    // A full disk: the newest state of each lock waits here (one per lock) until space returns; the
-    // disk's state change is logged once, not each flush.
-    if (this.#pending.size === 0 || this.#d.store.diskFull) return;
-    const states = [...this.#pending.values()];
-    this.#pending.clear();
+    if (this.#d.store.closed) return;
+    const states = this.#take();
+    if (states.length === 0) return;
     try {
-      this.#d.store.lazyTransaction(() => {
-        for (const p of states) {
-          this.#d.outbox.enqueueMessage(`locks/${p.lockId}/state`, p, { retain: true, replace: true });
-        }
-      });
+      this.#d.store.lazyTransaction(() => this.#enqueue(states));
     } catch (e) {
-      if (isDiskFull(e)) {
-        // The disk turned full on this commit: keep them for later, unless a newer state came since.
-        for (const p of states) if (!this.#pending.has(p.lockId)) this.#pending.set(p.lockId, p);
-        return;
-      }
-      // The store is closing or failing: the next connection to each lock reports its state again.
-      this.#d.log.error({ err: e, locks: states.map((p) => p.lockId) }, 'lock states could not be queued');
+      this.#failed(states, e);
       return;
     }
     this.#d.kick();
+  }
+
+  /**
+   * The pending states, taken out of the waiting list. A full disk: none — the newest state of each
+   * lock waits here (one per lock) until space returns; the disk's state change is logged once,
+   * not each write.
+   */
+  #take(): LockStatePayload[] {
+    if (this.#pending.size === 0 || this.#d.store.diskFull) return [];
+    const states = [...this.#pending.values()];
+    this.#pending.clear();
+    return states;
+  }
+
+  #enqueue(states: readonly LockStatePayload[]): void {
+    for (const p of states) {
+      this.#d.outbox.enqueueMessage(`locks/${p.lockId}/state`, p, { retain: true, replace: true });
+    }
+  }
+
+  #failed(states: readonly LockStatePayload[], e: unknown): void {
+    if (isDiskFull(e)) {
+      // The disk turned full on this commit: keep them for later, unless a newer state came since.
+      for (const p of states) if (!this.#pending.has(p.lockId)) this.#pending.set(p.lockId, p);
+      return;
+    }
+    if (states.length === 0) return;
+    // The store is closing or failing: the next connection to each lock reports its state again.
+    this.#d.log.error({ err: e, locks: states.map((p) => p.lockId) }, 'lock states could not be queued');
   }
 }

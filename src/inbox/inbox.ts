@@ -197,7 +197,10 @@ export class Inbox {
    * With `ahead` (a command being acted on, one in flight) the answer is published first when
    * nothing queued waits, then recorded: the issue's order — act, publish the result, append the
    * record — so the record's fsync overlaps the answer's way to the cloud instead of preceding it.
-   * What that costs: a hub that stops within that one commit has sent an answer it did not record,
+   * The record then goes in the store's next group commit (Store.commitSoon), with the lock's
+   * state and the events the command set off: one fsync for all of them, about a millisecond after
+   * the answer left.
+   * What that costs: a hub that stops before that commit has sent an answer it did not record,
    * and on restart answers the command again `unknown_outcome` with the lock's state read back
    * (the cloud keeps the first answer for a cmdId: docs/mqtt-api.md). The action itself is never
    * repeated either way: the claim was durable before anything reached a lock. With other rows
@@ -216,23 +219,24 @@ export class Inbox {
         this.#log.warn({ err: e, topic: resultTopic, id }, 'inbound answer could not be published ahead; queueing it');
       }
     }
-    // The client hands the bytes to the TLS socket on the next tick, and the socket sends them only
-    // once its previous write (often the PUBACK of this very message) has completed, which Node
-    // reports in the check phase. Commit after that phase, or the fsync holds the answer back.
-    if (sent) await new Promise((resolve) => setImmediate(resolve));
+    const at = this.#now();
+    const record = () => {
+      if (keep) this.#table.done(id, text);
+      else this.#table.forget(id);
+      if (journal) {
+        this.#store.journal('command', { ...journal, ok: checked.ok, code: checked.error?.code ?? null }, at);
+      }
+      this.#results.enqueueMessage(resultTopic, checked, sent);
+    };
     try {
-      this.#store.transaction(() => {
-        if (keep) this.#table.done(id, text);
-        else this.#table.forget(id);
-        if (journal) {
-          this.#store.journal(
-            'command',
-            { ...journal, ok: checked.ok, code: checked.error?.code ?? null },
-            this.#now(),
-          );
-        }
-        this.#results.enqueueMessage(resultTopic, checked, sent);
-      });
+      // On its way already: recorded in the store's next group commit, with the lock's state and
+      // events of the same turn (one fsync for all). That commit runs in a check phase after the
+      // next timers (Store.commitSoon): the client hands the bytes to the TLS socket on the next
+      // tick, and the socket sends them only once its previous write (often the PUBACK of this
+      // very message) has completed, which Node reports in the check phase — an fsync before that
+      // would hold the answer back. Not yet sent: recorded now, then published.
+      if (sent) await this.#store.commitSoon(record);
+      else this.#store.transaction(record);
     } catch (e) {
       // The inbox still says 'started': a redelivery is answered as interrupted, never repeated.
       if (sent) {

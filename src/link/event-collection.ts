@@ -167,7 +167,7 @@ export class EventCollection {
       arrived.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
       known?.lastSeq === last.seq;
     if (!inSequence) return this.#pullEvents(lockId, known);
-    this.#storeEvents(lockId, arrived);
+    await this.#storeEvents(lockId, arrived);
     conn.client.oweAck(last.seq);
   }
 
@@ -212,7 +212,7 @@ export class EventCollection {
       if (!batch.ok) return;
       const events = batch.value.events.filter((e) => e.seq > since);
       if (events.length > 0) {
-        this.#storeEvents(lockId, events);
+        await this.#storeEvents(lockId, events);
         const upto = events.reduce((m, e) => Math.max(m, e.seq), 0);
         const acked = await conn.client.request({ type: 'ackEvents', uptoSeq: upto });
         if (!acked.ok) return;
@@ -222,8 +222,8 @@ export class EventCollection {
   }
 
   /** Store a lock's events (durable, before they are acknowledged to it) and tell the listeners of those new to the store. */
-  #storeEvents(lockId: string, events: LockEvent[]): void {
-    const fresh = this.#ctx.pairing.storeEvents(lockId, events, this.#ctx.now(), this.#eventSink);
+  async #storeEvents(lockId: string, events: LockEvent[]): Promise<void> {
+    const fresh = await this.#ctx.pairing.storeEvents(lockId, events, this.#ctx.now(), this.#eventSink);
     for (const e of fresh) for (const l of [...this.#listeners]) l(lockId, e);
   }
 }

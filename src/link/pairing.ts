@@ -203,9 +203,12 @@ export class PairingStore {
   }
 
   /**
-   * Store a batch of the lock's events and move its sequence forward, in one transaction. Events
-   * already stored (a resent batch) are ignored, so a lock's event is kept exactly once.
-   * Returns the events that were new.
+   * Store a batch of the lock's events and move its sequence forward, in one transaction: the
+   * store's next group commit (Store.commitSoon), so the events of many locks, and the answer of
+   * the command that set them off, share one fsync. Events already stored (a resent batch) are
+   * ignored, so a lock's event is kept exactly once. Resolves with the events that were new once
+   * they are on disk — acknowledge them to the lock only then; rejects if they could not be
+   * stored (nothing of the batch is).
    */
   storeEvents(
     lockId: string,
@@ -213,7 +216,7 @@ export class PairingStore {
     now: number,
     /** Runs inside the same transaction with the new events (the uplink outbox enqueues them here). */
     also?: (fresh: StoredEvent[]) => void,
-  ): LockEvent[] {
+  ): Promise<LockEvent[]> {
     const epochOf = this.#prep('SELECT epoch FROM locks WHERE lock_id = ?');
     const insert = this.#prep(
       'INSERT OR IGNORE INTO lock_events (lock_id, epoch, seq, at, kind, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -221,8 +224,8 @@ export class PairingStore {
     const advance = this.#prep(
       'UPDATE locks SET last_event_seq = MAX(last_event_seq, ?), last_seen = ? WHERE lock_id = ?',
     );
-    this.#records.delete(lockId);
-    return this.#store.transaction(() => {
+    const stored = this.#store.commitSoon(() => {
+      this.#records.delete(lockId);
       const epoch = (epochOf.get(lockId) as { epoch: number } | undefined)?.epoch;
       if (epoch === undefined) return [];
       const fresh: LockEvent[] = [];
@@ -235,6 +238,9 @@ export class PairingStore {
       if (fresh.length > 0) also?.(fresh.map((event) => ({ lockId, epoch, event, receivedAt: now })));
       return fresh;
     });
+    // A failed commit leaves nothing of the batch: forget what the record cache read meanwhile.
+    stored.catch(() => this.#records.delete(lockId));
+    return stored;
   }
 
   events(lockId: string, limit = 100): (LockEvent & { receivedAt: number })[] {

@@ -4,6 +4,7 @@ import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { HubError } from '../base/errors.js';
 import { DiskSpace, diskFullDetail, isDiskFull } from './disk-space.js';
 import { DB_FILE } from './files.js';
+import { WriteQueue } from './group-commit.js';
 import { migrations as allMigrations, type Migration } from './migrations.js';
 
 export { DB_FILE };
@@ -25,6 +26,26 @@ export interface StoreOptions {
   reserveBytes?: number;
   /** Wall time (ms), for the moment the disk turned full. */
   now?: () => number;
+  /**
+   * How the group commit (commitSoon) waits for the writes of the same moment: it calls `flush`
+   * once they are queued. Default: a zero-delay timer, then the check phase after it — the rest of
+   * this turn of the event loop, the timers due in the next (an event collection the lock's answer
+   * set off) and at least one check phase (where a TLS socket reports its write done: an answer
+   * published ahead has left). Tests that drive time and frames by hand pass a microtask, so that
+   * a group commits within the microtasks they await.
+   */
+  schedule?: (flush: () => void) => void;
+}
+
+/** Commits made since the store was opened (transactions; a statement run outside one is not counted). */
+export interface CommitCounts {
+  /** Commits that waited for the disk (synchronous=FULL): one fsync of the WAL each. */
+  durable: number;
+  /** Commits that did not (Store.lazyTransaction, a group of lazy writes only). */
+  lazy: number;
+  /** Group commits (Store.commitSoon), durable or lazy, and the writes they carried. */
+  groups: number;
+  groupWrites: number;
 }
 
 export interface StoreInfo {
@@ -54,11 +75,19 @@ export class Store {
   #pageSize: number | undefined;
   /** The disk turned full and the WAL has not been checkpointed into the main file since. */
   #checkpointDue = false;
+  /** Writes waiting for the next group commit (commitSoon), and its timer. */
+  readonly #queue = new WriteQueue();
+  #groupScheduled = false;
+  /** Bumped when a group is taken, so a flush scheduled for an earlier one does nothing. */
+  #groupEpoch = 0;
+  readonly #schedule: (flush: () => void) => void;
+  readonly #counts: CommitCounts = { durable: 0, lazy: 0, groups: 0, groupWrites: 0 };
 
-  private constructor(db: Database, info: StoreInfo, space: DiskSpace) {
+  private constructor(db: Database, info: StoreInfo, space: DiskSpace, schedule?: (flush: () => void) => void) {
     this.db = db;
     this.info = info;
     this.space = space;
+    this.#schedule = schedule ?? ((flush) => setTimeout(() => setImmediate(flush), 0));
   }
 
   static open(dataDir: string, migrations: readonly Migration[] = allMigrations, opts: StoreOptions = {}): Store {
@@ -77,7 +106,7 @@ export class Store {
         reserveBytes: opts.reserveBytes ?? 0,
         now: opts.now ?? Date.now,
       });
-      const store = new Store(db, info, space);
+      const store = new Store(db, info, space, opts.schedule);
       space.ensureReserve();
       if (space.full) store.#checkpoint();
       return store;
@@ -87,9 +116,126 @@ export class Store {
     }
   }
 
-  /** Run `fn` in one write transaction (BEGIN IMMEDIATE): all of it commits durably, or none. */
+  /**
+   * Run `fn` in one write transaction (BEGIN IMMEDIATE): all of it commits durably, or none.
+   * Writes waiting for the next group commit (commitSoon) are committed with it, ahead of `fn`:
+   * one fsync for both (the claim of a command takes along what the previous one left queued). `fn`
+   * runs in a savepoint: if it throws, it alone is undone, the queued writes commit, and its error
+   * is thrown. If the commit fails, nothing is committed and the queued writes fail with it.
+   */
   transaction<T>(fn: () => T): T {
-    return this.#guard(() => this.db.transaction(fn).immediate());
+    if (this.db.inTransaction) return this.#guard(() => this.db.transaction(fn)());
+    if (this.#queue.size === 0) {
+      const result = this.#guard(() => this.db.transaction(fn).immediate());
+      this.#counts.durable++;
+      return result;
+    }
+    const group = this.#takeGroup();
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown };
+    try {
+      outcome = this.#guard(() =>
+        this.db
+          .transaction(() => {
+            group.run(this.db, (e) => this.#failure(e));
+            try {
+              return { ok: true as const, value: this.db.transaction(fn)() };
+            } catch (error) {
+              // SQLite rolled the whole transaction back under it: nothing to commit.
+              if (!this.db.inTransaction) throw error;
+              return { ok: false as const, error };
+            }
+          })
+          .immediate(),
+      );
+    } catch (e) {
+      group.failed(e);
+      throw e;
+    }
+    this.#counted(group.size, true);
+    this.#checkpointIfDue();
+    group.committed();
+    if (outcome.ok) return outcome.value;
+    // Its error passes the guard like any write's (a full disk turns the disk's state).
+    const { error } = outcome;
+    return this.#guard(() => {
+      throw error;
+    });
+  }
+
+  /**
+   * Queue `fn` for the next group commit: every write queued until a zero-delay timer and the
+   * check phase after it (StoreOptions.schedule; a durable `transaction` meanwhile takes them
+   * along) runs in one transaction with one commit. Resolves with `fn`'s
+   * result once that commit is done — on disk if any write of the group is `durable` (the
+   * default), else as a lazy commit (see lazyTransaction). `fn` runs later, not now: it must read
+   * what it needs from the store then, not rely on what was checked when it was queued. It runs
+   * in a savepoint: if it throws, it alone is undone and the promise rejects with its error; a
+   * failed commit rejects every write of the group, and none of them is on disk.
+   */
+  commitSoon<T>(fn: () => T, o: { durable?: boolean } = {}): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new HubError('store.closed', 'the store is closed: nothing more is written'));
+    }
+    const p = this.#queue.add(fn, o.durable ?? true);
+    this.#scheduleGroup();
+    return p;
+  }
+
+  /** Commit the writes queued by commitSoon now, as one group (a stop; a caller that cannot wait). */
+  flushGroup(): void {
+    if (this.#queue.size === 0) return;
+    if (this.db.inTransaction) {
+      // Called from inside a transaction: the group goes once that one has ended.
+      this.#scheduleGroup();
+      return;
+    }
+    const group = this.#takeGroup();
+    const durable = group.durable;
+    try {
+      if (!durable) this.db.pragma('synchronous = NORMAL');
+      try {
+        this.#guard(() => this.db.transaction(() => group.run(this.db, (e) => this.#failure(e))).immediate());
+      } finally {
+        if (!durable) this.db.pragma('synchronous = FULL');
+      }
+    } catch (e) {
+      group.failed(e);
+      return;
+    }
+    this.#counted(group.size, durable);
+    this.#checkpointIfDue();
+    group.committed();
+  }
+
+  /** Commits made since the store was opened (a command's commit budget is checked with these). */
+  commitCounts(): CommitCounts {
+    return { ...this.#counts };
+  }
+
+  #scheduleGroup(): void {
+    if (this.#groupScheduled) return;
+    this.#groupScheduled = true;
+    const epoch = this.#groupEpoch;
+    this.#schedule(() => {
+      // The group it was for went already (a transaction took it along, or a flush): a newer
+      // group scheduled its own.
+      if (epoch !== this.#groupEpoch || this.#closed) return;
+      this.#groupScheduled = false;
+      this.flushGroup();
+    });
+  }
+
+  #takeGroup() {
+    this.#groupScheduled = false;
+    this.#groupEpoch++;
+    return this.#queue.take();
+  }
+
+  #counted(writes: number, durable: boolean): void {
+    if (durable) this.#counts.durable++;
+    else this.#counts.lazy++;
+    this.#counts.groups++;
+    this.#counts.groupWrites += writes;
   }
 
   /**
@@ -105,7 +251,9 @@ export class Store {
     if (this.db.inTransaction) return fn();
     this.db.pragma('synchronous = NORMAL');
     try {
-      return this.#guard(() => this.db.transaction(fn).immediate());
+      const result = this.#guard(() => this.db.transaction(fn).immediate());
+      this.#counts.lazy++;
+      return result;
     } finally {
       this.db.pragma('synchronous = FULL');
     }
@@ -121,17 +269,27 @@ export class Store {
     try {
       return write();
     } catch (e) {
-      if (!isDiskFull(e)) throw e;
-      if (this.space.exhausted()) this.#checkpointDue = true;
-      // Outside any transaction only (a nested write's failure reaches the outermost guard too).
-      if (this.#checkpointDue && !this.db.inTransaction) {
-        this.#checkpointDue = false;
-        this.#checkpoint();
-      }
-      if (e instanceof HubError) throw e;
-      throw new HubError('store.disk-full', `${diskFullDetail(this.space.path)} (${(e as Error).message})`, {
-        cause: e,
-      });
+      throw this.#failure(e);
+    }
+  }
+
+  /** What a failed write throws: a full disk turns the disk's state and becomes `store.disk-full`. */
+  #failure(e: unknown): unknown {
+    if (!isDiskFull(e)) return e;
+    if (this.space.exhausted()) this.#checkpointDue = true;
+    // Outside any transaction only (a nested write's failure reaches the outermost guard too; a
+    // group's write, the end of its group commit).
+    this.#checkpointIfDue();
+    if (e instanceof HubError) return e;
+    return new HubError('store.disk-full', `${diskFullDetail(this.space.path)} (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+
+  #checkpointIfDue(): void {
+    if (this.#checkpointDue && !this.db.inTransaction) {
+      this.#checkpointDue = false;
+      this.#checkpoint();
     }
   }
 
@@ -181,6 +339,8 @@ export class Store {
 
   close(): void {
     if (this.#closed) return;
+    // What was queued for a group commit was promised a commit: it goes before the store closes.
+    this.flushGroup();
     this.#closed = true;
     // Fold the WAL into the main file so a copy of the data directory is self-contained. On a full
     // disk it stays: it is durable, and the next open reads it.

@@ -354,6 +354,36 @@ describe('answers published ahead of their record (nothing queued waits before t
     expect(t.last()).toEqual(t.sink.ahead[0]?.payload);
   });
 
+  it("an open costs one durable commit before its answer and one group commit after, shared with the lock's state and events of that turn", async () => {
+    const t = commandHarness();
+    const before = t.store.commitCounts();
+    let whenAnswered: ReturnType<typeof t.store.commitCounts> | undefined;
+    let setOff: Promise<unknown>[] = [];
+    t.sink.enableAhead(() => {
+      whenAnswered = t.store.commitCounts();
+      // What the lock's answer set off in the same turn: its retained state and its `opened` event.
+      setOff = [
+        t.store.commitSoon(() => t.store.journal('lock-state', {}, 1), { durable: false }),
+        t.store.commitSoon(() => t.store.journal('lock-event', {}, 1)),
+      ];
+    });
+    // Carried out from an I/O callback, as the daemon does when the lock's answer arrives.
+    const done = await new Promise<Promise<unknown>>((resolve) =>
+      setImmediate(() => resolve(t.run({ op: 'open', lockId: 'L1' }))),
+    );
+    await done;
+    await Promise.all(setOff);
+    const after = t.store.commitCounts();
+    // Before the answer left: the claim alone.
+    expect((whenAnswered?.durable ?? 0) - before.durable).toBe(1);
+    // After: one more, the group — the answer's record, the lock's state and its event.
+    expect(after.durable - before.durable).toBe(2);
+    expect(after.groups - before.groups).toBe(1);
+    expect(after.groupWrites - before.groupWrites).toBe(3);
+    const kinds = t.store.db.prepare("SELECT kind FROM journal WHERE kind LIKE 'lock-%' OR kind = 'command'").all();
+    expect(kinds).toHaveLength(3);
+  });
+
   it('a redelivery between the publish and the record waits for the record: no second action, no unknown_outcome', async () => {
     const t = commandHarness();
     const env = t.sign({ op: 'open', lockId: 'L1' });

@@ -76,14 +76,14 @@ describe('outbox', () => {
     expect(outbox.depth().events).toBe(1);
   });
 
-  it('is fed by PairingStore.storeEvents in the same transaction, once per event', () => {
+  it('is fed by PairingStore.storeEvents in the same transaction, once per event', async () => {
     const { store } = open();
     const clock = new VirtualClock(T0);
     const outbox = new Outbox(store, { clock, log: silentLogger() });
     const pairing = pairingWithLock(store, T0);
     const also = (fresh: StoredEvent[]) => outbox.enqueueEvents(fresh);
-    pairing.storeEvents('L1', [event(1), event(2)], T0, also);
-    pairing.storeEvents('L1', [event(2), event(3)], T0, also); // a resent batch: only 3 is new
+    await pairing.storeEvents('L1', [event(1), event(2)], T0, also);
+    await pairing.storeEvents('L1', [event(2), event(3)], T0, also); // a resent batch: only 3 is new
     expect(allEvents(outbox).map((e) => e.id)).toEqual(['L1/1/1', 'L1/1/2', 'L1/1/3']);
   });
 

@@ -15,7 +15,7 @@ function bound() {
 }
 
 describe('pairing store records', () => {
-  it('a record read twice is the same frozen object; every write shows at the next read', () => {
+  it('a record read twice is the same frozen object; every write shows at the next read', async () => {
     const { store, pairing } = bound();
     try {
       const first = pairing.get('L1');
@@ -30,7 +30,7 @@ describe('pairing store records', () => {
       expect(pairing.get('L1')?.sessions).toBe(1);
       pairing.countFailures('L1', 2, 3);
       expect(pairing.get('L1')).toMatchObject({ failedHandshakes: 2, rejectedFrames: 3 });
-      pairing.storeEvents('L1', [tamper(1), tamper(2)], T0 + 4);
+      await pairing.storeEvents('L1', [tamper(1), tamper(2)], T0 + 4);
       expect(pairing.get('L1')?.lastEventSeq).toBe(2);
       pairing.bind({
         lockId: 'L1',

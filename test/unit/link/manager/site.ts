@@ -76,6 +76,9 @@ export class Hub {
   readonly #options: HubOptions;
   readonly #random: SeededRandom;
   store!: Store;
+  /** While true, the store's group commits wait in heldCommits until the test runs them. */
+  holdCommits = false;
+  readonly heldCommits: (() => void)[] = [];
   bearer!: Bearer;
   /** Set when the hub runs behind a MitmBearer. */
   mitm: MitmBearer | undefined;
@@ -106,7 +109,9 @@ export class Hub {
   }
 
   async start(): Promise<void> {
-    this.store = Store.open(this.dir);
+    // The group commit on a microtask: the tests drive frames and virtual time by hand, reproducibly.
+    const schedule = (flush: () => void) => (this.holdCommits ? this.heldCommits.push(flush) : queueMicrotask(flush));
+    this.store = Store.open(this.dir, undefined, { schedule });
     const raw = this.site.world.radio.bearer({
       address: this.address,
       ...(this.maxLinks === undefined ? {} : { maxLinks: this.maxLinks }),
