@@ -16,10 +16,15 @@ describe('the uplink session options', () => {
       cache: Record<number, Buffer>;
     };
     const written: Buffer[] = [];
+    let firstWrite: () => void = () => {};
+    const wroteOnce = new Promise<void>((r) => {
+      firstWrite = r;
+    });
     const stream = new Duplex({
       read() {},
       write(chunk: Buffer, _enc, done) {
         written.push(chunk);
+        firstWrite();
         done();
       },
     });
@@ -33,7 +38,7 @@ describe('the uplink session options', () => {
     const client = new MqttClient(() => stream, { ...options, connectTimeout: 5_000 });
     try {
       // CONNECT is written on the stream at once; a QoS 1 publish waits in the queue until CONNACK.
-      await new Promise((r) => setTimeout(r, 50));
+      await wroteOnce;
       expect(written.length).toBeGreaterThan(0);
       expect(Object.keys(numbers.cache)).toHaveLength(0);
     } finally {
