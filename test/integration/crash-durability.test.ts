@@ -1,44 +1,22 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SeededRandom } from '../../src/base/random.js';
-import { Store } from '../../src/store/store.js';
-import { distFile, requireBuild, start } from '../helpers/daemon.js';
+import { requireBuild, start } from '../helpers/daemon.js';
+import { killWriterRounds } from '../helpers/killed-writer.js';
 import { tempDir } from '../helpers/tmp.js';
 
 requireBuild();
 
 describe('durability under SIGKILL', () => {
   it('every commit a killed writer reported is in the store, which opens and passes its integrity check (25 kills)', async () => {
-    const dataDir = tempDir();
-    const random = new SeededRandom('crash');
-    let reported = 0;
-    for (let round = 0; round < 25; round++) {
-      const p = start([dataDir], {}, distFile('test/fixtures/store-writer.js'));
-      await p.waitForOutput('ready\n');
-      // Kill at a random moment, mid-transaction as often as not.
-      await new Promise((r) => setTimeout(r, 5 + random.int(60)));
-      p.child.kill('SIGKILL');
-      const { signal } = await p.exit;
-      expect(signal).toBe('SIGKILL');
-      const ids = p
-        .stdout()
-        .split('\n')
-        .filter((l) => /^\d+$/.test(l))
-        .map(Number);
-      reported += ids.length;
-
-      const store = Store.open(dataDir);
-      expect(store.info.integrity).toBe('ok');
-      const present = new Set(
-        (store.db.prepare("SELECT id FROM journal WHERE kind = 'crash-test'").all() as { id: number }[]).map(
-          (r) => r.id,
-        ),
-      );
-      const missing = ids.filter((id) => !present.has(id));
-      expect(missing, `round ${round}: acknowledged commits lost`).toEqual([]);
-      store.close();
-    }
+    // Killed at a random moment, mid-transaction as often as not.
+    const reported = await killWriterRounds({
+      fixture: 'test/fixtures/store-writer.js',
+      kind: 'crash-test',
+      rounds: 25,
+      seed: 'crash',
+      minDelayMs: 5,
+    });
     // The test only means something if the writers got real work done before dying.
     expect(reported).toBeGreaterThan(100);
   });
