@@ -14,7 +14,15 @@ import { Secret } from '../src/crypto/secret.js';
 import { silentLogger } from '../src/log/logger.js';
 import { Store } from '../src/store/store.js';
 import { start } from '../test/helpers/daemon.js';
-import { type Benchmark, benchmarkInTempDir, distribution, type Metric, ratioOfMedians, round } from './lib.js';
+import {
+  type Benchmark,
+  benchmarkInTempDir,
+  distribution,
+  type Metric,
+  ratioOfMedians,
+  round,
+  uplinkConfigLines,
+} from './lib.js';
 import { type CloudTimes, type StageRecord, stageBreakdown, wallNow } from './stages.js';
 import {
   type Broker,
@@ -138,16 +146,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
       '  latencyMs: 0',
       // The simulated lock's flash is not the hub's disk: its fsyncs would be charged to the hub.
       '  flashDurable: false',
-      'uplink:',
-      '  enabled: true',
-      `  url: ${b.url}`,
-      `  caFile: ${pki.ca.cert}`,
-      `  certFile: ${pki.hub.cert}`,
-      `  keyFile: ${pki.hub.key}`,
-      '  serverName: localhost',
-      `  mqttVersion: '${v5 ? '5' : '3.1.1'}'`,
-      'commands:',
-      `  otpKeyFile: ${pki.otpKey}`,
+      ...uplinkConfigLines(b.url, pki, v5 ? '5' : '3.1.1'),
       '',
     ].join('\n'),
   );

@@ -7,7 +7,7 @@ import { ReferenceCloud } from '../sim/cloud/cloud.js';
 import { devCloudConnection } from '../sim/cloud/connect.js';
 import { callDaemon } from '../src/control-socket/socket-client.js';
 import { watch } from '../test/helpers/daemon.js';
-import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round, uplinkConfigLines } from './lib.js';
 import { wallNow } from './stages.js';
 import { broker } from './uplink.bench.js';
 
@@ -73,16 +73,7 @@ async function measure(
       '  locks: 1',
       '  latencyMs: 0',
       '  flashDurable: false',
-      'uplink:',
-      '  enabled: true',
-      `  url: ${url}`,
-      `  caFile: ${pki.ca.cert}`,
-      `  certFile: ${pki.hub.cert}`,
-      `  keyFile: ${pki.hub.key}`,
-      '  serverName: localhost',
-      `  mqttVersion: '${v5 ? '5' : '3.1.1'}'`,
-      'commands:',
-      `  otpKeyFile: ${pki.otpKey}`,
+      ...uplinkConfigLines(url, pki, v5 ? '5' : '3.1.1'),
       '',
     ].join('\n'),
   );

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DevPkiPaths } from '../provisioning/dev-pki.js';
 import { requireSocat, SOCAT_MISSING } from '../test/helpers/socat.js';
 
 /** One metric: a distribution ({p50, p99, n}) or a single value. */
@@ -91,4 +92,27 @@ export function socatOrSkip(name: string): string | undefined {
   const socat = requireSocat();
   if (!socat) process.stderr.write(`${name}: skipped: ${SOCAT_MISSING}\n`);
   return socat;
+}
+
+/**
+ * The `uplink:` and `commands:` lines of a bench daemon's config: mutual TLS to `url` with the dev
+ * PKI's hub certificate (server name localhost), the PKI's OTP key; the MQTT version when given.
+ */
+export function uplinkConfigLines(
+  url: string,
+  pki: Pick<DevPkiPaths, 'ca' | 'hub' | 'otpKey'>,
+  mqttVersion?: '5' | '3.1.1',
+): string[] {
+  return [
+    'uplink:',
+    '  enabled: true',
+    `  url: ${url}`,
+    `  caFile: ${pki.ca.cert}`,
+    `  certFile: ${pki.hub.cert}`,
+    `  keyFile: ${pki.hub.key}`,
+    '  serverName: localhost',
+    ...(mqttVersion === undefined ? [] : [`  mqttVersion: '${mqttVersion}'`]),
+    'commands:',
+    `  otpKeyFile: ${pki.otpKey}`,
+  ];
 }

@@ -16,7 +16,7 @@ import { type Proc, watch } from '../test/helpers/daemon.js';
 import { type Mosquitto, requireMosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { FakeNotifySocket } from '../test/helpers/notify-socket.js';
 import { accessSite } from './access-data.js';
-import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip } from './lib.js';
+import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, uplinkConfigLines } from './lib.js';
 
 /**
  * The daemon's memory as a hub of the seed runs it (issue 15, "Memory"):
@@ -323,15 +323,7 @@ function configText(dir: string, brokerUrl: string, pki: DevPkiPaths, radios: Re
     `    port: ${r.zigbee.port}`,
     'access:',
     `  timeZone: ${TZ}`,
-    'uplink:',
-    '  enabled: true',
-    `  url: ${brokerUrl}`,
-    `  caFile: ${pki.ca.cert}`,
-    `  certFile: ${pki.hub.cert}`,
-    `  keyFile: ${pki.hub.key}`,
-    '  serverName: localhost',
-    'commands:',
-    `  otpKeyFile: ${pki.otpKey}`,
+    ...uplinkConfigLines(brokerUrl, pki),
     '',
   ].join('\n');
 }

@@ -20,6 +20,7 @@ import {
   percentile,
   round,
   socatOrSkip,
+  uplinkConfigLines,
 } from './lib.js';
 import { type Broker, broker, client, RTT_ANSWER_BYTES, RTT_REQUEST_BYTES, startResponder } from './uplink.bench.js';
 
@@ -181,16 +182,7 @@ async function measure(
       `runDir: ${dir}/run`,
       'log:',
       '  level: info',
-      'uplink:',
-      '  enabled: true',
-      `  url: ${b.url}`,
-      `  caFile: ${pki.ca.cert}`,
-      `  certFile: ${pki.hub.cert}`,
-      `  keyFile: ${pki.hub.key}`,
-      '  serverName: localhost',
-      `  mqttVersion: '${v5 ? '5' : '3.1.1'}'`,
-      'commands:',
-      `  otpKeyFile: ${pki.otpKey}`,
+      ...uplinkConfigLines(b.url, pki, v5 ? '5' : '3.1.1'),
       'radios:',
       ...(prefix === 'ble'
         ? ['  ble:', '    enabled: true', '    transport: uart', `    uartPath: ${radios.ble.uartPath}`]
