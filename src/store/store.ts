@@ -192,12 +192,7 @@ export class Store {
     const group = this.#takeGroup();
     const durable = group.durable;
     try {
-      if (!durable) this.db.pragma('synchronous = NORMAL');
-      try {
-        this.#guard(() => this.db.transaction(() => group.run(this.db, (e) => this.#failure(e))).immediate());
-      } finally {
-        if (!durable) this.db.pragma('synchronous = FULL');
-      }
+      this.#writeTransaction(durable, () => group.run(this.db, (e) => this.#failure(e)));
     } catch (e) {
       group.failed(e);
       return;
@@ -249,13 +244,18 @@ export class Store {
    */
   lazyTransaction<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    this.db.pragma('synchronous = NORMAL');
+    const result = this.#writeTransaction(false, fn);
+    this.#counts.lazy++;
+    return result;
+  }
+
+  /** One immediate write transaction (full-disk guarded); not durable: synchronous=NORMAL for this commit only. */
+  #writeTransaction<T>(durable: boolean, fn: () => T): T {
+    if (!durable) this.db.pragma('synchronous = NORMAL');
     try {
-      const result = this.#guard(() => this.db.transaction(fn).immediate());
-      this.#counts.lazy++;
-      return result;
+      return this.#guard(() => this.db.transaction(fn).immediate());
     } finally {
-      this.db.pragma('synchronous = FULL');
+      if (!durable) this.db.pragma('synchronous = FULL');
     }
   }
 
