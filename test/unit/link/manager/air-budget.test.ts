@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryLockStorage } from '../../../../sim/lock/storage.js';
 import { DEFAULT_LINK_OPTIONS } from '../../../../src/link/manager.js';
 import type { MitmLink } from '../../../helpers/mitm-bearer.js';
 import { Site } from './site.js';
@@ -96,6 +97,30 @@ describe('an open on an established link', () => {
     const stored = hub.storedEvents(A);
     expect(stored.map((e) => e.seq)).toEqual([tamper.seq, tamper.seq + 1]);
     expect(stored[0]).toEqual(tamper);
+  });
+
+  it('an acknowledgement whose request the lock refused stays owed: it goes again, on its own once idle', async () => {
+    const { site, hub, lock } = await established('air-ack-refused');
+    expect(await hub.tryOpen(A)).toEqual({ ok: true });
+    const first = lock.state().lastSeq;
+    await site.until(() => hub.lock(A).lastEventSeq === first, 'the first open stored');
+    // The next request carries the acknowledgement of `first`; the lock's flash refuses the write
+    // that would forget it, so the lock answers `internal` and still holds the event.
+    const save = MemoryLockStorage.prototype.save;
+    let refused = 0;
+    MemoryLockStorage.prototype.save = function (state) {
+      if (refused++ === 0) throw new Error('flash write failed');
+      return save.call(this, state);
+    };
+    try {
+      expect(await hub.tryOpen(A)).not.toEqual({ ok: true });
+    } finally {
+      MemoryLockStorage.prototype.save = save;
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(lock.events().map((e) => e.seq)).toEqual([first]);
+    // An error is not an ok: the hub still owes it, and the delayed ackEvents delivers it.
+    await site.until(() => lock.events().length === 0, 'the refused acknowledgement sent again', 10_000);
   });
 
   it('events the store could not keep are not acknowledged: the lock keeps them and they come later', async () => {
