@@ -72,25 +72,30 @@ function commonName(x: X509Certificate): string | undefined {
   return cns.length === 1 ? cns[0]?.slice(3) : undefined;
 }
 
+/** The URL as a refusal shows it: any user and password before `@` left out (they are refused, never echoed). */
+function shownUrl(url: string): string {
+  return JSON.stringify(url.replace(/\/\/[^/@]*@/, '//…@'));
+}
+
 /** Checks the options before anything starts: every refusal names the option and what to give. */
 export function checkExternalBroker(o: ExternalBrokerOptions): CheckedExternalBroker {
   let u: URL;
   try {
     u = new URL(o.url);
   } catch {
-    return refuse(`iqhub demo --broker: ${JSON.stringify(o.url)} is not a URL`);
+    return refuse(`iqhub demo --broker: ${shownUrl(o.url)} is not a URL`);
   }
   if (u.protocol !== 'mqtts:') {
-    refuse(`iqhub demo --broker: ${JSON.stringify(o.url)} is not an mqtts:// URL (the hub speaks MQTT over TLS only)`);
+    refuse(`iqhub demo --broker: ${shownUrl(o.url)} is not an mqtts:// URL (the hub speaks MQTT over TLS only)`);
   }
   if (u.username || u.password || (u.pathname && u.pathname !== '/') || u.search || u.hash) {
     refuse(
-      `iqhub demo --broker: ${JSON.stringify(o.url)} has more than a host and a port`,
+      `iqhub demo --broker: ${shownUrl(o.url)} has more than a host and a port`,
       'give --broker as mqtts://host:port: the identities come from the certificates of --broker-pki',
     );
   }
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  if (!host) refuse(`iqhub demo --broker: ${JSON.stringify(o.url)} names no host`);
+  if (!host) refuse(`iqhub demo --broker: ${shownUrl(o.url)} names no host`);
   const port = u.port ? Number(u.port) : 8883;
   const serverName = o.serverName ?? 'localhost';
   if (

@@ -74,6 +74,14 @@ describe('iqhub demo --broker: the options', () => {
     expect(e.message).toContain('--broker');
   });
 
+  it('never echoes a password given in the URL', () => {
+    for (const url of ['mqtts://user:s3cret-pw@127.0.0.1:8883', 'mqtt://user:s3cret-pw@127.0.0.1:1883']) {
+      const e = refusal(() => checkExternalBroker({ url, pkiDir }));
+      expect(`${e.message} ${e.hint}`).not.toContain('s3cret-pw');
+      expect(e.message).toContain('127.0.0.1');
+    }
+  });
+
   it('refuses a server name that is not a host name', () => {
     const e = refusal(() => checkExternalBroker({ url: 'mqtts://127.0.0.1:1', pkiDir, serverName: 'a b/c' }));
     expect(e.message).toContain('--broker-server-name');
