@@ -94,6 +94,8 @@ export class HciEmulator implements PeripheralHost {
   #parser: H4Parser;
   #stalled = false;
   #closed = false;
+  /** Packets to the host while one read from it is handled, written together at its end (see #attach). */
+  #out: Buffer[] | undefined;
 
   private constructor(server: Server, options: HciEmulatorOptions) {
     this.#server = server;
@@ -276,7 +278,16 @@ export class HciEmulator implements PeripheralHost {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       if (this.#socket !== socket) return;
-      for (const packet of this.#parser.push(chunk)) this.#handle(packet);
+      // Everything the controller answers to one read (Number Of Completed Packets, an ATT
+      // response, the lock's notification) leaves in one write, in order, as one burst on the UART.
+      const out: Buffer[] = [];
+      this.#out = out;
+      try {
+        for (const packet of this.#parser.push(chunk)) this.#handle(packet);
+      } finally {
+        this.#out = undefined;
+        if (out.length > 0) this.#write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      }
     });
     socket.on('error', () => undefined);
     socket.on('close', () => this.#detach(socket));
@@ -300,6 +311,10 @@ export class HciEmulator implements PeripheralHost {
   }
 
   #write(bytes: Buffer): void {
+    if (this.#out) {
+      this.#out.push(bytes);
+      return;
+    }
     const s = this.#socket;
     if (s && !s.destroyed) s.write(bytes);
   }
