@@ -145,7 +145,8 @@ function copyJson(v: unknown): unknown {
   for (const k of Object.keys(v)) {
     const value = copyJson((v as Record<string, unknown>)[k]);
     // An own "__proto__" (JSON.parse makes one) stays a property, as structuredClone keeps it.
-    if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+    if (k === '__proto__')
+      Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
     else out[k] = value;
   }
   return out;

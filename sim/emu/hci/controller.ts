@@ -49,6 +49,8 @@ export interface HciEmulatorOptions {
 }
 
 export interface HciEmulatorCounters extends H4Counters {
+  /** Socket writes to the host: what the controller answers to one read is one burst, one write. */
+  hostWrites: number;
   commands: number;
   /** Commands answered with "Unknown HCI Command". */
   unknownCommands: number;
@@ -111,6 +113,7 @@ export class HciEmulator implements PeripheralHost {
       throw new HubError('hci-emu.config', `HCI emulator: attMtu must be an integer 23…517, got ${this.attMtu}`);
     }
     this.#counters = {
+      hostWrites: 0,
       garbageBytes: 0,
       oversizedPackets: 0,
       commands: 0,
@@ -316,7 +319,10 @@ export class HciEmulator implements PeripheralHost {
       return;
     }
     const s = this.#socket;
-    if (s && !s.destroyed) s.write(bytes);
+    if (s && !s.destroyed) {
+      this.#counters.hostWrites++;
+      s.write(bytes);
+    }
   }
 
   #handle(packet: H4Packet): void {

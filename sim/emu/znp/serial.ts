@@ -105,7 +105,10 @@ export class ZnpSerial {
     }
     this.#o.counters.framesOut++;
     if (this.#out) this.#out.push(bytes);
-    else socket.write(bytes);
+    else {
+      this.#o.counters.hostWrites++;
+      socket.write(bytes);
+    }
   }
 
   /**
@@ -126,7 +129,10 @@ export class ZnpSerial {
     } finally {
       this.#out = undefined;
       const socket = this.#socket;
-      if (out.length > 0 && socket && !socket.destroyed) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      if (out.length > 0 && socket && !socket.destroyed) {
+        this.#o.counters.hostWrites++;
+        socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      }
     }
   }
 
