@@ -65,7 +65,6 @@ lines.on('line', (line) => {
     reply({ ok: true });
   } else {
     const opens = lock.requestCounts().handled.open ?? 0;
-    if (process.env.EMU_DEBUG)
       process.stderr.write(
         `EMU ${JSON.stringify({ opens, znp: site.znp.counters, hci: site.hci.emulator.counters() })}\n`,
       );
