@@ -65,9 +65,6 @@ lines.on('line', (line) => {
     reply({ ok: true });
   } else {
     const opens = lock.requestCounts().handled.open ?? 0;
-      process.stderr.write(
-        `EMU ${JSON.stringify({ opens, znp: site.znp.counters, hci: site.hci.emulator.counters() })}\n`,
-      );
     const radio = spec.locks.find((l) => l.deviceId === m.opens)?.radio ?? 'lock';
     // Answered after the profiler turned: the bench starts its measured opens on this answer.
     void profiler(radio, opens).then(() => reply({ ok: true, opens }));
