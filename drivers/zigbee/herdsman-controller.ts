@@ -38,6 +38,32 @@ export function createController(
   });
 }
 
+/** herdsman's adapter API for one ZCL frame to one endpoint (`Adapter.sendZclFrameToEndpoint`). */
+export interface ZclFrameSender {
+  sendZclFrameToEndpoint(
+    ieeeAddr: string,
+    networkAddress: number,
+    endpoint: number,
+    zclFrame: unknown,
+    timeout: number,
+    disableResponse: boolean,
+    disableRecovery: boolean,
+  ): Promise<unknown>;
+}
+
+/**
+ * The controller's adapter, to send the link cluster's frames through without Endpoint.command's
+ * layers (a Request object with an Error captured per frame, option defaults and cluster lookups
+ * again, a debug line's closure): with sendPolicy 'immediate', no response awaited and no recovery,
+ * Endpoint.command ends in exactly this call, so the frame on the wire and the confirm awaited
+ * (the radio's AF_DATA_CONFIRM) are the same. Undefined when the private field is not there (an
+ * upgrade renamed it): the caller then goes through Endpoint.command as before. (Private; checked.)
+ */
+export function zclFrameSender(controller: Controller): ZclFrameSender | undefined {
+  const adapter = (controller as unknown as { adapter?: Partial<ZclFrameSender> }).adapter;
+  return typeof adapter?.sendZclFrameToEndpoint === 'function' ? (adapter as ZclFrameSender) : undefined;
+}
+
 /**
  * herdsman's own daily backup would leave its clear coordinator_backup.json on disk until our next
  * one: ours (sealed at once) replace it.
