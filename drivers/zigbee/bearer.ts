@@ -30,6 +30,7 @@ import { herdsmanLogger } from './herdsman-log.js';
 import { registerInstallCode } from './install-code-registration.js';
 import { InterviewRetry } from './interview.js';
 import { JoinWindow } from './join-window.js';
+import { unpiFrameClass, useLeanUnpi } from './lean-unpi.js';
 import { type DoorLockState, LINK_CLUSTER_ID } from './link-cluster.js';
 import { LINK_CLUSTER_NAME } from './link-commands.js';
 import { Links } from './links.js';
@@ -247,8 +248,17 @@ class HerdsmanBearer implements ZigbeeBearer {
         throw e;
       }
       stopOwnBackups(controller);
-      if (!takeLinkFrames(controller, LINK_CLUSTER_ID, (payload) => live() && this.#takeLinkFrame(controller, payload)))
-        this.#log.warn('ZigBee: herdsman adapter not as expected; link frames go through its controller (slower)');
+      const takesFrames = takeLinkFrames(
+        controller,
+        LINK_CLUSTER_ID,
+        (p) => live() && this.#takeLinkFrame(controller, p),
+      );
+      const lean = useLeanUnpi(controller, unpiFrameClass());
+      if (!takesFrames || !lean)
+        this.#log.warn(
+          { takesFrames, lean },
+          'ZigBee: herdsman not as expected; its own (slower) paths are used for link frames',
+        );
       await controller.permitJoin(0);
       // Sealed only when the network changed or the schedule is due, not on every start.
       const taken = await this.#backups.atStart(controller, result);
