@@ -79,7 +79,9 @@ const USER_HZ = 100;
  *
  * IQHUB_OPEN_BENCH_PROF=DIR: the daemon runs with --cpu-prof into DIR, and the bench writes
  * DIR/windows.json (each daemon's pid and measured stretch, in the profile's clock: CLOCK_MONOTONIC µs) for
- * `node dist/bench/profile-window.js` to read the profile of the opens alone.
+ * `node dist/bench/profile-window.js` to read the profile of the opens alone (and `zigbee.idle` /
+ * `ble.idle`: the 2 s idle stretch before them, per second).
+ * IQHUB_OPEN_BENCH_RADIOS=zigbee (or ble): measure that radio only.
  */
 export const zigbeeOpenBench: Benchmark = benchmarkInTempDir(
   'zigbee',
