@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -111,5 +111,26 @@ describe("the unit's IQHUB_NODE_ARGS, on node's command line through the launche
   it('are split as the bench splits them', () => {
     expect(launcherNodeArgs({ IQHUB_NODE_ARGS: ' --a  --b=1\t--c ' })).toEqual(['--a', '--b=1', '--c']);
     expect(launcherNodeArgs({})).toEqual([]);
+  });
+});
+
+describe('a daemon started without the launcher', () => {
+  const CLI = fileURLToPath(new URL('../../../dist/src/cli/main.js', import.meta.url));
+  const run = (nodeArgs: string[]) =>
+    spawnSync(process.execPath, [...nodeArgs, CLI, 'run', '--config', join(tempDir(), 'missing.yaml')], {
+      env: { ...process.env, NODE_OPTIONS: '', IQHUB_NODE_ARGS: '--optimize-for-size --v8-pool-size=1' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+
+  it.skipIf(!existsSync(CLI))('says on stderr that the unit’s IQHUB_NODE_ARGS did not reach node, and which', () => {
+    const bare = run([]);
+    expect(bare.stderr).toMatch(
+      /IQHUB_NODE_ARGS --optimize-for-size --v8-pool-size=1 did not reach node's command line; start iqhub through its launcher/,
+    );
+    const launched = run(['--optimize-for-size', '--v8-pool-size=1']);
+    expect(launched.stderr).not.toMatch(/IQHUB_NODE_ARGS/);
+    // The run goes on either way (here it stops at the missing config, as it would without them).
+    expect(bare.status).toBe(launched.status);
   });
 });
