@@ -22,9 +22,10 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  * The daemon's memory as a hub of the seed runs it (issue 15, "Memory"):
  *
  * - The daemon in its OWN process, started as production starts it: the systemd unit's ExecStart
- *   (`/usr/bin/iqhub run --config …`), i.e. the .deb launcher's `node …/dist/src/cli/main.js run`,
- *   with the unit's `Environment=` (systemd/iq-hub.service, read here: NODE_OPTIONS there is the one place
- *   the daemon's node flags live), a NOTIFY_SOCKET and WATCHDOG_USEC as systemd gives them, an
+ *   (`/usr/bin/iqhub run --config …`), i.e. the launcher's (packaging/iqhub.sh)
+ *   `node $IQHUB_NODE_ARGS …/dist/src/cli/main.js run`, with the unit's `Environment=`
+ *   (systemd/iq-hub.service, read here: its NODE_OPTIONS and IQHUB_NODE_ARGS are the one place the
+ *   daemon's node flags live), a NOTIFY_SOCKET and WATCHDOG_USEC as systemd gives them, an
  *   uplink over mutual TLS to mosquitto (the reference cloud on the other side, in this process).
  * - 16 locks, 8 BLE and 8 ZigBee, each an unmodified SimLock on the emulated controllers (real
  *   noble over a socat PTY to the HCI emulator, real zigbee-herdsman over TCP to the Z-Stack
@@ -32,7 +33,8 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  *   socket as an installer would.
  *
  * Figures (MB, from /proc/PID/status; p50 over the runs is the median, n = runs):
- * - daemon.rssIdle: VmRSS 30 s after the 16th lock was attached, the uplink online; .hwm: VmHWM then.
+ * - daemon.rssIdle: VmRSS 30 s after the 16th lock was attached, the uplink online; .hwm: VmHWM then;
+ *   .anon and .file: RssAnon and RssFile (+ RssShmem) then.
  * - daemon.rss10kUsers: the reference cloud then syncs a 10,000-user site (a PIN, a tag and a
  *   digital key each, 100 groups of 4 of the 16 locks, 2 % offline users: bench/access-data.ts)
  *   through the broker; VmRSS 30 s after every lock's offline list was up to date
@@ -43,7 +45,9 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  * - daemon.rss.loadAverage: the 1-minute load average when the first run began (the machine is shared).
  *
  * IQHUB_BENCH_RSS_RUNS (default 3) runs; IQHUB_BENCH_RSS_ENV ("K=V K2=V2", or empty) replaces the
- * unit's environment, e.g. to measure without its NODE_OPTIONS.
+ * unit's environment, e.g. to measure without its NODE_OPTIONS; IQHUB_BENCH_RSS_IDLE_ONLY=1 stops
+ * each run after the idle figure; IQHUB_BENCH_RSS_DUMP=DIR writes the idle daemon's smaps and
+ * status there, and a heap snapshot when NODE_OPTIONS has --heapsnapshot-signal=SIGUSR2.
  */
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
