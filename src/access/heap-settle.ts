@@ -12,6 +12,9 @@ import { measureMemory } from 'node:vm';
  * (the offline lists recomputed, the ack sent), the mirror asks for two full collections: the first
  * finds the sync's data dead, the second moves what still lives on its pages and returns them.
  *
+ * The offline lists the sync changes are pushed to the locks next, for seconds: each list pushed
+ * postpones the collection, so it comes after the last one.
+ *
  * The collection is V8's own incremental one, started at once by `vm.measureMemory` with `eager`
  * execution (no `--expose-gc` needed); the main thread pauses only for its final step (~5–20 ms
  * here). Nothing is measured or kept: the result is dropped.
@@ -50,6 +53,14 @@ export class HeapSettle {
     }, this.#delayMs).unref();
   }
 
+  /**
+   * More work that follows the large sync (an offline list pushed): a collection waiting to run
+   * waits for quiet again; none waiting, nothing happens.
+   */
+  postpone(): void {
+    if (this.#timer) this.soon();
+  }
+
   /** Resolves when no collection is pending or running (tests). */
   async idle(): Promise<void> {
     while (this.#running) await this.#running;
@@ -77,6 +88,9 @@ export class HeapSettle {
     await this.#running;
   }
 }
+
+/** The process's one HeapSettle: the mirror arms it, the offline lists postpone it while they push. */
+export const processHeapSettle = new HeapSettle();
 
 /**
  * One full collection, now. `vm.measureMemory` is marked experimental in Node 20 and says so once

@@ -2,7 +2,7 @@ import type { Clock } from '../base/clock.js';
 import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import type { Table } from '../contract/sync-data.js';
 import type { Store } from '../store/store.js';
-import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from './heap-settle.js';
+import { HEAP_SETTLE_MIN_ROWS, type HeapSettle, processHeapSettle, syncRows } from './heap-settle.js';
 import {
   type CredentialMatch,
   type MirrorGroup,
@@ -42,7 +42,7 @@ export type { ApplyResult } from './sync-apply.js';
 export interface AccessMirrorDeps {
   store: Store;
   clock: Clock;
-  /** Collects the garbage a large sync leaves (heap-settle.ts); false: none (left to V8's own pace). */
+  /** Collects the garbage a large sync leaves (heap-settle.ts; default the process's); false: none (left to V8's own pace). */
   heapSettle?: HeapSettle | false;
 }
 
@@ -53,7 +53,7 @@ export class AccessMirror {
   #changes = 0;
 
   constructor(deps: AccessMirrorDeps) {
-    this.#heap = deps.heapSettle === false ? undefined : (deps.heapSettle ?? new HeapSettle());
+    this.#heap = deps.heapSettle === false ? undefined : (deps.heapSettle ?? processHeapSettle);
     this.#sync = new SyncApplier(deps.store, deps.clock, syncStatements(deps.store.db));
     this.#lookups = new MirrorLookups(lookupStatements(deps.store.db));
   }

@@ -43,6 +43,22 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
     expect(calls).toHaveLength(2);
   });
 
+  it('postponed by the work that follows (offline lists pushed) while it waits; never started by it', async () => {
+    const { settle, calls } = counting(40);
+    settle.postpone();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(calls).toHaveLength(0);
+    settle.soon();
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      settle.postpone();
+    }
+    expect(calls).toHaveLength(0);
+    await until(() => settle.runs === 1);
+    await settle.idle();
+    expect(calls).toHaveLength(2);
+  });
+
   it('a request while collecting gives one more round after it, not a second one at the same time', async () => {
     let release: () => void = () => {};
     let running = 0;
