@@ -12,8 +12,8 @@ import { measureMemory } from 'node:vm';
  * (the offline lists recomputed, the ack sent), the mirror asks for two full collections: the first
  * finds the sync's data dead, the second moves what still lives on its pages and returns them.
  *
- * The offline lists the sync changes are pushed to the locks next, for seconds: each list pushed
- * postpones the collection, so it comes after the last one.
+ * The offline lists the sync changes are pushed to the locks next, for seconds: the collection
+ * waits until no list is being pushed, so it comes after the last one.
  *
  * The collection is V8's own incremental one, started at once by `vm.measureMemory` with `eager`
  * execution (no `--expose-gc` needed); the main thread pauses only for its final step (~5–20 ms
@@ -29,6 +29,10 @@ export class HeapSettle {
   readonly #delayMs: number;
   readonly #collect: () => Promise<void>;
   #timer: NodeJS.Timeout | undefined;
+  /** A collection is asked for and has not started. */
+  #pending = false;
+  /** Work running that postpones it (`during`). */
+  #holds = 0;
   #running: Promise<void> | undefined;
   #again = false;
   #runs = 0;
@@ -45,20 +49,38 @@ export class HeapSettle {
 
   /** Something large became garbage: collect once nothing else has come for the delay (restarts the wait). */
   soon(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    // unref: a pending collection never keeps a process alive.
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#run();
-    }, this.#delayMs).unref();
+    this.#pending = true;
+    this.#arm();
   }
 
   /**
-   * More work that follows the large sync (an offline list pushed): a collection waiting to run
-   * waits for quiet again; none waiting, nothing happens.
+   * Work that follows a large sync and makes garbage of its own (an offline list pushed to a
+   * lock): while any runs, a collection waiting does not start; the wait starts again when the
+   * last one ends. Never starts a collection by itself.
    */
-  postpone(): void {
-    if (this.#timer) this.soon();
+  async during<T>(work: () => Promise<T>): Promise<T> {
+    this.#holds++;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      return await work();
+    } finally {
+      this.#holds--;
+      if (this.#pending) this.#arm();
+    }
+  }
+
+  #arm(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#holds > 0) return;
+    // unref: a pending collection never keeps a process alive.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#holds > 0 || !this.#pending) return;
+      this.#pending = false;
+      void this.#run();
+    }, this.#delayMs).unref();
   }
 
   /** Resolves when no collection is pending or running (tests). */
@@ -89,7 +111,7 @@ export class HeapSettle {
   }
 }
 
-/** The process's one HeapSettle: the mirror arms it, the offline lists postpone it while they push. */
+/** The process's one HeapSettle: the mirror asks for it, the offline lists hold it back while they push. */
 export const processHeapSettle = new HeapSettle();
 
 /**

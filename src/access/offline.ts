@@ -73,7 +73,7 @@ export interface OfflineListsDeps {
   timeZone: string;
   log: Logger;
   options?: Partial<OfflineListOptions>;
-  /** Postponed by each update while a collection after a large sync waits (heap-settle.ts; default the process's). */
+  /** Held back while updates run, when a collection after a large sync waits (heap-settle.ts; default the process's). */
   heapSettle?: HeapSettle | false;
 }
 
@@ -225,11 +225,8 @@ export class OfflineLists implements Component {
   }
 
   async #update(lockId: string): Promise<void> {
-    try {
-      await this.#updateOnce(lockId);
-    } finally {
-      if (this.#d.heapSettle !== false) (this.#d.heapSettle ?? processHeapSettle).postpone();
-    }
+    const settle = this.#d.heapSettle === false ? undefined : (this.#d.heapSettle ?? processHeapSettle);
+    await (settle ? settle.during(() => this.#updateOnce(lockId)) : this.#updateOnce(lockId));
   }
 
   async #updateOnce(lockId: string): Promise<void> {

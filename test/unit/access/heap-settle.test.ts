@@ -43,19 +43,34 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
     expect(calls).toHaveLength(2);
   });
 
-  it('postponed by the work that follows (offline lists pushed) while it waits; never started by it', async () => {
-    const { settle, calls } = counting(40);
-    settle.postpone();
+  it('held back while the work that follows runs (offline lists pushed), never started by it', async () => {
+    const { settle, calls } = counting(30);
+    // No collection asked for: work passes without one.
+    await settle.during(async () => new Promise((r) => setTimeout(r, 10)));
     await new Promise((r) => setTimeout(r, 60));
     expect(calls).toHaveLength(0);
     settle.soon();
-    for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      settle.postpone();
-    }
+    let done: () => void = () => {};
+    const long = settle.during(() => new Promise<void>((r) => (done = r)));
+    const short = settle.during(() => new Promise((r) => setTimeout(r, 20)));
+    await new Promise((r) => setTimeout(r, 120));
+    await short;
+    expect(calls).toHaveLength(0);
+    done();
+    await long;
+    // The wait starts again when the last one ends.
+    await new Promise((r) => setTimeout(r, 10));
     expect(calls).toHaveLength(0);
     await until(() => settle.runs === 1);
     await settle.idle();
+    expect(calls).toHaveLength(2);
+  });
+
+  it('work that fails still lets the collection go (and its error through)', async () => {
+    const { settle, calls } = counting(10);
+    settle.soon();
+    await expect(settle.during(async () => Promise.reject(new Error('link down')))).rejects.toThrow('link down');
+    await until(() => settle.runs === 1);
     expect(calls).toHaveLength(2);
   });
 
