@@ -83,6 +83,11 @@ export class HeapSettle {
     }, this.#delayMs).unref();
   }
 
+  /** A collection is asked for and has not finished. */
+  get busy(): boolean {
+    return this.#pending || this.#running !== undefined;
+  }
+
   /** Resolves when no collection is pending or running (tests). */
   async idle(): Promise<void> {
     while (this.#running) await this.#running;

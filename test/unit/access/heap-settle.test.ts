@@ -30,7 +30,9 @@ function counting(delayMs = 20) {
 describe('HeapSettle: two full collections once the hub is quiet after a large sync', () => {
   it('waits for quiet: several requests in a row give one round of two collections', async () => {
     const { settle, calls } = counting(40);
+    expect(settle.busy).toBe(false);
     settle.soon();
+    expect(settle.busy).toBe(true);
     await new Promise((r) => setTimeout(r, 15));
     settle.soon();
     settle.soon();
@@ -38,6 +40,7 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
     await until(() => settle.runs === 1);
     await settle.idle();
     expect(calls).toHaveLength(2);
+    expect(settle.busy).toBe(false);
     // Nothing more happens by itself.
     await new Promise((r) => setTimeout(r, 80));
     expect(calls).toHaveLength(2);
