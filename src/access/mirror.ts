@@ -84,7 +84,7 @@ export class AccessMirror {
       // Counted refused or not: whoever caches something derived from the mirror starts again.
       this.#changes++;
       // Applied or refused, a large sync leaves megabytes of garbage behind it.
-      if (this.#heap && syncRows(p.data) >= HEAP_SETTLE_MIN_ROWS) this.#heap.soon();
+      if (this.#heap && syncRows(p?.data) >= HEAP_SETTLE_MIN_ROWS) this.#heap.soon();
     }
   }
 
