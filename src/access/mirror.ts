@@ -2,6 +2,7 @@ import type { Clock } from '../base/clock.js';
 import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import type { Table } from '../contract/sync-data.js';
 import type { Store } from '../store/store.js';
+import { HEAP_SETTLE_MIN_ROWS, type HeapSettle, processHeapSettle, syncRows } from './heap-settle.js';
 import {
   type CredentialMatch,
   type MirrorGroup,
@@ -41,14 +42,18 @@ export type { ApplyResult } from './sync-apply.js';
 export interface AccessMirrorDeps {
   store: Store;
   clock: Clock;
+  /** Collects the garbage a large sync leaves (heap-settle.ts; default the process's); false: none (left to V8's own pace). */
+  heapSettle?: HeapSettle | false;
 }
 
 export class AccessMirror {
   readonly #sync: SyncApplier;
   readonly #lookups: MirrorLookups;
+  readonly #heap: HeapSettle | undefined;
   #changes = 0;
 
   constructor(deps: AccessMirrorDeps) {
+    this.#heap = deps.heapSettle === false ? undefined : (deps.heapSettle ?? processHeapSettle);
     this.#sync = new SyncApplier(deps.store, deps.clock, syncStatements(deps.store.db));
     this.#lookups = new MirrorLookups(lookupStatements(deps.store.db));
   }
@@ -78,6 +83,8 @@ export class AccessMirror {
     } finally {
       // Counted refused or not: whoever caches something derived from the mirror starts again.
       this.#changes++;
+      // Applied or refused, a large sync leaves megabytes of garbage behind it.
+      if (this.#heap && syncRows(p?.data) >= HEAP_SETTLE_MIN_ROWS) this.#heap.soon();
     }
   }
 

@@ -9,6 +9,7 @@ import {
 } from '../contract/link-messages.js';
 import { offlineListDigest } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
+import { type HeapSettle, processHeapSettle } from './heap-settle.js';
 import { LockPasses } from './lock-passes.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
 import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';
@@ -72,6 +73,8 @@ export interface OfflineListsDeps {
   timeZone: string;
   log: Logger;
   options?: Partial<OfflineListOptions>;
+  /** Held back while updates run, when a collection after a large sync waits (heap-settle.ts; default the process's). */
+  heapSettle?: HeapSettle | false;
 }
 
 export interface OfflineLockStatus {
@@ -222,6 +225,11 @@ export class OfflineLists implements Component {
   }
 
   async #update(lockId: string): Promise<void> {
+    const settle = this.#d.heapSettle === false ? undefined : (this.#d.heapSettle ?? processHeapSettle);
+    await (settle ? settle.during(() => this.#updateOnce(lockId)) : this.#updateOnce(lockId));
+  }
+
+  async #updateOnce(lockId: string): Promise<void> {
     let view = this.#locks.get(lockId);
     if (!view) {
       view = { known: undefined, capacity: undefined, leftOut: 0, lastUpdatedAt: undefined, lastError: undefined };

@@ -113,18 +113,18 @@ export class SyncApplier {
     const holder = kind === 'snapshot' ? 'the snapshot' : 'the mirror';
     const dangling = (where: string, what: string) =>
       refuse('sync.unknown-reference', `${where}: ${what} is not in ${holder}`, 'the cloud must send a snapshot');
-    for (const u of r.users) s.upsertUser.run(u.id, u.name, u.validFrom, u.validUntil, u.offline, u.blocked);
-    for (const g of r.groups) {
+    for (const u of r.users()) s.upsertUser.run(u.id, u.name, u.validFrom, u.validUntil, u.offline, u.blocked);
+    for (const g of r.groups()) {
       s.upsertGroup.run(g.id, g.schedule, g.validFrom, g.validUntil);
       s.clearGroupLocks.run(g.id);
       for (const lockId of g.lockIds) s.addGroupLock.run(lockId, g.id);
     }
-    for (const m of r.memberships) {
+    for (const m of r.memberships()) {
       if (!s.userExists.get(m.userId)) throw dangling(m.where, `user ${m.userId}`);
       if (!s.groupExists.get(m.groupId)) throw dangling(m.where, `group ${m.groupId}`);
       s.addMembership.run(m.userId, m.groupId);
     }
-    const credentials = (list: PreparedCredential[], table: 'pins' | 'tags') => {
+    const credentials = (list: Iterable<PreparedCredential>, table: 'pins' | 'tags') => {
       const owner = table === 'pins' ? s.pinByVerifier : s.tagByHash;
       const upsert = table === 'pins' ? s.upsertPin : s.upsertTag;
       const digest = table === 'pins' ? 'verifier' : 'hash';
@@ -141,9 +141,9 @@ export class SyncApplier {
         upsert.run(c.id, c.userId, c.digest);
       }
     };
-    credentials(r.pins, 'pins');
-    credentials(r.tags, 'tags');
-    for (const k of r.keys) {
+    credentials(r.pins(), 'pins');
+    credentials(r.tags(), 'tags');
+    for (const k of r.keys()) {
       if (!s.userExists.get(k.userId)) throw dangling(k.where, `user ${k.userId}`);
       s.upsertKey.run(k.id, k.userId, k.revoked, k.expiresAt);
     }

@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
-import { MAX_SYNC_BYTES } from '../contract/mqtt.js';
+import { MAX_SYNC_BYTES, maxInboundBytes } from '../contract/mqtt.js';
 import { isSyncPart, MAX_SYNC_PARTS, type SyncPartPayload, type SyncPayload } from '../contract/mqtt-cloud-messages.js';
-import { parseInbound } from '../contract/mqtt-validate.js';
-import { partsDigest, wholeSyncText } from '../contract/sync-parts.js';
+import { parseInboundText } from '../contract/mqtt-validate.js';
+import { wholeSyncText } from '../contract/sync-parts.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -65,7 +66,7 @@ export class SyncParts {
   readonly #sql: {
     sets: Statement<[], SetRow>;
     chunk: Statement<[string, number], { chunk: string }>;
-    chunks: Statement<[string], { chunk: string }>;
+    chunkTexts: Statement<[string], string>;
     insert: Statement<[string, number, number, string, string, number, number | null, string, number]>;
     drop: Statement<[string]>;
   };
@@ -83,7 +84,7 @@ export class SyncParts {
            FROM sync_parts GROUP BY sync_id ORDER BY since`,
       ),
       chunk: db.prepare('SELECT chunk FROM sync_parts WHERE sync_id = ? AND idx = ?'),
-      chunks: db.prepare('SELECT chunk FROM sync_parts WHERE sync_id = ? ORDER BY idx'),
+      chunkTexts: db.prepare<[string], string>('SELECT chunk FROM sync_parts WHERE sync_id = ? ORDER BY idx').pluck(),
       insert: db.prepare(
         `INSERT INTO sync_parts (sync_id, idx, count, digest, kind, version, base_version, chunk, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -205,13 +206,15 @@ export class SyncParts {
     });
   }
 
-  /** The set is whole: it leaves the store (in the caller's transaction) and is checked as one. */
+  /**
+   * The set is whole: it leaves the store (in the caller's transaction) and is checked as one.
+   * The parts are joined once, straight into the text of the whole message, with no other copy of
+   * the megabytes a large sync is (the digest is taken over the data's slice of it, the message is
+   * parsed from the text, not from bytes made of it and decoded again).
+   */
   #complete(p: SyncPartPayload, count: number): PartOutcome {
     const { sync, digest } = p.part;
-    const text = this.#sql.chunks
-      .all(sync)
-      .map((r) => r.chunk)
-      .join('');
+    const chunks = this.#sql.chunkTexts.all(sync);
     this.#sql.drop.run(sync);
     const refuse = (code: string, message: string): PartOutcome => ({
       kind: 'refused',
@@ -220,14 +223,26 @@ export class SyncParts {
       received: count,
       count,
     });
-    if (partsDigest(text) !== digest) {
+    // wholeSyncText(head, data) is its head, the data, and a closing brace.
+    const head = wholeSyncText({ id: sync, kind: p.kind, version: p.version, baseVersion: p.baseVersion }, '}');
+    const open = head.slice(0, -2);
+    // Read back from the store, the chunks are well-formed text (an unpaired surrogate a part
+    // carried was stored as UTF-8 and reads back as U+FFFD), as a message's decoded bytes are.
+    const whole = [open, ...chunks, '}'].join('');
+    chunks.length = 0;
+    // A slice of a string is not a copy of it.
+    if (wholeDigest(whole.slice(open.length, -1)) !== digest) {
       return refuse(
         'sync.digest-mismatch',
         `the ${count} parts of sync ${sync} do not join to their digest; nothing was applied and the parts were dropped`,
       );
     }
-    const whole = wholeSyncText({ id: sync, kind: p.kind, version: p.version, baseVersion: p.baseVersion }, text);
-    const parsed = parseInbound('sync', Buffer.from(whole, 'utf8'));
+    const limit = maxInboundBytes('sync');
+    const bytes = Buffer.byteLength(whole, 'utf8');
+    const parsed: ReturnType<typeof parseInboundText<'sync'>> =
+      bytes > limit
+        ? { ok: false, error: { code: 'payload.too-large', message: `payload of ${bytes} bytes exceeds ${limit}` } }
+        : parseInboundText('sync', whole);
     if (!parsed.ok) {
       return refuse(parsed.error.code, `sync ${sync} joined from ${count} parts: ${parsed.error.message}`);
     }
@@ -247,6 +262,14 @@ export class SyncParts {
   #now(): number {
     return Math.floor(this.#clock.now());
   }
+}
+
+/**
+ * partsDigest (SHA-256 of the UTF-8 text, hex) through node:crypto: the same value, without a
+ * byte copy of the text in JavaScript's heap and several times faster.
+ */
+export function wholeDigest(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 /** The header fields in which a part differs from the set held. */

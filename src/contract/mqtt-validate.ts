@@ -103,7 +103,17 @@ export function parseInbound<T extends keyof TopicMap>(
       message: `payload of ${payload.length} bytes exceeds ${limit}`,
     });
   }
-  const text = Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
+  return parseInboundText(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8'));
+}
+
+/**
+ * parseInbound for a payload already decoded, within its size limit (a sync joined from its parts:
+ * no byte copy of megabytes of text just to decode it again).
+ */
+export function parseInboundText<T extends keyof TopicMap>(
+  topic: T,
+  text: string,
+): Result<TopicMap[T]['payload'], ContractError> {
   if (depthOf(text, MAX_INBOUND_DEPTH) > MAX_INBOUND_DEPTH) {
     return err({ code: 'payload.too-deep', message: `payload nests deeper than ${MAX_INBOUND_DEPTH} levels` });
   }

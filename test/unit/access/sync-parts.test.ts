@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { SyncTarget } from '../../../src/access/cloud-sync.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
+import { SyncParts, wholeDigest } from '../../../src/access/sync-parts.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { MAX_SYNC_PARTS, type SyncPartPayload, type SyncPayload } from '../../../src/contract/mqtt-cloud-messages.js';
-import { conforms } from '../../../src/contract/mqtt-validate.js';
+import { conforms, parseInbound } from '../../../src/contract/mqtt-validate.js';
 import { partsDigest, splitSync } from '../../../src/contract/sync-parts.js';
+import { Store } from '../../../src/store/store.js';
 import { commandHarness } from '../../helpers/commands.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -302,5 +304,54 @@ describe('a sync in parts', () => {
     await h.t.sendRaw('sync', { ...p0, data: {} });
     expect(ack(h.t) ?? h.t.last()).toMatchObject({ ok: false, error: { code: 'payload.invalid' } });
     expect(h.heldParts()).toBe(0);
+  });
+});
+
+describe('a sync in parts is joined without extra copies, into the very message sent whole', () => {
+  /** The set `ps` (chunks possibly rewritten by `edit`, digest recomputed) taken by SyncParts: the outcome of the last. */
+  function take(ps: SyncPartPayload[], edit: (chunk: string) => string = (c) => c) {
+    const chunks = ps.map((p) => edit(p.chunk));
+    const digest = partsDigest(chunks.join(''));
+    const store = Store.open(tempDir());
+    try {
+      const sp = new SyncParts({
+        store,
+        clock: new VirtualClock(Date.parse('2026-06-03T10:00:00Z')),
+        timeoutMs: 60_000,
+      });
+      let outcome: ReturnType<SyncParts['take']> | undefined;
+      for (const [i, p] of ps.entries()) {
+        outcome = sp.take({ ...p, part: { ...p.part, digest }, chunk: chunks[i] as string }, () => {});
+      }
+      return { outcome, text: chunks.join('') };
+    } finally {
+      store.close();
+    }
+  }
+
+  it('a snapshot and a delta come out as parseInbound reads the same message sent whole', () => {
+    const snapshot = site('s-9', 4, 40);
+    const delta: SyncPayload = { ...site('d-9', 5, 30), kind: 'delta', baseVersion: 4 };
+    delta.data = { upsert: snapshot.data, delete: { keys: ['k-1'] } };
+    for (const sync of [snapshot, delta]) {
+      const ps = parts(sync);
+      const { outcome } = take(ps);
+      const whole = parseInbound('sync', Buffer.from(JSON.stringify(sync)));
+      expect(whole.ok).toBe(true);
+      expect(outcome).toEqual({ kind: 'complete', sync: whole.ok && whole.value, count: ps.length });
+    }
+  });
+
+  it('an unpaired surrogate in a chunk does not survive the store: the set is refused sync.digest-mismatch', () => {
+    const ps = parts(site('s-10', 4, 40));
+    // A raw high surrogate with no low one after it, inside a name (the first of each chunk).
+    const { outcome } = take(ps, (c) => c.replace('ünïcödé', '\ud800ünïcödé'));
+    expect(outcome).toMatchObject({ kind: 'refused', code: 'sync.digest-mismatch' });
+  });
+
+  it('the digest through node:crypto is partsDigest, for any text', () => {
+    for (const text of ['', '{"a":1}', 'ünïcödé 🗝', 'lone \ud800 high and \udc00 low', 'x'.repeat(300_000)]) {
+      expect(wholeDigest(text)).toBe(partsDigest(text));
+    }
   });
 });

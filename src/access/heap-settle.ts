@@ -1,0 +1,153 @@
+import { measureMemory } from 'node:vm';
+
+/**
+ * Giving back the memory a large sync used once it is garbage (docs/access.md, "Memory").
+ *
+ * A snapshot of a 10,000-user site is ~4 MB of JSON: parsed, checked and turned into rows it lives
+ * for the second or two the mirror's transaction takes, long enough for V8 to promote it into old
+ * space. Once it is garbage, V8 frees the objects at its next full collection but keeps the pages
+ * they were spread over while anything else lives on them (~18 MB of a daemon's RSS after that
+ * sync); it compacts such pages only in a later full collection, which an idle hub — it allocates
+ * little — may not run for hours. So after a large sync, once the hub has been quiet for a moment
+ * (the offline lists recomputed, the ack sent), the mirror asks for two full collections: the first
+ * finds the sync's data dead, the second moves what still lives on its pages and returns them.
+ *
+ * The offline lists the sync changes are pushed to the locks next, for seconds: the collection
+ * waits until no list is being pushed, so it comes after the last one.
+ *
+ * The collection is V8's own incremental one, started at once by `vm.measureMemory` with `eager`
+ * execution (no `--expose-gc` needed); the main thread pauses only for its final step (~5–20 ms
+ * here). Nothing is measured or kept: the result is dropped.
+ */
+
+/** Quiet time after the last large sync before collecting. */
+export const HEAP_SETTLE_DELAY_MS = 3_000;
+/** Rows in one sync (upserts and deletions, all tables) from which it is worth a collection. */
+export const HEAP_SETTLE_MIN_ROWS = 2_000;
+
+export class HeapSettle {
+  readonly #delayMs: number;
+  readonly #collect: () => Promise<void>;
+  #timer: NodeJS.Timeout | undefined;
+  /** A collection is asked for and has not started. */
+  #pending = false;
+  /** Work running that postpones it (`during`). */
+  #holds = 0;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #runs = 0;
+
+  constructor(opts: { delayMs?: number; collect?: () => Promise<void> } = {}) {
+    this.#delayMs = opts.delayMs ?? HEAP_SETTLE_DELAY_MS;
+    this.#collect = opts.collect ?? fullCollection;
+  }
+
+  /** Rounds of collections done (each two collections). */
+  get runs(): number {
+    return this.#runs;
+  }
+
+  /** Something large became garbage: collect once nothing else has come for the delay (restarts the wait). */
+  soon(): void {
+    this.#pending = true;
+    this.#arm();
+  }
+
+  /**
+   * Work that follows a large sync and makes garbage of its own (an offline list pushed to a
+   * lock): while any runs, a collection waiting does not start; the wait starts again when the
+   * last one ends. Never starts a collection by itself.
+   */
+  async during<T>(work: () => Promise<T>): Promise<T> {
+    this.#holds++;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      return await work();
+    } finally {
+      this.#holds--;
+      if (this.#pending) this.#arm();
+    }
+  }
+
+  #arm(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#holds > 0) return;
+    // unref: a pending collection never keeps a process alive.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#holds > 0 || !this.#pending) return;
+      this.#pending = false;
+      void this.#run();
+    }, this.#delayMs).unref();
+  }
+
+  /** A collection is asked for and has not finished. */
+  get busy(): boolean {
+    return this.#pending || this.#running !== undefined;
+  }
+
+  /** Resolves when no collection is pending or running (tests). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  async #run(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#collect();
+          await this.#collect();
+          this.#runs++;
+        } while (this.#again);
+      } catch {
+        // A collection that cannot be asked for costs memory, never correctness.
+      } finally {
+        this.#running = undefined;
+      }
+    })();
+    await this.#running;
+  }
+}
+
+/** The process's one HeapSettle: the mirror asks for it, the offline lists hold it back while they push. */
+export const processHeapSettle = new HeapSettle();
+
+/**
+ * One full collection, now. `vm.measureMemory` is marked experimental in Node 20 and says so once
+ * per process on stderr: that one warning (about this call only) is not passed on, since the
+ * measurement itself is not used.
+ */
+async function fullCollection(): Promise<void> {
+  const emit = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const text = typeof warning === 'string' ? warning : warning.message;
+    if (text.includes('vm.measureMemory')) return;
+    (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  let measured: Promise<unknown>;
+  try {
+    measured = measureMemory({ mode: 'summary', execution: 'eager' });
+  } finally {
+    process.emitWarning = emit;
+  }
+  await measured;
+}
+
+/** How many rows a sync carries (a snapshot's rows; a delta's upserts and deletions), from its data as received. */
+export function syncRows(data: unknown): number {
+  const count = (tables: unknown): number => {
+    if (typeof tables !== 'object' || tables === null) return 0;
+    let n = 0;
+    for (const rows of Object.values(tables)) if (Array.isArray(rows)) n += rows.length;
+    return n;
+  };
+  const d = data as { upsert?: unknown; delete?: unknown } | undefined;
+  return count(data) + count(d?.upsert) + count(d?.delete);
+}

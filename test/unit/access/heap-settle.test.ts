@@ -1,0 +1,186 @@
+import { describe, expect, it } from 'vitest';
+import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/access/heap-settle.js';
+import { AccessMirror } from '../../../src/access/mirror.js';
+import { VirtualClock } from '../../../src/base/clock.js';
+import type { SnapshotData } from '../../../src/contract/sync-data.js';
+import { Store } from '../../../src/store/store.js';
+import { deltaSync, snapshotSync } from '../../helpers/sync.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+const until = async (what: () => boolean, timeoutMs = 5_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!what()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+/** A HeapSettle whose collections are counted instead of run. */
+function counting(delayMs = 20) {
+  const calls: number[] = [];
+  const settle = new HeapSettle({
+    delayMs,
+    collect: async () => {
+      calls.push(Date.now());
+    },
+  });
+  return { settle, calls };
+}
+
+describe('HeapSettle: two full collections once the hub is quiet after a large sync', () => {
+  it('waits for quiet: several requests in a row give one round of two collections', async () => {
+    const { settle, calls } = counting(40);
+    expect(settle.busy).toBe(false);
+    settle.soon();
+    expect(settle.busy).toBe(true);
+    await new Promise((r) => setTimeout(r, 15));
+    settle.soon();
+    settle.soon();
+    expect(calls).toHaveLength(0);
+    await until(() => settle.runs === 1);
+    await settle.idle();
+    expect(calls).toHaveLength(2);
+    expect(settle.busy).toBe(false);
+    // Nothing more happens by itself.
+    await new Promise((r) => setTimeout(r, 80));
+    expect(calls).toHaveLength(2);
+  });
+
+  it('held back while the work that follows runs (offline lists pushed), never started by it', async () => {
+    const { settle, calls } = counting(30);
+    // No collection asked for: work passes without one.
+    await settle.during(async () => new Promise((r) => setTimeout(r, 10)));
+    await new Promise((r) => setTimeout(r, 60));
+    expect(calls).toHaveLength(0);
+    settle.soon();
+    let done: () => void = () => {};
+    const long = settle.during(() => new Promise<void>((r) => (done = r)));
+    const short = settle.during(() => new Promise((r) => setTimeout(r, 20)));
+    await new Promise((r) => setTimeout(r, 120));
+    await short;
+    expect(calls).toHaveLength(0);
+    done();
+    await long;
+    // The wait starts again when the last one ends.
+    await new Promise((r) => setTimeout(r, 10));
+    expect(calls).toHaveLength(0);
+    await until(() => settle.runs === 1);
+    await settle.idle();
+    expect(calls).toHaveLength(2);
+  });
+
+  it('work that fails still lets the collection go (and its error through)', async () => {
+    const { settle, calls } = counting(10);
+    settle.soon();
+    await expect(settle.during(async () => Promise.reject(new Error('link down')))).rejects.toThrow('link down');
+    await until(() => settle.runs === 1);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('a request while collecting gives one more round after it, not a second one at the same time', async () => {
+    let release: () => void = () => {};
+    let running = 0;
+    let most = 0;
+    let count = 0;
+    const settle = new HeapSettle({
+      delayMs: 1,
+      collect: async () => {
+        running++;
+        most = Math.max(most, running);
+        count++;
+        if (count === 1) await new Promise<void>((r) => (release = r));
+        running--;
+      },
+    });
+    settle.soon();
+    await until(() => count === 1);
+    settle.soon();
+    await new Promise((r) => setTimeout(r, 20));
+    release();
+    await until(() => settle.runs === 2);
+    await settle.idle();
+    expect(count).toBe(4);
+    expect(most).toBe(1);
+  });
+
+  it('a collection that fails is swallowed: it costs memory, never an error', async () => {
+    const settle = new HeapSettle({
+      delayMs: 1,
+      collect: async () => {
+        throw new Error('no collection here');
+      },
+    });
+    settle.soon();
+    await new Promise((r) => setTimeout(r, 30));
+    await settle.idle();
+    expect(settle.runs).toBe(0);
+  });
+
+  it("the real collection runs and prints no experimental warning (vm.measureMemory's is held back)", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const settle = new HeapSettle({ delayMs: 1 });
+      settle.soon();
+      await until(() => settle.runs === 1, 20_000);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.includes('measureMemory'))).toEqual([]);
+      // Other warnings still pass.
+      process.emitWarning('a warning of someone else');
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toContain('a warning of someone else');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('counts the rows of a snapshot and of a delta (upserts and deletions)', () => {
+    expect(syncRows({ users: [{}, {}], groups: [{}], pinKey: { version: 1 } })).toBe(3);
+    expect(syncRows({ upsert: { users: [{}], pins: [{}, {}] }, delete: { keys: ['k'] } })).toBe(4);
+    expect(syncRows(undefined)).toBe(0);
+    expect(syncRows('nonsense')).toBe(0);
+  });
+});
+
+describe('AccessMirror asks for a settle after a large sync only', () => {
+  const users = (n: number, from = 0) =>
+    Array.from({ length: n }, (_, i) => ({ id: `u-${String(i + from).padStart(7, '0')}` }));
+  const site = (u: SnapshotData['users']): SnapshotData => ({
+    users: u,
+    groups: [],
+    memberships: [],
+    pins: [],
+    tags: [],
+    keys: [],
+  });
+
+  it('a small sync: none; a large snapshot: one, applied or refused; a large delta: one', async () => {
+    const store = Store.open(tempDir());
+    const { settle, calls } = counting(10);
+    const mirror = new AccessMirror({
+      store,
+      clock: new VirtualClock(Date.parse('2026-06-03T10:00:00Z')),
+      heapSettle: settle,
+    });
+    try {
+      mirror.apply(snapshotSync(1, site(users(10))));
+      await new Promise((r) => setTimeout(r, 40));
+      expect(calls).toHaveLength(0);
+
+      mirror.apply(snapshotSync(2, site(users(HEAP_SETTLE_MIN_ROWS))));
+      await until(() => settle.runs === 1);
+
+      // Refused (stale version): its garbage is the same.
+      expect(() => mirror.apply(snapshotSync(2, site(users(HEAP_SETTLE_MIN_ROWS))))).toThrow();
+      await until(() => settle.runs === 2);
+
+      mirror.apply(deltaSync(2, { upsert: { users: users(HEAP_SETTLE_MIN_ROWS, 1_000_000) } }));
+      await until(() => settle.runs === 3);
+      expect(mirror.counts().users).toBe(2 * HEAP_SETTLE_MIN_ROWS);
+    } finally {
+      await settle.idle();
+      store.close();
+    }
+  });
+});
