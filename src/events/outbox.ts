@@ -500,8 +500,11 @@ export class Outbox {
     }
   }
 
-  #noteBelowLimit(total = this.#bytes()): void {
-    if (!this.#overflowing || total >= this.maxBytes * EPISODE_END_RATIO) return;
+  /** Outside an overflow episode nothing is read: every remove and ack calls this. */
+  #noteBelowLimit(queued?: number): void {
+    if (!this.#overflowing) return;
+    const total = queued ?? this.#bytes();
+    if (total >= this.maxBytes * EPISODE_END_RATIO) return;
     this.#overflowing = false;
     this.#log.info(
       { dropped: this.#droppedThisEpisode, queuedBytes: total },
