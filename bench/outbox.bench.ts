@@ -93,10 +93,12 @@ export const outboxDrainBench: Benchmark = benchmarkInTempDir(
     metrics['outbox.drainClimb'] = mb((f) => f.peak - f.start);
     metrics['outbox.drainEndRss'] = mb((f) => f.end);
     metrics['outbox.drainHwm'] = mb((f) => f.hwm);
-    metrics['outbox.drainRate'] = distribution(
-      'events/s',
-      figures.map((f) => round(EVENTS / f.seconds)),
-    );
+    const timed = figures.filter((f) => Number.isFinite(f.seconds));
+    if (timed.length > 0)
+      metrics['outbox.drainRate'] = distribution(
+        'events/s',
+        timed.map((f) => round(EVENTS / f.seconds)),
+      );
   },
 );
 
