@@ -81,7 +81,11 @@ export function table(metrics: Record<string, Metric>): string {
       ? [name, m.unit, String(m.value), '', '', String(m.n ?? '')]
       : [name, m.unit, '', String(m.p50), String(m.p99), String(m.n)],
   );
-  const head = ['metric', 'unit', 'value', 'p50', 'p99', 'n'];
+  return textTable(['metric', 'unit', 'value', 'p50', 'p99', 'n'], rows);
+}
+
+/** Rows under a head, columns padded: the first two left-aligned, the rest right-aligned. */
+export function textTable(head: string[], rows: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(w[i] ?? 0) : c.padEnd(w[i] ?? 0))).join('  ');
   return [line(head), w.map((x) => '-'.repeat(x)).join('  '), ...rows.map(line)].join('\n');

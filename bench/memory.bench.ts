@@ -22,9 +22,10 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  * The daemon's memory as a hub of the seed runs it (issue 15, "Memory"):
  *
  * - The daemon in its OWN process, started as production starts it: the systemd unit's ExecStart
- *   (`/usr/bin/iqhub run --config …`), i.e. the .deb launcher's `node …/dist/src/cli/main.js run`,
- *   with the unit's `Environment=` (systemd/iq-hub.service, read here: NODE_OPTIONS there is the one place
- *   the daemon's node flags live), a NOTIFY_SOCKET and WATCHDOG_USEC as systemd gives them, an
+ *   (`/usr/bin/iqhub run --config …`), i.e. the launcher's (packaging/iqhub.sh)
+ *   `node $IQHUB_NODE_ARGS …/dist/src/cli/main.js run`, with the unit's `Environment=`
+ *   (systemd/iq-hub.service, read here: its NODE_OPTIONS and IQHUB_NODE_ARGS are the one place the
+ *   daemon's node flags live), a NOTIFY_SOCKET and WATCHDOG_USEC as systemd gives them, an
  *   uplink over mutual TLS to mosquitto (the reference cloud on the other side, in this process).
  * - 16 locks, 8 BLE and 8 ZigBee, each an unmodified SimLock on the emulated controllers (real
  *   noble over a socat PTY to the HCI emulator, real zigbee-herdsman over TCP to the Z-Stack
@@ -32,7 +33,8 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  *   socket as an installer would.
  *
  * Figures (MB, from /proc/PID/status; p50 over the runs is the median, n = runs):
- * - daemon.rssIdle: VmRSS 30 s after the 16th lock was attached, the uplink online; .hwm: VmHWM then.
+ * - daemon.rssIdle: VmRSS 30 s after the 16th lock was attached, the uplink online; .hwm: VmHWM then;
+ *   .anon and .file: RssAnon and RssFile (+ RssShmem) then.
  * - daemon.rss10kUsers: the reference cloud then syncs a 10,000-user site (a PIN, a tag and a
  *   digital key each, 100 groups of 4 of the 16 locks, 2 % offline users: bench/access-data.ts)
  *   through the broker; VmRSS 30 s after every lock's offline list was up to date
@@ -43,7 +45,9 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  * - daemon.rss.loadAverage: the 1-minute load average when the first run began (the machine is shared).
  *
  * IQHUB_BENCH_RSS_RUNS (default 3) runs; IQHUB_BENCH_RSS_ENV ("K=V K2=V2", or empty) replaces the
- * unit's environment, e.g. to measure without its NODE_OPTIONS.
+ * unit's environment, e.g. to measure without its NODE_OPTIONS; IQHUB_BENCH_RSS_IDLE_ONLY=1 stops
+ * each run after the idle figure; IQHUB_BENCH_RSS_DUMP=DIR writes the idle daemon's smaps and
+ * status there, and a heap snapshot when NODE_OPTIONS has --heapsnapshot-signal=SIGUSR2.
  */
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -92,11 +96,16 @@ export function unitNodeOptions(unitText = readFileSync(UNIT, 'utf8')): string {
   return unitEnvironment(unitText).NODE_OPTIONS ?? '';
 }
 
-/** VmRSS and VmHWM of a process, MB. */
-export function memoryOf(pid: number): { rss: number; hwm: number } {
+/** VmRSS and VmHWM of a process, MB; anon and file: RssAnon and RssFile (+ RssShmem), the parts of VmRSS. */
+export function memoryOf(pid: number): { rss: number; hwm: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  return {
+    rss: kb('VmRSS') / 1024,
+    hwm: kb('VmHWM') / 1024,
+    anon: kb('RssAnon') / 1024,
+    file: (kb('RssFile') + kb('RssShmem')) / 1024,
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -156,8 +165,16 @@ class SiteProcess {
 }
 
 interface RunFigures {
-  idle: { rss: number; hwm: number };
+  idle: { rss: number; hwm: number; anon: number; file: number };
   users: { rss: number; hwm: number; peak: number; settle: number };
+}
+
+/**
+ * The node flags the launcher (packaging/iqhub.sh) puts on node's command line: the unit's
+ * IQHUB_NODE_ARGS, split on blanks (flags NODE_OPTIONS refuses).
+ */
+export function launcherNodeArgs(unitEnv: Record<string, string>): string[] {
+  return (unitEnv.IQHUB_NODE_ARGS ?? '').split(/[ \t]+/).filter(Boolean);
 }
 
 export const memoryBench: Benchmark = benchmarkInTempDir(
@@ -194,6 +211,8 @@ export const memoryBench: Benchmark = benchmarkInTempDir(
     const mb = (pick: (f: RunFigures) => number) => distribution('MB', figures.map(pick));
     metrics['daemon.rssIdle'] = mb((f) => f.idle.rss);
     metrics['daemon.rssIdle.hwm'] = mb((f) => f.idle.hwm);
+    metrics['daemon.rssIdle.anon'] = mb((f) => f.idle.anon);
+    metrics['daemon.rssIdle.file'] = mb((f) => f.idle.file);
     metrics['daemon.rss10kUsers'] = mb((f) => f.users.rss);
     metrics['daemon.rss10kUsers.peak'] = mb((f) => f.users.peak);
     metrics['daemon.rss10kUsers.hwm'] = mb((f) => f.users.hwm);
@@ -205,7 +224,7 @@ export const memoryBench: Benchmark = benchmarkInTempDir(
 );
 
 async function nodeFloor(unitEnv: Record<string, string>): Promise<number> {
-  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], {
+  const child = spawn(process.execPath, [...launcherNodeArgs(unitEnv), '-e', 'setTimeout(() => {}, 60_000)'], {
     env: { ...process.env, NODE_OPTIONS: '', ...unitEnv },
     stdio: 'ignore',
   });
@@ -233,11 +252,14 @@ async function oneRun(
     const config = join(dir, 'config.yaml');
     const socket = join(dir, 'run', 'control.sock');
     mkdirSync(dir, { recursive: true });
+    if (process.env.IQHUB_BENCH_RSS_DUMP) mkdirSync(process.env.IQHUB_BENCH_RSS_DUMP, { recursive: true });
     writeFileSync(config, configText(dir, broker.url, pki, radios));
     notify = new FakeNotifySocket(join(dir, 'notify.sock'));
     const seen = cloud.statusHistory(HUB).length;
-    // What systemd's ExecStart runs (the launcher execs node on the CLI), with the unit's environment.
-    const child = spawn(process.execPath, [CLI, 'run', '--config', config], {
+    // What systemd's ExecStart runs (the launcher, packaging/iqhub.sh, execs node with the unit's
+    // IQHUB_NODE_ARGS on the CLI), with the unit's environment.
+    const child = spawn(process.execPath, [...launcherNodeArgs(unitEnv), CLI, 'run', '--config', config], {
+      cwd: process.env.IQHUB_BENCH_RSS_DUMP ?? process.cwd(),
       env: {
         ...process.env,
         NODE_OPTIONS: '',
@@ -257,6 +279,17 @@ async function oneRun(
     for (const s of SPECS) await attach(site, socket, s);
     await sleep(IDLE_MS);
     const idle = memoryOf(pid);
+    const dump = process.env.IQHUB_BENCH_RSS_DUMP;
+    if (dump) {
+      mkdirSync(dump, { recursive: true });
+      writeFileSync(join(dump, `smaps-${run}.txt`), readFileSync(`/proc/${pid}/smaps`, 'utf8'));
+      writeFileSync(join(dump, `status-${run}.txt`), readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (/--heapsnapshot-signal=SIGUSR2/.test(unitEnv.NODE_OPTIONS ?? '')) {
+        process.kill(pid, 'SIGUSR2');
+        await sleep(15_000);
+      }
+    }
+    if (process.env.IQHUB_BENCH_RSS_IDLE_ONLY === '1') return { idle, users: { ...idle, peak: idle.rss, settle: 0 } };
 
     // 10,000 users through the broker, as the cloud syncs them.
     const lockIds = SPECS.map((s) => s.deviceId);

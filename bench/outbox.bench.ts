@@ -15,7 +15,7 @@ import { type Proc, watch } from '../test/helpers/daemon.js';
 import { requireMosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { FakeNotifySocket } from '../test/helpers/notify-socket.js';
 import { type Benchmark, benchmarkInTempDir, distribution, round, uplinkConfigLines } from './lib.js';
-import { memoryOf, unitEnvironment } from './memory.bench.js';
+import { launcherNodeArgs, memoryOf, unitEnvironment } from './memory.bench.js';
 
 /**
  * The outbox drain of the daemon (issue 15, "The outbox drains 100,000 events without the RSS
@@ -28,7 +28,8 @@ import { memoryOf, unitEnvironment } from './memory.bench.js';
  * 2. mosquitto (mutual TLS, sessions persisted) with the reference cloud subscribed (persistent
  *    session; it records every event and answers `events/ack`, so events leave the outbox as in
  *    production: on the cloud's ack). The broker is then stopped.
- * 3. `iqhub run --config` (the CLI the .deb launcher runs) with the unit's `Environment=` lines
+ * 3. `iqhub run --config` as the launcher (packaging/iqhub.sh) runs it — node with the unit's
+ *    IQHUB_NODE_ARGS on its command line — with the unit's `Environment=` lines
  *    (systemd/iq-hub.service, read by bench/memory.bench.ts), a NOTIFY_SOCKET, its uplink to the
  *    broker with the default batch size, in-flight window and event acks. After READY and 5 s of
  *    quiet, its VmRSS is `outbox.drainStartRss`; then the broker starts again and the daemon drains.
@@ -154,7 +155,7 @@ async function oneDrain(dir: string, pkiBase: string, pki: DevPkiPaths, unitEnv:
       [`dataDir: ${dir}/data`, `runDir: ${dir}/run`, 'log:', '  level: warn', ...lines, ''].join('\n'),
     );
     notify = new FakeNotifySocket(join(dir, 'notify.sock'));
-    const child = spawn(process.execPath, [CLI, 'run', '--config', config], {
+    const child = spawn(process.execPath, [...launcherNodeArgs(unitEnv), CLI, 'run', '--config', config], {
       env: {
         ...process.env,
         NODE_OPTIONS: '',

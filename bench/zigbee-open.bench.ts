@@ -40,6 +40,8 @@ const BLE: SiteLockSpec = {
 /** Unmeasured opens per lock first (JIT, caches, the link established), then measured ones. */
 const WARMUP = Number(process.env.IQHUB_OPEN_BENCH_WARMUP ?? 200);
 const OPENS = Number(process.env.IQHUB_OPEN_BENCH_OPENS ?? 400);
+/** Which radios to measure (comma-separated; both by default): one alone halves a run when only its figures matter. */
+const RADIOS = (process.env.IQHUB_OPEN_BENCH_RADIOS ?? 'zigbee,ble').split(',');
 /** The production entry point, compiled next to this bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const EMULATORS = fileURLToPath(new URL('./emulator-process.js', import.meta.url));
@@ -77,7 +79,9 @@ const USER_HZ = 100;
  *
  * IQHUB_OPEN_BENCH_PROF=DIR: the daemon runs with --cpu-prof into DIR, and the bench writes
  * DIR/windows.json (each daemon's pid and measured stretch, in the profile's clock: CLOCK_MONOTONIC µs) for
- * `node dist/bench/profile-window.js` to read the profile of the opens alone.
+ * `node dist/bench/profile-window.js` to read the profile of the opens alone (and `zigbee.idle` /
+ * `ble.idle`: the 2 s idle stretch before them, per second).
+ * IQHUB_OPEN_BENCH_RADIOS=zigbee (or ble): measure that radio only.
  */
 export const zigbeeOpenBench: Benchmark = benchmarkInTempDir(
   'zigbee',
@@ -92,8 +96,9 @@ export const zigbeeOpenBench: Benchmark = benchmarkInTempDir(
     try {
       // One daemon per radio, only that radio configured: the ZigBee figures carry no BLE scanning
       // (the emulated BLE locks advertise every 50 ms), as a ZigBee-only hub (and the peer) would.
-      await measure(join(dir, 'zigbee'), 'zigbee', ZB, b, pki, emulators, metrics, windows);
-      await measure(join(dir, 'ble'), 'ble', BLE, b, pki, emulators, metrics, windows);
+      if (RADIOS.includes('zigbee'))
+        await measure(join(dir, 'zigbee'), 'zigbee', ZB, b, pki, emulators, metrics, windows);
+      if (RADIOS.includes('ble')) await measure(join(dir, 'ble'), 'ble', BLE, b, pki, emulators, metrics, windows);
       const profDir = process.env.IQHUB_OPEN_BENCH_PROF;
       if (profDir) writeFileSync(join(profDir, 'windows.json'), `${JSON.stringify(windows, null, 2)}\n`);
     } finally {
@@ -246,7 +251,10 @@ async function measure(
 
     // The daemon's CPU while nothing happens (timers, keep-alives), over 2 s.
     const idleFrom = cpuMs(pid);
+    const idleFromUs = monotonicUs();
     await new Promise((r) => setTimeout(r, 2000));
+    // The idle stretch as a window of its own ("zigbee.idle"): 2 "opens" over its 2 s, so profile-window prints ms per second.
+    windows[`${prefix}.idle`] = { pid, fromUs: idleFromUs, toUs: monotonicUs(), opens: 2 };
     metrics[`${prefix}.daemonIdleCpu`] = { unit: 'ms CPU/s', value: round((cpuMs(pid) - idleFrom) / 2) };
 
     {

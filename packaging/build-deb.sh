@@ -185,6 +185,11 @@ if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
     new (r('better-sqlite3'))(':memory:').close(); r('unix-dgram');
     console.log('native modules load');"
   "$H/node/bin/node" "$H/dist/src/cli/main.js" --version >/dev/null
+  step "launcher check: /usr/bin/iqhub runs the staged CLI with the unit's IQHUB_NODE_ARGS, which node accepts"
+  sed "s|/usr/lib/iq-hub/|$H/|g" packaging/iqhub.sh >"$ISO/iqhub" && chmod 0755 "$ISO/iqhub"
+  node_args=$(sed -n 's/^Environment="IQHUB_NODE_ARGS=\(.*\)"$/\1/p' systemd/iq-hub.service)
+  [ -n "$node_args" ] || die "systemd/iq-hub.service has no Environment=\"IQHUB_NODE_ARGS=...\" line"
+  IQHUB_NODE_ARGS=$node_args "$ISO/iqhub" --version >/dev/null || die "iqhub --version with IQHUB_NODE_ARGS=$node_args failed"
   step "load check: iq-hub alone says what to install for the demo; with iq-hub-demo, the demo loads"
   msg=$("$H/node/bin/node" "$H/dist/src/cli/main.js" demo --exit 2>&1) && die "iqhub demo ran without iq-hub-demo"
   grep -q 'needs the package iq-hub-demo' <<<"$msg" || die "iqhub demo without iq-hub-demo said: $msg"
@@ -200,12 +205,8 @@ if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
 fi
 
 # --- the command, units, snippets, config, docs --------------------------------------------------
-cat >"$PKG/usr/bin/iqhub" <<'EOF'
-#!/bin/sh
-# iq-hub's CLI and daemon (`iqhub run`), on the Node.js the package carries (Debian's is too old).
-exec /usr/lib/iq-hub/node/bin/node /usr/lib/iq-hub/dist/src/cli/main.js "$@"
-EOF
-chmod 0755 "$PKG/usr/bin/iqhub"
+# The launcher: the package's node, with the unit's IQHUB_NODE_ARGS for `iqhub run` (packaging/iqhub.sh).
+install -D -m 0755 packaging/iqhub.sh "$PKG/usr/bin/iqhub"
 
 install -D -m 0644 systemd/iq-hub.service "$PKG/usr/lib/systemd/system/iq-hub.service"
 install -D -m 0644 systemd/iq-hub-storage-key.service "$PKG/usr/lib/systemd/system/iq-hub-storage-key.service"

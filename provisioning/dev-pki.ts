@@ -7,6 +7,10 @@ import { writeFileAtomic } from '../src/base/atomic-file.js';
 import { HubError } from '../src/base/errors.js';
 import { type Random, systemRandom } from '../src/base/random.js';
 import { Secret } from '../src/crypto/secret.js';
+import { validateIdentity } from './identity-rule.js';
+
+/** The CN rule, here for the demo, the test broker and the simulation (the daemon imports identity-rule.ts). */
+export { validateIdentity };
 
 /**
  * A development PKI: one CA, a broker (server) certificate and client certificates for a hub and
@@ -62,7 +66,6 @@ interface Issued {
   keyPem: string;
 }
 
-const MAX_ID_CHARS = 64;
 /** The OTP key's file name in the PKI directory. */
 export const OTP_KEY_FILE = 'otp.key';
 const OTP_KEY_BYTES = 32;
@@ -78,26 +81,6 @@ export function pkiPaths(dir: string): DevPkiPaths {
     cloud: pair('cloud'),
     otpKey: join(dir, OTP_KEY_FILE),
   };
-}
-
-/**
- * A certificate CN that becomes an MQTT user name and a topic level (`ks/hubs/{id}/...`):
- * not empty, at most 64 characters, no `+`, `#` or `/`, no control characters.
- */
-export function validateIdentity(id: string, what = 'hub id'): void {
-  const refuse = (rule: string): never => {
-    throw new HubError('pki.bad-identity', `The ${what} ${JSON.stringify(id)} is refused: ${rule}.`, {
-      hint: `Choose a ${what} of 1-${MAX_ID_CHARS} printable characters without '+', '#' or '/' (e.g. "hub-0001").`,
-    });
-  };
-  const chars = [...id];
-  if (chars.length === 0) refuse('it is empty');
-  if (chars.length > MAX_ID_CHARS) refuse(`it has ${chars.length} characters, more than ${MAX_ID_CHARS}`);
-  for (const c of ['+', '#', '/']) {
-    if (id.includes(c)) refuse(`it contains '${c}', which is an MQTT wildcard or topic separator`);
-  }
-  const isControl = (n: number) => n < 0x20 || (n >= 0x7f && n <= 0x9f);
-  if (chars.some((c) => isControl(c.codePointAt(0) ?? 0))) refuse('it contains a control character');
 }
 
 /** A new RSA-2048 key (node:crypto) and a certificate for it, signed by `issuer` or self-signed. */

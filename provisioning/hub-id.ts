@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { HubError } from '../src/base/errors.js';
 import { ID_PATTERN } from '../src/contract/mqtt-topics.js';
 import { cnOf } from './certificate.js';
-import { validateIdentity } from './dev-pki.js';
+import { validateIdentity } from './identity-rule.js';
 
 /**
  * One rule for the hub id wherever it enters (a command's option, a CSR, a certificate's CN),

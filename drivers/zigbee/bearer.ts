@@ -19,11 +19,18 @@ import { Coordinator } from './coordinator.js';
 import type { ZigbeeCounters } from './counters.js';
 import { DoorLockStates } from './door-lock-state.js';
 import { HealthProbe } from './health-probe.js';
-import { createController, stopController, stopOwnBackups } from './herdsman-controller.js';
+import {
+  createController,
+  stopController,
+  stopOwnBackups,
+  takeLinkFrames,
+  type ZclPayloadLike,
+} from './herdsman-controller.js';
 import { herdsmanLogger } from './herdsman-log.js';
 import { registerInstallCode } from './install-code-registration.js';
 import { InterviewRetry } from './interview.js';
 import { JoinWindow } from './join-window.js';
+import { unpiFrameClass, useLeanUnpi } from './lean-unpi.js';
 import { type DoorLockState, LINK_CLUSTER_ID } from './link-cluster.js';
 import { LINK_CLUSTER_NAME } from './link-commands.js';
 import { Links } from './links.js';
@@ -231,6 +238,7 @@ class HerdsmanBearer implements ZigbeeBearer {
       c.herdsman.setLogger(herdsmanLogger(this.#log, () => c.secrets()));
       const controller = createController(c.herdsman, this.#o, this.#paths, params, (ieee) => this.#joins.accept(ieee));
       const generation = c.use(controller);
+      const live = () => generation === c.generation;
       this.#wire(controller, generation);
       let result: RestoreInfo['result'];
       try {
@@ -240,6 +248,17 @@ class HerdsmanBearer implements ZigbeeBearer {
         throw e;
       }
       stopOwnBackups(controller);
+      const takesFrames = takeLinkFrames(
+        controller,
+        LINK_CLUSTER_ID,
+        (p) => live() && this.#takeLinkFrame(controller, p),
+      );
+      const lean = useLeanUnpi(controller, unpiFrameClass());
+      if (!takesFrames || !lean)
+        this.#log.warn(
+          { takesFrames, lean },
+          'ZigBee: herdsman not as expected; its own (slower) paths are used for link frames',
+        );
       await controller.permitJoin(0);
       // Sealed only when the network changed or the schedule is due, not on every start.
       const taken = await this.#backups.atStart(controller, result);
@@ -296,6 +315,23 @@ class HerdsmanBearer implements ZigbeeBearer {
     else if (m.cluster === LINK_CLUSTER_NAME || m.cluster === LINK_CLUSTER_ID) {
       this.#links.receive(m.device.ieeeAddr, m.meta.rawData, m.linkquality);
     }
+  }
+
+  /**
+   * A link-cluster frame straight from herdsman's adapter (takeLinkFrames): from a lock herdsman
+   * knows, its bytes go to the links as #onMessage would pass them, with the device's last-seen
+   * time and link quality kept as herdsman's controller keeps them; anything else stays herdsman's.
+   */
+  #takeLinkFrame(controller: Controller, payload: ZclPayloadLike): boolean {
+    if (typeof payload.address !== 'number') return false;
+    const device = controller.getDeviceByNetworkAddress(payload.address);
+    if (!device) return false;
+    device.updateLastSeen();
+    device.linkquality = payload.linkquality;
+    // herdsman sends what it queued for a sleepy device when the device is heard from (none is queued for a lock).
+    if (device.endpoints.some((e) => e.hasPendingRequests())) device.implicitCheckin();
+    this.#links.receive(device.ieeeAddr, payload.data, payload.linkquality);
+    return true;
   }
 
   /** Stops the controller (graceful or forced, see stopController) and seals its last backup. */

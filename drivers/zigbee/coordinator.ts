@@ -33,6 +33,8 @@ export class Coordinator {
   /** Bumped whenever a controller is torn down, so late events of an old one are ignored. */
   #generation = 0;
   #state: BearerState = { status: 'stopped' };
+  /** ZCL transaction sequence number of the link cluster's frames (no response is awaited by it). */
+  #tsn = 0;
   readonly #stateListeners = new Listeners<BearerState>();
 
   constructor(clock: Clock, log: Logger) {
@@ -118,6 +120,12 @@ export class Coordinator {
   herdsmanError(what: string, e: unknown): void {
     this.counters.herdsmanErrors++;
     this.log.warn({ error: this.clean(describeError(e)) }, `ZigBee: ${what} failed`);
+  }
+
+  /** The next ZCL transaction sequence number, 0..255. */
+  nextTsn(): number {
+    this.#tsn = (this.#tsn + 1) & 0xff;
+    return this.#tsn;
   }
 
   /** Awaits a herdsman promise at most `ms`; its late rejection is swallowed (already reported). */

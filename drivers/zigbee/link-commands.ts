@@ -2,13 +2,16 @@ import type { BearerError } from '../../hal/bearer.js';
 import { describeError } from '../../src/base/errors.js';
 import { err, OK, type Result } from '../../src/base/result.js';
 import type { Coordinator, HerdsmanDevice } from './coordinator.js';
+import { zclFrameSender } from './herdsman-controller.js';
 import { LINK_CLUSTER_ID, LinkCommand, LOCK_ENDPOINT, MANUFACTURER_CODE } from './link-cluster.js';
 
 /**
  * Our manufacturer-specific link cluster as herdsman must be told about it: herdsman knows only
  * the clusters of the ZCL specification, so each lock's device gets the cluster added before a
  * command can name it, and each command goes out without a ZCL response, confirmed by the radio
- * alone and bounded in time (the link layer above numbers and retries).
+ * alone and bounded in time (the link layer above numbers and retries). The frames are built here
+ * (the registered cluster and command objects, no lookups) and handed to herdsman's adapter
+ * directly, not through Endpoint.command (see zclFrameSender).
  */
 
 /** The name the link cluster is registered under in herdsman (messages carry it as their cluster). */
@@ -67,24 +70,49 @@ export async function sendLinkCommand(
       address: device.ieeeAddr,
     });
   const name = COMMAND_NAMES[command]!;
+  const fields =
+    command === LinkCommand.fragment
+      ? { data: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) }
+      : {};
   try {
-    await c.bounded(
-      endpoint.command(
-        LINK_CLUSTER_ID,
-        command,
-        command === LinkCommand.fragment ? { data: Buffer.from(payload) } : {},
-        {
-          manufacturerCode: MANUFACTURER_CODE,
-          disableDefaultResponse: true,
-          disableResponse: true,
-          disableRecovery: true,
-          timeout: sendTimeoutMs,
-          sendPolicy: 'immediate',
-        },
-      ),
-      sendTimeoutMs + 2_000,
-      `the ${name} command`,
-    );
+    const sender = zclFrameSender(c.controller!);
+    const cluster = device.customClusters[LINK_CLUSTER_NAME];
+    const definition = cluster?.commands[name];
+    let sent: Promise<unknown>;
+    if (sender && cluster && definition) {
+      // What Endpoint.command builds and sends for these options, without its layers (herdsman-controller.ts).
+      const { Zcl } = c.herdsman!;
+      const frame = Zcl.Frame.create(
+        Zcl.FrameType.SPECIFIC,
+        Zcl.Direction.CLIENT_TO_SERVER,
+        true,
+        MANUFACTURER_CODE,
+        c.nextTsn(),
+        definition,
+        cluster,
+        fields,
+        device.customClusters,
+      );
+      sent = sender.sendZclFrameToEndpoint(
+        device.ieeeAddr,
+        device.networkAddress,
+        LOCK_ENDPOINT,
+        frame,
+        sendTimeoutMs,
+        true,
+        true,
+      );
+    } else {
+      sent = endpoint.command(LINK_CLUSTER_ID, command, fields, {
+        manufacturerCode: MANUFACTURER_CODE,
+        disableDefaultResponse: true,
+        disableResponse: true,
+        disableRecovery: true,
+        timeout: sendTimeoutMs,
+        sendPolicy: 'immediate',
+      });
+    }
+    await c.bounded(sent, sendTimeoutMs + 2_000, `the ${name} command`);
     if (command === LinkCommand.fragment) c.counters.fragmentsOut++;
     return OK;
   } catch (e) {

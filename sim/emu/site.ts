@@ -36,6 +36,8 @@ export interface RadioSiteOptions {
   readonly firmwareVendorKeys?: readonly Uint8Array[];
   /** Concurrent LE connections the HCI emulator allows (default 4, as many small controllers). */
   readonly bleMaxConnections?: number;
+  /** The ZNP emulator's air time per data request, ms (ZnpEmulatorOptions.airDelayMs; default 3, 0: none). */
+  readonly zigbeeAirDelayMs?: number;
 }
 
 /**
@@ -65,7 +67,11 @@ export async function startRadioSite(options: RadioSiteOptions): Promise<RadioSi
   });
   let znp: ZnpEmulator;
   try {
-    znp = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
+    znp = await ZnpEmulator.start({
+      advertiseIntervalMs: 300,
+      joinRetryMs: 100,
+      ...(options.zigbeeAirDelayMs === undefined ? {} : { airDelayMs: options.zigbeeAirDelayMs }),
+    });
   } catch (e) {
     await hci.close();
     throw e;

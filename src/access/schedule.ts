@@ -74,9 +74,18 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
-/** Refuse a time zone that is not a known IANA name (HubError `access.time-zone`). */
+/** ICU's canonical zone names (what Intl.supportedValuesOf lists: every one a formatter accepts). */
+let canonicalZones: ReadonlySet<string> | undefined;
+
+/**
+ * Refuse a time zone that is not a known IANA name (HubError `access.time-zone`). A canonical name
+ * passes on ICU's list of zones, without building a formatter: the first formatter loads ICU's
+ * locale data (~8 MB of RSS, docs/operations.md "Memory"), which only a schedule needs (an alias
+ * such as UTC or US/Eastern is still checked by building one).
+ */
 export function checkTimeZone(timeZone: string): void {
-  formatter(timeZone);
+  canonicalZones ??= new Set(Intl.supportedValuesOf('timeZone'));
+  if (!canonicalZones.has(timeZone)) formatter(timeZone);
 }
 
 /** The local weekday and minute of the day of `at` (unix ms) in `timeZone`. */

@@ -96,6 +96,15 @@ export class PairingStore {
   /** Records read outside a transaction and not written since (see get). */
   readonly #records = new Map<string, LockRecord>();
 
+  /** Bumped by every write to a lock's row (see storeEvents). */
+  #writes = 0;
+
+  /** A write to the lock's row: its kept record is dropped. */
+  #forget(lockId: string): void {
+    this.#records.delete(lockId);
+    this.#writes++;
+  }
+
   #prep(sql: string): Statement {
     let st = this.#statements.get(sql);
     if (!st) {
@@ -149,7 +158,7 @@ export class PairingStore {
     state: 'attaching' | 'bound';
     now: number;
   }): void {
-    this.#records.delete(rec.lockId);
+    this.#forget(rec.lockId);
     this.#prep(
       `INSERT INTO locks (lock_id, bearer, address, static_public, state, attached_at, updated_at, last_seen, sessions)
          VALUES (@lockId, @bearer, @address, @key, @state, @now, @now, @now, 0)
@@ -167,7 +176,7 @@ export class PairingStore {
   }
 
   setState(lockId: string, state: PairingState, now: number, reason: string | null = null): void {
-    this.#records.delete(lockId);
+    this.#forget(lockId);
     this.#prep('UPDATE locks SET state = ?, quarantine_reason = ?, updated_at = ? WHERE lock_id = ?').run(
       state,
       reason,
@@ -177,17 +186,17 @@ export class PairingStore {
   }
 
   remove(lockId: string): boolean {
-    this.#records.delete(lockId);
+    this.#forget(lockId);
     return this.#prep('DELETE FROM locks WHERE lock_id = ?').run(lockId).changes > 0;
   }
 
   seen(lockId: string, address: string, now: number): void {
-    this.#records.delete(lockId);
+    this.#forget(lockId);
     this.#prep('UPDATE locks SET last_seen = ?, address = ? WHERE lock_id = ?').run(now, address, lockId);
   }
 
   sessionOpened(lockId: string, now: number): void {
-    this.#records.delete(lockId);
+    this.#forget(lockId);
     this.#prep('UPDATE locks SET sessions = sessions + 1, last_seen = ?, updated_at = ? WHERE lock_id = ?').run(
       now,
       now,
@@ -196,7 +205,7 @@ export class PairingStore {
   }
 
   countFailures(lockId: string, handshakes: number, frames: number): void {
-    this.#records.delete(lockId);
+    this.#forget(lockId);
     this.#prep(
       'UPDATE locks SET failed_handshakes = failed_handshakes + ?, rejected_frames = rejected_frames + ? WHERE lock_id = ?',
     ).run(handshakes, frames, lockId);
@@ -224,22 +233,39 @@ export class PairingStore {
     const advance = this.#prep(
       'UPDATE locks SET last_event_seq = MAX(last_event_seq, ?), last_seen = ? WHERE lock_id = ?',
     );
+    // The record kept when the transaction runs, if any, is the committed row (every write to it
+    // drops it): after the commit it is kept again with what the transaction changed (below).
+    let base: LockRecord | undefined;
+    let writes = -1;
+    const top = events.reduce((m, e) => Math.max(m, e.seq), 0);
     const stored = this.#store.commitSoon(() => {
-      this.#records.delete(lockId);
+      base = this.#records.get(lockId);
+      this.#forget(lockId);
+      writes = this.#writes;
       const epoch = (epochOf.get(lockId) as { epoch: number } | undefined)?.epoch;
+      if (epoch === undefined || epoch !== base?.epoch) base = undefined;
       if (epoch === undefined) return [];
       const fresh: LockEvent[] = [];
       for (const e of events) {
         const { seq, at, type, ...body } = e;
         if (insert.run(lockId, epoch, seq, at, type, JSON.stringify(body), now).changes > 0) fresh.push(e);
       }
-      const top = events.reduce((m, e) => Math.max(m, e.seq), 0);
       if (top > 0) advance.run(top, now, lockId);
       if (fresh.length > 0) also?.(fresh.map((event) => ({ lockId, epoch, event, receivedAt: now })));
       return fresh;
     });
-    // A failed commit leaves nothing of the batch: forget what the record cache read meanwhile.
-    stored.catch(() => this.#records.delete(lockId));
+    stored.then(
+      () => {
+        // Committed: unless another write to a lock's row came since (then the next get reads it),
+        // the record is what it was with the sequence and last_seen this transaction set, so a
+        // command's lookup of the lock (once per open) does not read the row again.
+        if (!base || this.#writes !== writes || this.#records.has(lockId)) return;
+        const lastEventSeq = Math.max(base.lastEventSeq, top);
+        this.#records.set(lockId, top > 0 ? Object.freeze({ ...base, lastEventSeq, lastSeen: now }) : base);
+      },
+      // A failed commit leaves nothing of the batch: forget what the record cache read meanwhile.
+      () => this.#forget(lockId),
+    );
     return stored;
   }
 

@@ -54,8 +54,13 @@ export class Advertiser {
         continue;
       }
       const rssi = p.options.rssi ?? -60;
-      this.#o.send(advertisingReport(ADV_IND, p.address, rssi, advertisingPacket()));
-      this.#o.send(advertisingReport(SCAN_RSP, p.address, rssi, scanResponse));
+      // The report and its scan response in one write (two HCI events, as the air gives them).
+      this.#o.send(
+        Buffer.concat([
+          advertisingReport(ADV_IND, p.address, rssi, advertisingPacket()),
+          advertisingReport(SCAN_RSP, p.address, rssi, scanResponse),
+        ]),
+      );
     }
   }
 }

@@ -49,6 +49,8 @@ export interface HciEmulatorOptions {
 }
 
 export interface HciEmulatorCounters extends H4Counters {
+  /** Socket writes to the host: what the controller answers to one read is one burst, one write. */
+  hostWrites: number;
   commands: number;
   /** Commands answered with "Unknown HCI Command". */
   unknownCommands: number;
@@ -94,6 +96,8 @@ export class HciEmulator implements PeripheralHost {
   #parser: H4Parser;
   #stalled = false;
   #closed = false;
+  /** Packets to the host while one read from it is handled, written together at its end (see #attach). */
+  #out: Buffer[] | undefined;
 
   private constructor(server: Server, options: HciEmulatorOptions) {
     this.#server = server;
@@ -109,6 +113,7 @@ export class HciEmulator implements PeripheralHost {
       throw new HubError('hci-emu.config', `HCI emulator: attMtu must be an integer 23…517, got ${this.attMtu}`);
     }
     this.#counters = {
+      hostWrites: 0,
       garbageBytes: 0,
       oversizedPackets: 0,
       commands: 0,
@@ -276,7 +281,16 @@ export class HciEmulator implements PeripheralHost {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       if (this.#socket !== socket) return;
-      for (const packet of this.#parser.push(chunk)) this.#handle(packet);
+      // Everything the controller answers to one read (Number Of Completed Packets, an ATT
+      // response, the lock's notification) leaves in one write, in order, as one burst on the UART.
+      const out: Buffer[] = [];
+      this.#out = out;
+      try {
+        for (const packet of this.#parser.push(chunk)) this.#handle(packet);
+      } finally {
+        this.#out = undefined;
+        if (out.length > 0) this.#write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      }
     });
     socket.on('error', () => undefined);
     socket.on('close', () => this.#detach(socket));
@@ -300,8 +314,15 @@ export class HciEmulator implements PeripheralHost {
   }
 
   #write(bytes: Buffer): void {
+    if (this.#out) {
+      this.#out.push(bytes);
+      return;
+    }
     const s = this.#socket;
-    if (s && !s.destroyed) s.write(bytes);
+    if (s && !s.destroyed) {
+      this.#counters.hostWrites++;
+      s.write(bytes);
+    }
   }
 
   #handle(packet: H4Packet): void {

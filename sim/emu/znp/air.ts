@@ -29,6 +29,8 @@ export interface AirOptions {
   readonly installCodes: InstallCodes;
   /** How often a joined lock reports its genBasic modelId (its "advertisement"), ms. */
   readonly advertiseIntervalMs: number;
+  /** An AF data request's time on the air, ms (ZnpEmulatorOptions.airDelayMs); 0: at once. */
+  readonly airDelayMs: number;
   faults(): ZnpFaults;
   later(ms: number, fn: () => void): void;
 }
@@ -177,15 +179,18 @@ export class ZnpAir {
 
   /** AF dataRequest from the host: confirmed (or not acknowledged) as on air, then received by the device. */
   dataRequest(dst: number, dstEp: number, srcEp: number, clusterId: number, transid: number, data: Buffer): void {
-    const device = this.members().find((d) => d.nwk === dst);
+    const device = this.#memberAt(dst);
     const reachable = device !== undefined && this.isReachable(device);
-    this.#o.later(2, () => {
+    const delay = this.#o.airDelayMs;
+    const confirm = () =>
       this.#o.serial.areq(Subsystem.AF, 'dataConfirm', {
         status: reachable ? STATUS.SUCCESS : STATUS.MAC_NO_ACK,
         endpoint: dstEp,
         transid,
       });
-    });
+    // The confirm always comes before the device's answer, as on air (the MAC ack precedes it).
+    if (delay === 0) confirm();
+    else this.#o.later(Math.max(0, delay - 1), confirm);
     if (!reachable || !device) {
       this.#o.counters.dataRequestsNoAck++;
       return;
@@ -193,7 +198,14 @@ export class ZnpAir {
     this.#o.nv.advanceFrameCounter();
     this.#o.counters.airFramesToDevices++;
     if (this.#airDrops()) return;
-    this.#o.later(3, () => this.firmware.receive(device, srcEp, clusterId, data));
+    if (delay === 0) this.firmware.receive(device, srcEp, clusterId, data);
+    else this.#o.later(delay, () => this.firmware.receive(device, srcEp, clusterId, data));
+  }
+
+  /** The first member with this short address (members() order), without building the list. */
+  #memberAt(nwk: number): EmuDevice | undefined {
+    for (const d of this.#devices.values()) if (d.nwk === nwk && this.isMember(d)) return d;
+    return undefined;
   }
 
   #networkUp(): boolean {

@@ -14,6 +14,8 @@ export interface ZnpFaults {
 export interface ZnpCounters {
   framesIn: number;
   framesOut: number;
+  /** Socket writes to the host: the frames answering one read (or sent by one timer) are one burst, one write. */
+  hostWrites: number;
   garbageBytes: number;
   badFcs: number;
   malformed: number;
@@ -50,6 +52,7 @@ export function zeroCounters(): ZnpCounters {
   return {
     framesIn: 0,
     framesOut: 0,
+    hostWrites: 0,
     garbageBytes: 0,
     badFcs: 0,
     malformed: 0,

@@ -45,6 +45,13 @@ export interface ZnpEmulatorOptions {
   readonly joinRetryMs?: number;
   /** How often a joined lock reports its genBasic modelId (its "advertisement"), ms. */
   readonly advertiseIntervalMs?: number;
+  /**
+   * How long an AF data request takes on the air, ms (default 3): the device gets the frame after
+   * this, the host its dataConfirm 1 ms earlier. 0: at once, in the same burst as the request's
+   * SRSP (SRSP, dataConfirm, then whatever the device answers) — an emulator that adds nothing
+   * to the host's own time (the benches' "emulator delay 0").
+   */
+  readonly airDelayMs?: number;
 }
 
 export class ZnpEmulator implements PeripheralHost {
@@ -86,6 +93,7 @@ export class ZnpEmulator implements PeripheralHost {
       random: this.#random,
       installCodes: this.#installCodes,
       advertiseIntervalMs: options.advertiseIntervalMs ?? 1000,
+      airDelayMs: airDelay(options.airDelayMs),
       faults: () => this.#faults,
       later,
     });
@@ -104,7 +112,10 @@ export class ZnpEmulator implements PeripheralHost {
   static async start(options: ZnpEmulatorOptions = {}): Promise<ZnpEmulator> {
     const emulator = new ZnpEmulator(options);
     await emulator.#serial.listen();
-    emulator.#tick = setInterval(() => emulator.#air.tick(), Math.min(emulator.#joinRetryMs, 250));
+    emulator.#tick = setInterval(
+      () => emulator.#serial.burst(() => emulator.#air.tick()),
+      Math.min(emulator.#joinRetryMs, 250),
+    );
     return emulator;
   }
 
@@ -246,8 +257,15 @@ export class ZnpEmulator implements PeripheralHost {
   #later(ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       this.#timers.delete(t);
-      if (!this.#closed) fn();
+      if (!this.#closed) this.#serial.burst(fn);
     }, ms);
     this.#timers.add(t);
   }
+}
+
+function airDelay(ms: number | undefined): number {
+  if (ms === undefined) return 3;
+  if (!(Number.isInteger(ms) && ms >= 0 && ms <= 60_000))
+    throw new HubError('znp-emu.config', `ZNP emulator: airDelayMs must be an integer 0…60000, got ${ms}`);
+  return ms;
 }

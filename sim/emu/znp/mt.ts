@@ -116,48 +116,66 @@ export class MtParser {
   #buffer: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): MtFrame[] {
-    this.#buffer = this.#buffer.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#buffer, chunk]);
+    // Parsed in place (an index into the bytes, no copy per step); only an unfinished frame is kept.
+    const b = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
     const frames: MtFrame[] = [];
+    let i = 0;
     for (;;) {
-      const start = this.#buffer.indexOf(SOF);
+      const start = b.indexOf(SOF, i);
       if (start < 0) {
-        this.counters.garbageBytes += this.#buffer.length;
-        this.#buffer = Buffer.alloc(0);
+        this.counters.garbageBytes += b.length - i;
+        i = b.length;
         break;
       }
-      if (start > 0) {
-        this.counters.garbageBytes += start;
-        this.#buffer = this.#buffer.subarray(start);
-      }
-      if (this.#buffer.length < 5) break;
-      const length = this.#buffer[1]!;
-      if (this.#buffer.length < length + 5) break;
-      const body = this.#buffer.subarray(1, length + 4);
-      if (fcs(body) !== this.#buffer[length + 4]) {
+      this.counters.garbageBytes += start - i;
+      i = start;
+      if (b.length - i < 5) break;
+      const length = b[i + 1]!;
+      if (b.length - i < length + 5) break;
+      let x = 0;
+      for (let k = i + 1; k < i + length + 4; k++) x ^= b[k]!;
+      if (x !== b[i + length + 4]) {
         // Resynchronise on the next SOF rather than trusting a length that may be garbage.
         this.counters.badFcs++;
-        this.#buffer = this.#buffer.subarray(1);
+        i += 1;
         continue;
       }
       frames.push({
-        type: (this.#buffer[2]! >> 5) as MtType,
-        subsystem: this.#buffer[2]! & 0x1f,
-        command: this.#buffer[3]!,
-        data: Buffer.from(this.#buffer.subarray(4, length + 4)),
+        type: (b[i + 2]! >> 5) as MtType,
+        subsystem: b[i + 2]! & 0x1f,
+        command: b[i + 3]!,
+        data: Buffer.from(b.subarray(i + 4, i + 4 + length)),
       });
       this.counters.frames++;
-      this.#buffer = this.#buffer.subarray(length + 5);
+      i += length + 5;
     }
+    this.#buffer = i >= b.length ? EMPTY : Buffer.from(b.subarray(i));
     return frames;
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** Requests and indications by subsystem and id (the first that is not an SRSP, as herdsman lists them). */
+const BY_ID = new Map<number, MtCommand>();
+/** Commands by subsystem and name (the first of that name). */
+const BY_NAME = new Map<number, Map<string, MtCommand>>();
+for (const [subsystem, commands] of Object.entries(definition)) {
+  const names = new Map<string, MtCommand>();
+  for (const c of commands) {
+    const key = (Number(subsystem) << 8) | c.ID;
+    if (c.type !== MtType.SRSP && !BY_ID.has(key)) BY_ID.set(key, c);
+    if (!names.has(c.name)) names.set(c.name, c);
+  }
+  BY_NAME.set(Number(subsystem), names);
+}
+
 export function findCommand(subsystem: number, id: number): MtCommand | undefined {
-  return definition[subsystem]?.find((c) => c.ID === id && c.type !== MtType.SRSP);
+  return BY_ID.get(((subsystem & 0xffffff) << 8) | (id & 0xff));
 }
 
 export function commandByName(subsystem: number, name: string): MtCommand {
-  const command = definition[subsystem]?.find((c) => c.name === name);
+  const command = BY_NAME.get(subsystem)?.get(name);
   if (!command) throw new Error(`MT: no command ${name} in subsystem ${subsystem}`);
   return command;
 }
@@ -244,49 +262,72 @@ const FIXED_BUFFERS: Record<number, number> = {
 
 /** Writes parameters; a missing number is 0, a missing buffer or list is empty. */
 export function writeParams(parameters: readonly Parameter[], values: Params): Buffer {
-  const parts: Buffer[] = [];
+  // Two passes over the parameters (sizes, then bytes) into one buffer: no buffer per field.
+  let size = 0;
+  for (const p of parameters) size += paramSize(p, values[p.name]);
+  const out = Buffer.alloc(size);
+  let pos = 0;
   for (const p of parameters) {
     const v = values[p.name];
     switch (p.parameterType) {
       case P.UINT8:
-      case P.INT8: {
-        const b = Buffer.alloc(1);
-        b.writeUInt8(Number(v ?? 0) & 0xff);
-        parts.push(b);
+      case P.INT8:
+        out[pos] = Number(v ?? 0) & 0xff;
+        pos += 1;
         break;
-      }
-      case P.UINT16: {
-        const b = Buffer.alloc(2);
-        b.writeUInt16LE(Number(v ?? 0) & 0xffff);
-        parts.push(b);
+      case P.UINT16:
+        out.writeUInt16LE(Number(v ?? 0) & 0xffff, pos);
+        pos += 2;
         break;
-      }
-      case P.UINT32: {
-        const b = Buffer.alloc(4);
-        b.writeUInt32LE(Number(v ?? 0) >>> 0);
-        parts.push(b);
+      case P.UINT32:
+        out.writeUInt32LE(Number(v ?? 0) >>> 0, pos);
+        pos += 4;
         break;
-      }
       case P.IEEEADDR:
-        parts.push(ieeeToBuffer(typeof v === 'string' ? v : '0x0000000000000000'));
+        ieeeToBuffer(typeof v === 'string' ? v : '0x0000000000000000').copy(out, pos);
+        pos += 8;
         break;
       case P.LIST_UINT16: {
         const list = (v as readonly number[] | undefined) ?? [];
-        const b = Buffer.alloc(2 * list.length);
-        list.forEach((n, i) => {
-          b.writeUInt16LE(n, 2 * i);
-        });
-        parts.push(b);
+        for (const n of list) {
+          out.writeUInt16LE(n, pos);
+          pos += 2;
+        }
         break;
       }
       default: {
-        const fixed = FIXED_BUFFERS[p.parameterType];
-        const b = Buffer.isBuffer(v) ? v : Buffer.from((v as readonly number[] | undefined) ?? []);
-        parts.push(fixed === undefined ? b : Buffer.concat([b, Buffer.alloc(Math.max(0, fixed - b.length))], fixed));
+        // A fixed-size buffer is zero-padded (Buffer.alloc) or cut to its size.
+        const n = paramSize(p, v);
+        asBytes(v).copy(out, pos, 0, n);
+        pos += n;
       }
     }
   }
-  return Buffer.concat(parts);
+  return out;
+}
+
+/** The bytes writeParams gives one parameter. */
+function paramSize(p: Parameter, v: Params[string] | undefined): number {
+  switch (p.parameterType) {
+    case P.UINT8:
+    case P.INT8:
+      return 1;
+    case P.UINT16:
+      return 2;
+    case P.UINT32:
+      return 4;
+    case P.IEEEADDR:
+      return 8;
+    case P.LIST_UINT16:
+      return 2 * ((v as readonly number[] | undefined) ?? []).length;
+    default:
+      return FIXED_BUFFERS[p.parameterType] ?? asBytes(v).length;
+  }
+}
+
+/** A buffer parameter's bytes: the Buffer itself, or a list of bytes (or a string) made one. */
+function asBytes(v: Params[string] | undefined): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from((v as readonly number[] | undefined) ?? []);
 }
 
 /** "0x00124b0001020304" → 8 bytes little-endian, as on the wire. */

@@ -84,12 +84,41 @@ export interface ZnpNvSnapshot {
   readonly extended: Readonly<Record<string, string>>;
 }
 
+/** A Map that counts its changes (set, delete, clear), so that what was derived from it can tell it is stale. */
+class CountedMap<K> extends Map<K, Buffer> {
+  readonly #changed: () => void;
+
+  constructor(changed: () => void) {
+    super();
+    this.#changed = changed;
+  }
+
+  override set(key: K, value: Buffer): this {
+    this.#changed();
+    return super.set(key, value);
+  }
+
+  override delete(key: K): boolean {
+    this.#changed();
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.#changed();
+    super.clear();
+  }
+}
+
 export class ZnpNv {
   ieee: string;
-  readonly items = new Map<number, Buffer>();
-  readonly extended = new Map<string, Buffer>();
+  /** Changes to items and extended so far (see CountedMap). */
+  #changes = 0;
+  readonly items = new CountedMap<number>(() => this.#changes++);
+  readonly extended = new CountedMap<string>(() => this.#changes++);
   /** The last network fingerprint and the NIB and key it was computed from. */
   #fingerprint: { nib: Buffer; key: Buffer; value: string } | undefined;
+  /** Where the current network's frame counter is, as of #changes = `at` (see advanceFrameCounter). */
+  #counterAt: { at: number; key: string } | undefined;
 
   private constructor(ieee: string) {
     this.ieee = ieee;
@@ -207,12 +236,23 @@ export class ZnpNv {
     return this.#materialEntry()?.entry.FrameCounter;
   }
 
-  /** Counts `n` secured frames sent. */
+  /**
+   * Counts `n` secured frames sent. Called for every frame on the air, so the entry that holds the
+   * counter is looked up (NIB and table parsed) only when NV changed since the last time; the
+   * counter is the entry's first field (uint32, little-endian, at offset 0 in the aligned layout),
+   * counted up where it is.
+   */
   advanceFrameCounter(n = 1): void {
-    const found = this.#materialEntry();
-    if (!found) return;
-    found.entry.FrameCounter = (found.entry.FrameCounter + n) >>> 0;
-    this.extended.set(found.key, found.entry.serialize('aligned'));
+    let key = this.#counterAt?.at === this.#changes ? this.#counterAt.key : undefined;
+    if (key === undefined) {
+      key = this.#materialEntry()?.key;
+      if (key === undefined) return;
+    }
+    const raw = this.extended.get(key);
+    if (!raw || raw.length < 4) return;
+    // In place: the entry's bytes are the NV's own (every NV write replaces them with new ones).
+    raw.writeUInt32LE((raw.readUInt32LE(0) + n) >>> 0, 0);
+    this.#counterAt = { at: this.#changes, key };
   }
 
   /** A fingerprint of the network a device joined (extended PAN id and key), never the key itself. */

@@ -39,6 +39,8 @@ export class ZnpSerial {
   #socket: Socket | undefined;
   #parser = new MtParser();
   #stalled = false;
+  /** Frames sent during a burst (see burst()), written together at its end. */
+  #out: Buffer[] | undefined;
 
   constructor(options: ZnpSerialOptions) {
     this.#o = options;
@@ -102,7 +104,36 @@ export class ZnpSerial {
       this.#o.counters.serialCorrupted++;
     }
     this.#o.counters.framesOut++;
-    socket.write(bytes);
+    if (this.#out) this.#out.push(bytes);
+    else {
+      this.#o.counters.hostWrites++;
+      socket.write(bytes);
+    }
+  }
+
+  /**
+   * Runs `fn` and writes every frame it sent in one socket write, in the order sent: what the
+   * firmware answers to one read of the line (an SRSP, then its AREQs) leaves as one burst, as a
+   * UART sends it, rather than one write (and one wake-up of the host) per frame. Nested bursts
+   * join the outer one.
+   */
+  burst(fn: () => void): void {
+    if (this.#out) {
+      fn();
+      return;
+    }
+    const out: Buffer[] = [];
+    this.#out = out;
+    try {
+      fn();
+    } finally {
+      this.#out = undefined;
+      const socket = this.#socket;
+      if (out.length > 0 && socket && !socket.destroyed) {
+        this.#o.counters.hostWrites++;
+        socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      }
+    }
   }
 
   /** The synchronous response to an SREQ. */
@@ -145,22 +176,26 @@ export class ZnpSerial {
 
   #onData(chunk: Buffer): void {
     const counters = this.#o.counters;
-    const before = { ...this.#parser.counters };
-    const frames = this.#parser.push(chunk);
-    counters.garbageBytes += this.#parser.counters.garbageBytes - before.garbageBytes;
-    counters.badFcs += this.#parser.counters.badFcs - before.badFcs;
-    for (const frame of frames) {
-      counters.framesIn++;
-      if (this.#stalled) {
-        counters.ignoredWhileStalled++;
-        continue;
+    const parser = this.#parser;
+    const garbageBefore = parser.counters.garbageBytes;
+    const badFcsBefore = parser.counters.badFcs;
+    const frames = parser.push(chunk);
+    counters.garbageBytes += parser.counters.garbageBytes - garbageBefore;
+    counters.badFcs += parser.counters.badFcs - badFcsBefore;
+    this.burst(() => {
+      for (const frame of frames) {
+        counters.framesIn++;
+        if (this.#stalled) {
+          counters.ignoredWhileStalled++;
+          continue;
+        }
+        try {
+          this.#o.onFrame(frame);
+        } catch {
+          // A request whose parameters do not parse: a real ZNP answers nothing useful either.
+          counters.malformed++;
+        }
       }
-      try {
-        this.#o.onFrame(frame);
-      } catch {
-        // A request whose parameters do not parse: a real ZNP answers nothing useful either.
-        counters.malformed++;
-      }
-    }
+    });
   }
 }

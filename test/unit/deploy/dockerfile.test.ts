@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { launcherNodeArgs, unitEnvironment, unitNodeOptions } from '../../../bench/memory.bench.js';
 import { findTool, run } from './tools.js';
 
 /**
@@ -13,6 +14,7 @@ import { findTool, run } from './tools.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const DOCKERFILE = join(ROOT, 'Dockerfile.arm64');
+const unitText = readFileSync(join(ROOT, 'systemd', 'iq-hub.service'), 'utf8');
 
 interface Instruction {
   cmd: string;
@@ -251,12 +253,24 @@ describe('Dockerfile.arm64: runtime stage', () => {
     expect(entry).toHaveLength(1);
     expect(execForm(entry[0])).toEqual([
       'node',
+      // The unit's node flags: NODE_OPTIONS, then what the launcher puts on the command line.
+      ...unitNodeOptions(unitText).split(/\s+/).filter(Boolean),
+      ...launcherNodeArgs(unitEnvironment(unitText)),
       '/usr/lib/iq-hub/dist/src/cli/main.js',
       'run',
       '--config',
       '/etc/iq-hub/config.yaml',
     ]);
     expect(runtime.body.find((i) => i.cmd === 'CMD')).toBeUndefined();
+  });
+
+  it("sets the unit's environment besides the node flags (MALLOC_ARENA_MAX)", () => {
+    const env = unitEnvironment(unitText);
+    const envs = runtime.body.filter((i) => i.cmd === 'ENV').map((i) => i.args);
+    for (const [k, v] of Object.entries(env)) {
+      if (k === 'NODE_OPTIONS' || k === 'IQHUB_NODE_ARGS') continue;
+      expect(envs, `${k} of the unit`).toContain(`${k}=${v}`);
+    }
   });
 
   it('has a HEALTHCHECK that asks the daemon with `iqhub status --check` (non-zero when degraded)', () => {

@@ -12,6 +12,7 @@ const repo = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.me
 
 const SCRIPTS = [
   'packaging/build-deb.sh',
+  'packaging/iqhub.sh',
   'packaging/build-image.sh',
   'packaging/image-customize.sh',
   'packaging/cross-arm64.sh',

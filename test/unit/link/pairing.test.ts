@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LockEvent } from '../../../src/contract/link-messages.js';
+import { PairingStore } from '../../../src/link/pairing.js';
 import { Store } from '../../../src/store/store.js';
 import { pairingWithLock } from '../../helpers/pairing.js';
 import { tempDir } from '../../helpers/tmp.js';
@@ -8,6 +9,9 @@ import { tempDir } from '../../helpers/tmp.js';
 
 const T0 = Date.parse('2026-11-28T00:00:00Z');
 const tamper = (seq: number): LockEvent => ({ seq, at: T0 + seq, type: 'tamper' });
+
+/** A second view of the same store, with nothing kept: what the row says now. */
+const pairingWithoutCache = (store: Store) => new PairingStore(store);
 
 function bound() {
   const store = Store.open(tempDir());
@@ -60,6 +64,56 @@ describe('pairing store records', () => {
         }),
       ).toThrow('roll back');
       expect(pairing.get('L1')?.state).toBe('bound');
+    } finally {
+      store.close();
+    }
+  });
+
+  it('after an event batch commits, the kept record carries its sequence and last_seen, as a fresh read would', async () => {
+    const { store, pairing } = bound();
+    try {
+      const before = pairing.get('L1')!;
+      await pairing.storeEvents('L1', [tamper(1), tamper(3)], T0 + 9);
+      const kept = pairing.get('L1')!;
+      expect(kept).not.toBe(before);
+      expect(Object.isFrozen(kept)).toBe(true);
+      expect(kept).toMatchObject({ lastEventSeq: 3, lastSeen: T0 + 9 });
+      expect(pairingWithoutCache(store).get('L1')).toEqual(kept);
+      // A resent (older) batch moves nothing back.
+      await pairing.storeEvents('L1', [tamper(2)], T0 + 10);
+      expect(pairing.get('L1')).toEqual(pairingWithoutCache(store).get('L1'));
+      expect(pairing.get('L1')?.lastEventSeq).toBe(3);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a write between the event transaction and its commit is not hidden by the kept record', async () => {
+    const { store, pairing } = bound();
+    try {
+      pairing.get('L1');
+      const stored = pairing.storeEvents('L1', [tamper(1)], T0 + 9);
+      // The group commit runs the transaction on its timer; the quarantine lands before it resolves.
+      store.flushGroup();
+      pairing.setState('L1', 'quarantined', T0 + 10, 'test');
+      await stored;
+      expect(pairing.get('L1')).toMatchObject({ state: 'quarantined', lastEventSeq: 1 });
+      expect(pairing.get('L1')).toEqual(pairingWithoutCache(store).get('L1'));
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a failed event commit leaves no kept record behind', async () => {
+    const { store, pairing } = bound();
+    try {
+      pairing.get('L1');
+      const stored = pairing.storeEvents('L1', [tamper(1)], T0 + 9, () => {
+        throw new Error('disk gone');
+      });
+      await expect(stored).rejects.toThrow('disk gone');
+      expect(pairing.get('L1')).toEqual(pairingWithoutCache(store).get('L1'));
+      expect(pairing.get('L1')?.lastEventSeq).toBe(0);
     } finally {
       store.close();
     }
