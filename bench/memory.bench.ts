@@ -97,7 +97,7 @@ export function unitNodeOptions(unitText = readFileSync(UNIT, 'utf8')): string {
 }
 
 /** VmRSS and VmHWM of a process, MB; anon and file: RssAnon and RssFile (+ RssShmem), the parts of VmRSS. */
-function memoryOf(pid: number): { rss: number; hwm: number; anon: number; file: number } {
+export function memoryOf(pid: number): { rss: number; hwm: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
   return {

@@ -27,6 +27,7 @@ import { linkBench } from './link.bench.js';
 import { memoryBench } from './memory.bench.js';
 import { metricsBench } from './metrics.bench.js';
 import { offlineBench } from './offline.bench.js';
+import { outboxDrainBench } from './outbox.bench.js';
 import { radioBench } from './radio.bench.js';
 import { startupBench } from './startup.bench.js';
 import { storeCommit } from './store.bench.js';
@@ -38,6 +39,7 @@ export const benchmarks: Benchmark[] = [
   storeCommit,
   linkBench,
   uplinkBench,
+  outboxDrainBench,
   floodBench,
   commandBench,
   commitsBench,

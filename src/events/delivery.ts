@@ -15,6 +15,15 @@ export interface PublishedEvent {
 
 export type EventAckMode = 'required' | 'off';
 
+/**
+ * Events published and not yet acknowledged by the cloud, at most (EventDeliveryOptions.window):
+ * beyond it no new event is published until acks come back. It keeps the record of what awaits an
+ * ack (in memory) bounded whatever the outbox holds — 100,000 queued events for a cloud slow to
+ * ack, or not acking at all, held 100,000 entries — and a cloud that is behind is not sent more.
+ * 20 batches of the default 100: an ack round trip of 100 ms still allows 20,000 events a second.
+ */
+export const DEFAULT_UNACKNOWLEDGED_WINDOW = 2_000;
+
 export interface EventDeliveryOptions {
   store: Store;
   outbox: Outbox;
@@ -33,6 +42,8 @@ export interface EventDeliveryOptions {
   connected?: () => boolean;
   /** The hub's `events` topic, named in what to check. */
   eventsTopic: () => string;
+  /** Events published and awaiting an ack, at most (default DEFAULT_UNACKNOWLEDGED_WINDOW). */
+  window?: number;
 }
 
 /** What an `events/ack` did: events removed, ids this hub has no published event for (ignored). */
@@ -73,6 +84,10 @@ export class EventDelivery {
   readonly #awaiting = new Map<string, Awaiting>();
   readonly #resend = new Listeners<undefined>();
   readonly #change = new Listeners<DeliveryState>();
+  readonly #room = new Listeners<undefined>();
+  readonly #window: number;
+  /** A publish of new events was held back because the window was full: say when there is room. */
+  #held = false;
   #state: DeliveryState = 'ok';
   #refusal: string | undefined;
   #lastAckAt: number | null = null;
@@ -88,6 +103,24 @@ export class EventDelivery {
   constructor(o: EventDeliveryOptions) {
     this.#o = o;
     this.mode = o.mode;
+    this.#window = Math.max(1, Math.floor(o.window ?? DEFAULT_UNACKNOWLEDGED_WINDOW));
+  }
+
+  /**
+   * Whether these events may be published now: always with acks `off`; with acks required, while
+   * fewer than the window await an ack, or when every one of them awaits one already (a resend
+   * takes no more room). False holds them back, and `onRoom` says when acks made room.
+   */
+  mayPublish(eventIds: readonly string[]): boolean {
+    if (this.mode === 'off' || this.#awaiting.size < this.#window) return true;
+    if (eventIds.every((id) => this.#awaiting.has(id))) return true;
+    this.#held = true;
+    return false;
+  }
+
+  /** Events held back by the window may be published now (acks came back, or their rows went). */
+  onRoom(fn: () => void): () => void {
+    return this.#room.add(fn);
   }
 
   /** Check for resends and for the fault periodically, until `stop()`. */
@@ -190,6 +223,7 @@ export class EventDelivery {
     }
     for (const k of known) this.#awaiting.delete(k.eventId);
     this.#acknowledged += removed;
+    this.#roomMade();
     this.#unknownIds += unknown;
     // A repeated ack (the cloud answers each copy of a resent batch) is normal: at most one line a minute.
     if (unknown > 0 && this.#o.clock.now() - this.#unknownLoggedAt >= 60_000) {
@@ -209,6 +243,12 @@ export class EventDelivery {
 
   /** Resends due and the fault state, now (the timer calls it; tests may too). */
   check(): void {
+    if (this.mode === 'required' && this.#held) {
+      // Entries whose rows are gone (dropped under the outbox's size limit) await nothing: they
+      // must not hold the window shut.
+      for (const [eventId, a] of this.#awaiting) if (!this.#o.outbox.hasEvent(a.rowId)) this.#awaiting.delete(eventId);
+      this.#roomMade();
+    }
     if (this.mode === 'required') {
       const now = this.#o.clock.now();
       let due = false;
@@ -305,6 +345,12 @@ export class EventDelivery {
       this.#awaiting.delete(eventId);
     }
     return undefined;
+  }
+
+  #roomMade(): void {
+    if (!this.#held || this.#awaiting.size >= this.#window) return;
+    this.#held = false;
+    this.#emit(() => this.#room.emit(undefined));
   }
 
   #faulty(): boolean {

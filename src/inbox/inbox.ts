@@ -14,7 +14,8 @@ import { type Claim, type InboxRow, InboxTable, type StartedCommand } from './in
  * services: a message is claimed by id before it acts, answered with its record in one
  * transaction, and a redelivery finds that record (or the work still running) instead of acting
  * twice. Messages for one lock (or all syncs) run one at a time through `serial`. Records are
- * kept for INBOX_MAX_AGE_MS, trimmed off the message's path; what was refused is not kept.
+ * kept for INBOX_MAX_AGE_MS, trimmed off the message's path (at most once a minute); what was
+ * refused is not kept.
  */
 
 /**
@@ -23,8 +24,15 @@ import { type Claim, type InboxRow, InboxTable, type StartedCommand } from './in
  * traffic can push out the record of what was done; only answered rows are ever removed.
  */
 export const INBOX_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
-/** Rows looked at per pruning by age (the oldest answered ones); a pruning follows every turn that added rows. */
+/** Rows looked at per pruning by age (the oldest answered ones), at least. */
 const PRUNE_BATCH = 64;
+/**
+ * A pruning follows a turn that added rows at most this often: the records age by days, and a
+ * pruning per command was a transaction of its own per command for nothing. Each looks at twice
+ * as many rows as were claimed since the last (at least PRUNE_BATCH): the inbox stays bounded
+ * however fast commands come.
+ */
+export const PRUNE_INTERVAL_MS = 60_000;
 
 export const RESULT_TOPIC = { cmd: 'cmd/result', sync: 'sync/ack' } as const satisfies Record<
   InboundTopic,
@@ -73,6 +81,9 @@ export class Inbox {
   /** Tail of the queue per key (a lock id, or the syncs). */
   readonly #queues = new Map<string, Promise<unknown>>();
   #pruneScheduled = false;
+  /** Monotonic time of the last pruning (none yet: the first claim prunes), and claims since. */
+  #prunedAt = Number.NEGATIVE_INFINITY;
+  #claimsSincePrune = 0;
 
   constructor(deps: InboxDeps) {
     this.#store = deps.store;
@@ -303,19 +314,23 @@ export class Inbox {
   }
 
   /**
-   * Keep the inbox bounded: once per turn of the event loop in which rows were added, off the
-   * message's path (a command is answered before the inbox is trimmed). Only answered rows go, so
+   * Keep the inbox bounded: on the turn after one in which rows were added, at most once per
+   * PRUNE_INTERVAL_MS, off the message's path (a command is answered before the inbox is trimmed). Only answered rows go, so
    * the deletes need not wait for the disk: undone by a power cut, they are simply done again.
    */
   #schedulePrune(): void {
-    if (this.#pruneScheduled) return;
+    this.#claimsSincePrune++;
+    if (this.#pruneScheduled || this.#clock.monotonic() - this.#prunedAt < PRUNE_INTERVAL_MS) return;
     this.#pruneScheduled = true;
     setImmediate(() => {
       this.#pruneScheduled = false;
       if (this.#store.closed) return;
+      this.#prunedAt = this.#clock.monotonic();
+      const batch = Math.max(PRUNE_BATCH, 2 * this.#claimsSincePrune);
+      this.#claimsSincePrune = 0;
       try {
         const now = this.#now();
-        this.#store.lazyTransaction(() => this.#table.prune(PRUNE_BATCH, now - INBOX_MAX_AGE_MS));
+        this.#store.lazyTransaction(() => this.#table.prune(batch, now - INBOX_MAX_AGE_MS));
       } catch (e) {
         // The store is closing or failing: the next message prunes again.
         this.#log.warn({ err: e }, 'the inbox could not be trimmed; trying again with the next message');

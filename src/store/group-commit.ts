@@ -57,14 +57,19 @@ export class Group {
   }
 
   /**
-   * Run the writes in queue order, inside the caller's open transaction, each in a savepoint. A
+   * Run the writes in queue order, inside the caller's open transaction, each in a savepoint
+   * (`savepoint`: the store's, with its statements prepared once; better-sqlite3's by default). A
    * write that throws is rolled back alone (its error passed through `failure`); if SQLite rolled back the whole transaction under it
    * (a full disk may), the error is thrown: the group is lost and the caller's commit fails.
    */
-  run(db: Database, failure: (e: unknown) => unknown = (e) => e): void {
+  run(
+    db: Database,
+    failure: (e: unknown) => unknown = (e) => e,
+    savepoint: <T>(fn: () => T) => T = (fn) => db.transaction(fn)(),
+  ): void {
     for (const e of this.#entries) {
       try {
-        this.#outcomes.push({ ok: true, value: db.transaction(e.fn)() });
+        this.#outcomes.push({ ok: true, value: savepoint(e.fn) });
       } catch (error) {
         if (!db.inTransaction) throw error;
         // What its caller gets: a full disk as `store.disk-full` (and the disk's state turned).

@@ -48,6 +48,15 @@ export interface CommitCounts {
   groupWrites: number;
 }
 
+interface TxStatements {
+  begin: Statement;
+  commit: Statement;
+  rollback: Statement;
+  savepoint: Statement;
+  release: Statement;
+  rollbackTo: Statement;
+}
+
 export interface StoreInfo {
   path: string;
   schemaVersion: number;
@@ -82,12 +91,22 @@ export class Store {
   #groupEpoch = 0;
   readonly #schedule: (flush: () => void) => void;
   readonly #counts: CommitCounts = { durable: 0, lazy: 0, groups: 0, groupWrites: 0 };
+  /** The statements of a transaction, prepared once (see #atomic). */
+  readonly #tx: TxStatements;
 
   private constructor(db: Database, info: StoreInfo, space: DiskSpace, schedule?: (flush: () => void) => void) {
     this.db = db;
     this.info = info;
     this.space = space;
     this.#schedule = schedule ?? ((flush) => setTimeout(() => setImmediate(flush), 0));
+    this.#tx = {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
+      savepoint: db.prepare('SAVEPOINT iqhub_tx'),
+      release: db.prepare('RELEASE iqhub_tx'),
+      rollbackTo: db.prepare('ROLLBACK TO iqhub_tx'),
+    };
   }
 
   static open(dataDir: string, migrations: readonly Migration[] = allMigrations, opts: StoreOptions = {}): Store {
@@ -124,9 +143,9 @@ export class Store {
    * is thrown. If the commit fails, nothing is committed and the queued writes fail with it.
    */
   transaction<T>(fn: () => T): T {
-    if (this.db.inTransaction) return this.#guard(() => this.db.transaction(fn)());
+    if (this.db.inTransaction) return this.#guard(() => this.#atomic(fn));
     if (this.#queue.size === 0) {
-      const result = this.#guard(() => this.db.transaction(fn).immediate());
+      const result = this.#guard(() => this.#atomic(fn));
       this.#counts.durable++;
       return result;
     }
@@ -134,18 +153,16 @@ export class Store {
     let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     try {
       outcome = this.#guard(() =>
-        this.db
-          .transaction(() => {
-            group.run(this.db, (e) => this.#failure(e));
-            try {
-              return { ok: true as const, value: this.db.transaction(fn)() };
-            } catch (error) {
-              // SQLite rolled the whole transaction back under it: nothing to commit.
-              if (!this.db.inTransaction) throw error;
-              return { ok: false as const, error };
-            }
-          })
-          .immediate(),
+        this.#atomic(() => {
+          group.run(this.db, (e) => this.#failure(e), this.#nested);
+          try {
+            return { ok: true as const, value: this.#atomic(fn) };
+          } catch (error) {
+            // SQLite rolled the whole transaction back under it: nothing to commit.
+            if (!this.db.inTransaction) throw error;
+            return { ok: false as const, error };
+          }
+        }),
       );
     } catch (e) {
       group.failed(e);
@@ -192,7 +209,7 @@ export class Store {
     const group = this.#takeGroup();
     const durable = group.durable;
     try {
-      this.#writeTransaction(durable, () => group.run(this.db, (e) => this.#failure(e)));
+      this.#writeTransaction(durable, () => group.run(this.db, (e) => this.#failure(e), this.#nested));
     } catch (e) {
       group.failed(e);
       return;
@@ -251,11 +268,45 @@ export class Store {
 
   /** One immediate write transaction (full-disk guarded); not durable: synchronous=NORMAL for this commit only. */
   #writeTransaction<T>(durable: boolean, fn: () => T): T {
-    if (!durable) this.db.pragma('synchronous = NORMAL');
+    // Not a statement prepared once: SQLite applies `PRAGMA synchronous` when the statement is
+    // prepared, not each time it runs (a cached one switched nothing). exec prepares it afresh,
+    // without the statement object db.pragma() makes.
+    if (!durable) this.db.exec('PRAGMA synchronous = NORMAL');
     try {
-      return this.#guard(() => this.db.transaction(fn).immediate());
+      return this.#guard(() => this.#atomic(fn));
     } finally {
-      if (!durable) this.db.pragma('synchronous = FULL');
+      if (!durable) this.db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
+  /** `fn` in a savepoint of the transaction under way (a write of a group). */
+  readonly #nested = <T>(fn: () => T): T => this.#atomic(fn);
+
+  /**
+   * Run `fn` atomically: in a write transaction (BEGIN IMMEDIATE … COMMIT), or in a savepoint when
+   * one is under way; undone if it throws (unless SQLite already rolled everything back). What
+   * better-sqlite3's db.transaction(fn) does, with its statements prepared once per store rather
+   * than a wrapper made per call: every command makes several of these.
+   */
+  #atomic<T>(fn: () => T): T {
+    const t = this.#tx;
+    const nested = this.db.inTransaction;
+    (nested ? t.savepoint : t.begin).run();
+    try {
+      const result = fn();
+      if (result && typeof (result as { then?: unknown }).then === 'function') {
+        throw new TypeError('a store transaction cannot return a promise');
+      }
+      (nested ? t.release : t.commit).run();
+      return result;
+    } catch (e) {
+      if (this.db.inTransaction) {
+        if (nested) {
+          t.rollbackTo.run();
+          t.release.run();
+        } else t.rollback.run();
+      }
+      throw e;
     }
   }
 

@@ -27,7 +27,7 @@ export interface PublisherOptions {
    * Delivery confirmed by the cloud (src/events/delivery.ts): told of every events PUBACK and
    * refusal, it removes rows on the cloud's ack and asks for resends. Without it a PUBACK removes.
    */
-  delivery?: Pick<EventDelivery, 'published' | 'refused' | 'onResend' | 'reconnected'>;
+  delivery?: Pick<EventDelivery, 'published' | 'refused' | 'onResend' | 'reconnected' | 'mayPublish' | 'onRoom'>;
   /** After the broker refused events: publish events again after this long, doubling up to `refusedMaxMs`. */
   refusedBaseMs?: number;
   refusedMaxMs?: number;
@@ -141,6 +141,8 @@ export class Publisher {
     );
     const resend = this.#opts.delivery?.onResend(() => this.#resendEvents());
     if (resend) this.#unsubscribe.push(resend);
+    const room = this.#opts.delivery?.onRoom(() => this.kick());
+    if (room) this.#unsubscribe.push(room);
     if (this.#client.connected) this.#restart();
   }
 
@@ -287,12 +289,14 @@ export class Publisher {
    * has not changed since: a drain step runs no other task), so each step reads one kind, not two.
    */
   #next(seen: Lookahead): Unit | undefined {
-    const batch =
+    let batch =
       this.#eventsPaused !== undefined
         ? undefined
         : seen.batch !== undefined
           ? (seen.batch ?? undefined)
           : this.#outbox.nextEventBatch(this.#batchSize, this.#batchBytes, this.#afterEvent);
+    // The cloud has the window's worth of events to acknowledge: the next waits for its room.
+    if (batch && this.#opts.delivery && !this.#opts.delivery.mayPublish(batch.eventIds)) batch = undefined;
     let msg =
       seen.message !== undefined ? (seen.message ?? undefined) : this.#outbox.nextMessages(1, this.#afterMessage)[0];
     while (msg && this.#ahead.has(msg.id)) {
@@ -314,9 +318,9 @@ export class Publisher {
       kind: 'events',
       ids: batch.ids,
       topic: 'events',
-      payload: JSON.stringify(batch.payload),
+      payload: batch.text,
       retain: false,
-      eventIds: batch.payload.events.map((e) => e.id),
+      eventIds: batch.eventIds,
     };
   }
 

@@ -64,7 +64,7 @@ const settle = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 };
 
-function rig(mode: EventAckMode = 'required', maxBytes?: number) {
+function rig(mode: EventAckMode = 'required', maxBytes?: number, window?: number, inflight?: number) {
   const link = { up: true };
   const store = tempStore();
   const clock = new VirtualClock(T0);
@@ -80,9 +80,18 @@ function rig(mode: EventAckMode = 'required', maxBytes?: number) {
     faultAfterMs: 60_000,
     eventsTopic: () => 'ks/hubs/hub-1/events',
     connected: () => link.up,
+    ...(window === undefined ? {} : { window }),
   });
   const client = new FakeClient();
-  const publisher = new Publisher({ outbox, client, clock, log, delivery, refusedBaseMs: 1_000 });
+  const publisher = new Publisher({
+    outbox,
+    client,
+    clock,
+    log,
+    delivery,
+    refusedBaseMs: 1_000,
+    ...(inflight === undefined ? {} : { inflight }),
+  });
   publisher.start();
   delivery.start();
   const queue = async (lockId: string, from: number, to: number) => {
@@ -326,6 +335,78 @@ describe('events leave the outbox only when the cloud acknowledges them', () => 
     await r.clock.advance(120_000);
     expect(r.delivery.state).toBe('ok');
     expect(r.delivery.health().unacknowledged).toBe(0);
+  });
+
+  it('at most the window of events awaits an ack: new events wait for acks, resends still go, the record stays bounded', async () => {
+    // One batch of 100 in flight at a time, so that the window is seen batch by batch.
+    const r = rig('required', undefined, 300, 1);
+    await r.queue('L1', 1, 1000);
+    // PUBACKs without any ack from the cloud: publishing stops once 300 await an ack.
+    const sent: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      sent.push(...r.client.answerAll(PUBACK));
+      await settle();
+    }
+    expect(sent).toEqual(events('L1', 1, 300).map((e) => `L1/1/${e.event.seq}`));
+    expect(r.delivery.health().unacknowledged).toBe(300);
+    expect(r.client.sent).toHaveLength(0);
+    // Messages are not held back by the window.
+    r.outbox.enqueueMessage('cmd/result', { v: 1, id: 'c1', ok: true });
+    r.publisher.kick();
+    await settle();
+    expect(r.client.sent.map((m) => m.topic)).toEqual(['cmd/result']);
+    r.client.answerAll(PUBACK);
+    await settle();
+    // The ack timeout: the 300 go again (no new room needed), and nothing new.
+    await r.clock.advance(31_000);
+    await settle();
+    const again: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      again.push(...r.client.answerAll(PUBACK));
+      await settle();
+    }
+    expect(again).toEqual(sent);
+    expect(r.delivery.health().unacknowledged).toBe(300);
+    // The cloud acknowledges 150: new ones go, in order, until the window is full again.
+    r.delivery.acknowledge(ack(sent.slice(0, 150)));
+    await settle();
+    const next: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      next.push(...r.client.answerAll(PUBACK));
+      await settle();
+    }
+    expect(next[0]).toBe('L1/1/301');
+    expect(next.at(-1)).toBe('L1/1/500');
+    expect(r.delivery.health().unacknowledged).toBe(350);
+    // Acknowledged as they come, all 1,000 leave the outbox.
+    r.delivery.acknowledge(ack([...sent.slice(150), ...next]));
+    for (let i = 0; i < 40 && r.outbox.depth().events > 0; i++) {
+      await settle();
+      const ids = r.client.answerAll(PUBACK);
+      await settle();
+      if (ids.length > 0) r.delivery.acknowledge(ack(ids));
+    }
+    expect(r.outbox.depth().events).toBe(0);
+  });
+
+  it('events dropped under the size limit while awaiting an ack free their room in the window', async () => {
+    const r = rig('required', 4_000, 20, 1);
+    const doors = (from: number, to: number) =>
+      events('L1', from, to).map((s) => ({ ...s, event: { ...s.event, type: 'door', open: true } as LockEvent }));
+    r.store.transaction(() => r.outbox.enqueueEvents(doors(1, 20)));
+    r.publisher.kick();
+    await settle();
+    expect(r.client.answerAll(PUBACK)).toHaveLength(20);
+    await settle();
+    r.store.transaction(() => r.outbox.enqueueEvents(doors(21, 60)));
+    r.publisher.kick();
+    await settle();
+    // The window is full of events the size limit then dropped: held back until the check sees them gone.
+    expect(r.outbox.dropped()).toBeGreaterThanOrEqual(20);
+    expect(r.client.sent).toHaveLength(0);
+    await r.clock.advance(5_000);
+    await settle();
+    expect(r.client.answerAll(PUBACK).length).toBeGreaterThan(0);
   });
 
   it('with uplink.eventAck off the PUBACK removes events (the older contract) and diag warns delivery is not verified', async () => {

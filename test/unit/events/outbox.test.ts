@@ -164,6 +164,15 @@ describe('outbox', () => {
     }
     expect(outbox.nextEventBatch(500, 1)?.ids).toHaveLength(1);
 
+    // What is published is the stored texts in the envelope, as they are: the very JSON of the
+    // payload, within the contract, with the events' ids in row order.
+    const b = outbox.nextEventBatch(100, 200_000, first?.ids.at(-1));
+    expect(b?.text).toBe(JSON.stringify(b?.payload));
+    expect(conforms('events', JSON.parse(b?.text ?? 'null'))).toBe(true);
+    expect(b?.eventIds).toEqual(b?.payload.events.map((e) => e.id));
+    expect(b?.eventIds[0]).toBe('L1/1/101');
+    expect(Buffer.byteLength(b?.text ?? '')).toBeLessThanOrEqual(200_000);
+
     // Acknowledged rows leave; the rest keep their order.
     expect(outbox.remove(first?.ids ?? [])).toBe(100);
     expect(outbox.remove(first?.ids ?? [])).toBe(0);
