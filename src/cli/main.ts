@@ -22,6 +22,7 @@ import {
   formatStatus,
   type HealthCheck,
 } from './format.js';
+import { warnUnappliedNodeArgs } from './node-args.js';
 import { readSecretFromStdin } from './secret-input.js';
 
 // This module is what every `iqhub` call loads: the commands that talk to the daemon need nothing
@@ -508,22 +509,6 @@ async function socketPath(o: { config?: string; socket?: string }): Promise<stri
 }
 
 /** False only when nothing is at the default path; any other doubt goes to loadConfig, which reports it. */
-/**
- * The unit's IQHUB_NODE_ARGS (V8 memory flags NODE_OPTIONS refuses) reach node only through the
- * launcher, packaging/iqhub.sh: a daemon started another way (a hand install's symlink to this
- * file) runs without them, with more memory. Say so once, on stderr (the journal), and run.
- */
-function warnUnappliedNodeArgs(): void {
-  const missing = (process.env.IQHUB_NODE_ARGS ?? '')
-    .split(/[ \t]+/)
-    .filter((a) => a !== '' && !process.execArgv.includes(a));
-  if (missing.length === 0) return;
-  process.stderr.write(
-    `iqhub run: IQHUB_NODE_ARGS ${missing.join(' ')} did not reach node's command line; start iqhub through ` +
-      'its launcher (/usr/bin/iqhub, packaging/iqhub.sh; docs/installing.md) to run with them\n',
-  );
-}
-
 function defaultConfigExists(): boolean {
   try {
     statSync(DEFAULT_CONFIG_PATH);
