@@ -22,6 +22,7 @@ import {
   socatOrSkip,
   uplinkConfigLines,
 } from './lib.js';
+import { launcherNodeArgs, unitEnvironment } from './memory.bench.js';
 import { type Broker, broker, client, RTT_ANSWER_BYTES, RTT_REQUEST_BYTES, startResponder } from './uplink.bench.js';
 
 const HUB = 'bench-hub';
@@ -197,10 +198,15 @@ async function measure(
   );
   const profDir = process.env.IQHUB_OPEN_BENCH_PROF;
   const cloud = new ReferenceCloud();
-  // start() takes the daemon's node flags from this process's IQHUB_DAEMON_NODE_ARGS.
+  // start() takes the daemon's node flags from this process's IQHUB_DAEMON_NODE_ARGS; unset, they
+  // are the unit's, as production runs the daemon (its NODE_OPTIONS and IQHUB_NODE_ARGS on node's
+  // command line, its other Environment= lines such as MALLOC_ARENA_MAX in the environment).
   const nodeArgs = process.env.IQHUB_DAEMON_NODE_ARGS;
-  if (profDir) process.env.IQHUB_DAEMON_NODE_ARGS = `${nodeArgs ?? ''} --cpu-prof --cpu-prof-dir=${profDir}`;
-  const daemon = start(['run', '--config', config], {}, DAEMON);
+  const unitEnv = unitEnvironment();
+  const flags = nodeArgs ?? [unitEnv.NODE_OPTIONS ?? '', ...launcherNodeArgs(unitEnv)].join(' ');
+  process.env.IQHUB_DAEMON_NODE_ARGS = profDir ? `${flags} --cpu-prof --cpu-prof-dir=${profDir}` : flags;
+  const { NODE_OPTIONS: _n, IQHUB_NODE_ARGS: _a, ...otherUnitEnv } = unitEnv;
+  const daemon = start(['run', '--config', config], nodeArgs === undefined ? otherUnitEnv : {}, DAEMON);
   if (nodeArgs === undefined) delete process.env.IQHUB_DAEMON_NODE_ARGS;
   else process.env.IQHUB_DAEMON_NODE_ARGS = nodeArgs;
   const pid = daemon.child.pid ?? 0;
