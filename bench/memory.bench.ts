@@ -177,6 +177,15 @@ export function launcherNodeArgs(unitEnv: Record<string, string>): string[] {
   return (unitEnv.IQHUB_NODE_ARGS ?? '').split(/[ \t]+/).filter(Boolean);
 }
 
+/** Stops a bench's daemon: SIGTERM, SIGKILL if it has not exited within 20 s; nothing if none was started. */
+export async function stopDaemon(daemon: Proc | undefined): Promise<void> {
+  if (!daemon) return;
+  daemon.child.kill('SIGTERM');
+  const killer = setTimeout(() => daemon.child.kill('SIGKILL'), 20_000);
+  await daemon.exit;
+  clearTimeout(killer);
+}
+
 export const memoryBench: Benchmark = benchmarkInTempDir(
   'daemon.rss',
   'RSS of the production daemon process (systemd unit flags) with 16 locks (8 BLE + 8 ZigBee on the emulators, another process) after 30 s idle, and with 10,000 users synced: peak while the offline lists settle and 30 s after',
@@ -327,12 +336,7 @@ async function oneRun(
     const users = memoryOf(pid);
     return { idle, users: { rss: users.rss, hwm: users.hwm, peak, settle } };
   } finally {
-    if (daemon) {
-      daemon.child.kill('SIGTERM');
-      const killer = setTimeout(() => daemon?.child.kill('SIGKILL'), 20_000);
-      await daemon.exit;
-      clearTimeout(killer);
-    }
+    await stopDaemon(daemon);
     notify?.close();
     await site.close();
   }

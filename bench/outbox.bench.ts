@@ -15,7 +15,7 @@ import { type Proc, watch } from '../test/helpers/daemon.js';
 import { requireMosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { FakeNotifySocket } from '../test/helpers/notify-socket.js';
 import { type Benchmark, benchmarkInTempDir, distribution, round, uplinkConfigLines } from './lib.js';
-import { launcherNodeArgs, memoryOf, unitEnvironment } from './memory.bench.js';
+import { launcherNodeArgs, memoryOf, stopDaemon, unitEnvironment } from './memory.bench.js';
 
 /**
  * The outbox drain of the daemon (issue 15, "The outbox drains 100,000 events without the RSS
@@ -228,12 +228,7 @@ async function oneDrain(dir: string, pkiBase: string, pki: DevPkiPaths, unitEnv:
     peak = Math.max(peak, last.rss);
     return { start: round(start), peak: round(peak), end: round(last.rss), hwm: round(last.hwm), seconds };
   } finally {
-    if (daemon) {
-      daemon.child.kill('SIGTERM');
-      const killer = setTimeout(() => daemon?.child.kill('SIGKILL'), 20_000);
-      await daemon.exit;
-      clearTimeout(killer);
-    }
+    await stopDaemon(daemon);
     notify?.close();
     await cloud.close();
     await broker.close();

@@ -230,14 +230,7 @@ async function mtHost(port: number): Promise<{
   send(subsystem: number, name: string, values?: Params, type?: MtType): void;
   sendRaw(frames: Buffer[]): void;
 }> {
-  const socket = connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  closers.push(() => {
-    socket.destroy();
-  });
+  const socket = await connected(port);
   const parser = new MtParser();
   const frames: MtFrame[] = [];
   socket.on('data', (chunk: Buffer) => frames.push(...parser.push(chunk)));
@@ -378,14 +371,7 @@ describe('the ZNP emulator answers a read in one write', () => {
 
 /** A raw H4 host on the HCI emulator's TCP port; keeps every packet that comes back, in order. */
 async function h4Host(port: number) {
-  const socket = connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  closers.push(() => {
-    socket.destroy();
-  });
+  const socket = await connected(port);
   const packets: { kind: 'event' | 'acl'; code: number; body: Buffer }[] = [];
   let pending = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
@@ -520,3 +506,16 @@ describe('the simulated lock’s state copies', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });
+
+/** A TCP connection to an emulator's port on this host, destroyed after the test. */
+async function connected(port: number): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  closers.push(() => {
+    socket.destroy();
+  });
+  return socket;
+}
