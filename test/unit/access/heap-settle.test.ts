@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/access/heap-settle.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { VirtualClock } from '../../../src/base/clock.js';
@@ -28,45 +28,62 @@ function counting(delayMs = 20) {
 }
 
 describe('HeapSettle: two full collections once the hub is quiet after a large sync', () => {
+  // The waits are on fake timers: "not before the delay" is exact whatever the machine's load.
   it('waits for quiet: several requests in a row give one round of two collections', async () => {
-    const { settle, calls } = counting(40);
-    expect(settle.busy).toBe(false);
-    settle.soon();
-    expect(settle.busy).toBe(true);
-    await new Promise((r) => setTimeout(r, 15));
-    settle.soon();
-    settle.soon();
-    expect(calls).toHaveLength(0);
-    await until(() => settle.runs === 1);
-    await settle.idle();
-    expect(calls).toHaveLength(2);
-    expect(settle.busy).toBe(false);
-    // Nothing more happens by itself.
-    await new Promise((r) => setTimeout(r, 80));
-    expect(calls).toHaveLength(2);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { settle, calls } = counting(40);
+      expect(settle.busy).toBe(false);
+      settle.soon();
+      expect(settle.busy).toBe(true);
+      await vi.advanceTimersByTimeAsync(15);
+      settle.soon();
+      settle.soon();
+      // The wait started again at the last request.
+      await vi.advanceTimersByTimeAsync(39);
+      expect(calls).toHaveLength(0);
+      await vi.advanceTimersByTimeAsync(1);
+      await settle.idle();
+      expect(settle.runs).toBe(1);
+      expect(calls).toHaveLength(2);
+      expect(settle.busy).toBe(false);
+      // Nothing more happens by itself.
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(calls).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('held back while the work that follows runs (offline lists pushed), never started by it', async () => {
-    const { settle, calls } = counting(30);
-    // No collection asked for: work passes without one.
-    await settle.during(async () => new Promise((r) => setTimeout(r, 10)));
-    await new Promise((r) => setTimeout(r, 60));
-    expect(calls).toHaveLength(0);
-    settle.soon();
-    let done: () => void = () => {};
-    const long = settle.during(() => new Promise<void>((r) => (done = r)));
-    const short = settle.during(() => new Promise((r) => setTimeout(r, 20)));
-    await new Promise((r) => setTimeout(r, 120));
-    await short;
-    expect(calls).toHaveLength(0);
-    done();
-    await long;
-    // The wait starts again when the last one ends.
-    await new Promise((r) => setTimeout(r, 10));
-    expect(calls).toHaveLength(0);
-    await until(() => settle.runs === 1);
-    await settle.idle();
-    expect(calls).toHaveLength(2);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { settle, calls } = counting(30);
+      // No collection asked for: work passes without one.
+      const first = settle.during(() => new Promise((r) => setTimeout(r, 10)));
+      await vi.advanceTimersByTimeAsync(10);
+      await first;
+      await vi.advanceTimersByTimeAsync(100);
+      expect(calls).toHaveLength(0);
+      settle.soon();
+      let done: () => void = () => {};
+      const long = settle.during(() => new Promise<void>((r) => (done = r)));
+      const short = settle.during(() => new Promise((r) => setTimeout(r, 20)));
+      await vi.advanceTimersByTimeAsync(120);
+      await short;
+      expect(calls).toHaveLength(0);
+      done();
+      await long;
+      // The wait starts again when the last one ends.
+      await vi.advanceTimersByTimeAsync(29);
+      expect(calls).toHaveLength(0);
+      await vi.advanceTimersByTimeAsync(1);
+      await settle.idle();
+      expect(settle.runs).toBe(1);
+      expect(calls).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('work that fails still lets the collection go (and its error through)', async () => {
@@ -104,14 +121,16 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
   });
 
   it('a collection that fails is swallowed: it costs memory, never an error', async () => {
+    let tried = 0;
     const settle = new HeapSettle({
       delayMs: 1,
       collect: async () => {
+        tried++;
         throw new Error('no collection here');
       },
     });
     settle.soon();
-    await new Promise((r) => setTimeout(r, 30));
+    await until(() => tried === 1 && !settle.busy);
     await settle.idle();
     expect(settle.runs).toBe(0);
   });
