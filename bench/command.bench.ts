@@ -29,9 +29,10 @@ import {
   broker,
   client,
   mqttRoundTrip,
-  RTT_ANSWER_BYTES,
+  PROBE_ANSWER,
+  PROBE_REQUEST,
   RTT_REQUEST_BYTES,
-  startResponder,
+  startProbeResponder,
 } from './uplink.bench.js';
 
 const HUB = 'bench-hub';
@@ -43,9 +44,6 @@ const IDLE_SAMPLES = 150;
  * one through a bare cloud client (command.remoteOpenBareCloud), a raw round trip (command.mqttRttPaired).
  */
 const PAIRED_SAMPLES = 300;
-/** The paired raw round trip's topics (the cloud's identity may use them; no hub does). */
-const PROBE_REQUEST = 'ks/provisioning/rtt-probe/request';
-const PROBE_ANSWER = 'ks/provisioning/rtt-probe/response';
 /** The compiled CLI next to this compiled bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** The stage timer loaded into the daemon when IQHUB_BENCH_STAGES=1 (bench/stages.ts). */
@@ -228,17 +226,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     // receives); and a raw round trip of the same shape through the same broker to a responder in
     // its own process (with the cloud's identity on probe topics: the hub's topics are the daemon's).
     const bare = await client(b.url, pki, 'cloud', v5);
-    const stopProbe = await startResponder({
-      url: b.url,
-      ca: pki.ca.cert,
-      cert: pki.cloud.cert,
-      key: pki.cloud.key,
-      hubId: 'rtt-probe',
-      v5,
-      answerBytes: RTT_ANSWER_BYTES,
-      requestTopic: PROBE_REQUEST,
-      answerTopic: PROBE_ANSWER,
-    });
+    const stopProbe = await startProbeResponder(b.url, pki, v5);
     const bareTimes: number[] = [];
     const pairedTimes: number[] = [];
     const probeTimes: number[] = [];

@@ -193,6 +193,29 @@ export async function mqttRoundTrip(
 }
 
 /** The responder (bench/rtt-responder.ts) as a child process; resolves once it is subscribed. */
+/** A raw round trip's topics beside a daemon's commands (the cloud's identity may use them; no hub does). */
+export const PROBE_REQUEST = 'ks/provisioning/rtt-probe/request';
+export const PROBE_ANSWER = 'ks/provisioning/rtt-probe/response';
+
+/**
+ * A responder in its own process with the cloud's identity on the probe topics, answering with
+ * RTT_ANSWER_BYTES: the raw round trip of a command's shape through the same broker as a daemon
+ * (whose own topics are the daemon's).
+ */
+export function startProbeResponder(url: string, pki: DevPkiPaths, v5: boolean): Promise<() => Promise<void>> {
+  return startResponder({
+    url,
+    ca: pki.ca.cert,
+    cert: pki.cloud.cert,
+    key: pki.cloud.key,
+    hubId: 'rtt-probe',
+    v5,
+    answerBytes: RTT_ANSWER_BYTES,
+    requestTopic: PROBE_REQUEST,
+    answerTopic: PROBE_ANSWER,
+  });
+}
+
 export async function startResponder(args: ResponderArgs): Promise<() => Promise<void>> {
   const child = spawn(process.execPath, [RESPONDER, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -23,7 +23,15 @@ import {
   uplinkConfigLines,
 } from './lib.js';
 import { launcherNodeArgs, unitEnvironment } from './memory.bench.js';
-import { type Broker, broker, client, RTT_ANSWER_BYTES, RTT_REQUEST_BYTES, startResponder } from './uplink.bench.js';
+import {
+  type Broker,
+  broker,
+  client,
+  PROBE_ANSWER,
+  PROBE_REQUEST,
+  RTT_REQUEST_BYTES,
+  startProbeResponder,
+} from './uplink.bench.js';
 
 const HUB = 'bench-hub';
 const ZB: SiteLockSpec = {
@@ -46,8 +54,6 @@ const RADIOS = (process.env.IQHUB_OPEN_BENCH_RADIOS ?? 'zigbee,ble').split(',');
 /** The production entry point, compiled next to this bench (benchmarks run from dist/). */
 const DAEMON = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const EMULATORS = fileURLToPath(new URL('./emulator-process.js', import.meta.url));
-const PROBE_REQUEST = 'ks/provisioning/rtt-probe/request';
-const PROBE_ANSWER = 'ks/provisioning/rtt-probe/response';
 /** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ: 100 on every Linux we ship on). */
 const USER_HZ = 100;
 
@@ -222,17 +228,7 @@ async function measure(
     await emulators.ask({ card: lock.deviceId });
     await call('locks.attach', { deviceId: lock.deviceId, setupCode: lock.setupCode, timeoutMs: 60_000 });
     await cloud.waitFor((c) => c.status(HUB)?.state === 'online', 10_000, 'the hub online');
-    stopProbe = await startResponder({
-      url: b.url,
-      ca: pki.ca.cert,
-      cert: pki.cloud.cert,
-      key: pki.cloud.key,
-      hubId: 'rtt-probe',
-      v5,
-      answerBytes: RTT_ANSWER_BYTES,
-      requestTopic: PROBE_REQUEST,
-      answerTopic: PROBE_ANSWER,
-    });
+    stopProbe = await startProbeResponder(b.url, pki, v5);
     const waiting = new Map<string, (payload: Buffer) => void>();
     let probeArrived: (() => void) | undefined;
     bare.on('message', (topic, payload) => {
