@@ -160,12 +160,7 @@ async function remoteOpen(dir: string, b: Broker, pki: DevPkiPaths, metrics: Rec
     await daemon.waitForOutput('iq-hub ready', 30_000);
     const call = (method: string, params: Record<string, unknown> = {}) =>
       callDaemon(join(dir, 'run', 'control.sock'), method, params, 30_000);
-    const sticker = readFileSync(join(dir, 'data', 'sim', 'stickers.txt'), 'utf8').split('\n')[0] ?? '';
-    const [deviceId, setupCode] = sticker.split(' ');
-    if (!deviceId || !setupCode) throw new Error('no simulated lock');
-    await call('sim.card', { deviceId });
-    await call('locks.attach', { deviceId, setupCode });
-    await cloud.waitFor((c) => c.status(HUB)?.state === 'online', 10_000, 'the hub online');
+    const deviceId = await attachSimulatedLock(dir, call, cloud);
 
     const open = { op: 'open', lockId: deviceId, args: { durationMs: 1000 } } as const;
     const N = 500;
@@ -340,4 +335,22 @@ function verifyRate(dir: string): Metric {
   } finally {
     store.close();
   }
+}
+
+/**
+ * Attaches the simulated site's first lock (its sticker in the data dir) through the daemon's control
+ * socket and waits for the hub online at `cloud`: the lock's device id.
+ */
+export async function attachSimulatedLock(
+  dir: string,
+  call: (method: string, params?: Record<string, unknown>) => Promise<unknown>,
+  cloud: ReferenceCloud,
+): Promise<string> {
+  const sticker = readFileSync(join(dir, 'data', 'sim', 'stickers.txt'), 'utf8').split('\n')[0] ?? '';
+  const [deviceId, setupCode] = sticker.split(' ');
+  if (!deviceId || !setupCode) throw new Error('no simulated lock');
+  await call('sim.card', { deviceId });
+  await call('locks.attach', { deviceId, setupCode });
+  await cloud.waitFor((c) => c.status(HUB)?.state === 'online', 10_000, 'the hub online');
+  return deviceId;
 }

@@ -7,6 +7,7 @@ import { ReferenceCloud } from '../sim/cloud/cloud.js';
 import { devCloudConnection } from '../sim/cloud/connect.js';
 import { callDaemon } from '../src/control-socket/socket-client.js';
 import { watch } from '../test/helpers/daemon.js';
+import { attachSimulatedLock } from './command.bench.js';
 import { type Benchmark, benchmarkInTempDir, distribution, type Metric, round, uplinkConfigLines } from './lib.js';
 import { wallNow } from './stages.js';
 import { broker } from './uplink.bench.js';
@@ -104,12 +105,7 @@ async function measure(
     await daemon.waitForOutput('iq-hub ready', 60_000);
     const call = (method: string, params: Record<string, unknown> = {}) =>
       callDaemon(join(dir, 'run', 'control.sock'), method, params, 30_000);
-    const sticker = readFileSync(join(dir, 'data', 'sim', 'stickers.txt'), 'utf8').split('\n')[0] ?? '';
-    const [deviceId, setupCode] = sticker.split(' ');
-    if (!deviceId || !setupCode) throw new Error('no simulated lock');
-    await call('sim.card', { deviceId });
-    await call('locks.attach', { deviceId, setupCode });
-    await cloud.waitFor((c) => c.status(HUB)?.state === 'online', 10_000, 'the hub online');
+    const deviceId = await attachSimulatedLock(dir, call, cloud);
 
     const open = { op: 'open', lockId: deviceId, args: { durationMs: 1000 } } as const;
     const once = async (record: boolean) => {
