@@ -108,6 +108,19 @@ describe("the unit's IQHUB_NODE_ARGS, on node's command line through the launche
     }
   });
 
+  it('are never globbed: a flag with a * reaches node as written, even where a file matches it', () => {
+    const launcher = stagedLauncher();
+    const cwd = tempDir();
+    writeFileSync(join(cwd, '--title=abc'), '');
+    const r = spawnSync(launcher, ['status'], {
+      cwd,
+      env: { ...process.env, NODE_OPTIONS: '', IQHUB_NODE_ARGS: '--title=a*' },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { execArgv: string[] }).execArgv).toEqual(['--title=a*']);
+  });
+
   it('are split as the bench splits them', () => {
     expect(launcherNodeArgs({ IQHUB_NODE_ARGS: ' --a  --b=1\t--c ' })).toEqual(['--a', '--b=1', '--c']);
     expect(launcherNodeArgs({})).toEqual([]);
