@@ -63,7 +63,7 @@ describe.skipIf(!socat)('the frames of an open, counted at the emulators', () =>
     await daemon?.shutdown('test over');
     await site?.close();
     if (base) rmSync(base, { recursive: true, force: true });
-  }, 30_000);
+  }, 90_000);
 
   for (const spec of [ZB, BLE]) {
     test(`${spec.radio}: each open on an established link is at most 1 frame out and 1 back`, async () => {

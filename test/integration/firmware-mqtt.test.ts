@@ -78,7 +78,7 @@ describe.skipIf(!haveMosquitto)('firmware announced by the cloud over MQTT', () 
     await cloud?.close();
     await broker?.close();
     if (base) rmSync(base, { recursive: true, force: true });
-  }, 30_000);
+  }, 90_000);
 
   test('a forged image announced by the cloud is refused before any lock hears of it', async () => {
     const c = cloud as ReferenceCloud;
@@ -96,7 +96,7 @@ describe.skipIf(!haveMosquitto)('firmware announced by the cloud over MQTT', () 
       const handled = (world as SimWorld).lock(id).requestCounts().handled;
       expect(FIRMWARE_OPERATIONS.reduce((n, op) => n + handled[op], 0)).toBe(0);
     }
-  }, 30_000);
+  }, 90_000);
 
   test('a signed image is fetched in chunks within the message limit, installed on both locks, its progress reported', async () => {
     const c = cloud as ReferenceCloud;

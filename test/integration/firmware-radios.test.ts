@@ -75,7 +75,7 @@ describe.skipIf(!socat)('firmware update over real noble and zigbee-herdsman aga
     await daemon?.shutdown('test over');
     await site?.close();
     if (base) rmSync(base, { recursive: true, force: true });
-  }, 30_000);
+  }, 90_000);
 
   test('a forged image is refused by iqhub firmware push before any block is sent', async () => {
     const path = join(base, 'forged.iqfw');
@@ -84,7 +84,7 @@ describe.skipIf(!socat)('firmware update over real noble and zigbee-herdsman aga
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/signature is not from a pinned vendor key/);
     for (const spec of [BLE, ZB]) expect(firmwareRequests(locks[spec.deviceId] as SimLock)).toBe(0);
-  }, 30_000);
+  }, 90_000);
 
   test('a signed image reaches the BLE and the ZigBee lock, each cut off mid-transfer and resumed', async () => {
     const path = join(base, 'signed.iqfw');

@@ -105,7 +105,7 @@ describe.skipIf(missing.length > 0)(
       await cloud?.close();
       await broker?.close();
       if (base) rmSync(base, { recursive: true, force: true });
-    }, 30_000);
+    }, 90_000);
 
     test('iqhub status lists radio.ble and radio.zigbee running', async () => {
       await eventually(
@@ -226,7 +226,7 @@ describe.skipIf(missing.length > 0)(
         expect(detached.detached).toBe(true);
         expect(lock.boundHub()).toBeUndefined();
         expect(link.list().some((l) => l.lockId === spec.deviceId && l.state === 'bound')).toBe(false);
-      }, 30_000);
+      }, 90_000);
     }
   },
 );

@@ -145,7 +145,7 @@ describe.skipIf(!haveMosquitto)(
         const r = await cloud.sendEnvelope(HUB, accepted, { timeoutMs: 15_000 });
         expect(r, JSON.stringify(r)).toMatchObject({ ok: true });
         expect(cloud.acceptedCounter(HUB)).toBe(accepted.counter);
-      }, 30_000);
+      }, 90_000);
 
       const cases: [string, () => CommandEnvelope, string][] = [
         ['a wrong OTP', () => cloud.attack(HUB, { kind: 'forgedOtp', command: open(A) }), 'otp_mismatch'],

@@ -40,13 +40,13 @@ describe.skipIf(!socat)('start-up order: ready before the radios, commands wait 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'iqhub-startup-order-'));
     site = await startRadioSite({ socat: socat ?? '', locks: [BLE, ZB], seed: 'startup-order' });
-  }, 30_000);
+  }, 90_000);
 
   afterAll(async () => {
     await daemon?.shutdown('test over');
     await site?.close();
     rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
+  }, 90_000);
 
   test('a first start is ready while herdsman still forms the network: the control socket answers, the radio says starting', async () => {
     daemon = await start();

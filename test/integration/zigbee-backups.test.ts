@@ -57,7 +57,7 @@ describe('coordinator backups: on a network change and on a schedule, not on eve
     await bearer?.stop();
     await emulator?.close();
     rmSync(dataDir, { recursive: true, force: true });
-  }, 30_000);
+  }, 90_000);
 
   test('the first start forms the network and backs it up once', async () => {
     const b = await startReady();

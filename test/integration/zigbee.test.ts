@@ -303,7 +303,7 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
       expect(ad.address).toBe(icLock.ieee);
       await exchange(rig, icLock);
       icLock.peripheral.remove();
-    }, 30_000);
+    }, 90_000);
 
     test('neither code appears in the log (debug level, herdsman included) nor in any error', () => {
       const log = rig.logs.join('');
@@ -401,7 +401,7 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
     expect(refused.ok ? 'connected' : refused.error.code).toBe('not-found');
     lock.peripheral.setInRange(true);
     await exchange(rig, lock);
-  }, 30_000);
+  }, 90_000);
 
   test('serial corruption and air loss lose frames but never break the driver; counted, and the lock works once they stop', async () => {
     const link = unwrap(await rig.bearer.connect(lock.ieee, { timeoutMs: 5_000 }));
@@ -465,7 +465,7 @@ describe('ZigBee bearer over real zigbee-herdsman and the ZNP emulator', () => {
     expect(filesUnder(rig.dataDir).filter((f) => f.endsWith('.json'))).toEqual([]);
     await expect(rig.bearer.restore({ backupId: 'coordinator-none' })).rejects.toThrow(/no sealed coordinator backup/);
     expect(rig.bearer.state().status).toBe('ready');
-  }, 30_000);
+  }, 90_000);
 
   test('a backup restored onto a blank adapter moves the frame counter forward; the lock works again', async () => {
     await exchange(rig, lock);
