@@ -8,15 +8,20 @@ import { benchmarkInTempDir, distribution } from './lib.js';
 /** The compiled CLI beside this compiled bench (benchmarks run from dist/). */
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const RUNS = 20;
-/** GNU time: the child's peak RSS (%M, KiB) without a wrapper of our own in the child. */
+/** GNU time: the child's peak RSS (%M, KiB) and CPU time (%U + %S, 10 ms steps) without a wrapper of our own in the child. */
 const GNU_TIME = '/usr/bin/time';
 
 /**
  * cli.status: one `iqhub status --socket S` call, as a technician makes it, against a running daemon
  * (`iqhub run` in its own process, no radio, no uplink): wall time from spawn to exit and the
  * child's peak RSS, over 20 calls; cli.nodeFloor is the same for `node -e 0`, what no CLI can beat.
+ * cli.statusViaConfig is the call as a hub's technician types it, `iqhub status` finding the socket
+ * in the config file (/etc/iq-hub/config.yaml on a hub): it reads and validates the file first.
+ * `…Cpu` is the child's CPU time (user + system, all its threads): on a busy machine the wall
+ * time mostly measures the wait for a core, the CPU time much less so.
  * Issue 15's targets: ≤ 200 ms and ≤ 60 MB. IQHUB_BENCH_CLI_BEFORE=<another build's
- * dist/src/cli/main.js> adds cli.statusBefore, the same calls through that build, in the same run.
+ * dist/src/cli/main.js> adds cli.statusBefore and cli.statusViaConfigBefore, the same calls through
+ * that build, in the same run.
  */
 export const cliBench = benchmarkInTempDir(
   'cli',
@@ -32,9 +37,17 @@ export const cliBench = benchmarkInTempDir(
       const variants: [string, string[]][] = [
         ['cli.nodeFloor', ['-e', '0']],
         ['cli.status', [CLI, 'status', '--socket', socket]],
-        ...(before ? [['cli.statusBefore', [before, 'status', '--socket', socket]] as [string, string[]]] : []),
+        ['cli.statusViaConfig', [CLI, 'status', '--config', config]],
+        ...(before
+          ? ([
+              ['cli.statusBefore', [before, 'status', '--socket', socket]],
+              ['cli.statusViaConfigBefore', [before, 'status', '--config', config]],
+            ] as [string, string[]][])
+          : []),
       ];
-      const samples = new Map(variants.map(([name]) => [name, { ms: [] as number[], mb: [] as number[] }]));
+      const samples = new Map(
+        variants.map(([name]) => [name, { ms: [] as number[], mb: [] as number[], cpu: [] as number[] }]),
+      );
       // Interleaved, so a busy moment of the machine falls on every variant alike; one warm-up each.
       for (let i = -1; i < RUNS; i++) {
         for (const [name, args] of variants) {
@@ -43,11 +56,13 @@ export const cliBench = benchmarkInTempDir(
           const s = samples.get(name);
           s?.ms.push(r.ms);
           if (r.mb !== undefined) s?.mb.push(r.mb);
+          if (r.cpuMs !== undefined) s?.cpu.push(r.cpuMs);
         }
       }
       for (const [name, s] of samples) {
         metrics[name] = distribution('ms', s.ms);
         if (s.mb.length > 0) metrics[`${name}PeakRss`] = distribution('MB', s.mb);
+        if (s.cpu.length > 0) metrics[`${name}Cpu`] = distribution('ms', s.cpu);
       }
     } finally {
       daemon.child.kill('SIGTERM');
@@ -56,11 +71,11 @@ export const cliBench = benchmarkInTempDir(
   },
 );
 
-/** One run of node with args: wall ms, and peak RSS in MB when GNU time is there. Fails on a non-zero exit. */
-async function timed(args: string[]): Promise<{ ms: number; mb?: number }> {
+/** One run of node with args: wall ms, and peak RSS in MB and CPU ms when GNU time is there. Fails on a non-zero exit. */
+async function timed(args: string[]): Promise<{ ms: number; mb?: number; cpuMs?: number }> {
   const gnu = existsSync(GNU_TIME);
   const cmd = gnu ? GNU_TIME : process.execPath;
-  const argv = gnu ? ['-f', 'IQHUB_MAXRSS_KB=%M', process.execPath, ...args] : args;
+  const argv = gnu ? ['-f', 'IQHUB_MAXRSS_KB=%M IQHUB_CPU_S=%U+%S', process.execPath, ...args] : args;
   const t0 = performance.now();
   const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -71,7 +86,9 @@ async function timed(args: string[]): Promise<{ ms: number; mb?: number }> {
   const ms = performance.now() - t0;
   if (code !== 0) throw new Error(`node ${args.join(' ')} exited ${code}: ${err}`);
   const kb = /IQHUB_MAXRSS_KB=(\d+)/.exec(err)?.[1];
-  return kb === undefined ? { ms } : { ms, mb: Number(kb) / 1024 };
+  const cpu = /IQHUB_CPU_S=([\d.]+)\+([\d.]+)/.exec(err);
+  if (kb === undefined) return { ms };
+  return { ms, mb: Number(kb) / 1024, ...(cpu ? { cpuMs: (Number(cpu[1]) + Number(cpu[2])) * 1000 } : {}) };
 }
 
 async function waitFor(ok: () => boolean, p: Proc, timeoutMs: number): Promise<void> {

@@ -1,5 +1,5 @@
 import { ID_PATTERN } from '../contract/mqtt-topics.js';
-import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { LOG_LEVELS, type LogLevel } from '../log/levels.js';
 import { DEFAULT_RUN_DIR } from './paths.js';
 
 /**

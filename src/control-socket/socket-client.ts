@@ -1,5 +1,5 @@
 import { createConnection } from 'node:net';
-import { HubError, isHubErrorCode } from '../base/errors.js';
+import type { HubError, HubErrorCode } from '../base/errors.js';
 import { type ControlError, type ControlResponse, MAX_LINE_BYTES } from '../contract/control-socket.js';
 
 /**
@@ -14,11 +14,12 @@ export async function callDaemon(
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(socketPath);
+    const fail = (e: Promise<HubError>) => void e.then(reject, reject);
     let buf = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(
-        new HubError('daemon.timeout', `the daemon did not answer ${method} within ${timeoutMs / 1000} s`, {
+      fail(
+        hubError('daemon.timeout', `the daemon did not answer ${method} within ${timeoutMs / 1000} s`, {
           hint: 'check `journalctl -u iq-hub`',
         }),
       );
@@ -30,42 +31,54 @@ export async function callDaemon(
       if (buf.length > 16 * MAX_LINE_BYTES) {
         socket.destroy();
         clearTimeout(timer);
-        reject(new HubError('daemon.bad-reply', 'the daemon sent an oversized reply'));
+        fail(hubError('daemon.bad-reply', 'the daemon sent an oversized reply'));
         return;
       }
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
       clearTimeout(timer);
-      socket.end();
+      // One request, one reply line: the call is over. Closing at once, rather than waiting for
+      // the daemon's end of the connection, lets a one-shot CLI call exit a turn sooner.
+      socket.destroy();
       let res: ControlResponse;
       try {
         res = JSON.parse(buf.slice(0, nl)) as ControlResponse;
       } catch {
-        reject(new HubError('daemon.bad-reply', 'the daemon sent a reply that is not JSON'));
+        fail(hubError('daemon.bad-reply', 'the daemon sent a reply that is not JSON'));
         return;
       }
       if (res.ok) resolve(res.result);
-      else reject(fromReply(res.error));
+      else fail(fromReply(res.error));
     });
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-        reject(
-          new HubError('daemon.not-running', `the iq-hub daemon is not running (nothing answers on ${socketPath})`, {
+        fail(
+          hubError('daemon.not-running', `the iq-hub daemon is not running (nothing answers on ${socketPath})`, {
             hint: 'start it with `systemctl start iq-hub` (or `iqhub run --config FILE`); to try it out, `npm start` runs a demo',
           }),
         );
       } else if (e.code === 'EACCES') {
-        reject(
-          new HubError('daemon.forbidden', `not allowed to use ${socketPath}`, {
+        fail(
+          hubError('daemon.forbidden', `not allowed to use ${socketPath}`, {
             hint: 'run as a member of the iqhub group, or with sudo',
           }),
         );
       } else {
-        reject(new HubError('daemon.unreachable', `cannot reach the daemon on ${socketPath}: ${e.code ?? e.message}`));
+        fail(hubError('daemon.unreachable', `cannot reach the daemon on ${socketPath}: ${e.code ?? e.message}`));
       }
     });
   });
+}
+
+/**
+ * A HubError, its module (and the table of every error code's hint) loaded only when a call fails:
+ * a call that succeeds — the CLI's everyday `iqhub status` — loads neither (docs/operations.md,
+ * "A light command line").
+ */
+async function hubError(code: HubErrorCode, message: string, options?: { hint?: string }): Promise<HubError> {
+  const { HubError } = await import('../base/errors.js');
+  return new HubError(code, message, options);
 }
 
 /**
@@ -73,8 +86,9 @@ export async function callDaemon(
  * keeps its code and message in the message, under a code of its own, rather than passing for one
  * of ours.
  */
-function fromReply(error: ControlError): HubError {
+async function fromReply(error: ControlError): Promise<HubError> {
+  const { isHubErrorCode } = await import('../base/errors.js');
   const hint = error.hint ? { hint: error.hint } : {};
-  if (isHubErrorCode(error.code)) return new HubError(error.code, error.message, hint);
-  return new HubError('daemon.unknown-error', `the daemon answered ${error.code}: ${error.message}`, hint);
+  if (isHubErrorCode(error.code)) return hubError(error.code, error.message, hint);
+  return hubError('daemon.unknown-error', `the daemon answered ${error.code}: ${error.message}`, hint);
 }

@@ -1,13 +1,12 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import { withPriority } from './journal.js';
+import type { LogLevel } from './levels.js';
 import { prettyStream } from './pretty.js';
 
 export type { Logger } from 'pino';
 export { JOURNAL_PRIORITY, onJournal } from './journal.js';
 
-/** The levels a config may set (log.level). */
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, type LogLevel } from './levels.js';
 
 /**
  * Field names whose values never reach a log line, at any of the first three levels of a log

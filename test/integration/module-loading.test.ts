@@ -46,6 +46,39 @@ const heavy = (urls: string[]) =>
     ),
   );
 
+/** The client-only command line: commander, the program with its help texts, completion, the man page, formatting. */
+const clientOnly = (urls: string[]) =>
+  urls.filter((u) =>
+    /\/node_modules\/commander\/|\/dist\/src\/cli\/(program|demo-command|completion|man-page|format|socket-commands)\.js$/.test(
+      u,
+    ),
+  );
+
+/**
+ * Every command that only talks to the daemon, as a technician types it (a lock id where one is
+ * needed). `diag` is not here: without a daemon it runs the local checks, which read the config.
+ */
+const SOCKET_CALLS = [
+  ['status'],
+  ['status', '--check'],
+  ['locks'],
+  ['offline'],
+  ['lock', 'L1'],
+  ['lock', 'L1', '--check'],
+  ['attach', '--device-id', 'D1', '--setup-code', 'C0DE-C0DE'],
+  ['detach', 'L1'],
+  ['forget', 'L1', '--force'],
+  ['open', 'L1', '--duration', '3'],
+  ['backup'],
+  ['backup', '--list'],
+  ['restore'],
+  ['hub-backup'],
+  ['events', 'L1', '--limit', '5'],
+  ['commands'],
+  ['security'],
+  ['firmware', 'status'],
+];
+
 describe('what a start loads', () => {
   it('a production start (uplink on, no simulation) loads no simulated code, no aedes and no @hpke', async () => {
     const base = tempDir();
@@ -69,6 +102,10 @@ describe('what a start loads', () => {
     expect(urls.filter((u) => /\/node_modules\/(fast-uri|json-schema-traverse)\//.test(u))).toEqual([]);
     // Metrics are off by default: neither prom-client nor the exporter is loaded.
     expect(urls.filter((u) => /\/node_modules\/prom-client\/|\/dist\/src\/metrics\/exporter\.js$/.test(u))).toEqual([]);
+    // `run` is read without commander (src/cli/main.ts): the daemon's process holds nothing of the
+    // client-only command line, neither before the daemon starts nor after.
+    expect(urls.some((u) => u.endsWith('/dist/src/cli/run-command.js'))).toBe(true);
+    expect(clientOnly(urls)).toEqual([]);
   }, 120_000);
 
   it('a start with metrics.listen set loads prom-client (the recorder sees it when it happens)', async () => {
@@ -105,6 +142,41 @@ describe('what a start loads', () => {
     expect(heavy(urls)).toEqual([]);
   }, 60_000);
 
+  it('every call that only talks to the daemon loads the control client and formatting: no daemon, store, radio stack, Ajv, yaml, nor commander', async () => {
+    const socket = join(tempDir(), 'none.sock');
+    for (const args of SOCKET_CALLS) {
+      for (const json of args[0] === 'status' ? [[], ['--json']] : [[]]) {
+        const line = [...args, '--socket', socket, ...json];
+        const urls = await modulesOf(line, { daemon: false });
+        // The recorder saw the call reach the control client (the daemon is not running: exit 3).
+        expect(
+          urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.js')),
+          line.join(' '),
+        ).toBe(true);
+        expect(heavy(urls), line.join(' ')).toEqual([]);
+        expect(
+          urls.filter((u) =>
+            /\/dist\/src\/app\/|\/dist\/drivers\/|\/dist\/hal\/|\/dist\/sim\/|\/dist\/src\/demo\//.test(u),
+          ),
+          line.join(' '),
+        ).toEqual([]);
+        expect(
+          urls.filter((u) =>
+            /\/node_modules\/commander\/|\/dist\/src\/cli\/(program|completion|man-page)\.js$/.test(u),
+          ),
+          line.join(' '),
+        ).toEqual([]);
+      }
+    }
+  }, 300_000);
+
+  it('a call commander must read (--help) still gets it, and its words', async () => {
+    const urls = await modulesOf(['status', '--help'], { daemon: false });
+    expect(urls.some((u) => u.endsWith('/dist/src/cli/program.js'))).toBe(true);
+    expect(urls.some((u) => u.includes('/node_modules/commander/'))).toBe(true);
+    expect(heavy(urls)).toEqual([]);
+  }, 60_000);
+
   it('`iqhub status` with neither --socket nor --config reads no config loader when no config file is there', async () => {
     // The default path /etc/iq-hub/config.yaml is absent on the machines the tests run on; if it is
     // there, the loader must load (to validate it) and this test has nothing to show.
@@ -130,5 +202,7 @@ describe('what a start loads', () => {
     const urls = await modulesOf(['status', '--config', config], { daemon: false });
     expect(urls.some((u) => u.endsWith('/dist/src/config/load.js'))).toBe(true);
     expect(urls.some((u) => u.includes('/node_modules/ajv/'))).toBe(true);
+    // Reading a config needs the log levels, not the logger: pino stays out of a CLI call.
+    expect(urls.filter((u) => /\/node_modules\/pino\/|\/dist\/src\/log\/logger\.js$/.test(u))).toEqual([]);
   }, 60_000);
 });
