@@ -567,6 +567,11 @@ export class Outbox {
   /** Drop the oldest non-security events while the queue is over the limit. Inside the caller's transaction. */
   #enforceBound(queued?: number): void {
     let total = queued ?? this.#bytes();
+    if (total > this.maxBytes && this.#removing.size > 0) {
+      // Acknowledged rows still waiting for their delete (removeSoon) go first, and are no drops.
+      this.#delete([...this.#removing]);
+      total = this.#bytes();
+    }
     if (total <= this.maxBytes) {
       this.#noteBelowLimit(total);
       return;

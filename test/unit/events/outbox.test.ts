@@ -386,6 +386,36 @@ describe('outbox', () => {
     expect(again.nextEventBatch(10)?.ids).toEqual([e3]);
   });
 
+  it('over the size bound, acknowledged rows waiting for their delete go first and are not counted as dropped', () => {
+    const { store } = open();
+    const one = JSON.stringify({
+      id: 'L1/1/10',
+      lockId: 'L1',
+      seq: 10,
+      epoch: 1,
+      type: 'door',
+      at: new Date(T0).toISOString(),
+      receivedAt: new Date(T0).toISOString(),
+      open: false,
+    }).length;
+    const outbox = new Outbox(store, { clock: new VirtualClock(T0), log: silentLogger(), maxBytes: one * 10 });
+    store.transaction(() =>
+      outbox.enqueueEvents(
+        stored(
+          'L1',
+          Array.from({ length: 10 }, (_, i) => event(i + 10)),
+        ),
+      ),
+    );
+    expect(outbox.dropped()).toBe(0);
+    // The broker took the oldest five; their delete waits for the next group commit.
+    outbox.removeSoon(outbox.nextEventBatch(5)?.ids ?? []);
+    store.transaction(() => outbox.enqueueEvents(stored('L1', [event(20), event(21), event(22)])));
+    // Room made by the acknowledged rows, not by dropping the unacknowledged ones.
+    expect(outbox.dropped()).toBe(0);
+    expect(allEvents(outbox).map((e) => e.seq)).toEqual([15, 16, 17, 18, 19, 20, 21, 22]);
+  });
+
   it('a reader past the newest row reads nothing without a query, and sees a row queued after', () => {
     const { store } = open();
     const clock = new VirtualClock(T0);
