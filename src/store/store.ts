@@ -227,10 +227,12 @@ export class Store {
       }
     }
     const p = this.#later.add(fn, false);
+    // One timer at a time, left running when a group takes the writes (it then finds nothing, or
+    // newer writes): not a timer set and cleared per write.
     if (this.#laterTimer === undefined) {
       this.#laterTimer = setTimeout(() => {
         this.#laterTimer = undefined;
-        if (!this.#closed) this.flushGroup();
+        if (!this.#closed && this.#later.size > 0) this.flushGroup();
       }, COMMIT_LATER_MS);
       this.#laterTimer.unref?.();
     }
@@ -240,8 +242,6 @@ export class Store {
   /** Commit the writes queued by commitLater now, lazily, without what commitSoon queued. */
   flushLater(): void {
     if (this.#later.size === 0 || this.db.inTransaction) return;
-    clearTimeout(this.#laterTimer);
-    this.#laterTimer = undefined;
     const group = this.#later.take();
     try {
       this.#writeTransaction(false, () => group.run(this.db, (e) => this.#failure(e), this.#nested));
@@ -259,11 +259,7 @@ export class Store {
    * cannot wait).
    */
   flushGroup(): void {
-    if (this.#later.size > 0 && !this.db.inTransaction) {
-      this.#queue.prepend(this.#later);
-      clearTimeout(this.#laterTimer);
-      this.#laterTimer = undefined;
-    }
+    if (this.#later.size > 0 && !this.db.inTransaction) this.#queue.prepend(this.#later);
     if (this.#queue.size === 0) return;
     if (this.db.inTransaction) {
       // Called from inside a transaction: the group goes once that one has ended.
