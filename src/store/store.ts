@@ -232,7 +232,9 @@ export class Store {
     if (this.#laterTimer === undefined) {
       this.#laterTimer = setTimeout(() => {
         this.#laterTimer = undefined;
-        if (!this.#closed && this.#later.size > 0) this.flushGroup();
+        // Only these: writes queued by commitSoon keep their own moment (an answer's record commits
+        // after the answer has left, not earlier).
+        if (!this.#closed) this.flushLater();
       }, COMMIT_LATER_MS);
       this.#laterTimer.unref?.();
     }
