@@ -269,6 +269,19 @@ describe('the group commit', () => {
     t.store.close();
   });
 
+  it("commitLater's timer commits the lazy writes alone: a write queued by commitSoon keeps its own moment", async () => {
+    const t = manual();
+    const soon = t.store.commitSoon(t.write('soon', { n: 1 }));
+    const later = t.store.commitLater(t.write('later', { n: 2 }));
+    expect(await later).toEqual({ n: 2 });
+    expect(t.rows('later')).toEqual([{ n: 2 }]);
+    expect(t.rows('soon')).toEqual([]);
+    expect(await state(soon)).toBe('pending');
+    t.fire();
+    expect(await soon).toEqual({ n: 1 });
+    t.store.close();
+  });
+
   it('commitLater: closing the store commits it; after the close it is refused store.closed', async () => {
     const t = manual();
     const queued = t.store.commitLater(t.write('at-close', { n: 1 }));
