@@ -23,9 +23,11 @@ export interface ResultSink {
    * Durable: the payload goes into the outbox and is published until the broker acknowledges it.
    * Called inside the store transaction that records the result in the inbox, so both commit or
    * neither does (the outbox must write to the same Store, synchronously). With `ahead`, the
-   * payload was already published by `publishAhead`: the row only waits for that PUBACK.
+   * payload was already published by `publishAhead`: the row only waits for that PUBACK. `text`:
+   * the payload's JSON, checked against the contract by the caller already (stored as it is,
+   * neither checked nor serialised again).
    */
-  enqueueMessage(topic: ResultTopic, payload: object, ahead?: AheadTicket): void;
+  enqueueMessage(topic: ResultTopic, payload: object, ahead?: AheadTicket, text?: string): void;
   /** Best effort, nothing stored: for answers to messages that must change nothing (invalid or refused ones). */
   publishNow(topic: ResultTopic, payload: object): void;
   /**

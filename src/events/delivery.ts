@@ -170,7 +170,7 @@ export class EventDelivery {
   published(events: readonly PublishedEvent[]): void {
     this.#sent += events.length;
     if (this.mode === 'off') {
-      this.#o.outbox.remove(events.map((e) => e.rowId));
+      this.#o.outbox.removeSoon(events.map((e) => e.rowId));
       if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
       return;
     }

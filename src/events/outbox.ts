@@ -133,16 +133,20 @@ interface Statements {
   total: Statement;
   setGauge: Statement;
   addCounter: Statement;
+  /** addCounter, answering the new value (the bytes gauge: the bound is checked without a read). */
+  addGauge: Statement<[string, number]>;
   getCounter: Statement;
   droppable: Statement;
   deleteReturning: (n: number) => Statement;
   deleteTopic: Statement;
   deleteAcked: Statement<[number, string]>;
+  holdsEvent: Statement<[number, string]>;
   hasEvent: Statement<[number]>;
   events: Statement;
   messages: Statement;
   count: Statement;
   oldest: Statement;
+  lastId: Statement<[string]>;
 }
 
 /**
@@ -167,6 +171,20 @@ export class Outbox {
   readonly #deleteBy = new Map<number, Statement>();
   #overflowing = false;
   #droppedThisEpisode = 0;
+  /**
+   * The highest row id ever inserted of each kind, as far as this Outbox knows (at least that:
+   * a rolled-back insert leaves it high, which only costs a query). A drain that has read past it
+   * has nothing new to read: nextEventBatch and nextMessages answer without a query (a publish
+   * kicked the drain three times per open, each reading both kinds).
+   */
+  #lastEventId = 0;
+  #lastMessageId = 0;
+  /**
+   * Rows acknowledged whose delete waits for the store's next group commit (Store.commitLater):
+   * gone for every reader here already (never published again, not counted), on disk a moment
+   * later. Row ids are never reused (AUTOINCREMENT): a row id names the same row until it goes.
+   */
+  readonly #removing = new Set<number>();
 
   constructor(store: Store, opts: OutboxOptions) {
     this.#store = store;
@@ -191,6 +209,9 @@ export class Outbox {
       addCounter: db.prepare(
         `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`,
       ),
+      addGauge: db.prepare<[string, number]>(
+        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value`,
+      ),
       getCounter: db.prepare('SELECT value FROM counters WHERE name = ?'),
       droppable: db.prepare(
         `SELECT id, bytes FROM outbox WHERE kind = 'event' AND security = 0 AND id > ? ORDER BY id LIMIT ${DROP_CHUNK}`,
@@ -210,6 +231,9 @@ export class Outbox {
       deleteAcked: db.prepare<[number, string]>(
         `DELETE FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ? RETURNING bytes, topic`,
       ),
+      holdsEvent: db.prepare<[number, string]>(
+        `SELECT 1 FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ?`,
+      ),
       hasEvent: db.prepare<[number]>(`SELECT 1 FROM outbox WHERE id = ? AND kind = 'event'`),
       // The event's id read by SQLite: the row's text is published as stored, never parsed here.
       events: db.prepare(
@@ -220,7 +244,10 @@ export class Outbox {
       ),
       count: db.prepare('SELECT COUNT(*) AS n FROM outbox WHERE kind = ?'),
       oldest: db.prepare('SELECT MIN(created_at) AS at FROM outbox'),
+      lastId: db.prepare<[string]>('SELECT COALESCE(MAX(id), 0) AS n FROM outbox WHERE kind = ?'),
     };
+    this.#lastEventId = (this.#s.lastId.get('event') as { n: number }).n;
+    this.#lastMessageId = (this.#s.lastId.get('message') as { n: number }).n;
     // The gauge is derived data: rebuild it from the rows (one scan, at start).
     const total = (this.#s.total.get() as { n: number }).n;
     this.#s.setGauge.run(GAUGE_BYTES, total);
@@ -244,7 +271,7 @@ export class Outbox {
       }
       const payload = JSON.stringify(ce);
       const bytes = Buffer.byteLength(payload);
-      this.#s.insert.run({
+      const { lastInsertRowid } = this.#s.insert.run({
         kind: 'event',
         topic: 'events',
         payload,
@@ -253,10 +280,10 @@ export class Outbox {
         bytes,
         at,
       });
+      this.#lastEventId = Math.max(this.#lastEventId, Number(lastInsertRowid));
       added += bytes;
     }
-    this.#addBytes(added);
-    this.#enforceBound();
+    this.#enforceBound(this.#addBytes(added));
   }
 
   /**
@@ -265,24 +292,33 @@ export class Outbox {
    * programming error: HubError `outbox.not-contract`). `replace` first removes older queued
    * messages of the same topic (retained state: only the newest matters). Joins the caller's
    * transaction if there is one, else runs its own. Returns the row id.
+   *
+   * `checkedText`: the payload's JSON text, made by a caller that has checked the payload against
+   * the contract for this topic already (the inbox's answers: checked and serialised once, not
+   * twice); it is stored as it is.
    */
-  enqueueMessage(topic: string, payload: object, opts: { retain?: boolean; replace?: boolean } = {}): number {
+  enqueueMessage(
+    topic: string,
+    payload: object,
+    opts: { retain?: boolean; replace?: boolean; checkedText?: string } = {},
+  ): number {
     const key = contractTopic(topic);
     if (!key) {
       throw new HubError('outbox.bad-topic', `The outbox has no outbound contract topic ${JSON.stringify(topic)}.`, {
         hint: "Use a hub → cloud topic relative to ks/hubs/{hubId}/: 'cmd/result', 'sync/ack', 'health', 'locks/{lockId}/state'.",
       });
     }
-    if (!conforms(key, payload)) {
+    if (opts.checkedText === undefined && !conforms(key, payload)) {
       throw new HubError('outbox.not-contract', `The payload for ${topic} does not match the contract (${key}).`, {
         hint: 'Build it from the types in src/contract/mqtt.ts; tests validate with conforms().',
       });
     }
-    const text = JSON.stringify(payload);
+    const text = opts.checkedText ?? JSON.stringify(payload);
     const run = () => {
+      let delta = 0;
       if (opts.replace) {
         const gone = this.#s.deleteTopic.all(topic) as { bytes: number }[];
-        this.#addBytes(-gone.reduce((n, r) => n + r.bytes, 0));
+        delta -= gone.reduce((n, r) => n + r.bytes, 0);
       }
       const bytes = Buffer.byteLength(text);
       const id = Number(
@@ -296,8 +332,8 @@ export class Outbox {
           at: this.#clock.now(),
         }).lastInsertRowid,
       );
-      this.#addBytes(bytes);
-      this.#enforceBound();
+      this.#lastMessageId = Math.max(this.#lastMessageId, id);
+      this.#enforceBound(this.#addBytes(delta + bytes));
       return id;
     };
     return this.#tx(run);
@@ -309,14 +345,21 @@ export class Outbox {
    * always taken, however large). Undefined when there is none.
    */
   nextEventBatch(maxEvents: number, maxBytes = 200_000, afterId = 0): EventBatch | undefined {
+    if (afterId >= this.#lastEventId) return undefined;
     const limit = Math.max(1, Math.min(MAX_EVENTS_PER_BATCH, Math.floor(maxEvents)));
-    const rows = this.#s.events.all(afterId, limit) as {
+    let rows = this.#s.events.all(afterId, limit) as {
       id: number;
       payload: string;
       bytes: number;
       eventId: string;
     }[];
     if (rows.length === 0) return undefined;
+    if (this.#removing.size > 0) {
+      const last = rows[rows.length - 1]?.id ?? afterId;
+      rows = rows.filter((r) => !this.#removing.has(r.id));
+      // Every row read is being removed: the next ones, if any.
+      if (rows.length === 0) return this.nextEventBatch(maxEvents, maxBytes, last);
+    }
     const ids: number[] = [];
     const eventIds: string[] = [];
     const texts: string[] = [];
@@ -342,12 +385,18 @@ export class Outbox {
 
   /** The next messages to publish (rows of kind `message` with id > `afterId`), in id order. */
   nextMessages(max: number, afterId = 0): QueuedMessage[] {
-    const rows = this.#s.messages.all(afterId, Math.max(1, Math.floor(max))) as {
+    if (afterId >= this.#lastMessageId) return [];
+    let rows = this.#s.messages.all(afterId, Math.max(1, Math.floor(max))) as {
       id: number;
       topic: string;
       payload: string;
       retain: number;
     }[];
+    if (rows.length > 0 && this.#removing.size > 0) {
+      const last = rows[rows.length - 1]?.id ?? afterId;
+      rows = rows.filter((r) => !this.#removing.has(r.id));
+      if (rows.length === 0) return this.nextMessages(max, last);
+    }
     return rows.map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, retain: r.retain === 1 }));
   }
 
@@ -365,27 +414,74 @@ export class Outbox {
   }
 
   /**
+   * The broker acknowledged these rows: they are gone for this outbox at once (never published
+   * again, not counted) and deleted in the store's next group commit (Store.commitLater: no
+   * transaction of their own on the path of every publish). Like `remove` the delete need not wait
+   * for the disk; a stop before it commits only means the rows are published again.
+   */
+  removeSoon(ids: readonly number[]): void {
+    const fresh = ids.filter((id) => !this.#removing.has(id));
+    if (fresh.length === 0) return;
+    if (this.#store.db.inTransaction) {
+      this.#delete(fresh);
+      return;
+    }
+    this.#removeLater(fresh);
+  }
+
+  #removeLater(ids: number[]): void {
+    for (const id of ids) this.#removing.add(id);
+    const settled = () => {
+      for (const id of ids) this.#removing.delete(id);
+    };
+    this.#store
+      .commitLater(() => this.#delete(ids))
+      .then(settled, (e: unknown) => {
+        settled();
+        // The store failed under us (closing, full): the rows stay queued and go out again.
+        this.#log.warn(
+          { err: e, rows: ids.length },
+          'outbox: acknowledged rows could not be removed; they stay queued',
+        );
+      });
+  }
+
+  /** Commit the removals still waiting for a group commit (before counting what is queued). */
+  #settleRemovals(): void {
+    if (this.#removing.size > 0) this.#store.flushLater();
+  }
+
+  /**
    * The cloud acknowledged these events (`events/ack`): delete each row that still holds the event
    * named with it. Returns how many were removed. Like `remove`, the delete need not wait for the
    * disk: undone by a power cut, the events are only sent again.
    */
   acknowledgeEvents(rows: readonly { rowId: number; eventId: string }[]): number {
     if (rows.length === 0) return 0;
+    if (!this.#store.db.inTransaction) {
+      // Checked now (a read), deleted in the store's next group commit (removeSoon).
+      const held: number[] = [];
+      for (const r of rows) {
+        if (!this.#removing.has(r.rowId) && this.#s.holdsEvent.get(r.rowId, r.eventId) !== undefined)
+          held.push(r.rowId);
+      }
+      if (held.length > 0) this.#removeLater(held);
+      return held.length;
+    }
     return this.#store.lazyTransaction(() => {
       const gone: { bytes: number; topic: string }[] = [];
       for (const r of rows) {
         const row = this.#s.deleteAcked.get(r.rowId, r.eventId) as { bytes: number; topic: string } | undefined;
         if (row) gone.push(row);
       }
-      this.#addBytes(-gone.reduce((n, r) => n + r.bytes, 0));
-      this.#noteBelowLimit();
+      this.#noteBelowLimit(this.#addBytes(-gone.reduce((n, r) => n + r.bytes, 0)));
       return gone.length;
     });
   }
 
   /** The event row `rowId` is still queued (not acknowledged, nor dropped under the size limit). */
   hasEvent(rowId: number): boolean {
-    return this.#s.hasEvent.get(rowId) !== undefined;
+    return !this.#removing.has(rowId) && this.#s.hasEvent.get(rowId) !== undefined;
   }
 
   /**
@@ -418,6 +514,7 @@ export class Outbox {
   }
 
   depth(): OutboxDepth {
+    this.#settleRemovals();
     return {
       events: (this.#s.count.get('event') as { n: number }).n,
       messages: (this.#s.count.get('message') as { n: number }).n,
@@ -427,6 +524,7 @@ export class Outbox {
 
   /** Seconds since the oldest queued row was queued; null when the outbox is empty. */
   oldestAgeSec(): number | null {
+    this.#settleRemovals();
     const at = (this.#s.oldest.get() as { at: number | null }).at;
     return at === null ? null : Math.max(0, Math.floor((this.#clock.now() - at) / 1000));
   }
@@ -437,6 +535,7 @@ export class Outbox {
   }
 
   counter(name: string): number {
+    this.#settleRemovals();
     return (this.#s.getCounter.get(name) as { value: number } | undefined)?.value ?? 0;
   }
 
@@ -449,8 +548,10 @@ export class Outbox {
     return this.counter(GAUGE_BYTES);
   }
 
-  #addBytes(delta: number): void {
-    if (delta !== 0) this.#s.addCounter.run(GAUGE_BYTES, delta);
+  /** Add `delta` to the bytes gauge; the bytes queued now (read only when it changed). */
+  #addBytes(delta: number): number | undefined {
+    if (delta === 0) return undefined;
+    return (this.#s.addGauge.get(GAUGE_BYTES, delta) as { value: number }).value;
   }
 
   #delete(ids: readonly number[]): { bytes: number; topic: string }[] {
@@ -459,14 +560,18 @@ export class Outbox {
       const chunk = ids.slice(i, i + 500);
       out.push(...(this.#s.deleteReturning(chunk.length).all(...chunk) as { bytes: number; topic: string }[]));
     }
-    this.#addBytes(-out.reduce((n, r) => n + r.bytes, 0));
-    this.#noteBelowLimit();
+    this.#noteBelowLimit(this.#addBytes(-out.reduce((n, r) => n + r.bytes, 0)));
     return out;
   }
 
   /** Drop the oldest non-security events while the queue is over the limit. Inside the caller's transaction. */
-  #enforceBound(): void {
-    let total = this.#bytes();
+  #enforceBound(queued?: number): void {
+    let total = queued ?? this.#bytes();
+    if (total > this.maxBytes && this.#removing.size > 0) {
+      // Acknowledged rows still waiting for their delete (removeSoon) go first, and are no drops.
+      this.#delete([...this.#removing]);
+      total = this.#bytes();
+    }
     if (total <= this.maxBytes) {
       this.#noteBelowLimit(total);
       return;

@@ -221,7 +221,10 @@ export class Inbox {
   async finish(topic: InboundTopic, id: string, answer: Answer, o: FinishOptions = {}): Promise<void> {
     const { journal, ahead = false, keep = true } = o;
     const resultTopic = RESULT_TOPIC[topic];
-    const { checked, text } = this.#fitting(resultTopic, id, this.#conforming(resultTopic, id, answer));
+    const conformed = this.#conforming(resultTopic, id, answer);
+    const { checked, text } = this.#fitting(resultTopic, id, conformed);
+    // Checked against the contract and serialised once: the outbox stores this text as it is.
+    const checkedText = checked === conformed ? text : undefined;
     let sent: AheadTicket | undefined;
     if (ahead) {
       try {
@@ -237,7 +240,7 @@ export class Inbox {
       if (journal) {
         this.#store.journal('command', { ...journal, ok: checked.ok, code: checked.error?.code ?? null }, at);
       }
-      this.#results.enqueueMessage(resultTopic, checked, sent);
+      this.#results.enqueueMessage(resultTopic, checked, sent, checkedText);
     };
     try {
       // On its way already: recorded in the store's next group commit, with the lock's state and

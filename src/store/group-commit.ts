@@ -21,6 +21,13 @@ export class WriteQueue {
     });
   }
 
+  /** Put every write queued in `other` ahead of this queue's, in their order (`other` is left empty). */
+  prepend(other: WriteQueue): void {
+    if (other.#entries.length === 0) return;
+    this.#entries = [...other.#entries, ...this.#entries];
+    other.#entries = [];
+  }
+
   /** Take every queued write, in queue order, as one group. */
   take(): Group {
     const entries = this.#entries;

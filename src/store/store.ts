@@ -16,6 +16,11 @@ export { DB_FILE };
  */
 export const WAL_AUTOCHECKPOINT_PAGES = 256;
 export const WAL_SIZE_LIMIT_BYTES = 1024 * 1024;
+/**
+ * A write queued with Store.commitLater waits at most this long for a group commit to ride in
+ * before it commits (lazily) on its own.
+ */
+export const COMMIT_LATER_MS = 500;
 
 export interface StoreOptions {
   /**
@@ -86,6 +91,9 @@ export class Store {
   #checkpointDue = false;
   /** Writes waiting for the next group commit (commitSoon), and its timer. */
   readonly #queue = new WriteQueue();
+  /** Lazy writes waiting for the next group commit (commitLater), and their timer. */
+  readonly #later = new WriteQueue();
+  #laterTimer: NodeJS.Timeout | undefined;
   #groupScheduled = false;
   /** Bumped when a group is taken, so a flush scheduled for an earlier one does nothing. */
   #groupEpoch = 0;
@@ -198,8 +206,62 @@ export class Store {
     return p;
   }
 
-  /** Commit the writes queued by commitSoon now, as one group (a stop; a caller that cannot wait). */
+  /**
+   * Queue `fn`, a write that need not reach the disk (see lazyTransaction), for the next group
+   * commit (commitSoon) — or, if none comes within COMMIT_LATER_MS, a lazy commit of its own. Not
+   * taken along by a durable `transaction` (a command's claim: nothing is added to its commit). For
+   * the removals of what the broker or the cloud acknowledged: each was a transaction (and WAL
+   * pages) of its own, twice per open; now they ride in the next open's group commit. Until then
+   * the caller must treat the rows as gone itself (the outbox does). Settles like commitSoon.
+   * Inside a transaction it runs at once, in it.
+   */
+  commitLater<T>(fn: () => T): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new HubError('store.closed', 'the store is closed: nothing more is written'));
+    }
+    if (this.db.inTransaction) {
+      try {
+        return Promise.resolve(this.#atomic(fn));
+      } catch (e) {
+        return Promise.reject(this.#failure(e));
+      }
+    }
+    const p = this.#later.add(fn, false);
+    // One timer at a time, left running when a group takes the writes (it then finds nothing, or
+    // newer writes): not a timer set and cleared per write.
+    if (this.#laterTimer === undefined) {
+      this.#laterTimer = setTimeout(() => {
+        this.#laterTimer = undefined;
+        // Only these: writes queued by commitSoon keep their own moment (an answer's record commits
+        // after the answer has left, not earlier).
+        if (!this.#closed) this.flushLater();
+      }, COMMIT_LATER_MS);
+      this.#laterTimer.unref?.();
+    }
+    return p;
+  }
+
+  /** Commit the writes queued by commitLater now, lazily, without what commitSoon queued. */
+  flushLater(): void {
+    if (this.#later.size === 0 || this.db.inTransaction) return;
+    const group = this.#later.take();
+    try {
+      this.#writeTransaction(false, () => group.run(this.db, (e) => this.#failure(e), this.#nested));
+    } catch (e) {
+      group.failed(e);
+      return;
+    }
+    this.#counted(group.size, false);
+    this.#checkpointIfDue();
+    group.committed();
+  }
+
+  /**
+   * Commit the writes queued by commitSoon and commitLater now, as one group (a stop; a caller that
+   * cannot wait).
+   */
   flushGroup(): void {
+    if (this.#later.size > 0 && !this.db.inTransaction) this.#queue.prepend(this.#later);
     if (this.#queue.size === 0) return;
     if (this.db.inTransaction) {
       // Called from inside a transaction: the group goes once that one has ended.
@@ -392,6 +454,7 @@ export class Store {
     if (this.#closed) return;
     // What was queued for a group commit was promised a commit: it goes before the store closes.
     this.flushGroup();
+    clearTimeout(this.#laterTimer);
     this.#closed = true;
     // Fold the WAL into the main file so a copy of the data directory is self-contained. On a full
     // disk it stays: it is durable, and the next open reads it.

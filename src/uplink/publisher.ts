@@ -195,7 +195,7 @@ export class Publisher {
     ticket.adopted = true;
     ticket.unit.ids.push(id);
     if (ticket.outcome === 'acknowledged') {
-      this.#outbox.remove([id]);
+      this.#outbox.removeSoon([id]);
       this.#acknowledged++;
     } else if (ticket.outcome === 'failed' || ticket.generation !== this.#generation) {
       // Failed, or sent on a connection since replaced (whose answer cannot be relied on).
@@ -347,7 +347,7 @@ export class Publisher {
         return;
       }
       if (r.ok) {
-        this.#outbox.remove(unit.ids);
+        this.#outbox.removeSoon(unit.ids);
         this.#acknowledged += unit.ids.length;
         return;
       }
@@ -382,7 +382,7 @@ export class Publisher {
     if (r.ok) {
       this.#refusedBackoffMs = this.#opts.refusedBaseMs ?? 1_000;
       if (delivery) delivery.published(events);
-      else this.#outbox.remove(unit.ids);
+      else this.#outbox.removeSoon(unit.ids);
       this.#acknowledged += unit.ids.length;
       return;
     }

@@ -197,8 +197,8 @@ export class UplinkService implements Component {
       batchBytes: d.config.maxMessageBytes,
     });
     const results: ResultSink = {
-      enqueueMessage: (topic, payload, ahead?: AheadTicket) => {
-        const id = d.outbox.enqueueMessage(topic, payload);
+      enqueueMessage: (topic, payload, ahead?: AheadTicket, text?: string) => {
+        const id = d.outbox.enqueueMessage(topic, payload, text === undefined ? {} : { checkedText: text });
         if (ahead) publisher.adopt(ahead, id);
         else publisher.kick();
       },

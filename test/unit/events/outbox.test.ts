@@ -1,3 +1,5 @@
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -325,6 +327,112 @@ describe('outbox', () => {
     expect(journal.map((j) => JSON.parse(j.detail))).toEqual([
       { topics: ['events'], rows: 2, reason: 'PUBACK reason 135' },
     ]);
+  });
+
+  it('removeSoon and acks: rows gone for every reader at once, deleted in the next group commit, published again if a stop comes first', async () => {
+    const { dir, store } = open();
+    const clock = new VirtualClock(T0);
+    const outbox = new Outbox(store, { clock, log: silentLogger() });
+    store.transaction(() => outbox.enqueueEvents(stored('L1', [event(1), event(2), event(3)])));
+    const m1 = outbox.enqueueMessage('locks/L1/state', state('L1', 1), { retain: true, replace: true });
+    const m2 = outbox.enqueueMessage('locks/L2/state', state('L2', 1), { retain: true, replace: true });
+    const events = outbox.nextEventBatch(10);
+    const [e1, e2, e3] = events?.ids ?? [];
+    const before = store.commitCounts();
+    const rowsOnDisk = () => (store.db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n;
+
+    outbox.removeSoon([m1]);
+    // An ack is checked now: a row that does not hold the event named is not removed.
+    expect(outbox.acknowledgeEvents([{ rowId: e1 ?? 0, eventId: 'L1/1/2' }])).toBe(0);
+    expect(outbox.acknowledgeEvents([{ rowId: e1 ?? 0, eventId: 'L1/1/1' }])).toBe(1);
+    expect(outbox.acknowledgeEvents([{ rowId: e1 ?? 0, eventId: 'L1/1/1' }])).toBe(0);
+    // No transaction yet, the rows still in the store, and gone for every reader of the outbox.
+    expect(store.commitCounts()).toEqual(before);
+    expect(rowsOnDisk()).toBe(5);
+    expect(outbox.nextMessages(10).map((m) => m.id)).toEqual([m2]);
+    expect(outbox.nextEventBatch(10)?.ids).toEqual([e2, e3]);
+    expect(outbox.hasEvent(e1 ?? 0)).toBe(false);
+    expect(outbox.hasEvent(e2 ?? 0)).toBe(true);
+
+    // The next group commit (a command's answer) takes the deletes along: one commit.
+    await store.commitSoon(() => store.journal('answer', {}, 1));
+    expect(rowsOnDisk()).toBe(3);
+    const after = store.commitCounts();
+    expect([after.durable - before.durable, after.lazy - before.lazy]).toEqual([1, 0]);
+
+    // All rows of a read being removed: the reader goes on to the next ones.
+    outbox.removeSoon([e2 ?? 0]);
+    expect(outbox.nextEventBatch(1)?.ids).toEqual([e3]);
+    outbox.removeSoon([m2]);
+    expect(outbox.nextMessages(1)).toEqual([]);
+    // Counting settles what waits: depth is what is queued.
+    expect(outbox.depth()).toMatchObject({ events: 1, messages: 0 });
+    expect(rowsOnDisk()).toBe(1);
+
+    // A stop (the process killed) before the delete committed: the row is there after a restart
+    // and is published again (at least once, as a lost PUBACK does).
+    outbox.removeSoon([e3 ?? 0]);
+    const copy = tempDir();
+    for (const f of ['hub.db', 'hub.db-wal']) {
+      try {
+        copyFileSync(join(dir, f), join(copy, f));
+      } catch {
+        // no WAL yet
+      }
+    }
+    const restarted = Store.open(copy);
+    stores.push(restarted);
+    const again = new Outbox(restarted, { clock, log: silentLogger() });
+    expect(again.nextEventBatch(10)?.ids).toEqual([e3]);
+  });
+
+  it('over the size bound, acknowledged rows waiting for their delete go first and are not counted as dropped', () => {
+    const { store } = open();
+    const one = JSON.stringify({
+      id: 'L1/1/10',
+      lockId: 'L1',
+      seq: 10,
+      epoch: 1,
+      type: 'door',
+      at: new Date(T0).toISOString(),
+      receivedAt: new Date(T0).toISOString(),
+      open: false,
+    }).length;
+    const outbox = new Outbox(store, { clock: new VirtualClock(T0), log: silentLogger(), maxBytes: one * 10 });
+    store.transaction(() =>
+      outbox.enqueueEvents(
+        stored(
+          'L1',
+          Array.from({ length: 10 }, (_, i) => event(i + 10)),
+        ),
+      ),
+    );
+    expect(outbox.dropped()).toBe(0);
+    // The broker took the oldest five; their delete waits for the next group commit.
+    outbox.removeSoon(outbox.nextEventBatch(5)?.ids ?? []);
+    store.transaction(() => outbox.enqueueEvents(stored('L1', [event(20), event(21), event(22)])));
+    // Room made by the acknowledged rows, not by dropping the unacknowledged ones.
+    expect(outbox.dropped()).toBe(0);
+    expect(allEvents(outbox).map((e) => e.seq)).toEqual([15, 16, 17, 18, 19, 20, 21, 22]);
+  });
+
+  it('a reader past the newest row reads nothing without a query, and sees a row queued after', () => {
+    const { store } = open();
+    const clock = new VirtualClock(T0);
+    const outbox = new Outbox(store, { clock, log: silentLogger() });
+    const m1 = outbox.enqueueMessage('locks/L1/state', state('L1', 1), { retain: true });
+    store.transaction(() => outbox.enqueueEvents(stored('L1', [event(1)])));
+    const e1 = outbox.nextEventBatch(10)?.ids[0] ?? 0;
+    expect(outbox.nextMessages(10, m1)).toEqual([]);
+    expect(outbox.nextEventBatch(10, 200_000, e1)).toBeUndefined();
+    const m2 = outbox.enqueueMessage('locks/L2/state', state('L2', 1), { retain: true });
+    store.transaction(() => outbox.enqueueEvents(stored('L1', [event(2)])));
+    expect(outbox.nextMessages(10, m1).map((m) => m.id)).toEqual([m2]);
+    expect(outbox.nextEventBatch(10, 200_000, e1)?.payload.events.map((e) => e.seq)).toEqual([2]);
+    // A new Outbox on the same store knows the rows already queued.
+    const other = new Outbox(store, { clock, log: silentLogger() });
+    expect(other.nextMessages(10, m1).map((m) => m.id)).toEqual([m2]);
+    expect(other.nextEventBatch(10, 200_000, e1)?.ids).toHaveLength(1);
   });
 
   it('survives reopening the store: rows, order, counters and the byte gauge', () => {

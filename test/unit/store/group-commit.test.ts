@@ -223,4 +223,76 @@ describe('the group commit', () => {
     ).toEqual({ n: 1 });
     again.close();
   });
+
+  it('commitLater: never in a durable transaction (a claim), rides the next group commit, else commits lazily on its own', async () => {
+    const t = manual();
+    const before = t.store.commitCounts();
+    const later = t.store.commitLater(t.write('later', { n: 1 }));
+    // A claim's durable transaction does not take it along: nothing is added to its commit.
+    t.store.transaction(() => t.store.journal('claim', {}, 1));
+    expect(t.rows('later')).toEqual([]);
+    expect(await state(later)).toBe('pending');
+    // The next group commit (an answer's record) takes it, ahead of its own writes: one commit.
+    const answer = t.store.commitSoon(t.write('answer', { n: 2 }));
+    t.fire();
+    expect(await later).toEqual({ n: 1 });
+    expect(await answer).toEqual({ n: 2 });
+    expect(t.rows('later')).toEqual([{ n: 1 }]);
+    const mid = t.store.commitCounts();
+    // The claim and the group: two durable commits, and no lazy one of its own for the later write.
+    expect([mid.durable - before.durable, mid.lazy - before.lazy, mid.groupWrites - before.groupWrites]).toEqual([
+      2, 0, 2,
+    ]);
+
+    // Alone, it commits lazily after COMMIT_LATER_MS (a real timer here).
+    const alone = t.store.commitLater(t.write('alone', { n: 3 }));
+    expect(await state(alone)).toBe('pending');
+    expect(await alone).toEqual({ n: 3 });
+    const end = t.store.commitCounts();
+    expect([end.durable - mid.durable, end.lazy - mid.lazy]).toEqual([0, 1]);
+    // A write that throws is undone alone and its caller hears; inside a transaction it joins it.
+    const failing = t.store.commitLater(() => {
+      t.store.journal('undone', {}, 1);
+      throw new Error('no');
+    });
+    const kept = t.store.commitLater(t.write('kept', { n: 4 }));
+    t.store.flushLater();
+    await expect(failing).rejects.toThrow('no');
+    expect(await kept).toEqual({ n: 4 });
+    expect(t.rows('undone')).toEqual([]);
+    let inside: Promise<unknown> = Promise.resolve();
+    t.store.transaction(() => {
+      inside = t.store.commitLater(t.write('inside', { n: 5 }));
+    });
+    expect(t.rows('inside')).toEqual([{ n: 5 }]);
+    expect(await inside).toEqual({ n: 5 });
+    t.store.close();
+  });
+
+  it("commitLater's timer commits the lazy writes alone: a write queued by commitSoon keeps its own moment", async () => {
+    const t = manual();
+    const soon = t.store.commitSoon(t.write('soon', { n: 1 }));
+    const later = t.store.commitLater(t.write('later', { n: 2 }));
+    expect(await later).toEqual({ n: 2 });
+    expect(t.rows('later')).toEqual([{ n: 2 }]);
+    expect(t.rows('soon')).toEqual([]);
+    expect(await state(soon)).toBe('pending');
+    t.fire();
+    expect(await soon).toEqual({ n: 1 });
+    t.store.close();
+  });
+
+  it('commitLater: closing the store commits it; after the close it is refused store.closed', async () => {
+    const t = manual();
+    const queued = t.store.commitLater(t.write('at-close', { n: 1 }));
+    const dir = t.store.info.path.replace(/\/[^/]+$/, '');
+    t.store.close();
+    expect(await queued).toEqual({ n: 1 });
+    await expect(t.store.commitLater(() => 1)).rejects.toMatchObject({ code: 'store.closed' });
+    const again = Store.open(dir);
+    expect(
+      again.db.prepare("SELECT COUNT(*) AS n FROM journal WHERE kind = 'at-close'").get() as { n: number },
+    ).toEqual({ n: 1 });
+    again.close();
+  });
 });

@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
 import { MqttClient } from 'mqtt';
-import { describe, expect, it } from 'vitest';
+import { generate } from 'mqtt-packet';
+import { describe, expect, it, vi } from 'vitest';
 import { sessionOptions } from '../../../src/uplink/broker-options.js';
 
 /**
@@ -44,6 +45,51 @@ describe('the uplink session options', () => {
     } finally {
       client.end(true);
       stream.destroy();
+    }
+  });
+});
+
+describe('the uplink keepalive', () => {
+  it('pings every keepalive period however busy the connection, and finds a silent broker within 1.5 periods', async () => {
+    vi.useFakeTimers();
+    const written: Buffer[] = [];
+    const stream = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, done) {
+        written.push(chunk);
+        done();
+      },
+    });
+    const options = sessionOptions('hub-ka', 'ks/hubs/hub-ka/status', {
+      protocolVersion: 5,
+      keepaliveSec: 10,
+      sessionExpirySec: 3600,
+      connectTimeoutMs: 5_000,
+    });
+    const client = new MqttClient(() => stream, options);
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.message));
+    try {
+      const packet = (p: Record<string, unknown>) => generate(p as never, { protocolVersion: 5 });
+      stream.push(packet({ cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false }));
+      await vi.advanceTimersByTimeAsync(10);
+      expect(client.connected).toBe(true);
+      // 0xc0: PINGREQ. The broker acknowledges something every second (a busy hub): with the timer
+      // reset on every acknowledgement, no PINGREQ would ever go.
+      const pings = () => written.filter((b) => b[0] === 0xc0).length;
+      for (let s = 0; s < 11; s++) {
+        stream.push(packet({ cmd: 'puback', messageId: 1000 + s, reasonCode: 0 }));
+        await vi.advanceTimersByTimeAsync(1_000);
+      }
+      expect(pings()).toBe(1);
+      expect(errors).toEqual([]);
+      // No PINGRESP: the connection is given up within 1.5 periods of the last reset.
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(errors).toContain('Keepalive timeout');
+    } finally {
+      client.end(true);
+      stream.destroy();
+      vi.useRealTimers();
     }
   });
 });
