@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
+import { HEAP_SETTLE_DELAY_MS } from '../src/access/heap-settle.js';
 import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import { openStoreWithKey } from '../src/crypto/store-identity.js';
@@ -53,6 +54,8 @@ const QUIET_MS = 5_000;
 const HEALTH_SEC = 5;
 /** IQHUB_BENCH_DRAIN_NOACK=1: a cloud that does not acknowledge events, watched this long. */
 const NOACK_MS = 15_000;
+/** After the empty outbox: the HeapSettle's quiet delay and its collections. */
+const SETTLE_MS = HEAP_SETTLE_DELAY_MS + 2_000;
 
 interface DrainFigures {
   start: number;
@@ -60,6 +63,17 @@ interface DrainFigures {
   end: number;
   hwm: number;
   seconds: number;
+  /** VmRSS `SETTLE_MS` after the outbox was empty (the heap settle after a drain is done). */
+  settled: number;
+  /** The daemon's CPU (user + system) from the broker's start to the empty outbox, ms. */
+  cpuMs: number;
+}
+
+/** utime + stime of a process, ms (/proc/PID/stat, clock ticks of 10 ms). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** IQHUB_BENCH_DRAIN_NODE_OPTIONS: added to the unit's NODE_OPTIONS (e.g. `--require` a memory tracer). */
@@ -94,6 +108,11 @@ export const outboxDrainBench: Benchmark = benchmarkInTempDir(
     metrics['outbox.drainClimb'] = mb((f) => f.peak - f.start);
     metrics['outbox.drainEndRss'] = mb((f) => f.end);
     metrics['outbox.drainHwm'] = mb((f) => f.hwm);
+    metrics['outbox.drainSettledRss'] = mb((f) => f.settled);
+    metrics['outbox.drainCpuPer1000'] = distribution(
+      'ms CPU',
+      figures.map((f) => round((f.cpuMs / EVENTS) * 1000)),
+    );
     const timed = figures.filter((f) => Number.isFinite(f.seconds));
     if (timed.length > 0)
       metrics['outbox.drainRate'] = distribution(
@@ -194,8 +213,10 @@ async function oneDrain(dir: string, pkiBase: string, pki: DevPkiPaths, unitEnv:
       }
     }, SAMPLE_MS);
     let seconds: number;
+    let cpu0 = 0;
     try {
       const healthSeen = cloud.health(HUB).length;
+      cpu0 = cpuMsOf(pid);
       await broker.start();
       await cloud.waitFor((c) => c.events(HUB).length > 0, 60_000, 'the first event at the cloud');
       const t0 = performance.now();
@@ -225,8 +246,19 @@ async function oneDrain(dir: string, pkiBase: string, pki: DevPkiPaths, unitEnv:
     }
     if (child.exitCode !== null) throw new Error(`outbox: the daemon exited (${child.exitCode})\n${daemon.stderr()}`);
     const last = memoryOf(pid);
+    const cpuMs = cpuMsOf(pid) - cpu0;
     peak = Math.max(peak, last.rss);
-    return { start: round(start), peak: round(peak), end: round(last.rss), hwm: round(last.hwm), seconds };
+    await sleep(SETTLE_MS);
+    const settled = memoryOf(pid).rss;
+    return {
+      start: round(start),
+      peak: round(peak),
+      end: round(last.rss),
+      hwm: round(last.hwm),
+      settled: round(settled),
+      seconds,
+      cpuMs,
+    };
   } finally {
     await stopDaemon(daemon);
     notify?.close();
