@@ -37,7 +37,10 @@ import { launcherNodeArgs, memoryOf, stopDaemon, unitEnvironment } from './memor
  * 4. VmRSS from /proc/PID/status every 50 ms until the daemon reports (health, every 5 s) an empty
  *    outbox: the largest is `outbox.drainPeakRss`; `outbox.drainClimb` is peak minus start.
  *    `outbox.drainRate`: 100,000 over the seconds from the first event's arrival at the cloud
- *    until the cloud had recorded the last one. `outbox.drainEndRss`: VmRSS once the outbox is empty.
+ *    until the cloud had recorded the last one. `outbox.drainEndRss`: VmRSS once the outbox is empty;
+ *    `outbox.drainSettledRss`: VmRSS 5 s later (the heap settle after a drain done).
+ *    `outbox.drainCpuPer1000`: the daemon's utime + stime from the broker's start to the empty
+ *    outbox, ms per 1,000 events.
  *
  * IQHUB_BENCH_DRAIN_RUNS (default 1) runs, each on a fresh data directory; figures are medians.
  * IQHUB_BENCH_DRAIN_NOACK=1: the cloud does not acknowledge events (an older or failing cloud):

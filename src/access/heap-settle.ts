@@ -15,6 +15,10 @@ import { measureMemory } from 'node:vm';
  * The offline lists the sync changes are pushed to the locks next, for seconds: the collection
  * waits until no list is being pushed, so it comes after the last one.
  *
+ * An outbox drain uses it too (src/events/delivery.ts): `collectOnce` every 5,000 events removed,
+ * so old space does not grow by V8's whole step while the drain promotes its garbage, and `soon`
+ * once the drain is over.
+ *
  * The collection is V8's own incremental one, started at once by `vm.measureMemory` with `eager`
  * execution (no `--expose-gc` needed); the main thread pauses only for its final step (~5–20 ms
  * here). Nothing is measured or kept: the result is dropped.

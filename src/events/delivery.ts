@@ -26,15 +26,16 @@ export type EventAckMode = 'required' | 'off';
 export const DEFAULT_UNACKNOWLEDGED_WINDOW = 2_000;
 
 /**
- * Memory of a drain (docs/operations.md, "What a drain and a 10k-user site add"). Each event
- * published makes a few hundred bytes that live until the cloud's ack — longer than two scavenges
- * of the unit's 1 MB young generation — so V8 promotes them, and they die in old space. V8 lets
- * old space grow by at least 8 MB above what lived after its last full collection before it
- * collects again: a drain of 100,000 events made the daemon ~8 MB larger, whatever the outbox
- * held. So during a drain, every `DRAIN_COLLECT_EVERY` events removed, one full collection
- * (HeapSettle.collectOnce, V8's incremental marking: ~5–20 ms of main-thread pause) keeps that
- * growth to ~2 MB; once `DRAIN_SETTLE_MIN_EVENTS` or more were removed and none await an ack,
- * the process's HeapSettle returns the pages after its quiet delay.
+ * Memory of a drain (docs/operations.md, "What a full outbox and a 10k-user site add"). Each
+ * event published makes a few hundred bytes that live until the cloud's ack — longer than two
+ * scavenges of the unit's 1 MB young generation — so V8 promotes them, and they die in old space.
+ * V8 lets old space grow by at least 8 MB above what lived after its last full collection before
+ * it collects again (measured: a full collection each time old space was ~8 MB above what lived
+ * after the previous one), whatever the outbox holds.
+ * So during a drain, every `DRAIN_COLLECT_EVERY` events removed, one full
+ * collection (HeapSettle.collectOnce: V8's incremental marking, not one long pause; skipped while
+ * one runs) holds old space nearer what lives; once `DRAIN_SETTLE_MIN_EVENTS` or more were removed
+ * and none await an ack, the process's HeapSettle returns the pages after its quiet delay.
  */
 export const DRAIN_COLLECT_EVERY = 5_000;
 /** Events removed since the last settle from which a drain is worth one when it ends. */
