@@ -75,7 +75,7 @@ export function parseTzif(b: Buffer): ZoneOffsets | undefined {
   for (let i = 0; i < h.time; i++, p++) typeOf.push(b[p] ?? 0);
   const offsets: number[] = [];
   for (let i = 0; i < h.type; i++, p += 6) offsets.push(b.readInt32BE(p));
-  p += h.char + h.isstd + h.isut;
+  p += h.char + h.leap * 12 + h.isstd + h.isut;
   if (b[p] !== 0x0a) throw new Error('no footer');
   const end = b.indexOf(0x0a, p + 1);
   if (end < 0) throw new Error('no footer end');

@@ -142,6 +142,19 @@ describe('zone offsets from the system tz database (no ICU for schedules)', () =
       expect(loadZoneOffsets('Etc/Short', dir)).toBeUndefined();
       writeFileSync(join(dir, 'Etc/Whole'), real);
       expect(loadZoneOffsets('Etc/Whole', dir)?.offsetAt(Date.UTC(2026, 6, 1))).toBe(7200);
+      // A good zone file outside the directory is never reached by a name.
+      const zoneinfo = join(dir, 'zoneinfo');
+      mkdirSync(join(zoneinfo, 'Europe'), { recursive: true });
+      writeFileSync(join(dir, 'Outside'), real);
+      writeFileSync(join(zoneinfo, 'Europe/Inside'), real);
+      expect(loadZoneOffsets('Europe/Inside', zoneinfo)).toBeDefined();
+      for (const name of ['../Outside', 'Europe/../../Outside', `${dir}/Outside`])
+        expect(loadZoneOffsets(name, zoneinfo), name).toBeUndefined();
+    }
+    // Leap seconds (the right/ zones): refused rather than read as if there were none.
+    if (existsSync(join(ZONEINFO_DIR, 'right/Europe/Madrid'))) {
+      writeFileSync(join(dir, 'Etc/Leaps'), readFileSync(join(ZONEINFO_DIR, 'right/Europe/Madrid')));
+      expect(loadZoneOffsets('Etc/Leaps', dir)).toBeUndefined();
     }
   });
 });
