@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
+import { HEAP_SETTLE_DELAY_MS } from '../src/access/heap-settle.js';
 import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import { openStoreWithKey } from '../src/crypto/store-identity.js';
@@ -36,7 +37,10 @@ import { launcherNodeArgs, memoryOf, stopDaemon, unitEnvironment } from './memor
  * 4. VmRSS from /proc/PID/status every 50 ms until the daemon reports (health, every 5 s) an empty
  *    outbox: the largest is `outbox.drainPeakRss`; `outbox.drainClimb` is peak minus start.
  *    `outbox.drainRate`: 100,000 over the seconds from the first event's arrival at the cloud
- *    until the cloud had recorded the last one. `outbox.drainEndRss`: VmRSS once the outbox is empty.
+ *    until the cloud had recorded the last one. `outbox.drainEndRss`: VmRSS once the outbox is empty;
+ *    `outbox.drainSettledRss`: VmRSS 5 s later (the heap settle after a drain done).
+ *    `outbox.drainCpuPer1000`: the daemon's utime + stime from the broker's start to the empty
+ *    outbox, ms per 1,000 events.
  *
  * IQHUB_BENCH_DRAIN_RUNS (default 1) runs, each on a fresh data directory; figures are medians.
  * IQHUB_BENCH_DRAIN_NOACK=1: the cloud does not acknowledge events (an older or failing cloud):
@@ -53,6 +57,8 @@ const QUIET_MS = 5_000;
 const HEALTH_SEC = 5;
 /** IQHUB_BENCH_DRAIN_NOACK=1: a cloud that does not acknowledge events, watched this long. */
 const NOACK_MS = 15_000;
+/** After the empty outbox: the HeapSettle's quiet delay and its collections. */
+const SETTLE_MS = HEAP_SETTLE_DELAY_MS + 2_000;
 
 interface DrainFigures {
   start: number;
@@ -60,6 +66,17 @@ interface DrainFigures {
   end: number;
   hwm: number;
   seconds: number;
+  /** VmRSS `SETTLE_MS` after the outbox was empty (the heap settle after a drain is done). */
+  settled: number;
+  /** The daemon's CPU (user + system) from the broker's start to the empty outbox, ms. */
+  cpuMs: number;
+}
+
+/** utime + stime of a process, ms (/proc/PID/stat, clock ticks of 10 ms). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** IQHUB_BENCH_DRAIN_NODE_OPTIONS: added to the unit's NODE_OPTIONS (e.g. `--require` a memory tracer). */
@@ -94,6 +111,11 @@ export const outboxDrainBench: Benchmark = benchmarkInTempDir(
     metrics['outbox.drainClimb'] = mb((f) => f.peak - f.start);
     metrics['outbox.drainEndRss'] = mb((f) => f.end);
     metrics['outbox.drainHwm'] = mb((f) => f.hwm);
+    metrics['outbox.drainSettledRss'] = mb((f) => f.settled);
+    metrics['outbox.drainCpuPer1000'] = distribution(
+      'ms CPU',
+      figures.map((f) => round((f.cpuMs / EVENTS) * 1000)),
+    );
     const timed = figures.filter((f) => Number.isFinite(f.seconds));
     if (timed.length > 0)
       metrics['outbox.drainRate'] = distribution(
@@ -194,8 +216,10 @@ async function oneDrain(dir: string, pkiBase: string, pki: DevPkiPaths, unitEnv:
       }
     }, SAMPLE_MS);
     let seconds: number;
+    let cpu0 = 0;
     try {
       const healthSeen = cloud.health(HUB).length;
+      cpu0 = cpuMsOf(pid);
       await broker.start();
       await cloud.waitFor((c) => c.events(HUB).length > 0, 60_000, 'the first event at the cloud');
       const t0 = performance.now();
@@ -225,8 +249,19 @@ async function oneDrain(dir: string, pkiBase: string, pki: DevPkiPaths, unitEnv:
     }
     if (child.exitCode !== null) throw new Error(`outbox: the daemon exited (${child.exitCode})\n${daemon.stderr()}`);
     const last = memoryOf(pid);
+    const cpuMs = cpuMsOf(pid) - cpu0;
     peak = Math.max(peak, last.rss);
-    return { start: round(start), peak: round(peak), end: round(last.rss), hwm: round(last.hwm), seconds };
+    await sleep(SETTLE_MS);
+    const settled = memoryOf(pid).rss;
+    return {
+      start: round(start),
+      peak: round(peak),
+      end: round(last.rss),
+      hwm: round(last.hwm),
+      settled: round(settled),
+      seconds,
+      cpuMs,
+    };
   } finally {
     await stopDaemon(daemon);
     notify?.close();

@@ -15,6 +15,10 @@ import { measureMemory } from 'node:vm';
  * The offline lists the sync changes are pushed to the locks next, for seconds: the collection
  * waits until no list is being pushed, so it comes after the last one.
  *
+ * An outbox drain uses it too (src/events/delivery.ts): `collectOnce` every 5,000 events removed,
+ * so old space does not grow by V8's whole step while the drain promotes its garbage, and `soon`
+ * once the drain is over.
+ *
  * The collection is V8's own incremental one, started at once by `vm.measureMemory` with `eager`
  * execution (no `--expose-gc` needed); the main thread pauses only for its final step (~5–20 ms
  * here). Nothing is measured or kept: the result is dropped.
@@ -36,6 +40,7 @@ export class HeapSettle {
   #running: Promise<void> | undefined;
   #again = false;
   #runs = 0;
+  #once = 0;
 
   constructor(opts: { delayMs?: number; collect?: () => Promise<void> } = {}) {
     this.#delayMs = opts.delayMs ?? HEAP_SETTLE_DELAY_MS;
@@ -81,6 +86,38 @@ export class HeapSettle {
       this.#pending = false;
       void this.#run();
     }, this.#delayMs).unref();
+  }
+
+  /**
+   * One full collection now, unless one is running already (then nothing: it collects the same
+   * garbage). For work that makes garbage steadily for a long stretch — an outbox drain — where
+   * waiting for quiet would let V8's old space grow by its whole step first (see
+   * src/events/delivery.ts): neither waits for the quiet delay nor for work held by `during`.
+   * Resolves when it is done (or was not needed); never rejects.
+   */
+  async collectOnce(): Promise<void> {
+    if (this.#running) return;
+    this.#running = (async () => {
+      try {
+        await this.#collect();
+        this.#once++;
+      } catch {
+        // As for #run: memory, never correctness.
+      } finally {
+        this.#running = undefined;
+        // A settle (two collections) asked for while this one ran still gets its turn.
+        if (this.#again) {
+          this.#again = false;
+          void this.#run();
+        }
+      }
+    })();
+    await this.#running;
+  }
+
+  /** Single collections done by `collectOnce`. */
+  get collections(): number {
+    return this.#once;
   }
 
   /** A collection is asked for and has not finished. */

@@ -1,3 +1,4 @@
+import { type HeapSettle, processHeapSettle } from '../access/heap-settle.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { Listeners } from '../base/listeners.js';
 import { MAX_INBOUND_BYTES } from '../contract/mqtt.js';
@@ -24,6 +25,22 @@ export type EventAckMode = 'required' | 'off';
  */
 export const DEFAULT_UNACKNOWLEDGED_WINDOW = 2_000;
 
+/**
+ * Memory of a drain (docs/operations.md, "What a full outbox and a 10k-user site add"). Each
+ * event published makes a few hundred bytes that live until the cloud's ack — longer than two
+ * scavenges of the unit's 1 MB young generation — so V8 promotes them, and they die in old space.
+ * V8 lets old space grow by at least 8 MB above what lived after its last full collection before
+ * it collects again (measured: a full collection each time old space was ~8 MB above what lived
+ * after the previous one), whatever the outbox holds.
+ * So during a drain, every `DRAIN_COLLECT_EVERY` events removed, one full
+ * collection (HeapSettle.collectOnce: V8's incremental marking, not one long pause; skipped while
+ * one runs) holds old space nearer what lives; once `DRAIN_SETTLE_MIN_EVENTS` or more were removed
+ * and none await an ack, the process's HeapSettle returns the pages after its quiet delay.
+ */
+export const DRAIN_COLLECT_EVERY = 5_000;
+/** Events removed since the last settle from which a drain is worth one when it ends. */
+export const DRAIN_SETTLE_MIN_EVENTS = 2_000;
+
 export interface EventDeliveryOptions {
   store: Store;
   outbox: Outbox;
@@ -44,6 +61,12 @@ export interface EventDeliveryOptions {
   eventsTopic: () => string;
   /** Events published and awaiting an ack, at most (default DEFAULT_UNACKNOWLEDGED_WINDOW). */
   window?: number;
+  /**
+   * Collections during and after a drain (default: the process's HeapSettle; false: none).
+   * `collectEvery` (default DRAIN_COLLECT_EVERY) events removed between two collections.
+   */
+  heapSettle?: Pick<HeapSettle, 'soon' | 'collectOnce'> | false;
+  collectEvery?: number;
 }
 
 /** What an `events/ack` did: events removed, ids this hub has no published event for (ignored). */
@@ -99,11 +122,18 @@ export class EventDelivery {
   /** Since start, for the metrics: events the broker took, and events the cloud acknowledged. */
   #sent = 0;
   #acknowledged = 0;
+  readonly #heap: Pick<HeapSettle, 'soon' | 'collectOnce'> | undefined;
+  readonly #collectEvery: number;
+  /** Events removed since the last collection during a drain, and since the last settle. */
+  #sinceCollect = 0;
+  #sinceSettle = 0;
 
   constructor(o: EventDeliveryOptions) {
     this.#o = o;
     this.mode = o.mode;
     this.#window = Math.max(1, Math.floor(o.window ?? DEFAULT_UNACKNOWLEDGED_WINDOW));
+    this.#heap = o.heapSettle === false ? undefined : (o.heapSettle ?? processHeapSettle);
+    this.#collectEvery = Math.max(1, Math.floor(o.collectEvery ?? DRAIN_COLLECT_EVERY));
   }
 
   /**
@@ -171,6 +201,8 @@ export class EventDelivery {
     this.#sent += events.length;
     if (this.mode === 'off') {
       this.#o.outbox.removeSoon(events.map((e) => e.rowId));
+      // Gone for the outbox at once (deleted in the next group commit): they count toward a drain's collections.
+      this.#removedNow(events.length, false);
       if (this.#state === 'refused') this.#setState('ok', 'the broker accepts events again');
       return;
     }
@@ -223,6 +255,7 @@ export class EventDelivery {
     }
     for (const k of known) this.#awaiting.delete(k.eventId);
     this.#acknowledged += removed;
+    this.#removedNow(removed, this.#awaiting.size === 0);
     this.#roomMade();
     this.#unknownIds += unknown;
     // A repeated ack (the cloud answers each copy of a resent batch) is normal: at most one line a minute.
@@ -345,6 +378,27 @@ export class EventDelivery {
       this.#awaiting.delete(eventId);
     }
     return undefined;
+  }
+
+  /**
+   * `n` events left the outbox: a collection every `collectEvery` of them, and a settle once a
+   * drain of `DRAIN_SETTLE_MIN_EVENTS` or more is over (`over`: none awaits an ack; with acks
+   * off, every removal may be the last — the settle's quiet delay, restarted by each, tells).
+   */
+  #removedNow(n: number, over: boolean): void {
+    if (!this.#heap || n <= 0) return;
+    this.#sinceCollect += n;
+    this.#sinceSettle += n;
+    if (this.#sinceCollect >= this.#collectEvery) {
+      this.#sinceCollect = 0;
+      void this.#heap.collectOnce();
+    }
+    if ((over || this.mode === 'off') && this.#sinceSettle >= DRAIN_SETTLE_MIN_EVENTS) {
+      // Not the count of the collections: acks that catch up with the publishes empty the record
+      // many times during a drain, and each restarts the settle's wait, nothing more.
+      this.#sinceSettle = 0;
+      this.#heap.soon();
+    }
   }
 
   #roomMade(): void {

@@ -203,3 +203,84 @@ describe('AccessMirror asks for a settle after a large sync only', () => {
     }
   });
 });
+
+describe('HeapSettle.collectOnce: one collection now, for work that makes garbage steadily (an outbox drain)', () => {
+  it('collects at once, without the quiet delay and despite work held by `during`', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { settle, calls } = counting(1_000);
+      let done: () => void = () => {};
+      const held = settle.during(() => new Promise<void>((r) => (done = r)));
+      await settle.collectOnce();
+      expect(calls).toHaveLength(1);
+      expect(settle.collections).toBe(1);
+      // Not a settle: no round of two, nothing waits for quiet afterwards.
+      expect(settle.runs).toBe(0);
+      expect(settle.busy).toBe(false);
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(calls).toHaveLength(1);
+      done();
+      await held;
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('while a collection runs, another request adds none (never two at the same time)', async () => {
+    let release: () => void = () => {};
+    let running = 0;
+    let most = 0;
+    let count = 0;
+    const settle = new HeapSettle({
+      delayMs: 1,
+      collect: async () => {
+        running++;
+        most = Math.max(most, running);
+        count++;
+        if (count === 1) await new Promise<void>((r) => (release = r));
+        running--;
+      },
+    });
+    const first = settle.collectOnce();
+    expect(count).toBe(1);
+    const second = settle.collectOnce();
+    release();
+    await Promise.all([first, second]);
+    expect(count).toBe(1);
+    expect(most).toBe(1);
+    expect(settle.collections).toBe(1);
+  });
+
+  it('a settle asked for while it runs still gets its round of two afterwards', async () => {
+    let release: () => void = () => {};
+    let count = 0;
+    const settle = new HeapSettle({
+      delayMs: 1,
+      collect: async () => {
+        count++;
+        if (count === 1) await new Promise<void>((r) => (release = r));
+      },
+    });
+    const once = settle.collectOnce();
+    settle.soon();
+    // The settle's delay passes while the single collection still runs.
+    await new Promise((r) => setTimeout(r, 10));
+    expect(count).toBe(1);
+    release();
+    await once;
+    await until(() => settle.runs === 1);
+    await settle.idle();
+    expect(count).toBe(3);
+  });
+
+  it('a collection that fails is swallowed', async () => {
+    const settle = new HeapSettle({
+      collect: async () => {
+        throw new Error('no collection here');
+      },
+    });
+    await expect(settle.collectOnce()).resolves.toBeUndefined();
+    expect(settle.collections).toBe(0);
+    expect(settle.busy).toBe(false);
+  });
+});

@@ -439,3 +439,128 @@ function minimalHealth() {
     certificate: { notAfter: null, daysLeft: null },
   };
 }
+
+describe('the memory of a drain: a collection every so many events removed, a settle when it is over', () => {
+  /** A HeapSettle stand-in that counts what it is asked for. */
+  function counter() {
+    const asked = { once: 0, soon: 0 };
+    return {
+      asked,
+      heap: {
+        soon: () => {
+          asked.soon++;
+        },
+        collectOnce: async () => {
+          asked.once++;
+        },
+      },
+    };
+  }
+
+  function drainRig(mode: EventAckMode, heap: ReturnType<typeof counter>['heap'] | false, collectEvery = 500) {
+    const store = tempStore();
+    const clock = new VirtualClock(T0);
+    const { log } = capturingLogger();
+    const outbox = new Outbox(store, { clock, log });
+    const delivery = new EventDelivery({
+      store,
+      outbox,
+      clock,
+      log,
+      mode,
+      ackTimeoutMs: 30_000,
+      faultAfterMs: 60_000,
+      eventsTopic: () => 'ks/hubs/hub-1/events',
+      heapSettle: heap,
+      collectEvery,
+    });
+    /** Queue `n` events, publish them in batches of 100 and (acks required) acknowledge each batch. */
+    const drain = (from: number, n: number, ackThem = true) => {
+      store.transaction(() => outbox.enqueueEvents(events('L1', from, from + n - 1)));
+      let after = 0;
+      for (;;) {
+        const b = outbox.nextEventBatch(100, 10_000_000, after);
+        if (!b) break;
+        after = b.ids.at(-1) ?? after;
+        delivery.published(b.ids.map((rowId, i) => ({ rowId, eventId: b.eventIds[i] ?? '' })));
+        if (mode === 'required' && ackThem) expect(delivery.acknowledge(ack(b.eventIds)).removed).toBe(b.ids.length);
+      }
+    };
+    return { drain, outbox, delivery };
+  }
+
+  it('acks required: one collection per 500 removed while draining, one settle once none awaits an ack', () => {
+    const c = counter();
+    const r = drainRig('required', c.heap);
+    // Acked batch by batch, one still awaiting: the drain is not over.
+    r.drain(1, 2_400);
+    // Each batch is acked before the next is published: none awaits an ack after each, so the
+    // settle is asked for as soon as 2,000 were removed, and the count starts again.
+    expect(c.asked.soon).toBe(1);
+    expect(c.asked.once).toBe(4);
+    expect(r.outbox.depth().events).toBe(0);
+  });
+
+  it('acks that catch up with the publishes (the record empty between batches) do not restart the count of collections', () => {
+    const c = counter();
+    // More than a settle's worth between two collections, as the default is.
+    const r = drainRig('required', c.heap, 3_000);
+    r.drain(1, 6_500);
+    expect(c.asked.once).toBe(2);
+    expect(c.asked.soon).toBe(3);
+  });
+
+  it('acks required: no settle while events still await their ack, one when the last is acknowledged', () => {
+    const c = counter();
+    const r = drainRig('required', c.heap);
+    r.drain(1, 2_500, false);
+    // Published, none acknowledged: nothing left the outbox, nothing to collect.
+    expect(c.asked).toEqual({ once: 0, soon: 0 });
+    const ids = r.outbox.nextEventBatch(500, 10_000_000)?.eventIds ?? [];
+    // Acknowledged in five acks of 500: a collection at each, the settle only with the last.
+    let after = 0;
+    for (let k = 0; k < 5; k++) {
+      const b = r.outbox.nextEventBatch(500, 10_000_000, after);
+      after = b?.ids.at(-1) ?? after;
+      r.delivery.acknowledge(ack(b?.eventIds ?? []));
+      expect(c.asked.soon).toBe(k === 4 ? 1 : 0);
+    }
+    expect(ids).toHaveLength(500);
+    expect(c.asked.once).toBe(5);
+    expect(r.outbox.depth().events).toBe(0);
+  });
+
+  it('a hub with a few events now and then never collects for them', () => {
+    const c = counter();
+    const r = drainRig('required', c.heap);
+    for (let i = 0; i < 40; i++) r.drain(1 + i * 10, 10);
+    expect(r.outbox.depth().events).toBe(0);
+    expect(c.asked).toEqual({ once: 0, soon: 0 });
+  });
+
+  it('an ack naming nothing this hub awaits, or a forged one, makes no collection', () => {
+    const c = counter();
+    const r = drainRig('required', c.heap, 1);
+    r.drain(1, 5, false);
+    expect(r.delivery.acknowledge(ack(['L1/1/999', 'L9/1/1'])).removed).toBe(0);
+    expect(r.delivery.acknowledge(Buffer.from('{"v":1,"ids":"L1/1/1"}')).ok).toBe(false);
+    expect(c.asked).toEqual({ once: 0, soon: 0 });
+  });
+
+  it('acks off: the PUBACK removes, and counts the same way', () => {
+    const c = counter();
+    const r = drainRig('off', c.heap);
+    r.drain(1, 2_100);
+    expect(r.outbox.depth().events).toBe(0);
+    expect(c.asked.once).toBe(4);
+    expect(c.asked.soon).toBe(1);
+  });
+
+  it('heapSettle false: nothing is asked for', () => {
+    const c = counter();
+    const r = drainRig('required', false);
+    r.drain(1, 2_500);
+    expect(r.outbox.depth().events).toBe(0);
+    expect(c.asked).toEqual({ once: 0, soon: 0 });
+  });
+});

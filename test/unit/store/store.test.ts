@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { migrations } from '../../../src/store/migrations.js';
-import { DB_FILE, Store } from '../../../src/store/store.js';
+import { DB_FILE, STORE_CACHE_KIB, Store } from '../../../src/store/store.js';
 import { refusal } from '../../helpers/refusal.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -19,6 +19,42 @@ describe('store', () => {
     expect(again.info.appliedNow).toEqual([]);
     expect(again.info.schemaVersion).toBe(migrations.at(-1)?.version);
     again.close();
+  });
+
+  it("bounds SQLite's page cache (2 MB, not better-sqlite3's 16 MB); a transaction larger than it is still all or nothing", () => {
+    expect(STORE_CACHE_KIB).toBe(2048);
+    const dir = tempDir();
+    const s = Store.open(dir);
+    const big = 'x'.repeat(4000);
+    try {
+      expect(s.db.pragma('cache_size', { simple: true })).toBe(-STORE_CACHE_KIB);
+      s.db.exec('CREATE TABLE bulk (n INTEGER PRIMARY KEY, v TEXT NOT NULL) STRICT');
+      const put = s.db.prepare('INSERT INTO bulk (n, v) VALUES (?, ?)');
+      // ~8 MB in one transaction: SQLite spills pages to the WAL before the commit; a failure
+      // still undoes every one of them.
+      expect(() =>
+        s.transaction(() => {
+          for (let i = 0; i < 2_000; i++) put.run(i, big);
+          throw new Error('fails at the end');
+        }),
+      ).toThrow('fails at the end');
+      expect(s.db.prepare('SELECT COUNT(*) AS n FROM bulk').get()).toEqual({ n: 0 });
+      s.transaction(() => {
+        for (let i = 0; i < 2_000; i++) put.run(i, big);
+      });
+    } finally {
+      s.close();
+    }
+    const again = Store.open(dir);
+    try {
+      expect(again.db.pragma('cache_size', { simple: true })).toBe(-STORE_CACHE_KIB);
+      expect(again.db.prepare('SELECT COUNT(*) AS n, SUM(length(v)) AS b FROM bulk').get()).toEqual({
+        n: 2_000,
+        b: 2_000 * big.length,
+      });
+    } finally {
+      again.close();
+    }
   });
 
   it('health() reads the WAL size without a checkpoint (it must not write: status during a flood, a full disk)', () => {
