@@ -102,6 +102,7 @@ export function deferHerdsmanExtras(): void {
  * Before noble is loaded: its HCI UART driver (@stoprocent/bluetooth-hci-socket, lib/uart.js)
  * requires the whole `async` library (220 KB of source) for `async.queue`; the queue comes from
  * `async/queue` (the same code, one module of the same package), the rest only if it is used.
+ * Likewise `serialport`'s SerialPort without its parsers.
  */
 export function deferNobleExtras(): void {
   const noble = packageFile(import.meta.url, '@stoprocent/noble', 'index.js');
@@ -109,6 +110,11 @@ export function deferNobleExtras(): void {
   if (!uart) return;
   const fromUart = createRequire(uart);
   deferModule('async', uart, { queue: () => fromUart('async/queue') });
+  // `serialport` re-exports its ten stream parsers and a mock port beside the port itself: the
+  // driver takes only SerialPort, from the package's own module of it.
+  deferModule('serialport', uart, {
+    SerialPort: () => (fromUart(join(dirname(fromUart.resolve('serialport')), 'serialport.js')) as Exports).SerialPort,
+  });
 }
 
 /**
