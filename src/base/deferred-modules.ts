@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createRequire, Module } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -76,6 +77,48 @@ export function deferModule(
   return true;
 }
 
+/** The name and version in the package.json of the package a module file belongs to. */
+function packageOf(file: string): string | undefined {
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name && pkg.version) return `${pkg.name}@${pkg.version}`;
+    } catch {
+      // no package.json here (or one without a name: a folder's `type` marker): look further up.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * npm installs a package twice when two dependents need a version the top level does not have
+ * (mqtt and mqtt-packet each have their own readable-stream 4.8.0): two copies of the same code,
+ * both loaded. Makes `specifier` as required from `from` the module it resolves to from `shareFrom`
+ * — only when both are the same package at the same version, and the first is not loaded yet.
+ * Returns whether it did.
+ */
+export function shareModule(specifier: string, from: string, shareFrom: string): boolean {
+  const req = createRequire(from);
+  const shared = createRequire(shareFrom);
+  let file: string;
+  let target: string;
+  try {
+    file = req.resolve(specifier);
+    target = shared.resolve(specifier);
+  } catch {
+    return false;
+  }
+  if (file === target || req.cache[file]) return false;
+  const a = packageOf(file);
+  if (a === undefined || a !== packageOf(target)) return false;
+  const alias = new Module(file);
+  alias.filename = file;
+  alias.exports = shared(target);
+  alias.loaded = true;
+  req.cache[file] = alias;
+  return true;
+}
+
 const here = createRequire(import.meta.url);
 const packageFile = (from: string, name: string, path: string): string | undefined => {
   try {
@@ -122,6 +165,7 @@ export function deferNobleExtras(): void {
  * @babel/runtime helpers) are loaded only if the client is told to use them (`timerVariant:
  * 'worker'`, which the hub never does; in node, 'auto' is node's own timers). mqtt reads the two
  * functions when it is loaded: they are served as wrappers that load the module when called.
+ * And mqtt-packet's copy of readable-stream is mqtt's (`shareModule`).
  */
 export function deferMqttExtras(): void {
   let mqttMain: string;
@@ -137,4 +181,8 @@ export function deferMqttExtras(): void {
     (...a: unknown[]): unknown =>
       (load()[name] as (...a: unknown[]) => unknown)(...a);
   deferModule('worker-timers', getTimer, { setInterval: call('setInterval'), clearInterval: call('clearInterval') });
+  // mqtt-packet's parser (through bl) uses the same readable-stream as mqtt: one copy loaded.
+  const packetMain = packageFile(mqttMain, 'mqtt-packet', 'mqtt.js');
+  const bl = packetMain && packageFile(packetMain, 'bl', 'bl.js');
+  if (bl) shareModule('readable-stream', bl, join(dirname(mqttMain), 'lib', 'client.js'));
 }

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   DEFERRED,
@@ -8,6 +8,7 @@ import {
   deferModule,
   deferMqttExtras,
   deferNobleExtras,
+  shareModule,
 } from '../../../src/base/deferred-modules.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -96,6 +97,44 @@ describe('a deferred module', () => {
   });
 });
 
+describe('a module installed twice', () => {
+  /** Two copies of `dep` under two packages, `one` and `two`, at the versions given. */
+  function twoCopies(v1: string, v2: string) {
+    const root = join(tempDir(), 'node_modules');
+    const files: Record<string, string> = {};
+    for (const [pkg, version] of [
+      ['one', v1],
+      ['two', v2],
+    ] as const) {
+      const dir = join(root, pkg, 'node_modules', 'dep');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'dep', version }));
+      writeFileSync(join(dir, 'index.js'), `module.exports = { copy: ${JSON.stringify(pkg)} };\n`);
+      const index = join(root, pkg, 'index.js');
+      writeFileSync(index, "module.exports = require('dep');\n");
+      files[pkg] = index;
+    }
+    return files as { one: string; two: string };
+  }
+
+  it('is loaded once when both copies are the same version: the second is the first', () => {
+    const { one, two } = twoCopies('4.8.0', '4.8.0');
+    expect(shareModule('dep', two, one)).toBe(true);
+    expect(here(two)).toBe(here(one));
+    expect((here(two) as { copy: string }).copy).toBe('one');
+  });
+
+  it('is left as it is when the versions differ, or the copy is loaded already', () => {
+    const a = twoCopies('4.8.0', '4.7.0');
+    expect(shareModule('dep', a.two, a.one)).toBe(false);
+    expect((here(a.two) as { copy: string }).copy).toBe('two');
+    const b = twoCopies('1.0.0', '1.0.0');
+    here(b.two);
+    expect(shareModule('dep', b.two, b.one)).toBe(false);
+    expect((here(b.two) as { copy: string }).copy).toBe('two');
+  });
+});
+
 describe('the libraries the daemon loads (issue 15, "Memory")', () => {
   const resolveFrom = (from: string, spec: string) => createRequire(from).resolve(spec);
 
@@ -160,5 +199,13 @@ describe('the libraries the daemon loads (issue 15, "Memory")', () => {
     expect(getTimer('auto')).toBe(getTimer('native'));
     expect(typeof getTimer('worker').set).toBe('function');
     expect(isStandIn(workerTimers)).toBe(true);
+    // mqtt-packet's parser streams through bl on mqtt's readable-stream: its own copy is not loaded.
+    const bl = join(dirname(resolveFrom(mqttMain, 'mqtt-packet')), 'node_modules', 'bl', 'bl.js');
+    here(resolveFrom(mqttMain, 'mqtt-packet'));
+    const shared = createRequire(getTimerFile)('readable-stream');
+    expect(createRequire(bl)('readable-stream')).toBe(shared);
+    // Its copy's entry in the cache is that alias; none of its files is loaded.
+    const ownCopy = join(dirname(resolveFrom(mqttMain, 'mqtt-packet')), 'node_modules', 'readable-stream') + sep;
+    expect(Object.keys(cache).filter((k) => k.startsWith(ownCopy) && cache[k]?.exports !== shared)).toEqual([]);
   });
 });
