@@ -81,7 +81,7 @@ fi
 
 # --- compile -------------------------------------------------------------------------------------
 step "tsc (dist/)"
-npx tsc -p tsconfig.json
+npm run --silent build  # tsc, then the generated validators copied as they are (package.json build:generated)
 
 rm -rf "$STAGE"
 mkdir -p "$LIB" "$PKG/DEBIAN" "$PKG/usr/bin" "$OUT" "$DEMO_LIB/dist" "$DEMO_PKG/DEBIAN"

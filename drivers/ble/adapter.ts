@@ -1,6 +1,7 @@
 import type { Noble, Peripheral } from '@stoprocent/noble';
 import type { BearerError, BearerState, CloseReason, Unsubscribe } from '../../hal/bearer.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
+import { deferNobleExtras } from '../../src/base/deferred-modules.js';
 import { describeError } from '../../src/base/errors.js';
 import { Listeners } from '../../src/base/listeners.js';
 import { Deduper } from '../../src/log/dedupe.js';
@@ -141,6 +142,7 @@ export class Adapter {
     const generation = ++this.#generation;
     let noble: Noble;
     try {
+      if (!this.#module) deferNobleExtras();
       this.#module ??= await import('@stoprocent/noble');
       if (generation !== this.#generation) return;
       const mod = this.#module as NobleModule & { default?: { withBindings?: NobleModule['withBindings'] } };

@@ -9,6 +9,7 @@ import type {
   Unsubscribe,
 } from '../../hal/bearer.js';
 import type { Clock, TimerHandle } from '../../src/base/clock.js';
+import { deferHerdsmanExtras } from '../../src/base/deferred-modules.js';
 import { describeError, HubError } from '../../src/base/errors.js';
 import type { Result } from '../../src/base/result.js';
 import type { Secret } from '../../src/crypto/secret.js';
@@ -234,6 +235,7 @@ class HerdsmanBearer implements ZigbeeBearer {
       c.network = params;
       if (created) this.#log.info({ network: this.network() }, 'ZigBee: generated the hub network (key sealed)');
       const { staged, frameCounter } = this.#backups.stage(backup);
+      if (!c.herdsman) deferHerdsmanExtras();
       c.herdsman ??= await import('zigbee-herdsman');
       c.herdsman.setLogger(herdsmanLogger(this.#log, () => c.secrets()));
       const controller = createController(c.herdsman, this.#o, this.#paths, params, (ieee) => this.#joins.accept(ieee));

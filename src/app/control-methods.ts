@@ -1,3 +1,4 @@
+import { processHeapSettle } from '../access/heap-settle.js';
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
 import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
@@ -61,12 +62,17 @@ export function registerLinkMethods(server: ControlServer, link: LinkManager): v
       required: ['deviceId', 'setupCode'],
     },
     handler: (p) =>
-      link.attach(
-        p.deviceId as string,
-        Secret.fromUtf8(p.setupCode as string),
-        p.timeoutMs as number | undefined,
-        p.installCode === undefined ? {} : { installCode: Secret.fromUtf8(p.installCode as string) },
-      ),
+      link
+        .attach(
+          p.deviceId as string,
+          Secret.fromUtf8(p.setupCode as string),
+          p.timeoutMs as number | undefined,
+          p.installCode === undefined ? {} : { installCode: Secret.fromUtf8(p.installCode as string) },
+        )
+        // An attach (a radio's pairing, the handshake, the lock's first state) leaves garbage
+        // across V8's pages that an idle hub would keep: collected once attaching has stopped
+        // for a moment (docs/operations.md, "Memory").
+        .finally(() => processHeapSettle.soon()),
   });
   server.register('locks.open', {
     params: {

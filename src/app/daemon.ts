@@ -1,4 +1,5 @@
 import type { Bearer } from '../../hal/bearer.js';
+import { processHeapSettle } from '../access/heap-settle.js';
 import { type Clock, systemClock } from '../base/clock.js';
 import type { Component } from '../base/component.js';
 import { describeError, HubError } from '../base/errors.js';
@@ -191,8 +192,12 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     },
     'iq-hub ready',
   );
+  // The start's garbage (the config read, the radios' start) is spread over pages an idle hub keeps:
+  // collected once the start is over (docs/operations.md, "Memory").
+  if (!radios) processHeapSettle.soon();
   void radios?.started().then(() => {
     if (stopping) return;
+    processHeapSettle.soon();
     const states = radios.members.map((m) => `${m.kind} ${m.state().status}`).join(', ');
     notifier.notify(`STATUS=${running}; radios: ${states}`);
     log.info({ radios: states }, 'radios started');

@@ -2,6 +2,7 @@ import { constants, createHash, createPrivateKey, privateDecrypt, X509Certificat
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { checkServerIdentity, createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
+import '../base/deferred-mqtt-extras.js';
 import { MqttClient } from 'mqtt';
 import { parseCertificates } from '../../provisioning/certificate.js';
 import { checkCertificate } from '../../provisioning/certificate-check.js';

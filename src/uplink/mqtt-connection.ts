@@ -1,4 +1,5 @@
 import type { SecureContext, TLSSocket } from 'node:tls';
+import '../base/deferred-mqtt-extras.js';
 import { type IClientOptions, MqttClient } from 'mqtt';
 import type { Logger } from '../log/logger.js';
 

@@ -20,12 +20,27 @@ if (!socat) process.stderr.write(`production-modules: ${SOCAT_MISSING}\n`);
 /**
  * What a production process must never load: the simulation, the demo, the test broker, a HPKE
  * library; nor, at start, the development PKI and node-forge with it (forge is loaded for a CSR
- * only, through require, which the recorder does not see; an import of dev-pki.js, as hub-id.ts
+ * only, through require; an import of dev-pki.js, as hub-id.ts
  * once did for its identity rule, loads it with the daemon: docs/operations.md, "Memory").
  */
 const forbidden = (urls: string[]) =>
   urls.filter((u) =>
     /\/dist\/sim\/|\/dist\/src\/demo\/|\/node_modules\/aedes\/|\/node_modules\/@hpke\/|\/dist\/provisioning\/dev-pki\.js$|\/node_modules\/node-forge\//.test(
+      u,
+    ),
+  );
+
+/**
+ * What the daemon must not hold once it runs (issue 15, "Memory"; docs/operations.md, "Memory"):
+ * yaml, dropped after the config is read (src/config/load.ts); what its libraries require but it
+ * does not use, which src/base/deferred-modules.ts leaves for their first use — herdsman's mDNS
+ * discovery (bonjour-service, multicast-dns, dns-packet) and zigbee-on-host, noble's whole `async`
+ * (the UART driver's queue is async/queue.js), serialport's parsers and mock port, mqtt's worker
+ * timers, mqtt-packet's second copy of readable-stream (mqtt's is shared).
+ */
+const heldNeedlessly = (urls: string[]) =>
+  urls.filter((u) =>
+    /\/node_modules\/(yaml|bonjour-service|multicast-dns|dns-packet|zigbee-on-host|worker-timers|worker-timers-broker|@serialport\/binding-mock|@serialport\/parser-(byte-length|cctalk|inter-byte-timeout|packet-length|ready|regex|slip-encoder|spacepacket))\/|\/node_modules\/async\/dist\/|\/mqtt-packet\/node_modules\/readable-stream\/lib\/internal\//.test(
       u,
     ),
   );
@@ -118,5 +133,9 @@ describe.skipIf(!socat)(`a production daemon with both radios${socat ? '' : ` ($
     expect(urls.some((u) => u.endsWith('/dist/drivers/ble/bearer.js'))).toBe(true);
     expect(urls.some((u) => u.endsWith('/dist/src/uplink/service.js'))).toBe(true);
     expect(forbidden(urls)).toEqual([]);
+    // The CommonJS modules were listed at exit (herdsman's controller is required by its index).
+    expect(urls.some((u) => u.endsWith('/zigbee-herdsman/dist/controller/controller.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/node_modules/async/queue.js'))).toBe(true);
+    expect(heldNeedlessly(urls)).toEqual([]);
   }, 300_000);
 });

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { processHeapSettle } from '../../../src/access/heap-settle.js';
 import { type CommandsSource, registerCommandMethods, registerLinkMethods } from '../../../src/app/control-methods.js';
 import { HubError } from '../../../src/base/errors.js';
 import type { ControlServer } from '../../../src/control-socket/socket-server.js';
@@ -88,5 +89,38 @@ describe('times on the control socket are ISO 8601 (iqhub events, security, lock
     expect(await call('locks.check', { lockId: 'SIM-1' })).toMatchObject({ lockState: { ...state, time: ISO } });
     expect(await call('locks.open', { lockId: 'SIM-1', durationMs: 1000 })).toEqual({ ...state, time: ISO });
     expect(await call('locks.lock', { lockId: 'SIM-1' })).toEqual({ ...state, time: ISO });
+  });
+});
+
+describe('locks.attach and the heap (issue 15, "Memory")', () => {
+  const attachWith = (attach: () => Promise<unknown>) => {
+    let handler: Handler | undefined;
+    registerLinkMethods(
+      {
+        register: (name: string, def: { handler: Handler }) => {
+          if (name === 'locks.attach') handler = def.handler;
+        },
+      } as unknown as ControlServer,
+      { attach } as unknown as LinkManager,
+    );
+    return (p: Record<string, unknown>) => handler!(p) as Promise<unknown>;
+  };
+
+  it('asks for a collection once an attach has ended, attached or refused, and answers as before', async () => {
+    const soon = vi.spyOn(processHeapSettle, 'soon').mockImplementation(() => {});
+    try {
+      const ok = attachWith(async () => ({ lockId: 'L-1' }));
+      expect(await ok({ deviceId: 'D-1', setupCode: 'ABCD-EFGH' })).toEqual({ lockId: 'L-1' });
+      expect(soon).toHaveBeenCalledTimes(1);
+      const refused = attachWith(async () => {
+        throw new HubError('attach.unreachable', 'no');
+      });
+      await expect(refused({ deviceId: 'D-1', setupCode: 'ABCD-EFGH' })).rejects.toMatchObject({
+        code: 'attach.unreachable',
+      });
+      expect(soon).toHaveBeenCalledTimes(2);
+    } finally {
+      soon.mockRestore();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { join, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { closest, loadConfig, parseConfig } from '../../../src/config/load.js';
 import { DEFAULT_RUN_DIR } from '../../../src/config/paths.js';
@@ -240,6 +241,25 @@ describe('config', () => {
     expect(e.message).toContain(
       'key `provisioning.rotateAtFraction` has value 0.99, expected a number must be <= 0.95',
     );
+  });
+
+  // Issue 15, "Memory": the daemon reads its config once; yaml (~0.8 MB of heap with its source)
+  // is required for the read and dropped from the module cache after it, so V8 can collect it.
+  it('keeps no module of yaml loaded once a config is read, accepted or refused', () => {
+    const req = createRequire(import.meta.url);
+    const yamlDir = join(req.resolve('yaml/package.json'), '..') + sep;
+    const yamlModules = () => Object.keys(req.cache).filter((k) => k.startsWith(yamlDir));
+    expect(yamlModules(), 'yaml is loaded by the test itself: this proves nothing').toEqual([]);
+    expect(parseConfig('log:\n  level: debug\n', 'config.yaml').log.level).toBe('debug');
+    expect(yamlModules()).toEqual([]);
+    expect(() => parseConfig('log: [\n', 'config.yaml')).toThrow(/not valid YAML/);
+    expect(() => parseConfig('log:\n  level: loud\n', 'config.yaml')).toThrow(/config is invalid/);
+    expect(yamlModules()).toEqual([]);
+    // And it is whole again the next time (the key's line is found in yaml's document).
+    expect(() => parseConfig('log:\n  level: info\nlogg: 1\n', 'config.yaml')).toThrow(
+      /config\.yaml:3: unknown key `logg`/,
+    );
+    expect(yamlModules()).toEqual([]);
   });
 
   it('closest() suggests near keys only', () => {
