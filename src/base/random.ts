@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { chacha20 } from '@noble/ciphers/chacha.js';
+import { createCipheriv, randomBytes } from 'node:crypto';
 
 /**
  * The one source of randomness. Production uses the operating system's CSPRNG; tests use a
@@ -75,8 +74,13 @@ export class SeededRandom extends BaseRandom {
   }
 
   #refill(): void {
-    const nonce = new Uint8Array(12);
-    this.#buf = chacha20(this.#key, nonce, new Uint8Array(4096), undefined, this.#counter);
+    // ChaCha20 through node:crypto (the same keystream @noble/ciphers gave: OpenSSL's 16-byte IV
+    // is the 32-bit block counter, little-endian, then the 96-bit nonce, here zero), so no process
+    // loads a JavaScript cipher for it. The counter does not wrap into the nonce.
+    if (this.#counter + 64 > 2 ** 32) throw new RangeError('SeededRandom: the keystream is exhausted (2^32 blocks)');
+    const iv = Buffer.alloc(16);
+    iv.writeUInt32LE(this.#counter, 0);
+    this.#buf = new Uint8Array(createCipheriv('chacha20', this.#key, iv).update(new Uint8Array(4096)));
     this.#counter += 64;
     this.#pos = 0;
   }

@@ -1,5 +1,5 @@
-import { sha256 } from '@noble/hashes/sha2.js';
 import { HubError } from '../base/errors.js';
+import { sha256 } from '../base/sha256.js';
 import {
   DIGEST_LEN,
   MAX_OFFLINE_PER_REQUEST,

@@ -1,5 +1,4 @@
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '@noble/hashes/utils.js';
+import { sha256HexOfText } from '../base/sha256.js';
 import { MAX_SYNC_PARTS, type SyncPartPayload, type SyncPayload } from './mqtt-cloud-messages.js';
 import { CONTRACT_VERSION } from './mqtt-topics.js';
 
@@ -12,7 +11,7 @@ import { CONTRACT_VERSION } from './mqtt-topics.js';
 
 /** Hex SHA-256 of the UTF-8 bytes of `text`: the `part.digest` of the set whose chunks join to it. */
 export function partsDigest(text: string): string {
-  return bytesToHex(sha256(new TextEncoder().encode(text)));
+  return sha256HexOfText(text);
 }
 
 /** Bytes of a part message besides its chunk's escaped text: `{"v":1,"id":…,"part":{…},"chunk":""}` with room to spare. */

@@ -1,7 +1,7 @@
-import { sha256 } from '@noble/hashes/sha2.js';
 import type { FirmwareInboundTopic, FirmwareOutboundTopic, FirmwareUplink } from '../../hal/uplink.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { isHubError } from '../base/errors.js';
+import { sha256 } from '../base/sha256.js';
 import type {
   FirmwareAnnouncePayload,
   FirmwareChunkPayload,

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { HubError } from '../base/errors.js';
+import { sha256 } from '../base/sha256.js';
 
 /**
  * A lock firmware image and its manufacturer signature: the one format the hub, the cloud and

@@ -1,14 +1,13 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
+  createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
   type KeyObject,
 } from 'node:crypto';
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256 } from '@noble/hashes/sha2.js';
-import { concatBytes } from '@noble/hashes/utils.js';
 import { HubError } from '../base/errors.js';
 import type { Random } from '../base/random.js';
 
@@ -66,29 +65,49 @@ const PATTERNS: Readonly<Record<NoisePattern, PatternDef>> = {
 };
 
 // X25519 through node:crypto (OpenSSL): about 30 times faster than pure JavaScript here, which
-// is what a reconnect storm on a large site spends its time on. Raw 32-byte keys are wrapped in
-// their fixed PKCS#8 / SPKI DER prefixes (RFC 8410).
+// is what a reconnect storm on a large site spends its time on. A raw 32-byte secret key is wrapped
+// in its fixed PKCS#8 DER prefix (RFC 8410); the copy is wiped once OpenSSL has read it. Public
+// keys go in and out as JWK: OpenSSL 3's DER decoders and encoders cost ~0.2 ms per key here,
+// JWK ~0.04 ms (import) and ~0.01 ms (export). Secret keys stay on DER (~0.9 ms): a JWK's `d`
+// would be a JavaScript string of the secret, which cannot be wiped. A handshake turns each of its
+// secret keys into a KeyObject once (`#keyObjects`), not once per DH.
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 
 function privateKeyObject(secretKey: Uint8Array): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, secretKey]), format: 'der', type: 'pkcs8' });
+  const der = Buffer.concat([PKCS8_X25519, secretKey]);
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } finally {
+    der.fill(0);
+  }
+}
+
+function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  const x = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64url');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
+}
+
+function publicKeyOf(privateKey: KeyObject): Uint8Array {
+  const { x } = createPublicKey(privateKey).export({ format: 'jwk' });
+  const raw = new Uint8Array(Buffer.from(x ?? '', 'base64url'));
+  if (raw.length !== DHLEN)
+    throw new HubError('noise.config', 'node:crypto gave an X25519 public key of the wrong size');
+  return raw;
 }
 
 export function keyPairFromSecret(secretKey: Uint8Array): KeyPair {
   if (secretKey.length !== DHLEN) throw new HubError('noise.config', `An X25519 secret key must be ${DHLEN} bytes`);
-  const spki = createPublicKey(privateKeyObject(secretKey)).export({ format: 'der', type: 'spki' });
-  return { secretKey: secretKey.slice(), publicKey: new Uint8Array(spki.subarray(SPKI_X25519.length)) };
+  return { secretKey: secretKey.slice(), publicKey: publicKeyOf(privateKeyObject(secretKey)) };
 }
 
 export function generateKeyPair(random: Random): KeyPair {
   return keyPairFromSecret(random.bytes(DHLEN));
 }
 
-function dh(local: KeyPair, remotePublic: Uint8Array): Uint8Array {
+function dh(localPrivate: KeyObject, remotePublic: Uint8Array): Uint8Array {
   try {
-    const publicKey = createPublicKey({ key: Buffer.concat([SPKI_X25519, remotePublic]), format: 'der', type: 'spki' });
-    const shared = new Uint8Array(diffieHellman({ privateKey: privateKeyObject(local.secretKey), publicKey }));
+    const publicKey = publicKeyObject(remotePublic);
+    const shared = new Uint8Array(diffieHellman({ privateKey: localPrivate, publicKey }));
     // A low-order public key gives the all-zero output (RFC 7748 §6.1); OpenSSL may return it or throw.
     if (shared.every((b) => b === 0)) throw new Error('all-zero X25519 output');
     return shared;
@@ -100,11 +119,50 @@ function dh(local: KeyPair, remotePublic: Uint8Array): Uint8Array {
   }
 }
 
+// SHA-256 and HMAC through node:crypto (OpenSSL), like the AEAD and X25519 here: @noble/hashes in
+// JavaScript cost 3 times as much with V8's JIT and 20-80 times as much interpreted (--jitless,
+// --lite-mode: docs/operations.md, "Memory"). Both return a plain Uint8Array of their own: a
+// Buffer's slice() is a view, and the callers below copy keys with slice() and then wipe them.
+
+/** Copies a digest out of node's Buffer (then wiped) into a Uint8Array of its own. */
+function own(digest: Buffer): Uint8Array {
+  const out = new Uint8Array(digest);
+  digest.fill(0);
+  return out;
+}
+
+/** HASH(a || b ...) of the spec (§4.2): SHA-256 over the parts in order. */
+function hash(...parts: Uint8Array[]): Uint8Array {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return own(h.digest());
+}
+
+/** HMAC-HASH(key, a || b ...) (§4.3). */
+function hmacHash(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const h = createHmac('sha256', key);
+  for (const p of parts) h.update(p);
+  return own(h.digest());
+}
+
+function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const ONE = Uint8Array.of(1);
+const TWO = Uint8Array.of(2);
+
 /** HKDF as the spec defines it (§4.3), with two outputs: HMAC-SHA256 chaining key and key. */
 function hkdf2(chainingKey: Uint8Array, ikm: Uint8Array): [Uint8Array, Uint8Array] {
-  const temp = hmac(sha256, chainingKey, ikm);
-  const out1 = hmac(sha256, temp, Uint8Array.of(1));
-  const out2 = hmac(sha256, temp, concatBytes(out1, Uint8Array.of(2)));
+  const temp = hmacHash(chainingKey, ikm);
+  const out1 = hmacHash(temp, ONE);
+  const out2 = hmacHash(temp, out1, TWO);
   temp.fill(0);
   return [out1, out2];
 }
@@ -198,7 +256,7 @@ class SymmetricState {
 
   constructor(protocolName: string) {
     const name = new TextEncoder().encode(protocolName);
-    this.#h = name.length <= 32 ? concatBytes(name, new Uint8Array(32 - name.length)) : sha256(name);
+    this.#h = name.length <= 32 ? concatBytes(name, new Uint8Array(32 - name.length)) : hash(name);
     this.#ck = this.#h.slice();
   }
 
@@ -218,7 +276,7 @@ class SymmetricState {
   }
 
   mixHash(data: Uint8Array): void {
-    this.#h = sha256(concatBytes(this.#h, data));
+    this.#h = hash(this.#h, data);
   }
 
   encryptAndHash(plaintext: Uint8Array): Uint8Array {
@@ -277,6 +335,8 @@ export class Handshake {
   #index = 0;
   #failed = false;
   #split = false;
+  /** The KeyObject of each local secret key (s, e), made on its first DH. */
+  readonly #keyObjects = new WeakMap<Uint8Array, KeyObject>();
 
   constructor(options: HandshakeOptions) {
     const { pattern, initiator } = options;
@@ -394,24 +454,38 @@ export class Handshake {
 
   #advance(): void {
     this.#index += 1;
-    if (this.isComplete) this.#e?.secretKey.fill(0);
+    if (!this.isComplete) return;
+    // The ephemeral secret is wiped and its KeyObject let go (OpenSSL frees it when V8 collects it).
+    if (this.#e) this.#keyObjects.delete(this.#e.secretKey);
+    if (this.#s) this.#keyObjects.delete(this.#s.secretKey);
+    this.#e?.secretKey.fill(0);
   }
 
   #dh(token: Exclude<Token, 'e' | 's'>): Uint8Array {
     switch (token) {
       case 'ee':
-        return dh(this.#need(this.#e), this.#need(this.#re));
+        return dh(this.#private(this.#e), this.#need(this.#re));
       case 'es':
         return this.initiator
-          ? dh(this.#need(this.#e), this.#need(this.#rs))
-          : dh(this.#need(this.#s), this.#need(this.#re));
+          ? dh(this.#private(this.#e), this.#need(this.#rs))
+          : dh(this.#private(this.#s), this.#need(this.#re));
       case 'se':
         return this.initiator
-          ? dh(this.#need(this.#s), this.#need(this.#re))
-          : dh(this.#need(this.#e), this.#need(this.#rs));
+          ? dh(this.#private(this.#s), this.#need(this.#re))
+          : dh(this.#private(this.#e), this.#need(this.#rs));
       case 'ss':
-        return dh(this.#need(this.#s), this.#need(this.#rs));
+        return dh(this.#private(this.#s), this.#need(this.#rs));
     }
+  }
+
+  #private(pair: KeyPair | undefined): KeyObject {
+    const { secretKey } = this.#need(pair);
+    let key = this.#keyObjects.get(secretKey);
+    if (key === undefined) {
+      key = privateKeyObject(secretKey);
+      this.#keyObjects.set(secretKey, key);
+    }
+    return key;
   }
 
   #need<T>(value: T | undefined): T {

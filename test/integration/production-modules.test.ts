@@ -19,13 +19,14 @@ if (!socat) process.stderr.write(`production-modules: ${SOCAT_MISSING}\n`);
 
 /**
  * What a production process must never load: the simulation, the demo, the test broker, a HPKE
- * library; nor, at start, the development PKI and node-forge with it (forge is loaded for a CSR
- * only, through require; an import of dev-pki.js, as hub-id.ts
+ * library, @noble's JavaScript crypto (node:crypto does it: docs/operations.md, "Memory"); nor, at
+ * start, the development PKI and node-forge with it (forge is loaded for a CSR only, through
+ * require; an import of dev-pki.js, as hub-id.ts
  * once did for its identity rule, loads it with the daemon: docs/operations.md, "Memory").
  */
 const forbidden = (urls: string[]) =>
   urls.filter((u) =>
-    /\/dist\/sim\/|\/dist\/src\/demo\/|\/node_modules\/aedes\/|\/node_modules\/@hpke\/|\/dist\/provisioning\/dev-pki\.js$|\/node_modules\/node-forge\//.test(
+    /\/dist\/sim\/|\/dist\/src\/demo\/|\/node_modules\/aedes\/|\/node_modules\/@hpke\/|\/node_modules\/@noble\/|\/dist\/provisioning\/dev-pki\.js$|\/node_modules\/node-forge\//.test(
       u,
     ),
   );
