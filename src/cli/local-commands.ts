@@ -27,14 +27,17 @@ import { formatCert } from './format.js';
  * module only when one of them runs, so a call to the daemon never loads node-forge, Ajv or yaml.
  */
 
-export function pkiDev(o: {
+/** `iqhub pki-dev`'s options, as commander gives them. */
+export interface PkiDevOptions {
   dir: string;
   hubId: string;
   cloudId: string;
   brokerHost: string;
   force?: boolean;
   json?: boolean;
-}): void {
+}
+
+export function pkiDev(o: PkiDevOptions): void {
   // The daemon's own rule for a hub id (a topic level), before anything is made or written: a
   // certificate the daemon would refuse is not worth the seconds its key takes.
   validateHubId(o.hubId);

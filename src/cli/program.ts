@@ -2,6 +2,7 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { VERSION } from '../base/version.js';
 import { countOf, isLockId, secondsOf } from './arg-checks.js';
 import { addDemoCommand } from './demo-command.js';
+import type { PkiDevOptions } from './local-commands.js';
 import { runCommand } from './run-command.js';
 import { actions, call, print, type SocketOpts } from './socket-commands.js';
 
@@ -228,18 +229,9 @@ export function buildProgram(jsonMode: boolean): Command {
     .option('--broker-host <host>', 'the name clients use to reach the broker', 'localhost')
     .option('--force', 'replace an existing CA in --dir')
     .option('--json', 'machine-readable output')
-    .action(
-      async (o: {
-        dir: string;
-        hubId: string;
-        cloudId: string;
-        brokerHost: string;
-        force?: boolean;
-        json?: boolean;
-      }) => {
-        (await import('./local-commands.js')).pkiDev(o);
-      },
-    );
+    .action(async (o: PkiDevOptions) => {
+      (await import('./local-commands.js')).pkiDev(o);
+    });
 
   const provision = program
     .command('provision')

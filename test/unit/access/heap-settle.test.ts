@@ -16,6 +16,22 @@ const until = async (what: () => boolean, timeoutMs = 5_000): Promise<void> => {
 };
 
 /** A HeapSettle whose collections are counted instead of run. */
+/** A settle whose first collection waits for `release()`; counts collections and the most at once. */
+function gated() {
+  const g = { count: 0, most: 0, running: 0, release: () => {}, settle: undefined as unknown as HeapSettle };
+  g.settle = new HeapSettle({
+    delayMs: 1,
+    collect: async () => {
+      g.running++;
+      g.most = Math.max(g.most, g.running);
+      g.count++;
+      if (g.count === 1) await new Promise<void>((r) => (g.release = r));
+      g.running--;
+    },
+  });
+  return g;
+}
+
 function counting(delayMs = 20) {
   const calls: number[] = [];
   const settle = new HeapSettle({
@@ -95,29 +111,17 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
   });
 
   it('a request while collecting gives one more round after it, not a second one at the same time', async () => {
-    let release: () => void = () => {};
-    let running = 0;
-    let most = 0;
-    let count = 0;
-    const settle = new HeapSettle({
-      delayMs: 1,
-      collect: async () => {
-        running++;
-        most = Math.max(most, running);
-        count++;
-        if (count === 1) await new Promise<void>((r) => (release = r));
-        running--;
-      },
-    });
+    const g = gated();
+    const settle = g.settle;
     settle.soon();
-    await until(() => count === 1);
+    await until(() => g.count === 1);
     settle.soon();
     await new Promise((r) => setTimeout(r, 20));
-    release();
+    g.release();
     await until(() => settle.runs === 2);
     await settle.idle();
-    expect(count).toBe(4);
-    expect(most).toBe(1);
+    expect(g.count).toBe(4);
+    expect(g.most).toBe(1);
   });
 
   it('a collection that fails is swallowed: it costs memory, never an error', async () => {
@@ -227,27 +231,15 @@ describe('HeapSettle.collectOnce: one collection now, for work that makes garbag
   });
 
   it('while a collection runs, another request adds none (never two at the same time)', async () => {
-    let release: () => void = () => {};
-    let running = 0;
-    let most = 0;
-    let count = 0;
-    const settle = new HeapSettle({
-      delayMs: 1,
-      collect: async () => {
-        running++;
-        most = Math.max(most, running);
-        count++;
-        if (count === 1) await new Promise<void>((r) => (release = r));
-        running--;
-      },
-    });
+    const g = gated();
+    const settle = g.settle;
     const first = settle.collectOnce();
-    expect(count).toBe(1);
+    expect(g.count).toBe(1);
     const second = settle.collectOnce();
-    release();
+    g.release();
     await Promise.all([first, second]);
-    expect(count).toBe(1);
-    expect(most).toBe(1);
+    expect(g.count).toBe(1);
+    expect(g.most).toBe(1);
     expect(settle.collections).toBe(1);
   });
 

@@ -6,7 +6,12 @@ import { VirtualClock } from '../../../src/base/clock.js';
 import type { LockEvent } from '../../../src/contract/link-messages.js';
 import type { EventsPayload } from '../../../src/contract/mqtt-hub-messages.js';
 import { conforms } from '../../../src/contract/mqtt-validate.js';
-import { DELIVERY_SECURITY_EVENT, type EventAckMode, EventDelivery } from '../../../src/events/delivery.js';
+import {
+  DELIVERY_SECURITY_EVENT,
+  type EventAckMode,
+  EventDelivery,
+  type EventDeliveryOptions,
+} from '../../../src/events/delivery.js';
 import { Outbox } from '../../../src/events/outbox.js';
 import type { StoredEvent } from '../../../src/link/pairing.js';
 import { InboundTopics } from '../../../src/uplink/inbound-topics.js';
@@ -64,24 +69,30 @@ const settle = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 };
 
+/** An EventDelivery with the timings and topic every rig here shares, and `extra`. */
+function newDelivery(
+  base: Pick<EventDeliveryOptions, 'store' | 'outbox' | 'clock' | 'log' | 'mode'>,
+  extra: Partial<EventDeliveryOptions> = {},
+): EventDelivery {
+  return new EventDelivery({
+    ...base,
+    ackTimeoutMs: 30_000,
+    faultAfterMs: 60_000,
+    eventsTopic: () => 'ks/hubs/hub-1/events',
+    ...extra,
+  });
+}
+
 function rig(mode: EventAckMode = 'required', maxBytes?: number, window?: number, inflight?: number) {
   const link = { up: true };
   const store = tempStore();
   const clock = new VirtualClock(T0);
   const { log, lines } = capturingLogger();
   const outbox = new Outbox(store, { clock, log, ...(maxBytes ? { maxBytes } : {}) });
-  const delivery = new EventDelivery({
-    store,
-    outbox,
-    clock,
-    log,
-    mode,
-    ackTimeoutMs: 30_000,
-    faultAfterMs: 60_000,
-    eventsTopic: () => 'ks/hubs/hub-1/events',
-    connected: () => link.up,
-    ...(window === undefined ? {} : { window }),
-  });
+  const delivery = newDelivery(
+    { store, outbox, clock, log, mode },
+    { connected: () => link.up, ...(window === undefined ? {} : { window }) },
+  );
   const client = new FakeClient();
   const publisher = new Publisher({
     outbox,
@@ -462,18 +473,7 @@ describe('the memory of a drain: a collection every so many events removed, a se
     const clock = new VirtualClock(T0);
     const { log } = capturingLogger();
     const outbox = new Outbox(store, { clock, log });
-    const delivery = new EventDelivery({
-      store,
-      outbox,
-      clock,
-      log,
-      mode,
-      ackTimeoutMs: 30_000,
-      faultAfterMs: 60_000,
-      eventsTopic: () => 'ks/hubs/hub-1/events',
-      heapSettle: heap,
-      collectEvery,
-    });
+    const delivery = newDelivery({ store, outbox, clock, log, mode }, { heapSettle: heap, collectEvery });
     /** Queue `n` events, publish them in batches of 100 and (acks required) acknowledge each batch. */
     const drain = (from: number, n: number, ackThem = true) => {
       store.transaction(() => outbox.enqueueEvents(events('L1', from, from + n - 1)));

@@ -47,6 +47,21 @@ function capturingLogger(): { log: ReturnType<typeof silentLogger>; lines: { lev
   return { log: pino({ level: 'warn' }, sink), lines };
 }
 
+/** The stored text's length of L1's door event `seq` (closed, at T0): a unit for the size bound. */
+function doorEventBytes(seq: number): number {
+  const at = new Date(T0).toISOString();
+  return JSON.stringify({
+    id: `L1/1/${seq}`,
+    lockId: 'L1',
+    seq,
+    epoch: 1,
+    type: 'door',
+    at,
+    receivedAt: at,
+    open: false,
+  }).length;
+}
+
 function allEvents(outbox: Outbox): CloudEvent[] {
   return outbox.nextEventBatch(500, 10_000_000)?.payload.events ?? [];
 }
@@ -185,16 +200,7 @@ describe('outbox', () => {
   it('drops the oldest non-security events beyond the size bound, counts them, never drops security events', () => {
     const { store } = open();
     const { log, lines } = capturingLogger();
-    const probe = JSON.stringify({
-      id: 'L1/1/1',
-      lockId: 'L1',
-      seq: 1,
-      epoch: 1,
-      type: 'door',
-      at: new Date(T0).toISOString(),
-      receivedAt: new Date(T0).toISOString(),
-      open: false,
-    }).length;
+    const probe = doorEventBytes(1);
     const outbox = new Outbox(store, { clock: new VirtualClock(T0), log, maxBytes: probe * 20 });
     const security = (seq: number) => event(seq, { type: 'opened', by: 'tag', credentialId: 'tag-1' });
     let seq = 0;
@@ -388,16 +394,7 @@ describe('outbox', () => {
 
   it('over the size bound, acknowledged rows waiting for their delete go first and are not counted as dropped', () => {
     const { store } = open();
-    const one = JSON.stringify({
-      id: 'L1/1/10',
-      lockId: 'L1',
-      seq: 10,
-      epoch: 1,
-      type: 'door',
-      at: new Date(T0).toISOString(),
-      receivedAt: new Date(T0).toISOString(),
-      open: false,
-    }).length;
+    const one = doorEventBytes(10);
     const outbox = new Outbox(store, { clock: new VirtualClock(T0), log: silentLogger(), maxBytes: one * 10 });
     store.transaction(() =>
       outbox.enqueueEvents(
