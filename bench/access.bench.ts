@@ -10,7 +10,7 @@ import { SimPhone } from '../sim/phone/phone.js';
 import { pinVerifier, tagHash } from '../src/access/credentials.js';
 import { AccessDecider, type CredentialKind, type PresentedCredential } from '../src/access/decide.js';
 import { newChallenge, type SignedKey, VERIFIED_KEYS_DEFAULT } from '../src/access/digital-key.js';
-import { HeapSettle } from '../src/access/heap-settle.js';
+import { HeapSettle } from '../src/base/heap-settle.js';
 import { AccessMirror } from '../src/access/mirror.js';
 import type { OfflineLists } from '../src/access/offline.js';
 import { systemClock } from '../src/base/clock.js';
@@ -104,7 +104,7 @@ export const accessBench: Benchmark = benchmarkInTempDir(
       const mirror = new AccessMirror({ store, clock: systemClock, heapSettle: settle });
       fullSync(mirror, site, metrics);
       // Decisions are measured in the steady state: after the collections a large sync asks for
-      // (src/access/heap-settle.ts, once per large sync, a few seconds after it).
+      // (src/base/heap-settle.ts, once per large sync, a few seconds after it).
       while (settle.busy) await new Promise((r) => setTimeout(r, 100));
       await decisions(mirror, site, pinKey, metrics);
     } finally {
@@ -252,7 +252,7 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
   writeFileSync(snapshotFile, snapshotText(1, site.snapshot));
   const daemonModule = new URL('../src/app/daemon.js', import.meta.url).href;
   const siteModule = new URL('../src/demo/simulated-site.js', import.meta.url).href;
-  const settleModule = new URL('../src/access/heap-settle.js', import.meta.url).href;
+  const settleModule = new URL('../src/base/heap-settle.js', import.meta.url).href;
   const script = `
     import { readFileSync } from 'node:fs';
     const { startDaemon } = await import(${JSON.stringify(daemonModule)});
@@ -276,7 +276,7 @@ async function daemonRss(dir: string, site: AccessSite, metrics: Record<string, 
     const applied = d.hub.mirror.apply(JSON.parse(readFileSync(${JSON.stringify(snapshotFile)}, 'utf8')));
     d.hub.offline?.changed();
     await d.hub.offline?.settled();
-    // As the hub is once the collections a large sync asks for are done (src/access/heap-settle.ts).
+    // As the hub is once the collections a large sync asks for are done (src/base/heap-settle.ts).
     while (processHeapSettle.busy) await new Promise((r) => setTimeout(r, 100));
     await new Promise((r) => setTimeout(r, 200));
     const after = rss();

@@ -4,7 +4,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki, type DevPkiPaths } from '../provisioning/dev-pki.js';
-import { HEAP_SETTLE_DELAY_MS } from '../src/access/heap-settle.js';
+import { HEAP_SETTLE_DELAY_MS } from '../src/base/heap-settle.js';
 import { systemClock } from '../src/base/clock.js';
 import { systemRandom } from '../src/base/random.js';
 import { openStoreWithKey } from '../src/crypto/store-identity.js';

@@ -9,7 +9,7 @@ import {
 } from '../contract/link-messages.js';
 import { offlineListDigest } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
-import { type HeapSettle, processHeapSettle } from './heap-settle.js';
+import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
 import { LockPasses } from './lock-passes.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
 import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';

@@ -1,4 +1,4 @@
-import { processHeapSettle } from '../access/heap-settle.js';
+import { processHeapSettle } from '../base/heap-settle.js';
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
 import type { PinKeyDelivery } from '../access/pin-key-delivery.js';

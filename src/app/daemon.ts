@@ -1,5 +1,5 @@
 import type { Bearer } from '../../hal/bearer.js';
-import { processHeapSettle } from '../access/heap-settle.js';
+import { processHeapSettle } from '../base/heap-settle.js';
 import { type Clock, systemClock } from '../base/clock.js';
 import type { Component } from '../base/component.js';
 import { describeError, HubError } from '../base/errors.js';

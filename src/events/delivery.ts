@@ -1,4 +1,4 @@
-import { type HeapSettle, processHeapSettle } from '../access/heap-settle.js';
+import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { Listeners } from '../base/listeners.js';
 import { MAX_INBOUND_BYTES } from '../contract/mqtt.js';

@@ -1,13 +1,14 @@
-import type { Statement } from 'better-sqlite3';
 import type { Clock } from '../base/clock.js';
 import { HubError } from '../base/errors.js';
 import type { TopicMap } from '../contract/mqtt.js';
 import type { CloudEvent, EventsPayload } from '../contract/mqtt-hub-messages.js';
-import { CONTRACT_VERSION, ID_PATTERN } from '../contract/mqtt-topics.js';
+import { CONTRACT_VERSION } from '../contract/mqtt-topics.js';
 import { conforms } from '../contract/mqtt-validate.js';
 import type { StoredEvent } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
+import { contractTopic, toCloudEvent } from './cloud-event.js';
+import { type OutboxStatements, prepareOutboxStatements } from './outbox-sql.js';
 
 /** The outbox's default disk budget: the sum of the payload bytes of every queued row. */
 export const DEFAULT_OUTBOX_MAX_BYTES = 50 * 1024 * 1024;
@@ -31,10 +32,6 @@ const BATCH_PREFIX = `{"v":${CONTRACT_VERSION},"events":[`;
 const BATCH_ENVELOPE_BYTES = `${BATCH_PREFIX}]}`.length;
 /** An overflow episode ends when the queue is back under this share of the limit. */
 const EPISODE_END_RATIO = 0.9;
-/** Rows examined per step when choosing what to drop. */
-const DROP_CHUNK = 256;
-/** Lock clocks are u64; a Date holds ±8.64e15 ms. A time outside that is clamped, not refused. */
-const MAX_DATE_MS = 8.64e15;
 
 export type MessageTopic = Exclude<keyof TopicMap, 'cmd' | 'sync' | 'events' | 'locks/{lockId}/state'>;
 
@@ -74,79 +71,22 @@ export interface OutboxDepth {
   bytes: number;
 }
 
-const LOCK_STATE_TOPIC = new RegExp(`^locks/(${ID_PATTERN.slice(1, -1)})/state$`);
-
-/** The contract's key for a relative outbound topic, or undefined when the contract has no such topic. */
-function contractTopic(topic: string): keyof TopicMap | undefined {
-  if (LOCK_STATE_TOPIC.test(topic)) return 'locks/{lockId}/state';
-  const outbound: readonly string[] = [
-    'status',
-    'cmd/result',
-    'sync/ack',
-    'health',
-    'firmware/request',
-    'firmware/progress',
-  ] satisfies MessageTopic[];
-  return outbound.includes(topic) ? (topic as MessageTopic) : undefined;
-}
-
-function iso(ms: number): string {
-  const clamped = Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_DATE_MS) : 0;
-  return new Date(clamped).toISOString();
-}
-
-/** The contract's view of a stored lock event. */
-export function toCloudEvent(s: StoredEvent): CloudEvent {
-  const e = s.event;
-  const out: CloudEvent = {
-    id: `${s.lockId}/${s.epoch}/${e.seq}`,
-    lockId: s.lockId,
-    seq: e.seq,
-    epoch: s.epoch,
-    type: e.type,
-    at: iso(e.at),
-    receivedAt: iso(s.receivedAt),
-  };
-  switch (e.type) {
-    case 'opened':
-      out.by = e.by;
-      out.credentialId = e.credentialId;
-      break;
-    case 'denied':
-      out.reason = e.reason;
-      out.credentialId = e.credentialId;
-      break;
-    case 'door':
-      out.open = e.open;
-      break;
-    case 'battery':
-      out.percent = e.percent;
-      break;
-    case 'tamper':
-      break;
+/** The outbox's size bound, refused unless a positive integer of bytes. */
+function checkedLimit(maxBytes: number): number {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new HubError('outbox.bad-limit', `The outbox limit of ${maxBytes} bytes is not a positive integer.`, {
+      hint: 'Configure a size in bytes, e.g. 52428800 for 50 MiB.',
+    });
   }
-  return out;
+  return maxBytes;
 }
 
-interface Statements {
-  insert: Statement;
-  total: Statement;
-  setGauge: Statement;
-  addCounter: Statement;
-  /** addCounter, answering the new value (the bytes gauge: the bound is checked without a read). */
-  addGauge: Statement<[string, number]>;
-  getCounter: Statement;
-  droppable: Statement;
-  deleteReturning: (n: number) => Statement;
-  deleteTopic: Statement;
-  deleteAcked: Statement<[number, string]>;
-  holdsEvent: Statement<[number, string]>;
-  hasEvent: Statement<[number]>;
-  events: Statement;
-  messages: Statement;
-  count: Statement;
-  oldest: Statement;
-  lastId: Statement<[string]>;
+function logRefused(log: Logger, gone: readonly { topic: string }[], reason: string): void {
+  const topics = [...new Set(gone.map((r) => r.topic))];
+  log.error(
+    { topic: topics.length === 1 ? topics[0] : topics, rows: gone.length, reason },
+    'outbox: the broker refused a publish; removed and counted in outbox.refused (not retried)',
+  );
 }
 
 /**
@@ -167,8 +107,7 @@ export class Outbox {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly maxBytes: number;
-  readonly #s: Statements;
-  readonly #deleteBy = new Map<number, Statement>();
+  readonly #s: OutboxStatements;
   #overflowing = false;
   #droppedThisEpisode = 0;
   /**
@@ -190,62 +129,8 @@ export class Outbox {
     this.#store = store;
     this.#clock = opts.clock;
     this.#log = opts.log;
-    this.maxBytes = opts.maxBytes ?? DEFAULT_OUTBOX_MAX_BYTES;
-    if (!Number.isSafeInteger(this.maxBytes) || this.maxBytes < 1) {
-      throw new HubError('outbox.bad-limit', `The outbox limit of ${this.maxBytes} bytes is not a positive integer.`, {
-        hint: 'Configure a size in bytes, e.g. 52428800 for 50 MiB.',
-      });
-    }
-    const db = store.db;
-    this.#s = {
-      insert: db.prepare(
-        `INSERT INTO outbox (kind, topic, payload, retain, security, bytes, created_at)
-         VALUES (@kind, @topic, @payload, @retain, @security, @bytes, @at)`,
-      ),
-      total: db.prepare('SELECT COALESCE(SUM(bytes), 0) AS n FROM outbox'),
-      setGauge: db.prepare(
-        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
-      ),
-      addCounter: db.prepare(
-        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`,
-      ),
-      addGauge: db.prepare<[string, number]>(
-        `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value`,
-      ),
-      getCounter: db.prepare('SELECT value FROM counters WHERE name = ?'),
-      droppable: db.prepare(
-        `SELECT id, bytes FROM outbox WHERE kind = 'event' AND security = 0 AND id > ? ORDER BY id LIMIT ${DROP_CHUNK}`,
-      ),
-      deleteReturning: (n) => {
-        let st = this.#deleteBy.get(n);
-        if (!st) {
-          st = db.prepare(
-            `DELETE FROM outbox WHERE id IN (${new Array(n).fill('?').join(',')}) RETURNING bytes, topic`,
-          );
-          if (this.#deleteBy.size < 64) this.#deleteBy.set(n, st);
-        }
-        return st;
-      },
-      deleteTopic: db.prepare(`DELETE FROM outbox WHERE kind = 'message' AND topic = ? RETURNING bytes`),
-      // The row must still hold that very event: an ack names events, and a row id alone proves nothing.
-      deleteAcked: db.prepare<[number, string]>(
-        `DELETE FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ? RETURNING bytes, topic`,
-      ),
-      holdsEvent: db.prepare<[number, string]>(
-        `SELECT 1 FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ?`,
-      ),
-      hasEvent: db.prepare<[number]>(`SELECT 1 FROM outbox WHERE id = ? AND kind = 'event'`),
-      // The event's id read by SQLite: the row's text is published as stored, never parsed here.
-      events: db.prepare(
-        `SELECT id, payload, bytes, json_extract(payload, '$.id') AS eventId FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id LIMIT ?`,
-      ),
-      messages: db.prepare(
-        `SELECT id, topic, payload, retain FROM outbox WHERE kind = 'message' AND id > ? ORDER BY id LIMIT ?`,
-      ),
-      count: db.prepare('SELECT COUNT(*) AS n FROM outbox WHERE kind = ?'),
-      oldest: db.prepare('SELECT MIN(created_at) AS at FROM outbox'),
-      lastId: db.prepare<[string]>('SELECT COALESCE(MAX(id), 0) AS n FROM outbox WHERE kind = ?'),
-    };
+    this.maxBytes = checkedLimit(opts.maxBytes ?? DEFAULT_OUTBOX_MAX_BYTES);
+    this.#s = prepareOutboxStatements(store.db);
     this.#lastEventId = (this.#s.lastId.get('event') as { n: number }).n;
     this.#lastMessageId = (this.#s.lastId.get('message') as { n: number }).n;
     // The gauge is derived data: rebuild it from the rows (one scan, at start).
@@ -503,13 +388,7 @@ export class Outbox {
       }
       return rows;
     });
-    if (gone.length > 0) {
-      const topics = [...new Set(gone.map((r) => r.topic))];
-      this.#log.error(
-        { topic: topics.length === 1 ? topics[0] : topics, rows: gone.length, reason },
-        'outbox: the broker refused a publish; removed and counted in outbox.refused (not retried)',
-      );
-    }
+    if (gone.length > 0) logRefused(this.#log, gone, reason);
     return gone.length;
   }
 

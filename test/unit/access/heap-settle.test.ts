@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/access/heap-settle.js';
+import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/base/heap-settle.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import type { SnapshotData } from '../../../src/contract/sync-data.js';

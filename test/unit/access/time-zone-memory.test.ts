@@ -1,14 +1,14 @@
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkTimeZone, localTime, useZoneinfo } from '../../../src/access/schedule.js';
-import { ZONEINFO_DIR } from '../../../src/access/tzif.js';
+import { ZONEINFO_DIR } from '../../../src/base/tzif.js';
 import { refusal } from '../../helpers/refusal.js';
 
 /**
  * Issue 15, "Memory": the daemon checks the site's time zone at start (the access decider), but the
  * first Intl.DateTimeFormat loads ICU's locale data (~8 MB of RSS). A canonical zone is checked on
  * ICU's list of zones, so a hub builds a formatter only when a schedule is evaluated — and none
- * then either when the system's tz database has the zone (src/access/tzif.ts); what is accepted
+ * then either when the system's tz database has the zone (src/base/tzif.ts); what is accepted
  * and refused is unchanged.
  */
 describe('checking a time zone', () => {

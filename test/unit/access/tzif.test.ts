@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadZoneOffsets, parsePosixTz, ZONEINFO_DIR } from '../../../src/access/tzif.js';
+import { loadZoneOffsets, parsePosixTz, ZONEINFO_DIR } from '../../../src/base/tzif.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 /** ICU's offset (seconds east) of `zone` at `at`, from Intl: the reference the reader must match. */
