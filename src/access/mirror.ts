@@ -1,8 +1,8 @@
 import type { Clock } from '../base/clock.js';
+import { HEAP_SETTLE_MIN_ROWS, type HeapSettle, processHeapSettle, syncRows } from '../base/heap-settle.js';
 import type { SyncPayload } from '../contract/mqtt-cloud-messages.js';
 import type { Table } from '../contract/sync-data.js';
 import type { Store } from '../store/store.js';
-import { HEAP_SETTLE_MIN_ROWS, type HeapSettle, processHeapSettle, syncRows } from '../base/heap-settle.js';
 import {
   type CredentialMatch,
   type MirrorGroup,

@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
+import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
 import {
   MAX_OFFLINE_PER_REQUEST,
   MAX_OFFLINE_REMOVALS,
@@ -9,7 +10,6 @@ import {
 } from '../contract/link-messages.js';
 import { offlineListDigest } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
-import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
 import { LockPasses } from './lock-passes.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
 import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js';

@@ -1,6 +1,6 @@
 import { HubError } from '../base/errors.js';
-import { WEEKDAYS, type Weekday } from '../contract/sync-data.js';
 import { loadZoneOffsets, ZONEINFO_DIR, type ZoneOffsets } from '../base/tzif.js';
+import { WEEKDAYS, type Weekday } from '../contract/sync-data.js';
 
 /**
  * Weekly schedules and validity periods, evaluated in the site's IANA time zone.

@@ -1,8 +1,8 @@
-import { processHeapSettle } from '../base/heap-settle.js';
 import type { OfflineLists } from '../access/offline.js';
 import { offlineListRows } from '../access/offline-rows.js';
 import type { PinKeyDelivery } from '../access/pin-key-delivery.js';
 import { HubError } from '../base/errors.js';
+import { processHeapSettle } from '../base/heap-settle.js';
 import type { CommandsView } from '../contract/control-socket.js';
 import { MAX_OPEN_MS } from '../contract/link-messages.js';
 import { wireLockState } from '../contract/mqtt-hub-messages.js';

@@ -1,8 +1,8 @@
 import type { Bearer } from '../../hal/bearer.js';
-import { processHeapSettle } from '../base/heap-settle.js';
 import { type Clock, systemClock } from '../base/clock.js';
 import type { Component } from '../base/component.js';
 import { describeError, HubError } from '../base/errors.js';
+import { processHeapSettle } from '../base/heap-settle.js';
 import { type Random, systemRandom } from '../base/random.js';
 import { VERSION } from '../base/version.js';
 import { loadConfig } from '../config/load.js';

@@ -1,5 +1,5 @@
-import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
+import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
 import { Listeners } from '../base/listeners.js';
 import { MAX_INBOUND_BYTES } from '../contract/mqtt.js';
 import type { DeliveryState, EventDeliveryHealth } from '../contract/mqtt-hub-messages.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/base/heap-settle.js';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { VirtualClock } from '../../../src/base/clock.js';
+import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/base/heap-settle.js';
 import type { SnapshotData } from '../../../src/contract/sync-data.js';
 import { Store } from '../../../src/store/store.js';
 import { deltaSync, snapshotSync } from '../../helpers/sync.js';

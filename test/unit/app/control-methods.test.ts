@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { processHeapSettle } from '../../../src/base/heap-settle.js';
 import { type CommandsSource, registerCommandMethods, registerLinkMethods } from '../../../src/app/control-methods.js';
 import { HubError } from '../../../src/base/errors.js';
+import { processHeapSettle } from '../../../src/base/heap-settle.js';
 import type { ControlServer } from '../../../src/control-socket/socket-server.js';
 import type { LinkManager } from '../../../src/link/manager.js';
 
