@@ -216,7 +216,7 @@ describe('the module tree and a failure to load', () => {
       /^dep \(.*dep\/index\.js\), whose loading .*deferred-modules\.ts put off until its first use, failed to load: dep is broken$/,
     );
     expect(error?.code).toBe('E_BROKEN');
-    expect((error?.cause as Error).message).toBe('dep is broken');
+    expect((error?.cause as Error | undefined)?.message).toBe('dep is broken');
     expect(cache[dep]).toBeUndefined();
     // A require from elsewhere meets the failure, as without the stand-in.
     expect(() => createRequire(lib)('dep')).toThrow('dep is broken');
