@@ -13,7 +13,8 @@ import { dirname, isAbsolute, join, relative } from 'node:path';
  * `require` resolves to: the library gets the stand-in, and the real module is loaded on the first
  * use of any of its exports (a property read, `in`, a key listing) — the behaviour is unchanged,
  * only the moment of loading moves. `partial` serves some exports, until the module is loaded,
- * without loading it (from a smaller module of the same package, or as a wrapper that calls `load`).
+ * without loading it (from a smaller module of the same package, or as a wrapper that calls `load`);
+ * if serving one throws (that smaller module is gone in another version), the real export is read.
  *
  * A stand-in only for a module whose exports are an object (not a function or class: a stand-in
  * cannot be called; the first use of one says so), and only while the module is not in the cache
@@ -141,8 +142,16 @@ export function deferModule(
   // biome-ignore lint/complexity/useArrowFunction: an arrow function cannot be a constructor's stand-in.
   const target = (kind === 'function' ? function () {} : {}) as Exports;
   const exports: Exports = new Proxy(target, {
-    get: (_t, p, receiver) =>
-      served(p) ? partial[p]?.(load) : Reflect.get(load(), p, receiver === exports ? real : receiver),
+    get: (_t, p, receiver) => {
+      if (served(p)) {
+        try {
+          return partial[p]?.(load);
+        } catch {
+          // The smaller module is not there (another version of the package): the real export.
+        }
+      }
+      return Reflect.get(load(), p, receiver === exports ? real : receiver);
+    },
     has: (_t, p) => Reflect.has(load(), p),
     ownKeys: () => Reflect.ownKeys(load()),
     getOwnPropertyDescriptor: (t, p) => mirror(t, p),

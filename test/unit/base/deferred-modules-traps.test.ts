@@ -316,3 +316,15 @@ describe('a shared copy (shareModule)', () => {
     expect(here(two)).toBe('two');
   });
 });
+
+describe('a partial export', () => {
+  it('that cannot be served (its smaller module is gone) is read from the real module instead', () => {
+    const { lib, counter } = withDep('module.exports = { queue: "the real queue" };\n');
+    deferModule('dep', lib, {
+      queue: () => createRequire(lib)('dep/no-such-file'),
+    });
+    const d = depOf<Record<string, unknown>>(lib);
+    expect(d.queue).toBe('the real queue');
+    expect(loads(counter)).toBe(1);
+  });
+});
