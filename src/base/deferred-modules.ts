@@ -137,10 +137,11 @@ export function deferModule(
     }
     return false;
   };
-  // A function's stand-in is a function (typeof, a call, `new`, `instanceof`, `extends`): an ordinary
-  // one, whose `prototype` is writable, so that a class's (read-only) can be mirrored onto it.
+  // A function's stand-in is a function (typeof, a call, `new`, `instanceof`, `extends`): a bound
+  // one — constructible, yet with no own `prototype` (which an ordinary function has, fixed), so that
+  // the real one's, a class's read-only one or none at all (an arrow function's), is mirrored onto it.
   // biome-ignore lint/complexity/useArrowFunction: an arrow function cannot be a constructor's stand-in.
-  const target = (kind === 'function' ? function () {} : {}) as Exports;
+  const target = (kind === 'function' ? function () {}.bind(null) : {}) as Exports;
   const exports: Exports = new Proxy(target, {
     get: (_t, p, receiver) => {
       if (served(p)) {

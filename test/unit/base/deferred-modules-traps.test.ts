@@ -75,6 +75,22 @@ describe('a deferred module whose exports are a class', () => {
     expect(f.call({ tag: 't' }, 2)).toEqual(['t', 2]);
   });
 
+  it('an arrow function (no `prototype`) and a plain function (a writable one) keep the Proxy invariants', () => {
+    const arrow = withDep('module.exports = (a) => a + 1;\nmodule.exports.extra = 1;\n');
+    deferModule('dep', arrow.lib, {}, 'function');
+    const a = depOf<((n: number) => number) & { extra: number }>(arrow.lib);
+    expect(Object.keys(a)).toEqual(['extra']);
+    expect(Reflect.ownKeys(a)).toEqual(Reflect.ownKeys(here(arrow.dep) as object));
+    expect(Object.getOwnPropertyDescriptor(a, 'prototype')).toBeUndefined();
+    expect(a(1)).toBe(2);
+    const plain = withDep('module.exports = function F() { this.v = 7; };\n');
+    deferModule('dep', plain.lib, {}, 'function');
+    const F = depOf<new () => { v: number }>(plain.lib);
+    expect(new F().v).toBe(7);
+    expect(Object.getOwnPropertyDescriptor(F, 'prototype')).toMatchObject({ writable: true, configurable: false });
+    expect(new F() instanceof F).toBe(true);
+  });
+
   it('a kind that is not the real one makes the first use throw an error that says which, and the cache holds the real module', () => {
     const { lib, dep } = withDep(source);
     deferModule('dep', lib);

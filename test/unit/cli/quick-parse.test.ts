@@ -159,7 +159,8 @@ describe('each quick spec is what program.ts declares', () => {
       for (let c: Command | null = cmd; c; c = c.parent) expect(features(c), c.name()).toEqual(none);
       expect((program as unknown as Internals)._defaultCommandName).toBeNull();
       expect(cmd.aliases()).toEqual([]);
-      for (const o of cmd.options) {
+      for (const option of cmd.options) {
+        const o = option as typeof option & { conflictsWith: string[]; implied?: object };
         expect(
           { env: o.envVar, preset: o.presetArg, conflicts: o.conflictsWith, implied: o.implied, choices: o.argChoices },
           o.long,
