@@ -106,6 +106,8 @@ export function deferModule(
       // stand-in; so does the next use of the stand-in.
       throw loadError(specifier, file, e);
     }
+    // The real module is in the cache now: its parents list it, whatever it exports.
+    replaceInParents(cache, standIn, file, loaded);
     if (typeof loaded !== kind || loaded === null) {
       const is = loaded === null ? 'null' : typeof loaded;
       throw new TypeError(
@@ -115,7 +117,6 @@ export function deferModule(
       );
     }
     real = loaded as Exports;
-    replaceInParents(cache, standIn, file, real);
     return real;
   };
   const served = (p: PropertyKey): p is string =>

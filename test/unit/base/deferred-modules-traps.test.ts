@@ -100,6 +100,8 @@ describe('a deferred module whose exports are a class', () => {
     );
     expect(isStandIn(dep)).toBe(false);
     expect(typeof (cache[dep]?.exports as unknown)).toBe('function');
+    expect(cache[lib]?.children).toContain(cache[dep]);
+    expect(cache[lib]?.children.some((c) => (c as { [DEFERRED]?: true })[DEFERRED])).toBe(false);
     const other = withDep('module.exports = 42;\n');
     deferModule('dep', other.lib, {}, 'function');
     expect(() => depOf<() => void>(other.lib)()).toThrow(/exports a number, .*remove its deferModule call/);
