@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire, Module } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 
 /**
  * Libraries the hub uses require, when they are loaded, modules they need only on a path the hub
@@ -13,11 +13,12 @@ import { dirname, join } from 'node:path';
  * `require` resolves to: the library gets the stand-in, and the real module is loaded on the first
  * use of any of its exports (a property read, `in`, a key listing) — the behaviour is unchanged,
  * only the moment of loading moves. `partial` serves some exports, until the module is loaded,
- * without loading it (from a smaller module of the same package, or as a wrapper that calls `load`).
+ * without loading it (from a smaller module of the same package, or as a wrapper that calls `load`);
+ * if serving one throws (that smaller module is gone in another version), the real export is read.
  *
  * A stand-in only for a module whose exports are an object (not a function or class: a stand-in
- * cannot be called), and only while the module is not loaded yet (otherwise there is nothing to
- * gain, and nothing is done). test/unit/base/deferred-modules.test.ts; the production daemon's
+ * cannot be called; the first use of one says so), and only while the module is not in the cache
+ * yet (otherwise there is nothing to gain, and nothing is done). test/unit/base/deferred-modules.test.ts; the production daemon's
  * module graph is checked by test/integration/production-modules.test.ts.
  */
 
@@ -25,15 +26,62 @@ import { dirname, join } from 'node:path';
 export const DEFERRED = Symbol.for('iqhub.deferredModule');
 
 type Exports = Record<PropertyKey, unknown>;
+type CachedModule = Module & { [DEFERRED]?: true };
+
+/**
+ * The error of a deferred module that fails to load on its first use: where the failure is (the
+ * module, its file, that it was loaded late), the real error as `cause` and its `code` kept (so a
+ * library that tests for MODULE_NOT_FOUND still sees it).
+ */
+function loadError(specifier: string, file: string, e: unknown): Error {
+  const err = new Error(
+    `${specifier} (${file}), whose loading src/base/deferred-modules.ts put off until its first use, failed to load: ${
+      e instanceof Error ? e.message : String(e)
+    }`,
+    { cause: e },
+  ) as Error & { code?: unknown };
+  if (e instanceof Error && 'code' in e) err.code = e.code;
+  return err;
+}
+
+/**
+ * The modules that required the stand-in list it among their `children`: each gets the real module
+ * in its place, once it is loaded (or loses the entry, if the real one is not in the cache).
+ */
+function replaceInParents(cache: NodeJS.Dict<NodeJS.Module>, standIn: Module, file: string, real: unknown): void {
+  const loaded = cache[file]?.exports === real ? cache[file] : undefined;
+  for (const m of Object.values(cache)) {
+    const children = m?.children;
+    if (!children) continue;
+    for (let i = children.indexOf(standIn); i !== -1; i = children.indexOf(standIn)) {
+      if (loaded && !children.includes(loaded)) children[i] = loaded;
+      else children.splice(i, 1);
+    }
+  }
+}
 
 /**
  * Stands in for `specifier` as required from the file `from`. Returns whether a stand-in was put
- * in place (false: already loaded, or not found — then the library's own require does as before).
+ * in place (false: already in the module cache — loaded, or being loaded — or not found, or a
+ * built-in module — then the library's own require does as before).
+ *
+ * The stand-in is a Proxy over an empty object (or function) that forwards every operation to the real exports,
+ * loaded by the first one: property reads and writes (a getter runs on the real exports), `in`, key
+ * listings, descriptors (a non-configurable property of the real exports is mirrored onto the
+ * target, as the Proxy invariants require), the prototype, extensibility (`Object.freeze` of the
+ * stand-in freezes the real exports, and the target takes their shape). The exports of a module
+ * whose exports are a function or class are stood in for by a function (`kind` 'function': a call,
+ * `new`, `instanceof` and `extends` reach the real one; `typeof` is right); a mismatch with `kind`,
+ * or exports that are a primitive, make its first use throw an error that says so. A promise resolved with the stand-in reads its `then` — that loads
+ * the module, and (the real exports having no `then`) resolves to the stand-in itself. An ESM
+ * `import` of the module gets the names cjs-module-lexer finds in its source, and the values of
+ * the real exports (node's translator reads them through the stand-in, which loads it).
  */
 export function deferModule(
   specifier: string,
   from: string,
   partial: Record<string, (load: () => Exports) => unknown> = {},
+  kind: 'object' | 'function' = 'object',
 ): boolean {
   const req = createRequire(from);
   let file: string;
@@ -42,33 +90,98 @@ export function deferModule(
   } catch {
     return false;
   }
+  // A built-in resolves to its own name, which require never looks up in the cache.
+  if (!isAbsolute(file)) return false;
   const cache = req.cache;
   if (cache[file]) return false;
   let real: Exports | undefined;
   const load = (): Exports => {
-    if (real === undefined) {
-      if (cache[file] === standIn) delete cache[file];
-      real = req(file) as Exports;
+    if (real !== undefined) return real;
+    if (cache[file] === standIn) delete cache[file];
+    let loaded: unknown;
+    try {
+      loaded = req(file);
+    } catch (e) {
+      // node took the failed module out of the cache: a later require tries again, as without the
+      // stand-in; so does the next use of the stand-in.
+      throw loadError(specifier, file, e);
     }
+    // The real module is in the cache now: its parents list it, whatever it exports.
+    replaceInParents(cache, standIn, file, loaded);
+    if (typeof loaded !== kind || loaded === null) {
+      const is = loaded === null ? 'null' : typeof loaded;
+      throw new TypeError(
+        `${specifier} (${file}) exports a ${is}, where its stand-in of src/base/deferred-modules.ts is a${kind === 'object' ? 'n object' : ' function'}: ${
+          is === 'object' || is === 'function' ? `pass '${is}' as its deferModule kind` : 'remove its deferModule call'
+        }`,
+      );
+    }
+    real = loaded as Exports;
     return real;
   };
   const served = (p: PropertyKey): p is string =>
     typeof p === 'string' && Object.hasOwn(partial, p) && real === undefined;
-  const exports = new Proxy({} as Exports, {
-    get: (_t, p) => (served(p) ? partial[p]?.(load) : Reflect.get(load(), p)),
+  /** A non-configurable property of the real exports must be one of the target too. */
+  const mirror = (t: Exports, p: PropertyKey): PropertyDescriptor | undefined => {
+    const d = Reflect.getOwnPropertyDescriptor(load(), p);
+    if (d !== undefined && !d.configurable) Reflect.defineProperty(t, p, d);
+    return d;
+  };
+  /** Non-extensible real exports: the target takes their shape, and is made so too. */
+  const settle = (t: Exports): boolean => {
+    const r = load();
+    if (Reflect.isExtensible(r)) return true;
+    if (Reflect.isExtensible(t)) {
+      for (const k of Reflect.ownKeys(r)) Reflect.defineProperty(t, k, Reflect.getOwnPropertyDescriptor(r, k) ?? {});
+      Reflect.setPrototypeOf(t, Reflect.getPrototypeOf(r));
+      Reflect.preventExtensions(t);
+    }
+    return false;
+  };
+  // A function's stand-in is a function (typeof, a call, `new`, `instanceof`, `extends`): a bound
+  // one — constructible, yet with no own `prototype` (which an ordinary function has, fixed), so that
+  // the real one's, a class's read-only one or none at all (an arrow function's), is mirrored onto it.
+  // biome-ignore lint/complexity/useArrowFunction: an arrow function cannot be a constructor's stand-in.
+  const target = (kind === 'function' ? function () {}.bind(null) : {}) as Exports;
+  const exports: Exports = new Proxy(target, {
+    get: (_t, p, receiver) => {
+      if (served(p)) {
+        try {
+          return partial[p]?.(load);
+        } catch {
+          // The smaller module is not there (another version of the package): the real export.
+        }
+      }
+      return Reflect.get(load(), p, receiver === exports ? real : receiver);
+    },
     has: (_t, p) => Reflect.has(load(), p),
     ownKeys: () => Reflect.ownKeys(load()),
-    getOwnPropertyDescriptor: (_t, p) => {
-      const d = Reflect.getOwnPropertyDescriptor(load(), p);
-      // A proxy may not report a property its (empty) target lacks as non-configurable.
-      return d === undefined ? undefined : { ...d, configurable: true };
+    getOwnPropertyDescriptor: (t, p) => mirror(t, p),
+    set: (_t, p, v, receiver) => Reflect.set(load(), p, v, receiver === exports ? real : receiver),
+    defineProperty: (t, p, d) => {
+      const ok = Reflect.defineProperty(load(), p, d);
+      if (ok) mirror(t, p);
+      return ok;
     },
-    set: (_t, p, v) => Reflect.set(load(), p, v),
-    defineProperty: (_t, p, d) => Reflect.defineProperty(load(), p, d),
-    deleteProperty: (_t, p) => Reflect.deleteProperty(load(), p),
+    deleteProperty: (t, p) => {
+      const ok = Reflect.deleteProperty(load(), p);
+      if (ok) Reflect.deleteProperty(t, p);
+      return ok;
+    },
     getPrototypeOf: () => Reflect.getPrototypeOf(load()),
+    setPrototypeOf: (_t, proto) => Reflect.setPrototypeOf(load(), proto),
+    isExtensible: (t) => settle(t),
+    preventExtensions: (t) => {
+      Reflect.preventExtensions(load());
+      return !settle(t);
+    },
+    apply: (_t, self, args) => Reflect.apply(load() as unknown as (...a: unknown[]) => unknown, self, args),
+    construct: (_t, args, newTarget) => {
+      const r = load() as unknown as new (...a: unknown[]) => object;
+      return Reflect.construct(r, args, newTarget === (exports as unknown) ? r : newTarget);
+    },
   });
-  const standIn = new Module(file) as Module & { [DEFERRED]?: true };
+  const standIn = new Module(file) as CachedModule;
   standIn.filename = file;
   standIn.loaded = true;
   standIn.exports = exports;
@@ -77,12 +190,14 @@ export function deferModule(
   return true;
 }
 
-/** The name and version in the package.json of the package a module file belongs to. */
-function packageOf(file: string): string | undefined {
+/** The name and version in the package.json of the package a module file belongs to, and its folder. */
+function packageRoot(file: string): { id: string; dir: string } | undefined {
   for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
     try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name && pkg.version) return `${pkg.name}@${pkg.version}`;
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (typeof pkg.name === 'string' && typeof pkg.version === 'string' && pkg.name && pkg.version) {
+        return { id: `${pkg.name}@${pkg.version}`, dir };
+      }
     } catch {
       // no package.json here (or one without a name: a folder's `type` marker): look further up.
     }
@@ -108,12 +223,22 @@ export function shareModule(specifier: string, from: string, shareFrom: string):
   } catch {
     return false;
   }
-  if (file === target || req.cache[file]) return false;
-  const a = packageOf(file);
-  if (a === undefined || a !== packageOf(target)) return false;
+  if (file === target || !isAbsolute(file) || req.cache[file]) return false;
+  const a = packageRoot(file);
+  const b = packageRoot(target);
+  // The same package, the same version, and the same file of it.
+  if (a === undefined || b === undefined || a.id !== b.id) return false;
+  if (relative(a.dir, file) !== relative(b.dir, target)) return false;
+  let exports: unknown;
+  try {
+    exports = shared(target);
+  } catch {
+    // Left as it is: the library's own require meets the failure, as it would have.
+    return false;
+  }
   const alias = new Module(file);
   alias.filename = file;
-  alias.exports = shared(target);
+  alias.exports = exports;
   alias.loaded = true;
   req.cache[file] = alias;
   return true;
@@ -137,7 +262,8 @@ const packageFile = (from: string, name: string, path: string): string | undefin
 export function deferHerdsmanExtras(): void {
   const discovery = packageFile(import.meta.url, 'zigbee-herdsman', 'dist/adapter/adapterDiscovery.js');
   const greenPower = packageFile(import.meta.url, 'zigbee-herdsman', 'dist/controller/greenPower.js');
-  if (discovery) deferModule('bonjour-service', discovery);
+  // bonjour-service's exports are its Bonjour class (with Bonjour, Service, Browser as statics).
+  if (discovery) deferModule('bonjour-service', discovery, {}, 'function');
   if (greenPower) deferModule('zigbee-on-host/dist/zigbee/zigbee', greenPower);
 }
 

@@ -414,6 +414,8 @@ export const ERROR_CODES = {
     'give --broker an mqtts:// URL and --broker-pki a directory as `iqhub pki dev` writes it (ca.crt, hub.crt, hub.key, cloud.crt, cloud.key)',
   // Group commits (issue 15: one durable commit per command on the critical path).
   'store.closed': 'the daemon is stopping: what was queued before the stop was committed; retry once it runs again',
+  // The command line's review (issue 15): an empty --socket is refused, not read as "from the config".
+  'cli.socket-path': "give the path of the daemon's control socket, or leave --socket out to take it from the config",
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

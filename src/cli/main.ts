@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { QUICK_SOCKET_COMMANDS, quickParse, RUN } from './quick-parse.js';
+import { QUICK_SOCKET_COMMANDS, quickParse, quickRead, RUN } from './quick-parse.js';
 
 // What every `iqhub` call loads first, so it holds nothing but the choice of path. The everyday
 // calls — `iqhub run` and the commands that talk to a running daemon (status, locks, open, …) —
@@ -18,16 +18,13 @@ const argv = process.argv.slice(2);
 const JSON_MODE = argv.includes('--json');
 
 async function main(): Promise<void> {
-  const [first = '', second = ''] = argv;
+  const [first = ''] = argv;
   if (first === 'run') {
     const p = quickParse(RUN, argv.slice(1));
     if (p) return (await import('./run-command.js')).runCommand(p.opts);
   } else if (QUICK_SOCKET_COMMANDS.has(first)) {
-    const { QUICK } = await import('./socket-commands.js');
-    const name = first === 'firmware' ? `${first} ${second}` : first;
-    const command = Object.hasOwn(QUICK, name) ? QUICK[name] : undefined;
-    const p = command && quickParse(command, argv.slice(name.split(' ').length));
-    if (command && p) return command.run(p.args, p.opts);
+    const q = quickRead(argv, (await import('./socket-commands.js')).QUICK);
+    if (q) return q.command.run(q.parsed.args, q.parsed.opts);
   }
   await (await import('./program.js')).runProgram(JSON_MODE);
 }

@@ -110,6 +110,22 @@ export function quickParse(spec: QuickSpec, tokens: readonly string[]): QuickPar
   return { args, opts };
 }
 
+/**
+ * The quick command a whole command line (after `iqhub`) names — its first word, or its first two
+ * for `firmware status` — read by its spec; undefined when there is none or it leaves the line to
+ * commander. main.ts reads socket commands through this (the tests hold it against commander).
+ */
+export function quickRead<T extends QuickSpec>(
+  argv: readonly string[],
+  commands: Readonly<Record<string, T>>,
+): { command: T; parsed: QuickParse } | undefined {
+  const [first = '', second = ''] = argv;
+  const name = first === 'firmware' ? `${first} ${second}` : first;
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  const parsed = command && quickParse(command, argv.slice(name.split(' ').length));
+  return command && parsed ? { command, parsed } : undefined;
+}
+
 /** `iqhub run [-c|--config <path>] [--log-pretty]`, as program.ts declares it. */
 export const RUN: QuickSpec = {
   options: [

@@ -27,12 +27,17 @@ import type { QuickArgument, QuickOption, QuickSpec } from './quick-parse.js';
 export type SocketOpts = { config?: string; socket?: string; json?: boolean };
 
 /**
- * The control socket: --socket, else <runDir>/control.sock from the config. The config loader
+ * The control socket: --socket (refused when empty), else <runDir>/control.sock from the config. The config loader
  * (yaml, the config's validator) loads only when there is a file to read and validate; with neither
  * --config nor a file at the default path, runDir is its default, as loadConfig would say.
  */
 async function socketPath(o: { config?: string; socket?: string }): Promise<string> {
-  if (o.socket) return o.socket;
+  if (o.socket !== undefined) {
+    if (o.socket !== '') return o.socket;
+    // `--socket "$SOCK"` with SOCK unset: the config's socket may be another daemon's.
+    const { HubError } = await import('../base/errors.js');
+    throw new HubError('cli.socket-path', '--socket was given an empty path');
+  }
   if (o.config === undefined && !defaultConfigExists()) return join(DEFAULT_RUN_DIR, SOCKET_NAME);
   const { loadConfig } = await import('../config/load.js');
   return join(loadConfig(o.config).config.runDir, SOCKET_NAME);

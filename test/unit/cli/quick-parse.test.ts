@@ -123,6 +123,60 @@ describe('each quick spec is what program.ts declares', () => {
     );
   });
 
+  it.each(cases)(
+    "%s: uses none of commander's features the quick path does not read (env, presets, conflicts, implied, choices, hooks, excess or unknown, positional or pass-through options, aliases)",
+    (path) => {
+      type Internals = {
+        _allowUnknownOption: boolean;
+        _allowExcessArguments: boolean;
+        _enablePositionalOptions: boolean;
+        _passThroughOptions: boolean;
+        _storeOptionsAsProperties: boolean;
+        _defaultCommandName: string | null;
+        _lifeCycleHooks: Record<string, unknown[]>;
+      };
+      const features = (c: Command) => {
+        const i = c as unknown as Internals;
+        return {
+          unknown: i._allowUnknownOption,
+          excess: i._allowExcessArguments,
+          positional: i._enablePositionalOptions,
+          passThrough: i._passThroughOptions,
+          asProperties: i._storeOptionsAsProperties,
+          hooks: Object.values(i._lifeCycleHooks).flat().length,
+        };
+      };
+      const none = {
+        unknown: false,
+        excess: false,
+        positional: false,
+        passThrough: false,
+        asProperties: false,
+        hooks: 0,
+      };
+      const cmd = commandAt(program, path);
+      // The command and every command above it (the program's options are read before the command's).
+      for (let c: Command | null = cmd; c; c = c.parent) expect(features(c), c.name()).toEqual(none);
+      expect((program as unknown as Internals)._defaultCommandName).toBeNull();
+      expect(cmd.aliases()).toEqual([]);
+      for (const option of cmd.options) {
+        const o = option as typeof option & { conflictsWith: string[]; implied?: object };
+        expect(
+          { env: o.envVar, preset: o.presetArg, conflicts: o.conflictsWith, implied: o.implied, choices: o.argChoices },
+          o.long,
+        ).toEqual({ env: undefined, preset: undefined, conflicts: [], implied: undefined, choices: undefined });
+      }
+      for (const a of cmd.registeredArguments) {
+        expect({ dflt: a.defaultValue, choices: a.argChoices }, a.name()).toEqual({
+          dflt: undefined,
+          choices: undefined,
+        });
+      }
+      // The program's own options: -V and -h only (any other would be read before the command's).
+      expect(program.options.map((o) => o.flags)).toEqual(['-V, --version']);
+    },
+  );
+
   it('main.ts loads socket-commands.ts for exactly the first words of its quick commands', () => {
     expect(new Set(Object.keys(QUICK).map((k) => k.split(' ')[0]))).toEqual(QUICK_SOCKET_COMMANDS);
   });
