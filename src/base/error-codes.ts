@@ -414,6 +414,9 @@ export const ERROR_CODES = {
     'give --broker an mqtts:// URL and --broker-pki a directory as `iqhub pki dev` writes it (ca.crt, hub.crt, hub.key, cloud.crt, cloud.key)',
   // Group commits (issue 15: one durable commit per command on the critical path).
   'store.closed': 'the daemon is stopping: what was queued before the stop was committed; retry once it runs again',
+  // Store.commitLater inside a transaction (tzif helper, issue 15 review of the lazy writes).
+  'store.rolled-back':
+    'the write ran inside a transaction that was then rolled back (see the cause): nothing of it is stored; retry it',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;
