@@ -61,7 +61,8 @@ export function loadZoneOffsets(name: string, dir = ZONEINFO_DIR): ZoneOffsets |
     const root = realpathSync(dir);
     const path = realpathSync(join(dir, name));
     if (!path.startsWith(root + sep)) return undefined;
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    // The resolved path, not followed again (a symlink put there since realpath fails to open).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
     const st = fstatSync(fd);
     if (!st.isFile() || st.size > MAX_FILE_BYTES) return undefined;
     // Read at most one byte more than allowed: a file that grew since fstat is refused too.
@@ -133,6 +134,9 @@ export function parseTzif(b: Buffer): ZoneOffsets | undefined {
   if (!rule && transitions.length > 0) return undefined;
   const first = transitions[0];
   const last = transitions.at(-1);
+  // RFC 8536 §3.3: the footer must agree with the last transition's type; a file where it does
+  // not is refused rather than one of the two picked.
+  if (rule && last !== undefined && ruleOffset(rule, last) !== offsets[typeOf.at(-1) ?? 0]) return undefined;
   return {
     transitions,
     footer,

@@ -211,6 +211,17 @@ describe('zone offsets from the system tz database (no ICU for schedules)', () =
       ['the second header another version', tzif({ ...good, footer: '<+01>-1', version2: 0x33 })],
       ['isstdcnt neither 0 nor typecnt', tzif({ ...good, footer: '<+01>-1', isstd: 1 })],
       ['no types', tzif({ types: [], footer: '' })],
+      [
+        'a footer that disagrees with the last transition',
+        tzif({
+          ...good,
+          transitions: [
+            [100, 0],
+            [200, 1],
+          ],
+          footer: '<+01>-1',
+        }),
+      ],
       ['no footer', tzif({ ...good, footer: undefined })],
       ['an unterminated footer', tzif({ ...good, footer: '<+01>-1', unterminated: true })],
     ] as const)
