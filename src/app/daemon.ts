@@ -160,6 +160,7 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
         code = 1;
       }
       watchdog?.stop();
+      processHeapSettle.cancel(); // a collection still waiting for quiet: none after the stop
       clock.clearTimeout(deadline);
       notifier.close();
       restoreConsole?.();

@@ -416,6 +416,9 @@ export const ERROR_CODES = {
   'store.closed': 'the daemon is stopping: what was queued before the stop was committed; retry once it runs again',
   // The command line's review (issue 15): an empty --socket is refused, not read as "from the config".
   'cli.socket-path': "give the path of the daemon's control socket, or leave --socket out to take it from the config",
+  // Store.commitLater inside a transaction (tzif helper, issue 15 review of the lazy writes).
+  'store.rolled-back':
+    'the write ran inside a transaction that was then rolled back (see the cause): nothing of it is stored; retry it',
 } as const;
 
 export type HubErrorCode = keyof typeof ERROR_CODES;

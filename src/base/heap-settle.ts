@@ -125,9 +125,20 @@ export class HeapSettle {
     return this.#pending || this.#running !== undefined;
   }
 
-  /** Resolves when no collection is pending or running (tests). */
+  /** Resolves when no collection is running (tests); one still waiting for quiet is not waited for. */
   async idle(): Promise<void> {
     while (this.#running) await this.#running;
+  }
+
+  /**
+   * Forget a collection asked for and not started (the process stops): its timer is cleared, and
+   * a round asked for while one runs is not run. One running finishes (it cannot be interrupted).
+   */
+  cancel(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = false;
+    this.#again = false;
   }
 
   async #run(): Promise<void> {
@@ -139,12 +150,15 @@ export class HeapSettle {
       try {
         do {
           this.#again = false;
-          await this.#collect();
-          await this.#collect();
-          this.#runs++;
+          try {
+            await this.#collect();
+            await this.#collect();
+            this.#runs++;
+          } catch {
+            // A collection that cannot be asked for costs memory, never correctness; a round asked
+            // for meanwhile still gets its turn.
+          }
         } while (this.#again);
-      } catch {
-        // A collection that cannot be asked for costs memory, never correctness.
       } finally {
         this.#running = undefined;
       }

@@ -5,7 +5,8 @@ import { HubError } from '../base/errors.js';
 import { ensureWritableDataDir, openFailure } from './data-dir.js';
 import { DiskSpace, diskFullDetail, isDiskFull } from './disk-space.js';
 import { DB_FILE } from './files.js';
-import { WriteQueue } from './group-commit.js';
+import { type Group, WriteQueue } from './group-commit.js';
+import { commitLazyThenGroup, JoinedWrites } from './lazy-writes.js';
 import { migrations as allMigrations, type Migration } from './migrations.js';
 
 export { ensureWritableDataDir, fileSystemFailure, storeInUse } from './data-dir.js';
@@ -112,6 +113,9 @@ export class Store {
   #groupEpoch = 0;
   readonly #schedule: (flush: () => void) => void;
   readonly #counts: CommitCounts = { durable: 0, lazy: 0, groups: 0, groupWrites: 0 };
+  /** The store's transactions and savepoints under way (#atomic), and commitLater's writes that joined one. */
+  #depth = 0;
+  readonly #joined = new JoinedWrites();
   /** The statements of a transaction, prepared once (see #atomic). */
   readonly #tx: TxStatements;
 
@@ -233,8 +237,11 @@ export class Store {
       return Promise.reject(new HubError('store.closed', 'the store is closed: nothing more is written'));
     }
     if (this.db.inTransaction) {
+      // It settles when the transaction it joined ends: a rollback (of it, or of the savepoint it
+      // ran in) undid it. A transaction begun on db directly, not by the store, cannot be followed.
       try {
-        return Promise.resolve(this.#atomic(fn));
+        const value = this.#atomic(fn);
+        return this.#depth === 0 ? Promise.resolve(value) : this.#joined.add(value, this.#depth);
       } catch (e) {
         return Promise.reject(this.#failure(e));
       }
@@ -257,41 +264,33 @@ export class Store {
   /** Commit the writes queued by commitLater now, lazily, without what commitSoon queued. */
   flushLater(): void {
     if (this.#later.size === 0 || this.db.inTransaction) return;
-    const group = this.#later.take();
-    try {
-      this.#writeTransaction(false, () => group.run(this.db, (e) => this.#failure(e), this.#nested));
-    } catch (e) {
-      group.failed(e);
-      return;
-    }
-    this.#counted(group.size, false);
-    this.#checkpointIfDue();
-    group.committed();
+    this.#commit(this.#later.take(), new WriteQueue().take(), false);
   }
 
   /**
-   * Commit the writes queued by commitSoon and commitLater now, as one group (a stop; a caller that
-   * cannot wait).
+   * Commit the writes queued by commitSoon and commitLater now, in one transaction: commitLater's
+   * first, then the group (a stop; a caller that cannot wait). A lazy write that rolls the whole
+   * transaction back fails alone with the other lazy writes (lazy-writes.ts, commitLazyThenGroup).
    */
   flushGroup(): void {
-    if (this.#later.size > 0 && !this.db.inTransaction) this.#queue.prepend(this.#later);
-    if (this.#queue.size === 0) return;
     if (this.db.inTransaction) {
       // Called from inside a transaction: the group goes once that one has ended.
-      this.#scheduleGroup();
+      if (this.#queue.size > 0) this.#scheduleGroup();
       return;
     }
+    if (this.#queue.size === 0 && this.#later.size === 0) return;
+    const lazy = this.#later.take();
     const group = this.#takeGroup();
-    const durable = group.durable;
-    try {
-      this.#writeTransaction(durable, () => group.run(this.db, (e) => this.#failure(e), this.#nested));
-    } catch (e) {
-      group.failed(e);
-      return;
-    }
-    this.#counted(group.size, durable);
+    this.#commit(lazy, group, group.durable);
+  }
+
+  #commit(lazy: Group, group: Group, durable: boolean): void {
+    const run = (g: Group) => g.run(this.db, (e) => this.#failure(e), this.#nested);
+    const done = commitLazyThenGroup(lazy, group, (fn) => this.#writeTransaction(durable, fn), run);
+    if (!done) return;
+    this.#counted(done.writes, durable);
     this.#checkpointIfDue();
-    group.committed();
+    done.settle();
   }
 
   /** Commits made since the store was opened (a command's commit budget is checked with these). */
@@ -367,12 +366,14 @@ export class Store {
     const t = this.#tx;
     const nested = this.db.inTransaction;
     (nested ? t.savepoint : t.begin).run();
+    const depth = ++this.#depth;
     try {
       const result = fn();
       if (result && typeof (result as { then?: unknown }).then === 'function') {
         throw new TypeError('a store transaction cannot return a promise');
       }
       (nested ? t.release : t.commit).run();
+      if (!nested) this.#joined.committed();
       return result;
     } catch (e) {
       if (this.db.inTransaction) {
@@ -381,7 +382,11 @@ export class Store {
           t.release.run();
         } else t.rollback.run();
       }
+      // What joined this savepoint (or, when SQLite rolled everything back, any) is undone.
+      this.#joined.rolledBack(nested && this.db.inTransaction ? depth : 0, e);
       throw e;
+    } finally {
+      this.#depth = depth - 1;
     }
   }
 
@@ -465,10 +470,15 @@ export class Store {
 
   close(): void {
     if (this.#closed) return;
-    // What was queued for a group commit was promised a commit: it goes before the store closes.
-    this.flushGroup();
+    // What was queued for a group commit (or commitLater) was promised a commit: it goes before the
+    // store closes, and so do the writes those writes queue (a few rounds at most).
+    for (let round = 0; round < 8 && !this.db.inTransaction; round++) this.flushGroup();
     clearTimeout(this.#laterTimer);
     this.#closed = true;
+    // Anything still queued (more rounds than that; a close from inside a transaction) hears now.
+    const closed = new HubError('store.closed', 'the store closed before this write was committed');
+    this.#queue.take().failed(closed);
+    this.#later.take().failed(closed);
     // Fold the WAL into the main file so a copy of the data directory is self-contained. On a full
     // disk it stays: it is durable, and the next open reads it.
     try {

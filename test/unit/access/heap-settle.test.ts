@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { VirtualClock } from '../../../src/base/clock.js';
 import { HEAP_SETTLE_MIN_ROWS, HeapSettle, syncRows } from '../../../src/base/heap-settle.js';
@@ -7,15 +7,26 @@ import { Store } from '../../../src/store/store.js';
 import { deltaSync, snapshotSync } from '../../helpers/sync.js';
 import { tempDir } from '../../helpers/tmp.js';
 
-const until = async (what: () => boolean, timeoutMs = 5_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!what()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+/**
+ * Every wait is on fake timers (setTimeout/clearTimeout) or on the settle's own promises: "not
+ * before the delay" is exact and nothing depends on the machine's load. The real collection
+ * (vm.measureMemory) is V8's own task, not a timer: `idle()` awaits it.
+ */
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+});
+afterEach(() => {
+  // No test leaves a settle's timer behind.
+  expect(vi.getTimerCount()).toBe(0);
+  vi.useRealTimers();
+});
 
-/** A HeapSettle whose collections are counted instead of run. */
+/** Let the delay pass, then wait for the round it started. */
+async function settleAfter(settle: HeapSettle, delayMs: number): Promise<void> {
+  await vi.advanceTimersByTimeAsync(delayMs);
+  await settle.idle();
+}
+
 /** A settle whose first collection waits for `release()`; counts collections and the most at once. */
 function gated() {
   const g = { count: 0, most: 0, running: 0, release: () => {}, settle: undefined as unknown as HeapSettle };
@@ -32,81 +43,74 @@ function gated() {
   return g;
 }
 
+/** A HeapSettle whose collections are counted instead of run. */
 function counting(delayMs = 20) {
   const calls: number[] = [];
   const settle = new HeapSettle({
     delayMs,
     collect: async () => {
-      calls.push(Date.now());
+      calls.push(calls.length);
     },
   });
   return { settle, calls };
 }
 
 describe('HeapSettle: two full collections once the hub is quiet after a large sync', () => {
-  // The waits are on fake timers: "not before the delay" is exact whatever the machine's load.
   it('waits for quiet: several requests in a row give one round of two collections', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      const { settle, calls } = counting(40);
-      expect(settle.busy).toBe(false);
-      settle.soon();
-      expect(settle.busy).toBe(true);
-      await vi.advanceTimersByTimeAsync(15);
-      settle.soon();
-      settle.soon();
-      // The wait started again at the last request.
-      await vi.advanceTimersByTimeAsync(39);
-      expect(calls).toHaveLength(0);
-      await vi.advanceTimersByTimeAsync(1);
-      await settle.idle();
-      expect(settle.runs).toBe(1);
-      expect(calls).toHaveLength(2);
-      expect(settle.busy).toBe(false);
-      // Nothing more happens by itself.
-      await vi.advanceTimersByTimeAsync(1_000);
-      expect(calls).toHaveLength(2);
-    } finally {
-      vi.useRealTimers();
-    }
+    const { settle, calls } = counting(40);
+    expect(settle.busy).toBe(false);
+    settle.soon();
+    expect(settle.busy).toBe(true);
+    await vi.advanceTimersByTimeAsync(15);
+    settle.soon();
+    settle.soon();
+    // The wait started again at the last request.
+    await vi.advanceTimersByTimeAsync(39);
+    expect(calls).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    await settle.idle();
+    expect(settle.runs).toBe(1);
+    expect(calls).toHaveLength(2);
+    expect(settle.busy).toBe(false);
+    // Nothing more happens by itself.
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls).toHaveLength(2);
   });
 
   it('held back while the work that follows runs (offline lists pushed), never started by it', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      const { settle, calls } = counting(30);
-      // No collection asked for: work passes without one.
-      const first = settle.during(() => new Promise((r) => setTimeout(r, 10)));
-      await vi.advanceTimersByTimeAsync(10);
-      await first;
-      await vi.advanceTimersByTimeAsync(100);
-      expect(calls).toHaveLength(0);
-      settle.soon();
-      let done: () => void = () => {};
-      const long = settle.during(() => new Promise<void>((r) => (done = r)));
-      const short = settle.during(() => new Promise((r) => setTimeout(r, 20)));
-      await vi.advanceTimersByTimeAsync(120);
-      await short;
-      expect(calls).toHaveLength(0);
-      done();
-      await long;
-      // The wait starts again when the last one ends.
-      await vi.advanceTimersByTimeAsync(29);
-      expect(calls).toHaveLength(0);
-      await vi.advanceTimersByTimeAsync(1);
-      await settle.idle();
-      expect(settle.runs).toBe(1);
-      expect(calls).toHaveLength(2);
-    } finally {
-      vi.useRealTimers();
-    }
+    const { settle, calls } = counting(30);
+    // No collection asked for: work passes without one.
+    const first = settle.during(() => new Promise((r) => setTimeout(r, 10)));
+    await vi.advanceTimersByTimeAsync(10);
+    await first;
+    await vi.advanceTimersByTimeAsync(100);
+    expect(calls).toHaveLength(0);
+    settle.soon();
+    let done: () => void = () => {};
+    const long = settle.during(() => new Promise<void>((r) => (done = r)));
+    const short = settle.during(() => new Promise((r) => setTimeout(r, 20)));
+    await vi.advanceTimersByTimeAsync(120);
+    await short;
+    expect(calls).toHaveLength(0);
+    done();
+    await long;
+    // The wait starts again when the last one ends.
+    await vi.advanceTimersByTimeAsync(29);
+    expect(calls).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    await settle.idle();
+    expect(settle.runs).toBe(1);
+    expect(calls).toHaveLength(2);
   });
 
   it('work that fails still lets the collection go (and its error through)', async () => {
     const { settle, calls } = counting(10);
     settle.soon();
     await expect(settle.during(async () => Promise.reject(new Error('link down')))).rejects.toThrow('link down');
-    await until(() => settle.runs === 1);
+    await vi.advanceTimersByTimeAsync(9);
+    expect(calls).toHaveLength(0);
+    await settleAfter(settle, 1);
+    expect(settle.runs).toBe(1);
     expect(calls).toHaveLength(2);
   });
 
@@ -114,12 +118,15 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
     const g = gated();
     const settle = g.settle;
     settle.soon();
-    await until(() => g.count === 1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(g.count).toBe(1);
     settle.soon();
-    await new Promise((r) => setTimeout(r, 20));
+    // Its delay passes while the first collection still runs: nothing starts beside it.
+    await vi.advanceTimersByTimeAsync(20);
+    expect([g.count, g.running]).toEqual([1, 1]);
     g.release();
-    await until(() => settle.runs === 2);
     await settle.idle();
+    expect(settle.runs).toBe(2);
     expect(g.count).toBe(4);
     expect(g.most).toBe(1);
   });
@@ -134,9 +141,53 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
       },
     });
     settle.soon();
-    await until(() => tried === 1 && !settle.busy);
+    await settleAfter(settle, 1);
+    expect([tried, settle.runs, settle.busy]).toEqual([1, 0, false]);
+  });
+
+  it('a round that fails does not drop a request made while it ran: that round still comes', async () => {
+    let release: () => void = () => {};
+    let count = 0;
+    const settle = new HeapSettle({
+      delayMs: 1,
+      collect: async () => {
+        count++;
+        if (count === 1) {
+          await new Promise<void>((r) => (release = r));
+          throw new Error('no collection here');
+        }
+      },
+    });
+    settle.soon();
+    await vi.advanceTimersByTimeAsync(1);
+    settle.soon();
+    await vi.advanceTimersByTimeAsync(1);
+    release();
     await settle.idle();
-    expect(settle.runs).toBe(0);
+    expect([count, settle.runs]).toEqual([3, 1]);
+  });
+
+  it('cancel(): a collection waiting for quiet never comes, and no timer is left (a stop)', async () => {
+    const { settle, calls } = counting(30);
+    settle.soon();
+    expect(vi.getTimerCount()).toBe(1);
+    settle.cancel();
+    expect(vi.getTimerCount()).toBe(0);
+    expect(settle.busy).toBe(false);
+    // Held work that ends after the cancel does not bring it back.
+    await settle.during(async () => undefined);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls).toHaveLength(0);
+    // A round asked for while one runs is dropped too; the running one finishes.
+    const g = gated();
+    g.settle.soon();
+    await vi.advanceTimersByTimeAsync(1);
+    g.settle.soon();
+    await vi.advanceTimersByTimeAsync(1);
+    g.settle.cancel();
+    g.release();
+    await g.settle.idle();
+    expect([g.count, g.settle.runs]).toEqual([2, 1]);
   });
 
   it("the real collection runs and prints no experimental warning (vm.measureMemory's is held back)", async () => {
@@ -146,7 +197,9 @@ describe('HeapSettle: two full collections once the hub is quiet after a large s
     try {
       const settle = new HeapSettle({ delayMs: 1 });
       settle.soon();
-      await until(() => settle.runs === 1, 20_000);
+      await settleAfter(settle, 1);
+      expect(settle.runs).toBe(1);
+      // A warning is emitted on the next tick: let it through before looking.
       await new Promise((r) => setImmediate(r));
       expect(warnings.filter((w) => w.includes('measureMemory'))).toEqual([]);
       // Other warnings still pass.
@@ -188,18 +241,22 @@ describe('AccessMirror asks for a settle after a large sync only', () => {
     });
     try {
       mirror.apply(snapshotSync(1, site(users(10))));
-      await new Promise((r) => setTimeout(r, 40));
+      await settleAfter(settle, 40);
       expect(calls).toHaveLength(0);
+      expect(settle.busy).toBe(false);
 
       mirror.apply(snapshotSync(2, site(users(HEAP_SETTLE_MIN_ROWS))));
-      await until(() => settle.runs === 1);
+      await settleAfter(settle, 10);
+      expect(settle.runs).toBe(1);
 
       // Refused (stale version): its garbage is the same.
       expect(() => mirror.apply(snapshotSync(2, site(users(HEAP_SETTLE_MIN_ROWS))))).toThrow();
-      await until(() => settle.runs === 2);
+      await settleAfter(settle, 10);
+      expect(settle.runs).toBe(2);
 
       mirror.apply(deltaSync(2, { upsert: { users: users(HEAP_SETTLE_MIN_ROWS, 1_000_000) } }));
-      await until(() => settle.runs === 3);
+      await settleAfter(settle, 10);
+      expect(settle.runs).toBe(3);
       expect(mirror.counts().users).toBe(2 * HEAP_SETTLE_MIN_ROWS);
     } finally {
       await settle.idle();
@@ -210,24 +267,19 @@ describe('AccessMirror asks for a settle after a large sync only', () => {
 
 describe('HeapSettle.collectOnce: one collection now, for work that makes garbage steadily (an outbox drain)', () => {
   it('collects at once, without the quiet delay and despite work held by `during`', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      const { settle, calls } = counting(1_000);
-      let done: () => void = () => {};
-      const held = settle.during(() => new Promise<void>((r) => (done = r)));
-      await settle.collectOnce();
-      expect(calls).toHaveLength(1);
-      expect(settle.collections).toBe(1);
-      // Not a settle: no round of two, nothing waits for quiet afterwards.
-      expect(settle.runs).toBe(0);
-      expect(settle.busy).toBe(false);
-      await vi.advanceTimersByTimeAsync(5_000);
-      expect(calls).toHaveLength(1);
-      done();
-      await held;
-    } finally {
-      vi.useRealTimers();
-    }
+    const { settle, calls } = counting(1_000);
+    let done: () => void = () => {};
+    const held = settle.during(() => new Promise<void>((r) => (done = r)));
+    await settle.collectOnce();
+    expect(calls).toHaveLength(1);
+    expect(settle.collections).toBe(1);
+    // Not a settle: no round of two, nothing waits for quiet afterwards.
+    expect(settle.runs).toBe(0);
+    expect(settle.busy).toBe(false);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(calls).toHaveLength(1);
+    done();
+    await held;
   });
 
   it('while a collection runs, another request adds none (never two at the same time)', async () => {
@@ -256,12 +308,12 @@ describe('HeapSettle.collectOnce: one collection now, for work that makes garbag
     const once = settle.collectOnce();
     settle.soon();
     // The settle's delay passes while the single collection still runs.
-    await new Promise((r) => setTimeout(r, 10));
+    await vi.advanceTimersByTimeAsync(10);
     expect(count).toBe(1);
     release();
     await once;
-    await until(() => settle.runs === 1);
     await settle.idle();
+    expect(settle.runs).toBe(1);
     expect(count).toBe(3);
   });
 

@@ -7,7 +7,9 @@ import {
   localTime,
   type Schedule,
   toMillis,
+  useZoneinfo,
 } from '../../../src/access/schedule.js';
+import { ZONEINFO_DIR } from '../../../src/base/tzif.js';
 import { refusal } from '../../helpers/refusal.js';
 
 const t = (iso: string) => Date.parse(iso);
@@ -182,5 +184,17 @@ describe('schedule: time zones and validity', () => {
     expect(e.message).toContain('validFrom');
     expect(refusal(() => toMillis(1.5)).code).toBe('access.time');
     expect(refusal(() => localTime('UTC', Number.NaN)).code).toBe('access.time');
+  });
+
+  it('the last instants a Date holds: the same local time from the zone file as from ICU, no error', () => {
+    const ends = [8.64e15, 8.64e15 - 1, -8.64e15];
+    try {
+      useZoneinfo(ZONEINFO_DIR);
+      const fromFile = ends.map((at) => localTime('Asia/Tokyo', at));
+      useZoneinfo(null);
+      expect(ends.map((at) => localTime('Asia/Tokyo', at))).toEqual(fromFile);
+    } finally {
+      useZoneinfo(ZONEINFO_DIR);
+    }
   });
 });
