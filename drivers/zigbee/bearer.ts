@@ -32,6 +32,7 @@ import { registerInstallCode } from './install-code-registration.js';
 import { InterviewRetry } from './interview.js';
 import { JoinWindow } from './join-window.js';
 import { unpiFrameClass, useLeanUnpi } from './lean-unpi.js';
+import { useLeanWaitresses } from './lean-waitress.js';
 import { type DoorLockState, LINK_CLUSTER_ID } from './link-cluster.js';
 import { LINK_CLUSTER_NAME } from './link-commands.js';
 import { Links } from './links.js';
@@ -256,9 +257,10 @@ class HerdsmanBearer implements ZigbeeBearer {
         (p) => live() && this.#takeLinkFrame(controller, p),
       );
       const lean = useLeanUnpi(controller, unpiFrameClass());
-      if (!takesFrames || !lean)
+      const leanWaits = useLeanWaitresses(controller);
+      if (!takesFrames || !lean || !leanWaits)
         this.#log.warn(
-          { takesFrames, lean },
+          { takesFrames, lean, leanWaits },
           'ZigBee: herdsman not as expected; its own (slower) paths are used for link frames',
         );
       await controller.permitJoin(0);
