@@ -8,6 +8,7 @@ import type { StoredEvent } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { contractTopic, toCloudEvent } from './cloud-event.js';
+import { IdSet } from './id-tables.js';
 import { type OutboxStatements, prepareOutboxStatements } from './outbox-sql.js';
 
 /** The outbox's default disk budget: the sum of the payload bytes of every queued row. */
@@ -123,7 +124,7 @@ export class Outbox {
    * gone for every reader here already (never published again, not counted), on disk a moment
    * later. Row ids are never reused (AUTOINCREMENT): a row id names the same row until it goes.
    */
-  readonly #removing = new Set<number>();
+  readonly #removing = new IdSet();
 
   constructor(store: Store, opts: OutboxOptions) {
     this.#store = store;
@@ -320,7 +321,7 @@ export class Outbox {
       for (const id of ids) this.#removing.delete(id);
     };
     this.#store
-      .commitLater(() => this.#delete(ids))
+      .commitLater(() => this.#deleteQuietly(ids))
       .then(settled, (e: unknown) => {
         settled();
         // The store failed under us (closing, full): the rows stay queued and go out again.
@@ -433,6 +434,24 @@ export class Outbox {
     return (this.#s.addGauge.get(GAUGE_BYTES, delta) as { value: number }).value;
   }
 
+  /**
+   * `#delete` for rows acknowledged (the group commit's removals): answers only how many went, and
+   * makes no object per row (a drain deletes 100,000 rows this way, thousands per group commit).
+   */
+  #deleteQuietly(ids: readonly number[]): number {
+    let gone = 0;
+    let bytes = 0;
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.length <= 500 ? ids : ids.slice(i, i + 500);
+      for (const b of this.#s.deleteBytes(chunk.length).all(...chunk) as number[]) {
+        gone++;
+        bytes += b;
+      }
+    }
+    this.#noteBelowLimit(this.#addBytes(-bytes));
+    return gone;
+  }
+
   #delete(ids: readonly number[]): { bytes: number; topic: string }[] {
     const out: { bytes: number; topic: string }[] = [];
     for (let i = 0; i < ids.length; i += 500) {
@@ -448,7 +467,7 @@ export class Outbox {
     let total = queued ?? this.#bytes();
     if (total > this.maxBytes && this.#removing.size > 0) {
       // Acknowledged rows still waiting for their delete (removeSoon) go first, and are no drops.
-      this.#delete([...this.#removing]);
+      this.#deleteQuietly(this.#removing.values());
       total = this.#bytes();
     }
     if (total <= this.maxBytes) {
