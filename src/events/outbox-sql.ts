@@ -89,3 +89,20 @@ export function prepareOutboxStatements(db: Database): OutboxStatements {
     lastId: db.prepare<[string]>('SELECT COALESCE(MAX(id), 0) AS n FROM outbox WHERE kind = ?'),
   };
 }
+
+/**
+ * Delete acknowledged rows (the group commit's removals): how many went and their bytes, with no
+ * object per row (a drain deletes 100,000 rows this way, thousands per group commit).
+ */
+export function deleteAcknowledged(s: OutboxStatements, ids: readonly number[]): { gone: number; bytes: number } {
+  let gone = 0;
+  let bytes = 0;
+  for (let i = 0; i < ids.length; i += 500) {
+    const chunk = ids.length <= 500 ? ids : ids.slice(i, i + 500);
+    for (const b of s.deleteBytes(chunk.length).all(...chunk) as number[]) {
+      gone++;
+      bytes += b;
+    }
+  }
+  return { gone, bytes };
+}

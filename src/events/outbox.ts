@@ -9,7 +9,7 @@ import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { contractTopic, toCloudEvent } from './cloud-event.js';
 import { IdSet } from './id-tables.js';
-import { type OutboxStatements, prepareOutboxStatements } from './outbox-sql.js';
+import { deleteAcknowledged, type OutboxStatements, prepareOutboxStatements } from './outbox-sql.js';
 
 /** The outbox's default disk budget: the sum of the payload bytes of every queued row. */
 export const DEFAULT_OUTBOX_MAX_BYTES = 50 * 1024 * 1024;
@@ -434,22 +434,9 @@ export class Outbox {
     return (this.#s.addGauge.get(GAUGE_BYTES, delta) as { value: number }).value;
   }
 
-  /**
-   * `#delete` for rows acknowledged (the group commit's removals): answers only how many went, and
-   * makes no object per row (a drain deletes 100,000 rows this way, thousands per group commit).
-   */
-  #deleteQuietly(ids: readonly number[]): number {
-    let gone = 0;
-    let bytes = 0;
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.length <= 500 ? ids : ids.slice(i, i + 500);
-      for (const b of this.#s.deleteBytes(chunk.length).all(...chunk) as number[]) {
-        gone++;
-        bytes += b;
-      }
-    }
-    this.#noteBelowLimit(this.#addBytes(-bytes));
-    return gone;
+  /** `#delete` for rows acknowledged (the group commit's): no object per row (deleteAcknowledged). */
+  #deleteQuietly(ids: readonly number[]): void {
+    this.#noteBelowLimit(this.#addBytes(-deleteAcknowledged(this.#s, ids).bytes));
   }
 
   #delete(ids: readonly number[]): { bytes: number; topic: string }[] {
