@@ -54,8 +54,6 @@ export interface OfflineListOptions {
   defaultCapacity: number;
   /** Locks updated at the same time. */
   concurrency: number;
-  /** Requests in flight to one lock during an update (after its reset and its removals). */
-  window: number;
   retryMs: number;
   refreshMs: number;
 }
@@ -64,7 +62,6 @@ export const DEFAULT_OFFLINE_OPTIONS: OfflineListOptions = {
   horizonDays: 7,
   defaultCapacity: 500,
   concurrency: 16,
-  window: 3,
   retryMs: 30_000,
   refreshMs: 86_400_000,
 };
@@ -253,11 +250,26 @@ export class OfflineLists implements Component {
       const remove = known ? [...known.keys()].filter((id) => !wanted.has(id)) : [];
       const upsert = items.filter((i) => known?.get(i.credentialId) !== wanted.get(i.credentialId));
       if (known && remove.length === 0 && upsert.length === 0) return;
-      const digest = await this.#send(lockId, view, planChanges(known === undefined, remove, upsert), known);
+      let reset = known === undefined;
+      // The lock's list meanwhile: removals first (a revoked credential leaves before anything is added).
+      const holding = new Map(known ?? []);
+      let digest: Uint8Array | undefined;
+      while (reset || remove.length > 0 || upsert.length > 0) {
+        const r = remove.splice(0, MAX_OFFLINE_REMOVALS);
+        const u = r.length === MAX_OFFLINE_REMOVALS ? [] : upsert.splice(0, MAX_OFFLINE_PER_REQUEST);
+        const answer = await this.#d.link.setOffline(lockId, { reset, remove: r, upsert: u });
+        if (reset) holding.clear();
+        reset = false;
+        for (const id of r) holding.delete(id);
+        for (const i of u) holding.set(i.credentialId, fingerprint(i));
+        view.known = holding;
+        view.capacity = answer.capacity;
+        digest = answer.digest;
+      }
       // The last answer says what the lock now holds: it must be the list wanted, whatever the hub
       // believed the lock held before (a lock changed behind its back, an answer lost). If not, the
       // lock is asked again and, holding anything else, gets the whole list.
-      if (!Buffer.from(digest).equals(offlineListDigest(items))) {
+      if (digest && !Buffer.from(digest).equals(offlineListDigest(items))) {
         throw new DigestMismatch();
       }
       view.resentAtOnce = false;
@@ -276,71 +288,6 @@ export class OfflineLists implements Component {
         this.#passes.mark([lockId]);
       } else this.#scheduleRetry(lockId);
     }
-  }
-
-  /**
-   * Send the changes to the lock, `window` requests in flight (the link queues their frames, so
-   * the next request's fragments go out while the lock applies the previous one and answers). The
-   * lock applies each request whole, in the order it receives them. Order matters only for the
-   * first request (a `reset` empties the list: sent alone, before anything else) and removals (a
-   * revoked credential leaves before anything is added: every removal is answered before the first
-   * upsert goes). Upserts of distinct credentials commute. Answers the digest of what the lock holds
-   * at the end: the last answer's, or — when a lost request was resent after a later one and the
-   * lock applied them out of order — one more asked for. `view.known` is what the lock holds once
-   * every request was answered; a failure leaves it to the caller (asked again next time).
-   */
-  async #send(
-    lockId: string,
-    view: LockView,
-    changes: OfflineChange[],
-    known: Map<string, string> | undefined,
-  ): Promise<Uint8Array> {
-    const holding = new Map(known ?? []);
-    const apply = (c: OfflineChange) => {
-      if (c.reset) holding.clear();
-      for (const id of c.remove) holding.delete(id);
-      for (const i of c.upsert) holding.set(i.credentialId, fingerprint(i));
-    };
-    let last: Awaited<ReturnType<OfflineLink['setOffline']>> | undefined;
-    /** The highest request answered so far; an answer to a lower one after it: order unknown. */
-    let highest = -1;
-    let reordered = false;
-    let next = 0;
-    const one = async (c: OfflineChange, index: number) => {
-      const answer = await this.#d.link.setOffline(lockId, c);
-      apply(c);
-      view.capacity = answer.capacity;
-      if (index < highest) {
-        reordered = true;
-        return;
-      }
-      highest = index;
-      last = answer;
-    };
-    // The ordered part, one request at a time: the reset, and the removals.
-    while (next < changes.length) {
-      const c = changes[next] as OfflineChange;
-      if (!c.reset && c.remove.length === 0) break;
-      await one(c, next++);
-    }
-    // The upserts: a window of requests in flight.
-    const failures: unknown[] = [];
-    const lane = async () => {
-      while (next < changes.length && failures.length === 0) {
-        const index = next++;
-        await one(changes[index] as OfflineChange, index).catch((e: unknown) => {
-          failures.push(e);
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.#o.window, changes.length - next) }, lane));
-    if (failures.length > 0) throw failures[0];
-    view.known = holding;
-    if (last === undefined) throw new Error('offline list: nothing was sent');
-    if (!reordered) return last.digest;
-    const now = await this.#d.link.setOffline(lockId, QUERY);
-    view.capacity = now.capacity;
-    return now.digest;
   }
 
   /**
@@ -429,30 +376,4 @@ function fingerprints(items: readonly OfflineItem[]): Map<string, string> {
 
 function fingerprint(i: OfflineItem): string {
   return `${i.kind}|${Buffer.from(i.digest).toString('hex')}|${i.windows.map((w) => `${w.from}-${w.until}`).join(',')}`;
-}
-
-type OfflineChange = { reset: boolean; remove: string[]; upsert: OfflineItem[] };
-
-/**
- * The requests of one update, in the order they go: removals first (MAX_OFFLINE_REMOVALS a
- * request; the last one's room filled with upserts), then the upserts (MAX_OFFLINE_PER_REQUEST a
- * request); `reset` on the first. At least one request when `reset`.
- */
-export function planChanges(
-  reset: boolean,
-  remove: readonly string[],
-  upsert: readonly OfflineItem[],
-): OfflineChange[] {
-  const out: OfflineChange[] = [];
-  let r = 0;
-  let u = 0;
-  while (reset || r < remove.length || u < upsert.length) {
-    const removing = remove.slice(r, r + MAX_OFFLINE_REMOVALS);
-    r += removing.length;
-    const adding = removing.length === MAX_OFFLINE_REMOVALS ? [] : upsert.slice(u, u + MAX_OFFLINE_PER_REQUEST);
-    u += adding.length;
-    out.push({ reset, remove: removing, upsert: adding });
-    reset = false;
-  }
-  return out;
 }

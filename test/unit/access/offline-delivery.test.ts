@@ -41,20 +41,6 @@ class FakeLocks {
   readonly sent: { lockId: string; reset: boolean; remove: string[]; upsert: number }[] = [];
   inFlight = 0;
   maxInFlight = 0;
-  /** Requests to each lock sent and not answered, and the most at once. */
-  readonly inFlightOf = new Map<string, number>();
-  maxPerLock = 0;
-  /** What each lock saw, in order: `send` (the hub sent it) and `apply` (the lock applied it). */
-  readonly log: { lockId: string; what: 'send' | 'apply'; reset: boolean; removes: boolean; upserts: boolean }[] = [];
-  /**
-   * The request (counted from 0 per lock) whose frame is lost once and comes late (resent after the
-   * next one was applied): the lock applies it after the one behind it.
-   */
-  late: { lockId: string; request: number } | undefined;
-  /** The request (counted from 0 per lock) that fails once (no answer after every attempt). */
-  failing: { lockId: string; request: number } | undefined;
-  readonly #count = new Map<string, number>();
-  #lateWaiting: { lockId: string; go: () => void } | undefined;
   /** Answers with the digest of an empty list whatever the lock holds (a lock that lies or is broken). */
   lying = new Set<string>();
 
@@ -62,47 +48,15 @@ class FakeLocks {
     boundLocks: () => LOCKS,
     setOffline: async (lockId: string, change: Change) => {
       this.sent.push({ lockId, reset: change.reset, remove: [...change.remove], upsert: change.upsert.length });
-      const what = {
-        lockId,
-        reset: change.reset,
-        removes: change.remove.length > 0,
-        upserts: change.upsert.length > 0,
-      };
-      this.log.push({ ...what, what: 'send' });
-      const n = this.#count.get(lockId) ?? 0;
-      this.#count.set(lockId, n + 1);
       this.inFlight++;
       this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-      this.inFlightOf.set(lockId, (this.inFlightOf.get(lockId) ?? 0) + 1);
-      this.maxPerLock = Math.max(this.maxPerLock, this.inFlightOf.get(lockId) ?? 0);
-      try {
-        await new Promise((r) => setImmediate(r));
-        if (this.failing?.lockId === lockId && this.failing.request === n) {
-          this.failing = undefined;
-          throw new Error(`no answer to setOffline after 3 attempts`);
-        }
-        if (this.late?.lockId === lockId && this.late.request === n) {
-          this.late = undefined;
-          await new Promise<void>((go) => {
-            this.#lateWaiting = { lockId, go };
-          });
-        }
-      } finally {
-        this.inFlight--;
-        this.inFlightOf.set(lockId, (this.inFlightOf.get(lockId) ?? 1) - 1);
-      }
-      this.log.push({ ...what, what: 'apply' });
+      await new Promise((r) => setImmediate(r));
+      this.inFlight--;
       const list = this.held.get(lockId) as Map<string, OfflineItem>;
       if (change.reset) list.clear();
       for (const id of change.remove) list.delete(id);
       for (const item of change.upsert) list.set(item.credentialId, item);
       const items = [...list.values()];
-      // A late request comes after the one behind it.
-      const waiting = this.#lateWaiting;
-      if (waiting?.lockId === lockId) {
-        this.#lateWaiting = undefined;
-        setImmediate(waiting.go);
-      }
       return {
         held: items.length,
         capacity: 500,
@@ -116,13 +70,12 @@ class FakeLocks {
   }
 }
 
-async function setUp(users: number, prepare?: (locks: FakeLocks) => void) {
+async function setUp(users: number) {
   const store = Store.open(tempDir());
   const clock = new VirtualClock(NOW);
   const mirror = new AccessMirror({ store, clock });
   mirror.apply(snapshotSync(1, site(users)));
   const locks = new FakeLocks();
-  prepare?.(locks);
   const lists = new OfflineLists({ mirror, clock, timeZone: 'UTC', log: silentLogger(), link: locks.link });
   await lists.start();
   await lists.settled();
@@ -145,106 +98,12 @@ describe('offline lists: delivery', () => {
   it('updates every bound lock at once, each with its whole list the first time', async () => {
     const { locks, lists, store } = await setUp(10);
     try {
-      // Every lock at once, each with a window of requests in flight after the first (the reset).
-      expect(locks.maxInFlight).toBeGreaterThanOrEqual(LOCKS.length);
-      expect(locks.maxPerLock).toBe(2);
+      expect(locks.maxInFlight).toBe(LOCKS.length);
       for (const lockId of LOCKS) {
         expect(locks.ids(lockId)).toEqual(wantedIds(lists, lockId));
         expect(locks.ids(lockId)).toHaveLength(10);
       }
       expect(lists.locks().every((l) => l.held === 10 && l.lastError === undefined)).toBe(true);
-    } finally {
-      await lists.stop();
-      store.close();
-    }
-  });
-
-  it('a whole list goes with a window: the reset alone first, then at most 3 requests in flight to a lock', async () => {
-    const { locks, lists, store } = await setUp(40);
-    try {
-      expect(locks.maxPerLock).toBe(3);
-      for (const lockId of LOCKS) {
-        const seen = locks.log.filter((l) => l.lockId === lockId);
-        // Asked first (the hub knows nothing of it yet); the reset is applied before anything else is sent.
-        expect(seen[0]).toMatchObject({ what: 'send', reset: false, removes: false, upserts: false });
-        expect(seen[2]).toMatchObject({ what: 'send', reset: true });
-        expect(seen[3]).toMatchObject({ what: 'apply', reset: true });
-        expect(seen.filter((l) => l.reset)).toHaveLength(2);
-        expect(locks.ids(lockId)).toEqual(wantedIds(lists, lockId));
-      }
-      expect(lists.locks().every((l) => l.held === 40 && l.lastError === undefined)).toBe(true);
-    } finally {
-      await lists.stop();
-      store.close();
-    }
-  });
-
-  it('removals are applied before any request of upserts only is sent (a revoked credential leaves first)', async () => {
-    const { locks, lists, sync, store } = await setUp(40);
-    try {
-      locks.log.length = 0;
-      const gone = Array.from({ length: 30 }, (_, i) => `tag-u-${String(i).padStart(3, '0')}`);
-      const fresh = Array.from({ length: 12 }, (_, i) => `n-${i}`);
-      await sync({
-        delete: { tags: gone },
-        upsert: {
-          users: fresh.map((id) => ({ id, offline: true })),
-          memberships: fresh.map((userId) => ({ userId, groupId: 'all' })),
-          tags: fresh.map((userId) => ({ id: `tag-${userId}`, userId, hash: digestHex(userId) })),
-        },
-      });
-      for (const lockId of LOCKS) {
-        const seen = locks.log.filter((l) => l.lockId === lockId);
-        const lastRemoval = seen.findLastIndex((l) => l.what === 'apply' && l.removes);
-        const firstUpsertOnly = seen.findIndex((l) => l.what === 'send' && l.upserts && !l.removes);
-        expect(lastRemoval).toBeGreaterThan(0);
-        expect(firstUpsertOnly).toBeGreaterThan(lastRemoval);
-        expect(locks.ids(lockId)).toEqual(wantedIds(lists, lockId));
-      }
-      expect(lists.locks().every((l) => l.held === 22 && l.lastError === undefined)).toBe(true);
-    } finally {
-      await lists.stop();
-      store.close();
-    }
-  });
-
-  it('a request whose frame comes late (applied after the one behind it): the hub asks the lock once more, and the list is the one wanted', async () => {
-    const { locks, lists, store } = await setUp(40, (l) => {
-      l.late = { lockId: 'door-2', request: 3 };
-    });
-    try {
-      expect(locks.late).toBeUndefined();
-      const toDoor2 = locks.sent.filter((s) => s.lockId === 'door-2');
-      // Asked, 10 requests of the list, then asked again (an empty setOffline): the order is unknown.
-      expect(toDoor2).toHaveLength(12);
-      expect(toDoor2.at(-1)).toEqual({ lockId: 'door-2', reset: false, remove: [], upsert: 0 });
-      expect(locks.sent.filter((s) => s.lockId === 'door-1')).toHaveLength(11);
-      for (const lockId of LOCKS) expect(locks.ids(lockId)).toEqual(wantedIds(lists, lockId));
-      expect(lists.locks().every((l) => l.held === 40 && l.lastError === undefined)).toBe(true);
-    } finally {
-      await lists.stop();
-      store.close();
-    }
-  });
-
-  it('a request never answered (its frames dropped, every attempt) fails the update; the retry asks the lock and completes its list', async () => {
-    const { locks, lists, store, clock } = await setUp(40, (l) => {
-      l.failing = { lockId: 'door-3', request: 4 };
-    });
-    try {
-      const failed = lists.locks().find((l) => l.lockId === 'door-3');
-      expect(failed?.lastError).toMatch(/no answer/);
-      expect(failed?.held).toBeUndefined();
-      expect(lists.locks().filter((l) => l.lastError === undefined)).toHaveLength(3);
-      locks.sent.length = 0;
-      await clock.advance(30_000);
-      await lists.settled();
-      const toDoor3 = locks.sent.filter((s) => s.lockId === 'door-3');
-      // Asked first (what does it hold now?), then the whole list again, reset first.
-      expect(toDoor3[0]).toEqual({ lockId: 'door-3', reset: false, remove: [], upsert: 0 });
-      expect(toDoor3[1]?.reset).toBe(true);
-      expect(locks.ids('door-3')).toEqual(wantedIds(lists, 'door-3'));
-      expect(lists.locks().every((l) => l.held === 40 && l.lastError === undefined)).toBe(true);
     } finally {
       await lists.stop();
       store.close();
