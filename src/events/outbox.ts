@@ -82,6 +82,17 @@ function checkedLimit(maxBytes: number): number {
   return maxBytes;
 }
 
+/**
+ * The `events` message around the event texts, as one flat string made by the join (the envelope
+ * on the first and last parts): a prefix and a suffix around the joined text would make a rope,
+ * which the publish (Buffer.byteLength) flattens into a second copy.
+ */
+function batchText(texts: string[]): string {
+  texts[0] = `${BATCH_PREFIX}${texts[0]}`;
+  texts[texts.length - 1] = `${texts[texts.length - 1]}]}`;
+  return texts.join(',');
+}
+
 function logRefused(log: Logger, gone: readonly { topic: string }[], reason: string): void {
   const topics = [...new Set(gone.map((r) => r.topic))];
   log.error(
@@ -258,7 +269,7 @@ export class Outbox {
       eventIds.push(r.eventId);
       texts.push(r.payload);
     }
-    const text = `${BATCH_PREFIX}${texts.join(',')}]}`;
+    const text = batchText(texts);
     return {
       ids,
       eventIds,
