@@ -6,13 +6,10 @@ import type { DeliveryState, EventDeliveryHealth } from '../contract/mqtt-hub-me
 import { checkUtf8, parseInbound } from '../contract/mqtt-validate.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
+import { AwaitingAcks, type PublishedEvent } from './awaiting-acks.js';
 import type { Outbox } from './outbox.js';
 
-/** One queued event as published: its outbox row and its stable id. */
-export interface PublishedEvent {
-  rowId: number;
-  eventId: string;
-}
+export type { PublishedEvent } from './awaiting-acks.js';
 
 export type EventAckMode = 'required' | 'off';
 
@@ -76,14 +73,6 @@ export interface AckOutcome {
   unknown: number;
 }
 
-interface Awaiting {
-  rowId: number;
-  /** When the event was first published (the fault's clock); kept across resends. */
-  firstAt: number;
-  /** When it was last published (the resend's clock). */
-  sentAt: number;
-}
-
 /** The security event recorded on every change of the delivery state. */
 export const DELIVERY_SECURITY_EVENT = 'uplink.events-undelivered';
 
@@ -104,7 +93,7 @@ export const DELIVERY_SECURITY_EVENT = 'uplink.events-undelivered';
 export class EventDelivery {
   readonly mode: EventAckMode;
   readonly #o: EventDeliveryOptions;
-  readonly #awaiting = new Map<string, Awaiting>();
+  readonly #awaiting = new AwaitingAcks();
   readonly #resend = new Listeners<undefined>();
   readonly #change = new Listeners<DeliveryState>();
   readonly #room = new Listeners<undefined>();
@@ -189,11 +178,7 @@ export class EventDelivery {
    * those awaiting an ack start again (an outage is not a delivery fault).
    */
   reconnected(): void {
-    const now = this.#o.clock.now();
-    for (const a of this.#awaiting.values()) {
-      a.firstAt = now;
-      a.sentAt = now;
-    }
+    this.#awaiting.restartClocks(this.#o.clock.now());
   }
 
   /** The broker acknowledged these events (PUBACK). With acks `off` that is delivery: removed. */
@@ -242,8 +227,8 @@ export class EventDelivery {
     const known: PublishedEvent[] = [];
     let unknown = 0;
     for (const eventId of parsed.value.ids) {
-      const a = this.#awaiting.get(eventId);
-      if (a) known.push({ rowId: a.rowId, eventId });
+      const rowId = this.#awaiting.rowOf(eventId);
+      if (rowId !== undefined) known.push({ rowId, eventId });
       else unknown++;
     }
     let removed = 0;
@@ -253,7 +238,7 @@ export class EventDelivery {
       this.#o.log.error({ err: e }, 'events/ack could not be recorded; the events stay queued and are sent again');
       return { ok: false, removed: 0, unknown };
     }
-    for (const k of known) this.#awaiting.delete(k.eventId);
+    for (const k of known) this.#awaiting.forget(k.rowId);
     this.#acknowledged += removed;
     this.#removedNow(removed, this.#awaiting.size === 0);
     this.#roomMade();
@@ -279,20 +264,13 @@ export class EventDelivery {
     if (this.mode === 'required' && this.#held) {
       // Entries whose rows are gone (dropped under the outbox's size limit) await nothing: they
       // must not hold the window shut.
-      for (const [eventId, a] of this.#awaiting) if (!this.#o.outbox.hasEvent(a.rowId)) this.#awaiting.delete(eventId);
+      this.#awaiting.prune((rowId) => this.#o.outbox.hasEvent(rowId));
       this.#roomMade();
     }
     if (this.mode === 'required') {
       const now = this.#o.clock.now();
-      let due = false;
-      for (const a of this.#awaiting.values()) {
-        if (now - a.sentAt >= this.#o.ackTimeoutMs) {
-          due = true;
-          break;
-        }
-      }
-      if (due) {
-        for (const a of this.#awaiting.values()) a.sentAt = now;
+      if (this.#awaiting.anyDue(now, this.#o.ackTimeoutMs)) {
+        this.#awaiting.resent(now);
         this.#o.log.info(
           { unacknowledged: this.#awaiting.size, afterSec: Math.round(this.#o.ackTimeoutMs / 1000) },
           'events not acknowledged by the cloud in time: publishing them again',
@@ -357,27 +335,15 @@ export class EventDelivery {
   }
 
   #track(events: readonly PublishedEvent[]): void {
-    const now = this.#o.clock.now();
-    for (const e of events) {
-      const a = this.#awaiting.get(e.eventId);
-      if (a) {
-        a.rowId = e.rowId;
-        a.sentAt = now;
-      } else this.#awaiting.set(e.eventId, { rowId: e.rowId, firstAt: now, sentAt: now });
-    }
+    this.#awaiting.track(events, this.#o.clock.now());
   }
 
   /**
-   * When the oldest event still awaiting its ack was first published. Insertion order is
-   * first-publish order; an entry whose row is gone (dropped under the outbox's size limit) waits
-   * for nothing and is forgotten here.
+   * When the oldest event still awaiting its ack was first published. An entry whose row is gone
+   * (dropped under the outbox's size limit) waits for nothing and is forgotten here.
    */
   #oldestFirstAt(): number | undefined {
-    for (const [eventId, a] of this.#awaiting) {
-      if (this.#o.outbox.hasEvent(a.rowId)) return a.firstAt;
-      this.#awaiting.delete(eventId);
-    }
-    return undefined;
+    return this.#awaiting.oldestFirstAt((rowId) => this.#o.outbox.hasEvent(rowId));
   }
 
   /**

@@ -14,6 +14,8 @@ export interface OutboxStatements {
   getCounter: Statement;
   droppable: Statement;
   deleteReturning: (n: number) => Statement;
+  /** deleteReturning answering the bytes of each row deleted, as plain numbers (pluck). */
+  deleteBytes: (n: number) => Statement;
   deleteTopic: Statement;
   deleteAcked: Statement<[number, string]>;
   holdsEvent: Statement<[number, string]>;
@@ -28,6 +30,7 @@ export interface OutboxStatements {
 /** The outbox's SQL (src/events/outbox.ts), prepared on `db`. */
 export function prepareOutboxStatements(db: Database): OutboxStatements {
   const deleteBy = new Map<number, Statement>();
+  const deleteBytesBy = new Map<number, Statement>();
   return {
     insert: db.prepare(
       `INSERT INTO outbox (kind, topic, payload, retain, security, bytes, created_at)
@@ -55,15 +58,25 @@ export function prepareOutboxStatements(db: Database): OutboxStatements {
       }
       return st;
     },
+    deleteBytes: (n) => {
+      let st = deleteBytesBy.get(n);
+      if (!st) {
+        st = db.prepare(`DELETE FROM outbox WHERE id IN (${new Array(n).fill('?').join(',')}) RETURNING bytes`).pluck();
+        if (deleteBytesBy.size < 64) deleteBytesBy.set(n, st);
+      }
+      return st;
+    },
     deleteTopic: db.prepare(`DELETE FROM outbox WHERE kind = 'message' AND topic = ? RETURNING bytes`),
     // The row must still hold that very event: an ack names events, and a row id alone proves nothing.
     deleteAcked: db.prepare<[number, string]>(
       `DELETE FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ? RETURNING bytes, topic`,
     ),
-    holdsEvent: db.prepare<[number, string]>(
-      `SELECT 1 FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ?`,
-    ),
-    hasEvent: db.prepare<[number]>(`SELECT 1 FROM outbox WHERE id = ? AND kind = 'event'`),
+    holdsEvent: db
+      .prepare<[number, string]>(
+        `SELECT 1 FROM outbox WHERE id = ? AND kind = 'event' AND json_extract(payload, '$.id') = ?`,
+      )
+      .pluck(),
+    hasEvent: db.prepare<[number]>(`SELECT 1 FROM outbox WHERE id = ? AND kind = 'event'`).pluck(),
     // The event's id read by SQLite: the row's text is published as stored, never parsed here.
     events: db.prepare(
       `SELECT id, payload, bytes, json_extract(payload, '$.id') AS eventId FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id LIMIT ?`,
@@ -75,4 +88,21 @@ export function prepareOutboxStatements(db: Database): OutboxStatements {
     oldest: db.prepare('SELECT MIN(created_at) AS at FROM outbox'),
     lastId: db.prepare<[string]>('SELECT COALESCE(MAX(id), 0) AS n FROM outbox WHERE kind = ?'),
   };
+}
+
+/**
+ * Delete acknowledged rows (the group commit's removals): how many went and their bytes, with no
+ * object per row (a drain deletes 100,000 rows this way, thousands per group commit).
+ */
+export function deleteAcknowledged(s: OutboxStatements, ids: readonly number[]): { gone: number; bytes: number } {
+  let gone = 0;
+  let bytes = 0;
+  for (let i = 0; i < ids.length; i += 500) {
+    const chunk = ids.length <= 500 ? ids : ids.slice(i, i + 500);
+    for (const b of s.deleteBytes(chunk.length).all(...chunk) as number[]) {
+      gone++;
+      bytes += b;
+    }
+  }
+  return { gone, bytes };
 }

@@ -8,7 +8,8 @@ import type { StoredEvent } from '../link/pairing.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { contractTopic, toCloudEvent } from './cloud-event.js';
-import { type OutboxStatements, prepareOutboxStatements } from './outbox-sql.js';
+import { IdSet } from './id-tables.js';
+import { deleteAcknowledged, type OutboxStatements, prepareOutboxStatements } from './outbox-sql.js';
 
 /** The outbox's default disk budget: the sum of the payload bytes of every queued row. */
 export const DEFAULT_OUTBOX_MAX_BYTES = 50 * 1024 * 1024;
@@ -81,6 +82,17 @@ function checkedLimit(maxBytes: number): number {
   return maxBytes;
 }
 
+/**
+ * The `events` message around the event texts, as one flat string made by the join (the envelope
+ * on the first and last parts): a prefix and a suffix around the joined text would make a rope,
+ * which the publish (Buffer.byteLength) flattens into a second copy.
+ */
+function batchText(texts: string[]): string {
+  texts[0] = `${BATCH_PREFIX}${texts[0]}`;
+  texts[texts.length - 1] = `${texts[texts.length - 1]}]}`;
+  return texts.join(',');
+}
+
 function logRefused(log: Logger, gone: readonly { topic: string }[], reason: string): void {
   const topics = [...new Set(gone.map((r) => r.topic))];
   log.error(
@@ -123,7 +135,7 @@ export class Outbox {
    * gone for every reader here already (never published again, not counted), on disk a moment
    * later. Row ids are never reused (AUTOINCREMENT): a row id names the same row until it goes.
    */
-  readonly #removing = new Set<number>();
+  readonly #removing = new IdSet();
 
   constructor(store: Store, opts: OutboxOptions) {
     this.#store = store;
@@ -257,7 +269,7 @@ export class Outbox {
       eventIds.push(r.eventId);
       texts.push(r.payload);
     }
-    const text = `${BATCH_PREFIX}${texts.join(',')}]}`;
+    const text = batchText(texts);
     return {
       ids,
       eventIds,
@@ -320,7 +332,7 @@ export class Outbox {
       for (const id of ids) this.#removing.delete(id);
     };
     this.#store
-      .commitLater(() => this.#delete(ids))
+      .commitLater(() => this.#deleteQuietly(ids))
       .then(settled, (e: unknown) => {
         settled();
         // The store failed under us (closing, full): the rows stay queued and go out again.
@@ -433,6 +445,11 @@ export class Outbox {
     return (this.#s.addGauge.get(GAUGE_BYTES, delta) as { value: number }).value;
   }
 
+  /** `#delete` for rows acknowledged (the group commit's): no object per row (deleteAcknowledged). */
+  #deleteQuietly(ids: readonly number[]): void {
+    this.#noteBelowLimit(this.#addBytes(-deleteAcknowledged(this.#s, ids).bytes));
+  }
+
   #delete(ids: readonly number[]): { bytes: number; topic: string }[] {
     const out: { bytes: number; topic: string }[] = [];
     for (let i = 0; i < ids.length; i += 500) {
@@ -448,7 +465,7 @@ export class Outbox {
     let total = queued ?? this.#bytes();
     if (total > this.maxBytes && this.#removing.size > 0) {
       // Acknowledged rows still waiting for their delete (removeSoon) go first, and are no drops.
-      this.#delete([...this.#removing]);
+      this.#deleteQuietly(this.#removing.values());
       total = this.#bytes();
     }
     if (total <= this.maxBytes) {

@@ -41,6 +41,14 @@ class FakeLocks {
   readonly sent: { lockId: string; reset: boolean; remove: string[]; upsert: number }[] = [];
   inFlight = 0;
   maxInFlight = 0;
+  /** Requests to each lock sent and not answered, and the most at once. */
+  readonly inFlightOf = new Map<string, number>();
+  maxPerLock = 0;
+  /** What each lock saw, in order: `send` (the hub sent it) and `apply` (the lock applied it). */
+  readonly log: { lockId: string; what: 'send' | 'apply'; reset: boolean; removes: boolean; upserts: boolean }[] = [];
+  /** The request (counted from 0 per lock) that fails once (no answer after every attempt). */
+  failing: { lockId: string; request: number } | undefined;
+  readonly #count = new Map<string, number>();
   /** Answers with the digest of an empty list whatever the lock holds (a lock that lies or is broken). */
   lying = new Set<string>();
 
@@ -48,10 +56,30 @@ class FakeLocks {
     boundLocks: () => LOCKS,
     setOffline: async (lockId: string, change: Change) => {
       this.sent.push({ lockId, reset: change.reset, remove: [...change.remove], upsert: change.upsert.length });
+      const what = {
+        lockId,
+        reset: change.reset,
+        removes: change.remove.length > 0,
+        upserts: change.upsert.length > 0,
+      };
+      this.log.push({ ...what, what: 'send' });
+      const n = this.#count.get(lockId) ?? 0;
+      this.#count.set(lockId, n + 1);
       this.inFlight++;
       this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-      await new Promise((r) => setImmediate(r));
-      this.inFlight--;
+      this.inFlightOf.set(lockId, (this.inFlightOf.get(lockId) ?? 0) + 1);
+      this.maxPerLock = Math.max(this.maxPerLock, this.inFlightOf.get(lockId) ?? 0);
+      try {
+        await new Promise((r) => setImmediate(r));
+        if (this.failing?.lockId === lockId && this.failing.request === n) {
+          this.failing = undefined;
+          throw new Error(`no answer to setOffline after 3 attempts`);
+        }
+      } finally {
+        this.inFlight--;
+        this.inFlightOf.set(lockId, (this.inFlightOf.get(lockId) ?? 1) - 1);
+      }
+      this.log.push({ ...what, what: 'apply' });
       const list = this.held.get(lockId) as Map<string, OfflineItem>;
       if (change.reset) list.clear();
       for (const id of change.remove) list.delete(id);
@@ -70,12 +98,13 @@ class FakeLocks {
   }
 }
 
-async function setUp(users: number) {
+async function setUp(users: number, prepare?: (locks: FakeLocks) => void) {
   const store = Store.open(tempDir());
   const clock = new VirtualClock(NOW);
   const mirror = new AccessMirror({ store, clock });
   mirror.apply(snapshotSync(1, site(users)));
   const locks = new FakeLocks();
+  prepare?.(locks);
   const lists = new OfflineLists({ mirror, clock, timeZone: 'UTC', log: silentLogger(), link: locks.link });
   await lists.start();
   await lists.settled();
@@ -104,6 +133,78 @@ describe('offline lists: delivery', () => {
         expect(locks.ids(lockId)).toHaveLength(10);
       }
       expect(lists.locks().every((l) => l.held === 10 && l.lastError === undefined)).toBe(true);
+    } finally {
+      await lists.stop();
+      store.close();
+    }
+  });
+
+  it('to one lock, one request at a time: each answered before the next is sent, the reset first', async () => {
+    const { locks, lists, store } = await setUp(40);
+    try {
+      expect(locks.maxPerLock).toBe(1);
+      for (const lockId of LOCKS) {
+        const seen = locks.log.filter((l) => l.lockId === lockId);
+        // Asked first (the hub knows nothing of it yet), then the whole list, reset first.
+        expect(seen[0]).toMatchObject({ what: 'send', reset: false, removes: false, upserts: false });
+        expect(seen[2]).toMatchObject({ what: 'send', reset: true });
+        expect(seen.map((l) => l.what)).toEqual(seen.map((_, i) => (i % 2 === 0 ? 'send' : 'apply')));
+        expect(locks.ids(lockId)).toEqual(wantedIds(lists, lockId));
+      }
+      expect(lists.locks().every((l) => l.held === 40 && l.lastError === undefined)).toBe(true);
+    } finally {
+      await lists.stop();
+      store.close();
+    }
+  });
+
+  it('removals are applied before any request of upserts only is sent (a revoked credential leaves first)', async () => {
+    const { locks, lists, sync, store } = await setUp(40);
+    try {
+      locks.log.length = 0;
+      const gone = Array.from({ length: 30 }, (_, i) => `tag-u-${String(i).padStart(3, '0')}`);
+      const fresh = Array.from({ length: 12 }, (_, i) => `n-${i}`);
+      await sync({
+        delete: { tags: gone },
+        upsert: {
+          users: fresh.map((id) => ({ id, offline: true })),
+          memberships: fresh.map((userId) => ({ userId, groupId: 'all' })),
+          tags: fresh.map((userId) => ({ id: `tag-${userId}`, userId, hash: digestHex(userId) })),
+        },
+      });
+      for (const lockId of LOCKS) {
+        const seen = locks.log.filter((l) => l.lockId === lockId);
+        const lastRemoval = seen.findLastIndex((l) => l.what === 'apply' && l.removes);
+        const firstUpsertOnly = seen.findIndex((l) => l.what === 'send' && l.upserts && !l.removes);
+        expect(lastRemoval).toBeGreaterThan(0);
+        expect(firstUpsertOnly).toBeGreaterThan(lastRemoval);
+        expect(locks.ids(lockId)).toEqual(wantedIds(lists, lockId));
+      }
+      expect(lists.locks().every((l) => l.held === 22 && l.lastError === undefined)).toBe(true);
+    } finally {
+      await lists.stop();
+      store.close();
+    }
+  });
+
+  it('a request never answered (its frames dropped, every attempt) fails the update; the retry asks the lock and completes its list', async () => {
+    const { locks, lists, store, clock } = await setUp(40, (l) => {
+      l.failing = { lockId: 'door-3', request: 4 };
+    });
+    try {
+      const failed = lists.locks().find((l) => l.lockId === 'door-3');
+      expect(failed?.lastError).toMatch(/no answer/);
+      expect(failed?.held).toBeUndefined();
+      expect(lists.locks().filter((l) => l.lastError === undefined)).toHaveLength(3);
+      locks.sent.length = 0;
+      await clock.advance(30_000);
+      await lists.settled();
+      const toDoor3 = locks.sent.filter((s) => s.lockId === 'door-3');
+      // Asked first (what does it hold now?), then the whole list again, reset first.
+      expect(toDoor3[0]).toEqual({ lockId: 'door-3', reset: false, remove: [], upsert: 0 });
+      expect(toDoor3[1]?.reset).toBe(true);
+      expect(locks.ids('door-3')).toEqual(wantedIds(lists, 'door-3'));
+      expect(lists.locks().every((l) => l.held === 40 && l.lastError === undefined)).toBe(true);
     } finally {
       await lists.stop();
       store.close();
