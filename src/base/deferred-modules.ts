@@ -170,7 +170,7 @@ export function deferNobleExtras(): void {
  * @babel/runtime helpers) are loaded only if the client is told to use them (`timerVariant:
  * 'worker'`, which the hub never does; in node, 'auto' is node's own timers). mqtt reads the two
  * functions when it is loaded: they are served as wrappers that load the module when called.
- * And mqtt-packet's copy of readable-stream is mqtt's (`shareModule`), and that copy serves
+ * Likewise lru-cache, for topic aliases the hub does not use. And mqtt-packet's copy of readable-stream is mqtt's (`shareModule`), and that copy serves
  * node's own streams (READABLE_STREAM=disable, below).
  */
 export function deferMqttExtras(): void {
@@ -192,6 +192,9 @@ export function deferMqttExtras(): void {
     (...a: unknown[]): unknown =>
       (load()[name] as (...a: unknown[]) => unknown)(...a);
   deferModule('worker-timers', getTimer, { setInterval: call('setInterval'), clearInterval: call('clearInterval') });
+  // The LRU cache of outgoing topic aliases (MQTT 5 topicAliasMaximum, which the hub does not set):
+  // lru-cache, 55 KB of source, is loaded when a client makes one.
+  deferModule('lru-cache', join(dirname(mqttMain), 'lib', 'topic-alias-send.js'));
   // mqtt-packet's parser (through bl) uses the same readable-stream as mqtt: one copy loaded.
   const packetMain = packageFile(mqttMain, 'mqtt-packet', 'mqtt.js');
   const bl = packetMain && packageFile(packetMain, 'bl', 'bl.js');

@@ -214,6 +214,21 @@ describe('the libraries the daemon loads (issue 15, "Memory")', () => {
     expect(getTimer('auto')).toBe(getTimer('native'));
     expect(typeof getTimer('worker').set).toBe('function');
     expect(isStandIn(workerTimers)).toBe(true);
+    // lru-cache waits for a client that sends with topic aliases; one that does gets the real cache.
+    const aliasSend = join(dirname(mqttMain), 'lib', 'topic-alias-send.js');
+    const lru = resolveFrom(aliasSend, 'lru-cache');
+    expect(isStandIn(lru)).toBe(true);
+    const TopicAliasSend = (
+      here(aliasSend) as {
+        default: new (
+          max: number,
+        ) => { put(t: string, a: number): boolean; getAliasByTopic(t: string): number | undefined };
+      }
+    ).default;
+    const aliases = new TopicAliasSend(4);
+    expect(aliases.put('a/b', 1)).toBe(true);
+    expect(aliases.getAliasByTopic('a/b')).toBe(1);
+    expect(isStandIn(lru)).toBe(false);
     // mqtt's readable-stream serves node's own streams (READABLE_STREAM=disable): none of its copy's code.
     expect(process.env.READABLE_STREAM).toBe('disable');
     const streams = createRequire(getTimerFile)('readable-stream') as { Duplex: unknown; Writable: unknown };
