@@ -47,7 +47,9 @@ import { type Benchmark, benchmarkInTempDir, distribution, round, socatOrSkip, u
  * IQHUB_BENCH_RSS_RUNS (default 3) runs; IQHUB_BENCH_RSS_ENV ("K=V K2=V2", or empty) replaces the
  * unit's environment, e.g. to measure without its NODE_OPTIONS; IQHUB_BENCH_RSS_IDLE_ONLY=1 stops
  * each run after the idle figure; IQHUB_BENCH_RSS_DUMP=DIR writes the idle daemon's smaps and
- * status there, and a heap snapshot when NODE_OPTIONS has --heapsnapshot-signal=SIGUSR2.
+ * status there, and a heap snapshot when NODE_OPTIONS has --heapsnapshot-signal=SIGUSR2;
+ * IQHUB_BENCH_RSS_DURING='shell command' runs on the idle daemon after its figure (its pid in $PID,
+ * e.g. gdb's `call malloc_stats()`), before the dump.
  */
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -288,6 +290,8 @@ async function oneRun(
     for (const s of SPECS) await attach(site, socket, s);
     await sleep(IDLE_MS);
     const idle = memoryOf(pid);
+    const during = process.env.IQHUB_BENCH_RSS_DURING;
+    if (during) await runDuring(during, pid);
     const dump = process.env.IQHUB_BENCH_RSS_DUMP;
     if (dump) {
       mkdirSync(dump, { recursive: true });
@@ -340,6 +344,18 @@ async function oneRun(
     notify?.close();
     await site.close();
   }
+}
+
+/** IQHUB_BENCH_RSS_DURING: a shell command run on the idle daemon (its pid in $PID), awaited, its output on stderr. */
+function runDuring(command: string, pid: number): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn('sh', ['-c', command], { env: { ...process.env, PID: String(pid) }, stdio: ['ignore', 2, 2] });
+    child.on('exit', () => resolve());
+    child.on('error', (e) => {
+      process.stderr.write(`daemon.rss: IQHUB_BENCH_RSS_DURING: ${e.message}\n`);
+      resolve();
+    });
+  });
 }
 
 function configText(dir: string, brokerUrl: string, pki: DevPkiPaths, radios: Record<string, unknown>): string {

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { Controller, Events } from 'zigbee-herdsman';
 import type {
   Advertisement,
@@ -16,7 +17,7 @@ import type { Secret } from '../../src/crypto/secret.js';
 import type { Logger } from '../../src/log/logger.js';
 import { Advertisements } from './advertisements.js';
 import { type BackupInfo, Backups, type RestoreInfo } from './backups.js';
-import { Coordinator } from './coordinator.js';
+import { Coordinator, type HerdsmanModule } from './coordinator.js';
 import type { ZigbeeCounters } from './counters.js';
 import { DoorLockStates } from './door-lock-state.js';
 import { HealthProbe } from './health-probe.js';
@@ -237,7 +238,9 @@ class HerdsmanBearer implements ZigbeeBearer {
       if (created) this.#log.info({ network: this.network() }, 'ZigBee: generated the hub network (key sealed)');
       const { staged, frameCounter } = this.#backups.stage(backup);
       if (!c.herdsman) deferHerdsmanExtras();
-      c.herdsman ??= await import('zigbee-herdsman');
+      // require, not import(): node's import of a CommonJS module reads each of its exports, and
+      // herdsman's index exports the OTA helper that deferHerdsmanExtras leaves for its first use.
+      c.herdsman ??= createRequire(import.meta.url)('zigbee-herdsman') as HerdsmanModule;
       c.herdsman.setLogger(herdsmanLogger(this.#log, () => c.secrets()));
       const controller = createController(c.herdsman, this.#o, this.#paths, params, (ieee) => this.#joins.accept(ieee));
       const generation = c.use(controller);

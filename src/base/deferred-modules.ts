@@ -257,7 +257,8 @@ const packageFile = (from: string, name: string, path: string): string | undefin
  * Before zigbee-herdsman is loaded: its mDNS adapter discovery (bonjour-service, dns-packet,
  * multicast-dns: for an `mdns://` adapter path, which the hub's configuration does not take) and
  * zigbee-on-host's ZigBee frame code (AES-CCM* for a Green Power frame, which a door lock does not
- * send) are loaded when herdsman first uses them.
+ * send) and its OTA client are loaded when herdsman first uses them. drivers/zigbee/bearer.ts
+ * requires herdsman (an `import()` would read every export of its index, the OTA client's too).
  */
 export function deferHerdsmanExtras(): void {
   const discovery = packageFile(import.meta.url, 'zigbee-herdsman', 'dist/adapter/adapterDiscovery.js');
@@ -265,6 +266,10 @@ export function deferHerdsmanExtras(): void {
   // bonjour-service's exports are its Bonjour class (with Bonjour, Service, Browser as statics).
   if (discovery) deferModule('bonjour-service', discovery, {}, 'function');
   if (greenPower) deferModule('zigbee-on-host/dist/zigbee/zigbee', greenPower);
+  // Its OTA client (a device's firmware update through herdsman; locks update through the hub's
+  // own relay) and node's perf_hooks with it: the index and each device require it at load.
+  const index = packageFile(import.meta.url, 'zigbee-herdsman', 'dist/index.js');
+  if (index) deferModule('./controller/helpers/ota', index);
 }
 
 /**
@@ -291,9 +296,15 @@ export function deferNobleExtras(): void {
  * @babel/runtime helpers) are loaded only if the client is told to use them (`timerVariant:
  * 'worker'`, which the hub never does; in node, 'auto' is node's own timers). mqtt reads the two
  * functions when it is loaded: they are served as wrappers that load the module when called.
- * And mqtt-packet's copy of readable-stream is mqtt's (`shareModule`).
+ * Likewise lru-cache, for topic aliases the hub does not use. And mqtt-packet's copy of readable-stream is mqtt's (`shareModule`), and that copy serves
+ * node's own streams (READABLE_STREAM=disable, below).
  */
 export function deferMqttExtras(): void {
+  // readable-stream 4 is node 18's streams republished for browsers and old nodes; with this
+  // documented switch its index exports node's `stream` (loaded by every node process anyway)
+  // instead of loading its own copy: 24 modules, ~0.2 MB of source and ~0.9 MB of heap fewer
+  // (issue 15; docs/operations.md, "Memory"). A value set by the environment is left as it is.
+  process.env.READABLE_STREAM ??= 'disable';
   let mqttMain: string;
   try {
     mqttMain = here.resolve('mqtt');
@@ -307,6 +318,9 @@ export function deferMqttExtras(): void {
     (...a: unknown[]): unknown =>
       (load()[name] as (...a: unknown[]) => unknown)(...a);
   deferModule('worker-timers', getTimer, { setInterval: call('setInterval'), clearInterval: call('clearInterval') });
+  // The LRU cache of outgoing topic aliases (MQTT 5 topicAliasMaximum, which the hub does not set):
+  // lru-cache, 55 KB of source, is loaded when a client makes one.
+  deferModule('lru-cache', join(dirname(mqttMain), 'lib', 'topic-alias-send.js'));
   // mqtt-packet's parser (through bl) uses the same readable-stream as mqtt: one copy loaded.
   const packetMain = packageFile(mqttMain, 'mqtt-packet', 'mqtt.js');
   const bl = packetMain && packageFile(packetMain, 'bl', 'bl.js');

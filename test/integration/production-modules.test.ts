@@ -37,11 +37,12 @@ const forbidden = (urls: string[]) =>
  * does not use, which src/base/deferred-modules.ts leaves for their first use — herdsman's mDNS
  * discovery (bonjour-service, multicast-dns, dns-packet) and zigbee-on-host, noble's whole `async`
  * (the UART driver's queue is async/queue.js), serialport's parsers and mock port, mqtt's worker
- * timers, mqtt-packet's second copy of readable-stream (mqtt's is shared).
+ * timers and lru-cache (topic aliases), herdsman's OTA client; and no copy of readable-stream's streams (mqtt-packet's copy is
+ * mqtt's, and that one serves node's own: READABLE_STREAM=disable).
  */
 const heldNeedlessly = (urls: string[]) =>
   urls.filter((u) =>
-    /\/node_modules\/(yaml|bonjour-service|multicast-dns|dns-packet|zigbee-on-host|worker-timers|worker-timers-broker|@serialport\/binding-mock|@serialport\/parser-(byte-length|cctalk|inter-byte-timeout|packet-length|ready|regex|slip-encoder|spacepacket))\/|\/node_modules\/async\/dist\/|\/mqtt-packet\/node_modules\/readable-stream\/lib\/internal\//.test(
+    /\/node_modules\/(yaml|bonjour-service|multicast-dns|dns-packet|zigbee-on-host|worker-timers|worker-timers-broker|lru-cache|@serialport\/binding-mock|@serialport\/parser-(byte-length|cctalk|inter-byte-timeout|packet-length|ready|regex|slip-encoder|spacepacket))\/|\/node_modules\/async\/dist\/|\/readable-stream\/lib\/internal\/|\/zigbee-herdsman\/dist\/controller\/helpers\/ota\.js$/.test(
       u,
     ),
   );

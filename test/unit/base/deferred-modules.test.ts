@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
+import { Duplex, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
   DEFERRED,
@@ -156,6 +157,20 @@ describe('the libraries the daemon loads (issue 15, "Memory")', () => {
     expect(isStandIn(bonjour) || isStandIn(zoh)).toBe(false);
   });
 
+  it("zigbee-herdsman's OTA client waits for its first use, through the index and through a device", () => {
+    const index = here.resolve('zigbee-herdsman');
+    const ota = join(dirname(index), 'controller', 'helpers', 'ota.js');
+    // Loaded by the test above (require, as drivers/zigbee/bearer.ts does): the stand-in is in place.
+    const herdsman = here('zigbee-herdsman') as Record<string, unknown>;
+    expect(isStandIn(ota)).toBe(true);
+    const device = join(dirname(index), 'controller', 'model', 'device.js');
+    expect(createRequire(device)('../helpers/ota')).toBe(cache[ota]?.exports);
+    // Used: the real functions, and the cache holds the real module from then on.
+    expect(typeof herdsman.parseOtaHeader).toBe('function');
+    expect(isStandIn(ota)).toBe(false);
+    expect(typeof (createRequire(device)('../helpers/ota') as { OtaSession: unknown }).OtaSession).toBe('function');
+  });
+
   it("noble's HCI UART driver gets a working async.queue without the whole async library", async () => {
     const nobleIndex = here.resolve('@stoprocent/noble');
     const uart = join(dirname(resolveFrom(nobleIndex, '@stoprocent/bluetooth-hci-socket')), 'lib', 'uart.js');
@@ -199,6 +214,29 @@ describe('the libraries the daemon loads (issue 15, "Memory")', () => {
     expect(getTimer('auto')).toBe(getTimer('native'));
     expect(typeof getTimer('worker').set).toBe('function');
     expect(isStandIn(workerTimers)).toBe(true);
+    // lru-cache waits for a client that sends with topic aliases; one that does gets the real cache.
+    const aliasSend = join(dirname(mqttMain), 'lib', 'topic-alias-send.js');
+    const lru = resolveFrom(aliasSend, 'lru-cache');
+    expect(isStandIn(lru)).toBe(true);
+    const TopicAliasSend = (
+      here(aliasSend) as {
+        default: new (
+          max: number,
+        ) => { put(t: string, a: number): boolean; getAliasByTopic(t: string): number | undefined };
+      }
+    ).default;
+    const aliases = new TopicAliasSend(4);
+    expect(aliases.put('a/b', 1)).toBe(true);
+    expect(aliases.getAliasByTopic('a/b')).toBe(1);
+    expect(isStandIn(lru)).toBe(false);
+    // mqtt's readable-stream serves node's own streams (READABLE_STREAM=disable): none of its copy's code.
+    expect(process.env.READABLE_STREAM).toBe('disable');
+    const streams = createRequire(getTimerFile)('readable-stream') as { Duplex: unknown; Writable: unknown };
+    expect(streams.Duplex).toBe(Duplex);
+    expect(streams.Writable).toBe(Writable);
+    expect(Object.keys(cache).filter((k) => k.includes(`${sep}readable-stream${sep}lib${sep}internal${sep}`))).toEqual(
+      [],
+    );
     // mqtt-packet's parser streams through bl on mqtt's readable-stream: its own copy is not loaded.
     const bl = join(dirname(resolveFrom(mqttMain, 'mqtt-packet')), 'node_modules', 'bl', 'bl.js');
     here(resolveFrom(mqttMain, 'mqtt-packet'));
