@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_INBOUND_DEPTH } from '../../../src/contract/mqtt.js';
-import { duplicateMemberName, parseInboundText } from '../../../src/contract/mqtt-validate.js';
+import { duplicateMemberName, parseInboundText, salvageId } from '../../../src/contract/mqtt-validate.js';
 
 /**
  * The inbound checks' one pass over a JSON text (scanJson in mqtt-validate.ts: strings skipped with
@@ -143,5 +143,14 @@ describe('the inbound checks scan a JSON text once', () => {
       const r = parseInboundText('cmd', text);
       expect(!r.ok && r.error.code, text).toBe('payload.not-json');
     }
+  });
+
+  it("an error result's id is read only from a text no deeper than the limit (the same scan)", () => {
+    const nest = (levels: number) => `{"cmdId":"c-1","a":${'['.repeat(levels)}${']'.repeat(levels)}}`;
+    const bytes = (text: string) => Buffer.from(text, 'utf8');
+    expect(salvageId(bytes(nest(MAX_INBOUND_DEPTH - 1)), 'cmdId')).toBe('c-1');
+    expect(salvageId(bytes(nest(MAX_INBOUND_DEPTH)), 'cmdId')).toBeNull();
+    // Brackets inside a string are not levels.
+    expect(salvageId(bytes(`{"cmdId":"c-2","s":"${'['.repeat(MAX_INBOUND_DEPTH * 2)}"}`), 'cmdId')).toBe('c-2');
   });
 });
