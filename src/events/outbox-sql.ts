@@ -29,8 +29,19 @@ export interface OutboxStatements {
 
 /** The outbox's SQL (src/events/outbox.ts), prepared on `db`. */
 export function prepareOutboxStatements(db: Database): OutboxStatements {
-  const deleteBy = new Map<number, Statement>();
-  const deleteBytesBy = new Map<number, Statement>();
+  // A DELETE of n rows by id, prepared once per n (up to 64 sizes kept).
+  const deleteById = (returning: string, pluck: boolean): ((n: number) => Statement) => {
+    const byCount = new Map<number, Statement>();
+    return (n) => {
+      let st = byCount.get(n);
+      if (!st) {
+        st = db.prepare(`DELETE FROM outbox WHERE id IN (${new Array(n).fill('?').join(',')}) RETURNING ${returning}`);
+        if (pluck) st = st.pluck();
+        if (byCount.size < 64) byCount.set(n, st);
+      }
+      return st;
+    };
+  };
   return {
     insert: db.prepare(
       `INSERT INTO outbox (kind, topic, payload, retain, security, bytes, created_at)
@@ -50,22 +61,8 @@ export function prepareOutboxStatements(db: Database): OutboxStatements {
     droppable: db.prepare(
       `SELECT id, bytes FROM outbox WHERE kind = 'event' AND security = 0 AND id > ? ORDER BY id LIMIT ${DROP_CHUNK}`,
     ),
-    deleteReturning: (n) => {
-      let st = deleteBy.get(n);
-      if (!st) {
-        st = db.prepare(`DELETE FROM outbox WHERE id IN (${new Array(n).fill('?').join(',')}) RETURNING bytes, topic`);
-        if (deleteBy.size < 64) deleteBy.set(n, st);
-      }
-      return st;
-    },
-    deleteBytes: (n) => {
-      let st = deleteBytesBy.get(n);
-      if (!st) {
-        st = db.prepare(`DELETE FROM outbox WHERE id IN (${new Array(n).fill('?').join(',')}) RETURNING bytes`).pluck();
-        if (deleteBytesBy.size < 64) deleteBytesBy.set(n, st);
-      }
-      return st;
-    },
+    deleteReturning: deleteById('bytes, topic', false),
+    deleteBytes: deleteById('bytes', true),
     deleteTopic: db.prepare(`DELETE FROM outbox WHERE kind = 'message' AND topic = ? RETURNING bytes`),
     // The row must still hold that very event: an ack names events, and a row id alone proves nothing.
     deleteAcked: db.prepare<[number, string]>(
