@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { createDevPki } from '../../provisioning/dev-pki.js';
@@ -9,7 +9,7 @@ import { openStoreWithKey } from '../../src/crypto/store-identity.js';
 import { Outbox } from '../../src/events/outbox.js';
 import type { StoredEvent } from '../../src/link/pairing.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { openSite } from '../helpers/cloud-site.js';
+import { closeSite, openSite } from '../helpers/cloud-site.js';
 import { type Proc, requireBuild, start } from '../helpers/daemon.js';
 import { MOSQUITTO_MISSING, type Mosquitto, requireMosquitto } from '../helpers/mosquitto.js';
 
@@ -39,15 +39,7 @@ describe.skipIf(!haveMosquitto)(`a full outbox drain${haveMosquitto ? '' : ` (${
     ({ base, pki, broker, cloud } = await openSite('outbox-drain', HUB, { persistence: true }));
   }, 60_000);
 
-  afterAll(async () => {
-    if (daemon && daemon.child.exitCode === null) {
-      daemon.child.kill('SIGKILL');
-      await daemon.exit;
-    }
-    await cloud?.close();
-    await broker?.close();
-    if (base) rmSync(base, { recursive: true, force: true });
-  });
+  afterAll(() => closeSite({ daemon, cloud, broker, base }));
 
   it(`${EVENTS.toLocaleString('en')} queued events, the broker restarted mid-drain: every one arrives, in per-lock order, and the outbox empties`, async () => {
     const dataDir = join(base, 'data');
