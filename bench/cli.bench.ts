@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { type Proc, start } from '../test/helpers/daemon.js';
 import { benchmarkInTempDir, distribution } from './lib.js';
 
-/** The compiled CLI beside this compiled bench (benchmarks run from dist/). */
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+/** The compiled CLI beside this compiled bench (benchmarks run from dist/): the CommonJS entry `iqhub` runs. */
+const CLI = fileURLToPath(new URL('../src/cli/main.cjs', import.meta.url));
 const RUNS = 20;
 /** GNU time: the child's peak RSS (%M, KiB) and CPU time (%U + %S, 10 ms steps) without a wrapper of our own in the child. */
 const GNU_TIME = '/usr/bin/time';
@@ -20,7 +20,7 @@ const GNU_TIME = '/usr/bin/time';
  * `…Cpu` is the child's CPU time (user + system, all its threads): on a busy machine the wall
  * time mostly measures the wait for a core, the CPU time much less so.
  * Issue 15's targets: ≤ 200 ms and ≤ 60 MB. IQHUB_BENCH_CLI_BEFORE=<another build's
- * dist/src/cli/main.js> adds cli.statusBefore and cli.statusViaConfigBefore, the same calls through
+ * dist/src/cli/main.cjs, or this build's ES module entry dist/src/cli/main.js> adds cli.statusBefore and cli.statusViaConfigBefore, the same calls through
  * that build, in the same run.
  */
 export const cliBench = benchmarkInTempDir(

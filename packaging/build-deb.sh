@@ -89,8 +89,11 @@ mkdir -p "$LIB" "$PKG/DEBIAN" "$PKG/usr/bin" "$OUT" "$DEMO_LIB/dist" "$DEMO_PKG/
 step "dist/: src hal drivers provisioning for iq-hub; sim and src/demo for iq-hub-demo (no tests, benches or source maps)"
 for d in src hal drivers provisioning; do
   mkdir -p "$LIB/dist/$d"
-  (cd dist/$d && find . -path ./demo -prune -o -type f -name '*.js' -exec cp --parents -t "$LIB/dist/$d" {} +)
+  (cd dist/$d && find . -path ./demo -prune -o -type f \( -name '*.js' -o -name '*.cjs' \) -exec cp --parents -t "$LIB/dist/$d" {} +)
 done
+# The CLI's CommonJS entry (packaging/quick-cli.mjs) is run by /usr/bin/iqhub, not directly: 0644 as main.js.
+[ -f "$LIB/dist/src/cli/main.cjs" ] || die "dist/src/cli/main.cjs is missing (npm run build makes it)"
+chmod 0644 "$LIB/dist/src/cli/main.cjs"
 for d in sim src/demo; do
   mkdir -p "$DEMO_LIB/dist/$d"
   (cd dist/$d && find . -type f -name '*.js' -exec cp --parents -t "$DEMO_LIB/dist/$d" {} +)
@@ -184,14 +187,14 @@ if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
     const r = require('module').createRequire('$H/package.json');
     new (r('better-sqlite3'))(':memory:').close(); r('unix-dgram');
     console.log('native modules load');"
-  "$H/node/bin/node" "$H/dist/src/cli/main.js" --version >/dev/null
+  "$H/node/bin/node" "$H/dist/src/cli/main.cjs" --version >/dev/null
   step "launcher check: /usr/bin/iqhub runs the staged CLI with the unit's IQHUB_NODE_ARGS, which node accepts"
   sed "s|/usr/lib/iq-hub/|$H/|g" packaging/iqhub.sh >"$ISO/iqhub" && chmod 0755 "$ISO/iqhub"
   node_args=$(sed -n 's/^Environment="IQHUB_NODE_ARGS=\(.*\)"$/\1/p' systemd/iq-hub.service)
   [ -n "$node_args" ] || die "systemd/iq-hub.service has no Environment=\"IQHUB_NODE_ARGS=...\" line"
   IQHUB_NODE_ARGS=$node_args "$ISO/iqhub" --version >/dev/null || die "iqhub --version with IQHUB_NODE_ARGS=$node_args failed"
   step "load check: iq-hub alone says what to install for the demo; with iq-hub-demo, the demo loads"
-  msg=$("$H/node/bin/node" "$H/dist/src/cli/main.js" demo --exit 2>&1) && die "iqhub demo ran without iq-hub-demo"
+  msg=$("$H/node/bin/node" "$H/dist/src/cli/main.cjs" demo --exit 2>&1) && die "iqhub demo ran without iq-hub-demo"
   grep -q 'needs the package iq-hub-demo' <<<"$msg" || die "iqhub demo without iq-hub-demo said: $msg"
   cp -al "$DEMO_LIB/." "$H/" 2>/dev/null || cp -a "$DEMO_LIB/." "$H/"
   "$H/node/bin/node" --input-type=module -e "
@@ -221,9 +224,9 @@ if [ -f docs/iqhub.1 ]; then
   gzip -9n <docs/iqhub.1 >"$PKG/usr/share/man/man1/iqhub.1.gz"
   chmod 0644 "$PKG/usr/share/man/man1/iqhub.1.gz"
 fi
-if [ "$ARCH" = "$(dpkg --print-architecture)" ] && "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" completion bash >"$STAGE/completion.bash" 2>/dev/null; then
+if [ "$ARCH" = "$(dpkg --print-architecture)" ] && "$LIB/node/bin/node" "$LIB/dist/src/cli/main.cjs" completion bash >"$STAGE/completion.bash" 2>/dev/null; then
   install -D -m 0644 "$STAGE/completion.bash" "$PKG/usr/share/bash-completion/completions/iqhub"
-  "$LIB/node/bin/node" "$LIB/dist/src/cli/main.js" completion zsh >"$STAGE/completion.zsh" 2>/dev/null \
+  "$LIB/node/bin/node" "$LIB/dist/src/cli/main.cjs" completion zsh >"$STAGE/completion.zsh" 2>/dev/null \
     && install -D -m 0644 "$STAGE/completion.zsh" "$PKG/usr/share/zsh/vendor-completions/_iqhub"
 fi
 rm -f "$STAGE/completion.bash" "$STAGE/completion.zsh"

@@ -21,4 +21,4 @@ done
 NODE=/usr/lib/iq-hub/node/bin/node
 [ -x "$NODE" ] || NODE=node
 # shellcheck disable=SC2086 # word splitting of IQHUB_NODE_ARGS is wanted (set -f: no globbing)
-exec "$NODE" ${IQHUB_NODE_ARGS-} /usr/lib/iq-hub/dist/src/cli/main.js "$@"
+exec "$NODE" ${IQHUB_NODE_ARGS-} /usr/lib/iq-hub/dist/src/cli/main.cjs "$@"

@@ -29,9 +29,8 @@ async function main(): Promise<void> {
   await (await import('./program.js')).runProgram(JSON_MODE);
 }
 
-try {
-  await main();
-} catch (e) {
+// No top-level await: this file is also the CommonJS entry, dist/src/cli/main.cjs (packaging/quick-cli.mjs).
+main().catch(async (e: unknown) => {
   // Help and --version end through here too, with their own exit status and nothing to add.
   process.exitCode = (await import('./cli-error.js')).reportFailure(e, JSON_MODE);
-}
+});

@@ -1,7 +1,7 @@
 /**
  * The unit's IQHUB_NODE_ARGS (V8 memory flags NODE_OPTIONS refuses) reach node only through the
  * launcher, packaging/iqhub.sh: a daemon started another way (a hand install's symlink to
- * dist/src/cli/main.js) runs without them, with more memory. Say so once, on stderr (the journal), and run.
+ * dist/src/cli/main.cjs) runs without them, with more memory. Say so once, on stderr (the journal), and run.
  */
 export function warnUnappliedNodeArgs(): void {
   const missing = (process.env.IQHUB_NODE_ARGS ?? '')

@@ -179,7 +179,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       await shutdownCloud();
       return failed === 0 && code === 0 ? 0 : 1;
     }
-    const cli = `node dist/src/cli/main.js`;
+    const cli = `node dist/src/cli/main.cjs`;
     out('\nthe daemon keeps running with its simulated locks. In another terminal:');
     out(`  ${cli} status --socket ${last.hub.control.path}`);
     out(`  ${cli} locks  --socket ${last.hub.control.path}`);

@@ -1,15 +1,37 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 
-export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+/** The CLI as `iqhub` runs it: the CommonJS entry (packaging/quick-cli.mjs; `run` and commander's commands load the ES modules). */
+export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.cjs', import.meta.url));
 export const distFile = (rel: string) => fileURLToPath(new URL(`../../dist/${rel}`, import.meta.url));
 
 /** Tests of real processes run the compiled code; say how to get it rather than fail obscurely. */
 export function requireBuild(): void {
   if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` first (npm test does it for you)');
+  // `npx tsc` alone rewrites the ES modules, not the CLI's CommonJS copies (packaging/quick-cli.mjs).
+  for (const f of QUICK_CJS) {
+    const cjs = distFile(f);
+    const esm = cjs.replace(/\.cjs$/, '.js');
+    if (existsSync(esm) && (!existsSync(cjs) || statSync(esm).mtimeMs > statSync(cjs).mtimeMs))
+      throw new Error(`dist/${f} is older than tsc's output: run \`npm run build\` (tsc alone does not make it)`);
+  }
 }
+
+/** The CLI's CommonJS quick path as the build makes it (test/unit/cli/quick-cjs.test.ts checks the list). */
+export const QUICK_CJS = [
+  'src/cli/main.cjs',
+  'src/cli/quick-parse.cjs',
+  'src/cli/socket-commands.cjs',
+  'src/cli/arg-checks.cjs',
+  'src/cli/format.cjs',
+  'src/config/paths.cjs',
+  'src/contract/control-socket.cjs',
+  'src/contract/mqtt-topics.cjs',
+  'src/control-socket/socket-client.cjs',
+  'src/diag/refused.cjs',
+];
 
 export interface Proc {
   child: ChildProcess;

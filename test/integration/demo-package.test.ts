@@ -54,7 +54,7 @@ afterAll(() => {
   for (const t of trees) rmSync(t, { recursive: true, force: true });
 });
 
-const cli = (lib: string) => join(lib, 'dist/src/cli/main.js');
+const cli = (lib: string) => join(lib, 'dist/src/cli/main.cjs');
 
 /** `iqhub <args>` of the tree at `lib`, to completion. */
 async function runIn(lib: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

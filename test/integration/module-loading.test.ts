@@ -49,7 +49,7 @@ const heavy = (urls: string[]) =>
 /** The client-only command line: commander, the program with its help texts, completion, the man page, formatting. */
 const clientOnly = (urls: string[]) =>
   urls.filter((u) =>
-    /\/node_modules\/commander\/|\/dist\/src\/cli\/(program|demo-command|completion|man-page|format|socket-commands)\.js$/.test(
+    /\/node_modules\/commander\/|\/dist\/src\/cli\/(program|demo-command|completion|man-page|format|socket-commands)\.c?js$/.test(
       u,
     ),
   );
@@ -129,7 +129,7 @@ describe('what a start loads', () => {
   it('a CLI call that talks to the daemon does not load the daemon', async () => {
     const base = tempDir();
     const urls = await modulesOf(['status', '--socket', join(base, 'none.sock')], { daemon: false });
-    expect(urls.some((u) => u.endsWith('/dist/src/cli/main.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/cli/main.cjs'))).toBe(true);
     expect(urls.filter((u) => /\/dist\/src\/app\/|\/dist\/sim\/|\/dist\/src\/demo\//.test(u))).toEqual([]);
   }, 60_000);
 
@@ -137,8 +137,8 @@ describe('what a start loads', () => {
     const base = tempDir();
     const urls = await modulesOf(['status', '--socket', join(base, 'none.sock')], { daemon: false });
     // The recorder saw the call's own graph, down to the control client.
-    expect(urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.js'))).toBe(true);
-    expect(urls.some((u) => u.endsWith('/dist/src/cli/format.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.cjs'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/cli/format.cjs'))).toBe(true);
     expect(heavy(urls)).toEqual([]);
   }, 60_000);
 
@@ -150,7 +150,7 @@ describe('what a start loads', () => {
         const urls = await modulesOf(line, { daemon: false });
         // The recorder saw the call reach the control client (the daemon is not running: exit 3).
         expect(
-          urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.js')),
+          urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.cjs')),
           line.join(' '),
         ).toBe(true);
         expect(heavy(urls), line.join(' ')).toEqual([]);
@@ -182,14 +182,14 @@ describe('what a start loads', () => {
     // there, the loader must load (to validate it) and this test has nothing to show.
     if (existsSync(DEFAULT_CONFIG_PATH)) return;
     const urls = await modulesOf(['status'], { daemon: false });
-    expect(urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.js'))).toBe(true);
+    expect(urls.some((u) => u.endsWith('/dist/src/control-socket/socket-client.cjs'))).toBe(true);
     expect(heavy(urls)).toEqual([]);
   }, 60_000);
 
   it('`iqhub completion` and `iqhub man` (made from the program) load neither the daemon nor the simulation', async () => {
     for (const args of [['completion', 'bash'], ['man']]) {
       const urls = await modulesOf(args, { daemon: false });
-      expect(urls.some((u) => u.endsWith('/dist/src/cli/main.js'))).toBe(true);
+      expect(urls.some((u) => u.endsWith('/dist/src/cli/main.cjs'))).toBe(true);
       expect(simulation(urls), args.join(' ')).toEqual([]);
       expect(heavy(urls), args.join(' ')).toEqual([]);
     }

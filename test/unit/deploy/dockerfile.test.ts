@@ -256,7 +256,7 @@ describe('Dockerfile.arm64: runtime stage', () => {
       // The unit's node flags: NODE_OPTIONS, then what the launcher puts on the command line.
       ...unitNodeOptions(unitText).split(/\s+/).filter(Boolean),
       ...launcherNodeArgs(unitEnvironment(unitText)),
-      '/usr/lib/iq-hub/dist/src/cli/main.js',
+      '/usr/lib/iq-hub/dist/src/cli/main.cjs',
       'run',
       '--config',
       '/etc/iq-hub/config.yaml',
@@ -282,7 +282,7 @@ describe('Dockerfile.arm64: runtime stage', () => {
     const cmd = execForm({ ...hc[0]!, args: args.slice(args.indexOf('CMD ')) });
     expect(cmd).toEqual([
       'node',
-      '/usr/lib/iq-hub/dist/src/cli/main.js',
+      '/usr/lib/iq-hub/dist/src/cli/main.cjs',
       'status',
       '--check',
       '--config',
@@ -291,10 +291,14 @@ describe('Dockerfile.arm64: runtime stage', () => {
   });
 
   it('the entry point and health check name files the build produces', () => {
-    // dist/src/cli/main.js is what tsc makes of src/cli/main.ts.
+    // dist/src/cli/main.cjs is what the build (tsc, then packaging/quick-cli.mjs) makes of src/cli/main.ts.
     expect(existsSync(join(ROOT, 'src', 'cli', 'main.ts'))).toBe(true);
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: { iqhub: string } };
-    expect(pkg.bin.iqhub).toBe('dist/src/cli/main.js');
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      bin: { iqhub: string };
+      scripts: { build: string };
+    };
+    expect(pkg.bin.iqhub).toBe('dist/src/cli/main.cjs');
+    expect(pkg.scripts.build).toContain('node packaging/quick-cli.mjs');
   });
 });
 

@@ -51,14 +51,14 @@ describe("the unit's IQHUB_NODE_ARGS, on node's command line through the launche
   const env = unitEnvironment(unitText);
   const args = launcherNodeArgs(env);
 
-  /** The launcher with its /usr/lib/iq-hub/ paths moved to a temporary tree whose main.js prints what node got. */
+  /** The launcher with its /usr/lib/iq-hub/ paths moved to a temporary tree whose main.cjs prints what node got. */
   function stagedLauncher(): string {
     const root = tempDir();
     mkdirSync(join(root, 'node', 'bin'), { recursive: true });
     symlinkSync(process.execPath, join(root, 'node', 'bin', 'node'));
     mkdirSync(join(root, 'dist', 'src', 'cli'), { recursive: true });
     writeFileSync(
-      join(root, 'dist', 'src', 'cli', 'main.js'),
+      join(root, 'dist', 'src', 'cli', 'main.cjs'),
       'process.stdout.write(JSON.stringify({ execArgv: process.execArgv, argv: process.argv.slice(2) }));\n',
     );
     const launcher = join(root, 'iqhub');
@@ -128,7 +128,7 @@ describe("the unit's IQHUB_NODE_ARGS, on node's command line through the launche
 });
 
 describe('a daemon started without the launcher', () => {
-  const CLI = fileURLToPath(new URL('../../../dist/src/cli/main.js', import.meta.url));
+  const CLI = fileURLToPath(new URL('../../../dist/src/cli/main.cjs', import.meta.url));
   const run = (nodeArgs: string[]) =>
     spawnSync(process.execPath, [...nodeArgs, CLI, 'run', '--config', join(tempDir(), 'missing.yaml')], {
       env: { ...process.env, NODE_OPTIONS: '', IQHUB_NODE_ARGS: '--optimize-for-size --v8-pool-size=1' },

@@ -208,7 +208,7 @@ describe.skipIf(!analyze)(analyze ? 'systemd-analyze' : `systemd-analyze — SKI
     dirs.push(dir);
     const text = readFileSync(UNIT_PATH, 'utf8').replace(
       /^ExecStart=\/usr\/bin\/iqhub /m,
-      `ExecStart=${process.execPath} /usr/lib/iq-hub/dist/src/cli/main.js `,
+      `ExecStart=${process.execPath} /usr/lib/iq-hub/dist/src/cli/main.cjs `,
     );
     expect(text).toContain(`ExecStart=${process.execPath}`);
     writeFileSync(join(dir, 'iq-hub.service'), text);
