@@ -30,7 +30,21 @@ async function main(): Promise<void> {
 }
 
 // No top-level await: this file is also the CommonJS entry, dist/src/cli/main.cjs (packaging/quick-cli.mjs).
-main().catch(async (e: unknown) => {
-  // Help and --version end through here too, with their own exit status and nothing to add.
-  process.exitCode = (await import('./cli-error.js')).reportFailure(e, JSON_MODE);
+// What a top-level await gave for free is kept: a call whose work never settles while nothing is
+// left to wait for (a bug) does not end as a success, but with node's own status for it, 13.
+// 'beforeExit' comes only when the event loop runs dry, never for process.exit() (a daemon's stop
+// that ran out of time exits so, with its own status).
+let settled = false;
+process.once('beforeExit', () => {
+  if (settled || (process.exitCode ?? 0) !== 0) return;
+  process.stderr.write('iqhub: internal error: the command ended before it finished (nothing was left to wait for)\n');
+  process.exitCode = 13;
 });
+main()
+  .catch(async (e: unknown) => {
+    // Help and --version end through here too, with their own exit status and nothing to add.
+    process.exitCode = (await import('./cli-error.js')).reportFailure(e, JSON_MODE);
+  })
+  .finally(() => {
+    settled = true;
+  });

@@ -14,7 +14,12 @@ export async function callDaemon(
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(socketPath);
-    const fail = (e: Promise<HubError>) => void e.then(reject, reject);
+    // Over once answered, refused or timed out: the socket's close that follows then says nothing.
+    let over = false;
+    const fail = (e: Promise<HubError>) => {
+      over = true;
+      void e.then(reject, reject);
+    };
     let buf = '';
     const timer = setTimeout(() => {
       socket.destroy();
@@ -36,6 +41,7 @@ export async function callDaemon(
       }
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
+      over = true;
       clearTimeout(timer);
       // One request, one reply line: the call is over. Closing at once, rather than waiting for
       // the daemon's end of the connection, lets a one-shot CLI call exit a turn sooner.
@@ -49,6 +55,13 @@ export async function callDaemon(
       }
       if (res.ok) resolve(res.result);
       else fail(fromReply(res.error));
+    });
+    // The daemon ended the connection without a whole answer (it stopped or crashed mid-call): say
+    // so now rather than after the whole timeout.
+    socket.once('close', () => {
+      if (over) return;
+      clearTimeout(timer);
+      fail(hubError('daemon.bad-reply', `the daemon closed the connection before answering ${method}`));
     });
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);

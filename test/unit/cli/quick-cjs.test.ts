@@ -132,6 +132,30 @@ describe('the CommonJS entry answers as the ES module entry does', () => {
   });
 });
 
+describe('a call that never settles (what a top-level await caught)', () => {
+  it('does not end as a success: exit 13, as node gives an unsettled top-level await, and says so', async () => {
+    // A fault injected before the entry runs: a connection that never answers nor closes, and
+    // timers that do not keep node running, so the call's promise is left pending with nothing to
+    // wait for — the shape of a bug in a command.
+    const preload = join(tempDir(), 'stall.cjs');
+    writeFileSync(
+      preload,
+      [
+        "const net = require('node:net');",
+        "const { EventEmitter } = require('node:events');",
+        'net.createConnection = () => Object.assign(new EventEmitter(), { setEncoding() {}, write() {}, destroy() {} });',
+        'const setTimer = globalThis.setTimeout;',
+        'globalThis.setTimeout = (...a) => setTimer(...a).unref();',
+        '',
+      ].join('\n'),
+    );
+    const r = await call(CLI, ['status', '--socket', '/nonexistent/control.sock'], ['--require', preload]);
+    expect(r.code).toBe(13);
+    expect(r.stderr).toContain('iqhub: internal error: the command ended before it finished');
+    expect(r.stdout).toBe('');
+  });
+});
+
 describe('dist/ holds what the build makes of the sources today', () => {
   it('every CommonJS file is the builder’s output for the current sources (else: npm run build)', () => {
     const out = tempDir();
