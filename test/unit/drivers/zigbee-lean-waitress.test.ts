@@ -7,8 +7,9 @@ import { leanWaitFor, useLeanWaitresses, type WaitressLike } from '../../../driv
  * The lean waitFor behaves as herdsman's own but for its timeout's Error: built only when the wait
  * times out (herdsman builds it at every start(), answered or not), so its stack ends in the timer.
  * useLeanWaitresses puts it on herdsman's waitresses only when both are as expected; otherwise it
- * replaces nothing and says so (the ZigBee bearer then logs "herdsman not as expected":
- * test/integration/zigbee.test.ts holds that this herdsman is as expected).
+ * replaces nothing and returns false; the ZigBee bearer then warns "herdsman not as expected" and
+ * carries frames on herdsman's own waitFor (test/integration/zigbee-lean-fallback.test.ts;
+ * test/integration/zigbee.test.ts holds that the installed herdsman is as expected).
  */
 
 const require = createRequire(import.meta.url);
