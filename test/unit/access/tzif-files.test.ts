@@ -159,7 +159,7 @@ describe('the zone file loadZoneOffsets reads', () => {
     }
   });
 
-  it('a FIFO with no writer does not block the caller (O_NONBLOCK)', () => {
+  it('a FIFO with no writer does not block the caller (O_NONBLOCK; readFileSync once waited forever)', () => {
     const { zones } = zoneDir();
     const fifo = join(zones, 'Etc/Fifo');
     execFileSync('mkfifo', [fifo]);
