@@ -10,7 +10,8 @@ import type { Controller } from 'zigbee-herdsman';
  * `waitFor` with the Error made when the timer fires instead: the same waiter record, id, timer
  * and message, the same rejection; only the timeout's stack trace now ends in the timer, not in
  * the caller of `start()` (test/unit/drivers/zigbee-lean-waitress.test.ts runs both).
- * (Private; checked: when a waitress is not as expected, nothing is replaced.)
+ * (Private; checked: when a waitress is not as expected, nothing is replaced, and the bearer warns:
+ * test/integration/zigbee-lean-fallback.test.ts.)
  */
 
 interface Waiter {
