@@ -33,6 +33,11 @@ export interface LoadedConfig {
 export function loadConfig(path: string | null | undefined, overrides: Partial<HubConfig> = {}): LoadedConfig {
   if (path === null) return { config: parseConfig('{}', '(defaults)', overrides), source: null };
   const file = path ?? DEFAULT_CONFIG_PATH;
+  // `--config "$CONF"` with CONF unset: say that, not "cannot read config file : ENOENT".
+  if (file === '')
+    throw new HubError('config.unreadable', '--config was given an empty path', {
+      hint: 'give the config file (/etc/iq-hub/config.yaml on a hub), or leave --config out',
+    });
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -186,6 +186,12 @@ describe('config', () => {
     );
   });
 
+  it('an empty --config (`--config "$CONF"` with CONF unset) is refused as such, not read as a path', () => {
+    expect(() => loadConfig('')).toThrow(
+      expect.objectContaining({ code: 'config.unreadable', message: '--config was given an empty path' }),
+    );
+  });
+
   it('a file on disk is read and its path reported', () => {
     const dir = tempDir('iqhub-config-');
     const file = join(dir, 'config.yaml');
