@@ -16,12 +16,17 @@ const DELAY = 30;
 const GAP = 100;
 
 /** A settle whose collections are recorded (the fake time of each) instead of run. */
-function recording(opts: { fail?: boolean } = {}) {
+function recording(opts: { fail?: boolean; flagFails?: boolean } = {}) {
   const at: number[] = [];
+  const flag: number[] = [];
   let now = 0;
   const settle = new HeapSettle({
     delayMs: DELAY,
     ageGapMs: GAP,
+    flushBaselineCode: () => {
+      flag.push(now);
+      if (opts.flagFails) throw new Error('setFlagsFromString refused');
+    },
     collect: async () => {
       at.push(now);
       if (opts.fail) throw new Error('measureMemory refused');
@@ -33,7 +38,7 @@ function recording(opts: { fail?: boolean } = {}) {
       await vi.advanceTimersByTimeAsync(1);
     }
   };
-  return { settle, at, advance };
+  return { settle, at, flag, advance };
 }
 
 describe('HeapSettle.afterStart: the start-up settle, then collections that age the start code', () => {
@@ -47,8 +52,10 @@ describe('HeapSettle.afterStart: the start-up settle, then collections that age 
   });
 
   it('collects twice after the quiet delay, then once every gap, as many times as asked, then never again', async () => {
-    const { settle, at, advance } = recording();
+    const { settle, at, flag, advance } = recording();
     settle.afterStart();
+    // V8's flushing of Sparkplug code is on from the call, before any of the collections.
+    expect(flag).toEqual([0]);
     await advance(DELAY + GAP * CODE_AGE_COLLECTIONS + 5);
     await settle.idle();
     expect(settle.runs).toBe(1);
@@ -174,6 +181,17 @@ describe('HeapSettle.afterStart: the start-up settle, then collections that age 
     expect(settle.aged).toBe(5);
   });
 
+  it('a refused flag changes nothing else: the settle and the ageing still run', async () => {
+    const { settle, at, flag, advance } = recording({ flagFails: true });
+    settle.afterStart(2);
+    await advance(DELAY + 2 * GAP + 1);
+    await settle.idle();
+    expect(flag).toHaveLength(1);
+    expect(settle.runs).toBe(1);
+    expect(settle.aged).toBe(2);
+    expect(at).toHaveLength(4);
+  });
+
   it('a collection that fails still counts: the ageing ends, it never loops', async () => {
     const { settle, at, advance } = recording({ fail: true });
     settle.afterStart(3);
@@ -186,23 +204,24 @@ describe('HeapSettle.afterStart: the start-up settle, then collections that age 
   });
 });
 
-const UNIT = new URL('../../../systemd/iq-hub.service', import.meta.url);
 const HEAP_SETTLE_JS = fileURLToPath(new URL('../../../dist/src/base/heap-settle.js', import.meta.url));
 
+const UNIT = new URL('../../../systemd/iq-hub.service', import.meta.url);
 /**
- * V8's own behaviour with the unit's flags, in a child node: functions that ran once and then not
- * during the ageing collections lose their bytecode, and — with the unit's --flush-baseline-code
- * — their Sparkplug code. `gc()` (--expose-gc) would not show it: V8 does not flush code in a GC
- * forced that way; the collections here are the daemon's own (vm.measureMemory, eager).
+ * V8's own behaviour, in a child node with the unit's flags: functions that ran once and then not
+ * during the ageing collections lose their bytecode and — with the flushing of Sparkplug code that
+ * `afterStart` turns on — their Sparkplug code. `gc()` (--expose-gc) would not show it: V8 does not
+ * flush code in a GC forced that way; the collections here are the daemon's own (vm.measureMemory,
+ * eager). `--always-sparkplug` gives every function Sparkplug code at once, as running a while does.
  */
-describe.skipIf(!existsSync(HEAP_SETTLE_JS))("afterStart's collections with the unit's node flags", () => {
-  const script = `
+describe.skipIf(!existsSync(HEAP_SETTLE_JS))("afterStart's collections in V8", () => {
+  const script = (turnOn: boolean) => `
     const v8 = require('node:v8');
     const fns = [];
     for (let i = 0; i < 300; i++) fns.push(new Function('a', 'let s = ' + i + '; for (let j = 0; j < a; j++) s += j * ' + i + ' % 7; return s;'));
     for (const f of fns) for (let k = 0; k < 20; k++) f(50);
     import(${JSON.stringify(HEAP_SETTLE_JS)}).then(async ({ HeapSettle }) => {
-      const settle = new HeapSettle({ delayMs: 1, ageGapMs: 5 });
+      const settle = new HeapSettle({ delayMs: 1, ageGapMs: 5${turnOn ? '' : ', flushBaselineCode: () => {}'} });
       const before = v8.getHeapCodeStatistics();
       settle.afterStart(6);
       while (settle.aged < 6) await new Promise((r) => setTimeout(r, 5));
@@ -213,8 +232,10 @@ describe.skipIf(!existsSync(HEAP_SETTLE_JS))("afterStart's collections with the 
         live: fns.length,
       }));
     });`;
-  const run = (flags: string[]) => {
-    const r = spawnSync(process.execPath, [...flags, '--always-sparkplug', '-e', script], {
+  const run = (turnOn: boolean) => {
+    const unit = unitEnvironment(readFileSync(UNIT, 'utf8'));
+    const flags = [...(unit.NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean), ...launcherNodeArgs(unit)];
+    const r = spawnSync(process.execPath, [...flags, '--always-sparkplug', '-e', script(turnOn)], {
       env: { ...process.env, NODE_OPTIONS: '' },
       encoding: 'utf8',
       timeout: 60_000,
@@ -223,17 +244,15 @@ describe.skipIf(!existsSync(HEAP_SETTLE_JS))("afterStart's collections with the 
     return JSON.parse(r.stdout) as { code: [number, number]; bytecode: [number, number]; live: number };
   };
 
-  it('drop the code of functions that did not run (baseline code only with --flush-baseline-code)', () => {
-    const unitArgs = launcherNodeArgs(unitEnvironment(readFileSync(UNIT, 'utf8')));
-    expect(unitArgs).toContain('--flush-baseline-code');
-    const withFlag = run(unitArgs);
-    const without = run(unitArgs.filter((a) => a !== '--flush-baseline-code'));
+  it('drop the code of functions that did not run, their Sparkplug code only once afterStart turned its flushing on', () => {
+    const withFlush = run(true);
+    const without = run(false);
     // The 300 functions are alive (held in an array) but did not run: their code goes.
-    expect(withFlag.live).toBe(300);
-    expect(withFlag.code[1]).toBeLessThan(withFlag.code[0] - 200_000);
-    expect(withFlag.bytecode[1]).toBeLessThan(withFlag.bytecode[0] / 2);
-    // Without the flag V8 keeps every function's Sparkplug code, and with it the bytecode.
-    expect(withFlag.code[1]).toBeLessThan(without.code[1] - 100_000);
-    expect(withFlag.bytecode[1]).toBeLessThan(without.bytecode[1]);
+    expect(withFlush.live).toBe(300);
+    expect(withFlush.code[1]).toBeLessThan(withFlush.code[0] - 200_000);
+    expect(withFlush.bytecode[1]).toBeLessThan(withFlush.bytecode[0] / 2);
+    // Without it V8 keeps every function's Sparkplug code, and with it the bytecode.
+    expect(withFlush.code[1]).toBeLessThan(without.code[1] - 100_000);
+    expect(withFlush.bytecode[1]).toBeLessThan(without.bytecode[1]);
   });
 });

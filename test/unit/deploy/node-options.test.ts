@@ -70,7 +70,7 @@ describe("the unit's IQHUB_NODE_ARGS, on node's command line through the launche
     spawnSync(launcher, argv, { env: { ...process.env, NODE_OPTIONS: '', ...extra }, encoding: 'utf8' });
 
   it('are the memory flags NODE_OPTIONS refuses (docs/operations.md, "Memory")', () => {
-    expect(args).toEqual(['--optimize-for-size', '--v8-pool-size=1', '--no-opt', '--flush-baseline-code']);
+    expect(args).toEqual(['--optimize-for-size', '--v8-pool-size=1', '--no-opt']);
     // Each is refused in NODE_OPTIONS: that is why they are not there.
     for (const a of args.filter((x) => x !== '--v8-pool-size=1')) {
       const r = spawnSync(process.execPath, ['-e', '0'], {
