@@ -171,9 +171,8 @@ export class HeapSettle {
    *
    * Nearly every function the start ran has Sparkplug code, which V8 keeps (and the bytecode with
    * it) unless --flush-baseline-code is on: turned on here, from now on. Not on node's command
-   * line: from the process's start, V8's own collections during the start (many, the heap growing
-   * in small steps) dropped code the start then compiled again (`daemon.startupToReady` +59 ms,
-   * medians of 9 interleaved runs).
+   * line, where it cannot be kept off the start (there `daemon.startupToReady` looked +59 ms
+   * slower, medians of 9 interleaved runs, cause not established: docs/operations.md).
    */
   afterStart(collections = CODE_AGE_COLLECTIONS): void {
     try {
