@@ -194,11 +194,12 @@ export async function startDaemon<W = unknown>(opts: DaemonOptions<W> = {}): Pro
     'iq-hub ready',
   );
   // The start's garbage (the config read, the radios' start) is spread over pages an idle hub keeps:
-  // collected once the start is over (docs/operations.md, "Memory").
-  if (!radios) processHeapSettle.soon();
+  // collected once the start is over, and the code only the start ran aged until V8 drops it
+  // (docs/operations.md, "Memory").
+  if (!radios) processHeapSettle.afterStart();
   void radios?.started().then(() => {
     if (stopping) return;
-    processHeapSettle.soon();
+    processHeapSettle.afterStart();
     const states = radios.members.map((m) => `${m.kind} ${m.state().status}`).join(', ');
     notifier.notify(`STATUS=${running}; radios: ${states}`);
     log.info({ radios: states }, 'radios started');

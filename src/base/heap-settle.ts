@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import { measureMemory } from 'node:vm';
 
 /**
@@ -19,6 +20,10 @@ import { measureMemory } from 'node:vm';
  * so old space does not grow by V8's whole step while the drain promotes its garbage, and `soon`
  * once the drain is over.
  *
+ * At start-up (`afterStart`, src/app/daemon.ts once the radios are up) the same settle, then a few
+ * more collections spaced out while the hub is quiet: they age the code only the start ran until V8
+ * drops it, Sparkplug code too (docs/operations.md, "Memory": ~2.5 MB of an idle hub's RSS).
+ *
  * The collection is V8's own incremental one, started at once by `vm.measureMemory` with `eager`
  * execution (no `--expose-gc` needed); the main thread pauses only for its final step (~5–20 ms
  * here). Nothing is measured or kept: the result is dropped.
@@ -28,6 +33,14 @@ import { measureMemory } from 'node:vm';
 export const HEAP_SETTLE_DELAY_MS = 3_000;
 /** Rows in one sync (upserts and deletions, all tables) from which it is worth a collection. */
 export const HEAP_SETTLE_MIN_ROWS = 2_000;
+/**
+ * Full collections after start-up that age the start's code until V8 flushes it (`ageStartCode`):
+ * V8 drops a function's bytecode, and with `--flush-baseline-code` its Sparkplug code, once it
+ * has not run during `--bytecode-old-age` (5) full collections.
+ */
+export const CODE_AGE_COLLECTIONS = 6;
+/** Time between two of them (the main thread pauses only for each one's last step). */
+export const CODE_AGE_GAP_MS = 2_000;
 
 export class HeapSettle {
   readonly #delayMs: number;
@@ -41,10 +54,27 @@ export class HeapSettle {
   #again = false;
   #runs = 0;
   #once = 0;
+  readonly #ageGapMs: number;
+  #ageTimer: NodeJS.Timeout | undefined;
+  /** Ageing collections still to do. */
+  #ageLeft = 0;
+  #aged = 0;
 
-  constructor(opts: { delayMs?: number; collect?: () => Promise<void> } = {}) {
+  readonly #flushBaselineCode: () => void;
+
+  constructor(
+    opts: {
+      delayMs?: number;
+      collect?: () => Promise<void>;
+      ageGapMs?: number;
+      /** Turns on V8's flushing of Sparkplug code (`afterStart`); tests count it instead. */
+      flushBaselineCode?: () => void;
+    } = {},
+  ) {
     this.#delayMs = opts.delayMs ?? HEAP_SETTLE_DELAY_MS;
     this.#collect = opts.collect ?? fullCollection;
+    this.#ageGapMs = opts.ageGapMs ?? CODE_AGE_GAP_MS;
+    this.#flushBaselineCode = opts.flushBaselineCode ?? flushBaselineCode;
   }
 
   /** Rounds of collections done (each two collections). */
@@ -131,14 +161,67 @@ export class HeapSettle {
   }
 
   /**
-   * Forget a collection asked for and not started (the process stops): its timer is cleared, and
-   * a round asked for while one runs is not run. One running finishes (it cannot be interrupted).
+   * Start-up is over (the radios are up): collect now as `soon` does, then age the code that ran
+   * only to start — the config's parsing and checks, the store's opening, the radios' bring-up —
+   * with `collections` more full collections, one every gap, each only while the hub is quiet (no
+   * collection asked for or running, nothing held by `during`: else it waits for the next gap).
+   * After `--bytecode-old-age` of them V8 drops what did not run meanwhile (docs/operations.md,
+   * "Memory"); what runs again is compiled again from its source, which V8 keeps. Asked again, the
+   * count starts again.
+   *
+   * Nearly every function the start ran has Sparkplug code, which V8 keeps (and the bytecode with
+   * it) unless --flush-baseline-code is on: turned on here, from now on. Not on node's command
+   * line, where it cannot be kept off the start (there `daemon.startupToReady` looked +59 ms
+   * slower, medians of 9 interleaved runs, cause not established: docs/operations.md).
+   */
+  afterStart(collections = CODE_AGE_COLLECTIONS): void {
+    try {
+      this.#flushBaselineCode();
+    } catch {
+      // Memory, never correctness: without it V8 drops the bytecode-only functions.
+    }
+    this.soon();
+    this.#ageLeft = collections;
+    this.#armAge();
+  }
+
+  /** Ageing collections done (`afterStart`). */
+  get aged(): number {
+    return this.#aged;
+  }
+
+  #armAge(): void {
+    if (this.#ageTimer) clearTimeout(this.#ageTimer);
+    this.#ageTimer = undefined;
+    if (this.#ageLeft <= 0) return;
+    this.#ageTimer = setTimeout(() => {
+      this.#ageTimer = undefined;
+      if (this.#pending || this.#running || this.#holds > 0) {
+        this.#armAge();
+        return;
+      }
+      // collectOnce never rejects; one that failed counts too (memory, never correctness).
+      void this.collectOnce().then(() => {
+        this.#ageLeft--;
+        this.#aged++;
+        this.#armAge();
+      });
+    }, this.#ageGapMs).unref();
+  }
+
+  /**
+   * Forget a collection asked for and not started (the process stops): its timer is cleared, a
+   * round asked for while one runs is not run, and the ageing after start stops. One running
+   * finishes (it cannot be interrupted).
    */
   cancel(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pending = false;
     this.#again = false;
+    if (this.#ageTimer) clearTimeout(this.#ageTimer);
+    this.#ageTimer = undefined;
+    this.#ageLeft = 0;
   }
 
   async #run(): Promise<void> {
@@ -189,6 +272,14 @@ async function fullCollection(): Promise<void> {
     process.emitWarning = emit;
   }
   await measured;
+}
+
+/**
+ * V8's `--flush-baseline-code`, set while the process runs. V8 reads it at the start of each full
+ * collection (which code may be flushed); nothing compiled depends on it.
+ */
+function flushBaselineCode(): void {
+  setFlagsFromString('--flush-baseline-code');
 }
 
 /** How many rows a sync carries (a snapshot's rows; a delta's upserts and deletions), from its data as received. */
