@@ -114,9 +114,6 @@ function certificateOnly(config: HubConfig, now: number): CertSummary | undefine
 
 /** `iqhub diag`: through the daemon if it answers, else the local checks and a failing `daemon` check. */
 export async function runDiag(o: { config?: string; socket?: string }): Promise<DiagReport> {
-  // `--socket "$SOCK"` with SOCK unset: refused as the socket commands refuse it (socket-commands.ts),
-  // not read as "the config's socket", which may be another daemon's.
-  if (o.socket === '') throw new HubError('cli.socket-path', '--socket was given an empty path');
   let loaded: LoadedConfig | undefined;
   let configError: unknown;
   try {

@@ -32,15 +32,18 @@ export type SocketOpts = { config?: string; socket?: string; json?: boolean };
  * --config nor a file at the default path, runDir is its default, as loadConfig would say.
  */
 async function socketPath(o: { config?: string; socket?: string }): Promise<string> {
-  if (o.socket !== undefined) {
-    if (o.socket !== '') return o.socket;
-    // `--socket "$SOCK"` with SOCK unset: the config's socket may be another daemon's.
-    const { HubError } = await import('../base/errors.js');
-    throw new HubError('cli.socket-path', '--socket was given an empty path');
-  }
+  await refuseEmptySocket(o);
+  if (o.socket !== undefined) return o.socket;
   if (o.config === undefined && !defaultConfigExists()) return join(DEFAULT_RUN_DIR, SOCKET_NAME);
   const { loadConfig } = await import('../config/load.js');
   return join(loadConfig(o.config).config.runDir, SOCKET_NAME);
+}
+
+/** `--socket "$SOCK"` with SOCK unset is refused, not read as "the config's socket", which may be another daemon's. */
+async function refuseEmptySocket(o: { socket?: string }): Promise<void> {
+  if (o.socket !== '') return;
+  const { HubError } = await import('../base/errors.js');
+  throw new HubError('cli.socket-path', '--socket was given an empty path');
 }
 
 /** False only when nothing is at the default path; any other doubt goes to loadConfig, which reports it. */
@@ -212,6 +215,8 @@ export const actions = {
   },
 
   async diag(o: SocketOpts): Promise<void> {
+    // Before the config is read or a local check runs, as for every socket command.
+    await refuseEmptySocket(o);
     const { runDiag } = await import('./diag.js');
     const r = await runDiag(o);
     print(o, r, formatDiag);

@@ -13,7 +13,7 @@ describe('the socket commands refuse an empty --socket (e.g. `--socket "$SOCK"` 
     ['locks', () => actions.locks({ socket: '', json: true })],
     ['open', () => actions.open('L1', { socket: '', duration: 5 })],
     ['forget --force', () => actions.forget('L1', { socket: '', force: true })],
-    // diag too (src/cli/diag.ts), before it reads the config or runs a local check.
+    // diag too, before it reads the config or runs a local check.
     ['diag', () => actions.diag({ socket: '' })],
   ])(
     '%s: a clear error, no call to any daemon (not the config socket, which may be another daemon)',
