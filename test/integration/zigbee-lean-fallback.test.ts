@@ -1,18 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import type { PeripheralLink } from '../../drivers/sim-radio/radio.js';
-import { createZigbeeBearer, type ZigbeeBearer } from '../../drivers/zigbee/index.js';
-import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
-import { systemClock } from '../../src/base/clock.js';
-import { systemRandom } from '../../src/base/random.js';
-import { Sealer } from '../../src/crypto/seal.js';
-import { Secret } from '../../src/crypto/secret.js';
-import { createLogger } from '../../src/log/logger.js';
 import { eventually } from '../helpers/radio-rig.js';
+import { startRig, type ZigbeeRig } from '../helpers/zigbee-rig.js';
 
 /**
  * herdsman's waitresses not as drivers/zigbee/lean-waitress.ts expects them (a herdsman upgrade):
@@ -30,68 +19,41 @@ vi.mock('../../drivers/zigbee/lean-waitress.js', async (importOriginal) => ({
 }));
 
 describe("herdsman's waitresses not as expected", () => {
-  let emulator: ZnpEmulator;
-  let bearer: ZigbeeBearer;
-  let dataDir: string;
-  const logs: string[] = [];
+  let rig: ZigbeeRig;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-fallback-'));
-    emulator = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
-    bearer = createZigbeeBearer({
-      serialPath: emulator.url,
-      dataDir,
-      sealer: new Sealer(new Secret(randomBytes(32)), systemRandom),
-      random: systemRandom,
-      clock: systemClock,
-      log: createLogger({
-        level: 'info',
-        pretty: false,
-        destination: new Writable({
-          write(chunk, _enc, done) {
-            logs.push(String(chunk));
-            done();
-          },
-        }),
-      }),
-      recoverBaseMs: 200,
-      recoverMaxMs: 1_000,
-      sendTimeoutMs: 2_000,
-      backupIntervalMs: 3_600_000,
-    });
-    await bearer.start();
-    await eventually(() => bearer.state().status === 'ready', 'the bearer to be ready', 25_000);
+    rig = await startRig({ backupIntervalMs: 3_600_000 });
+    await rig.bearer.start();
+    await eventually(() => rig.bearer.state().status === 'ready', 'the bearer to be ready', 25_000);
   }, 40_000);
 
   afterAll(async () => {
-    await bearer?.stop();
-    await emulator?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await rig?.close();
   }, 40_000);
 
   test('the coordinator is ready and a warning names what was not as expected', () => {
     expect(lean.calls).toBe(1);
-    const warnings = logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.level === 'warn');
+    const warnings = rig.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.level === 'warn');
     const warning = warnings.find((l) => String(l.msg).includes('herdsman not as expected'));
     expect(warning, JSON.stringify(warnings)).toMatchObject({ leanWaits: false, takesFrames: true, lean: true });
   });
 
   test("a lock joins and frames go both ways on herdsman's own waitFor", async () => {
     const links: PeripheralLink[] = [];
-    emulator.addPeripheral({
+    rig.emulator.addPeripheral({
       address: 'lock-f',
       advertisement: () => ({ deviceId: 'LOCK-F', attachMode: true }),
       onConnect: (link) => links.push(link),
     });
-    const ieee = emulator.ieeeOf('lock-f');
+    const ieee = rig.emulator.ieeeOf('lock-f');
     const joined = new Promise<void>((resolve) =>
-      bearer.onAdvertisement((ad) => {
+      rig.bearer.onAdvertisement((ad) => {
         if (ad.deviceId === 'LOCK-F') resolve();
       }),
     );
-    await bearer.openJoinWindow(5_000);
+    await rig.bearer.openJoinWindow(5_000);
     await joined;
-    const r = await bearer.connect(ieee, { timeoutMs: 5_000 });
+    const r = await rig.bearer.connect(ieee, { timeoutMs: 5_000 });
     if (!r.ok) throw new Error(`connect: ${JSON.stringify(r.error)}`);
     const link = r.value;
     const lockLink = await eventually(() => links.at(-1)?.isOpen() && links.at(-1), 'the lock link');

@@ -2,18 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { PeripheralLink, SimPeripheral } from '../../drivers/sim-radio/radio.js';
-import { createZigbeeBearer, type ZigbeeBearer, type ZigbeeBearerOptions } from '../../drivers/zigbee/index.js';
-import {
-  type Advertisement,
-  BEARER_MIN_FRAME_SIZE,
-  type Bearer,
-  type BearerLink,
-  type BearerState,
-} from '../../hal/bearer.js';
-import { ZnpEmulator } from '../../sim/emu/znp/emulator.js';
+import { createZigbeeBearer, type ZigbeeBearer } from '../../drivers/zigbee/index.js';
+import { type Advertisement, BEARER_MIN_FRAME_SIZE, type Bearer, type BearerLink } from '../../hal/bearer.js';
 import { SimLock } from '../../sim/lock/lock.js';
 import { systemClock } from '../../src/base/clock.js';
 import { HubError } from '../../src/base/errors.js';
@@ -23,72 +15,10 @@ import { Secret } from '../../src/crypto/secret.js';
 import { LinkManager } from '../../src/link/manager.js';
 import { generateKeyPair } from '../../src/link/noise.js';
 import { PairingStore } from '../../src/link/pairing.js';
-import { createLogger, silentLogger } from '../../src/log/logger.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { Store } from '../../src/store/store.js';
 import { eventually, withCrc } from '../helpers/radio-rig.js';
-
-/**
- * One real zigbee-herdsman against one ZNP emulator over TCP, shared by the tests of a file
- * (herdsman's fresh start waits a fixed ~3 s). Everything it starts, close() stops.
- */
-interface ZigbeeRig {
-  emulator: ZnpEmulator;
-  bearer: ZigbeeBearer;
-  sealer: Sealer;
-  dataDir: string;
-  /** Every log line the driver (and herdsman through it) wrote, at debug level. */
-  logs: string[];
-  ads: Advertisement[];
-  states: BearerState[];
-  close(): Promise<void>;
-}
-
-async function startRig(options: Partial<ZigbeeBearerOptions> = {}): Promise<ZigbeeRig> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'iqhub-zigbee-'));
-  const logs: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      logs.push(String(chunk));
-      done();
-    },
-  });
-  const emulator = await ZnpEmulator.start({ advertiseIntervalMs: 300, joinRetryMs: 100 });
-  const sealer = new Sealer(new Secret(randomBytes(32)), systemRandom);
-  const bearer = createZigbeeBearer({
-    serialPath: emulator.url,
-    dataDir,
-    sealer,
-    random: systemRandom,
-    clock: systemClock,
-    log: createLogger({ level: 'debug', pretty: false, destination }),
-    healthIntervalMs: 500,
-    probeTimeoutMs: 1_500,
-    recoverBaseMs: 200,
-    recoverMaxMs: 1_000,
-    sendTimeoutMs: 2_000,
-    backupIntervalMs: 2_000,
-    backupsKept: 3,
-    ...options,
-  });
-  const ads: Advertisement[] = [];
-  const states: BearerState[] = [];
-  bearer.onAdvertisement((ad) => ads.push(ad));
-  bearer.onStateChange((s) => states.push(s));
-  return {
-    emulator,
-    bearer,
-    sealer,
-    dataDir,
-    logs,
-    ads,
-    states,
-    async close() {
-      await bearer.stop();
-      await emulator.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
+import { startRig, type ZigbeeRig } from '../helpers/zigbee-rig.js';
 
 /** Collects a link's frames. */
 function frames(link: BearerLink): Uint8Array[] {
