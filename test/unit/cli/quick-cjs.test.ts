@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CLI, distFile, QUICK_CJS, requireBuild } from '../../helpers/daemon.js';
+import { fakeControlSocket } from '../../helpers/fake-control.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 /**
@@ -38,34 +38,15 @@ const STATUS = {
   ],
 };
 
-let server: Server | undefined;
-afterEach(() => {
-  server?.close();
-  server = undefined;
-});
-
-async function fakeDaemon(): Promise<string> {
-  const socket = join(tempDir('iqhub-quick-'), 'control.sock');
-  server = createServer((c) => {
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      const { id, method } = JSON.parse(buf.slice(0, nl)) as { id: number; method: string };
-      const reply =
-        method === 'status'
-          ? { id, ok: true, result: STATUS }
-          : { id, ok: false, error: { code: 'control.unknown-method', message: `unknown method ${method}` } };
-      c.end(`${JSON.stringify(reply)}\n`);
-    });
-    c.on('error', () => {});
+const fakeDaemon = () =>
+  fakeControlSocket((c, line) => {
+    const { id, method } = JSON.parse(line) as { id: number; method: string };
+    const reply =
+      method === 'status'
+        ? { id, ok: true, result: STATUS }
+        : { id, ok: false, error: { code: 'control.unknown-method', message: `unknown method ${method}` } };
+    c.end(`${JSON.stringify(reply)}\n`);
   });
-  const s = server;
-  await new Promise<void>((resolve) => s.listen(socket, resolve));
-  return socket;
-}
 
 /** One call, to completion (async: the fake daemon answers from this process). */
 function call(script: string, args: string[], nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
