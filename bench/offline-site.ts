@@ -3,7 +3,7 @@
  * ZNP emulator on tcp:// and `count` SimLocks on it, so the figure is the hub's and not the
  * emulated locks' (each real lock has its own CPU). Messages from the bench: `card` (every lock in
  * attach mode), `lists` (each lock's offline list: its digest and count, and its setOffline
- * requests handled), `stop`. Started with: the lock count and the seed as arguments; it answers
+ * requests handled; and the air frames counted so far, each way), `stop`. Started with: the lock count and the seed as arguments; it answers
  * `{ ready: url }` once the emulator listens.
  */
 import { ZnpEmulator } from '../sim/emu/znp/emulator.js';
@@ -15,6 +15,12 @@ import { generateKeyPair } from '../src/link/noise.js';
 
 export const siteDeviceId = (i: number) => `ZB-${String(i).padStart(2, '0')}`;
 export const siteSetupCode = (i: number) => `ZB${String(i).padStart(2, '0')}-OFFL-CODE`;
+
+/** ZCL frames the emulated coordinator put on the air to the locks, and heard from them (not the locks' periodic reports), so far. */
+export interface SiteAir {
+  toLocks: number;
+  fromLocks: number;
+}
 
 export interface SiteLists {
   /** lockId → hex digest of what the lock holds, its entry count and the setOffline requests it handled. */
@@ -62,7 +68,8 @@ async function main(count: number, seed: string): Promise<void> {
           setOffline: lock.requestCounts().handled.setOffline ?? 0,
         };
       }
-      send({ op: 'lists', lists });
+      const c = znp.counters;
+      send({ op: 'lists', lists, air: { toLocks: c.airFramesToDevices, fromLocks: c.airFramesFromDevices - c.airAdvertisements } });
     } else if (m.op === 'stop') {
       for (const lock of locks) if (lock.running) lock.crash();
       await znp.close();

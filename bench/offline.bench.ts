@@ -12,7 +12,7 @@ import { Secret } from '../src/crypto/secret.js';
 import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
 import { accessSite } from './access-data.js';
 import { type Benchmark, benchmarkInTempDir, distribution, round } from './lib.js';
-import { type SiteLists, siteDeviceId, siteSetupCode } from './offline-site.js';
+import { type SiteAir, type SiteLists, siteDeviceId, siteSetupCode } from './offline-site.js';
 
 /**
  * Full offline lists to a site's ZigBee locks, issue 15: a whole daemon in this process with its
@@ -101,6 +101,8 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
       const hubCpu: number[] = [];
       let entries = 0;
       let requests = 0;
+      let airOut = 0;
+      let airBack = 0;
       for (let run = 0; run < RUNS; run++) {
         apply(empty);
         offline.changed();
@@ -109,6 +111,7 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
         if (Object.values(cleared).some((l) => l.held !== 0))
           throw new Error('access.offline: a lock still holds entries');
         const sentBefore = sum(cleared);
+        const airBefore = await radio.air();
         const t0 = performance.now();
         apply(JSON.parse(text) as SnapshotData);
         const t1 = performance.now();
@@ -123,6 +126,9 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
         matching(offline, lists);
         entries = Object.values(lists).reduce((n, l) => n + l.held, 0);
         requests = sum(lists) - sentBefore;
+        const airAfter = await radio.air();
+        airOut = airAfter.toLocks - airBefore.toLocks;
+        airBack = airAfter.fromLocks - airBefore.fromLocks;
         progress(`run ${run + 1}: ${Math.round(done - t1)} ms after the apply (${Math.round(t1 - t0)} ms)`);
       }
       if (entries !== 3_200) throw new Error(`access.offline: the locks hold ${entries} entries, not 3,200`);
@@ -131,6 +137,10 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
       metrics['access.offlineFullPush16.hubCpu'] = distribution('ms', hubCpu);
       metrics['access.offlineFullPush16.entries'] = { unit: 'entries', value: entries };
       metrics['access.offlineFullPush16.requests'] = { unit: 'setOffline (16 locks)', value: requests };
+      // Every frame on the air either way during the push (the lists' fragments, the locks' answers;
+      // not the locks' periodic reports): the radio cost of a push to battery locks.
+      metrics['access.offlineFullPush16.airFramesOut'] = { unit: 'frames to the locks', value: airOut };
+      metrics['access.offlineFullPush16.airFramesBack'] = { unit: 'frames from the locks', value: airBack };
       metrics['access.offlineFullPush16.loadAverage'] = { unit: '1 min', value: round(load) };
 
       // A restart's check: the hub forgets what each lock holds; one digest exchange per lock.
@@ -187,7 +197,7 @@ class RadioSite {
     });
   }
 
-  ask(op: string): Promise<{ op: string; lists?: SiteLists }> {
+  ask(op: string): Promise<{ op: string; lists?: SiteLists; air?: SiteAir }> {
     return new Promise((resolve) => {
       this.#child.once('message', resolve);
       this.#child.send({ op });
@@ -196,6 +206,10 @@ class RadioSite {
 
   async lists(): Promise<SiteLists> {
     return (await this.ask('lists')).lists ?? {};
+  }
+
+  async air(): Promise<SiteAir> {
+    return (await this.ask('lists')).air ?? { toLocks: 0, fromLocks: 0 };
   }
 
   async stop(): Promise<void> {
