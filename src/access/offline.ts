@@ -8,7 +8,7 @@ import {
   MAX_OFFLINE_WINDOWS,
   type OfflineItem,
 } from '../contract/link-messages.js';
-import { offlineListDigest } from '../contract/link-offline.js';
+import { OPEN_UNTIL, offlineListDigest, takeOfflineRequest, wireWindow } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
 import { LockPasses } from './lock-passes.js';
 import type { AccessMirror, OfflineEntry } from './mirror.js';
@@ -21,7 +21,8 @@ import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js
  * - What: `mirror.offlineList(lock)` (offline users with rights to the lock), each credential with
  *   absolute intervals `[from, until)` over a horizon (default 7 days from the start of the current
  *   UTC day), computed in the site's zone — so the lock needs no zone rules and DST is the hub's
- *   business. At most MAX_OFFLINE_WINDOWS intervals per credential (the earliest); the list is
+ *   business. Whole seconds on the wire (u32; a bound between seconds is moved inwards, never
+ *   out). At most MAX_OFFLINE_WINDOWS intervals per credential (the earliest); the list is
  *   recomputed daily, so the horizon never runs out on a lock that stays in touch.
  * - Capacity and priority: a lock holds at most its capacity (it says so in every answer; until
  *   then `defaultCapacity`). Over capacity, credentials usable soonest come first; ties go to tags
@@ -255,8 +256,7 @@ export class OfflineLists implements Component {
       const holding = new Map(known ?? []);
       let digest: Uint8Array | undefined;
       while (reset || remove.length > 0 || upsert.length > 0) {
-        const r = remove.splice(0, MAX_OFFLINE_REMOVALS);
-        const u = r.length === MAX_OFFLINE_REMOVALS ? [] : upsert.splice(0, MAX_OFFLINE_PER_REQUEST);
+        const { remove: r, upsert: u } = takeOfflineRequest(remove, upsert);
         const answer = await this.#d.link.setOffline(lockId, { reset, remove: r, upsert: u });
         if (reset) holding.clear();
         reset = false;
@@ -316,7 +316,7 @@ export class OfflineLists implements Component {
       if (until <= from) continue;
       if (w.schedule === null) {
         // Open bounds stay open on the lock: no need to refresh an always-valid credential.
-        out.push({ from: w.validFrom ?? 0, until: w.validUntil ?? Number.MAX_SAFE_INTEGER });
+        out.push({ from: w.validFrom ?? 0, until: w.validUntil ?? OPEN_UNTIL });
         continue;
       }
       let bySpan = this.#windowsCache.get(w.schedule);
@@ -333,14 +333,21 @@ export class OfflineLists implements Component {
       out.push(...list);
     }
     out.sort((a, b) => a.from - b.from);
-    // Overlapping windows of several groups merge; then the earliest MAX_OFFLINE_WINDOWS are kept.
+    // Overlapping windows of several groups merge; each is then cut to whole seconds inside it (what
+    // the wire carries: never longer than allowed) and the earliest MAX_OFFLINE_WINDOWS are kept.
     const merged: { from: number; until: number }[] = [];
     for (const w of out) {
       const last = merged[merged.length - 1];
       if (last && w.from <= last.until) last.until = Math.max(last.until, w.until);
       else merged.push({ ...w });
     }
-    return merged.slice(0, MAX_OFFLINE_WINDOWS);
+    const sent: { from: number; until: number }[] = [];
+    for (const w of merged) {
+      const cut = wireWindow(w.from, w.until);
+      if (cut) sent.push(cut);
+      if (sent.length === MAX_OFFLINE_WINDOWS) break;
+    }
+    return sent;
   }
 
   #scheduleRetry(lockId: string): void {

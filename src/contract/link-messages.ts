@@ -75,7 +75,7 @@ export const CHALLENGE_LEN = 32;
 /** A phone's presentation (UTF-8 JSON) as the lock forwards it. */
 export const MAX_PRESENTATION_LEN = 1800;
 /** Offline-list entries per setOffline request, and windows per entry. */
-export const MAX_OFFLINE_PER_REQUEST = 4;
+export const MAX_OFFLINE_PER_REQUEST = 8;
 export const MAX_OFFLINE_REMOVALS = 24;
 export const MAX_OFFLINE_WINDOWS = 16;
 export const LOCK_ERROR_CODES = [

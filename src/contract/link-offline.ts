@@ -2,6 +2,7 @@ import { HubError } from '../base/errors.js';
 import { sha256 } from '../base/sha256.js';
 import {
   DIGEST_LEN,
+  MAX_LINK_MESSAGE_LEN,
   MAX_OFFLINE_PER_REQUEST,
   MAX_OFFLINE_REMOVALS,
   MAX_OFFLINE_WINDOWS,
@@ -50,10 +51,81 @@ function writeOfflineItem(w: Writer, item: OfflineItem): void {
   );
   w.u8(item.windows.length, 'upsert.windows.length');
   for (const win of item.windows) {
-    w.u64(win.from, 'window.from');
-    w.u64(win.until, 'window.until');
+    w.u32(wireSeconds(win.from, 'window.from'), 'window.from', 0, MAX_WIRE_SECONDS);
+    w.u32(win.until === OPEN_UNTIL ? WIRE_OPEN_UNTIL : wireSeconds(win.until, 'window.until'), 'window.until');
     check(win.until > win.from, 'window', 'until must be after from');
   }
+}
+
+/**
+ * The end of a window that has none (a credential without validUntil): Number.MAX_SAFE_INTEGER in
+ * memory (lock time, Unix ms), 0xFFFFFFFF on the wire.
+ */
+export const OPEN_UNTIL = Number.MAX_SAFE_INTEGER;
+const WIRE_OPEN_UNTIL = 0xffff_ffff;
+/** The last second a window's bound can name on the wire (2106-02-07T06:28:14Z). */
+const MAX_WIRE_SECONDS = 0xffff_fffe;
+
+/** A window's bound (Unix ms) as the wire carries it: whole seconds, u32. */
+function wireSeconds(ms: number, field: string): number {
+  check(
+    Number.isSafeInteger(ms) && ms >= 0 && ms % 1000 === 0 && ms / 1000 <= MAX_WIRE_SECONDS,
+    field,
+    'must be whole seconds (Unix ms divisible by 1000) before 2106',
+  );
+  return ms / 1000;
+}
+
+/**
+ * A credential's window `[from, until)` (Unix ms) as an offline item can carry it: whole seconds,
+ * the start rounded up and the end rounded down, so the lock never admits for longer than the
+ * credential allows; an end past 2106 ends then, an open end (OPEN_UNTIL) stays open. Undefined
+ * when nothing of the window is left.
+ */
+export function wireWindow(from: number, until: number): { from: number; until: number } | undefined {
+  const f = Math.ceil(Math.max(0, from) / 1000) * 1000;
+  const u = until >= OPEN_UNTIL ? OPEN_UNTIL : Math.min(Math.floor(until / 1000), MAX_WIRE_SECONDS) * 1000;
+  if (f / 1000 > MAX_WIRE_SECONDS || u <= f) return undefined;
+  return { from: f, until: u };
+}
+
+/**
+ * Bytes of a setOffline besides its removals and upserts: the message head (version, type, id), an
+ * acknowledgement riding on it, the reset flag and the two counts.
+ */
+const SET_OFFLINE_HEAD = 6 + 4 + 3;
+const removalBytes = (id: string) => 1 + id.length;
+const itemBytes = (i: OfflineItem) => 1 + 1 + i.credentialId.length + DIGEST_LEN + 1 + 8 * i.windows.length;
+
+/**
+ * The next setOffline's share of a change, spliced from the front of `remove` and `upsert`:
+ * removals first (a revoked credential leaves before anything is added: no upsert rides with a
+ * removal that had to wait), then upserts, as many as the counts allow (MAX_OFFLINE_REMOVALS,
+ * MAX_OFFLINE_PER_REQUEST) and the message can hold (MAX_LINK_MESSAGE_LEN; at least one of either,
+ * which always fits). Fewer, fuller requests: fewer answers from a battery lock.
+ */
+export function takeOfflineRequest(
+  remove: string[],
+  upsert: OfflineItem[],
+): { remove: string[]; upsert: OfflineItem[] } {
+  let room = MAX_LINK_MESSAGE_LEN - SET_OFFLINE_HEAD;
+  let removals = 0;
+  while (removals < remove.length && removals < MAX_OFFLINE_REMOVALS) {
+    const bytes = removalBytes(remove[removals] as string);
+    if (removals > 0 && bytes > room) break;
+    room -= bytes;
+    removals++;
+  }
+  const r = remove.splice(0, removals);
+  if (remove.length > 0) return { remove: r, upsert: [] };
+  let upserts = 0;
+  while (upserts < upsert.length && upserts < MAX_OFFLINE_PER_REQUEST) {
+    const bytes = itemBytes(upsert[upserts] as OfflineItem);
+    if ((removals > 0 || upserts > 0) && bytes > room) break;
+    room -= bytes;
+    upserts++;
+  }
+  return { remove: r, upsert: upsert.splice(0, upserts) };
 }
 
 /**
@@ -99,8 +171,9 @@ export function readOffline(r: Reader, id: number): Request {
     check(n >= 1 && n <= MAX_OFFLINE_WINDOWS, 'upsert.windows', () => `1 to ${MAX_OFFLINE_WINDOWS}`);
     const windows: { from: number; until: number }[] = [];
     for (let j = 0; j < n; j++) {
-      const from = r.u64('window.from');
-      const until = r.u64('window.until');
+      const from = r.u32('window.from', 0, MAX_WIRE_SECONDS) * 1000;
+      const untilSeconds = r.u32('window.until');
+      const until = untilSeconds === WIRE_OPEN_UNTIL ? OPEN_UNTIL : untilSeconds * 1000;
       check(until > from, 'window', 'until must be after from');
       windows.push({ from, until });
     }

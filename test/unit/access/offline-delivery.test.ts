@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AccessMirror } from '../../../src/access/mirror.js';
 import { type OfflineLink, OfflineLists } from '../../../src/access/offline.js';
 import { VirtualClock } from '../../../src/base/clock.js';
+import { encodeMessage } from '../../../src/contract/link-codec.js';
 import type { OfflineItem } from '../../../src/contract/link-messages.js';
 import { offlineListDigest } from '../../../src/contract/link-offline.js';
 import type { SnapshotData } from '../../../src/contract/sync-data.js';
@@ -55,6 +56,8 @@ class FakeLocks {
   readonly link: OfflineLink = {
     boundLocks: () => LOCKS,
     setOffline: async (lockId: string, change: Change) => {
+      // What the link would put on the air: every request the hub builds must encode (counts, sizes).
+      encodeMessage({ type: 'setOffline', id: 1, ack: 1, ...change });
       this.sent.push({ lockId, reset: change.reset, remove: [...change.remove], upsert: change.upsert.length });
       const what = {
         lockId,
@@ -242,8 +245,7 @@ describe('offline lists: delivery', () => {
       expect(toDoor2).toEqual([
         [false, 1, 0],
         [false, 0, 0],
-        [true, 0, 4],
-        [false, 0, 4],
+        [true, 0, 8],
         [false, 0, 1],
       ]);
       expect(locks.ids('door-2')).toEqual(wantedIds(lists, 'door-2'));

@@ -98,4 +98,28 @@ describe('offline lists: windows', () => {
       store.close();
     }
   });
+
+  it('cuts a validity between seconds to whole seconds inside it (what the wire carries), and keeps an open end open', () => {
+    const { store, mirror, lists } = open();
+    try {
+      const data = site();
+      data.users = [
+        { id: 'short', offline: true, validFrom: '2026-06-03T09:30:00.250Z', validUntil: '2026-06-03T12:00:00.750Z' },
+        { id: 'long', offline: true, validFrom: '2026-06-03T09:30:00.250Z' },
+      ];
+      data.groups = [...data.groups, { id: 'always', lockIds: ['front'] }];
+      data.memberships = [
+        { userId: 'short', groupId: 'office' },
+        { userId: 'long', groupId: 'always' },
+      ];
+      mirror.apply(snapshotSync(1, data));
+      expect(windowsOf(lists)).toEqual({
+        // On a schedule the window starts on the schedule's next minute (its resolution), ends on the second.
+        'pin-short': [{ from: t('2026-06-03T09:31:00Z'), until: t('2026-06-03T12:00:00Z') }],
+        'pin-long': [{ from: t('2026-06-03T09:30:01Z'), until: Number.MAX_SAFE_INTEGER }],
+      });
+    } finally {
+      store.close();
+    }
+  });
 });

@@ -11,11 +11,12 @@ import {
   type LockState,
   MAX_EVENTS_PER_BATCH,
   MAX_LINK_MESSAGE_LEN,
+  MAX_OFFLINE_PER_REQUEST,
   MAX_OPEN_MS,
   type OfflineItem,
   OPERATIONS,
 } from '../../../src/contract/link-messages.js';
-import { offlineListDigest } from '../../../src/contract/link-offline.js';
+import { offlineListDigest, takeOfflineRequest, wireWindow } from '../../../src/contract/link-offline.js';
 
 const state: LockState = {
   bolt: 'unlocked',
@@ -63,10 +64,15 @@ const messages: LinkMessage[] = [
         digest: new Uint8Array(32).fill(1),
         windows: [
           { from: 0, until: Number.MAX_SAFE_INTEGER },
-          { from: 5, until: 6 },
+          { from: 5_000, until: 6_000 },
         ],
       },
-      { kind: 'tag', credentialId: 'tag-1', digest: new Uint8Array(32).fill(2), windows: [{ from: 1, until: 2 }] },
+      {
+        kind: 'tag',
+        credentialId: 'tag-1',
+        digest: new Uint8Array(32).fill(2),
+        windows: [{ from: 1_000, until: 2_000 }],
+      },
     ],
   },
   { type: 'ok', id: 9, result: { op: 'setOffline', held: 2, capacity: 500, digest: new Uint8Array(32).fill(5) } },
@@ -157,15 +163,15 @@ describe('link application frames', () => {
       kind: 'tag',
       credentialId: 'b-tag',
       digest: new Uint8Array(32).fill(2),
-      windows: [{ from: 1, until: 2 }],
+      windows: [{ from: 1_000, until: 2_000 }],
     };
     const b: OfflineItem = {
       kind: 'pin',
       credentialId: 'a-pin',
       digest: new Uint8Array(32).fill(1),
       windows: [
-        { from: 10, until: 20 },
-        { from: 30, until: 40 },
+        { from: 10_000, until: 20_000 },
+        { from: 30_000, until: 40_000 },
       ],
     };
     // The items' bytes as the wire has them: a setOffline with no removals, after its 9-byte head.
@@ -173,7 +179,7 @@ describe('link application frames', () => {
     expect(bytesToHex(offlineListDigest([a, b]))).toBe(createHash('sha256').update(wire).digest('hex'));
     expect(offlineListDigest([b, a])).toEqual(offlineListDigest([a, b]));
     expect(bytesToHex(offlineListDigest([]))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-    const moved = { ...b, windows: [{ from: 10, until: 21 }, b.windows[1] ?? { from: 30, until: 40 }] };
+    const moved = { ...b, windows: [{ from: 10_000, until: 21_000 }, b.windows[1] ?? { from: 30_000, until: 40_000 }] };
     expect(offlineListDigest([a, moved])).not.toEqual(offlineListDigest([a, b]));
     expect(offlineListDigest([a, { ...b, kind: 'tag' }])).not.toEqual(offlineListDigest([a, b]));
     expect(offlineListDigest([a])).not.toEqual(offlineListDigest([a, b]));
@@ -252,15 +258,111 @@ describe('link application frames', () => {
       });
       const base = { type: 'setOffline' as const, id: 1, reset: false, remove: [] };
       expect(() => encodeMessage({ ...base, upsert: [item([])] })).toThrow(HubError);
-      expect(() => encodeMessage({ ...base, upsert: [item([{ from: 5, until: 5 }])] })).toThrow(HubError);
+      expect(() => encodeMessage({ ...base, upsert: [item([{ from: 5_000, until: 5_000 }])] })).toThrow(HubError);
       expect(() =>
-        encodeMessage({ ...base, upsert: Array.from({ length: 5 }, () => item([{ from: 0, until: 1 }])) }),
+        encodeMessage({
+          ...base,
+          upsert: Array.from({ length: MAX_OFFLINE_PER_REQUEST + 1 }, () => item([{ from: 0, until: 1_000 }])),
+        }),
       ).toThrow(HubError);
-      const good = bytesToHex(encodeMessage({ ...base, upsert: [item([{ from: 1, until: 9 }])] }));
+      const good = bytesToHex(encodeMessage({ ...base, upsert: [item([{ from: 1_000, until: 9_000 }])] }));
       // Swap from and until on the wire: 1 → 9 becomes 9 → 1.
-      const swapped = good.replace('00000000000000010000000000000009', '00000000000000090000000000000001');
+      const swapped = good.replace('0000000100000009', '0000000900000001');
       expect(swapped).not.toBe(good);
       expect(rejection(decodeHex(swapped))).toBe('invalid-field');
+    });
+
+    it('offline windows travel as whole seconds (u32): a bound between seconds, negative or past 2106 is refused', () => {
+      const item = (windows: { from: number; until: number }[]) => ({
+        kind: 'pin' as const,
+        credentialId: 'p',
+        digest: new Uint8Array(32),
+        windows,
+      });
+      const base = { type: 'setOffline' as const, id: 1, reset: false, remove: [] };
+      const encode = (from: number, until: number) => () =>
+        encodeMessage({ ...base, upsert: [item([{ from, until }])] });
+      expect(encode(1_500, 9_000)).toThrow(/window\.from: must be whole seconds/);
+      expect(encode(1_000, 8_999)).toThrow(/window\.until: must be whole seconds/);
+      expect(encode(-1_000, 9_000)).toThrow(HubError);
+      expect(encode(0xffff_ffff * 1000, Number.MAX_SAFE_INTEGER)).toThrow(/window\.from/);
+      expect(encode(0, 0xffff_ffff * 1000)).toThrow(/window\.until/);
+      // The last second a bound can name, and the open end (0xFFFFFFFF on the wire).
+      const last = 0xffff_fffe * 1000;
+      const wire = bytesToHex(encodeMessage({ ...base, upsert: [item([{ from: last - 1_000, until: last }])] }));
+      expect(wire.endsWith('01fffffffdfffffffe')).toBe(true);
+      const open = encodeMessage({ ...base, upsert: [item([{ from: 2_000, until: Number.MAX_SAFE_INTEGER }])] });
+      expect(bytesToHex(open).endsWith('0100000002ffffffff')).toBe(true);
+      const decoded = decodeMessage(open);
+      expect(decoded.ok && decoded.value.type === 'setOffline' && decoded.value.upsert[0]?.windows).toEqual([
+        { from: 2_000, until: Number.MAX_SAFE_INTEGER },
+      ]);
+      // A start of 0xFFFFFFFF (no second a window can start at) is refused on the way in.
+      const bad = bytesToHex(open).replace(/00000002ffffffff$/, 'ffffffffffffffff');
+      expect(rejection(decodeHex(bad))).toBe('invalid-field');
+    });
+
+    it('takeOfflineRequest fills each setOffline up to its counts and its size, removals first, in order', () => {
+      const id = (n: number, len: number) => `${n}`.padStart(len, 'x');
+      const item = (n: number, len: number, windows: number): OfflineItem => ({
+        kind: 'pin',
+        credentialId: id(n, len),
+        digest: new Uint8Array(32).fill(n),
+        windows: Array.from({ length: windows }, (_, w) => ({ from: (2 * w + 1) * 1000, until: (2 * w + 2) * 1000 })),
+      });
+      const split = (remove: string[], upsert: OfflineItem[]) => {
+        const r = [...remove];
+        const u = [...upsert];
+        const requests: { remove: string[]; upsert: OfflineItem[] }[] = [];
+        while (r.length > 0 || u.length > 0) requests.push(takeOfflineRequest(r, u));
+        return requests;
+      };
+      const fits = (req: { remove: string[]; upsert: OfflineItem[] }) =>
+        encodeMessage({ type: 'setOffline', id: 1, ack: 1, reset: true, ...req }).length;
+      // A site's usual change: a few removals, then upserts eight at a time.
+      const small = Array.from({ length: 20 }, (_, n) => item(n, 36, 2));
+      expect(split(['a', 'b', 'c'], small).map((q) => [q.remove.length, q.upsert.length])).toEqual([
+        [3, 8],
+        [0, 8],
+        [0, 4],
+      ]);
+      // More removals than one request takes: no upsert rides until every removal has gone.
+      expect(
+        split(
+          Array.from({ length: 30 }, (_, n) => id(n, 8)),
+          small.slice(0, 3),
+        ).map((q) => [q.remove.length, q.upsert.length]),
+      ).toEqual([
+        [24, 0],
+        [6, 3],
+      ]);
+      // The largest there are (64-character ids, 16 windows each) after 23 long removals: too much for
+      // one message by count alone (23 × 65 + 8 × 227 bytes); each request still encodes, nothing is
+      // lost or reordered.
+      const removals = Array.from({ length: 23 }, (_, n) => id(n, 64));
+      const big = Array.from({ length: 9 }, (_, n) => item(n, 64, 16));
+      const requests = split(removals, big);
+      expect(requests.map((q) => [q.remove.length, q.upsert.length])).toEqual([
+        [23, 2],
+        [0, 7],
+      ]);
+      for (const q of requests) expect(fits(q)).toBeLessThanOrEqual(MAX_LINK_MESSAGE_LEN);
+      expect(requests.flatMap((q) => q.remove)).toEqual(removals);
+      expect(requests.flatMap((q) => q.upsert)).toEqual(big);
+      // One request of the largest items only: the counts' limit, and it fits.
+      expect(split([], big).map((q) => q.upsert.length)).toEqual([8, 1]);
+      expect(fits({ remove: [], upsert: big.slice(0, 8) })).toBeLessThanOrEqual(MAX_LINK_MESSAGE_LEN);
+    });
+
+    it('wireWindow cuts a window to whole seconds inside it, keeps an open end open and drops what is left of nothing', () => {
+      expect(wireWindow(1_001, 9_999)).toEqual({ from: 2_000, until: 9_000 });
+      expect(wireWindow(1_000, 9_000)).toEqual({ from: 1_000, until: 9_000 });
+      expect(wireWindow(-5, Number.MAX_SAFE_INTEGER)).toEqual({ from: 0, until: Number.MAX_SAFE_INTEGER });
+      expect(wireWindow(1_200, 1_900)).toBeUndefined();
+      expect(wireWindow(1_200, 2_100)).toBeUndefined();
+      // A finite end past 2106 ends at the last second the wire can name (sooner, never later).
+      expect(wireWindow(0, 5e15)).toEqual({ from: 0, until: 0xffff_fffe * 1000 });
+      expect(wireWindow(0xffff_ffff * 1000, Number.MAX_SAFE_INTEGER)).toBeUndefined();
     });
 
     it('a message longer than the frame limit', () => {
