@@ -69,7 +69,11 @@ async function main(count: number, seed: string): Promise<void> {
         };
       }
       const c = znp.counters;
-      send({ op: 'lists', lists, air: { toLocks: c.airFramesToDevices, fromLocks: c.airFramesFromDevices - c.airAdvertisements } });
+      send({
+        op: 'lists',
+        lists,
+        air: { toLocks: c.airFramesToDevices, fromLocks: c.airFramesFromDevices - c.airAdvertisements },
+      });
     } else if (m.op === 'stop') {
       for (const lock of locks) if (lock.running) lock.crash();
       await znp.close();

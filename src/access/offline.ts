@@ -2,12 +2,7 @@ import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Component, ComponentStatus } from '../base/component.js';
 import { HubError } from '../base/errors.js';
 import { type HeapSettle, processHeapSettle } from '../base/heap-settle.js';
-import {
-  MAX_OFFLINE_PER_REQUEST,
-  MAX_OFFLINE_REMOVALS,
-  MAX_OFFLINE_WINDOWS,
-  type OfflineItem,
-} from '../contract/link-messages.js';
+import { MAX_OFFLINE_WINDOWS, type OfflineItem } from '../contract/link-messages.js';
 import { OPEN_UNTIL, offlineListDigest, takeOfflineRequest, wireWindow } from '../contract/link-offline.js';
 import type { Logger } from '../log/logger.js';
 import { LockPasses } from './lock-passes.js';
