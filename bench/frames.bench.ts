@@ -20,6 +20,8 @@ const ZB = { deviceId: 'ZB-FR01', setupCode: 'ZB01-FRMS-CODE', address: 'zb-fram
 const OPENS = 20;
 /** Opens of a lock whose link was dropped just before (connect + open). */
 const CONNECTS = 3;
+/** Events pushed by the lock (door changes), each on a quiet link. */
+const PUSHES = 5;
 /** The idle acknowledgement waits this long; the quiet window that ends an open's count is shorter. */
 const ACK_DELAY_MS = 2_000;
 const QUIET_MS = 400;
@@ -35,6 +37,9 @@ const QUIET_MS = 400;
  *   each counted until the hub stored its event and the air was quiet for QUIET_MS.
  * - `.idleAck.out` / `.idleAck.back`: the one exchange that acknowledges the last open's event when
  *   no request follows within ackDelayMs (not part of any open).
+ * - `<radio>.framesPerPushedEvent.out/.back`: an event the lock pushes as it happens (a door
+ *   change), from its push until the lock was told the hub holds it, p50/p99 of PUSHES, each on a
+ *   quiet link (no request for the acknowledgement to ride on: it goes after ackDelayMs).
  * - `<radio>.framesPerConnectAndOpen.out/.back`: an open right after the lock's link dropped: the
  *   bearer's link open (ZigBee link-cluster open/openAck; BLE's connection and GATT discovery are
  *   not frames of the lock characteristic, so not counted), Noise KK, then the open.
@@ -88,6 +93,18 @@ async function measure(
   await waitFor(() => lock.events().length === 0, 'the idle acknowledgement', ACK_DELAY_MS + 15_000);
   await airQuiet(site, radio, QUIET_MS, 20_000);
   const idle = airDelta(before, airCount(site, radio));
+  // Events the lock pushes as they happen (a door opened and closed by hand): each counted from the
+  // push until the lock has been told the hub holds it (whatever the hub asks meanwhile), on a quiet link.
+  const pushes: AirCount[] = [];
+  for (let i = 0; i < PUSHES; i++) {
+    await airQuiet(site, radio, ACK_DELAY_MS + 500, 30_000);
+    const from = airCount(site, radio);
+    if (!lock.setDoor(!lock.state().doorOpen)) throw new Error('frames bench: the door did not change');
+    await waitFor(() => lock.events().length === 0, 'the pushed event acknowledged', ACK_DELAY_MS + 15_000);
+    await airQuiet(site, radio, QUIET_MS, 20_000);
+    pushes.push(airDelta(from, airCount(site, radio)));
+  }
+  process.stderr.write(`frames: ${radio} pushed events ${JSON.stringify(pushes)}\n`);
   const connects: AirCount[] = [];
   for (let i = 0; i < CONNECTS; i++) {
     await airQuiet(site, radio, ACK_DELAY_MS + 500, 30_000);
@@ -113,6 +130,14 @@ async function measure(
     [`${radio}.framesPerOpen.back`]: back,
     [`${radio}.framesPerOpen.idleAck.out`]: { unit: 'frames', value: idle.out, n: 1 },
     [`${radio}.framesPerOpen.idleAck.back`]: { unit: 'frames', value: idle.back, n: 1 },
+    [`${radio}.framesPerPushedEvent.out`]: distribution(
+      'frames',
+      pushes.map((c) => c.out),
+    ),
+    [`${radio}.framesPerPushedEvent.back`]: distribution(
+      'frames',
+      pushes.map((c) => c.back),
+    ),
     [`${radio}.framesPerConnectAndOpen.out`]: distribution(
       'frames',
       connects.map((c) => c.out),

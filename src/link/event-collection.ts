@@ -141,13 +141,16 @@ export class EventCollection {
 
   /**
    * One collection. When the events that arrived sealed in this session — carried in an `open`
-   * answer, or pushed — are exactly the ones after what is stored, in sequence, and an answer of
-   * the same turn says they are all the lock has (its lastSeq is the last one's), they are stored
-   * as they came (one durable transaction) and their acknowledgement is owed to the lock: it rides
-   * on the hub's next request, or goes on its own once the link is idle (LockClient.oweAck) — never
-   * a round trip on the open path. Acknowledgements are cumulative, so one also covers events
-   * stored before a restart. Anything else — no such answer, a gap, a push lost or reordered on the
-   * radio, a poll, a new connection — is a pull.
+   * answer, or pushed — are exactly the ones after what is stored, in sequence, and no answer of the
+   * same turn says the lock holds more (an answer's lastSeq, when one came, is the last one's), they
+   * are stored as they came (one durable transaction) and their acknowledgement is owed to the lock:
+   * it rides on the hub's next request, or goes on its own once the link is idle (LockClient.oweAck)
+   * — never a round trip on the open path, and no getState/getEvents/ackEvents for a door, battery
+   * or tamper event pushed as it happened. Acknowledgements are cumulative, so one also covers events
+   * stored before a restart. Anything else — an answer saying there is more, a gap, a push lost or
+   * reordered on the radio (the next push, a state answer or the poll finds it), a poll, a new
+   * connection with no event of its turn — is a pull. A push in sequence proves nothing went backwards: its number is above
+   * what is stored.
    */
   async #collect(lockId: string, trigger?: Trigger): Promise<void> {
     const conn = this.#connection(lockId);
@@ -165,7 +168,8 @@ export class EventCollection {
       rec !== undefined &&
       last !== undefined &&
       arrived.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
-      known?.lastSeq === last.seq;
+      // An answer's state, when one came, must say these are all.
+      (known === undefined || known.lastSeq === last.seq);
     if (!inSequence) return this.#pullEvents(lockId, known);
     await this.#storeEvents(lockId, arrived);
     conn.client.oweAck(last.seq);

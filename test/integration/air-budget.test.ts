@@ -88,5 +88,25 @@ describe.skipIf(!socat)('the frames of an open, counted at the emulators', () =>
       expect(idle.out).toBeLessThanOrEqual(1);
       expect(idle.back).toBeLessThanOrEqual(1);
     }, 90_000);
+
+    test(`${spec.radio}: a door opened and closed (two pushed events) costs the pushes and one acknowledgement`, async () => {
+      const s = site as RadioSite;
+      const lock = locks[spec.deviceId] as SimLock;
+      await airQuiet(s, spec.radio, ACK_DELAY_MS + 500, 30_000);
+      const before = airCount(s, spec.radio);
+      const opened = lock.setDoor(true);
+      await new Promise((r) => setTimeout(r, 300));
+      const closed = lock.setDoor(false);
+      if (!opened || !closed) throw new Error('the door did not change');
+      await waitFor(() => lock.events().length === 0, 'both acknowledged', ACK_DELAY_MS + 15_000);
+      await airQuiet(s, spec.radio, QUIET_MS, 20_000);
+      const passage = airDelta(before, airCount(s, spec.radio));
+      process.stderr.write(`air-budget ${spec.radio}: frames of a passage ${JSON.stringify(passage)}\n`);
+      // Was 6 out and 8 back: each push set off getState, getEvents and ackEvents.
+      expect(passage.out, `${spec.radio} frames to the lock`).toBeLessThanOrEqual(1);
+      expect(passage.back, `${spec.radio} frames from the lock (2 pushes, 1 answer)`).toBeLessThanOrEqual(3);
+      const stored = link.get(spec.deviceId).lastEventSeq;
+      expect(stored).toBe(closed.seq);
+    }, 90_000);
   }
 });

@@ -70,6 +70,72 @@ describe('event collection', () => {
     expect(hub.storedEvents(A).at(-1)).toMatchObject({ seq: state.lastSeq, type: 'opened', by: 'remote' });
   });
 
+  it('events pushed as they happen, each the next in sequence, are stored as they came: no getState, no getEvents, one acknowledgement once idle', async () => {
+    const site = await Site.create({ seed: 'push-in-sequence', locks: 1 });
+    const hub = site.hub;
+    await hub.attach(A);
+    await site.pass(5_000);
+    const lock = site.world.lock(A);
+    expect(lock.events()).toEqual([]);
+    const before = lock.requestCounts().handled;
+    // A passage: the door opens, and closes a second later (two pushes within the acknowledgement's delay).
+    const opened = lock.setDoor(true);
+    await site.pass(1_000);
+    const closed = lock.setDoor(false);
+    await site.until(() => hub.lock(A).lastEventSeq === closed?.seq, 'both stored');
+    expect(hub.storedEvents(A).slice(-2)).toEqual([opened, closed]);
+    await site.until(() => lock.events().length === 0, 'acknowledged', 10_000);
+    await site.pass(5_000);
+    const after = lock.requestCounts().handled;
+    const delta = (op: keyof typeof after) => after[op] - before[op];
+    expect({ getState: delta('getState'), getEvents: delta('getEvents'), ackEvents: delta('ackEvents') }).toEqual({
+      getState: 0,
+      getEvents: 0,
+      ackEvents: 1,
+    });
+  });
+
+  it('a push that is not the next in sequence (one before it lost) is pulled: both stored, in order', async () => {
+    const { site, hub, lock, link } = await onWatchedLink('push-gap');
+    let dropped = 0;
+    link.intercept = (f) => (f[0] === 1 && dropped++ === 0 ? 'drop' : 'pass');
+    const before = lock.requestCounts().handled;
+    const first = lock.tamper(); // its push is lost
+    await site.pass(100);
+    expect(hub.lock(A).lastEventSeq).toBe(first.seq - 1);
+    const second = lock.tamper();
+    await site.until(() => hub.lock(A).lastEventSeq === second.seq, 'both collected', 10_000);
+    expect(hub.storedEvents(A).slice(-2)).toEqual([first, second]);
+    expect(lock.requestCounts().handled.getEvents - before.getEvents).toBeGreaterThan(0);
+  });
+
+  it('a push in sequence whose turn brings an answer saying the lock holds more is pulled: the rest comes at once, not at the poll', async () => {
+    const { site, hub, lock, link } = await onWatchedLink('push-and-more');
+    // The attacker's radio holds every frame from the lock; the test hands them on, in its order.
+    const held: Uint8Array[] = [];
+    link.intercept = (f) => {
+      held.push(f.slice());
+      return 'drop';
+    };
+    const microtasks = async () => {
+      for (let i = 0; i < 50; i++) await Promise.resolve();
+    };
+    const e1 = lock.tamper();
+    const e2 = lock.tamper();
+    const asking = hub.manager.lockState(A);
+    await microtasks();
+    const [pushOf1, pushOf2, stateAnswer] = held.splice(0);
+    if (!pushOf1 || !pushOf2 || !stateAnswer) expect.fail('expected two pushes and a state answer');
+    // e2's push is lost; e1's push and the answer (lastSeq = e2's) arrive in the same turn.
+    link.intercept = undefined;
+    link.inject(pushOf1);
+    link.inject(stateAnswer);
+    expect((await asking).lastSeq).toBe(e2.seq);
+    // Well before the poll (30 s): the answer said there is more, so the hub pulled it.
+    await site.pass(1_000);
+    expect(hub.storedEvents(A).slice(-2)).toEqual([e1, e2]);
+  });
+
   it("an open's answer repeated from the lock's cache, older than events stored since, does not make the lock look reset", async () => {
     const { site, hub, lock, link } = await onWatchedLink('stale-answer');
     // The open's pushed event goes through; its answer (the lock's next frame) is lost on the radio.

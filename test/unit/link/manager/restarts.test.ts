@@ -55,6 +55,16 @@ function watchCounters(site: Site): Watch {
 }
 
 /** Generates `n` events on the lock at once (a burst the hub collects in several batches). */
+/** An interceptor of the lock's frames that loses its first sealed frame (a push) on the radio, once. */
+function firstPushLost(): (f: Uint8Array) => 'pass' | 'drop' {
+  let lost = false;
+  return (f) => {
+    if (f[0] !== 1 || lost) return 'pass';
+    lost = true;
+    return 'drop';
+  };
+}
+
 function burst(site: Site, id: string, n: number): LockEvent[] {
   const lock = site.world.lock(id);
   const out: LockEvent[] = [];
@@ -82,7 +92,7 @@ function expectStored(hub: Hub, id: string, events: LockEvent[]): void {
 
 describe('restarts mid-session', () => {
   it('hub restarts and kills, lock crashes: they reconnect, counters never go back, no event lost or doubled', async () => {
-    const site = await Site.create({ seed: 'restarts', locks: 3 });
+    const site = await Site.create({ seed: 'restarts', locks: 3, mitm: true });
     const ids = site.ids();
     const watch = watchCounters(site);
     for (const id of ids) await site.hub.attach(id);
@@ -99,7 +109,11 @@ describe('restarts mid-session', () => {
     await site.hub.start();
     await allCollected(site, site.hub, A);
 
-    // 3. The hub is killed during a collection, right after it stored the first batch.
+    // 3. The hub is killed during a collection, right after it stored the first batch. The burst's
+    // first push is lost on the radio: the others are not the next in sequence, so the hub pulls.
+    const radio = site.hub.mitm?.current(site.world.lock(A).address);
+    if (!radio) throw new Error('no link');
+    radio.intercept = firstPushLost();
     let killedAt = -1;
     const off = site.hub.manager.onLockEvent(() => {
       if (killedAt < 0) {
@@ -150,11 +164,21 @@ describe('restarts mid-session', () => {
     await expectServing(site.hub, ids);
   });
 
-  for (const dir of ['send', 'receive'] as const) {
-    it(`the hub killed as it ${dir}s each frame of a collection loses and doubles nothing`, async () => {
+  const killCases = [
+    ['send', 'of a collection', true],
+    ['receive', 'of a collection', true],
+    // No push lost: the burst's pushes are stored as they come; the hub dies at each push or answer.
+    ['receive', 'of a burst of pushes in sequence', false],
+  ] as const;
+  for (const [dir, what, losePush] of killCases) {
+    it(`the hub killed as it ${dir}s each frame ${what} loses and doubles nothing`, async () => {
       let points = 0;
       for (let k = 1; k <= 60; k++) {
-        const site = await Site.bound({ seed: `hub-kill-${dir}-${k}`, locks: 2, mitm: true });
+        const site = await Site.bound({
+          seed: `hub-kill-${dir}-${losePush ? 'pull' : 'push'}-${k}`,
+          locks: 2,
+          mitm: true,
+        });
         const hub = site.hub;
         const watch = watchCounters(site);
         let count = 0;
@@ -168,8 +192,13 @@ describe('restarts mid-session', () => {
         };
         const link = hub.mitm?.current(site.world.lock(A).address);
         if (!link) throw new Error('no link');
-        if (dir === 'send') link.interceptHub = killAt;
-        else link.intercept = killAt;
+        // A burst's pushes in sequence are stored as they come, without a collection's requests: to
+        // kill a collection, the first push is lost on the radio, so the rest are a gap and the hub pulls.
+        const radio = losePush ? firstPushLost() : () => 'pass' as const;
+        if (dir === 'send') {
+          link.interceptHub = killAt;
+          link.intercept = radio;
+        } else link.intercept = (f) => (radio(f) === 'drop' ? 'drop' : killAt(f));
         const events = burst(site, A, 24);
         await site.pass(1_000);
         if (!killed) {
