@@ -149,8 +149,8 @@ export class EventCollection {
    * or tamper event pushed as it happened. Acknowledgements are cumulative, so one also covers events
    * stored before a restart. Anything else — an answer saying there is more, a gap, a push lost or
    * reordered on the radio (the next push, a state answer or the poll finds it), a poll, a new
-   * connection with no event of its turn — is a pull. A push in sequence proves nothing went backwards: its number is above
-   * what is stored.
+   * connection with no event of its turn — is a pull. A push in sequence is no sign of a numbering
+   * gone backwards: its number is above what is stored.
    */
   async #collect(lockId: string, trigger?: Trigger): Promise<void> {
     const conn = this.#connection(lockId);

@@ -18,6 +18,20 @@ async function onWatchedLink(seed: string) {
   return { site, hub, lock, link };
 }
 
+/** The attacker's radio holds every frame from the lock; the test hands them on, in its order. */
+function holdFromLock(link: Awaited<ReturnType<typeof onWatchedLink>>['link']): Uint8Array[] {
+  const held: Uint8Array[] = [];
+  link.intercept = (f) => {
+    held.push(f.slice());
+    return 'drop';
+  };
+  return held;
+}
+
+const microtasks = async () => {
+  for (let i = 0; i < 50; i++) await Promise.resolve();
+};
+
 describe('event collection', () => {
   it('stores every event once, in order, tells listeners once, and only then lets the lock drop it', async () => {
     const site = await Site.create({ seed: 'events', locks: 2, faults: { latencyMs: 1 } });
@@ -111,15 +125,7 @@ describe('event collection', () => {
 
   it('a push in sequence whose turn brings an answer saying the lock holds more is pulled: the rest comes at once, not at the poll', async () => {
     const { site, hub, lock, link } = await onWatchedLink('push-and-more');
-    // The attacker's radio holds every frame from the lock; the test hands them on, in its order.
-    const held: Uint8Array[] = [];
-    link.intercept = (f) => {
-      held.push(f.slice());
-      return 'drop';
-    };
-    const microtasks = async () => {
-      for (let i = 0; i < 50; i++) await Promise.resolve();
-    };
+    const held = holdFromLock(link);
     const e1 = lock.tamper();
     const e2 = lock.tamper();
     const asking = hub.manager.lockState(A);
@@ -161,15 +167,7 @@ describe('event collection', () => {
 
   it('a state answer overtaken by a collection that stored newer events is not taken for a lock gone backwards', async () => {
     const { site, hub, lock, link } = await onWatchedLink('overtaken-state');
-    // The attacker's radio holds every frame from the lock; the test hands them on, in its order.
-    const held: Uint8Array[] = [];
-    link.intercept = (f) => {
-      held.push(f.slice());
-      return 'drop';
-    };
-    const microtasks = async () => {
-      for (let i = 0; i < 50; i++) await Promise.resolve();
-    };
+    const held = holdFromLock(link);
     const next = async (what: string) => {
       await microtasks();
       const f = held.shift();
