@@ -13,6 +13,7 @@ import { EMULATED_LINK, startDaemonIn } from '../test/helpers/radio-daemon.js';
 import { accessSite } from './access-data.js';
 import { type Benchmark, benchmarkInTempDir, distribution, round } from './lib.js';
 import { type SiteAir, type SiteLists, siteDeviceId, siteSetupCode } from './offline-site.js';
+import { offlineWeek } from './offline-week.js';
 
 /**
  * Full offline lists to a site's ZigBee locks, issue 15: a whole daemon in this process with its
@@ -32,6 +33,9 @@ import { type SiteAir, type SiteLists, siteDeviceId, siteSetupCode } from './off
  *   the rest of the time being the radio's (herdsman waits for each fragment's confirmation).
  * - access.offlineRecheck16: the hub forgets what it told the locks (as after a restart) and checks
  *   them again: each lock, already holding its list, costs one exchange (the digest check).
+ * - access.offlineWeek16.*: the same site's lists kept for a week on a virtual clock (bench/offline-week.ts,
+ *   no radio: fragments by the protocol's sizes): the full push, then what 7 daily refreshes send
+ *   with no change to the site — the radio a battery lock spends on its list each week.
  * The emulator adds no air latency (it confirms a fragment after 2 ms and hands it to the lock
  * after 3); both processes share the machine's cores, so the 1-minute load average at the start
  * is reported next to the figures. IQHUB_BENCH_OFFLINE_RUNS changes the number of runs (5).
@@ -44,6 +48,8 @@ const LOCKS = 16;
 const RUNS = Number(process.env.IQHUB_BENCH_OFFLINE_RUNS ?? 5);
 /** One user in 25 is offline: 400 users, each in 2 groups of 2 locks: 3,200 list entries in all. */
 const OFFLINE_SHARE = 1 / 25;
+/** The week of daily refreshes counted by offlineWeek starts here (a Wednesday, inside every validity of the site). */
+const WEEK_FROM = Date.parse('2026-06-03T10:00:00Z');
 
 export const offlineBench: Benchmark = benchmarkInTempDir(
   'offline',
@@ -161,6 +167,20 @@ export const offlineBench: Benchmark = benchmarkInTempDir(
       }
       metrics['access.offlineRecheck16'] = distribution('ms', recheck);
       metrics['access.offlineRecheck16.exchanges'] = { unit: 'setOffline per round', value: exchanges };
+
+      // A week of the same lists by the protocol's sizes (no radio): the full push, then 7 daily refreshes.
+      const week = await offlineWeek(site.snapshot, lockIds, TZ, WEEK_FROM);
+      metrics['access.offlineWeek16.fullPushFragments'] = { unit: 'ZigBee fragments out', value: week.full.fragments };
+      metrics['access.offlineWeek16.fullPushRequests'] = {
+        unit: 'setOffline (answers back)',
+        value: week.full.requests,
+      };
+      metrics['access.offlineWeek16.refreshFragments'] = {
+        unit: 'fragments out in 7 days',
+        value: week.week.fragments,
+      };
+      metrics['access.offlineWeek16.refreshRequests'] = { unit: 'setOffline in 7 days', value: week.week.requests };
+      progress(`a week of refreshes: ${JSON.stringify(week)}`);
     } finally {
       await daemon?.shutdown('bench over');
       await radio.stop();

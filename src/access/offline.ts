@@ -14,11 +14,14 @@ import { compileSchedule, type Schedule, scheduleIntervals } from './schedule.js
  * reach the hub, kept up to date on the lock over the sealed link.
  *
  * - What: `mirror.offlineList(lock)` (offline users with rights to the lock), each credential with
- *   absolute intervals `[from, until)` over a horizon (default 7 days from the start of the current
- *   UTC day), computed in the site's zone — so the lock needs no zone rules and DST is the hub's
- *   business. Whole seconds on the wire (u32; a bound between seconds is moved inwards, never
- *   out). At most MAX_OFFLINE_WINDOWS intervals per credential (the earliest); the list is
- *   recomputed daily, so the horizon never runs out on a lock that stays in touch.
+ *   absolute intervals `[from, until)` over two periods of the horizon (default 7 days) from the
+ *   start of the current one (UTC days since the epoch), computed in the site's zone — so the lock
+ *   needs no zone rules and DST is the hub's business, and a list changes once a period rather
+ *   than every day, while reaching at least a horizon ahead. Whole seconds on the wire (u32; a
+ *   bound between seconds is moved inwards, never out). At most MAX_OFFLINE_WINDOWS intervals per
+ *   credential: one with more in that span gets the earliest from today over one horizon (and
+ *   changes daily). The list is recomputed daily, so the horizon never runs out on a lock that
+ *   stays in touch.
  * - Capacity and priority: a lock holds at most its capacity (it says so in every answer; until
  *   then `defaultCapacity`). Over capacity, credentials usable soonest come first; ties go to tags
  *   before PINs (the tag is the usual credential at a door without a phone), then by credential id.
@@ -196,18 +199,32 @@ export class OfflineLists implements Component {
       this.#day = day;
       this.#windowsCache = new WeakMap();
     }
-    const start = day * DAY;
-    const end = start + this.#o.horizonDays * DAY;
+    // Scheduled windows are expanded over two periods of horizonDays from the start of the current
+    // one (whole UTC days since the epoch), not from today: a list then changes once a period, not
+    // every day (each day's refresh would re-send every scheduled credential), and still reaches at
+    // least horizonDays ahead. A credential with more windows than an item carries in that span
+    // gets the earliest from today on instead (as before: it changes daily).
+    const period = this.#o.horizonDays;
+    const anchor = Math.floor(day / period) * period * DAY;
+    const today = day * DAY;
     const items: OfflineItem[] = [];
+    const soonest = new Map<OfflineItem, number>();
     for (const entry of this.#d.mirror.offlineList(lockId, now)) {
-      const windows = this.#windows(entry, start, end);
-      if (windows.length > 0) {
-        items.push({ kind: entry.kind, credentialId: entry.credentialId, digest: entry.digest, windows });
+      let windows = this.#windows(entry, anchor, anchor + 2 * period * DAY);
+      if (windows.length > MAX_OFFLINE_WINDOWS) {
+        windows = this.#windows(entry, today, today + period * DAY).slice(0, MAX_OFFLINE_WINDOWS);
+      }
+      // Usable soonest: the first window not over yet (none: nothing left to send).
+      const next = windows.find((w) => w.until > now);
+      if (next) {
+        const item = { kind: entry.kind, credentialId: entry.credentialId, digest: entry.digest, windows };
+        items.push(item);
+        soonest.set(item, Math.max(next.from, now));
       }
     }
     items.sort(
       (a, b) =>
-        (a.windows[0]?.from ?? 0) - (b.windows[0]?.from ?? 0) ||
+        (soonest.get(a) ?? 0) - (soonest.get(b) ?? 0) ||
         (a.kind === b.kind ? 0 : a.kind === 'tag' ? -1 : 1) ||
         (a.credentialId < b.credentialId ? -1 : a.credentialId > b.credentialId ? 1 : 0),
     );
@@ -329,7 +346,7 @@ export class OfflineLists implements Component {
     }
     out.sort((a, b) => a.from - b.from);
     // Overlapping windows of several groups merge; each is then cut to whole seconds inside it (what
-    // the wire carries: never longer than allowed) and the earliest MAX_OFFLINE_WINDOWS are kept.
+    // the wire carries: never longer than allowed). All of them: desired() keeps what an item carries.
     const merged: { from: number; until: number }[] = [];
     for (const w of out) {
       const last = merged[merged.length - 1];
@@ -340,7 +357,6 @@ export class OfflineLists implements Component {
     for (const w of merged) {
       const cut = wireWindow(w.from, w.until);
       if (cut) sent.push(cut);
-      if (sent.length === MAX_OFFLINE_WINDOWS) break;
     }
     return sent;
   }
