@@ -210,6 +210,8 @@ export class EventCollection {
       if (!acked.ok) return;
       this.#ackedOnConnect.add(conn.client);
     }
+    // Nothing after what is stored (a poll of an idle lock, most of the time): no getEvents.
+    if (lock.lastSeq === rec.lastEventSeq) return;
     for (let round = 0; round < 1000; round++) {
       const since = pairing.get(lockId)?.lastEventSeq ?? 0;
       const batch = await conn.client.request({ type: 'getEvents', sinceSeq: since });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LockEvent } from '../../../../src/contract/link-messages.js';
+import { DEFAULT_LINK_OPTIONS } from '../../../../src/link/manager.js';
 import { Site } from './site.js';
 
 /** Event collection: pushed by the lock, fetched in batches, stored once, then acknowledged. */
@@ -140,6 +141,21 @@ describe('event collection', () => {
     // Well before the poll (30 s): the answer said there is more, so the hub pulled it.
     await site.pass(1_000);
     expect(hub.storedEvents(A).slice(-2)).toEqual([e1, e2]);
+  });
+
+  it("an idle lock's poll is one exchange (getState): no getEvents when nothing is new", async () => {
+    const site = await Site.create({ seed: 'idle-poll', locks: 1 });
+    const hub = site.hub;
+    await hub.attach(A);
+    await site.pass(5_000);
+    const lock = site.world.lock(A);
+    const before = lock.requestCounts().handled;
+    await site.pass(10 * DEFAULT_LINK_OPTIONS.pollMs);
+    const after = lock.requestCounts().handled;
+    const delta = (op: keyof typeof after) => after[op] - before[op];
+    expect(delta('getState')).toBeGreaterThanOrEqual(9);
+    expect(delta('getState')).toBeLessThanOrEqual(11);
+    expect({ getEvents: delta('getEvents'), ackEvents: delta('ackEvents') }).toEqual({ getEvents: 0, ackEvents: 0 });
   });
 
   it("an open's answer repeated from the lock's cache, older than events stored since, does not make the lock look reset", async () => {

@@ -13,7 +13,7 @@ import { type Hub, Site } from './site.js';
 const FAULTS = { lossRate: 0.05, duplicateRate: 0.05, reorderRate: 0.05, latencyMs: 2 };
 const LOCKS = 6;
 /** Rounds of an open and a burst of physical events, per lock. */
-const ROUNDS = 3;
+const ROUNDS = 5;
 /** Operations are retried at most this many times by the test (a step may time out under loss). */
 const TRIES = 5;
 
