@@ -170,7 +170,9 @@ export class EventCollection {
       arrived.every((e, i) => e.seq === rec.lastEventSeq + 1 + i) &&
       // An answer's state, when one came, must say these are all.
       (known === undefined || known.lastSeq === last.seq);
-    if (!inSequence) return this.#pullEvents(lockId, known);
+    // A state older than an event that arrived with it (an answer sent before the lock logged it)
+    // proves nothing about what follows what is stored: the pull asks again.
+    if (!inSequence) return this.#pullEvents(lockId, known && last && known.lastSeq < last.seq ? undefined : known);
     await this.#storeEvents(lockId, arrived);
     conn.client.oweAck(last.seq);
   }

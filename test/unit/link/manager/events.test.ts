@@ -143,6 +143,26 @@ describe('event collection', () => {
     expect(hub.storedEvents(A).slice(-2)).toEqual([e1, e2]);
   });
 
+  it('a push after a gap, with an answer of its turn older than it, is pulled at once: the old answer does not say there is nothing new', async () => {
+    const { site, hub, lock, link } = await onWatchedLink('stale-answer-gap');
+    const held = holdFromLock(link);
+    const stored = hub.lock(A).lastEventSeq;
+    const asking = hub.manager.lockState(A);
+    await microtasks();
+    const e1 = lock.tamper();
+    const e2 = lock.tamper();
+    await microtasks();
+    const [stateAnswer, pushOf1, pushOf2] = held.splice(0);
+    if (!stateAnswer || !pushOf1 || !pushOf2) expect.fail('expected a state answer and two pushes');
+    // e1's push is lost; the answer (lastSeq = what is stored) and e2's push arrive in the same turn.
+    link.intercept = undefined;
+    link.inject(stateAnswer);
+    link.inject(pushOf2);
+    expect((await asking).lastSeq).toBe(stored);
+    await site.pass(1_000);
+    expect(hub.storedEvents(A).slice(-2)).toEqual([e1, e2]);
+  });
+
   it("an idle lock's poll is one exchange (getState): no getEvents when nothing is new", async () => {
     const site = await Site.create({ seed: 'idle-poll', locks: 1 });
     const hub = site.hub;
