@@ -30,7 +30,11 @@ export class EventCollection {
   readonly #eventSink: ((fresh: StoredEvent[]) => void) | undefined;
   readonly #listeners = new Set<(lockId: string, e: LockEvent) => void>();
   readonly #pulling = new Map<string, Promise<void>>();
-  readonly #pullAgain = new Set<string>();
+  /**
+   * Collections asked for while one was running, by lock: what set them off (the events pushed
+   * meanwhile, a state an answer carried), or undefined for a plain pull (a poll, a connection).
+   */
+  readonly #pullAgain = new Map<string, Trigger | undefined>();
   /**
    * Collections asked for on the next turn, by lock: the triggers of one turn (the lock's pushed
    * events, an answer that carried its state) make one collection (see #collect).
@@ -127,14 +131,24 @@ export class EventCollection {
     // deletes only what the hub acknowledged) until space returns and collectAll runs.
     if (this.#ctx.pairing.space.full) return;
     if (this.#pulling.has(lockId)) {
-      this.#pullAgain.add(lockId);
+      // Kept for when it ends: a push that arrived meanwhile can still be stored as it came.
+      const waiting = this.#pullAgain.get(lockId);
+      if (!this.#pullAgain.has(lockId)) {
+        this.#pullAgain.set(lockId, trigger ? { known: trigger.known, pushed: [...trigger.pushed] } : undefined);
+      } else if (waiting && trigger) {
+        waiting.pushed.push(...trigger.pushed);
+        if (trigger.known) waiting.known = trigger.known;
+      } else this.#pullAgain.set(lockId, undefined);
       return;
     }
     const run = this.#collect(lockId, trigger)
       .catch((e: unknown) => this.#ctx.log.debug({ lockId, err: e }, 'event collection interrupted'))
       .finally(() => {
         this.#pulling.delete(lockId);
-        if (this.#pullAgain.delete(lockId) && this.#connection(lockId)) this.#schedulePull(lockId);
+        if (!this.#pullAgain.has(lockId)) return;
+        const again = this.#pullAgain.get(lockId);
+        this.#pullAgain.delete(lockId);
+        if (this.#connection(lockId)) this.#schedulePull(lockId, again);
       });
     this.#pulling.set(lockId, run);
   }
@@ -156,9 +170,14 @@ export class EventCollection {
     const conn = this.#connection(lockId);
     if (!conn) return;
     const rec = this.#ctx.pairing.get(lockId);
-    const arrived = [...(trigger?.pushed ?? [])].sort((a, b) => a.seq - b.seq);
+    // Events stored meanwhile (by the collection this one waited for) are not news.
+    const arrived = (trigger?.pushed ?? [])
+      .filter((e) => rec === undefined || e.seq > rec.lastEventSeq)
+      .sort((a, b) => a.seq - b.seq);
     const last = arrived[arrived.length - 1];
     const known = trigger?.known;
+    // Pushes only, every one of them stored already: nothing left to do.
+    if (last === undefined && known === undefined && (trigger?.pushed.length ?? 0) > 0) return;
     if (rec !== undefined && last === undefined && known !== undefined && known.lastSeq === rec.lastEventSeq) {
       // An answer (a command that opened this connection) says nothing is waiting: nothing to fetch.
       if (rec.lastEventSeq > 0) conn.client.oweAck(rec.lastEventSeq);

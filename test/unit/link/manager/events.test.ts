@@ -110,6 +110,35 @@ describe('event collection', () => {
     });
   });
 
+  it('a push that arrives while the previous one is being stored is stored as it came too, not pulled', async () => {
+    const { site, hub, lock, link } = await onWatchedLink('push-while-storing');
+    await site.pass(5_000);
+    const held = holdFromLock(link);
+    const before = lock.requestCounts().handled;
+    const e1 = lock.setDoor(true);
+    const e2 = lock.setDoor(false);
+    await microtasks();
+    const [pushOf1, pushOf2] = held.splice(0);
+    if (!e1 || !e2 || !pushOf1 || !pushOf2) expect.fail('expected two pushes');
+    link.intercept = undefined;
+    // e1's collection starts and waits for its durable commit (held); e2's push arrives meanwhile.
+    hub.holdCommits = true;
+    link.inject(pushOf1);
+    await site.until(() => hub.heldCommits.length > 0, "e1's commit under way");
+    link.inject(pushOf2);
+    await site.pass(5);
+    hub.holdCommits = false;
+    for (const flush of hub.heldCommits.splice(0)) flush();
+    await site.until(() => hub.lock(A).lastEventSeq === e2.seq, 'both stored');
+    await site.until(() => lock.events().length === 0, 'acknowledged', 10_000);
+    const after = lock.requestCounts().handled;
+    expect({ getState: after.getState - before.getState, getEvents: after.getEvents - before.getEvents }).toEqual({
+      getState: 0,
+      getEvents: 0,
+    });
+    expect(hub.storedEvents(A).slice(-2)).toEqual([e1, e2]);
+  });
+
   it('a push that is not the next in sequence (one before it lost) is pulled: both stored, in order', async () => {
     const { site, hub, lock, link } = await onWatchedLink('push-gap');
     let dropped = 0;
@@ -161,6 +190,43 @@ describe('event collection', () => {
     expect((await asking).lastSeq).toBe(stored);
     await site.pass(1_000);
     expect(hub.storedEvents(A).slice(-2)).toEqual([e1, e2]);
+  });
+
+  it('a push that arrives while a pull stores the very event it carries sets off nothing more', async () => {
+    const { site, hub, lock, link } = await onWatchedLink('push-during-pull');
+    await site.pass(5_000);
+    // The lock's sealed frames: the first push lost, the second passed, the third held back.
+    let sealed = 0;
+    let pushOf3: Uint8Array | undefined;
+    link.intercept = (f) => {
+      if (f[0] !== 1) return 'pass';
+      sealed++;
+      if (sealed === 1) return 'drop';
+      if (sealed === 3) {
+        pushOf3 = f.slice();
+        return 'drop';
+      }
+      return 'pass';
+    };
+    const before = lock.requestCounts().handled;
+    hub.holdCommits = true;
+    lock.tamper();
+    lock.tamper();
+    const e3 = lock.tamper();
+    // e2's push is a gap: the hub pulls (getState, getEvents: e1..e3) and stores them (held).
+    await site.until(() => hub.heldCommits.length > 0, 'the pull storing e1..e3');
+    if (!pushOf3) expect.fail('the third push was not held back');
+    link.inject(pushOf3);
+    await site.pass(5);
+    hub.holdCommits = false;
+    for (const flush of hub.heldCommits.splice(0)) flush();
+    await site.until(
+      () => hub.lock(A).lastEventSeq === e3.seq && lock.events().length === 0,
+      'stored and acknowledged',
+    );
+    await site.pass(1_000);
+    // One getState, the pull's: e3's late push found its event stored and asked nothing.
+    expect(lock.requestCounts().handled.getState - before.getState).toBe(1);
   });
 
   it("an idle lock's poll is one exchange (getState): no getEvents when nothing is new", async () => {
