@@ -94,8 +94,15 @@ export function wireWindow(from: number, until: number): { from: number; until: 
  * acknowledgement riding on it, the reset flag and the two counts.
  */
 const SET_OFFLINE_HEAD = 6 + 4 + 3;
-const removalBytes = (id: string) => 1 + id.length;
-const itemBytes = (i: OfflineItem) => 1 + 1 + i.credentialId.length + DIGEST_LEN + 1 + 8 * i.windows.length;
+
+/** Bytes `write` puts on the wire: measured by the encoder itself, so the sizes cannot drift from it. */
+function encodedLength(write: (w: Writer) => void): number {
+  const w = new Writer();
+  write(w);
+  return w.length;
+}
+const removalBytes = (id: string) => encodedLength((w) => w.credentialId(id, 'remove'));
+const itemBytes = (i: OfflineItem) => encodedLength((w) => writeOfflineItem(w, i));
 
 /**
  * The next setOffline's share of a change, spliced from the front of `remove` and `upsert`:
@@ -108,6 +115,15 @@ export function takeOfflineRequest(
   remove: string[],
   upsert: OfflineItem[],
 ): { remove: string[]; upsert: OfflineItem[] } {
+  try {
+    return takeFitting(remove, upsert);
+  } catch (e) {
+    if (e instanceof Malformed) throw new HubError('frame.invalid', `Cannot send the offline list: ${e.message}`);
+    throw e;
+  }
+}
+
+function takeFitting(remove: string[], upsert: OfflineItem[]): { remove: string[]; upsert: OfflineItem[] } {
   let room = MAX_LINK_MESSAGE_LEN - SET_OFFLINE_HEAD;
   let removals = 0;
   while (removals < remove.length && removals < MAX_OFFLINE_REMOVALS) {

@@ -111,6 +111,11 @@ export class Writer {
     this.#buf[this.#len++] = v & 0xff;
   }
 
+  /** Bytes written so far. */
+  get length(): number {
+    return this.#len;
+  }
+
   finish(limit = MAX_LINK_MESSAGE_LEN): Uint8Array {
     if (this.#len > limit) throw new Malformed('oversize', 'message exceeds the frame limit');
     return this.#buf.slice(0, this.#len);

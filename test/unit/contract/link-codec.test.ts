@@ -349,6 +349,10 @@ describe('link application frames', () => {
       for (const q of requests) expect(fits(q)).toBeLessThanOrEqual(MAX_LINK_MESSAGE_LEN);
       expect(requests.flatMap((q) => q.remove)).toEqual(removals);
       expect(requests.flatMap((q) => q.upsert)).toEqual(big);
+      // An item the wire cannot carry is refused as the encoder refuses it (frame.invalid), naming the field.
+      const unsendable = () => takeOfflineRequest([], [{ ...item(0, 8, 1), windows: [] }]);
+      expect(unsendable).toThrow(HubError);
+      expect(unsendable).toThrow(/Cannot send the offline list: upsert\.windows/);
       // One request of the largest items only: the counts' limit, and it fits.
       expect(split([], big).map((q) => q.upsert.length)).toEqual([8, 1]);
       expect(fits({ remove: [], upsert: big.slice(0, 8) })).toBeLessThanOrEqual(MAX_LINK_MESSAGE_LEN);
