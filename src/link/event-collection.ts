@@ -16,6 +16,13 @@ interface Trigger {
   pushed: LockEvent[];
 }
 
+/** Add what `from` brought to `into`, a collection not yet run: its events, and the newer state if any. Returns `into`. */
+function addTo(into: Trigger, from: Trigger): Trigger {
+  into.pushed.push(...from.pushed);
+  if (from.known) into.known = from.known;
+  return into;
+}
+
 /**
  * Collecting each connected lock's events into the pairing store: pushed, polled for (a push may be
  * lost on the radio) or pulled in batches; stored durably before they are acknowledged, so the
@@ -92,14 +99,16 @@ export class EventCollection {
     trigger: { known?: LockState; pushed?: LockEvent; carried?: LockEvent[] } = {},
     delayMs = 0,
   ): void {
-    const arrived = [...(trigger.pushed ? [trigger.pushed] : []), ...(trigger.carried ?? [])];
+    const arrived = {
+      known: trigger.known,
+      pushed: [...(trigger.pushed ? [trigger.pushed] : []), ...(trigger.carried ?? [])],
+    };
     const pending = this.#pullSoon.get(lockId);
     if (pending) {
-      if (trigger.known) pending.known = trigger.known;
-      pending.pushed.push(...arrived);
+      addTo(pending, arrived);
       return;
     }
-    this.#pullSoon.set(lockId, { known: trigger.known, pushed: arrived });
+    this.#pullSoon.set(lockId, arrived);
     this.#ctx.clock.setTimeout(() => {
       const t = this.#pullSoon.get(lockId);
       this.#pullSoon.delete(lockId);
@@ -132,13 +141,11 @@ export class EventCollection {
     if (this.#ctx.pairing.space.full) return;
     if (this.#pulling.has(lockId)) {
       // Kept for when it ends: a push that arrived meanwhile can still be stored as it came.
+      // A plain pull (no trigger) asked for on either side makes the next one plain: it asks the lock.
       const waiting = this.#pullAgain.get(lockId);
-      if (!this.#pullAgain.has(lockId)) {
-        this.#pullAgain.set(lockId, trigger ? { known: trigger.known, pushed: [...trigger.pushed] } : undefined);
-      } else if (waiting && trigger) {
-        waiting.pushed.push(...trigger.pushed);
-        if (trigger.known) waiting.known = trigger.known;
-      } else this.#pullAgain.set(lockId, undefined);
+      if (!this.#pullAgain.has(lockId)) this.#pullAgain.set(lockId, trigger && addTo({ pushed: [] }, trigger));
+      else if (waiting && trigger) addTo(waiting, trigger);
+      else this.#pullAgain.set(lockId, undefined);
       return;
     }
     const run = this.#collect(lockId, trigger)
