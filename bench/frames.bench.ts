@@ -111,14 +111,6 @@ async function measure(
     connects.push(await countedConnectAndOpen(site, link, lock, radio, QUIET_MS));
   }
   process.stderr.write(`frames: ${radio} connect and open ${JSON.stringify(connects)}\n`);
-  const out = distribution(
-    'frames',
-    opens.map((c) => c.out),
-  );
-  const back = distribution(
-    'frames',
-    opens.map((c) => c.back),
-  );
   process.stderr.write(`frames: ${radio} ${JSON.stringify(opens)} idle ack ${JSON.stringify(idle)}\n`);
   return {
     [`${radio}.framesPerOpen`]: {
@@ -126,25 +118,24 @@ async function measure(
       value: Math.max(...opens.map((c) => Math.max(c.out, c.back))),
       n: OPENS,
     },
-    [`${radio}.framesPerOpen.out`]: out,
-    [`${radio}.framesPerOpen.back`]: back,
+    ...eachWay(`${radio}.framesPerOpen`, opens),
     [`${radio}.framesPerOpen.idleAck.out`]: { unit: 'frames', value: idle.out, n: 1 },
     [`${radio}.framesPerOpen.idleAck.back`]: { unit: 'frames', value: idle.back, n: 1 },
-    [`${radio}.framesPerPushedEvent.out`]: distribution(
+    ...eachWay(`${radio}.framesPerPushedEvent`, pushes),
+    ...eachWay(`${radio}.framesPerConnectAndOpen`, connects),
+  };
+}
+
+/** `<key>.out` and `<key>.back`: p50/p99 of the frames each way over the counts. */
+function eachWay(key: string, counts: AirCount[]): Record<string, Metric> {
+  return {
+    [`${key}.out`]: distribution(
       'frames',
-      pushes.map((c) => c.out),
+      counts.map((c) => c.out),
     ),
-    [`${radio}.framesPerPushedEvent.back`]: distribution(
+    [`${key}.back`]: distribution(
       'frames',
-      pushes.map((c) => c.back),
-    ),
-    [`${radio}.framesPerConnectAndOpen.out`]: distribution(
-      'frames',
-      connects.map((c) => c.out),
-    ),
-    [`${radio}.framesPerConnectAndOpen.back`]: distribution(
-      'frames',
-      connects.map((c) => c.back),
+      counts.map((c) => c.back),
     ),
   };
 }

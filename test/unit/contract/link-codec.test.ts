@@ -249,14 +249,18 @@ describe('link application frames', () => {
       ).toThrow(HubError);
     });
 
+    /** A one-credential offline item with these windows, and a setOffline with nothing else. */
+    const offlineItem = (windows: { from: number; until: number }[]): OfflineItem => ({
+      kind: 'tag',
+      credentialId: 't',
+      digest: new Uint8Array(32),
+      windows,
+    });
+    const setOffline = { type: 'setOffline' as const, id: 1, reset: false, remove: [] };
+
     it('offline updates with an empty or inverted window, or too many entries', () => {
-      const item = (windows: { from: number; until: number }[]) => ({
-        kind: 'tag' as const,
-        credentialId: 't',
-        digest: new Uint8Array(32),
-        windows,
-      });
-      const base = { type: 'setOffline' as const, id: 1, reset: false, remove: [] };
+      const item = offlineItem;
+      const base = setOffline;
       expect(() => encodeMessage({ ...base, upsert: [item([])] })).toThrow(HubError);
       expect(() => encodeMessage({ ...base, upsert: [item([{ from: 5_000, until: 5_000 }])] })).toThrow(HubError);
       expect(() =>
@@ -273,13 +277,8 @@ describe('link application frames', () => {
     });
 
     it('offline windows travel as whole seconds (u32): a bound between seconds, negative or past 2106 is refused', () => {
-      const item = (windows: { from: number; until: number }[]) => ({
-        kind: 'pin' as const,
-        credentialId: 'p',
-        digest: new Uint8Array(32),
-        windows,
-      });
-      const base = { type: 'setOffline' as const, id: 1, reset: false, remove: [] };
+      const item = offlineItem;
+      const base = setOffline;
       const encode = (from: number, until: number) => () =>
         encodeMessage({ ...base, upsert: [item([{ from, until }])] });
       expect(encode(1_500, 9_000)).toThrow(/window\.from: must be whole seconds/);

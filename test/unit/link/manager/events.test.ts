@@ -86,11 +86,8 @@ describe('event collection', () => {
   });
 
   it('events pushed as they happen, each the next in sequence, are stored as they came: no getState, no getEvents, one acknowledgement once idle', async () => {
-    const site = await Site.create({ seed: 'push-in-sequence', locks: 1 });
-    const hub = site.hub;
-    await hub.attach(A);
+    const { site, hub, lock } = await onWatchedLink('push-in-sequence');
     await site.pass(5_000);
-    const lock = site.world.lock(A);
     expect(lock.events()).toEqual([]);
     const before = lock.requestCounts().handled;
     // A passage: the door opens, and closes a second later (two pushes within the acknowledgement's delay).
@@ -230,11 +227,8 @@ describe('event collection', () => {
   });
 
   it("an idle lock's poll is one exchange (getState): no getEvents when nothing is new", async () => {
-    const site = await Site.create({ seed: 'idle-poll', locks: 1 });
-    const hub = site.hub;
-    await hub.attach(A);
+    const { site, lock } = await onWatchedLink('idle-poll');
     await site.pass(5_000);
-    const lock = site.world.lock(A);
     const before = lock.requestCounts().handled;
     await site.pass(10 * DEFAULT_LINK_OPTIONS.pollMs);
     const after = lock.requestCounts().handled;
